@@ -1,0 +1,100 @@
+import { Body, Controller, Get, Inject, Param, Post, Query, Req } from '@nestjs/common';
+import type { FastifyRequest } from 'fastify';
+import { GatewayError, QUEUE_NAMES } from '@gw/platform';
+import type { ClientRecord } from '@gw/platform';
+import { requireAdmin } from './auth.guard';
+import type { GatewayCore } from './core';
+import { CORE } from './tokens';
+
+interface CreateClientBody {
+  name?: string;
+  organization?: string;
+  scopes?: string | string[];
+  admin?: boolean;
+  jwks?: { keys: unknown[] };
+}
+
+/** Operator API (admin clients only): clients, dead-letter jobs, access audit. */
+@Controller('admin')
+export class AdminController {
+  constructor(@Inject(CORE) private readonly core: GatewayCore) {}
+
+  @Post('clients')
+  async createClient(@Req() req: FastifyRequest, @Body() body: CreateClientBody): Promise<{ client: ClientRecord; client_secret?: string }> {
+    requireAdmin(req);
+    if (!body?.name || !body.organization || !body.scopes) {
+      throw new GatewayError('invalid', { text: 'name, organization (Organization/<id>) and scopes are required' });
+    }
+    try {
+      const { client, secret } = await this.core.clients.create({
+        name: body.name,
+        organization: body.organization,
+        scopes: Array.isArray(body.scopes) ? body.scopes : body.scopes.split(/\s+/),
+        admin: body.admin === true,
+        withSecret: !body.jwks,
+        jwks: body.jwks as never,
+      });
+      return { client, ...(secret ? { client_secret: secret } : {}) };
+    } catch (err) {
+      throw new GatewayError('invalid', { text: (err as Error).message });
+    }
+  }
+
+  @Get('clients')
+  async listClients(@Req() req: FastifyRequest): Promise<ClientRecord[]> {
+    requireAdmin(req);
+    return this.core.clients.list();
+  }
+
+  @Get('jobs/failed')
+  async failedJobs(@Req() req: FastifyRequest): Promise<unknown[]> {
+    requireAdmin(req);
+    const out: unknown[] = [];
+    for (const queue of QUEUE_NAMES) {
+      for (const job of await this.core.queue.failed(queue)) {
+        out.push({ queue, id: job.id, name: job.name, attempts: job.attemptsMade, failedReason: job.failedReason, finishedOn: job.finishedOn });
+      }
+    }
+    return out;
+  }
+
+  @Post('jobs/:queue/:id/retry')
+  async retryJob(@Req() req: FastifyRequest, @Param('queue') queue: string, @Param('id') id: string): Promise<{ retried: boolean }> {
+    requireAdmin(req);
+    if (!QUEUE_NAMES.includes(queue)) {
+      throw new GatewayError('not-found', { text: `Unknown queue ${queue}` });
+    }
+    if (!(await this.core.queue.retry(queue, id))) {
+      throw new GatewayError('not-found', { text: `No failed job ${id} in ${queue}` });
+    }
+    return { retried: true };
+  }
+
+  @Get('audit')
+  async audit(@Req() req: FastifyRequest, @Query('client') client?: string, @Query('_count') count?: string): Promise<unknown> {
+    requireAdmin(req);
+    await this.core.audit.flush();
+    const limit = Math.min(Number(count) || 100, 1000);
+    const res = await this.core.db.pool.query(
+      `SELECT id, recorded, client_id, organization, interaction, resource_type, entity, outcome, request_id FROM audit_event
+       WHERE ($1::text IS NULL OR client_id = $1) ORDER BY id DESC LIMIT $2`,
+      [client ?? null, limit],
+    );
+    return { resourceType: 'Bundle', type: 'collection', entry: res.rows.map((r) => ({ resource: toAuditEvent(r) })) };
+  }
+}
+
+/** Renders an audit row as a FHIR AuditEvent (REST subtype, who, what). */
+function toAuditEvent(r: Record<string, unknown>): Record<string, unknown> {
+  return {
+    resourceType: 'AuditEvent',
+    id: String(r.id),
+    type: { system: 'http://terminology.hl7.org/CodeSystem/audit-event-type', code: 'rest' },
+    subtype: [{ system: 'http://hl7.org/fhir/restful-interaction', code: r.interaction }],
+    recorded: (r.recorded as Date).toISOString(),
+    outcome: Number(r.outcome) < 400 ? '0' : Number(r.outcome) < 500 ? '4' : '8',
+    agent: [{ who: { identifier: { value: r.client_id } }, requestor: true, ...(r.organization ? { location: { reference: r.organization } } : {}) }],
+    source: { observer: { display: 'fhir-gateway' }, ...(r.request_id ? { site: String(r.request_id) } : {}) },
+    entity: ((r.entity as string[] | null) ?? []).map((e) => ({ what: { reference: e } })),
+  };
+}

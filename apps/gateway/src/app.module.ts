@@ -1,0 +1,29 @@
+import { Module } from '@nestjs/common';
+import type { DynamicModule } from '@nestjs/common';
+import { APP_FILTER, APP_GUARD } from '@nestjs/core';
+import type { Registry } from 'prom-client';
+import { AdminController } from './admin.controller';
+import { AuthGuard } from './auth.guard';
+import type { GatewayCore } from './core';
+import { FhirController } from './fhir.controller';
+import { HealthController, METRICS } from './health.controller';
+import { OAuthController } from './oauth.controller';
+import { OutcomeFilter } from './outcome.filter';
+import { CORE } from './tokens';
+
+/** The HTTP application around an already-built GatewayCore. */
+@Module({})
+export class AppModule {
+  static forRoot(core: GatewayCore, metrics: Registry): DynamicModule {
+    return {
+      module: AppModule,
+      controllers: [FhirController, OAuthController, HealthController, AdminController],
+      providers: [
+        { provide: CORE, useValue: core },
+        { provide: METRICS, useValue: metrics },
+        { provide: APP_GUARD, useClass: AuthGuard },
+        { provide: APP_FILTER, useValue: new OutcomeFilter(core.logger) },
+      ],
+    };
+  }
+}

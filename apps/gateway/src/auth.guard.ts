@@ -1,0 +1,56 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { CanActivate, ExecutionContext } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import type { FastifyRequest } from 'fastify';
+import { GatewayError } from '@gw/platform';
+import type { Principal } from '@gw/store';
+import type { GatewayCore } from './core';
+import { IS_PUBLIC } from './public.decorator';
+import { CORE } from './tokens';
+
+export type AuthedRequest = FastifyRequest & { principal?: Principal };
+
+/** Global guard: every route needs a valid Bearer access token unless marked @Public(). */
+@Injectable()
+export class AuthGuard implements CanActivate {
+  constructor(
+    private readonly reflector: Reflector,
+    @Inject(CORE) private readonly core: GatewayCore,
+  ) {}
+
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    if (this.reflector.getAllAndOverride<boolean>(IS_PUBLIC, [context.getHandler(), context.getClass()])) {
+      return true;
+    }
+    const req = context.switchToHttp().getRequest<AuthedRequest>();
+    const header = req.headers.authorization;
+    if (!header || !header.startsWith('Bearer ')) {
+      throw new GatewayError('unauthorized', { text: 'A Bearer access token is required (POST /oauth2/token, grant_type=client_credentials)' });
+    }
+    try {
+      req.principal = await this.core.tokens.verify(header.slice(7).trim());
+    } catch (err) {
+      const expired = (err as { code?: string }).code === 'ERR_JWT_EXPIRED';
+      throw new GatewayError('unauthorized', { text: expired ? 'The access token has expired' : 'The access token is invalid', code: expired ? 'expired' : 'login' });
+    }
+    return true;
+  }
+}
+
+/** The principal set by the guard on an authenticated request. */
+export function principalOf(req: FastifyRequest): Principal {
+  const p = (req as AuthedRequest).principal;
+  if (!p) {
+    throw new GatewayError('unauthorized', { text: 'Not authenticated' });
+  }
+  return p;
+}
+
+/** Admin-only routes. */
+export function requireAdmin(req: FastifyRequest): Principal {
+  const p = principalOf(req);
+  if (!p.admin) {
+    throw new GatewayError('forbidden', { text: 'This operation needs an admin client' });
+  }
+  return p;
+}

@@ -1,0 +1,87 @@
+import { resolve } from 'node:path';
+import {
+  ClientRegistry,
+  QueueService,
+  TokenService,
+  baseUrl,
+  migrate,
+  openDatabase,
+} from '@gw/platform';
+import type { DatabaseHandle, GatewayConfig, Logger } from '@gw/platform';
+import { ProfileRegistry, SearchParamRegistry, buildCapabilityStatement, loadFhirDefinitions } from '@gw/fhir';
+import type { CapabilityStatement } from '@medplum/fhirtypes';
+import {
+  AuditLog,
+  FhirRepository,
+  FhirService,
+  OrganizationAccessPolicy,
+  registerHousekeepingJobs,
+  scheduleHousekeeping,
+} from '@gw/store';
+
+export const VERSION = '0.1.0';
+
+/** Everything the gateway is made of, built once at boot (also used by tests and the CLI). */
+export interface GatewayCore {
+  config: GatewayConfig;
+  logger: Logger;
+  db: DatabaseHandle;
+  baseUrl: string;
+  repo: FhirRepository;
+  service: FhirService;
+  audit: AuditLog;
+  clients: ClientRegistry;
+  tokens: TokenService;
+  queue: QueueService;
+  profiles: ProfileRegistry;
+  capability: CapabilityStatement;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the database (embedded unless GW_DATABASE_URL), applies migrations, loads FHIR
+ * definitions and profiles, and wires the store, auth and queue. `port` is the port actually
+ * listened on when GW_HTTP_PORT=0.
+ */
+export async function createCore(config: GatewayConfig, logger: Logger, opts: { port?: number; workers?: boolean } = {}): Promise<GatewayCore> {
+  const db = await openDatabase(config, logger);
+  try {
+    const applied = await migrate(db.pool);
+    if (applied.length > 0) {
+      logger.info({ migrations: applied }, 'schema migrations applied');
+    }
+    loadFhirDefinitions();
+    const profiles = ProfileRegistry.fromDirectory(resolve(config.GW_PROFILES_DIR));
+    const registry = new SearchParamRegistry();
+    const base = baseUrl(config, opts.port);
+    const repo = new FhirRepository(db.pool, registry, new OrganizationAccessPolicy(), profiles);
+    const audit = new AuditLog(db.pool, logger);
+    const service = new FhirService(repo, audit, {
+      baseUrl: base,
+      defaultCount: config.GW_SEARCH_DEFAULT_COUNT,
+      maxCount: config.GW_SEARCH_MAX_COUNT,
+    });
+    const clients = new ClientRegistry(db.pool);
+    const tokens = new TokenService(db.pool, clients, { issuer: base, tokenEndpoint: `${base}/oauth2/token`, ttlSeconds: config.GW_TOKEN_TTL_SECONDS });
+    await tokens.init();
+    const queue = new QueueService({ databaseUrl: db.url, redisUrl: config.GW_REDIS_URL, logger });
+    registerHousekeepingJobs(queue, db.pool);
+    queue.verifyHandlers();
+    if (opts.workers ?? config.GW_WORKERS_INPROCESS) {
+      queue.startWorkers(config.GW_WORKER_QUEUES);
+      await scheduleHousekeeping(queue, config.GW_AUDIT_RETENTION_DAYS);
+    }
+    const capability = buildCapabilityStatement({ baseUrl: base, version: VERSION, registry, profiles });
+    return {
+      config, logger, db, baseUrl: base, repo, service, audit, clients, tokens, queue, profiles, capability,
+      async close() {
+        await queue.close();
+        await audit.flush();
+        await db.close();
+      },
+    };
+  } catch (err) {
+    await db.close().catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,56 @@
+import 'reflect-metadata';
+import { randomUUID } from 'node:crypto';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import type { FastifyInstance } from 'fastify';
+import { GatewayError, pathOnly } from '@gw/platform';
+import { AppModule } from './app.module';
+import type { GatewayCore } from './core';
+import { createMetrics, instrumentHttp } from './metrics';
+
+const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/** Builds the NestJS (Fastify) application over a GatewayCore; does not listen. */
+export async function createHttpApp(core: GatewayCore): Promise<NestFastifyApplication> {
+  const adapter = new FastifyAdapter({
+    bodyLimit: core.config.GW_MAX_BODY_BYTES,
+    genReqId: (req: { headers: Record<string, string | string[] | undefined> }) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID_RE.test(given) ? given : randomUUID();
+    },
+  });
+  const metrics = createMetrics(core);
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(core, metrics), adapter, {
+    logger: ['error', 'warn'],
+    bodyParser: false,
+  });
+  const fastify = app.getHttpAdapter().getInstance() as unknown as FastifyInstance;
+  registerBodyParsers(fastify);
+  instrumentHttp(fastify, metrics);
+  fastify.addHook('onRequest', async (req, reply) => {
+    void reply.header('x-request-id', req.id);
+  });
+  fastify.addHook('onResponse', async (req, reply) => {
+    // Path only: query strings carry patient identifiers.
+    core.logger.info({ reqId: req.id, method: req.method, path: pathOnly(req.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+  });
+  return app;
+}
+
+/** JSON (FHIR or plain) with a clear error on malformed input, forms as text. */
+function registerBodyParsers(fastify: FastifyInstance): void {
+  fastify.addContentTypeParser(['application/json', 'application/fhir+json', 'application/json+fhir'], { parseAs: 'string' }, (_req, body, done) => {
+    const text = String(body);
+    if (text.trim() === '') {
+      done(null, undefined);
+      return;
+    }
+    try {
+      done(null, JSON.parse(text));
+    } catch (err) {
+      done(new GatewayError('invalid', { text: `Malformed JSON: ${(err as Error).message}`, code: 'structure' }), undefined);
+    }
+  });
+  fastify.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => done(null, String(body)));
+}

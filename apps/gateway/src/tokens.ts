@@ -1,0 +1,2 @@
+/** Nest injection token for the GatewayCore value. */
+export const CORE = Symbol('GatewayCore');

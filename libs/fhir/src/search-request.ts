@@ -1,0 +1,158 @@
+import { invalidSearch } from './outcomes';
+
+export type Prefix = 'eq' | 'ne' | 'lt' | 'le' | 'gt' | 'ge' | 'sa' | 'eb' | 'ap';
+const PREFIXES = new Set<string>(['eq', 'ne', 'lt', 'le', 'gt', 'ge', 'sa', 'eb', 'ap']);
+
+export interface SearchParamClause {
+  /** The query key as sent, for error messages (`subject:Patient.identifier`). */
+  key: string;
+  code: string;
+  modifier?: string;
+  /** `subject:Patient.identifier=` → { targetType: 'Patient', code: 'identifier' } */
+  chain?: { targetType?: string; code: string; modifier?: string };
+  /** Comma-separated values: any may match (OR). */
+  values: string[];
+}
+
+export interface IncludeClause {
+  key: string;
+  sourceType: string;
+  code: string;
+  targetType?: string;
+}
+
+export interface SearchRequest {
+  resourceType: string;
+  clauses: SearchParamClause[];
+  count: number;
+  offset: number;
+  sort: { code: string; descending: boolean }[];
+  include: IncludeClause[];
+  revinclude: IncludeClause[];
+  total?: 'none' | 'estimate' | 'accurate';
+  summaryCount: boolean;
+}
+
+const RESULT_PARAMS = new Set(['_count', '_offset', '_sort', '_include', '_revinclude', '_total', '_summary', '_format', '_pretty', '_elements']);
+
+/**
+ * Parses a FHIR search query (ordered key/value pairs, keys may repeat = AND) into clauses. Does
+ * not know which parameters exist: the store checks that against the registry.
+ */
+export function parseSearchRequest(
+  resourceType: string,
+  pairs: [string, string][],
+  limits: { defaultCount: number; maxCount: number },
+): SearchRequest {
+  const req: SearchRequest = {
+    resourceType,
+    clauses: [],
+    count: limits.defaultCount,
+    offset: 0,
+    sort: [],
+    include: [],
+    revinclude: [],
+    summaryCount: false,
+  };
+  for (const [key, value] of pairs) {
+    if (RESULT_PARAMS.has(key)) {
+      applyResultParam(req, key, value, limits.maxCount);
+    } else {
+      req.clauses.push(parseClause(key, value));
+    }
+  }
+  return req;
+}
+
+function applyResultParam(req: SearchRequest, key: string, value: string, maxCount: number): void {
+  switch (key) {
+    case '_count':
+      req.count = Math.min(nonNegativeInt(key, value), maxCount);
+      return;
+    case '_offset':
+      req.offset = nonNegativeInt(key, value);
+      return;
+    case '_sort':
+      req.sort.push(
+        ...value.split(',').filter(Boolean).map((s) => (s.startsWith('-') ? { code: s.slice(1), descending: true } : { code: s, descending: false })),
+      );
+      return;
+    case '_include':
+    case '_revinclude':
+      (key === '_include' ? req.include : req.revinclude).push(parseInclude(key, value));
+      return;
+    case '_total':
+      if (value !== 'none' && value !== 'estimate' && value !== 'accurate') {
+        throw invalidSearch(`_total must be none, estimate or accurate, not "${value}"`, '_total');
+      }
+      req.total = value;
+      return;
+    case '_summary':
+      req.summaryCount = value === 'count';
+      return;
+    default:
+      return; // _format, _pretty, _elements: presentation only
+  }
+}
+
+function nonNegativeInt(key: string, value: string): number {
+  if (!/^\d+$/.test(value)) {
+    throw invalidSearch(`${key} must be a non-negative integer, not "${value}"`, key);
+  }
+  return Number(value);
+}
+
+function parseInclude(key: string, value: string): IncludeClause {
+  const [sourceType, code, targetType] = value.replace(/:iterate$|:recurse$/, '').split(':');
+  if (!sourceType || !code) {
+    throw invalidSearch(`${key} must be Type:parameter[:TargetType], not "${value}"`, key);
+  }
+  return { key, sourceType, code, targetType };
+}
+
+function parseClause(key: string, value: string): SearchParamClause {
+  const dot = key.indexOf('.');
+  const head = dot === -1 ? key : key.slice(0, dot);
+  const [code, modifier] = splitOnce(head, ':');
+  const clause: SearchParamClause = { key, code, values: splitValues(value) };
+  if (dot === -1) {
+    clause.modifier = modifier;
+    return clause;
+  }
+  const [chainCode, chainModifier] = splitOnce(key.slice(dot + 1), ':');
+  clause.chain = { targetType: modifier, code: chainCode, modifier: chainModifier };
+  return clause;
+}
+
+function splitOnce(s: string, sep: string): [string, string | undefined] {
+  const i = s.indexOf(sep);
+  return i === -1 ? [s, undefined] : [s.slice(0, i), s.slice(i + 1)];
+}
+
+/** Splits on commas not escaped as `\,` (FHIR search escaping). */
+export function splitValues(value: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  for (let i = 0; i < value.length; i++) {
+    const ch = value[i];
+    if (ch === '\\' && i + 1 < value.length && ',$|\\'.includes(value[i + 1])) {
+      cur += value[++i];
+    } else if (ch === ',') {
+      out.push(cur);
+      cur = '';
+    } else {
+      cur += ch;
+    }
+  }
+  out.push(cur);
+  return out;
+}
+
+/** Splits a leading comparison prefix (`ge2020-01-01` → ['ge', '2020-01-01']). */
+export function splitPrefix(value: string): { prefix: Prefix; value: string } {
+  const p = value.slice(0, 2);
+  if (PREFIXES.has(p) && value.length > 2 && /[\d-]/.test(value[2])) {
+    return { prefix: p as Prefix, value: value.slice(2) };
+  }
+  return { prefix: 'eq', value };
+}

@@ -1,0 +1,65 @@
+import { z } from 'zod';
+
+const bool = z
+  .enum(['true', 'false', '1', '0'])
+  .transform((v) => v === 'true' || v === '1');
+
+/**
+ * The one schema of the gateway's environment. Every variable is `GW_*`; `process.env` is read
+ * nowhere else. deploy/ files use the same names (checked by test/e2e/deploy-env.e2e-spec.ts).
+ */
+export const configSchema = z.object({
+  GW_HTTP_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  GW_HTTP_HOST: z.string().min(1).default('127.0.0.1'),
+  GW_BASE_URL: z.string().url().optional(),
+  GW_DATA_DIR: z.string().min(1).default('./data'),
+  GW_DATABASE_URL: z.string().url().optional(),
+  GW_DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(16),
+  GW_EMBEDDED_PG_PORT: z.coerce.number().int().min(1).max(65535).default(54329),
+  GW_REDIS_URL: z.string().url().optional(),
+  GW_MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(16 * 1024 * 1024),
+  GW_TOKEN_TTL_SECONDS: z.coerce.number().int().min(30).max(3600).default(300),
+  GW_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  GW_WORKERS_INPROCESS: bool.default(true),
+  GW_WORKER_QUEUES: z.string().default('*'),
+  GW_AUDIT_RETENTION_DAYS: z.coerce.number().int().min(1).default(3650),
+  GW_SEARCH_DEFAULT_COUNT: z.coerce.number().int().min(1).max(1000).default(20),
+  GW_SEARCH_MAX_COUNT: z.coerce.number().int().min(1).max(10000).default(1000),
+  GW_PROFILES_DIR: z.string().min(1).default('./fhir-profiles'),
+});
+
+export type GatewayConfig = z.infer<typeof configSchema>;
+
+/** Names of every configuration variable the gateway understands. */
+export const CONFIG_VARIABLES = Object.keys(configSchema.shape) as (keyof GatewayConfig)[];
+
+export class ConfigError extends Error {}
+
+/**
+ * Validates the environment once at boot. Fails fast naming the variable, never echoing its
+ * value (a database URL carries a password).
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  const picked: Record<string, string> = {};
+  for (const key of CONFIG_VARIABLES) {
+    const value = env[key];
+    if (value !== undefined && value !== '') {
+      picked[key] = value;
+    }
+  }
+  const result = configSchema.safeParse(picked);
+  if (!result.success) {
+    const problems = result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`Invalid configuration: ${problems.join('; ')}`);
+  }
+  return result.data;
+}
+
+/** The public base URL of the gateway (used in Location headers, links and token audiences). */
+export function baseUrl(config: GatewayConfig, listeningPort?: number): string {
+  if (config.GW_BASE_URL) {
+    return config.GW_BASE_URL.replace(/\/+$/, '');
+  }
+  const host = config.GW_HTTP_HOST === '0.0.0.0' ? 'localhost' : config.GW_HTTP_HOST;
+  return `http://${host}:${listeningPort ?? config.GW_HTTP_PORT}`;
+}

@@ -1,0 +1,17 @@
+export { loadConfig, baseUrl, configSchema, CONFIG_VARIABLES, ConfigError } from './config';
+export type { GatewayConfig } from './config';
+export { GatewayError, invalid, notFound, forbidden, outcomeOf, statusOfCategory } from './errors';
+export type { ErrorCategory, IssueInput } from './errors';
+export { createLogger, pathOnly, REDACTED_PATHS } from './logger';
+export type { Logger } from './logger';
+export { openDatabase, startEmbeddedPostgres } from './database';
+export type { DatabaseHandle } from './database';
+export { migrate, MIGRATIONS } from './migrations';
+export { QueueService, JOB_QUEUE, QUEUE_NAMES, UnrecoverableError } from './queue';
+export type { JobCatalogue, JobName, JobHandler, JobResult, JobContext } from './queue';
+export { parseScope, scopeAllows, scopeWithin, isValidScope } from './scopes';
+export type { ScopeAction } from './scopes';
+export { ClientRegistry } from './clients';
+export type { ClientRecord, NewClient } from './clients';
+export { TokenService, OAuthError, CLIENT_ASSERTION_TYPE } from './tokens';
+export type { TokenRequest, AccessClaims } from './tokens';

@@ -1,0 +1,174 @@
+import { Job, Queue, UnrecoverableError, Worker, createPostgresBackend } from 'bullmq';
+import type { JobsOptions } from 'bullmq';
+import IORedis from 'ioredis';
+import type { Logger } from './logger';
+
+/**
+ * The typed job catalogue: every job name with its payload. Payloads carry ids, tenant and
+ * trace ids only — never patient data.
+ */
+export interface JobCatalogue {
+  /** Deletes access-audit rows past retention and expired client-assertion ids. */
+  'housekeeping.purge-audit': { retentionDays: number; traceId?: string };
+}
+
+export type JobName = keyof JobCatalogue;
+
+/** Which queue each job runs on (one env var selects the queues a worker process consumes). */
+export const JOB_QUEUE: Record<JobName, string> = {
+  'housekeeping.purge-audit': 'housekeeping',
+};
+
+export const QUEUE_NAMES = [...new Set(Object.values(JOB_QUEUE))];
+
+export interface JobResult {
+  status: 'success' | 'skipped';
+  detail?: Record<string, string | number>;
+}
+
+export interface JobContext {
+  jobId: string;
+  attempt: number;
+  logger: Logger;
+}
+
+export type JobHandler<N extends JobName> = (payload: JobCatalogue[N], ctx: JobContext) => Promise<JobResult>;
+
+export { UnrecoverableError };
+
+const DEFAULT_JOB_OPTIONS: JobsOptions = {
+  attempts: 6,
+  backoff: { type: 'exponential', delay: 2000, jitter: 0.5 },
+  removeOnComplete: { age: 7 * 24 * 3600, count: 10_000 },
+  // Exhausted jobs stay in the failed set: that is the dead-letter list an operator replays.
+  removeOnFail: false,
+};
+
+export interface QueueBackendOptions {
+  /** PostgreSQL connection string (default backend, schema `bullmq`). */
+  databaseUrl: string;
+  /** Redis URL: when set, BullMQ runs on Redis instead. */
+  redisUrl?: string;
+  logger: Logger;
+}
+
+type AnyQueue = Queue<unknown, unknown, string>;
+type AnyWorker = Worker<unknown, JobResult, string>;
+
+/**
+ * BullMQ behind one small service: PostgreSQL backend on the gateway's database by default,
+ * Redis when configured. Startup fails if a catalogued job has no handler or two.
+ */
+export class QueueService {
+  private readonly queues = new Map<string, AnyQueue>();
+  private readonly workers: AnyWorker[] = [];
+  private readonly handlers = new Map<JobName, JobHandler<JobName>>();
+  private redis?: IORedis;
+
+  constructor(private readonly opts: QueueBackendOptions) {}
+
+  get backend(): 'postgres' | 'redis' {
+    return this.opts.redisUrl ? 'redis' : 'postgres';
+  }
+
+  register<N extends JobName>(name: N, handler: JobHandler<N>): void {
+    if (this.handlers.has(name)) {
+      throw new Error(`Job ${name} has two handlers`);
+    }
+    this.handlers.set(name, handler as unknown as JobHandler<JobName>);
+  }
+
+  /** Throws unless every job of the catalogue has exactly one handler. */
+  verifyHandlers(): void {
+    const missing = (Object.keys(JOB_QUEUE) as JobName[]).filter((n) => !this.handlers.has(n));
+    if (missing.length > 0) {
+      throw new Error(`No handler for job(s): ${missing.join(', ')}`);
+    }
+  }
+
+  queue(name: string): AnyQueue {
+    let q = this.queues.get(name);
+    if (!q) {
+      q = this.build((opts, factory) => new Queue(name, { ...opts, defaultJobOptions: DEFAULT_JOB_OPTIONS }, factory));
+      this.queues.set(name, q);
+    }
+    return q;
+  }
+
+  /** Enqueues a job; `jobId` must derive from natural keys so a redelivery is a no-op. */
+  async enqueue<N extends JobName>(name: N, payload: JobCatalogue[N], jobId: string, opts?: JobsOptions): Promise<void> {
+    await this.queue(JOB_QUEUE[name]).add(name, payload, { ...opts, jobId });
+  }
+
+  /** Starts workers for the selected queues (`*` = all). */
+  startWorkers(selection: string, concurrency = 4): string[] {
+    this.verifyHandlers();
+    const names = selection.trim() === '*' ? QUEUE_NAMES : selection.split(',').map((s) => s.trim()).filter(Boolean);
+    for (const name of names) {
+      if (!QUEUE_NAMES.includes(name)) {
+        throw new Error(`Unknown queue in GW_WORKER_QUEUES: ${name}`);
+      }
+      const worker = this.build(
+        (opts, factory) => new Worker<unknown, JobResult, string>(name, (job: Job) => this.process(job), { ...opts, concurrency }, factory),
+      );
+      worker.on('failed', (job, err) =>
+        this.opts.logger.warn({ queue: name, job: job?.name, jobId: job?.id, attempt: job?.attemptsMade, err: err.message }, 'job failed'),
+      );
+      worker.on('error', (err) => this.opts.logger.error({ queue: name, err: err.message }, 'worker error'));
+      this.workers.push(worker);
+    }
+    return names;
+  }
+
+  private async process(job: Job): Promise<JobResult> {
+    const handler = this.handlers.get(job.name as JobName);
+    if (!handler) {
+      throw new UnrecoverableError(`No handler for job ${job.name}`);
+    }
+    const logger = this.opts.logger.child({ job: job.name, jobId: job.id });
+    const result = await handler(job.data as never, { jobId: String(job.id), attempt: job.attemptsMade + 1, logger });
+    logger.info({ status: result.status, ...result.detail }, 'job done');
+    return result;
+  }
+
+  async counts(): Promise<Record<string, Record<string, number>>> {
+    const out: Record<string, Record<string, number>> = {};
+    for (const name of QUEUE_NAMES) {
+      out[name] = await this.queue(name).getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed');
+    }
+    return out;
+  }
+
+  /** The dead-letter list: jobs that exhausted their attempts. */
+  async failed(queueName: string, start = 0, end = 99): Promise<Job[]> {
+    return this.queue(queueName).getFailed(start, end);
+  }
+
+  async retry(queueName: string, jobId: string): Promise<boolean> {
+    const job = await this.queue(queueName).getJob(jobId);
+    if (!job || !(await job.isFailed())) {
+      return false;
+    }
+    await job.retry('failed');
+    return true;
+  }
+
+  /** Workers first, then queues, then the connection (in-flight jobs finish). */
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.close()));
+    await Promise.all([...this.queues.values()].map((q) => q.close()));
+    this.workers.length = 0;
+    this.queues.clear();
+    if (this.redis) {
+      await this.redis.quit().catch(() => undefined);
+    }
+  }
+
+  private build<T>(make: (opts: { connection: never }, factory?: never) => T): T {
+    if (this.opts.redisUrl) {
+      this.redis ??= new IORedis(this.opts.redisUrl, { maxRetriesPerRequest: null });
+      return make({ connection: this.redis as never });
+    }
+    return make({ connection: { connectionString: this.opts.databaseUrl, schema: 'bullmq', max: 4, migrate: true } as never }, createPostgresBackend as never);
+  }
+}

@@ -1,0 +1,195 @@
+import { randomUUID } from 'node:crypto';
+import { SignJWT, createLocalJWKSet, decodeJwt, exportJWK, generateKeyPair, importJWK, jwtVerify } from 'jose';
+import type { JWK, JSONWebKeySet, KeyObject } from 'jose';
+import type { Pool } from 'pg';
+import type { ClientRecord, ClientRegistry } from './clients';
+import { scopeWithin } from './scopes';
+
+export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+const ASSERTION_ALGS = ['RS384', 'ES384', 'RS256', 'ES256'];
+const ALG = 'ES256';
+
+/** An OAuth2 error response (RFC 6749 §5.2). */
+export class OAuthError extends Error {
+  constructor(
+    readonly status: number,
+    readonly error: string,
+    readonly description: string,
+  ) {
+    super(description);
+  }
+}
+
+export interface TokenRequest {
+  grant_type?: string;
+  scope?: string;
+  client_id?: string;
+  client_secret?: string;
+  client_assertion_type?: string;
+  client_assertion?: string;
+  /** The raw Authorization header (client_secret_basic). */
+  authorization?: string;
+}
+
+export interface AccessClaims {
+  clientId: string;
+  organization: string;
+  admin: boolean;
+  scopes: string[];
+}
+
+/**
+ * SMART Backend Services token endpoint logic: authenticates the client (client_secret_basic or
+ * private_key_jwt), narrows the scopes, and signs a short-lived JWT with the gateway's key.
+ */
+export class TokenService {
+  private privateKey?: KeyObject | Uint8Array;
+  private publicJwk?: JWK;
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly clients: ClientRegistry,
+    private readonly opts: { issuer: string; tokenEndpoint: string; ttlSeconds: number },
+  ) {}
+
+  /** Loads the signing key, creating it once for all replicas (advisory lock). */
+  async init(): Promise<void> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock(7402119)');
+      let row = (await client.query('SELECT kid, private_jwk, public_jwk FROM signing_key ORDER BY created_at DESC LIMIT 1')).rows[0];
+      if (!row) {
+        const { privateKey, publicKey } = await generateKeyPair(ALG, { extractable: true });
+        const kid = randomUUID();
+        const priv = { ...(await exportJWK(privateKey)), kid, alg: ALG };
+        const pub = { ...(await exportJWK(publicKey)), kid, alg: ALG, use: 'sig' };
+        await client.query('INSERT INTO signing_key (kid, alg, private_jwk, public_jwk) VALUES ($1, $2, $3, $4)', [kid, ALG, priv, pub]);
+        row = { kid, private_jwk: priv, public_jwk: pub };
+      }
+      await client.query('COMMIT');
+      this.privateKey = (await importJWK(row.private_jwk, ALG)) as KeyObject;
+      this.publicJwk = row.public_jwk;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  jwks(): JSONWebKeySet {
+    return { keys: this.publicJwk ? [this.publicJwk] : [] };
+  }
+
+  async issue(req: TokenRequest): Promise<{ access_token: string; token_type: 'bearer'; expires_in: number; scope: string }> {
+    if (req.grant_type !== 'client_credentials') {
+      throw new OAuthError(400, 'unsupported_grant_type', 'Only grant_type=client_credentials is supported');
+    }
+    const client = await this.authenticate(req);
+    const scopes = this.grantScopes(client, req.scope);
+    const now = Math.floor(Date.now() / 1000);
+    const token = await new SignJWT({ scope: scopes.join(' '), org: client.organization, adm: client.admin })
+      .setProtectedHeader({ alg: ALG, kid: this.publicJwk?.kid, typ: 'at+jwt' })
+      .setIssuer(this.opts.issuer)
+      .setSubject(client.id)
+      .setAudience(`${this.opts.issuer}/fhir`)
+      .setIssuedAt(now)
+      .setExpirationTime(now + this.opts.ttlSeconds)
+      .setJti(randomUUID())
+      .sign(this.requireKey());
+    return { access_token: token, token_type: 'bearer', expires_in: this.opts.ttlSeconds, scope: scopes.join(' ') };
+  }
+
+  async verify(token: string): Promise<AccessClaims> {
+    const { payload } = await jwtVerify(token, createLocalJWKSet(this.jwks()), {
+      issuer: this.opts.issuer,
+      audience: `${this.opts.issuer}/fhir`,
+      algorithms: [ALG],
+    });
+    return {
+      clientId: String(payload.sub),
+      organization: String(payload.org),
+      admin: payload.adm === true,
+      scopes: String(payload.scope ?? '').split(' ').filter(Boolean),
+    };
+  }
+
+  private requireKey(): KeyObject | Uint8Array {
+    if (!this.privateKey) {
+      throw new Error('TokenService.init() was not called');
+    }
+    return this.privateKey;
+  }
+
+  private grantScopes(client: ClientRecord, requested: string | undefined): string[] {
+    if (!requested || requested.trim() === '') {
+      return client.scopes;
+    }
+    const asked = requested.split(/\s+/).filter(Boolean);
+    const refused = asked.filter((s) => !scopeWithin(s, client.scopes));
+    if (refused.length > 0) {
+      throw new OAuthError(400, 'invalid_scope', `Scope(s) not granted to this client: ${refused.join(' ')}`);
+    }
+    return asked;
+  }
+
+  private async authenticate(req: TokenRequest): Promise<ClientRecord> {
+    if (req.client_assertion || req.client_assertion_type) {
+      return this.authenticateAssertion(req);
+    }
+    let id = req.client_id;
+    let secret = req.client_secret;
+    if (req.authorization?.startsWith('Basic ')) {
+      const decoded = Buffer.from(req.authorization.slice(6), 'base64').toString('utf8');
+      const colon = decoded.indexOf(':');
+      id = decodeURIComponent(decoded.slice(0, colon));
+      secret = decodeURIComponent(decoded.slice(colon + 1));
+    }
+    if (!id || !secret) {
+      throw new OAuthError(401, 'invalid_client', 'Client authentication required: HTTP Basic (client_secret_basic) or a client_assertion (private_key_jwt)');
+    }
+    const client = await this.clients.verifySecret(id, secret);
+    if (!client) {
+      throw new OAuthError(401, 'invalid_client', 'Unknown client or wrong secret');
+    }
+    return client;
+  }
+
+  /** SMART Backend Services: a JWT signed with the client's registered key. */
+  private async authenticateAssertion(req: TokenRequest): Promise<ClientRecord> {
+    if (req.client_assertion_type !== CLIENT_ASSERTION_TYPE || !req.client_assertion) {
+      throw new OAuthError(400, 'invalid_request', `client_assertion_type must be ${CLIENT_ASSERTION_TYPE} with a client_assertion`);
+    }
+    let iss: string | undefined;
+    try {
+      iss = decodeJwt(req.client_assertion).iss;
+    } catch {
+      throw new OAuthError(400, 'invalid_request', 'client_assertion is not a JWT');
+    }
+    const client = iss ? await this.clients.get(iss) : undefined;
+    if (!client || !client.active || !client.jwks) {
+      throw new OAuthError(401, 'invalid_client', 'Unknown client or no JWKS registered for it');
+    }
+    let payload;
+    try {
+      ({ payload } = await jwtVerify(req.client_assertion, createLocalJWKSet(client.jwks), {
+        issuer: client.id,
+        subject: client.id,
+        audience: this.opts.tokenEndpoint,
+        algorithms: ASSERTION_ALGS,
+        requiredClaims: ['exp', 'jti'],
+      }));
+    } catch (err) {
+      throw new OAuthError(401, 'invalid_client', `client_assertion rejected: ${(err as Error).message}`);
+    }
+    const exp = Number(payload.exp);
+    if (exp - Date.now() / 1000 > 300) {
+      throw new OAuthError(401, 'invalid_client', 'client_assertion must expire within 5 minutes');
+    }
+    if (!(await this.clients.useAssertionId(client.id, String(payload.jti), new Date(exp * 1000)))) {
+      throw new OAuthError(401, 'invalid_client', 'client_assertion jti already used (replay)');
+    }
+    return client;
+  }
+}

@@ -1,0 +1,307 @@
+import type { Bundle, BundleEntry, Resource } from '@medplum/fhirtypes';
+import type { PoolClient } from 'pg';
+import { GatewayError, scopeAllows } from '@gw/platform';
+import type { ScopeAction } from '@gw/platform';
+import { isKnownR4ResourceType, isServedResourceType, parseSearchRequest } from '@gw/fhir';
+import type { SearchRequest } from '@gw/fhir';
+import type { Principal } from './access';
+import type { AuditLog } from './audit';
+import type { FhirRepository, SearchResult, StoredResource, WriteContext } from './repository';
+import { BundleProcessor } from './bundle';
+
+/** A FHIR interaction, whether it came over HTTP or inside a Bundle entry. */
+export interface FhirRequest {
+  method: string;
+  /** Path relative to the FHIR base, without query: `Patient`, `Patient/1`, `Patient/_search`. */
+  path: string;
+  query: [string, string][];
+  body?: unknown;
+  ifMatch?: string;
+  ifNoneExist?: string;
+  /** `Prefer: handling=strict` */
+  strict: boolean;
+  preferReturn?: 'minimal' | 'representation' | 'OperationOutcome';
+}
+
+export interface FhirResponse {
+  status: number;
+  /** JSON text of the body (a resource, a Bundle, an OperationOutcome). */
+  body?: string;
+  location?: string;
+  etag?: string;
+  lastModified?: string;
+}
+
+export interface ServiceOptions {
+  baseUrl: string;
+  defaultCount: number;
+  maxCount: number;
+}
+
+/**
+ * Executes FHIR interactions for an authenticated principal: checks SMART scopes, calls the
+ * repository, audits, and renders responses. The HTTP controller and Bundle entries both use it.
+ */
+export class FhirService {
+  private readonly bundles: BundleProcessor;
+
+  constructor(
+    private readonly repo: FhirRepository,
+    private readonly audit: AuditLog,
+    readonly options: ServiceOptions,
+  ) {
+    this.bundles = new BundleProcessor(this, repo);
+  }
+
+  async handle(p: Principal, req: FhirRequest, requestId?: string, tx?: PoolClient): Promise<FhirResponse> {
+    const ctx: WriteContext = { principal: p, requestId };
+    const segments = req.path.split('/').filter(Boolean);
+    const method = req.method.toUpperCase();
+    if (segments.length === 0) {
+      if (method !== 'POST') {
+        throw new GatewayError('not-supported', { text: `${method} on the FHIR base is not supported` });
+      }
+      return this.bundles.process(p, req, ctx);
+    }
+    const [type, id, op, vid] = segments;
+    checkType(type);
+    if (id === '_search' && method === 'POST') {
+      return this.search(p, type, req, requestId, tx);
+    }
+    if (id === '_history' && method === 'GET') {
+      return this.history(p, type, undefined, req, requestId);
+    }
+    if (id === undefined) {
+      return this.onType(p, type, method, req, ctx, tx);
+    }
+    if (op === undefined) {
+      return this.onInstance(p, type, id, method, req, ctx, tx);
+    }
+    if (op === '_history' && method === 'GET') {
+      return vid === undefined ? this.history(p, type, id, req, requestId) : this.vread(p, type, id, vid, requestId);
+    }
+    throw new GatewayError('not-supported', { text: `${method} ${req.path} is not a supported interaction` });
+  }
+
+  private async onType(p: Principal, type: string, method: string, req: FhirRequest, ctx: WriteContext, tx?: PoolClient): Promise<FhirResponse> {
+    switch (method) {
+      case 'GET':
+        return this.search(p, type, req, ctx.requestId, tx);
+      case 'POST':
+        return this.create(p, type, req, ctx, tx);
+      case 'PUT': {
+        requireScope(p, type, 'u');
+        const resource = bodyResource(req.body, type);
+        const query = this.conditionQuery(type, req.query);
+        const { stored, created } = await this.repo.conditionalUpdate(resource, query, ctx, tx);
+        return this.written(p, stored, created ? 201 : 200, created ? 'create' : 'update', req, ctx);
+      }
+      default:
+        throw new GatewayError('not-supported', { text: `${method} on ${type} is not supported` });
+    }
+  }
+
+  private async onInstance(p: Principal, type: string, id: string, method: string, req: FhirRequest, ctx: WriteContext, tx?: PoolClient): Promise<FhirResponse> {
+    switch (method) {
+      case 'GET': {
+        requireScope(p, type, 'r');
+        const stored = await this.repo.read(p, type, id, tx);
+        this.record(p, 'read', type, [stored], 200, ctx.requestId);
+        return resourceResponse(stored, 200);
+      }
+      case 'PUT': {
+        requireScope(p, type, 'u');
+        const resource = bodyResource(req.body, type);
+        if (resource.id !== id) {
+          throw new GatewayError('invalid', {
+            text: resource.id ? `Resource id "${resource.id}" does not match the URL id "${id}"` : 'An update needs the resource id in the body',
+            expression: `${type}.id`,
+          });
+        }
+        const { stored, created } = await this.repo.update(type, id, resource, ctx, parseIfMatch(req.ifMatch), tx);
+        return this.written(p, stored, created ? 201 : 200, created ? 'create' : 'update', req, ctx);
+      }
+      case 'DELETE': {
+        requireScope(p, type, 'd');
+        await this.repo.delete(type, id, ctx, tx);
+        this.record(p, 'delete', type, [{ resourceType: type, id }], 204, ctx.requestId);
+        return { status: 204 };
+      }
+      default:
+        throw new GatewayError('not-supported', { text: `${method} on ${type}/${id} is not supported` });
+    }
+  }
+
+  private async create(p: Principal, type: string, req: FhirRequest, ctx: WriteContext, tx?: PoolClient): Promise<FhirResponse> {
+    requireScope(p, type, 'c');
+    const resource = bodyResource(req.body, type);
+    if (req.ifNoneExist) {
+      requireScope(p, type, 's');
+      const query = this.conditionQuery(type, [...new URLSearchParams(req.ifNoneExist.replace(/^[A-Za-z]+\?/, ''))]);
+      const { stored, created } = await this.repo.conditionalCreate(resource, query, ctx, tx);
+      return this.written(p, stored, created ? 201 : 200, created ? 'create' : 'read', req, ctx);
+    }
+    const stored = await this.repo.create(resource, ctx, tx);
+    return this.written(p, stored, 201, 'create', req, ctx);
+  }
+
+  /** Shared by create/update: audit, headers, and the body the client asked for (Prefer). */
+  written(p: Principal, stored: StoredResource, status: number, interaction: string, req: FhirRequest, ctx: WriteContext): FhirResponse {
+    this.record(p, interaction, stored.resourceType, [stored], status, ctx.requestId);
+    const res = resourceResponse(stored, status);
+    res.location = `${this.options.baseUrl}/fhir/${stored.resourceType}/${stored.id}/_history/${stored.versionId}`;
+    if (req.preferReturn === 'minimal') {
+      res.body = undefined;
+    } else if (req.preferReturn === 'OperationOutcome') {
+      res.body = JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'information', code: 'informational', details: { text: `${interaction} ${stored.resourceType}/${stored.id}` } }] });
+    }
+    return res;
+  }
+
+  conditionQuery(type: string, pairs: [string, string][]): SearchRequest {
+    return parseSearchRequest(type, pairs, { defaultCount: 2, maxCount: 2 });
+  }
+
+  private async search(p: Principal, type: string, req: FhirRequest, requestId?: string, tx?: PoolClient): Promise<FhirResponse> {
+    requireScope(p, type, 's');
+    const pairs = req.method.toUpperCase() === 'POST' ? [...req.query, ...formPairs(req.body)] : req.query;
+    const sreq = parseSearchRequest(type, pairs, { defaultCount: this.options.defaultCount, maxCount: this.options.maxCount });
+    const result = await this.repo.search(p, sreq, req.strict, tx);
+    this.record(p, 'search', type, result.matches, 200, requestId);
+    return { status: 200, body: this.searchBundle(type, pairs, sreq, result) };
+  }
+
+  private searchBundle(type: string, pairs: [string, string][], req: SearchRequest, result: SearchResult): string {
+    const base = `${this.options.baseUrl}/fhir`;
+    const self = pageUrl(`${base}/${type}`, pairs, req.offset, req.count);
+    const links = [{ relation: 'self', url: self }];
+    if (result.hasMore) {
+      links.push({ relation: 'next', url: pageUrl(`${base}/${type}`, pairs, req.offset + req.count, req.count) });
+    }
+    if (req.offset > 0) {
+      links.push({ relation: 'previous', url: pageUrl(`${base}/${type}`, pairs, Math.max(0, req.offset - req.count), req.count) });
+    }
+    const entries = [
+      ...result.matches.map((m) => entryJson(base, m, 'match')),
+      ...result.included.map((m) => entryJson(base, m, 'include')),
+    ];
+    if (result.unsupported.length > 0) {
+      const outcome = {
+        resourceType: 'OperationOutcome',
+        issue: result.unsupported.map((u) => ({ severity: 'warning', code: 'not-supported', details: { text: `${u.reason}: ignored` }, expression: [u.key] })),
+      };
+      entries.push(`{"resource":${JSON.stringify(outcome)},"search":{"mode":"outcome"}}`);
+    }
+    const head = { resourceType: 'Bundle', type: 'searchset', ...(result.total !== undefined ? { total: result.total } : {}), link: links };
+    return `${JSON.stringify(head).slice(0, -1)},"entry":[${entries.join(',')}]}`;
+  }
+
+  private async history(p: Principal, type: string, id: string | undefined, req: FhirRequest, requestId?: string): Promise<FhirResponse> {
+    requireScope(p, type, id ? 'r' : 's');
+    const count = Math.min(Number(findParam(req.query, '_count') ?? this.options.defaultCount) || this.options.defaultCount, this.options.maxCount);
+    const since = findParam(req.query, '_since');
+    const versions = await this.repo.history(p, type, id, count, since);
+    this.record(p, 'history', type, versions, 200, requestId);
+    const base = `${this.options.baseUrl}/fhir`;
+    const entries = versions.map((v) => {
+      const request = v.deleted ? { method: 'DELETE', url: `${v.resourceType}/${v.id}` } : { method: v.versionId === 1 ? 'POST' : 'PUT', url: v.versionId === 1 ? v.resourceType : `${v.resourceType}/${v.id}` };
+      const response = { status: v.deleted ? '204' : v.versionId === 1 ? '201' : '200', etag: `W/"${v.versionId}"`, lastModified: v.lastUpdated };
+      const resource = v.json ? `"resource":${v.json},` : '';
+      return `{"fullUrl":"${base}/${v.resourceType}/${v.id}",${resource}"request":${JSON.stringify(request)},"response":${JSON.stringify(response)}}`;
+    });
+    return { status: 200, body: `{"resourceType":"Bundle","type":"history","total":${versions.length},"entry":[${entries.join(',')}]}` };
+  }
+
+  private async vread(p: Principal, type: string, id: string, vid: string, requestId?: string): Promise<FhirResponse> {
+    requireScope(p, type, 'r');
+    const stored = await this.repo.vread(p, type, id, vid);
+    this.record(p, 'vread', type, [stored], 200, requestId);
+    return resourceResponse(stored, 200);
+  }
+
+  record(p: Principal, interaction: string, type: string, touched: { resourceType: string; id: string }[], outcome: number, requestId?: string): void {
+    this.audit.record({
+      clientId: p.clientId,
+      organization: p.organization,
+      interaction,
+      resourceType: type,
+      entity: touched.map((t) => `${t.resourceType}/${t.id}`),
+      outcome,
+      requestId,
+    });
+  }
+}
+
+export function checkType(type: string): void {
+  if (!isServedResourceType(type)) {
+    const known = isKnownR4ResourceType(type);
+    throw new GatewayError('not-found', {
+      text: known ? `Resource type ${type} is not served by this gateway` : `Unknown resource type "${type}"`,
+      code: known ? 'not-supported' : 'not-found',
+    });
+  }
+}
+
+export function requireScope(p: Principal, type: string, action: ScopeAction): void {
+  if (!scopeAllows(p.scopes, type, action)) {
+    throw new GatewayError('forbidden', { text: `The token's scopes do not allow "${action}" on ${type}` });
+  }
+}
+
+export function bodyResource(body: unknown, type: string): Resource {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) {
+    throw new GatewayError('invalid', { text: `The request body must be a ${type} resource (JSON object)` });
+  }
+  const r = body as Resource;
+  if (r.resourceType !== type) {
+    throw new GatewayError('invalid', {
+      text: `resourceType "${String(r.resourceType)}" in the body does not match "${type}" in the URL`,
+      expression: 'resourceType',
+    });
+  }
+  return r;
+}
+
+function parseIfMatch(header: string | undefined): number | undefined {
+  if (header === undefined) {
+    return undefined;
+  }
+  const m = /^(?:W\/)?"?(\d+)"?$/.exec(header.trim());
+  if (!m) {
+    throw new GatewayError('invalid', { text: `If-Match must be a version ETag like W/"3", not ${JSON.stringify(header)}` });
+  }
+  return Number(m[1]);
+}
+
+export function resourceResponse(stored: StoredResource, status: number): FhirResponse {
+  return { status, body: stored.json ?? undefined, etag: `W/"${stored.versionId}"`, lastModified: new Date(stored.lastUpdated).toUTCString() };
+}
+
+function entryJson(base: string, m: StoredResource, mode: string): string {
+  return `{"fullUrl":"${base}/${m.resourceType}/${m.id}","resource":${m.json},"search":{"mode":"${mode}"}}`;
+}
+
+function pageUrl(url: string, pairs: [string, string][], offset: number, count: number): string {
+  const q = new URLSearchParams(pairs.filter(([k]) => k !== '_offset' && k !== '_count'));
+  q.set('_count', String(count));
+  if (offset > 0) {
+    q.set('_offset', String(offset));
+  }
+  return `${url}?${q.toString()}`;
+}
+
+function findParam(pairs: [string, string][], key: string): string | undefined {
+  return pairs.find(([k]) => k === key)?.[1];
+}
+
+function formPairs(body: unknown): [string, string][] {
+  if (typeof body === 'string') {
+    return [...new URLSearchParams(body)];
+  }
+  if (body && typeof body === 'object' && !Array.isArray(body)) {
+    return Object.entries(body as Record<string, unknown>).flatMap(([k, v]) => (Array.isArray(v) ? v.map((x) => [k, String(x)] as [string, string]) : [[k, String(v)] as [string, string]]));
+  }
+  return [];
+}
+
+export type { Bundle, BundleEntry };

@@ -1,0 +1,27 @@
+import type { Pool } from 'pg';
+import type { JobResult, QueueService } from '@gw/platform';
+
+/**
+ * Registers the housekeeping jobs (handlers run in the gateway or in apps/worker alike).
+ * `housekeeping.purge-audit` deletes access-audit rows older than the retention and expired
+ * client-assertion ids; re-running it is harmless.
+ */
+export function registerHousekeepingJobs(queue: QueueService, pool: Pool): void {
+  queue.register('housekeeping.purge-audit', async (payload): Promise<JobResult> => {
+    const audit = await pool.query(`DELETE FROM audit_event WHERE recorded < now() - make_interval(days => $1)`, [payload.retentionDays]);
+    const jti = await pool.query('DELETE FROM client_assertion_jti WHERE expires_at < now()');
+    if ((audit.rowCount ?? 0) === 0 && (jti.rowCount ?? 0) === 0) {
+      return { status: 'skipped', detail: { reason: 'nothing past retention' } };
+    }
+    return { status: 'success', detail: { auditDeleted: audit.rowCount ?? 0, assertionIdsDeleted: jti.rowCount ?? 0 } };
+  });
+}
+
+/** Daily schedule of the purge (one scheduler id: replicas upsert the same entry). */
+export async function scheduleHousekeeping(queue: QueueService, retentionDays: number): Promise<void> {
+  await queue.queue('housekeeping').upsertJobScheduler(
+    'purge-audit-daily',
+    { pattern: '17 3 * * *' },
+    { name: 'housekeeping.purge-audit', data: { retentionDays } },
+  );
+}

@@ -1,0 +1,11 @@
+export { OrganizationAccessPolicy } from './access';
+export type { AccessPolicy, Principal, StoredRef } from './access';
+export { AuditLog } from './audit';
+export type { AuditRecord } from './audit';
+export { FhirRepository, OWNER_TAG_SYSTEM, SOURCE_PREFIX } from './repository';
+export type { StoredResource, SearchResult, WriteContext } from './repository';
+export { FhirService } from './fhir-service';
+export type { FhirRequest, FhirResponse, ServiceOptions } from './fhir-service';
+export { persistVersions } from './persist';
+export type { NewVersion } from './persist';
+export { registerHousekeepingJobs, scheduleHousekeeping } from './housekeeping';

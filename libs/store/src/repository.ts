@@ -1,0 +1,445 @@
+import { randomUUID } from 'node:crypto';
+import type { Pool, PoolClient } from 'pg';
+import type { Meta, Resource } from '@medplum/fhirtypes';
+import { GatewayError } from '@gw/platform';
+import { validateForWrite } from '@gw/fhir';
+import type { IndexRows, ProfileRegistry, SearchParamRegistry, SearchRequest } from '@gw/fhir';
+import type { AccessPolicy, Principal, StoredRef } from './access';
+import { Binder, compileSort, compileWhere } from './search-sql';
+import { persistVersions } from './persist';
+import type { NewVersion } from './persist';
+
+export type Queryable = Pool | PoolClient;
+
+/** A stored version: metadata plus the exact JSON text served. */
+export interface StoredResource {
+  resourceType: string;
+  id: string;
+  versionId: number;
+  lastUpdated: string;
+  deleted: boolean;
+  ownerOrg: string | null;
+  json: string | null;
+}
+
+export interface WriteContext {
+  principal: Principal;
+  requestId?: string;
+}
+
+export interface SearchResult {
+  matches: StoredResource[];
+  included: StoredResource[];
+  total?: number;
+  hasMore: boolean;
+  unsupported: { key: string; reason: string }[];
+}
+
+/** System of the tag that records which organization owns a resource. */
+export const OWNER_TAG_SYSTEM = 'https://gateway.fr-primary-care.org/fhir/CodeSystem/owner-organization';
+export const SOURCE_PREFIX = 'urn:gateway:client:';
+
+const INCLUDE_LIMIT = 1000;
+
+/**
+ * The versioned FHIR store over PostgreSQL: every write keeps a version, updates the search index
+ * in the same statement, and asks the access policy first.
+ */
+export class FhirRepository {
+  constructor(
+    readonly pool: Pool,
+    private readonly registry: SearchParamRegistry,
+    private readonly policy: AccessPolicy,
+    private readonly profiles?: ProfileRegistry,
+  ) {}
+
+  async withTransaction<T>(fn: (db: PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const result = await fn(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  /** Validates, stamps and indexes a new resource; returns what must be persisted. */
+  prepareCreate(resource: Resource, ctx: WriteContext, id: string = randomUUID()): NewVersion {
+    const owner = this.policy.ownerFor(ctx.principal, requestedOwner(resource));
+    return this.prepare(resource, id, 1, owner, ctx, false);
+  }
+
+  async create(resource: Resource, ctx: WriteContext, db: Queryable = this.pool): Promise<StoredResource> {
+    const v = this.prepareCreate(resource, ctx);
+    await persistVersions(db, [v], ctx);
+    return toStored(v);
+  }
+
+  /** Persists several prepared versions in one statement (bundle ingest). */
+  async persist(db: Queryable, versions: NewVersion[], ctx: WriteContext): Promise<void> {
+    await persistVersions(db, versions, ctx);
+  }
+
+  /**
+   * Conditional create (If-None-Exist). Serialised per (type, query) with a transaction-level
+   * advisory lock, so concurrent identical requests never create two resources.
+   */
+  async conditionalCreate(
+    resource: Resource,
+    query: SearchRequest,
+    ctx: WriteContext,
+    db?: PoolClient,
+  ): Promise<{ stored: StoredResource; created: boolean }> {
+    const run = async (tx: PoolClient): Promise<{ stored: StoredResource; created: boolean }> => {
+      const found = await this.lockAndMatch(tx, ctx.principal, query);
+      if (found.length > 1) {
+        throw new GatewayError('precondition-failed', { text: `If-None-Exist matched ${found.length} resources`, code: 'multiple-matches' });
+      }
+      if (found.length === 1) {
+        return { stored: found[0], created: false };
+      }
+      return { stored: await this.create(resource, ctx, tx), created: true };
+    };
+    return db ? run(db) : this.withTransaction(run);
+  }
+
+  async read(p: Principal, type: string, id: string, db: Queryable = this.pool): Promise<StoredResource> {
+    const row = await this.current(db, type, id);
+    if (!row || !this.policy.canRead(p, row)) {
+      throw new GatewayError('not-found', { text: `${type}/${id} not found` });
+    }
+    if (row.deleted) {
+      throw new GatewayError('gone', { text: `${type}/${id} was deleted (version ${row.versionId})` });
+    }
+    return row;
+  }
+
+  async vread(p: Principal, type: string, id: string, versionId: string): Promise<StoredResource> {
+    const current = await this.current(this.pool, type, id);
+    if (!current || !this.policy.canRead(p, current) || !/^\d+$/.test(versionId)) {
+      throw new GatewayError('not-found', { text: `${type}/${id}/_history/${versionId} not found` });
+    }
+    const res = await this.pool.query(
+      `SELECT resource_type, id, version_id, last_updated, deleted, owner_org, content FROM resource_history
+       WHERE resource_type = $1 AND id = $2 AND version_id = $3`,
+      [type, id, Number(versionId)],
+    );
+    const row = res.rows[0] ? fromRow(res.rows[0]) : undefined;
+    if (!row) {
+      throw new GatewayError('not-found', { text: `${type}/${id}/_history/${versionId} not found` });
+    }
+    if (row.deleted) {
+      throw new GatewayError('gone', { text: `${type}/${id} version ${versionId} is a deletion` });
+    }
+    return row;
+  }
+
+  /** Update (PUT). `ifMatch` is the expected current version: 412 when it differs. */
+  async update(
+    type: string,
+    id: string,
+    resource: Resource,
+    ctx: WriteContext,
+    ifMatch?: number,
+    db?: PoolClient,
+  ): Promise<{ stored: StoredResource; created: boolean }> {
+    const run = async (tx: PoolClient): Promise<{ stored: StoredResource; created: boolean }> => {
+      const existing = await this.current(tx, type, id, true);
+      if (existing && !this.policy.canWrite(ctx.principal, existing)) {
+        throw new GatewayError('forbidden', { text: `${type}/${id} belongs to another organization` });
+      }
+      if (ifMatch !== undefined && (!existing || existing.versionId !== ifMatch)) {
+        throw new GatewayError('precondition-failed', {
+          text: `Version mismatch: If-Match expects ${ifMatch}, current is ${existing ? existing.versionId : 'none'}`,
+        });
+      }
+      const owner = existing?.ownerOrg ?? this.policy.ownerFor(ctx.principal, requestedOwner(resource));
+      const v = this.prepare(resource, id, (existing?.versionId ?? 0) + 1, owner, ctx, !!existing);
+      await persistVersions(tx, [v], ctx);
+      return { stored: toStored(v), created: !existing || existing.deleted };
+    };
+    return db ? run(db) : this.withTransaction(run);
+  }
+
+  /** Conditional update: 0 match → create, 1 → update it, more → 412. */
+  async conditionalUpdate(
+    resource: Resource,
+    query: SearchRequest,
+    ctx: WriteContext,
+    db?: PoolClient,
+  ): Promise<{ stored: StoredResource; created: boolean }> {
+    const run = async (tx: PoolClient): Promise<{ stored: StoredResource; created: boolean }> => {
+      const found = await this.lockAndMatch(tx, ctx.principal, query);
+      if (found.length > 1) {
+        throw new GatewayError('precondition-failed', { text: `Conditional update matched ${found.length} resources`, code: 'multiple-matches' });
+      }
+      if (found.length === 1) {
+        if (resource.id && resource.id !== found[0].id) {
+          throw new GatewayError('invalid', { text: `Resource id ${resource.id} differs from the matched ${found[0].id}`, expression: `${resource.resourceType}.id` });
+        }
+        return this.update(query.resourceType, found[0].id, resource, ctx, undefined, tx);
+      }
+      const id = resource.id ?? randomUUID();
+      return this.update(query.resourceType, id, resource, ctx, undefined, tx);
+    };
+    return db ? run(db) : this.withTransaction(run);
+  }
+
+  async delete(type: string, id: string, ctx: WriteContext, db?: PoolClient): Promise<void> {
+    const run = async (tx: PoolClient): Promise<void> => {
+      const existing = await this.current(tx, type, id, true);
+      if (!existing || !this.policy.canRead(ctx.principal, existing)) {
+        throw new GatewayError('not-found', { text: `${type}/${id} not found` });
+      }
+      if (!this.policy.canWrite(ctx.principal, existing)) {
+        throw new GatewayError('forbidden', { text: `${type}/${id} belongs to another organization` });
+      }
+      if (existing.deleted) {
+        return;
+      }
+      const v: NewVersion = {
+        resourceType: type,
+        id,
+        versionId: existing.versionId + 1,
+        lastUpdated: new Date().toISOString(),
+        deleted: true,
+        ownerOrg: existing.ownerOrg,
+        json: null,
+        rows: emptyRows(),
+        replaces: true,
+      };
+      await persistVersions(tx, [v], ctx);
+    };
+    return db ? run(db) : this.withTransaction(run);
+  }
+
+  /** Instance history (id given) or type history, newest first. */
+  async history(p: Principal, type: string, id: string | undefined, count: number, since?: string): Promise<StoredResource[]> {
+    const b = new Binder();
+    const conds = [`h.resource_type = ${b.bind(type)}`];
+    if (id) {
+      const current = await this.current(this.pool, type, id);
+      if (!current || !this.policy.canRead(p, current)) {
+        throw new GatewayError('not-found', { text: `${type}/${id} not found` });
+      }
+      conds.push(`h.id = ${b.bind(id)}`);
+    } else {
+      const pol = this.policy.readFilter(p, 'h', b.bind);
+      if (pol) {
+        conds.push(pol);
+      }
+    }
+    if (since) {
+      conds.push(`h.last_updated >= ${b.bind(since)}::timestamptz`);
+    }
+    const res = await this.pool.query(
+      `SELECT resource_type, id, version_id, last_updated, deleted, owner_org, content FROM resource_history h
+       WHERE ${conds.join(' AND ')} ORDER BY h.last_updated DESC, h.version_id DESC LIMIT ${Math.max(1, count)}`,
+      b.values,
+    );
+    return res.rows.map(fromRow);
+  }
+
+  async search(p: Principal, req: SearchRequest, strict: boolean, db: Queryable = this.pool): Promise<SearchResult> {
+    const b = new Binder();
+    const where = compileWhere(req, this.registry, b);
+    if (strict && where.unsupported.length > 0) {
+      throw new GatewayError(
+        'invalid',
+        where.unsupported.map((u) => ({ text: u.reason, expression: u.key, code: 'not-supported' as const })),
+      );
+    }
+    const conds = [`r.resource_type = ${b.bind(req.resourceType)}`, 'NOT r.deleted', ...where.conditions];
+    const pol = this.policy.readFilter(p, 'r', b.bind);
+    if (pol) {
+      conds.push(pol);
+    }
+    const whereSql = conds.join(' AND ');
+    const whereValues = [...b.values];
+    const countQuery = async (): Promise<number> =>
+      Number((await db.query(`SELECT count(*) AS n FROM resource r WHERE ${whereSql}`, whereValues)).rows[0].n);
+    if (req.summaryCount) {
+      return { matches: [], included: [], total: await countQuery(), hasMore: false, unsupported: where.unsupported };
+    }
+    const order = compileSort(req, this.registry, b);
+    const res = await db.query(
+      `SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.owner_org, r.content FROM resource r
+       WHERE ${whereSql} ORDER BY ${order} LIMIT ${req.count + 1} OFFSET ${req.offset}`,
+      b.values,
+    );
+    const hasMore = res.rows.length > req.count;
+    const matches = res.rows.slice(0, req.count).map(fromRow);
+    let total: number | undefined;
+    if (req.total === 'accurate' || req.total === 'estimate') {
+      total = await countQuery();
+    } else if (req.total !== 'none' && !hasMore) {
+      total = req.offset + matches.length;
+    }
+    const included = await this.includes(db, p, req, matches);
+    return { matches, included, total, hasMore, unsupported: where.unsupported };
+  }
+
+  /**
+   * Resources matching a conditional operation's query (strict, within what the caller may see),
+   * after taking a transaction-level advisory lock on the (type, query) pair: two transactions
+   * with the same condition run one after the other, and the second sees the first's commit.
+   */
+  async lockAndMatch(tx: PoolClient, p: Principal, query: SearchRequest): Promise<StoredResource[]> {
+    await lockQuery(tx, query);
+    return this.matchForCondition(tx, p, query);
+  }
+
+  private async matchForCondition(db: Queryable, p: Principal, query: SearchRequest): Promise<StoredResource[]> {
+    if (query.clauses.length === 0) {
+      throw new GatewayError('invalid', { text: 'A conditional operation needs at least one search parameter' });
+    }
+    const result = await this.search(p, { ...query, count: 2, offset: 0, sort: [], include: [], revinclude: [], total: 'none' }, true, db);
+    return result.matches;
+  }
+
+  private async includes(db: Queryable, p: Principal, req: SearchRequest, matches: StoredResource[]): Promise<StoredResource[]> {
+    if (matches.length === 0 || (req.include.length === 0 && req.revinclude.length === 0)) {
+      return [];
+    }
+    const ids = matches.map((m) => m.id);
+    const out = new Map<string, StoredResource>();
+    for (const inc of req.include) {
+      const b = new Binder();
+      const conds = [
+        `ref.resource_type = ${b.bind(inc.sourceType)}`,
+        `ref.id = ANY(${b.bind(ids)}::text[])`,
+        'NOT t.deleted',
+      ];
+      if (inc.code !== '*') {
+        conds.push(`ref.code = ${b.bind(inc.code)}`);
+      }
+      if (inc.targetType) {
+        conds.push(`ref.target_type = ${b.bind(inc.targetType)}`);
+      }
+      await this.collect(db, p, b, out, `FROM sp_reference ref JOIN resource t ON t.resource_type = ref.target_type AND t.id = ref.target_id`, conds);
+    }
+    for (const inc of req.revinclude) {
+      const b = new Binder();
+      const conds = [
+        `ref.resource_type = ${b.bind(inc.sourceType)}`,
+        `ref.target_type = ${b.bind(req.resourceType)}`,
+        `ref.target_id = ANY(${b.bind(ids)}::text[])`,
+        'NOT t.deleted',
+      ];
+      if (inc.code !== '*') {
+        conds.push(`ref.code = ${b.bind(inc.code)}`);
+      }
+      await this.collect(db, p, b, out, `FROM sp_reference ref JOIN resource t ON t.resource_type = ref.resource_type AND t.id = ref.id`, conds);
+    }
+    const matched = new Set(matches.map((m) => `${m.resourceType}/${m.id}`));
+    return [...out.values()].filter((r) => !matched.has(`${r.resourceType}/${r.id}`));
+  }
+
+  private async collect(db: Queryable, p: Principal, b: Binder, out: Map<string, StoredResource>, from: string, conds: string[]): Promise<void> {
+    const pol = this.policy.readFilter(p, 't', b.bind);
+    if (pol) {
+      conds.push(pol);
+    }
+    const res = await db.query(
+      `SELECT DISTINCT t.resource_type, t.id, t.version_id, t.last_updated, t.deleted, t.owner_org, t.content ${from}
+       WHERE ${conds.join(' AND ')} LIMIT ${INCLUDE_LIMIT}`,
+      b.values,
+    );
+    for (const row of res.rows.map(fromRow)) {
+      out.set(`${row.resourceType}/${row.id}`, row);
+    }
+  }
+
+  private async current(db: Queryable, type: string, id: string, forUpdate = false): Promise<StoredResource | undefined> {
+    const res = await db.query(
+      `SELECT resource_type, id, version_id, last_updated, deleted, owner_org, content FROM resource
+       WHERE resource_type = $1 AND id = $2${forUpdate ? ' FOR UPDATE' : ''}`,
+      [type, id],
+    );
+    return res.rows[0] ? fromRow(res.rows[0]) : undefined;
+  }
+
+  private prepare(resource: Resource, id: string, versionId: number, owner: string, ctx: WriteContext, replaces: boolean): NewVersion {
+    const lastUpdated = new Date().toISOString();
+    const stamped = { ...resource, id, meta: stampMeta(resource.meta, versionId, lastUpdated, owner, ctx) } as Resource;
+    validateForWrite(stamped, this.profiles);
+    return {
+      resourceType: resource.resourceType,
+      id,
+      versionId,
+      lastUpdated,
+      deleted: false,
+      ownerOrg: owner,
+      json: JSON.stringify(stamped),
+      rows: this.registry.extract(stamped),
+      replaces,
+    };
+  }
+}
+
+function stampMeta(meta: Meta | undefined, versionId: number, lastUpdated: string, owner: string, ctx: WriteContext): Meta {
+  const tags = (meta?.tag ?? []).filter((t) => t.system !== OWNER_TAG_SYSTEM);
+  tags.push({ system: OWNER_TAG_SYSTEM, code: owner });
+  return {
+    ...meta,
+    versionId: String(versionId),
+    lastUpdated,
+    source: `${SOURCE_PREFIX}${ctx.principal.clientId}`,
+    tag: tags,
+  };
+}
+
+function requestedOwner(resource: Resource): string | undefined {
+  return resource.meta?.tag?.find((t) => t.system === OWNER_TAG_SYSTEM)?.code;
+}
+
+async function lockQuery(tx: PoolClient, query: SearchRequest): Promise<void> {
+  const key = `${query.resourceType}?${query.clauses
+    .map((c) => `${c.key}=${c.values.join(',')}`)
+    .sort()
+    .join('&')}`;
+  await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [key]);
+}
+
+export function emptyRows(): IndexRows {
+  return { tokens: [], strings: [], dates: [], references: [], numbers: [] };
+}
+
+function toStored(v: NewVersion): StoredResource {
+  return {
+    resourceType: v.resourceType,
+    id: v.id,
+    versionId: v.versionId,
+    lastUpdated: v.lastUpdated,
+    deleted: v.deleted,
+    ownerOrg: v.ownerOrg,
+    json: v.json,
+  };
+}
+
+interface Row {
+  resource_type: string;
+  id: string;
+  version_id: number;
+  last_updated: Date;
+  deleted: boolean;
+  owner_org: string | null;
+  content: string | null;
+}
+
+function fromRow(r: Row): StoredResource & StoredRef {
+  return {
+    resourceType: r.resource_type,
+    id: r.id,
+    versionId: r.version_id,
+    lastUpdated: r.last_updated.toISOString(),
+    deleted: r.deleted,
+    ownerOrg: r.owner_org,
+    json: r.content,
+  };
+}
