@@ -11,9 +11,13 @@ module.exports = {
   testEnvironment: 'node',
   roots: ['<rootDir>/apps', '<rootDir>/libs', '<rootDir>/test'],
   testMatch: ['**/*.spec.ts', '**/*.int-spec.ts', '**/*.e2e-spec.ts'],
-  transform: { '^.+\\.ts$': ['@swc/jest', swc] },
+  // fhir-kit-client 2 and jose 6 ship ESM only (Node 20.19+ loads them natively; Jest's module
+  // system does not): swc turns them into CommonJS for the tests.
+  transform: { '^.+\\.ts$': ['@swc/jest', swc], '^.+/node_modules/(fhir-kit-client|jose)/.+\\.js$': ['@swc/jest', swc] },
+  transformIgnorePatterns: ['/node_modules/(?!(fhir-kit-client|jose)/)'],
   moduleNameMapper: {
     '^@gw/(platform|fhir|store)$': '<rootDir>/libs/$1/src/index.ts',
+    '^fhir-kit-client$': '<rootDir>/node_modules/fhir-kit-client/dist/index.js',
   },
   globalSetup: '<rootDir>/test/support/global-setup.ts',
   globalTeardown: '<rootDir>/test/support/global-teardown.ts',

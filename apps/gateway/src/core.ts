@@ -43,8 +43,8 @@ export interface GatewayCore {
  * definitions and profiles, and wires the store, auth and queue. `port` is the port actually
  * listened on when GW_HTTP_PORT=0.
  */
-export async function createCore(config: GatewayConfig, logger: Logger, opts: { port?: number; workers?: boolean } = {}): Promise<GatewayCore> {
-  const db = await openDatabase(config, logger);
+export async function createCore(config: GatewayConfig, logger: Logger, opts: { port?: number; workers?: boolean; role?: 'owner' | 'client' } = {}): Promise<GatewayCore> {
+  const db = await openDatabase(config, logger, opts.role ?? 'owner');
   try {
     const applied = await migrate(db.pool);
     if (applied.length > 0) {

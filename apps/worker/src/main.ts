@@ -1,0 +1,33 @@
+import { ConfigError, QueueService, createLogger, loadConfig, migrate, openDatabase } from '@gw/platform';
+import { registerHousekeepingJobs } from '@gw/store';
+
+/**
+ * Out-of-process BullMQ worker: runs the same job handlers as the gateway for the queues named
+ * in GW_WORKER_QUEUES (`*` = all). Needs GW_DATABASE_URL: the embedded database belongs to the
+ * gateway process.
+ */
+async function main(): Promise<void> {
+  const config = loadConfig();
+  if (!config.GW_DATABASE_URL) {
+    throw new ConfigError('GW_DATABASE_URL is required for apps/worker (the embedded database belongs to the gateway)');
+  }
+  const logger = createLogger(config.GW_LOG_LEVEL).child({ process: 'worker' });
+  const db = await openDatabase(config, logger);
+  await migrate(db.pool);
+  const queue = new QueueService({ databaseUrl: db.url, redisUrl: config.GW_REDIS_URL, logger });
+  registerHousekeepingJobs(queue, db.pool);
+  const queues = queue.startWorkers(config.GW_WORKER_QUEUES);
+  logger.info({ queues, backend: queue.backend }, 'worker ready');
+  const shutdown = async (): Promise<void> => {
+    await queue.close();
+    await db.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown());
+  process.on('SIGINT', () => void shutdown());
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`Worker failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(err instanceof ConfigError ? 78 : 1);
+});

@@ -1,0 +1,111 @@
+import { Client } from 'fhir-kit-client';
+import type { Bundle, Patient } from '@medplum/fhirtypes';
+import { startTestGateway } from '../support/gateway';
+import type { TestGateway } from '../support/gateway';
+
+const INS_TEST = 'urn:oid:1.2.250.1.213.1.4.10';
+
+function patient(nir: string, family = 'Martin'): Patient {
+  return {
+    resourceType: 'Patient',
+    identifier: [{ system: INS_TEST, value: nir }],
+    name: [{ use: 'official', family, given: ['Claire'] }],
+    gender: 'female',
+    birthDate: '1980-02-27',
+  };
+}
+
+/** HTTP status of a fhir-kit-client failure. */
+async function statusOf(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+    return 200;
+  } catch (err) {
+    return (err as { response?: { status: number } }).response?.status ?? -1;
+  }
+}
+
+describe('FHIR REST interactions through a real FHIR client', () => {
+  let gw: TestGateway;
+  let fhir: Client;
+  let token: string;
+
+  beforeAll(async () => {
+    gw = await startTestGateway();
+    token = await gw.token();
+    fhir = new Client({ baseUrl: gw.fhirUrl, bearerToken: token });
+  });
+  afterAll(async () => gw.close());
+
+  it('creates, reads, versions, updates and deletes a Patient', async () => {
+    const created = (await fhir.create({ resourceType: 'Patient', body: patient('280027511204588') })) as Patient;
+    expect(created.id).toBeDefined();
+    expect(created.meta?.versionId).toBe('1');
+    expect(created.meta?.lastUpdated).toBeDefined();
+    expect(created.meta?.source).toContain(gw.admin.clientId);
+
+    const read = (await fhir.read({ resourceType: 'Patient', id: created.id as string })) as Patient;
+    expect(read.name?.[0].family).toBe('Martin');
+
+    const updated = (await fhir.update({ resourceType: 'Patient', id: created.id as string, body: { ...read, gender: 'female', birthDate: '1980-02-28' } })) as Patient;
+    expect(updated.meta?.versionId).toBe('2');
+    const v1 = (await fhir.vread({ resourceType: 'Patient', id: created.id as string, version: '1' })) as Patient;
+    expect(v1.birthDate).toBe('1980-02-27');
+
+    const history = (await fhir.history({ resourceType: 'Patient', id: created.id as string })) as Bundle;
+    expect(history.type).toBe('history');
+    expect(history.entry?.map((e) => e.response?.etag)).toEqual(['W/"2"', 'W/"1"']);
+
+    await fhir.delete({ resourceType: 'Patient', id: created.id as string });
+    expect(await statusOf(fhir.read({ resourceType: 'Patient', id: created.id as string }))).toBe(410);
+    const v2 = (await fhir.vread({ resourceType: 'Patient', id: created.id as string, version: '2' })) as Patient;
+    expect(v2.birthDate).toBe('1980-02-28');
+  });
+
+  it('refuses an update whose If-Match names a stale version with 412, and keeps the data', async () => {
+    const created = (await fhir.create({ resourceType: 'Patient', body: patient('180027511204512') })) as Patient;
+    const id = created.id as string;
+    await fhir.update({ resourceType: 'Patient', id, body: { ...created, birthDate: '1981-01-01' }, options: { headers: { 'If-Match': 'W/"1"' } } });
+    const stale = fhir.update({ resourceType: 'Patient', id, body: { ...created, birthDate: '1999-01-01' }, options: { headers: { 'If-Match': 'W/"1"' } } });
+    expect(await statusOf(stale)).toBe(412);
+    const current = (await fhir.read({ resourceType: 'Patient', id })) as Patient;
+    expect(current.birthDate).toBe('1981-01-01');
+    expect(current.meta?.versionId).toBe('2');
+  });
+
+  it('never duplicates on concurrent identical conditional creates', async () => {
+    const nir = '290017511204577';
+    const attempts = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        fetch(`${gw.fhirUrl}/Patient`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json', 'if-none-exist': `identifier=${INS_TEST}|${nir}` },
+          body: JSON.stringify(patient(nir, 'Concurrent')),
+        }),
+      ),
+    );
+    const statuses = attempts.map((r) => r.status).sort();
+    expect(statuses.filter((s) => s === 201)).toHaveLength(1);
+    expect(statuses.filter((s) => s === 200)).toHaveLength(19);
+    const ids = new Set(await Promise.all(attempts.map(async (r) => ((await r.json()) as Patient).id)));
+    expect(ids.size).toBe(1);
+    const found = (await fhir.search({ resourceType: 'Patient', searchParams: { identifier: `${INS_TEST}|${nir}`, _total: 'accurate' } })) as Bundle;
+    expect(found.total).toBe(1);
+  });
+
+  it('conditional update creates when nothing matches, then updates the match', async () => {
+    const nir = '170017511204533';
+    const first = (await fhir.update({ resourceType: 'Patient', searchParams: { identifier: `${INS_TEST}|${nir}` }, body: patient(nir, 'Cond') })) as Patient;
+    expect(first.meta?.versionId).toBe('1');
+    const second = (await fhir.update({ resourceType: 'Patient', searchParams: { identifier: `${INS_TEST}|${nir}` }, body: { ...patient(nir, 'Cond'), gender: 'male' } })) as Patient;
+    expect(second.id).toBe(first.id);
+    expect(second.meta?.versionId).toBe('2');
+  });
+
+  it('lists type history newest first', async () => {
+    const history = (await fhir.history({ resourceType: 'Patient' })) as Bundle;
+    expect(history.entry?.length).toBeGreaterThan(3);
+    const times = history.entry?.map((e) => e.response?.lastModified as string) ?? [];
+    expect([...times].sort().reverse()).toEqual(times);
+  });
+});

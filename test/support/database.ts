@@ -1,0 +1,21 @@
+import { randomBytes } from 'node:crypto';
+import { Client } from 'pg';
+
+/** Creates a fresh database in the test server; returns its URL. */
+export async function createTestDatabase(prefix = 'gw'): Promise<string> {
+  const serverUrl = process.env.GW_TEST_DATABASE_URL;
+  if (!serverUrl) {
+    throw new Error('GW_TEST_DATABASE_URL is not set (the Jest global setup starts PostgreSQL)');
+  }
+  const name = `${prefix}_${randomBytes(6).toString('hex')}`;
+  const client = new Client({ connectionString: serverUrl });
+  await client.connect();
+  try {
+    await client.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await client.end();
+  }
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
