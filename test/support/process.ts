@@ -1,0 +1,61 @@
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { resolve } from 'node:path';
+
+export const ROOT = resolve(__dirname, '../..');
+export const GATEWAY_MAIN = resolve(ROOT, 'dist/apps/gateway/src/main.js');
+export const GATEWAY_CLI = resolve(ROOT, 'dist/apps/gateway/src/cli.js');
+export const WORKER_MAIN = resolve(ROOT, 'dist/apps/worker/src/main.js');
+
+export interface Proc {
+  child: ChildProcess;
+  out: () => string;
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
+  exited: Promise<number | null>;
+}
+
+const running = new Set<ChildProcess>();
+
+/** SIGKILLs every process started by `run` that is still alive (afterAll safety net). */
+export async function killAll(): Promise<void> {
+  await Promise.all(
+    [...running].map(
+      (c) =>
+        new Promise<void>((r) => {
+          if (c.exitCode !== null || c.signalCode !== null) {
+            r();
+            return;
+          }
+          c.once('exit', () => r());
+          c.kill('SIGKILL');
+        }),
+    ),
+  );
+  running.clear();
+}
+
+/** Runs a built entry point (`npm run build` first) with a clean GW_* environment. */
+export function run(script: string, env: Record<string, string>, args: string[] = []): Proc {
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GW_')));
+  const child = spawn(process.execPath, [script, ...args], { cwd: ROOT, env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  let text = '';
+  child.stdout?.on('data', (d) => (text += String(d)));
+  child.stderr?.on('data', (d) => (text += String(d)));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  return {
+    child,
+    out: () => text,
+    exited,
+    async waitFor(pattern, timeoutMs = 60_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!pattern.test(text)) {
+        if (Date.now() > deadline || child.exitCode !== null) {
+          throw new Error(`waiting for ${pattern}: ${child.exitCode !== null ? `exited ${child.exitCode}` : 'timeout'}\n${text.slice(-2000)}`);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+  };
+}
