@@ -1,11 +1,12 @@
 import { Client } from 'fhir-kit-client';
+import type { FhirResource } from 'fhir-kit-client';
 import type { Bundle, Patient } from '@medplum/fhirtypes';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
 
 const INS_TEST = 'urn:oid:1.2.250.1.213.1.4.10';
 
-function patient(nir: string, family = 'Martin'): Patient {
+function patient(nir: string, family = 'Martin'): Patient & FhirResource {
   return {
     resourceType: 'Patient',
     identifier: [{ system: INS_TEST, value: nir }],
@@ -47,12 +48,12 @@ describe('FHIR REST interactions through a real FHIR client', () => {
     const read = (await fhir.read({ resourceType: 'Patient', id: created.id as string })) as Patient;
     expect(read.name?.[0].family).toBe('Martin');
 
-    const updated = (await fhir.update({ resourceType: 'Patient', id: created.id as string, body: { ...read, gender: 'female', birthDate: '1980-02-28' } })) as Patient;
+    const updated = (await fhir.update({ resourceType: 'Patient', id: created.id as string, body: { ...read, gender: 'female', birthDate: '1980-02-28' } as FhirResource })) as Patient;
     expect(updated.meta?.versionId).toBe('2');
     const v1 = (await fhir.vread({ resourceType: 'Patient', id: created.id as string, version: '1' })) as Patient;
     expect(v1.birthDate).toBe('1980-02-27');
 
-    const history = (await fhir.history({ resourceType: 'Patient', id: created.id as string })) as Bundle;
+    const history = (await fhir.history({ resourceType: 'Patient', id: created.id as string })) as unknown as Bundle;
     expect(history.type).toBe('history');
     expect(history.entry?.map((e) => e.response?.etag)).toEqual(['W/"2"', 'W/"1"']);
 
@@ -65,8 +66,8 @@ describe('FHIR REST interactions through a real FHIR client', () => {
   it('refuses an update whose If-Match names a stale version with 412, and keeps the data', async () => {
     const created = (await fhir.create({ resourceType: 'Patient', body: patient('180027511204512') })) as Patient;
     const id = created.id as string;
-    await fhir.update({ resourceType: 'Patient', id, body: { ...created, birthDate: '1981-01-01' }, options: { headers: { 'If-Match': 'W/"1"' } } });
-    const stale = fhir.update({ resourceType: 'Patient', id, body: { ...created, birthDate: '1999-01-01' }, options: { headers: { 'If-Match': 'W/"1"' } } });
+    await fhir.update({ resourceType: 'Patient', id, body: { ...created, birthDate: '1981-01-01' } as FhirResource, options: { headers: { 'If-Match': 'W/"1"' } } });
+    const stale = fhir.update({ resourceType: 'Patient', id, body: { ...created, birthDate: '1999-01-01' } as FhirResource, options: { headers: { 'If-Match': 'W/"1"' } } });
     expect(await statusOf(stale)).toBe(412);
     const current = (await fhir.read({ resourceType: 'Patient', id })) as Patient;
     expect(current.birthDate).toBe('1981-01-01');
@@ -89,7 +90,7 @@ describe('FHIR REST interactions through a real FHIR client', () => {
     expect(statuses.filter((s) => s === 200)).toHaveLength(19);
     const ids = new Set(await Promise.all(attempts.map(async (r) => ((await r.json()) as Patient).id)));
     expect(ids.size).toBe(1);
-    const found = (await fhir.search({ resourceType: 'Patient', searchParams: { identifier: `${INS_TEST}|${nir}`, _total: 'accurate' } })) as Bundle;
+    const found = (await fhir.search({ resourceType: 'Patient', searchParams: { identifier: `${INS_TEST}|${nir}`, _total: 'accurate' } })) as unknown as Bundle;
     expect(found.total).toBe(1);
   });
 
@@ -103,7 +104,7 @@ describe('FHIR REST interactions through a real FHIR client', () => {
   });
 
   it('lists type history newest first', async () => {
-    const history = (await fhir.history({ resourceType: 'Patient' })) as Bundle;
+    const history = (await fhir.history({ resourceType: 'Patient' })) as unknown as Bundle;
     expect(history.entry?.length).toBeGreaterThan(3);
     const times = history.entry?.map((e) => e.response?.lastModified as string) ?? [];
     expect([...times].sort().reverse()).toEqual(times);

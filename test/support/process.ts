@@ -1,8 +1,14 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 
-export const ROOT = resolve(__dirname, '../..');
+/** The repository root, whether this runs from sources (Jest) or from dist/ (benchmarks). */
+function findRoot(dir: string): string {
+  return existsSync(join(dir, 'package.json')) || dirname(dir) === dir ? dir : findRoot(dirname(dir));
+}
+
+export const ROOT = findRoot(__dirname);
 export const GATEWAY_MAIN = resolve(ROOT, 'dist/apps/gateway/src/main.js');
 export const GATEWAY_CLI = resolve(ROOT, 'dist/apps/gateway/src/cli.js');
 export const WORKER_MAIN = resolve(ROOT, 'dist/apps/worker/src/main.js');
@@ -37,7 +43,9 @@ export async function killAll(): Promise<void> {
 /** Runs a built entry point (`npm run build` first) with a clean GW_* environment. */
 export function run(script: string, env: Record<string, string>, args: string[] = []): Proc {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GW_')));
-  const child = spawn(process.execPath, [script, ...args], { cwd: ROOT, env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the spawned process.
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, script, ...args], { cwd: ROOT, env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
   child.once('exit', () => running.delete(child));
   let text = '';

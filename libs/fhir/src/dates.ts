@@ -12,15 +12,18 @@ const DATE_RE = /^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.
 /**
  * Turns a FHIR date value into the interval its precision implies: "2024" is the whole year,
  * "2024-03-05" the whole day (UTC), a dateTime to the second its second. Returns undefined when
- * the text is not a FHIR date.
+ * the text is not a FHIR date, including impossible calendar dates such as 1980-02-30.
  */
 export function dateRange(text: string): DateRange | undefined {
   const m = DATE_RE.exec(text.trim());
   if (!m) {
     return undefined;
   }
-  const [, y, mo, d, hh, mi, ss, frac, tz] = m;
+  const [, y, mo, d, hh] = m;
   const year = Number(y);
+  if (year === 0) {
+    return undefined; // the FHIR date grammar has no year 0000 (nor has PostgreSQL)
+  }
   if (mo === undefined) {
     return { low: utc(year, 0, 1), high: utc(year + 1, 0, 1) };
   }
@@ -32,14 +35,24 @@ export function dateRange(text: string): DateRange | undefined {
     return { low: utc(year, month, 1), high: utc(year, month + 1, 1) };
   }
   const day = Number(d);
-  if (day < 1 || day > 31) {
+  // Date.UTC silently rolls 30 February over to 1 March: check against the month's length.
+  if (day < 1 || day > daysInMonth(year, month)) {
     return undefined;
   }
   if (hh === undefined) {
     return { low: utc(year, month, day), high: utc(year, month, day + 1) };
   }
-  const iso = `${y}-${mo}-${d}T${hh}:${mi}:${ss ?? '00'}${frac ?? ''}${tz ?? 'Z'}`;
-  const start = Date.parse(iso);
+  return timeRange(m);
+}
+
+/** The interval of a dateTime: its precision (minute, second, or millisecond) is its width. */
+function timeRange(m: RegExpExecArray): DateRange | undefined {
+  const [, y, mo, d, hh, mi, ss, frac, tz] = m;
+  // Checked here because Date.parse accepts 24:00 and the FHIR grammar does not.
+  if (Number(hh) > 23 || Number(mi) > 59 || (ss !== undefined && Number(ss) > 60)) {
+    return undefined;
+  }
+  const start = Date.parse(`${y}-${mo}-${d}T${hh}:${mi}:${ss ?? '00'}${frac ?? ''}${tz ?? 'Z'}`);
   if (Number.isNaN(start)) {
     return undefined;
   }
@@ -47,6 +60,22 @@ export function dateRange(text: string): DateRange | undefined {
   return { low: new Date(start).toISOString(), high: new Date(start + step).toISOString() };
 }
 
+function daysInMonth(year: number, month: number): number {
+  return utcDate(year, month + 1, 0).getUTCDate(); // day 0 of the next month = last of this one
+}
+
+/**
+ * Midnight UTC of a calendar day (month and day may overflow into the next ones). Built with
+ * setUTCFullYear because Date.UTC maps years 0–99 to 1900–1999.
+ */
+function utcDate(year: number, month: number, day: number): Date {
+  const date = new Date(0);
+  date.setUTCFullYear(year, month, day);
+  return date;
+}
+
+/** ISO text of a day's midnight; past year 9999 ISO text gets a sign PostgreSQL cannot read. */
 function utc(year: number, month: number, day: number): string {
-  return new Date(Date.UTC(year, month, day)).toISOString();
+  const date = utcDate(year, month, day);
+  return date.getUTCFullYear() > 9999 ? MAX_DATE : date.toISOString();
 }

@@ -176,9 +176,17 @@ function pushCoding(out: TokenRow[], code: string, c: Obj): void {
   }
 }
 
-/** Case- and accent-insensitive form used for default and :contains string matching. */
+/**
+ * Case- and accent-insensitive form used for default and :contains string matching. Ligatures do
+ * not decompose under NFD, yet French writers type "coeur" for "cœur": fold them to their letters.
+ */
 export function normalizeString(s: string): string {
-  return s.normalize('NFD').replace(/\p{Diacritic}/gu, '').toLowerCase();
+  return s
+    .normalize('NFD')
+    .replace(/\p{Diacritic}/gu, '')
+    .toLowerCase()
+    .replace(/œ/g, 'oe')
+    .replace(/æ/g, 'ae');
 }
 
 const STRING_PARTS = ['text', 'family', 'given', 'prefix', 'suffix', 'line', 'city', 'district', 'state', 'postalCode', 'country'];

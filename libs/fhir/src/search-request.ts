@@ -55,10 +55,17 @@ export function parseSearchRequest(
     summaryCount: false,
   };
   for (const [key, value] of pairs) {
+    // R4 §3.1.1.5: a parameter with an empty value is ignored (forms send every field).
+    if (value === '') {
+      continue;
+    }
     if (RESULT_PARAMS.has(key)) {
       applyResultParam(req, key, value, limits.maxCount);
-    } else {
-      req.clauses.push(parseClause(key, value));
+      continue;
+    }
+    const clause = parseClause(key, value);
+    if (clause.values.length > 0) {
+      req.clauses.push(clause);
     }
   }
   return req;
@@ -114,7 +121,8 @@ function parseClause(key: string, value: string): SearchParamClause {
   const dot = key.indexOf('.');
   const head = dot === -1 ? key : key.slice(0, dot);
   const [code, modifier] = splitOnce(head, ':');
-  const clause: SearchParamClause = { key, code, values: splitValues(value) };
+  // `a,,b` or a trailing comma: an empty alternative would match only empty values, i.e. nothing.
+  const clause: SearchParamClause = { key, code, values: splitValues(value).filter((v) => v !== '') };
   if (dot === -1) {
     clause.modifier = modifier;
     return clause;

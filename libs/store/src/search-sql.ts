@@ -57,11 +57,8 @@ export function compileWhere(req: SearchRequest, registry: SearchParamRegistry, 
 export class UnsupportedParam extends Error {}
 
 function compileClause(type: string, c: SearchParamClause, registry: SearchParamRegistry, b: Binder): string {
-  if (c.code === '_id') {
-    return `r.id IN (${c.values.map((v) => b.bind(v)).join(', ')})`;
-  }
-  if (c.code === '_lastUpdated') {
-    return `(${c.values.map((v) => dateCondition('r.last_updated', 'r.last_updated', v, b, c.key)).join(' OR ')})`;
+  if (c.code === '_id' || c.code === '_lastUpdated') {
+    return columnCondition(c, b);
   }
   const def = registry.get(type, c.code);
   if (!def) {
@@ -70,13 +67,42 @@ function compileClause(type: string, c: SearchParamClause, registry: SearchParam
   if (c.chain) {
     return `r.id IN (${chainSubquery(type, def, c, registry, b)})`;
   }
-  if (c.modifier === 'missing') {
-    const anyRow = `SELECT id FROM ${TABLE[def.kind]} WHERE resource_type = ${b.bind(type)} AND code = ${b.bind(def.code)}`;
-    return c.values[0] === 'true' ? `r.id NOT IN (${anyRow})` : `r.id IN (${anyRow})`;
+  return matchCondition('r.id', type, def, c.modifier, c.values, b, c.key);
+}
+
+/** `_id` and `_lastUpdated` live in columns of the resource table, not in the index tables. */
+function columnCondition(c: SearchParamClause, b: Binder): string {
+  if (c.code === '_id') {
+    // Checked, not ignored: dropping `:not` would silently return the opposite set.
+    rejectModifier(c.modifier, ['not'], c.key);
+    return `r.id ${c.modifier === 'not' ? 'NOT IN' : 'IN'} (${c.values.map((v) => b.bind(v)).join(', ')})`;
   }
-  const negate = c.modifier === 'not';
-  const sub = idSubquery(type, def, c.modifier, c.values, b, c.key);
-  return negate ? `r.id NOT IN (${sub})` : `r.id IN (${sub})`;
+  rejectModifier(c.modifier, [], c.key);
+  return `(${c.values.map((v) => instantCondition('r.last_updated', v, b, c.key)).join(' OR ')})`;
+}
+
+/**
+ * `<idCol> [NOT] IN (ids of `type` resources whose index rows for `def` match)`. Takes the id
+ * column so that chains apply :missing and :not to the referenced resource, not to the reference.
+ */
+function matchCondition(
+  idCol: string,
+  type: string,
+  def: SearchParamDef,
+  modifier: string | undefined,
+  values: string[],
+  b: Binder,
+  key: string,
+): string {
+  if (modifier === 'missing') {
+    if (values.length !== 1 || (values[0] !== 'true' && values[0] !== 'false')) {
+      throw new GatewayError('invalid', { text: `${key} must be true or false`, expression: key });
+    }
+    const anyRow = `SELECT id FROM ${TABLE[def.kind]} WHERE resource_type = ${b.bind(type)} AND code = ${b.bind(def.code)}`;
+    return values[0] === 'true' ? `${idCol} NOT IN (${anyRow})` : `${idCol} IN (${anyRow})`;
+  }
+  const sub = idSubquery(type, def, modifier, values, b, key);
+  return modifier === 'not' ? `${idCol} NOT IN (${sub})` : `${idCol} IN (${sub})`;
 }
 
 /** `SELECT id FROM <index> WHERE resource_type = T AND code = C AND (v1 OR v2…)` */
@@ -138,31 +164,62 @@ function stringCondition(modifier: string | undefined, value: string, b: Binder,
   return modifier === 'contains' ? `value LIKE ${b.bind(`%${norm}%`)}` : `value LIKE ${b.bind(`${norm}%`)}`;
 }
 
+type Bound = () => string;
+
 /**
  * FHIR date comparison between the stored interval [low, high) and the searched one [vl, vh)
- * (R4 §3.1.1.4.2): eq = contained, lt/gt = some part before/after, le/ge include overlap.
+ * (R4 §3.1.1.4.2): eq = contained, lt/gt = some part before/after, le/ge include overlap. The
+ * bounds are thunks: binding a value the SQL does not use leaves PostgreSQL unable to type it.
  */
+const DATE_OPS: Record<Prefix, (low: string, high: string, vl: Bound, vh: Bound) => string> = {
+  eq: (low, high, vl, vh) => `(${low} >= ${vl()} AND ${high} <= ${vh()})`,
+  ne: (low, high, vl, vh) => `NOT (${low} >= ${vl()} AND ${high} <= ${vh()})`,
+  lt: (low, _high, vl) => `${low} < ${vl()}`,
+  gt: (_low, high, _vl, vh) => `${high} > ${vh()}`,
+  le: (low, _high, _vl, vh) => `${low} < ${vh()}`,
+  ge: (_low, high, vl) => `${high} > ${vl()}`,
+  sa: (low, _high, _vl, vh) => `${low} >= ${vh()}`,
+  eb: (_low, high, vl) => `${high} <= ${vl()}`,
+  ap: (low, high, vl, vh) => `(${low} < ${vh()} AND ${high} > ${vl()})`,
+};
+
+/**
+ * The same comparisons for a column holding an instant t, read as [t, t + ε): written on t alone
+ * (`ge` → t >= vl, not t > vl) so that `ge<the instant of a write>` includes that write and the
+ * (resource_type, last_updated) index stays usable.
+ */
+const INSTANT_OPS: Record<Prefix, (t: string, vl: Bound, vh: Bound) => string> = {
+  eq: (t, vl, vh) => `(${t} >= ${vl()} AND ${t} < ${vh()})`,
+  ne: (t, vl, vh) => `NOT (${t} >= ${vl()} AND ${t} < ${vh()})`,
+  lt: (t, vl) => `${t} < ${vl()}`,
+  gt: (t, _vl, vh) => `${t} >= ${vh()}`,
+  le: (t, _vl, vh) => `${t} < ${vh()}`,
+  ge: (t, vl) => `${t} >= ${vl()}`,
+  sa: (t, _vl, vh) => `${t} >= ${vh()}`,
+  eb: (t, vl) => `${t} < ${vl()}`,
+  ap: (t, vl, vh) => `(${t} >= ${vl()} AND ${t} < ${vh()})`,
+};
+
 export function dateCondition(low: string, high: string, raw: string, b: Binder, key: string, modifier?: string): string {
   rejectModifier(modifier, [], key);
+  const { prefix, vl, vh } = dateSearchValue(raw, b, key);
+  return DATE_OPS[prefix](low, high, vl, vh);
+}
+
+function instantCondition(column: string, raw: string, b: Binder, key: string): string {
+  const { prefix, vl, vh } = dateSearchValue(raw, b, key);
+  return INSTANT_OPS[prefix](column, vl, vh);
+}
+
+/** Prefix and interval bounds (bound on use) of one date search value; 400 when not a date. */
+function dateSearchValue(raw: string, b: Binder, key: string): { prefix: Prefix; vl: Bound; vh: Bound } {
   const { prefix, value } = splitPrefix(raw);
-  const range = dateRange(value);
+  // An unencoded `+` in a query string arrives as a space: `T10:00:00 02:00` meant `+02:00`.
+  const range = dateRange(value.replace(/ (\d{2}:\d{2})$/, '+$1'));
   if (!range) {
     throw new GatewayError('invalid', { text: `Invalid date "${value}" for ${key}: expected YYYY, YYYY-MM, YYYY-MM-DD or a dateTime`, expression: key });
   }
-  const vl = `${b.bind(range.low)}::timestamptz`;
-  const vh = `${b.bind(range.high)}::timestamptz`;
-  const table: Record<Prefix, string> = {
-    eq: `(${low} >= ${vl} AND ${high} <= ${vh})`,
-    ne: `NOT (${low} >= ${vl} AND ${high} <= ${vh})`,
-    lt: `${low} < ${vl}`,
-    gt: `${high} > ${vh}`,
-    le: `${low} < ${vh}`,
-    ge: `${high} > ${vl}`,
-    sa: `${low} >= ${vh}`,
-    eb: `${high} <= ${vl}`,
-    ap: `(${low} < ${vh} AND ${high} > ${vl})`,
-  };
-  return table[prefix];
+  return { prefix, vl: () => `${b.bind(range.low)}::timestamptz`, vh: () => `${b.bind(range.high)}::timestamptz` };
 }
 
 function referenceCondition(def: SearchParamDef, modifier: string | undefined, value: string, b: Binder, key: string): string {
@@ -207,19 +264,23 @@ function chainSubquery(type: string, def: SearchParamDef, c: SearchParamClause, 
   if (def.kind !== 'reference' || !c.chain) {
     throw new UnsupportedParam(`Chaining is only possible on reference parameters, not ${c.code}`);
   }
-  const targets = c.chain.targetType ? [c.chain.targetType] : def.targets;
+  const { targetType, code, modifier } = c.chain;
+  // A type the parameter cannot point at would silently match nothing: report it instead.
+  if (targetType && !def.targets.includes(targetType)) {
+    throw new UnsupportedParam(`${targetType} is not a target type of ${def.code} (${def.targets.join(', ')})`);
+  }
   const inner: string[] = [];
-  for (const target of targets) {
-    const targetDef = registry.get(target, c.chain.code);
-    if (c.chain.code === '_id') {
+  for (const target of targetType ? [targetType] : def.targets) {
+    const targetDef = registry.get(target, code);
+    if (code === '_id') {
+      rejectModifier(modifier, [], c.key);
       inner.push(`(target_type = ${b.bind(target)} AND target_id = ANY(${b.bind(c.values)}::text[]))`);
     } else if (targetDef) {
-      const sub = idSubquery(target, targetDef, c.chain.modifier, c.values, b, c.key);
-      inner.push(`(target_type = ${b.bind(target)} AND target_id IN (${sub}))`);
+      inner.push(`(target_type = ${b.bind(target)} AND ${matchCondition('target_id', target, targetDef, modifier, c.values, b, c.key)})`);
     }
   }
   if (inner.length === 0) {
-    throw new UnsupportedParam(`Unknown chained parameter "${c.chain.code}" on ${targets.join('/')}`);
+    throw new UnsupportedParam(`Unknown chained parameter "${code}" on ${(targetType ? [targetType] : def.targets).join('/')}`);
   }
   return `SELECT id FROM sp_reference WHERE resource_type = ${b.bind(type)} AND code = ${b.bind(def.code)} AND (${inner.join(' OR ')})`;
 }
