@@ -29,7 +29,7 @@ export class AdminController {
       const { client, secret } = await this.core.clients.create({
         name: body.name,
         organization: body.organization,
-        scopes: Array.isArray(body.scopes) ? body.scopes : body.scopes.split(/\s+/),
+        scopes: scopeList(body.scopes),
         admin: body.admin === true,
         withSecret: !body.jwks,
         jwks: body.jwks as never,
@@ -74,7 +74,7 @@ export class AdminController {
   async audit(@Req() req: FastifyRequest, @Query('client') client?: string, @Query('_count') count?: string): Promise<unknown> {
     requireAdmin(req);
     await this.core.audit.flush();
-    const limit = Math.min(Number(count) || 100, 1000);
+    const limit = auditLimit(count);
     const res = await this.core.db.pool.query(
       `SELECT id, recorded, client_id, organization, interaction, resource_type, entity, outcome, request_id FROM audit_event
        WHERE ($1::text IS NULL OR client_id = $1) ORDER BY id DESC LIMIT $2`,
@@ -82,6 +82,17 @@ export class AdminController {
     );
     return { resourceType: 'Bundle', type: 'collection', entry: res.rows.map((r) => ({ resource: toAuditEvent(r) })) };
   }
+}
+
+/** Page size of the audit listing: a whole number in 1..1000, 100 when absent or unusable (LIMIT rejects -5 or 1.5). */
+function auditLimit(count: string | undefined): number {
+  const n = Math.floor(Number(count));
+  return Number.isFinite(n) && n >= 1 ? Math.min(n, 1000) : 100;
+}
+
+/** Scopes as a list, from a JSON array or a space-separated string (spaces around are noise). */
+function scopeList(scopes: string | string[]): string[] {
+  return (Array.isArray(scopes) ? scopes.map(String) : String(scopes).split(/\s+/)).filter(Boolean);
 }
 
 /** Renders an audit row as a FHIR AuditEvent (REST subtype, who, what). */

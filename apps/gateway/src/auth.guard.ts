@@ -23,12 +23,13 @@ export class AuthGuard implements CanActivate {
       return true;
     }
     const req = context.switchToHttp().getRequest<AuthedRequest>();
-    const header = req.headers.authorization;
-    if (!header || !header.startsWith('Bearer ')) {
+    // RFC 7235 §2.1: the scheme name is case-insensitive ("bearer" is common in client libraries).
+    const token = /^bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1];
+    if (!token) {
       throw new GatewayError('unauthorized', { text: 'A Bearer access token is required (POST /oauth2/token, grant_type=client_credentials)' });
     }
     try {
-      req.principal = await this.core.tokens.verify(header.slice(7).trim());
+      req.principal = await this.core.tokens.verify(token);
     } catch (err) {
       const expired = (err as { code?: string }).code === 'ERR_JWT_EXPIRED';
       throw new GatewayError('unauthorized', { text: expired ? 'The access token has expired' : 'The access token is invalid', code: expired ? 'expired' : 'login' });

@@ -45,6 +45,9 @@ export class ClientRegistry {
     if (!input.withSecret && !input.jwks) {
       throw new Error('A client needs a secret or a JWKS to authenticate');
     }
+    if (input.jwks) {
+      checkPublicJwks(input.jwks);
+    }
     const id = input.id ?? `gw-${randomBytes(9).toString('base64url')}`;
     const secret = input.withSecret ? randomBytes(32).toString('base64url') : undefined;
     const secretHash = secret ? await hashSecret(secret) : null;
@@ -101,6 +104,29 @@ export class ClientRegistry {
       [`${clientId}:${jti}`, clientId, expiresAt],
     );
     return res.rowCount === 1;
+  }
+}
+
+/** Members of a JWK that only a private or symmetric key has (RFC 7517/7518). */
+const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
+
+/**
+ * A registered JWKS must hold public RSA/EC keys only: it is stored in clear and listed by the
+ * admin API, so a private key pasted by mistake would leak, and an "oct" key would turn the
+ * asymmetric private_key_jwt into a shared secret.
+ */
+function checkPublicJwks(jwks: JSONWebKeySet): void {
+  const keys: unknown = (jwks as { keys?: unknown })?.keys;
+  if (!Array.isArray(keys) || keys.length === 0) {
+    throw new Error('The JWKS must be an object {"keys": [...]} with at least one public key');
+  }
+  for (const key of keys as Record<string, unknown>[]) {
+    if (!key || typeof key !== 'object' || (key.kty !== 'RSA' && key.kty !== 'EC')) {
+      throw new Error('JWKS keys must be RSA or EC public keys (kty RSA or EC)');
+    }
+    if (PRIVATE_JWK_MEMBERS.some((m) => m in key)) {
+      throw new Error('The JWKS holds private key material: register the public key only');
+    }
   }
 }
 

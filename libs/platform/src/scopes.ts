@@ -15,14 +15,17 @@ const V1_ACTIONS: Record<string, ScopeAction[]> = {
 /**
  * Parses `system/Patient.rs`, `system/*.cruds` (SMART v2) and the v1 forms `system/*.read`,
  * `system/Patient.write`. Non-system scopes (patient/, user/) are ignored by a backend service.
+ * Granular scopes (`system/Observation.rs?category=…`) are refused: the store cannot enforce the
+ * query part, and dropping it would grant the whole type.
  */
 export function parseScope(scope: string): ParsedScope | undefined {
-  const m = /^system\/([A-Za-z]+|\*)\.([a-z*]+)(\?.*)?$/.exec(scope);
+  const m = /^system\/([A-Z][A-Za-z]*|\*)\.([a-z*]+)$/.exec(scope);
   if (!m) {
     return undefined;
   }
   const [, type, act] = m;
-  if (V1_ACTIONS[act]) {
+  // hasOwn: `act` is caller input, and "constructor" would otherwise be found on the prototype.
+  if (Object.hasOwn(V1_ACTIONS, act)) {
     return { type, actions: new Set(V1_ACTIONS[act]) };
   }
   if (!/^c?r?u?d?s?$/.test(act) || act.length === 0) {
@@ -43,19 +46,11 @@ export function scopeAllows(granted: string[], resourceType: string, action: Sco
   });
 }
 
-/** True when `requested` grants nothing beyond `allowed` (each of its actions is allowed). */
+/**
+ * True when `requested` grants nothing beyond `allowed` (each of its actions is allowed). A
+ * wildcard request only fits under a wildcard grant, as scopeAllows(…, '*', …) matches only '*'.
+ */
 export function scopeWithin(requested: string, allowed: string[]): boolean {
   const r = parseScope(requested);
-  if (!r) {
-    return false;
-  }
-  const types = r.type === '*' ? ['*'] : [r.type];
-  return [...r.actions].every((a) =>
-    types.every((t) =>
-      allowed.some((s) => {
-        const p = parseScope(s);
-        return !!p && (p.type === '*' || p.type === t) && p.actions.has(a);
-      }),
-    ),
-  );
+  return !!r && [...r.actions].every((a) => scopeAllows(allowed, r.type, a));
 }

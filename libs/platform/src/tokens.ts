@@ -8,6 +8,7 @@ import { scopeWithin } from './scopes';
 export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 const ASSERTION_ALGS = ['RS384', 'ES384', 'RS256', 'ES256'];
 const ALG = 'ES256';
+const VERIFIED_CACHE_SIZE = 10_000;
 
 /** An OAuth2 error response (RFC 6749 §5.2). */
 export class OAuthError extends Error {
@@ -45,6 +46,8 @@ export interface AccessClaims {
 export class TokenService {
   private privateKey?: KeyObject | Uint8Array;
   private publicJwk?: JWK;
+  private verifyKey?: KeyObject | Uint8Array;
+  private readonly verified = new Map<string, { claims: AccessClaims; expiresAt: number }>();
 
   constructor(
     private readonly pool: Pool,
@@ -70,6 +73,7 @@ export class TokenService {
       await client.query('COMMIT');
       this.privateKey = (await importJWK(row.private_jwk, ALG)) as KeyObject;
       this.publicJwk = row.public_jwk;
+      this.verifyKey = (await importJWK(row.public_jwk, ALG)) as KeyObject;
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;
@@ -101,18 +105,39 @@ export class TokenService {
     return { access_token: token, token_type: 'bearer', expires_in: this.opts.ttlSeconds, scope: scopes.join(' ') };
   }
 
+  /**
+   * Verifies an access token. A token whose signature was already checked is served from a
+   * bounded cache until it expires: importing the key and checking ES256 on every request was
+   * the largest CPU cost of a read (profiled).
+   */
   async verify(token: string): Promise<AccessClaims> {
-    const { payload } = await jwtVerify(token, createLocalJWKSet(this.jwks()), {
+    const cached = this.verified.get(token);
+    if (cached && cached.expiresAt > Date.now()) {
+      return cached.claims;
+    }
+    const { payload } = await jwtVerify(token, this.requireVerifyKey(), {
       issuer: this.opts.issuer,
       audience: `${this.opts.issuer}/fhir`,
       algorithms: [ALG],
     });
-    return {
+    const claims: AccessClaims = {
       clientId: String(payload.sub),
       organization: String(payload.org),
       admin: payload.adm === true,
       scopes: String(payload.scope ?? '').split(' ').filter(Boolean),
     };
+    if (this.verified.size >= VERIFIED_CACHE_SIZE) {
+      this.verified.delete(this.verified.keys().next().value as string);
+    }
+    this.verified.set(token, { claims, expiresAt: Number(payload.exp) * 1000 });
+    return claims;
+  }
+
+  private requireVerifyKey(): KeyObject | Uint8Array {
+    if (!this.verifyKey) {
+      throw new Error('TokenService.init() was not called');
+    }
+    return this.verifyKey;
   }
 
   private requireKey(): KeyObject | Uint8Array {
@@ -138,14 +163,9 @@ export class TokenService {
     if (req.client_assertion || req.client_assertion_type) {
       return this.authenticateAssertion(req);
     }
-    let id = req.client_id;
-    let secret = req.client_secret;
-    if (req.authorization?.startsWith('Basic ')) {
-      const decoded = Buffer.from(req.authorization.slice(6), 'base64').toString('utf8');
-      const colon = decoded.indexOf(':');
-      id = decodeURIComponent(decoded.slice(0, colon));
-      secret = decodeURIComponent(decoded.slice(colon + 1));
-    }
+    const basic = parseBasic(req.authorization);
+    const id = basic ? basic.id : req.client_id;
+    const secret = basic ? basic.secret : req.client_secret;
     if (!id || !secret) {
       throw new OAuthError(401, 'invalid_client', 'Client authentication required: HTTP Basic (client_secret_basic) or a client_assertion (private_key_jwt)');
     }
@@ -168,7 +188,8 @@ export class TokenService {
       throw new OAuthError(400, 'invalid_request', 'client_assertion is not a JWT');
     }
     const client = iss ? await this.clients.get(iss) : undefined;
-    if (!client || !client.active || !client.jwks) {
+    // RFC 7521 §4.2: a client_id sent along must name the same client as the assertion.
+    if (!client || !client.active || !client.jwks || (req.client_id !== undefined && req.client_id !== client.id)) {
       throw new OAuthError(401, 'invalid_client', 'Unknown client or no JWKS registered for it');
     }
     let payload;
@@ -192,4 +213,26 @@ export class TokenService {
     }
     return client;
   }
+}
+
+/**
+ * client_secret_basic (RFC 6749 §2.3.1): `Basic base64(urlencode(id):urlencode(secret))`. A header
+ * that is not Basic gives undefined; a malformed one (no colon, bad %-escape) is the client's
+ * error, 401 invalid_client, not a URIError turning into a 500.
+ */
+function parseBasic(authorization: string | undefined): { id: string; secret: string } | undefined {
+  const m = /^basic\s+(\S+)$/i.exec(authorization?.trim() ?? '');
+  if (!m) {
+    return undefined;
+  }
+  const decoded = Buffer.from(m[1], 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  try {
+    if (colon > 0) {
+      return { id: decodeURIComponent(decoded.slice(0, colon)), secret: decodeURIComponent(decoded.slice(colon + 1)) };
+    }
+  } catch {
+    // fall through: malformed %-escape
+  }
+  throw new OAuthError(401, 'invalid_client', 'Malformed HTTP Basic credentials: expected base64(client_id:client_secret)');
 }

@@ -28,6 +28,9 @@ export interface AccessPolicy {
   ownerFor(p: Principal, requestedOwner: string | undefined): string;
 }
 
+/** Same shape as ClientRegistry accepts for a client's organization. */
+const ORGANIZATION_REF = /^Organization\/[A-Za-z0-9\-.]{1,64}$/;
+
 /**
  * First policy (issue #2): a client reads and writes within its own organization; an admin client
  * sees everything. A client can always read its own Organization resource.
@@ -49,7 +52,8 @@ export class OrganizationAccessPolicy implements AccessPolicy {
     return p.admin || !existing || existing.ownerOrg === p.organization;
   }
 
+  /** Only an admin may file a resource under another organization, and only under a real reference. */
   ownerFor(p: Principal, requestedOwner: string | undefined): string {
-    return p.admin && requestedOwner ? requestedOwner : p.organization;
+    return p.admin && requestedOwner && ORGANIZATION_REF.test(requestedOwner) ? requestedOwner : p.organization;
   }
 }

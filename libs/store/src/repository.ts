@@ -247,7 +247,7 @@ export class FhirRepository {
 
   async search(p: Principal, req: SearchRequest, strict: boolean, db: Queryable = this.pool): Promise<SearchResult> {
     const b = new Binder();
-    const where = compileWhere(req, this.registry, b);
+    const where = compileWhere(req, this.registry, b, (alias) => this.policy.readFilter(p, alias, b.bind));
     if (strict && where.unsupported.length > 0) {
       throw new GatewayError(
         'invalid',
@@ -263,7 +263,8 @@ export class FhirRepository {
     const whereValues = [...b.values];
     const countQuery = async (): Promise<number> =>
       Number((await db.query(`SELECT count(*) AS n FROM resource r WHERE ${whereSql}`, whereValues)).rows[0].n);
-    if (req.summaryCount) {
+    // _count=0 asks for the total only (R4 §3.1.1.5.7); paging it would loop on offset 0.
+    if (req.summaryCount || req.count === 0) {
       return { matches: [], included: [], total: await countQuery(), hasMore: false, unsupported: where.unsupported };
     }
     const order = compileSort(req, this.registry, b);
@@ -274,12 +275,7 @@ export class FhirRepository {
     );
     const hasMore = res.rows.length > req.count;
     const matches = res.rows.slice(0, req.count).map(fromRow);
-    let total: number | undefined;
-    if (req.total === 'accurate' || req.total === 'estimate') {
-      total = await countQuery();
-    } else if (req.total !== 'none' && !hasMore) {
-      total = req.offset + matches.length;
-    }
+    const total = await searchTotal(req, hasMore, matches.length, countQuery);
     const included = await this.includes(db, p, req, matches);
     return { matches, included, total, hasMore, unsupported: where.unsupported };
   }
@@ -308,7 +304,9 @@ export class FhirRepository {
     }
     const ids = matches.map((m) => m.id);
     const out = new Map<string, StoredResource>();
-    for (const inc of req.include) {
+    // Ids are unique per type only: an _include naming another source type must not read the
+    // reference rows of whatever resource of that type shares an id with a match.
+    for (const inc of req.include.filter((i) => i.sourceType === req.resourceType)) {
       const b = new Binder();
       const conds = [
         `ref.resource_type = ${b.bind(inc.sourceType)}`,
@@ -380,6 +378,20 @@ export class FhirRepository {
       replaces,
     };
   }
+}
+
+/**
+ * Bundle.total: counted when asked for; otherwise known for free on the last page. A page past
+ * the end is empty and says nothing about the total (offset + 0 would be a made-up count).
+ */
+async function searchTotal(req: SearchRequest, hasMore: boolean, pageSize: number, count: () => Promise<number>): Promise<number | undefined> {
+  if (req.total === 'accurate' || req.total === 'estimate') {
+    return count();
+  }
+  if (req.total === 'none' || hasMore || (pageSize === 0 && req.offset > 0)) {
+    return undefined;
+  }
+  return req.offset + pageSize;
 }
 
 function stampMeta(meta: Meta | undefined, versionId: number, lastUpdated: string, owner: string, ctx: WriteContext): Meta {

@@ -37,11 +37,14 @@ export interface CompiledWhere {
  * Compiles the filter clauses of a search into SQL over the index tables. Every clause becomes
  * `r.id IN (SELECT id FROM sp_x WHERE …)`, so chains nest the same way.
  */
-export function compileWhere(req: SearchRequest, registry: SearchParamRegistry, b: Binder): CompiledWhere {
+/** SQL condition on a resource alias limiting it to what the caller may see (the access policy). */
+export type Visibility = (alias: string) => string | undefined;
+
+export function compileWhere(req: SearchRequest, registry: SearchParamRegistry, b: Binder, visible?: Visibility): CompiledWhere {
   const out: CompiledWhere = { conditions: [], unsupported: [] };
   for (const clause of req.clauses) {
     try {
-      const cond = compileClause(req.resourceType, clause, registry, b);
+      const cond = compileClause(req.resourceType, clause, registry, b, visible);
       out.conditions.push(cond);
     } catch (err) {
       if (err instanceof UnsupportedParam) {
@@ -56,7 +59,7 @@ export function compileWhere(req: SearchRequest, registry: SearchParamRegistry, 
 
 export class UnsupportedParam extends Error {}
 
-function compileClause(type: string, c: SearchParamClause, registry: SearchParamRegistry, b: Binder): string {
+function compileClause(type: string, c: SearchParamClause, registry: SearchParamRegistry, b: Binder, visible?: Visibility): string {
   if (c.code === '_id' || c.code === '_lastUpdated') {
     return columnCondition(c, b);
   }
@@ -65,7 +68,7 @@ function compileClause(type: string, c: SearchParamClause, registry: SearchParam
     throw new UnsupportedParam(`Unknown search parameter "${c.code}" for ${type}`);
   }
   if (c.chain) {
-    return `r.id IN (${chainSubquery(type, def, c, registry, b)})`;
+    return `r.id IN (${chainSubquery(type, def, c, registry, b, visible)})`;
   }
   return matchCondition('r.id', type, def, c.modifier, c.values, b, c.key);
 }
@@ -260,7 +263,7 @@ function numberCondition(modifier: string | undefined, raw: string, b: Binder, k
   return `(${parts.join(' AND ')})`;
 }
 
-function chainSubquery(type: string, def: SearchParamDef, c: SearchParamClause, registry: SearchParamRegistry, b: Binder): string {
+function chainSubquery(type: string, def: SearchParamDef, c: SearchParamClause, registry: SearchParamRegistry, b: Binder, visible?: Visibility): string {
   if (def.kind !== 'reference' || !c.chain) {
     throw new UnsupportedParam(`Chaining is only possible on reference parameters, not ${c.code}`);
   }
@@ -277,6 +280,13 @@ function chainSubquery(type: string, def: SearchParamDef, c: SearchParamClause, 
       inner.push(`(target_type = ${b.bind(target)} AND target_id = ANY(${b.bind(c.values)}::text[]))`);
     } else if (targetDef) {
       inner.push(`(target_type = ${b.bind(target)} AND ${matchCondition('target_id', target, targetDef, modifier, c.values, b, c.key)})`);
+    } else {
+      continue;
+    }
+    // Matching on a referenced resource the caller may not read would leak its content.
+    const filter = visible?.('t');
+    if (filter) {
+      inner[inner.length - 1] = `(${inner[inner.length - 1]} AND target_id IN (SELECT t.id FROM resource t WHERE t.resource_type = ${b.bind(target)} AND ${filter}))`;
     }
   }
   if (inner.length === 0) {
