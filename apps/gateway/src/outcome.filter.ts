@@ -2,7 +2,7 @@ import { Catch, HttpException } from '@nestjs/common';
 import type { ArgumentsHost, ExceptionFilter } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError, OAuthError } from '@gw/platform';
-import type { Logger } from '@gw/platform';
+import type { ErrorCategory, Logger } from '@gw/platform';
 import { FHIR_JSON } from './fhir-response';
 
 /**
@@ -33,26 +33,53 @@ export class OutcomeFilter implements ExceptionFilter {
   }
 }
 
+/**
+ * Framework errors keep their HTTP meaning: Nest wraps Fastify's own errors (body too large,
+ * unsupported media type) in an HttpException carrying the original status, so mapping by status
+ * (not only by Fastify code) is what turns a too-large body into a 413 rather than a 400.
+ */
+const STATUS_CATEGORY: Record<number, ErrorCategory> = {
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not-found',
+  409: 'conflict',
+  410: 'gone',
+  412: 'precondition-failed',
+  413: 'too-large',
+  415: 'unsupported-media-type',
+  422: 'business-rule',
+  429: 'throttled',
+};
+
+/** Our own wording where the framework's message says less than we know. */
+const STATUS_TEXT: Record<number, string> = {
+  404: 'No such endpoint',
+  413: 'Request body is larger than the limit (GW_MAX_BODY_BYTES)',
+  415: 'Unsupported Content-Type: send application/fhir+json',
+};
+
 function toGatewayError(err: unknown, requestId: string): GatewayError {
   if (err instanceof GatewayError) {
     return err;
   }
   if (err instanceof HttpException) {
-    const status = err.getStatus();
-    if (status === 404) {
-      return new GatewayError('not-found', { text: 'No such endpoint' });
-    }
-    return new GatewayError(status >= 500 ? 'internal' : 'invalid', { text: err.message });
+    return fromStatus(err.getStatus(), err.message, requestId);
   }
-  const fastifyErr = err as { statusCode?: number; code?: string; message?: string };
-  if (fastifyErr?.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-    return new GatewayError('too-large', { text: 'Request body is larger than the limit (GW_MAX_BODY_BYTES)' });
+  const fastifyErr = err as { statusCode?: number; message?: string };
+  if (typeof fastifyErr?.statusCode === 'number') {
+    return fromStatus(fastifyErr.statusCode, fastifyErr.message, requestId);
   }
-  if (fastifyErr?.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-    return new GatewayError('invalid', { text: 'Unsupported Content-Type: send application/fhir+json', code: 'not-supported' });
+  return internal(requestId);
+}
+
+function fromStatus(status: number, message: string | undefined, requestId: string): GatewayError {
+  if (status >= 500) {
+    // Framework 5xx messages can carry internals: same opaque text as any other crash.
+    return internal(requestId);
   }
-  if (typeof fastifyErr?.statusCode === 'number' && fastifyErr.statusCode < 500) {
-    return new GatewayError('invalid', { text: fastifyErr.message ?? 'Bad request' });
-  }
+  return new GatewayError(STATUS_CATEGORY[status] ?? 'invalid', { text: STATUS_TEXT[status] ?? (message || 'Bad request') });
+}
+
+function internal(requestId: string): GatewayError {
   return new GatewayError('internal', { text: `Internal error (request id ${requestId})` });
 }

