@@ -462,9 +462,10 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
         token: b.token,
         body: JSON.stringify({ ...patient(nir, 'Hijacked'), id: created.id }),
       });
-      expect([403, 404]).toContain(update.status);
+      // 404, as for a read: the answer does not reveal that the id exists elsewhere.
+      expect(update.status).toBe(404);
       const del = await call(`${gw.fhirUrl}/Patient/${created.id}`, { method: 'DELETE', token: b.token });
-      expect([403, 404]).toContain(del.status);
+      expect(del.status).toBe(404);
       const conditional = await call(`${gw.fhirUrl}/Patient?identifier=${INS_TEST}|${nir}`, {
         method: 'PUT',
         token: b.token,
@@ -715,6 +716,18 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
       expect(text).not.toContain(family);
       expect(text).not.toContain('Claire');
       expect(text).not.toContain(nir);
+    });
+
+    it('records refused requests of a client in the audit, with their status', async () => {
+      const d = await gw.clientOf('msp-refused', ['system/Patient.rs']);
+      expect((await call(`${gw.fhirUrl}/Patient/not-there`, { token: d.token })).status).toBe(404);
+      expect((await call(`${gw.fhirUrl}/Observation`, { token: d.token })).status).toBe(403);
+      const res = await call<Bundle>(`${gw.baseUrl}/admin/audit?client=${d.clientId}`, { token: await gw.token() });
+      const events = (res.body.entry ?? []).map((e) => e.resource as unknown as { subtype: { code: string }[]; entity: { what: { reference: string } }[]; outcome: string });
+      expect(events.map((e) => [e.subtype[0].code, e.entity.map((x) => x.what.reference), e.outcome])).toEqual([
+        ['get-refused', [], '4'],
+        ['get-refused', ['Patient/not-there'], '4'],
+      ]);
     });
   });
 

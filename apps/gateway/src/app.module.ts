@@ -22,7 +22,7 @@ export class AppModule {
         { provide: CORE, useValue: core },
         { provide: METRICS, useValue: metrics },
         { provide: APP_GUARD, useClass: AuthGuard },
-        { provide: APP_FILTER, useValue: new OutcomeFilter(core.logger) },
+        { provide: APP_FILTER, useValue: new OutcomeFilter(core.logger, core.audit) },
       ],
     };
   }

@@ -60,6 +60,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: { 
       baseUrl: base,
       defaultCount: config.GW_SEARCH_DEFAULT_COUNT,
       maxCount: config.GW_SEARCH_MAX_COUNT,
+      logger,
     });
     const clients = new ClientRegistry(db.pool);
     const tokens = new TokenService(db.pool, clients, { issuer: base, tokenEndpoint: `${base}/oauth2/token`, ttlSeconds: config.GW_TOKEN_TTL_SECONDS });

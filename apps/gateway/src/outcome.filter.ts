@@ -3,6 +3,8 @@ import type { ArgumentsHost, ExceptionFilter } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError, OAuthError } from '@gw/platform';
 import type { ErrorCategory, Logger } from '@gw/platform';
+import type { AuditLog } from '@gw/store';
+import type { AuthedRequest } from './auth.guard';
 import { FHIR_JSON } from './fhir-response';
 
 /**
@@ -12,7 +14,10 @@ import { FHIR_JSON } from './fhir-response';
  */
 @Catch()
 export class OutcomeFilter implements ExceptionFilter {
-  constructor(private readonly logger: Logger) {}
+  constructor(
+    private readonly logger: Logger,
+    private readonly audit?: AuditLog,
+  ) {}
 
   catch(err: unknown, host: ArgumentsHost): void {
     const ctx = host.switchToHttp();
@@ -29,7 +34,27 @@ export class OutcomeFilter implements ExceptionFilter {
     if (ge.status === 401) {
       void reply.header('www-authenticate', 'Bearer realm="fhir-gateway"');
     }
+    this.auditRefusal(req as AuthedRequest, ge.status);
     void reply.status(ge.status).header('content-type', FHIR_JSON).send(JSON.stringify(ge.toOutcome()));
+  }
+
+  /** Refused or failed requests of an authenticated client are part of the access trail too. */
+  private auditRefusal(req: AuthedRequest, status: number): void {
+    const p = req.principal;
+    if (!p || !this.audit) {
+      return;
+    }
+    const type = (req.params as Record<string, string> | undefined)?.type;
+    const id = (req.params as Record<string, string> | undefined)?.id;
+    this.audit.record({
+      clientId: p.clientId,
+      organization: p.organization,
+      interaction: `${req.method.toLowerCase()}-refused`,
+      resourceType: type,
+      entity: type && id && !id.startsWith('_') ? [`${type}/${id}`] : [],
+      outcome: status,
+      requestId: req.id,
+    });
   }
 }
 

@@ -60,7 +60,8 @@ function timeRange(m: RegExpExecArray): DateRange | undefined {
   return { low: new Date(start).toISOString(), high: new Date(start + step).toISOString() };
 }
 
-function daysInMonth(year: number, month: number): number {
+/** Days in a month (`month` 0-based), leap years included. */
+export function daysInMonth(year: number, month: number): number {
   return utcDate(year, month + 1, 0).getUTCDate(); // day 0 of the next month = last of this one
 }
 

@@ -12,6 +12,7 @@ import type {
   ValueSetComposeInclude,
 } from '@medplum/fhirtypes';
 import { GatewayError } from '@gw/platform';
+import { daysInMonth } from './dates';
 import { loadFhirDefinitions } from './definitions';
 import type { ProfileRegistry } from './profiles';
 
@@ -125,8 +126,7 @@ function isCalendarDate(text: string): boolean {
   if (month < 1 || month > 12 || day < 1 || day > 31) {
     return true; // not the date format at all: the base validator already says so
   }
-  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
-  return day <= [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1];
+  return day <= daysInMonth(year, month - 1);
 }
 
 let terminology: Map<string, ValueSet | CodeSystem> | undefined;

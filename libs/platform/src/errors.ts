@@ -78,17 +78,3 @@ function toIssue(category: ErrorCategory, input: IssueInput | OperationOutcomeIs
     ...(i.expression ? { expression: [i.expression] } : {}),
   };
 }
-
-export function statusOfCategory(category: ErrorCategory): number {
-  return CATEGORY_TABLE[category].status;
-}
-
-export const invalid = (text: string, expression?: string): GatewayError =>
-  new GatewayError('invalid', { text, expression });
-export const notFound = (text: string): GatewayError => new GatewayError('not-found', { text });
-export const forbidden = (text: string): GatewayError => new GatewayError('forbidden', { text });
-
-/** An informational/warning OperationOutcome (e.g. ignored search parameters). */
-export function outcomeOf(issues: OperationOutcomeIssue[]): OperationOutcome {
-  return { resourceType: 'OperationOutcome', issue: issues };
-}

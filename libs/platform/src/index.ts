@@ -1,6 +1,6 @@
 export { loadConfig, baseUrl, configSchema, CONFIG_VARIABLES, ConfigError } from './config';
 export type { GatewayConfig } from './config';
-export { GatewayError, invalid, notFound, forbidden, outcomeOf, statusOfCategory } from './errors';
+export { GatewayError } from './errors';
 export type { ErrorCategory, IssueInput } from './errors';
 export { createLogger, pathOnly, REDACTED_PATHS } from './logger';
 export type { Logger } from './logger';

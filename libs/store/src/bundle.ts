@@ -60,7 +60,10 @@ export class BundleProcessor {
         method = e.method;
         out.push({ method, response: await this.service.handle(p, entryRequest(e, req), ctx.requestId) });
       } catch (err) {
-        const ge = err instanceof GatewayError ? err : new GatewayError('internal', { text: 'Internal error processing this entry' });
+        if (!(err instanceof GatewayError)) {
+          this.service.options.logger?.error({ reqId: ctx.requestId, entry: index, err: (err as Error)?.message }, 'unexpected error in a batch entry');
+        }
+        const ge = err instanceof GatewayError ? err : new GatewayError('internal', { text: `Internal error processing this entry (request id ${ctx.requestId ?? 'unknown'})` });
         out.push({ method, response: { status: ge.status, body: JSON.stringify(ge.toOutcome()) } });
       }
     }

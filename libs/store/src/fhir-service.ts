@@ -1,6 +1,7 @@
 import type { Bundle, BundleEntry, Resource } from '@medplum/fhirtypes';
 import type { PoolClient } from 'pg';
 import { GatewayError, scopeAllows } from '@gw/platform';
+import type { Logger } from '@gw/platform';
 import type { ScopeAction } from '@gw/platform';
 import { isKnownR4ResourceType, isServedResourceType, parseSearchRequest } from '@gw/fhir';
 import type { SearchRequest } from '@gw/fhir';
@@ -36,6 +37,8 @@ export interface ServiceOptions {
   baseUrl: string;
   defaultCount: number;
   maxCount: number;
+  /** Where unexpected errors caught inside a batch are reported (they become 500 entries). */
+  logger?: Logger;
 }
 
 /**

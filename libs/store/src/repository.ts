@@ -150,8 +150,12 @@ export class FhirRepository {
   ): Promise<{ stored: StoredResource; created: boolean }> {
     const run = async (tx: PoolClient): Promise<{ stored: StoredResource; created: boolean }> => {
       const existing = await this.current(tx, type, id, true);
+      // What the caller cannot read does not exist for it (same answer as a read, no id probing).
+      if (existing && !this.policy.canRead(ctx.principal, existing)) {
+        throw new GatewayError('not-found', { text: `${type}/${id} not found` });
+      }
       if (existing && !this.policy.canWrite(ctx.principal, existing)) {
-        throw new GatewayError('forbidden', { text: `${type}/${id} belongs to another organization` });
+        throw new GatewayError('forbidden', { text: `${type}/${id} cannot be changed by this client` });
       }
       if (ifMatch !== undefined && (!existing || existing.versionId !== ifMatch)) {
         throw new GatewayError('precondition-failed', {
