@@ -1,5 +1,5 @@
-import { Job, Queue, UnrecoverableError, Worker, createPostgresBackend } from 'bullmq';
-import type { JobsOptions } from 'bullmq';
+import { Queue, UnrecoverableError, Worker, createPostgresBackend } from 'bullmq';
+import type { JobsOptions , Job} from 'bullmq';
 import IORedis from 'ioredis';
 import type { Logger } from './logger';
 
