@@ -25,6 +25,20 @@ describe('the gateway as a new user runs it (built entry points, embedded Postgr
   let env: Record<string, string>;
   let base: string;
 
+  afterAll(async () => {
+    await killAll();
+    // A gateway killed mid-test leaves its embedded postmaster: stop it like an operator would.
+    const pidFile = join(dataDir, 'postgres', 'postmaster.pid');
+    const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').split('\n')[0]) : 0;
+    if (pid > 0) {
+      try {
+        process.kill(pid, 'SIGINT');
+      } catch {
+        // already gone
+      }
+    }
+  });
+
   beforeAll(async () => {
     const port = await freePort();
     env = { GW_DATA_DIR: dataDir, GW_HTTP_PORT: String(port), GW_EMBEDDED_PG_PORT: String(await freePort()), GW_LOG_LEVEL: 'info' };
