@@ -1,5 +1,7 @@
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
+import { PgProcess } from '../support/pg-process';
+import { freePort } from '../support/ports';
 import { startRedis } from '../support/redis';
 
 describe('operations endpoints', () => {
@@ -61,4 +63,32 @@ describe('the gateway on the Redis queue backend', () => {
       await redis.stop();
     }
   });
+});
+
+describe('resilience to the database', () => {
+  it('keeps running while its PostgreSQL restarts, then serves again', async () => {
+    const pg = new PgProcess(await freePort());
+    await pg.start();
+    const gw = await startTestGateway({ GW_DATABASE_URL: pg.url });
+    try {
+      const token = await gw.token();
+      await pg.stop();
+      expect((await fetch(`${gw.baseUrl}/health/ready`)).status).toBe(503);
+      const down = await fetch(`${gw.fhirUrl}/Patient`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json' }, body: JSON.stringify({ resourceType: 'Patient' }) });
+      expect(down.status).toBe(500);
+      expect(JSON.stringify(await down.json())).not.toMatch(/ECONNREFUSED|postgres/i);
+      await pg.start();
+      let status = 0;
+      for (let i = 0; i < 100 && status !== 200; i++) {
+        await new Promise((r) => setTimeout(r, 200));
+        status = (await fetch(`${gw.baseUrl}/health/ready`)).status;
+      }
+      expect(status).toBe(200);
+      const created = await fetch(`${gw.fhirUrl}/Patient`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json' }, body: JSON.stringify({ resourceType: 'Patient', name: [{ family: 'Retour' }] }) });
+      expect(created.status).toBe(201);
+    } finally {
+      await gw.close();
+      await pg.stop();
+    }
+  }, 120_000);
 });

@@ -40,7 +40,7 @@ export async function killAll(): Promise<void> {
   running.clear();
 }
 
-/** Runs a built entry point (`npm run build` first) with a clean GW_* environment. */
+/** Runs a built entry point (`npm run build` first), or `-e <code>`, with a clean GW_* environment. */
 export function run(script: string, env: Record<string, string>, args: string[] = []): Proc {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GW_')));
   // BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the spawned process.

@@ -90,6 +90,9 @@ export class QueueService {
     let q = this.queues.get(name);
     if (!q) {
       q = this.build((opts, factory) => new Queue(name, { ...opts, defaultJobOptions: DEFAULT_JOB_OPTIONS }, factory));
+      // A Queue re-emits its backend's errors (database or Redis restarting); an 'error' event
+      // with no listener would crash the process instead of letting the connection recover.
+      q.on('error', (err) => this.opts.logger.warn({ queue: name, err: err.message }, 'queue connection error'));
       this.queues.set(name, q);
     }
     return q;

