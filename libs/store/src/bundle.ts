@@ -173,7 +173,7 @@ export class BundleProcessor {
         versions.push(this.repo.prepareCreate(resource, ctx, target.id));
       });
     }
-    await this.repo.persist(tx, versions, ctx);
+    await this.repo.persist(tx, versions);
     toCreate.forEach((e, i) => {
       const v = versions[i];
       e.response = this.service.written(p, { ...v }, 201, 'create', entryRequest(e, req), ctx);

@@ -14,6 +14,9 @@ export interface NewVersion {
   rows: IndexRows;
   /** True when a previous version exists (its index rows must go). */
   replaces: boolean;
+  /** Who wrote it, kept in the history row (the durable write audit). */
+  clientId: string;
+  requestId?: string;
 }
 
 const INDEX_TABLES = ['sp_token', 'sp_string', 'sp_date', 'sp_reference', 'sp_number'];
@@ -22,11 +25,7 @@ const INDEX_TABLES = ['sp_token', 'sp_string', 'sp_date', 'sp_reference', 'sp_nu
  * Writes versions, their history and their search-index rows in ONE SQL statement (data-modifying
  * CTEs over unnest arrays): atomic on its own, one round trip whatever the batch size.
  */
-export async function persistVersions(
-  db: Pool | PoolClient,
-  versions: NewVersion[],
-  ctx: { principal: { clientId: string }; requestId?: string },
-): Promise<void> {
+export async function persistVersions(db: Pool | PoolClient, versions: NewVersion[]): Promise<void> {
   if (versions.length === 0) {
     return;
   }
@@ -35,13 +34,14 @@ export async function persistVersions(
   const ctes = [
     `input AS (SELECT * FROM unnest(${b.bind(col((v) => v.resourceType))}::text[], ${b.bind(col((v) => v.id))}::text[],
       ${b.bind(col((v) => v.versionId))}::int[], ${b.bind(col((v) => v.lastUpdated))}::timestamptz[],
-      ${b.bind(col((v) => v.deleted))}::bool[], ${b.bind(col((v) => v.ownerOrg))}::text[], ${b.bind(col((v) => v.json))}::text[])
-      AS t(resource_type, id, version_id, last_updated, deleted, owner_org, content))`,
+      ${b.bind(col((v) => v.deleted))}::bool[], ${b.bind(col((v) => v.ownerOrg))}::text[], ${b.bind(col((v) => v.json))}::text[],
+      ${b.bind(col((v) => v.clientId))}::text[], ${b.bind(col((v) => v.requestId ?? null))}::text[])
+      AS t(resource_type, id, version_id, last_updated, deleted, owner_org, content, client_id, request_id))`,
     `w_res AS (INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, owner_org, content)
-      SELECT * FROM input ON CONFLICT (resource_type, id) DO UPDATE SET version_id = EXCLUDED.version_id,
+      SELECT resource_type, id, version_id, last_updated, deleted, owner_org, content FROM input ON CONFLICT (resource_type, id) DO UPDATE SET version_id = EXCLUDED.version_id,
       last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted, owner_org = EXCLUDED.owner_org, content = EXCLUDED.content)`,
     `w_hist AS (INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, owner_org, client_id, request_id, content)
-      SELECT resource_type, id, version_id, last_updated, deleted, owner_org, ${b.bind(ctx.principal.clientId)}, ${b.bind(ctx.requestId ?? null)}, content FROM input)`,
+      SELECT resource_type, id, version_id, last_updated, deleted, owner_org, client_id, request_id, content FROM input)`,
   ];
   const replaced = versions.filter((v) => v.replaces);
   if (replaced.length > 0) {

@@ -7,6 +7,7 @@ import type { IndexRows, ProfileRegistry, SearchParamRegistry, SearchRequest } f
 import type { AccessPolicy, Principal, StoredRef } from './access';
 import { Binder, compileSort, compileWhere } from './search-sql';
 import { persistVersions } from './persist';
+import { WriteBatcher } from './write-batcher';
 import type { NewVersion } from './persist';
 
 export type Queryable = Pool | PoolClient;
@@ -46,12 +47,16 @@ const INCLUDE_LIMIT = 1000;
  * in the same statement, and asks the access policy first.
  */
 export class FhirRepository {
+  private readonly batcher: WriteBatcher;
+
   constructor(
     readonly pool: Pool,
     private readonly registry: SearchParamRegistry,
     private readonly policy: AccessPolicy,
     private readonly profiles?: ProfileRegistry,
-  ) {}
+  ) {
+    this.batcher = new WriteBatcher(pool);
+  }
 
   async withTransaction<T>(fn: (db: PoolClient) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
@@ -74,15 +79,16 @@ export class FhirRepository {
     return this.prepare(resource, id, 1, owner, ctx, false);
   }
 
+  /** Outside a transaction, concurrent creates share one statement and one commit (group commit). */
   async create(resource: Resource, ctx: WriteContext, db: Queryable = this.pool): Promise<StoredResource> {
     const v = this.prepareCreate(resource, ctx);
-    await persistVersions(db, [v], ctx);
+    await (db === this.pool ? this.batcher.write(v) : persistVersions(db, [v]));
     return toStored(v);
   }
 
   /** Persists several prepared versions in one statement (bundle ingest). */
-  async persist(db: Queryable, versions: NewVersion[], ctx: WriteContext): Promise<void> {
-    await persistVersions(db, versions, ctx);
+  async persist(db: Queryable, versions: NewVersion[]): Promise<void> {
+    await persistVersions(db, versions);
   }
 
   /**
@@ -164,7 +170,7 @@ export class FhirRepository {
       }
       const owner = existing?.ownerOrg ?? this.policy.ownerFor(ctx.principal, requestedOwner(resource));
       const v = this.prepare(resource, id, (existing?.versionId ?? 0) + 1, owner, ctx, !!existing);
-      await persistVersions(tx, [v], ctx);
+      await persistVersions(tx, [v]);
       return { stored: toStored(v), created: !existing || existing.deleted };
     };
     return db ? run(db) : this.withTransaction(run);
@@ -216,8 +222,10 @@ export class FhirRepository {
         json: null,
         rows: emptyRows(),
         replaces: true,
+        clientId: ctx.principal.clientId,
+        requestId: ctx.requestId,
       };
-      await persistVersions(tx, [v], ctx);
+      await persistVersions(tx, [v]);
     };
     return db ? run(db) : this.withTransaction(run);
   }
@@ -380,6 +388,8 @@ export class FhirRepository {
       json: JSON.stringify(stamped),
       rows: this.registry.extract(stamped),
       replaces,
+      clientId: ctx.principal.clientId,
+      requestId: ctx.requestId,
     };
   }
 }
