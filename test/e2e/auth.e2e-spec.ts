@@ -5,10 +5,10 @@ import type { Bundle, CapabilityStatement, OperationOutcome, Patient } from '@me
 import { CLIENT_ASSERTION_TYPE, TokenService } from '@gw/platform';
 import { SERVED_RESOURCE_TYPES } from '@gw/fhir';
 import { OWNER_TAG_SYSTEM } from '../../libs/store/src/repository';
+import { INS_TEST, insPatient as patient } from '../support/fixtures';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
 
-const INS_TEST = 'urn:oid:1.2.250.1.213.1.4.10';
 const FHIR_JSON = 'application/fhir+json';
 
 interface HttpResult<T = Record<string, unknown>> {
@@ -17,15 +17,6 @@ interface HttpResult<T = Record<string, unknown>> {
   headers: Headers;
 }
 
-function patient(nir: string, family = 'Martin'): Patient {
-  return {
-    resourceType: 'Patient',
-    identifier: [{ system: INS_TEST, value: nir }],
-    name: [{ use: 'official', family, given: ['Claire'] }],
-    gender: 'female',
-    birthDate: '1980-02-27',
-  };
-}
 
 /** One HTTP call; the body is parsed when it is JSON. */
 async function call<T = Record<string, unknown>>(url: string, init: RequestInit & { token?: string } = {}): Promise<HttpResult<T>> {

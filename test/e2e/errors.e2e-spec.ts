@@ -1,21 +1,15 @@
 import type { OperationOutcome, Patient, Practitioner } from '@medplum/fhirtypes';
+import { insPatient } from '../support/fixtures';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
 
-const INS_TEST = 'urn:oid:1.2.250.1.213.1.4.10';
 const GW_PATIENT = 'https://gateway.fr-primary-care.org/fhir/StructureDefinition/gw-patient';
 const GW_PRACTITIONER = 'https://gateway.fr-primary-care.org/fhir/StructureDefinition/gw-practitioner';
 const RELIABILITY = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability';
 const BODY_LIMIT = 65536;
 
 function patient(nir = '280027511204588'): Patient {
-  return {
-    resourceType: 'Patient',
-    identifier: [{ system: INS_TEST, value: nir }],
-    name: [{ use: 'official', family: 'Martin', given: ['Claire'] }],
-    gender: 'female',
-    birthDate: '1980-02-27',
-  };
+  return insPatient(nir);
 }
 
 /** A patient shaped like FR Core's INS patient: qualified identity, INS-NIR, birth place. */

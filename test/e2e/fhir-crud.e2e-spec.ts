@@ -1,19 +1,13 @@
 import { Client } from 'fhir-kit-client';
 import type { FhirResource } from 'fhir-kit-client';
 import type { Bundle, Patient } from '@medplum/fhirtypes';
+import { INS_TEST, insPatient } from '../support/fixtures';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
 
-const INS_TEST = 'urn:oid:1.2.250.1.213.1.4.10';
 
 function patient(nir: string, family = 'Martin'): Patient & FhirResource {
-  return {
-    resourceType: 'Patient',
-    identifier: [{ system: INS_TEST, value: nir }],
-    name: [{ use: 'official', family, given: ['Claire'] }],
-    gender: 'female',
-    birthDate: '1980-02-27',
-  };
+  return insPatient(nir, family) as Patient & FhirResource;
 }
 
 /** HTTP status of a fhir-kit-client failure. */

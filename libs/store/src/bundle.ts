@@ -125,14 +125,11 @@ export class BundleProcessor {
       e.sameAs = earlier;
       return;
     }
-    const found = await this.repo.lockAndMatch(tx, p, this.service.conditionQuery(type, pairs));
-    if (found.length > 1) {
-      throw new GatewayError('precondition-failed', { text: `ifNoneExist matched ${found.length} resources`, code: 'multiple-matches', expression: 'request.ifNoneExist' });
-    }
-    if (found.length === 1) {
-      e.target = { type, id: found[0].id };
+    const found = await this.repo.lockAndMatchOne(tx, p, this.service.conditionQuery(type, pairs), 'ifNoneExist', 'request.ifNoneExist');
+    if (found) {
+      e.target = { type, id: found.id };
       e.existing = true;
-      e.response = { ...resourceResponse(found[0], 200), location: this.location(found[0]) };
+      e.response = { ...resourceResponse(found, 200), location: this.location(found) };
       return;
     }
     creations.set(key, e);
@@ -142,15 +139,12 @@ export class BundleProcessor {
   private async resolveConditionalUpdate(p: Principal, e: Planned, type: string, tx: PoolClient): Promise<void> {
     checkType(type);
     requireScope(p, type, 'u');
-    const found = await this.repo.lockAndMatch(tx, p, this.service.conditionQuery(type, e.query));
-    if (found.length > 1) {
-      throw new GatewayError('precondition-failed', { text: `Conditional update matched ${found.length} resources`, code: 'multiple-matches', expression: 'request.url' });
-    }
+    const found = await this.repo.lockAndMatchOne(tx, p, this.service.conditionQuery(type, e.query), 'Conditional update', 'request.url');
     const bodyId = e.entry.resource?.id as string | undefined;
-    if (found[0] && bodyId && bodyId !== found[0].id) {
-      throw new GatewayError('invalid', { text: `Resource id ${bodyId} differs from the matched ${type}/${found[0].id}`, expression: `${type}.id` });
+    if (found && bodyId && bodyId !== found.id) {
+      throw new GatewayError('invalid', { text: `Resource id ${bodyId} differs from the matched ${type}/${found.id}`, expression: `${type}.id` });
     }
-    e.target = { type, id: found[0]?.id ?? bodyId ?? randomUUID() };
+    e.target = { type, id: found?.id ?? bodyId ?? randomUUID() };
     e.path = `${type}/${e.target.id}`;
     e.query = [];
     if (e.entry.resource) {

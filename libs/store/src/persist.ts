@@ -2,8 +2,8 @@ import type { Pool, PoolClient } from 'pg';
 import type { IndexRows } from '@gw/fhir';
 import { Binder } from './search-sql';
 
-/** One version ready to be written. */
-export interface NewVersion {
+/** A stored version: metadata plus the exact JSON text served. */
+export interface StoredResource {
   resourceType: string;
   id: string;
   versionId: number;
@@ -11,6 +11,10 @@ export interface NewVersion {
   deleted: boolean;
   ownerOrg: string | null;
   json: string | null;
+}
+
+/** One version ready to be written. */
+export interface NewVersion extends StoredResource {
   rows: IndexRows;
   /** True when a previous version exists (its index rows must go). */
   replaces: boolean;

@@ -8,20 +8,12 @@ import type { AccessPolicy, Principal, StoredRef } from './access';
 import { Binder, compileSort, compileWhere } from './search-sql';
 import { persistVersions } from './persist';
 import { WriteBatcher } from './write-batcher';
-import type { NewVersion } from './persist';
+import type { NewVersion, StoredResource } from './persist';
+
+export type { StoredResource };
 
 export type Queryable = Pool | PoolClient;
 
-/** A stored version: metadata plus the exact JSON text served. */
-export interface StoredResource {
-  resourceType: string;
-  id: string;
-  versionId: number;
-  lastUpdated: string;
-  deleted: boolean;
-  ownerOrg: string | null;
-  json: string | null;
-}
 
 export interface WriteContext {
   principal: Principal;
@@ -102,12 +94,9 @@ export class FhirRepository {
     db?: PoolClient,
   ): Promise<{ stored: StoredResource; created: boolean }> {
     const run = async (tx: PoolClient): Promise<{ stored: StoredResource; created: boolean }> => {
-      const found = await this.lockAndMatch(tx, ctx.principal, query);
-      if (found.length > 1) {
-        throw new GatewayError('precondition-failed', { text: `If-None-Exist matched ${found.length} resources`, code: 'multiple-matches' });
-      }
-      if (found.length === 1) {
-        return { stored: found[0], created: false };
+      const found = await this.lockAndMatchOne(tx, ctx.principal, query, 'If-None-Exist');
+      if (found) {
+        return { stored: found, created: false };
       }
       return { stored: await this.create(resource, ctx, tx), created: true };
     };
@@ -184,15 +173,12 @@ export class FhirRepository {
     db?: PoolClient,
   ): Promise<{ stored: StoredResource; created: boolean }> {
     const run = async (tx: PoolClient): Promise<{ stored: StoredResource; created: boolean }> => {
-      const found = await this.lockAndMatch(tx, ctx.principal, query);
-      if (found.length > 1) {
-        throw new GatewayError('precondition-failed', { text: `Conditional update matched ${found.length} resources`, code: 'multiple-matches' });
-      }
-      if (found.length === 1) {
-        if (resource.id && resource.id !== found[0].id) {
-          throw new GatewayError('invalid', { text: `Resource id ${resource.id} differs from the matched ${found[0].id}`, expression: `${resource.resourceType}.id` });
+      const found = await this.lockAndMatchOne(tx, ctx.principal, query, 'Conditional update');
+      if (found) {
+        if (resource.id && resource.id !== found.id) {
+          throw new GatewayError('invalid', { text: `Resource id ${resource.id} differs from the matched ${found.id}`, expression: `${resource.resourceType}.id` });
         }
-        return this.update(query.resourceType, found[0].id, resource, ctx, undefined, tx);
+        return this.update(query.resourceType, found.id, resource, ctx, undefined, tx);
       }
       const id = resource.id ?? randomUUID();
       return this.update(query.resourceType, id, resource, ctx, undefined, tx);
@@ -300,6 +286,18 @@ export class FhirRepository {
   async lockAndMatch(tx: PoolClient, p: Principal, query: SearchRequest): Promise<StoredResource[]> {
     await lockQuery(tx, query);
     return this.matchForCondition(tx, p, query);
+  }
+
+  /**
+   * lockAndMatch for operations that need at most one match: 412 (multiple-matches) otherwise.
+   * `what` names the condition in the error (`If-None-Exist`, `ifNoneExist`, `Conditional update`).
+   */
+  async lockAndMatchOne(tx: PoolClient, p: Principal, query: SearchRequest, what: string, expression?: string): Promise<StoredResource | undefined> {
+    const found = await this.lockAndMatch(tx, p, query);
+    if (found.length > 1) {
+      throw new GatewayError('precondition-failed', { text: `${what} matched ${found.length} resources`, code: 'multiple-matches', expression });
+    }
+    return found[0];
   }
 
   private async matchForCondition(db: Queryable, p: Principal, query: SearchRequest): Promise<StoredResource[]> {
