@@ -153,7 +153,7 @@ async function main(): Promise<void> {
       const one = await load(Math.min(searches, 1000), 1, search, 200);
       const s = await load(searches, 16, (i) => search(i + 1), 200);
       searchAt[String(total)] = { oneClient: stats(one.latencies, one.seconds, Math.min(searches, 1000)), clients16: stats(s.latencies, s.seconds, searches), bundleIngest: bundleStats };
-      console.log(`search by identifier, store of ${total} resources:`, searchAt[String(total)]);
+      console.log(`token search, store of ${total} resources:`, searchAt[String(total)]);
     }
     results.searchByIdentifier = searchAt;
     results.bundles100 = bundleStats;

@@ -158,8 +158,8 @@ function runValidator(resource: Resource, profile: StructureDefinition): Operati
   }
 }
 
-/** Two profiles on the same resource both re-check the base rules; report each finding once. */
-function uniqueIssues(issues: OperationOutcomeIssue[]): OperationOutcomeIssue[] {
+/** Two profiles (or a profile and the base) re-check the same rules; report each finding once. */
+export function uniqueIssues(issues: OperationOutcomeIssue[]): OperationOutcomeIssue[] {
   const seen = new Set<string>();
   return issues.filter((issue) => {
     const key = JSON.stringify([issue.severity, issue.code, issue.details?.text, issue.expression]);

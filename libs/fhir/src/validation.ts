@@ -14,6 +14,7 @@ import type {
 import { GatewayError } from '@gw/platform';
 import { daysInMonth } from './dates';
 import { loadFhirDefinitions } from './definitions';
+import { uniqueIssues } from './profiles';
 import type { ProfileRegistry } from './profiles';
 
 /**
@@ -49,16 +50,6 @@ function issuesOf(err: unknown): OperationOutcomeIssue[] {
     return (err.outcome.issue ?? []).filter(isError);
   }
   return [{ severity: 'error', code: 'invalid', details: { text: err instanceof Error ? err.message : String(err) } }];
-}
-
-function uniqueIssues(issues: OperationOutcomeIssue[]): OperationOutcomeIssue[] {
-  const seen = new Set<string>();
-  return issues.filter((i) => {
-    const key = JSON.stringify([i.code, i.details?.text, i.expression]);
-    const fresh = !seen.has(key);
-    seen.add(key);
-    return fresh;
-  });
 }
 
 const ID_RE = /^[A-Za-z0-9\-.]{1,64}$/;
