@@ -21,6 +21,16 @@ const INTERACTIONS: CapabilityStatementRestResource['interaction'] = [
   { code: 'search-type' },
 ];
 
+/** `Source:param` for every served reference parameter that can point at `type`. */
+function revIncludes(registry: SearchParamRegistry, type: string): string[] {
+  return SERVED_RESOURCE_TYPES.flatMap((source) =>
+    registry
+      .list(source)
+      .filter((d) => d.kind === 'reference' && d.targets.includes(type))
+      .map((d) => `${source}:${d.code}`),
+  );
+}
+
 /**
  * The CapabilityStatement, generated from what is implemented: the served types, the search
  * parameters the index really supports, the profiles loaded from fhir-profiles/.
@@ -40,7 +50,7 @@ export function buildCapabilityStatement(input: CapabilityInput): CapabilityStat
       conditionalUpdate: true,
       conditionalDelete: 'not-supported',
       searchInclude: input.registry.list(type).filter((d) => d.kind === 'reference').map((d) => `${type}:${d.code}`),
-      searchRevInclude: [],
+      searchRevInclude: revIncludes(input.registry, type),
       searchParam: [
         { name: '_id', type: 'token' },
         { name: '_lastUpdated', type: 'date' },
