@@ -1,3 +1,5 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { createLogger, loadConfig } from '@gw/platform';
@@ -28,7 +30,7 @@ export async function startTestGateway(env: Record<string, string> = {}): Promis
   const config = loadConfig({
     GW_DATABASE_URL: await createTestDatabase(),
     GW_HTTP_PORT: String(port),
-    GW_DATA_DIR: `${process.env.TMPDIR ?? '/tmp'}/gw-test-data-${port}`,
+    GW_DATA_DIR: join(tmpdir(), `gw-test-data-${port}`),
     GW_LOG_LEVEL: 'info',
     ...env,
   });
