@@ -1,6 +1,6 @@
 import { Body, Controller, Get, Inject, Param, Post, Query, Req } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
-import { GatewayError, QUEUE_NAMES } from '@gw/platform';
+import { GatewayError, QUEUE_NAMES, splitScopes } from '@gw/platform';
 import type { ClientRecord } from '@gw/platform';
 import { requireAdmin } from './auth.guard';
 import type { GatewayCore } from './core';
@@ -92,7 +92,7 @@ function auditLimit(count: string | undefined): number {
 
 /** Scopes as a list, from a JSON array or a space-separated string (spaces around are noise). */
 function scopeList(scopes: string | string[]): string[] {
-  return (Array.isArray(scopes) ? scopes.map(String) : String(scopes).split(/\s+/)).filter(Boolean);
+  return Array.isArray(scopes) ? scopes.map(String).filter(Boolean) : splitScopes(String(scopes));
 }
 
 /** Renders an audit row as a FHIR AuditEvent (REST subtype, who, what). */

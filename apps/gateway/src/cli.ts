@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { createLogger, loadConfig } from '@gw/platform';
+import { createLogger, loadConfig, splitScopes } from '@gw/platform';
 import { OWNER_TAG_SYSTEM } from '@gw/store';
 import type { GatewayCore } from './core';
 import { createCore } from './core';
@@ -70,7 +70,7 @@ async function createClient(core: GatewayCore, v: Values): Promise<number> {
   const { client, secret } = await core.clients.create({
     name: v.name,
     organization: org,
-    scopes: v.scopes.split(/\s+/).filter(Boolean),
+    scopes: splitScopes(v.scopes),
     admin: v.admin,
     withSecret: !jwks,
     jwks,

@@ -9,7 +9,7 @@ export type { DatabaseHandle } from './database';
 export { migrate, MIGRATIONS } from './migrations';
 export { QueueService, JOB_QUEUE, QUEUE_NAMES, UnrecoverableError } from './queue';
 export type { JobCatalogue, JobName, JobHandler, JobResult, JobContext } from './queue';
-export { parseScope, scopeAllows, scopeWithin, isValidScope } from './scopes';
+export { parseScope, scopeAllows, scopeWithin, isValidScope, splitScopes } from './scopes';
 export type { ScopeAction } from './scopes';
 export { ClientRegistry } from './clients';
 export type { ClientRecord, NewClient } from './clients';

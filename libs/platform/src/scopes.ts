@@ -54,3 +54,8 @@ export function scopeWithin(requested: string, allowed: string[]): boolean {
   const r = parseScope(requested);
   return !!r && [...r.actions].every((a) => scopeAllows(allowed, r.type, a));
 }
+
+/** A space-separated scope string (OAuth2 `scope`, CLI `--scopes`) as a list, empty items dropped. */
+export function splitScopes(text: string): string[] {
+  return text.split(/\s+/).filter(Boolean);
+}

@@ -3,7 +3,7 @@ import { SignJWT, createLocalJWKSet, decodeJwt, exportJWK, generateKeyPair, impo
 import type { JWK, JSONWebKeySet, KeyObject } from 'jose';
 import type { Pool } from 'pg';
 import type { ClientRecord, ClientRegistry } from './clients';
-import { scopeWithin } from './scopes';
+import { scopeWithin, splitScopes } from './scopes';
 
 export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 const ASSERTION_ALGS = ['RS384', 'ES384', 'RS256', 'ES256'];
@@ -151,7 +151,7 @@ export class TokenService {
     if (!requested || requested.trim() === '') {
       return client.scopes;
     }
-    const asked = requested.split(/\s+/).filter(Boolean);
+    const asked = splitScopes(requested);
     const refused = asked.filter((s) => !scopeWithin(s, client.scopes));
     if (refused.length > 0) {
       throw new OAuthError(400, 'invalid_scope', `Scope(s) not granted to this client: ${refused.join(' ')}`);
