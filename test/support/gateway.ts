@@ -7,6 +7,7 @@ import { bootstrapAdmin } from '../../apps/gateway/src/bootstrap-admin';
 import { createCore } from '../../apps/gateway/src/core';
 import type { GatewayCore } from '../../apps/gateway/src/core';
 import { createHttpApp } from '../../apps/gateway/src/http';
+import { startMllp } from '../../apps/gateway/src/mllp';
 import { createTestDatabase } from './database';
 import { freePort } from './ports';
 
@@ -16,6 +17,8 @@ export interface TestGateway {
   core: GatewayCore;
   app: NestFastifyApplication;
   admin: { clientId: string; clientSecret: string };
+  /** Port of the MLLP listener (127.0.0.1). */
+  mllpPort: number;
   /** Every log line the gateway wrote (to check that no patient data is logged). */
   logs: string[];
   token(clientId?: string, secret?: string, scope?: string): Promise<string>;
@@ -44,6 +47,7 @@ export async function startTestGateway(env: Record<string, string> = {}): Promis
   const core = await createCore(config, createLogger(config.GW_LOG_LEVEL, sink));
   const app = await createHttpApp(core);
   await app.listen(port, '127.0.0.1');
+  const mllp = await startMllp(core, 0);
   const admin = (await bootstrapAdmin(core)) as { clientId: string; clientSecret: string };
   const baseUrl = core.baseUrl;
   const token = async (clientId = admin.clientId, secret = admin.clientSecret, scope?: string): Promise<string> => {
@@ -67,6 +71,7 @@ export async function startTestGateway(env: Record<string, string> = {}): Promis
     core,
     app,
     admin,
+    mllpPort: mllp.port,
     logs,
     token,
     async clientOf(orgId, scopes) {
@@ -74,6 +79,7 @@ export async function startTestGateway(env: Record<string, string> = {}): Promis
       return { clientId: client.id, secret: secret as string, token: await token(client.id, secret as string) };
     },
     async close() {
+      await mllp.server.close(1000);
       await app.close();
       await core.close();
     },

@@ -7,6 +7,8 @@ import { AuthGuard } from './auth.guard';
 import type { GatewayCore } from './core';
 import { FhirController } from './fhir.controller';
 import { HealthController, METRICS } from './health.controller';
+import { Hl7AdminController } from './hl7-admin.controller';
+import { Hl7Controller } from './hl7.controller';
 import { OAuthController } from './oauth.controller';
 import { OutcomeFilter } from './outcome.filter';
 import { CORE } from './tokens';
@@ -17,7 +19,7 @@ export class AppModule {
   static forRoot(core: GatewayCore, metrics: Registry): DynamicModule {
     return {
       module: AppModule,
-      controllers: [FhirController, OAuthController, HealthController, AdminController],
+      controllers: [FhirController, OAuthController, HealthController, AdminController, Hl7Controller, Hl7AdminController],
       providers: [
         { provide: CORE, useValue: core },
         { provide: METRICS, useValue: metrics },

@@ -18,6 +18,7 @@ import {
   registerHousekeepingJobs,
   scheduleHousekeeping,
 } from '@gw/store';
+import { Hl7IngestService } from '@gw/ingest';
 
 export const VERSION = '0.1.0';
 
@@ -35,6 +36,8 @@ export interface GatewayCore {
   queue: QueueService;
   profiles: ProfileRegistry;
   capability: CapabilityStatement;
+  /** HL7 v2 intake (MLLP and POST /hl7v2). */
+  hl7: Hl7IngestService;
   close(): Promise<void>;
 }
 
@@ -73,8 +76,9 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: { 
       await scheduleHousekeeping(queue, config.GW_AUDIT_RETENTION_DAYS);
     }
     const capability = buildCapabilityStatement({ baseUrl: base, version: VERSION, registry, profiles });
+    const hl7 = new Hl7IngestService(db.pool, repo, { acceptUnknownSources: config.GW_HL7_ACCEPT_UNKNOWN_SOURCES ?? db.embedded, logger });
     return {
-      config, logger, db, baseUrl: base, repo, service, audit, clients, tokens, queue, profiles, capability,
+      config, logger, db, baseUrl: base, repo, service, audit, clients, tokens, queue, profiles, capability, hl7,
       async close() {
         await queue.close();
         await audit.flush();

@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { GatewayError, pathOnly } from '@gw/platform';
 import { AppModule } from './app.module';
 import type { GatewayCore } from './core';
+import { ER7_TYPES } from './hl7.controller';
 import { createMetrics, instrumentHttp } from './metrics';
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,64}$/;
@@ -53,4 +54,6 @@ function registerBodyParsers(fastify: FastifyInstance): void {
     }
   });
   fastify.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => done(null, String(body)));
+  // HL7 v2 ER7 stays bytes: the charset is the message's own (MSH-18 or the source's setting).
+  fastify.addContentTypeParser(ER7_TYPES, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 }

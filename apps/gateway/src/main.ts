@@ -2,6 +2,7 @@ import { ConfigError, createLogger, loadConfig } from '@gw/platform';
 import { bootstrapAdmin } from './bootstrap-admin';
 import { createCore } from './core';
 import { createHttpApp } from './http';
+import { startMllp } from './mllp';
 
 async function main(): Promise<void> {
   let config;
@@ -15,8 +16,12 @@ async function main(): Promise<void> {
   const core = await createCore(config, logger);
   const app = await createHttpApp(core);
   await app.listen(config.GW_HTTP_PORT, config.GW_HTTP_HOST);
+  const mllp = config.GW_MLLP_ENABLED ? await startMllp(core) : undefined;
   const admin = await bootstrapAdmin(core);
-  logger.info({ url: `${core.baseUrl}/fhir`, database: core.db.embedded ? 'embedded' : 'external', queue: core.queue.backend }, 'gateway ready');
+  logger.info(
+    { url: `${core.baseUrl}/fhir`, mllp: mllp ? `${config.GW_MLLP_HOST}:${mllp.port}` : 'disabled', database: core.db.embedded ? 'embedded' : 'external', queue: core.queue.backend },
+    'gateway ready',
+  );
   if (admin) {
     // Printed once, on the first start only; also kept in the data directory (mode 0600).
     process.stdout.write(
@@ -30,6 +35,7 @@ async function main(): Promise<void> {
     }
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    await mllp?.server.close();
     await app.close();
     await core.close();
     process.exit(0);

@@ -26,6 +26,17 @@ export const configSchema = z.object({
   GW_SEARCH_DEFAULT_COUNT: z.coerce.number().int().min(1).max(1000).default(20),
   GW_SEARCH_MAX_COUNT: z.coerce.number().int().min(1).max(10000).default(1000),
   GW_PROFILES_DIR: z.string().min(1).default('./fhir-profiles'),
+  GW_MLLP_ENABLED: bool.default(true),
+  GW_MLLP_PORT: z.coerce.number().int().min(0).max(65535).default(2575),
+  GW_MLLP_HOST: z.string().min(1).default('127.0.0.1'),
+  GW_MLLP_TLS_CERT: z.string().min(1).optional(),
+  GW_MLLP_TLS_KEY: z.string().min(1).optional(),
+  GW_MLLP_TLS_CA: z.string().min(1).optional(),
+  GW_MLLP_ALLOWED_IPS: z.string().optional(),
+  GW_MLLP_MAX_MESSAGE_BYTES: z.coerce.number().int().min(1024).default(4 * 1024 * 1024),
+  GW_MLLP_IDLE_TIMEOUT_SECONDS: z.coerce.number().int().min(1).default(300),
+  /** Unset: true with the embedded database (first-run convenience), false with GW_DATABASE_URL. */
+  GW_HL7_ACCEPT_UNKNOWN_SOURCES: bool.optional(),
 });
 
 export type GatewayConfig = z.infer<typeof configSchema>;

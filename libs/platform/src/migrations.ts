@@ -121,6 +121,116 @@ CREATE TABLE audit_event (
 CREATE INDEX audit_event_recorded_idx ON audit_event (recorded);
 `,
   },
+  {
+    version: 2,
+    name: 'hl7 v2 sources, message ledger, movements, domain events',
+    sql: `
+-- A sending system (MSH-3 + MSH-4 namespace ids) bound to the Organization that owns what it sends.
+CREATE TABLE hl7_source (
+  id uuid PRIMARY KEY,
+  sending_application text NOT NULL,
+  sending_facility text NOT NULL,
+  organization text NOT NULL,
+  name text NOT NULL,
+  charset text CHECK (charset IN ('UTF-8', 'ISO-8859-1', 'ISO-8859-15')),
+  ipp_system text,
+  visit_system text,
+  unknown_events text NOT NULL DEFAULT 'reject' CHECK (unknown_events IN ('reject', 'ignore')),
+  auto_registered boolean NOT NULL DEFAULT false,
+  active boolean NOT NULL DEFAULT true,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (sending_application, sending_facility)
+);
+
+-- Every inbound message, raw, with what became of it. One non-duplicate row per (source, MSH-10):
+-- a replay finds it and returns its ACK; rejected messages (unknown source…) may be sent again.
+CREATE TABLE hl7_message (
+  id bigserial PRIMARY KEY,
+  received_at timestamptz NOT NULL DEFAULT now(),
+  transport text NOT NULL,
+  source_key text NOT NULL,
+  source_id uuid REFERENCES hl7_source (id),
+  control_id text NOT NULL,
+  event text,
+  status text NOT NULL CHECK (status IN ('processed', 'error', 'rejected', 'ignored', 'duplicate')),
+  raw bytea NOT NULL,
+  charset text,
+  ack text,
+  ack_code text,
+  error text,
+  resources text[] NOT NULL DEFAULT '{}',
+  duplicate_of bigint,
+  attempts integer NOT NULL DEFAULT 1,
+  processed_at timestamptz
+);
+CREATE UNIQUE INDEX hl7_message_control_idx ON hl7_message (source_key, control_id)
+  WHERE status IN ('processed', 'error', 'ignored');
+CREATE INDEX hl7_message_status_idx ON hl7_message (status, id);
+
+-- PAM-FR movements (ZBE) per visit: the Encounter is recomputed from them, so that UPDATE/CANCEL
+-- apply to the right movement and out-of-order events converge.
+CREATE TABLE hl7_movement (
+  source_id uuid NOT NULL REFERENCES hl7_source (id),
+  visit text NOT NULL,
+  movement_id text NOT NULL,
+  trigger text NOT NULL,
+  start_at timestamptz,
+  cancelled boolean NOT NULL DEFAULT false,
+  updated boolean NOT NULL DEFAULT false,
+  data jsonb NOT NULL,
+  seq bigserial,
+  message_id bigint,
+  PRIMARY KEY (source_id, visit, movement_id)
+);
+
+-- Domain events recorded in the transaction of the write that causes them (transactional outbox).
+CREATE TABLE domain_event (
+  id bigserial PRIMARY KEY,
+  type text NOT NULL,
+  resource text NOT NULL,
+  version_id integer NOT NULL,
+  subject text,
+  owner_org text,
+  occurred_at timestamptz,
+  status text NOT NULL DEFAULT 'published' CHECK (status IN ('published', 'withdrawn')),
+  created_at timestamptz NOT NULL DEFAULT now(),
+  withdrawn_at timestamptz,
+  UNIQUE (type, resource, version_id)
+);
+CREATE INDEX domain_event_resource_idx ON domain_event (resource) WHERE status = 'published';
+
+-- "Encounter discharged": an Encounter of a hospital stay becomes finished (HL7 A03 or any FHIR
+-- write); withdrawn when it leaves finished (A13). A trigger covers every write path at once.
+CREATE FUNCTION gw_encounter_discharge_event() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+  new_doc jsonb := CASE WHEN NEW.deleted OR NEW.content IS NULL THEN NULL ELSE NEW.content::jsonb END;
+  old_doc jsonb := NULL;
+  was_finished boolean := false;
+  is_finished boolean := coalesce(new_doc->>'status' = 'finished', false);
+BEGIN
+  IF TG_OP = 'UPDATE' AND NOT OLD.deleted AND OLD.content IS NOT NULL THEN
+    old_doc := OLD.content::jsonb;
+    was_finished := coalesce(old_doc->>'status' = 'finished', false);
+  END IF;
+  IF is_finished AND NOT was_finished AND (
+       new_doc->'class'->>'code' IN ('IMP', 'ACUTE', 'NONAC', 'SS', 'EMER', 'OBSENC', 'PRENC')
+       OR new_doc ? 'hospitalization') THEN
+    INSERT INTO domain_event (type, resource, version_id, subject, owner_org, occurred_at)
+    VALUES ('encounter.discharged', 'Encounter/' || NEW.id, NEW.version_id, new_doc->'subject'->>'reference',
+            NEW.owner_org, CASE WHEN new_doc->'period'->>'end' ~ '^\\d{4}-\\d{2}-\\d{2}T' THEN (new_doc->'period'->>'end')::timestamptz END)
+    ON CONFLICT DO NOTHING;
+  ELSIF was_finished AND NOT is_finished THEN
+    UPDATE domain_event SET status = 'withdrawn', withdrawn_at = now()
+    WHERE type = 'encounter.discharged' AND resource = 'Encounter/' || NEW.id AND status = 'published';
+  END IF;
+  RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER resource_encounter_discharge AFTER INSERT OR UPDATE ON resource
+  FOR EACH ROW WHEN (NEW.resource_type = 'Encounter') EXECUTE FUNCTION gw_encounter_discharge_event();
+`,
+  },
 ];
 
 const LOCK_KEY = 7_402_118; // arbitrary, stable: "gateway schema migrations"

@@ -71,6 +71,15 @@ export class FhirRepository {
     return this.prepare(resource, id, 1, owner, ctx, false);
   }
 
+  /** Validates, stamps and indexes the next version of `existing` (already read under lock by the caller). */
+  prepareUpdate(existing: StoredResource, resource: Resource, ctx: WriteContext): NewVersion {
+    if (!this.policy.canWrite(ctx.principal, existing)) {
+      throw new GatewayError('forbidden', { text: `${existing.resourceType}/${existing.id} cannot be changed by this client` });
+    }
+    const owner = existing.ownerOrg ?? this.policy.ownerFor(ctx.principal, requestedOwner(resource));
+    return this.prepare(resource, existing.id, existing.versionId + 1, owner, ctx, true);
+  }
+
   /** Outside a transaction, concurrent creates share one statement and one commit (group commit). */
   async create(resource: Resource, ctx: WriteContext, db: Queryable = this.pool): Promise<StoredResource> {
     const v = this.prepareCreate(resource, ctx);

@@ -1,0 +1,337 @@
+import type { CodeableConcept, Coding, Consent, Encounter, EncounterLocation, Extension, HumanName, Identifier, Patient, Practitioner } from '@medplum/fhirtypes';
+import { MOVEMENT_KIND } from './pam-fr';
+import type { Cx, DoctorData, MovementData, PatientData, UnitData } from './pam-fr';
+
+export const GW = 'https://gateway.fr-primary-care.org';
+export const GW_PATIENT_PROFILE = `${GW}/fhir/StructureDefinition/gw-patient`;
+const RELIABILITY = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability';
+const RELIABILITY_CODES = 'https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445';
+const BIRTH_PLACE = 'http://hl7.org/fhir/StructureDefinition/patient-birthPlace';
+const BIRTH_GIVEN_LIST = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-birth-list-given-name';
+const INSEE_CODE = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code';
+const COMMUNE_CODES = 'https://mos.esante.gouv.fr/NOS/TRE_R13-CommuneOM/FHIR/TRE-R13-CommuneOM';
+const IDENTIFIER_TYPES = 'https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-identifier-type';
+const V2_0203 = 'http://terminology.hl7.org/CodeSystem/v2-0203';
+export const IDNATPS = 'urn:oid:1.2.250.1.71.4.2.1';
+export const RPPS = 'https://rpps.esante.gouv.fr';
+export const FINESS = 'https://finess.esante.gouv.fr';
+const INS_SYSTEMS = ['1.2.250.1.213.1.4.8', '1.2.250.1.213.1.4.9', '1.2.250.1.213.1.4.10', '1.2.250.1.213.1.4.11'].map((o) => `urn:oid:${o}`);
+const ACT_CODE = 'http://terminology.hl7.org/CodeSystem/v3-ActCode';
+const DISPOSITION = 'http://terminology.hl7.org/CodeSystem/discharge-disposition';
+export const PMSI_MODE_SORTIE = `${GW}/fhir/CodeSystem/pmsi-mode-sortie`;
+const PMSI_MODE_ENTREE = `${GW}/fhir/CodeSystem/pmsi-mode-entree`;
+const V2_0112 = 'http://terminology.hl7.org/CodeSystem/v2-0112';
+export const CONSENT_CODES = `${GW}/fhir/CodeSystem/dmp-consent`;
+export const CONSENT_IDS = `${GW}/fhir/NamingSystem/consent`;
+
+/** The identifier system of a CX (IPP, visit number): the source's setting, an ISO OID, else per facility. */
+export function cxSystem(cx: Cx, configured: string | null | undefined, facility: string, kind: 'ipp' | 'visit'): string {
+  if (configured) {
+    return configured;
+  }
+  if (cx.oid) {
+    return `urn:oid:${cx.oid}`;
+  }
+  return `${GW}/hl7/${encodeURIComponent(cx.namespace || facility)}/${kind}`;
+}
+
+function ippIdentifier(system: string, value: string, use: Identifier['use'] = 'usual'): Identifier {
+  return { use, type: { coding: [{ system: V2_0203, code: 'PI' }] }, system, value };
+}
+
+/**
+ * The Patient after this message: PID is a full snapshot in PAM-FR, so the mapped parts replace
+ * what the hospital sent before; identifiers and names from elsewhere are kept.
+ */
+export function buildPatient(existing: Patient | undefined, p: PatientData, ippSystem: string, doctor?: { ref: string; remove: boolean }): Patient {
+  const out: Patient = { ...(existing ?? {}), resourceType: 'Patient' };
+  delete out.meta;
+  const replaced = new Set([ippSystem, ...(p.ins ? INS_SYSTEMS : [])]);
+  const kept = (existing?.identifier ?? []).filter((i) => !(i.system && replaced.has(i.system) && i.use !== 'old'));
+  const ids: Identifier[] = [ippIdentifier(ippSystem, p.ipp?.value ?? '')];
+  if (p.ins) {
+    ids.push({ use: 'official', type: { coding: [{ system: IDENTIFIER_TYPES, code: p.ins.kind }] }, system: `urn:oid:${p.ins.oid}`, value: p.ins.value });
+  }
+  out.identifier = [...ids, ...kept.filter((k) => !ids.some((i) => i.system === k.system && i.value === k.value))];
+  if (p.names.length > 0) {
+    out.name = [...p.names.map(toHumanName), ...(existing?.name ?? []).filter((n) => n.use !== 'official' && n.use !== 'usual')];
+  }
+  if (p.birthDate) {
+    out.birthDate = p.birthDate;
+  }
+  if (p.gender) {
+    out.gender = p.gender;
+  }
+  setOrDelete(out, 'address', p.addresses.length > 0 ? p.addresses.map((a) => ({ ...a, line: a.line.length ? a.line : undefined })).map(clean) : undefined);
+  setOrDelete(out, 'telecom', p.telecoms.length > 0 ? p.telecoms : undefined);
+  if (typeof p.deceased === 'string') {
+    out.deceasedDateTime = p.deceased;
+    delete out.deceasedBoolean;
+  } else if (typeof p.deceased === 'boolean' && !out.deceasedDateTime) {
+    out.deceasedBoolean = p.deceased;
+  }
+  const ext = (existing?.extension ?? []).filter((e) => e.url !== RELIABILITY && e.url !== BIRTH_PLACE);
+  if (p.identityStatus) {
+    ext.push({ url: RELIABILITY, extension: [{ url: 'identityStatus', valueCoding: { system: RELIABILITY_CODES, code: p.identityStatus } }] });
+  }
+  if (p.birthPlace) {
+    ext.push({ url: BIRTH_PLACE, valueAddress: clean({ city: p.birthPlace.city, country: p.birthPlace.country, extension: [{ url: INSEE_CODE, valueCoding: { system: COMMUNE_CODES, code: p.birthPlace.insee } }] }) });
+  }
+  setOrDelete(out, 'extension', ext.length > 0 ? ext : undefined);
+  if (doctor) {
+    const others = (existing?.generalPractitioner ?? []).filter((g) => g.reference !== doctor.ref && !g.reference?.startsWith('Practitioner/'));
+    setOrDelete(out, 'generalPractitioner', doctor.remove ? (others.length ? others : undefined) : [{ reference: doctor.ref }, ...others]);
+  }
+  if (out.active === undefined) {
+    out.active = true;
+  }
+  out.meta = { profile: [GW_PATIENT_PROFILE] };
+  return out;
+}
+
+function toHumanName(n: PatientData['names'][number]): HumanName {
+  const name: HumanName = { use: n.use, family: n.family };
+  if (n.given) {
+    name.given = [n.given];
+  }
+  if (n.birthGivenList) {
+    name.extension = [{ url: BIRTH_GIVEN_LIST, valueString: n.birthGivenList }];
+  }
+  return name;
+}
+
+/** A40: the prior patient is kept, inactive, pointing at the survivor; its IPP becomes `old`. */
+export function markReplaced(prior: Patient, survivorRef: string): Patient {
+  const out: Patient = { ...prior, active: false };
+  delete out.meta;
+  out.link = [...(prior.link ?? []).filter((l) => l.other.reference !== survivorRef), { other: { reference: survivorRef }, type: 'replaced-by' }];
+  out.identifier = (prior.identifier ?? []).map((i) => (isIpp(i) ? { ...i, use: 'old' } : i));
+  out.meta = prior.meta?.profile ? { profile: prior.meta.profile } : undefined;
+  return clean(out);
+}
+
+/** The survivor of a merge (or the patient of an A47) keeps the prior identifiers as `old`. */
+export function addOldIdentifiers(p: Patient, prior: Identifier[], replacesRef?: string): Patient {
+  const out: Patient = { ...p };
+  const ids = [...(p.identifier ?? [])];
+  for (const i of prior.filter(isIpp)) {
+    if (!ids.some((x) => x.system === i.system && x.value === i.value)) {
+      ids.push({ ...i, use: 'old' });
+    }
+  }
+  out.identifier = ids;
+  if (replacesRef && !(p.link ?? []).some((l) => l.other.reference === replacesRef)) {
+    out.link = [...(p.link ?? []), { other: { reference: replacesRef }, type: 'replaces' }];
+  }
+  return out;
+}
+
+function isIpp(i: Identifier): boolean {
+  return i.type?.coding?.some((c) => c.code === 'PI') ?? false;
+}
+
+export function buildPractitioner(existing: Practitioner | undefined, d: DoctorData): Practitioner {
+  const ids: Identifier[] = [{ system: IDNATPS, value: d.idNatPs }];
+  if (d.rpps) {
+    ids.push({ system: RPPS, value: d.rpps });
+  }
+  const out: Practitioner = { ...(existing ?? {}), resourceType: 'Practitioner' };
+  delete out.meta;
+  out.identifier = [...ids, ...(existing?.identifier ?? []).filter((i) => i.system !== IDNATPS && i.system !== RPPS)];
+  if (d.family) {
+    out.name = [{ use: 'official', family: d.family, ...(d.given ? { given: [d.given] } : {}), prefix: ['Dr'] }];
+  }
+  return out;
+}
+
+export interface StoredMovement {
+  movementId: string;
+  trigger: string;
+  cancelled: boolean;
+  data: MovementData;
+  seq: number;
+}
+
+export interface Stay {
+  status: Encounter['status'];
+  class?: string;
+  start?: string;
+  end?: string;
+  locations: { unit: UnitData; start?: string; end?: string }[];
+  modeEntree?: string;
+  modeSortie?: string;
+  pv136?: string;
+  destination?: string;
+  discharged: boolean;
+}
+
+const time = (s: string | undefined): number => (s ? Date.parse(s) : Number.POSITIVE_INFINITY);
+
+/**
+ * The stay as the active movements describe it, in date order. A pure function of the movement set,
+ * so messages arriving late or out of order converge on the same Encounter.
+ */
+export function foldStay(movements: StoredMovement[]): Stay {
+  const active = movements.filter((m) => !m.cancelled).sort((a, b) => time(a.data.start) - time(b.data.start) || a.seq - b.seq);
+  const stay: Stay = { status: 'cancelled', locations: [], discharged: false };
+  let status: Encounter['status'] | undefined;
+  for (const m of active) {
+    const d = m.data;
+    stay.class = d.class ?? stay.class;
+    stay.modeEntree = d.modeEntree ?? stay.modeEntree;
+    switch (MOVEMENT_KIND[m.trigger]) {
+      case 'preadmit':
+        status = status ?? 'planned';
+        break;
+      case 'admit':
+        status = 'in-progress';
+        stay.start = d.admit ?? d.start ?? stay.start;
+        break;
+      case 'leave':
+        status = 'onleave';
+        break;
+      case 'discharge':
+        break;
+      default:
+        status = 'in-progress';
+    }
+    stay.start = stay.start ?? (MOVEMENT_KIND[m.trigger] !== 'preadmit' ? d.admit : undefined);
+    const last = stay.locations[stay.locations.length - 1];
+    if (d.ufMed && last?.unit.code !== d.ufMed.code && MOVEMENT_KIND[m.trigger] !== 'discharge') {
+      if (last) {
+        last.end = d.start;
+      }
+      stay.locations.push({ unit: d.ufMed, start: d.start });
+    }
+  }
+  const discharge = active.filter((m) => MOVEMENT_KIND[m.trigger] === 'discharge').pop();
+  if (discharge) {
+    // A discharge is terminal whatever order the other movements arrived in.
+    const d = discharge.data;
+    status = 'finished';
+    stay.discharged = true;
+    stay.end = d.discharge ?? d.start;
+    stay.start = stay.start ?? d.admit;
+    stay.modeSortie = d.modeSortie;
+    stay.pv136 = d.pv136;
+    stay.destination = d.destination;
+    const last = stay.locations[stay.locations.length - 1];
+    if (last && !last.end) {
+      last.end = stay.end;
+    }
+  }
+  stay.status = active.length === 0 ? 'cancelled' : (status ?? 'in-progress');
+  return stay;
+}
+
+const CLASSES: Record<string, [string, string]> = {
+  I: ['IMP', 'inpatient encounter'],
+  O: ['AMB', 'ambulatory'],
+  E: ['EMER', 'emergency'],
+  R: ['AMB', 'ambulatory'],
+  P: ['PRENC', 'pre-admission'],
+};
+
+const SORTIE_TO_FHIR: Record<string, [string, string]> = {
+  '6': ['other-hcf', 'Other healthcare facility'],
+  '7': ['other-hcf', 'Other healthcare facility'],
+  '8': ['home', 'Home'],
+  '9': ['exp', 'Expired'],
+};
+
+export interface EncounterContext {
+  visitSystem: string;
+  visit: string;
+  patientRef: string;
+  organizationRef: string;
+  unitSystem: string;
+}
+
+/** The Encounter for a stay; fields the feed does not own (participants, reason…) are kept. */
+export function buildEncounter(existing: Encounter | undefined, stay: Stay, ctx: EncounterContext): Encounter {
+  const out: Encounter = { ...(existing ?? {}), resourceType: 'Encounter', status: stay.status, class: existing?.class ?? { system: 'http://terminology.hl7.org/CodeSystem/v3-NullFlavor', code: 'UNK' } };
+  delete out.meta;
+  out.identifier = [
+    { use: 'official', type: { coding: [{ system: V2_0203, code: 'VN' }] }, system: ctx.visitSystem, value: ctx.visit },
+    ...(existing?.identifier ?? []).filter((i) => !(i.system === ctx.visitSystem && i.value === ctx.visit)),
+  ];
+  const cls = stay.class ? CLASSES[stay.class] : undefined;
+  if (cls) {
+    out.class = { system: ACT_CODE, code: cls[0], display: cls[1] };
+  }
+  out.subject = { reference: ctx.patientRef };
+  out.serviceProvider = { reference: ctx.organizationRef };
+  setOrDelete(out, 'period', stay.start || stay.end ? clean({ start: stay.start, end: stay.end }) : undefined);
+  const locations: EncounterLocation[] = stay.locations.map((l, i) => ({
+    location: { identifier: { system: ctx.unitSystem, value: l.unit.code }, ...(l.unit.display ? { display: l.unit.display } : {}) },
+    status: i === stay.locations.length - 1 && !stay.discharged && stay.status !== 'cancelled' ? 'active' : 'completed',
+    ...(l.start || l.end ? { period: clean({ start: l.start, end: l.end }) } : {}),
+  }));
+  setOrDelete(out, 'location', locations.length > 0 ? locations : undefined);
+  const hosp: NonNullable<Encounter['hospitalization']> = { ...(existing?.hospitalization ?? {}) };
+  delete hosp.admitSource;
+  delete hosp.dischargeDisposition;
+  delete hosp.destination;
+  if (stay.modeEntree) {
+    hosp.admitSource = { coding: [{ system: PMSI_MODE_ENTREE, code: stay.modeEntree }] };
+  }
+  const disposition = dischargeDisposition(stay);
+  if (disposition) {
+    hosp.dischargeDisposition = disposition;
+  }
+  if (stay.discharged && stay.destination) {
+    hosp.destination = { identifier: { system: FINESS, value: stay.destination } };
+  }
+  setOrDelete(out, 'hospitalization', Object.keys(hosp).length > 0 ? hosp : undefined);
+  return out;
+}
+
+function dischargeDisposition(stay: Stay): CodeableConcept | undefined {
+  if (!stay.discharged || (!stay.modeSortie && !stay.pv136)) {
+    return undefined;
+  }
+  const coding: Coding[] = [];
+  const fhir = stay.modeSortie ? SORTIE_TO_FHIR[stay.modeSortie] : undefined;
+  if (fhir) {
+    coding.push({ system: DISPOSITION, code: fhir[0], display: fhir[1] });
+  }
+  if (stay.modeSortie) {
+    coding.push({ system: PMSI_MODE_SORTIE, code: stay.modeSortie });
+  }
+  if (stay.pv136) {
+    coding.push({ system: V2_0112, code: stay.pv136 });
+  }
+  return { coding };
+}
+
+/** ZFA: one Consent per patient and policy (DMP feeding, DMP consultation), updated in place. */
+export function buildConsent(existing: Consent | undefined, patientRef: string, organizationRef: string, policy: 'dmp-feeding' | 'dmp-consultation', code: string, permit: boolean): Consent {
+  return {
+    ...(existing ?? {}),
+    resourceType: 'Consent',
+    meta: undefined,
+    identifier: [{ system: CONSENT_IDS, value: `${patientRef}/${policy}` }],
+    status: 'active',
+    scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
+    category: [{ coding: [{ system: CONSENT_CODES, code: policy, display: policy === 'dmp-feeding' ? 'Alimentation du DMP' : 'Consultation du DMP' }] }],
+    patient: { reference: patientRef },
+    organization: [{ reference: organizationRef }],
+    policyRule: { coding: [{ system: CONSENT_CODES, code: code }] },
+    provision: { type: permit ? 'permit' : 'deny' },
+  };
+}
+
+function setOrDelete<T extends object, K extends keyof T>(o: T, key: K, v: T[K] | undefined): void {
+  if (v === undefined) {
+    delete o[key];
+  } else {
+    o[key] = v;
+  }
+}
+
+/** Drops undefined properties (FHIR JSON has no nulls). */
+export function clean<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
+export type { Extension };

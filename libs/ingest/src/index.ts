@@ -1,0 +1,14 @@
+export { Hl7IngestService, peekTarget } from './ingest-service';
+export type { IngestOptions, MessageStatus, ReceiveContext, ReceiveResult } from './ingest-service';
+export { SourceRegistry } from './sources';
+export type { Hl7Source, SourceInput } from './sources';
+export { MllpServer } from './mllp-server';
+export type { MllpOptions } from './mllp-server';
+export { buildAck, escapeHl7 } from './ack';
+export type { AckCode, AckTarget } from './ack';
+export { decodeMessage, parseEr7, unescapeHl7, hl7DateTime, Hl7ContentError } from './hl7-text';
+export type { Charset } from './hl7-text';
+export { readAdt, readHeader } from './pam-fr';
+export type { AdtMessage } from './pam-fr';
+export { foldStay, buildEncounter, buildPatient } from './fhir-mapping';
+export type { Stay, StoredMovement } from './fhir-mapping';
