@@ -23,8 +23,10 @@ import type { ProfileRegistry } from './profiles';
  * Throws a 400 GatewayError listing every issue with its FHIRPath expression.
  */
 export function validateForWrite(resource: Resource, profiles?: ProfileRegistry): void {
-  const issues = [...baseIssues(resource), ...valueIssues(resource)];
-  if (profiles) {
+  // A declared profile's snapshot includes every base rule: validating against it is enough.
+  const profiled = profiles?.appliesTo(resource) ?? false;
+  const issues = [...(profiled ? [] : baseIssues(resource)), ...valueIssues(resource)];
+  if (profiles && profiled) {
     issues.push(...profiles.validate(resource).filter(isError));
   }
   if (issues.length > 0) {
