@@ -309,6 +309,45 @@ export class FhirRepository {
     return found[0];
   }
 
+  /**
+   * Several conditional matches in two round trips: the advisory locks of every (type, query) pair
+   * taken in one statement, in a fixed order (two such calls cannot deadlock), then one UNION ALL
+   * query returning at most two matches per query (enough to tell one from many).
+   */
+  async lockAndMatchAll(tx: PoolClient, p: Principal, queries: SearchRequest[]): Promise<StoredResource[][]> {
+    if (queries.length === 0) {
+      return [];
+    }
+    const lock = lockAllQuery(queries);
+    await tx.query(lock.sql, lock.values);
+    return this.matchAll(tx, p, queries);
+  }
+
+  /** Current resources matching each query (strict, within what `p` may see), at most two each, in one statement. */
+  async matchAll(db: Queryable, p: Principal, queries: SearchRequest[]): Promise<StoredResource[][]> {
+    const q = this.matchAllQuery(p, queries);
+    return groupMatches((await db.query(q.sql, q.values)).rows, queries.length);
+  }
+
+  /** The statement of matchAll, for callers that send it together with others (see inlineSql); rows go to groupMatches. */
+  matchAllQuery(p: Principal, queries: SearchRequest[]): { sql: string; values: unknown[] } {
+    const b = new Binder();
+    const parts = queries.map((q, i) => {
+      const where = compileWhere(q, this.registry, b, (alias) => this.policy.readFilter(p, alias, b.bind));
+      if (where.unsupported.length > 0 || q.clauses.length === 0) {
+        throw new GatewayError('invalid', { text: `Unsupported condition on ${q.resourceType}: ${where.unsupported.map((u) => u.reason).join('; ') || 'no parameter'}` });
+      }
+      const conds = [`r.resource_type = ${b.bind(q.resourceType)}`, 'NOT r.deleted', ...where.conditions];
+      const pol = this.policy.readFilter(p, 'r', b.bind);
+      if (pol) {
+        conds.push(pol);
+      }
+      return `(SELECT ${i} AS q, r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.owner_org, r.content FROM resource r
+        WHERE ${conds.join(' AND ')} LIMIT 2)`;
+    });
+    return { sql: parts.join(' UNION ALL '), values: b.values };
+  }
+
   private async matchForCondition(db: Queryable, p: Principal, query: SearchRequest): Promise<StoredResource[]> {
     if (query.clauses.length === 0) {
       throw new GatewayError('invalid', { text: 'A conditional operation needs at least one search parameter' });
@@ -431,12 +470,36 @@ function requestedOwner(resource: Resource): string | undefined {
   return resource.meta?.tag?.find((t) => t.system === OWNER_TAG_SYSTEM)?.code;
 }
 
-async function lockQuery(tx: PoolClient, query: SearchRequest): Promise<void> {
-  const key = `${query.resourceType}?${query.clauses
+/** The advisory-lock key of a conditional query: type and sorted clauses. */
+function lockKey(query: SearchRequest): string {
+  return `${query.resourceType}?${query.clauses
     .map((c) => `${c.key}=${c.values.join(',')}`)
     .sort()
     .join('&')}`;
-  await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [key]);
+}
+
+/**
+ * The advisory locks of several conditional queries, taken in one statement in a fixed order (two
+ * such statements cannot deadlock each other).
+ */
+export function lockAllQuery(queries: SearchRequest[]): { sql: string; values: unknown[] } {
+  return {
+    sql: 'SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(key, 0) AS k FROM unnest($1::text[]) AS key ORDER BY 1) AS l',
+    values: [queries.map(lockKey)],
+  };
+}
+
+/** Rows of a matchAllQuery, grouped per query. */
+export function groupMatches(rows: unknown[], count: number): StoredResource[][] {
+  const out: StoredResource[][] = Array.from({ length: count }, () => []);
+  for (const row of rows as (Row & { q: number })[]) {
+    out[row.q].push(fromRow(row));
+  }
+  return out;
+}
+
+async function lockQuery(tx: PoolClient, query: SearchRequest): Promise<void> {
+  await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [lockKey(query)]);
 }
 
 export function emptyRows(): IndexRows {

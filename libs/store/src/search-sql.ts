@@ -286,7 +286,8 @@ function chainSubquery(type: string, def: SearchParamDef, c: SearchParamClause, 
     // Matching on a referenced resource the caller may not read would leak its content.
     const filter = visible?.('t');
     if (filter) {
-      inner[inner.length - 1] = `(${inner[inner.length - 1]} AND target_id IN (SELECT t.id FROM resource t WHERE t.resource_type = ${b.bind(target)} AND ${filter}))`;
+      // Correlated (a primary-key probe per candidate), not `IN (every readable resource of the type)`.
+      inner[inner.length - 1] = `(${inner[inner.length - 1]} AND EXISTS (SELECT 1 FROM resource t WHERE t.resource_type = ${b.bind(target)} AND t.id = sp_reference.target_id AND ${filter}))`;
     }
   }
   if (inner.length === 0) {
