@@ -1,10 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import type { PoolClient } from 'pg';
+import type { PoolClient, QueryResult } from 'pg';
 import type { Consent, Encounter, Patient, Practitioner, Resource } from '@medplum/fhirtypes';
 import { parseSearchRequest } from '@gw/fhir';
+import { groupMatches, inlineSql, lockAllQuery } from '@gw/store';
 import type { FhirRepository, NewVersion, Principal, StoredResource, WriteContext } from '@gw/store';
+import type { SearchRequest } from '@gw/fhir';
 import { Hl7ContentError } from './hl7-text';
 import {
+  CONSENT_IDS,
   GW,
   IDNATPS,
   addOldIdentifiers,
@@ -17,10 +20,18 @@ import {
   markReplaced,
 } from './fhir-mapping';
 import type { Stay, StoredMovement } from './fhir-mapping';
+
+function toMovement(r: { movement_id: string; trigger: string; cancelled: boolean; data: StoredMovement['data']; seq: string }): StoredMovement {
+  return { movementId: r.movement_id, trigger: r.trigger, cancelled: r.cancelled, data: r.data, seq: Number(r.seq) };
+}
 import type { AdtMessage, Cx } from './pam-fr';
 import type { Hl7Source } from './sources';
 
 const LIMITS = { defaultCount: 50, maxCount: 1000 };
+const POLICIES = ['dmp-feeding', 'dmp-consultation'] as const;
+type Policy = (typeof POLICIES)[number];
+/** A conditional lookup: type, search pairs, and the HL7 field it comes from (for errors). */
+type Lookup = [string, [string, string][], string];
 
 /** The identity a source writes under: its Organization owns everything it sends. */
 export function sourcePrincipal(source: Hl7Source): Principal {
@@ -53,76 +64,89 @@ export class AdtWriter {
     this.ctx = { principal: this.principal, requestId: messageKey };
   }
 
-  async apply(adt: AdtMessage): Promise<string[]> {
-    const facility = this.source.sendingFacility;
-    const ippSystem = cxSystem(adt.patient.ipp as Cx, this.source.ippSystem, facility, 'ipp');
+  /**
+   * Opens the transaction on `tx` and computes every change; the caller persists `versions` (with its
+   * ledger row, in one statement) and commits.
+   */
+  async apply(adt: AdtMessage): Promise<{ versions: NewVersion[]; touched: string[] }> {
+    const ippSystem = cxSystem(adt.patient.ipp as Cx, this.source.ippSystem, this.source.sendingFacility, 'ipp');
     if (adt.event === 'A47') {
+      await this.tx.query('BEGIN');
       await this.changeIdentifier(adt, ippSystem);
     } else {
-      const patient = await this.findPatient(adt, ippSystem);
-      const doctorRef = adt.doctor ? await this.practitioner(adt) : undefined;
-      const stay = adt.visit ? await this.movements(adt) : undefined;
-      const patientId = patient?.id ?? randomUUID();
-      const patientRef = `Patient/${patientId}`;
-      let resource = buildPatient(parse<Patient>(patient), adt.patient, ippSystem, doctorRef ? { ref: doctorRef, remove: adt.doctor?.remove ?? false } : undefined);
-      if (stay?.discharged && stay.modeSortie === '9' && !resource.deceasedDateTime && stay.end) {
-        // PAM-FR ZFM-2 = 9: death at discharge.
-        resource.deceasedDateTime = stay.end;
-        delete resource.deceasedBoolean;
-      }
-      if (adt.event === 'A40') {
-        resource = await this.merge(adt, resource, patientRef);
-      }
-      this.save(patient, resource, patientId);
-      if (stay && adt.visit) {
-        await this.encounter(adt, stay, patientRef);
-      }
-      await this.consents(adt, patientRef);
+      await this.applyStay(adt, ippSystem);
     }
-    await this.repo.persist(this.tx, this.versions);
-    return [...this.touched];
+    return { versions: this.versions, touched: [...this.touched] };
   }
 
-  private async findPatient(adt: AdtMessage, ippSystem: string): Promise<StoredResource | undefined> {
+  /**
+   * Everything but A47, in one round trip before the write: BEGIN, the advisory locks, the lookups and
+   * the movement go as one multi-statement query (each statement sees the previous ones' effects,
+   * and the lookups run after the locks are granted). The lock on the IPP serialises every message
+   * of one patient, so its Encounter and Consents need none of their own; the Practitioner, shared
+   * between patients, has one.
+   */
+  private async applyStay(adt: AdtMessage, ippSystem: string): Promise<void> {
     const ipp = adt.patient.ipp as Cx;
-    const byIpp = await this.match('Patient', [['identifier', `${ippSystem}|${tokenValue(ipp.value)}`]], 'PID-3 IPP');
-    if (byIpp || adt.patient.identityStatus !== 'QUAL' || !adt.patient.ins) {
-      return byIpp;
+    const visit = adt.visit;
+    const visitSystem = visit ? cxSystem(visit, this.source.visitSystem, this.source.sendingFacility, 'visit') : '';
+    const byIns = adt.patient.identityStatus === 'QUAL' && adt.patient.ins ? adt.patient.ins : undefined;
+    const ippToken = `${ippSystem}|${tokenValue(ipp.value)}`;
+    const locked: Lookup[] = [['Patient', [['identifier', ippToken]], 'PID-3 IPP']];
+    if (adt.doctor) {
+      locked.push(['Practitioner', [['identifier', `${IDNATPS}|${adt.doctor.idNatPs}`]], 'ROL-4']);
     }
-    return this.match('Patient', [['identifier', `urn:oid:${adt.patient.ins.oid}|${adt.patient.ins.value}`]], 'PID-3 INS');
+    if (byIns) {
+      locked.push(['Patient', [['identifier', `urn:oid:${byIns.oid}|${byIns.value}`]], 'PID-3 INS']);
+    }
+    const lookups: Lookup[] = [...locked];
+    if (visit) {
+      lookups.push(['Encounter', [['identifier', `${visitSystem}|${tokenValue(visit.value)}`]], 'PV1-19']);
+    }
+    const search = (l: Lookup): SearchRequest => parseSearchRequest(l[0], l[1], LIMITS);
+    const lock = lockAllQuery(locked.map(search));
+    const match = this.repo.matchAllQuery(this.principal, lookups.map(search));
+    const movement = visit ? this.movementQuery(adt, visitSystem) : undefined;
+    const statements = ['BEGIN', inlineSql(lock.sql, lock.values), inlineSql(match.sql, match.values)];
+    if (movement) {
+      statements.push(inlineSql(movement.sql, movement.values));
+    }
+    const results = (await this.tx.query(statements.join(';\n'))) as unknown as QueryResult[];
+    const found = groupMatches(results[2].rows, lookups.length);
+    const one = (l: Lookup): StoredResource | undefined => {
+      const i = lookups.indexOf(l);
+      if (found[i].length > 1 && l[0] !== 'Consent') {
+        throw new Hl7ContentError(undefined, '207', `${l[2]} matches several ${l[0]} resources of this hospital; merge them first`);
+      }
+      return found[i][0];
+    };
+    const patient = one(locked[0]) ?? (byIns ? one(locked[locked.length - 1]) : undefined);
+    const doctorRef = adt.doctor ? this.practitioner(adt, one(locked[1])) : undefined;
+    const stay = movement ? foldStay(results[3].rows.map(toMovement)) : undefined;
+    const patientId = patient?.id ?? randomUUID();
+    const patientRef = `Patient/${patientId}`;
+    let resource = buildPatient(parse<Patient>(patient), adt.patient, ippSystem, doctorRef ? { ref: doctorRef, remove: adt.doctor?.remove ?? false } : undefined);
+    if (stay?.discharged && stay.modeSortie === '9' && !resource.deceasedDateTime && stay.end) {
+      // PAM-FR ZFM-2 = 9: death at discharge.
+      resource.deceasedDateTime = stay.end;
+      delete resource.deceasedBoolean;
+    }
+    if (adt.event === 'A40') {
+      resource = await this.merge(adt, resource, patientRef);
+    }
+    this.save(patient, resource, patientId);
+    if (stay && visit) {
+      this.encounter(visit, visitSystem, stay, patientRef, one(lookups[locked.length]));
+    }
+    await this.consents(adt, patientRef, patient !== undefined);
   }
 
-  /** Serialised per condition (advisory lock): one Patient per IPP whatever the concurrency. */
-  private async match(type: string, pairs: [string, string][], what: string): Promise<StoredResource | undefined> {
-    const found = await this.repo.lockAndMatch(this.tx, this.principal, parseSearchRequest(type, pairs, LIMITS));
-    if (found.length > 1) {
-      throw new Hl7ContentError(undefined, '207', `${what} matches ${found.length} ${type} resources of this hospital; merge them first`);
-    }
-    return found[0];
-  }
-
-  private async practitioner(adt: AdtMessage): Promise<string> {
-    const d = adt.doctor;
-    if (!d) {
-      throw new Error('unreachable');
-    }
-    const existing = await this.match('Practitioner', [['identifier', `${IDNATPS}|${d.idNatPs}`]], 'ROL-4');
-    const id = existing?.id ?? randomUUID();
-    this.save(existing, buildPractitioner(parse<Practitioner>(existing), d), id);
-    return `Practitioner/${id}`;
-  }
-
-  /** Records the movement, then folds every movement of the visit into the stay. */
-  private async movements(adt: AdtMessage): Promise<Stay> {
+  /** Records the movement; returns every movement of the visit. INSERT keeps an earlier Z99's data (newer information); CANCEL only flags. */
+  private movementQuery(adt: AdtMessage, visitSystem: string): { sql: string; values: unknown[] } {
     const visit = adt.visit as Cx;
-    const m = adt.movement;
-    if (!m) {
-      throw new Error('unreachable');
-    }
-    const visitKey = `${cxSystem(visit, this.source.visitSystem, this.source.sendingFacility, 'visit')}|${visit.value}`;
-    // INSERT keeps an earlier Z99's data (the update is newer information); CANCEL only flags.
-    const res = await this.tx.query<{ movement_id: string; trigger: string; cancelled: boolean; data: StoredMovement['data']; seq: string }>(
-      `WITH up AS (
+    const m = adt.movement as NonNullable<AdtMessage['movement']>;
+    return {
+      sql: `WITH up AS (
          INSERT INTO hl7_movement AS m (source_id, visit, movement_id, trigger, start_at, cancelled, updated, data)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (source_id, visit, movement_id) DO UPDATE SET
@@ -135,16 +159,31 @@ export class AdtWriter {
        SELECT movement_id, trigger, cancelled, data, seq FROM up
        UNION ALL
        SELECT movement_id, trigger, cancelled, data, seq FROM hl7_movement WHERE source_id = $1 AND visit = $2 AND movement_id <> $3`,
-      [this.source.id, visitKey, m.id, m.originalTrigger, m.data.start ?? null, m.action === 'CANCEL', m.action === 'UPDATE',
+      values: [this.source.id, `${visitSystem}|${visit.value}`, m.id, m.originalTrigger, m.data.start ?? null, m.action === 'CANCEL', m.action === 'UPDATE',
         JSON.stringify(m.action === 'CANCEL' ? { trigger: m.originalTrigger } : m.data)],
-    );
-    return foldStay(res.rows.map((r) => ({ movementId: r.movement_id, trigger: r.trigger, cancelled: r.cancelled, data: r.data, seq: Number(r.seq) })));
+    };
   }
 
-  private async encounter(adt: AdtMessage, stay: Stay, patientRef: string): Promise<void> {
-    const visit = adt.visit as Cx;
-    const visitSystem = cxSystem(visit, this.source.visitSystem, this.source.sendingFacility, 'visit');
-    const existing = await this.match('Encounter', [['identifier', `${visitSystem}|${tokenValue(visit.value)}`]], 'PV1-19');
+  /** Serialised per condition (advisory lock): one Patient per IPP whatever the concurrency. */
+  private async match(type: string, pairs: [string, string][], what: string): Promise<StoredResource | undefined> {
+    const found = await this.repo.lockAndMatch(this.tx, this.principal, parseSearchRequest(type, pairs, LIMITS));
+    if (found.length > 1) {
+      throw new Hl7ContentError(undefined, '207', `${what} matches ${found.length} ${type} resources of this hospital; merge them first`);
+    }
+    return found[0];
+  }
+
+  private practitioner(adt: AdtMessage, existing: StoredResource | undefined): string {
+    const d = adt.doctor as NonNullable<AdtMessage['doctor']>;
+    const id = existing?.id ?? randomUUID();
+    this.save(existing, buildPractitioner(parse<Practitioner>(existing), d), id);
+    return `Practitioner/${id}`;
+  }
+
+  private encounter(visit: Cx, visitSystem: string, stay: Stay, patientRef: string, existing: StoredResource | undefined): void {
+    if (stay.destination && !/^([0-9]{2}|2[AB])[0-9]{7}$/.test(stay.destination)) {
+      throw new Hl7ContentError({ segment: 'PV1', field: 37 }, '102', `PV1-37 must be the FINESS of the destination (9 characters), got "${stay.destination}"`);
+    }
     const resource: Encounter = buildEncounter(parse<Encounter>(existing), stay, {
       visitSystem,
       visit: visit.value,
@@ -152,24 +191,30 @@ export class AdtWriter {
       organizationRef: this.source.organization,
       unitSystem: `${GW}/hl7/${encodeURIComponent(this.source.sendingFacility)}/uf`,
     });
-    if (stay.destination && !/^([0-9]{2}|2[AB])[0-9]{7}$/.test(stay.destination)) {
-      throw new Hl7ContentError({ segment: 'PV1', field: 37 }, '102', `PV1-37 must be the FINESS of the destination (9 characters), got "${stay.destination}"`);
-    }
     this.save(existing, resource, existing?.id ?? randomUUID());
   }
 
-  private async consents(adt: AdtMessage, patientRef: string): Promise<void> {
-    const wanted: [ 'dmp-feeding' | 'dmp-consultation', string, boolean][] = [];
-    if (adt.consent.dmpFeeding) {
-      wanted.push(['dmp-feeding', adt.consent.dmpFeeding, adt.consent.dmpFeeding === 'INO']);
+  /**
+   * ZFA: one Consent per patient and policy, updated in place, found by its identifier (derived from
+   * the patient id, hence a second lookup, and only for a patient already known).
+   */
+  private async consents(adt: AdtMessage, patientRef: string, knownPatient: boolean): Promise<void> {
+    const codes: Record<Policy, string | undefined> = { 'dmp-feeding': adt.consent.dmpFeeding, 'dmp-consultation': adt.consent.consult };
+    const wanted = POLICIES.filter((policy) => codes[policy]);
+    if (wanted.length === 0) {
+      return;
     }
-    if (adt.consent.consult) {
-      wanted.push(['dmp-consultation', adt.consent.consult, adt.consent.consult === 'IC']);
-    }
-    for (const [policy, code, permit] of wanted) {
-      const existing = await this.match('Consent', [['identifier', `${GW}/fhir/NamingSystem/consent|${tokenValue(`${patientRef}/${policy}`)}`]], 'ZFA');
-      this.save(existing, buildConsent(parse<Consent>(existing), patientRef, this.source.organization, policy, code, permit), existing?.id ?? randomUUID());
-    }
+    const existing = knownPatient
+      ? await this.repo.matchAll(this.tx, this.principal, wanted.map((policy) => parseSearchRequest('Consent', [['identifier', `${CONSENT_IDS}|${tokenValue(`${patientRef}/${policy}`)}`]], LIMITS)))
+      : wanted.map(() => []);
+    wanted.forEach((policy, i) => {
+      const code = codes[policy];
+      if (code) {
+        const current = existing[i][0];
+        const permit = code === 'INO' || code === 'IC';
+        this.save(current, buildConsent(parse<Consent>(current), patientRef, this.source.organization, policy, code, permit), current?.id ?? randomUUID());
+      }
+    });
   }
 
   /** A40: the prior patient (MRG-1) is replaced by the survivor; its encounters follow. */

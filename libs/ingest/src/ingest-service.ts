@@ -3,7 +3,8 @@ import type { Pool, PoolClient } from 'pg';
 import type { Organization } from '@medplum/fhirtypes';
 import { GatewayError } from '@gw/platform';
 import type { Logger } from '@gw/platform';
-import type { FhirRepository, Principal } from '@gw/store';
+import { persistVersions } from '@gw/store';
+import type { ExtraStatement, FhirRepository, Principal } from '@gw/store';
 import { buildAck } from './ack';
 import type { AckCode, AckError, AckTarget } from './ack';
 import { AdtWriter } from './adt-apply';
@@ -50,7 +51,8 @@ interface Outcome {
   ledgerId?: number;
 }
 
-type LedgerWrite = (tx: PoolClient, outcome: Outcome) => Promise<number>;
+/** The ledger statement written with a processed message's resources (must return its row id). */
+type LedgerWrite = (outcome: Outcome) => ExtraStatement;
 
 class DuplicateMessage extends Error {}
 
@@ -108,14 +110,12 @@ export class Hl7IngestService {
     } catch (err) {
       return this.reject(raw, ctx, target, undefined, { location: { segment: 'MSH', field: 3 }, code: '207', text: (err as Error).message });
     }
-    const replay = await this.findProcessed(sourceKey(app, facility), target.controlId);
-    if (replay) {
-      return this.duplicate(raw, ctx, app, facility, source, target, replay);
-    }
+    // No duplicate check up front (a query per message): a replay conflicts on the ledger's unique
+    // (source, MSH-10) when it is recorded, its transaction rolls back, and it gets the original ACK.
     try {
       // A processed message is recorded in the transaction of its resources (one commit, and the
       // ledger never disagrees with the store); other outcomes wrote nothing and are recorded after.
-      const outcome = await this.run(raw, source, target, (tx, o) => this.record(raw, ctx, source, app, facility, target.controlId, o, tx));
+      const outcome = await this.run(raw, source, target, (o) => ledgerInsert(raw, ctx.transport, source, app, facility, target.controlId, o));
       const id = outcome.ledgerId ?? (await this.record(raw, ctx, source, app, facility, target.controlId, outcome));
       return { ack: encodeText(outcome.ack, outcome.charset), ackCode: outcome.ackCode, status: outcome.status, messageId: id };
     } catch (err) {
@@ -143,10 +143,7 @@ export class Hl7IngestService {
     const peek = peekTarget(row.raw);
     const source = peek ? await this.sources.find(peek.app, peek.facility) : undefined;
     const outcome: Outcome = peek && source
-      ? await this.run(row.raw, source, peek.target, async (tx, o) => {
-        await markProcessed(tx, id, o.ack, o.resources, source.id);
-        return id;
-      })
+      ? await this.run(row.raw, source, peek.target, (o) => ledgerUpdate(id, o, source.id))
       : rejected(peek?.target, { code: '207', text: `Unknown sending system ${peek ? `${peek.app}/${peek.facility}` : ''}: register it first` });
     if (outcome.status === 'rejected' || outcome.status === 'error' || outcome.status === 'ignored') {
       await this.pool.query(
@@ -181,10 +178,15 @@ export class Hl7IngestService {
       const adt = readAdt(msg, header);
       const key = `hl7:${sourceKey(source.sendingApplication, source.sendingFacility)}:${header.controlId}`;
       const ack = buildAck(target, 'AA', ackId());
-      return await this.repo.withTransaction(async (tx) => {
-        const resources = await new AdtWriter(this.repo, tx, source, key).apply(adt);
-        const outcome: Outcome = { status: 'processed', ackCode: 'AA', ack, charset, event: kind, resources };
-        outcome.ledgerId = await ledger(tx, outcome);
+      return await this.transaction(async (tx) => {
+        const { versions, touched } = await new AdtWriter(this.repo, tx, source, key).apply(adt);
+        const outcome: Outcome = { status: 'processed', ackCode: 'AA', ack, charset, event: kind, resources: touched };
+        // The resources and their ledger row in one statement; no row back = this (source, MSH-10) is already recorded.
+        const rows = (await persistVersions(tx, versions, ledger(outcome))) as { id: string }[];
+        if (rows.length === 0) {
+          throw new DuplicateMessage();
+        }
+        outcome.ledgerId = Number(rows[0].id);
         return outcome;
       });
     } catch (err) {
@@ -192,6 +194,21 @@ export class Hl7IngestService {
         throw err;
       }
       return this.failure(err, target, charset);
+    }
+  }
+
+  /** A transaction whose BEGIN the callback sends itself (batched with its first statements); committed here. */
+  private async transaction<T>(fn: (tx: PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    try {
+      const result = await fn(client);
+      await client.query('COMMIT');
+      client.release();
+      return result;
+    } catch (err) {
+      const clean = await client.query('ROLLBACK').then(() => true, () => false);
+      client.release(clean ? undefined : (err as Error));
+      throw err;
     }
   }
 
@@ -251,7 +268,9 @@ export class Hl7IngestService {
           type: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/organization-type', code: 'prov' }] }],
         };
         orgRef = `Organization/${id}`;
-        await this.repo.create({ ...org, id }, { principal: { clientId: 'hl7-autoregister', organization: orgRef, admin: false, scopes: [] } }, tx);
+        // The Organization owns itself, so that the hospital's future clients can read it.
+        const ctx = { principal: { clientId: 'hl7-autoregister', organization: orgRef, admin: false, scopes: [] } };
+        await this.repo.persist(tx, [this.repo.prepareCreate(org, ctx, id)]);
       }
       this.opts.logger.warn({ source: sourceKey(app, facility), organization: orgRef }, 'unknown hl7 source registered automatically');
       return this.sources.create({ sendingApplication: app, sendingFacility: facility, organization: orgRef, name: facility }, true, tx);
@@ -283,26 +302,32 @@ export class Hl7IngestService {
     return { ack: encodeText(outcome.ack, outcome.charset), ackCode: 'AR', status: 'rejected', messageId: id };
   }
 
-  /** Records the outcome; a processed/error/ignored row is unique per (source, MSH-10). */
-  private async record(raw: Buffer, ctx: ReceiveContext, source: Hl7Source | undefined, app: string, facility: string, controlId: string, o: Outcome, db: Pool | PoolClient = this.pool): Promise<number> {
-    const res = await db.query(
-      `INSERT INTO hl7_message (transport, source_key, source_id, control_id, event, status, raw, charset, ack, ack_code, error, resources, processed_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now())
-       ON CONFLICT (source_key, control_id) WHERE status IN ${LEDGER_STATUSES} DO NOTHING RETURNING id`,
-      [ctx.transport, sourceKey(app, facility), source?.id ?? null, controlId, o.event ?? null, o.status, raw, o.charset, o.ack, o.ackCode, o.error ?? null, o.resources],
-    );
-    if (!res.rows[0]) {
+  /** Records an outcome that wrote nothing; a processed/error/ignored row is unique per (source, MSH-10). */
+  private async record(raw: Buffer, ctx: ReceiveContext, source: Hl7Source | undefined, app: string, facility: string, controlId: string, o: Outcome): Promise<number> {
+    const rows = (await persistVersions(this.pool, [], ledgerInsert(raw, ctx.transport, source, app, facility, controlId, o))) as { id: string }[];
+    if (rows.length === 0) {
       throw new DuplicateMessage();
     }
-    return Number(res.rows[0].id);
+    return Number(rows[0].id);
   }
 }
 
-async function markProcessed(tx: PoolClient, id: number, ack: string, resources: string[], sourceId: string): Promise<void> {
-  await tx.query(
-    `UPDATE hl7_message SET status = 'processed', ack = $2, ack_code = 'AA', error = NULL, resources = $3, attempts = attempts + 1, processed_at = now(), source_id = $4 WHERE id = $1`,
-    [id, ack, resources, sourceId],
-  );
+function ledgerInsert(raw: Buffer, transport: string, source: Hl7Source | undefined, app: string, facility: string, controlId: string, o: Outcome): ExtraStatement {
+  return (bind) => ({
+    ctes: [`ledger AS (INSERT INTO hl7_message (transport, source_key, source_id, control_id, event, status, raw, charset, ack, ack_code, error, resources, processed_at)
+      VALUES (${bind(transport)}, ${bind(sourceKey(app, facility))}, ${bind(source?.id ?? null)}::uuid, ${bind(controlId)}, ${bind(o.event ?? null)}, ${bind(o.status)},
+        ${bind(raw)}::bytea, ${bind(o.charset)}, ${bind(o.ack)}, ${bind(o.ackCode)}, ${bind(o.error ?? null)}, ${bind(o.resources)}::text[], now())
+      ON CONFLICT (source_key, control_id) WHERE status IN ${LEDGER_STATUSES} DO NOTHING RETURNING id)`],
+    select: 'SELECT id FROM ledger',
+  });
+}
+
+function ledgerUpdate(id: number, o: Outcome, sourceId: string): ExtraStatement {
+  return (bind) => ({
+    ctes: [`ledger AS (UPDATE hl7_message SET status = 'processed', ack = ${bind(o.ack)}, ack_code = 'AA', error = NULL, resources = ${bind(o.resources)}::text[],
+      attempts = attempts + 1, processed_at = now(), source_id = ${bind(sourceId)}::uuid WHERE id = ${bind(id)}::bigint RETURNING id)`],
+    select: 'SELECT id FROM ledger',
+  });
 }
 
 function rejected(target: AckTarget | undefined, err: AckError, charset: Charset = 'UTF-8'): Outcome {
