@@ -1,0 +1,719 @@
+import type { Consent, Encounter, Patient, Practitioner } from '@medplum/fhirtypes';
+import type { Hl7Message } from '@medplum/core';
+import { startTestGateway } from '../support/gateway';
+import type { TestGateway } from '../support/gateway';
+import {
+  BIRTH_LIST_GIVEN_NAME_URL,
+  BIRTH_PLACE_URL,
+  FACILITY_OID,
+  IDENTITY_RELIABILITY_URL,
+  IDNATPS_SYSTEM,
+  INSEE_CODE_URL,
+  INS_TEST_OID,
+  RPPS_SYSTEM,
+  ackCode,
+  ackControlId,
+  adt,
+  call,
+  controlId,
+  createOrganization,
+  events,
+  extensionsOf,
+  finess,
+  ledger,
+  mllpClient,
+  nir,
+  read,
+  registerSource,
+  rpps,
+  search,
+  sendMllp,
+  stringsOf,
+  uniqueId,
+} from '../support/hl7';
+import type { AdtEvent, AdtOptions, PatientOptions } from '../support/hl7';
+
+const IPP_SYSTEM = `urn:oid:${FACILITY_OID}`;
+const INS_SYSTEM = `urn:oid:${INS_TEST_OID}`;
+
+describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
+  let gw: TestGateway;
+  let orgId: string;
+  let sourceId: string;
+
+  beforeAll(async () => {
+    // External test database: unknown senders are refused, so the hospital is registered first.
+    gw = await startTestGateway();
+    orgId = await createOrganization(gw, 'CHU X', finess('75000001'));
+    sourceId = await registerSource(gw, { sendingApplication: 'GAM', sendingFacility: 'CHU-X', organization: `Organization/${orgId}`, name: 'CHU X' });
+  });
+  afterAll(async () => gw?.close());
+
+  /** Sends over MLLP and returns the ACK, checking MSA-2 and MSH-9 on the way. */
+  async function send(event: AdtEvent, opts: AdtOptions, encoding?: string): Promise<Hl7Message> {
+    const id = opts.controlId ?? controlId();
+    const ack = await sendMllp(gw.mllpPort, adt(event, { ...opts, controlId: id }), { encoding });
+    expect(ackControlId(ack)).toBe(id);
+    expect(ack.getSegment('MSH')?.getField(9)?.toString()).toBe(`ACK^${event}^ACK`);
+    return ack;
+  }
+
+  async function sendOk(event: AdtEvent, opts: AdtOptions): Promise<void> {
+    const ack = await send(event, opts);
+    expect({ event, code: ackCode(ack), err: ack.getSegment('ERR')?.toString() }).toEqual({ event, code: 'AA', err: undefined });
+  }
+
+  async function patientByIpp(ipp: string): Promise<Patient[]> {
+    return search<Patient>(gw, 'Patient', { identifier: `${IPP_SYSTEM}|${ipp}` });
+  }
+
+  async function onePatient(ipp: string): Promise<Patient> {
+    const found = await patientByIpp(ipp);
+    expect(found).toHaveLength(1);
+    return found[0];
+  }
+
+  async function encounterByVisit(visit: string): Promise<Encounter> {
+    const found = await search<Encounter>(gw, 'Encounter', { identifier: visit });
+    expect(found).toHaveLength(1);
+    return found[0];
+  }
+
+  /** The strings describing the current location of an Encounter (its reference resolved). */
+  async function currentLocation(enc: Encounter): Promise<string[]> {
+    const locations = enc.location ?? [];
+    const active = locations.filter((l) => l.status === 'active');
+    const current = active.length > 0 ? active[active.length - 1] : locations[locations.length - 1];
+    if (!current) {
+      return [];
+    }
+    const strings = stringsOf(current);
+    const ref = current.location?.reference;
+    if (ref?.startsWith('#')) {
+      strings.push(...stringsOf(enc.contained?.find((c) => `#${c.id}` === ref)));
+    } else if (ref?.startsWith('Location/')) {
+      strings.push(...stringsOf(await read(gw, ref)));
+    }
+    return strings;
+  }
+
+  function basePatient(extra: Partial<PatientOptions> = {}): PatientOptions {
+    return { ipp: uniqueId('IPP'), birthName: 'BÉGAUDEAU', birthGivens: ['HÉLÈNE', 'MARIE'], birthDate: '19790328', sex: 'F', ...extra };
+  }
+
+  /** An admission (A01) of a new patient in a new visit; returns the identifiers used. */
+  async function admit(patient = basePatient(), uf = { name: 'Cardio', code: '4012' }): Promise<{ patient: PatientOptions; visit: string; movement: string }> {
+    const visit = uniqueId('V');
+    const movement = uniqueId('M');
+    await sendOk('A01', {
+      patient,
+      visit: { visitNumber: visit, patientClass: 'I', admitDate: '20250312090000' },
+      movement: { id: movement, date: '20250312090000', uf },
+    });
+    return { patient, visit, movement };
+  }
+
+  it('refuses to register the same source twice (409)', async () => {
+    const res = await call(gw, 'POST', '/admin/hl7/sources', { sendingApplication: 'GAM', sendingFacility: 'CHU-X', organization: `Organization/${orgId}` });
+    expect(res.status).toBe(409);
+    const list = await call(gw, 'GET', '/admin/hl7/sources');
+    expect(list.status).toBe(200);
+    expect(JSON.stringify(list.body)).toContain(sourceId);
+  });
+
+  it('maps an admission A01 with INS and médecin traitant to Patient, Practitioner and Encounter', async () => {
+    const ins = nir('2', '79', '03', '63', '220', '004');
+    const gpRpps = rpps('1000012345');
+    const ipp = uniqueId('IPP');
+    const visit = uniqueId('V');
+    await sendOk('A01', {
+      patient: {
+        ipp,
+        ins,
+        birthName: 'BÉGAUDEAU',
+        birthGivens: ['HÉLÈNE', 'MARIE', 'CLAIRE'],
+        usedName: 'DUPONT',
+        usedGiven: 'Hélène',
+        birthDate: '19790328',
+        sex: 'F',
+        address: { line: '12 rue de la République', city: 'LYON', zip: '69002' },
+        birthPlaceInsee: '63220',
+        phone: '0612345678',
+        identityStatus: ['QUAL'],
+      },
+      gp: { rpps: gpRpps, family: 'AGNÈS', given: 'Isabelle' },
+      visit: { visitNumber: visit, patientClass: 'I', admitDate: '20250312083000' },
+      movement: { id: uniqueId('M'), date: '20250312083000', uf: { name: 'Cardio', code: '4012' } },
+      pmsi: { entryMode: '8' },
+    });
+
+    const patient = await onePatient(ipp);
+    const byIns = await search<Patient>(gw, 'Patient', { identifier: `${INS_SYSTEM}|${ins}` });
+    expect(byIns.map((p) => p.id)).toEqual([patient.id]);
+    const ippId = patient.identifier?.find((i) => i.system === IPP_SYSTEM);
+    expect(ippId).toMatchObject({ use: 'usual', value: ipp });
+    expect(ippId?.type?.coding?.map((c) => c.code)).toContain('PI');
+    const insId = patient.identifier?.find((i) => i.system === INS_SYSTEM);
+    expect(insId).toMatchObject({ use: 'official', value: ins });
+    expect(insId?.type?.coding?.map((c) => c.code)).toContain('INS-NIR');
+
+    const official = patient.name?.find((n) => n.use === 'official');
+    expect(official?.family).toBe('BÉGAUDEAU');
+    expect(official?.given?.[0]).toBe('HÉLÈNE');
+    const birthList = extensionsOf(patient, BIRTH_LIST_GIVEN_NAME_URL);
+    expect(birthList.map((e) => e.valueString)).toContain('HÉLÈNE MARIE CLAIRE');
+    const usual = patient.name?.find((n) => n.use === 'usual');
+    expect(usual?.family).toBe('DUPONT');
+    expect(patient.birthDate).toBe('1979-03-28');
+    expect(patient.gender).toBe('female');
+    expect(patient.address?.some((a) => a.city === 'LYON' && a.postalCode === '69002' && a.line?.[0] === '12 rue de la République')).toBe(true);
+    expect(patient.telecom?.some((t) => t.system === 'phone' && t.value === '0612345678')).toBe(true);
+
+    const birthPlace = extensionsOf(patient, BIRTH_PLACE_URL);
+    expect(birthPlace).toHaveLength(1);
+    expect(stringsOf(extensionsOf(birthPlace[0], INSEE_CODE_URL))).toContain('63220');
+
+    const reliability = extensionsOf(patient, IDENTITY_RELIABILITY_URL);
+    expect(reliability).toHaveLength(1);
+    const status = (reliability[0].extension as Array<{ url: string; valueCoding?: { code?: string } }>).find((e) => e.url === 'identityStatus');
+    expect(status?.valueCoding?.code).toBe('QUAL');
+
+    // Médecin traitant: Practitioner with RPPS and IdNatPS, referenced by Patient.generalPractitioner.
+    const practitioners = await search<Practitioner>(gw, 'Practitioner', { identifier: `${RPPS_SYSTEM}|${gpRpps}` });
+    expect(practitioners).toHaveLength(1);
+    const gp = practitioners[0];
+    expect(gp.identifier).toEqual(expect.arrayContaining([expect.objectContaining({ system: IDNATPS_SYSTEM, value: `8${gpRpps}` })]));
+    expect(gp.name?.[0]?.family).toBe('AGNÈS');
+    expect((await search<Practitioner>(gw, 'Practitioner', { identifier: `${IDNATPS_SYSTEM}|8${gpRpps}` })).map((p) => p.id)).toEqual([gp.id]);
+    expect(patient.generalPractitioner?.map((r) => r.reference)).toEqual([`Practitioner/${gp.id}`]);
+
+    const enc = await encounterByVisit(visit);
+    expect(enc.status).toBe('in-progress');
+    expect(enc.class?.code).toBe('IMP');
+    expect(enc.identifier?.map((i) => i.value)).toContain(visit);
+    expect(enc.subject?.reference).toBe(`Patient/${patient.id}`);
+    // HL7 times without offset are French local time (winter: UTC+1).
+    expect(Date.parse(enc.period?.start ?? '')).toBe(Date.parse('2025-03-12T08:30:00+01:00'));
+    expect(enc.period?.end).toBeUndefined();
+    expect(enc.serviceProvider?.reference).toBe(`Organization/${orgId}`);
+    expect(await currentLocation(enc)).toContain('4012');
+    expect(stringsOf(enc.hospitalization?.admitSource)).toContain('8');
+  });
+
+  it('gives the same Practitioner to two patients of one médecin traitant', async () => {
+    const gpRpps = rpps('1000054321');
+    const gp = { rpps: gpRpps, family: 'LEFÈVRE', given: 'Jérôme' };
+    const a = basePatient();
+    const b = basePatient({ birthName: 'NGUYEN', birthGivens: ['THI'] });
+    await sendOk('A28', { patient: a, gp });
+    await sendOk('A28', { patient: b, gp });
+    const practitioners = await search<Practitioner>(gw, 'Practitioner', { identifier: `${RPPS_SYSTEM}|${gpRpps}` });
+    expect(practitioners).toHaveLength(1);
+    expect((await onePatient(a.ipp)).generalPractitioner?.[0]?.reference).toBe(`Practitioner/${practitioners[0].id}`);
+    expect((await onePatient(b.ipp)).generalPractitioner?.[0]?.reference).toBe(`Practitioner/${practitioners[0].id}`);
+  });
+
+  it('discharge home A03 finishes the Encounter and records exactly one encounter.discharged event', async () => {
+    const { patient, visit } = await admit();
+    const discharge = uniqueId('M');
+    await sendOk('A03', {
+      patient,
+      visit: { visitNumber: visit, patientClass: 'I', admitDate: '20250312090000', dischargeDate: '20250315140000' },
+      movement: { id: discharge, date: '20250315140000' },
+      pmsi: { exitMode: '8' },
+    });
+    const enc = await encounterByVisit(visit);
+    expect(enc.status).toBe('finished');
+    expect(enc.period?.start?.slice(0, 10)).toBe('2025-03-12');
+    expect(enc.period?.end?.slice(0, 10)).toBe('2025-03-15');
+    expect(enc.hospitalization?.dischargeDisposition?.coding?.map((c) => c.code)).toContain('home');
+    let discharged = (await events(gw, 'encounter.discharged')).filter((e) => e.resource === `Encounter/${enc.id}`);
+    expect(discharged).toHaveLength(1);
+    expect(discharged[0].status).toBe('published');
+
+    // A Z99 correcting the discharge time keeps one discharge, one event.
+    await sendOk('Z99', {
+      patient,
+      visit: { visitNumber: visit, patientClass: 'I', admitDate: '20250312090000', dischargeDate: '20250316100000' },
+      movement: { id: discharge, date: '20250316100000', action: 'UPDATE', originalTrigger: 'A03' },
+      pmsi: { exitMode: '8' },
+    });
+    const updated = await encounterByVisit(visit);
+    expect(updated.status).toBe('finished');
+    expect(updated.period?.end?.slice(0, 10)).toBe('2025-03-16');
+    discharged = (await events(gw, 'encounter.discharged')).filter((e) => e.resource === `Encounter/${enc.id}`);
+    expect(discharged).toHaveLength(1);
+
+    // The same discharge sent again concurrently under new control ids: still one event.
+    const again = (): Promise<void> =>
+      sendOk('A03', {
+        patient,
+        visit: { visitNumber: visit, patientClass: 'I', admitDate: '20250312090000', dischargeDate: '20250316100000' },
+        movement: { id: discharge, date: '20250316100000' },
+        pmsi: { exitMode: '8' },
+      });
+    await Promise.all([again(), again(), again()]);
+    expect((await encounterByVisit(visit)).status).toBe('finished');
+    discharged = (await events(gw, 'encounter.discharged')).filter((e) => e.resource === `Encounter/${enc.id}`);
+    expect(discharged).toHaveLength(1);
+  });
+
+  it('takes the period from the movement dates (ZBE-2) without PV1-44/45, in French summer time', async () => {
+    const patient = basePatient();
+    const visit = uniqueId('V');
+    await sendOk('A01', { patient, visit: { visitNumber: visit }, movement: { id: uniqueId('M'), date: '20250715101500' } });
+    await sendOk('A03', { patient, visit: { visitNumber: visit }, movement: { id: uniqueId('M'), date: '20250718163000' } });
+    const enc = await encounterByVisit(visit);
+    expect(enc.status).toBe('finished');
+    expect(Date.parse(enc.period?.start ?? '')).toBe(Date.parse('2025-07-15T10:15:00+02:00'));
+    expect(Date.parse(enc.period?.end ?? '')).toBe(Date.parse('2025-07-18T16:30:00+02:00'));
+  });
+
+  it('a discharge by death (ZFM-2 = 9) gives disposition exp and a deceased patient', async () => {
+    const { patient, visit } = await admit();
+    await sendOk('A03', {
+      patient: { ...patient, deathDate: '20250314031500' },
+      visit: { visitNumber: visit, patientClass: 'I', admitDate: '20250312090000', dischargeDate: '20250314031500' },
+      movement: { id: uniqueId('M'), date: '20250314031500' },
+      pmsi: { exitMode: '9' },
+    });
+    const enc = await encounterByVisit(visit);
+    expect(enc.status).toBe('finished');
+    expect(enc.hospitalization?.dischargeDisposition?.coding?.map((c) => c.code)).toContain('exp');
+    const p = await onePatient(patient.ipp);
+    expect(p.deceasedDateTime?.slice(0, 10)).toBe('2025-03-14');
+  });
+
+  it('a transfer to another facility (ZFM-2 = 7, PV1-37 FINESS) gives other-hcf and the destination', async () => {
+    const { patient, visit } = await admit();
+    const destination = finess('69000002');
+    await sendOk('A03', {
+      patient,
+      visit: { visitNumber: visit, patientClass: 'I', admitDate: '20250312090000', dischargeDate: '20250313110000', dischargedTo: destination },
+      movement: { id: uniqueId('M'), date: '20250313110000' },
+      pmsi: { exitMode: '7' },
+    });
+    const enc = await encounterByVisit(visit);
+    expect(enc.hospitalization?.dischargeDisposition?.coding?.map((c) => c.code)).toContain('other-hcf');
+    expect(enc.hospitalization?.destination?.identifier?.value).toBe(destination);
+  });
+
+  it('transfer A02 moves the Encounter; cancelling it (A12) moves it back', async () => {
+    const { patient, visit } = await admit();
+    const transfer = uniqueId('M');
+    await sendOk('A02', {
+      patient,
+      visit: { visitNumber: visit, patientClass: 'I', admitDate: '20250312090000' },
+      movement: { id: transfer, date: '20250313100000', uf: { name: 'Pneumologie', code: '4020' } },
+    });
+    let enc = await encounterByVisit(visit);
+    expect(enc.status).toBe('in-progress');
+    expect(await currentLocation(enc)).toContain('4020');
+    expect(await currentLocation(enc)).not.toContain('4012');
+
+    await sendOk('A12', {
+      patient,
+      visit: { visitNumber: visit, patientClass: 'I', admitDate: '20250312090000' },
+      movement: { id: transfer, date: '20250313100000', action: 'CANCEL', originalTrigger: 'A02', uf: { name: 'Pneumologie', code: '4020' } },
+    });
+    enc = await encounterByVisit(visit);
+    expect(enc.status).toBe('in-progress');
+    expect(await currentLocation(enc)).toContain('4012');
+  });
+
+  it('A11 cancels the admission: the Encounter becomes cancelled', async () => {
+    const { patient, visit, movement } = await admit();
+    await sendOk('A11', {
+      patient,
+      visit: { visitNumber: visit, patientClass: 'I', admitDate: '20250312090000' },
+      movement: { id: movement, date: '20250312090000', action: 'CANCEL', originalTrigger: 'A01' },
+    });
+    expect((await encounterByVisit(visit)).status).toBe('cancelled');
+  });
+
+  it('A13 cancels the discharge: back to in-progress and the discharge event withdrawn', async () => {
+    const { patient, visit } = await admit();
+    const discharge = uniqueId('M');
+    const dischargeVisit = { visitNumber: visit, patientClass: 'I', admitDate: '20250312090000', dischargeDate: '20250314120000' };
+    await sendOk('A03', { patient, visit: dischargeVisit, movement: { id: discharge, date: '20250314120000' }, pmsi: { exitMode: '8' } });
+    const finished = await encounterByVisit(visit);
+    expect(finished.status).toBe('finished');
+    expect((await events(gw, 'encounter.discharged')).filter((e) => e.resource === `Encounter/${finished.id}`).map((e) => e.status)).toEqual(['published']);
+
+    await sendOk('A13', {
+      patient,
+      visit: { visitNumber: visit, patientClass: 'I', admitDate: '20250312090000' },
+      movement: { id: discharge, date: '20250314120000', action: 'CANCEL', originalTrigger: 'A03' },
+    });
+    const back = await encounterByVisit(visit);
+    expect(back.status).toBe('in-progress');
+    expect(back.period?.end).toBeUndefined();
+    let evts = (await events(gw, 'encounter.discharged')).filter((e) => e.resource === `Encounter/${finished.id}`);
+    expect(evts.map((e) => e.status)).toEqual(['withdrawn']);
+
+    // A new discharge is a new event.
+    await sendOk('A03', { patient, visit: { ...dischargeVisit, dischargeDate: '20250317120000' }, movement: { id: uniqueId('M'), date: '20250317120000' }, pmsi: { exitMode: '8' } });
+    expect((await encounterByVisit(visit)).period?.end?.slice(0, 10)).toBe('2025-03-17');
+    evts = (await events(gw, 'encounter.discharged')).filter((e) => e.resource === `Encounter/${finished.id}`);
+    expect(evts.map((e) => e.status)).toEqual(['withdrawn', 'published']);
+  });
+
+  it('A28 creates and A31 updates the identity; FICT/DOUT force PROV', async () => {
+    const patient = basePatient({ identityStatus: ['VALI'], phone: '0102030405' });
+    await sendOk('A28', { patient });
+    const created = await onePatient(patient.ipp);
+    const statusOf = (p: Patient): string | undefined =>
+      (extensionsOf(p, IDENTITY_RELIABILITY_URL)[0]?.extension as Array<{ url: string; valueCoding?: { code?: string } }> | undefined)?.find((e) => e.url === 'identityStatus')?.valueCoding?.code;
+    expect(statusOf(created)).toBe('VALI');
+
+    await sendOk('A31', { patient: { ...patient, usedName: 'MARTIN-BÉGAUDEAU', usedGiven: 'Hélène', phone: '0611223344', identityStatus: ['VALI', 'DOUT'] } });
+    const updated = await onePatient(patient.ipp);
+    expect(updated.id).toBe(created.id);
+    expect(Number(updated.meta?.versionId)).toBeGreaterThan(Number(created.meta?.versionId));
+    expect(updated.name?.find((n) => n.use === 'usual')?.family).toBe('MARTIN-BÉGAUDEAU');
+    expect(updated.name?.find((n) => n.use === 'official')?.family).toBe('BÉGAUDEAU');
+    expect(updated.telecom?.map((t) => t.value)).toContain('0611223344');
+    expect(statusOf(updated)).toBe('PROV');
+  });
+
+  it('A40 merges the prior patient into the survivor and moves its encounters', async () => {
+    const { patient: prior, visit } = await admit(basePatient({ birthName: 'ROUSSEAU', birthGivens: ['ANAÏS'] }));
+    const survivor = basePatient({ birthName: 'ROUSSEAU', birthGivens: ['ANAÏS'] });
+    await sendOk('A28', { patient: survivor });
+    const priorBefore = await onePatient(prior.ipp);
+    const survivorBefore = await onePatient(survivor.ipp);
+    expect(priorBefore.id).not.toBe(survivorBefore.id);
+
+    await sendOk('A40', { patient: survivor, prior: { ipp: prior.ipp } });
+    const priorAfter = await read<Patient>(gw, `Patient/${priorBefore.id}`);
+    expect(priorAfter.active).toBe(false);
+    expect(priorAfter.link).toEqual([expect.objectContaining({ type: 'replaced-by', other: expect.objectContaining({ reference: `Patient/${survivorBefore.id}` }) })]);
+    expect(priorAfter.identifier?.find((i) => i.system === IPP_SYSTEM && i.value === prior.ipp)?.use).toBe('old');
+    const survivorAfter = await read<Patient>(gw, `Patient/${survivorBefore.id}`);
+    expect(survivorAfter.active).not.toBe(false);
+    expect(survivorAfter.link).toEqual([expect.objectContaining({ type: 'replaces', other: expect.objectContaining({ reference: `Patient/${priorBefore.id}` }) })]);
+    expect((await encounterByVisit(visit)).subject?.reference).toBe(`Patient/${survivorBefore.id}`);
+  });
+
+  it('A47 changes the identifier of a patient and keeps the prior one as old', async () => {
+    const patient = basePatient();
+    await sendOk('A28', { patient });
+    const before = await onePatient(patient.ipp);
+    const newIpp = uniqueId('IPP');
+    await sendOk('A47', { patient: { ...patient, ipp: newIpp }, prior: { ipp: patient.ipp } });
+    const after = await onePatient(newIpp);
+    expect(after.id).toBe(before.id);
+    expect(after.identifier?.find((i) => i.system === IPP_SYSTEM && i.value === newIpp)?.use).toBe('usual');
+    expect(after.identifier?.find((i) => i.system === IPP_SYSTEM && i.value === patient.ipp)?.use).toBe('old');
+    expect(after.identifier?.filter((i) => i.system === IPP_SYSTEM && i.use === 'usual')).toHaveLength(1);
+  });
+
+  it('ZFA gives one Consent per DMP status per patient, updated in place', async () => {
+    const patient = basePatient();
+    const visit = uniqueId('V');
+    const visitOpts = { visitNumber: visit, patientClass: 'I', admitDate: '20250312090000' };
+    await sendOk('A01', { patient, visit: visitOpts, movement: { id: uniqueId('M'), date: '20250312090000' }, dmp: { feeding: 'IO', consult: 'IC' } });
+    const p = await onePatient(patient.ipp);
+    const isDeny = (c: Consent): boolean => c.provision?.type === 'deny' || c.status === 'rejected';
+    const first = await search<Consent>(gw, 'Consent', { patient: `Patient/${p.id}` });
+    expect(first).toHaveLength(2);
+    expect(first.filter(isDeny)).toHaveLength(1); // opposed to DMP feeding, consents to consultation
+    expect(first.every((c) => c.patient?.reference === `Patient/${p.id}`)).toBe(true);
+
+    await sendOk('A01', { patient, visit: { ...visitOpts, visitNumber: uniqueId('V') }, movement: { id: uniqueId('M'), date: '20250401090000' }, dmp: { feeding: 'INO', consult: 'IC' } });
+    const second = await search<Consent>(gw, 'Consent', { patient: `Patient/${p.id}` });
+    expect(second.map((c) => c.id).sort()).toEqual(first.map((c) => c.id).sort());
+    expect(second.filter(isDeny)).toHaveLength(0);
+  });
+
+  it('decodes an ISO-8859-1 message (MSH-18 8859/1, latin1 bytes) into correct UTF-8 names', async () => {
+    const patient = basePatient({ birthName: 'BÉGAUDEAU', birthGivens: ['HÉLÈNE', 'FRANÇOISE'], usedName: 'Müller-Gaël', usedGiven: 'Hélène' });
+    const ack = await send('A28', { patient, charset: '8859/1' }, 'latin1');
+    expect(ackCode(ack)).toBe('AA');
+    expect(ack.getSegment('MSH')?.getField(18)?.toString()).toBe('8859/1'); // same charset as the message
+    const p = await onePatient(patient.ipp);
+    expect(p.name?.find((n) => n.use === 'official')).toMatchObject({ family: 'BÉGAUDEAU', given: expect.arrayContaining(['HÉLÈNE']) });
+    expect(p.name?.find((n) => n.use === 'usual')).toMatchObject({ family: 'Müller-Gaël', given: ['Hélène'] });
+    expect(JSON.stringify(p)).not.toContain('\ufffd');
+  });
+
+  it('a consultation (PV1-2 O → AMB, no hospitalization) that ends records no discharge event', async () => {
+    const patient = basePatient();
+    const visit = uniqueId('V');
+    const v = { visitNumber: visit, patientClass: 'O', admitDate: '20250312090000' };
+    await sendOk('A04', { patient, visit: v, movement: { id: uniqueId('M'), date: '20250312090000' } });
+    await sendOk('A03', { patient, visit: { ...v, dischargeDate: '20250312100000' }, movement: { id: uniqueId('M'), date: '20250312100000' } });
+    const enc = await encounterByVisit(visit);
+    expect(enc.class?.code).toBe('AMB');
+    expect(enc.status).toBe('finished');
+    expect(enc.hospitalization).toBeUndefined();
+    expect((await events(gw, 'encounter.discharged')).filter((e) => e.resource === `Encounter/${enc.id}`)).toHaveLength(0);
+  });
+
+  it('an Encounter finished through the FHIR API also records one discharge event', async () => {
+    const token = await gw.token();
+    const created = await call<Encounter>(gw, 'POST', `${gw.fhirUrl}/Encounter`, {
+      resourceType: 'Encounter',
+      status: 'in-progress',
+      class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'IMP' },
+      period: { start: '2025-03-12T09:00:00+01:00' },
+    }, token);
+    expect(created.status).toBe(201);
+    const id = created.body.id as string;
+    expect((await events(gw, 'encounter.discharged')).filter((e) => e.resource === `Encounter/${id}`)).toHaveLength(0);
+    const finished = { ...created.body, status: 'finished', period: { start: '2025-03-12T09:00:00+01:00', end: '2025-03-14T10:00:00+01:00' } };
+    expect((await call(gw, 'PUT', `${gw.fhirUrl}/Encounter/${id}`, finished, token)).status).toBe(200);
+    expect((await call(gw, 'PUT', `${gw.fhirUrl}/Encounter/${id}`, { ...finished, text: undefined, priority: { text: 'routine' } }, token)).status).toBe(200);
+    const evts = (await events(gw, 'encounter.discharged')).filter((e) => e.resource === `Encounter/${id}`);
+    expect(evts.map((e) => e.status)).toEqual(['published']);
+  });
+
+  it('names the IPP system after the facility for a namespace-only CX-4', async () => {
+    const patient = basePatient({ ippAuthority: 'CHU-X' });
+    await sendOk('A28', { patient });
+    const found = await search<Patient>(gw, 'Patient', { identifier: `https://gateway.fr-primary-care.org/hl7/CHU-X/ipp|${patient.ipp}` });
+    expect(found).toHaveLength(1);
+    expect(await patientByIpp(patient.ipp)).toHaveLength(0);
+  });
+
+  it('uses the source ippSystem / visitSystem, and finds a patient of the hospital by qualified INS only', async () => {
+    const ippSystem = 'urn:oid:1.2.250.1.71.4.2.2.10000.99';
+    const visitSystem = 'urn:oid:1.2.250.1.71.4.2.2.10000.98';
+    await registerSource(gw, { sendingApplication: 'URGENCES', sendingFacility: 'CHU-X', organization: `Organization/${orgId}`, ippSystem, visitSystem });
+    const ins = nir('1', '62', '11', '2A', '004', '017');
+    const gam = basePatient({ ins, identityStatus: ['QUAL'], birthName: 'CASANOVA', birthGivens: ['JEAN-FRANÇOIS'], sex: 'M' });
+    await sendOk('A28', { patient: gam });
+    const known = await onePatient(gam.ipp);
+
+    // The emergency system of the same hospital: its own IPP (CX-4 ignored for the source's ippSystem), same qualified INS.
+    const urg = { ...gam, ipp: uniqueId('U') };
+    const visit = uniqueId('VU');
+    await sendOk('A01', { app: 'URGENCES', patient: urg, visit: { visitNumber: visit, patientClass: 'E', admitDate: '20250312090000' }, movement: { id: uniqueId('M'), date: '20250312090000' } });
+    const viaUrg = await search<Patient>(gw, 'Patient', { identifier: `${ippSystem}|${urg.ipp}` });
+    expect(viaUrg.map((p) => p.id)).toEqual([known.id]);
+    expect(await search<Patient>(gw, 'Patient', { identifier: `${INS_SYSTEM}|${ins}` })).toHaveLength(1);
+    const enc = (await search<Encounter>(gw, 'Encounter', { identifier: `${visitSystem}|${visit}` }))[0];
+    expect(enc?.class?.code).toBe('EMER');
+    expect(enc?.subject?.reference).toBe(`Patient/${known.id}`);
+
+    // The same INS not qualified (VALI) is no proof of identity: another Patient.
+    const other = { ...gam, ipp: uniqueId('U'), identityStatus: ['VALI'] };
+    await sendOk('A28', { app: 'URGENCES', patient: other });
+    const separate = await search<Patient>(gw, 'Patient', { identifier: `${ippSystem}|${other.ipp}` });
+    expect(separate).toHaveLength(1);
+    expect(separate[0].id).not.toBe(known.id);
+  });
+
+  it('decodes ISO-8859-15 (MSH-18 8859/15) and HL7 escape sequences', async () => {
+    const patient = basePatient({
+      birthName: 'CŒURDEROY',
+      birthGivens: ['CHLOÉ'],
+      address: { line: 'Résidence Les Lilas \\T\\ Mimosas', city: 'SAINT-ÉTIENNE', zip: '42000' },
+    });
+    const ack = await send('A28', { patient, charset: '8859/15' }, 'iso-8859-15');
+    expect(ackCode(ack)).toBe('AA');
+    const p = await onePatient(patient.ipp);
+    expect(p.name?.find((n) => n.use === 'official')).toMatchObject({ family: 'CŒURDEROY', given: ['CHLOÉ'] });
+    expect(p.address?.find((a) => a.city === 'SAINT-ÉTIENNE')?.line?.[0]).toBe('Résidence Les Lilas & Mimosas');
+  });
+
+  it('without MSH-18, reads valid UTF-8 as UTF-8 and other bytes as ISO-8859-1', async () => {
+    const utf8 = basePatient({ birthName: 'LEMAÎTRE', birthGivens: ['ZOÉ'] });
+    expect(ackCode(await send('A28', { patient: utf8, charset: null }))).toBe('AA');
+    const latin1 = basePatient({ birthName: 'LEMAÎTRE', birthGivens: ['NOËL'] });
+    expect(ackCode(await send('A28', { patient: latin1, charset: null }, 'latin1'))).toBe('AA');
+    expect((await onePatient(utf8.ipp)).name?.find((n) => n.use === 'official')).toMatchObject({ family: 'LEMAÎTRE', given: ['ZOÉ'] });
+    expect((await onePatient(latin1.ipp)).name?.find((n) => n.use === 'official')).toMatchObject({ family: 'LEMAÎTRE', given: ['NOËL'] });
+  });
+
+  it('a replayed message (same MSH-10) returns the same ACK, writes nothing and is recorded as duplicate', async () => {
+    const patient = basePatient();
+    const visit = uniqueId('V');
+    const id = controlId('RPL');
+    const message = adt('A01', { controlId: id, patient, visit: { visitNumber: visit, admitDate: '20250312090000' }, movement: { id: uniqueId('M'), date: '20250312090000' } });
+    const first = await sendMllp(gw.mllpPort, message);
+    expect(ackCode(first)).toBe('AA');
+    const p1 = await onePatient(patient.ipp);
+    const e1 = await encounterByVisit(visit);
+
+    const again = await sendMllp(gw.mllpPort, message);
+    expect(again.toString()).toBe(first.toString());
+    const p2 = await onePatient(patient.ipp);
+    const e2 = await encounterByVisit(visit);
+    expect(p2.meta?.versionId).toBe(p1.meta?.versionId);
+    expect(e2.meta?.versionId).toBe(e1.meta?.versionId);
+    const rows = (await ledger(gw, { source: sourceId })).filter((r) => r.controlId === id);
+    expect(rows.map((r) => r.status).sort()).toEqual(['duplicate', 'processed']);
+  });
+
+  it('out-of-order events (A03 before A01, Z99 for an unseen movement) end in the in-order state', async () => {
+    const run = async (order: 'in' | 'out'): Promise<Encounter> => {
+      const patient = basePatient();
+      const visit = uniqueId('V');
+      const [m1, m2, m3] = [uniqueId('M'), uniqueId('M'), uniqueId('M')];
+      const v = { visitNumber: visit, patientClass: 'I', admitDate: '20250312090000' };
+      const a01 = (): Promise<void> => sendOk('A01', { patient, visit: v, movement: { id: m1, date: '20250312090000', uf: { name: 'Cardio', code: '4012' } } });
+      const a02 = (): Promise<void> => sendOk('A02', { patient, visit: v, movement: { id: m2, date: '20250313090000', uf: { name: 'Pneumologie', code: '4020' } } });
+      const z99 = (): Promise<void> =>
+        sendOk('Z99', { patient, visit: v, movement: { id: m2, date: '20250313100000', action: 'UPDATE', originalTrigger: 'A02', uf: { name: 'Neurologie', code: '4030' } } });
+      const a03 = (): Promise<void> =>
+        sendOk('A03', { patient, visit: { ...v, dischargeDate: '20250315110000' }, movement: { id: m3, date: '20250315110000', uf: { name: 'Neurologie', code: '4030' } }, pmsi: { exitMode: '8' } });
+      const steps = order === 'in' ? [a01, a02, z99, a03] : [a03, z99, a01];
+      for (const step of steps) {
+        await step();
+      }
+      expect(await patientByIpp(patient.ipp)).toHaveLength(1);
+      return encounterByVisit(visit);
+    };
+    const shape = async (e: Encounter): Promise<unknown> => ({
+      status: e.status,
+      class: e.class?.code,
+      start: e.period?.start,
+      end: e.period?.end,
+      disposition: e.hospitalization?.dischargeDisposition?.coding?.map((c) => c.code),
+      location: (await currentLocation(e)).includes('4030'),
+    });
+    const inOrder = await shape(await run('in'));
+    const outOfOrder = await shape(await run('out'));
+    expect(inOrder).toMatchObject({ status: 'finished', class: 'IMP', location: true });
+    expect(outOfOrder).toEqual(inOrder);
+  });
+
+  it('a cancel that arrives before its movement (A11 before A01) still ends cancelled', async () => {
+    const patient = basePatient();
+    const visit = uniqueId('V');
+    const movement = uniqueId('M');
+    const v = { visitNumber: visit, patientClass: 'I', admitDate: '20250312090000' };
+    await sendOk('A11', { patient, visit: v, movement: { id: movement, date: '20250312090000', action: 'CANCEL', originalTrigger: 'A01' } });
+    await sendOk('A01', { patient, visit: v, movement: { id: movement, date: '20250312090000' } });
+    expect((await encounterByVisit(visit)).status).toBe('cancelled');
+  });
+
+  it('20 concurrent messages for one new IPP over 10 connections create exactly one Patient', async () => {
+    const patient = basePatient({ birthName: 'CONCURRENT' });
+    const clients = Array.from({ length: 10 }, () => mllpClient(gw.mllpPort));
+    try {
+      const acks = await Promise.all(
+        clients.map(async (client, c) => {
+          const out: Array<string | undefined> = [];
+          for (let i = 0; i < 2; i++) {
+            const opts: AdtOptions =
+              i === 0
+                ? { patient }
+                : { patient, visit: { visitNumber: `${patient.ipp}-V${c}`, admitDate: '20250312090000' }, movement: { id: `${patient.ipp}-M${c}`, date: '20250312090000' } };
+            out.push(ackCode(await sendMllp(gw.mllpPort, adt(i === 0 ? 'A28' : 'A01', opts), { client })));
+          }
+          return out;
+        }),
+      );
+      expect(acks.flat()).toEqual(Array(20).fill('AA'));
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+    }
+    const p = await onePatient(patient.ipp);
+    const encounters = await search<Encounter>(gw, 'Encounter', { subject: `Patient/${p.id}` });
+    expect(encounters).toHaveLength(10);
+  });
+
+  describe('content errors are answered AE with ERR and recorded as error', () => {
+    const cases: Array<[string, (p: PatientOptions) => { event: AdtEvent; opts: AdtOptions }, string | undefined]> = [
+      ['PV1-19 missing on A01', (p) => ({ event: 'A01', opts: { patient: p, visit: { visitNumber: null }, movement: { id: uniqueId('M'), date: '20250312090000' } } }), 'PV1'],
+      ['ZBE missing on A01', (p) => ({ event: 'A01', opts: { patient: p, visit: { visitNumber: uniqueId('V') } } }), 'ZBE'],
+      ['identity status QUAL without INS', (p) => ({ event: 'A28', opts: { patient: { ...p, identityStatus: ['QUAL'] } } }), undefined],
+      ['INS with a wrong key', (p) => ({ event: 'A28', opts: { patient: { ...p, ins: '279036322000490', identityStatus: ['VALI'] } } }), undefined],
+      ['impossible birth date', (p) => ({ event: 'A28', opts: { patient: { ...p, birthDate: '19791332' } } }), 'PID'],
+    ];
+    it.each(cases)('%s', async (_name, build, errSegment) => {
+      const patient = basePatient();
+      const { event, opts } = build(patient);
+      const id = controlId('ERR');
+      const ack = await send(event, { ...opts, controlId: id });
+      expect(ackCode(ack)).toBe('AE');
+      const err = ack.getSegment('ERR');
+      expect(err).toBeDefined();
+      if (errSegment) {
+        expect(err?.getComponent(2, 1)).toBe(errSegment);
+      }
+      if (errSegment === 'PV1') {
+        expect(err?.getComponent(2, 3)).toBe('19');
+        expect(err?.getComponent(3, 1)).toBe('101'); // HL7 table 0357: required field missing
+      }
+      expect(err?.getField(3)?.toString()).not.toBe('');
+      expect(await patientByIpp(patient.ipp)).toHaveLength(0);
+      const rows = (await ledger(gw, { status: 'error', source: sourceId })).filter((r) => r.controlId === id);
+      expect(rows).toHaveLength(1);
+    });
+  });
+
+  it('a message mislabelled UTF-8 but sent as latin1 is AE, then processed after fixing the source charset and reprocessing', async () => {
+    const org = await createOrganization(gw, 'Centre hospitalier de Saint-Étienne');
+    const src = await registerSource(gw, { sendingApplication: 'PASTEL', sendingFacility: 'CH-SE', organization: `Organization/${org}` });
+    const patient = basePatient({ birthName: 'BÉGAUDEAU', birthGivens: ['HÉLÈNE'] });
+    const id = controlId('L1');
+    const ack = await sendMllp(gw.mllpPort, adt('A28', { controlId: id, app: 'PASTEL', facility: 'CH-SE', patient, charset: 'UNICODE UTF-8' }), { encoding: 'latin1' });
+    expect(ackCode(ack)).toBe('AE');
+    expect(await patientByIpp(patient.ipp)).toHaveLength(0);
+    const [row] = (await ledger(gw, { status: 'error', source: src })).filter((r) => r.controlId === id);
+    expect(row).toBeDefined();
+    const detail = await call(gw, 'GET', `/admin/hl7/messages/${row.id}`);
+    expect(detail.status).toBe(200);
+    expect(JSON.stringify(detail.body)).toContain(id);
+
+    // Reprocessing before the fix fails the same way.
+    const early = await call<Record<string, unknown>>(gw, 'POST', `/admin/hl7/messages/${row.id}/reprocess`);
+    expect(early.status).toBe(200);
+    expect(early.body.status).toBe('error');
+
+    expect((await call(gw, 'PUT', `/admin/hl7/sources/${src}`, { charset: 'ISO-8859-1' })).status).toBe(200);
+    const res = await call<Record<string, unknown>>(gw, 'POST', `/admin/hl7/messages/${row.id}/reprocess`);
+    expect(res.status).toBe(200);
+    expect(res.body.status).toBe('processed');
+    expect(stringsOf(res.body)).toContain('AA');
+    const p = await onePatient(patient.ipp);
+    expect(p.name?.find((n) => n.use === 'official')).toMatchObject({ family: 'BÉGAUDEAU', given: ['HÉLÈNE'] });
+    expect((await ledger(gw, { status: 'error', source: src })).filter((r) => r.controlId === id)).toHaveLength(0);
+    expect((await ledger(gw, { status: 'processed', source: src })).filter((r) => r.controlId === id)).toHaveLength(1);
+  });
+
+  it('POST /hl7v2 over HTTP with a hospital client token returns the ACK; other hospitals’ sources are refused', async () => {
+    const org = await createOrganization(gw, 'Hôpital privé de la Loire');
+    await registerSource(gw, { sendingApplication: 'DPI-H', sendingFacility: 'HPL', organization: `Organization/${org}` });
+    const client = await gw.clientOf(org, ['system/Patient.cru', 'system/Encounter.cru']);
+    const post = (body: string): Promise<Response> =>
+      fetch(`${gw.baseUrl}/hl7v2`, { method: 'POST', headers: { authorization: `Bearer ${client.token}`, 'content-type': 'text/plain; charset=utf-8' }, body });
+
+    const patient = basePatient();
+    const visit = uniqueId('V');
+    const id = controlId('HTTP');
+    const res = await post(adt('A01', { controlId: id, app: 'DPI-H', facility: 'HPL', patient, visit: { visitNumber: visit, admitDate: '20250312090000' }, movement: { id: uniqueId('M'), date: '20250312090000' } }));
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toContain('x-application/hl7-v2+er7');
+    const text = await res.text();
+    expect(text).toMatch(/^MSH\|/);
+    expect(text).toMatch(new RegExp(`\\rMSA\\|AA\\|${id}(\\||\\r|$)`));
+    const p = await onePatient(patient.ipp);
+    const enc = await encounterByVisit(visit);
+    expect(enc.subject?.reference).toBe(`Patient/${p.id}`);
+    expect(enc.serviceProvider?.reference).toBe(`Organization/${org}`);
+
+    // The same client sending for the CHU X source (another Organization) writes nothing.
+    const other = basePatient();
+    const refused = await post(adt('A28', { patient: other }));
+    if (refused.status === 200) {
+      expect(await refused.text()).toMatch(/\rMSA\|A[RE]\|/);
+    } else {
+      expect(refused.status).toBe(403);
+    }
+    expect(await patientByIpp(other.ipp)).toHaveLength(0);
+
+    // A client without Encounter write scope may not send.
+    const reader = await gw.clientOf(org, ['system/Patient.cru']);
+    const denied = await fetch(`${gw.baseUrl}/hl7v2`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${reader.token}`, 'content-type': 'x-application/hl7-v2+er7' },
+      body: adt('A28', { app: 'DPI-H', facility: 'HPL', patient: other }),
+    });
+    expect(denied.status).toBe(403);
+    expect(await patientByIpp(other.ipp)).toHaveLength(0);
+  });
+});
