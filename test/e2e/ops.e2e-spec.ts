@@ -46,6 +46,7 @@ describe('operations endpoints', () => {
     const ready = await fetch(`${other.baseUrl}/health/ready`);
     expect(ready.status).toBe(503);
     expect(((await ready.json()) as { checks: Record<string, string> }).checks.database).toBe('down');
+    await other.closeMllp();
     await other.app.close();
     await other.core.queue.close();
   });

@@ -19,6 +19,8 @@ export interface TestGateway {
   admin: { clientId: string; clientSecret: string };
   /** Port of the MLLP listener (127.0.0.1). */
   mllpPort: number;
+  /** Stops the MLLP listener only (close() does it too). */
+  closeMllp(): Promise<void>;
   /** Every log line the gateway wrote (to check that no patient data is logged). */
   logs: string[];
   token(clientId?: string, secret?: string, scope?: string): Promise<string>;
@@ -72,6 +74,7 @@ export async function startTestGateway(env: Record<string, string> = {}): Promis
     app,
     admin,
     mllpPort: mllp.port,
+    closeMllp: () => mllp.server.close(1000),
     logs,
     token,
     async clientOf(orgId, scopes) {

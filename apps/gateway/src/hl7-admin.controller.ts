@@ -45,9 +45,12 @@ export class Hl7AdminController {
     if (status && !STATUSES.includes(status)) {
       throw new GatewayError('invalid', { text: `status must be one of ${STATUSES.join(', ')}` });
     }
+    if (source && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(source)) {
+      throw new GatewayError('invalid', { text: 'source must be a source id (GET /admin/hl7/sources)' });
+    }
     const res = await this.core.db.pool.query(
       `SELECT id, received_at, transport, source_key, source_id, control_id, event, status, ack_code, error, resources, duplicate_of, attempts, processed_at
-       FROM hl7_message WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR source_id::text = $2) AND ($3::bigint IS NULL OR id < $3)
+       FROM hl7_message WHERE ($1::text IS NULL OR status = $1) AND ($2::uuid IS NULL OR source_id = $2::uuid) AND ($3::bigint IS NULL OR id < $3)
        ORDER BY id DESC LIMIT $4`,
       [status ?? null, source ?? null, /^\d+$/.test(before ?? '') ? before : null, pageSize(count)],
     );

@@ -30,7 +30,6 @@ export class Hl7Controller {
       outcome: result.ackCode === 'AA' ? 200 : result.ackCode === 'AE' ? 422 : 400,
       requestId: req.id,
     });
-    const charset = /MSH\|[^\r]*/.exec(result.ack.toString('latin1'))?.[0].split('|')[17]?.includes('8859') ? 'iso-8859-1' : 'utf-8';
-    void reply.status(200).header('content-type', `x-application/hl7-v2+er7; charset=${charset}`).send(result.ack);
+    void reply.status(200).header('content-type', `x-application/hl7-v2+er7; charset=${result.charset.toLowerCase()}`).send(result.ack);
   }
 }

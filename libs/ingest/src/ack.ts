@@ -1,16 +1,12 @@
 import type { ErrCode, Hl7Location } from './hl7-text';
+import type { Header } from './pam-fr';
 
 export type AckCode = 'AA' | 'AE' | 'AR';
 
 /** What an ACK answers: the header fields of the message, as far as they could be read. */
-export interface AckTarget {
-  sendingApplication: string;
-  sendingFacility: string;
-  receivingApplication: string;
-  receivingFacility: string;
-  controlId: string;
-  processingId: string;
-  event: string;
+export interface AckTarget
+  extends Pick<Header, 'sendingApplication' | 'sendingFacility' | 'receivingApplication' | 'receivingFacility' | 'controlId' | 'processingId' | 'event'> {
+  /** MSH-18 as received, echoed in the ACK. */
   charsetField: string;
 }
 

@@ -271,8 +271,7 @@ function parse<T extends Resource>(s: StoredResource | undefined): T | undefined
 }
 
 function sameContent(json: string, next: Resource): boolean {
-  const { meta: _m1, id: _i1, ...a } = JSON.parse(json) as Resource & Record<string, unknown>;
-  const { meta: _m2, id: _i2, ...b } = next as Resource & Record<string, unknown>;
-  const profiles = (r: Resource): string => JSON.stringify(r.meta?.profile ?? []);
-  return JSON.stringify(a) === JSON.stringify(b) && profiles(JSON.parse(json) as Resource) === profiles(next);
+  const stored = JSON.parse(json) as Resource;
+  const content = (r: Resource): string => JSON.stringify({ ...r, id: undefined, meta: undefined });
+  return content(stored) === content(next) && JSON.stringify(stored.meta?.profile ?? []) === JSON.stringify(next.meta?.profile ?? []);
 }

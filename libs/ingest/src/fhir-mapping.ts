@@ -192,8 +192,12 @@ export function foldStay(movements: StoredMovement[]): Stay {
         break;
       case 'discharge':
         break;
-      default:
+      case 'transfer':
+      case 'class':
+      case 'return':
+      case undefined:
         status = 'in-progress';
+        break;
     }
     stay.start = stay.start ?? (MOVEMENT_KIND[m.trigger] !== 'preadmit' ? d.admit : undefined);
     const last = stay.locations[stay.locations.length - 1];

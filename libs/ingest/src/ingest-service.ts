@@ -24,7 +24,9 @@ export interface ReceiveContext {
 }
 
 export interface ReceiveResult {
+  /** The ACK, encoded in the message's charset. */
   ack: Buffer;
+  charset: Charset;
   ackCode: AckCode;
   status: MessageStatus;
   messageId?: number;
@@ -82,7 +84,7 @@ export class Hl7IngestService {
       this.opts.logger.error({ err: (err as Error).message, transport: ctx.transport }, 'hl7 message could not be processed');
       const target = peekTarget(raw)?.target ?? emptyTarget();
       const ack = buildAck(target, 'AE', ackId(), [{ code: '207', text: 'Temporary failure: nothing was recorded, send the message again' }]);
-      return { ack: Buffer.from(ack, 'utf8'), ackCode: 'AE', status: 'error' };
+      return { ack: Buffer.from(ack, 'utf8'), charset: 'UTF-8', ackCode: 'AE', status: 'error' };
     }
   }
 
@@ -91,7 +93,7 @@ export class Hl7IngestService {
     try {
       return await this.reject(head, ctx, peekTarget(head)?.target, undefined, { code: '207', text: `Message larger than ${limit} bytes (GW_MLLP_MAX_MESSAGE_BYTES): not processed` });
     } catch {
-      return { ack: Buffer.from(buildAck(peekTarget(head)?.target ?? emptyTarget(), 'AR', ackId()), 'utf8'), ackCode: 'AR', status: 'rejected' };
+      return { ack: Buffer.from(buildAck(peekTarget(head)?.target ?? emptyTarget(), 'AR', ackId()), 'utf8'), charset: 'UTF-8', ackCode: 'AR', status: 'rejected' };
     }
   }
 
@@ -117,7 +119,7 @@ export class Hl7IngestService {
       // ledger never disagrees with the store); other outcomes wrote nothing and are recorded after.
       const outcome = await this.run(raw, source, target, (o) => ledgerInsert(raw, ctx.transport, source, app, facility, target.controlId, o));
       const id = outcome.ledgerId ?? (await this.record(raw, ctx, source, app, facility, target.controlId, outcome));
-      return { ack: encodeText(outcome.ack, outcome.charset), ackCode: outcome.ackCode, status: outcome.status, messageId: id };
+      return { ack: encodeText(outcome.ack, outcome.charset), charset: outcome.charset, ackCode: outcome.ackCode, status: outcome.status, messageId: id };
     } catch (err) {
       if (err instanceof DuplicateMessage) {
         // A concurrent copy of this message won the race: answer what it was answered.
@@ -292,14 +294,14 @@ export class Hl7IngestService {
        SELECT $1, $2, $3, $4, event, 'duplicate', $5, charset, ack, ack_code, id, now() FROM hl7_message WHERE id = $6 RETURNING id`,
       [ctx.transport, sourceKey(app, facility), source.id, target.controlId, raw, first.id],
     );
-    return { ack: encodeText(first.ack, first.charset ?? 'UTF-8'), ackCode: first.ackCode, status: 'duplicate', messageId: Number(res.rows[0]?.id) };
+    return { ack: encodeText(first.ack, first.charset ?? 'UTF-8'), charset: first.charset ?? 'UTF-8', ackCode: first.ackCode, status: 'duplicate', messageId: Number(res.rows[0]?.id) };
   }
 
   private async reject(raw: Buffer, ctx: ReceiveContext, target: AckTarget | undefined, source: Hl7Source | undefined, err: AckError): Promise<ReceiveResult> {
     const outcome = rejected(target, err);
     const peek = peekTarget(raw);
     const id = await this.record(raw, ctx, source, peek?.app ?? '', peek?.facility ?? '', target?.controlId || `unidentified:${randomUUID()}`, outcome);
-    return { ack: encodeText(outcome.ack, outcome.charset), ackCode: 'AR', status: 'rejected', messageId: id };
+    return { ack: encodeText(outcome.ack, outcome.charset), charset: outcome.charset, ackCode: 'AR', status: 'rejected', messageId: id };
   }
 
   /** Records an outcome that wrote nothing; a processed/error/ignored row is unique per (source, MSH-10). */

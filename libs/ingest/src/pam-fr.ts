@@ -153,7 +153,7 @@ function readPatient(pid: Hl7Segment): PatientData {
   const deathDate = hl7DateTime(value(pid, 29), { segment: 'PID', field: 29 });
   p.deceased = deathDate ?? (value(pid, 30) === 'Y' ? true : value(pid, 30) === 'N' ? false : undefined);
   if ((p.identityStatus === 'QUAL' || p.identityStatus === 'RECUP') && !p.ins) {
-    throw new Hl7ContentError({ segment: 'PID', field: 32 }, '207', `Identity status ${p.identityStatus} requires an INS in PID-3`);
+    throw new Hl7ContentError({ segment: 'PID', field: 3 }, '101', `Identity status ${p.identityStatus} (PID-32) requires an INS in PID-3`);
   }
   return p;
 }
