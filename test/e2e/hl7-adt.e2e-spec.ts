@@ -642,6 +642,7 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
       expect(await patientByIpp(patient.ipp)).toHaveLength(0);
       const rows = (await ledger(gw, { status: 'error', source: sourceId })).filter((r) => r.controlId === id);
       expect(rows).toHaveLength(1);
+      expect(rows[0].event).toBe(`ADT^${event}`);
     });
   });
 

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { Pool, PoolClient } from 'pg';
+import type { Pool } from 'pg';
 import type { Organization } from '@medplum/fhirtypes';
 import { GatewayError } from '@gw/platform';
 import type { Logger } from '@gw/platform';
@@ -161,12 +161,14 @@ export class Hl7IngestService {
   /** Parses and applies the message; `ledger` records a success in the same transaction. */
   private async run(raw: Buffer, source: Hl7Source, target: AckTarget, ledger: LedgerWrite): Promise<Outcome> {
     let charset: Charset = source.charset ?? 'UTF-8';
+    // Known once MSH-9 is read, so that an AE is listed in the ledger with its event too.
+    let kind: string | undefined = peekKind(raw);
     try {
       const decoded = decodeMessage(raw, source.charset ?? undefined);
       charset = decoded.charset;
       const msg = parseEr7(decoded.text);
       const header = readHeader(msg);
-      const kind = `${header.messageCode}^${header.event}`;
+      kind = `${header.messageCode}^${header.event}`;
       if (header.messageCode !== 'ADT' || !SUPPORTED.has(header.event)) {
         const text = header.messageCode !== 'ADT'
           ? `Unsupported message type ${header.messageCode || '(none)'}: this interface takes ADT (IHE PAM-FR)`
@@ -180,7 +182,8 @@ export class Hl7IngestService {
       const adt = readAdt(msg, header);
       const key = `hl7:${sourceKey(source.sendingApplication, source.sendingFacility)}:${header.controlId}`;
       const ack = buildAck(target, 'AA', ackId());
-      return await this.transaction(async (tx) => {
+      // AdtWriter sends BEGIN with its lookups (see applyStay).
+      return await this.repo.withTransaction(async (tx) => {
         const { versions, touched } = await new AdtWriter(this.repo, tx, source, key).apply(adt);
         const outcome: Outcome = { status: 'processed', ackCode: 'AA', ack, charset, event: kind, resources: touched };
         // The resources and their ledger row in one statement; no row back = this (source, MSH-10) is already recorded.
@@ -190,27 +193,12 @@ export class Hl7IngestService {
         }
         outcome.ledgerId = Number(rows[0].id);
         return outcome;
-      });
+      }, { begin: false });
     } catch (err) {
       if (err instanceof DuplicateMessage) {
         throw err;
       }
-      return this.failure(err, target, charset);
-    }
-  }
-
-  /** A transaction whose BEGIN the callback sends itself (batched with its first statements); committed here. */
-  private async transaction<T>(fn: (tx: PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    try {
-      const result = await fn(client);
-      await client.query('COMMIT');
-      client.release();
-      return result;
-    } catch (err) {
-      const clean = await client.query('ROLLBACK').then(() => true, () => false);
-      client.release(clean ? undefined : (err as Error));
-      throw err;
+      return { ...this.failure(err, target, charset), event: kind };
     }
   }
 
@@ -347,6 +335,14 @@ function emptyTarget(): AckTarget {
 /** ACK control ids: unique, at most 20 characters (MSH-10 is ST 20). */
 function ackId(): string {
   return `GW${Date.now().toString(36)}${randomBytes(5).toString('hex')}`.slice(0, 20);
+}
+
+/** MSH-9 as `ADT^A01`, read before decoding (undefined when there is no MSH). */
+function peekKind(raw: Buffer): string | undefined {
+  const head = peekHeader(raw);
+  const compSep = head?.fields[2]?.[0] ?? '^';
+  const parts = head?.fields[9]?.split(compSep) ?? [];
+  return parts[0] ? `${parts[0]}^${parts[1] ?? ''}` : undefined;
 }
 
 /** The header fields an ACK needs, read before the charset is known (they are ASCII). */

@@ -50,18 +50,25 @@ export class FhirRepository {
     this.batcher = new WriteBatcher(pool);
   }
 
-  async withTransaction<T>(fn: (db: PoolClient) => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` in a transaction and commits. With `{ begin: false }` the callback sends BEGIN itself,
+   * batched with its first statements (one round trip less). A connection whose ROLLBACK fails is
+   * discarded rather than returned to the pool.
+   */
+  async withTransaction<T>(fn: (db: PoolClient) => Promise<T>, opts: { begin?: boolean } = {}): Promise<T> {
     const client = await this.pool.connect();
     try {
-      await client.query('BEGIN');
+      if (opts.begin !== false) {
+        await client.query('BEGIN');
+      }
       const result = await fn(client);
       await client.query('COMMIT');
+      client.release();
       return result;
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
+      const clean = await client.query('ROLLBACK').then(() => true, () => false);
+      client.release(clean ? undefined : (err as Error));
       throw err;
-    } finally {
-      client.release();
     }
   }
 
@@ -307,20 +314,6 @@ export class FhirRepository {
       throw new GatewayError('precondition-failed', { text: `${what} matched ${found.length} resources`, code: 'multiple-matches', expression });
     }
     return found[0];
-  }
-
-  /**
-   * Several conditional matches in two round trips: the advisory locks of every (type, query) pair
-   * taken in one statement, in a fixed order (two such calls cannot deadlock), then one UNION ALL
-   * query returning at most two matches per query (enough to tell one from many).
-   */
-  async lockAndMatchAll(tx: PoolClient, p: Principal, queries: SearchRequest[]): Promise<StoredResource[][]> {
-    if (queries.length === 0) {
-      return [];
-    }
-    const lock = lockAllQuery(queries);
-    await tx.query(lock.sql, lock.values);
-    return this.matchAll(tx, p, queries);
   }
 
   /** Current resources matching each query (strict, within what `p` may see), at most two each, in one statement. */
