@@ -48,7 +48,7 @@ export async function startTestGateway(env: Record<string, string> = {}): Promis
   });
   const core = await createCore(config, createLogger(config.GW_LOG_LEVEL, sink));
   const app = await createHttpApp(core);
-  await app.listen(port, '127.0.0.1');
+  await app.listen(config.GW_HTTP_PORT, '127.0.0.1');
   const mllp = await startMllp(core, 0);
   const admin = (await bootstrapAdmin(core)) as { clientId: string; clientSecret: string };
   const baseUrl = core.baseUrl;

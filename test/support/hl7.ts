@@ -117,7 +117,7 @@ export interface PatientOptions {
   /** PID-8. */
   sex?: 'F' | 'M' | 'O' | 'U';
   /** PID-11 home address repetition (XAD type H). */
-  address?: { line: string; city: string; zip: string; country?: string };
+  address?: { line: string; city: string; zip: string; country?: string; insee?: string };
   /** INSEE code of the birth place (PID-11 repetition with XAD-7 `BDL`, code in XAD-9). */
   birthPlaceInsee?: string;
   /** PID-13 home phone (unformatted number in XTN-12). */
@@ -272,7 +272,7 @@ function pid(p: PatientOptions): string {
   }
   const addresses: string[] = [];
   if (p.address) {
-    addresses.push(`${p.address.line}^^${p.address.city}^^${p.address.zip}^${p.address.country ?? 'FRA'}^H`);
+    addresses.push(`${p.address.line}^^${p.address.city}^^${p.address.zip}^${p.address.country ?? 'FRA'}^H^^${p.address.insee ?? ''}`);
   }
   if (p.birthPlaceInsee) {
     addresses.push(`^^^^^^BDL^^${p.birthPlaceInsee}`);

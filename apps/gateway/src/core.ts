@@ -19,6 +19,7 @@ import {
   scheduleHousekeeping,
 } from '@gw/store';
 import { Hl7IngestService } from '@gw/ingest';
+import { ExchangeService, MhdRecipient, workerConcurrency } from '@gw/exchange';
 
 export const VERSION = '0.1.0';
 
@@ -38,6 +39,8 @@ export interface GatewayCore {
   capability: CapabilityStatement;
   /** HL7 v2 intake (MLLP and POST /hl7v2). */
   hl7: Hl7IngestService;
+  /** Discharge routing, MSSanté and MHD deliveries. */
+  exchange: ExchangeService;
   close(): Promise<void>;
 }
 
@@ -59,27 +62,34 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: { 
     const base = baseUrl(config, opts.port);
     const repo = new FhirRepository(db.pool, registry, new OrganizationAccessPolicy(), profiles);
     const audit = new AuditLog(db.pool, logger);
+    const mhdRecipient = new MhdRecipient(repo);
     const service = new FhirService(repo, audit, {
       baseUrl: base,
       defaultCount: config.GW_SEARCH_DEFAULT_COUNT,
       maxCount: config.GW_SEARCH_MAX_COUNT,
       logger,
+      bundleInterceptor: (p, body) => mhdRecipient.intercept(p, body),
     });
     const clients = new ClientRegistry(db.pool);
     const tokens = new TokenService(db.pool, clients, { issuer: base, tokenEndpoint: `${base}/oauth2/token`, ttlSeconds: config.GW_TOKEN_TTL_SECONDS });
     await tokens.init();
     const queue = new QueueService({ databaseUrl: db.url, redisUrl: config.GW_REDIS_URL, logger });
     registerHousekeepingJobs(queue, db.pool);
+    const exchange = new ExchangeService(db.pool, db.url, repo, queue, config, logger);
+    exchange.register();
     queue.verifyHandlers();
-    if (opts.workers ?? config.GW_WORKERS_INPROCESS) {
-      queue.startWorkers(config.GW_WORKER_QUEUES);
+    const workers = opts.workers ?? config.GW_WORKERS_INPROCESS;
+    if (workers) {
+      queue.startWorkers(config.GW_WORKER_QUEUES, workerConcurrency(config));
       await scheduleHousekeeping(queue, config.GW_AUDIT_RETENTION_DAYS);
+      await exchange.start();
     }
     const capability = buildCapabilityStatement({ baseUrl: base, version: VERSION, registry, profiles });
     const hl7 = new Hl7IngestService(db.pool, repo, { acceptUnknownSources: config.GW_HL7_ACCEPT_UNKNOWN_SOURCES ?? db.embedded, logger });
     return {
-      config, logger, db, baseUrl: base, repo, service, audit, clients, tokens, queue, profiles, capability, hl7,
+      config, logger, db, baseUrl: base, repo, service, audit, clients, tokens, queue, profiles, capability, hl7, exchange,
       async close() {
+        await exchange.stop();
         await queue.close();
         await audit.flush();
         await db.close();
@@ -90,3 +100,4 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: { 
     throw err;
   }
 }
+

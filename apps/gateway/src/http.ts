@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { GatewayError, pathOnly } from '@gw/platform';
 import { AppModule } from './app.module';
 import type { GatewayCore } from './core';
+import { MDN_TYPES } from './exchange-admin.controller';
 import { ER7_TYPES } from './hl7.controller';
 import { createMetrics, instrumentHttp } from './metrics';
 
@@ -16,6 +17,8 @@ const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,64}$/;
 export async function createHttpApp(core: GatewayCore): Promise<NestFastifyApplication> {
   const adapter = new FastifyAdapter({
     bodyLimit: core.config.GW_MAX_BODY_BYTES,
+    // FHIR clients post transactions to `[base]/` as often as to `[base]`.
+    ignoreTrailingSlash: true,
     genReqId: (req: { headers: Record<string, string | string[] | undefined> }) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID_RE.test(given) ? given : randomUUID();
@@ -56,4 +59,5 @@ function registerBodyParsers(fastify: FastifyInstance): void {
   fastify.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => done(null, String(body)));
   // HL7 v2 ER7 stays bytes: the charset is the message's own (MSH-18 or the source's setting).
   fastify.addContentTypeParser(ER7_TYPES, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  fastify.addContentTypeParser(MDN_TYPES, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 }

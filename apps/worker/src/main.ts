@@ -1,10 +1,13 @@
+import { resolve } from 'node:path';
 import { ConfigError, QueueService, createLogger, loadConfig, migrate, openDatabase } from '@gw/platform';
-import { registerHousekeepingJobs } from '@gw/store';
+import { ProfileRegistry, SearchParamRegistry, loadFhirDefinitions } from '@gw/fhir';
+import { FhirRepository, OrganizationAccessPolicy, registerHousekeepingJobs } from '@gw/store';
+import { ExchangeService, workerConcurrency } from '@gw/exchange';
 
 /**
  * Out-of-process BullMQ worker: runs the same job handlers as the gateway for the queues named
- * in GW_WORKER_QUEUES (`*` = all). Needs GW_DATABASE_URL: the embedded database belongs to the
- * gateway process.
+ * in GW_WORKER_QUEUES (`*` = all), and the exchange outbox relay. Needs GW_DATABASE_URL: the
+ * embedded database belongs to the gateway process.
  */
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -14,11 +17,18 @@ async function main(): Promise<void> {
   const logger = createLogger(config.GW_LOG_LEVEL).child({ process: 'worker' });
   const db = await openDatabase(config, logger);
   await migrate(db.pool);
+  loadFhirDefinitions();
+  const profiles = ProfileRegistry.fromDirectory(resolve(config.GW_PROFILES_DIR));
+  const repo = new FhirRepository(db.pool, new SearchParamRegistry(), new OrganizationAccessPolicy(), profiles);
   const queue = new QueueService({ databaseUrl: db.url, redisUrl: config.GW_REDIS_URL, logger });
   registerHousekeepingJobs(queue, db.pool);
-  const queues = queue.startWorkers(config.GW_WORKER_QUEUES);
+  const exchange = new ExchangeService(db.pool, db.url, repo, queue, config, logger);
+  exchange.register();
+  const queues = queue.startWorkers(config.GW_WORKER_QUEUES, workerConcurrency(config));
+  await exchange.start();
   logger.info({ queues, backend: queue.backend }, 'worker ready');
   const shutdown = async (): Promise<void> => {
+    await exchange.stop();
     await queue.close();
     await db.close();
     process.exit(0);

@@ -1,6 +1,6 @@
 import type { CodeableConcept, Coding, Consent, Encounter, EncounterLocation, Extension, HumanName, Identifier, Patient, Practitioner } from '@medplum/fhirtypes';
 import { MOVEMENT_KIND } from './pam-fr';
-import type { Cx, DoctorData, MovementData, PatientData, UnitData } from './pam-fr';
+import type { AddressData, Cx, DoctorData, MovementData, PatientData, UnitData } from './pam-fr';
 
 export const GW = 'https://gateway.fr-primary-care.org';
 export const GW_PATIENT_PROFILE = `${GW}/fhir/StructureDefinition/gw-patient`;
@@ -62,7 +62,7 @@ export function buildPatient(existing: Patient | undefined, p: PatientData, ippS
   if (p.gender) {
     out.gender = p.gender;
   }
-  setOrDelete(out, 'address', p.addresses.length > 0 ? p.addresses.map((a) => ({ ...a, line: a.line.length ? a.line : undefined })).map(clean) : undefined);
+  setOrDelete(out, 'address', p.addresses.length > 0 ? p.addresses.map(toAddress).map(clean) : undefined);
   setOrDelete(out, 'telecom', p.telecoms.length > 0 ? p.telecoms : undefined);
   if (typeof p.deceased === 'string') {
     out.deceasedDateTime = p.deceased;
@@ -322,6 +322,15 @@ export function buildConsent(existing: Consent | undefined, patientRef: string, 
     organization: [{ reference: organizationRef }],
     policyRule: { coding: [{ system: CONSENT_CODES, code: code }] },
     provision: { type: permit ? 'permit' : 'deny' },
+  };
+}
+
+function toAddress(a: AddressData): Record<string, unknown> {
+  const { insee, ...rest } = a;
+  return {
+    ...rest,
+    line: a.line.length ? a.line : undefined,
+    extension: insee ? [{ url: INSEE_CODE, valueCoding: { system: COMMUNE_CODES, code: insee } }] : undefined,
   };
 }
 

@@ -37,7 +37,7 @@ export interface Cx {
 }
 
 export interface NameData { use: 'official' | 'usual'; family: string; given: string; birthGivenList?: string }
-export interface AddressData { use?: 'home' | 'work' | 'temp'; line: string[]; city?: string; postalCode?: string; country?: string }
+export interface AddressData { use?: 'home' | 'work' | 'temp'; line: string[]; city?: string; postalCode?: string; country?: string; insee?: string }
 export interface TelecomData { system: 'phone' | 'fax' | 'email'; value: string; use?: 'home' | 'work' | 'mobile' }
 
 export interface PatientData {
@@ -245,6 +245,10 @@ function readAddress(r: Rep, p: PatientData): void {
   }
   const line = [comp(r, 1, 1), comp(r, 2)].filter(Boolean);
   const a: AddressData = { line, city: comp(r, 3) || undefined, postalCode: comp(r, 5) || undefined, country: comp(r, 6) || undefined };
+  // XAD-9 (county/parish) carries the INSEE commune code in France: it routes to the CPTS.
+  if (comp(r, 9)) {
+    a.insee = comp(r, 9);
+  }
   const use = ({ H: 'home', O: 'work', B: 'work', C: 'temp' } as const)[type as 'H'];
   if (use) {
     a.use = use;

@@ -37,6 +37,31 @@ export const configSchema = z.object({
   GW_MLLP_IDLE_TIMEOUT_SECONDS: z.coerce.number().int().min(1).default(300),
   /** Unset: true with the embedded database (first-run convenience), false with GW_DATABASE_URL. */
   GW_HL7_ACCEPT_UNKNOWN_SOURCES: bool.optional(),
+  /** MSSanté relay (`smtp://host:port`); unset: the MSSanté channel is off. */
+  GW_MSS_SMTP_URL: z.string().regex(/^smtps?:\/\/[^/]+$/, 'expected smtp://host:port').optional(),
+  /** The gateway's application mailbox (MSSanté sender, MDN return address). */
+  GW_MSS_FROM: z.string().email().optional(),
+  GW_MSS_CLIENT_CERT: z.string().min(1).optional(),
+  GW_MSS_CLIENT_KEY: z.string().min(1).optional(),
+  GW_MSS_CA: z.string().min(1).optional(),
+  /** true: no STARTTLS required (tests and demo only). */
+  GW_MSS_SMTP_INSECURE: bool.default(false),
+  /** Software reference sent in X-MSS-NIL. */
+  GW_MSS_NIL: z.string().min(1).default('fhir-gateway-fr'),
+  /** MHD Document Recipient base URL (ITI-65); unset: no publication to the shared record. */
+  GW_MHD_RECIPIENT_URL: z.string().url().optional(),
+  GW_MHD_TOKEN_URL: z.string().url().optional(),
+  GW_MHD_CLIENT_ID: z.string().min(1).optional(),
+  GW_MHD_CLIENT_SECRET: z.string().min(1).optional(),
+  /** XDS sourceId of the gateway (OID). */
+  GW_XDS_SOURCE_OID: z.string().regex(/^[0-2](\.(0|[1-9]\d*))+$/, 'expected an OID').default('2.25.302176213964855170430424911486457343081'),
+  GW_EXCHANGE_ATTEMPTS: z.coerce.number().int().min(1).max(50).default(10),
+  GW_EXCHANGE_BACKOFF_MS: z.coerce.number().int().min(10).default(5000),
+  GW_EXCHANGE_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(16),
+  /** Messages in flight per destination (relay or repository) per process. */
+  GW_EXCHANGE_DESTINATION_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
+  /** Sends per second per destination per process. */
+  GW_EXCHANGE_DESTINATION_RATE: z.coerce.number().int().min(1).default(200),
 });
 
 export type GatewayConfig = z.infer<typeof configSchema>;

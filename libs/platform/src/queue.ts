@@ -10,6 +10,14 @@ import type { Logger } from './logger';
 export interface JobCatalogue {
   /** Deletes access-audit rows past retention and expired client-assertion ids. */
   'housekeeping.purge-audit': { retentionDays: number; traceId?: string };
+  /** Routes one `encounter.discharged` domain event (Task, Communications, deliveries). */
+  'exchange.route-discharge': { eventId: string; traceId?: string };
+  /** Withdraws what a discharge event produced (A13 cancel). */
+  'exchange.withdraw-discharge': { eventId: string; traceId?: string };
+  /** Sends one MSSanté message (one exchange_delivery row). */
+  'exchange.mss-send': { deliveryId: string; traceId?: string };
+  /** Publishes one document to the shared record (one exchange_delivery row). */
+  'exchange.mhd-publish': { deliveryId: string; traceId?: string };
 }
 
 export type JobName = keyof JobCatalogue;
@@ -17,6 +25,11 @@ export type JobName = keyof JobCatalogue;
 /** Which queue each job runs on (one env var selects the queues a worker process consumes). */
 export const JOB_QUEUE: Record<JobName, string> = {
   'housekeeping.purge-audit': 'housekeeping',
+  'exchange.route-discharge': 'exchange-route',
+  'exchange.withdraw-discharge': 'exchange-route',
+  // One queue per channel: a dead relay fills its own queue's retries, not the other channel's.
+  'exchange.mss-send': 'exchange-mss',
+  'exchange.mhd-publish': 'exchange-mhd',
 };
 
 export const QUEUE_NAMES = [...new Set(Object.values(JOB_QUEUE))];
@@ -29,6 +42,8 @@ export interface JobResult {
 export interface JobContext {
   jobId: string;
   attempt: number;
+  /** Attempts allowed for this job: on the last one a handler records the dead letter before throwing. */
+  maxAttempts: number;
   logger: Logger;
 }
 
@@ -103,8 +118,15 @@ export class QueueService {
     await this.queue(JOB_QUEUE[name]).add(name, payload, { ...opts, jobId });
   }
 
-  /** Starts workers for the selected queues (`*` = all). */
-  startWorkers(selection: string, concurrency = 4): string[] {
+  /** Enqueues several jobs of one queue in one round trip (outbox relay). */
+  async enqueueMany<N extends JobName>(name: N, jobs: { payload: JobCatalogue[N]; jobId: string }[], opts?: JobsOptions): Promise<void> {
+    if (jobs.length > 0) {
+      await this.queue(JOB_QUEUE[name]).addBulk(jobs.map((j) => ({ name, data: j.payload, opts: { ...opts, jobId: j.jobId } })));
+    }
+  }
+
+  /** Starts workers for the selected queues (`*` = all); `concurrency` per queue name, default 4. */
+  startWorkers(selection: string, concurrency: number | Record<string, number> = 4): string[] {
     this.verifyHandlers();
     const names = selection.trim() === '*' ? QUEUE_NAMES : selection.split(',').map((s) => s.trim()).filter(Boolean);
     for (const name of names) {
@@ -112,7 +134,13 @@ export class QueueService {
         throw new Error(`Unknown queue in GW_WORKER_QUEUES: ${name}`);
       }
       const worker = this.build(
-        (opts, factory) => new Worker<unknown, JobResult, string>(name, (job: Job) => this.process(job), { ...opts, concurrency }, factory),
+        (opts, factory) =>
+          new Worker<unknown, JobResult, string>(
+            name,
+            (job: Job) => this.process(job),
+            { ...opts, concurrency: typeof concurrency === 'number' ? concurrency : (concurrency[name] ?? 4) },
+            factory,
+          ),
       );
       worker.on('failed', (job, err) =>
         this.opts.logger.warn({ queue: name, job: job?.name, jobId: job?.id, attempt: job?.attemptsMade, err: err.message }, 'job failed'),
@@ -129,7 +157,7 @@ export class QueueService {
       throw new UnrecoverableError(`No handler for job ${job.name}`);
     }
     const logger = this.opts.logger.child({ job: job.name, jobId: job.id });
-    const result = await handler(job.data as never, { jobId: String(job.id), attempt: job.attemptsMade + 1, logger });
+    const result = await handler(job.data as never, { jobId: String(job.id), attempt: job.attemptsMade + 1, maxAttempts: job.opts.attempts ?? 1, logger });
     logger.info({ status: result.status, ...result.detail }, 'job done');
     return result;
   }

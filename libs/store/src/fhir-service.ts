@@ -39,6 +39,11 @@ export interface ServiceOptions {
   maxCount: number;
   /** Where unexpected errors caught inside a batch are reported (they become 500 entries). */
   logger?: Logger;
+  /**
+   * Looks at a Bundle posted to the base before it is processed (e.g. the MHD recipient rules):
+   * may throw, answer instead (a resend already stored), or adjust entries and return undefined.
+   */
+  bundleInterceptor?: (p: Principal, body: unknown) => Promise<FhirResponse | undefined>;
 }
 
 /**
@@ -64,7 +69,8 @@ export class FhirService {
       if (method !== 'POST') {
         throw new GatewayError('not-supported', { text: `${method} on the FHIR base is not supported` });
       }
-      return this.bundles.process(p, req, ctx);
+      const answered = await this.options.bundleInterceptor?.(p, req.body);
+      return answered ?? this.bundles.process(p, req, ctx);
     }
     const [type, id, op, vid] = segments;
     checkType(type);

@@ -1,0 +1,179 @@
+import type { AuditEvent, Task } from '@medplum/fhirtypes';
+import { UnrecoverableError } from '@gw/platform';
+import type { JobContext, JobResult, Logger } from '@gw/platform';
+import type { FhirRepository } from '@gw/store';
+import { EXCHANGE_PRINCIPAL } from './discharge-context';
+import type { DischargeContext, DischargeContextLoader } from './discharge-context';
+import type { Attempt, Delivery, DeliveryStatus, DeliveryStore } from './delivery.store';
+import type { DestinationGate } from './destination.gate';
+import { assembleSubmission } from './document.assembler';
+import type { Submission } from './document.model';
+import { DELIVERY_ID_SYSTEM } from './exchange.codes';
+import type { FollowUpTracker } from './follow-up.tracker';
+import type { MhdChannel } from './mhd.channel';
+import { PermanentDeliveryError } from './mss.channel';
+import type { MssChannel } from './mss.channel';
+import type { ResourceWriter } from './resource.writer';
+
+export interface Channels {
+  mss?: MssChannel;
+  mhd?: MhdChannel;
+}
+
+type Prepared = { submission: Submission; ctx: DischargeContext } | { refused: string } | { gone: string };
+
+/**
+ * Runs one delivery job: re-reads the delivery (a cancelled or finished one is skipped), builds
+ * the document, sends it through the destination's gate and records the outcome — delivery row,
+ * Communication, Task business status, attempt row and AuditEvent — whatever it is.
+ */
+export class DeliveryProcessor {
+  constructor(
+    private readonly repo: FhirRepository,
+    private readonly deliveries: DeliveryStore,
+    private readonly loader: DischargeContextLoader,
+    private readonly tracker: FollowUpTracker,
+    private readonly writer: ResourceWriter,
+    private readonly gate: DestinationGate,
+    private readonly channels: Channels,
+    private readonly sourceOid: string,
+    private readonly logger: Logger,
+  ) {}
+
+  async process(deliveryId: string, job: JobContext): Promise<JobResult> {
+    const d = await this.deliveries.get(deliveryId);
+    if (!d || d.status !== 'pending') {
+      return { status: 'skipped', detail: { reason: d ? `delivery is ${d.status}` : 'unknown delivery' } };
+    }
+    const prepared = await this.prepare(d);
+    if ('refused' in prepared || 'gone' in prepared) {
+      const refused = 'refused' in prepared;
+      const reason = refused ? prepared.refused : prepared.gone;
+      await this.finish(d, refused ? 'refused' : 'dead', reason, job.attempt);
+      return { status: 'skipped', detail: { reason: refused ? 'refused' : 'gone' } };
+    }
+    try {
+      const answer = await this.send(d, prepared);
+      await this.finish(d, 'sent', answer, job.attempt, prepared.submission);
+      return { status: 'success', detail: { channel: d.channel } };
+    } catch (err) {
+      const message = (err as Error).message;
+      if (err instanceof PermanentDeliveryError || job.attempt >= job.maxAttempts) {
+        await this.finish(d, 'dead', message, job.attempt);
+        throw new UnrecoverableError(message);
+      }
+      await this.deliveries.attempt(this.repo.pool, d.id, job.attempt, 'retry', message);
+      await this.audit(d, 'retry', message);
+      throw err;
+    }
+  }
+
+  private async send(d: Delivery, p: { submission: Submission; ctx: DischargeContext }): Promise<string> {
+    if (d.channel === 'mssante') {
+      const mss = this.channels.mss;
+      if (!mss) {
+        throw new PermanentDeliveryError('MSSanté channel not configured (GW_MSS_SMTP_URL)');
+      }
+      const messageId = `<${d.id}@${mss.domain}>`;
+      return this.gate.run(mss.destination, () => mss.send({ messageId, to: d.destination, submission: p.submission, insQualified: p.ctx.insQualified }));
+    }
+    const mhd = this.channels.mhd;
+    if (!mhd) {
+      throw new PermanentDeliveryError('MHD recipient not configured (GW_MHD_RECIPIENT_URL)');
+    }
+    return this.gate.run(mhd.destination, () => mhd.publish(p.submission));
+  }
+
+  /** Re-reads the discharge and builds the submission; decides refusals for the shared record. */
+  private async prepare(d: Delivery): Promise<Prepared> {
+    const pool = this.repo.pool;
+    const row = await pool.query<{ resource: string; document_unique_id: string | null }>(
+      'SELECT e.resource, r.document_unique_id FROM domain_event e JOIN exchange_routing r ON r.event_id = e.id WHERE e.id = $1',
+      [d.eventId],
+    );
+    const ctx = row.rows[0] ? await this.loader.load(pool, row.rows[0].resource) : undefined;
+    if (!ctx || !row.rows[0]?.document_unique_id) {
+      return { gone: 'the discharged Encounter or its Patient no longer exists' };
+    }
+    if (d.channel === 'mhd' && ctx.dmpOpposed) {
+      return { refused: 'Publication au DMP refusée : le patient s’est opposé à l’alimentation de son DMP' };
+    }
+    if (d.channel === 'mhd' && !ctx.insQualified) {
+      return { refused: 'Publication au DMP refusée : l’INS du patient n’est pas qualifiée' };
+    }
+    const recipients = d.channel === 'mssante' ? [d] : (await this.deliveries.forEvent(pool, d.eventId)).filter((x) => x.channel === 'mssante');
+    const task = d.task ? await this.readTask(d.task) : undefined;
+    const submission = assembleSubmission({
+      ctx,
+      documentUniqueId: row.rows[0].document_unique_id,
+      deliveryId: d.id,
+      sourceOid: this.sourceOid,
+      intendedRecipients: recipients.map((r) => ({ email: r.destination })),
+      task,
+      now: new Date(d.createdAt),
+    });
+    return { submission, ctx };
+  }
+
+  private async readTask(ref: string): Promise<Task | undefined> {
+    const stored = await this.repo.read(EXCHANGE_PRINCIPAL, 'Task', ref.split('/')[1] as string).catch(() => undefined);
+    return stored?.json ? (JSON.parse(stored.json) as Task) : undefined;
+  }
+
+  /** Records the outcome everywhere in one transaction, then the AuditEvent. */
+  async finish(d: Delivery, status: DeliveryStatus, answer: string, attempt: number, submission?: Submission): Promise<void> {
+    const now = new Date().toISOString();
+    await this.repo.withTransaction(async (tx) => {
+      await this.deliveries.setStatus(tx, d.id, status, {
+        remoteId: status === 'sent' ? (d.channel === 'mhd' ? submission?.documents[0]?.uniqueId : `<${d.id}@${this.channels.mss?.domain}>`) : undefined,
+        error: status === 'sent' ? null : answer,
+        sent: status === 'sent',
+      });
+      await this.deliveries.attempt(tx, d.id, attempt, outcomeOf(status), answer);
+      if (d.communication) {
+        await this.tracker.communication(tx, d.communication, status === 'sent' ? 'in-progress' : 'not-done', status === 'sent' ? undefined : answer, status === 'sent' ? { sent: now } : {});
+      }
+      if (d.task && d.channel === 'mssante') {
+        await this.tracker.task(tx, d.task);
+      }
+      if (d.task && d.channel === 'mhd' && status !== 'sent') {
+        await this.tracker.note(tx, d.task, status === 'refused' ? answer : `Publication au DMP en échec : ${answer}`);
+      }
+    });
+    await this.audit(d, outcomeOf(status), answer);
+    this.logger.info({ delivery: d.id, channel: d.channel, status, attempt }, 'delivery attempt recorded');
+  }
+
+  /** One AuditEvent per attempt, with the remote answer (DICOM 110106 Export). */
+  async audit(d: Delivery, outcome: Attempt['outcome'], remote: string): Promise<void> {
+    const event: AuditEvent = {
+      resourceType: 'AuditEvent',
+      type: { system: 'http://dicom.nema.org/resources/ontology/DCM', code: '110106', display: 'Export' },
+      subtype: [{ system: 'https://gateway.fr-primary-care.org/fhir/CodeSystem/exchange-channel', code: d.channel }],
+      action: 'E',
+      recorded: new Date().toISOString(),
+      outcome: outcome === 'success' || outcome === 'skipped' ? '0' : outcome === 'retry' ? '4' : '8',
+      outcomeDesc: `${outcome}: ${remote}`.slice(0, 1000),
+      agent: [{ who: { display: 'gateway-exchange' }, requestor: true, network: { address: hostOf(d) } }],
+      source: { observer: { display: 'fhir-gateway-fr exchange' } },
+      entity: [
+        { what: { identifier: { system: DELIVERY_ID_SYSTEM, value: d.id } } },
+        ...(d.communication ? [{ what: { reference: d.communication } }] : []),
+        ...(d.task ? [{ what: { reference: d.task } }] : []),
+      ],
+    };
+    await this.writer.create(event, undefined).catch((err: Error) => this.logger.warn({ delivery: d.id, err: err.message }, 'attempt audit not written'));
+  }
+}
+
+function outcomeOf(status: DeliveryStatus): Attempt['outcome'] {
+  return status === 'sent' ? 'success' : status === 'refused' ? 'refused' : status === 'dead' ? 'dead' : 'skipped';
+}
+
+function hostOf(d: Delivery): string {
+  try {
+    return d.channel === 'mhd' ? new URL(d.destination).host : (d.destination.split('@')[1] ?? '');
+  } catch {
+    return '';
+  }
+}

@@ -1,0 +1,204 @@
+import type { Communication, Task } from '@medplum/fhirtypes';
+import type { PoolClient } from 'pg';
+import type { FhirRepository, NewVersion } from '@gw/store';
+import type { DischargeContext, DischargeContextLoader, Recipient } from './discharge-context';
+import { planDischarge } from './discharge.plan';
+import type { DischargePlan } from './discharge.plan';
+import { DELIVERY_ID_SYSTEM, ROUTING_ID_SYSTEM, TASK_CODE_SYSTEM, TASK_TEXT, businessStatus } from './exchange.codes';
+import { nameUuid, uuidOid } from './delivery.store';
+import type { Delivery, DeliveryStore } from './delivery.store';
+import type { FollowUpTracker } from './follow-up.tracker';
+import type { ResourceWriter } from './resource.writer';
+import type { RouteStore } from './route.store';
+
+export interface ChannelSettings {
+  /** MSSanté relay configured. */
+  mss: boolean;
+  /** MHD recipient base URL, when configured. */
+  mhd?: string;
+}
+
+export interface RouteResult {
+  status: 'routed' | 'already-routed' | 'skipped';
+  reason?: string;
+  deliveries: Delivery[];
+}
+
+interface DomainEventRow {
+  id: string;
+  type: string;
+  resource: string;
+  status: 'published' | 'withdrawn';
+  owner_org: string | null;
+}
+
+/**
+ * Turns one `encounter.discharged` event into a follow-up Task, a Communication per recipient and
+ * the delivery rows, in one transaction recorded in exchange_routing (so a redelivered event or a
+ * retried job routes once).
+ */
+export class DischargeRouter {
+  constructor(
+    private readonly repo: FhirRepository,
+    private readonly loader: DischargeContextLoader,
+    private readonly routes: RouteStore,
+    private readonly deliveries: DeliveryStore,
+    private readonly writer: ResourceWriter,
+    private readonly tracker: FollowUpTracker,
+    private readonly channels: ChannelSettings,
+  ) {}
+
+  async route(eventId: string, now = new Date()): Promise<RouteResult> {
+    return this.repo.withTransaction(async (tx) => {
+      const event = await lockEvent(tx, eventId);
+      if (!event || event.type !== 'encounter.discharged') {
+        return { status: 'skipped', reason: 'no such discharge event', deliveries: [] };
+      }
+      const done = await tx.query('SELECT 1 FROM exchange_routing WHERE event_id = $1', [eventId]);
+      if (done.rowCount) {
+        // A retried job after a crash: hand the still-pending deliveries to the queue again.
+        const pending = (await this.deliveries.forEvent(tx, eventId)).filter((d) => d.status === 'pending');
+        return { status: 'already-routed', deliveries: pending };
+      }
+      if (event.status === 'withdrawn') {
+        await recordRouting(tx, eventId, null, 'withdrawn-before-routing', []);
+        return { status: 'skipped', reason: 'discharge cancelled before routing', deliveries: [] };
+      }
+      const ctx = await this.loader.load(tx, event.resource);
+      if (!ctx) {
+        await recordRouting(tx, eventId, null, 'encounter-not-found', []);
+        return { status: 'skipped', reason: 'encounter or patient not found', deliveries: [] };
+      }
+      const cpts = await this.loader.directory.forCommune(ctx.commune);
+      const route = await this.routes.pick(tx, ctx.hospitalRef ?? event.owner_org ?? undefined, cpts?.ref);
+      if (!route) {
+        await recordRouting(tx, eventId, null, 'no-active-route', []);
+        return { status: 'skipped', reason: 'no active route', deliveries: [] };
+      }
+      const plan = planDischarge(ctx, route, cpts, now);
+      const rows = this.write(eventId, ctx, plan, route.channels, now);
+      await this.writer.flush(tx, rows.versions);
+      await this.deliveries.insert(tx, rows.deliveries);
+      await recordRouting(tx, eventId, route.id, plan.outcome, rows.task ? [rows.task] : [], documentUniqueId(eventId, ctx));
+      return { status: 'routed', deliveries: await this.deliveries.forEvent(tx, eventId) };
+    });
+  }
+
+  /** A13: Tasks cancelled, pending deliveries cancelled, unsent Communications stopped. */
+  async withdraw(eventId: string): Promise<{ cancelled: Delivery[] }> {
+    return this.repo.withTransaction(async (tx) => {
+      await lockEvent(tx, eventId);
+      const routing = await tx.query<{ tasks: string[] }>(
+        'UPDATE exchange_routing SET withdrawn_at = now() WHERE event_id = $1 AND withdrawn_at IS NULL RETURNING tasks',
+        [eventId],
+      );
+      const cancelled = await this.deliveries.cancelPending(tx, eventId);
+      for (const d of cancelled) {
+        if (d.communication) {
+          await this.tracker.communication(tx, d.communication, 'stopped', 'Sortie annulée par l’établissement');
+        }
+      }
+      for (const task of routing.rows[0]?.tasks ?? []) {
+        await this.writer.modify<Task>(tx, task, (t) => {
+          t.status = 'cancelled';
+          t.businessStatus = businessStatus('discharge-cancelled');
+          t.statusReason = { text: 'Sortie annulée par l’établissement (A13)' };
+          t.lastModified = new Date().toISOString();
+          return true;
+        });
+      }
+      return { cancelled };
+    });
+  }
+
+  /** The Task, Communications and delivery rows of a plan (prepared, not yet persisted). */
+  private write(eventId: string, ctx: DischargeContext, plan: DischargePlan, channels: string[], now: Date) {
+    const versions: NewVersion[] = [];
+    const deliveries: Parameters<DeliveryStore['insert']>[1] = [];
+    let task: string | undefined;
+    const fileUnder = plan.task?.fileUnder ?? ctx.patientOwner ?? undefined;
+    if (plan.task) {
+      const prepared = this.writer.prepare<Task>(followUpTask(eventId, ctx, plan, now), fileUnder, nameUuid(`task:${eventId}`));
+      versions.push(prepared.version);
+      task = prepared.ref;
+    }
+    const mss = channels.includes('mssante') && this.channels.mss;
+    for (const r of plan.recipients) {
+      const deliveryId = nameUuid(`${eventId}|mssante|${r.mailbox ?? r.ref}`);
+      const sendable = mss && !!r.mailbox;
+      const reason = !r.mailbox ? 'Pas de boîte MSSanté connue pour ce destinataire' : !mss ? 'Canal MSSanté non configuré' : undefined;
+      const comm = this.writer.prepare<Communication>(communication(deliveryId, ctx, r, task, reason), r.organization ?? fileUnder, nameUuid(`comm:${deliveryId}`));
+      versions.push(comm.version);
+      if (sendable) {
+        deliveries.push({ id: deliveryId, eventId, channel: 'mssante', destination: r.mailbox as string, recipient: r.ref, communication: comm.ref, task: task ?? null, status: 'pending' });
+      }
+    }
+    if (channels.includes('mhd') && this.channels.mhd) {
+      const id = nameUuid(`${eventId}|mhd|${this.channels.mhd}`);
+      deliveries.push({ id, eventId, channel: 'mhd', destination: this.channels.mhd, recipient: null, communication: null, task: task ?? null, status: 'pending' });
+    }
+    return { versions, deliveries, task };
+  }
+}
+
+function followUpTask(eventId: string, ctx: DischargeContext, plan: DischargePlan, now: Date): Task {
+  const t = plan.task as NonNullable<DischargePlan['task']>;
+  return {
+    resourceType: 'Task',
+    identifier: [{ system: ROUTING_ID_SYSTEM, value: eventId }],
+    status: 'requested',
+    businessStatus: businessStatus(t.status),
+    intent: 'order',
+    priority: 'urgent',
+    code: { coding: [{ system: TASK_CODE_SYSTEM, code: t.kind, display: TASK_TEXT[t.kind] }], text: TASK_TEXT[t.kind] },
+    description: TASK_TEXT[t.kind],
+    focus: { reference: `Encounter/${ctx.encounter.id}` },
+    for: { reference: `Patient/${ctx.patient.id}` },
+    authoredOn: now.toISOString(),
+    lastModified: now.toISOString(),
+    requester: ctx.hospitalRef ? { reference: ctx.hospitalRef, display: ctx.hospital?.name } : undefined,
+    owner: t.owner ? { reference: t.owner } : undefined,
+    restriction: { period: { end: t.due } },
+  };
+}
+
+function communication(deliveryId: string, ctx: DischargeContext, r: Recipient, task: string | undefined, notDone: string | undefined): Communication {
+  return {
+    resourceType: 'Communication',
+    identifier: [{ system: DELIVERY_ID_SYSTEM, value: deliveryId }],
+    basedOn: task ? [{ reference: task }] : undefined,
+    status: notDone ? 'not-done' : 'preparation',
+    statusReason: notDone ? { text: notDone } : undefined,
+    category: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/communication-category', code: 'notification' }] }],
+    medium: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationMode', code: 'EMAILWRIT', display: 'MSSanté' }] }],
+    subject: { reference: `Patient/${ctx.patient.id}` },
+    about: [{ reference: `Encounter/${ctx.encounter.id}` }],
+    recipient: [{ reference: r.ref, display: r.display }],
+    sender: ctx.hospitalRef ? { reference: ctx.hospitalRef } : undefined,
+    payload: [{ contentString: ctx.deceased ? 'Avis de décès au cours de l’hospitalisation' : 'Avis de sortie d’hospitalisation' }],
+  };
+}
+
+/** The hospital's letter keeps its own uniqueId; a generated notice gets one derived from the event. */
+export function documentUniqueId(eventId: string, ctx: Pick<DischargeContext, 'letter'>): string {
+  const master = ctx.letter?.document.masterIdentifier?.value;
+  return master ? master.replace(/^urn:oid:/, '') : uuidOid(nameUuid(`document:${eventId}`));
+}
+
+async function lockEvent(tx: PoolClient, eventId: string): Promise<DomainEventRow | undefined> {
+  const res = await tx.query<DomainEventRow>(
+    'SELECT id::text, type, resource, status, owner_org FROM domain_event WHERE id = $1 FOR UPDATE',
+    [eventId],
+  );
+  return res.rows[0];
+}
+
+async function recordRouting(tx: PoolClient, eventId: string, routeId: string | null, outcome: string, tasks: string[], uniqueId?: string): Promise<void> {
+  await tx.query('INSERT INTO exchange_routing (event_id, route_id, outcome, tasks, document_unique_id) VALUES ($1, $2, $3, $4, $5)', [
+    eventId,
+    routeId,
+    outcome,
+    tasks,
+    uniqueId ?? null,
+  ]);
+}

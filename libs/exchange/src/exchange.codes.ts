@@ -1,0 +1,64 @@
+import type { CodeableConcept, ContactPoint, Extension } from '@medplum/fhirtypes';
+
+/** Gateway-defined systems used by the exchange layer (documented in docs/exchange.md). */
+export const GW = 'https://gateway.fr-primary-care.org';
+export const TASK_CODE_SYSTEM = `${GW}/fhir/CodeSystem/exchange-task`;
+export const BUSINESS_STATUS_SYSTEM = `${GW}/fhir/CodeSystem/exchange-status`;
+export const DELIVERY_ID_SYSTEM = `${GW}/fhir/NamingSystem/exchange-delivery`;
+export const ROUTING_ID_SYSTEM = `${GW}/fhir/NamingSystem/exchange-routing`;
+/** Patient extension: status of the médecin traitant declaration (declared, departed, fictitious, none, seeking). */
+export const MT_STATUS_EXTENSION = `${GW}/fhir/StructureDefinition/mt-status`;
+/** Organization extension (repeated): an INSEE commune code of a CPTS territory. */
+export const TERRITORY_COMMUNE_EXTENSION = `${GW}/fhir/StructureDefinition/territory-commune`;
+/** Practitioner tag: a fictitious MT number assigned by the caisse. */
+export const PRACTITIONER_FLAG_SYSTEM = `${GW}/fhir/CodeSystem/practitioner-flag`;
+export const INSEE_CODE_EXTENSION = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code';
+export const EMAIL_TYPE_EXTENSION = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type';
+export const RELIABILITY_EXTENSION = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability';
+export const CONSENT_CODES = `${GW}/fhir/CodeSystem/dmp-consent`;
+export const FINESS = 'https://finess.esante.gouv.fr';
+export const RPPS = 'https://rpps.esante.gouv.fr';
+/** INS-NIR, INS-NIA and their test OIDs (FR Core). */
+export const INS_OIDS = ['1.2.250.1.213.1.4.8', '1.2.250.1.213.1.4.9', '1.2.250.1.213.1.4.10', '1.2.250.1.213.1.4.11'];
+export const COORDINATOR_ROLES = new Set(['coordinator', 'coordinateur', '768730001']);
+
+export type TaskKind = 'discharge-follow-up' | 'find-mt';
+export const TASK_TEXT: Record<TaskKind, string> = {
+  'discharge-follow-up': "Organiser le suivi après la sortie d'hospitalisation",
+  'find-mt': 'Trouver un médecin traitant et organiser le suivi',
+};
+
+export type BusinessStatus =
+  | 'notifications-pending'
+  | 'notified'
+  | 'acknowledged'
+  | 'notification-failed'
+  | 'no-recipient'
+  | 'unrouted'
+  | 'discharge-cancelled';
+
+const BUSINESS_TEXT: Record<BusinessStatus, string> = {
+  'notifications-pending': 'Notifications en cours d’envoi',
+  notified: 'Équipe notifiée',
+  acknowledged: 'Notifications lues ou intégrées',
+  'notification-failed': 'Échec d’au moins une notification',
+  'no-recipient': 'Aucun destinataire joignable par MSSanté',
+  unrouted: 'Aucune CPTS ne couvre la commune du patient',
+  'discharge-cancelled': 'Sortie annulée par l’établissement',
+};
+
+export function businessStatus(code: BusinessStatus): CodeableConcept {
+  return { coding: [{ system: BUSINESS_STATUS_SYSTEM, code, display: BUSINESS_TEXT[code] }], text: BUSINESS_TEXT[code] };
+}
+
+/** An MSSanté mailbox: FR Core email type MSSANTE, or an address of an mssante.fr domain. */
+export function mssanteMailbox(telecom: ContactPoint[] | undefined): string | undefined {
+  const emails = (telecom ?? []).filter((t) => t.system === 'email' && t.value && !t.period?.end);
+  const typed = emails.find((t) => t.extension?.some((e) => e.url === EMAIL_TYPE_EXTENSION && e.valueCoding?.code === 'MSSANTE'));
+  return (typed ?? emails.find((t) => /[.@]mssante\.fr$/i.test(t.value ?? '')))?.value?.toLowerCase();
+}
+
+export function extensionCode(ext: Extension[] | undefined, url: string): string | undefined {
+  const e = ext?.find((x) => x.url === url);
+  return e?.valueCode ?? e?.valueCoding?.code ?? e?.valueString;
+}

@@ -1,0 +1,199 @@
+import type { Pool } from 'pg';
+import type { JobsOptions } from 'bullmq';
+import { GatewayError } from '@gw/platform';
+import type { GatewayConfig, JobContext, JobResult, Logger, QueueService } from '@gw/platform';
+import type { FhirRepository } from '@gw/store';
+import { CptsDirectory } from './cpts.directory';
+import { DischargeContextLoader } from './discharge-context';
+import { DischargeRouter } from './discharge.router';
+import { DeliveryProcessor } from './delivery.processor';
+import { DeliveryStore } from './delivery.store';
+import type { Attempt, Delivery } from './delivery.store';
+import { DestinationGate } from './destination.gate';
+import { FollowUpTracker } from './follow-up.tracker';
+import { MhdChannel } from './mhd.channel';
+import { MdnFormatError, parseMdn } from './mdn';
+import { MssChannel } from './mss.channel';
+import { OutboxRelay } from './outbox.relay';
+import { ResourceWriter } from './resource.writer';
+import { RouteStore } from './route.store';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * The exchange engine (issue #4): discharge events → routing → MSSanté and MHD deliveries, with
+ * durable idempotent jobs, dead letters and operator replay.
+ */
+export class ExchangeService {
+  readonly routes: RouteStore;
+  readonly deliveries: DeliveryStore;
+  readonly cpts: CptsDirectory;
+  private readonly router: DischargeRouter;
+  private readonly processor: DeliveryProcessor;
+  private readonly relay: OutboxRelay;
+  private readonly tracker: FollowUpTracker;
+  private readonly mss?: MssChannel;
+  private readonly jobOptions: JobsOptions;
+
+  constructor(
+    private readonly pool: Pool,
+    databaseUrl: string,
+    private readonly repo: FhirRepository,
+    private readonly queue: QueueService,
+    config: GatewayConfig,
+    private readonly logger: Logger,
+  ) {
+    this.routes = new RouteStore(pool);
+    this.deliveries = new DeliveryStore(pool);
+    this.cpts = new CptsDirectory(pool);
+    const writer = new ResourceWriter(repo);
+    this.tracker = new FollowUpTracker(writer, this.deliveries);
+    const loader = new DischargeContextLoader(repo, this.cpts);
+    this.mss = config.GW_MSS_SMTP_URL && config.GW_MSS_FROM
+      ? new MssChannel({
+          url: config.GW_MSS_SMTP_URL,
+          from: config.GW_MSS_FROM,
+          clientCert: config.GW_MSS_CLIENT_CERT,
+          clientKey: config.GW_MSS_CLIENT_KEY,
+          ca: config.GW_MSS_CA,
+          insecure: config.GW_MSS_SMTP_INSECURE,
+          nil: config.GW_MSS_NIL,
+        })
+      : undefined;
+    const mhd = config.GW_MHD_RECIPIENT_URL
+      ? new MhdChannel({ url: config.GW_MHD_RECIPIENT_URL, tokenUrl: config.GW_MHD_TOKEN_URL, clientId: config.GW_MHD_CLIENT_ID, clientSecret: config.GW_MHD_CLIENT_SECRET })
+      : undefined;
+    this.router = new DischargeRouter(repo, loader, this.routes, this.deliveries, writer, this.tracker, { mss: !!this.mss, mhd: mhd?.destination });
+    const gate = new DestinationGate(config.GW_EXCHANGE_DESTINATION_CONCURRENCY, config.GW_EXCHANGE_DESTINATION_RATE);
+    this.processor = new DeliveryProcessor(repo, this.deliveries, loader, this.tracker, writer, gate, { mss: this.mss, mhd }, config.GW_XDS_SOURCE_OID, logger);
+    this.jobOptions = {
+      attempts: config.GW_EXCHANGE_ATTEMPTS,
+      backoff: { type: 'exponential', delay: config.GW_EXCHANGE_BACKOFF_MS, jitter: 0.5 },
+    };
+    this.relay = new OutboxRelay(pool, databaseUrl, queue, this.jobOptions, logger);
+  }
+
+  /** Registers the four exchange job handlers. */
+  register(): void {
+    this.queue.register('exchange.route-discharge', (p, ctx) => this.routeJob(p.eventId, ctx));
+    this.queue.register('exchange.withdraw-discharge', (p) => this.withdrawJob(p.eventId));
+    this.queue.register('exchange.mss-send', (p, ctx) => this.processor.process(p.deliveryId, ctx));
+    this.queue.register('exchange.mhd-publish', (p, ctx) => this.processor.process(p.deliveryId, ctx));
+  }
+
+  /** Starts the outbox relay (in every process that runs workers; replicas share the work). */
+  async start(): Promise<void> {
+    await this.relay.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.relay.stop();
+    this.mss?.close();
+  }
+
+  private async routeJob(eventId: string, ctx: JobContext): Promise<JobResult> {
+    const result = await this.router.route(eventId);
+    await this.enqueue(result.deliveries);
+    ctx.logger.info({ event: eventId, status: result.status, deliveries: result.deliveries.length }, 'discharge routed');
+    return { status: result.status === 'skipped' ? 'skipped' : 'success', detail: { routing: result.status, deliveries: result.deliveries.length, ...(result.reason ? { reason: result.reason } : {}) } };
+  }
+
+  private async withdrawJob(eventId: string): Promise<JobResult> {
+    const { cancelled } = await this.router.withdraw(eventId);
+    for (const d of cancelled) {
+      // Best effort: a job left in the queue finds its delivery cancelled and skips anyway.
+      await this.queue.queue(queueOf(d)).remove(jobIdOf(d)).catch(() => undefined);
+    }
+    return { status: 'success', detail: { cancelled: cancelled.length } };
+  }
+
+  private async enqueue(list: Delivery[]): Promise<void> {
+    const mss = list.filter((d) => d.channel === 'mssante').map((d) => ({ payload: { deliveryId: d.id }, jobId: jobIdOf(d) }));
+    const mhd = list.filter((d) => d.channel === 'mhd').map((d) => ({ payload: { deliveryId: d.id }, jobId: jobIdOf(d) }));
+    await this.queue.enqueueMany('exchange.mss-send', mss, this.jobOptions);
+    await this.queue.enqueueMany('exchange.mhd-publish', mhd, this.jobOptions);
+  }
+
+  async delivery(id: string): Promise<Delivery & { attempts_detail: Attempt[] }> {
+    if (!UUID.test(id)) {
+      throw new GatewayError('not-found', { text: 'delivery not found' });
+    }
+    const d = await this.deliveries.get(id);
+    if (!d) {
+      throw new GatewayError('not-found', { text: 'delivery not found' });
+    }
+    return { ...d, attempts_detail: await this.deliveries.attempts(id) };
+  }
+
+  /** Operator replay of a dead, failed or refused delivery: back to pending, a fresh job. */
+  async replay(id: string): Promise<Delivery> {
+    const d = await this.delivery(id);
+    const replays = await this.deliveries.reopen(id);
+    if (replays === undefined) {
+      throw new GatewayError('conflict', { text: `delivery is ${d.status}; only dead, failed or refused deliveries can be replayed` });
+    }
+    const channel = d.channel === 'mhd' ? 'exchange.mhd-publish' : 'exchange.mss-send';
+    await this.queue.enqueue(channel, { deliveryId: id }, `${jobIdOf(d)}-replay-${replays}`, this.jobOptions);
+    return (await this.deliveries.get(id)) as Delivery;
+  }
+
+  /**
+   * An MDN (RFC 8098) from a recipient's MSSanté client: `processed` completes the Communication;
+   * an error or a `deleted`/`failed` disposition marks it failed.
+   */
+  async acceptMdn(raw: Buffer): Promise<{ delivery: string; status: string }> {
+    let report;
+    try {
+      report = await parseMdn(raw);
+    } catch (err) {
+      if (err instanceof MdnFormatError) {
+        throw new GatewayError('invalid', { text: `not a disposition notification: ${err.message}` });
+      }
+      throw err;
+    }
+    const id = /^<?([0-9a-f-]{36})@/.exec(report.originalMessageId)?.[1];
+    const ok = (report.disposition === 'processed' || report.disposition === 'displayed' || report.disposition === 'dispatched') && !report.error;
+    const status = await this.repo.withTransaction(async (tx) => {
+      const d = id ? await this.deliveries.get(id, tx, true) : undefined;
+      if (!d || d.channel !== 'mssante') {
+        throw new GatewayError('not-found', { text: 'Original-Message-ID does not match a message sent by this gateway' });
+      }
+      const next = ok ? 'processed' : 'failed';
+      const reason = ok ? undefined : `Accusé de réception : ${report.disposition}${report.error ? ` (${report.error})` : ''}`;
+      await this.deliveries.setStatus(tx, d.id, next, { acknowledged: true, error: reason ?? null });
+      if (d.communication) {
+        await this.tracker.communication(tx, d.communication, ok ? 'completed' : 'not-done', reason, { received: new Date().toISOString() });
+      }
+      if (d.task) {
+        await this.tracker.task(tx, d.task);
+      }
+      return next;
+    });
+    this.logger.info({ delivery: id, status }, 'MDN recorded');
+    return { delivery: id as string, status };
+  }
+
+  /** Counts per status, for the admin API and metrics. */
+  async summary(): Promise<Record<string, Record<string, number>>> {
+    const res = await this.pool.query<{ channel: string; status: string; n: string }>('SELECT channel, status, count(*) AS n FROM exchange_delivery GROUP BY 1, 2');
+    const out: Record<string, Record<string, number>> = {};
+    for (const r of res.rows) {
+      (out[r.channel] ??= {})[r.status] = Number(r.n);
+    }
+    return out;
+  }
+}
+
+function queueOf(d: Delivery): string {
+  return d.channel === 'mhd' ? 'exchange-mhd' : 'exchange-mss';
+}
+
+function jobIdOf(d: Delivery): string {
+  return `${d.channel === 'mhd' ? 'mhd' : 'mss'}-${d.id}`;
+}
+
+/** Exchange queues run many I/O-bound jobs at once; housekeeping stays small. */
+export function workerConcurrency(config: GatewayConfig): Record<string, number> {
+  const n = config.GW_EXCHANGE_CONCURRENCY;
+  return { housekeeping: 1, 'exchange-route': n, 'exchange-mss': n, 'exchange-mhd': n };
+}

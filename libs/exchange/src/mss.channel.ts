@@ -1,0 +1,105 @@
+import { readFileSync } from 'node:fs';
+import { createTransport } from 'nodemailer';
+import type { Transporter } from 'nodemailer';
+import type { Submission } from './document.model';
+import { buildXdmZip, mssanteSubject, XDM_ZIP_NAME } from './xdm.builder';
+
+export interface MssSettings {
+  /** `smtp://host:port` (STARTTLS) or `smtps://host:port`. */
+  url: string;
+  from: string;
+  clientCert?: string;
+  clientKey?: string;
+  ca?: string;
+  /** No STARTTLS required (tests and demo only). */
+  insecure: boolean;
+  nil: string;
+}
+
+/** An answer that will not change by retrying (SMTP 5xx, refused recipient). */
+export class PermanentDeliveryError extends Error {}
+
+export interface MssMessage {
+  /** Message-ID derived from the delivery: a retried send carries the same one. */
+  messageId: string;
+  to: string;
+  submission: Submission;
+  /** Qualified INS inside (X-MSS-INS = O). */
+  insQualified: boolean;
+}
+
+/**
+ * MSSanté sender (DOMAIN §6): SMTP submission with STARTTLS and client certificate through
+ * nodemailer; one message per recipient mailbox with the IHE XDM ZIP and the readable document.
+ */
+export class MssChannel {
+  private readonly transport: Transporter;
+
+  constructor(private readonly settings: MssSettings) {
+    const url = new URL(settings.url);
+    this.transport = createTransport({
+      host: url.hostname,
+      port: Number(url.port || (url.protocol === 'smtps:' ? 465 : 587)),
+      secure: url.protocol === 'smtps:',
+      // MSSanté operators require TLS; only an explicit insecure setting lets plain SMTP through.
+      requireTLS: !settings.insecure,
+      tls: {
+        cert: settings.clientCert ? readFileSync(settings.clientCert) : undefined,
+        key: settings.clientKey ? readFileSync(settings.clientKey) : undefined,
+        ca: settings.ca ? readFileSync(settings.ca) : undefined,
+        rejectUnauthorized: !settings.insecure,
+      },
+      pool: true,
+      maxConnections: 8,
+      connectionTimeout: 10_000,
+      greetingTimeout: 10_000,
+      socketTimeout: 30_000,
+    });
+  }
+
+  get destination(): string {
+    return this.settings.url;
+  }
+
+  /** The domain of the gateway's mailbox, used in Message-IDs. */
+  get domain(): string {
+    return this.settings.from.split('@')[1] ?? 'gateway.invalid';
+  }
+
+  /** Sends; resolves with the relay's answer, throws PermanentDeliveryError on a 5xx. */
+  async send(m: MssMessage): Promise<string> {
+    const doc = m.submission.documents[0];
+    const zip = await buildXdmZip(m.submission);
+    try {
+      const info = await this.transport.sendMail({
+        from: this.settings.from,
+        to: m.to,
+        subject: mssanteSubject(m.submission.title),
+        messageId: m.messageId,
+        text: `${m.submission.title}\r\n\r\nDocument joint au format IHE XDM (${XDM_ZIP_NAME}) et en version lisible.\r\n`,
+        headers: {
+          'X-MSS-CODECDA': m.submission.documents.map((d) => d.typeCode.code).join(','),
+          'X-MSS-INS': m.insQualified ? 'O' : 'N',
+          'X-MSS-NIL': this.settings.nil,
+          'Disposition-Notification-To': this.settings.from,
+        },
+        attachments: [
+          { filename: XDM_ZIP_NAME, content: zip, contentType: 'application/zip' },
+          ...(doc ? [{ filename: doc.fileName, content: doc.data, contentType: doc.contentType }] : []),
+        ],
+      });
+      return String(info.response ?? 'accepted');
+    } catch (err) {
+      const e = err as { responseCode?: number; response?: string; code?: string; message: string };
+      const answer = e.response ?? `${e.code ?? 'error'}: ${e.message}`;
+      if (e.responseCode && e.responseCode >= 500) {
+        throw new PermanentDeliveryError(answer);
+      }
+      throw new Error(answer);
+    }
+  }
+
+  close(): void {
+    this.transport.close();
+  }
+}

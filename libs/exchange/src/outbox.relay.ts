@@ -1,0 +1,125 @@
+import { Client } from 'pg';
+import type { Pool } from 'pg';
+import type { Logger, QueueService } from '@gw/platform';
+import type { JobsOptions } from 'bullmq';
+
+const BATCH = 500;
+
+/**
+ * Transactional-outbox relay: domain events committed with the write that caused them are handed
+ * to the queue, then marked dispatched. A crash in between hands them over again, and the
+ * deterministic job id (`discharge-<event id>`) makes that a no-op. Woken by NOTIFY, with a
+ * polling fallback; several replicas share the work with SKIP LOCKED.
+ */
+export class OutboxRelay {
+  private listener?: Client;
+  private timer?: NodeJS.Timeout;
+  private running?: Promise<void>;
+  private again = false;
+  private stopped = false;
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly databaseUrl: string,
+    private readonly queue: QueueService,
+    private readonly jobOptions: JobsOptions,
+    private readonly logger: Logger,
+    private readonly pollMs = 1000,
+  ) {}
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    await this.listen();
+    this.timer = setInterval(() => this.wake(), this.pollMs);
+    this.timer.unref();
+    this.wake();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) {
+      clearInterval(this.timer);
+    }
+    await this.running;
+    await this.listener?.end().catch(() => undefined);
+    this.listener = undefined;
+  }
+
+  /** Drains now (coalesces concurrent wake-ups into one more pass). */
+  wake(): void {
+    if (this.stopped) {
+      return;
+    }
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.drain()
+      .catch((err: Error) => this.logger.warn({ err: err.message }, 'outbox relay pass failed; retried on the next tick'))
+      .finally(() => {
+        this.running = undefined;
+        if (this.again) {
+          this.again = false;
+          this.wake();
+        }
+      });
+  }
+
+  private async drain(): Promise<void> {
+    while (!this.stopped && ((await this.pass('discharge')) + (await this.pass('withdraw'))) > 0) {
+      // keep going while there was work
+    }
+  }
+
+  /** One batch: lock undispatched events, enqueue their jobs, mark them, commit. Returns the count. */
+  private async pass(kind: 'discharge' | 'withdraw'): Promise<number> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const res = await client.query<{ id: string; type: string }>(
+        kind === 'discharge'
+          ? `SELECT id::text, type FROM domain_event WHERE dispatched_at IS NULL ORDER BY id LIMIT ${BATCH} FOR UPDATE SKIP LOCKED`
+          : `SELECT id::text, type FROM domain_event WHERE status = 'withdrawn' AND withdraw_dispatched_at IS NULL AND dispatched_at IS NOT NULL
+             ORDER BY id LIMIT ${BATCH} FOR UPDATE SKIP LOCKED`,
+      );
+      const ids = res.rows.filter((r) => r.type === 'encounter.discharged').map((r) => r.id);
+      if (kind === 'discharge') {
+        await this.queue.enqueueMany('exchange.route-discharge', ids.map((id) => ({ payload: { eventId: id }, jobId: `discharge-${id}` })), this.jobOptions);
+      } else {
+        await this.queue.enqueueMany('exchange.withdraw-discharge', ids.map((id) => ({ payload: { eventId: id }, jobId: `withdraw-${id}` })), this.jobOptions);
+      }
+      const column = kind === 'discharge' ? 'dispatched_at' : 'withdraw_dispatched_at';
+      await client.query(`UPDATE domain_event SET ${column} = now() WHERE id = ANY($1::bigint[])`, [res.rows.map((r) => r.id)]);
+      await client.query('COMMIT');
+      return res.rows.length;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  /** LISTEN on a connection of its own; reconnects after a database restart (polling covers the gap). */
+  private async listen(): Promise<void> {
+    const client = new Client({ connectionString: this.databaseUrl });
+    client.on('notification', () => this.wake());
+    client.on('error', () => {
+      this.listener = undefined;
+      if (!this.stopped) {
+        setTimeout(() => void this.listen().catch(() => undefined), 2000).unref();
+      }
+    });
+    try {
+      await client.connect();
+      await client.query('LISTEN gw_domain_event');
+      this.listener = client;
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      this.logger.warn({ err: (err as Error).message }, 'outbox relay cannot LISTEN yet; polling');
+      if (!this.stopped) {
+        setTimeout(() => void this.listen().catch(() => undefined), 2000).unref();
+      }
+    }
+  }
+}

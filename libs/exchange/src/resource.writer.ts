@@ -1,0 +1,54 @@
+import { randomUUID } from 'node:crypto';
+import type { Resource } from '@medplum/fhirtypes';
+import type { PoolClient } from 'pg';
+import { OWNER_TAG_SYSTEM } from '@gw/store';
+import type { FhirRepository, NewVersion } from '@gw/store';
+import { EXCHANGE_PRINCIPAL } from './discharge-context';
+
+const CTX = { principal: EXCHANGE_PRINCIPAL };
+
+/** Writes the exchange layer's own resources (Task, Communication, AuditEvent) through the store. */
+export class ResourceWriter {
+  constructor(private readonly repo: FhirRepository) {}
+
+  /** Validates and stamps a new resource filed under `owner`; persist the result with `flush`. */
+  prepare<T extends Resource>(resource: T, owner: string | undefined, id: string = randomUUID()): { version: NewVersion; ref: string } {
+    const tagged = owner ? { ...resource, meta: { ...resource.meta, tag: [...(resource.meta?.tag ?? []), { system: OWNER_TAG_SYSTEM, code: owner }] } } : resource;
+    const version = this.repo.prepareCreate(tagged, CTX, id);
+    return { version, ref: `${resource.resourceType}/${id}` };
+  }
+
+  async flush(db: PoolClient, versions: NewVersion[]): Promise<void> {
+    if (versions.length > 0) {
+      await this.repo.persist(db, versions);
+    }
+  }
+
+  /**
+   * Read-modify-write of one resource under its row lock. `mutate` returns false to leave it as is.
+   * Returns false when the resource is gone.
+   */
+  async modify<T extends Resource>(db: PoolClient, ref: string, mutate: (r: T) => boolean): Promise<boolean> {
+    const [type, id] = ref.split('/');
+    const res = await db.query<{ content: string | null; deleted: boolean }>(
+      'SELECT content, deleted FROM resource WHERE resource_type = $1 AND id = $2 FOR UPDATE',
+      [type, id],
+    );
+    const row = res.rows[0];
+    if (!row?.content || row.deleted) {
+      return false;
+    }
+    const resource = JSON.parse(row.content) as T;
+    if (!mutate(resource)) {
+      return true;
+    }
+    await this.repo.update(type as string, id as string, resource, CTX, undefined, db);
+    return true;
+  }
+
+  /** Fire-and-forget create outside any transaction (grouped commits): the attempt AuditEvents. */
+  async create<T extends Resource>(resource: T, owner: string | undefined): Promise<void> {
+    const tagged = owner ? { ...resource, meta: { tag: [{ system: OWNER_TAG_SYSTEM, code: owner }] } } : resource;
+    await this.repo.create(tagged, CTX);
+  }
+}
