@@ -18,7 +18,7 @@ export async function createHttpApp(core: GatewayCore): Promise<NestFastifyAppli
   const adapter = new FastifyAdapter({
     bodyLimit: core.config.GW_MAX_BODY_BYTES,
     // FHIR clients post transactions to `[base]/` as often as to `[base]`.
-    ignoreTrailingSlash: true,
+    routerOptions: { ignoreTrailingSlash: true },
     genReqId: (req: { headers: Record<string, string | string[] | undefined> }) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID_RE.test(given) ? given : randomUUID();
