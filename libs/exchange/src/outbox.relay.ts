@@ -74,6 +74,12 @@ export class OutboxRelay {
   /** One batch: lock undispatched events, enqueue their jobs, mark them, commit. Returns the count. */
   private async pass(kind: 'discharge' | 'withdraw'): Promise<number> {
     const client = await this.pool.connect();
+    // The connection is held across the enqueue: a database restart then must not crash the process.
+    let broken: Error | undefined;
+    const onError = (err: Error): void => {
+      broken = err;
+    };
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       const res = await client.query<{ id: string; type: string }>(
@@ -96,7 +102,8 @@ export class OutboxRelay {
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;
     } finally {
-      client.release();
+      client.removeListener('error', onError);
+      client.release(broken);
     }
   }
 

@@ -48,7 +48,7 @@ describe.each<Backend>(['postgres', 'redis'])('job queue on the %s backend', (ba
   it('runs the audit purge: deletes rows past retention and keeps recent ones', async () => {
     await pool.query(`INSERT INTO audit_event (recorded, client_id, interaction, outcome) VALUES (now() - interval '40 days', 'c', 'read', 200), (now(), 'c', 'read', 200)`);
     const q = newQueue();
-    q.startWorkers('*');
+    q.startWorkers('housekeeping');
     try {
       await q.enqueue('housekeeping.purge-audit', { retentionDays: 30 }, `purge-${backend}-1`);
       const remaining = await waitFor(async () => {
