@@ -1,5 +1,6 @@
 import type { Organization } from '@medplum/fhirtypes';
 import type { Pool } from 'pg';
+import type { Queryable } from '@gw/store';
 import { TERRITORY_COMMUNE_EXTENSION, mssanteMailbox } from './exchange.codes';
 
 export interface Cpts {
@@ -21,12 +22,13 @@ export class CptsDirectory {
     private readonly ttlMs = 5000,
   ) {}
 
-  async forCommune(insee: string | undefined): Promise<Cpts | undefined> {
+  /** `db`: the caller's transaction when it holds one (a second pool connection could starve the pool). */
+  async forCommune(insee: string | undefined, db: Queryable = this.pool): Promise<Cpts | undefined> {
     if (!insee) {
       return undefined;
     }
     if (!this.byCommune || Date.now() - this.loadedAt > this.ttlMs) {
-      this.byCommune = await this.load();
+      this.byCommune = await this.load(db);
       this.loadedAt = Date.now();
     }
     return this.byCommune.get(insee);
@@ -37,8 +39,8 @@ export class CptsDirectory {
     this.byCommune = undefined;
   }
 
-  private async load(): Promise<Map<string, Cpts>> {
-    const res = await this.pool.query<{ id: string; content: string }>(
+  private async load(db: Queryable): Promise<Map<string, Cpts>> {
+    const res = await db.query<{ id: string; content: string }>(
       `SELECT id, content FROM resource WHERE resource_type = 'Organization' AND NOT deleted
          AND content::jsonb @> '{"type":[{"coding":[{"code":"CPTS"}]}]}' ORDER BY last_updated`,
     );

@@ -69,7 +69,7 @@ export class DischargeRouter {
         await recordRouting(tx, eventId, null, 'encounter-not-found', []);
         return { status: 'skipped', reason: 'encounter or patient not found', deliveries: [] };
       }
-      const cpts = await this.loader.directory.forCommune(ctx.commune);
+      const cpts = await this.loader.directory.forCommune(ctx.commune, tx);
       const route = await this.routes.pick(tx, ctx.hospitalRef ?? event.owner_org ?? undefined, cpts?.ref);
       if (!route) {
         await recordRouting(tx, eventId, null, 'no-active-route', []);

@@ -148,7 +148,8 @@ export async function openDatabase(config: GatewayConfig, logger?: Logger, role:
     url = started.url;
     stopEmbedded = started.stop;
   }
-  const pool = new Pool({ connectionString: url, max: config.GW_DATABASE_POOL_SIZE, application_name: 'gateway' });
+  // A checkout that waits 30 s fails (the job or request retries) instead of hanging the process.
+  const pool = new Pool({ connectionString: url, max: config.GW_DATABASE_POOL_SIZE, application_name: 'gateway', connectionTimeoutMillis: 30_000 });
   pool.on('error', (err) => logger?.error({ err: { message: err.message } }, 'idle database client error'));
   return {
     pool,
