@@ -209,24 +209,39 @@ class Connection {
 /**
  * Sends `messages` over `connections` closed loops (next message when the previous ACK arrives);
  * every ACK must be AA for the same MSH-10. `onSend`/`onAck` get the index and performance.now().
+ * With `onNoAck`, a message without ACK within `timeoutMs` is reported there and its connection
+ * replaced (the loop goes on); otherwise it throws.
  */
 async function sendAll(
   port: number,
   connections: number,
   messages: Array<{ er7: string; controlId: string }>,
+  timeoutMs: number,
   onSend?: (i: number, at: number) => void,
   onAck?: (i: number, at: number) => void,
+  onNoAck?: (i: number, error: string) => void,
 ): Promise<void> {
   let next = 0;
   const conns = Array.from({ length: Math.min(connections, messages.length) }, () => new Connection(port));
   try {
     await Promise.all(
-      conns.map(async (conn) => {
+      conns.map(async (_, k) => {
         while (next < messages.length) {
           const i = next++;
           const m = messages[i];
           onSend?.(i, performance.now());
-          const ack = await conn.send(m.er7);
+          let ack: Hl7Message;
+          try {
+            ack = await conns[k].send(m.er7, timeoutMs);
+          } catch (err) {
+            if (!onNoAck) {
+              throw err;
+            }
+            onNoAck(i, err instanceof Error ? err.message : String(err));
+            await conns[k].close();
+            conns[k] = new Connection(port);
+            continue;
+          }
           const at = performance.now();
           const code = ackCode(ack);
           if (code !== 'AA' || ackControlId(ack) !== m.controlId) {
@@ -258,11 +273,12 @@ async function pool<T>(items: T[], concurrency: number, f: (item: T) => Promise<
 
 const TICK = 100;
 
-function procTicks(pid: number): { ticks: number; ppid: number } | undefined {
+/** utime + stime of a process (with `reaped`, plus cutime + cstime: its children that exited and were waited for). */
+function procTicks(pid: number, reaped = false): { ticks: number; ppid: number } | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) };
+    return { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) + (reaped ? Number(f[13]) + Number(f[14]) : 0) };
   } catch {
     return undefined;
   }
@@ -277,13 +293,13 @@ function postmasterPidOf(dataDir: string): number | undefined {
   return Number.isInteger(pid) && pid > 0 ? pid : undefined;
 }
 
-/** CPU ticks of the postmaster of `dataDir` and its backends. */
+/** CPU ticks of the postmaster of `dataDir` and its backends, live and exited (a closed pool connection keeps counting). */
 function postgresTicks(dataDir: string): number {
   const pm = postmasterPidOf(dataDir);
   if (!pm) {
     return 0;
   }
-  let ticks = procTicks(pm)?.ticks ?? 0;
+  let ticks = procTicks(pm, true)?.ticks ?? 0;
   for (const entry of readdirSync('/proc')) {
     if (/^\d+$/.test(entry)) {
       const t = procTicks(Number(entry));
@@ -515,9 +531,9 @@ async function startEnv(backend: Backend, smtpPort: number, s: Settings): Promis
 // Phases.
 
 /** Admits the stays (A01 over MLLP, several connections) and gives each médecin traitant its mailbox. */
-async function prepare(env: BenchEnv, stays: Stay[], connections: number): Promise<number> {
+async function prepare(env: BenchEnv, stays: Stay[], connections: number, timeoutMs: number): Promise<number> {
   const t0 = performance.now();
-  await sendAll(env.mllpPort, connections, stays.map((s) => ({ er7: s.a01, controlId: s.a01Id })));
+  await sendAll(env.mllpPort, connections, stays.map((s) => ({ er7: s.a01, controlId: s.a01Id })), timeoutMs);
   await pool(stays, 8, async (s) => {
     const [p] = await search<Record<string, unknown> & { id: string }>(env.api, 'Practitioner', { identifier: `https://rpps.esante.gouv.fr|${s.rpps}` });
     if (!p) {
@@ -550,6 +566,9 @@ interface DischargeResult {
   exchangeOnly: { seconds: number; emailsPerSecond: number };
   /** A03 sent → e-mail accepted, per discharge. */
   latencyMs: { p50: number; p95: number; p99: number; max: number; min: number };
+  /** A03 without ACK within --ack-timeout (the connection is then replaced; the e-mail may still come). */
+  a03WithoutAck: number;
+  noAckExamples: string[];
   delivered: number;
   missing: number;
   duplicates: number;
@@ -559,10 +578,11 @@ interface DischargeResult {
 }
 
 /** Sends the A03 of every stay and waits for the e-mails; the timed phase. */
-async function discharge(env: BenchEnv, sink: SmtpSink, stays: Stay[], connections: number, drainMs: number, stallMs: number): Promise<DischargeResult> {
+async function discharge(env: BenchEnv, sink: SmtpSink, stays: Stay[], connections: number, timeoutMs: number, drainMs: number, stallMs: number): Promise<DischargeResult> {
   const n = stays.length;
   const sentAt = new Float64Array(n);
-  const ackMs = new Float64Array(n);
+  const ackMs = new Float64Array(n).fill(NaN);
+  const noAck: string[] = [];
   const mailsBefore = sink.total;
   const probe = cpuProbe(env);
   const t0 = performance.now();
@@ -570,8 +590,13 @@ async function discharge(env: BenchEnv, sink: SmtpSink, stays: Stay[], connectio
     env.mllpPort,
     connections,
     stays.map((s) => ({ er7: s.a03, controlId: s.a03Id })),
+    timeoutMs,
     (i, at) => (sentAt[i] = at),
     (i, at) => (ackMs[i] = at - sentAt[i]),
+    (i, error) => {
+      noAck.push(`${stays[i].a03Id}: ${error}`);
+      console.warn(`A03 ${stays[i].a03Id}: no ACK (${error})`);
+    },
   );
   const lastAck = performance.now();
   const delivered = (): number => stays.reduce((k, s) => k + (sink.arrivals.has(s.mailbox) ? 1 : 0), 0);
@@ -607,7 +632,7 @@ async function discharge(env: BenchEnv, sink: SmtpSink, stays: Stay[], connectio
     last = Math.max(last, times[0]);
   });
   const lat = Float64Array.from(latencies).sort();
-  const acks = ackMs.slice().sort();
+  const acks = ackMs.filter((v) => !Number.isNaN(v)).sort();
   const e2eSeconds = (last - t0) / 1000;
   const exchangeSeconds = (last - first) / 1000;
   const intakeSeconds = (lastAck - t0) / 1000;
@@ -615,7 +640,7 @@ async function discharge(env: BenchEnv, sink: SmtpSink, stays: Stay[], connectio
     backend: env.backend,
     discharges: n,
     preparationSeconds: 0,
-    intake: { seconds: round(intakeSeconds), perSecond: Math.round(n / intakeSeconds), ackP50ms: round(percentile(acks, 50)), ackP99ms: round(percentile(acks, 99)) },
+    intake: { seconds: round(intakeSeconds), perSecond: Math.round(acks.length / intakeSeconds), ackP50ms: round(percentile(acks, 50)), ackP99ms: round(percentile(acks, 99)) },
     endToEnd: { seconds: round(e2eSeconds), dischargesPerSecond: lat.length ? Math.round(lat.length / e2eSeconds) : 0 },
     exchangeOnly: { seconds: round(exchangeSeconds), emailsPerSecond: lat.length > 1 ? Math.round((lat.length - 1) / exchangeSeconds) : 0 },
     latencyMs: {
@@ -625,6 +650,8 @@ async function discharge(env: BenchEnv, sink: SmtpSink, stays: Stay[], connectio
       max: Math.round(lat.length ? lat[lat.length - 1] : 0),
       min: Math.round(lat.length ? lat[0] : 0),
     },
+    a03WithoutAck: noAck.length,
+    noAckExamples: noAck.slice(0, 5),
     delivered: lat.length,
     missing: n - lat.length,
     duplicates,
@@ -640,7 +667,7 @@ async function discharge(env: BenchEnv, sink: SmtpSink, stays: Stay[], connectio
 
 const USAGE =
   'usage: --discharges 500,2000 --backends postgres,redis [--connections 8] [--prep-connections 4] [--concurrency 16] ' +
-  '[--destination-concurrency N] [--destination-rate N] [--warmup 50] [--drain-seconds 300] [--stall-seconds 60] [--keep-data]';
+  '[--destination-concurrency N] [--destination-rate N] [--warmup 50] [--ack-timeout 30] [--drain-seconds 300] [--stall-seconds 60] [--keep-data]';
 
 async function main(): Promise<boolean> {
   const { values } = parseArgs({
@@ -653,6 +680,7 @@ async function main(): Promise<boolean> {
       'destination-concurrency': { type: 'string' },
       'destination-rate': { type: 'string' },
       warmup: { type: 'string', default: '50' },
+      'ack-timeout': { type: 'string', default: '30' },
       'drain-seconds': { type: 'string', default: '300' },
       'stall-seconds': { type: 'string', default: '60' },
       'keep-data': { type: 'boolean', default: false },
@@ -667,6 +695,7 @@ async function main(): Promise<boolean> {
   const connections = Number(values.connections);
   const prepConnections = Number(values['prep-connections']);
   const warmup = Number(values.warmup);
+  const ackTimeoutMs = Number(values['ack-timeout']) * 1000;
   const drainMs = Number(values['drain-seconds']) * 1000;
   const stallMs = Number(values['stall-seconds']) * 1000;
   const settings: Settings = {
@@ -674,7 +703,7 @@ async function main(): Promise<boolean> {
     ...(values['destination-concurrency'] ? { destinationConcurrency: Number(values['destination-concurrency']) } : {}),
     ...(values['destination-rate'] ? { destinationRate: Number(values['destination-rate']) } : {}),
   };
-  const numbers = [...sizes, connections, prepConnections, warmup, drainMs, stallMs, settings.concurrency, settings.destinationConcurrency ?? 1, settings.destinationRate ?? 1];
+  const numbers = [...sizes, ackTimeoutMs, connections, prepConnections, warmup, drainMs, stallMs, settings.concurrency, settings.destinationConcurrency ?? 1, settings.destinationRate ?? 1];
   if (!numbers.every((v) => Number.isInteger(v) && v >= 0) || sizes.some((s) => s < 1 || s > 100_000) || connections < 1 || prepConnections < 1 || settings.concurrency < 1
     || backends.length === 0 || !backends.every((b) => b === 'postgres' || b === 'redis')) {
     throw new Error(USAGE);
@@ -689,6 +718,7 @@ async function main(): Promise<boolean> {
       connections,
       prepConnections,
       warmup,
+      ackTimeoutSeconds: ackTimeoutMs / 1000,
       exchangeConcurrency: settings.concurrency,
       destinationConcurrency: settings.destinationConcurrency ?? 'gateway default (8)',
       destinationRate: settings.destinationRate ?? 'gateway default (200/s)',
@@ -718,28 +748,31 @@ async function main(): Promise<boolean> {
         await registerSource(env.api, { sendingApplication: APP, sendingFacility: FACILITY, organization: `Organization/${org}`, name: 'CHU Bench (benchmark)' });
         if (warmup > 0) {
           const stays = Array.from({ length: warmup }, () => makeStay(stayNo++));
-          await prepare(env, stays, prepConnections);
+          await prepare(env, stays, prepConnections, ackTimeoutMs);
           await quiesce(env);
-          const w = await discharge(env, sink, stays, connections, drainMs, stallMs);
+          const w = await discharge(env, sink, stays, connections, ackTimeoutMs, drainMs, stallMs);
           console.log(`warm-up (${warmup}): ${w.delivered} e-mails, p50 ${w.latencyMs.p50} ms`);
           runs.push({ ...w, warmup: true });
         }
         for (const size of sizes) {
           const stays = Array.from({ length: size }, () => makeStay(stayNo++));
           console.log(`${backend}: preparing ${size} stays (A01 + mailbox)…`);
-          const prep = await prepare(env, stays, prepConnections);
+          const prep = await prepare(env, stays, prepConnections, ackTimeoutMs);
           await quiesce(env);
           console.log(`${backend}: prepared in ${prep} s; discharging ${size}…`);
-          const r = await discharge(env, sink, stays, connections, drainMs, stallMs);
+          const r = await discharge(env, sink, stays, connections, ackTimeoutMs, drainMs, stallMs);
           r.preparationSeconds = prep;
           runs.push(r);
           console.log(JSON.stringify(r));
-          if (r.missing > 0 || r.duplicates > 0) {
+          if (r.missing > 0 || r.duplicates > 0 || r.a03WithoutAck > 0) {
             ok = false;
           }
           await quiesce(env);
         }
         completed.value = true;
+      } catch (err) {
+        console.error(`gateway output (last 3000 characters):\n${env.gateway.proc.out().slice(-3000)}`);
+        throw err;
       } finally {
         const dataDir = env.dataDir;
         await stopEnv(env);
@@ -766,7 +799,7 @@ async function main(): Promise<boolean> {
   printSummary(runs.filter((r) => !r.warmup));
   console.log(`results written to ${file}`);
   if (!ok) {
-    console.error('CHECK FAILED: an e-mail is missing or was sent twice (see missing / duplicates)');
+    console.error('CHECK FAILED: an e-mail is missing or was sent twice, or an A03 got no ACK (see missing / duplicates / a03WithoutAck)');
   }
   return ok;
 }
@@ -784,7 +817,7 @@ function printSummary(runs: DischargeResult[]): void {
       String(r.latencyMs.p95),
       String(r.latencyMs.p99),
       String(r.latencyMs.max),
-      `${r.missing}/${r.duplicates}`,
+      `${r.missing}/${r.duplicates}${r.a03WithoutAck ? ` (${r.a03WithoutAck} A03 no ACK)` : ''}`,
       `${r.cpu.gatewayCores}/${r.cpu.postgresCores}/${r.cpu.redisCores ?? '-'}/${r.cpu.benchCores} (${r.cpu.machineCores})`,
       `${r.goal.rateMet ? 'rate met' : 'rate missed'}, ${r.goal.p99Met ? 'p99 met' : 'p99 missed'}`,
     ]);
