@@ -74,8 +74,7 @@ export class DeliveryProcessor {
       if (!mss) {
         throw new PermanentDeliveryError('MSSanté channel not configured (GW_MSS_SMTP_URL)');
       }
-      const messageId = `<${d.id}@${mss.domain}>`;
-      return this.gate.run(mss.destination, () => mss.send({ messageId, to: d.destination, submission: p.submission, insQualified: p.ctx.insQualified }));
+      return this.gate.run(mss.destination, () => mss.send({ messageId: mss.messageId(d.id), to: d.destination, submission: p.submission, insQualified: p.ctx.insQualified }));
     }
     const mhd = this.channels.mhd;
     if (!mhd) {
@@ -125,7 +124,7 @@ export class DeliveryProcessor {
     const now = new Date().toISOString();
     await this.repo.withTransaction(async (tx) => {
       await this.deliveries.setStatus(tx, d.id, status, {
-        remoteId: status === 'sent' ? (d.channel === 'mhd' ? submission?.documents[0]?.uniqueId : `<${d.id}@${this.channels.mss?.domain}>`) : undefined,
+        remoteId: status === 'sent' ? (d.channel === 'mhd' ? submission?.documents[0]?.uniqueId : this.channels.mss?.messageId(d.id)) : undefined,
         error: status === 'sent' ? null : answer,
         sent: status === 'sent',
       });

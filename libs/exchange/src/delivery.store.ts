@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { Pool, PoolClient } from 'pg';
 import type { Queryable } from '@gw/store';
 import type { Channel } from './route.store';
@@ -30,20 +29,6 @@ export interface Attempt {
   at: string;
   outcome: 'success' | 'retry' | 'dead' | 'refused' | 'skipped';
   remote: string | null;
-}
-
-/** A UUID (RFC 4122 v5 layout) from a name: the same event, channel and destination → the same id. */
-export function nameUuid(name: string): string {
-  const h = createHash('sha1').update(`gw-exchange:${name}`).digest();
-  h[6] = (h[6] & 0x0f) | 0x50;
-  h[8] = (h[8] & 0x3f) | 0x80;
-  const x = h.subarray(0, 16).toString('hex');
-  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
-}
-
-/** The `2.25.<integer>` OID of a UUID (ITU-T X.667): a document uniqueId derived from the delivery. */
-export function uuidOid(uuid: string): string {
-  return `2.25.${BigInt(`0x${uuid.replace(/-/g, '')}`).toString()}`;
 }
 
 const COLUMNS = `id, event_id, channel, destination, recipient, communication, task, status, attempts, replays, remote_id, last_error,

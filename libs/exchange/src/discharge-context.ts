@@ -21,6 +21,7 @@ import {
   MT_STATUS_EXTENSION,
   PRACTITIONER_FLAG_SYSTEM,
   RELIABILITY_EXTENSION,
+  RPPS,
   extensionCode,
   mssanteMailbox,
 } from './exchange.codes';
@@ -174,7 +175,7 @@ export class DischargeContextLoader {
         display,
         mailbox: mssanteMailbox(role?.telecom) ?? mssanteMailbox(person?.telecom),
         organization: role?.organization?.reference,
-        rpps: person?.identifier?.find((i) => i.system === 'https://rpps.esante.gouv.fr')?.value,
+        rpps: person?.identifier?.find((i) => i.system === RPPS)?.value,
       },
       active: person?.active !== false && role?.active !== false,
       fictitious: !!person?.meta?.tag?.some((t) => t.system === PRACTITIONER_FLAG_SYSTEM && t.code === 'fictitious'),

@@ -1,7 +1,9 @@
 import type { CodeableConcept, ContactPoint, Extension } from '@medplum/fhirtypes';
+import { GW } from '@gw/fhir';
+
+export { CONSENT_CODES, FINESS, GW, INSEE_CODE_EXTENSION, INS_OIDS, RELIABILITY_EXTENSION, RPPS } from '@gw/fhir';
 
 /** Gateway-defined systems used by the exchange layer (documented in docs/exchange.md). */
-export const GW = 'https://gateway.fr-primary-care.org';
 export const TASK_CODE_SYSTEM = `${GW}/fhir/CodeSystem/exchange-task`;
 export const BUSINESS_STATUS_SYSTEM = `${GW}/fhir/CodeSystem/exchange-status`;
 export const DELIVERY_ID_SYSTEM = `${GW}/fhir/NamingSystem/exchange-delivery`;
@@ -12,14 +14,7 @@ export const MT_STATUS_EXTENSION = `${GW}/fhir/StructureDefinition/mt-status`;
 export const TERRITORY_COMMUNE_EXTENSION = `${GW}/fhir/StructureDefinition/territory-commune`;
 /** Practitioner tag: a fictitious MT number assigned by the caisse. */
 export const PRACTITIONER_FLAG_SYSTEM = `${GW}/fhir/CodeSystem/practitioner-flag`;
-export const INSEE_CODE_EXTENSION = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code';
 export const EMAIL_TYPE_EXTENSION = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type';
-export const RELIABILITY_EXTENSION = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability';
-export const CONSENT_CODES = `${GW}/fhir/CodeSystem/dmp-consent`;
-export const FINESS = 'https://finess.esante.gouv.fr';
-export const RPPS = 'https://rpps.esante.gouv.fr';
-/** INS-NIR, INS-NIA and their test OIDs (FR Core). */
-export const INS_OIDS = ['1.2.250.1.213.1.4.8', '1.2.250.1.213.1.4.9', '1.2.250.1.213.1.4.10', '1.2.250.1.213.1.4.11'];
 export const COORDINATOR_ROLES = new Set(['coordinator', 'coordinateur', '768730001']);
 
 export type TaskKind = 'discharge-follow-up' | 'find-mt';

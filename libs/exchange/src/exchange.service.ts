@@ -151,7 +151,7 @@ export class ExchangeService {
       }
       throw err;
     }
-    const id = /^<?([0-9a-f-]{36})@/.exec(report.originalMessageId)?.[1];
+    const id = MssChannel.deliveryIdOf(report.originalMessageId);
     const ok = (report.disposition === 'processed' || report.disposition === 'displayed' || report.disposition === 'dispatched') && !report.error;
     const status = await this.repo.withTransaction(async (tx) => {
       const d = id ? await this.deliveries.get(id, tx, true) : undefined;

@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import { IDNATPS } from '@gw/fhir';
+import { nameUuid } from './name-uuid';
 import type { Binary, Bundle, BundleEntry, Coding, DocumentReference, Identifier, List, Organization, Patient, Practitioner, Reference, Resource } from '@medplum/fhirtypes';
 import type { ExchangeDocument, Submission } from './document.model';
 import { FINESS, RPPS } from './exchange.codes';
@@ -14,9 +16,6 @@ export const MHD_PROFILES = {
 const LIST_TYPES = 'https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes';
 const URI = 'urn:ietf:rfc:3986';
 const CONFIDENTIALITY = 'http://terminology.hl7.org/CodeSystem/v3-Confidentiality';
-const IDNATPS = 'urn:oid:1.2.250.1.71.4.2.1';
-/** RFC 4122 URL namespace: the base of the name-based (v5) UUIDs below. */
-const UUID_NAMESPACE = Buffer.from('6ba7b8119dad11d180b400c04fd430c8', 'hex');
 
 /** Options of {@link buildProvideBundle}. */
 export interface ProvideBundleOptions {
@@ -31,8 +30,8 @@ export interface ProvideBundleOptions {
  */
 export function buildProvideBundle(s: Submission, opts: ProvideBundleOptions = {}): Bundle {
   const subject = patientSubject(s, opts.patientReference);
-  const docs = s.documents.map((d) => ({ doc: d, refUrl: nameUuid(`docref|${d.uniqueId}`), binUrl: nameUuid(`binary|${d.uniqueId}`) }));
-  const entries: BundleEntry[] = [entry(nameUuid(`submissionset|${s.uniqueId}`), submissionSetList(s, subject, docs.map((d) => d.refUrl)))];
+  const docs = s.documents.map((d) => ({ doc: d, refUrl: urnUuid(`docref|${d.uniqueId}`), binUrl: urnUuid(`binary|${d.uniqueId}`) }));
+  const entries: BundleEntry[] = [entry(urnUuid(`submissionset|${s.uniqueId}`), submissionSetList(s, subject, docs.map((d) => d.refUrl)))];
   for (const { doc, refUrl, binUrl } of docs) {
     entries.push(entry(refUrl, documentReference(doc, s, subject, binUrl)));
     entries.push(entry(binUrl, { resourceType: 'Binary', contentType: doc.contentType, data: doc.data.toString('base64') } satisfies Binary));
@@ -169,18 +168,14 @@ function patientSubject(s: Submission, reference: string | undefined): Reference
   throw new Error('Submission patient has neither an INS nor a local identifier');
 }
 
+/** A name-based UUID as a `urn:uuid:` fullUrl. */
+function urnUuid(name: string): string {
+  return `urn:uuid:${nameUuid(name)}`;
+}
+
 /** An OID as `urn:oid:`; a value already a URN (urn:uuid, urn:oid) is kept. */
 function urn(id: string): string {
   return /^[0-2](\.\d+)+$/.test(id) ? `urn:oid:${id}` : id;
-}
-
-/** Name-based UUID (RFC 4122 §4.3, version 5, SHA-1), as a `urn:uuid:` fullUrl. */
-export function nameUuid(name: string): string {
-  const h = createHash('sha1').update(UUID_NAMESPACE).update(name, 'utf8').digest().subarray(0, 16);
-  h[6] = (h[6] & 0x0f) | 0x50;
-  h[8] = (h[8] & 0x3f) | 0x80;
-  const x = h.toString('hex');
-  return `urn:uuid:${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -61,9 +61,17 @@ export class MssChannel {
     return this.settings.url;
   }
 
-  /** The domain of the gateway's mailbox, used in Message-IDs. */
-  get domain(): string {
-    return this.settings.from.split('@')[1] ?? 'gateway.invalid';
+  /**
+   * The Message-ID of a delivery: a retry sends the same one, and an MDN's Original-Message-ID
+   * leads back to the delivery.
+   */
+  messageId(deliveryId: string): string {
+    return `<${deliveryId}@${this.settings.from.split('@')[1] ?? 'gateway.invalid'}>`;
+  }
+
+  /** The delivery a Message-ID made by {@link messageId} stands for. */
+  static deliveryIdOf(messageId: string): string | undefined {
+    return /^<?([0-9a-f-]{36})@/.exec(messageId)?.[1];
   }
 
   /** Sends; resolves with the relay's answer, throws PermanentDeliveryError on a 5xx. */

@@ -2,6 +2,7 @@ import { Client } from 'pg';
 import type { Pool } from 'pg';
 import type { Logger, QueueService } from '@gw/platform';
 import type { JobsOptions } from 'bullmq';
+import { withTransaction } from '@gw/store';
 
 const BATCH = 500;
 
@@ -73,15 +74,9 @@ export class OutboxRelay {
 
   /** One batch: lock undispatched events, enqueue their jobs, mark them, commit. Returns the count. */
   private async pass(kind: 'discharge' | 'withdraw'): Promise<number> {
-    const client = await this.pool.connect();
-    // The connection is held across the enqueue: a database restart then must not crash the process.
-    let broken: Error | undefined;
-    const onError = (err: Error): void => {
-      broken = err;
-    };
-    client.on('error', onError);
-    try {
-      await client.query('BEGIN');
+    // The connection is held across the enqueue; withTransaction keeps a database restart in that
+    // window from crashing the process.
+    return withTransaction(this.pool, async (client) => {
       const res = await client.query<{ id: string; type: string }>(
         kind === 'discharge'
           ? `SELECT id::text, type FROM domain_event WHERE dispatched_at IS NULL ORDER BY id LIMIT ${BATCH} FOR UPDATE SKIP LOCKED`
@@ -96,15 +91,8 @@ export class OutboxRelay {
       }
       const column = kind === 'discharge' ? 'dispatched_at' : 'withdraw_dispatched_at';
       await client.query(`UPDATE domain_event SET ${column} = now() WHERE id = ANY($1::bigint[])`, [res.rows.map((r) => r.id)]);
-      await client.query('COMMIT');
       return res.rows.length;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.removeListener('error', onError);
-      client.release(broken);
-    }
+    });
   }
 
   /** LISTEN on a connection of its own; reconnects after a database restart (polling covers the gap). */

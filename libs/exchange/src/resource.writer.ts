@@ -13,8 +13,7 @@ export class ResourceWriter {
 
   /** Validates and stamps a new resource filed under `owner`; persist the result with `flush`. */
   prepare<T extends Resource>(resource: T, owner: string | undefined, id: string = randomUUID()): { version: NewVersion; ref: string } {
-    const tagged = owner ? { ...resource, meta: { ...resource.meta, tag: [...(resource.meta?.tag ?? []), { system: OWNER_TAG_SYSTEM, code: owner }] } } : resource;
-    const version = this.repo.prepareCreate(tagged, CTX, id);
+    const version = this.repo.prepareCreate(withOwner(resource, owner), CTX, id);
     return { version, ref: `${resource.resourceType}/${id}` };
   }
 
@@ -48,7 +47,11 @@ export class ResourceWriter {
 
   /** Fire-and-forget create outside any transaction (grouped commits): the attempt AuditEvents. */
   async create<T extends Resource>(resource: T, owner: string | undefined): Promise<void> {
-    const tagged = owner ? { ...resource, meta: { tag: [{ system: OWNER_TAG_SYSTEM, code: owner }] } } : resource;
-    await this.repo.create(tagged, CTX);
+    await this.repo.create(withOwner(resource, owner), CTX);
   }
+}
+
+/** The owner tag the store reads to file a resource under an organization (admin principal only). */
+function withOwner<T extends Resource>(resource: T, owner: string | undefined): T {
+  return owner ? { ...resource, meta: { ...resource.meta, tag: [...(resource.meta?.tag ?? []), { system: OWNER_TAG_SYSTEM, code: owner }] } } : resource;
 }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import JSZip from 'jszip';
 import type { Coding } from '@medplum/fhirtypes';
+import { IDNATPS } from '@gw/fhir';
 import type { DocumentAuthor, DocumentPatient, ExchangeDocument, Submission } from './document.model';
 
 /** Name of the attachment that carries the XDM package in an MSSanté message (DOMAIN §6). */
@@ -18,7 +19,7 @@ export const DEFAULT_FACILITY_TYPE: Coding = { system: 'urn:oid:1.2.250.1.71.4.2
 /** Default XDS practiceSettingCode (ANS JDV_J04 "ETABLISSEMENT"; unchecked). */
 export const DEFAULT_PRACTICE_SETTING: Coding = { system: 'urn:oid:1.2.250.1.213.1.1.4.9', code: 'ETABLISSEMENT', display: 'Etablissement de santé' };
 
-const IDNATPS_OID = '1.2.250.1.71.4.2.1';
+const IDNATPS_OID = IDNATPS.slice('urn:oid:'.length);
 const IDNATSTRUCT_OID = '1.2.250.1.71.4.2.2';
 const CONFIDENTIALITY_OID = '2.16.840.1.113883.5.25';
 const NS_LCM = 'urn:oasis:names:tc:ebxml-regrep:xsd:lcm:3.0';

@@ -9,3 +9,4 @@ export type { Prefix, SearchRequest, SearchParamClause, IncludeClause } from './
 export { ProfileRegistry } from './profiles';
 export { validateForWrite } from './validation';
 export { buildCapabilityStatement } from './capability';
+export { CONSENT_CODES, FINESS, GW, IDNATPS, INSEE_CODE_EXTENSION, INS_OIDS, RELIABILITY_EXTENSION, RPPS } from './fr-core';

@@ -1,27 +1,23 @@
 import type { CodeableConcept, Coding, Consent, Encounter, EncounterLocation, Extension, HumanName, Identifier, Patient, Practitioner } from '@medplum/fhirtypes';
+import { CONSENT_CODES, FINESS, GW, IDNATPS, INSEE_CODE_EXTENSION, INS_OIDS, RELIABILITY_EXTENSION, RPPS } from '@gw/fhir';
 import { MOVEMENT_KIND } from './pam-fr';
+
+export { CONSENT_CODES, FINESS, GW, IDNATPS, RPPS };
 import type { AddressData, Cx, DoctorData, MovementData, PatientData, UnitData } from './pam-fr';
 
-export const GW = 'https://gateway.fr-primary-care.org';
 export const GW_PATIENT_PROFILE = `${GW}/fhir/StructureDefinition/gw-patient`;
-const RELIABILITY = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability';
 const RELIABILITY_CODES = 'https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445';
 const BIRTH_PLACE = 'http://hl7.org/fhir/StructureDefinition/patient-birthPlace';
 const BIRTH_GIVEN_LIST = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-birth-list-given-name';
-const INSEE_CODE = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code';
 const COMMUNE_CODES = 'https://mos.esante.gouv.fr/NOS/TRE_R13-CommuneOM/FHIR/TRE-R13-CommuneOM';
 const IDENTIFIER_TYPES = 'https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-identifier-type';
 const V2_0203 = 'http://terminology.hl7.org/CodeSystem/v2-0203';
-export const IDNATPS = 'urn:oid:1.2.250.1.71.4.2.1';
-export const RPPS = 'https://rpps.esante.gouv.fr';
-export const FINESS = 'https://finess.esante.gouv.fr';
-const INS_SYSTEMS = ['1.2.250.1.213.1.4.8', '1.2.250.1.213.1.4.9', '1.2.250.1.213.1.4.10', '1.2.250.1.213.1.4.11'].map((o) => `urn:oid:${o}`);
+const INS_SYSTEMS = INS_OIDS.map((o) => `urn:oid:${o}`);
 const ACT_CODE = 'http://terminology.hl7.org/CodeSystem/v3-ActCode';
 const DISPOSITION = 'http://terminology.hl7.org/CodeSystem/discharge-disposition';
 export const PMSI_MODE_SORTIE = `${GW}/fhir/CodeSystem/pmsi-mode-sortie`;
 const PMSI_MODE_ENTREE = `${GW}/fhir/CodeSystem/pmsi-mode-entree`;
 const V2_0112 = 'http://terminology.hl7.org/CodeSystem/v2-0112';
-export const CONSENT_CODES = `${GW}/fhir/CodeSystem/dmp-consent`;
 export const CONSENT_IDS = `${GW}/fhir/NamingSystem/consent`;
 
 /** The identifier system of a CX (IPP, visit number): the source's setting, an ISO OID, else per facility. */
@@ -70,12 +66,12 @@ export function buildPatient(existing: Patient | undefined, p: PatientData, ippS
   } else if (typeof p.deceased === 'boolean' && !out.deceasedDateTime) {
     out.deceasedBoolean = p.deceased;
   }
-  const ext = (existing?.extension ?? []).filter((e) => e.url !== RELIABILITY && e.url !== BIRTH_PLACE);
+  const ext = (existing?.extension ?? []).filter((e) => e.url !== RELIABILITY_EXTENSION && e.url !== BIRTH_PLACE);
   if (p.identityStatus) {
-    ext.push({ url: RELIABILITY, extension: [{ url: 'identityStatus', valueCoding: { system: RELIABILITY_CODES, code: p.identityStatus } }] });
+    ext.push({ url: RELIABILITY_EXTENSION, extension: [{ url: 'identityStatus', valueCoding: { system: RELIABILITY_CODES, code: p.identityStatus } }] });
   }
   if (p.birthPlace) {
-    ext.push({ url: BIRTH_PLACE, valueAddress: clean({ city: p.birthPlace.city, country: p.birthPlace.country, extension: [{ url: INSEE_CODE, valueCoding: { system: COMMUNE_CODES, code: p.birthPlace.insee } }] }) });
+    ext.push({ url: BIRTH_PLACE, valueAddress: clean({ city: p.birthPlace.city, country: p.birthPlace.country, extension: [{ url: INSEE_CODE_EXTENSION, valueCoding: { system: COMMUNE_CODES, code: p.birthPlace.insee } }] }) });
   }
   setOrDelete(out, 'extension', ext.length > 0 ? ext : undefined);
   if (doctor) {
@@ -330,7 +326,7 @@ function toAddress(a: AddressData): Record<string, unknown> {
   return {
     ...rest,
     line: a.line.length ? a.line : undefined,
-    extension: insee ? [{ url: INSEE_CODE, valueCoding: { system: COMMUNE_CODES, code: insee } }] : undefined,
+    extension: insee ? [{ url: INSEE_CODE_EXTENSION, valueCoding: { system: COMMUNE_CODES, code: insee } }] : undefined,
   };
 }
 

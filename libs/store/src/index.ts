@@ -2,7 +2,7 @@ export { OrganizationAccessPolicy } from './access';
 export type { AccessPolicy, Principal, StoredRef } from './access';
 export { AuditLog } from './audit';
 export type { AuditRecord } from './audit';
-export { FhirRepository, OWNER_TAG_SYSTEM, SOURCE_PREFIX, groupMatches, lockAllQuery } from './repository';
+export { FhirRepository, OWNER_TAG_SYSTEM, SOURCE_PREFIX, groupMatches, lockAllQuery, withTransaction } from './repository';
 export type { Queryable, StoredResource, SearchResult, WriteContext } from './repository';
 export { FhirService } from './fhir-service';
 export type { FhirRequest, FhirResponse, ServiceOptions } from './fhir-service';

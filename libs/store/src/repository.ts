@@ -56,20 +56,7 @@ export class FhirRepository {
    * discarded rather than returned to the pool.
    */
   async withTransaction<T>(fn: (db: PoolClient) => Promise<T>, opts: { begin?: boolean } = {}): Promise<T> {
-    const client = await this.pool.connect();
-    try {
-      if (opts.begin !== false) {
-        await client.query('BEGIN');
-      }
-      const result = await fn(client);
-      await client.query('COMMIT');
-      client.release();
-      return result;
-    } catch (err) {
-      const clean = await client.query('ROLLBACK').then(() => true, () => false);
-      client.release(clean ? undefined : (err as Error));
-      throw err;
-    }
+    return withTransaction(this.pool, fn, opts);
   }
 
   /** Validates, stamps and indexes a new resource; returns what must be persisted. */
@@ -461,6 +448,36 @@ function stampMeta(meta: Meta | undefined, versionId: number, lastUpdated: strin
 
 function requestedOwner(resource: Resource): string | undefined {
   return resource.meta?.tag?.find((t) => t.system === OWNER_TAG_SYSTEM)?.code;
+}
+
+/**
+ * Runs `fn` in a transaction on a pooled connection and commits. With `{ begin: false }` the
+ * callback sends BEGIN itself, batched with its first statements. A connection that broke while
+ * held (an error event between queries, e.g. a database restart while `fn` awaits other I/O) or
+ * whose ROLLBACK failed is discarded, and its error event never reaches the process unhandled.
+ */
+export async function withTransaction<T>(pool: Pool, fn: (db: PoolClient) => Promise<T>, opts: { begin?: boolean } = {}): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  const onError = (err: Error): void => {
+    broken = err;
+  };
+  client.on('error', onError);
+  try {
+    if (opts.begin !== false) {
+      await client.query('BEGIN');
+    }
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    const clean = await client.query('ROLLBACK').then(() => true, () => false);
+    broken ??= clean ? undefined : (err as Error);
+    throw err;
+  } finally {
+    client.removeListener('error', onError);
+    client.release(broken);
+  }
 }
 
 /** The advisory-lock key of a conditional query: type and sorted clauses. */
