@@ -17,10 +17,7 @@
  *
  * Writes test/bench/results/exchange-<date>.json and prints a summary table.
  */
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -30,6 +27,8 @@ import { Hl7Message } from '@medplum/core';
 import { Hl7Client } from '@medplum/hl7';
 import { SMTPServer } from 'smtp-server';
 import { freePort } from '../support/ports';
+import { startRedis } from '../support/redis';
+import { TICK, alive, machineBusyTicks, percentile, pool, postgresTicks, postmasterPidOf, procTicks, round, sleep, tcpOpen } from './bench-support';
 import { GATEWAY_MAIN, ROOT, run } from '../support/process';
 import type { Proc } from '../support/process';
 import { ackCode, ackControlId, adt, call, createOrganization, finess, hl7Date, nir, registerSource, rpps, search } from '../support/hl7';
@@ -44,8 +43,6 @@ const RUN = Date.now().toString(36).slice(-4).toUpperCase();
 
 type Backend = 'postgres' | 'redis';
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const round = (n: number): number => Math.round(n * 100) / 100;
 
 // ---------------------------------------------------------------------------------------------
 // Workload: one stay per discharge, each with its own médecin traitant and mailbox.
@@ -256,65 +253,8 @@ async function sendAll(
   }
 }
 
-/** Runs `f` over `items` with `concurrency` workers. */
-async function pool<T>(items: T[], concurrency: number, f: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < items.length) {
-        await f(items[next++]);
-      }
-    }),
-  );
-}
-
 // ---------------------------------------------------------------------------------------------
 // CPU shares (cores used) from /proc.
-
-const TICK = 100;
-
-/** utime + stime of a process (with `reaped`, plus cutime + cstime: its children that exited and were waited for). */
-function procTicks(pid: number, reaped = false): { ticks: number; ppid: number } | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) + (reaped ? Number(f[13]) + Number(f[14]) : 0) };
-  } catch {
-    return undefined;
-  }
-}
-
-function postmasterPidOf(dataDir: string): number | undefined {
-  const file = join(dataDir, 'postgres', 'postmaster.pid');
-  if (!existsSync(file)) {
-    return undefined;
-  }
-  const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
-  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-}
-
-/** CPU ticks of the postmaster of `dataDir` and its backends, live and exited (a closed pool connection keeps counting). */
-function postgresTicks(dataDir: string): number {
-  const pm = postmasterPidOf(dataDir);
-  if (!pm) {
-    return 0;
-  }
-  let ticks = procTicks(pm, true)?.ticks ?? 0;
-  for (const entry of readdirSync('/proc')) {
-    if (/^\d+$/.test(entry)) {
-      const t = procTicks(Number(entry));
-      if (t && t.ppid === pm) {
-        ticks += t.ticks;
-      }
-    }
-  }
-  return ticks;
-}
-
-function machineBusyTicks(): number {
-  const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  return cpu.reduce((a, b) => a + b, 0) - cpu[3] - (cpu[4] ?? 0);
-}
 
 interface CpuShare {
   machineCores: number;
@@ -327,7 +267,7 @@ interface CpuShare {
 function cpuProbe(env: BenchEnv): () => CpuShare {
   const t0 = performance.now();
   const gwPid = env.gateway.proc.child.pid;
-  const redisPid = env.redis?.child.pid;
+  const redisPid = env.redis?.pid;
   const ticks = (pid: number | undefined): number => (pid ? procTicks(pid)?.ticks ?? 0 : 0);
   const gw0 = ticks(gwPid);
   const pg0 = postgresTicks(env.dataDir);
@@ -363,69 +303,14 @@ async function quiesce(env: BenchEnv, maxMs = 30_000): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Processes.
 
-interface RedisProcess {
-  child: ChildProcess;
-  url: string;
-}
-
-async function tcpOpen(port: number): Promise<boolean> {
-  return new Promise((done) => {
-    const s = connect({ host: '127.0.0.1', port });
-    s.once('connect', () => {
-      s.destroy();
-      done(true);
-    });
-    s.once('error', () => done(false));
-  });
-}
-
-/** A redis-server on a free loopback port without persistence (as test/support/redis.ts, keeping the pid for the CPU probe). */
-async function startRedisServer(): Promise<RedisProcess> {
-  const bin = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((p) => existsSync(p));
-  if (!bin) {
-    throw new Error('redis-server not found: apt-get install -y redis-server');
-  }
-  const port = await freePort();
-  const child = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  const deadline = Date.now() + 10_000;
-  while (!(await tcpOpen(port))) {
-    if (Date.now() > deadline || child.exitCode !== null) {
-      child.kill('SIGKILL');
-      throw new Error(`redis-server did not open port ${port}`);
-    }
-    await sleep(50);
-  }
-  return { child, url: `redis://127.0.0.1:${port}` };
-}
-
-async function stopRedis(r: RedisProcess | undefined): Promise<void> {
-  if (!r || r.child.exitCode !== null || r.child.signalCode !== null) {
-    return;
-  }
-  const exited = new Promise<void>((done) => r.child.once('exit', () => done()));
-  r.child.kill('SIGTERM');
-  const timer = setTimeout(() => r.child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
-
 interface BenchEnv {
   backend: Backend;
   dataDir: string;
   httpPort: number;
   mllpPort: number;
   gateway: { proc: Proc };
-  redis?: RedisProcess;
+  redis?: { url: string; pid?: number; stop: () => Promise<void> };
   api: GatewayLike;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Stops the gateway (SIGTERM, SIGKILL after 30 s), then the embedded postmaster if it is still up, then Redis. */
@@ -447,7 +332,7 @@ async function stopEnv(env: BenchEnv | undefined): Promise<void> {
       await sleep(100);
     }
   }
-  await stopRedis(env.redis);
+  await env.redis?.stop();
 }
 
 function gatewayApi(baseUrl: string, dataDir: string): GatewayLike {
@@ -486,7 +371,7 @@ async function startEnv(backend: Backend, smtpPort: number, s: Settings): Promis
   // mkdtemp makes it 0700; as root, the embedded PostgreSQL runs as another user and must enter it.
   chmodSync(dataDir, 0o755);
   const [httpPort, mllpPort, pgPort] = [await freePort(), await freePort(), await freePort()];
-  const redis = backend === 'redis' ? await startRedisServer() : undefined;
+  const redis = backend === 'redis' ? await startRedis() : undefined;
   const vars: Record<string, string> = {
     GW_DATA_DIR: dataDir,
     GW_HTTP_HOST: '127.0.0.1',
@@ -548,10 +433,6 @@ async function prepare(env: BenchEnv, stays: Stay[], connections: number, timeou
     }
   });
   return round((performance.now() - t0) / 1000);
-}
-
-function percentile(sorted: Float64Array, p: number): number {
-  return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
 interface DischargeResult {

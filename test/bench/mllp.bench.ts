@@ -9,8 +9,7 @@
  *
  * Writes test/bench/results/mllp-<date>.json and prints a summary.
  */
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -18,6 +17,7 @@ import { Hl7Message } from '@medplum/core';
 import { Hl7Client } from '@medplum/hl7';
 import type { Encounter, Patient } from '@medplum/fhirtypes';
 import { freePort } from '../support/ports';
+import { TICK, alive, machineBusyTicks, percentile, pool, postgresTicks, postmasterPidOf, procTicks, round, sleep, tcpOpen } from './bench-support';
 import { GATEWAY_MAIN, ROOT, run } from '../support/process';
 import type { Proc } from '../support/process';
 import { FACILITY_OID, ackCode, ackControlId, adt, call, createOrganization, hl7Date, ledger, nir, registerSource, rpps, search } from '../support/hl7';
@@ -382,14 +382,6 @@ async function closedLoop(o: LoopOptions): Promise<LoopResult> {
   return { sent, seconds: Number(process.hrtime.bigint() - started) / 1e9, latencies: latencies.slice(0, measured), codes, interrupted, errors };
 }
 
-function percentile(sorted: Float64Array, p: number): number {
-  return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
-
-function round(n: number): number {
-  return Math.round(n * 100) / 100;
-}
-
 interface PhaseStats {
   messages: number;
   acked: number;
@@ -432,49 +424,6 @@ interface CpuShare {
   loadGeneratorCores: number;
 }
 
-const TICK = 100;
-
-function procTicks(pid: number): { ticks: number; ppid: number } | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) };
-  } catch {
-    return undefined;
-  }
-}
-
-function postmasterPidOf(dataDir: string): number | undefined {
-  const file = join(dataDir, 'postgres', 'postmaster.pid');
-  if (!existsSync(file)) {
-    return undefined;
-  }
-  const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
-  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-}
-
-function postgresTicks(dataDir: string): number {
-  const pm = postmasterPidOf(dataDir);
-  if (!pm) {
-    return 0;
-  }
-  let ticks = procTicks(pm)?.ticks ?? 0;
-  for (const entry of readdirSync('/proc')) {
-    if (/^\d+$/.test(entry)) {
-      const t = procTicks(Number(entry));
-      if (t && t.ppid === pm) {
-        ticks += t.ticks;
-      }
-    }
-  }
-  return ticks;
-}
-
-function machineBusyTicks(): number {
-  const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  return cpu.reduce((a, b) => a + b, 0) - cpu[3] - (cpu[4] ?? 0);
-}
-
 function cpuProbe(gatewayPid: number | undefined, dataDir: string): () => CpuShare {
   const t0 = Date.now();
   const gw0 = gatewayPid ? procTicks(gatewayPid)?.ticks ?? 0 : 0;
@@ -504,17 +453,6 @@ interface GatewayProcess {
   dataDir: string;
 }
 
-function tcpOpen(port: number): Promise<boolean> {
-  return new Promise((done) => {
-    const s = connect({ host: '127.0.0.1', port });
-    s.once('connect', () => {
-      s.destroy();
-      done(true);
-    });
-    s.once('error', () => done(false));
-  });
-}
-
 /** Waits until HTTP readiness answers 200 and the MLLP port accepts (GW_LOG_LEVEL=warn hides 'gateway ready'). */
 async function waitReady(gw: GatewayProcess, timeoutMs: number, firstStart: boolean): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -537,16 +475,6 @@ function startGateway(env: Record<string, string>): Proc {
   return run(GATEWAY_MAIN, env);
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Stops the gateway (SIGTERM, then SIGKILL after 30 s) and the embedded postmaster a SIGKILL may have left behind. */
 async function stopAll(gw: GatewayProcess | undefined): Promise<void> {
@@ -626,18 +554,6 @@ async function ledgerSince(api: GatewayLike, source: string, afterId: number, st
 async function newestLedgerId(api: GatewayLike, source: string): Promise<number> {
   const rows = await ledger(api, { source, _count: '1' });
   return rows[0] ? Number(rows[0].id) : 0;
-}
-
-/** Runs `f` over `items` with `concurrency` workers. */
-async function pool<T>(items: T[], concurrency: number, f: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < items.length) {
-        await f(items[next++]);
-      }
-    }),
-  );
 }
 
 interface StayCheck {

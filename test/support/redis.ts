@@ -8,7 +8,7 @@ import { freePort } from './ports';
  * A real Redis for tests: GW_TEST_REDIS_URL when given, else a local `redis-server` (Debian
  * package, installed by .ci/run) on a free loopback port, without persistence.
  */
-export async function startRedis(): Promise<{ url: string; stop: () => Promise<void> }> {
+export async function startRedis(): Promise<{ url: string; pid?: number; stop: () => Promise<void> }> {
   if (process.env.GW_TEST_REDIS_URL) {
     return { url: process.env.GW_TEST_REDIS_URL, stop: async () => undefined };
   }
@@ -18,14 +18,24 @@ export async function startRedis(): Promise<{ url: string; stop: () => Promise<v
   }
   const port = await freePort();
   const child: ChildProcess = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  await waitForPort(port, 10_000);
+  await waitForPort(port, 10_000).catch((err: unknown) => {
+    child.kill('SIGKILL');
+    throw err;
+  });
   return {
     url: `redis://127.0.0.1:${port}`,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-      }),
+    pid: child.pid,
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        return;
+      }
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGTERM');
+      // A server that ignores SIGTERM must not outlive the run.
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
   };
 }
 
