@@ -15,6 +15,7 @@ const BATCH = 500;
 export class OutboxRelay {
   private listener?: Client;
   private timer?: NodeJS.Timeout;
+  private reconnect?: NodeJS.Timeout;
   private running?: Promise<void>;
   private again = false;
   private stopped = false;
@@ -40,6 +41,10 @@ export class OutboxRelay {
     this.stopped = true;
     if (this.timer) {
       clearInterval(this.timer);
+    }
+    if (this.reconnect) {
+      clearTimeout(this.reconnect);
+      this.reconnect = undefined;
     }
     await this.running;
     await this.listener?.end().catch(() => undefined);
@@ -97,24 +102,43 @@ export class OutboxRelay {
 
   /** LISTEN on a connection of its own; reconnects after a database restart (polling covers the gap). */
   private async listen(): Promise<void> {
+    if (this.stopped) {
+      return;
+    }
     const client = new Client({ connectionString: this.databaseUrl });
     client.on('notification', () => this.wake());
     client.on('error', () => {
-      this.listener = undefined;
-      if (!this.stopped) {
-        setTimeout(() => void this.listen().catch(() => undefined), 2000).unref();
+      if (this.listener === client) {
+        this.listener = undefined;
+        this.relisten();
       }
     });
     try {
       await client.connect();
       await client.query('LISTEN gw_domain_event');
-      this.listener = client;
     } catch (err) {
       await client.end().catch(() => undefined);
       this.logger.warn({ err: (err as Error).message }, 'outbox relay cannot LISTEN yet; polling');
-      if (!this.stopped) {
-        setTimeout(() => void this.listen().catch(() => undefined), 2000).unref();
-      }
+      this.relisten();
+      return;
     }
+    if (this.stopped) {
+      // stop() ran while connecting: this connection must not outlive it.
+      await client.end().catch(() => undefined);
+      return;
+    }
+    this.listener = client;
+  }
+
+  /** One reconnection attempt at a time, none after stop(). */
+  private relisten(): void {
+    if (this.stopped || this.reconnect) {
+      return;
+    }
+    this.reconnect = setTimeout(() => {
+      this.reconnect = undefined;
+      void this.listen().catch(() => undefined);
+    }, 2000);
+    this.reconnect.unref();
   }
 }
