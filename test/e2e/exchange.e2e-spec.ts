@@ -125,6 +125,11 @@ describe.each(['postgres', 'redis'] as const)('exchange engine: discharges to th
     return { mt, nurse: `ide.${tag}@msp.mssante.fr`, coord: `coord.${tag}@msp.mssante.fr` };
   }
 
+  /** The discharge events recorded for an Encounter. */
+  async function eventsOf(encounterId: string): Promise<{ id: string }[]> {
+    return (await gw.core.db.pool.query<{ id: string }>('SELECT id::text FROM domain_event WHERE resource = $1', [`Encounter/${encounterId}`])).rows;
+  }
+
   async function taskFor(encounterId: string): Promise<Task | undefined> {
     return (await search<Task>(gw, 'Task', { focus: `Encounter/${encounterId}` }))[0];
   }
@@ -218,7 +223,7 @@ describe.each(['postgres', 'redis'] as const)('exchange engine: discharges to th
     const team = await teamFor(enc.subject.reference, s.base.gp!.rpps, `b${seq}`);
     await s.send('A03', { date: '20261122150000', exitMode: '8' });
     await eventually(async () => smtp.to(team.mt).length === 1);
-    const [event] = (await gw.core.db.pool.query<{ id: string }>(`SELECT id::text FROM domain_event WHERE resource = $1`, [`Encounter/${enc.id}`])).rows;
+    const [event] = await eventsOf(enc.id);
     // A redelivery (another job for the same event) and a retried delivery job.
     await gw.core.queue.enqueue('exchange.route-discharge', { eventId: event!.id }, `discharge-${event!.id}-again`);
     const deliveries = await gw.core.exchange.deliveries.forEvent(gw.core.db.pool, event!.id);
@@ -265,7 +270,7 @@ describe.each(['postgres', 'redis'] as const)('exchange engine: discharges to th
     const port = smtp.port;
     await smtp.stop();
     await s.send('A03', { date: '20261122150000', exitMode: '8' });
-    const [event] = (await gw.core.db.pool.query<{ id: string }>(`SELECT id::text FROM domain_event WHERE resource = $1`, [`Encounter/${enc.id}`])).rows;
+    const [event] = await eventsOf(enc.id);
     await eventually(async () => (await gw.core.exchange.deliveries.forEvent(gw.core.db.pool, event!.id)).some((d) => d.channel === 'mssante' && d.attempts >= 1));
     await smtp.start(port);
     await eventually(async () => smtp.to(team.mt).length === 1 && smtp.to(team.nurse).length === 1, 30_000);
@@ -304,7 +309,7 @@ describe.each(['postgres', 'redis'] as const)('exchange engine: discharges to th
     await s.send('A01', { date: '20261120100000' });
     await s.send('A03', { date: '20261122150000', exitMode: '8' });
     const enc = await encounterOf(s.visit);
-    const [event] = await eventually(async () => (await gw.core.db.pool.query<{ id: string }>(`SELECT id::text FROM domain_event WHERE resource = $1`, [`Encounter/${enc.id}`])).rows);
+    const [event] = await eventually(async () => eventsOf(enc.id));
     const mhd = await eventually(async () => (await gw.core.exchange.deliveries.forEvent(gw.core.db.pool, event!.id)).find((d) => d.channel === 'mhd' && d.status === 'sent'));
     const detail = await gw.core.exchange.delivery(mhd.id);
     expect(detail.attempts_detail.map((a) => a.outcome)).toEqual(['retry', 'retry', 'success']);
@@ -337,7 +342,7 @@ describe.each(['postgres', 'redis'] as const)('exchange engine: discharges to th
       const enc = await encounterOf(s.visit);
       const task = await eventually(async () => ((await taskFor(enc.id))?.note?.length ? taskFor(enc.id) : undefined));
       expect(task!.note![0]!.text).toMatch(why);
-      const [event] = (await gw.core.db.pool.query<{ id: string }>(`SELECT id::text FROM domain_event WHERE resource = $1`, [`Encounter/${enc.id}`])).rows;
+      const [event] = await eventsOf(enc.id);
       const mhd = (await gw.core.exchange.deliveries.forEvent(gw.core.db.pool, event!.id)).find((d) => d.channel === 'mhd')!;
       expect(mhd.status).toBe('refused');
       expect(mhd.attempts).toBe(1);
