@@ -7,17 +7,11 @@ import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
 import { freePort } from '../support/ports';
 import { startRedis } from '../support/redis';
-import { FaultProxy, TestSmtp, eventually } from '../support/exchange';
+import { FaultProxy, Stays, TestSmtp, eventually, mailbox } from '../support/exchange';
 import type { ReceivedMail } from '../support/exchange';
-import { adt, call, controlId, createOrganization, finess, nir, registerSource, rpps, search, sendMllp, uniqueId, ackCode } from '../support/hl7';
-import type { AdtEvent, AdtOptions } from '../support/hl7';
+import { call, createOrganization, finess, registerSource, search, uniqueId } from '../support/hl7';
 
 const FROM = 'passerelle@gw-test.mssante.fr';
-const MAILBOX_EXT = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type';
-
-function mailbox(address: string): Record<string, unknown> {
-  return { system: 'email', value: address, extension: [{ url: MAILBOX_EXT, valueCoding: { code: 'MSSANTE' } }] };
-}
 
 describe.each(['postgres', 'redis'] as const)('exchange engine: discharges to the primary-care team (%s queue)', (backend) => {
   let recipient: TestGateway;
@@ -74,56 +68,10 @@ describe.each(['postgres', 'redis'] as const)('exchange engine: discharges to th
     await redis?.stop();
   });
 
-  let seq = 0;
-  /** A hospital stay for a new patient; returns the IPP and visit. */
-  function stay(patient: Partial<AdtOptions['patient']> = {}, extra: Partial<AdtOptions> = {}) {
-    seq += 1;
-    const ipp = `${stamp}P${seq}`;
-    const visit = `${stamp}V${seq}`;
-    const base: AdtOptions = {
-      patient: { ipp, ins: nir('1', '55', '03', '75', '156', String(100 + seq).padStart(3, '0')), birthName: 'MARTIN', birthGivens: ['Jules'], birthDate: '19550301', sex: 'M', identityStatus: ['VALI', 'QUAL'], address: { line: '1 rue de la Paix', city: 'PARIS', zip: '75002', insee: '75156' }, ...patient },
-      gp: { rpps: rpps(String(1000000000 + seq).slice(0, 10)), family: 'DURAND', given: 'Anne' },
-      dmp: { feeding: 'INO', consult: 'IC' },
-      ...extra,
-    };
-    const send = async (event: AdtEvent, opts: Partial<AdtOptions> & { date: string; exitMode?: string; action?: 'INSERT' | 'CANCEL'; original?: string }): Promise<void> => {
-      const msg = adt(event, {
-        ...base,
-        ...opts,
-        controlId: controlId(),
-        visit: { visitNumber: visit, patientClass: 'I', admitDate: '20261120100000', ...(event === 'A03' ? { dischargeDate: opts.date } : {}) },
-        movement: { id: `${visit}-${opts.original ?? event}-${opts.date}`, date: opts.date, action: opts.action, originalTrigger: opts.original, uf: { name: 'CARDIO', code: 'UF100' } },
-        pmsi: opts.exitMode ? { exitMode: opts.exitMode } : undefined,
-      });
-      const ack = await sendMllp(gw.mllpPort, msg);
-      expect(ackCode(ack)).toBe('AA');
-    };
-    return { ipp, visit, base, send };
-  }
-
-  async function encounterOf(visit: string): Promise<{ id: string; subject: { reference: string } }> {
-    return eventually(async () => (await search<{ id: string; subject: { reference: string } }>(gw, 'Encounter', { identifier: visit }))[0]);
-  }
-
-  /** Gives the MT of a stay a MSSanté mailbox (the directory feed's job) and builds a care team. */
-  async function teamFor(patientRef: string, mtRpps: string, tag: string): Promise<{ mt: string; nurse: string; coord: string }> {
-    const [practitioner] = await search<{ id: string } & Record<string, unknown>>(gw, 'Practitioner', { identifier: `https://rpps.esante.gouv.fr|${mtRpps}` });
-    const mt = `mt.${tag}@medecin.mssante.fr`;
-    await call(gw, 'PUT', `${gw.fhirUrl}/Practitioner/${practitioner!.id}`, { ...practitioner, telecom: [mailbox(mt)] });
-    const nurseRes = await call<{ id: string }>(gw, 'POST', `${gw.fhirUrl}/Practitioner`, { resourceType: 'Practitioner', name: [{ family: 'IDE', given: ['Léa'] }], telecom: [mailbox(`ide.${tag}@msp.mssante.fr`)] });
-    const coordRes = await call<{ id: string }>(gw, 'POST', `${gw.fhirUrl}/Practitioner`, { resourceType: 'Practitioner', name: [{ family: 'COORD', given: ['Max'] }], telecom: [mailbox(`coord.${tag}@msp.mssante.fr`)] });
-    const team = await call(gw, 'POST', `${gw.fhirUrl}/CareTeam`, {
-      resourceType: 'CareTeam',
-      status: 'active',
-      subject: { reference: patientRef },
-      participant: [
-        { member: { reference: `Practitioner/${nurseRes.body.id}` }, role: [{ coding: [{ code: 'nurse' }] }] },
-        { member: { reference: `Practitioner/${coordRes.body.id}` }, role: [{ coding: [{ code: 'coordinator' }] }] },
-      ],
-    });
-    expect(team.status).toBe(201);
-    return { mt, nurse: `ide.${tag}@msp.mssante.fr`, coord: `coord.${tag}@msp.mssante.fr` };
-  }
+  const stays = new Stays(() => gw, stamp);
+  const stay = stays.stay.bind(stays);
+  const encounterOf = stays.encounterOf.bind(stays);
+  const teamFor = stays.teamFor.bind(stays);
 
   /** The discharge events recorded for an Encounter. */
   async function eventsOf(encounterId: string): Promise<{ id: string }[]> {
@@ -155,7 +103,7 @@ describe.each(['postgres', 'redis'] as const)('exchange engine: discharges to th
     const s = stay();
     await s.send('A01', { date: '20261120100000' });
     const enc = await encounterOf(s.visit);
-    const team = await teamFor(enc.subject.reference, s.base.gp!.rpps, `a${seq}`);
+    const team = await teamFor(enc.subject.reference, s.base.gp!.rpps, `a${stays.seq}`);
     await s.send('A03', { date: '20261122150000', exitMode: '8' });
 
     const task = await eventually(async () => {
@@ -220,7 +168,7 @@ describe.each(['postgres', 'redis'] as const)('exchange engine: discharges to th
     const s = stay();
     await s.send('A01', { date: '20261120100000' });
     const enc = await encounterOf(s.visit);
-    const team = await teamFor(enc.subject.reference, s.base.gp!.rpps, `b${seq}`);
+    const team = await teamFor(enc.subject.reference, s.base.gp!.rpps, `b${stays.seq}`);
     await s.send('A03', { date: '20261122150000', exitMode: '8' });
     await eventually(async () => smtp.to(team.mt).length === 1);
     const [event] = await eventsOf(enc.id);
@@ -253,7 +201,7 @@ describe.each(['postgres', 'redis'] as const)('exchange engine: discharges to th
     const s = stay();
     await s.send('A01', { date: '20261120100000' });
     const enc = await encounterOf(s.visit);
-    const team = await teamFor(enc.subject.reference, s.base.gp!.rpps, `d${seq}`);
+    const team = await teamFor(enc.subject.reference, s.base.gp!.rpps, `d${stays.seq}`);
     await s.send('A03', { date: '20261122150000', exitMode: '9' });
     await eventually(async () => smtp.to(team.mt).length === 1);
     expect(smtp.to(team.nurse)).toHaveLength(0);
@@ -266,7 +214,7 @@ describe.each(['postgres', 'redis'] as const)('exchange engine: discharges to th
     const s = stay();
     await s.send('A01', { date: '20261120100000' });
     const enc = await encounterOf(s.visit);
-    const team = await teamFor(enc.subject.reference, s.base.gp!.rpps, `e${seq}`);
+    const team = await teamFor(enc.subject.reference, s.base.gp!.rpps, `e${stays.seq}`);
     const port = smtp.port;
     await smtp.stop();
     await s.send('A03', { date: '20261122150000', exitMode: '8' });
@@ -287,7 +235,7 @@ describe.each(['postgres', 'redis'] as const)('exchange engine: discharges to th
     const s = stay();
     await s.send('A01', { date: '20261120100000' });
     const enc = await encounterOf(s.visit);
-    const team = await teamFor(enc.subject.reference, s.base.gp!.rpps, `f${seq}`);
+    const team = await teamFor(enc.subject.reference, s.base.gp!.rpps, `f${stays.seq}`);
     smtp.mode = 'tempfail';
     try {
       await s.send('A03', { date: '20261122150000', exitMode: '8' });

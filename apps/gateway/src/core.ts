@@ -73,7 +73,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: { 
     const clients = new ClientRegistry(db.pool);
     const tokens = new TokenService(db.pool, clients, { issuer: base, tokenEndpoint: `${base}/oauth2/token`, ttlSeconds: config.GW_TOKEN_TTL_SECONDS });
     await tokens.init();
-    const queue = new QueueService({ databaseUrl: db.url, redisUrl: config.GW_REDIS_URL, logger });
+    const queue = new QueueService({ databaseUrl: db.url, redisUrl: config.GW_REDIS_URL, lockMs: config.GW_QUEUE_LOCK_MS, logger });
     registerHousekeepingJobs(queue, db.pool);
     const exchange = new ExchangeService(db.pool, db.url, repo, queue, config, logger);
     exchange.register();

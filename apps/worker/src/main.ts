@@ -20,7 +20,7 @@ async function main(): Promise<void> {
   loadFhirDefinitions();
   const profiles = ProfileRegistry.fromDirectory(resolve(config.GW_PROFILES_DIR));
   const repo = new FhirRepository(db.pool, new SearchParamRegistry(), new OrganizationAccessPolicy(), profiles);
-  const queue = new QueueService({ databaseUrl: db.url, redisUrl: config.GW_REDIS_URL, logger });
+  const queue = new QueueService({ databaseUrl: db.url, redisUrl: config.GW_REDIS_URL, lockMs: config.GW_QUEUE_LOCK_MS, logger });
   registerHousekeepingJobs(queue, db.pool);
   const exchange = new ExchangeService(db.pool, db.url, repo, queue, config, logger);
   exchange.register();

@@ -74,9 +74,17 @@ export class DeliveryStore {
   }
 
   async setStatus(db: Queryable, id: string, status: DeliveryStatus, fields: { remoteId?: string; error?: string | null; sent?: boolean; acknowledged?: boolean } = {}): Promise<void> {
+    // An MDN can be recorded before the sender records "sent" (the relay accepts, the mailbox
+    // acknowledges, then the sender's transaction commits): "sent" never replaces that outcome
+    // nor its reason. (SET expressions all read the row as it was.)
     await db.query(
-      `UPDATE exchange_delivery SET status = $2, remote_id = coalesce($3, remote_id), last_error = CASE WHEN $4::boolean THEN $5 ELSE last_error END,
-         sent_at = CASE WHEN $6 THEN now() ELSE sent_at END, acknowledged_at = CASE WHEN $7 THEN now() ELSE acknowledged_at END, updated_at = now()
+      `UPDATE exchange_delivery SET
+         status = CASE WHEN $2 = 'sent' AND status IN ('processed', 'failed') THEN status ELSE $2 END,
+         remote_id = coalesce($3, remote_id),
+         last_error = CASE WHEN $4::boolean AND NOT ($2 = 'sent' AND status IN ('processed', 'failed')) THEN $5 ELSE last_error END,
+         sent_at = CASE WHEN $6 THEN now() ELSE sent_at END,
+         acknowledged_at = CASE WHEN $7 THEN now() ELSE acknowledged_at END,
+         updated_at = now()
        WHERE id = $1::uuid`,
       [id, status, fields.remoteId ?? null, fields.error !== undefined, fields.error ?? null, !!fields.sent, !!fields.acknowledged],
     );

@@ -22,6 +22,11 @@ export const configSchema = z.object({
   GW_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   GW_WORKERS_INPROCESS: bool.default(true),
   GW_WORKER_QUEUES: z.string().default('*'),
+  /**
+   * How long a worker holds a job's lock between renewals; a job whose worker died (its lock
+   * expired) is returned to the queue by the next stalled-job check, run at this interval.
+   */
+  GW_QUEUE_LOCK_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
   GW_AUDIT_RETENTION_DAYS: z.coerce.number().int().min(1).default(3650),
   GW_SEARCH_DEFAULT_COUNT: z.coerce.number().int().min(1).max(1000).default(20),
   GW_SEARCH_MAX_COUNT: z.coerce.number().int().min(1).max(10000).default(1000),

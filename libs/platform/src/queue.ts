@@ -64,8 +64,16 @@ export interface QueueBackendOptions {
   databaseUrl: string;
   /** Redis URL: when set, BullMQ runs on Redis instead. */
   redisUrl?: string;
+  /** Job lock duration and stalled-job check interval (default 30 s, BullMQ's). */
+  lockMs?: number;
   logger: Logger;
 }
+
+/**
+ * A job whose worker died mid-run goes back to the queue when its lock expires; one that stalls
+ * more often than this (a job that kills its worker) fails instead of looping.
+ */
+const MAX_STALLED = 2;
 
 type AnyQueue = Queue<unknown, unknown, string>;
 type AnyWorker = Worker<unknown, JobResult, string>;
@@ -138,7 +146,13 @@ export class QueueService {
           new Worker<unknown, JobResult, string>(
             name,
             (job: Job) => this.process(job),
-            { ...opts, concurrency: typeof concurrency === 'number' ? concurrency : (concurrency[name] ?? 4) },
+            {
+              ...opts,
+              concurrency: typeof concurrency === 'number' ? concurrency : (concurrency[name] ?? 4),
+              lockDuration: this.opts.lockMs ?? 30_000,
+              stalledInterval: this.opts.lockMs ?? 30_000,
+              maxStalledCount: MAX_STALLED,
+            },
             factory,
           ),
       );
