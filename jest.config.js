@@ -16,7 +16,7 @@ module.exports = {
   transform: { '^.+\\.ts$': ['@swc/jest', swc], '^.+/node_modules/(fhir-kit-client|jose)/.+\\.js$': ['@swc/jest', swc] },
   transformIgnorePatterns: ['/node_modules/(?!(fhir-kit-client|jose)/)'],
   moduleNameMapper: {
-    '^@gw/(platform|fhir|store|ingest|exchange)$': '<rootDir>/libs/$1/src/index.ts',
+    '^@gw/(platform|fhir|store|ingest|exchange|indicators)$': '<rootDir>/libs/$1/src/index.ts',
     '^fhir-kit-client$': '<rootDir>/node_modules/fhir-kit-client/dist/index.js',
   },
   globalSetup: '<rootDir>/test/support/global-setup.ts',

@@ -1,19 +1,24 @@
 import type { CodeableConcept, ContactPoint, Extension } from '@medplum/fhirtypes';
 import { GW } from '@gw/fhir';
 
-export { CONSENT_CODES, FINESS, GW, INSEE_CODE_EXTENSION, INS_OIDS, RELIABILITY_EXTENSION, RPPS } from '@gw/fhir';
+export {
+  CONSENT_CODES,
+  FINESS,
+  GW,
+  INSEE_CODE_EXTENSION,
+  INS_OIDS,
+  MT_STATUS_EXTENSION,
+  PRACTITIONER_FLAG_SYSTEM,
+  RELIABILITY_EXTENSION,
+  RPPS,
+  TASK_CODE_SYSTEM,
+  TERRITORY_COMMUNE_EXTENSION,
+} from '@gw/fhir';
 
 /** Gateway-defined systems used by the exchange layer (documented in docs/exchange.md). */
-export const TASK_CODE_SYSTEM = `${GW}/fhir/CodeSystem/exchange-task`;
 export const BUSINESS_STATUS_SYSTEM = `${GW}/fhir/CodeSystem/exchange-status`;
 export const DELIVERY_ID_SYSTEM = `${GW}/fhir/NamingSystem/exchange-delivery`;
 export const ROUTING_ID_SYSTEM = `${GW}/fhir/NamingSystem/exchange-routing`;
-/** Patient extension: status of the médecin traitant declaration (declared, departed, fictitious, none, seeking). */
-export const MT_STATUS_EXTENSION = `${GW}/fhir/StructureDefinition/mt-status`;
-/** Organization extension (repeated): an INSEE commune code of a CPTS territory. */
-export const TERRITORY_COMMUNE_EXTENSION = `${GW}/fhir/StructureDefinition/territory-commune`;
-/** Practitioner tag: a fictitious MT number assigned by the caisse. */
-export const PRACTITIONER_FLAG_SYSTEM = `${GW}/fhir/CodeSystem/practitioner-flag`;
 export const EMAIL_TYPE_EXTENSION = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type';
 export const COORDINATOR_ROLES = new Set(['coordinator', 'coordinateur', '768730001']);
 

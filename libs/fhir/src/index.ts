@@ -9,4 +9,18 @@ export type { Prefix, SearchRequest, SearchParamClause, IncludeClause } from './
 export { ProfileRegistry } from './profiles';
 export { validateForWrite } from './validation';
 export { buildCapabilityStatement } from './capability';
-export { CONSENT_CODES, FINESS, GW, IDNATPS, INSEE_CODE_EXTENSION, INS_OIDS, RELIABILITY_EXTENSION, RPPS } from './fr-core';
+export {
+  CONSENT_CODES,
+  FINESS,
+  GW,
+  IDNATPS,
+  INSEE_CODE_EXTENSION,
+  INS_OIDS,
+  MT_STATUS_EXTENSION,
+  ORGANIZATION_TYPE_SYSTEM,
+  PRACTITIONER_FLAG_SYSTEM,
+  RELIABILITY_EXTENSION,
+  RPPS,
+  TASK_CODE_SYSTEM,
+  TERRITORY_COMMUNE_EXTENSION,
+} from './fr-core';

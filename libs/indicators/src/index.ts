@@ -1,0 +1,1 @@
+export { ACT_CODE, ATC, CCAM, CIM10, CODES, CONDITION_CLINICAL, LOINC } from './codes';
