@@ -10,6 +10,7 @@ import { FhirController } from './fhir.controller';
 import { HealthController, METRICS } from './health.controller';
 import { Hl7AdminController } from './hl7-admin.controller';
 import { Hl7Controller } from './hl7.controller';
+import { MeasureController } from './measure.controller';
 import { OAuthController } from './oauth.controller';
 import { OutcomeFilter } from './outcome.filter';
 import { CORE } from './tokens';
@@ -20,7 +21,7 @@ export class AppModule {
   static forRoot(core: GatewayCore, metrics: Registry): DynamicModule {
     return {
       module: AppModule,
-      controllers: [FhirController, OAuthController, HealthController, AdminController, Hl7Controller, Hl7AdminController, ExchangeAdminController],
+      controllers: [MeasureController, FhirController, OAuthController, HealthController, AdminController, Hl7Controller, Hl7AdminController, ExchangeAdminController],
       providers: [
         { provide: CORE, useValue: core },
         { provide: METRICS, useValue: metrics },

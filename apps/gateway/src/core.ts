@@ -1,4 +1,4 @@
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import {
   ClientRegistry,
   QueueService,
@@ -20,6 +20,7 @@ import {
 } from '@gw/store';
 import { Hl7IngestService } from '@gw/ingest';
 import { ExchangeService, MhdRecipient, workerConcurrency } from '@gw/exchange';
+import { IndicatorsService } from '@gw/indicators';
 
 export const VERSION = '0.1.0';
 
@@ -41,6 +42,7 @@ export interface GatewayCore {
   hl7: Hl7IngestService;
   /** Discharge routing, MSSanté and MHD deliveries. */
   exchange: ExchangeService;
+  indicators: IndicatorsService;
   close(): Promise<void>;
 }
 
@@ -75,6 +77,8 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: { 
     await tokens.init();
     const queue = new QueueService({ databaseUrl: db.url, redisUrl: config.GW_REDIS_URL, lockMs: config.GW_QUEUE_LOCK_MS, logger });
     registerHousekeepingJobs(queue, db.pool);
+    const indicators = IndicatorsService.load(join(resolve(config.GW_PROFILES_DIR), 'measures'), db.pool, repo, audit, config.GW_INDICATOR_SMALL_CELL, logger);
+    await indicators.install();
     const exchange = new ExchangeService(db.pool, db.url, repo, queue, config, logger);
     exchange.register();
     queue.verifyHandlers();
@@ -87,7 +91,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: { 
     const capability = buildCapabilityStatement({ baseUrl: base, version: VERSION, registry, profiles });
     const hl7 = new Hl7IngestService(db.pool, repo, { acceptUnknownSources: config.GW_HL7_ACCEPT_UNKNOWN_SOURCES ?? db.embedded, logger });
     return {
-      config, logger, db, baseUrl: base, repo, service, audit, clients, tokens, queue, profiles, capability, hl7, exchange,
+      config, logger, db, baseUrl: base, repo, service, audit, clients, tokens, queue, profiles, capability, hl7, exchange, indicators,
       async close() {
         await exchange.stop();
         await queue.close();

@@ -1,1 +1,11 @@
 export { ACT_CODE, ATC, CCAM, CIM10, CODES, CONDITION_CLINICAL, LOINC } from './codes';
+export { CRITERIA_LANGUAGE, compileCriterion } from './criteria';
+export type { Criterion } from './criteria';
+export { CatalogueError, MeasureCatalogue, DENOMINATOR_POPULATIONS } from './catalogue';
+export type { CompiledMeasure, DenominatorPopulation } from './catalogue';
+export { MeasureEvaluator, AGE_BANDS, STRATIFIERS } from './evaluator';
+export type { MeasureCounts, Period, Scope } from './evaluator';
+export { buildMeasureReport, score, DATA_ABSENT_REASON, SUPPRESSION_EXTENSION, OBJECTIVE_STATUS_EXTENSION, RECALL_LIST_EXTENSION } from './report';
+export { suppressStrata, totalSuppressed } from './suppression';
+export { IndicatorsService, INDICATORS_PRINCIPAL, parsePeriod } from './indicators.service';
+export type { EvaluateParams } from './indicators.service';

@@ -67,6 +67,8 @@ export const configSchema = z.object({
   GW_EXCHANGE_DESTINATION_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
   /** Sends per second per destination per process. */
   GW_EXCHANGE_DESTINATION_RATE: z.coerce.number().int().min(1).default(200),
+  /** Indicator counts below this are suppressed (with complementary cells); 1 disables suppression. */
+  GW_INDICATOR_SMALL_CELL: z.coerce.number().int().min(1).max(1000).default(10),
 });
 
 export type GatewayConfig = z.infer<typeof configSchema>;

@@ -24,6 +24,14 @@ describe('OrganizationAccessPolicy', () => {
     expect(policy.canRead(mspA, { resourceType: 'Location', id: 'msp-a', ownerOrg: 'Organization/msp-b' })).toBe(false);
   });
 
+  it('lets every client read the shared catalogue (Measure, ValueSet) but not change it', () => {
+    const measure = { resourceType: 'Measure', id: 'rosp', ownerOrg: 'Organization/gateway' };
+    expect(policy.canRead(mspA, measure)).toBe(true);
+    expect(policy.canWrite(mspA, measure)).toBe(false);
+    expect(policy.canRead(mspA, { resourceType: 'ValueSet', id: 'hba1c', ownerOrg: 'Organization/gateway' })).toBe(true);
+    expect(policy.canRead(mspA, { resourceType: 'MeasureReport', id: 'r', ownerOrg: 'Organization/gateway' })).toBe(false);
+  });
+
   it('lets an admin read and write everything', () => {
     expect(policy.canRead(admin, patientOf('Organization/msp-b'))).toBe(true);
     expect(policy.canWrite(admin, patientOf(null))).toBe(true);

@@ -28,12 +28,18 @@ export interface AccessPolicy {
   ownerFor(p: Principal, requestedOwner: string | undefined): string;
 }
 
+/**
+ * Definitional resources every client may read whoever filed them: the indicator catalogue
+ * (Measures and their ValueSets) is the same for every structure. Writing them stays with their owner.
+ */
+export const SHARED_READ_TYPES = ['Measure', 'Library', 'ValueSet', 'CodeSystem', 'ConceptMap'];
+
 /** Same shape as ClientRegistry accepts for a client's organization. */
 const ORGANIZATION_REF = /^Organization\/[A-Za-z0-9\-.]{1,64}$/;
 
 /**
  * First policy (issue #2): a client reads and writes within its own organization; an admin client
- * sees everything. A client can always read its own Organization resource.
+ * sees everything. A client can always read its own Organization resource and the shared definitional ones.
  */
 export class OrganizationAccessPolicy implements AccessPolicy {
   readFilter(p: Principal, alias: string, bind: (value: unknown) => string): string | undefined {
@@ -41,11 +47,11 @@ export class OrganizationAccessPolicy implements AccessPolicy {
       return undefined;
     }
     const org = bind(p.organization);
-    return `(${alias}.owner_org = ${org} OR (${alias}.resource_type = 'Organization' AND 'Organization/' || ${alias}.id = ${org}))`;
+    return `(${alias}.owner_org = ${org} OR (${alias}.resource_type = 'Organization' AND 'Organization/' || ${alias}.id = ${org}) OR ${alias}.resource_type IN (${SHARED_READ_TYPES.map((t) => `'${t}'`).join(', ')}))`;
   }
 
   canRead(p: Principal, row: StoredRef): boolean {
-    return p.admin || row.ownerOrg === p.organization || `${row.resourceType}/${row.id}` === p.organization;
+    return p.admin || row.ownerOrg === p.organization || `${row.resourceType}/${row.id}` === p.organization || SHARED_READ_TYPES.includes(row.resourceType);
   }
 
   canWrite(p: Principal, existing: StoredRef | undefined): boolean {

@@ -1,0 +1,61 @@
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { CatalogueError, MeasureCatalogue } from './catalogue';
+
+const SHIPPED = resolve(__dirname, '../../../fhir-profiles/measures');
+
+/** A copy of the shipped catalogue in a temp folder, with `change` applied to one file. */
+function variant(file: string, change: (doc: Record<string, unknown>) => void): string {
+  const dir = mkdtempSync(join(tmpdir(), 'gw-measures-'));
+  for (const f of readdirSync(SHIPPED)) {
+    const doc = JSON.parse(readFileSync(join(SHIPPED, f), 'utf8')) as Record<string, unknown>;
+    if (f === file) {
+      change(doc);
+    }
+    writeFileSync(join(dir, f), JSON.stringify(doc));
+  }
+  return dir;
+}
+
+type Pop = { code: { coding: { code: string }[] }; criteria: { expression: string } };
+const populations = (doc: Record<string, unknown>) => (doc.group as { population: Pop[] }[])[0]!.population;
+
+describe('MeasureCatalogue', () => {
+  it('loads the shipped catalogue: 8 proportion measures, their value sets resolved (is-a as prefixes)', () => {
+    const c = MeasureCatalogue.fromDirectory(SHIPPED);
+    expect([...c.measures.keys()].sort()).toHaveLength(8);
+    const hba1c = c.get('rosp-diabete-hba1c')!;
+    expect(hba1c).toMatchObject({ basis: 'person', population: 'mt', improvement: 'increase', objectives: { minimumDenominator: 5, intermediate: 0.74, target: 0.92 } });
+    expect(c.get('cpts-suivi-sortie-7j')).toMatchObject({ basis: 'event', population: 'all', event: { resource: 'Encounter' } });
+    expect(c.get('cpts-sans-medecin-traitant')?.improvement).toBe('decrease');
+    expect(c.resolve('https://gateway.fr-primary-care.org/fhir/ValueSet/antidiabetiques')).toEqual([{ system: 'http://www.whocc.no/atc', code: 'A10', prefix: true }]);
+  });
+
+  it('takes a new indicator as a new file, without code', () => {
+    const dir = variant('Measure-rosp-grippe-65.json', () => undefined);
+    const extra = JSON.parse(readFileSync(join(SHIPPED, 'Measure-rosp-grippe-65.json'), 'utf8')) as Record<string, unknown>;
+    extra.id = 'grippe-75';
+    extra.url = 'https://example.org/Measure/grippe-75';
+    populations(extra).forEach((p) => {
+      p.criteria.expression = p.criteria.expression.replace('"min":65', '"min":75');
+    });
+    writeFileSync(join(dir, 'Measure-grippe-75.json'), JSON.stringify(extra));
+    expect(MeasureCatalogue.fromDirectory(dir).get('grippe-75')?.initialPopulation).toEqual({ age: { min: 75 } });
+  });
+
+  it('refuses a broken file at boot, naming the file and what is wrong', () => {
+    const unknownVs = variant('Measure-rosp-grippe-65.json', (doc) => {
+      populations(doc)[2]!.criteria.expression = JSON.stringify({ has: { resource: 'Immunization', valueSet: 'https://example.org/ValueSet/nope' } });
+    });
+    expect(() => MeasureCatalogue.fromDirectory(unknownVs)).toThrow(new CatalogueError('Measure-rosp-grippe-65.json: unknown ValueSet https://example.org/ValueSet/nope'));
+    const badCriteria = variant('Measure-rosp-grippe-65.json', (doc) => {
+      populations(doc)[0]!.criteria.expression = JSON.stringify({ all: [{ age: { min: 'old' } }] });
+    });
+    expect(() => MeasureCatalogue.fromDirectory(badCriteria)).toThrow(/Measure-rosp-grippe-65\.json: population initial-population: .* at all\.0\.age\.min$/);
+    const noNumerator = variant('Measure-rosp-depistage-sein.json', (doc) => {
+      (doc.group as { population: Pop[] }[])[0]!.population = populations(doc).filter((p) => p.code.coding[0]!.code !== 'numerator');
+    });
+    expect(() => MeasureCatalogue.fromDirectory(noNumerator)).toThrow('Measure-rosp-depistage-sein.json: population numerator is missing');
+  });
+});

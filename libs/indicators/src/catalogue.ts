@@ -1,0 +1,238 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Measure, MeasureGroupPopulation, ValueSet } from '@medplum/fhirtypes';
+import { GW } from '@gw/fhir';
+import { CRITERIA_LANGUAGE, CriteriaError, parseCriterion as parseCriterionJson } from './criteria';
+import type { CodeMatch, Criterion, FactCriterion } from './criteria';
+
+export const POPULATION_BASIS_EXTENSION = 'http://hl7.org/fhir/us/cqfmeasures/StructureDefinition/cqfm-populationBasis';
+export const DENOMINATOR_POPULATION_EXTENSION = `${GW}/fhir/StructureDefinition/measure-denominator-population`;
+export const OBJECTIVES_EXTENSION = `${GW}/fhir/StructureDefinition/measure-objectives`;
+
+/** Who the denominator is drawn from: MT patientèle, file active (seen in the period) or every known patient. */
+export const DENOMINATOR_POPULATIONS = ['mt', 'file-active', 'all'] as const;
+export type DenominatorPopulation = (typeof DENOMINATOR_POPULATIONS)[number];
+
+export interface Objectives {
+  /** ROSP "seuil minimal": below this denominator the indicator is not assessed. */
+  minimumDenominator: number;
+  intermediate?: number;
+  target?: number;
+}
+
+/** A Measure of the catalogue, checked and ready to compile. */
+export interface CompiledMeasure {
+  resource: Measure;
+  id: string;
+  url: string;
+  basis: 'person' | 'event';
+  population: DenominatorPopulation;
+  improvement: 'increase' | 'decrease';
+  objectives: Objectives;
+  initialPopulation: Criterion;
+  denominator: Criterion;
+  exclusion?: Criterion;
+  numerator: Criterion;
+  /** Event-basis measures: the facts that are the events. */
+  event?: FactCriterion;
+}
+
+export class CatalogueError extends Error {}
+
+/**
+ * The indicator catalogue: `Measure-*.json` and `ValueSet-*.json` of a folder (default
+ * fhir-profiles/measures), checked at boot — every criterion parses, every ValueSet it names exists
+ * and has codes — so a broken file stops the gateway with its name instead of failing a report.
+ */
+export class MeasureCatalogue {
+  private constructor(
+    readonly measures: Map<string, CompiledMeasure>,
+    readonly valueSets: Map<string, ValueSet>,
+    private readonly codes: Map<string, CodeMatch[]>,
+  ) {}
+
+  static fromDirectory(dir: string): MeasureCatalogue {
+    const files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
+    const valueSets = new Map<string, ValueSet>();
+    const codes = new Map<string, CodeMatch[]>();
+    const raw: { file: string; measure: Measure }[] = [];
+    for (const file of files) {
+      let doc: { resourceType?: string };
+      try {
+        doc = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { resourceType?: string };
+      } catch (err) {
+        throw new CatalogueError(`${file}: not JSON (${(err as Error).message})`);
+      }
+      if (doc.resourceType === 'ValueSet') {
+        const vs = doc as ValueSet;
+        if (!vs.url || !vs.id) {
+          throw new CatalogueError(`${file}: a ValueSet needs an id and a url`);
+        }
+        valueSets.set(vs.url, vs);
+        codes.set(vs.url, expand(vs, file));
+      } else if (doc.resourceType === 'Measure') {
+        raw.push({ file, measure: doc as Measure });
+      } else {
+        throw new CatalogueError(`${file}: expected a Measure or a ValueSet, got ${doc.resourceType ?? 'no resourceType'}`);
+      }
+    }
+    const measures = new Map<string, CompiledMeasure>();
+    for (const { file, measure } of raw) {
+      const compiled = compileMeasure(measure, file, (url) => {
+        if (!codes.has(url)) {
+          throw new CatalogueError(`${file}: unknown ValueSet ${url}`);
+        }
+      });
+      if (measures.has(compiled.id)) {
+        throw new CatalogueError(`${file}: duplicate Measure id ${compiled.id}`);
+      }
+      measures.set(compiled.id, compiled);
+    }
+    return new MeasureCatalogue(measures, valueSets, codes);
+  }
+
+  get(id: string): CompiledMeasure | undefined {
+    return this.measures.get(id);
+  }
+
+  resolve = (url: string): CodeMatch[] => {
+    const found = this.codes.get(url);
+    if (!found) {
+      throw new CatalogueError(`unknown ValueSet ${url}`);
+    }
+    return found;
+  };
+}
+
+/** Codes of a ValueSet's compose: explicit concepts, and `is-a` filters as code prefixes (ATC, CIM-10, CCAM are hierarchical by prefix). */
+function expand(vs: ValueSet, file: string): CodeMatch[] {
+  const out: CodeMatch[] = [];
+  for (const inc of vs.compose?.include ?? []) {
+    if (!inc.system) {
+      throw new CatalogueError(`${file}: every compose.include needs a system`);
+    }
+    for (const c of inc.concept ?? []) {
+      out.push({ system: inc.system, code: c.code as string, prefix: false });
+    }
+    for (const f of inc.filter ?? []) {
+      if (f.property !== 'concept' || (f.op !== 'is-a' && f.op !== 'descendent-of') || !f.value) {
+        throw new CatalogueError(`${file}: only "concept is-a <code>" filters are supported, got ${f.property} ${f.op}`);
+      }
+      out.push({ system: inc.system, code: f.value, prefix: true });
+    }
+  }
+  if (vs.compose?.exclude?.length) {
+    throw new CatalogueError(`${file}: compose.exclude is not supported`);
+  }
+  if (out.length === 0) {
+    throw new CatalogueError(`${file}: the ValueSet has no codes`);
+  }
+  return out;
+}
+
+function compileMeasure(m: Measure, file: string, checkValueSet: (url: string) => void): CompiledMeasure {
+  if (!m.id || !m.url) {
+    throw new CatalogueError(`${file}: a Measure needs an id and a url`);
+  }
+  const scoring = m.scoring?.coding?.[0]?.code;
+  if (scoring !== 'proportion') {
+    throw new CatalogueError(`${file}: only proportion measures are supported (scoring ${scoring ?? 'missing'})`);
+  }
+  if (m.group?.length !== 1) {
+    throw new CatalogueError(`${file}: exactly one group expected`);
+  }
+  const pops = m.group[0]?.population ?? [];
+  const criterion = (code: string, required: boolean): Criterion | undefined => {
+    const found = pops.filter((p) => p.code?.coding?.some((c) => c.code === code));
+    if (found.length > 1) {
+      throw new CatalogueError(`${file}: population ${code} appears twice`);
+    }
+    if (!found[0]) {
+      if (required) {
+        throw new CatalogueError(`${file}: population ${code} is missing`);
+      }
+      return undefined;
+    }
+    return parseCriterion(found[0], code, file, checkValueSet);
+  };
+  const basisCode = ext(m, POPULATION_BASIS_EXTENSION)?.valueCode ?? 'boolean';
+  if (basisCode !== 'boolean' && basisCode !== 'Encounter') {
+    throw new CatalogueError(`${file}: population basis ${basisCode} is not supported (boolean or Encounter)`);
+  }
+  const population = (ext(m, DENOMINATOR_POPULATION_EXTENSION)?.valueCode ?? 'mt') as DenominatorPopulation;
+  if (!DENOMINATOR_POPULATIONS.includes(population)) {
+    throw new CatalogueError(`${file}: denominator population ${population} is not one of ${DENOMINATOR_POPULATIONS.join(', ')}`);
+  }
+  const initialPopulation = criterion('initial-population', true) as Criterion;
+  const compiled: CompiledMeasure = {
+    resource: m,
+    id: m.id,
+    url: m.url,
+    basis: basisCode === 'Encounter' ? 'event' : 'person',
+    population,
+    improvement: m.improvementNotation?.coding?.[0]?.code === 'decrease' ? 'decrease' : 'increase',
+    objectives: objectives(m),
+    initialPopulation,
+    denominator: criterion('denominator', true) as Criterion,
+    exclusion: criterion('denominator-exclusion', false),
+    numerator: criterion('numerator', true) as Criterion,
+  };
+  if (compiled.basis === 'event') {
+    compiled.event = findEvent(initialPopulation);
+    if (!compiled.event) {
+      throw new CatalogueError(`${file}: an Encounter-basis measure needs an "event" criterion in its initial population`);
+    }
+  }
+  return compiled;
+}
+
+function parseCriterion(p: MeasureGroupPopulation, code: string, file: string, checkValueSet: (url: string) => void): Criterion {
+  if ((p.criteria?.language as string | undefined) !== CRITERIA_LANGUAGE || !p.criteria?.expression) {
+    throw new CatalogueError(`${file}: population ${code} needs criteria in ${CRITERIA_LANGUAGE}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(p.criteria.expression);
+  } catch (err) {
+    throw new CatalogueError(`${file}: population ${code}: criteria is not JSON (${(err as Error).message})`);
+  }
+  let parsed: Criterion;
+  try {
+    parsed = parseCriterionJson(json);
+  } catch (err) {
+    if (err instanceof CriteriaError) {
+      throw new CatalogueError(`${file}: population ${code}: ${err.message}`);
+    }
+    throw err;
+  }
+  visitValueSets(parsed, checkValueSet);
+  return parsed;
+}
+
+function visitValueSets(c: Criterion, fn: (url: string) => void): void {
+  if ('all' in c) c.all.forEach((x) => visitValueSets(x, fn));
+  else if ('any' in c) c.any.forEach((x) => visitValueSets(x, fn));
+  else if ('not' in c) visitValueSets(c.not, fn);
+  else if ('has' in c) fn(c.has.valueSet);
+  else if ('event' in c) fn(c.event.valueSet);
+  else if ('followedBy' in c) fn(c.followedBy.valueSet);
+}
+
+function findEvent(c: Criterion): FactCriterion | undefined {
+  if ('event' in c) return c.event;
+  if ('all' in c) return c.all.map(findEvent).find(Boolean);
+  return undefined;
+}
+
+function ext(m: Measure, url: string): { valueCode?: string } | undefined {
+  return m.extension?.find((e) => e.url === url);
+}
+
+function objectives(m: Measure): Objectives {
+  const e = m.extension?.find((x) => x.url === OBJECTIVES_EXTENSION)?.extension ?? [];
+  const num = (url: string): number | undefined => {
+    const v = e.find((x) => x.url === url);
+    return v?.valueDecimal ?? v?.valueInteger;
+  };
+  return { minimumDenominator: num('minimumDenominator') ?? 5, intermediate: num('intermediate'), target: num('target') };
+}

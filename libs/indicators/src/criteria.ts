@@ -1,0 +1,258 @@
+import { z } from 'zod';
+
+/**
+ * The criteria language of the indicator catalogue: JSON carried by each Measure population's
+ * `criteria.expression` (language {@link CRITERIA_LANGUAGE}). Every atom compiles to SQL over the
+ * indicator projection (ind_person for the evaluated persons, ind_fact for coded facts), so a new
+ * indicator is a new JSON file, never new TypeScript.
+ *
+ * Person basis: a criterion is true or false of a person (a patient counted once across practices).
+ * Event basis (Measure populationBasis = Encounter): the population is a set of events (for example
+ * hospital discharges); `event` selects them, `followedBy` looks for what happened after each.
+ */
+export const CRITERIA_LANGUAGE = 'application/x-gw-criteria+json';
+
+/** Where a fact must fall: the measurement period, N years/months back from its end, or ever (up to its end). */
+const windowSchema = z.union([
+  z.literal('period'),
+  z.literal('ever'),
+  z.strictObject({ years: z.number().int().min(1).max(20) }),
+  z.strictObject({ months: z.number().int().min(1).max(240) }),
+]);
+export type Window = z.infer<typeof windowSchema>;
+
+export const FACT_TYPES = ['Observation', 'Immunization', 'Procedure', 'Condition', 'MedicationRequest', 'MedicationStatement', 'Encounter', 'Task'] as const;
+export type FactType = (typeof FACT_TYPES)[number];
+
+const factSchema = z.strictObject({
+  resource: z.enum(FACT_TYPES),
+  /** Canonical URL of a ValueSet of the catalogue. */
+  valueSet: z.string().url(),
+  /** Statuses that count (default per type: final/amended/corrected, completed, active, finished…). */
+  status: z.array(z.string().min(1)).optional(),
+  window: windowSchema.default('period'),
+  /** At least this many distinct facts (e.g. two HbA1c assays). */
+  min: z.number().int().min(1).max(100).default(1),
+});
+export type FactCriterion = z.infer<typeof factSchema>;
+
+export type Criterion =
+  | { all: Criterion[] }
+  | { any: Criterion[] }
+  | { not: Criterion }
+  | { age: { min?: number; max?: number } }
+  | { sex: 'male' | 'female' | 'other' | 'unknown' }
+  | { mt: 'active' | 'inactive' | 'none' }
+  | { has: FactCriterion }
+  | { event: FactCriterion }
+  | { followedBy: { resource: FactType; valueSet: string; status?: string[]; days: number; relation: 'focus' | 'same-patient' } };
+
+const followedBySchema = z.strictObject({
+  resource: z.enum(FACT_TYPES),
+  valueSet: z.string().url(),
+  status: z.array(z.string().min(1)).optional(),
+  days: z.number().int().min(0).max(365),
+  /** focus: a fact whose focus/context is the event (a Task about the stay); same-patient: any fact of the person after the event's end. */
+  relation: z.enum(['focus', 'same-patient']),
+});
+
+/** Leaf criteria: one key, its value checked by a schema. */
+const LEAVES: Record<string, z.ZodType> = {
+  age: z.strictObject({ min: z.number().int().min(0).max(130).optional(), max: z.number().int().min(0).max(130).optional() }),
+  sex: z.enum(['male', 'female', 'other', 'unknown']),
+  mt: z.enum(['active', 'inactive', 'none']),
+  has: factSchema,
+  event: factSchema,
+  followedBy: followedBySchema,
+};
+
+export class CriteriaError extends Error {
+  constructor(
+    message: string,
+    readonly path: string,
+  ) {
+    super(`${message} at ${path || '(root)'}`);
+  }
+}
+
+/** Checks a criterion read from JSON; errors name the path of the offending node (e.g. `all.0.age.min`). */
+export function parseCriterion(v: unknown, path = ''): Criterion {
+  const at = (k: string | number): string => (path ? `${path}.${k}` : String(k));
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    throw new CriteriaError('expected an object with one key', path);
+  }
+  const keys = Object.keys(v);
+  if (keys.length !== 1) {
+    throw new CriteriaError(`expected exactly one key (all, any, not, ${Object.keys(LEAVES).join(', ')}), got ${keys.join(', ') || 'none'}`, path);
+  }
+  const key = keys[0] as string;
+  const value = (v as Record<string, unknown>)[key];
+  if (key === 'all' || key === 'any') {
+    if (!Array.isArray(value) || value.length === 0) {
+      throw new CriteriaError(`${key} needs a non-empty array`, at(key));
+    }
+    return { [key]: value.map((x, i) => parseCriterion(x, at(`${key}.${i}`))) } as Criterion;
+  }
+  if (key === 'not') {
+    return { not: parseCriterion(value, at('not')) };
+  }
+  const schema = LEAVES[key];
+  if (!schema) {
+    throw new CriteriaError(`unknown criterion "${key}"`, path);
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new CriteriaError(issue?.message ?? 'invalid', [at(key), ...(issue?.path ?? []).map(String)].join('.'));
+  }
+  return { [key]: parsed.data } as Criterion;
+}
+
+/** Statuses that make a fact count when a criterion does not list its own. */
+export const DEFAULT_STATUSES: Record<FactType, string[]> = {
+  Observation: ['final', 'amended', 'corrected'],
+  Immunization: ['completed'],
+  Procedure: ['completed'],
+  Condition: ['active', 'recurrence', 'relapse'],
+  MedicationRequest: ['active', 'completed'],
+  MedicationStatement: ['active', 'completed'],
+  Encounter: ['finished'],
+  Task: ['completed'],
+};
+
+/** One code of a value set: exact, or every code under a prefix (hierarchical ATC / CIM-10 / CCAM "is-a"). */
+export interface CodeMatch {
+  system: string;
+  code: string;
+  prefix: boolean;
+}
+
+/** Resolves a ValueSet canonical URL to its codes (the catalogue's ValueSets). */
+export type ValueSetResolver = (url: string) => CodeMatch[];
+
+/** Collects parameter values and hands out `$n` placeholders. */
+export class SqlParams {
+  readonly values: unknown[] = [];
+
+  bind(v: unknown): string {
+    this.values.push(v);
+    return `$${this.values.length}`;
+  }
+}
+
+/** The SQL shapes the compiler writes into; the evaluator provides the tables they name. */
+export interface CompileContext {
+  params: SqlParams;
+  resolve: ValueSetResolver;
+  /** Placeholders holding the measurement period bounds (timestamptz). */
+  periodStart: string;
+  periodEnd: string;
+  /** Alias of the evaluated row: a person (`person`, `age`, `sex`, `mt` columns) or an event (`event_id`, `at_end`, `person`). */
+  row: string;
+}
+
+/** Compiles a person- or event-level criterion to a SQL boolean expression over `ctx.row`. */
+export function compileCriterion(c: Criterion, ctx: CompileContext): string {
+  if ('all' in c) {
+    return `(${c.all.map((x) => compileCriterion(x, ctx)).join(' AND ')})`;
+  }
+  if ('any' in c) {
+    return `(${c.any.map((x) => compileCriterion(x, ctx)).join(' OR ')})`;
+  }
+  if ('not' in c) {
+    return `(NOT ${compileCriterion(c.not, ctx)})`;
+  }
+  if ('age' in c) {
+    const parts: string[] = [];
+    if (c.age.min !== undefined) {
+      parts.push(`${ctx.row}.age >= ${ctx.params.bind(c.age.min)}::int`);
+    }
+    if (c.age.max !== undefined) {
+      parts.push(`${ctx.row}.age <= ${ctx.params.bind(c.age.max)}::int`);
+    }
+    return parts.length > 0 ? `(${parts.join(' AND ')})` : 'true';
+  }
+  if ('sex' in c) {
+    return `(${ctx.row}.sex = ${ctx.params.bind(c.sex)})`;
+  }
+  if ('mt' in c) {
+    return `(${ctx.row}.mt = ${ctx.params.bind(c.mt)})`;
+  }
+  if ('has' in c) {
+    return `(${ctx.row}.person IN (${factPersons(c.has, ctx)}))`;
+  }
+  if ('event' in c) {
+    // Events are selected when the event table is built (see eventSource); as a criterion on an event row it always holds.
+    return 'true';
+  }
+  return followedBy(c.followedBy, ctx);
+}
+
+/** `SELECT person` of the persons with at least `min` matching facts in the window. */
+export function factPersons(f: FactCriterion, ctx: CompileContext): string {
+  const where = factWhere('f', f.resource, f.valueSet, f.status, f.window, ctx);
+  const having = f.min > 1 ? ` GROUP BY q.person_key HAVING count(DISTINCT f.id) >= ${ctx.params.bind(f.min)}::int` : '';
+  return `SELECT q.person_key FROM ind_fact f JOIN ind_patient q ON q.id = f.patient WHERE ${where}${having}`;
+}
+
+/** The events of an event-basis measure: `(event_id, person, at_end)` of the matching facts ending in the window. */
+export function eventSource(f: FactCriterion, ctx: CompileContext): string {
+  const codes = codeWhere('f', f.valueSet, ctx);
+  const statuses = ctx.params.bind(f.status ?? DEFAULT_STATUSES[f.resource]);
+  const end = 'coalesce(f.at_end, f.at)';
+  return `SELECT DISTINCT f.resource_type || '/' || f.id AS event_id, q.person_key AS person, ${end} AS at_end
+    FROM ind_fact f JOIN ind_patient q ON q.id = f.patient
+    WHERE f.resource_type = ${ctx.params.bind(f.resource)} AND ${codes} AND f.status = ANY(${statuses}::text[])
+      AND ${windowWhere(end, f.window, ctx)}`;
+}
+
+function followedBy(f: Extract<Criterion, { followedBy: unknown }>['followedBy'], ctx: CompileContext): string {
+  const statuses = ctx.params.bind(f.status ?? DEFAULT_STATUSES[f.resource]);
+  const days = ctx.params.bind(f.days);
+  const base = `f.resource_type = ${ctx.params.bind(f.resource)} AND ${codeWhere('f', f.valueSet, ctx)} AND f.status = ANY(${statuses}::text[])`;
+  const within = `f.at >= ${ctx.row}.at_end AND f.at <= ${ctx.row}.at_end + make_interval(days => ${days}::int)`;
+  if (f.relation === 'focus') {
+    return `EXISTS (SELECT 1 FROM ind_fact f WHERE f.context = ${ctx.row}.event_id AND ${base} AND ${within})`;
+  }
+  return `EXISTS (SELECT 1 FROM ind_fact f JOIN ind_patient q ON q.id = f.patient WHERE q.person_key = ${ctx.row}.person AND ${base} AND ${within})`;
+}
+
+function factWhere(alias: string, resource: FactType, valueSet: string, status: string[] | undefined, window: Window, ctx: CompileContext): string {
+  const statuses = ctx.params.bind(status ?? DEFAULT_STATUSES[resource]);
+  return `${alias}.resource_type = ${ctx.params.bind(resource)} AND ${codeWhere(alias, valueSet, ctx)} AND ${alias}.status = ANY(${statuses}::text[]) AND ${windowWhere(`${alias}.at`, window, ctx)}`;
+}
+
+/** Exact codes as one `= ANY` (index-friendly), prefixes as `LIKE 'X%'` each, both checked against their system. */
+function codeWhere(alias: string, valueSet: string, ctx: CompileContext): string {
+  const codes = ctx.resolve(valueSet);
+  if (codes.length === 0) {
+    throw new Error(`ValueSet ${valueSet} has no codes`);
+  }
+  const exact = codes.filter((c) => !c.prefix);
+  const parts: string[] = [];
+  if (exact.length > 0) {
+    parts.push(
+      `(${alias}.code = ANY(${ctx.params.bind(exact.map((c) => c.code))}::text[]) AND (${alias}.system, ${alias}.code) IN (SELECT * FROM unnest(${ctx.params.bind(exact.map((c) => c.system))}::text[], ${ctx.params.bind(exact.map((c) => c.code))}::text[])))`,
+    );
+  }
+  for (const p of codes.filter((c) => c.prefix)) {
+    parts.push(`(${alias}.code LIKE ${ctx.params.bind(`${escapeLike(p.code)}%`)} AND ${alias}.system = ${ctx.params.bind(p.system)})`);
+  }
+  return `(${parts.join(' OR ')})`;
+}
+
+function windowWhere(column: string, w: Window, ctx: CompileContext): string {
+  const end = `${column} < ${ctx.periodEnd}::timestamptz`;
+  if (w === 'ever') {
+    return end;
+  }
+  if (w === 'period') {
+    return `${column} >= ${ctx.periodStart}::timestamptz AND ${end}`;
+  }
+  const back = 'years' in w ? `make_interval(years => ${ctx.params.bind(w.years)}::int)` : `make_interval(months => ${ctx.params.bind(w.months)}::int)`;
+  return `${column} >= ${ctx.periodEnd}::timestamptz - ${back} AND ${end}`;
+}
+
+function escapeLike(s: string): string {
+  return s.replace(/[\\%_]/g, (c) => `\\${c}`);
+}

@@ -1,0 +1,203 @@
+import type { Pool, PoolClient } from 'pg';
+import { withTransaction } from '@gw/store';
+import { GW } from '@gw/fhir';
+import type { CompiledMeasure, DenominatorPopulation, MeasureCatalogue } from './catalogue';
+import { SqlParams, compileCriterion, eventSource, factPersons } from './criteria';
+import type { CompileContext } from './criteria';
+import type { Counts } from './suppression';
+
+/** Visits in primary care that make a patient part of the file active (a ValueSet of the catalogue). */
+export const FILE_ACTIVE_VALUESET = `${GW}/fhir/ValueSet/consultation-ville`;
+
+export const AGE_BANDS = ['0-15', '16-49', '50-64', '65-74', '75+'] as const;
+export const STRATIFIERS = ['structure', 'age-band', 'sex'] as const;
+export type Stratifier = (typeof STRATIFIERS)[number];
+
+/** Who is evaluated: the patients of a structure, of a CPTS's member structures, of a GP, of a Group, or everyone. */
+export type Scope =
+  | { kind: 'organization'; id: string }
+  | { kind: 'cpts'; id: string }
+  | { kind: 'practitioner'; id: string }
+  | { kind: 'group'; patientIds: string[] }
+  | { kind: 'patient'; id: string }
+  | { kind: 'all' };
+
+export interface Period {
+  /** First day (YYYY-MM-DD), inclusive. */
+  start: string;
+  /** Last day (YYYY-MM-DD), inclusive. */
+  end: string;
+}
+
+export interface MeasureCounts {
+  measure: CompiledMeasure;
+  population: DenominatorPopulation;
+  total: Counts;
+  strata: Record<Stratifier, (Counts & { key: string })[]>;
+  /** Patient ids to recall (denominator, not excluded, not in the numerator), when asked for. */
+  recall?: string[];
+  ms: number;
+}
+
+export interface EvaluateOptions {
+  period: Period;
+  scope: Scope;
+  /** Overrides each measure's default denominator population. */
+  population?: DenominatorPopulation;
+  /** Organization whose own patient records may be listed for recall (undefined: no list; '*': any). */
+  recallFor?: string;
+}
+
+/**
+ * Evaluates measures of the catalogue in SQL over the indicator projection: one temporary table of
+ * the persons in scope (records of the same person — same qualified INS, or linked — merged), then
+ * one aggregate query per measure with GROUPING SETS for the total and each stratifier. Nothing
+ * is loaded into memory but the counts.
+ */
+export class MeasureEvaluator {
+  constructor(
+    private readonly pool: Pool,
+    private readonly catalogue: MeasureCatalogue,
+  ) {}
+
+  async evaluate(measures: CompiledMeasure[], opts: EvaluateOptions): Promise<{ results: MeasureCounts[]; personsMs: number; persons: number }> {
+    return withTransaction(this.pool, async (db) => {
+      await db.query(`SET LOCAL work_mem = '64MB'`);
+      const started = Date.now();
+      const persons = await this.buildPersons(db, opts);
+      const personsMs = Date.now() - started;
+      const results: MeasureCounts[] = [];
+      for (const m of measures) {
+        results.push(await this.evaluateOne(db, m, opts));
+      }
+      return { results, personsMs, persons };
+    });
+  }
+
+  /** ev_person: one row per person in scope with age at period end, band, sex, structure, MT status, seen in the period. */
+  private async buildPersons(db: PoolClient, opts: EvaluateOptions): Promise<number> {
+    const params = new SqlParams();
+    const end = params.bind(opts.period.end);
+    const ctx = this.context(params, opts.period, 'x');
+    const seen = factPersons({ resource: 'Encounter', valueSet: FILE_ACTIVE_VALUESET, window: 'period', min: 1 }, ctx);
+    const sql = `CREATE TEMP TABLE ev_person ON COMMIT DROP AS
+      SELECT x.*, date_part('year', age(${end}::date, x.birth_date))::int AS age,
+        CASE WHEN x.birth_date IS NULL THEN 'unknown'
+             WHEN date_part('year', age(${end}::date, x.birth_date)) < 16 THEN '0-15'
+             WHEN date_part('year', age(${end}::date, x.birth_date)) < 50 THEN '16-49'
+             WHEN date_part('year', age(${end}::date, x.birth_date)) < 65 THEN '50-64'
+             WHEN date_part('year', age(${end}::date, x.birth_date)) < 75 THEN '65-74'
+             ELSE '75+' END AS band,
+        x.person IN (${seen}) AS seen
+      FROM (
+        SELECT p.person_key AS person, min(p.owner_org) AS structure, min(p.birth_date) AS birth_date, coalesce(min(p.sex), 'unknown') AS sex,
+          CASE WHEN bool_or(p.gp IS NOT NULL AND coalesce(pr.active, true) AND NOT coalesce(pr.fictitious, false)
+                            AND coalesce(p.mt_status, 'declared') NOT IN ('departed', 'fictitious', 'none', 'seeking')) THEN 'active'
+               WHEN bool_or(p.gp IS NOT NULL) THEN 'inactive' ELSE 'none' END AS mt
+        FROM ind_patient p LEFT JOIN ind_practitioner pr ON p.gp = 'Practitioner/' || pr.id
+        WHERE p.active AND NOT p.deceased AND ${scopeWhere(opts.scope, params)}
+        GROUP BY p.person_key
+      ) x`;
+    const res = await db.query(sql, params.values);
+    await db.query('ANALYZE ev_person');
+    return res.rowCount ?? 0;
+  }
+
+  private async evaluateOne(db: PoolClient, m: CompiledMeasure, opts: EvaluateOptions): Promise<MeasureCounts> {
+    const started = Date.now();
+    const population = opts.population ?? m.population;
+    const params = new SqlParams();
+    const ctx = this.context(params, opts.period, 'r');
+    const pop = population === 'mt' ? `e.mt = 'active'` : population === 'file-active' ? 'e.seen' : 'true';
+    const rows =
+      m.basis === 'event'
+        ? `SELECT e.*, ev.event_id, ev.at_end FROM (${eventSource(m.event!, ctx)}) ev JOIN ev_person e ON e.person = ev.person WHERE ${pop}`
+        : `SELECT e.* FROM ev_person e WHERE ${pop}`;
+    const ip = compileCriterion(m.initialPopulation, ctx);
+    const den = compileCriterion(m.denominator, ctx);
+    const ex = m.exclusion ? compileCriterion(m.exclusion, ctx) : 'false';
+    const num = compileCriterion(m.numerator, ctx);
+    const flags = `SELECT r.person, r.structure, r.band, r.sex, (${ip}) AS ip, (${ip}) AND (${den}) AS den, (${ex}) AS ex, (${num}) AS num FROM r`;
+    const sql = `WITH r AS MATERIALIZED (${rows}), f AS MATERIALIZED (${flags})
+      SELECT grouping(structure) AS g_structure, grouping(band) AS g_band, grouping(sex) AS g_sex, structure, band, sex,
+        count(*) FILTER (WHERE ip) AS ip, count(*) FILTER (WHERE den) AS den, count(*) FILTER (WHERE den AND ex) AS ex,
+        count(*) FILTER (WHERE den AND NOT ex AND num) AS num
+      FROM f GROUP BY GROUPING SETS ((), (structure), (band), (sex))`;
+    const res = await db.query<{ g_structure: number; g_band: number; g_sex: number; structure: string | null; band: string; sex: string; ip: string; den: string; ex: string; num: string }>(sql, params.values);
+    let total: Counts = { initialPopulation: 0, denominator: 0, exclusion: 0, numerator: 0 };
+    const strata: MeasureCounts['strata'] = { structure: [], 'age-band': [], sex: [] };
+    for (const row of res.rows) {
+      const counts: Counts = { initialPopulation: Number(row.ip), denominator: Number(row.den), exclusion: Number(row.ex), numerator: Number(row.num) };
+      if (row.g_structure && row.g_band && row.g_sex) {
+        total = counts;
+      } else if (!row.g_structure) {
+        strata.structure.push({ key: row.structure ?? 'unknown', ...counts });
+      } else if (!row.g_band) {
+        strata['age-band'].push({ key: row.band, ...counts });
+      } else {
+        strata.sex.push({ key: row.sex, ...counts });
+      }
+    }
+    strata['age-band'].sort((a, b) => bandOrder(a.key) - bandOrder(b.key));
+    strata.structure.sort((a, b) => a.key.localeCompare(b.key));
+    strata.sex.sort((a, b) => a.key.localeCompare(b.key));
+    let recall: string[] | undefined;
+    if (opts.recallFor) {
+      const owner = opts.recallFor === '*' ? '' : ` AND p.owner_org = ${params.bind(opts.recallFor)}`;
+      const list = await db.query<{ id: string }>(
+        `WITH r AS MATERIALIZED (${rows}), f AS MATERIALIZED (${flags})
+         SELECT DISTINCT p.id FROM ind_patient p WHERE p.person_key IN (SELECT person FROM f WHERE den AND NOT ex AND NOT num)${owner} ORDER BY p.id`,
+        params.values,
+      );
+      recall = list.rows.map((r) => r.id);
+    }
+    return { measure: m, population, total, strata, recall, ms: Date.now() - started };
+  }
+
+  /** Period placeholders are bound on first use: PostgreSQL rejects a parameter the statement never mentions. */
+  private context(params: SqlParams, period: Period, row: string): CompileContext {
+    let start: string | undefined;
+    let end: string | undefined;
+    return {
+      params,
+      resolve: this.catalogue.resolve,
+      get periodStart() {
+        return (start ??= params.bind(`${period.start}T00:00:00Z`));
+      },
+      get periodEnd() {
+        return (end ??= params.bind(`${nextDay(period.end)}T00:00:00Z`));
+      },
+      row,
+    };
+  }
+}
+
+function scopeWhere(scope: Scope, params: SqlParams): string {
+  switch (scope.kind) {
+    case 'organization':
+      return `p.owner_org = ${params.bind(`Organization/${scope.id}`)}`;
+    case 'cpts': {
+      const id = params.bind(scope.id);
+      return `(p.owner_org = 'Organization/' || ${id} OR p.owner_org IN (SELECT 'Organization/' || o.id FROM ind_organization o WHERE o.part_of = ${id}))`;
+    }
+    case 'practitioner':
+      return `p.gp = ${params.bind(`Practitioner/${scope.id}`)}`;
+    case 'group':
+      return `p.id = ANY(${params.bind(scope.patientIds)}::text[])`;
+    case 'patient':
+      return `p.person_key = (SELECT person_key FROM ind_patient WHERE id = ${params.bind(scope.id)})`;
+    case 'all':
+      return 'true';
+  }
+}
+
+function nextDay(day: string): string {
+  const d = new Date(`${day}T00:00:00Z`);
+  d.setUTCDate(d.getUTCDate() + 1);
+  return d.toISOString().slice(0, 10);
+}
+
+function bandOrder(band: string): number {
+  const i = (AGE_BANDS as readonly string[]).indexOf(band);
+  return i === -1 ? AGE_BANDS.length : i;
+}

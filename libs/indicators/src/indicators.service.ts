@@ -1,0 +1,236 @@
+import type { Group, List, MeasureReport, Resource } from '@medplum/fhirtypes';
+import type { Pool } from 'pg';
+import { GatewayError, scopeAllows } from '@gw/platform';
+import type { Logger } from '@gw/platform';
+import type { AuditLog, FhirRepository, Principal } from '@gw/store';
+import { DENOMINATOR_POPULATIONS, MeasureCatalogue } from './catalogue';
+import type { CompiledMeasure, DenominatorPopulation } from './catalogue';
+import { MeasureEvaluator } from './evaluator';
+import type { MeasureCounts, Period, Scope } from './evaluator';
+import { RECALL_LIST_EXTENSION, buildMeasureReport } from './report';
+
+/** The gateway's own identity when it installs the catalogue (filed under the operator organization). */
+export const INDICATORS_PRINCIPAL: Principal = { clientId: 'gateway-indicators', organization: 'Organization/gateway', admin: true, scopes: [] };
+
+export type ReportType = 'population' | 'subject-list' | 'subject';
+
+export interface EvaluateParams {
+  periodStart?: string;
+  periodEnd?: string;
+  reportType?: string;
+  subject?: string;
+  population?: string;
+}
+
+const DAY = /^(\d{4})(-(\d{2})(-(\d{2}))?)?/;
+
+/**
+ * `$evaluate-measure` with the gateway's rules: who may ask for what (population reports for a
+ * structure, its CPTS or a GP; recall lists only of a structure's own patients, never for a CPTS),
+ * small-cell suppression, audit. The evaluation itself is {@link MeasureEvaluator}.
+ */
+export class IndicatorsService {
+  readonly evaluator: MeasureEvaluator;
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly repo: FhirRepository,
+    readonly catalogue: MeasureCatalogue,
+    private readonly audit: AuditLog,
+    private readonly threshold: number,
+    private readonly logger: Logger,
+  ) {
+    this.evaluator = new MeasureEvaluator(pool, catalogue);
+  }
+
+  static load(dir: string, pool: Pool, repo: FhirRepository, audit: AuditLog, threshold: number, logger: Logger): IndicatorsService {
+    return new IndicatorsService(pool, repo, MeasureCatalogue.fromDirectory(dir), audit, threshold, logger);
+  }
+
+  /** Writes the catalogue's Measures and ValueSets into the store (a new version only when a file changed). */
+  async install(): Promise<{ written: number }> {
+    const resources: Resource[] = [...this.catalogue.valueSets.values(), ...[...this.catalogue.measures.values()].map((m) => m.resource)];
+    let written = 0;
+    for (const r of resources) {
+      const current = await this.pool.query<{ content: string | null }>('SELECT content FROM resource WHERE resource_type = $1 AND id = $2 AND NOT deleted', [r.resourceType, r.id]);
+      const stored = current.rows[0]?.content ? (JSON.parse(current.rows[0].content) as Resource) : undefined;
+      if (stored && sameContent(stored, r)) {
+        continue;
+      }
+      await this.repo.update(r.resourceType, r.id as string, r, { principal: INDICATORS_PRINCIPAL });
+      written += 1;
+    }
+    if (written > 0) {
+      this.logger.info({ written, measures: this.catalogue.measures.size, valueSets: this.catalogue.valueSets.size }, 'indicator catalogue installed');
+    }
+    return { written };
+  }
+
+  async evaluateMeasure(p: Principal, measureId: string, params: EvaluateParams, requestId?: string): Promise<MeasureReport> {
+    if (!scopeAllows(p.scopes, 'Measure', 'r') && !p.admin) {
+      throw new GatewayError('forbidden', { text: 'The token\'s scopes do not allow "r" on Measure' });
+    }
+    const measure = this.catalogue.get(measureId);
+    if (!measure) {
+      throw new GatewayError('not-found', { text: `Measure/${measureId} is not in the indicator catalogue` });
+    }
+    const period = parsePeriod(params.periodStart, params.periodEnd);
+    const reportType = (params.reportType ?? 'population') as ReportType;
+    if (!['population', 'subject-list', 'subject'].includes(reportType)) {
+      throw new GatewayError('invalid', { text: `reportType must be population, subject-list or subject (got ${params.reportType})`, expression: 'reportType' });
+    }
+    const population = params.population as DenominatorPopulation | undefined;
+    if (population !== undefined && !DENOMINATOR_POPULATIONS.includes(population)) {
+      throw new GatewayError('invalid', { text: `population must be one of ${DENOMINATOR_POPULATIONS.join(', ')}`, expression: 'population' });
+    }
+    const subject = params.subject ?? (p.admin ? undefined : p.organization);
+    const scope = await this.scopeFor(p, subject, reportType);
+    const recallFor = reportType === 'subject-list' ? (p.admin ? '*' : p.organization) : undefined;
+    const { results } = await this.evaluator.evaluate([measure], { period, scope, population, recallFor });
+    const result = results[0] as MeasureCounts;
+    const report = buildMeasureReport(result, {
+      period,
+      subject,
+      type: reportType === 'population' ? 'summary' : reportType === 'subject' ? 'individual' : 'subject-list',
+      threshold: this.threshold,
+      structureNames: await this.structureNames(result),
+    });
+    if (result.recall) {
+      attachRecall(report, result.recall);
+    }
+    this.audit.record({
+      clientId: p.clientId,
+      organization: p.organization,
+      interaction: 'operation:evaluate-measure',
+      resourceType: 'Measure',
+      entity: [`Measure/${measureId}`, ...(subject ? [subject] : []), ...(result.recall ?? []).map((id) => `Patient/${id}`)],
+      outcome: 200,
+      requestId,
+    });
+    this.logger.info({ measure: measureId, reportType, ms: result.ms }, 'measure evaluated');
+    return report;
+  }
+
+  /** Turns the `subject` parameter into a scope the client may see; throws 403/404 otherwise. */
+  private async scopeFor(p: Principal, subject: string | undefined, reportType: ReportType): Promise<Scope> {
+    const clientOrg = p.organization.replace(/^Organization\//, '');
+    const clientType = (await this.pool.query<{ type: string | null }>('SELECT type FROM ind_organization WHERE id = $1', [clientOrg])).rows[0]?.type;
+    if (reportType !== 'population' && !p.admin) {
+      if (clientType === 'CPTS') {
+        throw new GatewayError('forbidden', { text: 'A CPTS receives population reports only: patient lists belong to the structures that care for the patients' });
+      }
+      if (!scopeAllows(p.scopes, 'Patient', 'r')) {
+        throw new GatewayError('forbidden', { text: 'Patient lists need a token allowing "r" on Patient' });
+      }
+    }
+    if (!subject) {
+      if (!p.admin) {
+        throw new GatewayError('invalid', { text: 'subject is required', expression: 'subject' });
+      }
+      return { kind: 'all' };
+    }
+    const m = /^(Organization|Practitioner|Group|Patient)\/([A-Za-z0-9\-.]{1,64})$/.exec(subject);
+    if (!m) {
+      throw new GatewayError('invalid', { text: 'subject must be Organization/[id], Practitioner/[id], Group/[id] or Patient/[id]', expression: 'subject' });
+    }
+    const [, type, id] = m as unknown as [string, string, string];
+    if (type === 'Patient') {
+      if (reportType !== 'subject') {
+        throw new GatewayError('invalid', { text: 'a Patient subject needs reportType=subject', expression: 'reportType' });
+      }
+      await this.repo.read(p, 'Patient', id); // 404 unless the client may read this patient
+      return { kind: 'patient', id };
+    }
+    if (reportType === 'subject') {
+      throw new GatewayError('invalid', { text: 'reportType=subject needs a Patient subject', expression: 'subject' });
+    }
+    if (type === 'Organization') {
+      const org = (await this.pool.query<{ type: string | null; part_of: string | null }>('SELECT type, part_of FROM ind_organization WHERE id = $1', [id])).rows[0];
+      if (!org) {
+        throw new GatewayError('not-found', { text: `Organization/${id} not found` });
+      }
+      // A structure sees itself; a CPTS sees itself and its member structures (aggregates only).
+      const allowed = p.admin || id === clientOrg || (clientType === 'CPTS' && org.part_of === clientOrg);
+      if (!allowed) {
+        throw new GatewayError('forbidden', { text: `This client may not evaluate measures for Organization/${id}` });
+      }
+      return org.type === 'CPTS' ? { kind: 'cpts', id } : { kind: 'organization', id };
+    }
+    if (type === 'Practitioner') {
+      if (!p.admin) {
+        // A GP's patientèle: for the structure where the GP practises (the Practitioner is filed under it).
+        await this.repo.read(p, 'Practitioner', id);
+      }
+      return { kind: 'practitioner', id };
+    }
+    const stored = await this.repo.read(p, 'Group', id);
+    const group = JSON.parse(stored.json as string) as Group;
+    const patientIds = (group.member ?? [])
+      .filter((mm) => !mm.inactive)
+      .map((mm) => /^Patient\/(.+)$/.exec(mm.entity.reference ?? '')?.[1])
+      .filter((x): x is string => !!x);
+    return { kind: 'group', patientIds };
+  }
+
+  private async structureNames(r: MeasureCounts): Promise<Map<string, string>> {
+    const ids = r.strata.structure.map((s) => s.key.replace(/^Organization\//, ''));
+    const res = await this.pool.query<{ id: string; name: string | null }>('SELECT id, name FROM ind_organization WHERE id = ANY($1::text[])', [ids]);
+    return new Map(res.rows.map((row) => [`Organization/${row.id}`, row.name ?? row.id]));
+  }
+
+  /** The catalogue's measures, in file order. */
+  measures(): CompiledMeasure[] {
+    return [...this.catalogue.measures.values()];
+  }
+}
+
+function attachRecall(report: MeasureReport, ids: string[]): void {
+  const list: List = {
+    resourceType: 'List',
+    id: 'recall',
+    status: 'current',
+    mode: 'snapshot',
+    title: 'Patients à rappeler (dénominateur, hors numérateur)',
+    entry: ids.map((id) => ({ item: { reference: `Patient/${id}` } })),
+  };
+  report.contained = [list];
+  report.group?.[0]?.extension?.push({ url: RECALL_LIST_EXTENSION, valueReference: { reference: '#recall' } });
+}
+
+/** periodStart/periodEnd as dates (a year, a month or a day; a dateTime is cut to its day). Default: the last 12 whole months. */
+export function parsePeriod(start: string | undefined, end: string | undefined, today = new Date()): Period {
+  const first = start ? day(start, 'start', 'periodStart') : undefined;
+  const last = end ? day(end, 'end', 'periodEnd') : undefined;
+  if (!first || !last) {
+    if (first || last) {
+      throw new GatewayError('invalid', { text: 'periodStart and periodEnd go together', expression: first ? 'periodEnd' : 'periodStart' });
+    }
+    const e = new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), 0));
+    const s = new Date(Date.UTC(e.getUTCFullYear() - 1, e.getUTCMonth() + 1, 1));
+    return { start: s.toISOString().slice(0, 10), end: e.toISOString().slice(0, 10) };
+  }
+  if (first > last) {
+    throw new GatewayError('invalid', { text: 'periodStart is after periodEnd', expression: 'periodStart' });
+  }
+  return { start: first, end: last };
+}
+
+function day(v: string, side: 'start' | 'end', name: string): string {
+  const m = DAY.exec(v);
+  if (!m) {
+    throw new GatewayError('invalid', { text: `${name} must be a date (YYYY, YYYY-MM or YYYY-MM-DD)`, expression: name });
+  }
+  const y = Number(m[1]);
+  const mo = m[3] ? Number(m[3]) : side === 'start' ? 1 : 12;
+  const d = m[5] ? Number(m[5]) : side === 'start' ? 1 : new Date(Date.UTC(y, mo, 0)).getUTCDate();
+  const date = new Date(Date.UTC(y, mo - 1, d));
+  if (date.getUTCFullYear() !== y || date.getUTCMonth() !== mo - 1 || date.getUTCDate() !== d) {
+    throw new GatewayError('invalid', { text: `${name} is not a valid date: ${v}`, expression: name });
+  }
+  return date.toISOString().slice(0, 10);
+}
+
+function sameContent(a: Resource, b: Resource): boolean {
+  const strip = (r: Resource): string => JSON.stringify({ ...r, meta: undefined });
+  return strip(a) === strip(b);
+}
