@@ -150,6 +150,8 @@ describe('indicators: $evaluate-measure over the store', () => {
       'cpts-sans-medecin-traitant', 'cpts-suivi-sortie-7j', 'rosp-depistage-colorectal', 'rosp-depistage-sein',
       'rosp-diabete-fond-oeil', 'rosp-diabete-hba1c', 'rosp-grippe-16-64-risque', 'rosp-grippe-65',
     ]);
+    // The next boot finds the same files: nothing is written again.
+    expect(await gw.core.indicators.install()).toEqual({ written: 0 });
   });
 
   it('diabetes HbA1c for a structure: populations, exclusion, facts from another practice count, objectives, suppressed strata', async () => {
@@ -234,5 +236,22 @@ describe('indicators: $evaluate-measure over the store', () => {
     }, tokenA);
     expect(res.status).toBe(200);
     expect(counts(res.body.group![0]!.population).numerator).toBe(25);
+  });
+
+  it('stores the monthly run: one suppressed summary report per measure and subject, filed under the subject, replaced on re-run', async () => {
+    const run = await gw.core.indicators.storeMonthlyReports('2025-12-31');
+    expect(run.period).toEqual({ start: '2025-01-01', end: '2025-12-31' });
+    expect(run.subjects).toBe(3); // the CPTS and its two MSPs
+    expect(run.reports).toBe(24);
+    await gw.core.indicators.storeMonthlyReports('2025-12-31');
+    const mine = await call<{ entry: { resource: MeasureReport }[] }>(gw, 'GET', `${gw.fhirUrl}/MeasureReport?subject=Organization/${mspA}&_count=100`, undefined, tokenA);
+    expect(mine.status).toBe(200);
+    expect(mine.body.entry).toHaveLength(8);
+    const hba1c = mine.body.entry.map((e) => e.resource).find((r) => r.measure?.includes('rosp-diabete-hba1c'))!;
+    expect(counts(hba1c.group![0]!.population)).toEqual({ 'initial-population': 40, denominator: 40, 'denominator-exclusion': 5, numerator: 30 });
+    expect(hba1c.meta?.versionId).toBe('2');
+    // MSP B's clients see MSP B's reports only.
+    const theirs = await call<{ entry?: { resource: MeasureReport }[] }>(gw, 'GET', `${gw.fhirUrl}/MeasureReport?subject=Organization/${mspA}`, undefined, tokenB);
+    expect(theirs.body.entry ?? []).toHaveLength(0);
   });
 });

@@ -17,6 +17,9 @@ Commands:
       --jwks <file.json>       public JWKS for private_key_jwt (else a secret is generated)
       --admin                  admin client (sees every organization)
   client:list     List registered clients
+  indicators:run  Evaluate the indicator catalogue for every CPTS and structure and store the MeasureReports
+      --period-end <YYYY-MM-DD>  end of the 12-month period (default: end of last month)
+      --months <n>               also the n-1 months before, one run per month end (trends; default 1)
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -36,6 +39,8 @@ async function main(argv: string[]): Promise<number> {
       scopes: { type: 'string' },
       jwks: { type: 'string' },
       admin: { type: 'boolean', default: false },
+      'period-end': { type: 'string' },
+      months: { type: 'string' },
     },
   });
   const config = loadConfig();
@@ -49,6 +54,8 @@ async function main(argv: string[]): Promise<number> {
           process.stdout.write(`${c.id}\t${c.organization}\t${c.admin ? 'admin' : ''}\t${c.scopes.join(' ')}\t${c.name}\n`);
         }
         return 0;
+      case 'indicators:run':
+        return await runIndicators(core, values['period-end'], values.months);
       default:
         process.stderr.write(`Unknown command ${command}\n${USAGE}`);
         return 2;
@@ -78,6 +85,24 @@ async function createClient(core: GatewayCore, v: Values): Promise<number> {
   process.stdout.write(
     `${JSON.stringify({ client_id: client.id, ...(secret ? { client_secret: secret } : {}), organization: client.organization, scopes: client.scopes.join(' '), token_endpoint: `${core.baseUrl}/oauth2/token` }, null, 2)}\n`,
   );
+  return 0;
+}
+
+async function runIndicators(core: GatewayCore, periodEnd: string | undefined, months = '1'): Promise<number> {
+  const n = Number(months);
+  if (!Number.isInteger(n) || n < 1 || n > 60) {
+    process.stderr.write('--months must be an integer from 1 to 60\n');
+    return 2;
+  }
+  const first = await core.indicators.storeMonthlyReports(periodEnd);
+  const ends = [first.period.end];
+  for (let i = 1; i < n; i++) {
+    const last = new Date(`${first.period.end}T00:00:00Z`);
+    const end = new Date(Date.UTC(last.getUTCFullYear(), last.getUTCMonth() - i + 1, 0)).toISOString().slice(0, 10);
+    await core.indicators.storeMonthlyReports(end);
+    ends.push(end);
+  }
+  process.stdout.write(`${JSON.stringify({ periodEnds: ends, reportsPerRun: first.reports, subjects: first.subjects, firstRunMs: first.ms })}\n`);
   return 0;
 }
 

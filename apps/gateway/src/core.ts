@@ -81,12 +81,14 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: { 
     await indicators.install();
     const exchange = new ExchangeService(db.pool, db.url, repo, queue, config, logger);
     exchange.register();
+    indicators.register(queue);
     queue.verifyHandlers();
     const workers = opts.workers ?? config.GW_WORKERS_INPROCESS;
     if (workers) {
       queue.startWorkers(config.GW_WORKER_QUEUES, workerConcurrency(config));
       await scheduleHousekeeping(queue, config.GW_AUDIT_RETENTION_DAYS);
       await exchange.start();
+      await indicators.schedule(queue);
     }
     const capability = buildCapabilityStatement({ baseUrl: base, version: VERSION, registry, profiles });
     const hl7 = new Hl7IngestService(db.pool, repo, { acceptUnknownSources: config.GW_HL7_ACCEPT_UNKNOWN_SOURCES ?? db.embedded, logger });

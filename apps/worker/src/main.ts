@@ -1,8 +1,9 @@
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { ConfigError, QueueService, createLogger, loadConfig, migrate, openDatabase } from '@gw/platform';
 import { ProfileRegistry, SearchParamRegistry, loadFhirDefinitions } from '@gw/fhir';
-import { FhirRepository, OrganizationAccessPolicy, registerHousekeepingJobs } from '@gw/store';
+import { AuditLog, FhirRepository, OrganizationAccessPolicy, registerHousekeepingJobs } from '@gw/store';
 import { ExchangeService, workerConcurrency } from '@gw/exchange';
+import { IndicatorsService } from '@gw/indicators';
 
 /**
  * Out-of-process BullMQ worker: runs the same job handlers as the gateway for the queues named
@@ -24,12 +25,16 @@ async function main(): Promise<void> {
   registerHousekeepingJobs(queue, db.pool);
   const exchange = new ExchangeService(db.pool, db.url, repo, queue, config, logger);
   exchange.register();
+  const audit = new AuditLog(db.pool, logger);
+  const indicators = IndicatorsService.load(join(resolve(config.GW_PROFILES_DIR), 'measures'), db.pool, repo, audit, config.GW_INDICATOR_SMALL_CELL, logger);
+  indicators.register(queue);
   const queues = queue.startWorkers(config.GW_WORKER_QUEUES, workerConcurrency(config));
   await exchange.start();
   logger.info({ queues, backend: queue.backend }, 'worker ready');
   const shutdown = async (): Promise<void> => {
     await exchange.stop();
     await queue.close();
+    await audit.flush();
     await db.close();
     process.exit(0);
   };

@@ -1,7 +1,10 @@
+import { createHash } from 'node:crypto';
 import type { Group, List, MeasureReport, Resource } from '@medplum/fhirtypes';
 import type { Pool } from 'pg';
+import { GW } from '@gw/fhir';
 import { GatewayError, scopeAllows } from '@gw/platform';
-import type { Logger } from '@gw/platform';
+import type { JobResult, Logger, QueueService } from '@gw/platform';
+import { OWNER_TAG_SYSTEM } from '@gw/store';
 import type { AuditLog, FhirRepository, Principal } from '@gw/store';
 import { DENOMINATOR_POPULATIONS, MeasureCatalogue } from './catalogue';
 import type { CompiledMeasure, DenominatorPopulation } from './catalogue';
@@ -23,6 +26,11 @@ export interface EvaluateParams {
 }
 
 const DAY = /^(\d{4})(-(\d{2})(-(\d{2}))?)?/;
+
+/** Identifier of a stored monthly report: `<measure id>|<subject>|<period end>` (a re-run replaces it). */
+export const REPORT_RUN_SYSTEM = `${GW}/fhir/NamingSystem/measure-report-run`;
+/** Structures that get monthly reports: CPTS (their territory) and care structures. */
+const REPORTED_TYPES = ['CPTS', 'MSP', 'CDS', 'cabinet'];
 
 /**
  * `$evaluate-measure` with the gateway's rules: who may ask for what (population reports for a
@@ -176,6 +184,51 @@ export class IndicatorsService {
     const ids = r.strata.structure.map((s) => s.key.replace(/^Organization\//, ''));
     const res = await this.pool.query<{ id: string; name: string | null }>('SELECT id, name FROM ind_organization WHERE id = ANY($1::text[])', [ids]);
     return new Map(res.rows.map((row) => [`Organization/${row.id}`, row.name ?? row.id]));
+  }
+
+  register(queue: QueueService): void {
+    queue.register('indicators.monthly-run', async (payload): Promise<JobResult> => {
+      const r = await this.storeMonthlyReports(payload.periodEnd);
+      return { status: 'success', detail: { reports: r.reports, subjects: r.subjects, ms: r.ms } };
+    });
+  }
+
+  /** Monthly, on the 2nd at 04:10: the 12 months to the end of the previous month. */
+  async schedule(queue: QueueService): Promise<void> {
+    await queue.queue('indicators').upsertJobScheduler('monthly-run', { pattern: '10 4 2 * *' }, { name: 'indicators.monthly-run', data: {} });
+  }
+
+  /**
+   * Evaluates the whole catalogue for every CPTS and care structure over the 12 months to
+   * `periodEnd` (default: end of last month) and stores the suppressed summary MeasureReports,
+   * each filed under its subject organization (its clients read them; a CPTS its territory's).
+   */
+  async storeMonthlyReports(periodEnd?: string, today = new Date()): Promise<{ reports: number; subjects: number; period: Period; ms: number }> {
+    const started = Date.now();
+    const last = parsePeriod(undefined, undefined, today);
+    const end = periodEnd ? parsePeriod(periodEnd, periodEnd).end : last.end;
+    const endDate = new Date(`${end}T00:00:00Z`);
+    const start = new Date(Date.UTC(endDate.getUTCFullYear() - 1, endDate.getUTCMonth(), endDate.getUTCDate() + 1)).toISOString().slice(0, 10);
+    const period: Period = { start, end };
+    const subjects = await this.pool.query<{ id: string; type: string }>('SELECT id, type FROM ind_organization WHERE type = ANY($1::text[]) ORDER BY id', [REPORTED_TYPES]);
+    let reports = 0;
+    for (const s of subjects.rows) {
+      const subject = `Organization/${s.id}`;
+      const scope: Scope = s.type === 'CPTS' ? { kind: 'cpts', id: s.id } : { kind: 'organization', id: s.id };
+      const { results } = await this.evaluator.evaluate(this.measures(), { period, scope });
+      for (const result of results) {
+        const report = buildMeasureReport(result, { period, subject, type: 'summary', threshold: this.threshold, structureNames: await this.structureNames(result) });
+        const key = `${result.measure.id}|${subject}|${end}`;
+        report.identifier = [{ system: REPORT_RUN_SYSTEM, value: key }];
+        report.meta = { tag: [{ system: OWNER_TAG_SYSTEM, code: subject }] };
+        const id = `mr-${createHash('sha256').update(key).digest('hex').slice(0, 40)}`;
+        await this.repo.update('MeasureReport', id, report, { principal: INDICATORS_PRINCIPAL });
+        reports += 1;
+      }
+    }
+    const ms = Date.now() - started;
+    this.logger.info({ reports, subjects: subjects.rowCount, periodEnd: end, ms }, 'monthly indicator reports stored');
+    return { reports, subjects: subjects.rowCount ?? 0, period, ms };
   }
 
   /** The catalogue's measures, in file order. */

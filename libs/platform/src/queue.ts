@@ -18,6 +18,8 @@ export interface JobCatalogue {
   'exchange.mss-send': { deliveryId: string; traceId?: string };
   /** Publishes one document to the shared record (one exchange_delivery row). */
   'exchange.mhd-publish': { deliveryId: string; traceId?: string };
+  /** Evaluates the indicator catalogue for every structure and CPTS and stores the MeasureReports (12 months to periodEnd, default: end of last month). */
+  'indicators.monthly-run': { periodEnd?: string; traceId?: string };
 }
 
 export type JobName = keyof JobCatalogue;
@@ -30,6 +32,7 @@ export const JOB_QUEUE: Record<JobName, string> = {
   // One queue per channel: a dead relay fills its own queue's retries, not the other channel's.
   'exchange.mss-send': 'exchange-mss',
   'exchange.mhd-publish': 'exchange-mhd',
+  'indicators.monthly-run': 'indicators',
 };
 
 export const QUEUE_NAMES = [...new Set(Object.values(JOB_QUEUE))];
