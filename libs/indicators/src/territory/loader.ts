@@ -134,7 +134,9 @@ export class TerritoryLoader {
       await this.repo.persist(tx, versions);
       const stays = todo.filter((r) => r.resourceType === 'Encounter' && isHospitalStay(r as Encounter)).map((r) => `Encounter/${r.id}`);
       if (stays.length > 0) {
-        summary.historicDischarges += (await tx.query(HISTORIC_DISCHARGES_SQL, [stays])).rowCount ?? 0;
+        // Read the count before adding: `x += await y` would read x before the await (lost updates across batches).
+        const marked = (await tx.query(HISTORIC_DISCHARGES_SQL, [stays])).rowCount ?? 0;
+        summary.historicDischarges += marked;
       }
       for (const r of todo) {
         summary.byType[r.resourceType] = (summary.byType[r.resourceType] ?? 0) + 1;
