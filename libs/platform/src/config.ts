@@ -69,6 +69,8 @@ export const configSchema = z.object({
   GW_EXCHANGE_DESTINATION_RATE: z.coerce.number().int().min(1).default(200),
   /** Indicator counts below this are suppressed (with complementary cells); 1 disables suppression. */
   GW_INDICATOR_SMALL_CELL: z.coerce.number().int().min(1).max(1000).default(10),
+  /** Serve the indicator dashboard's static page at /dashboard (its data comes from the FHIR API). */
+  GW_DASHBOARD_ENABLED: bool.default(true),
 });
 
 export type GatewayConfig = z.infer<typeof configSchema>;
