@@ -73,6 +73,8 @@ export const configSchema = z.object({
   GW_BULK_RETENTION_HOURS: z.coerce.number().int().min(1).max(24 * 30).default(24),
   /** Bulk exports run at once per process (each holds one database connection while it runs). */
   GW_BULK_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(2),
+  /** Serve the indicator dashboard's static page at /dashboard (its data comes from the FHIR API). */
+  GW_DASHBOARD_ENABLED: bool.default(true),
 });
 
 export type GatewayConfig = z.infer<typeof configSchema>;

@@ -1,0 +1,443 @@
+// The indicator dashboard (issue #5). Plain browser module: every figure comes from the FHIR API
+// with the user's own token (stored monthly MeasureReports, live $evaluate-measure), so the page
+// shows exactly what the client may see and nothing else.
+import {
+  ApiError, REPORT_RUN_SYSTEM, claimsOf, fhirGet, forgetToken, keepToken, measureIdOf, objectiveStatusOf,
+  objectivesOf, recallOf, reportCell, requestToken, resourcesOf, storedToken, structuresOf, thresholdOf,
+} from './fhir.js';
+
+/** @typedef {import('./fhir.js').MeasureReport} MeasureReport */
+/** @typedef {import('./fhir.js').Measure} Measure */
+/** @typedef {import('./fhir.js').Cell} Cell */
+/** @typedef {import('@medplum/fhirtypes').Organization} Organization */
+/** @typedef {import('@medplum/fhirtypes').Patient} Patient */
+/** @typedef {{ report: MeasureReport; live: boolean }} Row */
+
+/** Series colour of the indicator (the tests look for it in the chart). */
+const SERIES_COLOUR = '#0b63c5';
+const INTERMEDIATE_COLOUR = '#b45309';
+const TARGET_COLOUR = '#15803d';
+const REPORTED_TYPES = ['CPTS', 'MSP', 'CDS', 'cabinet'];
+const STATUS_TEXT = /** @type {Record<string, string>} */ ({
+  'target-reached': 'cible atteinte',
+  'intermediate-reached': 'objectif intermédiaire atteint',
+  'not-reached': 'non atteint',
+  'below-minimum-denominator': 'dénominateur insuffisant',
+  suppressed: 'masqué',
+});
+
+/**
+ * The element of id `id`, of the expected type.
+ * @template {HTMLElement} T
+ * @param {string} id
+ * @param {new () => T} type
+ * @returns {T}
+ */
+function $(id, type) {
+  const node = document.getElementById(id);
+  if (!(node instanceof type)) {
+    throw new Error(`missing #${id}`);
+  }
+  return node;
+}
+
+const ui = {
+  message: $('message', HTMLDivElement),
+  who: $('who', HTMLParagraphElement),
+  logout: $('logout', HTMLButtonElement),
+  login: $('login', HTMLElement),
+  loginForm: $('login-form', HTMLFormElement),
+  clientId: $('client-id', HTMLInputElement),
+  clientSecret: $('client-secret', HTMLInputElement),
+  bearer: $('bearer', HTMLTextAreaElement),
+  board: $('board', HTMLElement),
+  subject: $('subject', HTMLSelectElement),
+  measure: $('measure', HTMLSelectElement),
+  structure: $('structure', HTMLSelectElement),
+  live: $('live', HTMLButtonElement),
+  noReports: $('no-reports', HTMLParagraphElement),
+  objectives: $('objectives', HTMLParagraphElement),
+  chart: $('chart', HTMLCanvasElement),
+  caption: $('values-caption', HTMLElement),
+  tbody: /** @type {HTMLTableSectionElement} */ ($('values', HTMLTableElement).tBodies[0]),
+  note: $('suppression-note', HTMLParagraphElement),
+  recallButton: $('recall-button', HTMLButtonElement),
+  recallResult: $('recall-result', HTMLDivElement),
+};
+
+const state = {
+  /** @type {Map<string, Measure>} */
+  measures: new Map(),
+  /** Stored and live reports of the current subject. @type {Row[]} */
+  rows: [],
+  /** @type {import('chart.js').Chart | undefined} */
+  chart: undefined,
+};
+
+/**
+ * Runs an action; an expired or invalid token sends the user back to the login form, any other
+ * refusal is shown as the OperationOutcome's text.
+ * @param {() => Promise<void>} action
+ */
+async function guarded(action) {
+  try {
+    await action();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) {
+      forgetToken();
+      showLogin(`Session expirée ou jeton refusé (${err.message}) : reconnectez-vous.`);
+      return;
+    }
+    say(err instanceof Error ? err.message : String(err));
+  }
+}
+
+/**
+ * @param {string} text
+ * @param {'error' | 'info'} [kind]
+ */
+function say(text, kind = 'error') {
+  ui.message.textContent = text;
+  ui.message.className = kind === 'info' ? 'info' : '';
+  ui.message.hidden = text === '';
+}
+
+/** @param {string} [why] */
+function showLogin(why) {
+  state.chart?.destroy();
+  state.chart = undefined;
+  ui.board.hidden = true;
+  ui.logout.hidden = true;
+  ui.who.hidden = true;
+  ui.login.hidden = false;
+  say(why ?? '', 'info');
+}
+
+async function onLogin() {
+  const pasted = ui.bearer.value.trim().replace(/^bearer\s+/i, '');
+  if (pasted) {
+    keepToken(pasted);
+  } else {
+    if (!ui.clientId.value.trim() || !ui.clientSecret.value) {
+      say('Saisissez l’identifiant et le secret du client, ou collez un jeton.');
+      return;
+    }
+    try {
+      keepToken(await requestToken(ui.clientId.value.trim(), ui.clientSecret.value));
+    } catch (err) {
+      say(`Connexion refusée : ${err instanceof Error ? err.message : String(err)}`);
+      return;
+    }
+  }
+  ui.clientSecret.value = '';
+  ui.bearer.value = '';
+  await guarded(start);
+}
+
+/** After login: who the client is, the catalogue, the organizations it may report on. */
+async function start() {
+  const token = storedToken() ?? '';
+  const claims = claimsOf(token);
+  if (claims.exp !== undefined && claims.exp * 1000 <= Date.now()) {
+    throw new ApiError(401, 'le jeton a expiré');
+  }
+  const own = claims.org ? await fhirGet(/** @type {string} */ (claims.org)).catch(() => undefined) : undefined;
+  const ownOrg = /** @type {Organization | undefined} */ (own);
+  const measures = resourcesOf(await fhirGet('Measure?_count=100'));
+  state.measures = new Map(measures.map((m) => [/** @type {Measure} */ (m).id ?? '', /** @type {Measure} */ (m)]));
+  /** @type {{ ref: string; name: string }[]} */
+  let subjects = [];
+  if (claims.adm) {
+    const orgs = /** @type {Organization[]} */ (resourcesOf(await fhirGet('Organization?_count=1000')));
+    subjects = orgs.filter((o) => REPORTED_TYPES.includes(o.type?.[0]?.coding?.[0]?.code ?? '')).map((o) => ({ ref: `Organization/${o.id}`, name: `${o.name ?? o.id} (${o.type?.[0]?.coding?.[0]?.code})` }));
+  } else if (claims.org) {
+    subjects = [{ ref: claims.org, name: ownOrg?.name ?? claims.org }];
+  }
+  ui.who.textContent = claims.adm ? 'Client administrateur' : `Client de ${ownOrg?.name ?? claims.org ?? '?'}`;
+  fill(ui.subject, subjects.map((s) => [s.ref, s.name]));
+  fill(ui.measure, measures.map((m) => { const mm = /** @type {Measure} */ (m); return [mm.id ?? '', mm.title ?? mm.name ?? mm.id ?? '']; }));
+  ui.login.hidden = true;
+  ui.board.hidden = false;
+  ui.who.hidden = false;
+  ui.logout.hidden = false;
+  say('');
+  if (subjects.length === 0) {
+    say('Ce client ne rend compte d’aucune structure.');
+    return;
+  }
+  await loadSubject();
+}
+
+/**
+ * @param {HTMLSelectElement} select
+ * @param {[string, string][]} options value, label
+ */
+function fill(select, options) {
+  select.replaceChildren(...options.map(([value, label]) => new Option(label, value)));
+}
+
+/** The stored monthly reports of the chosen subject (all measures), then the view. */
+async function loadSubject() {
+  ui.recallResult.replaceChildren();
+  const subject = ui.subject.value;
+  const query = new URLSearchParams({ subject, identifier: `${REPORT_RUN_SYSTEM}|`, _count: '1000' });
+  const stored = /** @type {MeasureReport[]} */ (resourcesOf(await fhirGet(`MeasureReport?${query}`)));
+  state.rows = stored.map((report) => ({ report, live: false }));
+  /** @type {Map<string, string>} */
+  const structures = new Map();
+  for (const r of stored) {
+    for (const s of structuresOf(r)) {
+      structures.set(s.key, s.name);
+    }
+  }
+  fill(ui.structure, [['', 'Tout le périmètre'], ...[...structures.entries()].sort((a, b) => a[1].localeCompare(b[1]))]);
+  ui.noReports.hidden = stored.length > 0;
+  if (stored.length === 0) {
+    await evaluateLive();
+    return;
+  }
+  render();
+}
+
+/** `$evaluate-measure` for the default period (the last 12 whole months), added to the view. */
+async function evaluateLive() {
+  const measure = ui.measure.value;
+  const query = new URLSearchParams({ subject: ui.subject.value });
+  const report = /** @type {MeasureReport} */ (await fhirGet(`Measure/${encodeURIComponent(measure)}/$evaluate-measure?${query}`));
+  state.rows = state.rows.filter((r) => !(r.live && measureIdOf(r.report) === measure));
+  state.rows.push({ report, live: true });
+  render();
+}
+
+/** The rows of the chosen measure, oldest period first. */
+function currentRows() {
+  const measure = ui.measure.value;
+  return state.rows
+    .filter((r) => measureIdOf(r.report) === measure)
+    .sort((a, b) => (a.report.period?.end ?? '').localeCompare(b.report.period?.end ?? '') || Number(a.live) - Number(b.live));
+}
+
+function render() {
+  const measure = state.measures.get(ui.measure.value);
+  if (!measure) {
+    return;
+  }
+  const structure = ui.structure.value || undefined;
+  const objectives = objectivesOf(measure);
+  const rows = currentRows();
+  const cells = rows.map((r) => reportCell(r.report, structure));
+  const labels = rows.map((r) => `${(r.report.period?.end ?? '').slice(0, 7)}${r.live ? ' (en direct)' : ''}`);
+  const scope = structure ? ui.structure.selectedOptions[0]?.text : ui.subject.selectedOptions[0]?.text;
+  const title = `${measure.title ?? measure.id} — ${scope ?? ''}`;
+  ui.objectives.textContent = [
+    objectives.intermediate !== undefined ? `Objectif intermédiaire : ${percent(objectives.intermediate)}` : '',
+    objectives.target !== undefined ? `Cible : ${percent(objectives.target)}` : '',
+    objectives.lowerIsBetter ? '(plus bas est meilleur)' : '',
+    `Résultat sur 12 mois glissants, à chaque fin de mois.`,
+  ].filter((s) => s !== '').join(' · ');
+  drawChart(title, labels, cells, objectives);
+  renderTable(title, rows, cells, labels, structure !== undefined, objectives);
+}
+
+/**
+ * @param {number} p a proportion
+ */
+function percent(p) {
+  return `${(p * 100).toLocaleString('fr-FR', { maximumFractionDigits: 1 })} %`;
+}
+
+/**
+ * @param {string} title
+ * @param {string[]} labels
+ * @param {(Cell | undefined)[]} cells
+ * @param {ReturnType<typeof objectivesOf>} objectives
+ */
+function drawChart(title, labels, cells, objectives) {
+  state.chart?.destroy();
+  /** @param {number | undefined} v */
+  const flat = (v) => labels.map(() => (v === undefined ? null : v * 100));
+  const datasets = [
+    { label: 'Résultat (%)', data: cells.map((c) => (c?.score == null ? null : c.score * 100)), borderColor: SERIES_COLOUR, backgroundColor: SERIES_COLOUR, borderWidth: 3, pointRadius: 5, spanGaps: false },
+    ...(objectives.intermediate !== undefined ? [{ label: 'Objectif intermédiaire', data: flat(objectives.intermediate), borderColor: INTERMEDIATE_COLOUR, backgroundColor: INTERMEDIATE_COLOUR, borderDash: [6, 4], borderWidth: 2, pointRadius: 0 }] : []),
+    ...(objectives.target !== undefined ? [{ label: 'Cible', data: flat(objectives.target), borderColor: TARGET_COLOUR, backgroundColor: TARGET_COLOUR, borderDash: [2, 3], borderWidth: 2, pointRadius: 0 }] : []),
+  ];
+  ui.chart.setAttribute('aria-label', `Graphique : ${title}`);
+  state.chart = new Chart(ui.chart, {
+    type: 'line',
+    data: { labels, datasets },
+    options: {
+      animation: false,
+      maintainAspectRatio: false,
+      scales: { y: { min: 0, max: 100, title: { display: true, text: '%' } } },
+      plugins: { title: { display: true, text: title } },
+    },
+  });
+}
+
+/**
+ * @param {string} title
+ * @param {Row[]} rows
+ * @param {(Cell | undefined)[]} cells
+ * @param {string[]} labels
+ * @param {boolean} isStratum
+ * @param {ReturnType<typeof objectivesOf>} objectives
+ */
+function renderTable(title, rows, cells, labels, isStratum, objectives) {
+  ui.caption.textContent = `Valeurs : ${title}`;
+  const threshold = rows.map((r) => thresholdOf(r.report)).find((t) => t !== undefined);
+  ui.tbody.replaceChildren(
+    ...rows.map((row, i) => {
+      const cell = cells[i];
+      const tr = document.createElement('tr');
+      const th = document.createElement('th');
+      th.scope = 'row';
+      th.textContent = labels[i] ?? '';
+      tr.append(th);
+      if (!cell) {
+        tr.append(td('pas de données pour cette structure', false, 6), td(row.live ? 'en direct' : 'rapport mensuel', false));
+        return tr;
+      }
+      const hidden = cell.suppressed === 'complementary' ? 'masqué (complément)' : `masqué (< ${threshold ?? '?'})`;
+      for (const code of /** @type {const} */ (['initial-population', 'denominator', 'denominator-exclusion', 'numerator'])) {
+        const v = cell.counts[code];
+        tr.append(v === null ? td(cell.suppressed ? hidden : '—', !!cell.suppressed) : td(String(v), false));
+      }
+      tr.append(cell.suppressed ? td(hidden, true) : td(cell.score == null ? 'sans objet' : percent(cell.score), false));
+      const status = isStratum ? stratumStatus(cell, objectives) : objectiveStatusOf(row.report);
+      tr.append(td(STATUS_TEXT[status ?? ''] ?? '—', false), td(row.live ? 'en direct' : 'rapport mensuel', false));
+      return tr;
+    }),
+  );
+  ui.note.textContent = threshold !== undefined
+    ? `« masqué (< ${threshold}) » : un effectif, ou l’écart entre deux populations, est compris entre 1 et ${threshold - 1} (secret statistique) ; « masqué (complément) » : cellule masquée pour que la précédente ne puisse pas être recalculée.`
+    : '';
+}
+
+/**
+ * @param {Cell} cell
+ * @param {ReturnType<typeof objectivesOf>} o
+ * @returns {string | undefined}
+ */
+function stratumStatus(cell, o) {
+  if (cell.suppressed) {
+    return 'suppressed';
+  }
+  const s = cell.score;
+  if (s === null) {
+    return undefined;
+  }
+  /** @param {number | undefined} goal */
+  const reached = (goal) => goal !== undefined && (o.lowerIsBetter ? s <= goal : s >= goal);
+  return reached(o.target) ? 'target-reached' : reached(o.intermediate) ? 'intermediate-reached' : 'not-reached';
+}
+
+/**
+ * @param {string} text
+ * @param {boolean} masked
+ * @param {number} [span]
+ */
+function td(text, masked, span = 1) {
+  const cell = document.createElement('td');
+  cell.textContent = text;
+  if (masked) {
+    cell.className = 'masked';
+  }
+  cell.colSpan = span;
+  return cell;
+}
+
+/** The recall list (reportType=subject-list) of the chosen structure for the last period shown. */
+async function showRecall() {
+  const rows = currentRows();
+  const last = rows[rows.length - 1]?.report.period;
+  const subject = ui.structure.value || ui.subject.value;
+  const query = new URLSearchParams({ reportType: 'subject-list', subject, ...(last?.start && last.end ? { periodStart: last.start, periodEnd: last.end } : {}) });
+  ui.recallResult.replaceChildren(paragraph('Chargement…'));
+  let report;
+  try {
+    report = /** @type {MeasureReport} */ (await fhirGet(`Measure/${encodeURIComponent(ui.measure.value)}/$evaluate-measure?${query}`));
+  } catch (err) {
+    if (err instanceof ApiError && err.status !== 401) {
+      const refusal = paragraph(`Liste de rappel non disponible : ${err.message}`);
+      refusal.className = 'refusal';
+      refusal.setAttribute('role', 'alert');
+      ui.recallResult.replaceChildren(refusal);
+      return;
+    }
+    throw err;
+  }
+  const refs = recallOf(report);
+  if (refs.length === 0) {
+    ui.recallResult.replaceChildren(paragraph('Aucun patient à rappeler sur cette période.'));
+    return;
+  }
+  const ids = refs.map((r) => r.replace(/^Patient\//, ''));
+  /** @type {Map<string, Patient>} */
+  const patients = new Map();
+  try {
+    const found = /** @type {Patient[]} */ (resourcesOf(await fhirGet(`Patient?_id=${ids.map(encodeURIComponent).join(',')}&_count=${ids.length}`)));
+    found.forEach((p) => patients.set(p.id ?? '', p));
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) {
+      throw err;
+    }
+    // Names are a convenience: the references alone still make the list.
+  }
+  const table = document.createElement('table');
+  const caption = table.createCaption();
+  caption.textContent = `${refs.length} patient(s) à rappeler — ${report.period?.start} au ${report.period?.end}`;
+  const head = table.createTHead().insertRow();
+  for (const h of ['Patient', 'Nom', 'Date de naissance']) {
+    const th = document.createElement('th');
+    th.scope = 'col';
+    th.textContent = h;
+    head.append(th);
+  }
+  const body = table.createTBody();
+  for (const id of ids) {
+    const p = patients.get(id);
+    const name = p?.name?.[0];
+    const tr = body.insertRow();
+    tr.append(td(`Patient/${id}`, false), td(name ? `${name.family ?? ''} ${(name.given ?? []).join(' ')}`.trim() : '—', false), td(p?.birthDate ?? '—', false));
+  }
+  ui.recallResult.replaceChildren(table);
+}
+
+/** @param {string} text */
+function paragraph(text) {
+  const p = document.createElement('p');
+  p.textContent = text;
+  return p;
+}
+
+ui.loginForm.addEventListener('submit', (e) => {
+  e.preventDefault();
+  void onLogin();
+});
+ui.logout.addEventListener('click', () => {
+  forgetToken();
+  showLogin('Déconnecté.');
+});
+ui.subject.addEventListener('change', () => void guarded(loadSubject));
+ui.measure.addEventListener('change', () => {
+  ui.recallResult.replaceChildren();
+  // Without stored reports, each measure's only point is its live evaluation.
+  if (!ui.noReports.hidden && currentRows().length === 0) {
+    void guarded(evaluateLive);
+    return;
+  }
+  render();
+});
+ui.structure.addEventListener('change', () => {
+  ui.recallResult.replaceChildren();
+  render();
+});
+ui.live.addEventListener('click', () => void guarded(evaluateLive));
+ui.recallButton.addEventListener('click', () => void guarded(showRecall));
+
+// chart.js is a deferred classic script: modules run after it, so `Chart` is defined here.
+if (storedToken()) {
+  void guarded(start);
+} else {
+  showLogin();
+}
