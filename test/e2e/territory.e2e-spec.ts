@@ -46,7 +46,7 @@ describe('synthetic territory loaded through the store', () => {
       expect(summary.byType[type]).toBeGreaterThan(0);
     }
     const orgs = (await db().query<{ type: string; n: string }>('SELECT type, count(*) AS n FROM ind_organization WHERE part_of = $1 GROUP BY type', [generator.cpts.id])).rows;
-    expect(Object.fromEntries(orgs.map((o) => [o.type, Number(o.n)]))).toEqual({ MSP: 1, CDS: 1, cabinet: 2 });
+    expect(Object.fromEntries(orgs.map((o) => [o.type, Number(o.n)]))).toEqual({ MSP: 2, CDS: 1, cabinet: 2 });
     const cpts = (await db().query<{ communes: string[] }>('SELECT communes FROM ind_organization WHERE id = $1', [generator.cpts.id])).rows[0];
     expect(cpts?.communes.length).toBeGreaterThanOrEqual(3);
   });

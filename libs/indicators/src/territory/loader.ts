@@ -101,7 +101,10 @@ export class TerritoryLoader {
       inFlight.add(tracked);
     };
     try {
-      await submit([...generator.structures()], 0);
+      const structures = generator.structures();
+      for (let i = 0; i < structures.length; i += batchSize) {
+        await submit(structures.slice(i, i + batchSize), 0);
+      }
       let batch: Resource[] = [];
       let people = 0;
       for (const person of generator.people()) {
