@@ -46,7 +46,7 @@ describe('synthetic territory loaded through the store', () => {
       expect(summary.byType[type]).toBeGreaterThan(0);
     }
     const orgs = (await db().query<{ type: string; n: string }>('SELECT type, count(*) AS n FROM ind_organization WHERE part_of = $1 GROUP BY type', [generator.cpts.id])).rows;
-    expect(Object.fromEntries(orgs.map((o) => [o.type, Number(o.n)]))).toEqual({ MSP: 1, CDS: 1, cabinet: 2 });
+    expect(Object.fromEntries(orgs.map((o) => [o.type, Number(o.n)]))).toEqual({ MSP: 2, CDS: 1, cabinet: 2 });
     const cpts = (await db().query<{ communes: string[] }>('SELECT communes FROM ind_organization WHERE id = $1', [generator.cpts.id])).rows[0];
     expect(cpts?.communes.length).toBeGreaterThanOrEqual(3);
   });
@@ -63,13 +63,18 @@ describe('synthetic territory loaded through the store', () => {
 
   it('knows ~3 % of the persons in two structures under different local ids and the same qualified INS', async () => {
     const dup = await db().query<{ ins: string; owners: number; records: number }>(
-      `SELECT ins, count(DISTINCT owner_org)::int AS owners, count(*)::int AS records FROM ind_patient WHERE ins IS NOT NULL GROUP BY ins HAVING count(*) > 1`,
+      `SELECT ins, count(DISTINCT owner_org)::int AS owners, count(*)::int AS records FROM ind_patient
+        WHERE ins IS NOT NULL AND owner_org IN (SELECT 'Organization/' || id FROM ind_organization WHERE part_of = $1) GROUP BY ins HAVING count(*) > 1`,
+      [generator.cpts.id],
     );
     const expected = [...generator.people()].filter((p) => p.facts.duplicate).length;
     expect(dup.rowCount).toBe(expected);
     expect(expected).toBeGreaterThan(5);
     expect(dup.rows.every((r) => r.owners === 2 && r.records === 2)).toBe(true);
-    const persons = await db().query<{ n: number }>('SELECT count(DISTINCT person_key)::int AS n FROM ind_patient');
+    const persons = await db().query<{ n: number }>(
+      `SELECT count(DISTINCT person_key)::int AS n FROM ind_patient WHERE owner_org IN (SELECT 'Organization/' || id FROM ind_organization WHERE part_of = $1)`,
+      [generator.cpts.id],
+    );
     expect(persons.rows[0]?.n).toBe(600);
   });
 
@@ -98,5 +103,28 @@ describe('synthetic territory loaded through the store', () => {
       expect(scores[m]).toBeGreaterThan(0);
       expect(scores[m]).toBeLessThan(1);
     }
+  });
+
+  it('resumes an interrupted load: what was committed is kept, the rest written, the CPTS last', async () => {
+    const options = { seed: 4, patients: 120, asOf: '2026-10-31' };
+    class Interrupted extends TerritoryGenerator {
+      override *people(from = 0): ReturnType<TerritoryGenerator['people']> {
+        for (const p of super.people(from)) {
+          if (p.facts.index === 80) {
+            throw new Error('interrupted');
+          }
+          yield p;
+        }
+      }
+    }
+    await expect(new TerritoryLoader(gw.core.repo, { batchSize: 100 }).load(new Interrupted(options))).rejects.toThrow('interrupted');
+    const whole = new TerritoryGenerator(options);
+    expect((await db().query('SELECT 1 FROM resource WHERE resource_type = $1 AND id = $2', ['Organization', whole.cpts.id])).rowCount).toBe(0);
+    const resumed = await new TerritoryLoader(gw.core.repo, { batchSize: 100 }).load(whole);
+    expect(resumed).toMatchObject({ status: 'loaded', resumed: true });
+    const ids = [...whole.people()].flatMap((p) => p.resources.map((r) => r.id as string));
+    const stored = await db().query('SELECT 1 FROM resource WHERE id = ANY($1::text[])', [ids]);
+    expect(stored.rowCount).toBe(ids.length);
+    expect(resumed.resources).toBeLessThan(ids.length);
   });
 });

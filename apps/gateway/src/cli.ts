@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { createLogger, loadConfig, splitScopes } from '@gw/platform';
 import { OWNER_TAG_SYSTEM } from '@gw/store';
+import { TerritoryGenerator, TerritoryLoader } from '@gw/indicators';
 import type { GatewayCore } from './core';
 import { createCore } from './core';
 
@@ -20,6 +21,11 @@ Commands:
   indicators:run  Evaluate the indicator catalogue for every CPTS and structure and store the MeasureReports
       --period-end <YYYY-MM-DD>  end of the 12-month period (default: end of last month)
       --months <n>               also the n-1 months before, one run per month end (trends; default 1)
+  demo:territory  Load a synthetic CPTS territory (structures, professionals, patients, care) through the store
+      --patients <n>             persons (default 10000); ~3 % get a second record in another practice
+      --seed <n>                 random seed (default 1): same seed, size and date = same resources and ids
+      --as-of <YYYY-MM-DD>       last day of the data; the 12 months before it are the indicator year
+                                 (default: end of last month). Re-running the same load says already-loaded.
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -41,6 +47,9 @@ async function main(argv: string[]): Promise<number> {
       admin: { type: 'boolean', default: false },
       'period-end': { type: 'string' },
       months: { type: 'string' },
+      patients: { type: 'string' },
+      seed: { type: 'string' },
+      'as-of': { type: 'string' },
     },
   });
   const config = loadConfig();
@@ -56,6 +65,8 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       case 'indicators:run':
         return await runIndicators(core, values['period-end'], values.months);
+      case 'demo:territory':
+        return await loadTerritory(core, values.patients ?? '10000', values.seed ?? '1', values['as-of']);
       default:
         process.stderr.write(`Unknown command ${command}\n${USAGE}`);
         return 2;
@@ -104,6 +115,32 @@ async function runIndicators(core: GatewayCore, periodEnd: string | undefined, m
   }
   process.stdout.write(`${JSON.stringify({ periodEnds: ends, reportsPerRun: first.reports, subjects: first.subjects, firstRunMs: first.ms })}\n`);
   return 0;
+}
+
+async function loadTerritory(core: GatewayCore, patients: string, seed: string, asOf = lastMonthEnd()): Promise<number> {
+  let generator: TerritoryGenerator;
+  try {
+    generator = new TerritoryGenerator({ patients: Number(patients), seed: Number(seed), asOf });
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  let last = 0;
+  const summary = await new TerritoryLoader(core.repo, {
+    onProgress: (p) => {
+      if (p.elapsedMs - last >= 5000 || p.people === p.peopleTotal) {
+        last = p.elapsedMs;
+        process.stderr.write(`${p.people}/${p.peopleTotal} persons, ${p.resources} resources, ${Math.round(p.resources / Math.max(0.001, p.elapsedMs / 1000))}/s\n`);
+      }
+    },
+  }).load(generator);
+  process.stdout.write(`${JSON.stringify({ ...summary, perSecond: Math.round(summary.perSecond), seed: Number(seed), asOf }, null, 2)}\n`);
+  return 0;
+}
+
+function lastMonthEnd(): string {
+  const now = new Date();
+  return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 0)).toISOString().slice(0, 10);
 }
 
 async function createOrganization(core: GatewayCore, name: string, finess?: string, siret?: string): Promise<string> {

@@ -100,22 +100,29 @@ export class TerritoryLoader {
       const tracked = p.finally(() => inFlight.delete(tracked));
       inFlight.add(tracked);
     };
-    await submit([...generator.structures()], 0);
-    let batch: Resource[] = [];
-    let people = 0;
-    for (const person of generator.people()) {
-      batch.push(...person.resources);
-      people++;
-      if (batch.length >= batchSize) {
-        await submit(batch, people);
-        batch = [];
-        people = 0;
+    try {
+      const structures = generator.structures();
+      for (let i = 0; i < structures.length; i += batchSize) {
+        await submit(structures.slice(i, i + batchSize), 0);
       }
+      let batch: Resource[] = [];
+      let people = 0;
+      for (const person of generator.people()) {
+        batch.push(...person.resources);
+        people++;
+        if (batch.length >= batchSize) {
+          await submit(batch, people);
+          batch = [];
+          people = 0;
+        }
+      }
+      if (batch.length > 0) {
+        await submit(batch, people);
+      }
+    } finally {
+      // Whatever stopped the loop, the transactions in flight end (commit or roll back) before load() returns.
+      await Promise.all(inFlight);
     }
-    if (batch.length > 0) {
-      await submit(batch, people);
-    }
-    await Promise.all(inFlight);
     if (failure) {
       throw failure;
     }

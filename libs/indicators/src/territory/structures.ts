@@ -5,7 +5,7 @@ import { OWNER_TAG_SYSTEM } from '@gw/store';
 import { Rng, luhnKey } from './random';
 import {
   CARE_TEAM_ROLE, DEPARTMENTS, FAMILY_NAMES, GIVEN_FEMALE, GIVEN_MALE, GW_ORGANIZATION_PROFILE, GW_PRACTITIONER_PROFILE, PLACE_PREFIX, PLACE_SUFFIX,
-  PROFESSION, SIRENE, SPECIALTY, TERRITORY_RUN_SYSTEM,
+  IDNATSTRUCT, PROFESSION, SIRENE, SPECIALTY, TERRITORY_RUN_SYSTEM,
 } from './vocabulary';
 
 export type StructureKind = 'MSP' | 'CDS' | 'cabinet';
@@ -79,7 +79,7 @@ export function buildLayout(seed: number, patients: number, asOf: string): Layou
   const resources: Resource[] = [];
   const structures: Structure[] = [];
   const counts: Record<StructureKind, number> = {
-    MSP: Math.max(1, Math.round((patients * 0.5) / 5000)),
+    MSP: Math.max(2, Math.round((patients * 0.5) / 5000)),
     CDS: Math.max(1, Math.round((patients * 0.15) / 4000)),
     cabinet: Math.max(2, Math.round((patients * 0.35) / 1100)),
   };
@@ -136,7 +136,7 @@ export function buildLayout(seed: number, patients: number, asOf: string): Layou
         id: sid,
         meta: { profile: [GW_ORGANIZATION_PROFILE], tag: [ownerTag(ref)] },
         active: true,
-        identifier: kind === 'cabinet' ? [{ system: SIRENE, value: siret(rng) }] : [{ system: FINESS, value: finess(dept, rng) }, { system: SIRENE, value: siret(rng) }],
+        identifier: structureIdentifiers(kind === 'cabinet' ? undefined : finess(dept, rng), siret(rng)),
         type: [{ coding: [{ system: ORGANIZATION_TYPE_SYSTEM, code: kind }] }],
         name: kind === 'MSP' ? `MSP de ${place.name}` : kind === 'CDS' ? `Centre de santé de ${place.name}` : `Cabinet médical ${k + 1} de ${place.name}`,
         partOf: { reference: cptsRef },
@@ -175,7 +175,7 @@ export function buildLayout(seed: number, patients: number, asOf: string): Layou
       id: hid,
       meta: { profile: [GW_ORGANIZATION_PROFILE], tag: [ownerTag(href)] },
       active: true,
-      identifier: [{ system: FINESS, value: finess(dept, rng) }],
+      identifier: structureIdentifiers(finess(dept, rng)),
       type: [{ coding: [{ system: ORGANIZATION_TYPE_SYSTEM, code: 'hospital' }] }],
       name: `${label} de ${(communes[0] as Commune).name}`,
     } as Organization);
@@ -186,13 +186,22 @@ export function buildLayout(seed: number, patients: number, asOf: string): Layou
     id: cptsId,
     meta: { profile: [GW_ORGANIZATION_PROFILE], tag: [ownerTag(cptsRef)] },
     active: true,
-    identifier: [{ system: SIRENE, value: siret(rng) }, { system: TERRITORY_RUN_SYSTEM, value: `${seed}|${patients}|${asOf}` }],
+    identifier: [...structureIdentifiers(undefined, siret(rng)), { system: TERRITORY_RUN_SYSTEM, value: `${seed}|${patients}|${asOf}` }],
     type: [{ coding: [{ system: ORGANIZATION_TYPE_SYSTEM, code: 'CPTS' }] }],
     name: `CPTS de ${(communes[0] as Commune).name} (synthétique)`,
     telecom: [{ system: 'email', value: `coordination.cpts-${dept}-${Math.abs(seed)}@${dept}.mssante.fr` }],
     extension: communes.map((c) => ({ url: TERRITORY_COMMUNE_EXTENSION, valueCode: c.insee })),
   };
   return { ns, dept, cpts, communes, structures, hospitals, retired, fictitious: `Practitioner/${fictitiousId}`, resources };
+}
+
+/** FINESS and/or SIRET, and the IdNatStruct they give (DOMAIN.md §3: `1` + FINESS, else `3` + SIRET). */
+function structureIdentifiers(finessNumber?: string, siretNumber?: string): { system: string; value: string }[] {
+  return [
+    ...(finessNumber ? [{ system: FINESS, value: finessNumber }] : []),
+    ...(siretNumber ? [{ system: SIRENE, value: siretNumber }] : []),
+    { system: IDNATSTRUCT, value: finessNumber ? `1${finessNumber}` : `3${siretNumber}` },
+  ];
 }
 
 /** FINESS: department + 6 digits + Luhn key (9 characters). */

@@ -2,6 +2,7 @@ import { GW } from '@gw/fhir';
 
 /** Systems and fixed values of the synthetic territory (FR Core / ANS nomenclatures, DOMAIN.md §3). */
 export const SIRENE = 'https://sirene.fr';
+export const IDNATSTRUCT = 'urn:oid:1.2.250.1.71.4.2.2';
 export const GW_PATIENT_PROFILE = `${GW}/fhir/StructureDefinition/gw-patient`;
 export const GW_PRACTITIONER_PROFILE = `${GW}/fhir/StructureDefinition/gw-practitioner`;
 export const GW_ORGANIZATION_PROFILE = `${GW}/fhir/StructureDefinition/gw-organization`;
