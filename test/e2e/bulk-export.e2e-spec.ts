@@ -186,6 +186,9 @@ describe('bulk export: Group/[id]/$export (postgres queue)', () => {
 
   it('refuses bad requests with an OperationOutcome', async () => {
     const base = `${gw.fhirUrl}/Group/${groupId}/$export`;
+    const badAccept = await http('GET', base, tokenA, { ...ASYNC, accept: 'text/csv' });
+    expect(badAccept.status).toBe(400);
+    expect(issueText(badAccept)).toContain('Accept');
     const noPrefer = await http('GET', base, tokenA, { accept: 'application/fhir+json' });
     expect(noPrefer.status).toBe(400);
     expect(issueText(noPrefer)).toContain('respond-async');
@@ -269,8 +272,9 @@ describe('bulk export: Group/[id]/$export (postgres queue)', () => {
   });
 
   it('declares the operation in the CapabilityStatement', async () => {
-    const cs = (await http('GET', `${gw.fhirUrl}/metadata`, undefined)).json() as { rest: { resource: { type: string; operation?: { name: string; definition: string }[] }[] }[] };
+    const cs = (await http('GET', `${gw.fhirUrl}/metadata`, undefined)).json() as { instantiates?: string[]; rest: { resource: { type: string; operation?: { name: string; definition: string }[] }[] }[] };
     const group = cs.rest[0].resource.find((r) => r.type === 'Group');
+    expect(cs.instantiates).toContain('http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data');
     expect(group?.operation).toEqual([{ name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export' }]);
   });
 });
