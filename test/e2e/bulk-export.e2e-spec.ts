@@ -1,6 +1,7 @@
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
 import { startRedis } from '../support/redis';
+import { WORKER_MAIN, killAll, run } from '../support/process';
 
 type Res = Record<string, unknown> & { resourceType: string; id?: string };
 interface Manifest {
@@ -299,5 +300,34 @@ describe('bulk export on the Redis queue backend', () => {
     const { manifest } = await runExport(gw, token, groupId, '?_type=Patient,Encounter');
     expect(manifest.output.map((o) => [o.type, o.count])).toEqual([['Patient', 3], ['Encounter', 3]]);
     expect((await files(manifest, token)).Encounter).toHaveLength(3);
+  });
+});
+
+describe('bulk export run by apps/worker out of process', () => {
+  let gw: TestGateway;
+
+  beforeAll(async () => {
+    gw = await startTestGateway({ GW_MLLP_ENABLED: 'false', GW_WORKERS_INPROCESS: 'false' });
+  }, 120_000);
+
+  afterAll(async () => {
+    await killAll();
+    await closeGateway(gw);
+  }, 120_000);
+
+  it('writes the files into the shared GW_DATA_DIR, served by the gateway', async () => {
+    const worker = run(WORKER_MAIN, { GW_DATABASE_URL: gw.core.db.url, GW_DATA_DIR: gw.core.config.GW_DATA_DIR, GW_WORKER_QUEUES: 'bulk-export', GW_LOG_LEVEL: 'info' });
+    try {
+      await worker.waitFor(/worker ready/);
+      const { token } = await gw.clientOf('org-export-w', ['system/*.cruds']);
+      const { groupId } = await seed(gw, token);
+      const { manifest } = await runExport(gw, token, groupId, '?_type=Patient,Condition');
+      expect(manifest.output.map((o) => [o.type, o.count])).toEqual([['Patient', 3], ['Condition', 3]]);
+      expect((await files(manifest, token)).Patient).toHaveLength(3);
+      expect(worker.out()).toMatch(/"job":"bulk.export"[^\n]*job done/);
+    } finally {
+      worker.child.kill('SIGTERM');
+      await worker.exited;
+    }
   });
 });
