@@ -78,7 +78,8 @@ export class BulkExportController {
   }
 
   private async kickOff(req: FastifyRequest, reply: FastifyReply, groupId: string, raw: RawExportParams): Promise<void> {
-    if (!/respond-async/.test(String(req.headers.prefer ?? ''))) {
+    // RFC 7240: preference names are case-insensitive.
+    if (!/respond-async/i.test(String(req.headers.prefer ?? ''))) {
       throw new GatewayError('invalid', { text: 'Bulk export is asynchronous: send Prefer: respond-async', expression: 'Prefer' });
     }
     const accept = req.headers.accept;
@@ -91,7 +92,7 @@ export class BulkExportController {
 }
 
 function emptyRaw(req: FastifyRequest): RawExportParams {
-  return { unsupported: [], lenient: /handling=lenient/.test(String(req.headers.prefer ?? '')) };
+  return { unsupported: [], lenient: /handling=lenient/i.test(String(req.headers.prefer ?? '')) };
 }
 
 function addParam(raw: RawExportParams, name: string, value: string): void {

@@ -71,6 +71,7 @@ export function buildCapabilityStatement(input: CapabilityInput): CapabilityStat
     status: 'active',
     date: new Date().toISOString(),
     kind: 'instance',
+    instantiates: ['http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data'],
     software: { name: 'fhir-gateway-fr', version: input.version },
     implementation: { description: 'FHIR gateway for French primary care', url: `${input.baseUrl}/fhir` },
     fhirVersion: '4.0.1',

@@ -137,9 +137,12 @@ export class BulkExportRunner {
         }
       }
     } finally {
-      await db.query('CLOSE bulk_rows');
       out.end();
-      await once(out, 'close');
+      if (!out.closed) {
+        await once(out, 'close').catch(() => undefined);
+      }
+      // After a failed FETCH the transaction is aborted and CLOSE fails too: the first error is the one to keep.
+      await db.query('CLOSE bulk_rows').catch(() => undefined);
     }
     if (count === 0) {
       await unlink(file);

@@ -45,7 +45,7 @@ export function activePatientMembers(group: Group, at: Date = new Date()): strin
     // A date's precision is its interval: a period ending "2025-12-31" includes that whole day.
     const start = m.period?.start ? dateRange(m.period.start)?.low : undefined;
     const end = m.period?.end ? dateRange(m.period.end)?.high : undefined;
-    if ((start !== undefined && Date.parse(start) > t) || (end !== undefined && Date.parse(end) < t)) {
+    if ((start !== undefined && Date.parse(start) > t) || (end !== undefined && Date.parse(end) <= t)) {
       continue;
     }
     ids.add(ref.id);

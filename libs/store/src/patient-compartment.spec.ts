@@ -1,0 +1,37 @@
+import { SearchParamRegistry, loadFhirDefinitions } from '@gw/fhir';
+import { PATIENT_COMPARTMENT, activePatientMembers } from './patient-compartment';
+
+describe('Patient compartment for group export', () => {
+  it('names only reference parameters the search index really holds, each able to point at a Patient', () => {
+    loadFhirDefinitions();
+    const registry = new SearchParamRegistry();
+    for (const [type, codes] of Object.entries(PATIENT_COMPARTMENT)) {
+      for (const code of codes) {
+        const def = registry.get(type, code);
+        expect({ type, code, kind: def?.kind, toPatient: def?.targets.includes('Patient') }).toEqual({ type, code, kind: 'reference', toPatient: true });
+      }
+    }
+  });
+
+  it('keeps active Patient members only: not inactive, membership period covering the date (a date end covers its whole day)', () => {
+    const at = new Date('2025-06-15T12:00:00Z');
+    const ids = activePatientMembers(
+      {
+        resourceType: 'Group',
+        type: 'person',
+        actual: true,
+        member: [
+          { entity: { reference: 'Patient/a' } },
+          { entity: { reference: 'Patient/b' }, inactive: true },
+          { entity: { reference: 'Patient/c' }, period: { start: '2025-01-01', end: '2025-06-15' } },
+          { entity: { reference: 'Patient/d' }, period: { end: '2025-06-14' } },
+          { entity: { reference: 'Patient/e' }, period: { start: '2025-07-01' } },
+          { entity: { reference: 'Practitioner/f' } },
+          { entity: { reference: 'Patient/a' } },
+        ],
+      },
+      at,
+    );
+    expect(ids).toEqual(['a', 'c']);
+  });
+});
