@@ -103,6 +103,13 @@ describe('indicator dashboard in a browser', () => {
     return page;
   }
 
+  /** Pixels of the series colour in the chart's lower 70 % (below its title and legend). */
+  async function seriesPixels(page: Page): Promise<number> {
+    const shot = decodePng(await page.locator('#chart').screenshot());
+    const top = Math.floor(shot.height * 0.3);
+    return countColour({ ...shot, height: shot.height - top, rgba: shot.rgba.subarray(top * shot.width * 4) }, SERIES_COLOUR);
+  }
+
   async function rows(page: Page): Promise<string[][]> {
     return page.locator('#values tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.children].map((c) => c.textContent ?? '')));
   }
@@ -139,9 +146,7 @@ describe('indicator dashboard in a browser', () => {
     await expect(page.locator('#objectives').textContent()).resolves.toMatch(/Objectif intermédiaire : 74 %.*Cible : 92 %/);
 
     // The chart: the series colour below the title and legend (where only the data line can be).
-    const shot = decodePng(await page.locator('#chart').screenshot());
-    const plot = { ...shot, height: shot.height - Math.floor(shot.height * 0.3), rgba: shot.rgba.subarray(Math.floor(shot.height * 0.3) * shot.width * 4) };
-    expect(countColour(plot, SERIES_COLOUR)).toBeGreaterThan(300);
+    expect(await seriesPixels(page)).toBeGreaterThan(300);
 
     await page.getByRole('button', { name: 'Afficher la liste de rappel' }).click();
     const recall = page.locator('#recall-result table');
@@ -181,6 +186,9 @@ describe('indicator dashboard in a browser', () => {
     const [row] = await rows(page);
     expect(row![0]).toMatch(/^\d{4}-\d{2} \(en direct\)$/);
     expect(row![7]).toBe('en direct');
+    // No patient in that period: no score, so no data drawn (the pixel check above is not the legend).
+    expect(row![5]).toBe('sans objet');
+    expect(await seriesPixels(page)).toBeLessThan(20);
     await page.context().close();
   });
 
