@@ -4,6 +4,7 @@ import { APP_FILTER, APP_GUARD } from '@nestjs/core';
 import type { Registry } from 'prom-client';
 import { AdminController } from './admin.controller';
 import { AuthGuard } from './auth.guard';
+import { BulkExportController } from './bulk-export.controller';
 import { DashboardController } from './dashboard.controller';
 import { ExchangeAdminController } from './exchange-admin.controller';
 import type { GatewayCore } from './core';
@@ -22,7 +23,7 @@ export class AppModule {
   static forRoot(core: GatewayCore, metrics: Registry): DynamicModule {
     return {
       module: AppModule,
-      controllers: [MeasureController, FhirController, OAuthController, HealthController, AdminController, Hl7Controller, Hl7AdminController, ExchangeAdminController, DashboardController],
+      controllers: [MeasureController, BulkExportController, FhirController, OAuthController, HealthController, AdminController, Hl7Controller, Hl7AdminController, ExchangeAdminController, DashboardController],
       providers: [
         { provide: CORE, useValue: core },
         { provide: METRICS, useValue: metrics },

@@ -12,6 +12,7 @@ import { ProfileRegistry, SearchParamRegistry, buildCapabilityStatement, loadFhi
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 import {
   AuditLog,
+  BulkExportService,
   FhirRepository,
   FhirService,
   OrganizationAccessPolicy,
@@ -43,6 +44,8 @@ export interface GatewayCore {
   /** Discharge routing, MSSanté and MHD deliveries. */
   exchange: ExchangeService;
   indicators: IndicatorsService;
+  /** FHIR Bulk Data group export (kick-off, status, files, jobs). */
+  bulk: BulkExportService;
   close(): Promise<void>;
 }
 
@@ -62,7 +65,8 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: { 
     const profiles = ProfileRegistry.fromDirectory(resolve(config.GW_PROFILES_DIR));
     const registry = new SearchParamRegistry();
     const base = baseUrl(config, opts.port);
-    const repo = new FhirRepository(db.pool, registry, new OrganizationAccessPolicy(), profiles);
+    const policy = new OrganizationAccessPolicy();
+    const repo = new FhirRepository(db.pool, registry, policy, profiles);
     const audit = new AuditLog(db.pool, logger);
     const mhdRecipient = new MhdRecipient(repo);
     const service = new FhirService(repo, audit, {
@@ -82,18 +86,21 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: { 
     const exchange = new ExchangeService(db.pool, db.url, repo, queue, config, logger);
     exchange.register();
     indicators.register(queue);
+    const bulk = new BulkExportService(db.pool, repo, policy, audit, queue, { dataDir: config.GW_DATA_DIR, retentionHours: config.GW_BULK_RETENTION_HOURS, logger });
+    bulk.register(queue);
     queue.verifyHandlers();
     const workers = opts.workers ?? config.GW_WORKERS_INPROCESS;
     if (workers) {
-      queue.startWorkers(config.GW_WORKER_QUEUES, workerConcurrency(config));
+      queue.startWorkers(config.GW_WORKER_QUEUES, { ...workerConcurrency(config), 'bulk-export': config.GW_BULK_CONCURRENCY });
       await scheduleHousekeeping(queue, config.GW_AUDIT_RETENTION_DAYS);
       await exchange.start();
       await indicators.schedule(queue);
+      await bulk.schedule(queue);
     }
     const capability = buildCapabilityStatement({ baseUrl: base, version: VERSION, registry, profiles });
     const hl7 = new Hl7IngestService(db.pool, repo, { acceptUnknownSources: config.GW_HL7_ACCEPT_UNKNOWN_SOURCES ?? db.embedded, logger });
     return {
-      config, logger, db, baseUrl: base, repo, service, audit, clients, tokens, queue, profiles, capability, hl7, exchange, indicators,
+      config, logger, db, baseUrl: base, repo, service, audit, clients, tokens, queue, profiles, capability, hl7, exchange, indicators, bulk,
       async close() {
         await exchange.stop();
         await queue.close();

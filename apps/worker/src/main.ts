@@ -1,7 +1,7 @@
 import { join, resolve } from 'node:path';
 import { ConfigError, QueueService, createLogger, loadConfig, migrate, openDatabase } from '@gw/platform';
 import { ProfileRegistry, SearchParamRegistry, loadFhirDefinitions } from '@gw/fhir';
-import { AuditLog, FhirRepository, OrganizationAccessPolicy, registerHousekeepingJobs } from '@gw/store';
+import { AuditLog, BulkExportService, FhirRepository, OrganizationAccessPolicy, registerHousekeepingJobs } from '@gw/store';
 import { ExchangeService, workerConcurrency } from '@gw/exchange';
 import { IndicatorsService } from '@gw/indicators';
 
@@ -20,7 +20,8 @@ async function main(): Promise<void> {
   await migrate(db.pool);
   loadFhirDefinitions();
   const profiles = ProfileRegistry.fromDirectory(resolve(config.GW_PROFILES_DIR));
-  const repo = new FhirRepository(db.pool, new SearchParamRegistry(), new OrganizationAccessPolicy(), profiles);
+  const policy = new OrganizationAccessPolicy();
+  const repo = new FhirRepository(db.pool, new SearchParamRegistry(), policy, profiles);
   const queue = new QueueService({ databaseUrl: db.url, redisUrl: config.GW_REDIS_URL, lockMs: config.GW_QUEUE_LOCK_MS, logger });
   registerHousekeepingJobs(queue, db.pool);
   const exchange = new ExchangeService(db.pool, db.url, repo, queue, config, logger);
@@ -28,7 +29,9 @@ async function main(): Promise<void> {
   const audit = new AuditLog(db.pool, logger);
   const indicators = IndicatorsService.load(join(resolve(config.GW_PROFILES_DIR), 'measures'), db.pool, repo, audit, config.GW_INDICATOR_SMALL_CELL, logger);
   indicators.register(queue);
-  const queues = queue.startWorkers(config.GW_WORKER_QUEUES, workerConcurrency(config));
+  // Export files are written under GW_DATA_DIR: the gateway serves them, so it must be the same volume.
+  new BulkExportService(db.pool, repo, policy, audit, queue, { dataDir: config.GW_DATA_DIR, retentionHours: config.GW_BULK_RETENTION_HOURS, logger }).register(queue);
+  const queues = queue.startWorkers(config.GW_WORKER_QUEUES, { ...workerConcurrency(config), 'bulk-export': config.GW_BULK_CONCURRENCY });
   await exchange.start();
   logger.info({ queues, backend: queue.backend }, 'worker ready');
   const shutdown = async (): Promise<void> => {

@@ -5,7 +5,7 @@ import type { DischargeContext, DischargeContextLoader, Recipient } from './disc
 import { planDischarge } from './discharge.plan';
 import type { DischargePlan } from './discharge.plan';
 import { DELIVERY_ID_SYSTEM, ROUTING_ID_SYSTEM, TASK_CODE_SYSTEM, TASK_TEXT, businessStatus } from './exchange.codes';
-import { nameUuid, uuidOid } from './name-uuid';
+import { nameUuid, uuidOid } from '@gw/platform';
 import type { Delivery, DeliveryStore } from './delivery.store';
 import type { FollowUpTracker } from './follow-up.tracker';
 import type { ResourceWriter } from './resource.writer';

@@ -4,7 +4,7 @@ import { buildDischargeNotice } from './discharge-notice';
 import type { DischargeNoticeFacts } from './discharge-notice';
 import type { ExchangeDocument, Submission } from './document.model';
 import { FINESS } from './exchange.codes';
-import { nameUuid, uuidOid } from './name-uuid';
+import { nameUuid, uuidOid } from '@gw/platform';
 
 const LOINC = 'http://loinc.org';
 const MIME_SUFFICIENT: Coding = { system: 'http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode', code: 'urn:ihe:iti:xds:2017:mimeTypeSufficient' };

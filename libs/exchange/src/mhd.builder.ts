@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { IDNATPS } from '@gw/fhir';
-import { nameUuid } from './name-uuid';
+import { nameUuid } from '@gw/platform';
 import type { Binary, Bundle, BundleEntry, Coding, DocumentReference, Identifier, List, Organization, Patient, Practitioner, Reference, Resource } from '@medplum/fhirtypes';
 import type { ExchangeDocument, Submission } from './document.model';
 import { FINESS, RPPS } from './exchange.codes';

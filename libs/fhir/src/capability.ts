@@ -21,6 +21,9 @@ const INTERACTIONS: CapabilityStatementRestResource['interaction'] = [
   { code: 'search-type' },
 ];
 
+/** FHIR Bulk Data Access v2: `Group/[id]/$export` (group-level export, NDJSON). */
+const GROUP_EXPORT_DEFINITION = 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export';
+
 /** `Source:param` for every served reference parameter that can point at `type`. */
 function revIncludes(registry: SearchParamRegistry, type: string): string[] {
   return SERVED_RESOURCE_TYPES.flatMap((source) =>
@@ -51,6 +54,7 @@ export function buildCapabilityStatement(input: CapabilityInput): CapabilityStat
       conditionalDelete: 'not-supported',
       searchInclude: input.registry.list(type).filter((d) => d.kind === 'reference').map((d) => `${type}:${d.code}`),
       searchRevInclude: revIncludes(input.registry, type),
+      ...(type === 'Group' ? { operation: [{ name: 'export', definition: GROUP_EXPORT_DEFINITION }] } : {}),
       searchParam: [
         { name: '_id', type: 'token' },
         { name: '_lastUpdated', type: 'date' },

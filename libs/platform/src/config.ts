@@ -69,6 +69,10 @@ export const configSchema = z.object({
   GW_EXCHANGE_DESTINATION_RATE: z.coerce.number().int().min(1).default(200),
   /** Indicator counts below this are suppressed (with complementary cells); 1 disables suppression. */
   GW_INDICATOR_SMALL_CELL: z.coerce.number().int().min(1).max(1000).default(10),
+  /** Hours a completed bulk export's files stay downloadable (then swept, hourly). */
+  GW_BULK_RETENTION_HOURS: z.coerce.number().int().min(1).max(24 * 30).default(24),
+  /** Bulk exports run at once per process (each holds one database connection while it runs). */
+  GW_BULK_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(2),
   /** Serve the indicator dashboard's static page at /dashboard (its data comes from the FHIR API). */
   GW_DASHBOARD_ENABLED: bool.default(true),
 });

@@ -15,3 +15,4 @@ export { ClientRegistry } from './clients';
 export type { ClientRecord, NewClient } from './clients';
 export { TokenService, OAuthError, CLIENT_ASSERTION_TYPE } from './tokens';
 export type { TokenRequest, AccessClaims } from './tokens';
+export { nameUuid, uuidOid } from './name-uuid';

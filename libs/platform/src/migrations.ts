@@ -513,6 +513,37 @@ SELECT gw_ind_project(resource_type, id, deleted, owner_org, content) FROM resou
    'Condition', 'MedicationRequest', 'MedicationStatement', 'Encounter', 'Task');
 `,
   },
+  {
+    version: 5,
+    name: 'bulk data exports',
+    sql: `
+-- One FHIR Bulk Data export (Group/[id]/$export): who asked (the principal is re-checked by the job),
+-- what, and where it stands. Files live under GW_DATA_DIR/bulk/<id>/; output lists them.
+CREATE TABLE bulk_export (
+  id uuid PRIMARY KEY,
+  client_id text NOT NULL,
+  organization text NOT NULL,
+  admin boolean NOT NULL DEFAULT false,
+  scopes text[] NOT NULL,
+  group_id text NOT NULL,
+  types text[] NOT NULL,
+  skipped text[] NOT NULL DEFAULT '{}',
+  since timestamptz,
+  request text NOT NULL,
+  status text NOT NULL CHECK (status IN ('queued', 'running', 'completed', 'failed')),
+  progress text,
+  transaction_time timestamptz,
+  output jsonb NOT NULL DEFAULT '[]',
+  error jsonb NOT NULL DEFAULT '[]',
+  failure jsonb,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  completed_at timestamptz,
+  expires_at timestamptz
+);
+CREATE INDEX bulk_export_expires_idx ON bulk_export (expires_at);
+CREATE INDEX bulk_export_status_idx ON bulk_export (status, created_at);
+`,
+  },
 ];
 
 const LOCK_KEY = 7_402_118; // arbitrary, stable: "gateway schema migrations"
@@ -529,7 +560,8 @@ export async function migrate(pool: Pool): Promise<number[]> {
     const done = new Set(
       (await client.query<{ version: number }>('SELECT version FROM schema_migration')).rows.map((r) => r.version),
     );
-    for (const m of MIGRATIONS) {
+    // In version order whatever the order of the array (branches merged side by side append in any order).
+    for (const m of [...MIGRATIONS].sort((a, b) => a.version - b.version)) {
       if (done.has(m.version)) {
         continue;
       }

@@ -20,6 +20,10 @@ export interface JobCatalogue {
   'exchange.mhd-publish': { deliveryId: string; traceId?: string };
   /** Evaluates the indicator catalogue for every structure and CPTS and stores the MeasureReports (12 months to periodEnd, default: end of last month). */
   'indicators.monthly-run': { periodEnd?: string; traceId?: string };
+  /** Runs one FHIR Bulk Data export (one bulk_export row): writes its NDJSON files under GW_DATA_DIR. */
+  'bulk.export': { exportId: string; traceId?: string };
+  /** Deletes expired exports and their files; re-enqueues exports left queued by a crash after kick-off. */
+  'bulk.sweep': { traceId?: string };
 }
 
 export type JobName = keyof JobCatalogue;
@@ -33,6 +37,9 @@ export const JOB_QUEUE: Record<JobName, string> = {
   'exchange.mss-send': 'exchange-mss',
   'exchange.mhd-publish': 'exchange-mhd',
   'indicators.monthly-run': 'indicators',
+  // Exports are long and heavy: their own queue, so they never hold up routing or deliveries.
+  'bulk.export': 'bulk-export',
+  'bulk.sweep': 'bulk-export',
 };
 
 export const QUEUE_NAMES = [...new Set(Object.values(JOB_QUEUE))];

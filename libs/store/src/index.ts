@@ -9,3 +9,7 @@ export type { FhirRequest, FhirResponse, ServiceOptions } from './fhir-service';
 export { inlineSql, persistVersions } from './persist';
 export type { ExtraStatement, NewVersion } from './persist';
 export { registerHousekeepingJobs, scheduleHousekeeping } from './housekeeping';
+export { BulkExportService } from './bulk-export.service';
+export type { BulkExportOptions, ExportStatus } from './bulk-export.service';
+export type { RawExportParams } from './bulk-export.params';
+export { GROUP_EXPORT_TYPES, PATIENT_COMPARTMENT, activePatientMembers } from './patient-compartment';

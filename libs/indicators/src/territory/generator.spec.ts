@@ -1,0 +1,94 @@
+import { resolve } from 'node:path';
+import type { Patient, Resource } from '@medplum/fhirtypes';
+import { ProfileRegistry, loadFhirDefinitions, validateForWrite } from '@gw/fhir';
+import { TerritoryGenerator } from './generator';
+import type { PersonFacts } from './person';
+import { luhnKey, nirKey } from './random';
+
+const OPTIONS = { seed: 7, patients: 3000, asOf: '2026-10-31' };
+
+function draw(options = OPTIONS): { facts: PersonFacts[]; resources: Resource[] } {
+  const facts: PersonFacts[] = [];
+  const resources: Resource[] = [];
+  for (const p of new TerritoryGenerator(options).people()) {
+    facts.push(p.facts);
+    resources.push(...p.resources);
+  }
+  return { facts, resources };
+}
+
+describe('TerritoryGenerator', () => {
+  const { facts, resources } = draw();
+  const share = (f: (p: PersonFacts) => boolean, of: (p: PersonFacts) => boolean = () => true): number => facts.filter((p) => of(p) && f(p)).length / facts.filter(of).length;
+
+  it('gives the same ids and content for the same seed, size and date, other ids for another seed', () => {
+    const again = new TerritoryGenerator(OPTIONS);
+    const first = [...again.people()].slice(0, 50).flatMap((p) => p.resources);
+    expect(first).toEqual(resources.slice(0, first.length));
+    expect(again.cpts.id).toBe(new TerritoryGenerator(OPTIONS).cpts.id);
+    const other = new TerritoryGenerator({ ...OPTIONS, seed: 8 });
+    expect(other.cpts.id).not.toBe(again.cpts.id);
+    expect(new Set(resources.map((r) => `${r.resourceType}/${r.id}`)).size).toBe(resources.length);
+  });
+
+  it('draws a French-like population: age pyramid, sex ratio, treated diabetes ~5 %, ~9 % of adults without an MT', () => {
+    expect(share((p) => p.age < 16)).toBeGreaterThan(0.15);
+    expect(share((p) => p.age < 16)).toBeLessThan(0.22);
+    expect(share((p) => p.age >= 65)).toBeGreaterThan(0.17);
+    expect(share((p) => p.age >= 65)).toBeLessThan(0.25);
+    expect(share((p) => p.sex === 'female')).toBeGreaterThan(0.49);
+    expect(share((p) => p.sex === 'female')).toBeLessThan(0.54);
+    expect(share((p) => p.diabetes)).toBeGreaterThan(0.035);
+    expect(share((p) => p.diabetes)).toBeLessThan(0.065);
+    const adult = (p: PersonFacts): boolean => p.age >= 16;
+    expect(share((p) => p.mt === 'none' || p.mt === 'seeking', adult)).toBeGreaterThan(0.07);
+    expect(share((p) => p.mt === 'none' || p.mt === 'seeking', adult)).toBeLessThan(0.11);
+    expect(share((p) => p.mt === 'departed' || p.mt === 'fictitious', adult)).toBeGreaterThan(0.01);
+    expect(share((p) => p.duplicate)).toBeGreaterThan(0.015);
+    expect(share((p) => p.duplicate)).toBeLessThan(0.04);
+  });
+
+  it('gives duplicated persons two records in two structures under different local ids and the same qualified INS', () => {
+    const patients = resources.filter((r): r is Patient => r.resourceType === 'Patient');
+    expect(patients.length).toBe(facts.length + facts.filter((p) => p.duplicate).length);
+    const byIns = new Map<string, Patient[]>();
+    for (const p of patients) {
+      const ins = p.identifier?.find((i) => i.system === 'urn:oid:1.2.250.1.213.1.4.10')?.value;
+      if (ins) {
+        byIns.set(ins, [...(byIns.get(ins) ?? []), p]);
+      }
+    }
+    const pairs = [...byIns.values()].filter((l) => l.length === 2);
+    expect(pairs.length).toBe(facts.filter((p) => p.duplicate).length);
+    expect([...byIns.values()].every((l) => l.length <= 2)).toBe(true);
+    for (const [a, b] of pairs) {
+      expect(a!.meta?.tag?.[0]?.code).not.toBe(b!.meta?.tag?.[0]?.code);
+      expect(a!.identifier?.[0]?.value).not.toBe(b!.identifier?.[0]?.value);
+      expect(JSON.stringify(a!.extension)).toContain('"QUAL"');
+    }
+    for (const ins of byIns.keys()) {
+      expect(nirKey(ins.slice(0, 13))).toBe(ins.slice(13));
+    }
+  });
+
+  it('writes valid identifiers: RPPS with a Luhn key, FINESS and SIRET keys; every resource passes the write validation', () => {
+    loadFhirDefinitions();
+    const profiles = ProfileRegistry.fromDirectory(resolve(__dirname, '../../../../fhir-profiles'));
+    const structural = new TerritoryGenerator(OPTIONS).structures();
+    const ids = structural.flatMap((r) => ((r as { identifier?: { system?: string; value?: string }[] }).identifier ?? []));
+    for (const i of ids.filter((x) => x.system === 'https://rpps.esante.gouv.fr' || x.system === 'https://sirene.fr' || x.system === 'https://finess.esante.gouv.fr')) {
+      const v = i.value as string;
+      expect(luhnKey(v.slice(0, -1))).toBe(v.slice(-1));
+    }
+    for (const r of [...structural, new TerritoryGenerator(OPTIONS).cpts, ...resources.slice(0, 3000)]) {
+      expect(() => validateForWrite(r, profiles)).not.toThrow();
+    }
+  });
+
+  it('streams: people are built one at a time from an index, so a resumed run gives the same persons', () => {
+    const g = new TerritoryGenerator(OPTIONS);
+    const fromTen = g.people(10).next().value;
+    expect(fromTen?.facts.index).toBe(10);
+    expect(fromTen?.resources).toEqual([...new TerritoryGenerator(OPTIONS).people()][10]?.resources);
+  });
+});

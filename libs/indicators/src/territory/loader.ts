@@ -1,0 +1,160 @@
+import type { Encounter, Resource } from '@medplum/fhirtypes';
+import type { PoolClient } from 'pg';
+import type { FhirRepository, WriteContext } from '@gw/store';
+import type { TerritoryGenerator } from './generator';
+
+export interface LoadProgress {
+  /** Persons whose records are committed. */
+  people: number;
+  peopleTotal: number;
+  resources: number;
+  elapsedMs: number;
+}
+
+export interface TerritoryLoaderOptions {
+  onProgress?: (p: LoadProgress) => void;
+  /** Resources per transaction (default 400). */
+  batchSize?: number;
+  /** Transactions in flight (default 3: the next batch is validated while others commit). */
+  inFlight?: number;
+  /** Recorded as the writer of every version (resource_history.client_id, meta.source). */
+  clientId?: string;
+}
+
+export interface LoadSummary {
+  status: 'loaded' | 'already-loaded';
+  /** Resources written by this call (0 when already loaded). */
+  resources: number;
+  perSecond: number;
+  people: number;
+  elapsedMs: number;
+  /** `Organization/<id>` of the CPTS. */
+  cpts: string;
+  byType: Record<string, number>;
+  /** Hospital discharges recorded as historic (not routed to MSSanté/MHD). */
+  historicDischarges: number;
+  /** A previous load was interrupted: what it had written was kept and skipped. */
+  resumed: boolean;
+}
+
+/**
+ * Historic discharges: the discharge trigger (migration 2) records an `encounter.discharged`
+ * event for every finished hospital stay, which the outbox relay would hand to the exchange
+ * router (follow-up Task, MSSanté, MHD). A loaded past is not news: in the same transaction the
+ * events are marked dispatched (the relay only picks `dispatched_at IS NULL`) and given an
+ * exchange_routing row (outcome `historic-load`), so that even a replayed route job does nothing.
+ */
+const HISTORIC_DISCHARGES_SQL = `WITH ev AS (
+    UPDATE domain_event SET dispatched_at = now()
+     WHERE type = 'encounter.discharged' AND resource = ANY($1::text[]) AND dispatched_at IS NULL RETURNING id)
+  INSERT INTO exchange_routing (event_id, route_id, outcome) SELECT id, NULL, 'historic-load' FROM ev ON CONFLICT DO NOTHING`;
+
+const HOSPITAL_CLASSES = new Set(['IMP', 'ACUTE', 'NONAC', 'SS', 'EMER', 'OBSENC', 'PRENC']);
+
+/**
+ * Loads a {@link TerritoryGenerator} through the store's write path (validation against base R4
+ * and the declared profiles, search index, the indicator projection trigger) in transactions of a
+ * few hundred creates, a few in flight. Idempotent: the CPTS Organization is written last, so its
+ * presence means "already loaded"; an interrupted load is resumed (existing ids skipped).
+ * Territories of another seed, size or date have other ids: they coexist as other CPTS.
+ */
+export class TerritoryLoader {
+  private readonly ctx: WriteContext;
+
+  constructor(
+    private readonly repo: FhirRepository,
+    private readonly options: TerritoryLoaderOptions = {},
+  ) {
+    this.ctx = { principal: { clientId: options.clientId ?? 'territory-loader', organization: 'Organization/territory-loader', admin: true, scopes: ['system/*.cruds'] } };
+  }
+
+  async load(generator: TerritoryGenerator): Promise<LoadSummary> {
+    const started = Date.now();
+    const cpts = `Organization/${generator.cpts.id}`;
+    const summary: LoadSummary = { status: 'loaded', resources: 0, perSecond: 0, people: 0, elapsedMs: 0, cpts, byType: {}, historicDischarges: 0, resumed: false };
+    if ((await this.exists([generator.cpts])).length > 0) {
+      return { ...summary, status: 'already-loaded', people: generator.options.patients };
+    }
+    const first = generator.structures()[0];
+    summary.resumed = first ? (await this.exists([first])).length > 0 : false;
+    const total = generator.options.patients;
+    const batchSize = this.options.batchSize ?? 400;
+    const inFlight = new Set<Promise<void>>();
+    let failure: unknown;
+    const submit = async (resources: Resource[], people: number): Promise<void> => {
+      while (inFlight.size >= (this.options.inFlight ?? 3)) {
+        await Promise.race(inFlight);
+      }
+      if (failure) {
+        throw failure;
+      }
+      const p = this.write(resources, summary).then(
+        () => {
+          summary.people += people;
+          this.options.onProgress?.({ people: summary.people, peopleTotal: total, resources: summary.resources, elapsedMs: Date.now() - started });
+        },
+        (err: unknown) => {
+          failure ??= err;
+        },
+      );
+      const tracked = p.finally(() => inFlight.delete(tracked));
+      inFlight.add(tracked);
+    };
+    await submit([...generator.structures()], 0);
+    let batch: Resource[] = [];
+    let people = 0;
+    for (const person of generator.people()) {
+      batch.push(...person.resources);
+      people++;
+      if (batch.length >= batchSize) {
+        await submit(batch, people);
+        batch = [];
+        people = 0;
+      }
+    }
+    if (batch.length > 0) {
+      await submit(batch, people);
+    }
+    await Promise.all(inFlight);
+    if (failure) {
+      throw failure;
+    }
+    await this.write([generator.cpts], summary);
+    summary.elapsedMs = Date.now() - started;
+    summary.perSecond = summary.resources / Math.max(0.001, summary.elapsedMs / 1000);
+    return summary;
+  }
+
+  /** One transaction: prepared creates (validated, indexed) in one statement, then the historic-discharge marks. */
+  private async write(resources: Resource[], summary: LoadSummary): Promise<void> {
+    await this.repo.withTransaction(async (tx) => {
+      const existing = summary.resumed ? new Set(await this.exists(resources, tx)) : undefined;
+      const todo = existing ? resources.filter((r) => !existing.has(`${r.resourceType}/${r.id}`)) : resources;
+      const versions = todo.map((r) => this.repo.prepareCreate(r, this.ctx, r.id as string));
+      await this.repo.persist(tx, versions);
+      const stays = todo.filter((r) => r.resourceType === 'Encounter' && isHospitalStay(r as Encounter)).map((r) => `Encounter/${r.id}`);
+      if (stays.length > 0) {
+        // Read the count before adding: `x += await y` would read x before the await (lost updates across batches).
+        const marked = (await tx.query(HISTORIC_DISCHARGES_SQL, [stays])).rowCount ?? 0;
+        summary.historicDischarges += marked;
+      }
+      for (const r of todo) {
+        summary.byType[r.resourceType] = (summary.byType[r.resourceType] ?? 0) + 1;
+      }
+      summary.resources += todo.length;
+    });
+  }
+
+  /** `Type/id` of those resources already stored. */
+  private async exists(resources: Resource[], db: PoolClient | FhirRepository['pool'] = this.repo.pool): Promise<string[]> {
+    const res = await db.query<{ ref: string }>(
+      `SELECT r.resource_type || '/' || r.id AS ref FROM resource r JOIN unnest($1::text[], $2::text[]) AS k(t, i) ON r.resource_type = k.t AND r.id = k.i`,
+      [resources.map((r) => r.resourceType), resources.map((r) => r.id)],
+    );
+    return res.rows.map((r) => r.ref);
+  }
+}
+
+function isHospitalStay(e: Encounter): boolean {
+  return e.status === 'finished' && (HOSPITAL_CLASSES.has(e.class?.code ?? '') || e.hospitalization !== undefined);
+}
