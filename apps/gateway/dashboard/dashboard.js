@@ -141,21 +141,24 @@ async function start() {
   if (claims.exp !== undefined && claims.exp * 1000 <= Date.now()) {
     throw new ApiError(401, 'le jeton a expiré');
   }
-  const own = claims.org ? await fhirGet(/** @type {string} */ (claims.org)).catch(() => undefined) : undefined;
-  const ownOrg = /** @type {Organization | undefined} */ (own);
+  // The client's own Organization is always readable (without an Organization scope, its id will do).
+  /** @type {Organization | undefined} */
+  const ownOrg = claims.org ? await fhirGet(claims.org).catch(() => undefined) : undefined;
+  /** @type {Measure[]} */
   const measures = resourcesOf(await fhirGet('Measure?_count=100'));
-  state.measures = new Map(measures.map((m) => [/** @type {Measure} */ (m).id ?? '', /** @type {Measure} */ (m)]));
+  state.measures = new Map(measures.map((m) => [m.id ?? '', m]));
   /** @type {{ ref: string; name: string }[]} */
   let subjects = [];
   if (claims.adm) {
-    const orgs = /** @type {Organization[]} */ (resourcesOf(await fhirGet('Organization?_count=1000')));
+    /** @type {Organization[]} */
+    const orgs = resourcesOf(await fhirGet('Organization?_count=1000'));
     subjects = orgs.filter((o) => REPORTED_TYPES.includes(o.type?.[0]?.coding?.[0]?.code ?? '')).map((o) => ({ ref: `Organization/${o.id}`, name: `${o.name ?? o.id} (${o.type?.[0]?.coding?.[0]?.code})` }));
   } else if (claims.org) {
     subjects = [{ ref: claims.org, name: ownOrg?.name ?? claims.org }];
   }
   ui.who.textContent = claims.adm ? 'Client administrateur' : `Client de ${ownOrg?.name ?? claims.org ?? '?'}`;
   fill(ui.subject, subjects.map((s) => [s.ref, s.name]));
-  fill(ui.measure, measures.map((m) => { const mm = /** @type {Measure} */ (m); return [mm.id ?? '', mm.title ?? mm.name ?? mm.id ?? '']; }));
+  fill(ui.measure, measures.map((m) => [m.id ?? '', m.title ?? m.name ?? m.id ?? '']));
   ui.login.hidden = true;
   ui.board.hidden = false;
   ui.who.hidden = false;
@@ -180,17 +183,13 @@ function fill(select, options) {
 async function loadSubject() {
   ui.recallResult.replaceChildren();
   const subject = ui.subject.value;
+  // One search for the whole catalogue (8 measures × 12 months fit in a page); the run identifier
+  // keeps to the monthly reports, whoever else stores MeasureReports for this subject.
   const query = new URLSearchParams({ subject, identifier: `${REPORT_RUN_SYSTEM}|`, _count: '1000' });
-  const stored = /** @type {MeasureReport[]} */ (resourcesOf(await fhirGet(`MeasureReport?${query}`)));
+  /** @type {MeasureReport[]} */
+  const stored = resourcesOf(await fhirGet(`MeasureReport?${query}`));
   state.rows = stored.map((report) => ({ report, live: false }));
-  /** @type {Map<string, string>} */
-  const structures = new Map();
-  for (const r of stored) {
-    for (const s of structuresOf(r)) {
-      structures.set(s.key, s.name);
-    }
-  }
-  fill(ui.structure, [['', 'Tout le périmètre'], ...[...structures.entries()].sort((a, b) => a[1].localeCompare(b[1]))]);
+  fillStructures();
   ui.noReports.hidden = stored.length > 0;
   if (stored.length === 0) {
     await evaluateLive();
@@ -199,13 +198,29 @@ async function loadSubject() {
   render();
 }
 
+/** The structures of the reports' `structure` stratifier (a CPTS: its member structures). */
+function fillStructures() {
+  const chosen = ui.structure.value;
+  /** @type {Map<string, string>} */
+  const structures = new Map();
+  for (const row of state.rows) {
+    for (const s of structuresOf(row.report)) {
+      structures.set(s.key, s.name);
+    }
+  }
+  fill(ui.structure, [['', 'Tout le périmètre'], ...[...structures.entries()].sort((a, b) => a[1].localeCompare(b[1]))]);
+  ui.structure.value = structures.has(chosen) ? chosen : '';
+}
+
 /** `$evaluate-measure` for the default period (the last 12 whole months), added to the view. */
 async function evaluateLive() {
   const measure = ui.measure.value;
   const query = new URLSearchParams({ subject: ui.subject.value });
-  const report = /** @type {MeasureReport} */ (await fhirGet(`Measure/${encodeURIComponent(measure)}/$evaluate-measure?${query}`));
+  /** @type {MeasureReport} */
+  const report = await fhirGet(`Measure/${encodeURIComponent(measure)}/$evaluate-measure?${query}`);
   state.rows = state.rows.filter((r) => !(r.live && measureIdOf(r.report) === measure));
   state.rows.push({ report, live: true });
+  fillStructures();
   render();
 }
 
@@ -375,7 +390,8 @@ async function showRecall() {
   /** @type {Map<string, Patient>} */
   const patients = new Map();
   try {
-    const found = /** @type {Patient[]} */ (resourcesOf(await fhirGet(`Patient?_id=${ids.map(encodeURIComponent).join(',')}&_count=${ids.length}`)));
+    /** @type {Patient[]} */
+    const found = resourcesOf(await fhirGet(`Patient?_id=${ids.map(encodeURIComponent).join(',')}&_count=${ids.length}`));
     found.forEach((p) => patients.set(p.id ?? '', p));
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) {

@@ -81,7 +81,9 @@ export function claimsOf(token) {
 }
 
 /**
- * SMART Backend Services client credentials with client_secret_basic.
+ * SMART Backend Services client credentials, the secret sent as client_secret_post: with HTTP
+ * Basic, the gateway's 401 challenge (RFC 6749 §5.2) would make the browser open its own
+ * credentials dialog instead of letting the page show the error.
  * @param {string} clientId
  * @param {string} secret
  * @returns {Promise<string>} the access token
@@ -89,11 +91,8 @@ export function claimsOf(token) {
 export async function requestToken(clientId, secret) {
   const res = await fetch(`${ROOT}/oauth2/token`, {
     method: 'POST',
-    headers: {
-      authorization: `Basic ${btoa(`${encodeURIComponent(clientId)}:${encodeURIComponent(secret)}`)}`,
-      'content-type': 'application/x-www-form-urlencoded',
-    },
-    body: 'grant_type=client_credentials',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, client_secret: secret }),
   });
   const body = await res.json().catch(() => ({}));
   if (!res.ok || typeof body.access_token !== 'string') {

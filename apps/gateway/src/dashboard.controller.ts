@@ -39,7 +39,7 @@ export class DashboardController {
   @Get()
   index(@Req() req: FastifyRequest, @Res() reply: FastifyReply): void {
     // The page's links are relative: `/dashboard` must become `/dashboard/` (relative redirect, proxy-safe).
-    if (!req.url.split('?')[0]?.endsWith('/')) {
+    if (this.core.config.GW_DASHBOARD_ENABLED && !req.url.split('?')[0]?.endsWith('/')) {
       void reply.status(302).header('location', 'dashboard/').send();
       return;
     }
