@@ -55,4 +55,16 @@ describe('the CapabilityStatement says what the server really does', () => {
     expect(res.status).toBe(400);
     expect(resources.find((r) => r.type === 'Patient')?.searchParam?.map((p) => p.name)).not.toContain('phonetic');
   });
+
+  it('advertises the instance operations, and each answers at its advertised place', async () => {
+    const measure = resources.find((r) => r.type === 'Measure');
+    expect(measure?.operation).toEqual([{ name: 'evaluate-measure', definition: 'http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure' }]);
+    // An unknown Measure: the operation exists (404 OperationOutcome naming the Measure, not an unknown route).
+    const res = await fetch(`${gw.fhirUrl}/Measure/no-such-measure/$evaluate-measure?periodStart=2026-01-01&periodEnd=2026-12-31`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    const body = (await res.json()) as { resourceType: string; issue?: { diagnostics?: string }[] };
+    expect([res.status, body.resourceType]).toEqual([404, 'OperationOutcome']);
+    expect(JSON.stringify(body.issue)).toContain('no-such-measure');
+  });
 });

@@ -21,8 +21,11 @@ const INTERACTIONS: CapabilityStatementRestResource['interaction'] = [
   { code: 'search-type' },
 ];
 
-/** FHIR Bulk Data Access v2: `Group/[id]/$export` (group-level export, NDJSON). */
-const GROUP_EXPORT_DEFINITION = 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export';
+/** Instance operations by type: Bulk Data v2 group export (NDJSON) and the indicators' evaluation. */
+const OPERATIONS: Record<string, { name: string; definition: string }[]> = {
+  Group: [{ name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export' }],
+  Measure: [{ name: 'evaluate-measure', definition: 'http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure' }],
+};
 
 /** `Source:param` for every served reference parameter that can point at `type`. */
 function revIncludes(registry: SearchParamRegistry, type: string): string[] {
@@ -54,7 +57,7 @@ export function buildCapabilityStatement(input: CapabilityInput): CapabilityStat
       conditionalDelete: 'not-supported',
       searchInclude: input.registry.list(type).filter((d) => d.kind === 'reference').map((d) => `${type}:${d.code}`),
       searchRevInclude: revIncludes(input.registry, type),
-      ...(type === 'Group' ? { operation: [{ name: 'export', definition: GROUP_EXPORT_DEFINITION }] } : {}),
+      ...(OPERATIONS[type] ? { operation: OPERATIONS[type] } : {}),
       searchParam: [
         { name: '_id', type: 'token' },
         { name: '_lastUpdated', type: 'date' },
