@@ -99,13 +99,15 @@ export class BulkExportRunner {
   /** Streams one type's rows to its file; the number written, or null when cancelled meanwhile. */
   private async exportType(db: PoolClient, row: ExportRow, type: string, members: string[], file: string): Promise<number | null> {
     const b = new Binder();
-    const conds = [`r.resource_type = ${b.bind(type)}`, 'NOT r.deleted'];
+    const t = b.bind(type);
+    const conds = [`r.resource_type = ${t}`, 'NOT r.deleted'];
     if (type === 'Patient') {
       conds.push(`r.id = ANY(${b.bind(members)}::text[])`);
     } else {
-      // A semi-join: a resource reachable through several members (or several parameters) comes once.
+      // An uncorrelated IN, so PostgreSQL plans a (hash) semi-join: a resource reachable through
+      // several members or parameters comes once, and the index is probed once per member.
       conds.push(
-        `r.id IN (SELECT s.id FROM sp_reference s WHERE s.resource_type = r.resource_type AND s.code = ANY(${b.bind(PATIENT_COMPARTMENT[type])}::text[])
+        `r.id IN (SELECT s.id FROM sp_reference s WHERE s.resource_type = ${t} AND s.code = ANY(${b.bind(PATIENT_COMPARTMENT[type])}::text[])
            AND s.target_type = 'Patient' AND s.target_id = ANY(${b.bind(members)}::text[]))`,
       );
     }
