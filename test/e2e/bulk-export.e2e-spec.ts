@@ -57,10 +57,6 @@ async function runExport(gw: TestGateway, token: string, groupId: string, query 
  * Closes a test gateway; keep-alive sockets left by fetch are dropped first (a close once waited
  * for Fastify's 72 s keep-alive timeout here).
  */
-async function closeGateway(gw: TestGateway | undefined): Promise<void> {
-  (gw?.app.getHttpServer() as { closeAllConnections?: () => void } | undefined)?.closeAllConnections?.();
-  await gw?.close();
-}
 
 /** Downloads one NDJSON file and parses every line. */
 async function download(url: string, token: string): Promise<Res[]> {
@@ -139,7 +135,7 @@ describe('bulk export: Group/[id]/$export (postgres queue)', () => {
   }, 120_000);
 
   afterAll(async () => {
-    await closeGateway(gw);
+    await gw?.close();
   }, 120_000);
 
   it('exports the active members and their compartment, each resource once, to authenticated NDJSON files', async () => {
@@ -290,7 +286,7 @@ describe('bulk export on the Redis queue backend', () => {
   }, 120_000);
 
   afterAll(async () => {
-    await closeGateway(gw);
+    await gw?.close();
     await redis?.stop();
   }, 120_000);
 
@@ -312,7 +308,7 @@ describe('bulk export run by apps/worker out of process', () => {
 
   afterAll(async () => {
     await killAll();
-    await closeGateway(gw);
+    await gw?.close();
   }, 120_000);
 
   it('writes the files into the shared GW_DATA_DIR, served by the gateway', async () => {

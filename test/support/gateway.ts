@@ -83,6 +83,8 @@ export async function startTestGateway(env: Record<string, string> = {}): Promis
     },
     async close() {
       await mllp.server.close(1000);
+      // Keep-alive sockets of the test's fetch clients would hold close() for Fastify's 72 s timeout.
+      (app.getHttpServer() as { closeAllConnections?: () => void }).closeAllConnections?.();
       await app.close();
       await core.close();
     },
