@@ -33,7 +33,7 @@ export interface LoadSummary {
   byType: Record<string, number>;
   /** Hospital discharges recorded as historic (not routed to MSSanté/MHD). */
   historicDischarges: number;
-  /** A previous load was interrupted: what it had written was kept and skipped. */
+  /** Some resources were already there (an interrupted earlier load): kept and skipped. */
   resumed: boolean;
 }
 
@@ -75,8 +75,6 @@ export class TerritoryLoader {
     if ((await this.exists([generator.cpts])).length > 0) {
       return { ...summary, status: 'already-loaded', people: generator.options.patients };
     }
-    const first = generator.structures()[0];
-    summary.resumed = first ? (await this.exists([first])).length > 0 : false;
     const total = generator.options.patients;
     const batchSize = this.options.batchSize ?? 400;
     const inFlight = new Set<Promise<void>>();
@@ -135,8 +133,10 @@ export class TerritoryLoader {
   /** One transaction: prepared creates (validated, indexed) in one statement, then the historic-discharge marks. */
   private async write(resources: Resource[], summary: LoadSummary): Promise<void> {
     await this.repo.withTransaction(async (tx) => {
-      const existing = summary.resumed ? new Set(await this.exists(resources, tx)) : undefined;
-      const todo = existing ? resources.filter((r) => !existing.has(`${r.resourceType}/${r.id}`)) : resources;
+      // A previous run that stopped half-way left some of these: keep them (same ids, same content).
+      const existing = new Set(await this.exists(resources, tx));
+      const todo = existing.size > 0 ? resources.filter((r) => !existing.has(`${r.resourceType}/${r.id}`)) : resources;
+      summary.resumed ||= existing.size > 0;
       const versions = todo.map((r) => this.repo.prepareCreate(r, this.ctx, r.id as string));
       await this.repo.persist(tx, versions);
       const stays = todo.filter((r) => r.resourceType === 'Encounter' && isHospitalStay(r as Encounter)).map((r) => `Encounter/${r.id}`);

@@ -1,13 +1,14 @@
-import type { CareTeam, Coding, Condition, Encounter, Extension, Immunization, MedicationRequest, Observation, Patient, Procedure, Resource, Task } from '@medplum/fhirtypes';
+import type { Coding, Extension, Patient, Resource } from '@medplum/fhirtypes';
 import { nameUuid } from '@gw/platform';
-import { INSEE_CODE_EXTENSION, MT_STATUS_EXTENSION, RELIABILITY_EXTENSION, TASK_CODE_SYSTEM } from '@gw/fhir';
-import { CODES, CONDITION_CLINICAL } from '../codes';
+import { INSEE_CODE_EXTENSION, MT_STATUS_EXTENSION, RELIABILITY_EXTENSION } from '@gw/fhir';
+import { CODES } from '../codes';
+import { careTeam, condition, daysBack, fluDate, hospitalStay, immunization, inPeriod, medication, observation, procedure, visit } from './facts';
+import type { FactContext } from './facts';
 import { Rng, addDays, nirKey } from './random';
 import type { Layout, Structure } from './structures';
 import { ownerTag } from './structures';
 import {
-  AGE_BANDS_5Y, CARE_TEAM_ROLE, COMMUNE_CODES, DISCHARGE_DISPOSITION, FAMILY_NAMES, GIVEN_FEMALE, GIVEN_MALE, GW_ENCOUNTER_PROFILE,
-  GW_PATIENT_PROFILE, GW_TASK_PROFILE, IDENTIFIER_TYPES, INS_TEST_SYSTEM, RELIABILITY_CODES, V2_0203,
+  AGE_BANDS_5Y, COMMUNE_CODES, FAMILY_NAMES, GIVEN_FEMALE, GIVEN_MALE, GW_PATIENT_PROFILE, IDENTIFIER_TYPES, INS_TEST_SYSTEM, RELIABILITY_CODES, V2_0203,
 } from './vocabulary';
 
 /** What the generator knows of one person once drawn (tests check the distributions on it). */
@@ -30,16 +31,49 @@ export interface PersonRecords {
   resources: Resource[];
 }
 
-const DAY_MS = 86_400_000;
-
 /**
  * One person of the territory, drawn from its own random stream (seed, index). Rates follow
- * DOMAIN.md §2 and §8 and public field figures (rounded): see docs/indicators.md "Synthetic territory".
+ * DOMAIN.md §2 and §8 and public field figures (rounded): see the README "Synthetic territory".
  */
 export function buildPerson(layout: Layout, seed: number, index: number, asOf: string): PersonRecords {
   const rng = Rng.for(seed, `${layout.ns}|person|${index}`);
   const id = (key: string): string => nameUuid(`${layout.ns}|p${index}|${key}`);
-  const periodStart = addDays(asOf, -364);
+  const d = drawPerson(layout, rng, index, asOf);
+  const resources: Resource[] = [];
+  const patientRef = `Patient/${id('patient')}`;
+  resources.push(patientRecord(layout, rng, d, d.structure, id('patient'), `${d.structure.key}-${String(index + 1).padStart(7, '0')}`));
+  const secondRef = d.second ? `Patient/${id('patient-2')}` : undefined;
+  if (d.second) {
+    resources.push(patientRecord(layout, rng, d, d.second, id('patient-2'), `${d.second.key}-${String(index + 1).padStart(7, '0')}-B`));
+  }
+  const ctx: FactContext = {
+    rng, id, asOf, periodStart: addDays(asOf, -364), patientRef, structure: d.structure, resources, gp: d.facts.mt === 'declared' ? d.gp : undefined,
+    // Facts a second practice recorded land on its own record of the person.
+    where: (share) => (d.second && secondRef && rng.chance(share) ? { ref: secondRef, s: d.second } : { ref: patientRef, s: d.structure }),
+  };
+  chronicCare(ctx, d);
+  prevention(ctx, d.facts);
+  careUse(ctx, layout, d.facts);
+  if (ctx.gp && (d.facts.atRisk || d.facts.age >= 75)) {
+    resources.push(careTeam(ctx));
+  }
+  return { facts: d.facts, resources };
+}
+
+interface Drawn {
+  facts: PersonFacts;
+  birthDate: string;
+  /** Birth name and first given name: the same on every record of the person (INS traits). */
+  name: { family: string; given: string };
+  structure: Structure;
+  second?: Structure;
+  commune: number;
+  gp?: string;
+  conditions: Coding[];
+}
+
+/** Demographics, identity, médecin traitant, chronic conditions and a possible second practice. */
+function drawPerson(layout: Layout, rng: Rng, index: number, asOf: string): Drawn {
   const band = rng.weighted(AGE_BANDS_5Y.map((b) => b.share));
   const age = band * 5 + rng.int(0, 4);
   const sex = rng.chance((AGE_BANDS_5Y[band] as { female: number }).female) ? 'female' : 'male';
@@ -48,124 +82,108 @@ export function buildPerson(layout: Layout, seed: number, index: number, asOf: s
   const commune = rng.chance(0.7) ? structure.commune : rng.int(0, layout.communes.length - 1);
   const identity = (['QUAL', 'RECUP', 'VALI', 'PROV'] as const)[rng.weighted([85, 5, 5, 5])] as PersonFacts['identity'];
   const adult = age >= 16;
-  const mtDraw = rng.next();
+  const m = rng.next();
+  // Adults: ~9 % without an MT (none or seeking), ~2 % with a retired one, ~1 % with the caisse's fictitious number.
   const mt: PersonFacts['mt'] = adult
-    ? mtDraw < 0.063 ? 'none' : mtDraw < 0.09 ? 'seeking' : mtDraw < 0.11 ? 'departed' : mtDraw < 0.122 ? 'fictitious' : 'declared'
-    : mtDraw < 0.15 ? 'none' : 'declared';
+    ? m < 0.063 ? 'none' : m < 0.09 ? 'seeking' : m < 0.11 ? 'departed' : m < 0.122 ? 'fictitious' : 'declared'
+    : m < 0.15 ? 'none' : 'declared';
   const gp = mt === 'declared' ? rng.pick(structure.gps) : mt === 'departed' ? rng.pick(layout.retired) : mt === 'fictitious' ? layout.fictitious : undefined;
   const rates = conditionRates(age);
-  const diabetes = rng.chance(rates.diabetes);
-  const asthma = rng.chance(rates.asthma);
-  const copd = rng.chance(rates.copd);
-  const heartFailure = rng.chance(rates.heartFailure);
-  const ckd = rng.chance(rates.ckd);
-  const atRisk = diabetes || asthma || copd || heartFailure || ckd;
+  const codes = [CODES.diabetesType2, CODES.asthma, CODES.copd, CODES.heartFailure, CODES.chronicKidneyDisease];
+  const has = [rates.diabetes, rates.asthma, rates.copd, rates.heartFailure, rates.ckd].map((p) => rng.chance(p));
   const others = layout.structures.filter((s) => s !== structure);
   const duplicate = adult && identity === 'QUAL' && others.length > 0 && rng.chance(0.03);
   const second = duplicate ? rng.pick(others) : undefined;
+  const name = { family: rng.pick(FAMILY_NAMES), given: rng.pick(sex === 'female' ? GIVEN_FEMALE : GIVEN_MALE) };
+  const facts: PersonFacts = { index, age, sex, identity, mt, diabetes: has[0] as boolean, atRisk: has.some(Boolean), duplicate, stays: 0 };
+  return { facts, birthDate, name, structure, second, commune, gp, conditions: codes.filter((_, i) => has[i]) };
+}
 
-  const family = rng.pick(FAMILY_NAMES);
-  const given = rng.pick(sex === 'female' ? GIVEN_FEMALE : GIVEN_MALE);
-  const ins = identity === 'QUAL' || identity === 'RECUP' ? nir(sex, birthDate, layout.dept, index) : undefined;
-  const patientId = id('patient');
-  const patientRef = `Patient/${patientId}`;
-  const patient = (s: Structure, pid: string, ipp: string): Patient => ({
+/** A Patient as structure `s` records the person: its own IPP, the INS and identity status, the MT. */
+function patientRecord(layout: Layout, rng: Rng, d: Drawn, s: Structure, pid: string, ipp: string): Patient {
+  const { facts } = d;
+  const ins = facts.identity === 'QUAL' || facts.identity === 'RECUP' ? nir(facts.sex, d.birthDate, layout.dept, facts.index) : undefined;
+  return {
     resourceType: 'Patient',
     id: pid,
     meta: { profile: [GW_PATIENT_PROFILE], tag: [ownerTag(s.ref)] },
     extension: [
-      { url: RELIABILITY_EXTENSION, extension: [{ url: 'identityStatus', valueCoding: { system: RELIABILITY_CODES, code: identity } }] },
-      { url: MT_STATUS_EXTENSION, valueCode: mt },
+      { url: RELIABILITY_EXTENSION, extension: [{ url: 'identityStatus', valueCoding: { system: RELIABILITY_CODES, code: facts.identity } }] },
+      { url: MT_STATUS_EXTENSION, valueCode: facts.mt },
     ],
     identifier: [
       { use: 'usual', type: { coding: [{ system: V2_0203, code: 'PI' }] }, system: s.ippSystem, value: ipp },
       ...(ins ? [{ use: 'official' as const, type: { coding: [{ system: IDENTIFIER_TYPES, code: 'INS-NIR' }] }, system: INS_TEST_SYSTEM, value: ins }] : []),
     ],
     active: true,
-    name: [{ use: 'official', family, given: [given] }],
-    gender: sex,
-    birthDate,
-    address: [addressOf(layout, commune, rng.int(1, 120))],
-    ...(gp ? { generalPractitioner: [{ reference: gp }] } : {}),
-  });
-  const resources: Resource[] = [patient(structure, patientId, `${structure.key}-${String(index + 1).padStart(7, '0')}`)];
-  let secondRef: string | undefined;
-  if (second) {
-    const pid = id('patient-2');
-    secondRef = `Patient/${pid}`;
-    resources.push(patient(second, pid, `${second.key}-${String(index + 1).padStart(7, '0')}-B`));
-  }
-  const ctx: FactContext = { rng, id, asOf, periodStart, patientRef, structure, resources, gp: mt === 'declared' ? gp : undefined };
-  /** Facts a second practice recorded land on its own record of the person. */
-  const where = (share: number): { ref: string; s: Structure } => (second && secondRef && rng.chance(share) ? { ref: secondRef, s: second } : { ref: patientRef, s: structure });
+    name: [{ use: 'official', family: d.name.family, given: [d.name.given] }],
+    gender: facts.sex,
+    birthDate: d.birthDate,
+    address: [addressOf(layout, d.commune, rng.int(1, 120))],
+    ...(d.gp ? { generalPractitioner: [{ reference: d.gp }] } : {}),
+  };
+}
 
-  // Chronic conditions (onset years back), treatments and their follow-up.
-  const conditions: [boolean, Coding][] = [[diabetes, CODES.diabetesType2], [asthma, CODES.asthma], [copd, CODES.copd], [heartFailure, CODES.heartFailure], [ckd, CODES.chronicKidneyDisease]];
-  for (const [has, code] of conditions) {
-    if (has) {
-      resources.push(condition(ctx, code));
-    }
+/** Chronic conditions (onset years back); for diabetics: treatment, HbA1c, fructosamine, fundus exam. */
+function chronicCare(ctx: FactContext, d: Drawn): void {
+  const { rng, resources } = ctx;
+  for (const code of d.conditions) {
+    resources.push(condition(ctx, code));
   }
-  if (diabetes) {
-    resources.push(medication(ctx, CODES.metformin, 'med-1'));
-    if (rng.chance(0.25)) {
-      resources.push(medication(ctx, CODES.insulinGlargine, 'med-2'));
-    }
-    const hba1c = [0, 1, 2, 3][rng.weighted([12, 28, 35, 25])] as number;
-    for (let k = 0; k < hba1c; k++) {
-      const w = where(0.3);
-      resources.push(observation(ctx, CODES.hba1c, `hba1c-${k}`, inPeriod(ctx), w.ref, w.s, { value: 5.8 + rng.int(0, 40) / 10, unit: '%' }));
-    }
-    if (rng.chance(0.03)) {
-      resources.push(observation(ctx, CODES.fructosamine, 'fruc-0', inPeriod(ctx), patientRef, structure), observation(ctx, CODES.fructosamine, 'fruc-1', inPeriod(ctx), patientRef, structure));
-    }
-    if (rng.chance(0.6)) {
-      resources.push(procedure(ctx, rng.chance(0.7) ? CODES.fundusExam : CODES.retinography, 'fundus', daysBack(ctx, 700)));
-    }
+  if (!d.facts.diabetes) {
+    return;
   }
-  // Prevention: flu vaccination, breast and colorectal screening.
-  const flu = age >= 75 ? 0.6 : age >= 65 ? 0.5 : adult && atRisk ? 0.33 : adult ? 0.04 : 0;
+  resources.push(medication(ctx, CODES.metformin, 'med-1'));
+  if (rng.chance(0.25)) {
+    resources.push(medication(ctx, CODES.insulinGlargine, 'med-2'));
+  }
+  const hba1c = [0, 1, 2, 3][rng.weighted([12, 28, 35, 25])] as number;
+  for (let k = 0; k < hba1c; k++) {
+    const w = ctx.where(0.3);
+    resources.push(observation(ctx, CODES.hba1c, `hba1c-${k}`, inPeriod(ctx), w.ref, w.s, { value: 5.8 + rng.int(0, 40) / 10, unit: '%' }));
+  }
+  if (rng.chance(0.03)) {
+    resources.push(observation(ctx, CODES.fructosamine, 'fruc-0', inPeriod(ctx), ctx.patientRef, ctx.structure), observation(ctx, CODES.fructosamine, 'fruc-1', inPeriod(ctx), ctx.patientRef, ctx.structure));
+  }
+  if (rng.chance(0.6)) {
+    resources.push(procedure(ctx, rng.chance(0.7) ? CODES.fundusExam : CODES.retinography, 'fundus', daysBack(ctx, 700)));
+  }
+}
+
+/** Flu vaccination, breast and colorectal screening. */
+function prevention(ctx: FactContext, f: PersonFacts): void {
+  const { rng, resources } = ctx;
+  const adult = f.age >= 16;
+  const flu = f.age >= 75 ? 0.6 : f.age >= 65 ? 0.5 : adult && f.atRisk ? 0.33 : adult ? 0.04 : 0;
   if (rng.chance(flu)) {
-    const w = where(0.5);
+    const w = ctx.where(0.5);
     resources.push(immunization(ctx, fluDate(ctx), w.ref, w.s));
   }
-  if (sex === 'female' && age >= 50 && age <= 74 && rng.chance(0.48)) {
+  if (f.sex === 'female' && f.age >= 50 && f.age <= 74 && rng.chance(0.48)) {
     resources.push(procedure(ctx, CODES.screeningMammography, 'mammo', daysBack(ctx, 725)));
   }
-  if (age >= 50 && age <= 74) {
+  if (f.age >= 50 && f.age <= 74) {
     if (rng.chance(0.09)) {
       resources.push(procedure(ctx, CODES.colonoscopy, 'colono', daysBack(ctx, 1800)));
     } else if (rng.chance(0.32)) {
-      resources.push(observation(ctx, CODES.fit, 'fit', daysBack(ctx, 725), patientRef, structure, undefined, { system: 'http://snomed.info/sct', code: '260385009', display: 'Negative' }));
+      resources.push(observation(ctx, CODES.fit, 'fit', daysBack(ctx, 725), ctx.patientRef, ctx.structure, undefined, { system: 'http://snomed.info/sct', code: '260385009', display: 'Negative' }));
     }
   }
-  // Primary-care visits (the file active) and hospital stays with their follow-up.
-  const seen = rng.chance(age >= 65 ? 0.9 : 0.78);
-  const visits = seen ? 1 + Math.min(9, rng.poisson(age >= 75 ? 5 : age >= 65 ? 3.5 : age < 16 ? 2 : 1.8)) : 0;
-  for (let k = 0; k < visits; k++) {
-    const w = where(0.3);
-    resources.push(visit(ctx, `visit-${k}`, `${inPeriod(ctx)}T${String(rng.int(8, 18)).padStart(2, '0')}:${rng.pick(['00', '20', '40'])}:00Z`, w.ref, w.s));
-  }
-  const stays = rng.chance(age >= 75 ? 0.2 : age >= 65 ? 0.12 : age >= 16 ? 0.06 : 0.04) ? (rng.chance(0.15) ? 2 : 1) : 0;
-  for (let k = 0; k < stays; k++) {
-    hospitalStay(ctx, layout, k);
-  }
-  if (ctx.gp && (atRisk || age >= 75)) {
-    resources.push(careTeam(ctx));
-  }
-  return { facts: { index, age, sex, identity, mt, diabetes, atRisk, duplicate, stays }, resources };
 }
 
-interface FactContext {
-  rng: Rng;
-  id: (key: string) => string;
-  asOf: string;
-  periodStart: string;
-  patientRef: string;
-  structure: Structure;
-  resources: Resource[];
-  /** The patient's active médecin traitant, if any. */
-  gp?: string;
+/** Primary-care visits (the file active) and hospital stays with their follow-up. */
+function careUse(ctx: FactContext, layout: Layout, f: PersonFacts): void {
+  const { rng, resources } = ctx;
+  const seen = rng.chance(f.age >= 65 ? 0.9 : 0.78);
+  const visits = seen ? 1 + Math.min(9, rng.poisson(f.age >= 75 ? 5 : f.age >= 65 ? 3.5 : f.age < 16 ? 2 : 1.8)) : 0;
+  for (let k = 0; k < visits; k++) {
+    const w = ctx.where(0.3);
+    resources.push(visit(ctx, `visit-${k}`, `${inPeriod(ctx)}T${String(rng.int(8, 18)).padStart(2, '0')}:${rng.pick(['00', '20', '40'])}:00Z`, w.ref, w.s));
+  }
+  f.stays = rng.chance(f.age >= 75 ? 0.2 : f.age >= 65 ? 0.12 : f.age >= 16 ? 0.06 : 0.04) ? (rng.chance(0.15) ? 2 : 1) : 0;
+  for (let k = 0; k < f.stays; k++) {
+    hospitalStay(ctx, layout, k);
+  }
 }
 
 /** Prevalences by age (treated type 2 diabetes ~5 % overall; the chronic conditions of the flu at-risk list). */
@@ -176,188 +194,6 @@ function conditionRates(age: number): { diabetes: number; asthma: number; copd: 
     copd: age < 40 ? 0 : age < 65 ? 0.03 : 0.07,
     heartFailure: age < 50 ? 0.001 : age < 65 ? 0.008 : age < 75 ? 0.03 : 0.08,
     ckd: age < 50 ? 0.002 : age < 65 ? 0.02 : 0.06,
-  };
-}
-
-function inPeriod(ctx: FactContext): string {
-  return addDays(ctx.periodStart, ctx.rng.int(0, 364));
-}
-
-function daysBack(ctx: FactContext, max: number): string {
-  return addDays(ctx.asOf, -ctx.rng.int(0, max));
-}
-
-/** A day of the flu campaign (October to January) inside the period. */
-function fluDate(ctx: FactContext): string {
-  for (let k = 0; k < 50; k++) {
-    const d = inPeriod(ctx);
-    if (['10', '11', '12', '01'].includes(d.slice(5, 7))) {
-      return d;
-    }
-  }
-  return inPeriod(ctx);
-}
-
-function condition(ctx: FactContext, code: Coding): Condition {
-  return {
-    resourceType: 'Condition',
-    id: ctx.id(`cond-${code.code}`),
-    meta: { tag: [ownerTag(ctx.structure.ref)] },
-    clinicalStatus: { coding: [{ system: CONDITION_CLINICAL, code: 'active' }] },
-    verificationStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/condition-ver-status', code: 'confirmed' }] },
-    category: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/condition-category', code: 'problem-list-item' }] }],
-    code: { coding: [code], text: code.display },
-    subject: { reference: ctx.patientRef },
-    onsetDateTime: addDays(ctx.asOf, -ctx.rng.int(400, 7000)),
-    recorder: ctx.gp ? { reference: ctx.gp } : undefined,
-  };
-}
-
-function medication(ctx: FactContext, code: Coding, key: string): MedicationRequest {
-  return {
-    resourceType: 'MedicationRequest',
-    id: ctx.id(key),
-    meta: { tag: [ownerTag(ctx.structure.ref)] },
-    status: 'active',
-    intent: 'order',
-    medicationCodeableConcept: { coding: [code], text: code.display },
-    subject: { reference: ctx.patientRef },
-    authoredOn: inPeriod(ctx),
-    requester: ctx.gp ? { reference: ctx.gp } : undefined,
-    dispenseRequest: { numberOfRepeatsAllowed: 2, expectedSupplyDuration: { value: 90, unit: 'd', system: 'http://unitsofmeasure.org', code: 'd' } },
-  };
-}
-
-function observation(ctx: FactContext, code: Coding, key: string, day: string, subject: string, s: Structure, quantity?: { value: number; unit: string }, concept?: Coding): Observation {
-  return {
-    resourceType: 'Observation',
-    id: ctx.id(key),
-    meta: { tag: [ownerTag(s.ref)] },
-    status: 'final',
-    category: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/observation-category', code: 'laboratory' }] }],
-    code: { coding: [code], text: code.display },
-    subject: { reference: subject },
-    effectiveDateTime: day,
-    ...(quantity ? { valueQuantity: { value: Math.round(quantity.value * 10) / 10, unit: quantity.unit, system: 'http://unitsofmeasure.org', code: quantity.unit } } : {}),
-    ...(concept ? { valueCodeableConcept: { coding: [concept] } } : {}),
-  };
-}
-
-function procedure(ctx: FactContext, code: Coding, key: string, day: string): Procedure {
-  return {
-    resourceType: 'Procedure',
-    id: ctx.id(key),
-    meta: { tag: [ownerTag(ctx.structure.ref)] },
-    status: 'completed',
-    code: { coding: [code], text: code.display },
-    subject: { reference: ctx.patientRef },
-    performedDateTime: day,
-  };
-}
-
-function immunization(ctx: FactContext, day: string, subject: string, s: Structure): Immunization {
-  return {
-    resourceType: 'Immunization',
-    id: ctx.id('flu'),
-    meta: { tag: [ownerTag(s.ref)] },
-    status: 'completed',
-    vaccineCode: { coding: [CODES.fluVaccine], text: CODES.fluVaccine.display },
-    patient: { reference: subject },
-    occurrenceDateTime: day,
-    primarySource: true,
-  };
-}
-
-function visit(ctx: FactContext, key: string, start: string, subject: string, s: Structure): Encounter {
-  const end = new Date(Date.parse(start) + 20 * 60_000).toISOString();
-  const practitioner = s === ctx.structure && ctx.gp ? ctx.gp : ctx.rng.pick(s.gps);
-  return {
-    resourceType: 'Encounter',
-    id: ctx.id(key),
-    // Practice software rarely declares the gateway's profiles: visits get the base R4 validation
-    // only (half the cost of the profiled one; visits are most of the resources).
-    meta: { tag: [ownerTag(s.ref)] },
-    status: 'finished',
-    class: CODES.ambulatory,
-    type: [{ coding: [{ system: 'http://snomed.info/sct', code: '11429006', display: 'Consultation' }] }],
-    subject: { reference: subject },
-    participant: [{ individual: { reference: practitioner } }],
-    period: { start, end },
-    serviceProvider: { reference: s.ref },
-  };
-}
-
-/**
- * A hospital stay ending in the period, then (field rates of the CPTS "sortie" indicator) a
- * completed follow-up Task within days (35 %), else a primary-care visit within 7 days (20 %),
- * else a later visit or nothing.
- */
-function hospitalStay(ctx: FactContext, layout: Layout, k: number): void {
-  const { rng } = ctx;
-  const hospital = layout.hospitals[rng.weighted([70, 30])] as Layout['hospitals'][number];
-  const start = Date.parse(`${addDays(ctx.periodStart, rng.int(0, 350))}T${String(rng.int(7, 20)).padStart(2, '0')}:00:00Z`);
-  const end = new Date(start + rng.int(1, 10) * DAY_MS + rng.int(0, 8) * 3_600_000);
-  const stay: Encounter = {
-    resourceType: 'Encounter',
-    id: ctx.id(`stay-${k}`),
-    meta: { profile: [GW_ENCOUNTER_PROFILE], tag: [ownerTag(hospital.ref)] },
-    identifier: [{ system: hospital.visitSystem, value: `V${ctx.id(`stay-${k}`).slice(0, 8).toUpperCase()}` }],
-    status: 'finished',
-    class: CODES.inpatient,
-    subject: { reference: ctx.patientRef },
-    period: { start: new Date(start).toISOString(), end: end.toISOString() },
-    hospitalization: { dischargeDisposition: { coding: [{ system: DISCHARGE_DISPOSITION, code: 'home', display: 'Home' }] } },
-    serviceProvider: { reference: hospital.ref },
-  };
-  ctx.resources.push(stay);
-  const draw = rng.next();
-  const horizon = Date.parse(`${addDays(ctx.asOf, 1)}T00:00:00Z`);
-  if (draw < 0.35) {
-    const done = new Date(Math.min(horizon - 3_600_000, end.getTime() + rng.int(1, 6) * DAY_MS)).toISOString();
-    const task: Task = {
-      resourceType: 'Task',
-      id: ctx.id(`follow-up-${k}`),
-      meta: { profile: [GW_TASK_PROFILE], tag: [ownerTag(ctx.structure.ref)] },
-      status: 'completed',
-      intent: 'order',
-      priority: 'urgent',
-      code: { coding: [{ system: TASK_CODE_SYSTEM, code: 'discharge-follow-up', display: "Organiser le suivi après la sortie d'hospitalisation" }] },
-      focus: { reference: `Encounter/${stay.id}` },
-      for: { reference: ctx.patientRef },
-      authoredOn: end.toISOString(),
-      lastModified: done,
-      executionPeriod: { start: end.toISOString(), end: done },
-      owner: { reference: ctx.gp ?? ctx.structure.ref },
-      restriction: { period: { end: new Date(end.getTime() + 7 * DAY_MS).toISOString().slice(0, 10) } },
-    };
-    ctx.resources.push(task);
-  } else if (draw < 0.55 || rng.chance(0.4)) {
-    const days = draw < 0.55 ? rng.int(1, 6) : rng.int(9, 40);
-    if (end.getTime() + days * DAY_MS >= horizon) {
-      return;
-    }
-    ctx.resources.push(visit(ctx, `after-stay-${k}`, new Date(end.getTime() + days * DAY_MS).toISOString().slice(0, 13) + ':00:00.000Z', ctx.patientRef, ctx.structure));
-  }
-}
-
-function careTeam(ctx: FactContext): CareTeam {
-  const s = ctx.structure;
-  const participant: CareTeam['participant'] = [{ role: [{ coding: [{ system: CARE_TEAM_ROLE, code: 'mt', display: 'Médecin traitant' }] }], member: { reference: ctx.gp } }];
-  if (s.nurses.length > 0) {
-    participant.push({ role: [{ coding: [{ system: CARE_TEAM_ROLE, code: 'nurse', display: 'Infirmier(e)' }] }], member: { reference: ctx.rng.pick(s.nurses) } });
-  }
-  if (s.coordinator) {
-    participant.push({ role: [{ coding: [{ system: CARE_TEAM_ROLE, code: 'coordinator', display: 'Coordinateur de parcours' }] }], member: { reference: s.coordinator } });
-  }
-  return {
-    resourceType: 'CareTeam',
-    id: ctx.id('care-team'),
-    meta: { tag: [ownerTag(s.ref)] },
-    status: 'active',
-    name: 'Équipe de soins primaires',
-    subject: { reference: ctx.patientRef },
-    participant,
-    managingOrganization: [{ reference: s.ref }],
   };
 }
 

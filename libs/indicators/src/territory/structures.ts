@@ -65,29 +65,97 @@ export function ownerTag(orgRef: string): { system: string; code: string } {
  * an isolated GP ~1 100; about half the patients in MSPs, 15 % in CDS, the rest with isolated GPs.
  */
 export function buildLayout(seed: number, patients: number, asOf: string): Layout {
-  const ns = `territory|${seed}|${patients}|${asOf}`;
-  const rng = Rng.for(seed, `${ns}|layout`);
-  const dept = DEPARTMENTS[Math.abs(seed) % DEPARTMENTS.length] as string;
-  const id = (key: string): string => nameUuid(`${ns}|${key}`);
-  const communes = Array.from({ length: Math.min(60, Math.max(3, Math.round(patients / 2500))) }, (_, k) => ({
-    insee: `${dept}${String(10 + k * 4).padStart(3, '0')}`,
-    name: `${PLACE_PREFIX[k % PLACE_PREFIX.length]}${PLACE_SUFFIX[Math.floor(k / PLACE_PREFIX.length) % PLACE_SUFFIX.length]}`,
-    postalCode: `${dept}${String(100 + ((k * 10) % 900)).padStart(3, '0')}`,
-  }));
-  const cptsId = id('cpts');
-  const cptsRef = `Organization/${cptsId}`;
-  const resources: Resource[] = [];
-  const structures: Structure[] = [];
+  const b = new LayoutBuilder(seed, patients, asOf);
   const counts: Record<StructureKind, number> = {
-    MSP: Math.max(2, Math.round((patients * 0.5) / 5000)),
-    CDS: Math.max(1, Math.round((patients * 0.15) / 4000)),
-    cabinet: Math.max(2, Math.round((patients * 0.35) / 1100)),
+    MSP: Math.max(2, Math.round((patients * SHARES.MSP) / 5000)),
+    CDS: Math.max(1, Math.round((patients * SHARES.CDS) / 4000)),
+    cabinet: Math.max(2, Math.round((patients * SHARES.cabinet) / 1100)),
   };
-  const shares: Record<StructureKind, number> = { MSP: 0.5, CDS: 0.15, cabinet: 0.35 };
-  let serial = 0;
-  const professional = (key: string, orgRef: string, profession: 'gp' | 'nurse' | 'coordinator', active = true): string => {
-    const pid = id(`practitioner|${key}`);
-    const r = Rng.for(seed, `${ns}|practitioner|${key}`);
+  const structures: Structure[] = [];
+  for (const kind of ['MSP', 'CDS', 'cabinet'] as const) {
+    for (let k = 0; k < counts[kind]; k++) {
+      structures.push(b.structure(kind, k, SHARES[kind] / counts[kind]));
+    }
+  }
+  const gpTotal = structures.reduce((n, s) => n + s.gps.length, 0);
+  const retired = Array.from({ length: Math.max(1, Math.round(gpTotal * 0.05)) }, (_, k) => b.professional(`retired-${k + 1}`, b.cptsRef, 'gp', false));
+  const fictitious = b.fictitiousMt();
+  const hospitals = ['Centre hospitalier', 'Clinique'].map((label, k) => b.hospital(label, k));
+  const cpts = b.cpts();
+  return { ns: b.ns, dept: b.dept, cpts, communes: b.communes, structures, hospitals, retired, fictitious, resources: b.resources };
+}
+
+const SHARES: Record<StructureKind, number> = { MSP: 0.5, CDS: 0.15, cabinet: 0.35 };
+
+/** Builds the layout's resources in a fixed order (the random draws, hence the output, depend on it). */
+class LayoutBuilder {
+  readonly ns: string;
+  readonly dept: string;
+  readonly communes: Commune[];
+  readonly resources: Resource[] = [];
+  readonly cptsRef: string;
+  private readonly rng: Rng;
+  private serial = 0;
+
+  constructor(
+    private readonly seed: number,
+    private readonly patients: number,
+    private readonly asOf: string,
+  ) {
+    this.ns = `territory|${seed}|${patients}|${asOf}`;
+    this.rng = Rng.for(seed, `${this.ns}|layout`);
+    this.dept = DEPARTMENTS[Math.abs(seed) % DEPARTMENTS.length] as string;
+    const dept = this.dept;
+    this.communes = Array.from({ length: Math.min(60, Math.max(3, Math.round(patients / 2500))) }, (_, k) => ({
+      insee: `${dept}${String(10 + k * 4).padStart(3, '0')}`,
+      name: `${PLACE_PREFIX[k % PLACE_PREFIX.length]}${PLACE_SUFFIX[Math.floor(k / PLACE_PREFIX.length) % PLACE_SUFFIX.length]}`,
+      postalCode: `${dept}${String(100 + ((k * 10) % 900)).padStart(3, '0')}`,
+    }));
+    this.cptsRef = `Organization/${this.id('cpts')}`;
+  }
+
+  id(key: string): string {
+    return nameUuid(`${this.ns}|${key}`);
+  }
+
+  /** A member structure with its GPs, nurses and (MSP) coordinator. */
+  structure(kind: StructureKind, k: number, weight: number): Structure {
+    const key = `${kind}-${k + 1}`;
+    const sid = this.id(`org|${key}`);
+    const ref = `Organization/${sid}`;
+    const commune = (this.serial++ * 7) % this.communes.length;
+    const place = this.communes[commune] as Commune;
+    const gpCount = kind === 'cabinet' ? 1 : Math.max(2, Math.round((this.patients * weight) / (kind === 'MSP' ? 1050 : 1000)));
+    const name = kind === 'MSP' ? `MSP de ${place.name}` : kind === 'CDS' ? `Centre de santé de ${place.name}` : `Cabinet médical ${k + 1} de ${place.name}`;
+    this.resources.push({
+      resourceType: 'Organization',
+      id: sid,
+      meta: { profile: [GW_ORGANIZATION_PROFILE], tag: [ownerTag(ref)] },
+      active: true,
+      identifier: structureIdentifiers(kind === 'cabinet' ? undefined : finess(this.dept, this.rng), siret(this.rng)),
+      type: [{ coding: [{ system: ORGANIZATION_TYPE_SYSTEM, code: kind }] }],
+      name,
+      partOf: { reference: this.cptsRef },
+      address: [{ city: place.name, postalCode: place.postalCode, country: 'FR' }],
+    } as Organization);
+    const s: Structure = { key, id: sid, ref, kind, name, weight, gps: [], nurses: [], ippSystem: `urn:oid:1.2.250.1.999.${Math.abs(this.seed) % 1000}.${this.serial}`, commune };
+    for (let g = 0; g < gpCount; g++) {
+      s.gps.push(this.professional(`${key}-gp-${g + 1}`, ref, 'gp'));
+    }
+    const nurses = kind === 'MSP' ? Math.max(1, Math.round(gpCount * 0.8)) : kind === 'CDS' ? Math.max(1, Math.round(gpCount / 2)) : 0;
+    for (let n = 0; n < nurses; n++) {
+      s.nurses.push(this.professional(`${key}-nurse-${n + 1}`, ref, 'nurse'));
+    }
+    if (kind === 'MSP') {
+      s.coordinator = this.professional(`${key}-coordinator`, ref, 'coordinator');
+    }
+    return s;
+  }
+
+  /** A Practitioner (RPPS with its Luhn key, IdNatPS, MSSanté mailbox) and their PractitionerRole; returns `Practitioner/<id>`. */
+  professional(key: string, orgRef: string, profession: 'gp' | 'nurse' | 'coordinator', active = true): string {
+    const pid = this.id(`practitioner|${key}`);
+    const r = Rng.for(this.seed, `${this.ns}|practitioner|${key}`);
     const female = r.chance(profession === 'gp' ? 0.5 : 0.85);
     const family = r.pick(FAMILY_NAMES);
     const given = r.pick(female ? GIVEN_FEMALE : GIVEN_MALE);
@@ -101,99 +169,72 @@ export function buildLayout(seed: number, patients: number, asOf: string): Layou
       active,
       name: [{ use: 'official', family, given: [capitalise(given)], ...(profession === 'gp' ? { prefix: ['Dr'] } : {}) }],
       gender: female ? 'female' : 'male',
-      telecom: active ? [{ system: 'email', value: `${slug(given)}.${slug(family)}.${rpps.slice(-4)}@${dept}.mssante.fr` }] : undefined,
+      telecom: active ? [{ system: 'email', value: `${slug(given)}.${slug(family)}.${rpps.slice(-4)}@${this.dept}.mssante.fr` }] : undefined,
     };
     const role: PractitionerRole = {
       resourceType: 'PractitionerRole',
-      id: id(`role|${key}`),
+      id: this.id(`role|${key}`),
       meta: { tag: [ownerTag(orgRef)] },
       active,
       practitioner: { reference: `Practitioner/${pid}` },
       organization: { reference: orgRef },
-      code: [
-        profession === 'gp'
-          ? { coding: [{ system: PROFESSION, code: '10', display: 'Médecin' }] }
-          : profession === 'nurse'
-            ? { coding: [{ system: PROFESSION, code: '60', display: 'Infirmier' }] }
-            : { coding: [{ system: CARE_TEAM_ROLE, code: 'coordinator', display: 'Coordinateur de parcours' }] },
-      ],
+      code: [{ coding: [ROLE_CODES[profession]] }],
       specialty: profession === 'gp' ? [{ coding: [{ system: SPECIALTY, code: 'SM54', display: 'Médecine générale' }] }] : undefined,
     };
-    resources.push(practitioner, role);
+    this.resources.push(practitioner, role);
     return `Practitioner/${pid}`;
-  };
-  for (const kind of ['MSP', 'CDS', 'cabinet'] as const) {
-    for (let k = 0; k < counts[kind]; k++) {
-      const key = `${kind}-${k + 1}`;
-      const sid = id(`org|${key}`);
-      const ref = `Organization/${sid}`;
-      const commune = (serial++ * 7) % communes.length;
-      const weight = shares[kind] / counts[kind];
-      const place = communes[commune] as Commune;
-      const gpCount = kind === 'cabinet' ? 1 : Math.max(2, Math.round((patients * weight) / (kind === 'MSP' ? 1050 : 1000)));
-      const org: Organization = {
-        resourceType: 'Organization',
-        id: sid,
-        meta: { profile: [GW_ORGANIZATION_PROFILE], tag: [ownerTag(ref)] },
-        active: true,
-        identifier: structureIdentifiers(kind === 'cabinet' ? undefined : finess(dept, rng), siret(rng)),
-        type: [{ coding: [{ system: ORGANIZATION_TYPE_SYSTEM, code: kind }] }],
-        name: kind === 'MSP' ? `MSP de ${place.name}` : kind === 'CDS' ? `Centre de santé de ${place.name}` : `Cabinet médical ${k + 1} de ${place.name}`,
-        partOf: { reference: cptsRef },
-        address: [{ city: place.name, postalCode: place.postalCode, country: 'FR' }],
-      };
-      resources.push(org);
-      const s: Structure = { key, id: sid, ref, kind, name: org.name as string, weight, gps: [], nurses: [], ippSystem: `urn:oid:1.2.250.1.999.${Math.abs(seed) % 1000}.${serial}`, commune };
-      for (let g = 0; g < gpCount; g++) {
-        s.gps.push(professional(`${key}-gp-${g + 1}`, ref, 'gp'));
-      }
-      const nurses = kind === 'MSP' ? Math.max(1, Math.round(gpCount * 0.8)) : kind === 'CDS' ? Math.max(1, Math.round(gpCount / 2)) : 0;
-      for (let n = 0; n < nurses; n++) {
-        s.nurses.push(professional(`${key}-nurse-${n + 1}`, ref, 'nurse'));
-      }
-      if (kind === 'MSP') {
-        s.coordinator = professional(`${key}-coordinator`, ref, 'coordinator');
-      }
-      structures.push(s);
-    }
   }
-  const gpTotal = structures.reduce((n, s) => n + s.gps.length, 0);
-  const retired = Array.from({ length: Math.max(1, Math.round(gpTotal * 0.05)) }, (_, k) => professional(`retired-${k + 1}`, cptsRef, 'gp', false));
-  const fictitiousId = id('practitioner|fictitious');
-  resources.push({
-    resourceType: 'Practitioner',
-    id: fictitiousId,
-    meta: { tag: [ownerTag(cptsRef), { system: PRACTITIONER_FLAG_SYSTEM, code: 'fictitious', display: 'Numéro de médecin traitant fictif (caisse)' }] },
-    active: true,
-    name: [{ text: 'Médecin traitant fictif (caisse)' }],
-  } as Practitioner);
-  const hospitals: Hospital[] = ['Centre hospitalier', 'Clinique'].map((label, k) => {
-    const hid = id(`hospital|${k + 1}`);
-    const href = `Organization/${hid}`;
-    resources.push({
+
+  /** The caisse's fictitious MT number (tag practitioner-flag#fictitious). */
+  fictitiousMt(): string {
+    const fid = this.id('practitioner|fictitious');
+    this.resources.push({
+      resourceType: 'Practitioner',
+      id: fid,
+      meta: { tag: [ownerTag(this.cptsRef), { system: PRACTITIONER_FLAG_SYSTEM, code: 'fictitious', display: 'Numéro de médecin traitant fictif (caisse)' }] },
+      active: true,
+      name: [{ text: 'Médecin traitant fictif (caisse)' }],
+    } as Practitioner);
+    return `Practitioner/${fid}`;
+  }
+
+  hospital(label: string, k: number): Hospital {
+    const hid = this.id(`hospital|${k + 1}`);
+    const ref = `Organization/${hid}`;
+    const name = `${label} de ${(this.communes[0] as Commune).name}`;
+    this.resources.push({
       resourceType: 'Organization',
       id: hid,
-      meta: { profile: [GW_ORGANIZATION_PROFILE], tag: [ownerTag(href)] },
+      meta: { profile: [GW_ORGANIZATION_PROFILE], tag: [ownerTag(ref)] },
       active: true,
-      identifier: structureIdentifiers(finess(dept, rng)),
+      identifier: structureIdentifiers(finess(this.dept, this.rng)),
       type: [{ coding: [{ system: ORGANIZATION_TYPE_SYSTEM, code: 'hospital' }] }],
-      name: `${label} de ${(communes[0] as Commune).name}`,
+      name,
     } as Organization);
-    return { id: hid, name: `${label} de ${(communes[0] as Commune).name}`, ref: href, visitSystem: `urn:oid:1.2.250.1.999.${Math.abs(seed) % 1000}.9${k + 1}` };
-  });
-  const cpts: Organization & { id: string } = {
-    resourceType: 'Organization',
-    id: cptsId,
-    meta: { profile: [GW_ORGANIZATION_PROFILE], tag: [ownerTag(cptsRef)] },
-    active: true,
-    identifier: [...structureIdentifiers(undefined, siret(rng)), { system: TERRITORY_RUN_SYSTEM, value: `${seed}|${patients}|${asOf}` }],
-    type: [{ coding: [{ system: ORGANIZATION_TYPE_SYSTEM, code: 'CPTS' }] }],
-    name: `CPTS de ${(communes[0] as Commune).name} (synthétique)`,
-    telecom: [{ system: 'email', value: `coordination.cpts-${dept}-${Math.abs(seed)}@${dept}.mssante.fr` }],
-    extension: communes.map((c) => ({ url: TERRITORY_COMMUNE_EXTENSION, valueCode: c.insee })),
-  };
-  return { ns, dept, cpts, communes, structures, hospitals, retired, fictitious: `Practitioner/${fictitiousId}`, resources };
+    return { id: hid, name, ref, visitSystem: `urn:oid:1.2.250.1.999.${Math.abs(this.seed) % 1000}.9${k + 1}` };
+  }
+
+  /** The CPTS: its communes (territory-commune), a mailbox, and the marker identifier of this load. */
+  cpts(): Organization & { id: string } {
+    return {
+      resourceType: 'Organization',
+      id: this.id('cpts'),
+      meta: { profile: [GW_ORGANIZATION_PROFILE], tag: [ownerTag(this.cptsRef)] },
+      active: true,
+      identifier: [...structureIdentifiers(undefined, siret(this.rng)), { system: TERRITORY_RUN_SYSTEM, value: `${this.seed}|${this.patients}|${this.asOf}` }],
+      type: [{ coding: [{ system: ORGANIZATION_TYPE_SYSTEM, code: 'CPTS' }] }],
+      name: `CPTS de ${(this.communes[0] as Commune).name} (synthétique)`,
+      telecom: [{ system: 'email', value: `coordination.cpts-${this.dept}-${Math.abs(this.seed)}@${this.dept}.mssante.fr` }],
+      extension: this.communes.map((c) => ({ url: TERRITORY_COMMUNE_EXTENSION, valueCode: c.insee })),
+    };
+  }
 }
+
+const ROLE_CODES: Record<'gp' | 'nurse' | 'coordinator', { system: string; code: string; display: string }> = {
+  gp: { system: PROFESSION, code: '10', display: 'Médecin' },
+  nurse: { system: PROFESSION, code: '60', display: 'Infirmier' },
+  coordinator: { system: CARE_TEAM_ROLE, code: 'coordinator', display: 'Coordinateur de parcours' },
+};
 
 /** FINESS and/or SIRET, and the IdNatStruct they give (DOMAIN.md §3: `1` + FINESS, else `3` + SIRET). */
 function structureIdentifiers(finessNumber?: string, siretNumber?: string): { system: string; value: string }[] {
