@@ -544,6 +544,16 @@ CREATE INDEX bulk_export_expires_idx ON bulk_export (expires_at);
 CREATE INDEX bulk_export_status_idx ON bulk_export (status, created_at);
 `,
   },
+  {
+    version: 6,
+    name: 'indicators: clinical facts by patient',
+    sql: `
+-- "followed by … within N days" on the same person (e.g. a primary-care visit after a discharge)
+-- probes each event's patients' facts; without this index each probe scanned every fact of that
+-- code in the window, which grows with the territory (quadratic overall; found by bench:indicators).
+CREATE INDEX ind_fact_patient_idx ON ind_fact (patient, code, at) INCLUDE (system, status, resource_type);
+`,
+  },
 ];
 
 const LOCK_KEY = 7_402_118; // arbitrary, stable: "gateway schema migrations"
