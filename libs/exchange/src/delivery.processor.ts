@@ -38,6 +38,8 @@ export class DeliveryProcessor {
     private readonly channels: Channels,
     private readonly sourceOid: string,
     private readonly logger: Logger,
+    /** How long one attempt holds its delivery: the queue's lock duration (GW_QUEUE_LOCK_MS). */
+    private readonly leaseMs: number,
   ) {}
 
   async process(deliveryId: string, job: JobContext): Promise<JobResult> {
@@ -45,7 +47,15 @@ export class DeliveryProcessor {
     if (!d || d.status !== 'pending') {
       return { status: 'skipped', detail: { reason: d ? `delivery is ${d.status}` : 'unknown delivery' } };
     }
-    const prepared = await this.prepare(d);
+    if (!(await this.deliveries.claim(d.id, this.leaseMs))) {
+      // A duplicate job while another attempt is sending it: retried (backoff) until that attempt
+      // records its outcome, then skipped as not pending — never a second message.
+      throw new Error('another attempt of this delivery is in progress');
+    }
+    const prepared = await this.prepare(d).catch(async (err: unknown) => {
+      await this.deliveries.release(d.id);
+      throw err;
+    });
     if ('refused' in prepared || 'gone' in prepared) {
       const refused = 'refused' in prepared;
       const reason = refused ? prepared.refused : prepared.gone;
@@ -63,6 +73,7 @@ export class DeliveryProcessor {
         throw new UnrecoverableError(message);
       }
       await this.deliveries.attempt(this.repo.pool, d.id, job.attempt, 'retry', message);
+      await this.deliveries.release(d.id);
       await this.audit(d, 'retry', message);
       throw err;
     }

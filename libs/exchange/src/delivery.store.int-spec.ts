@@ -47,4 +47,19 @@ describe('DeliveryStore outcome (PostgreSQL)', () => {
     await store.setStatus(pool, dead, 'dead', { error: '550 mailbox unknown' });
     expect(await store.get(dead)).toMatchObject({ status: 'dead', lastError: '550 mailbox unknown', sentAt: null });
   });
+
+  it('one attempt at a time holds a pending delivery; an outcome or a release ends the lease, an expired lease is taken over', async () => {
+    const id = await pending('e@x.mssante.fr');
+    expect(await store.claim(id, 60_000)).toBe(true);
+    expect(await store.claim(id, 60_000)).toBe(false); // a duplicate job while the first is sending
+    await store.release(id); // the first attempt failed and will be retried
+    expect(await store.claim(id, 60_000)).toBe(true);
+    await store.setStatus(pool, id, 'sent', { error: null, sent: true });
+    expect(await store.claim(id, 60_000)).toBe(false); // no longer pending
+
+    const stalled = await pending('f@x.mssante.fr');
+    expect(await store.claim(stalled, 50)).toBe(true); // its worker dies mid-send
+    await new Promise((r) => setTimeout(r, 120));
+    expect(await store.claim(stalled, 60_000)).toBe(true);
+  });
 });

@@ -84,10 +84,30 @@ export class DeliveryStore {
          last_error = CASE WHEN $4::boolean AND NOT ($2 = 'sent' AND status IN ('processed', 'failed')) THEN $5 ELSE last_error END,
          sent_at = CASE WHEN $6 THEN now() ELSE sent_at END,
          acknowledged_at = CASE WHEN $7 THEN now() ELSE acknowledged_at END,
+         lease_until = NULL,
          updated_at = now()
        WHERE id = $1::uuid`,
       [id, status, fields.remoteId ?? null, fields.error !== undefined, fields.error ?? null, !!fields.sent, !!fields.acknowledged],
     );
+  }
+
+  /**
+   * Takes a pending delivery for one attempt of `ms` (the queue's lock duration: a worker that died
+   * mid-send loses it by the time its job is re-run); false when it is no longer pending or another
+   * attempt holds it. Any outcome recorded by setStatus, or release, ends the lease.
+   */
+  async claim(id: string, ms: number): Promise<boolean> {
+    const res = await this.pool.query(
+      `UPDATE exchange_delivery SET lease_until = clock_timestamp() + make_interval(secs => $2::double precision / 1000)
+        WHERE id = $1::uuid AND status = 'pending' AND (lease_until IS NULL OR lease_until < clock_timestamp())`,
+      [id, ms],
+    );
+    return res.rowCount === 1;
+  }
+
+  /** Ends an attempt's lease without an outcome (it failed and will be retried). */
+  async release(id: string): Promise<void> {
+    await this.pool.query('UPDATE exchange_delivery SET lease_until = NULL WHERE id = $1::uuid', [id]);
   }
 
   /** Records one attempt with the remote answer (already free of patient data). */

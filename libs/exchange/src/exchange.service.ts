@@ -65,7 +65,7 @@ export class ExchangeService {
       : undefined;
     this.router = new DischargeRouter(repo, loader, this.routes, this.deliveries, writer, this.tracker, { mss: !!this.mss, mhd: mhd?.destination });
     const gate = new DestinationGate(config.GW_EXCHANGE_DESTINATION_CONCURRENCY, config.GW_EXCHANGE_DESTINATION_RATE);
-    this.processor = new DeliveryProcessor(repo, this.deliveries, loader, this.tracker, writer, gate, { mss: this.mss, mhd }, config.GW_XDS_SOURCE_OID, logger);
+    this.processor = new DeliveryProcessor(repo, this.deliveries, loader, this.tracker, writer, gate, { mss: this.mss, mhd }, config.GW_XDS_SOURCE_OID, logger, config.GW_QUEUE_LOCK_MS);
     this.jobOptions = {
       attempts: config.GW_EXCHANGE_ATTEMPTS,
       backoff: { type: 'exponential', delay: config.GW_EXCHANGE_BACKOFF_MS, jitter: 0.5 },

@@ -554,6 +554,16 @@ CREATE INDEX bulk_export_status_idx ON bulk_export (status, created_at);
 CREATE INDEX ind_fact_patient_idx ON ind_fact (patient, code, at) INCLUDE (system, status, resource_type);
 `,
   },
+  {
+    version: 7,
+    name: 'exchange: delivery lease',
+    sql: `
+-- The attempt sending a delivery holds it until then (or until it ends): a duplicate or retried job
+-- that arrives meanwhile (a redelivered event, a stalled job re-run while the first is still in its
+-- SMTP dialogue) waits for the outcome instead of sending a second message.
+ALTER TABLE exchange_delivery ADD COLUMN lease_until timestamptz;
+`,
+  },
 ];
 
 const LOCK_KEY = 7_402_118; // arbitrary, stable: "gateway schema migrations"
