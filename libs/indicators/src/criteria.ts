@@ -191,8 +191,8 @@ export function compileCriterion(c: Criterion, ctx: CompileContext): string {
 /** `SELECT person` of the persons with at least `min` matching facts in the window. */
 export function factPersons(f: FactCriterion, ctx: CompileContext): string {
   const where = factWhere('f', f.resource, f.valueSet, f.status, f.window, ctx);
-  const having = f.min > 1 ? ` GROUP BY q.person_key HAVING count(DISTINCT f.id) >= ${ctx.params.bind(f.min)}::int` : '';
-  return `SELECT q.person_key FROM ind_fact f JOIN ind_patient q ON q.id = f.patient WHERE ${where}${having}`;
+  const having = f.min > 1 ? ` GROUP BY f.person HAVING count(DISTINCT f.id) >= ${ctx.params.bind(f.min)}::int` : '';
+  return `SELECT f.person FROM ind_fact f WHERE ${where}${having}`;
 }
 
 /** The events of an event-basis measure: `(event_id, person, at_end)` of the matching facts ending in the window. */
@@ -200,8 +200,8 @@ export function eventSource(f: FactCriterion, ctx: CompileContext): string {
   const codes = codeWhere('f', f.valueSet, ctx);
   const statuses = ctx.params.bind(f.status ?? DEFAULT_STATUSES[f.resource]);
   const end = 'coalesce(f.at_end, f.at)';
-  return `SELECT DISTINCT f.resource_type || '/' || f.id AS event_id, q.person_key AS person, ${end} AS at_end
-    FROM ind_fact f JOIN ind_patient q ON q.id = f.patient
+  return `SELECT DISTINCT f.resource_type || '/' || f.id AS event_id, f.person, ${end} AS at_end
+    FROM ind_fact f
     WHERE f.resource_type = ${ctx.params.bind(f.resource)} AND ${codes} AND f.status = ANY(${statuses}::text[])
       AND ${windowWhere(end, f.window, ctx)}`;
 }
@@ -214,7 +214,7 @@ function followedBy(f: Extract<Criterion, { followedBy: unknown }>['followedBy']
   if (f.relation === 'focus') {
     return `EXISTS (SELECT 1 FROM ind_fact f WHERE f.context = ${ctx.row}.event_id AND ${base} AND ${within})`;
   }
-  return `EXISTS (SELECT 1 FROM ind_fact f JOIN ind_patient q ON q.id = f.patient WHERE q.person_key = ${ctx.row}.person AND ${base} AND ${within})`;
+  return `EXISTS (SELECT 1 FROM ind_fact f WHERE f.person = ${ctx.row}.person AND ${base} AND ${within})`;
 }
 
 function factWhere(alias: string, resource: FactType, valueSet: string, status: string[] | undefined, window: Window, ctx: CompileContext): string {

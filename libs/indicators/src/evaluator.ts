@@ -80,15 +80,17 @@ export class MeasureEvaluator {
     const end = params.bind(opts.period.end);
     const ctx = this.context(params, opts.period, 'x');
     const seen = factPersons({ resource: 'Encounter', valueSet: FILE_ACTIVE_VALUESET, window: 'period', min: 1 }, ctx);
+    // Age is computed once per person (age() is not cheap at a million rows; OFFSET 0 keeps the
+    // planner from inlining it into each band test), then banded.
     const sql = `CREATE TEMP TABLE ev_person ON COMMIT DROP AS
-      SELECT x.*, date_part('year', age(${end}::date, x.birth_date))::int AS age,
-        CASE WHEN x.birth_date IS NULL THEN 'unknown'
-             WHEN date_part('year', age(${end}::date, x.birth_date)) < 16 THEN '0-15'
-             WHEN date_part('year', age(${end}::date, x.birth_date)) < 50 THEN '16-49'
-             WHEN date_part('year', age(${end}::date, x.birth_date)) < 65 THEN '50-64'
-             WHEN date_part('year', age(${end}::date, x.birth_date)) < 75 THEN '65-74'
-             ELSE '75+' END AS band,
-        x.person IN (${seen}) AS seen
+      SELECT y.*,
+        CASE WHEN y.age IS NULL THEN 'unknown'
+             WHEN y.age < 16 THEN '0-15'
+             WHEN y.age < 50 THEN '16-49'
+             WHEN y.age < 65 THEN '50-64'
+             WHEN y.age < 75 THEN '65-74'
+             ELSE '75+' END AS band
+      FROM (SELECT x.*, date_part('year', age(${end}::date, x.birth_date))::int AS age, x.person IN (${seen}) AS seen
       FROM (
         SELECT p.person_key AS person, min(p.owner_org) AS structure, min(p.birth_date) AS birth_date, coalesce(min(p.sex), 'unknown') AS sex,
           CASE WHEN bool_or(p.gp IS NOT NULL AND coalesce(pr.active, true) AND NOT coalesce(pr.fictitious, false)
@@ -97,7 +99,7 @@ export class MeasureEvaluator {
         FROM ind_patient p LEFT JOIN ind_practitioner pr ON p.gp = 'Practitioner/' || pr.id
         WHERE p.active AND NOT p.deceased AND ${scopeWhere(opts.scope, params)}
         GROUP BY p.person_key
-      ) x`;
+      ) x OFFSET 0) y`;
     const res = await db.query(sql, params.values);
     await db.query('ANALYZE ev_person');
     return res.rowCount ?? 0;
@@ -117,7 +119,9 @@ export class MeasureEvaluator {
     const den = compileCriterion(m.denominator, ctx);
     const ex = m.exclusion ? compileCriterion(m.exclusion, ctx) : 'false';
     const num = compileCriterion(m.numerator, ctx);
-    const flags = `SELECT r.person, r.structure, r.band, r.sex, (${ip}) AS ip, (${ip}) AND (${den}) AS den, (${ex}) AS ex, (${num}) AS num FROM r`;
+    // Only initial-population rows count anywhere (every count is filtered on ip), so the others are
+    // dropped before the fact criteria of the other populations are evaluated for them.
+    const flags = `SELECT r.person, r.structure, r.band, r.sex, true AS ip, (${den}) AS den, (${ex}) AS ex, (${num}) AS num FROM r WHERE ${ip}`;
     const sql = `WITH r AS MATERIALIZED (${rows}), f AS MATERIALIZED (${flags})
       SELECT grouping(structure) AS g_structure, grouping(band) AS g_band, grouping(sex) AS g_sex, structure, band, sex,
         count(*) FILTER (WHERE ip) AS ip, count(*) FILTER (WHERE den) AS den, count(*) FILTER (WHERE den AND ex) AS ex,

@@ -546,12 +546,43 @@ CREATE INDEX bulk_export_status_idx ON bulk_export (status, created_at);
   },
   {
     version: 6,
-    name: 'indicators: clinical facts by patient',
+    name: 'indicators: each clinical fact carries its person',
     sql: `
--- "followed by … within N days" on the same person (e.g. a primary-care visit after a discharge)
--- probes each event's patients' facts; without this index each probe scanned every fact of that
--- code in the window, which grows with the territory (quadratic overall; found by bench:indicators).
-CREATE INDEX ind_fact_patient_idx ON ind_fact (patient, code, at) INCLUDE (system, status, resource_type);
+-- Criteria ask "does this person have such facts", and a person is all the records with one
+-- qualified INS or linked: each fact now carries its person key (kept by the triggers below when
+-- either the fact or the patient record is written), so evaluation reads the fact index alone
+-- instead of joining every matching fact to its patient row (found by bench:indicators).
+ALTER TABLE ind_fact ADD COLUMN person text;
+UPDATE ind_fact f SET person = coalesce((SELECT p.person_key FROM ind_patient p WHERE p.id = f.patient), 'pat:' || f.patient);
+ALTER TABLE ind_fact ALTER COLUMN person SET NOT NULL;
+
+CREATE FUNCTION gw_ind_fact_person() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  -- A fact written before its patient record gets the key an unlinked record has; the patient
+  -- trigger below corrects it when the record arrives.
+  NEW.person := coalesce((SELECT person_key FROM ind_patient WHERE id = NEW.patient), 'pat:' || NEW.patient);
+  RETURN NEW;
+END
+$fn$;
+CREATE TRIGGER ind_fact_person BEFORE INSERT ON ind_fact FOR EACH ROW EXECUTE FUNCTION gw_ind_fact_person();
+
+CREATE FUNCTION gw_ind_patient_person() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  UPDATE ind_fact SET person = NEW.person_key WHERE patient = NEW.id AND person <> NEW.person_key;
+  RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER ind_patient_person AFTER INSERT ON ind_patient FOR EACH ROW EXECUTE FUNCTION gw_ind_patient_person();
+
+-- Covering indexes: facts by code and date (has, events), by person (followed by … within N days),
+-- by patient record (the trigger above), by the event they are about.
+DROP INDEX ind_fact_code_idx;
+CREATE INDEX ind_fact_code_idx ON ind_fact (code, at) INCLUDE (system, person, status, resource_type, at_end, id);
+CREATE INDEX ind_fact_person_idx ON ind_fact (person, code, at) INCLUDE (system, status, resource_type);
+CREATE INDEX ind_fact_patient_idx ON ind_fact (patient);
+-- Facts about an event (the follow-up Task of a stay): by event, then code and date.
+DROP INDEX ind_fact_context_idx;
+CREATE INDEX ind_fact_context_idx ON ind_fact (context, code, at) INCLUDE (system, status, resource_type) WHERE context IS NOT NULL;
 `,
   },
   {
