@@ -116,17 +116,24 @@ async function main(): Promise<void> {
       const dbName = `bench_ind_${base}_s${values.seed}_x${factor}`;
       const admin = new Pool({ connectionString: pg.url, max: 1 });
       const started = Date.now();
-      await admin.query(`DROP DATABASE IF EXISTS ${dbName}`);
-      await admin.query(`CREATE DATABASE ${dbName} TEMPLATE bench_ind_${base}_s${values.seed}`);
+      const kept = values.reuse && (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [dbName])).rowCount === 1;
+      if (!kept) {
+        await admin.query(`DROP DATABASE IF EXISTS ${dbName}`);
+        await admin.query(`CREATE DATABASE ${dbName} TEMPLATE bench_ind_${base}_s${values.seed}`);
+      }
       await admin.end();
       const pool = new Pool({ connectionString: pg.url.replace(/\/[^/]*$/, `/${dbName}`), max: 8 });
-      await replicateProjection(pool, factor);
+      if (kept) {
+        await migrate(pool);
+      } else {
+        await replicateProjection(pool, factor);
+      }
       await pool.query('VACUUM ANALYZE');
       const seconds = round((Date.now() - started) / 1000);
-      process.stderr.write(`replicated the ${base}-patient projection x${factor} in ${seconds} s\n`);
+      process.stderr.write(`${kept ? 'reused' : 'replicated'} the ${base}-patient projection x${factor} in ${seconds} s\n`);
       const repo = new FhirRepository(pool, new SearchParamRegistry(), new OrganizationAccessPolicy(), profiles);
       const cptsId = new TerritoryGenerator({ seed: Number(values.seed), patients: base, asOf }).cpts.id;
-      results.push(await evaluateAll({ pool, repo, logger, dataDir, period, runs, cptsId, patients: base * factor, replicatedFrom: base, load: { seconds, resources: 0, perSecond: 0, reused: false } }));
+      results.push(await evaluateAll({ pool, repo, logger, dataDir, period, runs, cptsId, patients: base * factor, replicatedFrom: base, load: { seconds, resources: 0, perSecond: 0, reused: !!kept } }));
       process.stdout.write(`${JSON.stringify(results[results.length - 1])}\n`);
       await pool.end();
     }

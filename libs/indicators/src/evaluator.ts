@@ -64,7 +64,7 @@ export class MeasureEvaluator {
     return withTransaction(this.pool, async (db) => {
       await db.query(`SET LOCAL work_mem = '64MB'`);
       const started = Date.now();
-      const persons = await this.buildPersons(db, opts);
+      const persons = await this.buildPersons(db, opts, measures.some((m) => (opts.population ?? m.population) === 'file-active'));
       const personsMs = Date.now() - started;
       const results: MeasureCounts[] = [];
       for (const m of measures) {
@@ -74,14 +74,18 @@ export class MeasureEvaluator {
     });
   }
 
-  /** ev_person: one row per person in scope with age at period end, band, sex, structure, MT status, seen in the period. */
-  private async buildPersons(db: PoolClient, opts: EvaluateOptions): Promise<number> {
+  /** ev_person: one row per person in scope with age at period end, band, sex, structure, MT status, seen in the period (when asked). */
+  private async buildPersons(db: PoolClient, opts: EvaluateOptions, withSeen: boolean): Promise<number> {
     const params = new SqlParams();
-    const end = params.bind(opts.period.end);
     const ctx = this.context(params, opts.period, 'x');
-    const seen = factPersons({ resource: 'Encounter', valueSet: FILE_ACTIVE_VALUESET, window: 'period', min: 1 }, ctx);
-    // Age is computed once per person (age() is not cheap at a million rows; OFFSET 0 keeps the
-    // planner from inlining it into each band test), then banded.
+    const seen = withSeen ? factPersons({ resource: 'Encounter', valueSet: FILE_ACTIVE_VALUESET, window: 'period', min: 1 }, ctx) : '';
+    // Age in whole years at the end of the period, by arithmetic on the date's fields (age() costs
+    // seconds at a million persons); the subquery is computed once (OFFSET 0), then banded. Whether
+    // the person was seen in the period (a scan of the year's visits: seconds at a million persons)
+    // only when a measure of this evaluation draws its denominator from the file active.
+    const [endYear, endMonthDay] = [Number(opts.period.end.slice(0, 4)), Number(opts.period.end.slice(5, 7) + opts.period.end.slice(8, 10))];
+    const age = `(${params.bind(endYear)}::int - date_part('year', x.birth_date)::int
+      - CASE WHEN date_part('month', x.birth_date)::int * 100 + date_part('day', x.birth_date)::int > ${params.bind(endMonthDay)}::int THEN 1 ELSE 0 END)`;
     const sql = `CREATE TEMP TABLE ev_person ON COMMIT DROP AS
       SELECT y.*,
         CASE WHEN y.age IS NULL THEN 'unknown'
@@ -90,7 +94,7 @@ export class MeasureEvaluator {
              WHEN y.age < 65 THEN '50-64'
              WHEN y.age < 75 THEN '65-74'
              ELSE '75+' END AS band
-      FROM (SELECT x.*, date_part('year', age(${end}::date, x.birth_date))::int AS age, x.person IN (${seen}) AS seen
+      FROM (SELECT x.*, ${age} AS age, ${withSeen ? `x.person IN (${seen})` : 'false'} AS seen
       FROM (
         SELECT p.person_key AS person, min(p.owner_org) AS structure, min(p.birth_date) AS birth_date, coalesce(min(p.sex), 'unknown') AS sex,
           CASE WHEN bool_or(p.gp IS NOT NULL AND coalesce(pr.active, true) AND NOT coalesce(pr.fictitious, false)
@@ -116,13 +120,14 @@ export class MeasureEvaluator {
         ? `SELECT e.*, ev.event_id, ev.at_end FROM (${eventSource(m.event!, ctx)}) ev JOIN ev_person e ON e.person = ev.person WHERE ${pop}`
         : `SELECT e.* FROM ev_person e WHERE ${pop}`;
     const ip = compileCriterion(m.initialPopulation, ctx);
-    const den = compileCriterion(m.denominator, ctx);
+    // Rows are already in the initial population: a denominator that repeats it is true (most do).
+    const den = JSON.stringify(m.denominator) === JSON.stringify(m.initialPopulation) ? 'true' : compileCriterion(m.denominator, ctx);
     const ex = m.exclusion ? compileCriterion(m.exclusion, ctx) : 'false';
     const num = compileCriterion(m.numerator, ctx);
     // Only initial-population rows count anywhere (every count is filtered on ip), so the others are
     // dropped before the fact criteria of the other populations are evaluated for them.
     const flags = `SELECT r.person, r.structure, r.band, r.sex, true AS ip, (${den}) AS den, (${ex}) AS ex, (${num}) AS num FROM r WHERE ${ip}`;
-    const sql = `WITH r AS MATERIALIZED (${rows}), f AS MATERIALIZED (${flags})
+    const sql = `WITH r AS (${rows}), f AS (${flags})
       SELECT grouping(structure) AS g_structure, grouping(band) AS g_band, grouping(sex) AS g_sex, structure, band, sex,
         count(*) FILTER (WHERE ip) AS ip, count(*) FILTER (WHERE den) AS den, count(*) FILTER (WHERE den AND ex) AS ex,
         count(*) FILTER (WHERE den AND NOT ex AND num) AS num
