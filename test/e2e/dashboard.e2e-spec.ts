@@ -1,10 +1,10 @@
 import { chromium } from 'playwright-core';
 import type { Browser, Page } from 'playwright-core';
 import { CODES } from '@gw/indicators';
-import { ORGANIZATION_TYPE_SYSTEM } from '@gw/fhir';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
 import { call } from '../support/hl7';
+import { typedOrganization } from '../support/indicators';
 import { countColour, decodePng } from '../support/png';
 
 const THRESHOLD = 5;
@@ -33,16 +33,7 @@ describe('indicator dashboard in a browser', () => {
   let clientC: Client;
   const pageErrors: string[] = [];
 
-  async function org(name: string, type: string, partOf?: string): Promise<string> {
-    const res = await call<{ id: string }>(gw, 'POST', `${gw.fhirUrl}/Organization`, {
-      resourceType: 'Organization',
-      name,
-      type: [{ coding: [{ system: ORGANIZATION_TYPE_SYSTEM, code: type }] }],
-      ...(partOf ? { partOf: { reference: `Organization/${partOf}` } } : {}),
-    });
-    expect(res.status).toBe(201);
-    return res.body.id;
-  }
+  const org = (name: string, type: string, partOf?: string): Promise<string> => typedOrganization(gw, name, type, partOf);
 
   /** A transaction of treated diabetics born in 1950 (and their GP) posted by a structure's client. */
   async function diabetics(token: string, prefix: string, n: number, hba1cDates: (i: number) => string[]): Promise<void> {

@@ -1,9 +1,10 @@
 import type { MeasureReport, MeasureReportGroupPopulation } from '@medplum/fhirtypes';
 import { CODES } from '@gw/indicators';
-import { MT_STATUS_EXTENSION, ORGANIZATION_TYPE_SYSTEM, PRACTITIONER_FLAG_SYSTEM, RELIABILITY_EXTENSION, TASK_CODE_SYSTEM } from '@gw/fhir';
+import { MT_STATUS_EXTENSION, PRACTITIONER_FLAG_SYSTEM, RELIABILITY_EXTENSION, TASK_CODE_SYSTEM } from '@gw/fhir';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
 import { call, nir } from '../support/hl7';
+import { typedOrganization } from '../support/indicators';
 
 const MASKED = 'http://hl7.org/fhir/StructureDefinition/data-absent-reason';
 const INS = 'urn:oid:1.2.250.1.213.1.4.8';
@@ -27,16 +28,7 @@ describe('indicators: $evaluate-measure over the store', () => {
   let tokenCpts: string;
   const ids: Record<string, string> = {};
 
-  async function org(name: string, type: string, partOf?: string): Promise<string> {
-    const res = await call<{ id: string }>(gw, 'POST', `${gw.fhirUrl}/Organization`, {
-      resourceType: 'Organization',
-      name,
-      type: [{ coding: [{ system: ORGANIZATION_TYPE_SYSTEM, code: type }] }],
-      ...(partOf ? { partOf: { reference: `Organization/${partOf}` } } : {}),
-    });
-    expect(res.status).toBe(201);
-    return res.body.id;
-  }
+  const org = (name: string, type: string, partOf?: string): Promise<string> => typedOrganization(gw, name, type, partOf);
 
   /** Posts a transaction of `resources` (fullUrl urn:uuid:<key>) as `token`; records the created ids by key. */
   async function load(token: string, resources: [string, Res][]): Promise<void> {

@@ -2,6 +2,7 @@ import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 import { Hl7Message } from '@medplum/core';
 import { Hl7Client } from '@medplum/hl7';
+import { luhnKey, nirKey } from '@gw/fhir';
 import { INS_TEST } from './fixtures';
 
 /**
@@ -54,12 +55,6 @@ export function uniqueId(prefix: string): string {
   return `${prefix}${runTag}${sequence}`;
 }
 
-/** Control key of an INS-NIR: 97 - (the 13 first characters, Corsica 2A/2B read as 19/18) mod 97. */
-export function nirKey(first13: string): string {
-  const n = BigInt(first13.replace('2A', '19').replace('2B', '18'));
-  return String(97n - (n % 97n)).padStart(2, '0');
-}
-
 /**
  * A valid test INS-NIR (15 characters matching `^[12][0-9]{4}(2[AB]|[0-9]{2})[0-9]{8}$`) with a
  * correct key, e.g. `nir('2', '79', '03', '63', '220', '004')` (born March 1979 in Puy-de-Dôme).
@@ -70,22 +65,6 @@ export function nir(sex: '1' | '2', yy: string, mm: string, dept: string, commun
     throw new Error(`bad NIR parts: ${first13}`);
   }
   return first13 + nirKey(first13);
-}
-
-/** Luhn check digit (RPPS and FINESS keys). */
-export function luhnKey(digits: string): string {
-  let sum = 0;
-  for (let i = 0; i < digits.length; i++) {
-    let d = Number(digits[digits.length - 1 - i]);
-    if (i % 2 === 0) {
-      d *= 2;
-      if (d > 9) {
-        d -= 9;
-      }
-    }
-    sum += d;
-  }
-  return String((10 - (sum % 10)) % 10);
 }
 
 /** An 11-digit RPPS number with a Luhn key. */

@@ -23,3 +23,25 @@ export const ORGANIZATION_TYPE_SYSTEM = `${GW}/fhir/CodeSystem/organization-type
 export const PRACTITIONER_FLAG_SYSTEM = `${GW}/fhir/CodeSystem/practitioner-flag`;
 /** Task.code of the exchange layer: `discharge-follow-up`, `find-mt`. */
 export const TASK_CODE_SYSTEM = `${GW}/fhir/CodeSystem/exchange-task`;
+
+/** Luhn check digit of a digit string: the key of RPPS, FINESS, SIREN and SIRET numbers. */
+export function luhnKey(digits: string): string {
+  let sum = 0;
+  for (let i = 0; i < digits.length; i++) {
+    let d = Number(digits[digits.length - 1 - i]);
+    if (i % 2 === 0) {
+      d *= 2;
+      if (d > 9) {
+        d -= 9;
+      }
+    }
+    sum += d;
+  }
+  return String((10 - (sum % 10)) % 10);
+}
+
+/** The INS-NIR key: 97 − (the 13 first characters mod 97), Corsica 2A/2B read as 19/18. */
+export function nirKey(first13: string): string {
+  const n = BigInt(first13.replace('2A', '19').replace('2B', '18'));
+  return String(97n - (n % 97n)).padStart(2, '0');
+}

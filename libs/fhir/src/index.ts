@@ -23,4 +23,6 @@ export {
   RPPS,
   TASK_CODE_SYSTEM,
   TERRITORY_COMMUNE_EXTENSION,
+  luhnKey,
+  nirKey,
 } from './fr-core';

@@ -3,7 +3,7 @@ import type { Patient, Resource } from '@medplum/fhirtypes';
 import { ProfileRegistry, loadFhirDefinitions, validateForWrite } from '@gw/fhir';
 import { TerritoryGenerator } from './generator';
 import type { PersonFacts } from './person';
-import { luhnKey, nirKey } from './random';
+import { luhnKey, nirKey } from '@gw/fhir';
 
 const OPTIONS = { seed: 7, patients: 3000, asOf: '2026-10-31' };
 

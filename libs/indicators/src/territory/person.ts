@@ -1,10 +1,10 @@
 import type { Coding, Extension, Patient, Resource } from '@medplum/fhirtypes';
 import { nameUuid } from '@gw/platform';
-import { INSEE_CODE_EXTENSION, MT_STATUS_EXTENSION, RELIABILITY_EXTENSION } from '@gw/fhir';
+import { INSEE_CODE_EXTENSION, MT_STATUS_EXTENSION, RELIABILITY_EXTENSION, nirKey } from '@gw/fhir';
 import { CODES } from '../codes';
 import { careTeam, condition, daysBack, fluDate, hospitalStay, immunization, inPeriod, medication, observation, procedure, visit } from './facts';
 import type { FactContext } from './facts';
-import { Rng, addDays, nirKey } from './random';
+import { Rng, addDays } from './random';
 import type { Layout, Structure } from './structures';
 import { ownerTag } from './structures';
 import {

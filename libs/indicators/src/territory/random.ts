@@ -65,28 +65,6 @@ export class Rng {
   }
 }
 
-/** Luhn check digit of a digit string (the key of RPPS, FINESS and SIREN/SIRET numbers). */
-export function luhnKey(digits: string): string {
-  let sum = 0;
-  for (let i = 0; i < digits.length; i++) {
-    let d = Number(digits[digits.length - 1 - i]);
-    if (i % 2 === 0) {
-      d *= 2;
-      if (d > 9) {
-        d -= 9;
-      }
-    }
-    sum += d;
-  }
-  return String((10 - (sum % 10)) % 10);
-}
-
-/** The INS-NIR key: 97 − (13 first characters mod 97), Corsica 2A/2B read as 19/18. */
-export function nirKey(first13: string): string {
-  const n = BigInt(first13.replace('2A', '19').replace('2B', '18'));
-  return String(97n - (n % 97n)).padStart(2, '0');
-}
-
 /** Days added to a YYYY-MM-DD day (UTC), as YYYY-MM-DD. */
 export function addDays(day: string, days: number): string {
   const d = new Date(`${day}T00:00:00Z`);
