@@ -48,6 +48,7 @@ describe('operations endpoints', () => {
     expect(((await ready.json()) as { checks: Record<string, string> }).checks.database).toBe('down');
     await other.closeMllp();
     await other.app.close();
+    await other.core.exchange.stop(); // its outbox relay would keep retrying LISTEN after the test
     await other.core.queue.close();
   });
 });
