@@ -1,4 +1,4 @@
-import type { Encounter, Resource } from '@medplum/fhirtypes';
+import type { Resource } from '@medplum/fhirtypes';
 import type { PoolClient } from 'pg';
 import type { FhirRepository, WriteContext } from '@gw/store';
 import type { TerritoryGenerator } from './generator';
@@ -48,8 +48,6 @@ const HISTORIC_DISCHARGES_SQL = `WITH ev AS (
     UPDATE domain_event SET dispatched_at = now()
      WHERE type = 'encounter.discharged' AND resource = ANY($1::text[]) AND dispatched_at IS NULL RETURNING id)
   INSERT INTO exchange_routing (event_id, route_id, outcome) SELECT id, NULL, 'historic-load' FROM ev ON CONFLICT DO NOTHING`;
-
-const HOSPITAL_CLASSES = new Set(['IMP', 'ACUTE', 'NONAC', 'SS', 'EMER', 'OBSENC', 'PRENC']);
 
 /**
  * Loads a {@link TerritoryGenerator} through the store's write path (validation against base R4
@@ -139,7 +137,8 @@ export class TerritoryLoader {
       summary.resumed ||= existing.size > 0;
       const versions = todo.map((r) => this.repo.prepareCreate(r, this.ctx, r.id as string));
       await this.repo.persist(tx, versions);
-      const stays = todo.filter((r) => r.resourceType === 'Encounter' && isHospitalStay(r as Encounter)).map((r) => `Encounter/${r.id}`);
+      // Which Encounters are discharges is the trigger's call (it recorded their events): all are offered.
+      const stays = todo.filter((r) => r.resourceType === 'Encounter').map((r) => `Encounter/${r.id}`);
       if (stays.length > 0) {
         // Read the count before adding: `x += await y` would read x before the await (lost updates across batches).
         const marked = (await tx.query(HISTORIC_DISCHARGES_SQL, [stays])).rowCount ?? 0;
@@ -160,8 +159,4 @@ export class TerritoryLoader {
     );
     return res.rows.map((r) => r.ref);
   }
-}
-
-function isHospitalStay(e: Encounter): boolean {
-  return e.status === 'finished' && (HOSPITAL_CLASSES.has(e.class?.code ?? '') || e.hospitalization !== undefined);
 }
