@@ -2,12 +2,11 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Controller, Delete, Get, Inject, Param, Post, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Parameters } from '@medplum/fhirtypes';
 import { GatewayError } from '@gw/platform';
 import type { RawExportParams } from '@gw/store';
 import { principalOf } from './auth.guard';
 import type { GatewayCore } from './core';
-import { FHIR_JSON } from './fhir-response';
+import { FHIR_JSON, operationParameters } from './fhir-response';
 import { CORE } from './tokens';
 
 const STATUS_PATH = '/fhir/$export-status';
@@ -34,13 +33,10 @@ export class BulkExportController {
 
   @Post('Group/:id/$export')
   async kickOffPost(@Req() req: FastifyRequest, @Res() reply: FastifyReply, @Param('id') id: string): Promise<void> {
-    const body = req.body as Parameters | undefined;
-    if (body?.resourceType !== 'Parameters') {
-      throw new GatewayError('invalid', { text: 'POST $export expects a Parameters resource' });
-    }
+    const params = operationParameters(req.body, '$export');
     const raw = emptyRaw(req);
-    for (const p of body.parameter ?? []) {
-      addParam(raw, p.name ?? '', p.valueString ?? p.valueInstant ?? p.valueCode ?? p.valueDateTime ?? '');
+    for (const p of params) {
+      addParam(raw, p.name, p.value ?? '');
     }
     await this.kickOff(req, reply, id, raw);
   }

@@ -1,11 +1,10 @@
 import { Controller, Get, Inject, Param, Post, Query, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Parameters } from '@medplum/fhirtypes';
 import { GatewayError } from '@gw/platform';
 import type { EvaluateParams } from '@gw/indicators';
 import { principalOf } from './auth.guard';
 import type { GatewayCore } from './core';
-import { FHIR_JSON } from './fhir-response';
+import { FHIR_JSON, operationParameters } from './fhir-response';
 import { CORE } from './tokens';
 
 const NAMES = ['periodStart', 'periodEnd', 'reportType', 'subject', 'population'] as const;
@@ -32,17 +31,10 @@ export class MeasureController {
 
   @Post(':id/$evaluate-measure')
   async evaluatePost(@Req() req: FastifyRequest, @Res() reply: FastifyReply, @Param('id') id: string): Promise<void> {
-    const body = req.body as Parameters | undefined;
-    if (body?.resourceType !== 'Parameters') {
-      throw new GatewayError('invalid', { text: 'POST $evaluate-measure expects a Parameters resource' });
-    }
     const params: EvaluateParams = {};
-    for (const p of body.parameter ?? []) {
-      if ((NAMES as readonly string[]).includes(p.name ?? '')) {
-        const v = p.valueDate ?? p.valueDateTime ?? p.valueCode ?? p.valueString ?? p.valueReference?.reference;
-        if (typeof v === 'string') {
-          params[p.name as (typeof NAMES)[number]] = v;
-        }
+    for (const p of operationParameters(req.body, '$evaluate-measure')) {
+      if ((NAMES as readonly string[]).includes(p.name) && p.value !== undefined) {
+        params[p.name as (typeof NAMES)[number]] = p.value;
       }
     }
     await this.send(req, reply, id, params);
