@@ -79,7 +79,7 @@ async function main(): Promise<void> {
     const loadSeconds = (Date.now() - loadStart) / 1000;
     const group = await call(base, 'POST', '/fhir/Group', token, { resourceType: 'Group', type: 'person', actual: true, member: patientIds.slice(0, members).map((id) => ({ entity: { reference: `Patient/${id}` } })) });
     const groupId = (JSON.parse(group.text) as { id: string }).id;
-    console.log(`loaded ${total} patients x 11 resources in ${round(loadSeconds)} s; group of ${members}`);
+    process.stdout.write(`loaded ${total} patients x 11 resources in ${round(loadSeconds)} s; group of ${members}\n`);
 
     const results: Record<string, unknown> = { date: new Date().toISOString(), machine: '2 cores, embedded PostgreSQL 18 (gateway, worker, database and client on the same machine)', members, resourcesPerMember: 10, nonMembers: total - members };
     // Each scenario twice: the first run after the load also pays for autovacuum and cold caches.
@@ -117,7 +117,7 @@ async function main(): Promise<void> {
       // Queue pickup: kick-off until the status first leaves 'queued' (at the 50 ms polling resolution).
       const r = { exportSeconds: round(exportSeconds), queuedSeconds: round(((pickedUp ?? Date.now()) - t0) / 1000), resources, resourcesPerSecond: Math.round(resources / exportSeconds), downloadSeconds: round(downloadSeconds), linesDownloaded: lines, megabytes: round(bytes / 1e6), files: manifest.output.map((o) => `${o.type}:${o.count}`) };
       results[name] = r;
-      console.log(`export (${name}):`, r);
+      process.stdout.write(`export (${name}): ${JSON.stringify(r)}\n`);
     }
     mkdirSync(resolve(ROOT, 'test/bench/results'), { recursive: true });
     writeFileSync(resolve(ROOT, `test/bench/results/bulk-export-${new Date().toISOString().slice(0, 10)}.json`), `${JSON.stringify(results, null, 2)}\n`);
@@ -128,6 +128,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(err);
+  process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exit(1);
 });
