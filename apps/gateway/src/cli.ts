@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { SIRENE } from '@gw/fhir';
 import { createLogger, loadConfig, splitScopes } from '@gw/platform';
 import { OWNER_TAG_SYSTEM } from '@gw/store';
 import { TerritoryGenerator, TerritoryLoader } from '@gw/indicators';
@@ -146,7 +147,7 @@ function lastMonthEnd(): string {
 async function createOrganization(core: GatewayCore, name: string, finess?: string, siret?: string): Promise<string> {
   const identifier = [
     ...(finess ? [{ system: 'https://finess.esante.gouv.fr', value: finess }] : []),
-    ...(siret ? [{ system: 'https://sirene.fr', value: siret }] : []),
+    ...(siret ? [{ system: SIRENE, value: siret }] : []),
   ];
   const system = { clientId: 'gateway-cli', organization: 'Organization/gateway-operator', admin: true, scopes: ['system/*.cruds'] };
   const id = randomUUID();

@@ -24,6 +24,16 @@ export const PRACTITIONER_FLAG_SYSTEM = `${GW}/fhir/CodeSystem/practitioner-flag
 /** Task.code of the exchange layer: `discharge-follow-up`, `find-mt`. */
 export const TASK_CODE_SYSTEM = `${GW}/fhir/CodeSystem/exchange-task`;
 
+/** Systems written by both the HL7 v2 mapping and the synthetic territory (FR Core, ANS, HL7). */
+export const GW_PATIENT_PROFILE = `${GW}/fhir/StructureDefinition/gw-patient`;
+export const IDENTIFIER_TYPES = 'https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-identifier-type';
+export const V2_0203 = 'http://terminology.hl7.org/CodeSystem/v2-0203';
+export const RELIABILITY_CODES = 'https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445';
+export const COMMUNE_CODES = 'https://mos.esante.gouv.fr/NOS/TRE_R13-CommuneOM/FHIR/TRE-R13-CommuneOM';
+export const DISCHARGE_DISPOSITION = 'http://terminology.hl7.org/CodeSystem/discharge-disposition';
+/** SIREN / SIRET identifiers of organizations. */
+export const SIRENE = 'https://sirene.fr';
+
 /** Luhn check digit of a digit string: the key of RPPS, FINESS, SIREN and SIRET numbers. */
 export function luhnKey(digits: string): string {
   let sum = 0;

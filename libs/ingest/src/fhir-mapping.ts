@@ -1,20 +1,17 @@
 import type { CodeableConcept, Coding, Consent, Encounter, EncounterLocation, Extension, HumanName, Identifier, Patient, Practitioner } from '@medplum/fhirtypes';
-import { CONSENT_CODES, FINESS, GW, IDNATPS, INSEE_CODE_EXTENSION, INS_OIDS, RELIABILITY_EXTENSION, RPPS } from '@gw/fhir';
+import {
+  COMMUNE_CODES, CONSENT_CODES, DISCHARGE_DISPOSITION, FINESS, GW, GW_PATIENT_PROFILE, IDENTIFIER_TYPES, IDNATPS, INSEE_CODE_EXTENSION, INS_OIDS, RELIABILITY_CODES,
+  RELIABILITY_EXTENSION, RPPS, V2_0203,
+} from '@gw/fhir';
 import { MOVEMENT_KIND } from './pam-fr';
 
 export { CONSENT_CODES, FINESS, GW, IDNATPS, RPPS };
 import type { AddressData, Cx, DoctorData, MovementData, PatientData, UnitData } from './pam-fr';
 
-export const GW_PATIENT_PROFILE = `${GW}/fhir/StructureDefinition/gw-patient`;
-const RELIABILITY_CODES = 'https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445';
 const BIRTH_PLACE = 'http://hl7.org/fhir/StructureDefinition/patient-birthPlace';
 const BIRTH_GIVEN_LIST = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-birth-list-given-name';
-const COMMUNE_CODES = 'https://mos.esante.gouv.fr/NOS/TRE_R13-CommuneOM/FHIR/TRE-R13-CommuneOM';
-const IDENTIFIER_TYPES = 'https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-identifier-type';
-const V2_0203 = 'http://terminology.hl7.org/CodeSystem/v2-0203';
 const INS_SYSTEMS = INS_OIDS.map((o) => `urn:oid:${o}`);
 const ACT_CODE = 'http://terminology.hl7.org/CodeSystem/v3-ActCode';
-const DISPOSITION = 'http://terminology.hl7.org/CodeSystem/discharge-disposition';
 export const PMSI_MODE_SORTIE = `${GW}/fhir/CodeSystem/pmsi-mode-sortie`;
 const PMSI_MODE_ENTREE = `${GW}/fhir/CodeSystem/pmsi-mode-entree`;
 const V2_0112 = 'http://terminology.hl7.org/CodeSystem/v2-0112';
@@ -293,7 +290,7 @@ function dischargeDisposition(stay: Stay): CodeableConcept | undefined {
   const coding: Coding[] = [];
   const fhir = stay.modeSortie ? SORTIE_TO_FHIR[stay.modeSortie] : undefined;
   if (fhir) {
-    coding.push({ system: DISPOSITION, code: fhir[0], display: fhir[1] });
+    coding.push({ system: DISCHARGE_DISPOSITION, code: fhir[0], display: fhir[1] });
   }
   if (stay.modeSortie) {
     coding.push({ system: PMSI_MODE_SORTIE, code: stay.modeSortie });

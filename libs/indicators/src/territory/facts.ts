@@ -1,11 +1,11 @@
 import type { CareTeam, Coding, Condition, Encounter, Immunization, MedicationRequest, Observation, Procedure, Resource, Task } from '@medplum/fhirtypes';
-import { TASK_CODE_SYSTEM } from '@gw/fhir';
+import { DISCHARGE_DISPOSITION, TASK_CODE_SYSTEM } from '@gw/fhir';
 import { CODES, CONDITION_CLINICAL } from '../codes';
 import { addDays } from './random';
 import type { Rng } from './random';
 import type { Layout, Structure } from './structures';
 import { ownerTag } from './structures';
-import { CARE_TEAM_ROLE, DISCHARGE_DISPOSITION, GW_ENCOUNTER_PROFILE, GW_TASK_PROFILE } from './vocabulary';
+import { CARE_TEAM_ROLE, GW_ENCOUNTER_PROFILE, GW_TASK_PROFILE } from './vocabulary';
 
 const DAY_MS = 86_400_000;
 

@@ -1,6 +1,8 @@
 import type { Coding, Extension, Patient, Resource } from '@medplum/fhirtypes';
 import { nameUuid } from '@gw/platform';
-import { INSEE_CODE_EXTENSION, MT_STATUS_EXTENSION, RELIABILITY_EXTENSION, nirKey } from '@gw/fhir';
+import {
+  COMMUNE_CODES, GW_PATIENT_PROFILE, IDENTIFIER_TYPES, INSEE_CODE_EXTENSION, MT_STATUS_EXTENSION, RELIABILITY_CODES, RELIABILITY_EXTENSION, V2_0203, nirKey,
+} from '@gw/fhir';
 import { CODES } from '../codes';
 import { careTeam, condition, daysBack, fluDate, hospitalStay, immunization, inPeriod, medication, observation, procedure, visit } from './facts';
 import type { FactContext } from './facts';
@@ -8,7 +10,7 @@ import { Rng, addDays } from './random';
 import type { Layout, Structure } from './structures';
 import { ownerTag } from './structures';
 import {
-  AGE_BANDS_5Y, COMMUNE_CODES, FAMILY_NAMES, GIVEN_FEMALE, GIVEN_MALE, GW_PATIENT_PROFILE, IDENTIFIER_TYPES, INS_TEST_SYSTEM, RELIABILITY_CODES, V2_0203,
+  AGE_BANDS_5Y, FAMILY_NAMES, GIVEN_FEMALE, GIVEN_MALE, INS_TEST_SYSTEM,
 } from './vocabulary';
 
 /** What the generator knows of one person once drawn (tests check the distributions on it). */

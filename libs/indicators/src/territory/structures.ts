@@ -1,11 +1,11 @@
 import type { Organization, Practitioner, PractitionerRole, Resource } from '@medplum/fhirtypes';
 import { nameUuid } from '@gw/platform';
-import { FINESS, IDNATPS, ORGANIZATION_TYPE_SYSTEM, PRACTITIONER_FLAG_SYSTEM, RPPS, TERRITORY_COMMUNE_EXTENSION, luhnKey } from '@gw/fhir';
+import { FINESS, IDNATPS, ORGANIZATION_TYPE_SYSTEM, PRACTITIONER_FLAG_SYSTEM, RPPS, SIRENE, TERRITORY_COMMUNE_EXTENSION, luhnKey } from '@gw/fhir';
 import { OWNER_TAG_SYSTEM } from '@gw/store';
 import { Rng } from './random';
 import {
   CARE_TEAM_ROLE, DEPARTMENTS, FAMILY_NAMES, GIVEN_FEMALE, GIVEN_MALE, GW_ORGANIZATION_PROFILE, GW_PRACTITIONER_PROFILE, PLACE_PREFIX, PLACE_SUFFIX,
-  IDNATSTRUCT, PROFESSION, SIRENE, SPECIALTY, TERRITORY_RUN_SYSTEM,
+  IDNATSTRUCT, PROFESSION, SPECIALTY, TERRITORY_RUN_SYSTEM,
 } from './vocabulary';
 
 export type StructureKind = 'MSP' | 'CDS' | 'cabinet';

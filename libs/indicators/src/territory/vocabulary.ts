@@ -1,23 +1,16 @@
 import { GW } from '@gw/fhir';
 
 /** Systems and fixed values of the synthetic territory (FR Core / ANS nomenclatures, DOMAIN.md §3). */
-export const SIRENE = 'https://sirene.fr';
 export const IDNATSTRUCT = 'urn:oid:1.2.250.1.71.4.2.2';
-export const GW_PATIENT_PROFILE = `${GW}/fhir/StructureDefinition/gw-patient`;
 export const GW_PRACTITIONER_PROFILE = `${GW}/fhir/StructureDefinition/gw-practitioner`;
 export const GW_ORGANIZATION_PROFILE = `${GW}/fhir/StructureDefinition/gw-organization`;
 export const GW_ENCOUNTER_PROFILE = `${GW}/fhir/StructureDefinition/gw-encounter`;
 export const GW_TASK_PROFILE = `${GW}/fhir/StructureDefinition/gw-task`;
 /** INS-NIR of test patients (DOMAIN.md §3: test data uses 1.4.10). */
 export const INS_TEST_SYSTEM = 'urn:oid:1.2.250.1.213.1.4.10';
-export const IDENTIFIER_TYPES = 'https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-identifier-type';
-export const V2_0203 = 'http://terminology.hl7.org/CodeSystem/v2-0203';
-export const RELIABILITY_CODES = 'https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445';
-export const COMMUNE_CODES = 'https://mos.esante.gouv.fr/NOS/TRE_R13-CommuneOM/FHIR/TRE-R13-CommuneOM';
 export const PROFESSION = 'https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante';
 export const SPECIALTY = 'https://mos.esante.gouv.fr/NOS/TRE_R38-SpecialiteOrdinale/FHIR/TRE-R38-SpecialiteOrdinale';
 export const CARE_TEAM_ROLE = `${GW}/fhir/CodeSystem/care-team-role`;
-export const DISCHARGE_DISPOSITION = 'http://terminology.hl7.org/CodeSystem/discharge-disposition';
 /** Identifier of the territory marker (the CPTS Organization): `seed|patients|asOf`. */
 export const TERRITORY_RUN_SYSTEM = `${GW}/fhir/NamingSystem/synthetic-territory`;
 
