@@ -126,10 +126,11 @@ export class MeasureEvaluator {
     const num = compileCriterion(m.numerator, ctx);
     // Only initial-population rows count anywhere (every count is filtered on ip), so the others are
     // dropped before the fact criteria of the other populations are evaluated for them.
-    const flags = `SELECT r.person, r.structure, r.band, r.sex, true AS ip, (${den}) AS den, (${ex}) AS ex, (${num}) AS num FROM r WHERE ${ip}`;
-    const sql = `WITH r AS (${rows}), f AS (${flags})
+    // The CTEs are inlined (not materialized): at a million persons a materialized copy spills to disk.
+    const ctes = `WITH r AS (${rows}), f AS (SELECT r.person, r.structure, r.band, r.sex, (${den}) AS den, (${ex}) AS ex, (${num}) AS num FROM r WHERE ${ip})`;
+    const sql = `${ctes}
       SELECT grouping(structure) AS g_structure, grouping(band) AS g_band, grouping(sex) AS g_sex, structure, band, sex,
-        count(*) FILTER (WHERE ip) AS ip, count(*) FILTER (WHERE den) AS den, count(*) FILTER (WHERE den AND ex) AS ex,
+        count(*) AS ip, count(*) FILTER (WHERE den) AS den, count(*) FILTER (WHERE den AND ex) AS ex,
         count(*) FILTER (WHERE den AND NOT ex AND num) AS num
       FROM f GROUP BY GROUPING SETS ((), (structure), (band), (sex))`;
     const res = await db.query<{ g_structure: number; g_band: number; g_sex: number; structure: string | null; band: string; sex: string; ip: string; den: string; ex: string; num: string }>(sql, params.values);
@@ -154,7 +155,7 @@ export class MeasureEvaluator {
     if (opts.recallFor) {
       const owner = opts.recallFor === '*' ? '' : ` AND p.owner_org = ${params.bind(opts.recallFor)}`;
       const list = await db.query<{ id: string }>(
-        `WITH r AS MATERIALIZED (${rows}), f AS MATERIALIZED (${flags})
+        `${ctes}
          SELECT DISTINCT p.id FROM ind_patient p WHERE p.person_key IN (SELECT person FROM f WHERE den AND NOT ex AND NOT num)${owner} ORDER BY p.id`,
         params.values,
       );
