@@ -44,7 +44,9 @@ describe.each(['postgres', 'redis'] as const)('exchange engine: discharges to th
       GW_MHD_CLIENT_ID: publisher.client.id,
       GW_MHD_CLIENT_SECRET: publisher.secret as string,
       GW_EXCHANGE_BACKOFF_MS: '300',
-      GW_EXCHANGE_ATTEMPTS: '5',
+      // Enough attempts that a relay down for a few seconds on a loaded machine is retried, not dead-lettered
+      // (backoff 300 ms doubling: ~38 s before the last attempt).
+      GW_EXCHANGE_ATTEMPTS: '8',
       ...(redis ? { GW_REDIS_URL: redis.url } : {}),
     });
     hospital = await createOrganization(gw, 'CHU Test', finess('75000001'));
@@ -219,16 +221,28 @@ describe.each(['postgres', 'redis'] as const)('exchange engine: discharges to th
     await smtp.stop();
     await s.send('A03', { date: '20261122150000', exitMode: '8' });
     const [event] = await eventsOf(enc.id);
-    await eventually(async () => (await gw.core.exchange.deliveries.forEvent(gw.core.db.pool, event!.id)).some((d) => d.channel === 'mssante' && d.attempts >= 1));
+    const mssOf = async () => (await gw.core.exchange.deliveries.forEvent(gw.core.db.pool, event!.id)).filter((d) => d.channel === 'mssante');
+    // Routing writes every delivery of the event in one transaction: wait until each one has been
+    // tried against the dead relay, since each is asserted on below.
+    await eventually(async () => {
+      const mss = await mssOf();
+      return mss.length > 0 && mss.every((d) => d.attempts >= 1);
+    }, 60_000);
     await smtp.start(port);
-    await eventually(async () => smtp.to(team.mt).length === 1 && smtp.to(team.nurse).length === 1, 30_000);
+    await eventually(async () => smtp.to(team.mt).length === 1 && smtp.to(team.nurse).length === 1 && smtp.to(team.coord).length === 1, 60_000);
+    const mss = await eventually(async () => {
+      const all = await mssOf();
+      return all.every((d) => d.status === 'sent') ? all : undefined;
+    });
+    expect(mss).toHaveLength(3);
+    // Exactly once: nothing more arrives once every delivery is recorded as sent.
     await new Promise((r) => setTimeout(r, 1000));
-    expect(smtp.to(team.mt)).toHaveLength(1);
-    const mss = (await gw.core.exchange.deliveries.forEvent(gw.core.db.pool, event!.id)).filter((d) => d.channel === 'mssante');
-    expect(mss.every((d) => d.status === 'sent')).toBe(true);
-    const detail = await gw.core.exchange.delivery(mss[0]!.id);
-    expect(detail.attempts_detail.some((a) => a.outcome === 'retry')).toBe(true);
-    expect(detail.attempts_detail.at(-1)?.outcome).toBe('success');
+    expect([smtp.to(team.mt), smtp.to(team.nurse), smtp.to(team.coord)].map((m) => m.length)).toEqual([1, 1, 1]);
+    for (const d of mss) {
+      const detail = await gw.core.exchange.delivery(d.id);
+      expect(detail.attempts_detail.some((a) => a.outcome === 'retry')).toBe(true);
+      expect(detail.attempts_detail.at(-1)?.outcome).toBe('success');
+    }
   });
 
   it('withdraws the task and stops pending deliveries when the discharge is cancelled (A13)', async () => {

@@ -33,6 +33,9 @@ export class TestSmtp {
       authOptional: true,
       disabledCommands: ['AUTH', 'STARTTLS'],
       logger: false,
+      // A relay going away drops its clients' connections: close() would otherwise wait 30 s for
+      // the gateway's pooled connections to end by themselves.
+      closeTimeout: 100,
       onRcptTo: (address, _session, cb) => {
         if (this.mode === 'permfail') {
           cb(Object.assign(new Error('5.1.1 mailbox unknown'), { responseCode: 550 }));
