@@ -44,6 +44,8 @@ describe.each(['postgres', 'redis'] as const)('exchange engine: discharges to th
       GW_MHD_CLIENT_ID: publisher.client.id,
       GW_MHD_CLIENT_SECRET: publisher.secret as string,
       GW_EXCHANGE_BACKOFF_MS: '300',
+      // The stays below carry fixed 2026 dates: route them however long ago that is.
+      GW_EXCHANGE_MAX_DISCHARGE_AGE: '36500d',
       // Enough attempts that a relay down for a few seconds on a loaded machine is retried, not dead-lettered
       // (backoff 300 ms doubling: ~38 s before the last attempt).
       GW_EXCHANGE_ATTEMPTS: '8',

@@ -87,8 +87,10 @@ export class Hl7AdminController {
   async events(@Req() req: FastifyRequest, @Query('type') type?: string, @Query('since') since?: string, @Query('_count') count?: string): Promise<unknown[]> {
     requireAdmin(req);
     const res = await this.core.db.pool.query(
-      `SELECT id, type, resource, version_id, subject, owner_org, occurred_at, status, created_at, withdrawn_at FROM domain_event
-       WHERE ($1::text IS NULL OR type = $1) AND id > $2 ORDER BY id LIMIT $3`,
+      `SELECT e.id, e.type, e.resource, e.version_id, e.subject, e.owner_org, e.occurred_at, e.status, e.created_at, e.withdrawn_at,
+              r.outcome AS routing
+         FROM domain_event e LEFT JOIN exchange_routing r ON r.event_id = e.id
+        WHERE ($1::text IS NULL OR e.type = $1) AND e.id > $2 ORDER BY e.id LIMIT $3`,
       [type ?? null, /^\d+$/.test(since ?? '') ? since : 0, pageSize(count)],
     );
     return res.rows.map((r: Record<string, unknown>) => ({
@@ -102,6 +104,8 @@ export class Hl7AdminController {
       status: r.status,
       createdAt: (r.created_at as Date).toISOString(),
       withdrawnAt: r.withdrawn_at ? (r.withdrawn_at as Date).toISOString() : null,
+      // What routing decided (care-team, mt, cpts, historic, …); null while not yet routed.
+      routing: r.routing ?? null,
     }));
   }
 }

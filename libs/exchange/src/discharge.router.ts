@@ -6,6 +6,7 @@ import { planDischarge } from './discharge.plan';
 import type { DischargePlan } from './discharge.plan';
 import { DELIVERY_ID_SYSTEM, ROUTING_ID_SYSTEM, TASK_CODE_SYSTEM, TASK_TEXT, businessStatus } from './exchange.codes';
 import { nameUuid, uuidOid } from '@gw/platform';
+import { dateRange } from '@gw/fhir';
 import type { Delivery, DeliveryStore } from './delivery.store';
 import type { FollowUpTracker } from './follow-up.tracker';
 import type { ResourceWriter } from './resource.writer';
@@ -16,6 +17,8 @@ export interface ChannelSettings {
   mss: boolean;
   /** MHD recipient base URL, when configured. */
   mhd?: string;
+  /** A discharge older than this (ms before routing time) is recorded as historic and not routed. */
+  maxDischargeAgeMs: number;
 }
 
 export interface RouteResult {
@@ -30,6 +33,17 @@ interface DomainEventRow {
   resource: string;
   status: 'published' | 'withdrawn';
   owner_org: string | null;
+  occurred_at: Date | null;
+}
+
+/** Routing outcome of a discharge older than GW_EXCHANGE_MAX_DISCHARGE_AGE (history load, late feed). */
+export const HISTORIC = 'historic';
+const HISTORIC_REASON = 'discharge older than GW_EXCHANGE_MAX_DISCHARGE_AGE: stored, not routed';
+
+/** When a FHIR date or dateTime ends (a date alone: the end of that day, to be lenient); undefined if absent or unreadable. */
+function fhirDate(value: string | undefined): Date | undefined {
+  const range = value ? dateRange(value) : undefined;
+  return range ? new Date(range.high) : undefined;
 }
 
 /**
@@ -64,10 +78,19 @@ export class DischargeRouter {
         await recordRouting(tx, eventId, null, 'withdrawn-before-routing', []);
         return { status: 'skipped', reason: 'discharge cancelled before routing', deliveries: [] };
       }
+      if (this.isHistoric(event.occurred_at, now)) {
+        await recordRouting(tx, eventId, null, HISTORIC, []);
+        return { status: 'skipped', reason: HISTORIC_REASON, deliveries: [] };
+      }
       const ctx = await this.loader.load(tx, event.resource);
       if (!ctx) {
         await recordRouting(tx, eventId, null, 'encounter-not-found', []);
         return { status: 'skipped', reason: 'encounter or patient not found', deliveries: [] };
+      }
+      // A date-only period.end has no occurred_at on the event: judge it from the Encounter.
+      if (!event.occurred_at && this.isHistoric(fhirDate(ctx.encounter.period?.end), now)) {
+        await recordRouting(tx, eventId, null, HISTORIC, []);
+        return { status: 'skipped', reason: HISTORIC_REASON, deliveries: [] };
       }
       const cpts = await this.loader.directory.forCommune(ctx.commune, tx);
       const route = await this.routes.pick(tx, ctx.hospitalRef ?? event.owner_org ?? undefined, cpts?.ref);
@@ -82,6 +105,10 @@ export class DischargeRouter {
       await recordRouting(tx, eventId, route.id, plan.outcome, rows.task ? [rows.task] : [], documentUniqueId(eventId, ctx));
       return { status: 'routed', deliveries: await this.deliveries.forEvent(tx, eventId) };
     });
+  }
+
+  private isHistoric(dischargedAt: Date | undefined | null, now: Date): boolean {
+    return !!dischargedAt && now.getTime() - dischargedAt.getTime() > this.channels.maxDischargeAgeMs;
   }
 
   /** A13: Tasks cancelled, pending deliveries cancelled, unsent Communications stopped. */
@@ -187,7 +214,7 @@ export function documentUniqueId(eventId: string, ctx: Pick<DischargeContext, 'l
 
 async function lockEvent(tx: PoolClient, eventId: string): Promise<DomainEventRow | undefined> {
   const res = await tx.query<DomainEventRow>(
-    'SELECT id::text, type, resource, status, owner_org FROM domain_event WHERE id = $1 FOR UPDATE',
+    'SELECT id::text, type, resource, status, owner_org, occurred_at FROM domain_event WHERE id = $1 FOR UPDATE',
     [eventId],
   );
   return res.rows[0];

@@ -63,7 +63,11 @@ export class ExchangeService {
     const mhd = config.GW_MHD_RECIPIENT_URL
       ? new MhdChannel({ url: config.GW_MHD_RECIPIENT_URL, tokenUrl: config.GW_MHD_TOKEN_URL, clientId: config.GW_MHD_CLIENT_ID, clientSecret: config.GW_MHD_CLIENT_SECRET })
       : undefined;
-    this.router = new DischargeRouter(repo, loader, this.routes, this.deliveries, writer, this.tracker, { mss: !!this.mss, mhd: mhd?.destination });
+    this.router = new DischargeRouter(repo, loader, this.routes, this.deliveries, writer, this.tracker, {
+      mss: !!this.mss,
+      mhd: mhd?.destination,
+      maxDischargeAgeMs: config.GW_EXCHANGE_MAX_DISCHARGE_AGE,
+    });
     const gate = new DestinationGate(config.GW_EXCHANGE_DESTINATION_CONCURRENCY, config.GW_EXCHANGE_DESTINATION_RATE);
     this.processor = new DeliveryProcessor(repo, this.deliveries, loader, this.tracker, writer, gate, { mss: this.mss, mhd }, config.GW_XDS_SOURCE_OID, logger, config.GW_QUEUE_LOCK_MS);
     this.jobOptions = {

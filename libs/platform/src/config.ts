@@ -67,6 +67,15 @@ export const configSchema = z.object({
   GW_EXCHANGE_DESTINATION_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
   /** Sends per second per destination per process. */
   GW_EXCHANGE_DESTINATION_RATE: z.coerce.number().int().min(1).default(200),
+  /**
+   * A discharge that ended longer ago than this (`30d`, `48h`; a bare number is days) is stored but
+   * not routed: a history load or a late feed must not page the primary-care team about old stays.
+   */
+  GW_EXCHANGE_MAX_DISCHARGE_AGE: z
+    .string()
+    .regex(/^\d+[dh]?$/, 'expected a duration such as 30d or 48h')
+    .default('30d')
+    .transform((v) => Number.parseInt(v, 10) * (v.endsWith('h') ? 3_600_000 : 86_400_000)),
   /** Indicator counts below this are suppressed (with complementary cells); 1 disables suppression. */
   GW_INDICATOR_SMALL_CELL: z.coerce.number().int().min(1).max(1000).default(10),
   /** Hours a completed bulk export's files stay downloadable (then swept, hourly). */
