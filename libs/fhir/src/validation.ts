@@ -28,11 +28,11 @@ export function validateForWrite(resource: Resource, profiles?: ProfileRegistry)
   // A declared profile's snapshot includes every base rule: validating against it is enough.
   const profiled = profiles?.appliesTo(resource) ?? false;
   const issues = [...(profiled ? [] : baseIssues(resource)), ...valueIssues(resource)];
-  if (resource.resourceType === 'Patient') {
-    issues.push(...insIssues(resource, profiled));
-  }
   if (profiles && profiled) {
     issues.push(...profiles.validate(resource).filter(isError));
+  }
+  if (resource.resourceType === 'Patient') {
+    issues.push(...insIssues(resource, profiled));
   }
   if (issues.length > 0) {
     // A profile's snapshot includes the base rules: the same base error comes back once per layer.
