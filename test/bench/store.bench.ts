@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { Pool } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Patient } from '@medplum/fhirtypes';
-import { SearchParamRegistry, loadFhirDefinitions } from '@gw/fhir';
+import { SearchParamRegistry, loadFhirDefinitions, nirKey } from '@gw/fhir';
 import { freePort } from '../support/ports';
 import { GATEWAY_MAIN, ROOT, run } from '../support/process';
 
@@ -51,10 +51,11 @@ function patient(n: number): Patient {
   const sex = n % 2 === 0 ? 'female' : 'male';
   const year = 1930 + (n % 90);
   const [insee, city, postalCode] = COMMUNES[n % COMMUNES.length];
+  const nir13 = `${sex === 'female' ? 2 : 1}${String(year).slice(2)}${String((n % 12) + 1).padStart(2, '0')}${String(n).padStart(8, '0')}`;
   return {
     resourceType: 'Patient',
     identifier: [
-      { use: 'official', system: INS, value: `${sex === 'female' ? 2 : 1}${String(year).slice(2)}${String((n % 12) + 1).padStart(2, '0')}${String(n).padStart(10, '0')}`.slice(0, 15) },
+      { use: 'official', system: INS, value: nir13 + nirKey(nir13) },
       { use: 'usual', system: IPP, value: `IPP${n}` },
     ],
     name: [{ use: 'official', family: FAMILIES[n % FAMILIES.length], given: [GIVEN[n % GIVEN.length]] }],

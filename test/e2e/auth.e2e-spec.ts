@@ -175,7 +175,7 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
       expect(res.body.scope).toBe('system/Patient.cruds');
       const token = String(res.body.access_token);
       expect(decodeJwt(token).sub).toBe(clientId);
-      const created = await call<Patient>(`${gw.fhirUrl}/Patient`, { method: 'POST', token, body: JSON.stringify(patient('280027511204511')) });
+      const created = await call<Patient>(`${gw.fhirUrl}/Patient`, { method: 'POST', token, body: JSON.stringify(patient('280027511251110')) });
       expect(created.status).toBe(201);
       expect(created.body.meta?.tag).toContainEqual({ system: OWNER_TAG_SYSTEM, code: 'Organization/msp-jwt' });
       const read = await call<Patient>(`${gw.fhirUrl}/Patient/${created.body.id}`, { token });
@@ -278,7 +278,7 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
       const token = String(res.body.access_token);
       expect(decodeJwt(token).scope).toBe('system/Patient.rs');
       expect((await call(`${gw.fhirUrl}/Patient`, { token })).status).toBe(200);
-      const create = await call<OperationOutcome>(`${gw.fhirUrl}/Patient`, { method: 'POST', token, body: JSON.stringify(patient('180027511204522')) });
+      const create = await call<OperationOutcome>(`${gw.fhirUrl}/Patient`, { method: 'POST', token, body: JSON.stringify(patient('180027511252249')) });
       expect(create.status).toBe(403);
       expect(create.body.resourceType).toBe('OperationOutcome');
       expect(create.body.issue[0].code).toBe('forbidden');
@@ -403,7 +403,7 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
     let b: { clientId: string; token: string };
     let admin: string;
     let created: Patient;
-    const nir = '280027511204599';
+    const nir = '280027511259919';
 
     beforeAll(async () => {
       a = await gw.clientOf('msp-a', ['system/*.cruds']);
@@ -420,7 +420,7 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
     });
 
     it('does not let another organization claim ownership through meta.tag', async () => {
-      const body = { ...patient('180027511204533'), meta: { tag: [{ system: OWNER_TAG_SYSTEM, code: 'Organization/msp-a' }] } };
+      const body = { ...patient('180027511253338'), meta: { tag: [{ system: OWNER_TAG_SYSTEM, code: 'Organization/msp-a' }] } };
       const res = await call<Patient>(`${gw.fhirUrl}/Patient`, { method: 'POST', token: b.token, body: JSON.stringify(body) });
       expect(res.status).toBe(201);
       expect(res.body.meta?.tag?.filter((t) => t.system === OWNER_TAG_SYSTEM)).toEqual([{ system: OWNER_TAG_SYSTEM, code: 'Organization/msp-b' }]);
@@ -499,7 +499,7 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
     });
 
     it('includes nothing of another organization through _include or _revinclude', async () => {
-      const own = await call<Patient>(`${gw.fhirUrl}/Patient`, { method: 'POST', token: b.token, body: JSON.stringify(patient('190027511204555', 'Bernard')) });
+      const own = await call<Patient>(`${gw.fhirUrl}/Patient`, { method: 'POST', token: b.token, body: JSON.stringify(patient('190027511255511', 'Bernard')) });
       const obsOfB = { resourceType: 'Observation', status: 'final', code: { text: 'poids' }, subject: { reference: `Patient/${created.id}` } };
       const obs = await call(`${gw.fhirUrl}/Observation`, { method: 'POST', token: b.token, body: JSON.stringify(obsOfB) });
       expect(obs.status).toBe(201);
@@ -526,7 +526,7 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
     });
 
     it('lets the admin file a resource under an organization through meta.tag', async () => {
-      const body = { ...patient('290027511204566', 'Moreau'), meta: { tag: [{ system: OWNER_TAG_SYSTEM, code: 'Organization/msp-a' }] } };
+      const body = { ...patient('290027511256647', 'Moreau'), meta: { tag: [{ system: OWNER_TAG_SYSTEM, code: 'Organization/msp-a' }] } };
       const res = await call<Patient>(`${gw.fhirUrl}/Patient`, { method: 'POST', token: admin, body: JSON.stringify(body) });
       expect(res.status).toBe(201);
       expect((await call(`${gw.fhirUrl}/Patient/${res.body.id}`, { token: a.token })).status).toBe(200);
@@ -679,7 +679,7 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
     it('shows AuditEvents of reads, searches and creates with entity references and no patient data', async () => {
       const c = await gw.clientOf('msp-audit', ['system/*.cruds']);
       const family = 'Delacroix-Audit';
-      const nir = '190027511204544';
+      const nir = '190027511254422';
       const created = await call<Patient>(`${gw.fhirUrl}/Patient`, { method: 'POST', token: c.token, body: JSON.stringify(patient(nir, family)) });
       expect(created.status).toBe(201);
       const ref = `Patient/${created.body.id}`;

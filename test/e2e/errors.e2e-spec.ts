@@ -159,7 +159,7 @@ describe('errors: every failure is a clear OperationOutcome and writes nothing',
   it('a calendar-impossible date that matches the format (1980-02-30) → 400 at Patient.birthDate', async () => {
     const o = await expectFailure(400, () => call('POST', '/Patient', { ...patient(), birthDate: '1980-02-30' }));
     expect(expressions(o)).toEqual(['Patient.birthDate']);
-    expect((await call('POST', '/Patient', { ...patient('290027511204522'), birthDate: '1980-02-29' })).status).toBe(201);
+    expect((await call('POST', '/Patient', { ...patient('290027511252291'), birthDate: '1980-02-29' })).status).toBe(201);
   });
 
   it('a code outside its required value set (gender "femme") → 400 at Patient.gender', async () => {
@@ -183,18 +183,18 @@ describe('errors: every failure is a clear OperationOutcome and writes nothing',
     expect(expressions(o).join(' ')).toMatch(/favouriteColour/);
   });
 
-  it('a bad INS on a Patient declaring gw-patient → 400 with the constraint; the same without meta.profile is accepted', async () => {
+  it('a bad INS on a Patient declaring gw-patient → 400 with the constraint; without meta.profile → 400 too (the INS rules apply to every Patient)', async () => {
     const bad = { ...frCorePatient('3800275112045'), meta: { profile: [GW_PATIENT] } };
     const o = await expectFailure(400, () => call('POST', '/Patient', bad));
     expect(texts(o)).toMatch(/gw-pat-10/);
     expect(expressions(o).join(' ')).toMatch(/^Patient\.identifier\[0\]/);
-    const plain = { ...patient('3800275112045') };
-    const accepted = await call('POST', '/Patient', plain);
-    expect(accepted.status).toBe(201);
+    const plain = await expectFailure(400, () => call('POST', '/Patient', { ...patient('3800275112045') }));
+    expect(expressions(plain)).toEqual(['Patient.identifier[0]']);
+    expect(texts(plain)).toMatch(/INS-NIR must be 15 characters/);
   });
 
   it('a valid FR Core-like INS patient declaring gw-patient is accepted', async () => {
-    const res = await call('POST', '/Patient', frCorePatient('280022A11204541'));
+    const res = await call('POST', '/Patient', frCorePatient('280022A11254137'));
     expect(res.status).toBe(201);
     expect((res.body as unknown as Patient).meta?.profile).toEqual([GW_PATIENT]);
   });
@@ -214,7 +214,7 @@ describe('errors: every failure is a clear OperationOutcome and writes nothing',
 
   it('read of a missing id → 404, of a deleted one → 410', async () => {
     await expectFailure(404, () => call('GET', '/Patient/does-not-exist'));
-    const created = await call('POST', '/Patient', patient('190027511204599'));
+    const created = await call('POST', '/Patient', patient('190027511259964'));
     const id = (created.body as unknown as Patient).id as string;
     expect((await call('DELETE', `/Patient/${id}`)).status).toBe(204);
     const gone = await expectFailure(410, () => call('GET', `/Patient/${id}`));
@@ -222,9 +222,9 @@ describe('errors: every failure is a clear OperationOutcome and writes nothing',
   });
 
   it('If-Match: garbage → 400 and the resource keeps its version', async () => {
-    const created = await call('POST', '/Patient', patient('170027511204511'));
+    const created = await call('POST', '/Patient', patient('170027511251165'));
     const id = (created.body as unknown as Patient).id as string;
-    const o = await expectFailure(400, () => call('PUT', `/Patient/${id}`, { ...patient('170027511204511'), id, gender: 'male' }, { 'if-match': 'garbage' }));
+    const o = await expectFailure(400, () => call('PUT', `/Patient/${id}`, { ...patient('170027511251165'), id, gender: 'male' }, { 'if-match': 'garbage' }));
     expect(texts(o)).toMatch(/If-Match/);
     const read = await call('GET', `/Patient/${id}`);
     expect((read.body as unknown as Patient).meta?.versionId).toBe('1');
@@ -246,7 +246,7 @@ describe('errors: every failure is a clear OperationOutcome and writes nothing',
       const res = await fetch(`${gw.fhirUrl}/Patient`, {
         method: 'POST',
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json', 'x-request-id': 'leak-check-1' },
-        body: JSON.stringify(patient('160027511204577')),
+        body: JSON.stringify(patient('160027511257704')),
       });
       expect(res.status).toBe(500);
       expect(res.headers.get('content-type')).toMatch(/^application\/fhir\+json/);

@@ -2,6 +2,7 @@ import { Client } from 'fhir-kit-client';
 import type { Bundle, BundleEntry, Encounter, OperationOutcome, Organization, Patient, Practitioner, Resource } from '@medplum/fhirtypes';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
+import { nir } from '../support/hl7';
 
 const INS_TEST = 'urn:oid:1.2.250.1.213.1.4.10';
 const RPPS = 'https://rpps.esante.gouv.fr';
@@ -105,7 +106,7 @@ describe('batch and transaction Bundles', () => {
     const res = await send(
       bundle('transaction', [
         post('urn:uuid:0d1b7c0e-1f0a-4c51-9a61-6f7f0c1e0a04', encounter(pat, { participant: [{ individual: { reference: prac } }], serviceProvider: { reference: org } })),
-        post(pat, patient('275067511204533', { generalPractitioner: [{ reference: prac }], managingOrganization: { reference: org } })),
+        post(pat, patient('275067511253306', { generalPractitioner: [{ reference: prac }], managingOrganization: { reference: org } })),
         post(prac, practitioner('10003456789')),
         post(org, organization('750012345')),
       ]),
@@ -141,8 +142,8 @@ describe('batch and transaction Bundles', () => {
       bundle('transaction', [
         post('urn:uuid:1a000000-0000-4000-8000-000000000001', organization('750098765')),
         post('urn:uuid:1a000000-0000-4000-8000-000000000002', practitioner('10009876543')),
-        post('urn:uuid:1a000000-0000-4000-8000-000000000003', patient('175067511204511')),
-        post('urn:uuid:1a000000-0000-4000-8000-000000000004', patient('275067511204599', { birthDate: '1975-13-45' })),
+        post('urn:uuid:1a000000-0000-4000-8000-000000000003', patient('175067511251178')),
+        post('urn:uuid:1a000000-0000-4000-8000-000000000004', patient('275067511259937', { birthDate: '1975-13-45' })),
       ]),
     );
     expect(res.status).toBe(400);
@@ -159,7 +160,7 @@ describe('batch and transaction Bundles', () => {
     const before = await counts();
     const res = await send(
       bundle('transaction', [
-        { resource: { ...patient('175067511204522'), id: 'other' }, request: { method: 'PUT', url: 'Patient/some-id' } },
+        { resource: { ...patient('175067511252267'), id: 'other' }, request: { method: 'PUT', url: 'Patient/some-id' } },
         post('urn:uuid:1b000000-0000-4000-8000-000000000001', organization('750011111')),
         post('urn:uuid:1b000000-0000-4000-8000-000000000002', practitioner('10001111111')),
       ]),
@@ -171,7 +172,7 @@ describe('batch and transaction Bundles', () => {
 
   it('rejects an entry without request.method/url with an expression naming it', async () => {
     const before = await counts();
-    const res = await send(bundle('transaction', [post('urn:uuid:1c000000-0000-4000-8000-000000000001', organization('750022222')), { resource: patient('175067511204544') }]));
+    const res = await send(bundle('transaction', [post('urn:uuid:1c000000-0000-4000-8000-000000000001', organization('750022222')), { resource: patient('175067511254445') }]));
     expect(res.status).toBe(400);
     expect(expressions(res.outcome)).toEqual(['Bundle.entry[1].request']);
     expect(await counts()).toEqual(before);
@@ -188,7 +189,7 @@ describe('batch and transaction Bundles', () => {
     expect(badSearch.outcome.issue?.[0].details?.text).toMatch(/birthdate/);
     const twice = await send(
       bundle('transaction', [
-        { resource: { ...patient('175067511204577'), id: 'twice' }, request: { method: 'PUT', url: 'Patient/twice' } },
+        { resource: { ...patient('175067511257712'), id: 'twice' }, request: { method: 'PUT', url: 'Patient/twice' } },
         { request: { method: 'DELETE', url: 'Patient/twice' } },
       ]),
     );
@@ -205,7 +206,7 @@ describe('batch and transaction Bundles', () => {
       bundle('transaction', [
         post(pracUrn, practitioner('10002222222'), `identifier=${RPPS}|10002222222`),
         post(orgUrn, organization('750033333'), `identifier=${FINESS}|750033333`),
-        post('urn:uuid:2a000000-0000-4000-8000-000000000003', patient('175067511204555', { generalPractitioner: [{ reference: pracUrn }], managingOrganization: { reference: orgUrn } })),
+        post('urn:uuid:2a000000-0000-4000-8000-000000000003', patient('175067511255534', { generalPractitioner: [{ reference: pracUrn }], managingOrganization: { reference: orgUrn } })),
       ]),
     );
     expect(res.status).toBe(200);
@@ -225,7 +226,7 @@ describe('batch and transaction Bundles', () => {
       bundle('transaction', [
         post(urns[0], practitioner('10003333333'), `identifier=${RPPS}|10003333333`),
         post(urns[1], practitioner('10003333333'), `identifier=${RPPS}|10003333333`),
-        post('urn:uuid:2b000000-0000-4000-8000-000000000003', patient('175067511204566', { generalPractitioner: [{ reference: urns[0] }, { reference: urns[1] }] })),
+        post('urn:uuid:2b000000-0000-4000-8000-000000000003', patient('175067511256623', { generalPractitioner: [{ reference: urns[0] }, { reference: urns[1] }] })),
       ]),
     );
     expect(res.status).toBe(200);
@@ -238,12 +239,12 @@ describe('batch and transaction Bundles', () => {
   });
 
   it('conditional PUT inside a transaction updates the match, or creates and can be referenced', async () => {
-    const existing = await create<Patient>(patient('275067511204577'));
+    const existing = await create<Patient>(patient('275067511257759'));
     const newUrn = 'urn:uuid:3a000000-0000-4000-8000-000000000001';
     const res = await send(
       bundle('transaction', [
-        { resource: patient('275067511204577', { birthDate: '1975-06-13' }), request: { method: 'PUT', url: `Patient?identifier=${INS_TEST}|275067511204577` } },
-        { fullUrl: newUrn, resource: patient('175067511204588'), request: { method: 'PUT', url: `Patient?identifier=${INS_TEST}|175067511204588` } },
+        { resource: patient('275067511257759', { birthDate: '1975-06-13' }), request: { method: 'PUT', url: `Patient?identifier=${INS_TEST}|275067511257759` } },
+        { fullUrl: newUrn, resource: patient('175067511258801'), request: { method: 'PUT', url: `Patient?identifier=${INS_TEST}|175067511258801` } },
         post('urn:uuid:3a000000-0000-4000-8000-000000000002', encounter(newUrn)),
       ]),
     );
@@ -258,11 +259,11 @@ describe('batch and transaction Bundles', () => {
   });
 
   it('processes DELETE before GET whatever the entry order, and returns what GET read', async () => {
-    const a = await create<Patient>(patient('175067511204599'));
-    const b = await create<Patient>(patient('275067511204500'));
+    const a = await create<Patient>(patient('175067511259987'));
+    const b = await create<Patient>(patient('275067511250039'));
     const res = await send(
       bundle('transaction', [
-        { request: { method: 'GET', url: `Patient?identifier=${INS_TEST}|175067511204599` } },
+        { request: { method: 'GET', url: `Patient?identifier=${INS_TEST}|175067511259987` } },
         { request: { method: 'GET', url: `Patient/${b.id}` } },
         { request: { method: 'DELETE', url: `Patient/${a.id}` } },
       ]),
@@ -282,8 +283,8 @@ describe('batch and transaction Bundles', () => {
     const before = await counts();
     const res = await send(
       bundle('batch', [
-        post('urn:uuid:4a000000-0000-4000-8000-000000000001', patient('175067511204600')),
-        post('urn:uuid:4a000000-0000-4000-8000-000000000002', patient('275067511204611', { gender: 'femme' as Patient['gender'] })),
+        post('urn:uuid:4a000000-0000-4000-8000-000000000001', patient('175067511260086')),
+        post('urn:uuid:4a000000-0000-4000-8000-000000000002', patient('275067511261125', { gender: 'femme' as Patient['gender'] })),
         { request: { method: 'GET', url: 'Patient/does-not-exist' } },
         { resource: organization('750044444') },
         post('urn:uuid:4a000000-0000-4000-8000-000000000003', organization('750055555')),
@@ -299,7 +300,7 @@ describe('batch and transaction Bundles', () => {
     expect((entries[2].response?.outcome as OperationOutcome).issue?.[0].code).toBe('not-found');
     expect(expressions(entries[3].response?.outcome as OperationOutcome)).toEqual(['Bundle.entry[3].request']);
     expect(entries[0].response?.outcome).toBeUndefined();
-    expect((await read<Patient>(refOf(entries[0].response?.location))).identifier?.[0].value).toBe('175067511204600');
+    expect((await read<Patient>(refOf(entries[0].response?.location))).identifier?.[0].value).toBe('175067511260086');
     expect((await read<Organization>(refOf(entries[4].response?.location))).name).toBe('MSP des Tilleuls');
     const after = await counts();
     expect(after.resource - before.resource).toBe(2);
@@ -307,7 +308,7 @@ describe('batch and transaction Bundles', () => {
 
   it('refuses a Bundle of type collection (and other non-batch shapes) with 400 and writes nothing', async () => {
     const before = await counts();
-    const collection = await send({ resourceType: 'Bundle', type: 'collection', entry: [{ resource: patient('175067511204622') }] });
+    const collection = await send({ resourceType: 'Bundle', type: 'collection', entry: [{ resource: patient('175067511262264') }] });
     expect(collection.status).toBe(400);
     expect(collection.contentType).toMatch(/^application\/fhir\+json/);
     expect(expressions(collection.outcome)).toEqual(['Bundle.type']);
@@ -317,7 +318,7 @@ describe('batch and transaction Bundles', () => {
     const nullEntry = await send({ resourceType: 'Bundle', type: 'transaction', entry: [null] });
     expect(nullEntry.status).toBe(400);
     expect(expressions(nullEntry.outcome)).toEqual(['Bundle.entry[0]']);
-    const postWithId = await send(bundle('transaction', [{ resource: patient('175067511204633'), request: { method: 'POST', url: 'Patient/abc' } }]));
+    const postWithId = await send(bundle('transaction', [{ resource: patient('175067511263353'), request: { method: 'POST', url: 'Patient/abc' } }]));
     expect(postWithId.status).toBe(400);
     expect(expressions(postWithId.outcome)).toEqual(['Bundle.entry[0].request.url']);
     const nested = await send(bundle('batch', [{ resource: bundle('batch', []), request: { method: 'POST', url: '/' } }]));
@@ -326,7 +327,7 @@ describe('batch and transaction Bundles', () => {
   });
 
   it('returns written resources when asked with Prefer: return=representation', async () => {
-    const res = await send(bundle('transaction', [post('urn:uuid:5a000000-0000-4000-8000-000000000001', patient('275067511204644'))]), { prefer: 'return=representation' });
+    const res = await send(bundle('transaction', [post('urn:uuid:5a000000-0000-4000-8000-000000000001', patient('275067511264489'))]), { prefer: 'return=representation' });
     const created = res.body.entry?.[0].resource as Patient;
     expect(created.resourceType).toBe('Patient');
     expect(created.meta?.versionId).toBe('1');
@@ -337,7 +338,7 @@ describe('batch and transaction Bundles', () => {
     const entries: BundleEntry[] = [];
     for (let i = 0; i < 50; i++) {
       const urn = `urn:uuid:6a000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
-      entries.push(post(urn, patient(`1750675112${String(10000 + i).slice(1)}${String(i % 90 + 10)}`.slice(0, 15))));
+      entries.push(post(urn, patient(nir('1', '75', '06', '75', '112', String(i).padStart(3, '0')))));
       entries.push(post(`urn:uuid:6b000000-0000-4000-8000-${String(i).padStart(12, '0')}`, encounter(urn)));
     }
     const started = Date.now();

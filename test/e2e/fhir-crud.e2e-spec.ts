@@ -58,7 +58,7 @@ describe('FHIR REST interactions through a real FHIR client', () => {
   });
 
   it('refuses an update whose If-Match names a stale version with 412, and keeps the data', async () => {
-    const created = (await fhir.create({ resourceType: 'Patient', body: patient('180027511204512') })) as Patient;
+    const created = (await fhir.create({ resourceType: 'Patient', body: patient('180027511251259') })) as Patient;
     const id = created.id as string;
     await fhir.update({ resourceType: 'Patient', id, body: { ...created, birthDate: '1981-01-01' } as FhirResource, options: { headers: { 'If-Match': 'W/"1"' } } });
     const stale = fhir.update({ resourceType: 'Patient', id, body: { ...created, birthDate: '1999-01-01' } as FhirResource, options: { headers: { 'If-Match': 'W/"1"' } } });
@@ -69,7 +69,7 @@ describe('FHIR REST interactions through a real FHIR client', () => {
   });
 
   it('never duplicates on concurrent identical conditional creates', async () => {
-    const nir = '290017511204577';
+    const nir = '290017511257720';
     const attempts = await Promise.all(
       Array.from({ length: 20 }, () =>
         fetch(`${gw.fhirUrl}/Patient`, {
@@ -89,7 +89,7 @@ describe('FHIR REST interactions through a real FHIR client', () => {
   });
 
   it('conditional update creates when nothing matches, then updates the match', async () => {
-    const nir = '170017511204533';
+    const nir = '170017511253327';
     const first = (await fhir.update({ resourceType: 'Patient', searchParams: { identifier: `${INS_TEST}|${nir}` }, body: patient(nir, 'Cond') })) as Patient;
     expect(first.meta?.versionId).toBe('1');
     const second = (await fhir.update({ resourceType: 'Patient', searchParams: { identifier: `${INS_TEST}|${nir}` }, body: { ...patient(nir, 'Cond'), gender: 'male' } })) as Patient;

@@ -14,7 +14,7 @@ const IPP_MSP = 'https://msp-saint-etienne.example.fr/ipp';
 const COHORT_TAG = { system: 'https://gateway.test/CodeSystem/jeu-de-donnees', code: 'recherche' };
 const COHORT = `${COHORT_TAG.system}|${COHORT_TAG.code}`;
 
-const NIR = { helene: '280027511204588', francois: '175117511204512', zoe: '280077511204533' };
+const NIR = { helene: '280027511204588', francois: '175117511251260', zoe: '280077511253368' };
 
 type Pairs = [string, string][];
 
@@ -145,7 +145,7 @@ describe('FHIR search over French primary-care data', () => {
     id.camille = await create(
       inCohort<Patient>({
         resourceType: 'Patient',
-        identifier: [{ use: 'temp', system: INS_NIA, value: '190067511204599' }],
+        identifier: [{ use: 'temp', system: INS_NIA, value: '190067511259931' }],
         name: [{ family: 'Dubois', given: ['Camille'] }],
         birthDate: '1990-06-15',
       }),
@@ -524,7 +524,7 @@ describe('FHIR search over French primary-care data', () => {
 
   describe('index maintenance', () => {
     it('a deleted resource no longer matches', async () => {
-      const nir = '290017511204577';
+      const nir = '290017511257720';
       const pid = await create<Patient>({ resourceType: 'Patient', identifier: [{ system: INS_TEST, value: nir }], name: [{ family: 'Éphémère' }] });
       const eid = await create<Encounter>({ resourceType: 'Encounter', status: 'finished', class: { code: 'AMB' }, subject: { reference: `Patient/${pid}` } });
       expect(await match('Patient', [['identifier', `${INS_TEST}|${nir}`]])).toEqual([pid]);

@@ -40,19 +40,30 @@ export class Hl7AdminController {
   }
 
   @Get('hl7/messages')
-  async listMessages(@Req() req: FastifyRequest, @Query('status') status?: string, @Query('source') source?: string, @Query('_count') count?: string, @Query('before') before?: string): Promise<unknown[]> {
+  async listMessages(
+    @Req() req: FastifyRequest,
+    @Query('status') status?: string,
+    @Query('source') source?: string,
+    @Query('_count') count?: string,
+    @Query('before') before?: string,
+    @Query('warning') warning?: string,
+  ): Promise<unknown[]> {
     requireAdmin(req);
     if (status && !STATUSES.includes(status)) {
       throw new GatewayError('invalid', { text: `status must be one of ${STATUSES.join(', ')}` });
+    }
+    if (warning !== undefined && warning !== 'true' && warning !== 'false') {
+      throw new GatewayError('invalid', { text: 'warning must be true (accepted with warnings only) or false' });
     }
     if (source && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(source)) {
       throw new GatewayError('invalid', { text: 'source must be a source id (GET /admin/hl7/sources)' });
     }
     const res = await this.core.db.pool.query(
-      `SELECT id, received_at, transport, source_key, source_id, control_id, event, status, ack_code, error, resources, duplicate_of, attempts, processed_at
+      `SELECT id, received_at, transport, source_key, source_id, control_id, event, status, ack_code, error, warning, resources, duplicate_of, attempts, processed_at
        FROM hl7_message WHERE ($1::text IS NULL OR status = $1) AND ($2::uuid IS NULL OR source_id = $2::uuid) AND ($3::bigint IS NULL OR id < $3)
+         AND ($5::boolean IS NULL OR (warning IS NOT NULL) = $5)
        ORDER BY id DESC LIMIT $4`,
-      [status ?? null, source ?? null, /^\d+$/.test(before ?? '') ? before : null, pageSize(count)],
+      [status ?? null, source ?? null, /^\d+$/.test(before ?? '') ? before : null, pageSize(count), warning === undefined ? null : warning === 'true'],
     );
     return res.rows.map(toMessage);
   }
@@ -127,6 +138,7 @@ function toMessage(r: Record<string, unknown>): Record<string, unknown> {
     status: r.status,
     ackCode: r.ack_code,
     error: r.error,
+    warning: r.warning ?? undefined,
     resources: r.resources,
     duplicateOf: r.duplicate_of ? Number(r.duplicate_of) : undefined,
     attempts: r.attempts,

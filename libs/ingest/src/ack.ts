@@ -14,6 +14,8 @@ export interface AckError {
   location?: Hl7Location;
   code: ErrCode;
   text: string;
+  /** ERR-4 (HL7 table 0516): `E` error (default), `W` warning on an accepted message. */
+  severity?: 'E' | 'W';
 }
 
 const ERR_TEXT: Record<ErrCode, string> = {
@@ -47,8 +49,8 @@ function hl7Now(now: Date): string {
 
 /**
  * Original-mode ACK (HL7 v2.5 §2.9.2, PAM-FR): MSH with sender and receiver swapped, MSA-2 = the
- * message's MSH-10, an ERR segment per error (ERR-2 location, ERR-3 table 0357 code, ERR-4
- * severity, ERR-8 user message).
+ * message's MSH-10, an ERR segment per error or warning (ERR-2 location, ERR-3 table 0357 code,
+ * ERR-4 severity, ERR-8 user message). An AA may carry warnings (severity W).
  */
 export function buildAck(target: AckTarget, code: AckCode, ackControlId: string, errors: AckError[] = [], now = new Date()): string {
   const f = escapeHl7;
@@ -57,11 +59,11 @@ export function buildAck(target: AckTarget, code: AckCode, ackControlId: string,
     hl7Now(now), '', `ACK^${f(target.event)}^ACK`, f(ackControlId), f(target.processingId || 'P'), '2.5^FRA^2.11',
     '', '', '', '', '', f(target.charsetField),
   ];
-  const text = code === 'AA' ? 'Message processed' : errors[0]?.text ?? (code === 'AR' ? 'Message rejected' : 'Application error');
+  const text = code === 'AA' ? (errors.length > 0 ? 'Message processed with warnings (see ERR)' : 'Message processed') : errors[0]?.text ?? (code === 'AR' ? 'Message rejected' : 'Application error');
   const segments = [msh.join('|').replace(/\|+$/, ''), ['MSA', code, f(target.controlId), f(text.slice(0, 80))].join('|')];
   for (const e of errors) {
     const loc = e.location ? [e.location.segment, '1', e.location.field ?? '', e.location.repetition ?? (e.location.field ? 1 : ''), e.location.component ?? ''].join('^').replace(/\^+$/, '') : '';
-    segments.push(['ERR', '', loc, `${e.code}^${ERR_TEXT[e.code]}^HL70357`, 'E', '', '', '', f(e.text)].join('|'));
+    segments.push(['ERR', '', loc, `${e.code}^${ERR_TEXT[e.code]}^HL70357`, e.severity ?? 'E', '', '', '', f(e.text)].join('|'));
   }
   return segments.join('\r');
 }

@@ -1,7 +1,7 @@
 import type { CodeableConcept, Coding, Consent, Encounter, EncounterLocation, Extension, HumanName, Identifier, Patient, Practitioner } from '@medplum/fhirtypes';
 import {
   COMMUNE_CODES, CONSENT_CODES, DISCHARGE_DISPOSITION, FINESS, GW, GW_PATIENT_PROFILE, IDENTIFIER_TYPES, IDNATPS, INSEE_CODE_EXTENSION, INS_OIDS, RELIABILITY_CODES,
-  RELIABILITY_EXTENSION, RPPS, V2_0203,
+  RELIABILITY_EXTENSION, RPPS, V2_0203, insKindOf, insProblem,
 } from '@gw/fhir';
 import { MOVEMENT_KIND } from './pam-fr';
 
@@ -32,15 +32,27 @@ function ippIdentifier(system: string, value: string, use: Identifier['use'] = '
   return { use, type: { coding: [{ system: V2_0203, code: 'PI' }] }, system, value };
 }
 
+/** An INS identifier whose format and key check out (whatever its use). */
+function isValidIns(i: Identifier): boolean {
+  const kind = insKindOf(i.system);
+  return kind !== undefined && typeof i.value === 'string' && insProblem(kind, i.value) === undefined;
+}
+
 /**
  * The Patient after this message: PID is a full snapshot in PAM-FR, so the mapped parts replace
  * what the hospital sent before; identifiers and names from elsewhere are kept.
+ *
+ * A PID-3 INS that failed its checks (`insRejected`) changes no INS: a valid INS already stored stays,
+ * with its identity status unless PID-32 itself says provisional (a mistyped INS must not erase or
+ * downgrade a qualified identity); without a valid stored INS the identity is provisional.
  */
 export function buildPatient(existing: Patient | undefined, p: PatientData, ippSystem: string, doctor?: { ref: string; remove: boolean }): Patient {
   const out: Patient = { ...(existing ?? {}), resourceType: 'Patient' };
   delete out.meta;
   const replaced = new Set([ippSystem, ...(p.ins ? INS_SYSTEMS : [])]);
-  const kept = (existing?.identifier ?? []).filter((i) => !(i.system && replaced.has(i.system) && i.use !== 'old'));
+  // An invalid INS stored before the rule existed cannot be written back (every Patient write checks it).
+  const kept = (existing?.identifier ?? []).filter((i) => !(i.system && replaced.has(i.system) && i.use !== 'old') && !(insKindOf(i.system) && !isValidIns(i)));
+  const keepIdentity = p.insRejected !== undefined && p.insRejected.declaredStatus !== 'PROV' && kept.some((i) => i.use !== 'old' && isValidIns(i));
   const ids: Identifier[] = [ippIdentifier(ippSystem, p.ipp?.value ?? '')];
   if (p.ins) {
     ids.push({ use: 'official', type: { coding: [{ system: IDENTIFIER_TYPES, code: p.ins.kind }] }, system: `urn:oid:${p.ins.oid}`, value: p.ins.value });
@@ -63,8 +75,8 @@ export function buildPatient(existing: Patient | undefined, p: PatientData, ippS
   } else if (typeof p.deceased === 'boolean' && !out.deceasedDateTime) {
     out.deceasedBoolean = p.deceased;
   }
-  const ext = (existing?.extension ?? []).filter((e) => e.url !== RELIABILITY_EXTENSION && e.url !== BIRTH_PLACE);
-  if (p.identityStatus) {
+  const ext = (existing?.extension ?? []).filter((e) => (keepIdentity || e.url !== RELIABILITY_EXTENSION) && e.url !== BIRTH_PLACE);
+  if (p.identityStatus && !keepIdentity) {
     ext.push({ url: RELIABILITY_EXTENSION, extension: [{ url: 'identityStatus', valueCoding: { system: RELIABILITY_CODES, code: p.identityStatus } }] });
   }
   if (p.birthPlace) {

@@ -1,9 +1,12 @@
 import iconv from 'iconv-lite';
+import type { Patient } from '@medplum/fhirtypes';
+import { RELIABILITY_EXTENSION, nirKey } from '@gw/fhir';
 import { buildAck } from './ack';
-import { foldStay } from './fhir-mapping';
+import { buildPatient, foldStay } from './fhir-mapping';
 import type { StoredMovement } from './fhir-mapping';
 import { Hl7ContentError, decodeMessage, hl7DateTime, parseEr7, unescapeHl7 } from './hl7-text';
-import { insKeyValid } from './pam-fr';
+import { readAdt, readHeader } from './pam-fr';
+import type { AdtMessage } from './pam-fr';
 import { peekTarget } from './ingest-service';
 
 const MSH = (charset: string): string => `MSH|^~\\&|GAM|CHU-X|DPI|CHU-X|20240306111154||ADT^A01^ADT_A01|3975|P|2.5^FRA^2.11|||||FRA|${charset}`;
@@ -42,12 +45,85 @@ describe('HL7 text', () => {
     expect(() => parseEr7(`${MSH('')}\r\u0000\u0001garbage`)).toThrow(/not an HL7 segment/);
   });
 
-  it('checks the INS-NIR key, Corsica included', () => {
-    expect(insKeyValid('279035121518989')).toBe(true);
-    expect(insKeyValid('279035121518988')).toBe(false);
-    const body = '1850322A12345';
-    const key = String(97 - Number(BigInt(body.replace('2A', '19')) % 97n)).padStart(2, '0');
-    expect(insKeyValid(body + key)).toBe(true);
+});
+
+describe('an INS that fails its checks (PID-3)', () => {
+  const GOOD = `2790363220004${nirKey('2790363220004')}`;
+  const BAD_KEY = `2790363220004${nirKey('2790363220004') === '90' ? '91' : '90'}`;
+  const INS_OID = '1.2.250.1.213.1.4.10';
+  const IPP_SYSTEM = 'urn:oid:1.2.250.1.71.4.2.2.10000';
+
+  function read(ins: string, status: string, authority = `ASIP-SANTE-INS-NIR&${INS_OID}&ISO`): AdtMessage {
+    const pid = `PID|1||IPP1^^^CHU-X&1.2.250.1.71.4.2.2.10000&ISO^PI~${ins}^^^${authority}^INS||MARTIN^JULES^JULES^^^^L||19550301|M${'|'.repeat(24)}${status}`;
+    const msg = parseEr7(`MSH|^~\\&|GAM|CHU-X|DPI|CHU-X|20240306111154||ADT^A31^ADT_A05|1|P|2.5^FRA^2.11\rEVN||20240306111154\r${pid}\rPV1|1|N`);
+    return readAdt(msg, readHeader(msg));
+  }
+
+  const qualified = (ins: string): Patient => ({
+    resourceType: 'Patient',
+    id: 'p1',
+    identifier: [
+      { use: 'usual', type: { coding: [{ code: 'PI' }] }, system: IPP_SYSTEM, value: 'IPP1' },
+      { use: 'official', system: `urn:oid:${INS_OID}`, value: ins },
+    ],
+    extension: [{ url: RELIABILITY_EXTENSION, extension: [{ url: 'identityStatus', valueCoding: { code: 'QUAL' } }] }],
+  });
+  const statusOf = (p: Patient): string | undefined =>
+    p.extension?.find((e) => e.url === RELIABILITY_EXTENSION)?.extension?.find((e) => e.url === 'identityStatus')?.valueCoding?.code;
+  const insOf = (p: Patient): string[] => (p.identifier ?? []).filter((i) => i.system === `urn:oid:${INS_OID}`).map((i) => i.value ?? '');
+
+  it('reads a valid INS-NIR as the INS and keeps PID-32', () => {
+    const adt = read(GOOD, 'QUAL');
+    expect(adt.patient.ins).toEqual({ value: GOOD, oid: INS_OID, kind: 'INS-NIR' });
+    expect(adt.patient.identityStatus).toBe('QUAL');
+    expect(adt.warnings).toEqual([]);
+  });
+
+  it('drops an INS-NIR with a wrong key, forces PROV and warns at PID-3 without repeating the value', () => {
+    const adt = read(BAD_KEY, 'QUAL');
+    expect(adt.patient.ins).toBeUndefined();
+    expect(adt.patient.identityStatus).toBe('PROV');
+    expect(adt.patient.insRejected).toEqual({ declaredStatus: 'QUAL' });
+    expect(adt.patient.ipp?.value).toBe('IPP1');
+    expect(adt.warnings).toEqual([{ location: { segment: 'PID', field: 3, repetition: 2, component: 1 }, code: '102', text: expect.stringContaining('key') }]);
+    expect(adt.warnings[0].text).not.toContain(BAD_KEY);
+    expect(adt.warnings[0].text).not.toContain(BAD_KEY.slice(0, 13));
+  });
+
+  it('drops an INS of the wrong format (102) or of an authority that is not an INS OID (103)', () => {
+    expect(read('27903632200', 'VALI').warnings[0]).toMatchObject({ code: '102', location: { component: 1 } });
+    const other = read(GOOD, 'VALI', 'CHU-X&1.2.250.1.71.4.2.2.10000&ISO');
+    expect(other.warnings[0]).toMatchObject({ code: '103', location: { segment: 'PID', field: 3, repetition: 2, component: 4 } });
+    expect(other.patient).toMatchObject({ ins: undefined, identityStatus: 'PROV' });
+  });
+
+  it('a new patient gets no INS and a provisional identity', () => {
+    const p = buildPatient(undefined, read(BAD_KEY, 'QUAL').patient, IPP_SYSTEM);
+    expect(insOf(p)).toEqual([]);
+    expect(statusOf(p)).toBe('PROV');
+    expect(p.identifier?.map((i) => i.value)).toEqual(['IPP1']);
+  });
+
+  it('a known patient keeps its valid INS and its qualified identity; PID-32 PROV still downgrades', () => {
+    const kept = buildPatient(qualified(GOOD), read(BAD_KEY, 'QUAL').patient, IPP_SYSTEM);
+    expect(insOf(kept)).toEqual([GOOD]);
+    expect(statusOf(kept)).toBe('QUAL');
+    const downgraded = buildPatient(qualified(GOOD), read(BAD_KEY, 'PROV~DOUT').patient, IPP_SYSTEM);
+    expect(insOf(downgraded)).toEqual([GOOD]);
+    expect(statusOf(downgraded)).toBe('PROV');
+  });
+
+  it('a stored INS that is itself invalid is dropped rather than written back', () => {
+    const p = buildPatient(qualified(BAD_KEY), read(BAD_KEY, 'QUAL').patient, IPP_SYSTEM);
+    expect(insOf(p)).toEqual([]);
+    expect(statusOf(p)).toBe('PROV');
+  });
+
+  it('a valid INS in a later message replaces the provisional identity', () => {
+    const first = buildPatient(undefined, read(BAD_KEY, 'QUAL').patient, IPP_SYSTEM);
+    const fixed = buildPatient(first, read(GOOD, 'QUAL').patient, IPP_SYSTEM);
+    expect(insOf(fixed)).toEqual([GOOD]);
+    expect(statusOf(fixed)).toBe('QUAL');
   });
 });
 
@@ -60,6 +136,14 @@ describe('ACK', () => {
     expect(lines[0]).toMatch(/^MSH\|\^~\\&\|DPI\|CHU-X\|GAM\|CHU-X\|\d{14}\+0000\|\|ACK\^A01\^ACK\|ACK1\|P\|2\.5\^FRA\^2\.11\|{6}8859\/1$/);
     expect(lines[1]).toBe('MSA|AE|3975|PV1-19 missing \\F\\ required');
     expect(lines[2]).toBe('ERR||PV1^1^19^1|101^Required field missing^HL70357|E||||PV1-19 missing \\F\\ required');
+  });
+
+  it('an AA may carry warnings: ERR-4 severity W', () => {
+    const target = peekTarget(Buffer.from(`${MSH('8859/1')}\rPID|1`))?.target;
+    const ack = buildAck(target!, 'AA', 'ACK2', [{ location: { segment: 'PID', field: 3, repetition: 2, component: 1 }, code: '102', severity: 'W', text: 'PID-3[2].1: INS-NIR key' }]);
+    const lines = ack.split('\r');
+    expect(lines[1]).toBe('MSA|AA|3975|Message processed with warnings (see ERR)');
+    expect(lines[2]).toBe('ERR||PID^1^3^2^1|102^Data type error^HL70357|W||||PID-3[2].1: INS-NIR key');
   });
 });
 

@@ -48,6 +48,8 @@ interface Outcome {
   charset: Charset;
   event?: string;
   error?: string;
+  /** Warnings of an accepted message (the ERR segments of severity W of its AA), for operators. */
+  warning?: string;
   resources: string[];
   /** Set when the ledger row was written in the resources' transaction. */
   ledgerId?: number;
@@ -133,7 +135,7 @@ export class Hl7IngestService {
   }
 
   /** Runs a ledger message again with the current mapping and source settings. */
-  async reprocess(id: number): Promise<{ id: number; status: MessageStatus; ackCode: AckCode; error?: string; resources: string[] }> {
+  async reprocess(id: number): Promise<{ id: number; status: MessageStatus; ackCode: AckCode; error?: string; warning?: string; resources: string[] }> {
     const res = await this.pool.query('SELECT id, raw, transport, source_key, status FROM hl7_message WHERE id = $1', [id]);
     const row = res.rows[0] as { id: string; raw: Buffer; source_key: string; status: MessageStatus } | undefined;
     if (!row) {
@@ -149,13 +151,13 @@ export class Hl7IngestService {
       : rejected(peek?.target, { code: '207', text: `Unknown sending system ${peek ? `${peek.app}/${peek.facility}` : ''}: register it first` });
     if (outcome.status === 'rejected' || outcome.status === 'error' || outcome.status === 'ignored') {
       await this.pool.query(
-        `UPDATE hl7_message SET status = $2, ack = $3, ack_code = $4, error = $5, resources = '{}', attempts = attempts + 1, processed_at = now(), source_id = $6 WHERE id = $1`,
+        `UPDATE hl7_message SET status = $2, ack = $3, ack_code = $4, error = $5, warning = NULL, resources = '{}', attempts = attempts + 1, processed_at = now(), source_id = $6 WHERE id = $1`,
         [id, outcome.status, outcome.ack, outcome.ackCode, outcome.error ?? null, source?.id ?? null],
       ).catch((err: { code?: string }) => {
         throw err.code === '23505' ? new GatewayError('conflict', { text: 'Another copy of this message is already in the ledger' }) : err;
       });
     }
-    return { id, status: outcome.status, ackCode: outcome.ackCode, error: outcome.error, resources: outcome.resources };
+    return { id, status: outcome.status, ackCode: outcome.ackCode, error: outcome.error, warning: outcome.warning, resources: outcome.resources };
   }
 
   /** Parses and applies the message; `ledger` records a success in the same transaction. */
@@ -181,11 +183,14 @@ export class Hl7IngestService {
       }
       const adt = readAdt(msg, header);
       const key = `hl7:${sourceKey(source.sendingApplication, source.sendingFacility)}:${header.controlId}`;
-      const ack = buildAck(target, 'AA', ackId());
+      // Problems that do not stop the message (an INS that fails its checks): AA with ERR severity W.
+      const warnings: AckError[] = adt.warnings.map((w) => ({ ...w, severity: 'W', text: `${describeLocation(w.location)}: ${w.text}` }));
+      const ack = buildAck(target, 'AA', ackId(), warnings);
+      const warning = warnings.length > 0 ? warnings.map((w) => w.text).join('; ') : undefined;
       // AdtWriter sends BEGIN with its lookups (see applyStay).
       return await this.repo.withTransaction(async (tx) => {
         const { versions, touched } = await new AdtWriter(this.repo, tx, source, key).apply(adt);
-        const outcome: Outcome = { status: 'processed', ackCode: 'AA', ack, charset, event: kind, resources: touched };
+        const outcome: Outcome = { status: 'processed', ackCode: 'AA', ack, charset, event: kind, warning, resources: touched };
         // The resources and their ledger row in one statement; no row back = this (source, MSH-10) is already recorded.
         const rows = (await persistVersions(tx, versions, ledger(outcome))) as { id: string }[];
         if (rows.length === 0) {
@@ -304,9 +309,9 @@ export class Hl7IngestService {
 
 function ledgerInsert(raw: Buffer, transport: string, source: Hl7Source | undefined, app: string, facility: string, controlId: string, o: Outcome): ExtraStatement {
   return (bind) => ({
-    ctes: [`ledger AS (INSERT INTO hl7_message (transport, source_key, source_id, control_id, event, status, raw, charset, ack, ack_code, error, resources, processed_at)
+    ctes: [`ledger AS (INSERT INTO hl7_message (transport, source_key, source_id, control_id, event, status, raw, charset, ack, ack_code, error, warning, resources, processed_at)
       VALUES (${bind(transport)}, ${bind(sourceKey(app, facility))}, ${bind(source?.id ?? null)}::uuid, ${bind(controlId)}, ${bind(o.event ?? null)}, ${bind(o.status)},
-        ${bind(raw)}::bytea, ${bind(o.charset)}, ${bind(o.ack)}, ${bind(o.ackCode)}, ${bind(o.error ?? null)}, ${bind(o.resources)}::text[], now())
+        ${bind(raw)}::bytea, ${bind(o.charset)}, ${bind(o.ack)}, ${bind(o.ackCode)}, ${bind(o.error ?? null)}, ${bind(o.warning ?? null)}, ${bind(o.resources)}::text[], now())
       ON CONFLICT (source_key, control_id) WHERE status IN ${LEDGER_STATUSES} DO NOTHING RETURNING id)`],
     select: 'SELECT id FROM ledger',
   });
@@ -314,7 +319,8 @@ function ledgerInsert(raw: Buffer, transport: string, source: Hl7Source | undefi
 
 function ledgerUpdate(id: number, o: Outcome, sourceId: string): ExtraStatement {
   return (bind) => ({
-    ctes: [`ledger AS (UPDATE hl7_message SET status = 'processed', ack = ${bind(o.ack)}, ack_code = 'AA', error = NULL, resources = ${bind(o.resources)}::text[],
+    ctes: [`ledger AS (UPDATE hl7_message SET status = 'processed', ack = ${bind(o.ack)}, ack_code = 'AA', error = NULL, warning = ${bind(o.warning ?? null)},
+      resources = ${bind(o.resources)}::text[],
       attempts = attempts + 1, processed_at = now(), source_id = ${bind(sourceId)}::uuid WHERE id = ${bind(id)}::bigint RETURNING id)`],
     select: 'SELECT id FROM ledger',
   });

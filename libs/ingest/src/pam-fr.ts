@@ -1,6 +1,7 @@
 import type { Hl7Message, Hl7Segment } from '@medplum/core';
+import { insProblem } from '@gw/fhir';
 import { Hl7ContentError, comp, hl7Date, hl7DateTime, reps, value } from './hl7-text';
-import type { Rep } from './hl7-text';
+import type { ErrCode, Hl7Location, Rep } from './hl7-text';
 
 /** ITI-31 (patient encounter management) and ITI-30 (identity) events of PAM-FR 2.11. */
 export const ITI31_EVENTS = ['A01', 'A02', 'A03', 'A04', 'A05', 'A06', 'A07', 'A11', 'A12', 'A13', 'A21', 'A22', 'A38', 'A52', 'A53', 'Z99'] as const;
@@ -49,8 +50,22 @@ export interface PatientData {
   addresses: AddressData[];
   birthPlace?: { insee: string; city?: string; country?: string };
   telecoms: TelecomData[];
-  identityStatus?: 'PROV' | 'RECUP' | 'VALI' | 'QUAL';
+  identityStatus?: IdentityStatus;
   deceased?: boolean | string;
+  /**
+   * Set when PID-3 carried an INS that failed its checks: it is not used (`ins` is empty) and
+   * `identityStatus` is PROV; `declaredStatus` is what PID-32 said (FICT/DOUT read as PROV).
+   */
+  insRejected?: { declaredStatus?: IdentityStatus };
+}
+
+export type IdentityStatus = 'PROV' | 'RECUP' | 'VALI' | 'QUAL';
+
+/** A problem that does not stop the message: answered AA with an ERR of severity W. */
+export interface ReadWarning {
+  location: Hl7Location;
+  code: ErrCode;
+  text: string;
 }
 
 export interface DoctorData { rpps?: string; idNatPs: string; family?: string; given?: string; remove: boolean }
@@ -83,6 +98,7 @@ export interface AdtMessage {
   visit?: Cx;
   movement?: MovementRef & { data: MovementData };
   consent: { dmpFeeding?: 'INO' | 'IO'; consult?: 'IC' | 'INC' };
+  warnings: ReadWarning[];
 }
 
 /** Reads the MSH fields the gateway needs (also for ACKs of messages it cannot otherwise parse). */
@@ -110,13 +126,15 @@ export function readAdt(msg: Hl7Message, header: Header): AdtMessage {
     throw new Hl7ContentError({ segment: 'PID' }, '100', 'PID segment missing');
   }
   const iti31 = (ITI31_EVENTS as readonly string[]).includes(event);
+  const warnings: ReadWarning[] = [];
   const out: AdtMessage = {
     header,
     event,
-    patient: readPatient(pid),
+    patient: readPatient(pid, warnings),
     prior: readCxList(msg.getSegment('MRG'), 1, 'MRG'),
     doctor: readDoctor(msg.getAllSegments('ROL')),
     consent: readConsent(msg.getSegment('ZFA')),
+    warnings,
   };
   if ((event === 'A40' || event === 'A47') && out.prior.length === 0) {
     throw new Hl7ContentError({ segment: 'MRG', field: 1 }, '101', `${event} requires the prior patient identifier in MRG-1`);
@@ -133,15 +151,16 @@ export function readAdt(msg: Hl7Message, header: Header): AdtMessage {
   return out;
 }
 
-function readPatient(pid: Hl7Segment): PatientData {
+function readPatient(pid: Hl7Segment, warnings: ReadWarning[]): PatientData {
   const ids = readCxList(pid, 3, 'PID');
   const ipp = ids.find((c) => c.type === 'PI');
   if (!ipp) {
     throw new Hl7ContentError({ segment: 'PID', field: 3 }, '101', 'PID-3 has no IPP (an identifier with CX-5 = PI)');
   }
+  const ins = readIns(ids);
   const p: PatientData = {
     ipp,
-    ins: readIns(ids),
+    ins: ins && 'value' in ins ? ins : undefined,
     names: readNames(pid),
     birthDate: hl7Date(value(pid, 7), { segment: 'PID', field: 7 }),
     gender: readGender(value(pid, 8)),
@@ -152,6 +171,13 @@ function readPatient(pid: Hl7Segment): PatientData {
   reps(pid, 11).forEach((r) => readAddress(r, p));
   const deathDate = hl7DateTime(value(pid, 29), { segment: 'PID', field: 29 });
   p.deceased = deathDate ?? (value(pid, 30) === 'Y' ? true : value(pid, 30) === 'N' ? false : undefined);
+  if (ins && 'warning' in ins) {
+    // INS guide: an INS that fails its checks is not an INS (not stored, never qualified, never used
+    // to find or merge a patient), but the stay is still recorded: the identity becomes provisional.
+    warnings.push(ins.warning);
+    p.insRejected = { declaredStatus: p.identityStatus };
+    p.identityStatus = 'PROV';
+  }
   if ((p.identityStatus === 'QUAL' || p.identityStatus === 'RECUP') && !p.ins) {
     throw new Hl7ContentError({ segment: 'PID', field: 3 }, '101', `Identity status ${p.identityStatus} (PID-32) requires an INS in PID-3`);
   }
@@ -179,31 +205,28 @@ const INS_OIDS: Record<string, 'INS-NIR' | 'INS-NIA'> = {
   '1.2.250.1.213.1.4.10': 'INS-NIR',
   '1.2.250.1.213.1.4.11': 'INS-NIR',
 };
-const NIR = /^[12][0-9]{4}(2[AB]|[0-9]{2})[0-9]{8}$/;
-const NIA = /^[1-8][0-9]{4}(2[AB]|[0-9]{2})[0-9]{8}$/;
 
-function readIns(ids: Cx[]): PatientData['ins'] {
+/**
+ * The INS of PID-3, or why it cannot be used. ERR-3 codes (HL7 table 0357): 103 "table value not
+ * found" for an assigning authority that is not an INS OID (table 0363), 102 "data type error" for a
+ * value whose format or check digits (the key is part of the identifier's format) are wrong.
+ */
+function readIns(ids: Cx[]): NonNullable<PatientData['ins']> | { warning: ReadWarning } | undefined {
   const cx = ids.find((c) => c.type === 'INS' || (c.oid && c.oid in INS_OIDS));
   if (!cx) {
     return undefined;
   }
   const kind = cx.oid ? INS_OIDS[cx.oid] : undefined;
+  const at = (component: number): Hl7Location => ({ segment: 'PID', field: 3, repetition: cx.rep, component });
+  const notUsed = 'the INS is not used and the identity is recorded as provisional (PROV)';
   if (!cx.oid || !kind) {
-    throw new Hl7ContentError({ segment: 'PID', field: 3, repetition: cx.rep, component: 4 }, '103', `INS assigning authority must be an INS OID (1.2.250.1.213.1.4.8, .9, .10 or .11), got "${cx.oid ?? cx.namespace}"`);
+    return { warning: { location: at(4), code: '103', text: `INS assigning authority must be an INS OID (1.2.250.1.213.1.4.8, .9, .10 or .11), got "${cx.oid ?? cx.namespace}": ${notUsed}` } };
   }
-  if (!(kind === 'INS-NIR' ? NIR : NIA).test(cx.value)) {
-    throw new Hl7ContentError({ segment: 'PID', field: 3, repetition: cx.rep, component: 1 }, '102', `${kind} must be 15 characters (13 + key, 2A/2B for Corsica)`);
-  }
-  if (!insKeyValid(cx.value)) {
-    throw new Hl7ContentError({ segment: 'PID', field: 3, repetition: cx.rep, component: 1 }, '102', `${kind} key (last 2 digits) does not match the first 13 characters`);
+  const problem = insProblem(kind, cx.value);
+  if (problem) {
+    return { warning: { location: at(1), code: '102', text: `${problem.reason}: ${notUsed}` } };
   }
   return { value: cx.value, oid: cx.oid, kind };
-}
-
-/** NIR key: 97 − (13 first characters mod 97), Corsica 2A/2B counted as 19/18. */
-export function insKeyValid(nir: string): boolean {
-  const body = nir.slice(0, 13).replace('2A', '19').replace('2B', '18');
-  return 97 - Number(BigInt(body) % 97n) === Number(nir.slice(13));
 }
 
 function readNames(pid: Hl7Segment): NameData[] {
@@ -281,7 +304,7 @@ function readTelecoms(list: Rep[]): TelecomData[] {
 }
 
 /** PID-32: FICT or DOUT force PROV (FR Core identity reliability rules). */
-function readIdentityStatus(codes: string[]): PatientData['identityStatus'] {
+function readIdentityStatus(codes: string[]): IdentityStatus | undefined {
   const set = new Set(codes.map((c) => c.toUpperCase()));
   if (set.has('FICT') || set.has('DOUT')) {
     return 'PROV';

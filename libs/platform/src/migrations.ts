@@ -595,6 +595,15 @@ CREATE INDEX ind_fact_context_idx ON ind_fact (context, code, at) INCLUDE (syste
 ALTER TABLE exchange_delivery ADD COLUMN lease_until timestamptz;
 `,
   },
+  {
+    version: 8,
+    name: 'hl7 ledger: warnings of accepted messages',
+    sql: `
+-- A message accepted with warnings (AA with ERR severity W, e.g. an INS that failed its checks and
+-- was not used): the warnings, so that an operator or an identity reviewer listing messages sees them.
+ALTER TABLE hl7_message ADD COLUMN warning text;
+`,
+  },
 ];
 
 const LOCK_KEY = 7_402_118; // arbitrary, stable: "gateway schema migrations"
