@@ -23,6 +23,7 @@ import {
   events,
   extensionsOf,
   finess,
+  hl7Date,
   ledger,
   mllpClient,
   nir,
@@ -41,6 +42,9 @@ const INS_SYSTEM = `urn:oid:${INS_TEST_OID}`;
 /** The ANS / public PAM-FR samples, read in place next to the repository (see their SOURCES.md). */
 const SAMPLES = join(__dirname, '../../../shared/samples/ans-hl7v2');
 const SAMPLE_A31 = join(SAMPLES, '04_Ben0it-T_hl7v2_README_ADT_A31_PAMFR211.er7');
+// Two public A01 samples from the same sender that both carry MSH-10 3975; the second adds the médecin traitant.
+const SAMPLE_A01 = join(SAMPLES, '01_ansforge_SGL_ADT_A01_admission.er7');
+const SAMPLE_A01_MT = join(SAMPLES, '03_ansforge_PAMFR_ADT_A01_consentement_DMP.er7');
 
 describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
   let gw: TestGateway;
@@ -550,6 +554,51 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
     expect(e2.meta?.versionId).toBe(e1.meta?.versionId);
     const rows = (await ledger(gw, { source: sourceId })).filter((r) => r.controlId === id);
     expect(rows.map((r) => r.status).sort()).toEqual(['duplicate', 'processed']);
+
+    // An engine that restamps MSH-7 on resend still sends the same message.
+    const restamped = message.replace(/^(MSH(?:\|[^|\r]*){5})\|[^|\r]*/, '$1|20991231235959');
+    expect(restamped).not.toBe(message);
+    const third = await sendMllp(gw.mllpPort, restamped);
+    expect(third.toString()).toBe(first.toString());
+    expect((await onePatient(patient.ipp)).meta?.versionId).toBe(p1.meta?.versionId);
+  });
+
+  const reuseNote = existsSync(SAMPLE_A01) && existsSync(SAMPLE_A01_MT) ? '' : ` (SKIPPED: ${SAMPLES} not found; the samples live in ../shared/samples next to the repository)`;
+  (reuseNote ? it.skip : it)(`the public samples 01 and 03 (same sender, both MSH-10 3975) are two messages: the second adds the médecin traitant${reuseNote}`, async () => {
+    const [a01, a01mt] = [SAMPLE_A01, SAMPLE_A01_MT].map((f) => readFileSync(f, 'utf8').trim().replace(/\r?\n/g, '\r'));
+    expect(/^MSH(?:\|[^|]*){8}\|3975\|/.test(a01!) && /^MSH(?:\|[^|]*){8}\|3975\|/.test(a01mt!)).toBe(true);
+    expect(ackCode(await sendMllp(gw.mllpPort, a01!))).toBe('AA');
+    expect(ackCode(await sendMllp(gw.mllpPort, a01mt!))).toBe('AA');
+    const [mt] = await search<Practitioner>(gw, 'Practitioner', { identifier: `${RPPS_SYSTEM}|10000023084` });
+    expect(mt).toBeDefined();
+    const patients = await search<Patient>(gw, 'Patient', { identifier: '000003' });
+    expect(patients).toHaveLength(1);
+    expect(patients[0]!.generalPractitioner?.[0]?.reference).toBe(`Practitioner/${mt!.id}`);
+    const rows = (await ledger(gw, { source: sourceId })).filter((r) => r.controlId === '3975');
+    expect(rows.map((r) => r.status)).toEqual(['processed', 'processed']);
+  });
+
+  it('a reused MSH-10 with other content is a new message: processed, written, and the ledger names the reuse', async () => {
+    const patient = basePatient();
+    const visit = uniqueId('V');
+    const id = controlId('REU');
+    const v = { visitNumber: visit, admitDate: '20250312090000' };
+    const first = await sendMllp(gw.mllpPort, adt('A01', { controlId: id, patient, visit: v, movement: { id: uniqueId('M'), date: '20250312090000' } }));
+    expect(ackCode(first)).toBe('AA');
+    const gpRpps = rpps('1000066666');
+    const second = await sendMllp(
+      gw.mllpPort,
+      adt('A01', { controlId: id, patient, gp: { rpps: gpRpps, family: 'AGNES', given: 'Isabelle' }, visit: v, movement: { id: uniqueId('M'), date: '20250312090000' } }),
+    );
+    expect(ackCode(second)).toBe('AA');
+    expect(second.toString()).not.toBe(first.toString());
+    const [mt] = await search<Practitioner>(gw, 'Practitioner', { identifier: `${RPPS_SYSTEM}|${gpRpps}` });
+    expect((await onePatient(patient.ipp)).generalPractitioner?.[0]?.reference).toBe(`Practitioner/${mt.id}`);
+    const rows = (await ledger(gw, { source: sourceId })).filter((r) => r.controlId === id).sort((a, b) => Number(a.id) - Number(b.id));
+    expect(rows.map((r) => [r.status, r.reuseOf])).toEqual([
+      ['processed', undefined],
+      ['processed', Number(rows[0]!.id)],
+    ]);
   });
 
   it('out-of-order events (A03 before A01, Z99 for an unseen movement) end in the in-order state', async () => {
@@ -678,10 +727,12 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
       const patient = basePatient({ ins, identityStatus: ['VALI', 'QUAL'] });
       const visit = uniqueId('V');
       const gp = { rpps: gpRpps, family: 'DURAND', given: 'Anne' };
-      const v = { visitNumber: visit, patientClass: 'I', admitDate: '20250312090000' };
-      const a01 = await send('A01', { patient, gp, visit: v, movement: { id: uniqueId('M'), date: '20250312090000' } });
+      // Recent dates: an old discharge is stored but not routed (GW_EXCHANGE_MAX_DISCHARGE_AGE).
+      const [admit, discharge] = [3, 1].map((days) => hl7Date(new Date(Date.now() - days * 86_400_000)));
+      const v = { visitNumber: visit, patientClass: 'I', admitDate: admit };
+      const a01 = await send('A01', { patient, gp, visit: v, movement: { id: uniqueId('M'), date: admit } });
       expect(ackCode(a01)).toBe('AA');
-      const a03 = await send('A03', { patient, gp, visit: { ...v, dischargeDate: '20250315110000' }, movement: { id: uniqueId('M'), date: '20250315110000' }, pmsi: { exitMode: '8' } });
+      const a03 = await send('A03', { patient, gp, visit: { ...v, dischargeDate: discharge }, movement: { id: uniqueId('M'), date: discharge }, pmsi: { exitMode: '8' } });
       expect(ackCode(a03)).toBe('AA');
       expect(errs(a03)).toEqual([expect.objectContaining({ location: 'PID^1^3^2^1', code: '102', severity: 'W' })]);
 

@@ -59,7 +59,7 @@ export class Hl7AdminController {
       throw new GatewayError('invalid', { text: 'source must be a source id (GET /admin/hl7/sources)' });
     }
     const res = await this.core.db.pool.query(
-      `SELECT id, received_at, transport, source_key, source_id, control_id, event, status, ack_code, error, warning, resources, duplicate_of, attempts, processed_at
+      `SELECT id, received_at, transport, source_key, source_id, control_id, event, status, ack_code, error, warning, resources, duplicate_of, reuse_of, attempts, processed_at
        FROM hl7_message WHERE ($1::text IS NULL OR status = $1) AND ($2::uuid IS NULL OR source_id = $2::uuid) AND ($3::bigint IS NULL OR id < $3)
          AND ($5::boolean IS NULL OR (warning IS NOT NULL) = $5)
        ORDER BY id DESC LIMIT $4`,
@@ -141,6 +141,8 @@ function toMessage(r: Record<string, unknown>): Record<string, unknown> {
     warning: r.warning ?? undefined,
     resources: r.resources,
     duplicateOf: r.duplicate_of ? Number(r.duplicate_of) : undefined,
+    // An earlier message from the same source with this MSH-10 and other content (the sender reused the id).
+    reuseOf: r.reuse_of ? Number(r.reuse_of) : undefined,
     attempts: r.attempts,
     processedAt: r.processed_at ? (r.processed_at as Date).toISOString() : null,
   };

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import iconv from 'iconv-lite';
 import { Hl7Message } from '@medplum/core';
 import type { Hl7Segment } from '@medplum/core';
@@ -210,4 +211,22 @@ function parisOffset(wallAsUtc: number): string {
   const sign = minutes < 0 ? '-' : '+';
   const abs = Math.abs(minutes);
   return `${sign}${String(Math.floor(abs / 60)).padStart(2, '0')}:${String(abs % 60).padStart(2, '0')}`;
+}
+
+/**
+ * What makes two messages "the same message" for replay detection: SHA-256 of the segments with
+ * MSH-7 (date/time of message, which an engine may restamp on resend) blanked and segment
+ * terminators normalised. Bytes are read as latin1 so any charset hashes as sent.
+ */
+export function contentDigest(raw: Buffer): string {
+  const segments = raw.toString('latin1').split(/\r\n|\r|\n/).filter((s) => s.length > 0);
+  const msh = segments[0];
+  if (msh?.startsWith('MSH') && msh.length > 3) {
+    const fields = msh.split(msh[3]!);
+    if (fields.length > 6) {
+      fields[6] = '';
+    }
+    segments[0] = fields.join(msh[3]!);
+  }
+  return createHash('sha256').update(segments.join('\r'), 'latin1').digest('hex');
 }

@@ -4,7 +4,7 @@ import { RELIABILITY_EXTENSION, nirKey } from '@gw/fhir';
 import { buildAck } from './ack';
 import { buildPatient, foldStay } from './fhir-mapping';
 import type { StoredMovement } from './fhir-mapping';
-import { Hl7ContentError, decodeMessage, hl7DateTime, parseEr7, unescapeHl7 } from './hl7-text';
+import { Hl7ContentError, contentDigest, decodeMessage, hl7DateTime, parseEr7, unescapeHl7 } from './hl7-text';
 import { readAdt, readHeader } from './pam-fr';
 import type { AdtMessage } from './pam-fr';
 import { peekTarget } from './ingest-service';
@@ -175,5 +175,21 @@ describe('foldStay', () => {
     expect(foldStay([{ ...admit, cancelled: true }]).status).toBe('cancelled');
     expect(foldStay([m('0', 'A05', '2024-03-05T08:00:00+01:00')]).status).toBe('planned');
     expect(foldStay([admit, m('4', 'A21', '2024-03-07T08:00:00+01:00')]).status).toBe('onleave');
+  });
+});
+
+describe('content digest (replay detection)', () => {
+  const msg = 'MSH|^~\\&|GAM|CHU-X|DPI|CHU-X|20261120101500||ADT^A01^ADT_A01|MSG1|P|2.5\rPID|1||123^^^CHU-X^PI\r';
+
+  it('ignores MSH-7 and the segment terminator style', () => {
+    const d = contentDigest(Buffer.from(msg));
+    expect(contentDigest(Buffer.from(msg.replace('20261120101500', '20261121000000')))).toBe(d);
+    expect(contentDigest(Buffer.from(msg.replace(/\r/g, '\r\n')))).toBe(d);
+  });
+
+  it('differs when anything else differs, MSH-10 included', () => {
+    const d = contentDigest(Buffer.from(msg));
+    expect(contentDigest(Buffer.from(msg.replace('123^', '124^')))).not.toBe(d);
+    expect(contentDigest(Buffer.from(msg.replace('|P|', '|T|')))).not.toBe(d);
   });
 });

@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
 import type { Organization } from '@medplum/fhirtypes';
 import { GatewayError } from '@gw/platform';
@@ -9,7 +9,7 @@ import { buildAck } from './ack';
 import type { AckCode, AckError, AckTarget } from './ack';
 import { AdtWriter } from './adt-apply';
 import { GW } from './fhir-mapping';
-import { Hl7ContentError, decodeMessage, describeLocation, encodeText, parseEr7, peekHeader } from './hl7-text';
+import { Hl7ContentError, contentDigest, decodeMessage, describeLocation, encodeText, parseEr7, peekHeader } from './hl7-text';
 import type { Charset } from './hl7-text';
 import { ITI30_EVENTS, ITI31_EVENTS, readAdt, readHeader } from './pam-fr';
 import { SourceRegistry, sourceKey } from './sources';
@@ -115,17 +115,19 @@ export class Hl7IngestService {
       return this.reject(raw, ctx, target, undefined, { location: { segment: 'MSH', field: 3 }, code: '207', text: (err as Error).message });
     }
     // No duplicate check up front (a query per message): a replay conflicts on the ledger's unique
-    // (source, MSH-10) when it is recorded, its transaction rolls back, and it gets the original ACK.
+    // (source, MSH-10, content digest) when it is recorded, its transaction rolls back, and it gets
+    // the original ACK. The same MSH-10 with other content is a new message (senders reuse ids).
+    const digest = contentDigest(raw);
     try {
       // A processed message is recorded in the transaction of its resources (one commit, and the
       // ledger never disagrees with the store); other outcomes wrote nothing and are recorded after.
-      const outcome = await this.run(raw, source, target, (o) => ledgerInsert(raw, ctx.transport, source, app, facility, target.controlId, o));
+      const outcome = await this.run(raw, source, target, (o) => ledgerInsert(raw, digest, ctx.transport, source, app, facility, target.controlId, o));
       const id = outcome.ledgerId ?? (await this.record(raw, ctx, source, app, facility, target.controlId, outcome));
       return { ack: encodeText(outcome.ack, outcome.charset), charset: outcome.charset, ackCode: outcome.ackCode, status: outcome.status, messageId: id };
     } catch (err) {
       if (err instanceof DuplicateMessage) {
         // A concurrent copy of this message won the race: answer what it was answered.
-        const first = await this.findProcessed(sourceKey(app, facility), target.controlId);
+        const first = await this.findProcessed(sourceKey(app, facility), target.controlId, digest, raw);
         if (first) {
           return this.duplicate(raw, ctx, app, facility, source, target, first);
         }
@@ -272,10 +274,12 @@ export class Hl7IngestService {
     });
   }
 
-  private async findProcessed(key: string, controlId: string): Promise<{ id: number; ack: string; ackCode: AckCode; charset: Charset } | undefined> {
+  /** The message this one replays: same source, MSH-10 and content (a row recorded before digests: same bytes). */
+  private async findProcessed(key: string, controlId: string, digest: string, raw: Buffer): Promise<{ id: number; ack: string; ackCode: AckCode; charset: Charset } | undefined> {
     const res = await this.pool.query(
-      `SELECT id, ack, ack_code, charset FROM hl7_message WHERE source_key = $1 AND control_id = $2 AND status IN ${LEDGER_STATUSES}`,
-      [key, controlId],
+      `SELECT id, ack, ack_code, charset FROM hl7_message WHERE source_key = $1 AND control_id = $2 AND status IN ${LEDGER_STATUSES}
+          AND (content_digest = $3 OR (content_digest IS NULL AND sha256(raw) = $4))`,
+      [key, controlId, digest, createHash('sha256').update(raw).digest()],
     );
     const r = res.rows[0];
     return r ? { id: Number(r.id), ack: String(r.ack), ackCode: r.ack_code as AckCode, charset: r.charset as Charset } : undefined;
@@ -283,8 +287,8 @@ export class Hl7IngestService {
 
   private async duplicate(raw: Buffer, ctx: ReceiveContext, app: string, facility: string, source: Hl7Source, target: AckTarget, first: { id: number; ack: string; ackCode: AckCode; charset: Charset }): Promise<ReceiveResult> {
     const res = await this.pool.query(
-      `INSERT INTO hl7_message (transport, source_key, source_id, control_id, event, status, raw, charset, ack, ack_code, duplicate_of, processed_at)
-       SELECT $1, $2, $3, $4, event, 'duplicate', $5, charset, ack, ack_code, id, now() FROM hl7_message WHERE id = $6 RETURNING id`,
+      `INSERT INTO hl7_message (transport, source_key, source_id, control_id, event, status, raw, charset, ack, ack_code, duplicate_of, content_digest, processed_at)
+       SELECT $1, $2, $3, $4, event, 'duplicate', $5, charset, ack, ack_code, id, content_digest, now() FROM hl7_message WHERE id = $6 RETURNING id`,
       [ctx.transport, sourceKey(app, facility), source.id, target.controlId, raw, first.id],
     );
     return { ack: encodeText(first.ack, first.charset ?? 'UTF-8'), charset: first.charset ?? 'UTF-8', ackCode: first.ackCode, status: 'duplicate', messageId: Number(res.rows[0]?.id) };
@@ -299,7 +303,7 @@ export class Hl7IngestService {
 
   /** Records an outcome that wrote nothing; a processed/error/ignored row is unique per (source, MSH-10). */
   private async record(raw: Buffer, ctx: ReceiveContext, source: Hl7Source | undefined, app: string, facility: string, controlId: string, o: Outcome): Promise<number> {
-    const rows = (await persistVersions(this.pool, [], ledgerInsert(raw, ctx.transport, source, app, facility, controlId, o))) as { id: string }[];
+    const rows = (await persistVersions(this.pool, [], ledgerInsert(raw, contentDigest(raw), ctx.transport, source, app, facility, controlId, o))) as { id: string }[];
     if (rows.length === 0) {
       throw new DuplicateMessage();
     }
@@ -307,14 +311,29 @@ export class Hl7IngestService {
   }
 }
 
-function ledgerInsert(raw: Buffer, transport: string, source: Hl7Source | undefined, app: string, facility: string, controlId: string, o: Outcome): ExtraStatement {
-  return (bind) => ({
-    ctes: [`ledger AS (INSERT INTO hl7_message (transport, source_key, source_id, control_id, event, status, raw, charset, ack, ack_code, error, warning, resources, processed_at)
-      VALUES (${bind(transport)}, ${bind(sourceKey(app, facility))}, ${bind(source?.id ?? null)}::uuid, ${bind(controlId)}, ${bind(o.event ?? null)}, ${bind(o.status)},
-        ${bind(raw)}::bytea, ${bind(o.charset)}, ${bind(o.ack)}, ${bind(o.ackCode)}, ${bind(o.error ?? null)}, ${bind(o.warning ?? null)}, ${bind(o.resources)}::text[], now())
-      ON CONFLICT (source_key, control_id) WHERE status IN ${LEDGER_STATUSES} DO NOTHING RETURNING id)`],
-    select: 'SELECT id FROM ledger',
-  });
+/**
+ * Records a message in the ledger, unless it replays one already recorded (same source, MSH-10 and
+ * content; a row from before content digests: the same bytes): then no row comes back. An earlier
+ * message with the same MSH-10 and other content is named in reuse_of.
+ */
+function ledgerInsert(raw: Buffer, digest: string, transport: string, source: Hl7Source | undefined, app: string, facility: string, controlId: string, o: Outcome): ExtraStatement {
+  return (bind) => {
+    const key = bind(sourceKey(app, facility));
+    const control = bind(controlId);
+    const bytes = `${bind(raw)}::bytea`;
+    const rawSha = `${bind(createHash('sha256').update(raw).digest())}::bytea`;
+    const same = `source_key = ${key} AND control_id = ${control} AND status IN ${LEDGER_STATUSES}`;
+    return {
+      ctes: [`ledger AS (INSERT INTO hl7_message (transport, source_key, source_id, control_id, event, status, raw, charset, ack, ack_code, error, warning, resources,
+          content_digest, reuse_of, processed_at)
+        SELECT ${bind(transport)}, ${key}, ${bind(source?.id ?? null)}::uuid, ${control}, ${bind(o.event ?? null)}, ${bind(o.status)},
+          ${bytes}, ${bind(o.charset)}, ${bind(o.ack)}, ${bind(o.ackCode)}, ${bind(o.error ?? null)}, ${bind(o.warning ?? null)}, ${bind(o.resources)}::text[],
+          ${bind(digest)}, (SELECT max(id) FROM hl7_message WHERE ${same}), now()
+        WHERE NOT EXISTS (SELECT 1 FROM hl7_message WHERE ${same} AND content_digest IS NULL AND sha256(raw) = ${rawSha})
+        ON CONFLICT (source_key, control_id, content_digest) WHERE status IN ${LEDGER_STATUSES} DO NOTHING RETURNING id)`],
+      select: 'SELECT id FROM ledger',
+    };
+  };
 }
 
 function ledgerUpdate(id: number, o: Outcome, sourceId: string): ExtraStatement {

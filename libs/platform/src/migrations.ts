@@ -604,6 +604,19 @@ ALTER TABLE exchange_delivery ADD COLUMN lease_until timestamptz;
 ALTER TABLE hl7_message ADD COLUMN warning text;
 `,
   },
+  {
+    version: 9,
+    name: 'hl7 ledger: a replay is the same source, MSH-10 and content',
+    sql: `
+-- Senders reuse control ids (counters reset, test systems): a message is a replay only when its
+-- content is the same too (SHA-256 without MSH-7). Rows recorded before this have no digest and
+-- match a replay on their exact bytes. reuse_of: the earlier message whose MSH-10 this one reused.
+ALTER TABLE hl7_message ADD COLUMN content_digest text, ADD COLUMN reuse_of bigint;
+DROP INDEX hl7_message_control_idx;
+CREATE UNIQUE INDEX hl7_message_control_idx ON hl7_message (source_key, control_id, content_digest)
+  WHERE status IN ('processed', 'error', 'ignored');
+`,
+  },
 ];
 
 const LOCK_KEY = 7_402_118; // arbitrary, stable: "gateway schema migrations"
