@@ -20,6 +20,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool } from 'pg';
 import { createLogger, migrate } from '@gw/platform';
+import { MIGRATIONS } from '../../apps/gateway/src/core';
 import { ProfileRegistry, SearchParamRegistry, loadFhirDefinitions } from '@gw/fhir';
 import { AuditLog, FhirRepository, OrganizationAccessPolicy } from '@gw/store';
 import { IndicatorsService, TerritoryGenerator, TerritoryLoader } from '@gw/indicators';
@@ -89,7 +90,7 @@ async function main(): Promise<void> {
       await admin.end();
       const url = pg.url.replace(/\/[^/]*$/, `/${dbName}`);
       const pool = new Pool({ connectionString: url, max: 8 });
-      await migrate(pool);
+      await migrate(pool, MIGRATIONS);
       const repo = new FhirRepository(pool, new SearchParamRegistry(), new OrganizationAccessPolicy(), profiles);
       const generator = new TerritoryGenerator({ seed: Number(values.seed), patients, asOf });
       const started = Date.now();
@@ -124,7 +125,7 @@ async function main(): Promise<void> {
       await admin.end();
       const pool = new Pool({ connectionString: pg.url.replace(/\/[^/]*$/, `/${dbName}`), max: 8 });
       if (kept) {
-        await migrate(pool);
+        await migrate(pool, MIGRATIONS);
       } else {
         await replicateProjection(pool, factor);
       }

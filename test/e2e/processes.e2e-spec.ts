@@ -2,8 +2,8 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'pg';
-import { ClientRegistry, createLogger, migrate, QueueService } from '@gw/platform';
-import { createTestDatabase } from '../support/database';
+import { ClientRegistry, createLogger, QueueService } from '@gw/platform';
+import { createTestDatabase, migrateAll } from '../support/database';
 import { freePort } from '../support/ports';
 import { GATEWAY_CLI, GATEWAY_MAIN, WORKER_MAIN, killAll, run } from '../support/process';
 
@@ -101,7 +101,7 @@ describe('apps/worker out of process', () => {
   it('runs the housekeeping job enqueued by another process', async () => {
     const databaseUrl = await createTestDatabase('w');
     const pool = new Pool({ connectionString: databaseUrl });
-    await migrate(pool);
+    await migrateAll(pool);
     await pool.query(`INSERT INTO audit_event (recorded, client_id, interaction, outcome) VALUES (now() - interval '400 days', 'c', 'read', 200)`);
     const worker = run(WORKER_MAIN, { GW_DATABASE_URL: databaseUrl, GW_WORKER_QUEUES: 'housekeeping', GW_LOG_LEVEL: 'info' });
     const producer = new QueueService({ databaseUrl, logger: createLogger('silent') });

@@ -1,5 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
+import type { Pool } from 'pg';
+import { migrate } from '@gw/platform';
+import { MIGRATIONS } from '../../apps/gateway/src/core';
 
 /** Creates a fresh database in the test server; returns its URL. */
 export async function createTestDatabase(prefix = 'gw'): Promise<string> {
@@ -18,4 +21,9 @@ export async function createTestDatabase(prefix = 'gw'): Promise<string> {
   const url = new URL(serverUrl);
   url.pathname = `/${name}`;
   return url.toString();
+}
+
+/** Applies the gateway's whole schema (every feature's migrations) to a test database. */
+export async function migrateAll(pool: Pool): Promise<number[]> {
+  return migrate(pool, MIGRATIONS);
 }

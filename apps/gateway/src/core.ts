@@ -1,29 +1,47 @@
 import { join, resolve } from 'node:path';
 import {
   ClientRegistry,
+  PLATFORM_MIGRATIONS,
   QueueService,
   TokenService,
   baseUrl,
   migrate,
   openDatabase,
 } from '@gw/platform';
-import type { DatabaseHandle, GatewayConfig, Logger } from '@gw/platform';
+import type { DatabaseHandle, GatewayConfig, Logger, Migration } from '@gw/platform';
 import { ProfileRegistry, SearchParamRegistry, buildCapabilityStatement, loadFhirDefinitions } from '@gw/fhir';
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 import {
   AuditLog,
+  BULK_EXPORT_MIGRATIONS,
   BulkExportService,
+  EVENT_MIGRATIONS,
+  STORE_MIGRATIONS,
   FhirRepository,
   FhirService,
   OrganizationAccessPolicy,
   registerHousekeepingJobs,
   scheduleHousekeeping,
 } from '@gw/store';
-import { Hl7IngestService } from '@gw/ingest';
-import { ExchangeService, MhdRecipient, workerConcurrency } from '@gw/exchange';
-import { IndicatorsService } from '@gw/indicators';
+import { Hl7IngestService, INGEST_MIGRATIONS } from '@gw/ingest';
+import { EXCHANGE_MIGRATIONS, ExchangeService, MhdRecipient, workerConcurrency } from '@gw/exchange';
+import { INDICATOR_MIGRATIONS, IndicatorsService } from '@gw/indicators';
 
 export const VERSION = '0.1.0';
+
+/**
+ * The gateway's schema: each feature's migrations (a feature owns its tables). Parts of one version
+ * from several features are applied in this order.
+ */
+export const MIGRATIONS: readonly Migration[] = [
+  ...PLATFORM_MIGRATIONS,
+  ...STORE_MIGRATIONS,
+  ...EVENT_MIGRATIONS,
+  ...INGEST_MIGRATIONS,
+  ...EXCHANGE_MIGRATIONS,
+  ...INDICATOR_MIGRATIONS,
+  ...BULK_EXPORT_MIGRATIONS,
+];
 
 /** Everything the gateway is made of, built once at boot (also used by tests and the CLI). */
 export interface GatewayCore {
@@ -57,7 +75,7 @@ export interface GatewayCore {
 export async function createCore(config: GatewayConfig, logger: Logger, opts: { port?: number; workers?: boolean; role?: 'owner' | 'client' } = {}): Promise<GatewayCore> {
   const db = await openDatabase(config, logger, opts.role ?? 'owner');
   try {
-    const applied = await migrate(db.pool);
+    const applied = await migrate(db.pool, MIGRATIONS);
     if (applied.length > 0) {
       logger.info({ migrations: applied }, 'schema migrations applied');
     }

@@ -1,5 +1,6 @@
 import { join, resolve } from 'node:path';
 import { ConfigError, QueueService, createLogger, loadConfig, migrate, openDatabase } from '@gw/platform';
+import { MIGRATIONS } from '../../gateway/src/core';
 import { ProfileRegistry, SearchParamRegistry, loadFhirDefinitions } from '@gw/fhir';
 import { AuditLog, BulkExportService, FhirRepository, OrganizationAccessPolicy, registerHousekeepingJobs } from '@gw/store';
 import { ExchangeService, workerConcurrency } from '@gw/exchange';
@@ -17,7 +18,7 @@ async function main(): Promise<void> {
   }
   const logger = createLogger(config.GW_LOG_LEVEL).child({ process: 'worker' });
   const db = await openDatabase(config, logger);
-  await migrate(db.pool);
+  await migrate(db.pool, MIGRATIONS);
   loadFhirDefinitions();
   const profiles = ProfileRegistry.fromDirectory(resolve(config.GW_PROFILES_DIR));
   const policy = new OrganizationAccessPolicy();

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Pool } from 'pg';
-import { migrate } from '@gw/platform';
-import { createTestDatabase } from '../../../test/support/database';
+import { createTestDatabase, migrateAll } from '../../../test/support/database';
 import { DeliveryStore } from './delivery.store';
 
 describe('DeliveryStore outcome (PostgreSQL)', () => {
@@ -11,7 +10,7 @@ describe('DeliveryStore outcome (PostgreSQL)', () => {
 
   beforeAll(async () => {
     pool = new Pool({ connectionString: await createTestDatabase('dlv') });
-    await migrate(pool);
+    await migrateAll(pool);
     store = new DeliveryStore(pool);
     const ev = await pool.query<{ id: string }>(`INSERT INTO domain_event (type, resource, version_id) VALUES ('encounter.discharged', 'Encounter/e1', 1) RETURNING id::text`);
     eventId = ev.rows[0]!.id;

@@ -20,3 +20,4 @@ export {
   TERRITORY_COMMUNE_EXTENSION,
 } from './exchange.codes';
 export type { DocumentAuthor, DocumentPatient, ExchangeDocument, Submission } from './document.model';
+export { EXCHANGE_MIGRATIONS } from './schema';

@@ -21,6 +21,11 @@ export const TERRITORY_COMMUNE_EXTENSION = `${GW}/fhir/StructureDefinition/terri
 export const ORGANIZATION_TYPE_SYSTEM = `${GW}/fhir/CodeSystem/organization-type`;
 /** Practitioner tag: a fictitious MT number assigned by the caisse (`fictitious`). */
 export const PRACTITIONER_FLAG_SYSTEM = `${GW}/fhir/CodeSystem/practitioner-flag`;
+/**
+ * Encounter.class codes (v3 ActCode) of a hospital stay: an Encounter of one of these classes (or
+ * with a `hospitalization`) that becomes finished is a discharge, routed to primary care.
+ */
+export const HOSPITAL_STAY_CLASSES = ['IMP', 'ACUTE', 'NONAC', 'SS', 'EMER', 'OBSENC', 'PRENC'] as const;
 /** Task.code of the exchange layer: `discharge-follow-up`, `find-mt`. */
 export const TASK_CODE_SYSTEM = `${GW}/fhir/CodeSystem/exchange-task`;
 

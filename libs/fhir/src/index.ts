@@ -36,4 +36,5 @@ export {
   COMMUNE_CODES,
   DISCHARGE_DISPOSITION,
   SIRENE,
+  HOSPITAL_STAY_CLASSES,
 } from './fr-core';

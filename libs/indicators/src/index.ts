@@ -14,3 +14,4 @@ export type { TerritoryOptions } from './territory/generator';
 export { TerritoryLoader } from './territory/loader';
 export type { LoadProgress, LoadSummary, TerritoryLoaderOptions } from './territory/loader';
 export type { PersonFacts, PersonRecords } from './territory/person';
+export { INDICATOR_MIGRATIONS } from './schema';

@@ -1,6 +1,5 @@
 import { Pool } from 'pg';
-import { migrate } from '@gw/platform';
-import { createTestDatabase } from '../../../test/support/database';
+import { createTestDatabase, migrateAll } from '../../../test/support/database';
 
 /**
  * Each clinical fact carries the person key of its patient record (migration 6): kept whichever is
@@ -11,7 +10,7 @@ describe('indicator projection: the person of each fact (PostgreSQL)', () => {
 
   beforeAll(async () => {
     pool = new Pool({ connectionString: await createTestDatabase('proj') });
-    await migrate(pool);
+    await migrateAll(pool);
   });
   afterAll(async () => pool.end());
 

@@ -12,3 +12,4 @@ export { readAdt, readHeader } from './pam-fr';
 export type { AdtMessage } from './pam-fr';
 export { foldStay, buildEncounter, buildPatient } from './fhir-mapping';
 export type { Stay, StoredMovement } from './fhir-mapping';
+export { INGEST_MIGRATIONS } from './schema';

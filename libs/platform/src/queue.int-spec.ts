@@ -1,7 +1,7 @@
 import { Pool } from 'pg';
-import { createLogger, migrate, QueueService } from '@gw/platform';
+import { createLogger, QueueService } from '@gw/platform';
 import { registerHousekeepingJobs } from '@gw/store';
-import { createTestDatabase } from '../../../test/support/database';
+import { createTestDatabase, migrateAll } from '../../../test/support/database';
 import { startRedis } from '../../../test/support/redis';
 
 type Backend = 'postgres' | 'redis';
@@ -29,7 +29,7 @@ describe.each<Backend>(['postgres', 'redis'])('job queue on the %s backend', (ba
   beforeAll(async () => {
     databaseUrl = await createTestDatabase('q');
     pool = new Pool({ connectionString: databaseUrl });
-    await migrate(pool);
+    await migrateAll(pool);
     if (backend === 'redis') {
       redis = await startRedis();
     }

@@ -13,3 +13,6 @@ export { BulkExportService } from './bulk-export.service';
 export type { BulkExportOptions, ExportStatus } from './bulk-export.service';
 export type { RawExportParams } from './bulk-export.params';
 export { GROUP_EXPORT_TYPES, PATIENT_COMPARTMENT, activePatientMembers } from './patient-compartment';
+export { STORE_MIGRATIONS } from './schema';
+export { EVENT_MIGRATIONS } from './events.schema';
+export { BULK_EXPORT_MIGRATIONS } from './bulk-export.schema';

@@ -1,6 +1,5 @@
 import { Pool } from 'pg';
-import { migrate } from '@gw/platform';
-import { createTestDatabase } from '../../../test/support/database';
+import { createTestDatabase, migrateAll } from '../../../test/support/database';
 import type { NewVersion } from './persist';
 import { WriteBatcher } from './write-batcher';
 
@@ -24,7 +23,7 @@ describe('WriteBatcher (group commit of single creates)', () => {
   let pool: Pool;
   beforeAll(async () => {
     pool = new Pool({ connectionString: await createTestDatabase('wb'), max: 8 });
-    await migrate(pool);
+    await migrateAll(pool);
   });
   afterAll(async () => pool.end());
 
