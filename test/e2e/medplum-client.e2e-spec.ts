@@ -14,7 +14,7 @@ describe('MedplumClient (client credentials) against the gateway', () => {
   const tokenCalls: { authorization: boolean; secretInBody: boolean }[] = [];
 
   /** Global fetch, recording what each token request carried. */
-  const recordingFetch = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+  const recordingFetch = async (input: Parameters<typeof fetch>[0], init?: RequestInit): Promise<Response> => {
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
     if (url.endsWith('/oauth2/token')) {
       const headers = new Headers(init?.headers);
