@@ -3,11 +3,11 @@ import type { PoolClient } from 'pg';
 import { GatewayError, scopeAllows } from '@gw/platform';
 import type { Logger } from '@gw/platform';
 import type { ScopeAction } from '@gw/platform';
-import { isKnownR4ResourceType, isServedResourceType, parseSearchRequest } from '@gw/fhir';
+import { SERVED_RESOURCE_TYPES, dateRange, isKnownR4ResourceType, isServedResourceType, parseSearchRequest } from '@gw/fhir';
 import type { SearchRequest } from '@gw/fhir';
 import type { Principal } from './access';
 import type { AuditLog } from './audit';
-import type { FhirRepository, SearchResult, StoredResource, WriteContext } from './repository';
+import type { FhirRepository, HistoryQuery, SearchResult, StoredResource, WriteContext } from './repository';
 import { BundleProcessor } from './bundle';
 
 /** A FHIR interaction, whether it came over HTTP or inside a Bundle entry. */
@@ -73,6 +73,9 @@ export class FhirService {
       return answered ?? this.bundles.process(p, req, ctx);
     }
     const [type, id, op, vid] = segments;
+    if (type === '_history' && segments.length === 1 && method === 'GET') {
+      return this.history(p, undefined, undefined, req, requestId);
+    }
     checkType(type);
     if (id === '_search' && method === 'POST') {
       return this.search(p, type, req, requestId, tx);
@@ -205,20 +208,37 @@ export class FhirService {
     return `${JSON.stringify(head).slice(0, -1)},"entry":[${entries.join(',')}]}`;
   }
 
-  private async history(p: Principal, type: string, id: string | undefined, req: FhirRequest, requestId?: string): Promise<FhirResponse> {
-    requireScope(p, type, id ? 'r' : 's');
-    const count = Math.min(Number(findParam(req.query, '_count') ?? this.options.defaultCount) || this.options.defaultCount, this.options.maxCount);
-    const since = findParam(req.query, '_since');
-    const versions = await this.repo.history(p, type, id, count, since);
+  /** History of an instance, a type or the whole system (type undefined), paged with _count/_offset. */
+  private async history(p: Principal, type: string | undefined, id: string | undefined, req: FhirRequest, requestId?: string): Promise<FhirResponse> {
+    let types: string[] | undefined;
+    if (type) {
+      requireScope(p, type, id ? 'r' : 's');
+    } else {
+      types = SERVED_RESOURCE_TYPES.filter((t) => scopeAllows(p.scopes, t, 's'));
+      if (types.length === 0) {
+        throw new GatewayError('forbidden', { text: 'The token\'s scopes allow no resource type to be listed' });
+      }
+    }
+    const q = parseHistoryParams(req.query, this.options);
+    const { versions, total } = await this.repo.history(p, { type, id, types, ...q });
     this.record(p, 'history', type, versions, 200, requestId);
     const base = `${this.options.baseUrl}/fhir`;
+    const url = [base, type, id, '_history'].filter(Boolean).join('/');
+    const pairs = req.query.filter(([k]) => k === '_since' || k === '_at');
+    const links = [{ relation: 'self', url: pageUrl(url, pairs, q.offset, q.count) }];
+    if (q.count > 0 && q.offset + q.count < total) {
+      links.push({ relation: 'next', url: pageUrl(url, pairs, q.offset + q.count, q.count) });
+    }
+    if (q.offset > 0 && q.count > 0) {
+      links.push({ relation: 'previous', url: pageUrl(url, pairs, Math.max(0, q.offset - q.count), q.count) });
+    }
     const entries = versions.map((v) => {
       const request = v.deleted ? { method: 'DELETE', url: `${v.resourceType}/${v.id}` } : { method: v.versionId === 1 ? 'POST' : 'PUT', url: v.versionId === 1 ? v.resourceType : `${v.resourceType}/${v.id}` };
       const response = { status: v.deleted ? '204' : v.versionId === 1 ? '201' : '200', etag: `W/"${v.versionId}"`, lastModified: v.lastUpdated };
       const resource = v.json ? `"resource":${v.json},` : '';
       return `{"fullUrl":"${base}/${v.resourceType}/${v.id}",${resource}"request":${JSON.stringify(request)},"response":${JSON.stringify(response)}}`;
     });
-    return { status: 200, body: `{"resourceType":"Bundle","type":"history","total":${versions.length},"entry":[${entries.join(',')}]}` };
+    return { status: 200, body: `{"resourceType":"Bundle","type":"history","total":${total},"link":${JSON.stringify(links)},"entry":[${entries.join(',')}]}` };
   }
 
   private async vread(p: Principal, type: string, id: string, vid: string, requestId?: string): Promise<FhirResponse> {
@@ -228,7 +248,7 @@ export class FhirService {
     return resourceResponse(stored, 200);
   }
 
-  record(p: Principal, interaction: string, type: string, touched: { resourceType: string; id: string }[], outcome: number, requestId?: string): void {
+  record(p: Principal, interaction: string, type: string | undefined, touched: { resourceType: string; id: string }[], outcome: number, requestId?: string): void {
     this.audit.record({
       clientId: p.clientId,
       organization: p.organization,
@@ -301,6 +321,32 @@ function pageUrl(url: string, pairs: [string, string][], offset: number, count: 
 
 function findParam(pairs: [string, string][], key: string): string | undefined {
   return pairs.find(([k]) => k === key)?.[1];
+}
+
+/** `_count`, `_offset`, `_since` (an instant) and `_at` (a date, its precision giving the period) of a history request. */
+function parseHistoryParams(pairs: [string, string][], limits: { defaultCount: number; maxCount: number }): Pick<HistoryQuery, 'count' | 'offset' | 'since' | 'at'> {
+  const int = (key: string, fallback: number): number => {
+    const v = findParam(pairs, key);
+    if (v === undefined || v === '') {
+      return fallback;
+    }
+    if (!/^\d+$/.test(v)) {
+      throw new GatewayError('invalid', { text: `${key} must be a non-negative integer, not "${v}"`, expression: key });
+    }
+    return Number(v);
+  };
+  const date = (key: string): { low: string; high: string } | undefined => {
+    const v = findParam(pairs, key);
+    if (v === undefined || v === '') {
+      return undefined;
+    }
+    const range = dateRange(v);
+    if (!range) {
+      throw new GatewayError('invalid', { text: `${key} must be a FHIR instant or date, not "${v}"`, expression: key });
+    }
+    return range;
+  };
+  return { count: Math.min(int('_count', limits.defaultCount), limits.maxCount), offset: int('_offset', 0), since: date('_since')?.low, at: date('_at') };
 }
 
 function formPairs(body: unknown): [string, string][] {
