@@ -97,6 +97,28 @@ describe('FHIR REST interactions through a real FHIR client', () => {
     expect(second.meta?.versionId).toBe('2');
   });
 
+  it('creates no new version for an update identical to the current version: 200 with it, history unchanged', async () => {
+    const created = (await fhir.create({ resourceType: 'Patient', body: patient('180027511204599', 'Same') })) as Patient;
+    const id = created.id as string;
+    // Same content, other key order, stale meta: still the same resource.
+    const body = { birthDate: created.birthDate, ...created, meta: { versionId: '7', lastUpdated: '2001-01-01T00:00:00Z', tag: created.meta?.tag, source: created.meta?.source } };
+    const res = await fetch(`${gw.fhirUrl}/Patient/${id}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json' },
+      body: JSON.stringify(body),
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('etag')).toBe('W/"1"');
+    const same = (await res.json()) as Patient;
+    expect(same.meta?.versionId).toBe('1');
+    expect(same.meta?.lastUpdated).toBe(created.meta?.lastUpdated);
+    const history = (await fhir.history({ resourceType: 'Patient', id })) as unknown as Bundle;
+    expect(history.total).toBe(1);
+    // A real change still makes a version.
+    const changed = (await fhir.update({ resourceType: 'Patient', id, body: { ...created, gender: 'other' } as FhirResource })) as Patient;
+    expect(changed.meta?.versionId).toBe('2');
+  });
+
   it('lists type history newest first', async () => {
     const history = (await fhir.history({ resourceType: 'Patient' })) as unknown as Bundle;
     expect(history.entry?.length).toBeGreaterThan(3);

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Pool, PoolClient } from 'pg';
+import { deepEquals } from '@medplum/core';
 import type { Meta, Resource } from '@medplum/fhirtypes';
 import { GatewayError } from '@gw/platform';
 import { validateForWrite } from '@gw/fhir';
@@ -176,6 +177,10 @@ export class FhirRepository {
       }
       const owner = existing?.ownerOrg ?? this.policy.ownerFor(ctx.principal, requestedOwner(resource));
       const v = this.prepare(resource, id, (existing?.versionId ?? 0) + 1, owner, ctx, !!existing);
+      // Content identical to the current version (meta.versionId/lastUpdated aside): no new version.
+      if (existing?.json && deepEquals(JSON.parse(existing.json), JSON.parse(v.json as string))) {
+        return { stored: existing, created: false };
+      }
       await persistVersions(tx, [v]);
       return { stored: toStored(v), created: !existing || existing.deleted };
     };
