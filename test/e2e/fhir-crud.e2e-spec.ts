@@ -1,6 +1,6 @@
 import { Client } from 'fhir-kit-client';
 import type { FhirResource } from 'fhir-kit-client';
-import type { Bundle, Patient } from '@medplum/fhirtypes';
+import type { Bundle, OperationOutcome, Patient } from '@medplum/fhirtypes';
 import { INS_TEST, insPatient } from '../support/fixtures';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
@@ -117,6 +117,29 @@ describe('FHIR REST interactions through a real FHIR client', () => {
     // A real change still makes a version.
     const changed = (await fhir.update({ resourceType: 'Patient', id, body: { ...created, gender: 'other' } as FhirResource })) as Patient;
     expect(changed.meta?.versionId).toBe('2');
+  });
+
+  it('answers a request for XML (Accept or _format) with 406 and an OperationOutcome in JSON', async () => {
+    const created = (await fhir.create({ resourceType: 'Patient', body: patient('280027511204577', 'Xml') })) as Patient;
+    const asks: [string, Record<string, string>][] = [
+      [`Patient/${created.id}`, { accept: 'application/fhir+xml' }],
+      [`Patient/${created.id}?_format=xml`, {}],
+      [`Patient?_format=${encodeURIComponent('application/fhir+xml')}`, {}],
+      ['metadata', { accept: 'application/xml' }],
+    ];
+    for (const [path, headers] of asks) {
+      const res = await fetch(`${gw.fhirUrl}/${path}`, { headers: { authorization: `Bearer ${token}`, ...headers } });
+      expect(res.status).toBe(406);
+      expect(res.headers.get('content-type')).toMatch(/^application\/fhir\+json/);
+      const outcome = (await res.json()) as OperationOutcome;
+      expect(outcome.resourceType).toBe('OperationOutcome');
+      expect(outcome.issue[0].code).toBe('not-supported');
+    }
+    // JSON among the acceptable types, or _format=json, is served.
+    for (const [path, headers] of [[`Patient/${created.id}`, { accept: 'application/fhir+xml;q=0.9, application/fhir+json;q=0.5' }], [`Patient/${created.id}?_format=json`, { accept: 'application/fhir+xml' }]] as [string, Record<string, string>][]) {
+      const res = await fetch(`${gw.fhirUrl}/${path}`, { headers: { authorization: `Bearer ${token}`, ...headers } });
+      expect(res.status).toBe(200);
+    }
   });
 
   it('lists type history newest first', async () => {
