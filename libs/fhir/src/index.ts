@@ -33,3 +33,5 @@ export {
   DISCHARGE_DISPOSITION,
   SIRENE,
 } from './fr-core';
+export { SUBSETTED_TAG, parseSubsetting, subsetResource, unknownElements } from './subsetting';
+export type { Subsetting } from './subsetting';

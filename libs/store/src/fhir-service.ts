@@ -3,8 +3,8 @@ import type { PoolClient } from 'pg';
 import { GatewayError, scopeAllows } from '@gw/platform';
 import type { Logger } from '@gw/platform';
 import type { ScopeAction } from '@gw/platform';
-import { SERVED_RESOURCE_TYPES, dateRange, isKnownR4ResourceType, isServedResourceType, parseSearchRequest } from '@gw/fhir';
-import type { SearchRequest } from '@gw/fhir';
+import { SERVED_RESOURCE_TYPES, dateRange, isKnownR4ResourceType, isServedResourceType, parseSearchRequest, parseSubsetting, subsetResource, unknownElements } from '@gw/fhir';
+import type { SearchRequest, Subsetting } from '@gw/fhir';
 import type { Principal } from './access';
 import type { AuditLog } from './audit';
 import type { FhirRepository, HistoryQuery, SearchResult, StoredResource, WriteContext } from './repository';
@@ -90,7 +90,7 @@ export class FhirService {
       return this.onInstance(p, type, id, method, req, ctx, tx);
     }
     if (op === '_history' && method === 'GET') {
-      return vid === undefined ? this.history(p, type, id, req, requestId) : this.vread(p, type, id, vid, requestId);
+      return vid === undefined ? this.history(p, type, id, req, requestId) : this.vread(p, type, id, vid, req, requestId);
     }
     throw new GatewayError('not-supported', { text: `${method} ${req.path} is not a supported interaction` });
   }
@@ -117,9 +117,10 @@ export class FhirService {
     switch (method) {
       case 'GET': {
         requireScope(p, type, 'r');
+        const subsetting = readSubsetting(type, req);
         const stored = await this.repo.read(p, type, id, tx);
         this.record(p, 'read', type, [stored], 200, ctx.requestId);
-        return resourceResponse(stored, 200);
+        return subsetted(resourceResponse(stored, 200), subsetting);
       }
       case 'PUT': {
         requireScope(p, type, 'u');
@@ -178,7 +179,12 @@ export class FhirService {
     requireScope(p, type, 's');
     const pairs = req.method.toUpperCase() === 'POST' ? [...req.query, ...formPairs(req.body)] : req.query;
     const sreq = parseSearchRequest(type, pairs, { defaultCount: this.options.defaultCount, maxCount: this.options.maxCount });
+    const unknown = unknownElements(type, sreq.subsetting);
+    if (unknown.length > 0 && req.strict) {
+      throw new GatewayError('invalid', unknown.map((e) => ({ text: `${type} has no element "${e}"`, expression: '_elements', code: 'not-supported' as const })));
+    }
     const result = await this.repo.search(p, sreq, req.strict, tx);
+    result.unsupported.push(...unknown.map((e) => ({ key: '_elements', reason: `${type} has no element "${e}"` })));
     this.record(p, 'search', type, result.matches, 200, requestId);
     return { status: 200, body: this.searchBundle(type, pairs, sreq, result) };
   }
@@ -194,8 +200,8 @@ export class FhirService {
       links.push({ relation: 'previous', url: pageUrl(`${base}/${type}`, pairs, Math.max(0, req.offset - req.count), req.count) });
     }
     const entries = [
-      ...result.matches.map((m) => entryJson(base, m, 'match')),
-      ...result.included.map((m) => entryJson(base, m, 'include')),
+      ...result.matches.map((m) => entryJson(base, m, 'match', req.subsetting)),
+      ...result.included.map((m) => entryJson(base, m, 'include', req.subsetting)),
     ];
     if (result.unsupported.length > 0) {
       const outcome = {
@@ -241,11 +247,12 @@ export class FhirService {
     return { status: 200, body: `{"resourceType":"Bundle","type":"history","total":${total},"link":${JSON.stringify(links)},"entry":[${entries.join(',')}]}` };
   }
 
-  private async vread(p: Principal, type: string, id: string, vid: string, requestId?: string): Promise<FhirResponse> {
+  private async vread(p: Principal, type: string, id: string, vid: string, req: FhirRequest, requestId?: string): Promise<FhirResponse> {
     requireScope(p, type, 'r');
+    const subsetting = readSubsetting(type, req);
     const stored = await this.repo.vread(p, type, id, vid);
     this.record(p, 'vread', type, [stored], 200, requestId);
-    return resourceResponse(stored, 200);
+    return subsetted(resourceResponse(stored, 200), subsetting);
   }
 
   record(p: Principal, interaction: string, type: string | undefined, touched: { resourceType: string; id: string }[], outcome: number, requestId?: string): void {
@@ -306,8 +313,32 @@ export function resourceResponse(stored: StoredResource, status: number): FhirRe
   return { status, body: stored.json ?? undefined, etag: `W/"${stored.versionId}"`, lastModified: new Date(stored.lastUpdated).toUTCString() };
 }
 
-function entryJson(base: string, m: StoredResource, mode: string): string {
-  return `{"fullUrl":"${base}/${m.resourceType}/${m.id}","resource":${m.json},"search":{"mode":"${mode}"}}`;
+function entryJson(base: string, m: StoredResource, mode: string, subsetting?: Subsetting): string {
+  const json = subsetting && m.json ? JSON.stringify(subsetResource(JSON.parse(m.json) as Resource, subsetting)) : m.json;
+  return `{"fullUrl":"${base}/${m.resourceType}/${m.id}","resource":${json},"search":{"mode":"${mode}"}}`;
+}
+
+/**
+ * `_summary` / `_elements` of a read: honoured, or refused when they cannot be (count is for
+ * searches; an unknown element under `Prefer: handling=strict`).
+ */
+function readSubsetting(type: string, req: FhirRequest): Subsetting | undefined {
+  const { subsetting, count } = parseSubsetting(req.query);
+  if (count) {
+    throw new GatewayError('invalid', { text: '_summary=count applies to a search, not a read', expression: '_summary' });
+  }
+  const unknown = unknownElements(type, subsetting);
+  if (unknown.length > 0 && req.strict) {
+    throw new GatewayError('invalid', unknown.map((e) => ({ text: `${type} has no element "${e}"`, expression: '_elements', code: 'not-supported' as const })));
+  }
+  return subsetting;
+}
+
+function subsetted(res: FhirResponse, subsetting: Subsetting | undefined): FhirResponse {
+  if (subsetting && res.body) {
+    res.body = JSON.stringify(subsetResource(JSON.parse(res.body) as Resource, subsetting));
+  }
+  return res;
 }
 
 function pageUrl(url: string, pairs: [string, string][], offset: number, count: number): string {
