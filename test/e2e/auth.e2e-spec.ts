@@ -67,6 +67,9 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
       expect(claims.sub).toBe(gw.admin.clientId);
       expect(claims.iss).toBe(gw.baseUrl);
       expect(claims.aud).toBe(`${gw.baseUrl}/fhir`);
+      expect(claims.client_id).toBe(gw.admin.clientId);
+      expect(claims.jti).toEqual(expect.any(String));
+      expect(Number(claims.exp) - Number(claims.iat)).toBe(res.body.expires_in);
       const search = await call(`${gw.fhirUrl}/Patient`, { token: String(res.body.access_token) });
       expect(search.status).toBe(200);
     });
@@ -237,13 +240,49 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
       expect(res.body.error).toBe('invalid_client');
     });
 
-    it('refuses an assertion expiring more than 5 minutes ahead, or already expired', async () => {
+    it('refuses an assertion expiring far beyond 5 minutes ahead, or expired beyond the clock skew', async () => {
       const now = Math.floor(Date.now() / 1000);
       const far = await withAssertion(await assertion({ exp: now + 3600 }));
       expect(far.status).toBe(401);
       expect(far.body.error).toBe('invalid_client');
-      const past = await withAssertion(await assertion({ exp: now - 60 }));
+      expect(far.body.error_description).toMatch(/at most 300 s/);
+      const past = await withAssertion(await assertion({ exp: now - 120 }));
       expect(past.status).toBe(401);
+      expect(past.body.error).toBe('invalid_client');
+      expect(past.body.error_description).toMatch(/"exp"/);
+    });
+
+    it('accepts every 5-minute assertion as SMART bulk-data-client makes them (exp = rounded now + 300)', async () => {
+      // bulk-data-client: exp = Math.round(Date.now() / 1000) + 300, and jsonwebtoken adds iat = floor(now).
+      const statuses: number[] = [];
+      for (let i = 0; i < 20; i++) {
+        const ms = Date.now();
+        const exp = (i % 2 === 0 ? Math.round(ms / 1000) : Math.ceil(ms / 1000)) + 300;
+        const jwt = await new SignJWT({})
+          .setProtectedHeader({ alg: 'RS384', kid, typ: 'JWT' })
+          .setIssuer(clientId)
+          .setSubject(clientId)
+          .setAudience(tokenUrl)
+          .setIssuedAt(Math.floor(ms / 1000))
+          .setExpirationTime(exp)
+          .setJti(randomUUID())
+          .sign(privateKey);
+        statuses.push((await withAssertion(jwt)).status);
+      }
+      expect(statuses).toEqual(Array.from({ length: 20 }, () => 200));
+    });
+
+    it('accepts edge values: a fractional exp, an iat a few seconds ahead, an exp just past within the skew', async () => {
+      const now = Date.now() / 1000;
+      const signed = (claims: Record<string, number>): Promise<string> =>
+        new SignJWT({ ...claims, iss: clientId, sub: clientId, aud: tokenUrl, jti: randomUUID() })
+          .setProtectedHeader({ alg: 'RS384', kid, typ: 'JWT' })
+          .sign(privateKey);
+      expect((await withAssertion(await signed({ iat: now, exp: now + 300.999 }))).status).toBe(200);
+      expect((await withAssertion(await signed({ iat: Math.floor(now) + 5, exp: Math.floor(now) + 305 }))).status).toBe(200);
+      expect((await withAssertion(await signed({ iat: Math.floor(now) - 40, exp: Math.floor(now) - 30 }))).status).toBe(200);
+      expect((await withAssertion(await signed({ exp: Math.floor(now) + 359 }))).status).toBe(200);
+      expect((await withAssertion(await signed({ exp: Math.floor(now) + 400 }))).status).toBe(401);
     });
 
     it('refuses an assertion naming an unknown client, and a malformed one', async () => {

@@ -1,6 +1,6 @@
 import { Client } from 'fhir-kit-client';
 import type { FhirResource } from 'fhir-kit-client';
-import type { Bundle, Patient } from '@medplum/fhirtypes';
+import type { Bundle, OperationOutcome, Patient } from '@medplum/fhirtypes';
 import { INS_TEST, insPatient } from '../support/fixtures';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
@@ -95,6 +95,51 @@ describe('FHIR REST interactions through a real FHIR client', () => {
     const second = (await fhir.update({ resourceType: 'Patient', searchParams: { identifier: `${INS_TEST}|${nir}` }, body: { ...patient(nir, 'Cond'), gender: 'male' } })) as Patient;
     expect(second.id).toBe(first.id);
     expect(second.meta?.versionId).toBe('2');
+  });
+
+  it('creates no new version for an update identical to the current version: 200 with it, history unchanged', async () => {
+    const created = (await fhir.create({ resourceType: 'Patient', body: patient('180027511204599', 'Same') })) as Patient;
+    const id = created.id as string;
+    // Same content, other key order, stale meta: still the same resource.
+    const body = { birthDate: created.birthDate, ...created, meta: { versionId: '7', lastUpdated: '2001-01-01T00:00:00Z', tag: created.meta?.tag, source: created.meta?.source } };
+    const res = await fetch(`${gw.fhirUrl}/Patient/${id}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json' },
+      body: JSON.stringify(body),
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('etag')).toBe('W/"1"');
+    const same = (await res.json()) as Patient;
+    expect(same.meta?.versionId).toBe('1');
+    expect(same.meta?.lastUpdated).toBe(created.meta?.lastUpdated);
+    const history = (await fhir.history({ resourceType: 'Patient', id })) as unknown as Bundle;
+    expect(history.total).toBe(1);
+    // A real change still makes a version.
+    const changed = (await fhir.update({ resourceType: 'Patient', id, body: { ...created, gender: 'other' } as FhirResource })) as Patient;
+    expect(changed.meta?.versionId).toBe('2');
+  });
+
+  it('answers a request for XML (Accept or _format) with 406 and an OperationOutcome in JSON', async () => {
+    const created = (await fhir.create({ resourceType: 'Patient', body: patient('280027511204577', 'Xml') })) as Patient;
+    const asks: [string, Record<string, string>][] = [
+      [`Patient/${created.id}`, { accept: 'application/fhir+xml' }],
+      [`Patient/${created.id}?_format=xml`, {}],
+      [`Patient?_format=${encodeURIComponent('application/fhir+xml')}`, {}],
+      ['metadata', { accept: 'application/xml' }],
+    ];
+    for (const [path, headers] of asks) {
+      const res = await fetch(`${gw.fhirUrl}/${path}`, { headers: { authorization: `Bearer ${token}`, ...headers } });
+      expect(res.status).toBe(406);
+      expect(res.headers.get('content-type')).toMatch(/^application\/fhir\+json/);
+      const outcome = (await res.json()) as OperationOutcome;
+      expect(outcome.resourceType).toBe('OperationOutcome');
+      expect(outcome.issue[0].code).toBe('not-supported');
+    }
+    // JSON among the acceptable types, or _format=json, is served.
+    for (const [path, headers] of [[`Patient/${created.id}`, { accept: 'application/fhir+xml;q=0.9, application/fhir+json;q=0.5' }], [`Patient/${created.id}?_format=json`, { accept: 'application/fhir+xml' }]] as [string, Record<string, string>][]) {
+      const res = await fetch(`${gw.fhirUrl}/${path}`, { headers: { authorization: `Bearer ${token}`, ...headers } });
+      expect(res.status).toBe(200);
+    }
   });
 
   it('lists type history newest first', async () => {

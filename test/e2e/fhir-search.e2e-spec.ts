@@ -434,6 +434,78 @@ describe('FHIR search over French primary-care data', () => {
     });
   });
 
+  describe('_summary and _elements on search and read', () => {
+    const SUBSETTED = { system: 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue', code: 'SUBSETTED', display: 'subsetted' };
+    let withText = '';
+    const read = async (path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> & { meta?: Patient['meta'] } }> => {
+      const res = await fetch(`${gw.fhirUrl}/${path}`, { headers: { authorization: `Bearer ${token}`, ...headers } });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    const only = (found: Found): Record<string, unknown>[] => (found.body.entry ?? []).filter((e) => e.search?.mode === 'match').map((e) => e.resource as unknown as Record<string, unknown>);
+
+    beforeAll(async () => {
+      // Outside the cohort: the other tests count it.
+      withText = await create<Patient>({
+        resourceType: 'Patient',
+        text: { status: 'generated', div: '<div xmlns="http://www.w3.org/1999/xhtml">Léa Texte</div>' },
+        name: [{ family: 'Texte', given: ['Léa'] }],
+        gender: 'female',
+        maritalStatus: { text: 'Célibataire' },
+        deceasedBoolean: false,
+      });
+    });
+
+    it('_summary=true keeps the summary elements only, tagged SUBSETTED, on search and read', async () => {
+      const found = await get('Patient', [['_id', withText], ['_summary', 'true']]);
+      expect(found.status).toBe(200);
+      const [p] = only(found);
+      expect(Object.keys(p).sort()).toEqual(['deceasedBoolean', 'gender', 'id', 'meta', 'name', 'resourceType']);
+      expect((p.meta as Patient['meta'])?.tag).toContainEqual(SUBSETTED);
+      const r = await read(`Patient/${withText}?_summary=true`);
+      expect(r.status).toBe(200);
+      expect(Object.keys(r.body).sort()).toEqual(['deceasedBoolean', 'gender', 'id', 'meta', 'name', 'resourceType']);
+      expect(r.body.meta?.tag).toContainEqual(SUBSETTED);
+      expect(r.body.meta?.versionId).toBe('1');
+    });
+
+    it('_summary=text keeps text, id and meta; _summary=data drops text; _summary=false is the whole resource', async () => {
+      const text = await read(`Patient/${withText}?_summary=text`);
+      expect(Object.keys(text.body).sort()).toEqual(['id', 'meta', 'resourceType', 'text']);
+      const data = only(await get('Patient', [['_id', withText], ['_summary', 'data']]))[0];
+      expect(data.text).toBeUndefined();
+      expect(data.maritalStatus).toEqual({ text: 'Célibataire' });
+      expect((data.meta as Patient['meta'])?.tag).toContainEqual(SUBSETTED);
+      const full = await read(`Patient/${withText}?_summary=false`);
+      expect(full.body.text).toBeDefined();
+      expect(full.body.meta?.tag).not.toContainEqual(SUBSETTED);
+    });
+
+    it('_elements returns the listed elements plus the mandatory ones, on search and read', async () => {
+      const enc = only(await get('Encounter', [['_id', id.e1], ['_elements', 'subject']]))[0];
+      // Encounter.status and Encounter.class are mandatory (1..1): kept.
+      expect(Object.keys(enc).sort()).toEqual(['class', 'id', 'meta', 'resourceType', 'status', 'subject']);
+      expect((enc.meta as Patient['meta'])?.tag).toContainEqual(SUBSETTED);
+      const p = await read(`Patient/${withText}?_elements=name,deceased`);
+      expect(Object.keys(p.body).sort()).toEqual(['deceasedBoolean', 'id', 'meta', 'name', 'resourceType']);
+      const v = await read(`Patient/${withText}/_history/1?_elements=gender`);
+      expect(Object.keys(v.body).sort()).toEqual(['gender', 'id', 'meta', 'resourceType']);
+    });
+
+    it('reports an unknown _elements name, refuses it under handling=strict; refuses bad _summary values and count on a read', async () => {
+      const lenient = await get('Patient', [['_id', withText], ['_elements', 'name,colour']]);
+      expect(lenient.status).toBe(200);
+      const outcome = (lenient.body.entry ?? []).find((e) => e.search?.mode === 'outcome')?.resource as OperationOutcome | undefined;
+      expect(outcome?.issue[0].details?.text).toContain('colour');
+      expect((await get('Patient', [['_id', withText], ['_elements', 'name,colour']], { prefer: 'handling=strict' })).status).toBe(400);
+      expect((await read(`Patient/${withText}?_elements=colour`, { prefer: 'handling=strict' })).status).toBe(400);
+      const bad = await get('Patient', [['_summary', 'maybe']]);
+      expect(bad.status).toBe(400);
+      expect(bad.body.resourceType).toBe('OperationOutcome');
+      expect((await get('Patient', [['_summary', 'true'], ['_elements', 'name']])).status).toBe(400);
+      expect((await read(`Patient/${withText}?_summary=count`)).status).toBe(400);
+    });
+  });
+
   describe('_include and _revinclude', () => {
     it('_include=Encounter:subject adds the patient once, in mode include', async () => {
       const found = await get('Encounter', [['subject', `Patient/${id.helene}`], ['_include', 'Encounter:subject']]);

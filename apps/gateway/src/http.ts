@@ -6,8 +6,10 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { FastifyInstance } from 'fastify';
 import { GatewayError, pathOnly } from '@gw/platform';
 import { AppModule } from './app.module';
+import { notAcceptableReason } from './content-negotiation';
 import type { GatewayCore } from './core';
 import { MDN_TYPES } from './exchange-admin.controller';
+import { FHIR_JSON } from './fhir-response';
 import { ER7_TYPES } from './hl7.controller';
 import { createMetrics, instrumentHttp } from './metrics';
 
@@ -34,6 +36,20 @@ export async function createHttpApp(core: GatewayCore): Promise<NestFastifyAppli
   instrumentHttp(fastify, metrics);
   fastify.addHook('onRequest', async (req, reply) => {
     void reply.header('x-request-id', req.id);
+  });
+  fastify.addHook('onRequest', async (req, reply) => {
+    // Bulk Data's kick-off and status have their own Accept rules (bulk-export.controller).
+    if (!/^\/fhir(?:[/?]|$)/.test(req.url) || /\/(?:\$|%24)export/i.test(pathOnly(req.url))) {
+      return undefined;
+    }
+    const q = req.url.indexOf('?');
+    const format = q === -1 ? undefined : (new URLSearchParams(req.url.slice(q + 1)).get('_format') ?? undefined);
+    const reason = notAcceptableReason(req.headers.accept, format);
+    if (reason) {
+      const outcome = new GatewayError('not-acceptable', { text: reason, expression: format === undefined ? 'Accept' : '_format' }).toOutcome();
+      return reply.status(406).header('content-type', FHIR_JSON).send(JSON.stringify(outcome));
+    }
+    return undefined;
   });
   fastify.addHook('onResponse', async (req, reply) => {
     // Path only: query strings carry patient identifiers.

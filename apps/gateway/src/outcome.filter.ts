@@ -67,6 +67,7 @@ const STATUS_CATEGORY: Record<number, ErrorCategory> = {
   401: 'unauthorized',
   403: 'forbidden',
   404: 'not-found',
+  406: 'not-acceptable',
   409: 'conflict',
   410: 'gone',
   412: 'precondition-failed',

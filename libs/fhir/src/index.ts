@@ -38,3 +38,5 @@ export {
   SIRENE,
   HOSPITAL_STAY_CLASSES,
 } from './fr-core';
+export { SUBSETTED_TAG, parseSubsetting, subsetResource, unknownElements } from './subsetting';
+export type { Subsetting } from './subsetting';

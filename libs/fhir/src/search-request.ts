@@ -1,4 +1,6 @@
 import { invalidSearch } from './outcomes';
+import { parseSubsetting } from './subsetting';
+import type { Subsetting } from './subsetting';
 
 export type Prefix = 'eq' | 'ne' | 'lt' | 'le' | 'gt' | 'ge' | 'sa' | 'eb' | 'ap';
 const PREFIXES = new Set<string>(['eq', 'ne', 'lt', 'le', 'gt', 'ge', 'sa', 'eb', 'ap']);
@@ -31,6 +33,8 @@ export interface SearchRequest {
   revinclude: IncludeClause[];
   total?: 'none' | 'estimate' | 'accurate';
   summaryCount: boolean;
+  /** `_summary` (true, text, data) or `_elements`: the part of each resource returned. */
+  subsetting?: Subsetting;
 }
 
 const RESULT_PARAMS = new Set(['_count', '_offset', '_sort', '_include', '_revinclude', '_total', '_summary', '_format', '_pretty', '_elements']);
@@ -54,6 +58,9 @@ export function parseSearchRequest(
     revinclude: [],
     summaryCount: false,
   };
+  const { subsetting, count } = parseSubsetting(pairs);
+  req.summaryCount = count;
+  req.subsetting = subsetting;
   for (const [key, value] of pairs) {
     // R4 §3.1.1.5: a parameter with an empty value is ignored (forms send every field).
     if (value === '') {
@@ -94,11 +101,8 @@ function applyResultParam(req: SearchRequest, key: string, value: string, maxCou
       }
       req.total = value;
       return;
-    case '_summary':
-      req.summaryCount = value === 'count';
-      return;
     default:
-      return; // _format, _pretty, _elements: presentation only
+      return; // _summary, _elements (parseSubsetting), _format, _pretty: presentation
   }
 }
 

@@ -9,6 +9,7 @@ export type ErrorCategory =
   | 'gone'
   | 'conflict'
   | 'precondition-failed'
+  | 'not-acceptable'
   | 'too-large'
   | 'unsupported-media-type'
   | 'business-rule'
@@ -25,6 +26,7 @@ const CATEGORY_TABLE: Record<ErrorCategory, { status: number; code: OperationOut
   gone: { status: 410, code: 'deleted' },
   conflict: { status: 409, code: 'conflict' },
   'precondition-failed': { status: 412, code: 'conflict' },
+  'not-acceptable': { status: 406, code: 'not-supported' },
   'too-large': { status: 413, code: 'too-costly' },
   'unsupported-media-type': { status: 415, code: 'not-supported' },
   'business-rule': { status: 422, code: 'business-rule' },

@@ -9,6 +9,10 @@ export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-typ
 const ASSERTION_ALGS = ['RS384', 'ES384', 'RS256', 'ES256'];
 const ALG = 'ES256';
 const VERIFIED_CACHE_SIZE = 10_000;
+/** SMART Backend Services: an assertion should expire within 5 minutes of its use. */
+const ASSERTION_MAX_LIFETIME_SECONDS = 300;
+/** Clock difference tolerated between a client and the gateway, in whole seconds (as jose's clockTolerance). */
+const ASSERTION_CLOCK_SKEW_SECONDS = 60;
 
 /** An OAuth2 error response (RFC 6749 §5.2). */
 export class OAuthError extends Error {
@@ -93,7 +97,8 @@ export class TokenService {
     const client = await this.authenticate(req);
     const scopes = this.grantScopes(client, req.scope);
     const now = Math.floor(Date.now() / 1000);
-    const token = await new SignJWT({ scope: scopes.join(' '), org: client.organization, adm: client.admin })
+    // RFC 9068 §2.2: client_id besides sub (clients such as @medplum/core's MedplumClient check it).
+    const token = await new SignJWT({ client_id: client.id, scope: scopes.join(' '), org: client.organization, adm: client.admin })
       .setProtectedHeader({ alg: ALG, kid: this.publicJwk?.kid, typ: 'at+jwt' })
       .setIssuer(this.opts.issuer)
       .setSubject(client.id)
@@ -200,18 +205,33 @@ export class TokenService {
         audience: this.opts.tokenEndpoint,
         algorithms: ASSERTION_ALGS,
         requiredClaims: ['exp', 'jti'],
+        clockTolerance: ASSERTION_CLOCK_SKEW_SECONDS,
       }));
     } catch (err) {
       throw new OAuthError(401, 'invalid_client', `client_assertion rejected: ${(err as Error).message}`);
     }
     const exp = Number(payload.exp);
-    if (exp - Date.now() / 1000 > 300) {
-      throw new OAuthError(401, 'invalid_client', 'client_assertion must expire within 5 minutes');
-    }
+    checkAssertionLifetime(exp, Math.floor(Date.now() / 1000));
     if (!(await this.clients.useAssertionId(client.id, String(payload.jti), new Date(exp * 1000)))) {
       throw new OAuthError(401, 'invalid_client', 'client_assertion jti already used (replay)');
     }
     return client;
+  }
+}
+
+/**
+ * The lifetime limit of a client assertion, in whole seconds with the clock-skew allowance.
+ * Clients compute exp from a rounded clock (SMART's bulk-data-client: `Math.round(now) + 300`),
+ * so an exact 5-minute assertion can be up to a second "too long" against a fractional server
+ * clock; comparing that strictly to 300 refused about half of them.
+ */
+export function checkAssertionLifetime(exp: number, nowSeconds: number): void {
+  if (exp - nowSeconds > ASSERTION_MAX_LIFETIME_SECONDS + ASSERTION_CLOCK_SKEW_SECONDS) {
+    throw new OAuthError(
+      401,
+      'invalid_client',
+      `client_assertion expires in ${exp - nowSeconds} s: at most ${ASSERTION_MAX_LIFETIME_SECONDS} s (+${ASSERTION_CLOCK_SKEW_SECONDS} s clock skew) is accepted`,
+    );
   }
 }
 

@@ -3,11 +3,11 @@ import type { PoolClient } from 'pg';
 import { GatewayError, scopeAllows } from '@gw/platform';
 import type { Logger } from '@gw/platform';
 import type { ScopeAction } from '@gw/platform';
-import { isKnownR4ResourceType, isServedResourceType, parseSearchRequest } from '@gw/fhir';
-import type { SearchRequest } from '@gw/fhir';
+import { SERVED_RESOURCE_TYPES, dateRange, isKnownR4ResourceType, isServedResourceType, parseSearchRequest, parseSubsetting, subsetResource, unknownElements } from '@gw/fhir';
+import type { SearchRequest, Subsetting } from '@gw/fhir';
 import type { Principal } from './access';
 import type { AuditLog } from './audit';
-import type { FhirRepository, SearchResult, StoredResource, WriteContext } from './repository';
+import type { FhirRepository, HistoryQuery, SearchResult, StoredResource, WriteContext } from './repository';
 import { BundleProcessor } from './bundle';
 
 /** A FHIR interaction, whether it came over HTTP or inside a Bundle entry. */
@@ -73,6 +73,9 @@ export class FhirService {
       return answered ?? this.bundles.process(p, req, ctx);
     }
     const [type, id, op, vid] = segments;
+    if (type === '_history' && segments.length === 1 && method === 'GET') {
+      return this.history(p, undefined, undefined, req, requestId);
+    }
     checkType(type);
     if (id === '_search' && method === 'POST') {
       return this.search(p, type, req, requestId, tx);
@@ -87,7 +90,7 @@ export class FhirService {
       return this.onInstance(p, type, id, method, req, ctx, tx);
     }
     if (op === '_history' && method === 'GET') {
-      return vid === undefined ? this.history(p, type, id, req, requestId) : this.vread(p, type, id, vid, requestId);
+      return vid === undefined ? this.history(p, type, id, req, requestId) : this.vread(p, type, id, vid, req, requestId);
     }
     throw new GatewayError('not-supported', { text: `${method} ${req.path} is not a supported interaction` });
   }
@@ -114,9 +117,10 @@ export class FhirService {
     switch (method) {
       case 'GET': {
         requireScope(p, type, 'r');
+        const subsetting = readSubsetting(type, req);
         const stored = await this.repo.read(p, type, id, tx);
         this.record(p, 'read', type, [stored], 200, ctx.requestId);
-        return resourceResponse(stored, 200);
+        return subsetted(resourceResponse(stored, 200), subsetting);
       }
       case 'PUT': {
         requireScope(p, type, 'u');
@@ -175,7 +179,12 @@ export class FhirService {
     requireScope(p, type, 's');
     const pairs = req.method.toUpperCase() === 'POST' ? [...req.query, ...formPairs(req.body)] : req.query;
     const sreq = parseSearchRequest(type, pairs, { defaultCount: this.options.defaultCount, maxCount: this.options.maxCount });
+    const unknown = unknownElements(type, sreq.subsetting);
+    if (unknown.length > 0 && req.strict) {
+      throw new GatewayError('invalid', unknown.map((e) => ({ text: `${type} has no element "${e}"`, expression: '_elements', code: 'not-supported' as const })));
+    }
     const result = await this.repo.search(p, sreq, req.strict, tx);
+    result.unsupported.push(...unknown.map((e) => ({ key: '_elements', reason: `${type} has no element "${e}"` })));
     this.record(p, 'search', type, result.matches, 200, requestId);
     return { status: 200, body: this.searchBundle(type, pairs, sreq, result) };
   }
@@ -191,8 +200,8 @@ export class FhirService {
       links.push({ relation: 'previous', url: pageUrl(`${base}/${type}`, pairs, Math.max(0, req.offset - req.count), req.count) });
     }
     const entries = [
-      ...result.matches.map((m) => entryJson(base, m, 'match')),
-      ...result.included.map((m) => entryJson(base, m, 'include')),
+      ...result.matches.map((m) => entryJson(base, m, 'match', req.subsetting)),
+      ...result.included.map((m) => entryJson(base, m, 'include', req.subsetting)),
     ];
     if (result.unsupported.length > 0) {
       const outcome = {
@@ -205,30 +214,48 @@ export class FhirService {
     return `${JSON.stringify(head).slice(0, -1)},"entry":[${entries.join(',')}]}`;
   }
 
-  private async history(p: Principal, type: string, id: string | undefined, req: FhirRequest, requestId?: string): Promise<FhirResponse> {
-    requireScope(p, type, id ? 'r' : 's');
-    const count = Math.min(Number(findParam(req.query, '_count') ?? this.options.defaultCount) || this.options.defaultCount, this.options.maxCount);
-    const since = findParam(req.query, '_since');
-    const versions = await this.repo.history(p, type, id, count, since);
+  /** History of an instance, a type or the whole system (type undefined), paged with _count/_offset. */
+  private async history(p: Principal, type: string | undefined, id: string | undefined, req: FhirRequest, requestId?: string): Promise<FhirResponse> {
+    let types: string[] | undefined;
+    if (type) {
+      requireScope(p, type, id ? 'r' : 's');
+    } else {
+      types = SERVED_RESOURCE_TYPES.filter((t) => scopeAllows(p.scopes, t, 's'));
+      if (types.length === 0) {
+        throw new GatewayError('forbidden', { text: 'The token\'s scopes allow no resource type to be listed' });
+      }
+    }
+    const q = parseHistoryParams(req.query, this.options);
+    const { versions, total } = await this.repo.history(p, { type, id, types, ...q });
     this.record(p, 'history', type, versions, 200, requestId);
     const base = `${this.options.baseUrl}/fhir`;
+    const url = [base, type, id, '_history'].filter(Boolean).join('/');
+    const pairs = req.query.filter(([k]) => k === '_since' || k === '_at');
+    const links = [{ relation: 'self', url: pageUrl(url, pairs, q.offset, q.count) }];
+    if (q.count > 0 && q.offset + q.count < total) {
+      links.push({ relation: 'next', url: pageUrl(url, pairs, q.offset + q.count, q.count) });
+    }
+    if (q.offset > 0 && q.count > 0) {
+      links.push({ relation: 'previous', url: pageUrl(url, pairs, Math.max(0, q.offset - q.count), q.count) });
+    }
     const entries = versions.map((v) => {
       const request = v.deleted ? { method: 'DELETE', url: `${v.resourceType}/${v.id}` } : { method: v.versionId === 1 ? 'POST' : 'PUT', url: v.versionId === 1 ? v.resourceType : `${v.resourceType}/${v.id}` };
       const response = { status: v.deleted ? '204' : v.versionId === 1 ? '201' : '200', etag: `W/"${v.versionId}"`, lastModified: v.lastUpdated };
       const resource = v.json ? `"resource":${v.json},` : '';
       return `{"fullUrl":"${base}/${v.resourceType}/${v.id}",${resource}"request":${JSON.stringify(request)},"response":${JSON.stringify(response)}}`;
     });
-    return { status: 200, body: `{"resourceType":"Bundle","type":"history","total":${versions.length},"entry":[${entries.join(',')}]}` };
+    return { status: 200, body: `{"resourceType":"Bundle","type":"history","total":${total},"link":${JSON.stringify(links)},"entry":[${entries.join(',')}]}` };
   }
 
-  private async vread(p: Principal, type: string, id: string, vid: string, requestId?: string): Promise<FhirResponse> {
+  private async vread(p: Principal, type: string, id: string, vid: string, req: FhirRequest, requestId?: string): Promise<FhirResponse> {
     requireScope(p, type, 'r');
+    const subsetting = readSubsetting(type, req);
     const stored = await this.repo.vread(p, type, id, vid);
     this.record(p, 'vread', type, [stored], 200, requestId);
-    return resourceResponse(stored, 200);
+    return subsetted(resourceResponse(stored, 200), subsetting);
   }
 
-  record(p: Principal, interaction: string, type: string, touched: { resourceType: string; id: string }[], outcome: number, requestId?: string): void {
+  record(p: Principal, interaction: string, type: string | undefined, touched: { resourceType: string; id: string }[], outcome: number, requestId?: string): void {
     this.audit.record({
       clientId: p.clientId,
       organization: p.organization,
@@ -286,8 +313,32 @@ export function resourceResponse(stored: StoredResource, status: number): FhirRe
   return { status, body: stored.json ?? undefined, etag: `W/"${stored.versionId}"`, lastModified: new Date(stored.lastUpdated).toUTCString() };
 }
 
-function entryJson(base: string, m: StoredResource, mode: string): string {
-  return `{"fullUrl":"${base}/${m.resourceType}/${m.id}","resource":${m.json},"search":{"mode":"${mode}"}}`;
+function entryJson(base: string, m: StoredResource, mode: string, subsetting?: Subsetting): string {
+  const json = subsetting && m.json ? JSON.stringify(subsetResource(JSON.parse(m.json) as Resource, subsetting)) : m.json;
+  return `{"fullUrl":"${base}/${m.resourceType}/${m.id}","resource":${json},"search":{"mode":"${mode}"}}`;
+}
+
+/**
+ * `_summary` / `_elements` of a read: honoured, or refused when they cannot be (count is for
+ * searches; an unknown element under `Prefer: handling=strict`).
+ */
+function readSubsetting(type: string, req: FhirRequest): Subsetting | undefined {
+  const { subsetting, count } = parseSubsetting(req.query);
+  if (count) {
+    throw new GatewayError('invalid', { text: '_summary=count applies to a search, not a read', expression: '_summary' });
+  }
+  const unknown = unknownElements(type, subsetting);
+  if (unknown.length > 0 && req.strict) {
+    throw new GatewayError('invalid', unknown.map((e) => ({ text: `${type} has no element "${e}"`, expression: '_elements', code: 'not-supported' as const })));
+  }
+  return subsetting;
+}
+
+function subsetted(res: FhirResponse, subsetting: Subsetting | undefined): FhirResponse {
+  if (subsetting && res.body) {
+    res.body = JSON.stringify(subsetResource(JSON.parse(res.body) as Resource, subsetting));
+  }
+  return res;
 }
 
 function pageUrl(url: string, pairs: [string, string][], offset: number, count: number): string {
@@ -301,6 +352,32 @@ function pageUrl(url: string, pairs: [string, string][], offset: number, count: 
 
 function findParam(pairs: [string, string][], key: string): string | undefined {
   return pairs.find(([k]) => k === key)?.[1];
+}
+
+/** `_count`, `_offset`, `_since` (an instant) and `_at` (a date, its precision giving the period) of a history request. */
+function parseHistoryParams(pairs: [string, string][], limits: { defaultCount: number; maxCount: number }): Pick<HistoryQuery, 'count' | 'offset' | 'since' | 'at'> {
+  const int = (key: string, fallback: number): number => {
+    const v = findParam(pairs, key);
+    if (v === undefined || v === '') {
+      return fallback;
+    }
+    if (!/^\d+$/.test(v)) {
+      throw new GatewayError('invalid', { text: `${key} must be a non-negative integer, not "${v}"`, expression: key });
+    }
+    return Number(v);
+  };
+  const date = (key: string): { low: string; high: string } | undefined => {
+    const v = findParam(pairs, key);
+    if (v === undefined || v === '') {
+      return undefined;
+    }
+    const range = dateRange(v);
+    if (!range) {
+      throw new GatewayError('invalid', { text: `${key} must be a FHIR instant or date, not "${v}"`, expression: key });
+    }
+    return range;
+  };
+  return { count: Math.min(int('_count', limits.defaultCount), limits.maxCount), offset: int('_offset', 0), since: date('_since')?.low, at: date('_at') };
 }
 
 function formPairs(body: unknown): [string, string][] {

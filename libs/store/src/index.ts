@@ -3,7 +3,7 @@ export type { AccessPolicy, Principal, StoredRef } from './access';
 export { AuditLog } from './audit';
 export type { AuditRecord } from './audit';
 export { FhirRepository, OWNER_TAG_SYSTEM, SOURCE_PREFIX, groupMatches, lockAllQuery, withTransaction } from './repository';
-export type { Queryable, StoredResource, SearchResult, WriteContext } from './repository';
+export type { HistoryQuery, Queryable, StoredResource, SearchResult, WriteContext } from './repository';
 export { FhirService } from './fhir-service';
 export type { FhirRequest, FhirResponse, ServiceOptions } from './fhir-service';
 export { inlineSql, persistVersions } from './persist';

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Pool, PoolClient } from 'pg';
+import { deepEquals } from '@medplum/core';
 import type { Meta, Resource } from '@medplum/fhirtypes';
 import { GatewayError } from '@gw/platform';
 import { validateForWrite } from '@gw/fhir';
@@ -18,6 +19,20 @@ export type Queryable = Pool | PoolClient;
 export interface WriteContext {
   principal: Principal;
   requestId?: string;
+}
+
+/** A history request: instance (type + id), type (type) or system (types). */
+export interface HistoryQuery {
+  type?: string;
+  id?: string;
+  /** System history: the resource types to list. */
+  types?: string[];
+  count: number;
+  offset: number;
+  /** `_since`: versions written at or after this instant. */
+  since?: string;
+  /** `_at`: versions current at some point of this period [low, high). */
+  at?: { low: string; high: string };
 }
 
 export interface SearchResult {
@@ -162,6 +177,10 @@ export class FhirRepository {
       }
       const owner = existing?.ownerOrg ?? this.policy.ownerFor(ctx.principal, requestedOwner(resource));
       const v = this.prepare(resource, id, (existing?.versionId ?? 0) + 1, owner, ctx, !!existing);
+      // Content identical to the current version (meta.versionId/lastUpdated aside): no new version.
+      if (existing?.json && deepEquals(JSON.parse(existing.json), JSON.parse(v.json as string))) {
+        return { stored: existing, created: false };
+      }
       await persistVersions(tx, [v]);
       return { stored: toStored(v), created: !existing || existing.deleted };
     };
@@ -219,31 +238,50 @@ export class FhirRepository {
     return db ? run(db) : this.withTransaction(run);
   }
 
-  /** Instance history (id given) or type history, newest first. */
-  async history(p: Principal, type: string, id: string | undefined, count: number, since?: string): Promise<StoredResource[]> {
+  /**
+   * A page of history, newest first, with the count of every matching entry. Instance history
+   * (type and id), type history (type) or system history (the types the caller may see).
+   */
+  async history(p: Principal, q: HistoryQuery): Promise<{ versions: StoredResource[]; total: number }> {
     const b = new Binder();
-    const conds = [`h.resource_type = ${b.bind(type)}`];
-    if (id) {
-      const current = await this.current(this.pool, type, id);
+    const conds: string[] = [];
+    if (q.id && q.type) {
+      const current = await this.current(this.pool, q.type, q.id);
       if (!current || !this.policy.canRead(p, current)) {
-        throw new GatewayError('not-found', { text: `${type}/${id} not found` });
+        throw new GatewayError('not-found', { text: `${q.type}/${q.id} not found` });
       }
-      conds.push(`h.id = ${b.bind(id)}`);
+      conds.push(`h.resource_type = ${b.bind(q.type)}`, `h.id = ${b.bind(q.id)}`);
     } else {
+      conds.push(q.type ? `h.resource_type = ${b.bind(q.type)}` : `h.resource_type = ANY(${b.bind(q.types ?? [])}::text[])`);
       const pol = this.policy.readFilter(p, 'h', b.bind);
       if (pol) {
         conds.push(pol);
       }
     }
-    if (since) {
-      conds.push(`h.last_updated >= ${b.bind(since)}::timestamptz`);
+    if (q.since) {
+      conds.push(`h.last_updated >= ${b.bind(q.since)}::timestamptz`);
     }
-    const res = await this.pool.query(
-      `SELECT resource_type, id, version_id, last_updated, deleted, owner_org, content FROM resource_history h
-       WHERE ${conds.join(' AND ')} ORDER BY h.last_updated DESC, h.version_id DESC LIMIT ${Math.max(1, count)}`,
-      b.values,
-    );
-    return res.rows.map(fromRow);
+    const columns = 'h.resource_type, h.id, h.version_id, h.last_updated, h.deleted, h.owner_org, h.content';
+    let from = `resource_history h WHERE ${conds.join(' AND ')}`;
+    if (q.at) {
+      // _at: the versions current at some point of the period, i.e. written before its end and
+      // not replaced before its start (a version is current from its lastUpdated to the next one's).
+      conds.push(`h.last_updated < ${b.bind(q.at.high)}::timestamptz`);
+      from = `(SELECT ${columns}, lead(h.last_updated) OVER (PARTITION BY h.resource_type, h.id ORDER BY h.version_id) AS replaced_at
+        FROM resource_history h WHERE ${conds.join(' AND ')}) h
+        WHERE (h.replaced_at IS NULL OR h.replaced_at > ${b.bind(q.at.low)}::timestamptz)`;
+    }
+    const [page, count] = await Promise.all([
+      q.count === 0
+        ? Promise.resolve({ rows: [] as Row[] })
+        : this.pool.query<Row>(
+            `SELECT ${columns} FROM ${from}
+             ORDER BY h.last_updated DESC, h.resource_type, h.id, h.version_id DESC LIMIT ${q.count} OFFSET ${q.offset}`,
+            b.values,
+          ),
+      this.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${from}`, b.values),
+    ]);
+    return { versions: page.rows.map(fromRow), total: Number(count.rows[0].n) };
   }
 
   async search(p: Principal, req: SearchRequest, strict: boolean, db: Queryable = this.pool): Promise<SearchResult> {
