@@ -1,6 +1,6 @@
 import type { MeasureReport } from '@medplum/fhirtypes';
-import { TerritoryGenerator, TerritoryLoader } from '@gw/indicators';
-import type { LoadSummary } from '@gw/indicators';
+import { TerritoryGenerator, TerritoryLoader } from '../../apps/gateway/src/demo/territory';
+import type { LoadSummary } from '../../apps/gateway/src/demo/territory';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
 import { call } from '../support/hl7';

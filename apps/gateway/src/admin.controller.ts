@@ -73,14 +73,8 @@ export class AdminController {
   @Get('audit')
   async audit(@Req() req: FastifyRequest, @Query('client') client?: string, @Query('_count') count?: string): Promise<unknown> {
     requireAdmin(req);
-    await this.core.audit.flush();
-    const limit = auditLimit(count);
-    const res = await this.core.db.pool.query(
-      `SELECT id, recorded, client_id, organization, interaction, resource_type, entity, outcome, request_id FROM audit_event
-       WHERE ($1::text IS NULL OR client_id = $1) ORDER BY id DESC LIMIT $2`,
-      [client ?? null, limit],
-    );
-    return { resourceType: 'Bundle', type: 'collection', entry: res.rows.map((r) => ({ resource: toAuditEvent(r) })) };
+    const events = await this.core.audit.list({ clientId: client, limit: auditLimit(count) });
+    return { resourceType: 'Bundle', type: 'collection', entry: events.map((resource) => ({ resource })) };
   }
 }
 
@@ -93,19 +87,4 @@ function auditLimit(count: string | undefined): number {
 /** Scopes as a list, from a JSON array or a space-separated string (spaces around are noise). */
 function scopeList(scopes: string | string[]): string[] {
   return Array.isArray(scopes) ? scopes.map(String).filter(Boolean) : splitScopes(String(scopes));
-}
-
-/** Renders an audit row as a FHIR AuditEvent (REST subtype, who, what). */
-function toAuditEvent(r: Record<string, unknown>): Record<string, unknown> {
-  return {
-    resourceType: 'AuditEvent',
-    id: String(r.id),
-    type: { system: 'http://terminology.hl7.org/CodeSystem/audit-event-type', code: 'rest' },
-    subtype: [{ system: 'http://hl7.org/fhir/restful-interaction', code: r.interaction }],
-    recorded: (r.recorded as Date).toISOString(),
-    outcome: Number(r.outcome) < 400 ? '0' : Number(r.outcome) < 500 ? '4' : '8',
-    agent: [{ who: { identifier: { value: r.client_id } }, requestor: true, ...(r.organization ? { location: { reference: r.organization } } : {}) }],
-    source: { observer: { display: 'fhir-gateway' }, ...(r.request_id ? { site: String(r.request_id) } : {}) },
-    entity: ((r.entity as string[] | null) ?? []).map((e) => ({ what: { reference: e } })),
-  };
 }

@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { SIRENE } from '@gw/fhir';
 import { createLogger, loadConfig, splitScopes } from '@gw/platform';
 import { OWNER_TAG_SYSTEM } from '@gw/store';
-import { TerritoryGenerator, TerritoryLoader } from '@gw/indicators';
+import { TerritoryGenerator, TerritoryLoader } from './demo/territory';
 import type { GatewayCore } from './core';
 import { createCore } from './core';
 

@@ -15,6 +15,7 @@ import {
   AuditLog,
   BULK_EXPORT_MIGRATIONS,
   BulkExportService,
+  DomainEventLog,
   EVENT_MIGRATIONS,
   STORE_MIGRATIONS,
   FhirRepository,
@@ -64,6 +65,8 @@ export interface GatewayCore {
   indicators: IndicatorsService;
   /** FHIR Bulk Data group export (kick-off, status, files, jobs). */
   bulk: BulkExportService;
+  /** Domain events recorded by the store (read side, operator API). */
+  events: DomainEventLog;
   close(): Promise<void>;
 }
 
@@ -119,6 +122,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: { 
     const hl7 = new Hl7IngestService(db.pool, repo, { acceptUnknownSources: config.GW_HL7_ACCEPT_UNKNOWN_SOURCES ?? db.embedded, logger });
     return {
       config, logger, db, baseUrl: base, repo, service, audit, clients, tokens, queue, profiles, capability, hl7, exchange, indicators, bulk,
+      events: new DomainEventLog(db.pool),
       async close() {
         await exchange.stop();
         await queue.close();

@@ -1,6 +1,5 @@
 import type { Organization } from '@medplum/fhirtypes';
-import type { Pool } from 'pg';
-import type { Queryable } from '@gw/store';
+import type { FhirRepository, Queryable } from '@gw/store';
 import { TERRITORY_COMMUNE_EXTENSION, mssanteMailbox } from './exchange.codes';
 
 export interface Cpts {
@@ -18,12 +17,12 @@ export class CptsDirectory {
   private loadedAt = 0;
 
   constructor(
-    private readonly pool: Pool,
+    private readonly repo: FhirRepository,
     private readonly ttlMs = 5000,
   ) {}
 
   /** `db`: the caller's transaction when it holds one (a second pool connection could starve the pool). */
-  async forCommune(insee: string | undefined, db: Queryable = this.pool): Promise<Cpts | undefined> {
+  async forCommune(insee: string | undefined, db?: Queryable): Promise<Cpts | undefined> {
     if (!insee) {
       return undefined;
     }
@@ -39,18 +38,14 @@ export class CptsDirectory {
     this.byCommune = undefined;
   }
 
-  private async load(db: Queryable): Promise<Map<string, Cpts>> {
-    const res = await db.query<{ id: string; content: string }>(
-      `SELECT id, content FROM resource WHERE resource_type = 'Organization' AND NOT deleted
-         AND content::jsonb @> '{"type":[{"coding":[{"code":"CPTS"}]}]}' ORDER BY last_updated`,
-    );
+  private async load(db: Queryable | undefined): Promise<Map<string, Cpts>> {
+    const orgs = await this.repo.listContaining<Organization>('Organization', { type: [{ coding: [{ code: 'CPTS' }] }] }, db);
     const out = new Map<string, Cpts>();
-    for (const row of res.rows) {
-      const org = JSON.parse(row.content) as Organization;
+    for (const org of orgs) {
       if (org.active === false) {
         continue;
       }
-      const cpts: Cpts = { ref: `Organization/${row.id}`, name: org.name ?? row.id, mailbox: mssanteMailbox(org.telecom) };
+      const cpts: Cpts = { ref: `Organization/${org.id}`, name: org.name ?? (org.id as string), mailbox: mssanteMailbox(org.telecom) };
       for (const e of org.extension ?? []) {
         const code = e.url === TERRITORY_COMMUNE_EXTENSION ? (e.valueCode ?? e.valueCoding?.code ?? e.valueString) : undefined;
         if (code) {

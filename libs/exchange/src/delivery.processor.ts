@@ -1,6 +1,7 @@
 import type { AuditEvent, Task } from '@medplum/fhirtypes';
 import { UnrecoverableError } from '@gw/platform';
 import type { JobContext, JobResult, Logger } from '@gw/platform';
+import { eventResource } from '@gw/store';
 import type { FhirRepository } from '@gw/store';
 import { EXCHANGE_PRINCIPAL } from './discharge-context';
 import type { DischargeContext, DischargeContextLoader } from './discharge-context';
@@ -97,12 +98,11 @@ export class DeliveryProcessor {
   /** Re-reads the discharge and builds the submission; decides refusals for the shared record. */
   private async prepare(d: Delivery): Promise<Prepared> {
     const pool = this.repo.pool;
-    const row = await pool.query<{ resource: string; document_unique_id: string | null }>(
-      'SELECT e.resource, r.document_unique_id FROM domain_event e JOIN exchange_routing r ON r.event_id = e.id WHERE e.id = $1',
-      [d.eventId],
-    );
-    const ctx = row.rows[0] ? await this.loader.load(pool, row.rows[0].resource) : undefined;
-    if (!ctx || !row.rows[0]?.document_unique_id) {
+    const routing = await pool.query<{ document_unique_id: string | null }>('SELECT document_unique_id FROM exchange_routing WHERE event_id = $1', [d.eventId]);
+    const documentUniqueId = routing.rows[0]?.document_unique_id;
+    const resource = documentUniqueId ? await eventResource(pool, d.eventId) : undefined;
+    const ctx = resource ? await this.loader.load(pool, resource) : undefined;
+    if (!ctx || !documentUniqueId) {
       return { gone: 'the discharged Encounter or its Patient no longer exists' };
     }
     if (d.channel === 'mhd' && ctx.dmpOpposed) {
@@ -115,7 +115,7 @@ export class DeliveryProcessor {
     const task = d.task ? await this.readTask(d.task) : undefined;
     const submission = assembleSubmission({
       ctx,
-      documentUniqueId: row.rows[0].document_unique_id,
+      documentUniqueId,
       deliveryId: d.id,
       sourceOid: this.sourceOid,
       intendedRecipients: recipients.map((r) => ({ email: r.destination })),

@@ -1,5 +1,6 @@
 import type { Communication, Task } from '@medplum/fhirtypes';
 import type { PoolClient } from 'pg';
+import { lockEvent, markEventsDispatched } from '@gw/store';
 import type { FhirRepository, NewVersion } from '@gw/store';
 import type { DischargeContext, DischargeContextLoader, Recipient } from './discharge-context';
 import { planDischarge } from './discharge.plan';
@@ -27,18 +28,27 @@ export interface RouteResult {
   deliveries: Delivery[];
 }
 
-interface DomainEventRow {
-  id: string;
-  type: string;
-  resource: string;
-  status: 'published' | 'withdrawn';
-  owner_org: string | null;
-  occurred_at: Date | null;
-}
 
 /** Routing outcome of a discharge older than GW_EXCHANGE_MAX_DISCHARGE_AGE (history load, late feed). */
 export const HISTORIC = 'historic';
 const HISTORIC_REASON = 'discharge older than GW_EXCHANGE_MAX_DISCHARGE_AGE: stored, not routed';
+
+/**
+ * A loaded past is not news (the synthetic territory, a migration of history): marks the
+ * discharge events of these Encounters dispatched in the caller's transaction, so the outbox relay
+ * never routes them, and records their routing as `historic-load`, so that even a replayed route
+ * job does nothing. Returns how many events were marked.
+ */
+export async function markHistoricDischarges(tx: PoolClient, encounters: string[]): Promise<number> {
+  const ids = await markEventsDispatched(tx, 'encounter.discharged', encounters);
+  if (ids.length > 0) {
+    await tx.query(
+      `INSERT INTO exchange_routing (event_id, route_id, outcome) SELECT id, NULL, 'historic-load' FROM unnest($1::bigint[]) AS id ON CONFLICT DO NOTHING`,
+      [ids],
+    );
+  }
+  return ids.length;
+}
 
 /** When a FHIR date or dateTime ends (a date alone: the end of that day, to be lenient); undefined if absent or unreadable. */
 function fhirDate(value: string | undefined): Date | undefined {
@@ -78,7 +88,7 @@ export class DischargeRouter {
         await recordRouting(tx, eventId, null, 'withdrawn-before-routing', []);
         return { status: 'skipped', reason: 'discharge cancelled before routing', deliveries: [] };
       }
-      if (this.isHistoric(event.occurred_at, now)) {
+      if (this.isHistoric((event.occurredAt ? new Date(event.occurredAt) : null), now)) {
         await recordRouting(tx, eventId, null, HISTORIC, []);
         return { status: 'skipped', reason: HISTORIC_REASON, deliveries: [] };
       }
@@ -88,12 +98,12 @@ export class DischargeRouter {
         return { status: 'skipped', reason: 'encounter or patient not found', deliveries: [] };
       }
       // A date-only period.end has no occurred_at on the event: judge it from the Encounter.
-      if (!event.occurred_at && this.isHistoric(fhirDate(ctx.encounter.period?.end), now)) {
+      if (!(event.occurredAt ? new Date(event.occurredAt) : null) && this.isHistoric(fhirDate(ctx.encounter.period?.end), now)) {
         await recordRouting(tx, eventId, null, HISTORIC, []);
         return { status: 'skipped', reason: HISTORIC_REASON, deliveries: [] };
       }
       const cpts = await this.loader.directory.forCommune(ctx.commune, tx);
-      const route = await this.routes.pick(tx, ctx.hospitalRef ?? event.owner_org ?? undefined, cpts?.ref);
+      const route = await this.routes.pick(tx, ctx.hospitalRef ?? event.organization ?? undefined, cpts?.ref);
       if (!route) {
         await recordRouting(tx, eventId, null, 'no-active-route', []);
         return { status: 'skipped', reason: 'no active route', deliveries: [] };
@@ -212,13 +222,6 @@ export function documentUniqueId(eventId: string, ctx: Pick<DischargeContext, 'l
   return master ? master.replace(/^urn:oid:/, '') : uuidOid(nameUuid(`document:${eventId}`));
 }
 
-async function lockEvent(tx: PoolClient, eventId: string): Promise<DomainEventRow | undefined> {
-  const res = await tx.query<DomainEventRow>(
-    'SELECT id::text, type, resource, status, owner_org, occurred_at FROM domain_event WHERE id = $1 FOR UPDATE',
-    [eventId],
-  );
-  return res.rows[0];
-}
 
 async function recordRouting(tx: PoolClient, eventId: string, routeId: string | null, outcome: string, tasks: string[], uniqueId?: string): Promise<void> {
   await tx.query('INSERT INTO exchange_routing (event_id, route_id, outcome, tasks, document_unique_id) VALUES ($1, $2, $3, $4, $5)', [

@@ -45,7 +45,7 @@ export class ExchangeService {
   ) {
     this.routes = new RouteStore(pool);
     this.deliveries = new DeliveryStore(pool);
-    this.cpts = new CptsDirectory(pool);
+    this.cpts = new CptsDirectory(repo);
     const writer = new ResourceWriter(repo);
     this.tracker = new FollowUpTracker(writer, this.deliveries);
     const loader = new DischargeContextLoader(repo, this.cpts);

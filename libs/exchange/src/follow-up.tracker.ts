@@ -32,7 +32,7 @@ export class FollowUpTracker {
   /** Recomputes the Task's business status from its MSSanté deliveries. */
   async task(tx: PoolClient, ref: string): Promise<void> {
     // Lock the Task before reading the deliveries: concurrent outcomes then summarise in turn.
-    await tx.query('SELECT 1 FROM resource WHERE resource_type = $1 AND id = $2 FOR UPDATE', ['Task', ref.split('/')[1]]);
+    await this.writer.lock(tx, ref);
     const all = (await this.deliveries.forTask(tx, ref)).filter((d) => d.channel === 'mssante' && d.status !== 'cancelled');
     if (all.length === 0) {
       return;

@@ -21,3 +21,4 @@ export {
 } from './exchange.codes';
 export type { DocumentAuthor, DocumentPatient, ExchangeDocument, Submission } from './document.model';
 export { EXCHANGE_MIGRATIONS } from './schema';
+export { markHistoricDischarges } from './discharge.router';

@@ -29,20 +29,21 @@ export class ResourceWriter {
    */
   async modify<T extends Resource>(db: PoolClient, ref: string, mutate: (r: T) => boolean): Promise<boolean> {
     const [type, id] = ref.split('/');
-    const res = await db.query<{ content: string | null; deleted: boolean }>(
-      'SELECT content, deleted FROM resource WHERE resource_type = $1 AND id = $2 FOR UPDATE',
-      [type, id],
-    );
-    const row = res.rows[0];
-    if (!row?.content || row.deleted) {
+    const resource = await this.repo.readSystem<T>(type as string, id as string, { db, forUpdate: true });
+    if (!resource) {
       return false;
     }
-    const resource = JSON.parse(row.content) as T;
     if (!mutate(resource)) {
       return true;
     }
     await this.repo.update(type as string, id as string, resource, CTX, undefined, db);
     return true;
+  }
+
+  /** Takes a resource's row lock in `tx` (its read-modify-writes then run in turn). */
+  async lock(tx: PoolClient, ref: string): Promise<void> {
+    const [type, id] = ref.split('/');
+    await this.repo.readSystem(type as string, id as string, { db: tx, forUpdate: true });
   }
 
   /** Fire-and-forget create outside any transaction (grouped commits): the attempt AuditEvents. */

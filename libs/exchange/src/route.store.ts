@@ -58,6 +58,12 @@ export class RouteStore {
     return res.rows[0] ? toRoute(res.rows[0]) : undefined;
   }
 
+  /** What routing decided for each of these domain events (care-team, mt, cpts, historic, …); absent while not routed. */
+  async outcomes(eventIds: number[]): Promise<Map<number, string>> {
+    const res = await this.pool.query<{ event_id: string; outcome: string }>('SELECT event_id, outcome FROM exchange_routing WHERE event_id = ANY($1::bigint[])', [eventIds]);
+    return new Map(res.rows.map((r) => [Number(r.event_id), r.outcome]));
+  }
+
   async create(body: unknown): Promise<Route> {
     const input = parse(body);
     return this.write(

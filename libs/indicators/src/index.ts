@@ -9,9 +9,4 @@ export { buildMeasureReport, score, DATA_ABSENT_REASON, SUPPRESSION_EXTENSION, O
 export { suppressStrata, totalSuppressed } from './suppression';
 export { IndicatorsService, INDICATORS_PRINCIPAL, parsePeriod } from './indicators.service';
 export type { EvaluateParams } from './indicators.service';
-export { TerritoryGenerator } from './territory/generator';
-export type { TerritoryOptions } from './territory/generator';
-export { TerritoryLoader } from './territory/loader';
-export type { LoadProgress, LoadSummary, TerritoryLoaderOptions } from './territory/loader';
-export type { PersonFacts, PersonRecords } from './territory/person';
 export { INDICATOR_MIGRATIONS } from './schema';

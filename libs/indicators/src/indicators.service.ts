@@ -60,8 +60,7 @@ export class IndicatorsService {
     const resources: Resource[] = [...this.catalogue.valueSets.values(), ...[...this.catalogue.measures.values()].map((m) => m.resource)];
     let written = 0;
     for (const r of resources) {
-      const current = await this.pool.query<{ content: string | null }>('SELECT content FROM resource WHERE resource_type = $1 AND id = $2 AND NOT deleted', [r.resourceType, r.id]);
-      const stored = current.rows[0]?.content ? (JSON.parse(current.rows[0].content) as Resource) : undefined;
+      const stored = await this.repo.readSystem(r.resourceType, r.id as string);
       if (stored && sameContent(stored, r)) {
         continue;
       }

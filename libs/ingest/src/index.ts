@@ -13,3 +13,5 @@ export type { AdtMessage } from './pam-fr';
 export { foldStay, buildEncounter, buildPatient } from './fhir-mapping';
 export type { Stay, StoredMovement } from './fhir-mapping';
 export { INGEST_MIGRATIONS } from './schema';
+export { Hl7Ledger } from './hl7-ledger';
+export type { LedgerEntry, LedgerFilter, LedgerMessage } from './hl7-ledger';

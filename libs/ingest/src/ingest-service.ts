@@ -12,6 +12,7 @@ import { GW } from './fhir-mapping';
 import { Hl7ContentError, contentDigest, decodeMessage, describeLocation, encodeText, parseEr7, peekHeader } from './hl7-text';
 import type { Charset } from './hl7-text';
 import { ITI30_EVENTS, ITI31_EVENTS, readAdt, readHeader } from './pam-fr';
+import { Hl7Ledger } from './hl7-ledger';
 import { SourceRegistry, sourceKey } from './sources';
 import type { Hl7Source } from './sources';
 
@@ -66,6 +67,8 @@ class DuplicateMessage extends Error {}
  */
 export class Hl7IngestService {
   readonly sources: SourceRegistry;
+  /** The message ledger's read side (operator API). */
+  readonly ledger: Hl7Ledger;
 
   constructor(
     private readonly pool: Pool,
@@ -73,6 +76,7 @@ export class Hl7IngestService {
     private readonly opts: IngestOptions,
   ) {
     this.sources = new SourceRegistry(pool);
+    this.ledger = new Hl7Ledger(pool);
   }
 
   /**

@@ -15,6 +15,6 @@ export { parseScope, scopeAllows, scopeWithin, isValidScope, splitScopes } from 
 export type { ScopeAction } from './scopes';
 export { ClientRegistry } from './clients';
 export type { ClientRecord, NewClient } from './clients';
-export { TokenService, OAuthError, CLIENT_ASSERTION_TYPE } from './tokens';
+export { TokenService, OAuthError, CLIENT_ASSERTION_TYPE, purgeExpiredAssertionIds } from './tokens';
 export type { TokenRequest, AccessClaims } from './tokens';
 export { nameUuid, uuidOid } from './name-uuid';

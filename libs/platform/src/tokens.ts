@@ -256,3 +256,8 @@ function parseBasic(authorization: string | undefined): { id: string; secret: st
   }
   throw new OAuthError(401, 'invalid_client', 'Malformed HTTP Basic credentials: expected base64(client_id:client_secret)');
 }
+
+/** Deletes the client-assertion ids past their expiry (replay protection no longer needs them). */
+export async function purgeExpiredAssertionIds(pool: Pool): Promise<number> {
+  return (await pool.query('DELETE FROM client_assertion_jti WHERE expires_at < now()')).rowCount ?? 0;
+}

@@ -29,6 +29,17 @@ export class AuditLog {
     private readonly intervalMs = 250,
   ) {}
 
+  /** The latest access-audit entries (newest first) as FHIR AuditEvents, after writing what is buffered. */
+  async list(q: { clientId?: string; limit: number }): Promise<Record<string, unknown>[]> {
+    await this.flush();
+    const res = await this.pool.query(
+      `SELECT id, recorded, client_id, organization, interaction, resource_type, entity, outcome, request_id FROM audit_event
+       WHERE ($1::text IS NULL OR client_id = $1) ORDER BY id DESC LIMIT $2`,
+      [q.clientId ?? null, q.limit],
+    );
+    return res.rows.map(toAuditEvent);
+  }
+
   record(r: AuditRecord): void {
     this.buffer.push(r);
     if (this.buffer.length >= this.maxBatch) {
@@ -74,4 +85,19 @@ export class AuditLog {
       this.logger.error({ err: (err as Error).message, lost: batch.length }, 'audit write failed');
     }
   }
+}
+
+/** Renders an audit row as a FHIR AuditEvent (REST subtype, who, what). */
+function toAuditEvent(r: Record<string, unknown>): Record<string, unknown> {
+  return {
+    resourceType: 'AuditEvent',
+    id: String(r.id),
+    type: { system: 'http://terminology.hl7.org/CodeSystem/audit-event-type', code: 'rest' },
+    subtype: [{ system: 'http://hl7.org/fhir/restful-interaction', code: r.interaction }],
+    recorded: (r.recorded as Date).toISOString(),
+    outcome: Number(r.outcome) < 400 ? '0' : Number(r.outcome) < 500 ? '4' : '8',
+    agent: [{ who: { identifier: { value: r.client_id } }, requestor: true, ...(r.organization ? { location: { reference: r.organization } } : {}) }],
+    source: { observer: { display: 'fhir-gateway' }, ...(r.request_id ? { site: String(r.request_id) } : {}) },
+    entity: ((r.entity as string[] | null) ?? []).map((e) => ({ what: { reference: e } })),
+  };
 }

@@ -1,4 +1,5 @@
 import type { Pool } from 'pg';
+import { purgeExpiredAssertionIds } from '@gw/platform';
 import type { JobResult, QueueService } from '@gw/platform';
 
 /**
@@ -9,11 +10,11 @@ import type { JobResult, QueueService } from '@gw/platform';
 export function registerHousekeepingJobs(queue: QueueService, pool: Pool): void {
   queue.register('housekeeping.purge-audit', async (payload): Promise<JobResult> => {
     const audit = await pool.query(`DELETE FROM audit_event WHERE recorded < now() - make_interval(days => $1)`, [payload.retentionDays]);
-    const jti = await pool.query('DELETE FROM client_assertion_jti WHERE expires_at < now()');
-    if ((audit.rowCount ?? 0) === 0 && (jti.rowCount ?? 0) === 0) {
+    const jti = await purgeExpiredAssertionIds(pool);
+    if ((audit.rowCount ?? 0) === 0 && jti === 0) {
       return { status: 'skipped', detail: { reason: 'nothing past retention' } };
     }
-    return { status: 'success', detail: { auditDeleted: audit.rowCount ?? 0, assertionIdsDeleted: jti.rowCount ?? 0 } };
+    return { status: 'success', detail: { auditDeleted: audit.rowCount ?? 0, assertionIdsDeleted: jti } };
   });
 }
 

@@ -16,3 +16,5 @@ export { GROUP_EXPORT_TYPES, PATIENT_COMPARTMENT, activePatientMembers } from '.
 export { STORE_MIGRATIONS } from './schema';
 export { EVENT_MIGRATIONS } from './events.schema';
 export { BULK_EXPORT_MIGRATIONS } from './bulk-export.schema';
+export { DomainEventLog, eventResource, lockEvent, markEventsDispatched } from './domain-events';
+export type { DomainEventEntry } from './domain-events';

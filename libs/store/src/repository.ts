@@ -132,6 +132,37 @@ export class FhirRepository {
     return row;
   }
 
+  /**
+   * The current content of a resource for the gateway's own processes (no access policy: callers
+   * act for the system, not a client), or undefined when it is absent or deleted. `forUpdate` takes
+   * its row lock in `db`'s transaction: concurrent read-modify-writes of it then run in turn.
+   */
+  async readSystem<T extends Resource>(type: string, id: string, opts: { db?: Queryable; forUpdate?: boolean } = {}): Promise<T | undefined> {
+    const row = await this.current(opts.db ?? this.pool, type, id, opts.forUpdate);
+    return row && !row.deleted && row.json ? (JSON.parse(row.json) as T) : undefined;
+  }
+
+  /**
+   * Every current resource of a type whose JSON contains `fragment` (jsonb containment), oldest
+   * first, for the gateway's own processes (no access policy). For small reference sets only.
+   */
+  async listContaining<T extends Resource>(type: string, fragment: object, db: Queryable = this.pool): Promise<T[]> {
+    const res = await db.query<{ content: string }>(
+      `SELECT content FROM resource WHERE resource_type = $1 AND NOT deleted AND content::jsonb @> $2::jsonb ORDER BY last_updated`,
+      [type, JSON.stringify(fragment)],
+    );
+    return res.rows.map((r) => JSON.parse(r.content) as T);
+  }
+
+  /** `Type/id` of those of these resources that are stored (deleted ones included): a resumed load skips them. */
+  async existing(resources: Pick<Resource, 'resourceType' | 'id'>[], db: Queryable = this.pool): Promise<string[]> {
+    const res = await db.query<{ ref: string }>(
+      `SELECT r.resource_type || '/' || r.id AS ref FROM resource r JOIN unnest($1::text[], $2::text[]) AS k(t, i) ON r.resource_type = k.t AND r.id = k.i`,
+      [resources.map((r) => r.resourceType), resources.map((r) => r.id)],
+    );
+    return res.rows.map((r) => r.ref);
+  }
+
   async vread(p: Principal, type: string, id: string, versionId: string): Promise<StoredResource> {
     const current = await this.current(this.pool, type, id);
     if (!current || !this.policy.canRead(p, current) || !/^\d+$/.test(versionId)) {

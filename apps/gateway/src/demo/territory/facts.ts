@@ -1,6 +1,6 @@
 import type { CareTeam, Coding, Condition, Encounter, Immunization, MedicationRequest, Observation, Procedure, Resource, Task } from '@medplum/fhirtypes';
 import { DISCHARGE_DISPOSITION, TASK_CODE_SYSTEM } from '@gw/fhir';
-import { CODES, CONDITION_CLINICAL } from '../codes';
+import { CODES, CONDITION_CLINICAL } from '@gw/indicators';
 import { addDays } from './random';
 import type { Rng } from './random';
 import type { Layout, Structure } from './structures';

@@ -73,7 +73,7 @@ describe('TerritoryGenerator', () => {
 
   it('writes valid identifiers: RPPS with a Luhn key, FINESS and SIRET keys; every resource passes the write validation', () => {
     loadFhirDefinitions();
-    const profiles = ProfileRegistry.fromDirectory(resolve(__dirname, '../../../../fhir-profiles'));
+    const profiles = ProfileRegistry.fromDirectory(resolve(__dirname, '../../../../../fhir-profiles'));
     const structural = new TerritoryGenerator(OPTIONS).structures();
     const ids = structural.flatMap((r) => ((r as { identifier?: { system?: string; value?: string }[] }).identifier ?? []));
     for (const i of ids.filter((x) => x.system === 'https://rpps.esante.gouv.fr' || x.system === 'https://sirene.fr' || x.system === 'https://finess.esante.gouv.fr')) {

@@ -1,6 +1,7 @@
 import type { Resource } from '@medplum/fhirtypes';
 import type { PoolClient } from 'pg';
 import type { FhirRepository, WriteContext } from '@gw/store';
+import { markHistoricDischarges } from '@gw/exchange';
 import type { TerritoryGenerator } from './generator';
 
 export interface LoadProgress {
@@ -36,18 +37,6 @@ export interface LoadSummary {
   /** Some resources were already there (an interrupted earlier load): kept and skipped. */
   resumed: boolean;
 }
-
-/**
- * Historic discharges: the discharge trigger (migration 2) records an `encounter.discharged`
- * event for every finished hospital stay, which the outbox relay would hand to the exchange
- * router (follow-up Task, MSSanté, MHD). A loaded past is not news: in the same transaction the
- * events are marked dispatched (the relay only picks `dispatched_at IS NULL`) and given an
- * exchange_routing row (outcome `historic-load`), so that even a replayed route job does nothing.
- */
-const HISTORIC_DISCHARGES_SQL = `WITH ev AS (
-    UPDATE domain_event SET dispatched_at = now()
-     WHERE type = 'encounter.discharged' AND resource = ANY($1::text[]) AND dispatched_at IS NULL RETURNING id)
-  INSERT INTO exchange_routing (event_id, route_id, outcome) SELECT id, NULL, 'historic-load' FROM ev ON CONFLICT DO NOTHING`;
 
 /**
  * Loads a {@link TerritoryGenerator} through the store's write path (validation against base R4
@@ -141,7 +130,7 @@ export class TerritoryLoader {
       const stays = todo.filter((r) => r.resourceType === 'Encounter').map((r) => `Encounter/${r.id}`);
       if (stays.length > 0) {
         // Read the count before adding: `x += await y` would read x before the await (lost updates across batches).
-        const marked = (await tx.query(HISTORIC_DISCHARGES_SQL, [stays])).rowCount ?? 0;
+        const marked = await markHistoricDischarges(tx, stays);
         summary.historicDischarges += marked;
       }
       for (const r of todo) {
@@ -152,11 +141,7 @@ export class TerritoryLoader {
   }
 
   /** `Type/id` of those resources already stored. */
-  private async exists(resources: Resource[], db: PoolClient | FhirRepository['pool'] = this.repo.pool): Promise<string[]> {
-    const res = await db.query<{ ref: string }>(
-      `SELECT r.resource_type || '/' || r.id AS ref FROM resource r JOIN unnest($1::text[], $2::text[]) AS k(t, i) ON r.resource_type = k.t AND r.id = k.i`,
-      [resources.map((r) => r.resourceType), resources.map((r) => r.id)],
-    );
-    return res.rows.map((r) => r.ref);
+  private async exists(resources: Resource[], db?: PoolClient): Promise<string[]> {
+    return this.repo.existing(resources, db);
   }
 }

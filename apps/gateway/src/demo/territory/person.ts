@@ -3,7 +3,7 @@ import { nameUuid } from '@gw/platform';
 import {
   COMMUNE_CODES, GW_PATIENT_PROFILE, IDENTIFIER_TYPES, INSEE_CODE_EXTENSION, MT_STATUS_EXTENSION, RELIABILITY_CODES, RELIABILITY_EXTENSION, V2_0203, nirKey,
 } from '@gw/fhir';
-import { CODES } from '../codes';
+import { CODES } from '@gw/indicators';
 import { careTeam, condition, daysBack, fluDate, hospitalStay, immunization, inPeriod, medication, observation, procedure, visit } from './facts';
 import type { FactContext } from './facts';
 import { Rng, addDays } from './random';
