@@ -13,3 +13,5 @@ export { BulkExportService } from './bulk-export.service';
 export type { BulkExportOptions, ExportStatus } from './bulk-export.service';
 export type { RawExportParams } from './bulk-export.params';
 export { GROUP_EXPORT_TYPES, PATIENT_COMPARTMENT, activePatientMembers } from './patient-compartment';
+export { ANNUAIRE_SANTE, DIRECTORY_ORG, DIRECTORY_SOURCE_SYSTEM, DIRECTORY_TYPES, IDENTITY_TYPES, equivalentTokens, identityKey, identityKeys, isDirectorySourced } from './directory';
+export { directoryConflict } from './persist';
