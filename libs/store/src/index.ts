@@ -15,3 +15,5 @@ export type { RawExportParams } from './bulk-export.params';
 export { GROUP_EXPORT_TYPES, PATIENT_COMPARTMENT, activePatientMembers } from './patient-compartment';
 export { ANNUAIRE_SANTE, DIRECTORY_ORG, DIRECTORY_SOURCE_SYSTEM, DIRECTORY_TYPES, IDENTITY_TYPES, equivalentTokens, identityKey, identityKeys, isDirectorySourced } from './directory';
 export { directoryConflict } from './persist';
+export { DIRECTORY_IMPORT_PRINCIPAL, DirectoryImporter } from './directory-import';
+export type { DirectoryImportOptions, DirectoryImportStats } from './directory-import';
