@@ -578,7 +578,7 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
       expect(found.body.entry?.map((e) => e.resource?.id)).toEqual([created.id]);
     });
 
-    it('lets a client read its own Organization but not another one', async () => {
+    it('lets a client read every Organization (shared directory) but change only its own', async () => {
       const orgs = [
         { resourceType: 'Organization', id: 'msp-a', name: 'MSP A', active: true },
         { resourceType: 'Organization', id: 'msp-b', name: 'MSP B', active: true },
@@ -588,7 +588,11 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
         expect(put.status).toBe(201);
       }
       expect((await call(`${gw.fhirUrl}/Organization/msp-a`, { token: a.token })).status).toBe(200);
-      expect((await call(`${gw.fhirUrl}/Organization/msp-b`, { token: a.token })).status).toBe(404);
+      expect((await call(`${gw.fhirUrl}/Organization/msp-b`, { token: a.token })).status).toBe(200);
+      const rename = (id: string, name: string): Promise<{ status: number }> =>
+        call(`${gw.fhirUrl}/Organization/${id}`, { method: 'PUT', token: a.token, body: JSON.stringify({ resourceType: 'Organization', id, name, active: true }) });
+      expect((await rename('msp-a', 'MSP A des Lilas')).status).toBe(200);
+      expect((await rename('msp-b', 'Hijacked')).status).toBe(403);
     });
   });
 

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { SIRENE } from '@gw/fhir';
 import { createLogger, loadConfig, splitScopes } from '@gw/platform';
-import { OWNER_TAG_SYSTEM } from '@gw/store';
+import { DirectoryImporter, OWNER_TAG_SYSTEM } from '@gw/store';
 import { TerritoryGenerator, TerritoryLoader } from './demo/territory';
 import type { GatewayCore } from './core';
 import { createCore } from './core';
@@ -27,6 +27,12 @@ Commands:
       --seed <n>                 random seed (default 1): same seed, size and date = same resources and ids
       --as-of <YYYY-MM-DD>       last day of the data; the 12 months before it are the indicator year
                                  (default: end of last month). Re-running the same load says already-loaded.
+  directory:import  Import the Annuaire Santé public extractions (pipe-separated, header line; see docs/directory.md)
+      --ps <file>                PS_LibreAcces_Personne_activite_*.txt (full extraction; required)
+      --mss <file>               Extraction_Correspondance_MSSante_*.txt (full extraction of MSSanté mailboxes)
+      --progress-ms <n>          progress line on stderr at most every n ms (default 5000)
+                                 Same files twice: no new versions. A professional or mailbox absent from a
+                                 new full extraction becomes inactive.
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -51,6 +57,9 @@ async function main(argv: string[]): Promise<number> {
       patients: { type: 'string' },
       seed: { type: 'string' },
       'as-of': { type: 'string' },
+      ps: { type: 'string' },
+      mss: { type: 'string' },
+      'progress-ms': { type: 'string' },
     },
   });
   const config = loadConfig();
@@ -68,6 +77,8 @@ async function main(argv: string[]): Promise<number> {
         return await runIndicators(core, values['period-end'], values.months);
       case 'demo:territory':
         return await loadTerritory(core, values.patients ?? '10000', values.seed ?? '1', values['as-of']);
+      case 'directory:import':
+        return await importDirectory(core, values.ps, values.mss, values['progress-ms']);
       default:
         process.stderr.write(`Unknown command ${command}\n${USAGE}`);
         return 2;
@@ -136,6 +147,21 @@ async function loadTerritory(core: GatewayCore, patients: string, seed: string, 
     },
   }).load(generator);
   process.stdout.write(`${JSON.stringify({ ...summary, perSecond: Math.round(summary.perSecond), seed: Number(seed), asOf }, null, 2)}\n`);
+  return 0;
+}
+
+async function importDirectory(core: GatewayCore, ps: string | undefined, mss: string | undefined, progressMs = '5000'): Promise<number> {
+  if (!ps || !Number.isInteger(Number(progressMs))) {
+    process.stderr.write(`directory:import needs --ps <file> (and optionally --mss <file>, --progress-ms <n>)\n${USAGE}`);
+    return 2;
+  }
+  const stats = await new DirectoryImporter(core.repo).run({
+    psFile: ps,
+    mssFile: mss,
+    progressMs: Number(progressMs),
+    onProgress: (line) => process.stderr.write(`${new Date().toISOString()} directory:import ${line}\n`),
+  });
+  process.stdout.write(`${JSON.stringify({ status: 'imported', ...stats })}\n`);
   return 0;
 }
 

@@ -15,6 +15,7 @@ import {
   AuditLog,
   BULK_EXPORT_MIGRATIONS,
   BulkExportService,
+  DIRECTORY_MIGRATIONS,
   DomainEventLog,
   EVENT_MIGRATIONS,
   STORE_MIGRATIONS,
@@ -42,6 +43,7 @@ export const MIGRATIONS: readonly Migration[] = [
   ...EXCHANGE_MIGRATIONS,
   ...INDICATOR_MIGRATIONS,
   ...BULK_EXPORT_MIGRATIONS,
+  ...DIRECTORY_MIGRATIONS,
 ];
 
 /** Everything the gateway is made of, built once at boot (also used by tests and the CLI). */

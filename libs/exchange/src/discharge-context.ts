@@ -10,7 +10,7 @@ import type {
   Reference,
   Resource,
 } from '@medplum/fhirtypes';
-import { parseSearchRequest } from '@gw/fhir';
+import { IDNATPS, parseSearchRequest } from '@gw/fhir';
 import type { SearchRequest } from '@gw/fhir';
 import type { FhirRepository, Principal, Queryable } from '@gw/store';
 import {
@@ -173,7 +173,7 @@ export class DischargeContextLoader {
         ref: target,
         kind,
         display,
-        mailbox: mssanteMailbox(role?.telecom) ?? mssanteMailbox(person?.telecom),
+        mailbox: mssanteMailbox(role?.telecom) ?? mssanteMailbox(person?.telecom) ?? (await directoryMailbox(db, person)),
         organization: role?.organization?.reference,
         rpps: person?.identifier?.find((i) => i.system === RPPS)?.value,
       },
@@ -211,6 +211,20 @@ export class DischargeContextLoader {
     const binary = url?.startsWith('Binary/') ? await this.get<Binary>(db, url) : undefined;
     return { document, binary };
   }
+}
+
+/**
+ * The personal (PER) MSSanté mailbox the directory import recorded for the professional, listed or
+ * not: an unlisted (liste rouge) mailbox is kept out of every FHIR resource (never published to
+ * clients) but the discharge of the professional's own patient may still be sent to it.
+ */
+async function directoryMailbox(db: Queryable, person: Practitioner | undefined): Promise<string | undefined> {
+  const idNat = person?.identifier?.find((i) => i.system === IDNATPS && i.value)?.value ?? person?.identifier?.filter((i) => i.system === RPPS && i.value).map((i) => `8${i.value}`)[0];
+  if (!idNat) {
+    return undefined;
+  }
+  const res = await db.query<{ address: string }>("SELECT address FROM directory_mailbox WHERE id_nat_ps = $1 AND active AND kind = 'PER' ORDER BY unlisted, address LIMIT 1", [idNat]);
+  return res.rows[0]?.address;
 }
 
 /** Death at discharge: disposition `exp` (PAM-FR ZFM-2 = 9) or the Patient marked deceased. */

@@ -6,6 +6,8 @@ export const GW = 'https://gateway.fr-primary-care.org';
 export const FINESS = 'https://finess.esante.gouv.fr';
 export const RPPS = 'https://rpps.esante.gouv.fr';
 export const IDNATPS = 'urn:oid:1.2.250.1.71.4.2.1';
+/** Structure national id (IdNatStruct): `1` + FINESS, `3` + SIRET, … (DOMAIN §3). */
+export const IDNATSTRUCT = 'urn:oid:1.2.250.1.71.4.2.2';
 /** INS-NIR, INS-NIA and their test OIDs (FR Core). */
 export const INS_OIDS = ['1.2.250.1.213.1.4.8', '1.2.250.1.213.1.4.9', '1.2.250.1.213.1.4.10', '1.2.250.1.213.1.4.11'];
 export const RELIABILITY_EXTENSION = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability';

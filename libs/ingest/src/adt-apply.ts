@@ -94,6 +94,8 @@ export class AdtWriter {
     const ippToken = `${ippSystem}|${tokenValue(ipp.value)}`;
     const locked: Lookup[] = [['Patient', [['identifier', ippToken]], 'PID-3 IPP']];
     if (adt.doctor) {
+      // The shared directory entry, whoever registered it: the IdNatPS or the bare RPPS (repository
+      // matching adds the other forms of the same identity; the lock is on the identity).
       locked.push(['Practitioner', [['identifier', `${IDNATPS}|${adt.doctor.idNatPs}`]], 'ROL-4']);
     }
     if (byIns) {
@@ -173,8 +175,17 @@ export class AdtWriter {
     return found[0];
   }
 
+  /**
+   * The médecin traitant: a known RPPS is referenced as it is. The hospital fills in (names) only an
+   * entry it created itself from HL7 and the directory has not taken over; another structure's or
+   * the directory import's entry (names, mailbox) is never changed by a feed.
+   */
   private practitioner(adt: AdtMessage, existing: StoredResource | undefined): string {
     const d = adt.doctor as NonNullable<AdtMessage['doctor']>;
+    if (existing && !existing.deleted && this.repo.writeRefusal(this.principal, existing, buildPractitioner(parse<Practitioner>(existing), d))) {
+      this.touched.add(`Practitioner/${existing.id}`);
+      return `Practitioner/${existing.id}`;
+    }
     const id = existing?.id ?? randomUUID();
     this.save(existing, buildPractitioner(parse<Practitioner>(existing), d), id);
     return `Practitioner/${id}`;

@@ -16,12 +16,32 @@ describe('OrganizationAccessPolicy', () => {
     expect(policy.canWrite(mspA, patientOf(null))).toBe(false);
   });
 
-  it('lets a client create, and read its own Organization resource without owning it', () => {
-    expect(policy.canWrite(mspA, undefined)).toBe(true);
-    expect(policy.canRead(mspA, { resourceType: 'Organization', id: 'msp-a', ownerOrg: 'Organization/gateway-operator' })).toBe(true);
-    expect(policy.canWrite(mspA, { resourceType: 'Organization', id: 'msp-a', ownerOrg: 'Organization/gateway-operator' })).toBe(false);
-    expect(policy.canRead(mspA, { resourceType: 'Organization', id: 'msp-b', ownerOrg: 'Organization/gateway-operator' })).toBe(false);
-    expect(policy.canRead(mspA, { resourceType: 'Location', id: 'msp-a', ownerOrg: 'Organization/msp-b' })).toBe(false);
+  it('lets every client read the directory types whoever owns them, and no patient data of another organization', () => {
+    for (const type of ['Practitioner', 'PractitionerRole', 'Organization', 'Location', 'HealthcareService', 'Endpoint']) {
+      expect([type, policy.canRead(mspA, { resourceType: type, id: 'x', ownerOrg: 'Organization/msp-b' })]).toEqual([type, true]);
+    }
+    for (const type of ['Patient', 'Encounter', 'CareTeam', 'Task', 'Communication']) {
+      expect([type, policy.canRead(mspA, { resourceType: type, id: 'x', ownerOrg: 'Organization/msp-b' })]).toEqual([type, false]);
+    }
+    expect(policy.readFilter(mspA, 'r', () => '$1')).toContain("'Practitioner'");
+  });
+
+  it('lets a structure edit the non-identity fields of its own Organization, not its identifiers, not delete it', () => {
+    const own = { resourceType: 'Organization', id: 'msp-a', ownerOrg: 'Organization/gateway-operator', json: JSON.stringify({ resourceType: 'Organization', identifier: [{ system: 'https://finess.esante.gouv.fr', value: '750000001' }] }) };
+    expect(policy.writeRefusal(mspA, own, { resourceType: 'Organization', name: 'MSP A', identifier: [{ system: 'https://finess.esante.gouv.fr', value: '750000001' }] })).toBeUndefined();
+    expect(policy.writeRefusal(mspA, own, { resourceType: 'Organization', identifier: [{ system: 'https://finess.esante.gouv.fr', value: '750000002' }] })).toMatch(/directory identity/);
+    expect(policy.canWrite(mspA, own)).toBe(false);
+    expect(policy.writeRefusal(mspA, { ...own, id: 'msp-b' }, { resourceType: 'Organization' })).toMatch(/shared directory entry maintained by another organization/);
+  });
+
+  it('refuses a structure any change to a directory entry another organization or the import owns, and roles of another organization', () => {
+    const imported = { resourceType: 'Practitioner', id: 'gp', ownerOrg: 'Organization/gateway-directory' };
+    expect(policy.writeRefusal(mspA, imported, { resourceType: 'Practitioner' })).toMatch(/directory import \(Annuaire Santé\).*mailbox/);
+    expect(policy.writeRefusal(mspA, { ...imported, ownerOrg: 'Organization/msp-a' }, { resourceType: 'Practitioner' })).toBeUndefined();
+    expect(policy.writeRefusal(mspA, undefined, { resourceType: 'Practitioner' })).toBeUndefined();
+    expect(policy.writeRefusal(mspA, undefined, { resourceType: 'PractitionerRole', organization: { reference: 'Organization/msp-a' } })).toBeUndefined();
+    expect(policy.writeRefusal(mspA, undefined, { resourceType: 'PractitionerRole', organization: { reference: 'Organization/msp-b' } })).toMatch(/own roles/);
+    expect(policy.writeRefusal(admin, imported, { resourceType: 'Practitioner' })).toBeUndefined();
   });
 
   it('lets every client read the shared catalogue (Measure, ValueSet) but not change it', () => {

@@ -1,5 +1,6 @@
 import type { Pool, PoolClient } from 'pg';
 import type { IndexRows } from '@gw/fhir';
+import { GatewayError } from '@gw/platform';
 import { Binder } from './search-sql';
 
 /** A stored version: metadata plus the exact JSON text served. */
@@ -61,7 +62,27 @@ export async function persistVersions(db: Pool | PoolClient, versions: NewVersio
   }
   addIndexInserts(ctes, b, versions);
   const e = extra?.((v) => b.bind(v));
-  return (await db.query(`WITH ${[...ctes, ...(e?.ctes ?? [])].join(',\n')} ${e?.select ?? 'SELECT 1'}`, b.values)).rows;
+  try {
+    return (await db.query(`WITH ${[...ctes, ...(e?.ctes ?? [])].join(',\n')} ${e?.select ?? 'SELECT 1'}`, b.values)).rows;
+  } catch (err) {
+    throw directoryConflict(err) ?? err;
+  }
+}
+
+/**
+ * The directory identity trigger (migration 10) refuses a second Practitioner with an RPPS /
+ * IdNatPS, or a second Organization with a FINESS / SIRET / IdNatStruct, already held: a 409 that
+ * names the holder, whatever the write path.
+ */
+export function directoryConflict(err: unknown): GatewayError | undefined {
+  const e = err as { code?: string; constraint?: string; message?: string };
+  if (e?.code !== '23505' || e.constraint !== 'directory_identity_pkey') {
+    return undefined;
+  }
+  return new GatewayError('conflict', {
+    text: `${e.message ?? 'duplicate directory identifier'}: one entry per national identifier; reference the existing one or use a conditional create (If-None-Exist)`,
+    code: 'duplicate',
+  });
 }
 
 /**

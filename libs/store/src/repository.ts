@@ -6,6 +6,7 @@ import { GatewayError } from '@gw/platform';
 import { validateForWrite } from '@gw/fhir';
 import type { IndexRows, ProfileRegistry, SearchParamRegistry, SearchRequest } from '@gw/fhir';
 import type { AccessPolicy, Principal, StoredRef } from './access';
+import { IDENTITY_TYPES, equivalentTokens, identityKey } from './directory';
 import { Binder, compileSort, compileWhere } from './search-sql';
 import { persistVersions } from './persist';
 import { WriteBatcher } from './write-batcher';
@@ -76,16 +77,15 @@ export class FhirRepository {
 
   /** Validates, stamps and indexes a new resource; returns what must be persisted. */
   prepareCreate(resource: Resource, ctx: WriteContext, id: string = randomUUID()): NewVersion {
+    this.checkWrite(ctx.principal, undefined, resource);
     const owner = this.policy.ownerFor(ctx.principal, requestedOwner(resource));
     return this.prepare(resource, id, 1, owner, ctx, false);
   }
 
   /** Validates, stamps and indexes the next version of `existing` (already read under lock by the caller). */
   prepareUpdate(existing: StoredResource, resource: Resource, ctx: WriteContext): NewVersion {
-    if (!this.policy.canWrite(ctx.principal, existing)) {
-      throw new GatewayError('forbidden', { text: `${existing.resourceType}/${existing.id} cannot be changed by this client` });
-    }
-    const owner = existing.ownerOrg ?? this.policy.ownerFor(ctx.principal, requestedOwner(resource));
+    this.checkWrite(ctx.principal, existing, resource);
+    const owner = this.ownerOnUpdate(ctx.principal, existing, resource);
     return this.prepare(resource, existing.id, existing.versionId + 1, owner, ctx, true);
   }
 
@@ -198,15 +198,13 @@ export class FhirRepository {
       if (existing && !this.policy.canRead(ctx.principal, existing)) {
         throw new GatewayError('not-found', { text: `${type}/${id} not found` });
       }
-      if (existing && !this.policy.canWrite(ctx.principal, existing)) {
-        throw new GatewayError('forbidden', { text: `${type}/${id} cannot be changed by this client` });
-      }
+      this.checkWrite(ctx.principal, existing, resource);
       if (ifMatch !== undefined && (!existing || existing.versionId !== ifMatch)) {
         throw new GatewayError('precondition-failed', {
           text: `Version mismatch: If-Match expects ${ifMatch}, current is ${existing ? existing.versionId : 'none'}`,
         });
       }
-      const owner = existing?.ownerOrg ?? this.policy.ownerFor(ctx.principal, requestedOwner(resource));
+      const owner = existing ? this.ownerOnUpdate(ctx.principal, existing, resource) : this.policy.ownerFor(ctx.principal, requestedOwner(resource));
       const v = this.prepare(resource, id, (existing?.versionId ?? 0) + 1, owner, ctx, !!existing);
       // Content identical to the current version (meta.versionId/lastUpdated aside): no new version.
       if (existing?.json && deepEquals(JSON.parse(existing.json), JSON.parse(v.json as string))) {
@@ -245,8 +243,9 @@ export class FhirRepository {
       if (!existing || !this.policy.canRead(ctx.principal, existing)) {
         throw new GatewayError('not-found', { text: `${type}/${id} not found` });
       }
-      if (!this.policy.canWrite(ctx.principal, existing)) {
-        throw new GatewayError('forbidden', { text: `${type}/${id} belongs to another organization` });
+      const refusal = this.policy.writeRefusal(ctx.principal, existing);
+      if (refusal) {
+        throw new GatewayError('forbidden', { text: refusal });
       }
       if (existing.deleted) {
         return;
@@ -356,8 +355,9 @@ export class FhirRepository {
    * with the same condition run one after the other, and the second sees the first's commit.
    */
   async lockAndMatch(tx: PoolClient, p: Principal, query: SearchRequest): Promise<StoredResource[]> {
-    await lockQuery(tx, query);
-    return this.matchForCondition(tx, p, query);
+    const q = withEquivalentIdentifiers(query);
+    await lockQuery(tx, q);
+    return this.matchForCondition(tx, p, q);
   }
 
   /**
@@ -381,7 +381,7 @@ export class FhirRepository {
   /** The statement of matchAll, for callers that send it together with others (see inlineSql); rows go to groupMatches. */
   matchAllQuery(p: Principal, queries: SearchRequest[]): { sql: string; values: unknown[] } {
     const b = new Binder();
-    const parts = queries.map((q, i) => {
+    const parts = queries.map(withEquivalentIdentifiers).map((q, i) => {
       const where = compileWhere(q, this.registry, b, (alias) => this.policy.readFilter(p, alias, b.bind));
       if (where.unsupported.length > 0 || q.clauses.length === 0) {
         throw new GatewayError('invalid', { text: `Unsupported condition on ${q.resourceType}: ${where.unsupported.map((u) => u.reason).join('; ') || 'no parameter'}` });
@@ -458,6 +458,27 @@ export class FhirRepository {
     for (const row of res.rows.map(fromRow)) {
       out.set(`${row.resourceType}/${row.id}`, row);
     }
+  }
+
+  /** Why `p` may not write `next` over `existing` (undefined when it may); see AccessPolicy.writeRefusal. */
+  writeRefusal(p: Principal, existing: StoredResource | undefined, next?: Resource): string | undefined {
+    return this.policy.writeRefusal(p, existing, next);
+  }
+
+  private checkWrite(p: Principal, existing: StoredResource | undefined, next: Resource): void {
+    const refusal = this.policy.writeRefusal(p, existing, next);
+    if (refusal) {
+      throw new GatewayError('forbidden', { text: refusal });
+    }
+  }
+
+  /** The owner stays, except that an admin (an operator, the directory import) may file the resource under another organization. */
+  private ownerOnUpdate(p: Principal, existing: StoredResource, resource: Resource): string {
+    const requested = requestedOwner(resource);
+    if (existing.ownerOrg && !(p.admin && requested)) {
+      return existing.ownerOrg;
+    }
+    return this.policy.ownerFor(p, requested);
   }
 
   private async current(db: Queryable, type: string, id: string, forUpdate = false): Promise<StoredResource | undefined> {
@@ -549,8 +570,34 @@ export async function withTransaction<T>(pool: Pool, fn: (db: PoolClient) => Pro
   }
 }
 
-/** The advisory-lock key of a conditional query: type and sorted clauses. */
+/**
+ * A conditional query on a Practitioner or Organization identifier also matches the other forms of
+ * the same national identity (RPPS X = IdNatPS 8X, FINESS F = IdNatStruct 1F, SIRET S = IdNatStruct 3S).
+ */
+export function withEquivalentIdentifiers(query: SearchRequest): SearchRequest {
+  if (!IDENTITY_TYPES.includes(query.resourceType) || !query.clauses.some((c) => c.code === 'identifier' && !c.modifier && !c.chain)) {
+    return query;
+  }
+  const clauses = query.clauses.map((c) =>
+    c.code === 'identifier' && !c.modifier && !c.chain ? { ...c, values: [...new Set(c.values.flatMap((v) => equivalentTokens(query.resourceType, v)))] } : c,
+  );
+  return { ...query, clauses };
+}
+
+/**
+ * The advisory-lock key of a conditional query: type and sorted clauses. A query on one national
+ * identity alone locks that identity's key, whatever form names it, so that a conditional create
+ * by RPPS and an HL7 lookup by IdNatPS of the same professional run one after the other.
+ */
 function lockKey(query: SearchRequest): string {
+  const only = query.clauses.length === 1 ? query.clauses[0] : undefined;
+  if (only && only.code === 'identifier' && !only.modifier && !only.chain && IDENTITY_TYPES.includes(query.resourceType)) {
+    const keys = only.values.map((v) => identityKey(query.resourceType, v.slice(0, Math.max(0, v.indexOf('|'))), v.slice(v.indexOf('|') + 1)));
+    const distinct = [...new Set(keys)];
+    if (distinct.length === 1 && distinct[0]) {
+      return `directory:${distinct[0]}`;
+    }
+  }
   return `${query.resourceType}?${query.clauses
     .map((c) => `${c.key}=${c.values.join(',')}`)
     .sort()
