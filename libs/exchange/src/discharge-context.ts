@@ -12,6 +12,7 @@ import type {
 } from '@medplum/fhirtypes';
 import { IDNATPS, parseSearchRequest } from '@gw/fhir';
 import type { SearchRequest } from '@gw/fhir';
+import { personalMailbox } from '@gw/store';
 import type { FhirRepository, Principal, Queryable } from '@gw/store';
 import {
   COORDINATOR_ROLES,
@@ -223,8 +224,7 @@ async function directoryMailbox(db: Queryable, person: Practitioner | undefined)
   if (!idNat) {
     return undefined;
   }
-  const res = await db.query<{ address: string }>("SELECT address FROM directory_mailbox WHERE id_nat_ps = $1 AND active AND kind = 'PER' ORDER BY unlisted, address LIMIT 1", [idNat]);
-  return res.rows[0]?.address;
+  return personalMailbox(db, idNat);
 }
 
 /** Death at discharge: disposition `exp` (PAM-FR ZFM-2 = 9) or the Patient marked deceased. */

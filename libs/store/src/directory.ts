@@ -1,5 +1,6 @@
 import type { Identifier, Resource } from '@medplum/fhirtypes';
 import { FINESS, GW, IDNATPS, IDNATSTRUCT, RPPS, SIRENE } from '@gw/fhir';
+import type { Queryable } from './repository';
 
 /**
  * Directory resources: reference data about professionals and structures, not patient data. Every
@@ -86,4 +87,13 @@ export function equivalentTokens(type: string, token: string): string[] {
 /** True when the directory import wrote this entry (meta.tag directory-source). */
 export function isDirectorySourced(resource: Resource | undefined): boolean {
   return !!resource?.meta?.tag?.some((t) => t.system === DIRECTORY_SOURCE_SYSTEM);
+}
+
+/**
+ * The personal MSSanté mailbox the directory import recorded for a professional (IdNatPS), listed
+ * ones first. An unlisted mailbox is never written into a FHIR resource; routing may still send to it.
+ */
+export async function personalMailbox(db: Queryable, idNatPs: string): Promise<string | undefined> {
+  const res = await db.query<{ address: string }>("SELECT address FROM directory_mailbox WHERE id_nat_ps = $1 AND active AND kind = 'PER' ORDER BY unlisted, address LIMIT 1", [idNatPs]);
+  return res.rows[0]?.address;
 }

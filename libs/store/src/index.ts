@@ -18,7 +18,7 @@ export { EVENT_MIGRATIONS } from './events.schema';
 export { BULK_EXPORT_MIGRATIONS } from './bulk-export.schema';
 export { DomainEventLog, eventResource, lockEvent, markEventsDispatched } from './domain-events';
 export type { DomainEventEntry } from './domain-events';
-export { ANNUAIRE_SANTE, DIRECTORY_ORG, DIRECTORY_SOURCE_SYSTEM, DIRECTORY_TYPES, IDENTITY_TYPES, equivalentTokens, identityKey, identityKeys, isDirectorySourced } from './directory';
+export { ANNUAIRE_SANTE, DIRECTORY_ORG, DIRECTORY_SOURCE_SYSTEM, DIRECTORY_TYPES, IDENTITY_TYPES, equivalentTokens, identityKey, identityKeys, isDirectorySourced, personalMailbox } from './directory';
 export { directoryConflict } from './persist';
 export { DIRECTORY_IMPORT_PRINCIPAL, DirectoryImporter } from './directory-import';
 export type { DirectoryImportOptions, DirectoryImportStats } from './directory-import';
