@@ -619,6 +619,29 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
       expect((await call(`${gw.baseUrl}/admin/clients`)).status).toBe(401);
     });
 
+    it('refuses every operator route to a non-admin client, before running it (@AdminOnly on the controllers)', async () => {
+      const routes: [string, string][] = [
+        ['GET', '/admin/hl7/sources'],
+        ['POST', '/admin/hl7/sources'],
+        ['PUT', '/admin/hl7/sources/00000000-0000-0000-0000-000000000000'],
+        ['GET', '/admin/hl7/messages'],
+        ['GET', '/admin/hl7/messages/1'],
+        ['POST', '/admin/hl7/messages/1/reprocess'],
+        ['GET', '/admin/events'],
+        ['GET', '/admin/exchange/routes'],
+        ['POST', '/admin/exchange/routes'],
+        ['GET', '/admin/exchange/deliveries'],
+        ['GET', '/admin/exchange/summary'],
+        ['POST', '/admin/exchange/deliveries/00000000-0000-0000-0000-000000000000/replay'],
+        ['POST', '/exchange/mdn'],
+        ['POST', '/admin/jobs/housekeeping/1/retry'],
+      ];
+      for (const [method, path] of routes) {
+        const res = await call<OperationOutcome>(`${gw.baseUrl}${path}`, { method, token: nonAdmin.token, headers: { 'content-type': 'application/json' }, body: method === 'GET' ? undefined : '{}' });
+        expect([method, path, res.status, res.body.resourceType]).toEqual([method, path, 403, 'OperationOutcome']);
+      }
+    });
+
     it('lists clients for the admin, without secrets', async () => {
       const res = await call<Record<string, unknown>[]>(`${gw.baseUrl}/admin/clients`, { token: await gw.token() });
       expect(res.status).toBe(200);

@@ -2,7 +2,7 @@ import { Body, Controller, Get, Inject, Param, Post, Query, Req } from '@nestjs/
 import type { FastifyRequest } from 'fastify';
 import { GatewayError, QUEUE_NAMES, splitScopes } from '@gw/platform';
 import type { ClientRecord } from '@gw/platform';
-import { requireAdmin } from './auth.guard';
+import { AdminOnly } from './public.decorator';
 import type { GatewayCore } from './core';
 import { CORE } from './tokens';
 
@@ -16,12 +16,12 @@ interface CreateClientBody {
 
 /** Operator API (admin clients only): clients, dead-letter jobs, access audit. */
 @Controller('admin')
+@AdminOnly()
 export class AdminController {
   constructor(@Inject(CORE) private readonly core: GatewayCore) {}
 
   @Post('clients')
   async createClient(@Req() req: FastifyRequest, @Body() body: CreateClientBody): Promise<{ client: ClientRecord; client_secret?: string }> {
-    requireAdmin(req);
     if (!body?.name || !body.organization || !body.scopes) {
       throw new GatewayError('invalid', { text: 'name, organization (Organization/<id>) and scopes are required' });
     }
@@ -41,14 +41,12 @@ export class AdminController {
   }
 
   @Get('clients')
-  async listClients(@Req() req: FastifyRequest): Promise<ClientRecord[]> {
-    requireAdmin(req);
+  async listClients(): Promise<ClientRecord[]> {
     return this.core.clients.list();
   }
 
   @Get('jobs/failed')
-  async failedJobs(@Req() req: FastifyRequest): Promise<unknown[]> {
-    requireAdmin(req);
+  async failedJobs(): Promise<unknown[]> {
     const out: unknown[] = [];
     for (const queue of QUEUE_NAMES) {
       for (const job of await this.core.queue.failed(queue)) {
@@ -60,7 +58,6 @@ export class AdminController {
 
   @Post('jobs/:queue/:id/retry')
   async retryJob(@Req() req: FastifyRequest, @Param('queue') queue: string, @Param('id') id: string): Promise<{ retried: boolean }> {
-    requireAdmin(req);
     if (!QUEUE_NAMES.includes(queue)) {
       throw new GatewayError('not-found', { text: `Unknown queue ${queue}` });
     }
@@ -72,7 +69,6 @@ export class AdminController {
 
   @Get('audit')
   async audit(@Req() req: FastifyRequest, @Query('client') client?: string, @Query('_count') count?: string): Promise<unknown> {
-    requireAdmin(req);
     const events = await this.core.audit.list({ clientId: client, limit: auditLimit(count) });
     return { resourceType: 'Bundle', type: 'collection', entry: events.map((resource) => ({ resource })) };
   }

@@ -5,7 +5,7 @@ import type { FastifyRequest } from 'fastify';
 import { GatewayError } from '@gw/platform';
 import type { Principal } from '@gw/store';
 import type { GatewayCore } from './core';
-import { IS_PUBLIC } from './public.decorator';
+import { IS_ADMIN_ONLY, IS_PUBLIC } from './public.decorator';
 import { CORE } from './tokens';
 
 export type AuthedRequest = FastifyRequest & { principal?: Principal };
@@ -34,6 +34,9 @@ export class AuthGuard implements CanActivate {
       const expired = (err as { code?: string }).code === 'ERR_JWT_EXPIRED';
       throw new GatewayError('unauthorized', { text: expired ? 'The access token has expired' : 'The access token is invalid', code: expired ? 'expired' : 'login' });
     }
+    if (this.reflector.getAllAndOverride<boolean>(IS_ADMIN_ONLY, [context.getHandler(), context.getClass()]) && !req.principal.admin) {
+      throw new GatewayError('forbidden', { text: 'This operation needs an admin client' });
+    }
     return true;
   }
 }
@@ -47,11 +50,3 @@ export function principalOf(req: FastifyRequest): Principal {
   return p;
 }
 
-/** Admin-only routes. */
-export function requireAdmin(req: FastifyRequest): Principal {
-  const p = principalOf(req);
-  if (!p.admin) {
-    throw new GatewayError('forbidden', { text: 'This operation needs an admin client' });
-  }
-  return p;
-}

@@ -2,7 +2,7 @@ import { Body, Controller, Get, HttpCode, Inject, Param, Post, Put, Query, Req }
 import type { FastifyRequest } from 'fastify';
 import { GatewayError } from '@gw/platform';
 import type { Attempt, Delivery, Route } from '@gw/exchange';
-import { requireAdmin } from './auth.guard';
+import { AdminOnly } from './public.decorator';
 import type { GatewayCore } from './core';
 import { CORE } from './tokens';
 
@@ -16,25 +16,23 @@ export const MDN_TYPES = ['message/rfc822', 'message/disposition-notification', 
  * with their attempts, replay, and the MDN intake of the MSSanté mailbox bridge.
  */
 @Controller()
+@AdminOnly()
 export class ExchangeAdminController {
   constructor(@Inject(CORE) private readonly core: GatewayCore) {}
 
   @Get('admin/exchange/routes')
-  async routes(@Req() req: FastifyRequest): Promise<Route[]> {
-    requireAdmin(req);
+  async routes(): Promise<Route[]> {
     return this.core.exchange.routes.list();
   }
 
   @Post('admin/exchange/routes')
   @HttpCode(201)
   async createRoute(@Req() req: FastifyRequest, @Body() body: unknown): Promise<Route> {
-    requireAdmin(req);
     return this.core.exchange.routes.create(body);
   }
 
   @Put('admin/exchange/routes/:id')
   async updateRoute(@Req() req: FastifyRequest, @Param('id') id: string, @Body() body: unknown): Promise<Route> {
-    requireAdmin(req);
     return this.core.exchange.routes.update(id, body);
   }
 
@@ -47,7 +45,6 @@ export class ExchangeAdminController {
     @Query('before') before?: string,
     @Query('_count') count?: string,
   ): Promise<Delivery[]> {
-    requireAdmin(req);
     if (status && !STATUSES.includes(status)) {
       throw new GatewayError('invalid', { text: `status must be one of ${STATUSES.join(', ')}` });
     }
@@ -63,27 +60,23 @@ export class ExchangeAdminController {
 
   @Get('admin/exchange/deliveries/:id')
   async delivery(@Req() req: FastifyRequest, @Param('id') id: string): Promise<Delivery & { attempts_detail: Attempt[] }> {
-    requireAdmin(req);
     return this.core.exchange.delivery(id);
   }
 
   @Post('admin/exchange/deliveries/:id/replay')
   @HttpCode(202)
   async replay(@Req() req: FastifyRequest, @Param('id') id: string): Promise<Delivery> {
-    requireAdmin(req);
     return this.core.exchange.replay(id);
   }
 
   @Get('admin/exchange/summary')
-  async summary(@Req() req: FastifyRequest): Promise<Record<string, Record<string, number>>> {
-    requireAdmin(req);
+  async summary(): Promise<Record<string, Record<string, number>>> {
     return this.core.exchange.summary();
   }
 
   /** An MDN received by the gateway's MSSanté mailbox, posted raw by the mail bridge (admin client). */
   @Post('exchange/mdn')
   async mdn(@Req() req: FastifyRequest): Promise<{ delivery: string; status: string }> {
-    requireAdmin(req);
     if (!Buffer.isBuffer(req.body)) {
       throw new GatewayError('unsupported-media-type', { text: `post the raw MDN as ${MDN_TYPES.join(' or ')}` });
     }

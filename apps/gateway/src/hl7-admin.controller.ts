@@ -2,7 +2,8 @@ import { Body, Controller, Get, HttpCode, Inject, Param, Post, Put, Query, Req }
 import type { FastifyRequest } from 'fastify';
 import { GatewayError } from '@gw/platform';
 import type { Hl7Source, SourceInput } from '@gw/ingest';
-import { requireAdmin } from './auth.guard';
+import { principalOf } from './auth.guard';
+import { AdminOnly } from './public.decorator';
 import type { GatewayCore } from './core';
 import { CORE } from './tokens';
 
@@ -10,25 +11,23 @@ const STATUSES = ['processed', 'error', 'rejected', 'ignored', 'duplicate'];
 
 /** Operator API for hospital feeds: sources, the message ledger (list, read, reprocess), domain events. */
 @Controller('admin')
+@AdminOnly()
 export class Hl7AdminController {
   constructor(@Inject(CORE) private readonly core: GatewayCore) {}
 
   @Post('hl7/sources')
   @HttpCode(201)
   async createSource(@Req() req: FastifyRequest, @Body() body: SourceInput): Promise<Hl7Source> {
-    requireAdmin(req);
     return this.core.hl7.sources.create(body ?? {});
   }
 
   @Get('hl7/sources')
-  async listSources(@Req() req: FastifyRequest): Promise<Hl7Source[]> {
-    requireAdmin(req);
+  async listSources(): Promise<Hl7Source[]> {
     return this.core.hl7.sources.list();
   }
 
   @Put('hl7/sources/:id')
   async updateSource(@Req() req: FastifyRequest, @Param('id') id: string, @Body() body: SourceInput): Promise<Hl7Source> {
-    requireAdmin(req);
     const { sendingApplication, sendingFacility, ...options } = body ?? {};
     if (sendingApplication !== undefined || sendingFacility !== undefined) {
       const current = await this.core.hl7.sources.get(id);
@@ -48,7 +47,6 @@ export class Hl7AdminController {
     @Query('before') before?: string,
     @Query('warning') warning?: string,
   ): Promise<unknown[]> {
-    requireAdmin(req);
     if (status && !STATUSES.includes(status)) {
       throw new GatewayError('invalid', { text: `status must be one of ${STATUSES.join(', ')}` });
     }
@@ -69,7 +67,7 @@ export class Hl7AdminController {
 
   @Get('hl7/messages/:id')
   async getMessage(@Req() req: FastifyRequest, @Param('id') id: string): Promise<unknown> {
-    const p = requireAdmin(req);
+    const p = principalOf(req);
     const message = /^\d+$/.test(id) ? await this.core.hl7.ledger.read(Number(id)) : undefined;
     if (!message) {
       throw new GatewayError('not-found', { text: `HL7 message ${id} not found` });
@@ -82,7 +80,7 @@ export class Hl7AdminController {
   @Post('hl7/messages/:id/reprocess')
   @HttpCode(200)
   async reprocess(@Req() req: FastifyRequest, @Param('id') id: string): Promise<unknown> {
-    const p = requireAdmin(req);
+    const p = principalOf(req);
     if (!/^\d+$/.test(id)) {
       throw new GatewayError('not-found', { text: `HL7 message ${id} not found` });
     }
@@ -93,7 +91,6 @@ export class Hl7AdminController {
 
   @Get('events')
   async events(@Req() req: FastifyRequest, @Query('type') type?: string, @Query('since') since?: string, @Query('_count') count?: string): Promise<unknown[]> {
-    requireAdmin(req);
     const events = await this.core.events.list({ type, since: /^\d+$/.test(since ?? '') ? Number(since) : 0, limit: pageSize(count) });
     const routing = await this.core.exchange.routes.outcomes(events.map((e) => e.id));
     // What routing decided (care-team, mt, cpts, historic, …); null while not yet routed.
