@@ -6,8 +6,9 @@ import {
   baseUrl,
   migrate,
   openDatabase,
+  processShutdownSteps,
 } from '@gw/platform';
-import type { DatabaseHandle, GatewayConfig, Logger } from '@gw/platform';
+import type { DatabaseHandle, GatewayConfig, Logger, ShutdownStep } from '@gw/platform';
 import { ProfileRegistry, SearchParamRegistry, buildCapabilityStatement, loadFhirDefinitions } from '@gw/fhir';
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 import {
@@ -46,8 +47,11 @@ export interface GatewayCore {
   indicators: IndicatorsService;
   /** FHIR Bulk Data group export (kick-off, status, files, jobs). */
   bulk: BulkExportService;
+  /** Shutdown after the listeners: relay, jobs in flight, queues, audit buffer, database. */
+  shutdownSteps(): ShutdownStep[];
   close(): Promise<void>;
 }
+
 
 /**
  * Opens the database (embedded unless GW_DATABASE_URL), applies migrations, loads FHIR
@@ -101,11 +105,11 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: { 
     const hl7 = new Hl7IngestService(db.pool, repo, { acceptUnknownSources: config.GW_HL7_ACCEPT_UNKNOWN_SOURCES ?? db.embedded, logger });
     return {
       config, logger, db, baseUrl: base, repo, service, audit, clients, tokens, queue, profiles, capability, hl7, exchange, indicators, bulk,
+      shutdownSteps: () => processShutdownSteps({ relay: exchange, queue, audit, db }),
       async close() {
-        await exchange.stop();
-        await queue.close();
-        await audit.flush();
-        await db.close();
+        for (const step of processShutdownSteps({ relay: exchange, queue, audit, db })) {
+          await step.close();
+        }
       },
     };
   } catch (err) {

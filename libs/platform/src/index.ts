@@ -7,6 +7,8 @@ export type { Logger } from './logger';
 export { openDatabase, startEmbeddedPostgres } from './database';
 export type { DatabaseHandle } from './database';
 export { migrate, MIGRATIONS } from './migrations';
+export { GracefulShutdown, processShutdownSteps } from './shutdown';
+export type { ShutdownStep, ShutdownOptions } from './shutdown';
 export { QueueService, JOB_QUEUE, QUEUE_NAMES, UnrecoverableError } from './queue';
 export type { JobCatalogue, JobName, JobHandler, JobResult, JobContext } from './queue';
 export { parseScope, scopeAllows, scopeWithin, isValidScope, splitScopes } from './scopes';
