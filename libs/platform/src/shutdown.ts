@@ -52,6 +52,10 @@ export class GracefulShutdown {
         if (this.started) {
           this.abandon(`second ${signal}`);
         } else {
+          // A connection torn down while its server is gone can emit an 'error' nobody listens to
+          // any more (BullMQ's LISTEN client drops its listeners before end()); once stopping, that
+          // must not crash the process before it says what it closed: the deadline still applies.
+          process.on('uncaughtException', (err) => this.opts.logger.warn({ err: err.message }, 'error while shutting down (ignored)'));
           void this.run(signal);
         }
       });
