@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ROOT, run } from './process';
@@ -27,6 +27,19 @@ export class PgProcess {
       .catch((e) => { console.error(e); process.exit(1); });`;
     this.proc = run('-e', {}, [script]);
     await this.proc.waitFor(/PG UP/, 60_000);
+  }
+
+  /** The database dies (SIGKILL to the postmaster: its backends drop their connections and exit). */
+  async kill(): Promise<void> {
+    const pidFile = join(this.dir, 'postgres', 'postmaster.pid');
+    const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').split('\n')[0]) : 0;
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone (killed before, or never started)
+    }
+    this.proc?.child.kill('SIGKILL');
+    await this.proc?.exited;
   }
 
   async stop(): Promise<void> {

@@ -7,8 +7,9 @@ import {
   baseUrl,
   migrate,
   openDatabase,
+  processShutdownSteps,
 } from '@gw/platform';
-import type { DatabaseHandle, GatewayConfig, Logger, Migration } from '@gw/platform';
+import type { DatabaseHandle, GatewayConfig, Logger, Migration, ShutdownStep } from '@gw/platform';
 import { ProfileRegistry, SearchParamRegistry, buildCapabilityStatement, loadFhirDefinitions } from '@gw/fhir';
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 import {
@@ -69,8 +70,11 @@ export interface GatewayCore {
   bulk: BulkExportService;
   /** Domain events recorded by the store (read side, operator API). */
   events: DomainEventLog;
+  /** Shutdown after the listeners: relay, jobs in flight, queues, audit buffer, database. */
+  shutdownSteps(): ShutdownStep[];
   close(): Promise<void>;
 }
+
 
 /**
  * Opens the database (embedded unless GW_DATABASE_URL), applies migrations, loads FHIR
@@ -125,11 +129,11 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: { 
     return {
       config, logger, db, baseUrl: base, repo, service, audit, clients, tokens, queue, profiles, capability, hl7, exchange, indicators, bulk,
       events: new DomainEventLog(db.pool),
+      shutdownSteps: () => processShutdownSteps({ relay: exchange, queue, audit, db }),
       async close() {
-        await exchange.stop();
-        await queue.close();
-        await audit.flush();
-        await db.close();
+        for (const step of processShutdownSteps({ relay: exchange, queue, audit, db })) {
+          await step.close();
+        }
       },
     };
   } catch (err) {

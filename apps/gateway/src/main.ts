@@ -1,4 +1,4 @@
-import { ConfigError, createLogger, loadConfig } from '@gw/platform';
+import { ConfigError, GracefulShutdown, createLogger, loadConfig } from '@gw/platform';
 import { bootstrapAdmin } from './bootstrap-admin';
 import { createCore } from './core';
 import { createHttpApp } from './http';
@@ -28,20 +28,16 @@ async function main(): Promise<void> {
       `\nFirst start: admin client created.\n  client_id:     ${admin.clientId}\n  client_secret: ${admin.clientSecret}\n  saved to:      ${admin.file}\n\n`,
     );
   }
-  let stopping = false;
-  const shutdown = async (signal: string): Promise<void> => {
-    if (stopping) {
-      return;
-    }
-    stopping = true;
-    logger.info({ signal }, 'shutting down');
-    await mllp?.server.close();
-    await app.close();
-    await core.close();
-    process.exit(0);
-  };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  const mllpGraceMs = Math.min(5000, Math.floor(config.GW_SHUTDOWN_TIMEOUT_MS / 2));
+  new GracefulShutdown(
+    [
+      // Stop accepting first; messages and requests in flight are answered (their ACK or response).
+      ...(mllp ? [{ name: 'mllp listener', close: () => mllp.server.close(mllpGraceMs) }] : []),
+      { name: 'http listener', close: () => app.close() },
+      ...core.shutdownSteps(),
+    ],
+    { timeoutMs: config.GW_SHUTDOWN_TIMEOUT_MS, logger },
+  ).install();
 }
 
 main().catch((err: unknown) => {

@@ -1,5 +1,5 @@
 import { join, resolve } from 'node:path';
-import { ConfigError, QueueService, createLogger, loadConfig, migrate, openDatabase } from '@gw/platform';
+import { ConfigError, GracefulShutdown, QueueService, createLogger, loadConfig, migrate, openDatabase, processShutdownSteps } from '@gw/platform';
 import { MIGRATIONS } from '../../gateway/src/core';
 import { ProfileRegistry, SearchParamRegistry, loadFhirDefinitions } from '@gw/fhir';
 import { AuditLog, BulkExportService, FhirRepository, OrganizationAccessPolicy, registerHousekeepingJobs } from '@gw/store';
@@ -35,15 +35,7 @@ async function main(): Promise<void> {
   const queues = queue.startWorkers(config.GW_WORKER_QUEUES, { ...workerConcurrency(config), 'bulk-export': config.GW_BULK_CONCURRENCY });
   await exchange.start();
   logger.info({ queues, backend: queue.backend }, 'worker ready');
-  const shutdown = async (): Promise<void> => {
-    await exchange.stop();
-    await queue.close();
-    await audit.flush();
-    await db.close();
-    process.exit(0);
-  };
-  process.on('SIGTERM', () => void shutdown());
-  process.on('SIGINT', () => void shutdown());
+  new GracefulShutdown(processShutdownSteps({ relay: exchange, queue, audit, db }), { timeoutMs: config.GW_SHUTDOWN_TIMEOUT_MS, logger }).install();
 }
 
 main().catch((err: unknown) => {

@@ -5,12 +5,15 @@ import type { JobsOptions } from 'bullmq';
 import { withTransaction } from '@gw/store';
 
 const BATCH = 500;
+/** Safety poll while LISTEN works (a lost NOTIFY is picked up within this). */
+const IDLE_POLL_MS = 30_000;
 
 /**
  * Transactional-outbox relay: domain events committed with the write that caused them are handed
  * to the queue, then marked dispatched. A crash in between hands them over again, and the
- * deterministic job id (`discharge-<event id>`) makes that a no-op. Woken by NOTIFY, with a
- * polling fallback; several replicas share the work with SKIP LOCKED.
+ * deterministic job id (`discharge-<event id>`) makes that a no-op. Woken by NOTIFY; polls every
+ * `pollMs` only while it cannot LISTEN, and every 30 s as a safety net otherwise, so an idle
+ * gateway costs nothing. Several replicas share the work with SKIP LOCKED.
  */
 export class OutboxRelay {
   private listener?: Client;
@@ -32,16 +35,26 @@ export class OutboxRelay {
   async start(): Promise<void> {
     this.stopped = false;
     await this.listen();
-    this.timer = setInterval(() => this.wake(), this.pollMs);
-    this.timer.unref();
+    this.schedulePoll();
     this.wake();
+  }
+
+  /** Next safety pass: soon while there is no LISTEN connection, rarely while there is. */
+  private schedulePoll(): void {
+    if (this.stopped) {
+      return;
+    }
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.wake();
+      this.schedulePoll();
+    }, this.listener ? Math.max(this.pollMs, IDLE_POLL_MS) : this.pollMs);
+    this.timer.unref();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.timer) {
-      clearInterval(this.timer);
-    }
+    clearTimeout(this.timer);
     if (this.reconnect) {
       clearTimeout(this.reconnect);
       this.reconnect = undefined;
@@ -94,6 +107,11 @@ export class OutboxRelay {
       } else {
         await this.queue.enqueueMany('exchange.withdraw-discharge', ids.map((id) => ({ payload: { eventId: id }, jobId: `withdraw-${id}` })), this.jobOptions);
       }
+      if (res.rows.length === 0) {
+        // No UPDATE when there is nothing: the statement-level NOTIFY trigger on domain_event fires
+        // even for zero rows, and would wake this relay again, forever.
+        return 0;
+      }
       const column = kind === 'discharge' ? 'dispatched_at' : 'withdraw_dispatched_at';
       await client.query(`UPDATE domain_event SET ${column} = now() WHERE id = ANY($1::bigint[])`, [res.rows.map((r) => r.id)]);
       return res.rows.length;
@@ -111,6 +129,7 @@ export class OutboxRelay {
       if (this.listener === client) {
         this.listener = undefined;
         this.relisten();
+        this.schedulePoll();
       }
     });
     try {
@@ -128,6 +147,9 @@ export class OutboxRelay {
       return;
     }
     this.listener = client;
+    // LISTEN is back (or up): a NOTIFY may have been missed meanwhile; back to the slow safety poll.
+    this.wake();
+    this.schedulePoll();
   }
 
   /** One reconnection attempt at a time, none after stop(). */

@@ -27,6 +27,12 @@ export const configSchema = z.object({
    * expired) is returned to the queue by the next stalled-job check, run at this interval.
    */
   GW_QUEUE_LOCK_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
+  /**
+   * SIGTERM/SIGINT: time allowed to close gracefully (listeners, jobs in flight, relay, queues,
+   * database); past it the process exits 1 naming what it abandoned. Below the usual 30 s grace
+   * period of orchestrators, so the process says so itself before being SIGKILLed.
+   */
+  GW_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(20_000),
   GW_AUDIT_RETENTION_DAYS: z.coerce.number().int().min(1).default(3650),
   GW_SEARCH_DEFAULT_COUNT: z.coerce.number().int().min(1).max(1000).default(20),
   GW_SEARCH_MAX_COUNT: z.coerce.number().int().min(1).max(10000).default(1000),

@@ -15,6 +15,11 @@ export interface DatabaseHandle {
   url: string;
   embedded: boolean;
   close(): Promise<void>;
+  /**
+   * Shutdown deadline passed: asks the embedded PostgreSQL to stop on its own (fast shutdown,
+   * committed data is safe) rather than outlive the gateway. No-op with an external database.
+   */
+  abandon(): void;
 }
 
 interface EmbeddedPostgresLike {
@@ -59,13 +64,13 @@ export async function startEmbeddedPostgres(
   port: number,
   logger?: Logger,
   role: 'owner' | 'client' = 'owner',
-): Promise<{ url: string; stop: () => Promise<void> }> {
+): Promise<{ url: string; stop: () => Promise<void>; abandon: () => void }> {
   const url = `postgres://${EMBEDDED_USER}:${EMBEDDED_PASSWORD}@127.0.0.1:${port}/postgres`;
   const databaseDir = resolve(dataDir, 'postgres');
   const running = postmasterPid(databaseDir);
   const gateway = livePid(resolve(dataDir, GATEWAY_PID_FILE));
   if (role === 'client' && running) {
-    return { url, stop: async () => undefined };
+    return { url, stop: async () => undefined, abandon: () => undefined };
   }
   if (role === 'owner' && gateway && gateway !== process.pid) {
     throw new Error(`Another gateway (pid ${gateway}) is running on GW_DATA_DIR; stop it first`);
@@ -103,6 +108,12 @@ export async function startEmbeddedPostgres(
       await pg.stop();
       if (role === 'owner') {
         rmSync(resolve(dataDir, GATEWAY_PID_FILE), { force: true });
+      }
+    },
+    abandon: () => {
+      const pid = role === 'owner' ? postmasterPid(databaseDir) : undefined;
+      if (pid) {
+        process.kill(pid, 'SIGINT');
       }
     },
   };
@@ -201,10 +212,12 @@ function isAlive(pid: number): boolean {
 export async function openDatabase(config: GatewayConfig, logger?: Logger, role: 'owner' | 'client' = 'owner'): Promise<DatabaseHandle> {
   let url = config.GW_DATABASE_URL;
   let stopEmbedded: (() => Promise<void>) | undefined;
+  let abandonEmbedded: (() => void) | undefined;
   if (!url) {
     const started = await startEmbeddedPostgres(config.GW_DATA_DIR, config.GW_EMBEDDED_PG_PORT, logger, role);
     url = started.url;
     stopEmbedded = started.stop;
+    abandonEmbedded = started.abandon;
   }
   // A checkout that waits 30 s fails (the job or request retries) instead of hanging the process.
   const pool = new Pool({ connectionString: url, max: config.GW_DATABASE_POOL_SIZE, application_name: 'gateway', connectionTimeoutMillis: 30_000 });
@@ -218,6 +231,9 @@ export async function openDatabase(config: GatewayConfig, logger?: Logger, role:
       if (stopEmbedded) {
         await stopEmbedded();
       }
+    },
+    abandon() {
+      abandonEmbedded?.();
     },
   };
 }

@@ -9,6 +9,8 @@ export type { DatabaseHandle } from './database';
 export { migrate, planMigrations, sqlList, sqlString } from './migrate';
 export type { Migration, SchemaVersion } from './migrate';
 export { PLATFORM_MIGRATIONS } from './schema';
+export { GracefulShutdown, processShutdownSteps } from './shutdown';
+export type { ShutdownStep, ShutdownOptions } from './shutdown';
 export { QueueService, JOB_QUEUE, QUEUE_NAMES, UnrecoverableError } from './queue';
 export type { JobCatalogue, JobName, JobHandler, JobResult, JobContext } from './queue';
 export { parseScope, scopeAllows, scopeWithin, isValidScope, splitScopes } from './scopes';

@@ -208,15 +208,30 @@ export class QueueService {
     return true;
   }
 
+  /** Stops taking jobs; resolves when the jobs in flight have finished (they keep their lock until then). */
+  async closeWorkers(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.close()));
+    this.workers.length = 0;
+  }
+
   /** Workers first, then queues, then the connection (in-flight jobs finish). */
   async close(): Promise<void> {
-    await Promise.all(this.workers.map((w) => w.close()));
+    await this.closeWorkers();
     await Promise.all([...this.queues.values()].map((q) => q.close()));
-    this.workers.length = 0;
     this.queues.clear();
     if (this.redis) {
-      await this.redis.quit().catch(() => undefined);
+      // QUIT is queued, not failed, while ioredis reconnects to a Redis that is gone: disconnect instead.
+      if (this.redis.status === 'ready') {
+        await this.redis.quit().catch(() => undefined);
+      } else {
+        this.redis.disconnect();
+      }
     }
+  }
+
+  /** Drops the Redis connection at once (shutdown deadline passed). */
+  abandon(): void {
+    this.redis?.disconnect();
   }
 
   private build<T>(make: (opts: { connection: never }, factory?: never) => T): T {
