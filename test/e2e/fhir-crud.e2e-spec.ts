@@ -98,7 +98,7 @@ describe('FHIR REST interactions through a real FHIR client', () => {
   });
 
   it('creates no new version for an update identical to the current version: 200 with it, history unchanged', async () => {
-    const created = (await fhir.create({ resourceType: 'Patient', body: patient('180027511204599', 'Same') })) as Patient;
+    const created = (await fhir.create({ resourceType: 'Patient', body: patient('180027511204640', 'Same') })) as Patient;
     const id = created.id as string;
     // Same content, other key order, stale meta: still the same resource.
     const body = { birthDate: created.birthDate, ...created, meta: { versionId: '7', lastUpdated: '2001-01-01T00:00:00Z', tag: created.meta?.tag, source: created.meta?.source } };
@@ -120,7 +120,7 @@ describe('FHIR REST interactions through a real FHIR client', () => {
   });
 
   it('answers a request for XML (Accept or _format) with 406 and an OperationOutcome in JSON', async () => {
-    const created = (await fhir.create({ resourceType: 'Patient', body: patient('280027511204577', 'Xml') })) as Patient;
+    const created = (await fhir.create({ resourceType: 'Patient', body: patient('280027511204786', 'Xml') })) as Patient;
     const asks: [string, Record<string, string>][] = [
       [`Patient/${created.id}`, { accept: 'application/fhir+xml' }],
       [`Patient/${created.id}?_format=xml`, {}],

@@ -50,7 +50,7 @@ describe('FHIR history: system, type and instance, paged, _since and _at', () =>
   beforeAll(async () => {
     gw = await startTestGateway();
     token = await gw.token();
-    patient = await write(insPatient('280027511204521', 'Histoire'));
+    patient = await write(insPatient('280027511204984', 'Histoire'));
     patientVersions.push(patient);
     for (const birthDate of ['1980-02-01', '1980-02-02', '1980-02-03', '1980-02-04']) {
       patientVersions.push(await write({ ...patient, birthDate }));

@@ -49,14 +49,14 @@ describe('MedplumClient (client credentials) against the gateway', () => {
     expect(medplum.isAuthenticated(60_000)).toBe(true);
     expect(tokenCalls).toEqual([{ authorization: false, secretInBody: true }]);
 
-    const created = await medplum.createResource<Patient>(insPatient('280027511204561', 'Medplum'));
+    const created = await medplum.createResource<Patient>(insPatient('280027511204885', 'Medplum'));
     expect(created.id).toEqual(expect.any(String));
     expect(created.meta?.versionId).toBe('1');
 
     const read = await medplum.readResource('Patient', created.id);
     expect(read.name?.[0].family).toBe('Medplum');
 
-    const found = await medplum.searchResources('Patient', { identifier: `${INS_TEST}|280027511204561` });
+    const found = await medplum.searchResources('Patient', { identifier: `${INS_TEST}|280027511204885` });
     expect(found.map((p) => p.id)).toEqual([created.id]);
 
     const updated = await medplum.updateResource<Patient>({ ...read, birthDate: '1980-02-28' });
