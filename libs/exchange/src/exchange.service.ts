@@ -2,7 +2,8 @@ import type { Pool } from 'pg';
 import type { JobsOptions } from 'bullmq';
 import { GatewayError } from '@gw/platform';
 import type { GatewayConfig, JobContext, JobResult, Logger, QueueService } from '@gw/platform';
-import type { FhirRepository } from '@gw/store';
+import { OutboxRelay } from '@gw/store';
+import type { FhirRepository, OutboxEvent } from '@gw/store';
 import { CptsDirectory } from './cpts.directory';
 import { DischargeContextLoader } from './discharge-context';
 import { DischargeRouter } from './discharge.router';
@@ -14,7 +15,6 @@ import { FollowUpTracker } from './follow-up.tracker';
 import { MhdChannel } from './mhd.channel';
 import { MdnFormatError, parseMdn } from './mdn';
 import { MssChannel } from './mss.channel';
-import { OutboxRelay } from './outbox.relay';
 import { ResourceWriter } from './resource.writer';
 import { RouteStore } from './route.store';
 
@@ -74,7 +74,12 @@ export class ExchangeService {
       attempts: config.GW_EXCHANGE_ATTEMPTS,
       backoff: { type: 'exponential', delay: config.GW_EXCHANGE_BACKOFF_MS, jitter: 0.5 },
     };
-    this.relay = new OutboxRelay(pool, databaseUrl, queue, this.jobOptions, logger);
+    // Discharge events become routing jobs; the job id derives from the event, so a second hand-over is a no-op.
+    const discharges = (events: OutboxEvent[]): string[] => events.filter((e) => e.type === 'encounter.discharged').map((e) => e.id);
+    this.relay = new OutboxRelay(pool, databaseUrl, {
+      published: (events) => queue.enqueueMany('exchange.route-discharge', discharges(events).map((id) => ({ payload: { eventId: id }, jobId: `discharge-${id}` })), this.jobOptions),
+      withdrawn: (events) => queue.enqueueMany('exchange.withdraw-discharge', discharges(events).map((id) => ({ payload: { eventId: id }, jobId: `withdraw-${id}` })), this.jobOptions),
+    }, logger);
   }
 
   /** Registers the four exchange job handlers. */

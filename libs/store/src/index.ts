@@ -23,3 +23,5 @@ export { directoryConflict } from './persist';
 export { DIRECTORY_IMPORT_PRINCIPAL, DirectoryImporter } from './directory-import';
 export type { DirectoryImportOptions, DirectoryImportStats } from './directory-import';
 export { DIRECTORY_MIGRATIONS } from './directory.schema';
+export { OutboxRelay } from './outbox.relay';
+export type { OutboxEvent, OutboxHandlers } from './outbox.relay';

@@ -1,17 +1,34 @@
 import { Client } from 'pg';
 import type { Pool } from 'pg';
-import type { Logger, QueueService } from '@gw/platform';
-import type { JobsOptions } from 'bullmq';
-import { withTransaction } from '@gw/store';
+import type { Logger } from '@gw/platform';
+import { withTransaction } from './repository';
 
 const BATCH = 500;
 /** Safety poll while LISTEN works (a lost NOTIFY is picked up within this). */
 const IDLE_POLL_MS = 30_000;
 
+/** A domain event as the relay hands it on. */
+export interface OutboxEvent {
+  id: string;
+  type: string;
+}
+
+/**
+ * What the features do with events, inside the relay's transaction (before the events are marked
+ * dispatched): typically enqueue a job whose id derives from the event id, so that handing the same
+ * event over again after a crash is a no-op.
+ */
+export interface OutboxHandlers {
+  /** Events newly published. */
+  published(events: OutboxEvent[]): Promise<void>;
+  /** Published events withdrawn since (e.g. a cancelled discharge). */
+  withdrawn(events: OutboxEvent[]): Promise<void>;
+}
+
 /**
  * Transactional-outbox relay: domain events committed with the write that caused them are handed
- * to the queue, then marked dispatched. A crash in between hands them over again, and the
- * deterministic job id (`discharge-<event id>`) makes that a no-op. Woken by NOTIFY; polls every
+ * to the features' handlers (which enqueue jobs), then marked dispatched. A crash in between hands
+ * them over again, and the handlers' deterministic job ids make that a no-op. Woken by NOTIFY; polls every
  * `pollMs` only while it cannot LISTEN, and every 30 s as a safety net otherwise, so an idle
  * gateway costs nothing. Several replicas share the work with SKIP LOCKED.
  */
@@ -26,8 +43,7 @@ export class OutboxRelay {
   constructor(
     private readonly pool: Pool,
     private readonly databaseUrl: string,
-    private readonly queue: QueueService,
-    private readonly jobOptions: JobsOptions,
+    private readonly handlers: OutboxHandlers,
     private readonly logger: Logger,
     private readonly pollMs = 1000,
   ) {}
@@ -85,34 +101,31 @@ export class OutboxRelay {
   }
 
   private async drain(): Promise<void> {
-    while (!this.stopped && ((await this.pass('discharge')) + (await this.pass('withdraw'))) > 0) {
+    while (!this.stopped && ((await this.pass('published')) + (await this.pass('withdrawn'))) > 0) {
       // keep going while there was work
     }
   }
 
-  /** One batch: lock undispatched events, enqueue their jobs, mark them, commit. Returns the count. */
-  private async pass(kind: 'discharge' | 'withdraw'): Promise<number> {
+  /** One batch: lock undispatched events, hand them on, mark them, commit. Returns the count. */
+  private async pass(kind: 'published' | 'withdrawn'): Promise<number> {
     // The connection is held across the enqueue; withTransaction keeps a database restart in that
     // window from crashing the process.
     return withTransaction(this.pool, async (client) => {
       const res = await client.query<{ id: string; type: string }>(
-        kind === 'discharge'
+        kind === 'published'
           ? `SELECT id::text, type FROM domain_event WHERE dispatched_at IS NULL ORDER BY id LIMIT ${BATCH} FOR UPDATE SKIP LOCKED`
           : `SELECT id::text, type FROM domain_event WHERE status = 'withdrawn' AND withdraw_dispatched_at IS NULL AND dispatched_at IS NOT NULL
              ORDER BY id LIMIT ${BATCH} FOR UPDATE SKIP LOCKED`,
       );
-      const ids = res.rows.filter((r) => r.type === 'encounter.discharged').map((r) => r.id);
-      if (kind === 'discharge') {
-        await this.queue.enqueueMany('exchange.route-discharge', ids.map((id) => ({ payload: { eventId: id }, jobId: `discharge-${id}` })), this.jobOptions);
-      } else {
-        await this.queue.enqueueMany('exchange.withdraw-discharge', ids.map((id) => ({ payload: { eventId: id }, jobId: `withdraw-${id}` })), this.jobOptions);
+      if (res.rows.length > 0) {
+        await (kind === 'published' ? this.handlers.published(res.rows) : this.handlers.withdrawn(res.rows));
       }
       if (res.rows.length === 0) {
         // No UPDATE when there is nothing: the statement-level NOTIFY trigger on domain_event fires
         // even for zero rows, and would wake this relay again, forever.
         return 0;
       }
-      const column = kind === 'discharge' ? 'dispatched_at' : 'withdraw_dispatched_at';
+      const column = kind === 'published' ? 'dispatched_at' : 'withdraw_dispatched_at';
       await client.query(`UPDATE domain_event SET ${column} = now() WHERE id = ANY($1::bigint[])`, [res.rows.map((r) => r.id)]);
       return res.rows.length;
     });

@@ -2,6 +2,7 @@ import { Pool } from 'pg';
 import { QueueService, createLogger } from '@gw/platform';
 import { createTestDatabase, migrateAll } from '../../../test/support/database';
 import { OutboxRelay } from './outbox.relay';
+import type { OutboxEvent } from './outbox.relay';
 
 describe('OutboxRelay (PostgreSQL)', () => {
   let url: string;
@@ -17,7 +18,12 @@ describe('OutboxRelay (PostgreSQL)', () => {
     pool.on('acquire', () => checkouts++);
     const logger = createLogger('silent');
     queue = new QueueService({ databaseUrl: url, logger });
-    relay = new OutboxRelay(pool, url, queue, {}, logger);
+    // As the exchange engine registers it: discharge events become routing jobs.
+    const ids = (events: OutboxEvent[]): string[] => events.filter((e) => e.type === 'encounter.discharged').map((e) => e.id);
+    relay = new OutboxRelay(pool, url, {
+      published: (events) => queue.enqueueMany('exchange.route-discharge', ids(events).map((id) => ({ payload: { eventId: id }, jobId: `discharge-${id}` }))),
+      withdrawn: (events) => queue.enqueueMany('exchange.withdraw-discharge', ids(events).map((id) => ({ payload: { eventId: id }, jobId: `withdraw-${id}` }))),
+    }, logger);
     await relay.start();
   });
   afterAll(async () => {
