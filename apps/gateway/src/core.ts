@@ -8,8 +8,9 @@ import {
   migrate,
   openDatabase,
   processShutdownSteps,
+  queueSettings,
 } from '@gw/platform';
-import type { DatabaseHandle, GatewayConfig, Logger, Migration, ShutdownStep } from '@gw/platform';
+import type { DatabaseHandle, GatewayConfig, GatewayFeature, Logger, Migration, ShutdownStep } from '@gw/platform';
 import { ProfileRegistry, SearchParamRegistry, buildCapabilityStatement, loadFhirDefinitions } from '@gw/fhir';
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 import {
@@ -23,11 +24,10 @@ import {
   FhirRepository,
   FhirService,
   OrganizationAccessPolicy,
-  registerHousekeepingJobs,
-  scheduleHousekeeping,
+  housekeepingFeature,
 } from '@gw/store';
 import { Hl7IngestService, INGEST_MIGRATIONS } from '@gw/ingest';
-import { EXCHANGE_MIGRATIONS, ExchangeService, MhdRecipient, workerConcurrency } from '@gw/exchange';
+import { EXCHANGE_MIGRATIONS, ExchangeService, MhdRecipient } from '@gw/exchange';
 import { INDICATOR_MIGRATIONS, IndicatorsService } from '@gw/indicators';
 
 export const VERSION = '0.1.0';
@@ -76,18 +76,35 @@ export interface GatewayCore {
 }
 
 
+/** What a process built by {@link createCore} runs. */
+export interface CoreOptions {
+  /** The port actually listened on when GW_HTTP_PORT=0 (links, token audience). */
+  port?: number;
+  /** Run job workers and the features' background work (default GW_WORKERS_INPROCESS). */
+  workers?: boolean;
+  /**
+   * false for a worker-only process: no token keys prepared, no indicator catalogue written
+   * (the gateway does both), nothing served.
+   */
+  http?: boolean;
+  /** `client`: attach to the embedded database of a running gateway (the CLI). */
+  role?: 'owner' | 'client';
+}
+
 /**
- * Opens the database (embedded unless GW_DATABASE_URL), applies migrations, loads FHIR
- * definitions and profiles, and wires the store, auth and queue. `port` is the port actually
- * listened on when GW_HTTP_PORT=0.
+ * THE composition root of every process (gateway, worker, CLI, tests): opens the database
+ * (embedded unless GW_DATABASE_URL), applies every feature's migrations, builds the store, auth,
+ * queue and features, registers their jobs (the catalogue must be complete), and in a process that
+ * runs workers starts the workers and the features' background work.
  */
-export async function createCore(config: GatewayConfig, logger: Logger, opts: { port?: number; workers?: boolean; role?: 'owner' | 'client' } = {}): Promise<GatewayCore> {
+export async function createCore(config: GatewayConfig, logger: Logger, opts: CoreOptions = {}): Promise<GatewayCore> {
   const db = await openDatabase(config, logger, opts.role ?? 'owner');
   try {
     const applied = await migrate(db.pool, MIGRATIONS);
     if (applied.length > 0) {
       logger.info({ migrations: applied }, 'schema migrations applied');
     }
+    const http = opts.http ?? true;
     loadFhirDefinitions();
     const profiles = ProfileRegistry.fromDirectory(resolve(config.GW_PROFILES_DIR));
     const registry = new SearchParamRegistry();
@@ -105,33 +122,36 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: { 
     });
     const clients = new ClientRegistry(db.pool);
     const tokens = new TokenService(db.pool, clients, { issuer: base, tokenEndpoint: `${base}/oauth2/token`, ttlSeconds: config.GW_TOKEN_TTL_SECONDS });
-    await tokens.init();
-    const queue = new QueueService({ databaseUrl: db.url, redisUrl: config.GW_REDIS_URL, lockMs: config.GW_QUEUE_LOCK_MS, logger });
-    registerHousekeepingJobs(queue, db.pool);
+    const queue = new QueueService({ databaseUrl: db.url, redisUrl: config.GW_REDIS_URL, lockMs: config.GW_QUEUE_LOCK_MS, settings: queueSettings(config), logger });
     const indicators = IndicatorsService.load(join(resolve(config.GW_PROFILES_DIR), 'measures'), db.pool, repo, audit, config.GW_INDICATOR_SMALL_CELL, logger);
-    await indicators.install();
+    if (http) {
+      await tokens.init();
+      await indicators.install();
+    }
     const exchange = new ExchangeService(db.pool, db.url, repo, queue, config, logger);
-    exchange.register();
-    indicators.register(queue);
     const bulk = new BulkExportService(db.pool, repo, policy, audit, queue, { dataDir: config.GW_DATA_DIR, retentionHours: config.GW_BULK_RETENTION_HOURS, logger });
-    bulk.register(queue);
+    const features: GatewayFeature[] = [housekeepingFeature(db.pool, config.GW_AUDIT_RETENTION_DAYS), exchange, indicators, bulk];
+    for (const f of features) {
+      f.register?.(queue);
+    }
     queue.verifyHandlers();
-    const workers = opts.workers ?? config.GW_WORKERS_INPROCESS;
-    if (workers) {
-      queue.startWorkers(config.GW_WORKER_QUEUES, { ...workerConcurrency(config), 'bulk-export': config.GW_BULK_CONCURRENCY });
-      await scheduleHousekeeping(queue, config.GW_AUDIT_RETENTION_DAYS);
-      await exchange.start();
-      await indicators.schedule(queue);
-      await bulk.schedule(queue);
+    const started: GatewayFeature[] = [];
+    if (opts.workers ?? config.GW_WORKERS_INPROCESS) {
+      queue.startWorkers(config.GW_WORKER_QUEUES);
+      for (const f of features) {
+        await f.start?.(queue);
+        started.push(f);
+      }
     }
     const capability = buildCapabilityStatement({ baseUrl: base, version: VERSION, registry, profiles });
     const hl7 = new Hl7IngestService(db.pool, repo, { acceptUnknownSources: config.GW_HL7_ACCEPT_UNKNOWN_SOURCES ?? db.embedded, logger });
+    const shutdownSteps = (): ShutdownStep[] => processShutdownSteps({ features: started, queue, audit, db });
     return {
       config, logger, db, baseUrl: base, repo, service, audit, clients, tokens, queue, profiles, capability, hl7, exchange, indicators, bulk,
       events: new DomainEventLog(db.pool),
-      shutdownSteps: () => processShutdownSteps({ relay: exchange, queue, audit, db }),
+      shutdownSteps,
       async close() {
-        for (const step of processShutdownSteps({ relay: exchange, queue, audit, db })) {
+        for (const step of shutdownSteps()) {
           await step.close();
         }
       },

@@ -1,7 +1,6 @@
 import type { Pool } from 'pg';
-import type { JobsOptions } from 'bullmq';
 import { GatewayError } from '@gw/platform';
-import type { GatewayConfig, JobContext, JobResult, Logger, QueueService } from '@gw/platform';
+import type { GatewayConfig, GatewayFeature, JobContext, JobResult, Logger, QueueService } from '@gw/platform';
 import { OutboxRelay } from '@gw/store';
 import type { FhirRepository, OutboxEvent } from '@gw/store';
 import { CptsDirectory } from './cpts.directory';
@@ -24,7 +23,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
  * The exchange engine (issue #4): discharge events → routing → MSSanté and MHD deliveries, with
  * durable idempotent jobs, dead letters and operator replay.
  */
-export class ExchangeService {
+export class ExchangeService implements GatewayFeature {
   readonly routes: RouteStore;
   readonly deliveries: DeliveryStore;
   readonly cpts: CptsDirectory;
@@ -33,7 +32,6 @@ export class ExchangeService {
   private readonly relay: OutboxRelay;
   private readonly tracker: FollowUpTracker;
   private readonly mss?: MssChannel;
-  private readonly jobOptions: JobsOptions;
 
   constructor(
     private readonly pool: Pool,
@@ -70,17 +68,15 @@ export class ExchangeService {
     });
     const gate = new DestinationGate(config.GW_EXCHANGE_DESTINATION_CONCURRENCY, config.GW_EXCHANGE_DESTINATION_RATE);
     this.processor = new DeliveryProcessor(repo, this.deliveries, loader, this.tracker, writer, gate, { mss: this.mss, mhd }, config.GW_XDS_SOURCE_OID, logger, config.GW_QUEUE_LOCK_MS);
-    this.jobOptions = {
-      attempts: config.GW_EXCHANGE_ATTEMPTS,
-      backoff: { type: 'exponential', delay: config.GW_EXCHANGE_BACKOFF_MS, jitter: 0.5 },
-    };
     // Discharge events become routing jobs; the job id derives from the event, so a second hand-over is a no-op.
     const discharges = (events: OutboxEvent[]): string[] => events.filter((e) => e.type === 'encounter.discharged').map((e) => e.id);
     this.relay = new OutboxRelay(pool, databaseUrl, {
-      published: (events) => queue.enqueueMany('exchange.route-discharge', discharges(events).map((id) => ({ payload: { eventId: id }, jobId: `discharge-${id}` })), this.jobOptions),
-      withdrawn: (events) => queue.enqueueMany('exchange.withdraw-discharge', discharges(events).map((id) => ({ payload: { eventId: id }, jobId: `withdraw-${id}` })), this.jobOptions),
+      published: (events) => queue.enqueueMany('exchange.route-discharge', discharges(events).map((id) => ({ payload: { eventId: id }, jobId: `discharge-${id}` }))),
+      withdrawn: (events) => queue.enqueueMany('exchange.withdraw-discharge', discharges(events).map((id) => ({ payload: { eventId: id }, jobId: `withdraw-${id}` }))),
     }, logger);
   }
+
+  readonly name = 'exchange';
 
   /** Registers the four exchange job handlers. */
   register(): void {
@@ -119,8 +115,8 @@ export class ExchangeService {
   private async enqueue(list: Delivery[]): Promise<void> {
     const mss = list.filter((d) => d.channel === 'mssante').map((d) => ({ payload: { deliveryId: d.id }, jobId: jobIdOf(d) }));
     const mhd = list.filter((d) => d.channel === 'mhd').map((d) => ({ payload: { deliveryId: d.id }, jobId: jobIdOf(d) }));
-    await this.queue.enqueueMany('exchange.mss-send', mss, this.jobOptions);
-    await this.queue.enqueueMany('exchange.mhd-publish', mhd, this.jobOptions);
+    await this.queue.enqueueMany('exchange.mss-send', mss);
+    await this.queue.enqueueMany('exchange.mhd-publish', mhd);
   }
 
   async delivery(id: string): Promise<Delivery & { attempts_detail: Attempt[] }> {
@@ -142,7 +138,7 @@ export class ExchangeService {
       throw new GatewayError('conflict', { text: `delivery is ${d.status}; only dead, failed or refused deliveries can be replayed` });
     }
     const channel = d.channel === 'mhd' ? 'exchange.mhd-publish' : 'exchange.mss-send';
-    await this.queue.enqueue(channel, { deliveryId: id }, `${jobIdOf(d)}-replay-${replays}`, this.jobOptions);
+    await this.queue.enqueue(channel, { deliveryId: id }, `${jobIdOf(d)}-replay-${replays}`);
     return (await this.deliveries.get(id)) as Delivery;
   }
 
@@ -201,8 +197,3 @@ function jobIdOf(d: Delivery): string {
   return `${d.channel === 'mhd' ? 'mhd' : 'mss'}-${d.id}`;
 }
 
-/** Exchange queues run many I/O-bound jobs at once; housekeeping stays small. */
-export function workerConcurrency(config: GatewayConfig): Record<string, number> {
-  const n = config.GW_EXCHANGE_CONCURRENCY;
-  return { housekeeping: 1, 'exchange-route': n, 'exchange-mss': n, 'exchange-mhd': n };
-}

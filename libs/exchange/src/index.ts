@@ -1,4 +1,4 @@
-export { ExchangeService, workerConcurrency } from './exchange.service';
+export { ExchangeService } from './exchange.service';
 export { MhdRecipient } from './mhd.recipient';
 export { RouteStore, CHANNELS, RECIPIENT_ROLES } from './route.store';
 export type { Route, RouteInput, Channel } from './route.store';

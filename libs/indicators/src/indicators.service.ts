@@ -3,7 +3,7 @@ import type { Group, List, MeasureReport, Resource } from '@medplum/fhirtypes';
 import type { Pool } from 'pg';
 import { GW } from '@gw/fhir';
 import { GatewayError, scopeAllows } from '@gw/platform';
-import type { JobResult, Logger, QueueService } from '@gw/platform';
+import type { GatewayFeature, JobResult, Logger, QueueService } from '@gw/platform';
 import { OWNER_TAG_SYSTEM } from '@gw/store';
 import type { AuditLog, FhirRepository, Principal } from '@gw/store';
 import { DENOMINATOR_POPULATIONS, MeasureCatalogue } from './catalogue';
@@ -37,7 +37,7 @@ const REPORTED_TYPES = ['CPTS', 'MSP', 'CDS', 'cabinet'];
  * structure, its CPTS or a GP; recall lists only of a structure's own patients, never for a CPTS),
  * small-cell suppression, audit. The evaluation itself is {@link MeasureEvaluator}.
  */
-export class IndicatorsService {
+export class IndicatorsService implements GatewayFeature {
   readonly evaluator: MeasureEvaluator;
 
   constructor(
@@ -185,6 +185,8 @@ export class IndicatorsService {
     return new Map(res.rows.map((row) => [`Organization/${row.id}`, row.name ?? row.id]));
   }
 
+  readonly name = 'indicators';
+
   register(queue: QueueService): void {
     queue.register('indicators.monthly-run', async (payload): Promise<JobResult> => {
       const r = await this.storeMonthlyReports(payload.periodEnd);
@@ -193,7 +195,8 @@ export class IndicatorsService {
   }
 
   /** Monthly, on the 2nd at 04:10: the 12 months to the end of the previous month. */
-  async schedule(queue: QueueService): Promise<void> {
+  /** The monthly report run (one scheduler id: replicas upsert the same entry). */
+  async start(queue: QueueService): Promise<void> {
     await queue.queue('indicators').upsertJobScheduler('monthly-run', { pattern: '10 4 2 * *' }, { name: 'indicators.monthly-run', data: {} });
   }
 

@@ -1,6 +1,7 @@
 import { Queue, UnrecoverableError, Worker, createPostgresBackend } from 'bullmq';
 import type { JobsOptions , Job} from 'bullmq';
 import IORedis from 'ioredis';
+import type { GatewayConfig } from './config';
 import type { Logger } from './logger';
 
 /**
@@ -44,6 +45,36 @@ export const JOB_QUEUE: Record<JobName, string> = {
 
 export const QUEUE_NAMES = [...new Set(Object.values(JOB_QUEUE))];
 
+/** How one queue's workers run and how its jobs are retried. */
+export interface QueueSettings {
+  /** Handlers in flight per process. */
+  concurrency: number;
+  /** Attempts and backoff of the queue's jobs (BullMQ options; retention is common to all). */
+  retry: Pick<JobsOptions, 'attempts' | 'backoff'>;
+}
+
+type QueueConfig = Pick<GatewayConfig, 'GW_EXCHANGE_CONCURRENCY' | 'GW_EXCHANGE_ATTEMPTS' | 'GW_EXCHANGE_BACKOFF_MS' | 'GW_BULK_CONCURRENCY'>;
+
+/**
+ * The catalogue's other half: per queue, its concurrency and retry policy, from the configuration.
+ * Every enqueue of a job gets its queue's retry policy; every worker its queue's concurrency.
+ */
+export function queueSettings(config: QueueConfig): Record<string, QueueSettings> {
+  const exchange: QueueSettings = {
+    concurrency: config.GW_EXCHANGE_CONCURRENCY,
+    retry: { attempts: config.GW_EXCHANGE_ATTEMPTS, backoff: { type: 'exponential', delay: config.GW_EXCHANGE_BACKOFF_MS, jitter: 0.5 } },
+  };
+  return {
+    housekeeping: { concurrency: 1, retry: DEFAULT_RETRY },
+    'exchange-route': exchange,
+    'exchange-mss': exchange,
+    'exchange-mhd': exchange,
+    indicators: { concurrency: 1, retry: DEFAULT_RETRY },
+    // Exports are long and each holds a database connection while it runs.
+    'bulk-export': { concurrency: config.GW_BULK_CONCURRENCY, retry: { attempts: 3, backoff: { type: 'exponential', delay: 5000 } } },
+  };
+}
+
 export interface JobResult {
   status: 'success' | 'skipped';
   detail?: Record<string, string | number>;
@@ -61,9 +92,10 @@ export type JobHandler<N extends JobName> = (payload: JobCatalogue[N], ctx: JobC
 
 export { UnrecoverableError };
 
+const DEFAULT_RETRY: QueueSettings['retry'] = { attempts: 6, backoff: { type: 'exponential', delay: 2000, jitter: 0.5 } };
+
 const DEFAULT_JOB_OPTIONS: JobsOptions = {
-  attempts: 6,
-  backoff: { type: 'exponential', delay: 2000, jitter: 0.5 },
+  ...DEFAULT_RETRY,
   removeOnComplete: { age: 7 * 24 * 3600, count: 10_000 },
   // Exhausted jobs stay in the failed set: that is the dead-letter list an operator replays.
   removeOnFail: false,
@@ -76,6 +108,8 @@ export interface QueueBackendOptions {
   redisUrl?: string;
   /** Job lock duration and stalled-job check interval (default 30 s, BullMQ's). */
   lockMs?: number;
+  /** Concurrency and retry policy per queue ({@link queueSettings}); unset: 4 handlers, default retries. */
+  settings?: Record<string, QueueSettings>;
   logger: Logger;
 }
 
@@ -122,7 +156,8 @@ export class QueueService {
   queue(name: string): AnyQueue {
     let q = this.queues.get(name);
     if (!q) {
-      q = this.build((opts, factory) => new Queue(name, { ...opts, defaultJobOptions: DEFAULT_JOB_OPTIONS }, factory));
+      const defaultJobOptions = { ...DEFAULT_JOB_OPTIONS, ...this.opts.settings?.[name]?.retry };
+      q = this.build((opts, factory) => new Queue(name, { ...opts, defaultJobOptions }, factory));
       // A Queue re-emits its backend's errors (database or Redis restarting); an 'error' event
       // with no listener would crash the process instead of letting the connection recover.
       q.on('error', (err) => this.opts.logger.warn({ queue: name, err: err.message }, 'queue connection error'));
@@ -143,8 +178,8 @@ export class QueueService {
     }
   }
 
-  /** Starts workers for the selected queues (`*` = all); `concurrency` per queue name, default 4. */
-  startWorkers(selection: string, concurrency: number | Record<string, number> = 4): string[] {
+  /** Starts workers for the selected queues (`*` = all), each with its queue's concurrency (default 4). */
+  startWorkers(selection: string): string[] {
     const names = selection.trim() === '*' ? QUEUE_NAMES : selection.split(',').map((s) => s.trim()).filter(Boolean);
     this.verifyHandlers(names.filter((n) => QUEUE_NAMES.includes(n)));
     for (const name of names) {
@@ -158,7 +193,7 @@ export class QueueService {
             (job: Job) => this.process(job),
             {
               ...opts,
-              concurrency: typeof concurrency === 'number' ? concurrency : (concurrency[name] ?? 4),
+              concurrency: this.opts.settings?.[name]?.concurrency ?? 4,
               lockDuration: this.opts.lockMs ?? 30_000,
               stalledInterval: this.opts.lockMs ?? 30_000,
               maxStalledCount: MAX_STALLED,

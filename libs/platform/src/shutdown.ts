@@ -1,5 +1,6 @@
 import type { DatabaseHandle } from './database';
 import type { Logger } from './logger';
+import type { GatewayFeature } from './feature';
 import type { QueueService } from './queue';
 
 /** One step of a process's shutdown, run in order. */
@@ -125,14 +126,15 @@ export class GracefulShutdown {
 }
 
 /**
- * The closing order of what a gateway or worker process holds after its listeners: the outbox
- * relay (no new jobs), jobs in flight, queue connections, the audit buffer, the database.
+ * The closing order of what a gateway or worker process holds after its listeners: the features'
+ * background work (the outbox relay: no new jobs), jobs in flight, queue connections, the audit
+ * buffer, the database.
  */
-export function processShutdownSteps(parts: { relay: { stop(): Promise<void> }; queue: QueueService; audit: { flush(): Promise<void> }; db: DatabaseHandle }): ShutdownStep[] {
-  const { relay, queue, audit, db } = parts;
+export function processShutdownSteps(parts: { features: GatewayFeature[]; queue: QueueService; audit: { flush(): Promise<void> }; db: DatabaseHandle }): ShutdownStep[] {
+  const { features, queue, audit, db } = parts;
   return [
     // Events not yet handed over stay in domain_event for the next start.
-    { name: 'outbox relay', close: () => relay.stop() },
+    ...features.filter((f) => f.stop).map((f) => ({ name: f.name === 'exchange' ? 'outbox relay' : f.name, close: () => f.stop!() })),
     // A job abandoned here returns to its queue when its lock expires (GW_QUEUE_LOCK_MS).
     { name: 'jobs in flight', close: () => queue.closeWorkers() },
     { name: 'queue connections', close: () => queue.close(), abandon: () => queue.abandon() },

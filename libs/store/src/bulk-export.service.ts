@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import type { Pool } from 'pg';
 import type { OperationOutcome } from '@medplum/fhirtypes';
 import { GatewayError, UnrecoverableError } from '@gw/platform';
-import type { JobContext, JobResult, Logger, QueueService } from '@gw/platform';
+import type { GatewayFeature, JobContext, JobResult, Logger, QueueService } from '@gw/platform';
 import type { AccessPolicy, Principal } from './access';
 import type { AuditLog } from './audit';
 import { validateExportParams } from './bulk-export.params';
@@ -48,7 +48,6 @@ interface Row {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const FILE = /^([A-Z][A-Za-z]+)\.ndjson$/;
-const JOB_OPTIONS = { attempts: 3, backoff: { type: 'exponential', delay: 5000 } };
 /** A kick-off whose enqueue was lost (crash between commit and enqueue) is re-enqueued by the sweep after this. */
 const REQUEUE_AFTER_MINUTES = 2;
 
@@ -57,7 +56,7 @@ const REQUEUE_AFTER_MINUTES = 2;
  * HTTP layer, and the `bulk.export` / `bulk.sweep` job handlers (gateway or apps/worker alike).
  * Only the client that started an export (or an admin) sees it; to anyone else it does not exist.
  */
-export class BulkExportService {
+export class BulkExportService implements GatewayFeature {
   private readonly runner: BulkExportRunner;
   private readonly root: string;
 
@@ -84,7 +83,7 @@ export class BulkExportService {
       [id, p.clientId, p.organization, p.admin, p.scopes, groupId, params.types, params.skipped, params.since ?? null, request],
     );
     try {
-      await this.queue.enqueue('bulk.export', { exportId: id, traceId: requestId }, `bulk-export-${id}`, JOB_OPTIONS);
+      await this.queue.enqueue('bulk.export', { exportId: id, traceId: requestId }, `bulk-export-${id}`);
     } catch (err) {
       // The row is committed: the sweep re-enqueues it, so the client's 202 stays true.
       this.opts.logger.warn({ exportId: id, err: (err as Error).message }, 'bulk export enqueue failed; the sweep will retry');
@@ -135,13 +134,15 @@ export class BulkExportService {
     return { path: join(this.root, id, name), type };
   }
 
+  readonly name = 'bulk-export';
+
   register(queue: QueueService): void {
     queue.register('bulk.export', (payload, ctx) => this.runJob(payload.exportId, ctx));
     queue.register('bulk.sweep', () => this.sweep());
   }
 
   /** Every 10 minutes: expired exports go, lost kick-offs are re-enqueued (one scheduler id for all replicas). */
-  async schedule(queue: QueueService): Promise<void> {
+  async start(queue: QueueService): Promise<void> {
     await queue.queue('bulk-export').upsertJobScheduler('bulk-sweep', { pattern: '*/10 * * * *' }, { name: 'bulk.sweep', data: {} });
   }
 
@@ -201,7 +202,7 @@ export class BulkExportService {
       [REQUEUE_AFTER_MINUTES],
     );
     // Same job id as the kick-off: BullMQ ignores the add when that job still exists.
-    await this.queue.enqueueMany('bulk.export', stale.rows.map((r) => ({ payload: { exportId: r.id }, jobId: `bulk-export-${r.id}` })), JOB_OPTIONS);
+    await this.queue.enqueueMany('bulk.export', stale.rows.map((r) => ({ payload: { exportId: r.id }, jobId: `bulk-export-${r.id}` })));
     if (gone.rows.length === 0 && stale.rows.length === 0) {
       return { status: 'skipped', detail: { reason: 'nothing expired or lost' } };
     }

@@ -1,6 +1,6 @@
 import type { Pool } from 'pg';
 import { purgeExpiredAssertionIds } from '@gw/platform';
-import type { JobResult, QueueService } from '@gw/platform';
+import type { GatewayFeature, JobResult, QueueService } from '@gw/platform';
 
 /**
  * Registers the housekeeping jobs (handlers run in the gateway or in apps/worker alike).
@@ -19,10 +19,19 @@ export function registerHousekeepingJobs(queue: QueueService, pool: Pool): void 
 }
 
 /** Daily schedule of the purge (one scheduler id: replicas upsert the same entry). */
-export async function scheduleHousekeeping(queue: QueueService, retentionDays: number): Promise<void> {
+async function scheduleHousekeeping(queue: QueueService, retentionDays: number): Promise<void> {
   await queue.queue('housekeeping').upsertJobScheduler(
     'purge-audit-daily',
     { pattern: '17 3 * * *' },
     { name: 'housekeeping.purge-audit', data: { retentionDays } },
   );
+}
+
+/** Housekeeping as a feature of the composition root: the purge's handler and its daily schedule. */
+export function housekeepingFeature(pool: Pool, retentionDays: number): GatewayFeature {
+  return {
+    name: 'housekeeping',
+    register: (queue) => registerHousekeepingJobs(queue, pool),
+    start: (queue) => scheduleHousekeeping(queue, retentionDays),
+  };
 }

@@ -8,7 +8,7 @@ export { FhirService } from './fhir-service';
 export type { FhirRequest, FhirResponse, ServiceOptions } from './fhir-service';
 export { inlineSql, persistVersions } from './persist';
 export type { ExtraStatement, NewVersion } from './persist';
-export { registerHousekeepingJobs, scheduleHousekeeping } from './housekeeping';
+export { housekeepingFeature, registerHousekeepingJobs } from './housekeeping';
 export { BulkExportService } from './bulk-export.service';
 export type { BulkExportOptions, ExportStatus } from './bulk-export.service';
 export type { RawExportParams } from './bulk-export.params';
