@@ -17,6 +17,8 @@ module.exports = {
   transformIgnorePatterns: ['/node_modules/(?!(fhir-kit-client|jose)/)'],
   moduleNameMapper: {
     '^@gw/(platform|fhir|store|ingest|exchange|indicators)$': '<rootDir>/libs/$1/src/index.ts',
+    // Test helpers (test/support), for specs anywhere: `import { adt } from '@gw/testing/hl7'`.
+    '^@gw/testing/(.*)$': '<rootDir>/test/support/$1',
     '^fhir-kit-client$': '<rootDir>/node_modules/fhir-kit-client/dist/index.js',
   },
   globalSetup: '<rootDir>/test/support/global-setup.ts',

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Group, List, MeasureReport, Resource } from '@medplum/fhirtypes';
+import type { List, MeasureReport, Resource } from '@medplum/fhirtypes';
 import type { Pool } from 'pg';
 import { GW } from '@gw/fhir';
 import { GatewayError, scopeAllows } from '@gw/platform';
@@ -11,11 +11,13 @@ import type { CompiledMeasure, DenominatorPopulation } from './catalogue';
 import { MeasureEvaluator } from './evaluator';
 import type { MeasureCounts, Period, Scope } from './evaluator';
 import { RECALL_LIST_EXTENSION, buildMeasureReport } from './report';
+import { resolveScope } from './subject-scope';
+import type { ReportType, ScopeLookup } from './subject-scope';
 
 /** The gateway's own identity when it installs the catalogue (filed under the operator organization). */
 export const INDICATORS_PRINCIPAL: Principal = { clientId: 'gateway-indicators', organization: 'Organization/gateway', admin: true, scopes: [] };
 
-export type ReportType = 'population' | 'subject-list' | 'subject';
+export type { ReportType } from './subject-scope';
 
 export interface EvaluateParams {
   periodStart?: string;
@@ -39,6 +41,7 @@ const REPORTED_TYPES = ['CPTS', 'MSP', 'CDS', 'cabinet'];
  */
 export class IndicatorsService implements GatewayFeature {
   readonly evaluator: MeasureEvaluator;
+  private readonly scopeLookup: ScopeLookup;
 
   constructor(
     private readonly pool: Pool,
@@ -49,6 +52,13 @@ export class IndicatorsService implements GatewayFeature {
     private readonly logger: Logger,
   ) {
     this.evaluator = new MeasureEvaluator(pool, catalogue);
+    this.scopeLookup = {
+      organization: async (id) => {
+        const row = (await this.pool.query<{ type: string | null; part_of: string | null }>('SELECT type, part_of FROM ind_organization WHERE id = $1', [id])).rows[0];
+        return row ? { type: row.type, partOf: row.part_of } : undefined;
+      },
+      read: (principal, type, id) => this.repo.read(principal, type, id),
+    };
   }
 
   static load(dir: string, pool: Pool, repo: FhirRepository, audit: AuditLog, threshold: number, logger: Logger): IndicatorsService {
@@ -91,7 +101,7 @@ export class IndicatorsService implements GatewayFeature {
       throw new GatewayError('invalid', { text: `population must be one of ${DENOMINATOR_POPULATIONS.join(', ')}`, expression: 'population' });
     }
     const subject = params.subject ?? (p.admin ? undefined : p.organization);
-    const scope = await this.scopeFor(p, subject, reportType);
+    const scope = await resolveScope(this.scopeLookup, p, subject, reportType);
     const recallFor = reportType === 'subject-list' ? (p.admin ? '*' : p.organization) : undefined;
     const { results } = await this.evaluator.evaluate([measure], { period, scope, population, recallFor });
     const result = results[0] as MeasureCounts;
@@ -116,67 +126,6 @@ export class IndicatorsService implements GatewayFeature {
     });
     this.logger.info({ measure: measureId, reportType, ms: result.ms }, 'measure evaluated');
     return report;
-  }
-
-  /** Turns the `subject` parameter into a scope the client may see; throws 403/404 otherwise. */
-  private async scopeFor(p: Principal, subject: string | undefined, reportType: ReportType): Promise<Scope> {
-    const clientOrg = p.organization.replace(/^Organization\//, '');
-    const clientType = (await this.pool.query<{ type: string | null }>('SELECT type FROM ind_organization WHERE id = $1', [clientOrg])).rows[0]?.type;
-    if (reportType !== 'population' && !p.admin) {
-      if (clientType === 'CPTS') {
-        throw new GatewayError('forbidden', { text: 'A CPTS receives population reports only: patient lists belong to the structures that care for the patients' });
-      }
-      if (!scopeAllows(p.scopes, 'Patient', 'r')) {
-        throw new GatewayError('forbidden', { text: 'Patient lists need a token allowing "r" on Patient' });
-      }
-    }
-    if (!subject) {
-      if (!p.admin) {
-        throw new GatewayError('invalid', { text: 'subject is required', expression: 'subject' });
-      }
-      return { kind: 'all' };
-    }
-    const m = /^(Organization|Practitioner|Group|Patient)\/([A-Za-z0-9\-.]{1,64})$/.exec(subject);
-    if (!m) {
-      throw new GatewayError('invalid', { text: 'subject must be Organization/[id], Practitioner/[id], Group/[id] or Patient/[id]', expression: 'subject' });
-    }
-    const [, type, id] = m as unknown as [string, string, string];
-    if (type === 'Patient') {
-      if (reportType !== 'subject') {
-        throw new GatewayError('invalid', { text: 'a Patient subject needs reportType=subject', expression: 'reportType' });
-      }
-      await this.repo.read(p, 'Patient', id); // 404 unless the client may read this patient
-      return { kind: 'patient', id };
-    }
-    if (reportType === 'subject') {
-      throw new GatewayError('invalid', { text: 'reportType=subject needs a Patient subject', expression: 'subject' });
-    }
-    if (type === 'Organization') {
-      const org = (await this.pool.query<{ type: string | null; part_of: string | null }>('SELECT type, part_of FROM ind_organization WHERE id = $1', [id])).rows[0];
-      if (!org) {
-        throw new GatewayError('not-found', { text: `Organization/${id} not found` });
-      }
-      // A structure sees itself; a CPTS sees itself and its member structures (aggregates only).
-      const allowed = p.admin || id === clientOrg || (clientType === 'CPTS' && org.part_of === clientOrg);
-      if (!allowed) {
-        throw new GatewayError('forbidden', { text: `This client may not evaluate measures for Organization/${id}` });
-      }
-      return org.type === 'CPTS' ? { kind: 'cpts', id } : { kind: 'organization', id };
-    }
-    if (type === 'Practitioner') {
-      if (!p.admin) {
-        // A GP's patientèle: for the structure where the GP practises (the Practitioner is filed under it).
-        await this.repo.read(p, 'Practitioner', id);
-      }
-      return { kind: 'practitioner', id };
-    }
-    const stored = await this.repo.read(p, 'Group', id);
-    const group = JSON.parse(stored.json as string) as Group;
-    const patientIds = (group.member ?? [])
-      .filter((mm) => !mm.inactive)
-      .map((mm) => /^Patient\/(.+)$/.exec(mm.entity.reference ?? '')?.[1])
-      .filter((x): x is string => !!x);
-    return { kind: 'group', patientIds };
   }
 
   private async structureNames(r: MeasureCounts): Promise<Map<string, string>> {
