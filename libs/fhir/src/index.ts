@@ -1,4 +1,5 @@
-export { SERVED_RESOURCE_TYPES, isServedResourceType, isKnownR4ResourceType, loadFhirDefinitions } from './definitions';
+export { SERVED_RESOURCE_TYPES, isServedResourceType, isKnownR4ResourceType, loadFhirDefinitions, r4PatientCompartment } from './definitions';
+export type { CompartmentResource } from './definitions';
 export type { ServedResourceType } from './definitions';
 export { dateRange, MIN_DATE, MAX_DATE } from './dates';
 export type { DateRange } from './dates';
