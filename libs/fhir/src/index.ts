@@ -9,6 +9,7 @@ export { parseSearchRequest, splitPrefix, splitValues } from './search-request';
 export type { Prefix, SearchRequest, SearchParamClause, IncludeClause } from './search-request';
 export { ProfileRegistry } from './profiles';
 export { validateForWrite } from './validation';
+export { carryDecimals, nonCanonicalNumbers, parseFhirJson, stringifyFhirJson } from './fhir-json';
 export { buildCapabilityStatement } from './capability';
 export {
   CONSENT_CODES,

@@ -3,7 +3,7 @@ import type { PoolClient } from 'pg';
 import { GatewayError, scopeAllows } from '@gw/platform';
 import type { Logger } from '@gw/platform';
 import type { ScopeAction } from '@gw/platform';
-import { SERVED_RESOURCE_TYPES, dateRange, isKnownR4ResourceType, isServedResourceType, parseSearchRequest, parseSubsetting, subsetResource, unknownElements } from '@gw/fhir';
+import { SERVED_RESOURCE_TYPES, dateRange, parseFhirJson, stringifyFhirJson, isKnownR4ResourceType, isServedResourceType, parseSearchRequest, parseSubsetting, subsetResource, unknownElements } from '@gw/fhir';
 import type { SearchRequest, Subsetting } from '@gw/fhir';
 import type { Principal } from './access';
 import type { AuditLog } from './audit';
@@ -314,7 +314,7 @@ export function resourceResponse(stored: StoredResource, status: number): FhirRe
 }
 
 function entryJson(base: string, m: StoredResource, mode: string, subsetting?: Subsetting): string {
-  const json = subsetting && m.json ? JSON.stringify(subsetResource(JSON.parse(m.json) as Resource, subsetting)) : m.json;
+  const json = subsetting && m.json ? stringifyFhirJson(subsetResource(parseFhirJson(m.json) as Resource, subsetting)) : m.json;
   return `{"fullUrl":"${base}/${m.resourceType}/${m.id}","resource":${json},"search":{"mode":"${mode}"}}`;
 }
 
@@ -336,7 +336,7 @@ function readSubsetting(type: string, req: FhirRequest): Subsetting | undefined 
 
 function subsetted(res: FhirResponse, subsetting: Subsetting | undefined): FhirResponse {
   if (subsetting && res.body) {
-    res.body = JSON.stringify(subsetResource(JSON.parse(res.body) as Resource, subsetting));
+    res.body = stringifyFhirJson(subsetResource(parseFhirJson(res.body) as Resource, subsetting));
   }
   return res;
 }
