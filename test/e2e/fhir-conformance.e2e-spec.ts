@@ -171,7 +171,7 @@ describe('conformance: real-world shapes of FHIR R4 data', () => {
     expect((read.json as { content: { attachment: { data: string } }[] }).content[0].attachment.data).toBe(data);
     const broken = await call('POST', 'DocumentReference', JSON.stringify({ ...body, content: [{ attachment: { data: 'SGVs\nbG8*' } }] }));
     expect(broken.status).toBe(400);
-    expect(expressions(broken.json as OperationOutcome)).toContain('DocumentReference.content[0].attachment.data');
+    expect(expressions(broken.json as unknown as OperationOutcome)).toContain('DocumentReference.content[0].attachment.data');
   });
 
   describe('decimal precision (R4: the precision of a decimal is significant)', () => {
@@ -216,6 +216,72 @@ describe('conformance: real-world shapes of FHIR R4 data', () => {
       expect(changed.text).toContain('"value":1.00,');
       const same = await call('PUT', `Observation/${id}`, withId(['1.00', '0.1', '2']));
       expect((same.json.meta as { versionId: string }).versionId).toBe('2');
+    });
+  });
+
+  describe('conditional references (R4 http.html#trules), resolved at write time', () => {
+    const patientBody = (value: string, family: string): string =>
+      JSON.stringify({ resourceType: 'Patient', identifier: [{ system: INS_TEST, value }], name: [{ family, given: ['Paul'] }], gender: 'male', birthDate: '1971-05-02' });
+    const encounterBody = (subject: string): Record<string, unknown> => ({
+      resourceType: 'Encounter',
+      status: 'finished',
+      class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'AMB' },
+      subject: { reference: subject },
+    });
+    const storedCount = async (type: string): Promise<number> =>
+      Number((await gw.core.db.pool.query<{ n: string }>('SELECT count(*) AS n FROM resource_history WHERE resource_type = $1', [type])).rows[0].n);
+
+    it('a create with Patient?identifier=… stores the one match as Patient/id, never the query', async () => {
+      const value = nir('1', '71', '05', '69', '123', '045');
+      const pat = await call('POST', 'Patient', patientBody(value, 'Conditionnel'));
+      expect(pat.status).toBe(201);
+      const created = await call('POST', 'Encounter', JSON.stringify(encounterBody(`Patient?identifier=${INS_TEST}|${value}`)));
+      expect(created.status).toBe(201);
+      expect((created.json.subject as { reference: string }).reference).toBe(`Patient/${String(pat.json.id)}`);
+      const found = await call('GET', `Encounter?subject=Patient/${String(pat.json.id)}`);
+      expect(((found.json as unknown as Bundle).entry ?? []).map((e) => e.resource?.id)).toEqual([created.json.id]);
+    });
+
+    it('no match → 400 and several → 412, naming the element, writing nothing', async () => {
+      for (const v of [nir('1', '70', '01', '13', '055', '101'), nir('1', '70', '01', '13', '055', '102')]) {
+        expect((await call('POST', 'Patient', patientBody(v, 'Homonyme'))).status).toBe(201);
+      }
+      const before = await storedCount('Encounter');
+      const none = await call('POST', 'Encounter', JSON.stringify(encounterBody(`Patient?identifier=${INS_TEST}|${nir('1', '70', '01', '13', '055', '999')}`)));
+      expect(none.status).toBe(400);
+      expect(expressions(none.json as unknown as OperationOutcome)).toEqual(['Encounter.subject']);
+      const several = await call('POST', 'Encounter', JSON.stringify(encounterBody('Patient?family=Homonyme')));
+      expect(several.status).toBe(412);
+      expect((several.json as unknown as OperationOutcome).issue?.[0].code).toBe('multiple-matches');
+      expect(expressions(several.json as unknown as OperationOutcome)).toEqual(['Encounter.subject']);
+      const update = await call('PUT', 'Encounter/cond-ref-1', JSON.stringify({ ...encounterBody('Patient?family=Personne'), id: 'cond-ref-1' }));
+      expect(update.status).toBe(400);
+      expect(await storedCount('Encounter')).toBe(before);
+    });
+
+    it('in a transaction, resolves against the entries written with it; a failing one names its entry and writes nothing', async () => {
+      const value = nir('2', '80', '12', '33', '063', '007');
+      const tx = (subject: string): string =>
+        JSON.stringify({
+          resourceType: 'Bundle',
+          type: 'transaction',
+          entry: [
+            { request: { method: 'POST', url: 'Encounter' }, resource: encounterBody(subject) },
+            { request: { method: 'POST', url: 'Patient' }, resource: JSON.parse(patientBody(value, 'Transaction')) as Resource },
+          ],
+        });
+      const before = { patients: await storedCount('Patient'), encounters: await storedCount('Encounter') };
+      const failed = await call('POST', '', tx('Patient?family=Transaction&birthdate=1900-01-01'));
+      expect(failed.status).toBe(400);
+      expect(expressions(failed.json as unknown as OperationOutcome)).toEqual(['Bundle.entry[0].resource.subject']);
+      expect({ patients: await storedCount('Patient'), encounters: await storedCount('Encounter') }).toEqual(before);
+
+      const ok = await call('POST', '', tx(`Patient?identifier=${INS_TEST}|${value}`));
+      expect(ok.status).toBe(200);
+      const [encLocation, patLocation] = ((ok.json as unknown as Bundle).entry ?? []).map((e) => e.response?.location ?? '');
+      const patRef = /Patient\/[^/]+/.exec(patLocation)?.[0];
+      const enc = await call('GET', /Encounter\/[^/]+/.exec(encLocation)?.[0] as string);
+      expect((enc.json.subject as { reference: string }).reference).toBe(patRef);
     });
   });
 });
