@@ -99,11 +99,11 @@ describe('errors: every failure is a clear OperationOutcome and writes nothing',
     await expectFailure(404, () => call('GET', '/Foo/1'));
   });
 
-  it('an R4 type served elsewhere (/fhir/Medication) → 404 not-supported', async () => {
-    const o = await expectFailure(404, () => call('POST', '/Medication', { resourceType: 'Medication' }));
+  it('an R4 type with no RESTful endpoint (/fhir/Parameters) → 404 not-supported', async () => {
+    const o = await expectFailure(404, () => call('POST', '/Parameters', { resourceType: 'Parameters' }));
     expect(o.issue?.[0].code).toBe('not-supported');
-    expect(texts(o)).toMatch(/Medication is not served/);
-    expect((await expectFailure(404, () => call('GET', '/Medication?code=x'))).issue?.[0].code).toBe('not-supported');
+    expect(texts(o)).toMatch(/Parameters is not served/);
+    expect((await expectFailure(404, () => call('GET', '/Parameters?_id=x'))).issue?.[0].code).toBe('not-supported');
   });
 
   it('body resourceType differs from the URL type → 400', async () => {

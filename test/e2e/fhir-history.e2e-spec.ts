@@ -84,7 +84,6 @@ describe('FHIR history: system, type and instance, paged, _since and _at', () =>
     const pages = await allPages('_history?_count=3');
     const seen = versionsOf(pages);
     // Besides this file's writes, what the gateway wrote at boot (operator Organization, measure catalogue).
-    // Only the served types: the measure catalogue's Library and ValueSet resources are stored, not served.
     const { rows } = await gw.core.db.pool.query<{ n: string }>('SELECT count(*) AS n FROM resource_history WHERE resource_type = ANY($1)', [[...SERVED_RESOURCE_TYPES]]);
     const all = Number(rows[0].n);
     expect(all).toBeGreaterThan(8);

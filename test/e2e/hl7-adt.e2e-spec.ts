@@ -192,8 +192,16 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
     const practitioners = await search<Practitioner>(gw, 'Practitioner', { identifier: `${RPPS_SYSTEM}|${gpRpps}` });
     expect(practitioners).toHaveLength(1);
     const gp = practitioners[0];
-    expect(gp.identifier).toEqual(expect.arrayContaining([expect.objectContaining({ system: IDNATPS_SYSTEM, value: `8${gpRpps}` })]));
+    // FR Core identifier types (fr-core-cs-identifier-type), and no title ROL did not send.
+    const frCoreType = (code: string): unknown => ({ coding: [{ system: 'https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-identifier-type', code }] });
+    expect(gp.identifier).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ system: IDNATPS_SYSTEM, value: `8${gpRpps}`, type: frCoreType('IDNPS') }),
+        expect.objectContaining({ system: RPPS_SYSTEM, value: gpRpps, type: frCoreType('RPPS') }),
+      ]),
+    );
     expect(gp.name?.[0]?.family).toBe('AGNÈS');
+    expect(gp.name?.[0]?.prefix).toBeUndefined();
     expect((await search<Practitioner>(gw, 'Practitioner', { identifier: `${IDNATPS_SYSTEM}|8${gpRpps}` })).map((p) => p.id)).toEqual([gp.id]);
     expect(patient.generalPractitioner?.map((r) => r.reference)).toEqual([`Practitioner/${gp.id}`]);
 

@@ -4,6 +4,7 @@ import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { FastifyInstance } from 'fastify';
+import { parseFhirJson } from '@gw/fhir';
 import { GatewayError, pathOnly } from '@gw/platform';
 import { AppModule } from './app.module';
 import { notAcceptableReason } from './content-negotiation';
@@ -58,7 +59,10 @@ export async function createHttpApp(core: GatewayCore): Promise<NestFastifyAppli
   return app;
 }
 
-/** JSON (FHIR or plain) with a clear error on malformed input, forms as text. */
+/**
+ * JSON (FHIR or plain) with a clear error on malformed input, decimals keeping their precision
+ * (fhir-json.ts), forms as text.
+ */
 function registerBodyParsers(fastify: FastifyInstance): void {
   fastify.addContentTypeParser(['application/json', 'application/fhir+json', 'application/json+fhir'], { parseAs: 'string' }, (_req, body, done) => {
     const text = String(body);
@@ -67,7 +71,7 @@ function registerBodyParsers(fastify: FastifyInstance): void {
       return;
     }
     try {
-      done(null, JSON.parse(text));
+      done(null, parseFhirJson(text));
     } catch (err) {
       done(new GatewayError('invalid', { text: `Malformed JSON: ${(err as Error).message}`, code: 'structure' }), undefined);
     }

@@ -1,4 +1,4 @@
-import type { CapabilityStatement, CapabilityStatementRestResource } from '@medplum/fhirtypes';
+import type { CapabilityStatement, CapabilityStatementRestResource, ResourceType } from '@medplum/fhirtypes';
 import { SERVED_RESOURCE_TYPES } from './definitions';
 import type { ProfileRegistry } from './profiles';
 import type { SearchParamRegistry } from './search-params';
@@ -46,7 +46,7 @@ export function buildCapabilityStatement(input: CapabilityInput): CapabilityStat
   const resources = SERVED_RESOURCE_TYPES.map((type): CapabilityStatementRestResource => {
     const supported = profileUrls.filter((u) => input.profiles.get(u)?.type === type);
     return {
-      type,
+      type: type as ResourceType,
       ...(supported.length > 0 ? { supportedProfile: supported } : {}),
       interaction: INTERACTIONS,
       versioning: 'versioned',

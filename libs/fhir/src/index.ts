@@ -1,4 +1,5 @@
-export { SERVED_RESOURCE_TYPES, isServedResourceType, isKnownR4ResourceType, loadFhirDefinitions } from './definitions';
+export { SERVED_RESOURCE_TYPES, isServedResourceType, isKnownR4ResourceType, loadFhirDefinitions, r4PatientCompartment } from './definitions';
+export type { CompartmentResource } from './definitions';
 export type { ServedResourceType } from './definitions';
 export { dateRange, MIN_DATE, MAX_DATE } from './dates';
 export type { DateRange } from './dates';
@@ -8,6 +9,7 @@ export { parseSearchRequest, splitPrefix, splitValues } from './search-request';
 export type { Prefix, SearchRequest, SearchParamClause, IncludeClause } from './search-request';
 export { ProfileRegistry } from './profiles';
 export { validateForWrite } from './validation';
+export { carryDecimals, nonCanonicalNumbers, parseFhirJson, stringifyFhirJson } from './fhir-json';
 export { buildCapabilityStatement } from './capability';
 export {
   CONSENT_CODES,

@@ -1,4 +1,5 @@
 import { getDataType } from '@medplum/core';
+import { carryDecimals } from './fhir-json';
 import type { Resource } from '@medplum/fhirtypes';
 import { invalidSearch } from './outcomes';
 
@@ -77,7 +78,7 @@ export function subsetResource<T extends Resource>(resource: T, s: Subsetting): 
   }
   const meta = resource.meta ?? {};
   out.meta = { ...meta, tag: [...(meta.tag ?? []).filter((t) => t.code !== SUBSETTED_TAG.code || t.system !== SUBSETTED_TAG.system), SUBSETTED_TAG] };
-  return out as T;
+  return carryDecimals(resource, out) as T;
 }
 
 /** The element a JSON key holds: `_birthDate` → birthDate, `deceasedBoolean` → deceased (choice type). */

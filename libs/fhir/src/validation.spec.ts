@@ -80,3 +80,26 @@ describe('INS rules of every Patient write', () => {
     expect(issuesOf(p)).toContainEqual(expect.objectContaining({ expression: ['Patient.extension[0]'] }));
   });
 });
+
+describe('base64Binary with whitespace (R4 allows it between groups)', () => {
+  const doc = (data: string): Parameters<typeof validateForWrite>[0] => ({
+    resourceType: 'DocumentReference',
+    status: 'current',
+    content: [{ attachment: { contentType: 'text/plain', data } }],
+  });
+
+  it('accepts MIME-wrapped base64 (line breaks between groups of four)', () => {
+    expect(() => validateForWrite(doc('SGVsbG8g\r\nV29ybGQg\nZnJvbSBGSElS\n'))).not.toThrow();
+  });
+
+  it('still refuses what is not base64 once the whitespace is ignored, naming the element', () => {
+    let err: unknown;
+    try {
+      validateForWrite(doc('SGVsbG8g\n*29ybGQ='));
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(GatewayError);
+    expect((err as GatewayError).issues.map((i) => i.expression?.[0])).toContain('DocumentReference.content[0].attachment.data');
+  });
+});

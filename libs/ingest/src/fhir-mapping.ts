@@ -135,16 +135,22 @@ function isIpp(i: Identifier): boolean {
   return i.type?.coding?.some((c) => c.code === 'PI') ?? false;
 }
 
+/**
+ * The Practitioner of an HL7 ROL (médecin traitant): identifiers typed as FR Core types them
+ * (fr-core-cs-identifier-type: IDNPS for the IdNatPS, RPPS for the RPPS number), and the name as
+ * sent: ROL carries no title, so none is made up (not every médecin traitant is a "Dr").
+ */
 export function buildPractitioner(existing: Practitioner | undefined, d: DoctorData): Practitioner {
-  const ids: Identifier[] = [{ system: IDNATPS, value: d.idNatPs }];
+  const typed = (code: string): Identifier['type'] => ({ coding: [{ system: IDENTIFIER_TYPES, code }] });
+  const ids: Identifier[] = [{ use: 'official', type: typed('IDNPS'), system: IDNATPS, value: d.idNatPs }];
   if (d.rpps) {
-    ids.push({ system: RPPS, value: d.rpps });
+    ids.push({ use: 'official', type: typed('RPPS'), system: RPPS, value: d.rpps });
   }
   const out: Practitioner = { ...(existing ?? {}), resourceType: 'Practitioner' };
   delete out.meta;
   out.identifier = [...ids, ...(existing?.identifier ?? []).filter((i) => i.system !== IDNATPS && i.system !== RPPS)];
   if (d.family) {
-    out.name = [{ use: 'official', family: d.family, ...(d.given ? { given: [d.given] } : {}), prefix: ['Dr'] }];
+    out.name = [{ use: 'official', family: d.family, ...(d.given ? { given: [d.given] } : {}) }];
   }
   return out;
 }

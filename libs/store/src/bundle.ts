@@ -5,6 +5,7 @@ import { GatewayError } from '@gw/platform';
 import type { Principal } from './access';
 import type { FhirRequest, FhirResponse, FhirService } from './fhir-service';
 import { bodyResource, checkType, requireScope, resourceResponse } from './fhir-service';
+import type { PendingWrite } from './conditional-references';
 import type { NewVersion } from './persist';
 import type { FhirRepository, WriteContext } from './repository';
 
@@ -81,12 +82,29 @@ export class BundleProcessor {
       for (const e of planned) {
         rewriteReferences(e.entry.resource, refs);
       }
+      await this.resolveConditionalReferences(p, planned, tx);
       const sorted = [...planned].sort((a, b) => ORDER[a.method] - ORDER[b.method] || a.index - b.index);
       await this.run(p, sorted.filter((e) => e.method === 'DELETE'), req, ctx, tx);
       await this.createAll(p, sorted.filter((e) => e.method === 'POST'), req, ctx, tx);
       await this.run(p, sorted.filter((e) => e.method !== 'DELETE' && e.method !== 'POST'), req, ctx, tx);
       return planned.map((e) => ({ method: e.method, response: e.response as FhirResponse }));
     });
+  }
+
+  /**
+   * Conditional references of the entries' resources, resolved against the store and the other
+   * entries of this transaction (R4 transaction rules: the Bundle is processed as a whole).
+   */
+  private async resolveConditionalReferences(p: Principal, planned: Planned[], tx: PoolClient): Promise<void> {
+    const writes = planned.filter((e) => e.entry.resource && e.target && (e.method === 'PUT' || (e.method === 'POST' && !e.existing && !e.sameAs)));
+    const pending: PendingWrite[] = writes.map((e) => ({ resource: e.entry.resource as Resource, id: (e.target as { id: string }).id }));
+    const replaced = new Set([
+      ...planned.filter((e) => e.method === 'DELETE').map((e) => e.path),
+      ...writes.map((e) => `${e.target?.type}/${e.target?.id}`),
+    ]);
+    for (const e of writes) {
+      await atEntry(e.index, () => this.service.resolveConditionalReferences(p, e.entry.resource as Resource, tx, pending, replaced));
+    }
   }
 
   /** Gives every POST/PUT entry its final id before any reference is rewritten. */

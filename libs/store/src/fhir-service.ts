@@ -3,11 +3,13 @@ import type { PoolClient } from 'pg';
 import { GatewayError, scopeAllows } from '@gw/platform';
 import type { Logger } from '@gw/platform';
 import type { ScopeAction } from '@gw/platform';
-import { SERVED_RESOURCE_TYPES, dateRange, isKnownR4ResourceType, isServedResourceType, parseSearchRequest, parseSubsetting, subsetResource, unknownElements } from '@gw/fhir';
+import { SERVED_RESOURCE_TYPES, dateRange, parseFhirJson, stringifyFhirJson, isKnownR4ResourceType, isServedResourceType, parseSearchRequest, parseSubsetting, subsetResource, unknownElements } from '@gw/fhir';
 import type { SearchRequest, Subsetting } from '@gw/fhir';
 import type { Principal } from './access';
 import type { AuditLog } from './audit';
-import type { FhirRepository, HistoryQuery, SearchResult, StoredResource, WriteContext } from './repository';
+import type { FhirRepository, HistoryQuery, Queryable, SearchResult, StoredResource, WriteContext } from './repository';
+import { applyResolution, conditionalQuery, findConditionalReferences, pendingMatches } from './conditional-references';
+import type { PendingWrite } from './conditional-references';
 import { BundleProcessor } from './bundle';
 
 /** A FHIR interaction, whether it came over HTTP or inside a Bundle entry. */
@@ -105,6 +107,7 @@ export class FhirService {
         requireScope(p, type, 'u');
         const resource = bodyResource(req.body, type);
         const query = this.conditionQuery(type, req.query);
+        await this.resolveConditionalReferences(p, resource, tx);
         const { stored, created } = await this.repo.conditionalUpdate(resource, query, ctx, tx);
         return this.written(p, stored, created ? 201 : 200, created ? 'create' : 'update', req, ctx);
       }
@@ -131,6 +134,7 @@ export class FhirService {
             expression: `${type}.id`,
           });
         }
+        await this.resolveConditionalReferences(p, resource, tx);
         const { stored, created } = await this.repo.update(type, id, resource, ctx, parseIfMatch(req.ifMatch), tx);
         return this.written(p, stored, created ? 201 : 200, created ? 'create' : 'update', req, ctx);
       }
@@ -148,6 +152,7 @@ export class FhirService {
   private async create(p: Principal, type: string, req: FhirRequest, ctx: WriteContext, tx?: PoolClient): Promise<FhirResponse> {
     requireScope(p, type, 'c');
     const resource = bodyResource(req.body, type);
+    await this.resolveConditionalReferences(p, resource, tx);
     if (req.ifNoneExist) {
       requireScope(p, type, 's');
       const query = this.conditionQuery(type, [...new URLSearchParams(req.ifNoneExist.replace(/^[A-Za-z]+\?/, ''))]);
@@ -169,6 +174,39 @@ export class FhirService {
       res.body = JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'information', code: 'informational', details: { text: `${interaction} ${stored.resourceType}/${stored.id}` } }] });
     }
     return res;
+  }
+
+  /**
+   * Rewrites the conditional references of a resource about to be written (`Patient?identifier=…`,
+   * R4 http.html#trules) to the one resource each matches, searched as `p` sees the store and, in
+   * a transaction, among the entries `pending` written with it (`replaced`: the stored resources
+   * those entries delete or rewrite, judged on their new content). None or several: 400 / 412
+   * naming the element, and the resource is left as it was.
+   */
+  async resolveConditionalReferences(p: Principal, resource: Resource, db?: Queryable, pending: PendingWrite[] = [], replaced = new Set<string>()): Promise<void> {
+    const refs = findConditionalReferences(resource);
+    if (refs.length === 0) {
+      return;
+    }
+    const queries = refs.map((ref) => {
+      requireScope(p, ref.type, 's');
+      return conditionalQuery(ref, (type, pairs) => this.conditionQuery(type, pairs));
+    });
+    let stored: StoredResource[][];
+    try {
+      stored = await this.repo.matchAll(db ?? this.repo.pool, p, queries);
+    } catch (err) {
+      if (err instanceof GatewayError && err.category === 'invalid') {
+        const why = err.issues.map((i) => i.details?.text).join('; ');
+        throw new GatewayError('invalid', refs.map((ref) => ({ text: `Conditional reference ${ref.type}?${ref.query}: ${why}`, expression: ref.expression })));
+      }
+      throw err;
+    }
+    const matches = refs.map((ref, i) => [
+      ...stored[i].map((s) => `${s.resourceType}/${s.id}`).filter((key) => !replaced.has(key)),
+      ...pendingMatches(ref, pending),
+    ]);
+    applyResolution(refs, matches);
   }
 
   conditionQuery(type: string, pairs: [string, string][]): SearchRequest {
@@ -314,7 +352,7 @@ export function resourceResponse(stored: StoredResource, status: number): FhirRe
 }
 
 function entryJson(base: string, m: StoredResource, mode: string, subsetting?: Subsetting): string {
-  const json = subsetting && m.json ? JSON.stringify(subsetResource(JSON.parse(m.json) as Resource, subsetting)) : m.json;
+  const json = subsetting && m.json ? stringifyFhirJson(subsetResource(parseFhirJson(m.json) as Resource, subsetting)) : m.json;
   return `{"fullUrl":"${base}/${m.resourceType}/${m.id}","resource":${json},"search":{"mode":"${mode}"}}`;
 }
 
@@ -336,7 +374,7 @@ function readSubsetting(type: string, req: FhirRequest): Subsetting | undefined 
 
 function subsetted(res: FhirResponse, subsetting: Subsetting | undefined): FhirResponse {
   if (subsetting && res.body) {
-    res.body = JSON.stringify(subsetResource(JSON.parse(res.body) as Resource, subsetting));
+    res.body = stringifyFhirJson(subsetResource(parseFhirJson(res.body) as Resource, subsetting));
   }
   return res;
 }

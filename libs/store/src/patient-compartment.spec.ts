@@ -35,3 +35,16 @@ describe('Patient compartment for group export', () => {
     expect(ids).toEqual(['a', 'c']);
   });
 });
+
+describe('Patient compartment from the R4 CompartmentDefinition', () => {
+  it('covers the clinical and financial types of a patient record, with R4\'s parameters', () => {
+    expect(PATIENT_COMPARTMENT.DiagnosticReport).toEqual(['subject']);
+    expect(PATIENT_COMPARTMENT.CarePlan).toEqual(expect.arrayContaining(['patient', 'performer']));
+    expect(PATIENT_COMPARTMENT.ExplanationOfBenefit).toEqual(expect.arrayContaining(['patient', 'payee']));
+    expect(PATIENT_COMPARTMENT.Claim).toEqual(expect.arrayContaining(['patient', 'payee']));
+    expect(PATIENT_COMPARTMENT.Goal).toEqual(['patient']);
+    expect(PATIENT_COMPARTMENT.Task).toEqual(expect.arrayContaining(['subject', 'patient']));
+    expect(PATIENT_COMPARTMENT.Patient).toBeUndefined();
+    expect(PATIENT_COMPARTMENT.Organization).toBeUndefined();
+  });
+});

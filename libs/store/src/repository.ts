@@ -3,7 +3,7 @@ import type { Pool, PoolClient } from 'pg';
 import { deepEquals } from '@medplum/core';
 import type { Meta, Resource } from '@medplum/fhirtypes';
 import { GatewayError } from '@gw/platform';
-import { validateForWrite } from '@gw/fhir';
+import { carryDecimals, nonCanonicalNumbers, parseFhirJson, stringifyFhirJson, validateForWrite } from '@gw/fhir';
 import type { IndexRows, ProfileRegistry, SearchParamRegistry, SearchRequest } from '@gw/fhir';
 import type { AccessPolicy, Principal, StoredRef } from './access';
 import { IDENTITY_TYPES, equivalentTokens, identityKey } from './directory';
@@ -207,7 +207,7 @@ export class FhirRepository {
       const owner = existing ? this.ownerOnUpdate(ctx.principal, existing, resource) : this.policy.ownerFor(ctx.principal, requestedOwner(resource));
       const v = this.prepare(resource, id, (existing?.versionId ?? 0) + 1, owner, ctx, !!existing);
       // Content identical to the current version (meta.versionId/lastUpdated aside): no new version.
-      if (existing?.json && deepEquals(JSON.parse(existing.json), JSON.parse(v.json as string))) {
+      if (existing?.json && sameContent(existing.json, v.json as string)) {
         return { stored: existing, created: false };
       }
       await persistVersions(tx, [v]);
@@ -492,7 +492,7 @@ export class FhirRepository {
 
   private prepare(resource: Resource, id: string, versionId: number, owner: string, ctx: WriteContext, replaces: boolean): NewVersion {
     const lastUpdated = new Date().toISOString();
-    const stamped = { ...resource, id, meta: stampMeta(resource.meta, versionId, lastUpdated, owner, ctx) } as Resource;
+    const stamped = carryDecimals(resource, { ...resource, id, meta: stampMeta(resource.meta, versionId, lastUpdated, owner, ctx) } as Resource);
     validateForWrite(stamped, this.profiles);
     return {
       resourceType: resource.resourceType,
@@ -501,13 +501,22 @@ export class FhirRepository {
       lastUpdated,
       deleted: false,
       ownerOrg: owner,
-      json: JSON.stringify(stamped),
+      json: stringifyFhirJson(stamped),
       rows: this.registry.extract(stamped),
       replaces,
       clientId: ctx.principal.clientId,
       requestId: ctx.requestId,
     };
   }
+}
+
+/**
+ * Same content apart from meta.versionId/lastUpdated: equal values, and decimals written with the
+ * same precision (1.0 → 1.00 is a change in R4, which deepEquals of parsed numbers cannot see).
+ */
+function sameContent(a: string, b: string): boolean {
+  const decimals = (json: string): string => nonCanonicalNumbers(json).map((t) => t.text).sort().join(' ');
+  return deepEquals(parseFhirJson(a), parseFhirJson(b)) && decimals(a) === decimals(b);
 }
 
 /**
