@@ -1,6 +1,7 @@
 import { Body, Controller, Get, HttpCode, Inject, Param, Post, Put, Query, Req } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
 import { GatewayError } from '@gw/platform';
+import { CHANNELS } from '@gw/exchange';
 import type { Attempt, Delivery, Route } from '@gw/exchange';
 import { AdminOnly } from './public.decorator';
 import type { GatewayCore } from './core';
@@ -48,8 +49,8 @@ export class ExchangeAdminController {
     if (status && !STATUSES.includes(status)) {
       throw new GatewayError('invalid', { text: `status must be one of ${STATUSES.join(', ')}` });
     }
-    if (channel && channel !== 'mssante' && channel !== 'mhd') {
-      throw new GatewayError('invalid', { text: 'channel must be mssante or mhd' });
+    if (channel && !(CHANNELS as readonly string[]).includes(channel)) {
+      throw new GatewayError('invalid', { text: `channel must be ${CHANNELS.join(' or ')}` });
     }
     if ((event && !/^\d+$/.test(event)) || (before && Number.isNaN(Date.parse(before)))) {
       throw new GatewayError('invalid', { text: 'event must be an event id and before a date-time' });

@@ -9,9 +9,9 @@ import { DeliveryProcessor } from './delivery.processor';
 import type { Delivery, DeliveryStore } from './delivery.store';
 import type { DestinationGate } from './destination.gate';
 import type { FollowUpTracker } from './follow-up.tracker';
-import type { MhdChannel } from './mhd.channel';
-import { PermanentDeliveryError } from './mss.channel';
-import type { MssChannel } from './mss.channel';
+import { ChannelRegistry, PermanentDeliveryError } from './channel';
+import { MhdChannel } from './mhd.channel';
+import { MssChannel } from './mss.channel';
 import type { ResourceWriter } from './resource.writer';
 
 const DOCUMENT_UNIQUE_ID = '1.2.250.1.999.1.42';
@@ -61,6 +61,8 @@ interface Setup {
   loadFails?: Error;
   /** The relay's or the repository's answer. */
   answer?: () => Promise<string>;
+  /** GW_MSS_SMTP_URL unset: the MSSanté channel exists but is not configured. */
+  mssUnconfigured?: boolean;
 }
 
 /**
@@ -132,23 +134,20 @@ function setup(s: Setup = {}) {
     }) as never,
   });
   const gate = strictFake<DestinationGate>('gate', { run: (async (_dest: string, fn: () => Promise<unknown>) => fn()) as never });
-  const mss = strictFake<MssChannel>('mss', {
-    destination: 'smtp://relay.mssante.example:587',
-    messageId: (id) => `<${id}@gateway.example>`,
-    send: async (m) => {
-      effects.push(`send to ${m.to}`);
-      return answer();
-    },
+  // The real channels, so that their rules (refusals, remote ids, Task effects, audit host) run;
+  // only the wire is replaced: the SMTP submission and the ITI-65 transaction.
+  const mss = new MssChannel(s.mssUnconfigured ? undefined : { url: 'smtp://relay.mssante.example:587', from: 'passerelle@gateway.example', insecure: true, nil: 'nil' });
+  jest.spyOn(mss, 'transmit').mockImplementation(async (m) => {
+    effects.push(`send to ${m.to}`);
+    return answer();
   });
-  const mhd = strictFake<MhdChannel>('mhd', {
-    destination: DMP.destination,
-    publish: async (submission) => {
-      effects.push(`publish ${submission.documents[0]?.uniqueId} for ${submission.intendedRecipients.map((r) => r.email).join(', ')}`);
-      return answer();
-    },
+  const mhd = new MhdChannel({ url: DMP.destination });
+  jest.spyOn(mhd, 'publish').mockImplementation(async (submission) => {
+    effects.push(`publish ${submission.documents[0]?.uniqueId} for ${submission.intendedRecipients.map((r) => r.email).join(', ')}`);
+    return answer();
   });
   const logger = strictFake<Logger>('logger', { info: jest.fn(), warn: jest.fn() });
-  const processor = new DeliveryProcessor(repo, deliveries, loader, tracker, writer, gate, { mss, mhd }, '1.2.250.1.999', logger, 30_000);
+  const processor = new DeliveryProcessor(repo, deliveries, loader, tracker, writer, gate, new ChannelRegistry([mss, mhd]), '1.2.250.1.999', logger, 30_000);
   return { processor, effects, audits, logger };
 }
 
@@ -253,6 +252,35 @@ describe('DeliveryProcessor.process', () => {
     await expect(processor.process(DMP.id, job(1))).resolves.toEqual({ status: 'skipped', detail: { reason: 'refused' } });
     const reason = 'Publication au DMP refusée : le patient s’est opposé à l’alimentation de son DMP';
     expect(effects).toEqual([`claim ${DMP.id}`, 'begin', `status refused error ${reason}`, `attempt 1 refused: ${reason}`, `task note Task/t1: ${reason}`, 'commit', 'audit refused']);
+  });
+
+  it('refuses a DMP publication when the patient’s INS is not qualified', async () => {
+    const { processor, effects } = setup({ delivery: DMP, ctx: discharge({ insQualified: false }) });
+    await expect(processor.process(DMP.id, job(1))).resolves.toEqual({ status: 'skipped', detail: { reason: 'refused' } });
+    const reason = 'Publication au DMP refusée : l’INS du patient n’est pas qualifiée';
+    expect(effects).toEqual([`claim ${DMP.id}`, 'begin', `status refused error ${reason}`, `attempt 1 refused: ${reason}`, `task note Task/t1: ${reason}`, 'commit', 'audit refused']);
+  });
+
+  it('notes a failed DMP publication on the Task and records the recipient host in the audit', async () => {
+    const { processor, effects, audits } = setup({ delivery: DMP, answer: async () => Promise.reject(new PermanentDeliveryError('HTTP 422')) });
+    await expect(processor.process(DMP.id, job(1))).rejects.toThrow(UnrecoverableError);
+    expect(effects).toContain('task note Task/t1: Publication au DMP en échec : HTTP 422');
+    expect(audits[0]).toMatchObject({ outcome: '8', agent: [{ network: { address: 'dmp.example' } }] });
+  });
+
+  it('records a dead letter naming the setting, without sending, when the channel is not configured', async () => {
+    const { processor, effects } = setup({ mssUnconfigured: true });
+    await expect(processor.process(MAIL.id, job(1))).rejects.toThrow('MSSanté channel not configured (GW_MSS_SMTP_URL)');
+    expect(effects).toEqual([
+      `claim ${MAIL.id}`,
+      'begin',
+      'status dead error MSSanté channel not configured (GW_MSS_SMTP_URL)',
+      'attempt 1 dead: MSSanté channel not configured (GW_MSS_SMTP_URL)',
+      'communication Communication/c1 not-done: MSSanté channel not configured (GW_MSS_SMTP_URL)',
+      'task business status Task/t1',
+      'commit',
+      'audit dead',
+    ]);
   });
 
   it('records a dead letter without sending when the discharged Encounter is gone', async () => {

@@ -11,15 +11,9 @@ import { assembleSubmission } from './document.assembler';
 import type { Submission } from './document.model';
 import { DELIVERY_ID_SYSTEM } from './exchange.codes';
 import type { FollowUpTracker } from './follow-up.tracker';
-import type { MhdChannel } from './mhd.channel';
-import { PermanentDeliveryError } from './mss.channel';
-import type { MssChannel } from './mss.channel';
+import { PermanentDeliveryError } from './channel';
+import type { ChannelRegistry } from './channel';
 import type { ResourceWriter } from './resource.writer';
-
-export interface Channels {
-  mss?: MssChannel;
-  mhd?: MhdChannel;
-}
 
 type Prepared = { submission: Submission; ctx: DischargeContext } | { refused: string } | { gone: string };
 
@@ -36,7 +30,7 @@ export class DeliveryProcessor {
     private readonly tracker: FollowUpTracker,
     private readonly writer: ResourceWriter,
     private readonly gate: DestinationGate,
-    private readonly channels: Channels,
+    private readonly channels: ChannelRegistry,
     private readonly sourceOid: string,
     private readonly logger: Logger,
     /** How long one attempt holds its delivery: the queue's lock duration (GW_QUEUE_LOCK_MS). */
@@ -81,18 +75,12 @@ export class DeliveryProcessor {
   }
 
   private async send(d: Delivery, p: { submission: Submission; ctx: DischargeContext }): Promise<string> {
-    if (d.channel === 'mssante') {
-      const mss = this.channels.mss;
-      if (!mss) {
-        throw new PermanentDeliveryError('MSSanté channel not configured (GW_MSS_SMTP_URL)');
-      }
-      return this.gate.run(mss.destination, () => mss.send({ messageId: mss.messageId(d.id), to: d.destination, submission: p.submission, insQualified: p.ctx.insQualified }));
+    const channel = this.channels.get(d.channel);
+    const destination = channel.destination;
+    if (!destination) {
+      throw new PermanentDeliveryError(channel.unconfigured);
     }
-    const mhd = this.channels.mhd;
-    if (!mhd) {
-      throw new PermanentDeliveryError('MHD recipient not configured (GW_MHD_RECIPIENT_URL)');
-    }
-    return this.gate.run(mhd.destination, () => mhd.publish(p.submission));
+    return this.gate.run(destination, () => channel.send(d, p.submission, p.ctx));
   }
 
   /** Re-reads the discharge and builds the submission; decides refusals for the shared record. */
@@ -105,13 +93,15 @@ export class DeliveryProcessor {
     if (!ctx || !documentUniqueId) {
       return { gone: 'the discharged Encounter or its Patient no longer exists' };
     }
-    if (d.channel === 'mhd' && ctx.dmpOpposed) {
-      return { refused: 'Publication au DMP refusée : le patient s’est opposé à l’alimentation de son DMP' };
+    const channel = this.channels.get(d.channel);
+    const refused = channel.refusal(ctx);
+    if (refused) {
+      return { refused };
     }
-    if (d.channel === 'mhd' && !ctx.insQualified) {
-      return { refused: 'Publication au DMP refusée : l’INS du patient n’est pas qualifiée' };
-    }
-    const recipients = d.channel === 'mssante' ? [d] : (await this.deliveries.forEvent(pool, d.eventId)).filter((x) => x.channel === 'mssante');
+    const recipients =
+      channel.intendedRecipients === 'own'
+        ? [d]
+        : (await this.deliveries.forEvent(pool, d.eventId)).filter((x) => this.channels.get(x.channel).addressing === 'recipient');
     const task = d.task ? await this.readTask(d.task) : undefined;
     const submission = assembleSubmission({
       ctx,
@@ -133,9 +123,11 @@ export class DeliveryProcessor {
   /** Records the outcome everywhere in one transaction, then the AuditEvent. */
   async finish(d: Delivery, status: DeliveryStatus, answer: string, attempt: number, submission?: Submission): Promise<void> {
     const now = new Date().toISOString();
+    const channel = this.channels.get(d.channel);
+    const effect = d.task ? channel.taskEffect(status, answer) : undefined;
     await this.repo.withTransaction(async (tx) => {
       await this.deliveries.setStatus(tx, d.id, status, {
-        remoteId: status === 'sent' ? (d.channel === 'mhd' ? submission?.documents[0]?.uniqueId : this.channels.mss?.messageId(d.id)) : undefined,
+        remoteId: status === 'sent' ? channel.remoteId(d, submission) : undefined,
         error: status === 'sent' ? null : answer,
         sent: status === 'sent',
       });
@@ -143,11 +135,11 @@ export class DeliveryProcessor {
       if (d.communication) {
         await this.tracker.communication(tx, d.communication, status === 'sent' ? 'in-progress' : 'not-done', status === 'sent' ? undefined : answer, status === 'sent' ? { sent: now } : {});
       }
-      if (d.task && d.channel === 'mssante') {
+      if (d.task && effect?.kind === 'business-status') {
         await this.tracker.task(tx, d.task);
       }
-      if (d.task && d.channel === 'mhd' && status !== 'sent') {
-        await this.tracker.note(tx, d.task, status === 'refused' ? answer : `Publication au DMP en échec : ${answer}`);
+      if (d.task && effect?.kind === 'note') {
+        await this.tracker.note(tx, d.task, effect.text);
       }
     });
     await this.audit(d, outcomeOf(status), answer);
@@ -164,7 +156,7 @@ export class DeliveryProcessor {
       recorded: new Date().toISOString(),
       outcome: outcome === 'success' || outcome === 'skipped' ? '0' : outcome === 'retry' ? '4' : '8',
       outcomeDesc: `${outcome}: ${remote}`.slice(0, 1000),
-      agent: [{ who: { display: 'gateway-exchange' }, requestor: true, network: { address: hostOf(d) } }],
+      agent: [{ who: { display: 'gateway-exchange' }, requestor: true, network: { address: this.channels.get(d.channel).host(d) } }],
       source: { observer: { display: 'fhir-gateway-fr exchange' } },
       entity: [
         { what: { identifier: { system: DELIVERY_ID_SYSTEM, value: d.id } } },
@@ -180,10 +172,3 @@ function outcomeOf(status: DeliveryStatus): Attempt['outcome'] {
   return status === 'sent' ? 'success' : status === 'refused' ? 'refused' : status === 'dead' ? 'dead' : 'skipped';
 }
 
-function hostOf(d: Delivery): string {
-  try {
-    return d.channel === 'mhd' ? new URL(d.destination).host : (d.destination.split('@')[1] ?? '');
-  } catch {
-    return '';
-  }
-}

@@ -1,6 +1,6 @@
 import type { Pool, PoolClient } from 'pg';
 import type { Queryable } from '@gw/store';
-import type { Channel } from './route.store';
+import type { ChannelName } from './channel';
 
 export type DeliveryStatus = 'pending' | 'sent' | 'processed' | 'failed' | 'dead' | 'cancelled' | 'refused';
 
@@ -8,7 +8,7 @@ export type DeliveryStatus = 'pending' | 'sent' | 'processed' | 'failed' | 'dead
 export interface Delivery {
   id: string;
   eventId: string;
-  channel: Channel;
+  channel: ChannelName;
   destination: string;
   recipient: string | null;
   communication: string | null;
@@ -163,7 +163,7 @@ function toDelivery(r: Record<string, unknown>): Delivery {
   return {
     id: r.id as string,
     eventId: String(r.event_id),
-    channel: r.channel as Channel,
+    channel: r.channel as ChannelName,
     destination: r.destination as string,
     recipient: r.recipient as string | null,
     communication: r.communication as string | null,

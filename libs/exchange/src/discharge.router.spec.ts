@@ -6,8 +6,9 @@ import type { DomainEventEntry, FhirRepository, NewVersion } from '@gw/store';
 import { expectNoUnexpectedUse, strictFake } from '@gw/testing/fakes';
 import type { CptsDirectory } from './cpts.directory';
 import type { DischargeContext, DischargeContextLoader, Recipient } from './discharge-context';
+import { ChannelRegistry } from './channel';
+import type { Channel } from './channel';
 import { DischargeRouter, documentUniqueId } from './discharge.router';
-import type { ChannelSettings } from './discharge.router';
 import type { Delivery, DeliveryStore } from './delivery.store';
 import type { FollowUpTracker } from './follow-up.tracker';
 import type { ResourceWriter } from './resource.writer';
@@ -20,7 +21,15 @@ const lockedEvent = jest.mocked(lockEvent);
 const DAY = 24 * 3600 * 1000;
 const NOW = new Date('2026-11-22T15:00:00Z');
 const DMP_URL = 'https://dmp.example/fhir';
-const SETTINGS: ChannelSettings = { mss: true, mhd: DMP_URL, maxDischargeAgeMs: 30 * DAY };
+const SETTINGS = { maxDischargeAgeMs: 30 * DAY };
+
+/** The channels as routing sees them: a name, whether and where it is configured, how it addresses. */
+function channels(mss: string | null = 'smtp://relay.example:587', mhd: string | null = DMP_URL): ChannelRegistry {
+  return new ChannelRegistry([
+    strictFake<Channel>('mss channel', { name: 'mssante', label: 'MSSanté', destination: mss ?? undefined, addressing: 'recipient' }),
+    strictFake<Channel>('mhd channel', { name: 'mhd', label: 'MHD', destination: mhd ?? undefined, addressing: 'destination' }),
+  ]);
+}
 
 function discharged(over: Partial<DomainEventEntry> = {}): DomainEventEntry {
   return {
@@ -56,6 +65,7 @@ interface Setup {
   route?: Route | undefined;
   /** Pending deliveries of the event, as DeliveryStore finds them. */
   pending?: Delivery[];
+  channels?: ChannelRegistry;
 }
 
 /**
@@ -128,7 +138,7 @@ function setup(s: Setup = {}) {
       effects.push(`${ref} ${status}: ${reason}`);
     },
   });
-  const router = new DischargeRouter(repo, loader, routes, deliveries, writer, tracker, SETTINGS);
+  const router = new DischargeRouter(repo, loader, routes, deliveries, writer, tracker, s.channels ?? channels(), SETTINGS);
   return { router, effects, written, inserted, routing, tasks };
 }
 
@@ -159,6 +169,13 @@ describe('DischargeRouter.route', () => {
     expect(routing).toEqual([{ routeId: 'route-1', outcome: 'care-team', tasks: [task], documentUniqueId: documentUniqueId('42', {}) }]);
     expect(result.status).toBe('routed');
     expect(result.deliveries.map((d) => d.channel)).toEqual(['mssante', 'mhd']);
+  });
+
+  it('makes no delivery for a channel that is not configured or not on the route, and says so on the Communication', async () => {
+    const { router, written, inserted } = setup({ channels: channels(null, DMP_URL), route: { ...ROUTE, channels: ['mssante'] } });
+    await expect(router.route('42', NOW)).resolves.toMatchObject({ status: 'routed', deliveries: [] });
+    expect(inserted).toEqual([]);
+    expect(written.slice(1).map((w) => (w.resource as Communication).statusReason?.text)).toEqual(['Canal MSSanté non configuré', 'Pas de boîte MSSanté connue pour ce destinataire']);
   });
 
   it('hands back the still-pending deliveries of an event already routed, and writes nothing', async () => {

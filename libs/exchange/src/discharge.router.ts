@@ -9,15 +9,12 @@ import { DELIVERY_ID_SYSTEM, ROUTING_ID_SYSTEM, TASK_CODE_SYSTEM, TASK_TEXT, bus
 import { nameUuid, uuidOid } from '@gw/platform';
 import { dateRange } from '@gw/fhir';
 import type { Delivery, DeliveryStore } from './delivery.store';
+import type { Channel, ChannelRegistry } from './channel';
 import type { FollowUpTracker } from './follow-up.tracker';
 import type { ResourceWriter } from './resource.writer';
 import type { RouteStore } from './route.store';
 
-export interface ChannelSettings {
-  /** MSSanté relay configured. */
-  mss: boolean;
-  /** MHD recipient base URL, when configured. */
-  mhd?: string;
+export interface RouterSettings {
   /** A discharge older than this (ms before routing time) is recorded as historic and not routed. */
   maxDischargeAgeMs: number;
 }
@@ -69,7 +66,8 @@ export class DischargeRouter {
     private readonly deliveries: DeliveryStore,
     private readonly writer: ResourceWriter,
     private readonly tracker: FollowUpTracker,
-    private readonly channels: ChannelSettings,
+    private readonly channels: ChannelRegistry,
+    private readonly settings: RouterSettings,
   ) {}
 
   async route(eventId: string, now = new Date()): Promise<RouteResult> {
@@ -118,7 +116,7 @@ export class DischargeRouter {
   }
 
   private isHistoric(dischargedAt: Date | undefined | null, now: Date): boolean {
-    return !!dischargedAt && now.getTime() - dischargedAt.getTime() > this.channels.maxDischargeAgeMs;
+    return !!dischargedAt && now.getTime() - dischargedAt.getTime() > this.settings.maxDischargeAgeMs;
   }
 
   /** A13: Tasks cancelled, pending deliveries cancelled, unsent Communications stopped. */
@@ -159,23 +157,31 @@ export class DischargeRouter {
       versions.push(prepared.version);
       task = prepared.ref;
     }
-    const mss = channels.includes('mssante') && this.channels.mss;
-    for (const r of plan.recipients) {
-      const deliveryId = nameUuid(`${eventId}|mssante|${r.mailbox ?? r.ref}`);
-      const sendable = mss && !!r.mailbox;
-      const reason = !r.mailbox ? 'Pas de boîte MSSanté connue pour ce destinataire' : !mss ? 'Canal MSSanté non configuré' : undefined;
-      const comm = this.writer.prepare<Communication>(communication(deliveryId, ctx, r, task, reason), r.organization ?? fileUnder, nameUuid(`comm:${deliveryId}`));
-      versions.push(comm.version);
-      if (sendable) {
-        deliveries.push({ id: deliveryId, eventId, channel: 'mssante', destination: r.mailbox as string, recipient: r.ref, communication: comm.ref, task: task ?? null, status: 'pending' });
+    for (const channel of this.channels.all()) {
+      const on = channels.includes(channel.name) && !!channel.destination;
+      if (channel.addressing === 'recipient') {
+        // One message per recipient, each with the Communication the care team's software reads.
+        for (const r of plan.recipients) {
+          const deliveryId = nameUuid(`${eventId}|${channel.name}|${r.mailbox ?? r.ref}`);
+          const comm = this.writer.prepare<Communication>(communication(deliveryId, ctx, r, task, notSent(channel, on, r)), r.organization ?? fileUnder, nameUuid(`comm:${deliveryId}`));
+          versions.push(comm.version);
+          if (on && r.mailbox) {
+            deliveries.push({ id: deliveryId, eventId, channel: channel.name, destination: r.mailbox, recipient: r.ref, communication: comm.ref, task: task ?? null, status: 'pending' });
+          }
+        }
+      } else if (on) {
+        const destination = channel.destination as string;
+        const id = nameUuid(`${eventId}|${channel.name}|${destination}`);
+        deliveries.push({ id, eventId, channel: channel.name, destination, recipient: null, communication: null, task: task ?? null, status: 'pending' });
       }
-    }
-    if (channels.includes('mhd') && this.channels.mhd) {
-      const id = nameUuid(`${eventId}|mhd|${this.channels.mhd}`);
-      deliveries.push({ id, eventId, channel: 'mhd', destination: this.channels.mhd, recipient: null, communication: null, task: task ?? null, status: 'pending' });
     }
     return { versions, deliveries, task };
   }
+}
+
+/** Why a recipient's Communication is not sent (no mailbox, channel off), or undefined when it is. */
+function notSent(channel: Channel, on: boolean, r: Recipient): string | undefined {
+  return !r.mailbox ? `Pas de boîte ${channel.label} connue pour ce destinataire` : !on ? `Canal ${channel.label} non configuré` : undefined;
 }
 
 function followUpTask(eventId: string, ctx: DischargeContext, plan: DischargePlan, now: Date): Task {

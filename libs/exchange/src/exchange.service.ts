@@ -1,8 +1,10 @@
 import type { Pool } from 'pg';
-import { GatewayError } from '@gw/platform';
+import { GatewayError, JOB_QUEUE } from '@gw/platform';
 import type { GatewayConfig, GatewayFeature, JobContext, JobResult, Logger, QueueService } from '@gw/platform';
 import { OutboxRelay } from '@gw/store';
 import type { FhirRepository, OutboxEvent } from '@gw/store';
+import type { ChannelRegistry } from './channel';
+import { channelsFromConfig } from './channel.registry';
 import { CptsDirectory } from './cpts.directory';
 import { DischargeContextLoader } from './discharge-context';
 import { DischargeRouter } from './discharge.router';
@@ -11,7 +13,6 @@ import { DeliveryStore } from './delivery.store';
 import type { Attempt, Delivery } from './delivery.store';
 import { DestinationGate } from './destination.gate';
 import { FollowUpTracker } from './follow-up.tracker';
-import { MhdChannel } from './mhd.channel';
 import { MdnFormatError, parseMdn } from './mdn';
 import { MssChannel } from './mss.channel';
 import { ResourceWriter } from './resource.writer';
@@ -31,7 +32,7 @@ export class ExchangeService implements GatewayFeature {
   private readonly processor: DeliveryProcessor;
   private readonly relay: OutboxRelay;
   private readonly tracker: FollowUpTracker;
-  private readonly mss?: MssChannel;
+  private readonly channels: ChannelRegistry;
 
   constructor(
     private readonly pool: Pool,
@@ -45,29 +46,14 @@ export class ExchangeService implements GatewayFeature {
     this.deliveries = new DeliveryStore(pool);
     this.cpts = new CptsDirectory(repo);
     const writer = new ResourceWriter(repo);
-    this.tracker = new FollowUpTracker(writer, this.deliveries);
+    this.channels = channelsFromConfig(config);
+    this.tracker = new FollowUpTracker(writer, this.deliveries, this.channels);
     const loader = new DischargeContextLoader(repo, this.cpts);
-    this.mss = config.GW_MSS_SMTP_URL && config.GW_MSS_FROM
-      ? new MssChannel({
-          url: config.GW_MSS_SMTP_URL,
-          from: config.GW_MSS_FROM,
-          clientCert: config.GW_MSS_CLIENT_CERT,
-          clientKey: config.GW_MSS_CLIENT_KEY,
-          ca: config.GW_MSS_CA,
-          insecure: config.GW_MSS_SMTP_INSECURE,
-          nil: config.GW_MSS_NIL,
-        })
-      : undefined;
-    const mhd = config.GW_MHD_RECIPIENT_URL
-      ? new MhdChannel({ url: config.GW_MHD_RECIPIENT_URL, tokenUrl: config.GW_MHD_TOKEN_URL, clientId: config.GW_MHD_CLIENT_ID, clientSecret: config.GW_MHD_CLIENT_SECRET })
-      : undefined;
-    this.router = new DischargeRouter(repo, loader, this.routes, this.deliveries, writer, this.tracker, {
-      mss: !!this.mss,
-      mhd: mhd?.destination,
+    this.router = new DischargeRouter(repo, loader, this.routes, this.deliveries, writer, this.tracker, this.channels, {
       maxDischargeAgeMs: config.GW_EXCHANGE_MAX_DISCHARGE_AGE,
     });
     const gate = new DestinationGate(config.GW_EXCHANGE_DESTINATION_CONCURRENCY, config.GW_EXCHANGE_DESTINATION_RATE);
-    this.processor = new DeliveryProcessor(repo, this.deliveries, loader, this.tracker, writer, gate, { mss: this.mss, mhd }, config.GW_XDS_SOURCE_OID, logger, config.GW_QUEUE_LOCK_MS);
+    this.processor = new DeliveryProcessor(repo, this.deliveries, loader, this.tracker, writer, gate, this.channels, config.GW_XDS_SOURCE_OID, logger, config.GW_QUEUE_LOCK_MS);
     // Discharge events become routing jobs; the job id derives from the event, so a second hand-over is a no-op.
     const discharges = (events: OutboxEvent[]): string[] => events.filter((e) => e.type === 'encounter.discharged').map((e) => e.id);
     this.relay = new OutboxRelay(pool, databaseUrl, {
@@ -78,12 +64,13 @@ export class ExchangeService implements GatewayFeature {
 
   readonly name = 'exchange';
 
-  /** Registers the four exchange job handlers. */
+  /** Registers the exchange job handlers: routing, withdrawal and one delivery job per channel. */
   register(): void {
     this.queue.register('exchange.route-discharge', (p, ctx) => this.routeJob(p.eventId, ctx));
     this.queue.register('exchange.withdraw-discharge', (p) => this.withdrawJob(p.eventId));
-    this.queue.register('exchange.mss-send', (p, ctx) => this.processor.process(p.deliveryId, ctx));
-    this.queue.register('exchange.mhd-publish', (p, ctx) => this.processor.process(p.deliveryId, ctx));
+    for (const channel of this.channels.all()) {
+      this.queue.register(channel.job.name, (p, ctx) => this.processor.process(p.deliveryId, ctx));
+    }
   }
 
   /** Starts the outbox relay (in every process that runs workers; replicas share the work). */
@@ -93,7 +80,9 @@ export class ExchangeService implements GatewayFeature {
 
   async stop(): Promise<void> {
     await this.relay.stop();
-    this.mss?.close();
+    for (const channel of this.channels.all()) {
+      channel.close();
+    }
   }
 
   private async routeJob(eventId: string, ctx: JobContext): Promise<JobResult> {
@@ -107,16 +96,17 @@ export class ExchangeService implements GatewayFeature {
     const { cancelled } = await this.router.withdraw(eventId);
     for (const d of cancelled) {
       // Best effort: a job left in the queue finds its delivery cancelled and skips anyway.
-      await this.queue.queue(queueOf(d)).remove(jobIdOf(d)).catch(() => undefined);
+      const job = this.channels.jobOf(d);
+      await this.queue.queue(JOB_QUEUE[job.name]).remove(job.id).catch(() => undefined);
     }
     return { status: 'success', detail: { cancelled: cancelled.length } };
   }
 
   private async enqueue(list: Delivery[]): Promise<void> {
-    const mss = list.filter((d) => d.channel === 'mssante').map((d) => ({ payload: { deliveryId: d.id }, jobId: jobIdOf(d) }));
-    const mhd = list.filter((d) => d.channel === 'mhd').map((d) => ({ payload: { deliveryId: d.id }, jobId: jobIdOf(d) }));
-    await this.queue.enqueueMany('exchange.mss-send', mss);
-    await this.queue.enqueueMany('exchange.mhd-publish', mhd);
+    for (const channel of this.channels.all()) {
+      const jobs = list.filter((d) => d.channel === channel.name).map((d) => ({ payload: { deliveryId: d.id }, jobId: this.channels.jobOf(d).id }));
+      await this.queue.enqueueMany(channel.job.name, jobs);
+    }
   }
 
   async delivery(id: string): Promise<Delivery & { attempts_detail: Attempt[] }> {
@@ -137,8 +127,8 @@ export class ExchangeService implements GatewayFeature {
     if (replays === undefined) {
       throw new GatewayError('conflict', { text: `delivery is ${d.status}; only dead, failed or refused deliveries can be replayed` });
     }
-    const channel = d.channel === 'mhd' ? 'exchange.mhd-publish' : 'exchange.mss-send';
-    await this.queue.enqueue(channel, { deliveryId: id }, `${jobIdOf(d)}-replay-${replays}`);
+    const job = this.channels.jobOf(d);
+    await this.queue.enqueue(job.name, { deliveryId: id }, `${job.id}-replay-${replays}`);
     return (await this.deliveries.get(id)) as Delivery;
   }
 
@@ -160,7 +150,7 @@ export class ExchangeService implements GatewayFeature {
     const ok = (report.disposition === 'processed' || report.disposition === 'displayed' || report.disposition === 'dispatched') && !report.error;
     const status = await this.repo.withTransaction(async (tx) => {
       const d = id ? await this.deliveries.get(id, tx, true) : undefined;
-      if (!d || d.channel !== 'mssante') {
+      if (!d || !this.channels.get(d.channel).acknowledged) {
         throw new GatewayError('not-found', { text: 'Original-Message-ID does not match a message sent by this gateway' });
       }
       const next = ok ? 'processed' : 'failed';
@@ -187,13 +177,5 @@ export class ExchangeService implements GatewayFeature {
     }
     return out;
   }
-}
-
-function queueOf(d: Delivery): string {
-  return d.channel === 'mhd' ? 'exchange-mhd' : 'exchange-mss';
-}
-
-function jobIdOf(d: Delivery): string {
-  return `${d.channel === 'mhd' ? 'mhd' : 'mss'}-${d.id}`;
 }
 

@@ -1,5 +1,6 @@
 import type { Annotation, Communication, Task } from '@medplum/fhirtypes';
 import type { PoolClient } from 'pg';
+import type { ChannelRegistry } from './channel';
 import { businessStatus } from './exchange.codes';
 import type { BusinessStatus } from './exchange.codes';
 import type { Delivery, DeliveryStore } from './delivery.store';
@@ -13,6 +14,7 @@ export class FollowUpTracker {
   constructor(
     private readonly writer: ResourceWriter,
     private readonly deliveries: DeliveryStore,
+    private readonly channels: ChannelRegistry,
   ) {}
 
   async communication(tx: PoolClient, ref: string, status: Communication['status'], reason?: string, times: { sent?: string; received?: string } = {}): Promise<void> {
@@ -29,11 +31,11 @@ export class FollowUpTracker {
     });
   }
 
-  /** Recomputes the Task's business status from its MSSanté deliveries. */
+  /** Recomputes the Task's business status from the deliveries of the channels that report to it (MSSanté). */
   async task(tx: PoolClient, ref: string): Promise<void> {
     // Lock the Task before reading the deliveries: concurrent outcomes then summarise in turn.
     await this.writer.lock(tx, ref);
-    const all = (await this.deliveries.forTask(tx, ref)).filter((d) => d.channel === 'mssante' && d.status !== 'cancelled');
+    const all = (await this.deliveries.forTask(tx, ref)).filter((d) => this.channels.get(d.channel).reportsToTask && d.status !== 'cancelled');
     if (all.length === 0) {
       return;
     }

@@ -1,7 +1,10 @@
 export { ExchangeService } from './exchange.service';
 export { MhdRecipient } from './mhd.recipient';
 export { RouteStore, CHANNELS, RECIPIENT_ROLES } from './route.store';
-export type { Route, RouteInput, Channel } from './route.store';
+export type { Route, RouteInput } from './route.store';
+export { ChannelRegistry, PermanentDeliveryError, CHANNEL_NAMES } from './channel';
+export type { Channel, ChannelName, DeliveryJobName, TaskEffect } from './channel';
+export { channelsFromConfig } from './channel.registry';
 export type { Delivery, DeliveryStatus, Attempt } from './delivery.store';
 export { planDischarge } from './discharge.plan';
 export type { DischargePlan } from './discharge.plan';

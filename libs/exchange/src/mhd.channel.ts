@@ -1,8 +1,11 @@
 import type { Bundle, OperationOutcome } from '@medplum/fhirtypes';
 import type { Client } from 'fhir-kit-client';
+import { PermanentDeliveryError } from './channel';
+import type { Channel, TaskEffect } from './channel';
+import type { DischargeContext } from './discharge-context';
+import type { Delivery, DeliveryStatus } from './delivery.store';
 import type { Submission } from './document.model';
 import { buildProvideBundle } from './mhd.builder';
-import { PermanentDeliveryError } from './mss.channel';
 
 export interface MhdSettings {
   /** The Document Recipient's FHIR base URL. */
@@ -35,15 +38,65 @@ async function loadFhirKit(): Promise<FhirKit> {
 /**
  * DMP-style publication (DOMAIN §5): ITI-65 Provide Document Bundle sent with fhir-kit-client to
  * the configured MHD Document Recipient, with an OAuth2 client-credentials token when configured.
+ * Without settings (GW_MHD_RECIPIENT_URL unset) the channel exists but is not configured.
  */
-export class MhdChannel {
+export class MhdChannel implements Channel {
+  readonly name = 'mhd';
+  readonly label = 'MHD';
+  readonly unconfigured = 'MHD recipient not configured (GW_MHD_RECIPIENT_URL)';
+  readonly addressing = 'destination';
+  readonly job = { name: 'exchange.mhd-publish', idPrefix: 'mhd' } as const;
+  // The shared record is not the care team: its outcomes are notes on the Task, not its status.
+  readonly reportsToTask = false;
+  readonly acknowledged = false;
+  // The SubmissionSet names the people the discharge was sent to by MSSanté.
+  readonly intendedRecipients = 'discharge';
   private client?: Promise<KitClient>;
   private token?: { value: string; expires: number };
 
-  constructor(private readonly settings: MhdSettings) {}
+  constructor(private readonly settings: MhdSettings | undefined) {}
 
-  get destination(): string {
-    return this.settings.url;
+  get destination(): string | undefined {
+    return this.settings?.url;
+  }
+
+  /** DMP feeding needs the patient's consent and a qualified INS (no retry changes either). */
+  refusal(ctx: DischargeContext): string | undefined {
+    if (ctx.dmpOpposed) {
+      return 'Publication au DMP refusée : le patient s’est opposé à l’alimentation de son DMP';
+    }
+    if (!ctx.insQualified) {
+      return 'Publication au DMP refusée : l’INS du patient n’est pas qualifiée';
+    }
+    return undefined;
+  }
+
+  async send(_d: Delivery, submission: Submission): Promise<string> {
+    return this.publish(submission);
+  }
+
+  /** The document's uniqueId: the recipient answers a resend of it from what it stored. */
+  remoteId(_d: Delivery, submission: Submission | undefined): string | undefined {
+    return submission?.documents[0]?.uniqueId;
+  }
+
+  taskEffect(status: DeliveryStatus, answer: string): TaskEffect | undefined {
+    if (status === 'sent') {
+      return undefined;
+    }
+    return { kind: 'note', text: status === 'refused' ? answer : `Publication au DMP en échec : ${answer}` };
+  }
+
+  host(d: Delivery): string {
+    try {
+      return new URL(d.destination).host;
+    } catch {
+      return '';
+    }
+  }
+
+  close(): void {
+    // fhir-kit-client keeps no connection of its own.
   }
 
   /** Publishes; resolves with a summary of the recipient's answer. 4xx → PermanentDeliveryError. */
@@ -78,12 +131,16 @@ export class MhdChannel {
   }
 
   private async kit(): Promise<KitClient> {
-    this.client ??= loadFhirKit().then((m) => new m.Client({ baseUrl: this.settings.url }));
+    const url = this.settings?.url;
+    if (!url) {
+      throw new PermanentDeliveryError(this.unconfigured);
+    }
+    this.client ??= loadFhirKit().then((m) => new m.Client({ baseUrl: url }));
     return this.client;
   }
 
   private async bearer(): Promise<string | undefined> {
-    const { tokenUrl, clientId, clientSecret } = this.settings;
+    const { tokenUrl, clientId, clientSecret } = this.settings ?? {};
     if (!tokenUrl || !clientId || !clientSecret) {
       return undefined;
     }

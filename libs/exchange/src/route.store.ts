@@ -2,12 +2,14 @@ import type { Pool } from 'pg';
 import { z } from 'zod';
 import { GatewayError } from '@gw/platform';
 import type { Queryable } from '@gw/store';
+import { CHANNEL_NAMES } from './channel';
+import type { ChannelName } from './channel';
 
 const ORG_REF = /^Organization\/[A-Za-z0-9\-.]{1,64}$/;
 
 export const RECIPIENT_ROLES = ['mt', 'care-team', 'coordinator', 'cpts'] as const;
-export const CHANNELS = ['mssante', 'mhd'] as const;
-export type Channel = (typeof CHANNELS)[number];
+/** The channel names a route may list (see channel.ts). */
+export const CHANNELS = CHANNEL_NAMES;
 
 const routeInput = z
   .object({
@@ -31,7 +33,7 @@ export interface Route {
   territory: string | null;
   followUpDays: number;
   recipients: (typeof RECIPIENT_ROLES)[number][];
-  channels: Channel[];
+  channels: ChannelName[];
   active: boolean;
   updatedAt: string;
 }
@@ -121,7 +123,7 @@ function toRoute(r: Record<string, unknown>): Route {
     territory: r.territory as string | null,
     followUpDays: r.follow_up_days as number,
     recipients: r.recipients as Route['recipients'],
-    channels: r.channels as Channel[],
+    channels: r.channels as ChannelName[],
     active: r.active as boolean,
     updatedAt: (r.updated_at as Date).toISOString(),
   };

@@ -6,20 +6,12 @@ import { groupMatches, inlineSql, lockAllQuery } from '@gw/store';
 import type { FhirRepository, NewVersion, Principal, StoredResource, WriteContext } from '@gw/store';
 import type { SearchRequest } from '@gw/fhir';
 import { Hl7ContentError } from './hl7-text';
-import {
-  CONSENT_IDS,
-  GW,
-  IDNATPS,
-  addOldIdentifiers,
-  buildConsent,
-  buildEncounter,
-  buildPatient,
-  buildPractitioner,
-  cxSystem,
-  foldStay,
-  markReplaced,
-} from './fhir-mapping';
+import { CONSENT_IDS, GW, IDNATPS, buildConsent, buildEncounter, buildPatient, buildPractitioner, cxSystem, foldStay } from './fhir-mapping';
 import type { Stay, StoredMovement } from './fhir-mapping';
+import { PatientIdentityService } from './identity/patient-identity.service';
+import type { IdentityChange } from './identity/patient-identity.service';
+import { tokenValue } from './identity/patient-identity.rules';
+import type { Lookup } from './identity/patient-identity.rules';
 
 function toMovement(r: { movement_id: string; trigger: string; cancelled: boolean; data: StoredMovement['data']; seq: string }): StoredMovement {
   return { movementId: r.movement_id, trigger: r.trigger, cancelled: r.cancelled, data: r.data, seq: Number(r.seq) };
@@ -30,22 +22,15 @@ import type { Hl7Source } from './sources';
 const LIMITS = { defaultCount: 50, maxCount: 1000 };
 const POLICIES = ['dmp-feeding', 'dmp-consultation'] as const;
 type Policy = (typeof POLICIES)[number];
-/** A conditional lookup: type, search pairs, and the HL7 field it comes from (for errors). */
-type Lookup = [string, [string, string][], string];
 
 /** The identity a source writes under: its Organization owns everything it sends. */
 export function sourcePrincipal(source: Hl7Source): Principal {
   return { clientId: `hl7-source:${source.id}`, organization: source.organization, admin: false, scopes: ['system/*.cruds'] };
 }
 
-/** Escapes a token search value (`,` separates alternatives, `$` composites, `\` escapes). */
-function tokenValue(v: string): string {
-  return v.replace(/([\\,$|])/g, '\\$1');
-}
-
 /**
  * Applies one PAM-FR message inside the caller's transaction: finds or creates the Patient (by IPP,
- * then qualified INS), the médecin traitant, the Encounter (recomputed from the movements) and
+ * then qualified INS: {@link PatientIdentityService}), the médecin traitant, the Encounter (recomputed from the movements) and
  * the Consents, then writes every changed resource in one statement. Returns the references touched.
  */
 export class AdtWriter {
@@ -53,6 +38,7 @@ export class AdtWriter {
   private readonly touched = new Set<string>();
   private readonly ctx: WriteContext;
   private readonly principal: Principal;
+  private readonly identity: PatientIdentityService;
 
   constructor(
     private readonly repo: FhirRepository,
@@ -62,6 +48,7 @@ export class AdtWriter {
   ) {
     this.principal = sourcePrincipal(source);
     this.ctx = { principal: this.principal, requestId: messageKey };
+    this.identity = new PatientIdentityService(repo, tx, this.principal, source);
   }
 
   /**
@@ -72,7 +59,7 @@ export class AdtWriter {
     const ippSystem = cxSystem(adt.patient.ipp as Cx, this.source.ippSystem, this.source.sendingFacility, 'ipp');
     if (adt.event === 'A47') {
       await this.tx.query('BEGIN');
-      await this.changeIdentifier(adt, ippSystem);
+      this.queue(await this.identity.changeIdentifier(adt, ippSystem));
     } else {
       await this.applyStay(adt, ippSystem);
     }
@@ -87,19 +74,17 @@ export class AdtWriter {
    * between patients, has one.
    */
   private async applyStay(adt: AdtMessage, ippSystem: string): Promise<void> {
-    const ipp = adt.patient.ipp as Cx;
     const visit = adt.visit;
     const visitSystem = visit ? cxSystem(visit, this.source.visitSystem, this.source.sendingFacility, 'visit') : '';
-    const byIns = adt.patient.identityStatus === 'QUAL' && adt.patient.ins ? adt.patient.ins : undefined;
-    const ippToken = `${ippSystem}|${tokenValue(ipp.value)}`;
-    const locked: Lookup[] = [['Patient', [['identifier', ippToken]], 'PID-3 IPP']];
+    const patientLookups = this.identity.lookups(adt.patient, ippSystem);
+    const locked: Lookup[] = [patientLookups.ipp];
     if (adt.doctor) {
       // The shared directory entry, whoever registered it: the IdNatPS or the bare RPPS (repository
       // matching adds the other forms of the same identity; the lock is on the identity).
       locked.push(['Practitioner', [['identifier', `${IDNATPS}|${adt.doctor.idNatPs}`]], 'ROL-4']);
     }
-    if (byIns) {
-      locked.push(['Patient', [['identifier', `urn:oid:${byIns.oid}|${byIns.value}`]], 'PID-3 INS']);
+    if (patientLookups.ins) {
+      locked.push(patientLookups.ins);
     }
     const lookups: Lookup[] = [...locked];
     if (visit) {
@@ -122,7 +107,7 @@ export class AdtWriter {
       }
       return found[i][0];
     };
-    const patient = one(locked[0]) ?? (byIns ? one(locked[locked.length - 1]) : undefined);
+    const patient = this.identity.pick(patientLookups, one);
     const doctorRef = adt.doctor ? this.practitioner(adt, one(locked[1])) : undefined;
     const stay = movement ? foldStay(results[3].rows.map(toMovement)) : undefined;
     const patientId = patient?.id ?? randomUUID();
@@ -134,7 +119,9 @@ export class AdtWriter {
       delete resource.deceasedBoolean;
     }
     if (adt.event === 'A40') {
-      resource = await this.merge(adt, resource, patientRef);
+      const merged = await this.identity.merge(adt, resource, patientRef);
+      merged.changes.forEach((c) => this.queue(c));
+      resource = merged.survivor;
     }
     this.save(patient, resource, patientId);
     if (stay && visit) {
@@ -164,15 +151,6 @@ export class AdtWriter {
       values: [this.source.id, `${visitSystem}|${visit.value}`, m.id, m.originalTrigger, m.data.start ?? null, m.action === 'CANCEL', m.action === 'UPDATE',
         JSON.stringify(m.action === 'CANCEL' ? { trigger: m.originalTrigger } : m.data)],
     };
-  }
-
-  /** Serialised per condition (advisory lock): one Patient per IPP whatever the concurrency. */
-  private async match(type: string, pairs: [string, string][], what: string): Promise<StoredResource | undefined> {
-    const found = await this.repo.lockAndMatch(this.tx, this.principal, parseSearchRequest(type, pairs, LIMITS));
-    if (found.length > 1) {
-      throw new Hl7ContentError(undefined, '207', `${what} matches ${found.length} ${type} resources of this hospital; merge them first`);
-    }
-    return found[0];
   }
 
   /**
@@ -228,39 +206,9 @@ export class AdtWriter {
     });
   }
 
-  /** A40: the prior patient (MRG-1) is replaced by the survivor; its encounters follow. */
-  private async merge(adt: AdtMessage, survivor: Patient, survivorRef: string): Promise<Patient> {
-    const priorCx = adt.prior.find((c) => c.type === 'PI') ?? adt.prior[0];
-    const priorSystem = cxSystem(priorCx, this.source.ippSystem, this.source.sendingFacility, 'ipp');
-    const prior = await this.match('Patient', [['identifier', `${priorSystem}|${tokenValue(priorCx.value)}`]], 'MRG-1');
-    if (!prior || `Patient/${prior.id}` === survivorRef) {
-      return addOldIdentifiers(survivor, [{ system: priorSystem, value: priorCx.value, type: { coding: [{ code: 'PI' }] } }]);
-    }
-    const priorResource = parse<Patient>(prior) as Patient;
-    this.save(prior, markReplaced(priorResource, survivorRef), prior.id);
-    const encounters = await this.repo.search(this.principal, parseSearchRequest('Encounter', [['subject', `Patient/${prior.id}`], ['_count', '1000']], LIMITS), true, this.tx);
-    for (const e of encounters.matches) {
-      const enc = parse<Encounter>(e) as Encounter;
-      this.save(e, { ...enc, subject: { reference: survivorRef } }, e.id);
-    }
-    return addOldIdentifiers(survivor, priorResource.identifier ?? [], `Patient/${prior.id}`);
-  }
-
-  /** A47: the patient known by the prior identifier now has the new one. */
-  private async changeIdentifier(adt: AdtMessage, ippSystem: string): Promise<void> {
-    const priorCx = adt.prior.find((c) => c.type === 'PI') ?? adt.prior[0];
-    const priorSystem = cxSystem(priorCx, this.source.ippSystem, this.source.sendingFacility, 'ipp');
-    const prior = await this.match('Patient', [['identifier', `${priorSystem}|${tokenValue(priorCx.value)}`]], 'MRG-1');
-    if (!prior) {
-      throw new Hl7ContentError({ segment: 'MRG', field: 1 }, '204', 'A47: no patient of this hospital has the prior identifier in MRG-1');
-    }
-    const clash = await this.match('Patient', [['identifier', `${ippSystem}|${tokenValue(adt.patient.ipp?.value ?? '')}`]], 'PID-3 IPP');
-    if (clash && clash.id !== prior.id) {
-      throw new Hl7ContentError({ segment: 'PID', field: 3 }, '205', 'A47: the new identifier already belongs to another patient (use A40 to merge)');
-    }
-    const current = parse<Patient>(prior) as Patient;
-    const updated = addOldIdentifiers(buildPatient(current, adt.patient, ippSystem), (current.identifier ?? []).filter((i) => i.system === priorSystem && i.value === priorCx.value));
-    this.save(prior, updated, prior.id);
+  /** Queues a change decided by the identity service. */
+  private queue(c: IdentityChange): void {
+    this.save(c.existing, c.resource, c.id);
   }
 
   /** Queues a version unless nothing but meta would change (replays and unchanged PID cost no write). */

@@ -1,8 +1,9 @@
 import type { CodeableConcept, Coding, Consent, Encounter, EncounterLocation, Extension, HumanName, Identifier, Patient, Practitioner } from '@medplum/fhirtypes';
 import {
-  COMMUNE_CODES, CONSENT_CODES, DISCHARGE_DISPOSITION, FINESS, GW, GW_PATIENT_PROFILE, IDENTIFIER_TYPES, IDNATPS, INSEE_CODE_EXTENSION, INS_OIDS, RELIABILITY_CODES,
-  RELIABILITY_EXTENSION, RPPS, V2_0203, insKindOf, insProblem,
+  COMMUNE_CODES, CONSENT_CODES, DISCHARGE_DISPOSITION, FINESS, GW, GW_PATIENT_PROFILE, IDENTIFIER_TYPES, IDNATPS, INSEE_CODE_EXTENSION, RELIABILITY_CODES,
+  RELIABILITY_EXTENSION, RPPS, V2_0203,
 } from '@gw/fhir';
+import { keptIdentity } from './identity/patient-identity.rules';
 import { MOVEMENT_KIND } from './pam-fr';
 
 export { CONSENT_CODES, FINESS, GW, IDNATPS, RPPS };
@@ -10,7 +11,6 @@ import type { AddressData, Cx, DoctorData, MovementData, PatientData, UnitData }
 
 const BIRTH_PLACE = 'http://hl7.org/fhir/StructureDefinition/patient-birthPlace';
 const BIRTH_GIVEN_LIST = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-birth-list-given-name';
-const INS_SYSTEMS = INS_OIDS.map((o) => `urn:oid:${o}`);
 const ACT_CODE = 'http://terminology.hl7.org/CodeSystem/v3-ActCode';
 export const PMSI_MODE_SORTIE = `${GW}/fhir/CodeSystem/pmsi-mode-sortie`;
 const PMSI_MODE_ENTREE = `${GW}/fhir/CodeSystem/pmsi-mode-entree`;
@@ -32,27 +32,19 @@ function ippIdentifier(system: string, value: string, use: Identifier['use'] = '
   return { use, type: { coding: [{ system: V2_0203, code: 'PI' }] }, system, value };
 }
 
-/** An INS identifier whose format and key check out (whatever its use). */
-function isValidIns(i: Identifier): boolean {
-  const kind = insKindOf(i.system);
-  return kind !== undefined && typeof i.value === 'string' && insProblem(kind, i.value) === undefined;
-}
-
 /**
  * The Patient after this message: PID is a full snapshot in PAM-FR, so the mapped parts replace
  * what the hospital sent before; identifiers and names from elsewhere are kept.
  *
  * A PID-3 INS that failed its checks (`insRejected`) changes no INS: a valid INS already stored stays,
  * with its identity status unless PID-32 itself says provisional (a mistyped INS must not erase or
- * downgrade a qualified identity); without a valid stored INS the identity is provisional.
+ * downgrade a qualified identity); without a valid stored INS the identity is provisional
+ * (the rules: identity/patient-identity.rules.ts, keptIdentity).
  */
 export function buildPatient(existing: Patient | undefined, p: PatientData, ippSystem: string, doctor?: { ref: string; remove: boolean }): Patient {
   const out: Patient = { ...(existing ?? {}), resourceType: 'Patient' };
   delete out.meta;
-  const replaced = new Set([ippSystem, ...(p.ins ? INS_SYSTEMS : [])]);
-  // An invalid INS stored before the rule existed cannot be written back (every Patient write checks it).
-  const kept = (existing?.identifier ?? []).filter((i) => !(i.system && replaced.has(i.system) && i.use !== 'old') && !(insKindOf(i.system) && !isValidIns(i)));
-  const keepIdentity = p.insRejected !== undefined && p.insRejected.declaredStatus !== 'PROV' && kept.some((i) => i.use !== 'old' && isValidIns(i));
+  const { identifiers: kept, keepStatus: keepIdentity } = keptIdentity(existing, p, ippSystem);
   const ids: Identifier[] = [ippIdentifier(ippSystem, p.ipp?.value ?? '')];
   if (p.ins) {
     ids.push({ use: 'official', type: { coding: [{ system: IDENTIFIER_TYPES, code: p.ins.kind }] }, system: `urn:oid:${p.ins.oid}`, value: p.ins.value });
