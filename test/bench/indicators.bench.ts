@@ -26,7 +26,7 @@ import { AuditLog, FhirRepository, OrganizationAccessPolicy } from '@gw/store';
 import { IndicatorsService } from '@gw/indicators';
 import { TerritoryGenerator, TerritoryLoader } from '../../apps/gateway/src/demo/territory';
 import type { MeasureCounts, Period } from '@gw/indicators';
-import { startEmbeddedPostgres } from '../../libs/platform/src/database';
+import { startEmbeddedPostgres } from '../../libs/platform/src/database/database';
 import { freePort } from '../support/ports';
 import { ROOT } from '../support/process';
 import { postgresTicks, round } from './bench-support';

@@ -4,7 +4,7 @@ import type { CryptoKey, JWK } from 'jose';
 import type { Bundle, CapabilityStatement, OperationOutcome, Patient } from '@medplum/fhirtypes';
 import { CLIENT_ASSERTION_TYPE, TokenService } from '@gw/platform';
 import { SERVED_RESOURCE_TYPES } from '@gw/fhir';
-import { OWNER_TAG_SYSTEM } from '../../libs/store/src/repository';
+import { OWNER_TAG_SYSTEM } from '../../libs/store/src/repository/fhir.repository';
 import { INS_TEST, insPatient as patient } from '../support/fixtures';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';

@@ -3,11 +3,11 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { createLogger, loadConfig } from '@gw/platform';
-import { bootstrapAdmin } from '../../apps/gateway/src/bootstrap-admin';
+import { bootstrapAdmin } from '../../apps/gateway/src/auth/bootstrap-admin';
 import { createCore } from '../../apps/gateway/src/core';
 import type { GatewayCore } from '../../apps/gateway/src/core';
-import { createHttpApp } from '../../apps/gateway/src/http';
-import { startMllp } from '../../apps/gateway/src/mllp';
+import { createHttpApp } from '../../apps/gateway/src/http/http';
+import { startMllp } from '../../apps/gateway/src/ingest/mllp.listener';
 import { createTestDatabase } from './database';
 import { freePort } from './ports';
 

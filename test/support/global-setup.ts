@@ -1,7 +1,7 @@
 import { chmodSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startEmbeddedPostgres } from '../../libs/platform/src/database';
+import { startEmbeddedPostgres } from '../../libs/platform/src/database/database';
 import { freePort } from './ports';
 
 /**

@@ -1,8 +1,8 @@
 import { ConfigError, GracefulShutdown, createLogger, loadConfig } from '@gw/platform';
-import { bootstrapAdmin } from './bootstrap-admin';
+import { bootstrapAdmin } from './auth/bootstrap-admin';
 import { createCore } from './core';
-import { createHttpApp } from './http';
-import { startMllp } from './mllp';
+import { createHttpApp } from './http/http';
+import { startMllp } from './ingest/mllp.listener';
 
 async function main(): Promise<void> {
   let config;

@@ -1,19 +1,19 @@
 export { ExchangeService } from './exchange.service';
-export { MhdRecipient } from './mhd.recipient';
-export { RouteStore, CHANNELS, RECIPIENT_ROLES } from './route.store';
-export type { Route, RouteInput } from './route.store';
-export { ChannelRegistry, PermanentDeliveryError, CHANNEL_NAMES } from './channel';
-export type { Channel, ChannelName, DeliveryJobName, TaskEffect } from './channel';
-export { channelsFromConfig } from './channel.registry';
-export type { Delivery, DeliveryStatus, Attempt } from './delivery.store';
-export { planDischarge } from './discharge.plan';
-export type { DischargePlan } from './discharge.plan';
-export { buildXdmZip, buildXdmMetadata, mssanteSubject, XDM_ZIP_NAME } from './xdm.builder';
-export { buildProvideBundle, validateProvideBundle, isProvideBundle } from './mhd.builder';
-export { buildDischargeNotice } from './discharge-notice';
-export type { DischargeNoticeFacts } from './discharge-notice';
-export { buildMdn, parseMdn, MdnFormatError } from './mdn';
-export type { MdnReport } from './mdn';
+export { MhdRecipient } from './channels/mhd/mhd.recipient';
+export { RouteStore, CHANNELS, RECIPIENT_ROLES } from './records/route.store';
+export type { Route, RouteInput } from './records/route.store';
+export { ChannelRegistry, PermanentDeliveryError, CHANNEL_NAMES } from './channels/channel';
+export type { Channel, ChannelName, DeliveryJobName, TaskEffect } from './channels/channel';
+export { channelsFromConfig } from './channels/channel.registry';
+export type { Delivery, DeliveryStatus, Attempt } from './records/delivery.store';
+export { planDischarge } from './routing/discharge.plan';
+export type { DischargePlan } from './routing/discharge.plan';
+export { buildXdmZip, buildXdmMetadata, mssanteSubject, XDM_ZIP_NAME } from './channels/mss/xdm.builder';
+export { buildProvideBundle, validateProvideBundle, isProvideBundle } from './channels/mhd/mhd.builder';
+export { buildDischargeNotice } from './documents/discharge-notice';
+export type { DischargeNoticeFacts } from './documents/discharge-notice';
+export { buildMdn, parseMdn, MdnFormatError } from './channels/mss/mdn.parser';
+export type { MdnReport } from './channels/mss/mdn.parser';
 export {
   BUSINESS_STATUS_SYSTEM,
   DELIVERY_ID_SYSTEM,
@@ -22,6 +22,6 @@ export {
   TASK_CODE_SYSTEM,
   TERRITORY_COMMUNE_EXTENSION,
 } from './exchange.codes';
-export type { DocumentAuthor, DocumentPatient, ExchangeDocument, Submission } from './document.model';
-export { EXCHANGE_MIGRATIONS } from './schema';
-export { markHistoricDischarges } from './discharge.router';
+export type { DocumentAuthor, DocumentPatient, ExchangeDocument, Submission } from './documents/document.model';
+export { EXCHANGE_MIGRATIONS } from './records/exchange.schema';
+export { markHistoricDischarges } from './routing/discharge.router';

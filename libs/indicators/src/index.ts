@@ -9,4 +9,4 @@ export { buildMeasureReport, score, DATA_ABSENT_REASON, SUPPRESSION_EXTENSION, O
 export { suppressStrata, totalSuppressed } from './suppression';
 export { IndicatorsService, INDICATORS_PRINCIPAL, parsePeriod } from './indicators.service';
 export type { EvaluateParams } from './indicators.service';
-export { INDICATOR_MIGRATIONS } from './schema';
+export { INDICATOR_MIGRATIONS } from './indicators.schema';

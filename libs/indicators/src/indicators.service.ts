@@ -11,13 +11,13 @@ import type { CompiledMeasure, DenominatorPopulation } from './catalogue';
 import { MeasureEvaluator } from './evaluator';
 import type { MeasureCounts, Period, Scope } from './evaluator';
 import { RECALL_LIST_EXTENSION, buildMeasureReport } from './report';
-import { resolveScope } from './subject-scope';
-import type { ReportType, ScopeLookup } from './subject-scope';
+import { resolveScope } from './subject-scope.policy';
+import type { ReportType, ScopeLookup } from './subject-scope.policy';
 
 /** The gateway's own identity when it installs the catalogue (filed under the operator organization). */
 export const INDICATORS_PRINCIPAL: Principal = { clientId: 'gateway-indicators', organization: 'Organization/gateway', admin: true, scopes: [] };
 
-export type { ReportType } from './subject-scope';
+export type { ReportType } from './subject-scope.policy';
 
 export interface EvaluateParams {
   periodStart?: string;

@@ -1,7 +1,7 @@
 import type { Identifier, Patient } from '@medplum/fhirtypes';
 import { INS_OIDS, insKindOf, insProblem } from '@gw/fhir';
 import type { StoredResource } from '@gw/store';
-import type { PatientData } from '../pam-fr';
+import type { PatientData } from '../hl7v2/pam-fr.reader';
 
 /** A conditional lookup: type, search pairs, and the HL7 field it comes from (for errors). */
 export type Lookup = [string, [string, string][], string];

@@ -2,10 +2,10 @@ import type { PoolClient } from 'pg';
 import type { Encounter, Patient, Resource } from '@medplum/fhirtypes';
 import { parseSearchRequest } from '@gw/fhir';
 import type { FhirRepository, Principal, StoredResource } from '@gw/store';
-import { Hl7ContentError } from '../hl7-text';
-import { addOldIdentifiers, buildPatient, cxSystem, markReplaced } from '../fhir-mapping';
-import type { AdtMessage, PatientData } from '../pam-fr';
-import type { Hl7Source } from '../sources';
+import { Hl7ContentError } from '../hl7v2/hl7-text';
+import { addOldIdentifiers, buildPatient, cxSystem, markReplaced } from '../hl7v2/adt.mapper';
+import type { AdtMessage, PatientData } from '../hl7v2/pam-fr.reader';
+import type { Hl7Source } from '../hl7v2/hl7-source.registry';
 import { patientLookups, pickPatient, tokenValue } from './patient-identity.rules';
 import type { Lookup } from './patient-identity.rules';
 

@@ -1,7 +1,7 @@
 import type { Identifier, Patient } from '@medplum/fhirtypes';
 import { nirKey } from '@gw/fhir';
 import type { StoredResource } from '@gw/store';
-import type { PatientData } from '../pam-fr';
+import type { PatientData } from '../hl7v2/pam-fr.reader';
 import { keptIdentity, matchingIns, patientLookups, pickPatient, tokenValue } from './patient-identity.rules';
 import type { Lookup } from './patient-identity.rules';
 

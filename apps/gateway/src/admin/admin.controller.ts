@@ -1,0 +1,86 @@
+import { Body, Controller, Get, Inject, Param, Post, Query, Req } from '@nestjs/common';
+import type { FastifyRequest } from 'fastify';
+import { GatewayError, QUEUE_NAMES, splitScopes } from '@gw/platform';
+import type { ClientRecord } from '@gw/platform';
+import { AdminOnly } from '../auth/access.decorators';
+import type { GatewayCore } from '../core';
+import { CORE } from '../http/core.token';
+
+interface CreateClientBody {
+  name?: string;
+  organization?: string;
+  scopes?: string | string[];
+  admin?: boolean;
+  jwks?: { keys: unknown[] };
+}
+
+/** Operator API (admin clients only): clients, dead-letter jobs, access audit. */
+@Controller('admin')
+@AdminOnly()
+export class AdminController {
+  constructor(@Inject(CORE) private readonly core: GatewayCore) {}
+
+  @Post('clients')
+  async createClient(@Req() req: FastifyRequest, @Body() body: CreateClientBody): Promise<{ client: ClientRecord; client_secret?: string }> {
+    if (!body?.name || !body.organization || !body.scopes) {
+      throw new GatewayError('invalid', { text: 'name, organization (Organization/<id>) and scopes are required' });
+    }
+    try {
+      const { client, secret } = await this.core.clients.create({
+        name: body.name,
+        organization: body.organization,
+        scopes: scopeList(body.scopes),
+        admin: body.admin === true,
+        withSecret: !body.jwks,
+        jwks: body.jwks as never,
+      });
+      return { client, ...(secret ? { client_secret: secret } : {}) };
+    } catch (err) {
+      throw new GatewayError('invalid', { text: (err as Error).message });
+    }
+  }
+
+  @Get('clients')
+  async listClients(): Promise<ClientRecord[]> {
+    return this.core.clients.list();
+  }
+
+  @Get('jobs/failed')
+  async failedJobs(): Promise<unknown[]> {
+    const out: unknown[] = [];
+    for (const queue of QUEUE_NAMES) {
+      for (const job of await this.core.queue.failed(queue)) {
+        out.push({ queue, id: job.id, name: job.name, attempts: job.attemptsMade, failedReason: job.failedReason, finishedOn: job.finishedOn });
+      }
+    }
+    return out;
+  }
+
+  @Post('jobs/:queue/:id/retry')
+  async retryJob(@Req() req: FastifyRequest, @Param('queue') queue: string, @Param('id') id: string): Promise<{ retried: boolean }> {
+    if (!QUEUE_NAMES.includes(queue)) {
+      throw new GatewayError('not-found', { text: `Unknown queue ${queue}` });
+    }
+    if (!(await this.core.queue.retry(queue, id))) {
+      throw new GatewayError('not-found', { text: `No failed job ${id} in ${queue}` });
+    }
+    return { retried: true };
+  }
+
+  @Get('audit')
+  async audit(@Req() req: FastifyRequest, @Query('client') client?: string, @Query('_count') count?: string): Promise<unknown> {
+    const events = await this.core.audit.list({ clientId: client, limit: auditLimit(count) });
+    return { resourceType: 'Bundle', type: 'collection', entry: events.map((resource) => ({ resource })) };
+  }
+}
+
+/** Page size of the audit listing: a whole number in 1..1000, 100 when absent or unusable (LIMIT rejects -5 or 1.5). */
+function auditLimit(count: string | undefined): number {
+  const n = Math.floor(Number(count));
+  return Number.isFinite(n) && n >= 1 ? Math.min(n, 1000) : 100;
+}
+
+/** Scopes as a list, from a JSON array or a space-separated string (spaces around are noise). */
+function scopeList(scopes: string | string[]): string[] {
+  return Array.isArray(scopes) ? scopes.map(String).filter(Boolean) : splitScopes(String(scopes));
+}

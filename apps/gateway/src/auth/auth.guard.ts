@@ -1,0 +1,52 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { CanActivate, ExecutionContext } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import type { FastifyRequest } from 'fastify';
+import { GatewayError } from '@gw/platform';
+import type { Principal } from '@gw/store';
+import type { GatewayCore } from '../core';
+import { IS_ADMIN_ONLY, IS_PUBLIC } from './access.decorators';
+import { CORE } from '../http/core.token';
+
+export type AuthedRequest = FastifyRequest & { principal?: Principal };
+
+/** Global guard: every route needs a valid Bearer access token unless marked @Public(). */
+@Injectable()
+export class AuthGuard implements CanActivate {
+  constructor(
+    private readonly reflector: Reflector,
+    @Inject(CORE) private readonly core: GatewayCore,
+  ) {}
+
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    if (this.reflector.getAllAndOverride<boolean>(IS_PUBLIC, [context.getHandler(), context.getClass()])) {
+      return true;
+    }
+    const req = context.switchToHttp().getRequest<AuthedRequest>();
+    // RFC 7235 §2.1: the scheme name is case-insensitive ("bearer" is common in client libraries).
+    const token = /^bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1];
+    if (!token) {
+      throw new GatewayError('unauthorized', { text: 'A Bearer access token is required (POST /oauth2/token, grant_type=client_credentials)' });
+    }
+    try {
+      req.principal = await this.core.tokens.verify(token);
+    } catch (err) {
+      const expired = (err as { code?: string }).code === 'ERR_JWT_EXPIRED';
+      throw new GatewayError('unauthorized', { text: expired ? 'The access token has expired' : 'The access token is invalid', code: expired ? 'expired' : 'login' });
+    }
+    if (this.reflector.getAllAndOverride<boolean>(IS_ADMIN_ONLY, [context.getHandler(), context.getClass()]) && !req.principal.admin) {
+      throw new GatewayError('forbidden', { text: 'This operation needs an admin client' });
+    }
+    return true;
+  }
+}
+
+/** The principal set by the guard on an authenticated request. */
+export function principalOf(req: FastifyRequest): Principal {
+  const p = (req as AuthedRequest).principal;
+  if (!p) {
+    throw new GatewayError('unauthorized', { text: 'Not authenticated' });
+  }
+  return p;
+}
+

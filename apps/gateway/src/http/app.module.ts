@@ -1,0 +1,35 @@
+import { Module } from '@nestjs/common';
+import type { DynamicModule } from '@nestjs/common';
+import { APP_FILTER, APP_GUARD } from '@nestjs/core';
+import type { Registry } from 'prom-client';
+import { AdminController } from '../admin/admin.controller';
+import { AuthGuard } from '../auth/auth.guard';
+import { BulkExportController } from '../fhir/bulk-export.controller';
+import { DashboardController } from '../ops/dashboard.controller';
+import { ExchangeAdminController } from '../admin/exchange-admin.controller';
+import type { GatewayCore } from '../core';
+import { FhirController } from '../fhir/fhir.controller';
+import { HealthController, METRICS } from '../ops/health.controller';
+import { Hl7AdminController } from '../admin/hl7-admin.controller';
+import { Hl7Controller } from '../ingest/hl7.controller';
+import { MeasureController } from '../fhir/measure.controller';
+import { OAuthController } from '../auth/oauth.controller';
+import { OutcomeFilter } from './outcome.filter';
+import { CORE } from './core.token';
+
+/** The HTTP application around an already-built GatewayCore. */
+@Module({})
+export class AppModule {
+  static forRoot(core: GatewayCore, metrics: Registry): DynamicModule {
+    return {
+      module: AppModule,
+      controllers: [MeasureController, BulkExportController, FhirController, OAuthController, HealthController, AdminController, Hl7Controller, Hl7AdminController, ExchangeAdminController, DashboardController],
+      providers: [
+        { provide: CORE, useValue: core },
+        { provide: METRICS, useValue: metrics },
+        { provide: APP_GUARD, useClass: AuthGuard },
+        { provide: APP_FILTER, useValue: new OutcomeFilter(core.logger, core.audit) },
+      ],
+    };
+  }
+}

@@ -1,0 +1,83 @@
+import 'reflect-metadata';
+import { randomUUID } from 'node:crypto';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import type { FastifyInstance } from 'fastify';
+import { parseFhirJson } from '@gw/fhir';
+import { GatewayError, pathOnly } from '@gw/platform';
+import { AppModule } from './app.module';
+import { notAcceptableReason } from './content-negotiation';
+import type { GatewayCore } from '../core';
+import { MDN_TYPES } from '../admin/exchange-admin.controller';
+import { FHIR_JSON } from './fhir-response';
+import { ER7_TYPES } from '../ingest/hl7.controller';
+import { createMetrics, instrumentHttp } from '../ops/metrics';
+
+const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/** Builds the NestJS (Fastify) application over a GatewayCore; does not listen. */
+export async function createHttpApp(core: GatewayCore): Promise<NestFastifyApplication> {
+  const adapter = new FastifyAdapter({
+    bodyLimit: core.config.GW_MAX_BODY_BYTES,
+    // FHIR clients post transactions to `[base]/` as often as to `[base]`.
+    routerOptions: { ignoreTrailingSlash: true },
+    genReqId: (req: { headers: Record<string, string | string[] | undefined> }) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID_RE.test(given) ? given : randomUUID();
+    },
+  });
+  const metrics = createMetrics(core);
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(core, metrics), adapter, {
+    logger: ['error', 'warn'],
+    bodyParser: false,
+  });
+  const fastify = app.getHttpAdapter().getInstance() as unknown as FastifyInstance;
+  registerBodyParsers(fastify);
+  instrumentHttp(fastify, metrics);
+  fastify.addHook('onRequest', async (req, reply) => {
+    void reply.header('x-request-id', req.id);
+  });
+  fastify.addHook('onRequest', async (req, reply) => {
+    // Bulk Data's kick-off and status have their own Accept rules (bulk-export.controller).
+    if (!/^\/fhir(?:[/?]|$)/.test(req.url) || /\/(?:\$|%24)export/i.test(pathOnly(req.url))) {
+      return undefined;
+    }
+    const q = req.url.indexOf('?');
+    const format = q === -1 ? undefined : (new URLSearchParams(req.url.slice(q + 1)).get('_format') ?? undefined);
+    const reason = notAcceptableReason(req.headers.accept, format);
+    if (reason) {
+      const outcome = new GatewayError('not-acceptable', { text: reason, expression: format === undefined ? 'Accept' : '_format' }).toOutcome();
+      return reply.status(406).header('content-type', FHIR_JSON).send(JSON.stringify(outcome));
+    }
+    return undefined;
+  });
+  fastify.addHook('onResponse', async (req, reply) => {
+    // Path only: query strings carry patient identifiers.
+    core.logger.info({ reqId: req.id, method: req.method, path: pathOnly(req.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+  });
+  return app;
+}
+
+/**
+ * JSON (FHIR or plain) with a clear error on malformed input, decimals keeping their precision
+ * (fhir-json.ts), forms as text.
+ */
+function registerBodyParsers(fastify: FastifyInstance): void {
+  fastify.addContentTypeParser(['application/json', 'application/fhir+json', 'application/json+fhir'], { parseAs: 'string' }, (_req, body, done) => {
+    const text = String(body);
+    if (text.trim() === '') {
+      done(null, undefined);
+      return;
+    }
+    try {
+      done(null, parseFhirJson(text));
+    } catch (err) {
+      done(new GatewayError('invalid', { text: `Malformed JSON: ${(err as Error).message}`, code: 'structure' }), undefined);
+    }
+  });
+  fastify.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => done(null, String(body)));
+  // HL7 v2 ER7 stays bytes: the charset is the message's own (MSH-18 or the source's setting).
+  fastify.addContentTypeParser(ER7_TYPES, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  fastify.addContentTypeParser(MDN_TYPES, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+}

@@ -1,0 +1,39 @@
+import type { Migration } from '../database/migrate';
+
+/** Tables of the platform: OAuth2 clients, seen client-assertion ids, token-signing keys. */
+export const PLATFORM_MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    feature: 'platform',
+    name: 'clients, client assertions, signing keys',
+    sql: `
+-- OAuth2 clients (SMART Backend Services). Secrets are stored as scrypt hashes only.
+CREATE TABLE client (
+  id text PRIMARY KEY,
+  name text NOT NULL,
+  organization text NOT NULL,
+  scopes text NOT NULL,
+  admin boolean NOT NULL DEFAULT false,
+  secret_hash text,
+  jwks jsonb,
+  active boolean NOT NULL DEFAULT true,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- client_assertion jti already seen (replay protection), kept until they expire.
+CREATE TABLE client_assertion_jti (
+  jti text PRIMARY KEY,
+  client_id text NOT NULL,
+  expires_at timestamptz NOT NULL
+);
+
+CREATE TABLE signing_key (
+  kid text PRIMARY KEY,
+  alg text NOT NULL,
+  private_jwk jsonb NOT NULL,
+  public_jwk jsonb NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+`,
+  },
+];

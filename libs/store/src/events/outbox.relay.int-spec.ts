@@ -1,0 +1,61 @@
+import { Pool } from 'pg';
+import { QueueService, createLogger } from '@gw/platform';
+import { createTestDatabase, migrateAll } from '../../../../test/support/database';
+import { OutboxRelay } from './outbox.relay';
+import type { OutboxEvent } from './outbox.relay';
+
+describe('OutboxRelay (PostgreSQL)', () => {
+  let url: string;
+  let pool: Pool;
+  let queue: QueueService;
+  let relay: OutboxRelay;
+  let checkouts = 0;
+
+  beforeAll(async () => {
+    url = await createTestDatabase('relay');
+    pool = new Pool({ connectionString: url, max: 4 });
+    await migrateAll(pool);
+    pool.on('acquire', () => checkouts++);
+    const logger = createLogger('silent');
+    queue = new QueueService({ databaseUrl: url, logger });
+    // As the exchange engine registers it: discharge events become routing jobs.
+    const ids = (events: OutboxEvent[]): string[] => events.filter((e) => e.type === 'encounter.discharged').map((e) => e.id);
+    relay = new OutboxRelay(pool, url, {
+      published: (events) => queue.enqueueMany('exchange.route-discharge', ids(events).map((id) => ({ payload: { eventId: id }, jobId: `discharge-${id}` }))),
+      withdrawn: (events) => queue.enqueueMany('exchange.withdraw-discharge', ids(events).map((id) => ({ payload: { eventId: id }, jobId: `withdraw-${id}` }))),
+    }, logger);
+    await relay.start();
+  });
+  afterAll(async () => {
+    await relay.stop();
+    await queue.close();
+    await pool.end();
+  });
+
+  it('stays quiet when there is nothing to dispatch (no self-wake from its own UPDATE)', async () => {
+    await new Promise((r) => setTimeout(r, 500));
+    const before = checkouts;
+    await new Promise((r) => setTimeout(r, 3000));
+    // A relay woken by its own statement-level NOTIFY runs hundreds of passes a second.
+    expect(checkouts - before).toBeLessThanOrEqual(2);
+  });
+
+  it('hands a committed discharge event to the queue within a second (NOTIFY, not the safety poll)', async () => {
+    const started = Date.now();
+    const ev = await pool.query<{ id: string }>(
+      `INSERT INTO domain_event (type, resource, version_id) VALUES ('encounter.discharged', 'Encounter/r1', 1) RETURNING id::text`,
+    );
+    const jobId = `discharge-${ev.rows[0]!.id}`;
+    let job;
+    while (!job && Date.now() - started < 5000) {
+      job = await queue.queue('exchange-route').getJob(jobId);
+      if (!job) {
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    }
+    expect(job?.name).toBe('exchange.route-discharge');
+    expect(Date.now() - started).toBeLessThan(1000);
+    const row = await pool.query<{ dispatched: boolean }>('SELECT dispatched_at IS NOT NULL AS dispatched FROM domain_event WHERE id = $1', [ev.rows[0]!.id]);
+    expect(row.rows[0]!.dispatched).toBe(true);
+  });
+});

@@ -1,0 +1,179 @@
+import { Client } from 'pg';
+import type { Pool } from 'pg';
+import type { Logger } from '@gw/platform';
+import { withTransaction } from '../repository/fhir.repository';
+
+const BATCH = 500;
+/** Safety poll while LISTEN works (a lost NOTIFY is picked up within this). */
+const IDLE_POLL_MS = 30_000;
+
+/** A domain event as the relay hands it on. */
+export interface OutboxEvent {
+  id: string;
+  type: string;
+}
+
+/**
+ * What the features do with events, inside the relay's transaction (before the events are marked
+ * dispatched): typically enqueue a job whose id derives from the event id, so that handing the same
+ * event over again after a crash is a no-op.
+ */
+export interface OutboxHandlers {
+  /** Events newly published. */
+  published(events: OutboxEvent[]): Promise<void>;
+  /** Published events withdrawn since (e.g. a cancelled discharge). */
+  withdrawn(events: OutboxEvent[]): Promise<void>;
+}
+
+/**
+ * Transactional-outbox relay: domain events committed with the write that caused them are handed
+ * to the features' handlers (which enqueue jobs), then marked dispatched. A crash in between hands
+ * them over again, and the handlers' deterministic job ids make that a no-op. Woken by NOTIFY; polls every
+ * `pollMs` only while it cannot LISTEN, and every 30 s as a safety net otherwise, so an idle
+ * gateway costs nothing. Several replicas share the work with SKIP LOCKED.
+ */
+export class OutboxRelay {
+  private listener?: Client;
+  private timer?: NodeJS.Timeout;
+  private reconnect?: NodeJS.Timeout;
+  private running?: Promise<void>;
+  private again = false;
+  private stopped = false;
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly databaseUrl: string,
+    private readonly handlers: OutboxHandlers,
+    private readonly logger: Logger,
+    private readonly pollMs = 1000,
+  ) {}
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    await this.listen();
+    this.schedulePoll();
+    this.wake();
+  }
+
+  /** Next safety pass: soon while there is no LISTEN connection, rarely while there is. */
+  private schedulePoll(): void {
+    if (this.stopped) {
+      return;
+    }
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.wake();
+      this.schedulePoll();
+    }, this.listener ? Math.max(this.pollMs, IDLE_POLL_MS) : this.pollMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    if (this.reconnect) {
+      clearTimeout(this.reconnect);
+      this.reconnect = undefined;
+    }
+    await this.running;
+    await this.listener?.end().catch(() => undefined);
+    this.listener = undefined;
+  }
+
+  /** Drains now (coalesces concurrent wake-ups into one more pass). */
+  wake(): void {
+    if (this.stopped) {
+      return;
+    }
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.drain()
+      .catch((err: Error) => this.logger.warn({ err: err.message }, 'outbox relay pass failed; retried on the next tick'))
+      .finally(() => {
+        this.running = undefined;
+        if (this.again) {
+          this.again = false;
+          this.wake();
+        }
+      });
+  }
+
+  private async drain(): Promise<void> {
+    while (!this.stopped && ((await this.pass('published')) + (await this.pass('withdrawn'))) > 0) {
+      // keep going while there was work
+    }
+  }
+
+  /** One batch: lock undispatched events, hand them on, mark them, commit. Returns the count. */
+  private async pass(kind: 'published' | 'withdrawn'): Promise<number> {
+    // The connection is held across the enqueue; withTransaction keeps a database restart in that
+    // window from crashing the process.
+    return withTransaction(this.pool, async (client) => {
+      const res = await client.query<{ id: string; type: string }>(
+        kind === 'published'
+          ? `SELECT id::text, type FROM domain_event WHERE dispatched_at IS NULL ORDER BY id LIMIT ${BATCH} FOR UPDATE SKIP LOCKED`
+          : `SELECT id::text, type FROM domain_event WHERE status = 'withdrawn' AND withdraw_dispatched_at IS NULL AND dispatched_at IS NOT NULL
+             ORDER BY id LIMIT ${BATCH} FOR UPDATE SKIP LOCKED`,
+      );
+      if (res.rows.length > 0) {
+        await (kind === 'published' ? this.handlers.published(res.rows) : this.handlers.withdrawn(res.rows));
+      }
+      if (res.rows.length === 0) {
+        // No UPDATE when there is nothing: the statement-level NOTIFY trigger on domain_event fires
+        // even for zero rows, and would wake this relay again, forever.
+        return 0;
+      }
+      const column = kind === 'published' ? 'dispatched_at' : 'withdraw_dispatched_at';
+      await client.query(`UPDATE domain_event SET ${column} = now() WHERE id = ANY($1::bigint[])`, [res.rows.map((r) => r.id)]);
+      return res.rows.length;
+    });
+  }
+
+  /** LISTEN on a connection of its own; reconnects after a database restart (polling covers the gap). */
+  private async listen(): Promise<void> {
+    if (this.stopped) {
+      return;
+    }
+    const client = new Client({ connectionString: this.databaseUrl });
+    client.on('notification', () => this.wake());
+    client.on('error', () => {
+      if (this.listener === client) {
+        this.listener = undefined;
+        this.relisten();
+        this.schedulePoll();
+      }
+    });
+    try {
+      await client.connect();
+      await client.query('LISTEN gw_domain_event');
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      this.logger.warn({ err: (err as Error).message }, 'outbox relay cannot LISTEN yet; polling');
+      this.relisten();
+      return;
+    }
+    if (this.stopped) {
+      // stop() ran while connecting: this connection must not outlive it.
+      await client.end().catch(() => undefined);
+      return;
+    }
+    this.listener = client;
+    // LISTEN is back (or up): a NOTIFY may have been missed meanwhile; back to the slow safety poll.
+    this.wake();
+    this.schedulePoll();
+  }
+
+  /** One reconnection attempt at a time, none after stop(). */
+  private relisten(): void {
+    if (this.stopped || this.reconnect) {
+      return;
+    }
+    this.reconnect = setTimeout(() => {
+      this.reconnect = undefined;
+      void this.listen().catch(() => undefined);
+    }, 2000);
+    this.reconnect.unref();
+  }
+}

@@ -1,0 +1,105 @@
+import type { Resource } from '@medplum/fhirtypes';
+import { DIRECTORY_ORG, DIRECTORY_TYPES, identityKeys } from '../directory/directory.identity';
+
+/** The authenticated caller, as the token says. */
+export interface Principal {
+  clientId: string;
+  /** `Organization/<id>` the client belongs to. */
+  organization: string;
+  admin: boolean;
+  scopes: string[];
+}
+
+/** What the policy sees of a stored resource. */
+export interface StoredRef {
+  resourceType: string;
+  id: string;
+  ownerOrg: string | null;
+  /** The current JSON, when the caller has it (identity checks on updates). */
+  json?: string | null;
+}
+
+/**
+ * The access-policy hook. The store asks it for every read (as a SQL filter for searches, as a
+ * check for reads by id) and every write. Care-team-based sharing across organizations will be
+ * another implementation composed with this one; nothing else in the store changes.
+ */
+export interface AccessPolicy {
+  /** SQL condition on the resource alias restricting what `p` can see, or undefined for all. */
+  readFilter(p: Principal, alias: string, bind: (value: unknown) => string): string | undefined;
+  canRead(p: Principal, row: StoredRef): boolean;
+  canWrite(p: Principal, existing: StoredRef | undefined): boolean;
+  /**
+   * Why `p` may not write `next` over `existing` (undefined when it may): the text of the 403.
+   * `existing` undefined is a create.
+   */
+  writeRefusal(p: Principal, existing: StoredRef | undefined, next?: Resource): string | undefined;
+  /** The organization that will own a new resource written by `p`. */
+  ownerFor(p: Principal, requestedOwner: string | undefined): string;
+}
+
+/**
+ * Resources every client may read whoever filed them: the indicator catalogue (Measures and their
+ * ValueSets) is the same for every structure, and the directory (Practitioner, PractitionerRole,
+ * Organization, Location, HealthcareService, Endpoint) is reference data, not patient data.
+ * Writing them stays with their owner (see writeRefusal).
+ */
+export const SHARED_READ_TYPES = ['Measure', 'Library', 'ValueSet', 'CodeSystem', 'ConceptMap', ...DIRECTORY_TYPES];
+
+/** Same shape as ClientRegistry accepts for a client's organization. */
+const ORGANIZATION_REF = /^Organization\/[A-Za-z0-9\-.]{1,64}$/;
+
+/**
+ * A client reads and writes within its own organization; an admin client (an operator, the
+ * directory import) sees and changes everything. Every client reads the shared types (catalogue,
+ * directory). In the directory a structure changes only what it owns (the Practitioners it
+ * registered and the directory has not taken over, its PractitionerRoles, which must name it as
+ * organization) and the non-identity fields of its own Organization.
+ */
+export class OrganizationAccessPolicy implements AccessPolicy {
+  readFilter(p: Principal, alias: string, bind: (value: unknown) => string): string | undefined {
+    if (p.admin) {
+      return undefined;
+    }
+    const org = bind(p.organization);
+    return `(${alias}.owner_org = ${org} OR (${alias}.resource_type = 'Organization' AND 'Organization/' || ${alias}.id = ${org}) OR ${alias}.resource_type IN (${SHARED_READ_TYPES.map((t) => `'${t}'`).join(', ')}))`;
+  }
+
+  canRead(p: Principal, row: StoredRef): boolean {
+    return p.admin || row.ownerOrg === p.organization || `${row.resourceType}/${row.id}` === p.organization || SHARED_READ_TYPES.includes(row.resourceType);
+  }
+
+  canWrite(p: Principal, existing: StoredRef | undefined): boolean {
+    return this.writeRefusal(p, existing) === undefined;
+  }
+
+  writeRefusal(p: Principal, existing: StoredRef | undefined, next?: Resource): string | undefined {
+    if (p.admin) {
+      return undefined;
+    }
+    const ref = existing ? `${existing.resourceType}/${existing.id}` : undefined;
+    const ownOrganization = ref === p.organization;
+    if (existing && existing.ownerOrg !== p.organization && !ownOrganization) {
+      if (!DIRECTORY_TYPES.includes(existing.resourceType)) {
+        return `${ref} belongs to another organization`;
+      }
+      const owner = existing.ownerOrg === DIRECTORY_ORG ? 'the directory import (Annuaire Santé)' : 'another organization';
+      return `${ref} is a shared directory entry maintained by ${owner}: only its owner or an operator may change it (its mailbox included)`;
+    }
+    if (ownOrganization && existing && existing.ownerOrg !== p.organization && !next) {
+      return `${ref} is this client's own Organization: only an operator may delete it`;
+    }
+    if (ownOrganization && next && existing?.json && identityKeys(JSON.parse(existing.json) as Resource).join() !== identityKeys(next).join()) {
+      return `The identifiers (FINESS, SIRET, IdNatStruct) of ${ref} are its directory identity: only an operator or the directory import may change them`;
+    }
+    if (next?.resourceType === 'PractitionerRole' && (next as { organization?: { reference?: string } }).organization?.reference !== p.organization) {
+      return `A PractitionerRole written by this client must have organization = ${p.organization} (a structure manages its own roles only)`;
+    }
+    return undefined;
+  }
+
+  /** Only an admin may file a resource under another organization, and only under a real reference. */
+  ownerFor(p: Principal, requestedOwner: string | undefined): string {
+    return p.admin && requestedOwner && ORGANIZATION_REF.test(requestedOwner) ? requestedOwner : p.organization;
+  }
+}
