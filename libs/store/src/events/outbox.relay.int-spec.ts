@@ -58,4 +58,36 @@ describe('OutboxRelay (PostgreSQL)', () => {
     const row = await pool.query<{ dispatched: boolean }>('SELECT dispatched_at IS NOT NULL AS dispatched FROM domain_event WHERE id = $1', [ev.rows[0]!.id]);
     expect(row.rows[0]!.dispatched).toBe(true);
   });
+
+  it('hands an event over again within a second when a pass failed, without waiting for the 30 s safety poll', async () => {
+    // A second relay on its own database, whose handler fails once (a deadlock, a queue hiccup).
+    const dbUrl = await createTestDatabase('relayfail');
+    const db = new Pool({ connectionString: dbUrl, max: 4 });
+    await migrateAll(db);
+    const handed: string[] = [];
+    let failures = 0;
+    const flaky = new OutboxRelay(db, dbUrl, {
+      published: async (events) => {
+        if (failures++ === 0) {
+          throw new Error('deadlock detected');
+        }
+        handed.push(...events.map((e) => e.id));
+      },
+      withdrawn: async () => undefined,
+    }, createLogger('silent'));
+    await flaky.start();
+    try {
+      const ev = await db.query<{ id: string }>(`INSERT INTO domain_event (type, resource, version_id) VALUES ('encounter.discharged', 'Encounter/f1', 1) RETURNING id::text`);
+      const started = Date.now();
+      while (!handed.includes(ev.rows[0]!.id) && Date.now() - started < 10_000) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(handed).toContain(ev.rows[0]!.id);
+      expect(failures).toBeGreaterThanOrEqual(2);
+      expect(Date.now() - started).toBeLessThan(5000);
+    } finally {
+      await flaky.stop();
+      await db.end();
+    }
+  });
 });

@@ -55,6 +55,20 @@ export class OutboxRelay {
     this.wake();
   }
 
+  private retryTimer?: NodeJS.Timeout;
+
+  /** One more pass after pollMs (after a failed pass). */
+  private retrySoon(): void {
+    if (this.stopped || this.retryTimer) {
+      return;
+    }
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.wake();
+    }, this.pollMs);
+    this.retryTimer.unref();
+  }
+
   /** Next safety pass: soon while there is no LISTEN connection, rarely while there is. */
   private schedulePoll(): void {
     if (this.stopped) {
@@ -71,6 +85,8 @@ export class OutboxRelay {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
     if (this.reconnect) {
       clearTimeout(this.reconnect);
       this.reconnect = undefined;
@@ -90,7 +106,12 @@ export class OutboxRelay {
       return;
     }
     this.running = this.drain()
-      .catch((err: Error) => this.logger.warn({ err: err.message }, 'outbox relay pass failed; retried on the next tick'))
+      .catch((err: Error) => {
+        // A failed pass (a deadlock, a database restarting) must not wait for the 30 s safety poll:
+        // the events it left are handed over again within pollMs.
+        this.logger.warn({ err: err.message }, 'outbox relay pass failed; retried shortly');
+        this.retrySoon();
+      })
       .finally(() => {
         this.running = undefined;
         if (this.again) {
