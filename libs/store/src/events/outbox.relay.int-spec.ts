@@ -90,4 +90,35 @@ describe('OutboxRelay (PostgreSQL)', () => {
       await db.end();
     }
   });
+
+  it('picks up an event whose row was locked when its NOTIFY came, within a second of the unlock', async () => {
+    const dbUrl = await createTestDatabase('relaylock');
+    const db = new Pool({ connectionString: dbUrl, max: 4 });
+    await migrateAll(db);
+    const ev = await db.query<{ id: string }>(`INSERT INTO domain_event (type, resource, version_id) VALUES ('encounter.discharged', 'Encounter/l1', 1) RETURNING id::text`);
+    // Another transaction holds the row (as a write still in flight on it would).
+    const holder = await db.connect();
+    await holder.query('BEGIN');
+    await holder.query('SELECT 1 FROM domain_event WHERE id = $1 FOR UPDATE', [ev.rows[0]!.id]);
+    const handed: string[] = [];
+    const relay2 = new OutboxRelay(db, dbUrl, { published: async (events) => void handed.push(...events.map((e) => e.id)), withdrawn: async () => undefined }, createLogger('silent'));
+    await relay2.start();
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      await db.query("NOTIFY gw_domain_event, ''");
+      await new Promise((r) => setTimeout(r, 300));
+      expect(handed).toEqual([]); // skipped while locked
+      await holder.query('COMMIT');
+      const unlocked = Date.now();
+      while (!handed.includes(ev.rows[0]!.id) && Date.now() - unlocked < 10_000) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(handed).toContain(ev.rows[0]!.id);
+      expect(Date.now() - unlocked).toBeLessThan(3000);
+    } finally {
+      holder.release();
+      await relay2.stop();
+      await db.end();
+    }
+  });
 });

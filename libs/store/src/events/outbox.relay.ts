@@ -38,6 +38,8 @@ export class OutboxRelay {
   private reconnect?: NodeJS.Timeout;
   private running?: Promise<void>;
   private again = false;
+  /** A NOTIFY arrived since the last pass began. */
+  private notified = false;
   private stopped = false;
 
   constructor(
@@ -57,7 +59,7 @@ export class OutboxRelay {
 
   private retryTimer?: NodeJS.Timeout;
 
-  /** One more pass after pollMs (after a failed pass). */
+  /** One more pass after pollMs (after activity, or a failed pass). */
   private retrySoon(): void {
     if (this.stopped || this.retryTimer) {
       return;
@@ -105,7 +107,18 @@ export class OutboxRelay {
       this.again = true;
       return;
     }
+    const notified = this.notified;
+    this.notified = false;
     this.running = this.drain()
+      .then((handled) => {
+        // After activity (work done, or a NOTIFY), look once more after pollMs: an event whose row
+        // was still locked by a concurrent transaction when we looked (FOR UPDATE SKIP LOCKED) is
+        // picked up then, not at the 30 s safety poll. A pass that finds nothing after no NOTIFY
+        // ends it: an idle gateway runs no pass.
+        if (handled > 0 || notified) {
+          this.retrySoon();
+        }
+      })
       .catch((err: Error) => {
         // A failed pass (a deadlock, a database restarting) must not wait for the 30 s safety poll:
         // the events it left are handed over again within pollMs.
@@ -121,10 +134,14 @@ export class OutboxRelay {
       });
   }
 
-  private async drain(): Promise<void> {
-    while (!this.stopped && ((await this.pass('published')) + (await this.pass('withdrawn'))) > 0) {
-      // keep going while there was work
+  /** Passes until one finds nothing; returns how many events were handed over. */
+  private async drain(): Promise<number> {
+    let handled = 0;
+    let found = 0;
+    while (!this.stopped && (found = (await this.pass('published')) + (await this.pass('withdrawn'))) > 0) {
+      handled += found;
     }
+    return handled;
   }
 
   /** One batch: lock undispatched events, hand them on, mark them, commit. Returns the count. */
@@ -158,7 +175,10 @@ export class OutboxRelay {
       return;
     }
     const client = new Client({ connectionString: this.databaseUrl });
-    client.on('notification', () => this.wake());
+    client.on('notification', () => {
+      this.notified = true;
+      this.wake();
+    });
     client.on('error', () => {
       if (this.listener === client) {
         this.listener = undefined;
