@@ -13,14 +13,20 @@ const LIBS = ['platform', 'fhir', 'store', 'ingest', 'exchange', 'indicators'];
 const ALLOWED: Record<string, string> = {
   'libs/indicators/src/indicators.schema.ts: resource':
     'the indicator projection is a trigger on resource writes, so that every write path keeps it in the same transaction',
-  'libs/store/src/directory/directory.schema.ts: client': 'the one-time merge of duplicate Organizations re-binds the API clients of a merged one',
-  'libs/store/src/directory/directory.schema.ts: hl7_source': 'the one-time merge of duplicate Organizations re-binds the HL7 sources of a merged one',
+  'libs/store/src/directory/directory.schema.ts: client':
+    'the one-time merge of duplicate Organizations re-binds the API clients of a merged one',
+  'libs/store/src/directory/directory.schema.ts: hl7_source':
+    'the one-time merge of duplicate Organizations re-binds the HL7 sources of a merged one',
 };
 
 function files(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
     const path = join(dir, name);
-    return statSync(path).isDirectory() ? files(path) : /\.ts$/.test(name) && !/\.(int-)?spec\.ts$/.test(name) ? [path] : [];
+    return statSync(path).isDirectory()
+      ? files(path)
+      : /\.ts$/.test(name) && !/\.(int-)?spec\.ts$/.test(name)
+        ? [path]
+        : [];
   });
 }
 

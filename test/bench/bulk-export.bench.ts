@@ -19,7 +19,14 @@ import { pool, round } from './bench-support';
 
 type Res = Record<string, unknown> & { resourceType: string };
 
-async function call(base: string, method: string, path: string, token: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; text: string }> {
+async function call(
+  base: string,
+  method: string,
+  path: string,
+  token: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Headers; text: string }> {
   const res = await fetch(`${base}${path}`, {
     method,
     headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json', ...headers },
@@ -33,14 +40,54 @@ function record(n: number): { fullUrl: string; resource: Res; request: { method:
   const uuid = (k: number): string => `urn:uuid:00000000-0000-4000-8000-${String(n * 16 + k).padStart(12, '0')}`;
   const subject = { reference: uuid(0) };
   const resources: Res[] = [
-    { resourceType: 'Patient', identifier: [{ system: 'urn:oid:1.2.250.1.999.1.1', value: `IPP${n}` }], name: [{ family: `BENCH${n}`, given: ['Claire'] }], gender: n % 2 ? 'male' : 'female', birthDate: `${1930 + (n % 80)}-03-01` },
-    ...[0, 1, 2, 3].map((k): Res => ({ resourceType: 'Observation', status: 'final', code: { coding: [{ system: 'http://loinc.org', code: k % 2 ? '4548-4' : '29463-7' }] }, subject, effectiveDateTime: `2025-0${k + 1}-15`, valueQuantity: { value: 60 + k, unit: 'kg' } })),
-    ...[0, 1].map((k): Res => ({ resourceType: 'Encounter', status: 'finished', class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'AMB' }, subject, period: { start: `2025-0${k + 2}-10T09:00:00Z` } })),
-    ...[0, 1].map((k): Res => ({ resourceType: 'Condition', subject, code: { coding: [{ system: 'http://hl7.org/fhir/sid/icd-10', code: k ? 'E11' : 'I10' }] } })),
-    { resourceType: 'Immunization', status: 'completed', vaccineCode: { coding: [{ system: 'http://snomed.info/sct', code: '1181000221105' }] }, patient: subject, occurrenceDateTime: '2025-10-15' },
-    { resourceType: 'MedicationRequest', status: 'active', intent: 'order', medicationCodeableConcept: { text: 'metformine 1000 mg' }, subject, authoredOn: '2025-03-01' },
+    {
+      resourceType: 'Patient',
+      identifier: [{ system: 'urn:oid:1.2.250.1.999.1.1', value: `IPP${n}` }],
+      name: [{ family: `BENCH${n}`, given: ['Claire'] }],
+      gender: n % 2 ? 'male' : 'female',
+      birthDate: `${1930 + (n % 80)}-03-01`,
+    },
+    ...[0, 1, 2, 3].map((k): Res => ({
+      resourceType: 'Observation',
+      status: 'final',
+      code: { coding: [{ system: 'http://loinc.org', code: k % 2 ? '4548-4' : '29463-7' }] },
+      subject,
+      effectiveDateTime: `2025-0${k + 1}-15`,
+      valueQuantity: { value: 60 + k, unit: 'kg' },
+    })),
+    ...[0, 1].map((k): Res => ({
+      resourceType: 'Encounter',
+      status: 'finished',
+      class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'AMB' },
+      subject,
+      period: { start: `2025-0${k + 2}-10T09:00:00Z` },
+    })),
+    ...[0, 1].map((k): Res => ({
+      resourceType: 'Condition',
+      subject,
+      code: { coding: [{ system: 'http://hl7.org/fhir/sid/icd-10', code: k ? 'E11' : 'I10' }] },
+    })),
+    {
+      resourceType: 'Immunization',
+      status: 'completed',
+      vaccineCode: { coding: [{ system: 'http://snomed.info/sct', code: '1181000221105' }] },
+      patient: subject,
+      occurrenceDateTime: '2025-10-15',
+    },
+    {
+      resourceType: 'MedicationRequest',
+      status: 'active',
+      intent: 'order',
+      medicationCodeableConcept: { text: 'metformine 1000 mg' },
+      subject,
+      authoredOn: '2025-03-01',
+    },
   ];
-  return resources.map((resource, k) => ({ fullUrl: uuid(k), resource, request: { method: 'POST', url: resource.resourceType } }));
+  return resources.map((resource, k) => ({
+    fullUrl: uuid(k),
+    resource,
+    request: { method: 'POST', url: resource.resourceType },
+  }));
 }
 
 async function main(): Promise<void> {
@@ -51,16 +98,40 @@ async function main(): Promise<void> {
   chmodSync(dataDir, 0o755);
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  const gw = run(GATEWAY_MAIN, { GW_DATA_DIR: dataDir, GW_HTTP_PORT: String(port), GW_EMBEDDED_PG_PORT: String(await freePort()), GW_LOG_LEVEL: 'warn', GW_MLLP_ENABLED: 'false' });
+  const gw = run(GATEWAY_MAIN, {
+    GW_DATA_DIR: dataDir,
+    GW_HTTP_PORT: String(port),
+    GW_EMBEDDED_PG_PORT: String(await freePort()),
+    GW_LOG_LEVEL: 'warn',
+    GW_MLLP_ENABLED: 'false',
+  });
   try {
     await gw.waitFor(/client_secret:/, 120_000);
-    const creds = JSON.parse(readFileSync(join(dataDir, 'admin-client.json'), 'utf8')) as { client_id: string; client_secret: string };
+    const creds = JSON.parse(readFileSync(join(dataDir, 'admin-client.json'), 'utf8')) as {
+      client_id: string;
+      client_secret: string;
+    };
     const tokenOf = async (id: string, secret: string): Promise<string> => {
-      const res = await fetch(`${base}/oauth2/token`, { method: 'POST', headers: { authorization: `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' });
+      const res = await fetch(`${base}/oauth2/token`, {
+        method: 'POST',
+        headers: {
+          authorization: `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`,
+          'content-type': 'application/x-www-form-urlencoded',
+        },
+        body: 'grant_type=client_credentials',
+      });
       return ((await res.json()) as { access_token: string }).access_token;
     };
     const admin = await tokenOf(creds.client_id, creds.client_secret);
-    const created = JSON.parse((await call(base, 'POST', '/admin/clients', admin, { name: 'bench MSP', organization: 'Organization/bench-msp', scopes: 'system/*.cruds' })).text) as { client: { id: string }; client_secret: string };
+    const created = JSON.parse(
+      (
+        await call(base, 'POST', '/admin/clients', admin, {
+          name: 'bench MSP',
+          organization: 'Organization/bench-msp',
+          scopes: 'system/*.cruds',
+        })
+      ).text,
+    ) as { client: { id: string }; client_secret: string };
     const token = await tokenOf(created.client.id, created.client_secret);
 
     // Load: 9 patient records (99 entries) per transaction, 4 in flight.
@@ -69,7 +140,11 @@ async function main(): Promise<void> {
     const batches = Array.from({ length: Math.ceil(total / 9) }, (_, b) => b);
     await pool(batches, 4, async (b) => {
       const ns = Array.from({ length: 9 }, (_, k) => b * 9 + k).filter((n) => n < total);
-      const res = await call(base, 'POST', '/fhir', token, { resourceType: 'Bundle', type: 'transaction', entry: ns.flatMap(record) });
+      const res = await call(base, 'POST', '/fhir', token, {
+        resourceType: 'Bundle',
+        type: 'transaction',
+        entry: ns.flatMap(record),
+      });
       if (res.status !== 200) {
         throw new Error(`load: ${res.status} ${res.text.slice(0, 500)}`);
       }
@@ -77,16 +152,35 @@ async function main(): Promise<void> {
       ns.forEach((n, k) => (patientIds[n] = /Patient\/([^/]+)/.exec(entries[k * 11].response.location)?.[1] as string));
     });
     const loadSeconds = (Date.now() - loadStart) / 1000;
-    const group = await call(base, 'POST', '/fhir/Group', token, { resourceType: 'Group', type: 'person', actual: true, member: patientIds.slice(0, members).map((id) => ({ entity: { reference: `Patient/${id}` } })) });
+    const group = await call(base, 'POST', '/fhir/Group', token, {
+      resourceType: 'Group',
+      type: 'person',
+      actual: true,
+      member: patientIds.slice(0, members).map((id) => ({ entity: { reference: `Patient/${id}` } })),
+    });
     const groupId = (JSON.parse(group.text) as { id: string }).id;
     process.stdout.write(`loaded ${total} patients x 11 resources in ${round(loadSeconds)} s; group of ${members}\n`);
 
-    const results: Record<string, unknown> = { date: new Date().toISOString(), machine: '2 cores, embedded PostgreSQL 18 (gateway, worker, database and client on the same machine)', members, resourcesPerMember: 10, nonMembers: total - members };
+    const results: Record<string, unknown> = {
+      date: new Date().toISOString(),
+      machine: '2 cores, embedded PostgreSQL 18 (gateway, worker, database and client on the same machine)',
+      members,
+      resourcesPerMember: 10,
+      nonMembers: total - members,
+    };
     // Each scenario twice: the first run after the load also pays for autovacuum and cold caches.
-    const scenarios = [['all types (1st)', ''], ['_type=Observation (1st)', '?_type=Observation'], ['all types', ''], ['_type=Observation', '?_type=Observation']] as const;
+    const scenarios = [
+      ['all types (1st)', ''],
+      ['_type=Observation (1st)', '?_type=Observation'],
+      ['all types', ''],
+      ['_type=Observation', '?_type=Observation'],
+    ] as const;
     for (const [name, query] of scenarios) {
       const t0 = Date.now();
-      const kick = await call(base, 'GET', `/fhir/Group/${groupId}/$export${query}`, token, undefined, { prefer: 'respond-async', accept: 'application/fhir+json' });
+      const kick = await call(base, 'GET', `/fhir/Group/${groupId}/$export${query}`, token, undefined, {
+        prefer: 'respond-async',
+        accept: 'application/fhir+json',
+      });
       const statusUrl = kick.headers.get('content-location') as string;
       let manifest: { output: { type: string; url: string; count: number }[] } | undefined;
       let pickedUp: number | undefined;
@@ -115,12 +209,24 @@ async function main(): Promise<void> {
       const downloadSeconds = (Date.now() - d0) / 1000;
       const resources = manifest.output.reduce((n, o) => n + o.count, 0);
       // Queue pickup: kick-off until the status first leaves 'queued' (at the 50 ms polling resolution).
-      const r = { exportSeconds: round(exportSeconds), queuedSeconds: round(((pickedUp ?? Date.now()) - t0) / 1000), resources, resourcesPerSecond: Math.round(resources / exportSeconds), downloadSeconds: round(downloadSeconds), linesDownloaded: lines, megabytes: round(bytes / 1e6), files: manifest.output.map((o) => `${o.type}:${o.count}`) };
+      const r = {
+        exportSeconds: round(exportSeconds),
+        queuedSeconds: round(((pickedUp ?? Date.now()) - t0) / 1000),
+        resources,
+        resourcesPerSecond: Math.round(resources / exportSeconds),
+        downloadSeconds: round(downloadSeconds),
+        linesDownloaded: lines,
+        megabytes: round(bytes / 1e6),
+        files: manifest.output.map((o) => `${o.type}:${o.count}`),
+      };
       results[name] = r;
       process.stdout.write(`export (${name}): ${JSON.stringify(r)}\n`);
     }
     mkdirSync(resolve(ROOT, 'test/bench/results'), { recursive: true });
-    writeFileSync(resolve(ROOT, `test/bench/results/bulk-export-${new Date().toISOString().slice(0, 10)}.json`), `${JSON.stringify(results, null, 2)}\n`);
+    writeFileSync(
+      resolve(ROOT, `test/bench/results/bulk-export-${new Date().toISOString().slice(0, 10)}.json`),
+      `${JSON.stringify(results, null, 2)}\n`,
+    );
   } finally {
     gw.child.kill('SIGTERM');
     await gw.exited;

@@ -28,10 +28,34 @@ import { Hl7Client } from '@medplum/hl7';
 import { SMTPServer } from 'smtp-server';
 import { freePort } from '../support/ports';
 import { startRedis } from '../support/redis';
-import { TICK, alive, machineBusyTicks, percentile, pool, postgresTicks, postmasterPidOf, procTicks, round, sleep, tcpOpen } from './bench-support';
+import {
+  TICK,
+  alive,
+  machineBusyTicks,
+  percentile,
+  pool,
+  postgresTicks,
+  postmasterPidOf,
+  procTicks,
+  round,
+  sleep,
+  tcpOpen,
+} from './bench-support';
 import { GATEWAY_MAIN, ROOT, run } from '../support/process';
 import type { Proc } from '../support/process';
-import { ackCode, ackControlId, adt, call, createOrganization, finess, hl7Date, nir, registerSource, rpps, search } from '../support/hl7';
+import {
+  ackCode,
+  ackControlId,
+  adt,
+  call,
+  createOrganization,
+  finess,
+  hl7Date,
+  nir,
+  registerSource,
+  rpps,
+  search,
+} from '../support/hl7';
 import type { AdtOptions, GatewayLike } from '../support/hl7';
 
 const APP = 'GAM';
@@ -43,11 +67,25 @@ const RUN = Date.now().toString(36).slice(-4).toUpperCase();
 
 type Backend = 'postgres' | 'redis';
 
-
 // ---------------------------------------------------------------------------------------------
 // Workload: one stay per discharge, each with its own médecin traitant and mailbox.
 
-const FAMILIES = ['MARTIN', 'BERNARD', 'DUBOIS', 'THOMAS', 'ROBERT', 'RICHARD', 'PETIT', 'DURAND', 'LEROY', 'MOREAU', 'LEFÈVRE', 'GIRARD', 'FAURÉ', 'NGUYEN'];
+const FAMILIES = [
+  'MARTIN',
+  'BERNARD',
+  'DUBOIS',
+  'THOMAS',
+  'ROBERT',
+  'RICHARD',
+  'PETIT',
+  'DURAND',
+  'LEROY',
+  'MOREAU',
+  'LEFÈVRE',
+  'GIRARD',
+  'FAURÉ',
+  'NGUYEN',
+];
 const GIVENS = ['HÉLÈNE', 'CLAIRE', 'LOUIS', 'JULES', 'LÉA', 'HUGO', 'INÈS', 'NOÉ', 'ZOÉ', 'FRANÇOIS'];
 const CITIES = [
   { city: 'LYON', zip: '69003', insee: '69383' },
@@ -74,14 +112,25 @@ function makeStay(n: number): Stay {
   const city = CITIES[n % CITIES.length];
   const ipp = `${RUN}P${n}`;
   const visit = `${RUN}V${n}`;
-  const gp = { rpps: rpps(String(1000100000 + n)), family: FAMILIES[(n * 7) % FAMILIES.length], given: GIVENS[(n * 3) % GIVENS.length] };
+  const gp = {
+    rpps: rpps(String(1000100000 + n)),
+    family: FAMILIES[(n * 7) % FAMILIES.length],
+    given: GIVENS[(n * 3) % GIVENS.length],
+  };
   const base: AdtOptions = {
     app: APP,
     facility: FACILITY,
     patient: {
       ipp,
       // Unique INS-NIR (valid key) for up to 10^6 stays.
-      ins: nir(female ? '2' : '1', pad(year % 100, 2), pad(month, 2), city.insee.slice(0, 2), pad(Math.floor(n / 1000) % 1000, 3), pad(n % 1000, 3)),
+      ins: nir(
+        female ? '2' : '1',
+        pad(year % 100, 2),
+        pad(month, 2),
+        city.insee.slice(0, 2),
+        pad(Math.floor(n / 1000) % 1000, 3),
+        pad(n % 1000, 3),
+      ),
       birthName: FAMILIES[n % FAMILIES.length],
       birthGivens: [GIVENS[n % GIVENS.length]],
       birthDate: `${year}${pad(month, 2)}${pad(1 + (n % 28), 2)}`,
@@ -194,7 +243,10 @@ class Connection {
         f();
       };
       this.failPending = (err) => settle(() => fail(err));
-      this.client.sendAndWait(Hl7Message.parse(er7), { timeoutMs }).then((ack) => settle(() => done(ack)), (err: unknown) => settle(() => fail(err)));
+      this.client.sendAndWait(Hl7Message.parse(er7), { timeoutMs }).then(
+        (ack) => settle(() => done(ack)),
+        (err: unknown) => settle(() => fail(err)),
+      );
     });
   }
 
@@ -242,7 +294,9 @@ async function sendAll(
           const at = performance.now();
           const code = ackCode(ack);
           if (code !== 'AA' || ackControlId(ack) !== m.controlId) {
-            throw new Error(`${m.controlId}: ACK ${code} for ${ackControlId(ack)} ${ack.getSegment('ERR')?.toString() ?? ''}`);
+            throw new Error(
+              `${m.controlId}: ACK ${code} for ${ackControlId(ack)} ${ack.getSegment('ERR')?.toString() ?? ''}`,
+            );
           }
           onAck?.(i, at);
         }
@@ -268,7 +322,7 @@ function cpuProbe(env: BenchEnv): () => CpuShare {
   const t0 = performance.now();
   const gwPid = env.gateway.proc.child.pid;
   const redisPid = env.redis?.pid;
-  const ticks = (pid: number | undefined): number => (pid ? procTicks(pid)?.ticks ?? 0 : 0);
+  const ticks = (pid: number | undefined): number => (pid ? (procTicks(pid)?.ticks ?? 0) : 0);
   const gw0 = ticks(gwPid);
   const pg0 = postgresTicks(env.dataDir);
   const rd0 = ticks(redisPid);
@@ -344,10 +398,16 @@ function gatewayApi(baseUrl: string, dataDir: string): GatewayLike {
       if (token && Date.now() - token.at < 60_000) {
         return token.value;
       }
-      const creds = JSON.parse(readFileSync(join(dataDir, 'admin-client.json'), 'utf8')) as { client_id: string; client_secret: string };
+      const creds = JSON.parse(readFileSync(join(dataDir, 'admin-client.json'), 'utf8')) as {
+        client_id: string;
+        client_secret: string;
+      };
       const res = await fetch(`${baseUrl}/oauth2/token`, {
         method: 'POST',
-        headers: { authorization: `Basic ${Buffer.from(`${creds.client_id}:${creds.client_secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+        headers: {
+          authorization: `Basic ${Buffer.from(`${creds.client_id}:${creds.client_secret}`).toString('base64')}`,
+          'content-type': 'application/x-www-form-urlencoded',
+        },
         body: 'grant_type=client_credentials',
       });
       const body = (await res.json()) as { access_token?: string };
@@ -388,15 +448,28 @@ async function startEnv(backend: Backend, smtpPort: number, s: Settings): Promis
     ...(s.destinationRate ? { GW_EXCHANGE_DESTINATION_RATE: String(s.destinationRate) } : {}),
     ...(redis ? { GW_REDIS_URL: redis.url } : {}),
   };
-  const env: BenchEnv = { backend, dataDir, httpPort, mllpPort, gateway: { proc: run(GATEWAY_MAIN, vars) }, redis, api: gatewayApi(`http://127.0.0.1:${httpPort}`, dataDir) };
+  const env: BenchEnv = {
+    backend,
+    dataDir,
+    httpPort,
+    mllpPort,
+    gateway: { proc: run(GATEWAY_MAIN, vars) },
+    redis,
+    api: gatewayApi(`http://127.0.0.1:${httpPort}`, dataDir),
+  };
   try {
     const deadline = Date.now() + 180_000;
     for (;;) {
       const child = env.gateway.proc.child;
       if (child.exitCode !== null || child.signalCode !== null) {
-        throw new Error(`gateway exited (${child.exitCode ?? child.signalCode}) before it was ready:\n${env.gateway.proc.out().slice(-2000)}`);
+        throw new Error(
+          `gateway exited (${child.exitCode ?? child.signalCode}) before it was ready:\n${env.gateway.proc.out().slice(-2000)}`,
+        );
       }
-      const ready = await fetch(`http://127.0.0.1:${httpPort}/health/ready`).then((r) => r.status === 200, () => false);
+      const ready = await fetch(`http://127.0.0.1:${httpPort}/health/ready`).then(
+        (r) => r.status === 200,
+        () => false,
+      );
       if (ready && (await tcpOpen(mllpPort)) && existsSync(join(dataDir, 'admin-client.json'))) {
         break;
       }
@@ -418,15 +491,24 @@ async function startEnv(backend: Backend, smtpPort: number, s: Settings): Promis
 /** Admits the stays (A01 over MLLP, several connections) and gives each médecin traitant its mailbox. */
 async function prepare(env: BenchEnv, stays: Stay[], connections: number, timeoutMs: number): Promise<number> {
   const t0 = performance.now();
-  await sendAll(env.mllpPort, connections, stays.map((s) => ({ er7: s.a01, controlId: s.a01Id })), timeoutMs);
+  await sendAll(
+    env.mllpPort,
+    connections,
+    stays.map((s) => ({ er7: s.a01, controlId: s.a01Id })),
+    timeoutMs,
+  );
   await pool(stays, 8, async (s) => {
-    const [p] = await search<Record<string, unknown> & { id: string }>(env.api, 'Practitioner', { identifier: `https://rpps.esante.gouv.fr|${s.rpps}` });
+    const [p] = await search<Record<string, unknown> & { id: string }>(env.api, 'Practitioner', {
+      identifier: `https://rpps.esante.gouv.fr|${s.rpps}`,
+    });
     if (!p) {
       throw new Error(`Practitioner RPPS ${s.rpps} not found after the A01`);
     }
     const res = await call(env.api, 'PUT', `${env.api.fhirUrl}/Practitioner/${p.id}`, {
       ...p,
-      telecom: [{ system: 'email', value: s.mailbox, extension: [{ url: MAILBOX_EXT, valueCoding: { code: 'MSSANTE' } }] }],
+      telecom: [
+        { system: 'email', value: s.mailbox, extension: [{ url: MAILBOX_EXT, valueCoding: { code: 'MSSANTE' } }] },
+      ],
     });
     if (res.status !== 200) {
       throw new Error(`PUT Practitioner/${p.id}: ${res.status} ${JSON.stringify(res.body).slice(0, 300)}`);
@@ -459,7 +541,15 @@ interface DischargeResult {
 }
 
 /** Sends the A03 of every stay and waits for the e-mails; the timed phase. */
-async function discharge(env: BenchEnv, sink: SmtpSink, stays: Stay[], connections: number, timeoutMs: number, drainMs: number, stallMs: number): Promise<DischargeResult> {
+async function discharge(
+  env: BenchEnv,
+  sink: SmtpSink,
+  stays: Stay[],
+  connections: number,
+  timeoutMs: number,
+  drainMs: number,
+  stallMs: number,
+): Promise<DischargeResult> {
   const n = stays.length;
   const sentAt = new Float64Array(n);
   const ackMs = new Float64Array(n).fill(NaN);
@@ -521,9 +611,17 @@ async function discharge(env: BenchEnv, sink: SmtpSink, stays: Stay[], connectio
     backend: env.backend,
     discharges: n,
     preparationSeconds: 0,
-    intake: { seconds: round(intakeSeconds), perSecond: Math.round(acks.length / intakeSeconds), ackP50ms: round(percentile(acks, 50)), ackP99ms: round(percentile(acks, 99)) },
+    intake: {
+      seconds: round(intakeSeconds),
+      perSecond: Math.round(acks.length / intakeSeconds),
+      ackP50ms: round(percentile(acks, 50)),
+      ackP99ms: round(percentile(acks, 99)),
+    },
     endToEnd: { seconds: round(e2eSeconds), dischargesPerSecond: lat.length ? Math.round(lat.length / e2eSeconds) : 0 },
-    exchangeOnly: { seconds: round(exchangeSeconds), emailsPerSecond: lat.length > 1 ? Math.round((lat.length - 1) / exchangeSeconds) : 0 },
+    exchangeOnly: {
+      seconds: round(exchangeSeconds),
+      emailsPerSecond: lat.length > 1 ? Math.round((lat.length - 1) / exchangeSeconds) : 0,
+    },
     latencyMs: {
       p50: Math.round(percentile(lat, 50)),
       p95: Math.round(percentile(lat, 95)),
@@ -540,7 +638,10 @@ async function discharge(env: BenchEnv, sink: SmtpSink, stays: Stay[], connectio
     cpu,
     goal: { rateMet: false, p99Met: false },
   };
-  result.goal = { rateMet: result.missing === 0 && result.endToEnd.dischargesPerSecond >= 300, p99Met: result.missing === 0 && result.latencyMs.p99 <= 2000 };
+  result.goal = {
+    rateMet: result.missing === 0 && result.endToEnd.dischargesPerSecond >= 300,
+    p99Met: result.missing === 0 && result.latencyMs.p99 <= 2000,
+  };
   return result;
 }
 
@@ -569,7 +670,9 @@ async function main(): Promise<boolean> {
     },
   });
   if (values.mhd) {
-    throw new Error('--mhd (ITI-65 publication in the timed path) is not implemented by this benchmark: it measures the MSSanté channel only');
+    throw new Error(
+      '--mhd (ITI-65 publication in the timed path) is not implemented by this benchmark: it measures the MSSanté channel only',
+    );
   }
   const sizes = values.discharges.split(',').map((s) => Number(s.trim()));
   const backends = values.backends.split(',').map((b) => b.trim()) as Backend[];
@@ -584,15 +687,34 @@ async function main(): Promise<boolean> {
     ...(values['destination-concurrency'] ? { destinationConcurrency: Number(values['destination-concurrency']) } : {}),
     ...(values['destination-rate'] ? { destinationRate: Number(values['destination-rate']) } : {}),
   };
-  const numbers = [...sizes, ackTimeoutMs, connections, prepConnections, warmup, drainMs, stallMs, settings.concurrency, settings.destinationConcurrency ?? 1, settings.destinationRate ?? 1];
-  if (!numbers.every((v) => Number.isInteger(v) && v >= 0) || sizes.some((s) => s < 1 || s > 100_000) || connections < 1 || prepConnections < 1 || settings.concurrency < 1
-    || backends.length === 0 || !backends.every((b) => b === 'postgres' || b === 'redis')) {
+  const numbers = [
+    ...sizes,
+    ackTimeoutMs,
+    connections,
+    prepConnections,
+    warmup,
+    drainMs,
+    stallMs,
+    settings.concurrency,
+    settings.destinationConcurrency ?? 1,
+    settings.destinationRate ?? 1,
+  ];
+  if (
+    !numbers.every((v) => Number.isInteger(v) && v >= 0) ||
+    sizes.some((s) => s < 1 || s > 100_000) ||
+    connections < 1 ||
+    prepConnections < 1 ||
+    settings.concurrency < 1 ||
+    backends.length === 0 ||
+    !backends.every((b) => b === 'postgres' || b === 'redis')
+  ) {
     throw new Error(USAGE);
   }
 
   const results: Record<string, unknown> = {
     date: new Date().toISOString(),
-    machine: '2 cores; gateway (queue workers in process), embedded PostgreSQL 18, Redis (redis backend), SMTP sink and load generator on the same machine, loopback',
+    machine:
+      '2 cores; gateway (queue workers in process), embedded PostgreSQL 18, Redis (redis backend), SMTP sink and load generator on the same machine, loopback',
     settings: {
       discharges: sizes,
       backends,
@@ -604,7 +726,8 @@ async function main(): Promise<boolean> {
       destinationConcurrency: settings.destinationConcurrency ?? 'gateway default (8)',
       destinationRate: settings.destinationRate ?? 'gateway default (200/s)',
       logLevel: 'warn',
-      workload: 'per discharge: A01 (prepared, not timed), then A03 ZFM-2 = 8 over MLLP; one médecin traitant with a MSSanté mailbox per stay, no care team, no MHD: one e-mail (XDM ZIP) per discharge',
+      workload:
+        'per discharge: A01 (prepared, not timed), then A03 ZFM-2 = 8 over MLLP; one médecin traitant with a MSSanté mailbox per stay, no care team, no MHD: one e-mail (XDM ZIP) per discharge',
       latency: 'A03 sent (MLLP write, bench clock) → end of DATA accepted by the SMTP sink (same process, same clock)',
     },
   };
@@ -625,8 +748,17 @@ async function main(): Promise<boolean> {
       env = await startEnv(backend, sink.port, settings);
       const completed = { value: false };
       try {
-        const org = await createOrganization(env.api, 'CHU Bench', finess(String(69000000 + backends.indexOf(backend))));
-        await registerSource(env.api, { sendingApplication: APP, sendingFacility: FACILITY, organization: `Organization/${org}`, name: 'CHU Bench (benchmark)' });
+        const org = await createOrganization(
+          env.api,
+          'CHU Bench',
+          finess(String(69000000 + backends.indexOf(backend))),
+        );
+        await registerSource(env.api, {
+          sendingApplication: APP,
+          sendingFacility: FACILITY,
+          organization: `Organization/${org}`,
+          name: 'CHU Bench (benchmark)',
+        });
         if (warmup > 0) {
           const stays = Array.from({ length: warmup }, () => makeStay(stayNo++));
           await prepare(env, stays, prepConnections, ackTimeoutMs);
@@ -680,13 +812,30 @@ async function main(): Promise<boolean> {
   printSummary(runs.filter((r) => !r.warmup));
   console.log(`results written to ${file}`);
   if (!ok) {
-    console.error('CHECK FAILED: an e-mail is missing or was sent twice, or an A03 got no ACK (see missing / duplicates / a03WithoutAck)');
+    console.error(
+      'CHECK FAILED: an e-mail is missing or was sent twice, or an A03 got no ACK (see missing / duplicates / a03WithoutAck)',
+    );
   }
   return ok;
 }
 
 function printSummary(runs: DischargeResult[]): void {
-  const rows: string[][] = [['backend', 'N', 'A03 intake /s', 'end-to-end /s', 'e-mails/s (exchange only)', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'missing/dup', 'cores gw/pg/redis/bench (machine)', 'goal ≥300/s, p99 ≤2 s']];
+  const rows: string[][] = [
+    [
+      'backend',
+      'N',
+      'A03 intake /s',
+      'end-to-end /s',
+      'e-mails/s (exchange only)',
+      'p50 ms',
+      'p95 ms',
+      'p99 ms',
+      'max ms',
+      'missing/dup',
+      'cores gw/pg/redis/bench (machine)',
+      'goal ≥300/s, p99 ≤2 s',
+    ],
+  ];
   for (const r of runs) {
     rows.push([
       r.backend,

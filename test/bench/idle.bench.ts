@@ -26,7 +26,17 @@ import { QueueService, createLogger } from '@gw/platform';
 import { freePort } from '../support/ports';
 import { startRedis } from '../support/redis';
 import { GATEWAY_MAIN, ROOT, run } from '../support/process';
-import { TICK, alive, machineBusyTicks, percentile, pool, postgresTicks, procTicks, round, sleep } from './bench-support';
+import {
+  TICK,
+  alive,
+  machineBusyTicks,
+  percentile,
+  pool,
+  postgresTicks,
+  procTicks,
+  round,
+  sleep,
+} from './bench-support';
 
 type Backend = 'postgres' | 'redis';
 
@@ -46,7 +56,10 @@ const EMBEDDED_URL = (port: number): string => `postgres://gateway:gateway-local
 async function waitReady(httpPort: number, pid: number): Promise<void> {
   const deadline = Date.now() + 120_000;
   while (Date.now() < deadline && alive(pid)) {
-    const ok = await fetch(`http://127.0.0.1:${httpPort}/health/ready`).then((r) => r.ok, () => false);
+    const ok = await fetch(`http://127.0.0.1:${httpPort}/health/ready`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) {
       return;
     }
@@ -56,33 +69,59 @@ async function waitReady(httpPort: number, pid: number): Promise<void> {
 }
 
 /** Cores used over `seconds` by the gateway's Node process, its PostgreSQL, Redis, and the whole machine. */
-async function idleCpu(gatewayPid: number, dataDir: string, redisPid: number | undefined, seconds: number): Promise<Record<string, number>> {
-  const snap = (): number[] => [procTicks(gatewayPid)?.ticks ?? 0, postgresTicks(dataDir), redisPid ? (procTicks(redisPid)?.ticks ?? 0) : 0, machineBusyTicks()];
+async function idleCpu(
+  gatewayPid: number,
+  dataDir: string,
+  redisPid: number | undefined,
+  seconds: number,
+): Promise<Record<string, number>> {
+  const snap = (): number[] => [
+    procTicks(gatewayPid)?.ticks ?? 0,
+    postgresTicks(dataDir),
+    redisPid ? (procTicks(redisPid)?.ticks ?? 0) : 0,
+    machineBusyTicks(),
+  ];
   const a = snap();
   await sleep(seconds * 1000);
   const b = snap();
   const cores = b.map((v, i) => round(((v - a[i]) / TICK / seconds) * 1000) / 1000);
-  return { node: cores[0], postgres: cores[1], redis: cores[2], total: round((cores[0] + cores[1] + cores[2]) * 1000) / 1000, machine: cores[3] };
+  return {
+    node: cores[0],
+    postgres: cores[1],
+    redis: cores[2],
+    total: round((cores[0] + cores[1] + cores[2]) * 1000) / 1000,
+    machine: cores[3],
+  };
 }
 
 /** Inserts events at `rate`/s from `clients` connections; returns pickup latencies in ms. */
-async function pickup(url: string, queue: QueueService, events: number, rate: number, clients: number): Promise<{ latencies: Float64Array; seconds: number }> {
+async function pickup(
+  url: string,
+  queue: QueueService,
+  events: number,
+  rate: number,
+  clients: number,
+): Promise<{ latencies: Float64Array; seconds: number }> {
   const db = new Pool({ connectionString: url, max: clients });
   const committed = new Map<string, number>();
   const tag = Date.now().toString(36);
   const t0 = Date.now();
   try {
-    await pool(Array.from({ length: events }, (_, i) => i), clients, async (i) => {
-      const due = t0 + (i * 1000) / rate;
-      if (due > Date.now()) {
-        await sleep(due - Date.now());
-      }
-      const res = await db.query<{ id: string }>(
-        `INSERT INTO domain_event (type, resource, version_id) VALUES ('encounter.discharged', $1, 1) RETURNING id::text`,
-        [`Encounter/bench-${tag}-${i}`],
-      );
-      committed.set(res.rows[0]!.id, Date.now());
-    });
+    await pool(
+      Array.from({ length: events }, (_, i) => i),
+      clients,
+      async (i) => {
+        const due = t0 + (i * 1000) / rate;
+        if (due > Date.now()) {
+          await sleep(due - Date.now());
+        }
+        const res = await db.query<{ id: string }>(
+          `INSERT INTO domain_event (type, resource, version_id) VALUES ('encounter.discharged', $1, 1) RETURNING id::text`,
+          [`Encounter/bench-${tag}-${i}`],
+        );
+        committed.set(res.rows[0]!.id, Date.now());
+      },
+    );
   } finally {
     await db.end();
   }
@@ -121,7 +160,11 @@ async function runBackend(backend: Backend): Promise<Record<string, unknown>> {
     GW_LOG_LEVEL: 'warn',
     ...(redis ? { GW_REDIS_URL: redis.url } : {}),
   });
-  const queue = new QueueService({ databaseUrl: EMBEDDED_URL(pgPort), redisUrl: redis?.url, logger: createLogger('silent') });
+  const queue = new QueueService({
+    databaseUrl: EMBEDDED_URL(pgPort),
+    redisUrl: redis?.url,
+    logger: createLogger('silent'),
+  });
   try {
     const pid = gw.child.pid!;
     await waitReady(httpPort, pid);

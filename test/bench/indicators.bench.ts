@@ -31,7 +31,8 @@ import { freePort } from '../support/ports';
 import { ROOT } from '../support/process';
 import { postgresTicks, round } from './bench-support';
 
-const USAGE = 'usage: --sizes 10000,100000 [--replicate 1000000] [--seed 1] [--as-of 2026-10-31] [--runs 3] [--keep-data DIR] [--reuse]';
+const USAGE =
+  'usage: --sizes 10000,100000 [--replicate 1000000] [--seed 1] [--as-of 2026-10-31] [--runs 3] [--keep-data DIR] [--reuse]';
 
 interface SizeResult {
   patients: number;
@@ -100,15 +101,36 @@ async function main(): Promise<void> {
         onProgress: (p) => {
           if (Date.now() - lastReport > 30_000) {
             lastReport = Date.now();
-            process.stderr.write(`  ${patients}: ${p.people}/${p.peopleTotal} people, ${p.resources} resources, ${round(p.resources / (p.elapsedMs / 1000))}/s\n`);
+            process.stderr.write(
+              `  ${patients}: ${p.people}/${p.peopleTotal} people, ${p.resources} resources, ${round(p.resources / (p.elapsedMs / 1000))}/s\n`,
+            );
           }
         },
       }).load(generator);
       const loadSeconds = (Date.now() - started) / 1000;
       const reused = summary.status === 'already-loaded';
-      process.stderr.write(`${patients} patients: ${reused ? 'already loaded' : `${summary.resources} resources in ${round(loadSeconds)} s (${round(summary.perSecond)}/s)`}\n`);
+      process.stderr.write(
+        `${patients} patients: ${reused ? 'already loaded' : `${summary.resources} resources in ${round(loadSeconds)} s (${round(summary.perSecond)}/s)`}\n`,
+      );
       await pool.query('VACUUM ANALYZE');
-      results.push(await evaluateAll({ pool, repo, logger, dataDir, period, runs, cptsId: generator.cpts.id, patients, load: { seconds: round(loadSeconds), resources: summary.resources, perSecond: round(summary.perSecond), reused } }));
+      results.push(
+        await evaluateAll({
+          pool,
+          repo,
+          logger,
+          dataDir,
+          period,
+          runs,
+          cptsId: generator.cpts.id,
+          patients,
+          load: {
+            seconds: round(loadSeconds),
+            resources: summary.resources,
+            perSecond: round(summary.perSecond),
+            reused,
+          },
+        }),
+      );
       process.stdout.write(`${JSON.stringify(results[results.length - 1])}\n`);
       await pool.end();
     }
@@ -118,7 +140,8 @@ async function main(): Promise<void> {
       const dbName = `bench_ind_${base}_s${values.seed}_x${factor}`;
       const admin = new Pool({ connectionString: pg.url, max: 1 });
       const started = Date.now();
-      const kept = values.reuse && (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [dbName])).rowCount === 1;
+      const kept =
+        values.reuse && (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [dbName])).rowCount === 1;
       if (!kept) {
         await admin.query(`DROP DATABASE IF EXISTS ${dbName}`);
         await admin.query(`CREATE DATABASE ${dbName} TEMPLATE bench_ind_${base}_s${values.seed}`);
@@ -132,10 +155,25 @@ async function main(): Promise<void> {
       }
       await pool.query('VACUUM ANALYZE');
       const seconds = round((Date.now() - started) / 1000);
-      process.stderr.write(`${kept ? 'reused' : 'replicated'} the ${base}-patient projection x${factor} in ${seconds} s\n`);
+      process.stderr.write(
+        `${kept ? 'reused' : 'replicated'} the ${base}-patient projection x${factor} in ${seconds} s\n`,
+      );
       const repo = new FhirRepository(pool, new SearchParamRegistry(), new OrganizationAccessPolicy(), profiles);
       const cptsId = new TerritoryGenerator({ seed: Number(values.seed), patients: base, asOf }).cpts.id;
-      results.push(await evaluateAll({ pool, repo, logger, dataDir, period, runs, cptsId, patients: base * factor, replicatedFrom: base, load: { seconds, resources: 0, perSecond: 0, reused: !!kept } }));
+      results.push(
+        await evaluateAll({
+          pool,
+          repo,
+          logger,
+          dataDir,
+          period,
+          runs,
+          cptsId,
+          patients: base * factor,
+          replicatedFrom: base,
+          load: { seconds, resources: 0, perSecond: 0, reused: !!kept },
+        }),
+      );
       process.stdout.write(`${JSON.stringify(results[results.length - 1])}\n`);
       await pool.end();
     }
@@ -144,7 +182,10 @@ async function main(): Promise<void> {
   }
   printTable(results);
   const out = resolve(ROOT, 'test/bench/results', `indicators-${new Date().toISOString().slice(0, 10)}.json`);
-  writeFileSync(out, `${JSON.stringify({ date: new Date().toISOString(), period, seed: Number(values.seed), results }, null, 2)}\n`);
+  writeFileSync(
+    out,
+    `${JSON.stringify({ date: new Date().toISOString(), period, seed: Number(values.seed), results }, null, 2)}\n`,
+  );
   process.stdout.write(`results written to ${out}\n`);
 }
 
@@ -164,7 +205,14 @@ interface EvaluateAllInput {
 /** `runs` evaluations of the whole catalogue together, then each measure alone, with CPU and memory. */
 async function evaluateAll(input: EvaluateAllInput): Promise<SizeResult> {
   const { pool, repo, logger, dataDir, period, runs } = input;
-  const service = IndicatorsService.load(resolve(ROOT, 'fhir-profiles/measures'), pool, repo, new AuditLog(pool, logger), 10, logger);
+  const service = IndicatorsService.load(
+    resolve(ROOT, 'fhir-profiles/measures'),
+    pool,
+    repo,
+    new AuditLog(pool, logger),
+    10,
+    logger,
+  );
   const scope = { kind: 'cpts' as const, id: input.cptsId };
   const measures = service.measures();
   const runsMs: number[] = [];
@@ -203,7 +251,11 @@ async function evaluateAll(input: EvaluateAllInput): Promise<SizeResult> {
       perMeasureMs: Object.fromEntries(best!.results.map((r) => [r.measure.id, r.ms])),
     },
     alone,
-    memory: { gatewayRssMb: round(mem.rss / 1024 / 1024), gatewayHeapMb: round(mem.heapUsed / 1024 / 1024), postgresTempMb: round(tempMb) },
+    memory: {
+      gatewayRssMb: round(mem.rss / 1024 / 1024),
+      gatewayHeapMb: round(mem.heapUsed / 1024 / 1024),
+      postgresTempMb: round(tempMb),
+    },
     postgresCpuSeconds: round(pgCpu),
     scores: Object.fromEntries(best!.results.map((r) => [r.measure.id, ratio(r)])),
   };
@@ -238,7 +290,9 @@ function ratio(r: MeasureCounts): number | null {
 }
 
 async function tempBytes(pool: Pool): Promise<number> {
-  const r = await pool.query<{ b: string }>('SELECT temp_bytes::text AS b FROM pg_stat_database WHERE datname = current_database()');
+  const r = await pool.query<{ b: string }>(
+    'SELECT temp_bytes::text AS b FROM pg_stat_database WHERE datname = current_database()',
+  );
   return Number(r.rows[0]?.b ?? 0);
 }
 
@@ -250,8 +304,28 @@ function oneYearBefore(day: string): string {
 function printTable(results: SizeResult[]): void {
   const ids = Object.keys(results[0]?.catalogue.perMeasureMs ?? {});
   const rows = [
-    ['patients', 'persons', 'load /s', 'catalogue best ms', 'persons table ms', ...ids.map((i) => `${i} ms`), 'pg temp MB', 'gw RSS MB'],
-    ...results.map((r) => [r.replicatedFrom ? `${r.patients} (replicated)` : r.patients, r.persons, r.replicatedFrom ? '-' : r.load.reused ? 'reused' : r.load.perSecond, r.catalogue.bestMs, r.catalogue.personsMs, ...ids.map((i) => r.catalogue.perMeasureMs[i]), r.memory.postgresTempMb, r.memory.gatewayRssMb].map(String)),
+    [
+      'patients',
+      'persons',
+      'load /s',
+      'catalogue best ms',
+      'persons table ms',
+      ...ids.map((i) => `${i} ms`),
+      'pg temp MB',
+      'gw RSS MB',
+    ],
+    ...results.map((r) =>
+      [
+        r.replicatedFrom ? `${r.patients} (replicated)` : r.patients,
+        r.persons,
+        r.replicatedFrom ? '-' : r.load.reused ? 'reused' : r.load.perSecond,
+        r.catalogue.bestMs,
+        r.catalogue.personsMs,
+        ...ids.map((i) => r.catalogue.perMeasureMs[i]),
+        r.memory.postgresTempMb,
+        r.memory.gatewayRssMb,
+      ].map(String),
+    ),
   ];
   for (const row of rows) {
     process.stdout.write(`${row.join(' | ')}\n`);

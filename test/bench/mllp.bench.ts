@@ -17,10 +17,35 @@ import { Hl7Message } from '@medplum/core';
 import { Hl7Client } from '@medplum/hl7';
 import type { Encounter, Patient } from '@medplum/fhirtypes';
 import { freePort } from '../support/ports';
-import { TICK, alive, machineBusyTicks, percentile, pool, postgresTicks, postmasterPidOf, procTicks, round, sleep, tcpOpen } from './bench-support';
+import {
+  TICK,
+  alive,
+  machineBusyTicks,
+  percentile,
+  pool,
+  postgresTicks,
+  postmasterPidOf,
+  procTicks,
+  round,
+  sleep,
+  tcpOpen,
+} from './bench-support';
 import { GATEWAY_MAIN, ROOT, run } from '../support/process';
 import type { Proc } from '../support/process';
-import { FACILITY_OID, ackCode, ackControlId, adt, call, createOrganization, hl7Date, ledger, nir, registerSource, rpps, search } from '../support/hl7';
+import {
+  FACILITY_OID,
+  ackCode,
+  ackControlId,
+  adt,
+  call,
+  createOrganization,
+  hl7Date,
+  ledger,
+  nir,
+  registerSource,
+  rpps,
+  search,
+} from '../support/hl7';
 import type { AdtEvent, AdtOptions, GatewayLike, LedgerEntry, PatientOptions } from '../support/hl7';
 
 const APP = 'GAM';
@@ -34,7 +59,24 @@ const RUN = Date.now().toString(36).slice(-4).toUpperCase();
 // ---------------------------------------------------------------------------------------------
 // Workload: simulated hospital stays, each a short ordered sequence of ADT messages.
 
-const FAMILIES = ['MARTIN', 'BERNARD', 'DUBOIS', 'THOMAS', 'ROBERT', 'RICHARD', 'PETIT', 'DURAND', 'LEROY', 'MOREAU', 'LEFÈVRE', 'GIRARD', 'FAURÉ', 'BÉGAUDEAU', 'NGUYEN', 'MÜLLER'];
+const FAMILIES = [
+  'MARTIN',
+  'BERNARD',
+  'DUBOIS',
+  'THOMAS',
+  'ROBERT',
+  'RICHARD',
+  'PETIT',
+  'DURAND',
+  'LEROY',
+  'MOREAU',
+  'LEFÈVRE',
+  'GIRARD',
+  'FAURÉ',
+  'BÉGAUDEAU',
+  'NGUYEN',
+  'MÜLLER',
+];
 const GIVEN_F = ['HÉLÈNE', 'CLAIRE', 'EMMA', 'LÉA', 'CHLOÉ', 'INÈS', 'MARIE', 'ANAÏS', 'ZOÉ', 'JEANNE'];
 const GIVEN_M = ['LOUIS', 'JULES', 'HUGO', 'GABRIEL', 'RAPHAËL', 'NOÉ', 'ARTHUR', 'JÉRÔME', 'FRANÇOIS', 'PAUL'];
 const USED_NAMES = ['DUPONT', 'LAMBERT', 'FONTAINE', 'CHEVALIER', 'ROUSSEAU'];
@@ -46,7 +88,14 @@ const CITIES: Array<{ city: string; zip: string; dept: string; commune: string }
   { city: 'RENNES', zip: '35000', dept: '35', commune: '238' },
   { city: 'SAINT-ÉTIENNE', zip: '42000', dept: '42', commune: '218' },
 ];
-const STREETS = ['rue de la République', 'avenue Jean Jaurès', 'boulevard Gambetta', 'place de l’Église', 'chemin des Écoliers', 'rue Émile Zola'];
+const STREETS = [
+  'rue de la République',
+  'avenue Jean Jaurès',
+  'boulevard Gambetta',
+  'place de l’Église',
+  'chemin des Écoliers',
+  'rue Émile Zola',
+];
 const UFS = [
   { name: 'Cardiologie', code: '4012' },
   { name: 'Pneumologie', code: '4021' },
@@ -117,7 +166,14 @@ function makeStay(n: number): Stay {
   const day = 1 + Math.floor(r() * 28);
   const born = CITIES[n % CITIES.length];
   // (dept, commune, order) from n: unique INS for up to 10^6 stays per birth place, valid key.
-  const ins = nir(female ? '2' : '1', pad(year % 100, 2), pad(month, 2), born.dept, pad(Math.floor(n / 1000) % 1000, 3), pad(n % 1000, 3));
+  const ins = nir(
+    female ? '2' : '1',
+    pad(year % 100, 2),
+    pad(month, 2),
+    born.dept,
+    pad(Math.floor(n / 1000) % 1000, 3),
+    pad(n % 1000, 3),
+  );
   const home = pick(r, CITIES);
   const givens = female ? [pick(r, GIVEN_F), pick(r, GIVEN_F)] : [pick(r, GIVEN_M)];
   const patient: PatientOptions = {
@@ -167,7 +223,10 @@ function makeStay(n: number): Stay {
   }
   if (r() < 0.5) {
     at += (1 + Math.floor(r() * 48)) * 3600_000;
-    uf = pick(r, UFS.filter((u) => u !== uf));
+    uf = pick(
+      r,
+      UFS.filter((u) => u !== uf),
+    );
     const date = hl7Date(new Date(at));
     push('A02', {
       ...base(steps.length, new Date(at)),
@@ -201,7 +260,10 @@ class AckBook {
 
   record(stay: Stay, step: number, code: string | undefined): void {
     if (!this.events.has(stay.n)) {
-      this.events.set(stay.n, stay.steps.map((s) => s.event));
+      this.events.set(
+        stay.n,
+        stay.steps.map((s) => s.event),
+      );
       this.gps.set(stay.n, stay.gp);
     }
     this.sent.set(stay.n, Math.max(this.sent.get(stay.n) ?? 0, step + 1));
@@ -240,7 +302,9 @@ class AckBook {
   /** The encounter status the last AA'd movement of stay n implies. */
   expectedStatus(n: number): string | undefined {
     const events = this.events.get(n) ?? [];
-    const last = this.ackedSteps(n).filter((k) => MOVEMENT_EVENTS.has(events[k])).pop();
+    const last = this.ackedSteps(n)
+      .filter((k) => MOVEMENT_EVENTS.has(events[k]))
+      .pop();
     return last === undefined ? undefined : events[last] === 'A03' ? 'finished' : 'in-progress';
   }
 }
@@ -275,7 +339,10 @@ class Connection {
         f();
       };
       this.failPending = (err) => settle(() => fail(err));
-      this.client.sendAndWait(msg, { timeoutMs }).then((ack) => settle(() => done(ack)), (err: unknown) => settle(() => fail(err)));
+      this.client.sendAndWait(msg, { timeoutMs }).then(
+        (ack) => settle(() => done(ack)),
+        (err: unknown) => settle(() => fail(err)),
+      );
     });
   }
 
@@ -366,7 +433,9 @@ async function closedLoop(o: LoopOptions): Promise<LoopResult> {
             latencies[measured++] = ms;
             codes[code] = (codes[code] ?? 0) + 1;
             if (code !== 'AA' && errors.length < 10) {
-              errors.push(`${stay.steps[step].event} ${stay.steps[step].controlId}: ${code} ${ack.getSegment('ERR')?.toString() ?? ''}`);
+              errors.push(
+                `${stay.steps[step].event} ${stay.steps[step].controlId}: ${code} ${ack.getSegment('ERR')?.toString() ?? ''}`,
+              );
             }
             o.onOutcome({ stay, step, code, ackId: ack.getSegment('MSH')?.getField(10)?.toString(), ms });
           }
@@ -379,7 +448,14 @@ async function closedLoop(o: LoopOptions): Promise<LoopResult> {
   if (sent < o.budget && !o.tolerateLoss) {
     console.warn(`stopped after ${sent} of ${o.budget} messages: --max-seconds reached`);
   }
-  return { sent, seconds: Number(process.hrtime.bigint() - started) / 1e9, latencies: latencies.slice(0, measured), codes, interrupted, errors };
+  return {
+    sent,
+    seconds: Number(process.hrtime.bigint() - started) / 1e9,
+    latencies: latencies.slice(0, measured),
+    codes,
+    interrupted,
+    errors,
+  };
 }
 
 interface PhaseStats {
@@ -426,7 +502,7 @@ interface CpuShare {
 
 function cpuProbe(gatewayPid: number | undefined, dataDir: string): () => CpuShare {
   const t0 = Date.now();
-  const gw0 = gatewayPid ? procTicks(gatewayPid)?.ticks ?? 0 : 0;
+  const gw0 = gatewayPid ? (procTicks(gatewayPid)?.ticks ?? 0) : 0;
   const pg0 = postgresTicks(dataDir);
   const m0 = machineBusyTicks();
   const self0 = process.cpuUsage();
@@ -435,7 +511,7 @@ function cpuProbe(gatewayPid: number | undefined, dataDir: string): () => CpuSha
     const self = process.cpuUsage(self0);
     return {
       machineCores: round((machineBusyTicks() - m0) / TICK / s),
-      gatewayCores: round(((gatewayPid ? procTicks(gatewayPid)?.ticks ?? gw0 : 0) - gw0) / TICK / s),
+      gatewayCores: round(((gatewayPid ? (procTicks(gatewayPid)?.ticks ?? gw0) : 0) - gw0) / TICK / s),
       postgresCores: round((postgresTicks(dataDir) - pg0) / TICK / s),
       loadGeneratorCores: round((self.user + self.system) / 1e6 / s),
     };
@@ -458,9 +534,14 @@ async function waitReady(gw: GatewayProcess, timeoutMs: number, firstStart: bool
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (gw.proc.child.exitCode !== null || gw.proc.child.signalCode !== null) {
-      throw new Error(`gateway exited (${gw.proc.child.exitCode ?? gw.proc.child.signalCode}) before it was ready:\n${gw.proc.out().slice(-2000)}`);
+      throw new Error(
+        `gateway exited (${gw.proc.child.exitCode ?? gw.proc.child.signalCode}) before it was ready:\n${gw.proc.out().slice(-2000)}`,
+      );
     }
-    const ready = await fetch(`http://127.0.0.1:${gw.httpPort}/health/ready`).then((r) => r.status === 200, () => false);
+    const ready = await fetch(`http://127.0.0.1:${gw.httpPort}/health/ready`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
     if (ready && (await tcpOpen(gw.mllpPort)) && (!firstStart || existsSync(join(gw.dataDir, 'admin-client.json')))) {
       return;
     }
@@ -474,7 +555,6 @@ async function waitReady(gw: GatewayProcess, timeoutMs: number, firstStart: bool
 function startGateway(env: Record<string, string>): Proc {
   return run(GATEWAY_MAIN, env);
 }
-
 
 /** Stops the gateway (SIGTERM, then SIGKILL after 30 s) and the embedded postmaster a SIGKILL may have left behind. */
 async function stopAll(gw: GatewayProcess | undefined): Promise<void> {
@@ -511,10 +591,16 @@ function gatewayApi(baseUrl: string, dataDir: string): GatewayLike & { reset(): 
       if (token && Date.now() - token.at < 60_000) {
         return token.value;
       }
-      const creds = JSON.parse(readFileSync(join(dataDir, 'admin-client.json'), 'utf8')) as { client_id: string; client_secret: string };
+      const creds = JSON.parse(readFileSync(join(dataDir, 'admin-client.json'), 'utf8')) as {
+        client_id: string;
+        client_secret: string;
+      };
       const res = await fetch(`${baseUrl}/oauth2/token`, {
         method: 'POST',
-        headers: { authorization: `Basic ${Buffer.from(`${creds.client_id}:${creds.client_secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+        headers: {
+          authorization: `Basic ${Buffer.from(`${creds.client_id}:${creds.client_secret}`).toString('base64')}`,
+          'content-type': 'application/x-www-form-urlencoded',
+        },
         body: 'grant_type=client_credentials',
       });
       const body = (await res.json()) as { access_token?: string };
@@ -536,11 +622,22 @@ async function countOf(api: GatewayLike, type: string): Promise<number> {
 }
 
 /** The ledger rows of `source` newer than `afterId`, every page (bounded), newest first. */
-async function ledgerSince(api: GatewayLike, source: string, afterId: number, status?: string, maxRows = 2_000_000): Promise<LedgerEntry[]> {
+async function ledgerSince(
+  api: GatewayLike,
+  source: string,
+  afterId: number,
+  status?: string,
+  maxRows = 2_000_000,
+): Promise<LedgerEntry[]> {
   const rows: LedgerEntry[] = [];
   let before: string | undefined;
   for (let page = 0; page < Math.ceil(maxRows / 1000) + 1; page++) {
-    const batch = await ledger(api, { source, _count: '1000', ...(status ? { status } : {}), ...(before ? { before } : {}) });
+    const batch = await ledger(api, {
+      source,
+      _count: '1000',
+      ...(status ? { status } : {}),
+      ...(before ? { before } : {}),
+    });
     const fresh = batch.filter((r) => Number(r.id) > afterId);
     rows.push(...fresh);
     if (batch.length < 1000 || fresh.length < batch.length) {
@@ -566,8 +663,20 @@ interface StayCheck {
 }
 
 /** Each stay's Patient (by IPP) and Encounter (by visit number) exist exactly once, in the status its AA'd messages imply. */
-async function checkStays(api: GatewayLike, book: AckBook, stays: number[], finalStatus?: (n: number) => string | undefined): Promise<StayCheck> {
-  const out: StayCheck = { patientsMissing: 0, patientDuplicates: 0, encountersMissing: 0, encounterDuplicates: 0, wrongStatus: 0, problems: [] };
+async function checkStays(
+  api: GatewayLike,
+  book: AckBook,
+  stays: number[],
+  finalStatus?: (n: number) => string | undefined,
+): Promise<StayCheck> {
+  const out: StayCheck = {
+    patientsMissing: 0,
+    patientDuplicates: 0,
+    encountersMissing: 0,
+    encounterDuplicates: 0,
+    wrongStatus: 0,
+    problems: [],
+  };
   const note = (s: string): void => {
     if (out.problems.length < 20) {
       out.problems.push(s);
@@ -628,11 +737,22 @@ async function main(): Promise<boolean> {
   const messages = Number(values.messages);
   const warmup = Number(values.warmup);
   const connections = Number(values.connections);
-  const sizes = values.sizes ? values.sizes.split(',').map((s) => Number(s.trim())).sort((a, b) => a - b) : [];
+  const sizes = values.sizes
+    ? values.sizes
+        .split(',')
+        .map((s) => Number(s.trim()))
+        .sort((a, b) => a - b)
+    : [];
   const crashAfterMs = Number(values['crash-after']) * 1000;
   const maxMs = Number(values['max-seconds']) * 1000;
-  if (![messages, warmup, connections, crashAfterMs, maxMs, ...sizes].every((v) => Number.isFinite(v) && v >= 0) || connections < 1 || messages < 1) {
-    throw new Error('usage: --messages N [--warmup N] [--connections N] [--sizes 0,20000,100000] [--crash-after S] [--max-seconds S] [--keep-data] [--skip-crash]');
+  if (
+    ![messages, warmup, connections, crashAfterMs, maxMs, ...sizes].every((v) => Number.isFinite(v) && v >= 0) ||
+    connections < 1 ||
+    messages < 1
+  ) {
+    throw new Error(
+      'usage: --messages N [--warmup N] [--connections N] [--sizes 0,20000,100000] [--crash-after S] [--max-seconds S] [--keep-data] [--skip-crash]',
+    );
   }
 
   const dataDir = mkdtempSync(join(tmpdir(), 'gw-bench-mllp-'));
@@ -651,7 +771,15 @@ async function main(): Promise<boolean> {
   const results: Record<string, unknown> = {
     date: new Date().toISOString(),
     machine: '2 cores, embedded PostgreSQL 18 (gateway + database + load generator on the same machine)',
-    settings: { messages, warmup, connections, sizes, crashAfterSeconds: crashAfterMs / 1000, logLevel: 'warn', transport: 'MLLP, one message in flight per connection (closed loop)' },
+    settings: {
+      messages,
+      warmup,
+      connections,
+      sizes,
+      crashAfterSeconds: crashAfterMs / 1000,
+      logLevel: 'warn',
+      transport: 'MLLP, one message in flight per connection (closed loop)',
+    },
   };
   const book = new AckBook();
   let nextStay = 0;
@@ -666,9 +794,23 @@ async function main(): Promise<boolean> {
 
     // The hospital and its source, registered as an operator would (auto-registration works too).
     const org = await createOrganization(api, 'CHU Bench', undefined);
-    const sourceId = await registerSource(api, { sendingApplication: APP, sendingFacility: FACILITY, organization: `Organization/${org}`, name: 'CHU Bench (benchmark)' });
+    const sourceId = await registerSource(api, {
+      sendingApplication: APP,
+      sendingFacility: FACILITY,
+      organization: `Organization/${org}`,
+      name: 'CHU Bench (benchmark)',
+    });
     const loop = (budget: number, tolerateLoss = false, timeoutMs = 30_000, ms = maxMs): Promise<LoopResult> =>
-      closedLoop({ port: mllpPort, connections, budget, maxMs: ms, nextStay: takeStay, timeoutMs, tolerateLoss, onOutcome: record });
+      closedLoop({
+        port: mllpPort,
+        connections,
+        budget,
+        maxMs: ms,
+        nextStay: takeStay,
+        timeoutMs,
+        tolerateLoss,
+        onOutcome: record,
+      });
 
     // 1. Warm-up (JIT, caches, connection pools), then the sustained phase(s).
     if (warmup > 0) {
@@ -688,7 +830,12 @@ async function main(): Promise<boolean> {
       const before = book.expected().messagesAcked;
       const probe = cpuProbe(gw.proc.child.pid, dataDir);
       const r = await loop(messages);
-      const s = { storeMessagesBefore: before, ...(fill ? { fill } : {}), ...phaseStats(r, probe()), ...(r.errors.length > 0 ? { nonAAExamples: r.errors } : {}) };
+      const s = {
+        storeMessagesBefore: before,
+        ...(fill ? { fill } : {}),
+        ...phaseStats(r, probe()),
+        ...(r.errors.length > 0 ? { nonAAExamples: r.errors } : {}),
+      };
       sustained.push(s);
       console.log(`sustained, ${connections} connections, store of ${before} messages:`, s);
     }
@@ -705,7 +852,11 @@ async function main(): Promise<boolean> {
         }
       }
     }
-    const counts = { patients: await countOf(api, 'Patient'), encounters: await countOf(api, 'Encounter'), practitioners: await countOf(api, 'Practitioner') };
+    const counts = {
+      patients: await countOf(api, 'Patient'),
+      encounters: await countOf(api, 'Encounter'),
+      practitioners: await countOf(api, 'Practitioner'),
+    };
     const ackedStays = [...book.acked.keys()];
     const sample = ackedStays.filter((_, i) => i % Math.max(1, Math.floor(ackedStays.length / 200)) === 0);
     const sampleCheck = await checkStays(api, book, sample);
@@ -718,8 +869,17 @@ async function main(): Promise<boolean> {
       practitioners: { expected: expected.practitioners, found: counts.practitioners },
       sampledStays: sample.length,
       sampleCheck,
-      ok: notInLedger === 0 && counts.patients === expected.patients && counts.encounters === expected.encounters && counts.practitioners === expected.practitioners
-        && sampleCheck.patientsMissing + sampleCheck.patientDuplicates + sampleCheck.encountersMissing + sampleCheck.encounterDuplicates + sampleCheck.wrongStatus === 0,
+      ok:
+        notInLedger === 0 &&
+        counts.patients === expected.patients &&
+        counts.encounters === expected.encounters &&
+        counts.practitioners === expected.practitioners &&
+        sampleCheck.patientsMissing +
+          sampleCheck.patientDuplicates +
+          sampleCheck.encountersMissing +
+          sampleCheck.encounterDuplicates +
+          sampleCheck.wrongStatus ===
+          0,
     };
     console.log('zero loss:', results.zeroLoss);
 
@@ -738,13 +898,26 @@ async function main(): Promise<boolean> {
         killedAt = process.hrtime.bigint();
         killedGw.proc.child.kill('SIGKILL');
       }, crashAfterMs);
-      const crash = await closedLoop({ port: mllpPort, connections, budget: 1_000_000, maxMs: crashAfterMs + 60_000, nextStay: takeStay, timeoutMs: 20_000, tolerateLoss: true, onOutcome: onCrashOutcome });
+      const crash = await closedLoop({
+        port: mllpPort,
+        connections,
+        budget: 1_000_000,
+        maxMs: crashAfterMs + 60_000,
+        nextStay: takeStay,
+        timeoutMs: 20_000,
+        tolerateLoss: true,
+        onOutcome: onCrashOutcome,
+      });
       clearTimeout(killer);
       await killedGw.proc.exited;
-      const crashStays = Array.from({ length: nextStay - crashStaysFrom }, (_, i) => crashStaysFrom + i).filter((n) => book.sent.has(n));
+      const crashStays = Array.from({ length: nextStay - crashStaysFrom }, (_, i) => crashStaysFrom + i).filter((n) =>
+        book.sent.has(n),
+      );
       const ackedBeforeKill = [...crashOutcomes.values()].filter((o) => o.code === 'AA');
       const notAcked = [...crashOutcomes.values()].filter((o) => o.code !== 'AA');
-      console.log(`crash: ${crash.sent} sent in ${round(crash.seconds)} s, ${ackedBeforeKill.length} AA, ${notAcked.length} without ACK; gateway SIGKILLed`);
+      console.log(
+        `crash: ${crash.sent} sent in ${round(crash.seconds)} s, ${ackedBeforeKill.length} AA, ${notAcked.length} without ACK; gateway SIGKILLed`,
+      );
 
       // Restart on the same data directory (stops the orphaned postmaster, recovers the database).
       gw = { proc: startGateway(env), env, httpPort, mllpPort, dataDir };
@@ -756,10 +929,20 @@ async function main(): Promise<boolean> {
       // Every ACKed message is in the ledger (processed) and its resources in the store.
       const crashLedger = await ledgerSince(api, sourceId, crashMarker, 'processed');
       const crashProcessed = new Set(crashLedger.map((r) => r.controlId));
-      const ackedMissingFromLedger = ackedBeforeKill.filter((o) => !crashProcessed.has(o.stay.steps[o.step].controlId)).map((o) => o.stay.steps[o.step].controlId);
+      const ackedMissingFromLedger = ackedBeforeKill
+        .filter((o) => !crashProcessed.has(o.stay.steps[o.step].controlId))
+        .map((o) => o.stay.steps[o.step].controlId);
       const committedUnacked = notAcked.filter((o) => crashProcessed.has(o.stay.steps[o.step].controlId)).length;
-      const afterRestart = await checkStays(api, book, crashStays.filter((n) => book.acked.has(n)));
-      console.log('after restart, before resend:', { ackedMissingFromLedger: ackedMissingFromLedger.length, committedButNotAcked: committedUnacked, ...afterRestart });
+      const afterRestart = await checkStays(
+        api,
+        book,
+        crashStays.filter((n) => book.acked.has(n)),
+      );
+      console.log('after restart, before resend:', {
+        ackedMissingFromLedger: ackedMissingFromLedger.length,
+        committedButNotAcked: committedUnacked,
+        ...afterRestart,
+      });
 
       // Resend: each interrupted stay from its un-ACKed message (same MSH-10) to its end, as a sender
       // resumes its queue; plus a few ACKed messages, which must come back with their original ACK.
@@ -783,22 +966,33 @@ async function main(): Promise<boolean> {
           await conn.close();
         }
       });
-      const ackedSample = ackedBeforeKill.filter((_, i) => i % Math.max(1, Math.floor(ackedBeforeKill.length / 10)) === 0).slice(0, 10);
+      const ackedSample = ackedBeforeKill
+        .filter((_, i) => i % Math.max(1, Math.floor(ackedBeforeKill.length / 10)) === 0)
+        .slice(0, 10);
       const replayConn = new Connection(mllpPort);
       try {
         for (const o of ackedSample) {
           const ack = await replayConn.send(Hl7Message.parse(o.stay.steps[o.step].er7), 30_000);
-          resent.push({ controlId: o.stay.steps[o.step].controlId, wasAcked: true, code: ackCode(ack), sameAck: ack.getSegment('MSH')?.getField(10)?.toString() === o.ackId });
+          resent.push({
+            controlId: o.stay.steps[o.step].controlId,
+            wasAcked: true,
+            code: ackCode(ack),
+            sameAck: ack.getSegment('MSH')?.getField(10)?.toString() === o.ackId,
+          });
         }
       } finally {
         await replayConn.close();
       }
-      const resendLedger = new Map((await ledgerSince(api, sourceId, resendMarker)).map((r) => [r.controlId, r.status]));
+      const resendLedger = new Map(
+        (await ledgerSince(api, sourceId, resendMarker)).map((r) => [r.controlId, r.status]),
+      );
       const unackedResent = resent.filter((r) => !r.wasAcked);
       const ackedResent = resent.filter((r) => r.wasAcked);
 
       // Final state of every stay of the crash phase: all were completed, so every one is discharged.
-      const finalCheck = await checkStays(api, book, crashStays, (n) => (book.sent.get(n) === makeStay(n).steps.length ? 'finished' : book.expectedStatus(n)));
+      const finalCheck = await checkStays(api, book, crashStays, (n) =>
+        book.sent.get(n) === makeStay(n).steps.length ? 'finished' : book.expectedStatus(n),
+      );
       const finalExpected = book.expected();
       const finalCounts = { patients: await countOf(api, 'Patient'), encounters: await countOf(api, 'Encounter') };
       const crashResult = {
@@ -811,21 +1005,40 @@ async function main(): Promise<boolean> {
         ackedMissingFromLedger: ackedMissingFromLedger.length,
         afterRestart,
         unackedResent: unackedResent.length,
-        unackedResentAnswers: countBy(unackedResent.map((r) => `${r.code ?? 'none'}/${resendLedger.get(r.controlId) ?? 'not in ledger'}`)),
+        unackedResentAnswers: countBy(
+          unackedResent.map((r) => `${r.code ?? 'none'}/${resendLedger.get(r.controlId) ?? 'not in ledger'}`),
+        ),
         restOfInterruptedStaysSent: resumed.length,
         restOfInterruptedStaysAA: resumed.filter((o) => o.code === 'AA').length,
         ackedResent: ackedResent.length,
-        ackedResentSameAck: ackedResent.filter((r) => r.code === 'AA' && r.sameAck && resendLedger.get(r.controlId) === 'duplicate').length,
+        ackedResentSameAck: ackedResent.filter(
+          (r) => r.code === 'AA' && r.sameAck && resendLedger.get(r.controlId) === 'duplicate',
+        ).length,
         finalCheck,
         patients: { expected: finalExpected.patients, found: finalCounts.patients },
         encounters: { expected: finalExpected.encounters, found: finalCounts.encounters },
-        duplicates: finalCheck.patientDuplicates + finalCheck.encounterDuplicates + afterRestart.patientDuplicates + afterRestart.encounterDuplicates,
-        missing: ackedMissingFromLedger.length + afterRestart.patientsMissing + afterRestart.encountersMissing + finalCheck.patientsMissing + finalCheck.encountersMissing,
+        duplicates:
+          finalCheck.patientDuplicates +
+          finalCheck.encounterDuplicates +
+          afterRestart.patientDuplicates +
+          afterRestart.encounterDuplicates,
+        missing:
+          ackedMissingFromLedger.length +
+          afterRestart.patientsMissing +
+          afterRestart.encountersMissing +
+          finalCheck.patientsMissing +
+          finalCheck.encountersMissing,
         ok: false,
       };
-      crashResult.ok = crashResult.duplicates === 0 && crashResult.missing === 0 && afterRestart.wrongStatus === 0 && finalCheck.wrongStatus === 0
-        && crashResult.ackedResentSameAck === ackedResent.length && unackedResent.every((r) => r.code === 'AA')
-        && finalCounts.patients === finalExpected.patients && finalCounts.encounters === finalExpected.encounters;
+      crashResult.ok =
+        crashResult.duplicates === 0 &&
+        crashResult.missing === 0 &&
+        afterRestart.wrongStatus === 0 &&
+        finalCheck.wrongStatus === 0 &&
+        crashResult.ackedResentSameAck === ackedResent.length &&
+        unackedResent.every((r) => r.code === 'AA') &&
+        finalCounts.patients === finalExpected.patients &&
+        finalCounts.encounters === finalExpected.encounters;
       results.crash = crashResult;
       console.log('crash phase:', JSON.stringify(crashResult, null, 2));
     }
@@ -871,18 +1084,34 @@ function printSummary(results: Record<string, unknown>): void {
       `≥ 1 000 /s, p99 ≤ 50 ms: ${met}`,
     ]);
     if (s.cpu) {
-      rows.push(['  cores used', `machine ${s.cpu.machineCores}, gateway ${s.cpu.gatewayCores}, PostgreSQL ${s.cpu.postgresCores}, load generator ${s.cpu.loadGeneratorCores}`, '']);
+      rows.push([
+        '  cores used',
+        `machine ${s.cpu.machineCores}, gateway ${s.cpu.gatewayCores}, PostgreSQL ${s.cpu.postgresCores}, load generator ${s.cpu.loadGeneratorCores}`,
+        '',
+      ]);
     }
   }
-  rows.push(['zero loss (ledger + counts)', `${zero.messagesAcked} AA, ${zero.ackedNotInLedger} not in ledger`, zero.ok ? 'ok' : 'FAILED']);
+  rows.push([
+    'zero loss (ledger + counts)',
+    `${zero.messagesAcked} AA, ${zero.ackedNotInLedger} not in ledger`,
+    zero.ok ? 'ok' : 'FAILED',
+  ]);
   if (!crash) {
     rows.push(['crash phase', 'skipped (--skip-crash)', '']);
   } else {
-    rows.push(['crash: sent / AA before kill / no ACK', `${crash.sent} / ${crash.ackedBeforeKill} / ${crash.notAcked} (committed but not ACKed: ${crash.notAckedButCommitted})`, '']);
+    rows.push([
+      'crash: sent / AA before kill / no ACK',
+      `${crash.sent} / ${crash.ackedBeforeKill} / ${crash.notAcked} (committed but not ACKed: ${crash.notAckedButCommitted})`,
+      '',
+    ]);
     rows.push(['crash: restart to ready', `${crash.recoverySeconds} s after the kill`, '']);
     rows.push(['crash: un-ACKed resent', `${crash.unackedResent} ${JSON.stringify(crash.unackedResentAnswers)}`, '']);
     rows.push(['crash: ACKed resent → original ACK', `${crash.ackedResentSameAck} / ${crash.ackedResent}`, '']);
-    rows.push(['crash: duplicates / missing', `${crash.duplicates} / ${crash.missing}`, crash.ok ? '0 / 0: ok' : 'FAILED']);
+    rows.push([
+      'crash: duplicates / missing',
+      `${crash.duplicates} / ${crash.missing}`,
+      crash.ok ? '0 / 0: ok' : 'FAILED',
+    ]);
   }
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
   console.log('');

@@ -17,9 +17,11 @@ interface HttpResult<T = Record<string, unknown>> {
   headers: Headers;
 }
 
-
 /** One HTTP call; the body is parsed when it is JSON. */
-async function call<T = Record<string, unknown>>(url: string, init: RequestInit & { token?: string } = {}): Promise<HttpResult<T>> {
+async function call<T = Record<string, unknown>>(
+  url: string,
+  init: RequestInit & { token?: string } = {},
+): Promise<HttpResult<T>> {
   const headers = new Headers(init.headers);
   if (init.token) {
     headers.set('authorization', `Bearer ${init.token}`);
@@ -58,7 +60,10 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
 
   describe('token endpoint with a shared secret', () => {
     it('issues an ES256 access token by client_secret_basic', async () => {
-      const res = await tokenRequest({ grant_type: 'client_credentials' }, basic(gw.admin.clientId, gw.admin.clientSecret));
+      const res = await tokenRequest(
+        { grant_type: 'client_credentials' },
+        basic(gw.admin.clientId, gw.admin.clientSecret),
+      );
       expect(res.status).toBe(200);
       expect(res.headers.get('cache-control')).toBe('no-store');
       expect(res.body).toMatchObject({ token_type: 'bearer', scope: 'system/*.cruds' });
@@ -75,13 +80,20 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
     });
 
     it('issues a token by client_secret_post', async () => {
-      const res = await tokenRequest({ grant_type: 'client_credentials', client_id: gw.admin.clientId, client_secret: gw.admin.clientSecret });
+      const res = await tokenRequest({
+        grant_type: 'client_credentials',
+        client_id: gw.admin.clientId,
+        client_secret: gw.admin.clientSecret,
+      });
       expect(res.status).toBe(200);
       expect(res.body.access_token).toEqual(expect.any(String));
     });
 
     it('refuses a wrong secret, an unknown client and a missing authentication with 401 invalid_client', async () => {
-      const wrong = await tokenRequest({ grant_type: 'client_credentials' }, basic(gw.admin.clientId, 'not-the-secret'));
+      const wrong = await tokenRequest(
+        { grant_type: 'client_credentials' },
+        basic(gw.admin.clientId, 'not-the-secret'),
+      );
       expect(wrong.status).toBe(401);
       expect(wrong.body.error).toBe('invalid_client');
       expect(wrong.body.access_token).toBeUndefined();
@@ -97,13 +109,19 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
       const badEscape = await tokenRequest({ grant_type: 'client_credentials' }, basic(gw.admin.clientId, '%E0%A4%A'));
       expect(badEscape.status).toBe(401);
       expect(badEscape.body.error).toBe('invalid_client');
-      const noColon = await tokenRequest({ grant_type: 'client_credentials' }, `Basic ${Buffer.from(gw.admin.clientId).toString('base64')}`);
+      const noColon = await tokenRequest(
+        { grant_type: 'client_credentials' },
+        `Basic ${Buffer.from(gw.admin.clientId).toString('base64')}`,
+      );
       expect(noColon.status).toBe(401);
       expect(noColon.body.error).toBe('invalid_client');
     });
 
     it('sends a Basic challenge with a 401 to a client that authenticated with HTTP Basic', async () => {
-      const wrong = await tokenRequest({ grant_type: 'client_credentials' }, basic(gw.admin.clientId, 'not-the-secret'));
+      const wrong = await tokenRequest(
+        { grant_type: 'client_credentials' },
+        basic(gw.admin.clientId, 'not-the-secret'),
+      );
       expect(wrong.headers.get('www-authenticate')).toMatch(/^Basic /);
       expect(wrong.headers.get('cache-control')).toBe('no-store');
     });
@@ -115,7 +133,11 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
         body: JSON.stringify({ grant_type: 'client_credentials', scope: ['system/*.rs'] }),
       });
       expect(res.status).toBe(200);
-      const numeric = await call(tokenUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ grant_type: 'client_credentials', client_id: 42, client_secret: 7 }) });
+      const numeric = await call(tokenUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ grant_type: 'client_credentials', client_id: 42, client_secret: 7 }),
+      });
       expect(numeric.status).toBe(401);
       expect(numeric.body.error).toBe('invalid_client');
     });
@@ -129,7 +151,10 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
     });
 
     it('refuses another grant type with 400 unsupported_grant_type', async () => {
-      const res = await tokenRequest({ grant_type: 'password', username: 'x', password: 'y' }, basic(gw.admin.clientId, gw.admin.clientSecret));
+      const res = await tokenRequest(
+        { grant_type: 'password', username: 'x', password: 'y' },
+        basic(gw.admin.clientId, gw.admin.clientSecret),
+      );
       expect(res.status).toBe(400);
       expect(res.body.error).toBe('unsupported_grant_type');
       const missing = await tokenRequest({}, basic(gw.admin.clientId, gw.admin.clientSecret));
@@ -143,7 +168,9 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
     let privateKey: CryptoKey;
     const kid = 'backend-key-1';
 
-    const assertion = (opts: { aud?: string; exp?: number; jti?: string; key?: CryptoKey; alg?: string; iss?: string } = {}): Promise<string> => {
+    const assertion = (
+      opts: { aud?: string; exp?: number; jti?: string; key?: CryptoKey; alg?: string; iss?: string } = {},
+    ): Promise<string> => {
       const now = Math.floor(Date.now() / 1000);
       return new SignJWT({})
         .setProtectedHeader({ alg: opts.alg ?? 'RS384', kid, typ: 'JWT' })
@@ -156,7 +183,12 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
         .sign(opts.key ?? privateKey);
     };
     const withAssertion = (jwt: string, extra: Record<string, string> = {}): Promise<HttpResult> =>
-      tokenRequest({ grant_type: 'client_credentials', client_assertion_type: CLIENT_ASSERTION_TYPE, client_assertion: jwt, ...extra });
+      tokenRequest({
+        grant_type: 'client_credentials',
+        client_assertion_type: CLIENT_ASSERTION_TYPE,
+        client_assertion: jwt,
+        ...extra,
+      });
 
     beforeAll(async () => {
       const pair = await generateKeyPair('RS384', { extractable: true });
@@ -178,7 +210,11 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
       expect(res.body.scope).toBe('system/Patient.cruds');
       const token = String(res.body.access_token);
       expect(decodeJwt(token).sub).toBe(clientId);
-      const created = await call<Patient>(`${gw.fhirUrl}/Patient`, { method: 'POST', token, body: JSON.stringify(patient('280027511251110')) });
+      const created = await call<Patient>(`${gw.fhirUrl}/Patient`, {
+        method: 'POST',
+        token,
+        body: JSON.stringify(patient('280027511251110')),
+      });
       expect(created.status).toBe(201);
       expect(created.body.meta?.tag).toContainEqual({ system: OWNER_TAG_SYSTEM, code: 'Organization/msp-jwt' });
       const read = await call<Patient>(`${gw.fhirUrl}/Patient/${created.body.id}`, { token });
@@ -279,8 +315,12 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
           .setProtectedHeader({ alg: 'RS384', kid, typ: 'JWT' })
           .sign(privateKey);
       expect((await withAssertion(await signed({ iat: now, exp: now + 300.999 }))).status).toBe(200);
-      expect((await withAssertion(await signed({ iat: Math.floor(now) + 5, exp: Math.floor(now) + 305 }))).status).toBe(200);
-      expect((await withAssertion(await signed({ iat: Math.floor(now) - 40, exp: Math.floor(now) - 30 }))).status).toBe(200);
+      expect((await withAssertion(await signed({ iat: Math.floor(now) + 5, exp: Math.floor(now) + 305 }))).status).toBe(
+        200,
+      );
+      expect((await withAssertion(await signed({ iat: Math.floor(now) - 40, exp: Math.floor(now) - 30 }))).status).toBe(
+        200,
+      );
       expect((await withAssertion(await signed({ exp: Math.floor(now) + 359 }))).status).toBe(200);
       expect((await withAssertion(await signed({ exp: Math.floor(now) + 400 }))).status).toBe(401);
     });
@@ -292,7 +332,11 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
       const garbage = await withAssertion('not-a-jwt');
       expect(garbage.status).toBe(400);
       expect(garbage.body.error).toBe('invalid_request');
-      const badType = await tokenRequest({ grant_type: 'client_credentials', client_assertion_type: 'urn:other', client_assertion: await assertion() });
+      const badType = await tokenRequest({
+        grant_type: 'client_credentials',
+        client_assertion_type: 'urn:other',
+        client_assertion: await assertion(),
+      });
       expect(badType.status).toBe(400);
     });
 
@@ -311,13 +355,20 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
     });
 
     it('issues a narrower scope on request; a .rs token may search but not create', async () => {
-      const res = await tokenRequest({ grant_type: 'client_credentials', scope: 'system/Patient.rs' }, basic(client.clientId, client.secret));
+      const res = await tokenRequest(
+        { grant_type: 'client_credentials', scope: 'system/Patient.rs' },
+        basic(client.clientId, client.secret),
+      );
       expect(res.status).toBe(200);
       expect(res.body.scope).toBe('system/Patient.rs');
       const token = String(res.body.access_token);
       expect(decodeJwt(token).scope).toBe('system/Patient.rs');
       expect((await call(`${gw.fhirUrl}/Patient`, { token })).status).toBe(200);
-      const create = await call<OperationOutcome>(`${gw.fhirUrl}/Patient`, { method: 'POST', token, body: JSON.stringify(patient('180027511252249')) });
+      const create = await call<OperationOutcome>(`${gw.fhirUrl}/Patient`, {
+        method: 'POST',
+        token,
+        body: JSON.stringify(patient('180027511252249')),
+      });
       expect(create.status).toBe(403);
       expect(create.body.resourceType).toBe('OperationOutcome');
       expect(create.body.issue[0].code).toBe('forbidden');
@@ -325,16 +376,22 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
       expect(otherType.status).toBe(403);
     });
 
-    it('refuses a scope beyond the client\'s with 400 invalid_scope', async () => {
+    it("refuses a scope beyond the client's with 400 invalid_scope", async () => {
       const narrow = await gw.clientOf('msp-narrow', ['system/Patient.rs']);
       for (const scope of ['system/Patient.cruds', 'system/*.rs', 'system/Observation.rs', 'patient/Patient.rs']) {
-        const res = await tokenRequest({ grant_type: 'client_credentials', scope }, basic(narrow.clientId, narrow.secret));
+        const res = await tokenRequest(
+          { grant_type: 'client_credentials', scope },
+          basic(narrow.clientId, narrow.secret),
+        );
         expect([scope, res.status, res.body.error]).toEqual([scope, 400, 'invalid_scope']);
       }
     });
 
     it('answers a scope that only looks like an action name with 400 invalid_scope, not a server error', async () => {
-      const res = await tokenRequest({ grant_type: 'client_credentials', scope: 'system/Patient.constructor' }, basic(client.clientId, client.secret));
+      const res = await tokenRequest(
+        { grant_type: 'client_credentials', scope: 'system/Patient.constructor' },
+        basic(client.clientId, client.secret),
+      );
       expect(res.status).toBe(400);
       expect(res.body.error).toBe('invalid_scope');
     });
@@ -346,7 +403,9 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
       expect(res.status).toBe(401);
       expect(res.body.resourceType).toBe('OperationOutcome');
       expect(res.headers.get('www-authenticate')).toMatch(/^Bearer /);
-      const basicInstead = await call(`${gw.fhirUrl}/Patient`, { headers: { authorization: basic(gw.admin.clientId, gw.admin.clientSecret) } });
+      const basicInstead = await call(`${gw.fhirUrl}/Patient`, {
+        headers: { authorization: basic(gw.admin.clientId, gw.admin.clientSecret) },
+      });
       expect(basicInstead.status).toBe(401);
     });
 
@@ -362,7 +421,12 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
       const claims = JSON.parse(Buffer.from(p, 'base64url').toString('utf8')) as Record<string, unknown>;
       const forgedPayload = Buffer.from(JSON.stringify({ ...claims, org: 'Organization/msp-a' })).toString('base64url');
       const flippedSig = `${s.slice(0, -2)}${s.endsWith('AA') ? 'BB' : 'AA'}`;
-      for (const bad of [`${h}.${forgedPayload}.${s}`, `${h}.${p}.${flippedSig}`, 'not.a.token', `${Buffer.from('{"alg":"none"}').toString('base64url')}.${p}.`]) {
+      for (const bad of [
+        `${h}.${forgedPayload}.${s}`,
+        `${h}.${p}.${flippedSig}`,
+        'not.a.token',
+        `${Buffer.from('{"alg":"none"}').toString('base64url')}.${p}.`,
+      ]) {
         const res = await call<OperationOutcome>(`${gw.fhirUrl}/Patient`, { token: bad });
         expect(res.status).toBe(401);
         expect(res.body.resourceType).toBe('OperationOutcome');
@@ -385,9 +449,17 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
 
     it('refuses an expired token', async () => {
       // Same signing key (loaded from the database), negative lifetime: a genuine, expired token.
-      const expiring = new TokenService(gw.core.db.pool, gw.core.clients, { issuer: gw.baseUrl, tokenEndpoint: tokenUrl, ttlSeconds: -60 });
+      const expiring = new TokenService(gw.core.db.pool, gw.core.clients, {
+        issuer: gw.baseUrl,
+        tokenEndpoint: tokenUrl,
+        ttlSeconds: -60,
+      });
       await expiring.init();
-      const { access_token } = await expiring.issue({ grant_type: 'client_credentials', client_id: gw.admin.clientId, client_secret: gw.admin.clientSecret });
+      const { access_token } = await expiring.issue({
+        grant_type: 'client_credentials',
+        client_id: gw.admin.clientId,
+        client_secret: gw.admin.clientSecret,
+      });
       const res = await call<OperationOutcome>(`${gw.fhirUrl}/Patient`, { token: access_token });
       expect(res.status).toBe(401);
       expect(res.body.issue[0].code).toBe('expired');
@@ -448,7 +520,11 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
       a = await gw.clientOf('msp-a', ['system/*.cruds']);
       b = await gw.clientOf('msp-b', ['system/*.cruds']);
       admin = await gw.token();
-      const res = await call<Patient>(`${gw.fhirUrl}/Patient`, { method: 'POST', token: a.token, body: JSON.stringify(patient(nir, 'Lefebvre')) });
+      const res = await call<Patient>(`${gw.fhirUrl}/Patient`, {
+        method: 'POST',
+        token: a.token,
+        body: JSON.stringify(patient(nir, 'Lefebvre')),
+      });
       expect(res.status).toBe(201);
       created = res.body;
     });
@@ -459,10 +535,19 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
     });
 
     it('does not let another organization claim ownership through meta.tag', async () => {
-      const body = { ...patient('180027511253338'), meta: { tag: [{ system: OWNER_TAG_SYSTEM, code: 'Organization/msp-a' }] } };
-      const res = await call<Patient>(`${gw.fhirUrl}/Patient`, { method: 'POST', token: b.token, body: JSON.stringify(body) });
+      const body = {
+        ...patient('180027511253338'),
+        meta: { tag: [{ system: OWNER_TAG_SYSTEM, code: 'Organization/msp-a' }] },
+      };
+      const res = await call<Patient>(`${gw.fhirUrl}/Patient`, {
+        method: 'POST',
+        token: b.token,
+        body: JSON.stringify(body),
+      });
       expect(res.status).toBe(201);
-      expect(res.body.meta?.tag?.filter((t) => t.system === OWNER_TAG_SYSTEM)).toEqual([{ system: OWNER_TAG_SYSTEM, code: 'Organization/msp-b' }]);
+      expect(res.body.meta?.tag?.filter((t) => t.system === OWNER_TAG_SYSTEM)).toEqual([
+        { system: OWNER_TAG_SYSTEM, code: 'Organization/msp-b' },
+      ]);
       expect((await call(`${gw.fhirUrl}/Patient/${res.body.id}`, { token: a.token })).status).toBe(404);
     });
 
@@ -522,14 +607,22 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
         }),
       });
       expect(batch.status).toBe(200);
-      expect(batch.body.entry?.map((e) => e.response?.status.slice(0, 3))).toEqual([expect.stringMatching(/^40[34]$/), expect.stringMatching(/^40[34]$/)]);
+      expect(batch.body.entry?.map((e) => e.response?.status.slice(0, 3))).toEqual([
+        expect.stringMatching(/^40[34]$/),
+        expect.stringMatching(/^40[34]$/),
+      ]);
       const transaction = await call(gw.fhirUrl, {
         method: 'POST',
         token: b.token,
         body: JSON.stringify({
           resourceType: 'Bundle',
           type: 'transaction',
-          entry: [{ resource: { ...patient(nir, 'Hijacked'), id: created.id }, request: { method: 'PUT', url: `Patient/${created.id}` } }],
+          entry: [
+            {
+              resource: { ...patient(nir, 'Hijacked'), id: created.id },
+              request: { method: 'PUT', url: `Patient/${created.id}` },
+            },
+          ],
         }),
       });
       expect([403, 404]).toContain(transaction.status);
@@ -538,25 +631,58 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
     });
 
     it('includes nothing of another organization through _include or _revinclude', async () => {
-      const own = await call<Patient>(`${gw.fhirUrl}/Patient`, { method: 'POST', token: b.token, body: JSON.stringify(patient('190027511255511', 'Bernard')) });
-      const obsOfB = { resourceType: 'Observation', status: 'final', code: { text: 'poids' }, subject: { reference: `Patient/${created.id}` } };
-      const obs = await call(`${gw.fhirUrl}/Observation`, { method: 'POST', token: b.token, body: JSON.stringify(obsOfB) });
+      const own = await call<Patient>(`${gw.fhirUrl}/Patient`, {
+        method: 'POST',
+        token: b.token,
+        body: JSON.stringify(patient('190027511255511', 'Bernard')),
+      });
+      const obsOfB = {
+        resourceType: 'Observation',
+        status: 'final',
+        code: { text: 'poids' },
+        subject: { reference: `Patient/${created.id}` },
+      };
+      const obs = await call(`${gw.fhirUrl}/Observation`, {
+        method: 'POST',
+        token: b.token,
+        body: JSON.stringify(obsOfB),
+      });
       expect(obs.status).toBe(201);
-      const obsOfA = { resourceType: 'Observation', status: 'final', code: { text: 'taille' }, subject: { reference: `Patient/${own.body.id}` } };
-      expect((await call(`${gw.fhirUrl}/Observation`, { method: 'POST', token: a.token, body: JSON.stringify(obsOfA) })).status).toBe(201);
+      const obsOfA = {
+        resourceType: 'Observation',
+        status: 'final',
+        code: { text: 'taille' },
+        subject: { reference: `Patient/${own.body.id}` },
+      };
+      expect(
+        (await call(`${gw.fhirUrl}/Observation`, { method: 'POST', token: a.token, body: JSON.stringify(obsOfA) }))
+          .status,
+      ).toBe(201);
 
       const included = await call<Bundle>(`${gw.fhirUrl}/Observation?_include=Observation:subject`, { token: b.token });
       expect(included.status).toBe(200);
       expect((included.body.entry ?? []).filter((e) => e.search?.mode === 'include')).toEqual([]);
-      const revincluded = await call<Bundle>(`${gw.fhirUrl}/Patient?_id=${own.body.id}&_revinclude=Observation:subject`, { token: b.token });
+      const revincluded = await call<Bundle>(
+        `${gw.fhirUrl}/Patient?_id=${own.body.id}&_revinclude=Observation:subject`,
+        { token: b.token },
+      );
       expect((revincluded.body.entry ?? []).map((e) => e.resource?.resourceType)).toEqual(['Patient']);
     });
 
-    it('does not let a chained search test attributes of another organization\'s resource', async () => {
+    it("does not let a chained search test attributes of another organization's resource", async () => {
       // B's own Observation points at A's Patient (B knows its id): chaining through the reference
       // must not reveal A's Patient family name or INS.
-      const obsOfB = { resourceType: 'Observation', status: 'final', code: { text: 'pouls' }, subject: { reference: `Patient/${created.id}` } };
-      const obs = await call<Patient>(`${gw.fhirUrl}/Observation`, { method: 'POST', token: b.token, body: JSON.stringify(obsOfB) });
+      const obsOfB = {
+        resourceType: 'Observation',
+        status: 'final',
+        code: { text: 'pouls' },
+        subject: { reference: `Patient/${created.id}` },
+      };
+      const obs = await call<Patient>(`${gw.fhirUrl}/Observation`, {
+        method: 'POST',
+        token: b.token,
+        body: JSON.stringify(obsOfB),
+      });
       expect(obs.status).toBe(201);
       for (const chain of ['subject:Patient.family=Lefebvre', `subject:Patient.identifier=${INS_TEST}|${nir}`]) {
         const res = await call<Bundle>(`${gw.fhirUrl}/Observation?${chain}`, { token: b.token });
@@ -565,8 +691,15 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
     });
 
     it('lets the admin file a resource under an organization through meta.tag', async () => {
-      const body = { ...patient('290027511256647', 'Moreau'), meta: { tag: [{ system: OWNER_TAG_SYSTEM, code: 'Organization/msp-a' }] } };
-      const res = await call<Patient>(`${gw.fhirUrl}/Patient`, { method: 'POST', token: admin, body: JSON.stringify(body) });
+      const body = {
+        ...patient('290027511256647', 'Moreau'),
+        meta: { tag: [{ system: OWNER_TAG_SYSTEM, code: 'Organization/msp-a' }] },
+      };
+      const res = await call<Patient>(`${gw.fhirUrl}/Patient`, {
+        method: 'POST',
+        token: admin,
+        body: JSON.stringify(body),
+      });
       expect(res.status).toBe(201);
       expect((await call(`${gw.fhirUrl}/Patient/${res.body.id}`, { token: a.token })).status).toBe(200);
       expect((await call(`${gw.fhirUrl}/Patient/${res.body.id}`, { token: b.token })).status).toBe(404);
@@ -584,13 +717,21 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
         { resourceType: 'Organization', id: 'msp-b', name: 'MSP B', active: true },
       ];
       for (const org of orgs) {
-        const put = await call(`${gw.fhirUrl}/Organization/${org.id}`, { method: 'PUT', token: admin, body: JSON.stringify(org) });
+        const put = await call(`${gw.fhirUrl}/Organization/${org.id}`, {
+          method: 'PUT',
+          token: admin,
+          body: JSON.stringify(org),
+        });
         expect(put.status).toBe(201);
       }
       expect((await call(`${gw.fhirUrl}/Organization/msp-a`, { token: a.token })).status).toBe(200);
       expect((await call(`${gw.fhirUrl}/Organization/msp-b`, { token: a.token })).status).toBe(200);
       const rename = (id: string, name: string): Promise<{ status: number }> =>
-        call(`${gw.fhirUrl}/Organization/${id}`, { method: 'PUT', token: a.token, body: JSON.stringify({ resourceType: 'Organization', id, name, active: true }) });
+        call(`${gw.fhirUrl}/Organization/${id}`, {
+          method: 'PUT',
+          token: a.token,
+          body: JSON.stringify({ resourceType: 'Organization', id, name, active: true }),
+        });
       expect((await rename('msp-a', 'MSP A des Lilas')).status).toBe(200);
       expect((await rename('msp-b', 'Hijacked')).status).toBe(403);
     });
@@ -611,7 +752,12 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
         method: 'POST',
         token: nonAdmin.token,
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ name: 'x', organization: 'Organization/msp-admin-test', scopes: 'system/*.cruds', admin: true }),
+        body: JSON.stringify({
+          name: 'x',
+          organization: 'Organization/msp-admin-test',
+          scopes: 'system/*.cruds',
+          admin: true,
+        }),
       });
       expect(create.status).toBe(403);
       expect((await call(`${gw.baseUrl}/admin/audit`, { token: nonAdmin.token })).status).toBe(403);
@@ -637,7 +783,12 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
         ['POST', '/admin/jobs/housekeeping/1/retry'],
       ];
       for (const [method, path] of routes) {
-        const res = await call<OperationOutcome>(`${gw.baseUrl}${path}`, { method, token: nonAdmin.token, headers: { 'content-type': 'application/json' }, body: method === 'GET' ? undefined : '{}' });
+        const res = await call<OperationOutcome>(`${gw.baseUrl}${path}`, {
+          method,
+          token: nonAdmin.token,
+          headers: { 'content-type': 'application/json' },
+          body: method === 'GET' ? undefined : '{}',
+        });
         expect([method, path, res.status, res.body.resourceType]).toEqual([method, path, 403, 'OperationOutcome']);
       }
     });
@@ -651,18 +802,34 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
     });
 
     it('creates a client whose secret yields a token limited to its organization and scopes', async () => {
-      const res = await call<{ client: Record<string, unknown>; client_secret: string }>(`${gw.baseUrl}/admin/clients`, {
-        method: 'POST',
-        token: await gw.token(),
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ name: 'CPTS Sud', organization: 'Organization/cpts-sud', scopes: 'system/Patient.rs system/Observation.cruds' }),
-      });
+      const res = await call<{ client: Record<string, unknown>; client_secret: string }>(
+        `${gw.baseUrl}/admin/clients`,
+        {
+          method: 'POST',
+          token: await gw.token(),
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            name: 'CPTS Sud',
+            organization: 'Organization/cpts-sud',
+            scopes: 'system/Patient.rs system/Observation.cruds',
+          }),
+        },
+      );
       expect(res.status).toBe(201);
-      expect(res.body.client).toMatchObject({ organization: 'Organization/cpts-sud', admin: false, scopes: ['system/Patient.rs', 'system/Observation.cruds'] });
+      expect(res.body.client).toMatchObject({
+        organization: 'Organization/cpts-sud',
+        admin: false,
+        scopes: ['system/Patient.rs', 'system/Observation.cruds'],
+      });
       const clientId = String(res.body.client.id);
       const token = await gw.token(clientId, res.body.client_secret);
       const claims = decodeJwt(token);
-      expect(claims).toMatchObject({ sub: clientId, org: 'Organization/cpts-sud', adm: false, scope: 'system/Patient.rs system/Observation.cruds' });
+      expect(claims).toMatchObject({
+        sub: clientId,
+        org: 'Organization/cpts-sud',
+        adm: false,
+        scope: 'system/Patient.rs system/Observation.cruds',
+      });
       expect((await call(`${gw.fhirUrl}/Patient`, { token })).status).toBe(200);
       expect((await call(`${gw.baseUrl}/admin/clients`, { token })).status).toBe(403);
     });
@@ -670,12 +837,20 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
     it('creates a private_key_jwt client from a public JWKS, with no secret', async () => {
       const pair = await generateKeyPair('RS384', { extractable: true });
       const jwks = { keys: [{ ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'RS384' }] };
-      const res = await call<{ client: Record<string, unknown>; client_secret?: string }>(`${gw.baseUrl}/admin/clients`, {
-        method: 'POST',
-        token: await gw.token(),
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ name: 'Hospital backend', organization: 'Organization/ch-nord', scopes: ['system/*.rs'], jwks }),
-      });
+      const res = await call<{ client: Record<string, unknown>; client_secret?: string }>(
+        `${gw.baseUrl}/admin/clients`,
+        {
+          method: 'POST',
+          token: await gw.token(),
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            name: 'Hospital backend',
+            organization: 'Organization/ch-nord',
+            scopes: ['system/*.rs'],
+            jwks,
+          }),
+        },
+      );
       expect(res.status).toBe(201);
       expect(res.body.client_secret).toBeUndefined();
       expect(res.body.client).toMatchObject({ hasSecret: false, organization: 'Organization/ch-nord' });
@@ -708,7 +883,11 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
         method: 'POST',
         token: await gw.token(),
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ name: 'spaces', organization: 'Organization/x', scopes: ' system/Patient.rs  system/Task.cruds ' }),
+        body: JSON.stringify({
+          name: 'spaces',
+          organization: 'Organization/x',
+          scopes: ' system/Patient.rs  system/Task.cruds ',
+        }),
       });
       expect(res.status).toBe(201);
       expect(res.body.client.scopes).toEqual(['system/Patient.rs', 'system/Task.cruds']);
@@ -723,7 +902,12 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
         { name: 'x', scopes: 'system/*.rs' },
       ];
       for (const body of bodies) {
-        const res = await call<OperationOutcome>(`${gw.baseUrl}/admin/clients`, { method: 'POST', token: admin, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        const res = await call<OperationOutcome>(`${gw.baseUrl}/admin/clients`, {
+          method: 'POST',
+          token: admin,
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
         expect([JSON.stringify(body), res.status]).toEqual([JSON.stringify(body), 400]);
       }
     });
@@ -746,21 +930,30 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
       const c = await gw.clientOf('msp-audit', ['system/*.cruds']);
       const family = 'Delacroix-Audit';
       const nir = '190027511254422';
-      const created = await call<Patient>(`${gw.fhirUrl}/Patient`, { method: 'POST', token: c.token, body: JSON.stringify(patient(nir, family)) });
+      const created = await call<Patient>(`${gw.fhirUrl}/Patient`, {
+        method: 'POST',
+        token: c.token,
+        body: JSON.stringify(patient(nir, family)),
+      });
       expect(created.status).toBe(201);
       const ref = `Patient/${created.body.id}`;
       expect((await call(`${gw.fhirUrl}/${ref}`, { token: c.token })).status).toBe(200);
-      expect((await call(`${gw.fhirUrl}/Patient?family=${family}&identifier=${INS_TEST}|${nir}`, { token: c.token })).status).toBe(200);
+      expect(
+        (await call(`${gw.fhirUrl}/Patient?family=${family}&identifier=${INS_TEST}|${nir}`, { token: c.token })).status,
+      ).toBe(200);
 
       const res = await call<Bundle>(`${gw.baseUrl}/admin/audit?client=${c.clientId}`, { token: await gw.token() });
       expect(res.status).toBe(200);
-      const events = (res.body.entry ?? []).map((e) => e.resource as unknown as {
-        resourceType: string;
-        subtype: { code: string }[];
-        entity: { what: { reference: string } }[];
-        agent: { who: { identifier: { value: string } }; location?: { reference: string } }[];
-        outcome: string;
-      });
+      const events = (res.body.entry ?? []).map(
+        (e) =>
+          e.resource as unknown as {
+            resourceType: string;
+            subtype: { code: string }[];
+            entity: { what: { reference: string } }[];
+            agent: { who: { identifier: { value: string } }; location?: { reference: string } }[];
+            outcome: string;
+          },
+      );
       expect(events.every((e) => e.resourceType === 'AuditEvent')).toBe(true);
       for (const interaction of ['create', 'read', 'search']) {
         const event = events.find((e) => e.subtype[0].code === interaction);
@@ -780,7 +973,14 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
       expect((await call(`${gw.fhirUrl}/Patient/not-there`, { token: d.token })).status).toBe(404);
       expect((await call(`${gw.fhirUrl}/Observation`, { token: d.token })).status).toBe(403);
       const res = await call<Bundle>(`${gw.baseUrl}/admin/audit?client=${d.clientId}`, { token: await gw.token() });
-      const events = (res.body.entry ?? []).map((e) => e.resource as unknown as { subtype: { code: string }[]; entity: { what: { reference: string } }[]; outcome: string });
+      const events = (res.body.entry ?? []).map(
+        (e) =>
+          e.resource as unknown as {
+            subtype: { code: string }[];
+            entity: { what: { reference: string } }[];
+            outcome: string;
+          },
+      );
       expect(events.map((e) => [e.subtype[0].code, e.entity.map((x) => x.what.reference), e.outcome])).toEqual([
         ['get-refused', [], '4'],
         ['get-refused', ['Patient/not-there'], '4'],
@@ -797,19 +997,33 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
       const body = JSON.stringify(patient(ins, family));
       const created = await call<Patient>(`${gw.fhirUrl}/Patient`, { method: 'POST', token: c.token, body });
       expect(created.status).toBe(201);
-      const conditional = await call(`${gw.fhirUrl}/Patient`, { method: 'POST', token: c.token, body, headers: { 'if-none-exist': `identifier=${INS_TEST}|${ins}` } });
+      const conditional = await call(`${gw.fhirUrl}/Patient`, {
+        method: 'POST',
+        token: c.token,
+        body,
+        headers: { 'if-none-exist': `identifier=${INS_TEST}|${ins}` },
+      });
       expect(conditional.status).toBe(200);
       const searches = [
         call(`${gw.fhirUrl}/Patient?family=${family}`, { token: c.token }),
         call(`${gw.fhirUrl}/Patient?identifier=${INS_TEST}|${ins}`, { token: admin }),
-        call(`${gw.fhirUrl}/Patient/_search`, { method: 'POST', token: c.token, headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `family=${family}&identifier=${ins}` }),
+        call(`${gw.fhirUrl}/Patient/_search`, {
+          method: 'POST',
+          token: c.token,
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: `family=${family}&identifier=${ins}`,
+        }),
         call(`${gw.fhirUrl}/Patient/${created.body.id}`, { token: c.token }),
       ];
       for (const res of await Promise.all(searches)) {
         expect(res.status).toBe(200);
       }
       // Failures too: an invalid resource echoing the name, a forbidden read, a bad token, a bad secret.
-      await call(`${gw.fhirUrl}/Patient`, { method: 'POST', token: c.token, body: JSON.stringify({ ...patient(ins, family), birthDate: family }) });
+      await call(`${gw.fhirUrl}/Patient`, {
+        method: 'POST',
+        token: c.token,
+        body: JSON.stringify({ ...patient(ins, family), birthDate: family }),
+      });
       await call(`${gw.fhirUrl}/Patient?family=${family}`, { token: `${c.token}x` });
       await call(`${gw.fhirUrl}/Patient?identifier=${ins}`);
       await tokenRequest({ grant_type: 'client_credentials' }, basic(c.clientId, `${c.secret}-wrong`));

@@ -14,10 +14,20 @@ interface Manifest {
 
 const ASYNC = { prefer: 'respond-async', accept: 'application/fhir+json' };
 
-async function http(method: string, url: string, token: string | undefined, headers: Record<string, string> = {}, body?: unknown): Promise<{ status: number; headers: Headers; text: string; json: () => Record<string, unknown> }> {
+async function http(
+  method: string,
+  url: string,
+  token: string | undefined,
+  headers: Record<string, string> = {},
+  body?: unknown,
+): Promise<{ status: number; headers: Headers; text: string; json: () => Record<string, unknown> }> {
   const res = await fetch(url, {
     method,
-    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/fhir+json' }), ...headers },
+    headers: {
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...(body === undefined ? {} : { 'content-type': 'application/fhir+json' }),
+      ...headers,
+    },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();
@@ -31,7 +41,12 @@ function issueText(r: { json: () => Record<string, unknown> }): string {
 }
 
 /** Kick-off (202 + Content-Location), then polls the status URL until it stops answering 202. */
-async function runExport(gw: TestGateway, token: string, groupId: string, query = ''): Promise<{ statusUrl: string; manifest: Manifest }> {
+async function runExport(
+  gw: TestGateway,
+  token: string,
+  groupId: string,
+  query = '',
+): Promise<{ statusUrl: string; manifest: Manifest }> {
   const kick = await http('GET', `${gw.fhirUrl}/Group/${groupId}/$export${query}`, token, ASYNC);
   expect(kick.status).toBe(202);
   const statusUrl = kick.headers.get('content-location') as string;
@@ -64,7 +79,10 @@ async function download(url: string, token: string): Promise<Res[]> {
   expect(res.status).toBe(200);
   expect(res.headers.get('content-type')).toBe('application/fhir+ndjson');
   expect(res.text.endsWith('\n')).toBe(true);
-  return res.text.trimEnd().split('\n').map((line) => JSON.parse(line) as Res);
+  return res.text
+    .trimEnd()
+    .split('\n')
+    .map((line) => JSON.parse(line) as Res);
 }
 
 async function files(manifest: Manifest, token: string): Promise<Record<string, Res[]>> {
@@ -92,16 +110,37 @@ async function seed(gw: TestGateway, token: string): Promise<{ groupId: string; 
     return ids[key];
   };
   for (let i = 1; i <= 6; i++) {
-    const p = await create(`p${i}`, { resourceType: 'Patient', name: [{ family: `EXPORT${i}` }], gender: 'female', birthDate: '1970-01-01' });
+    const p = await create(`p${i}`, {
+      resourceType: 'Patient',
+      name: [{ family: `EXPORT${i}` }],
+      gender: 'female',
+      birthDate: '1970-01-01',
+    });
     const ref = { reference: `Patient/${p}` };
-    await create(`obs${i}`, { resourceType: 'Observation', status: 'final', code: { text: 'weight' }, subject: ref, valueQuantity: { value: 60 + i, unit: 'kg' } });
-    await create(`enc${i}`, { resourceType: 'Encounter', status: 'finished', class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'AMB' }, subject: ref });
+    await create(`obs${i}`, {
+      resourceType: 'Observation',
+      status: 'final',
+      code: { text: 'weight' },
+      subject: ref,
+      valueQuantity: { value: 60 + i, unit: 'kg' },
+    });
+    await create(`enc${i}`, {
+      resourceType: 'Encounter',
+      status: 'finished',
+      class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'AMB' },
+      subject: ref,
+    });
     await create(`cond${i}`, { resourceType: 'Condition', subject: ref, code: { text: 'hypertension' } });
   }
   const p1 = { reference: `Patient/${ids.p1}` };
   const p2 = { reference: `Patient/${ids.p2}` };
   await create('comm', { resourceType: 'Communication', status: 'completed', subject: p1, recipient: [p2] });
-  await create('team', { resourceType: 'CareTeam', status: 'active', subject: p1, participant: [{ member: p1 }, { member: p2 }] });
+  await create('team', {
+    resourceType: 'CareTeam',
+    status: 'active',
+    subject: p1,
+    participant: [{ member: p1 }, { member: p2 }],
+  });
   const groupId = await create('group', {
     resourceType: 'Group',
     type: 'person',
@@ -146,26 +185,51 @@ describe('bulk export: Group/[id]/$export (postgres queue)', () => {
     expect(manifest.error).toEqual([]);
     const counts = Object.fromEntries(manifest.output.map((o) => [o.type, o.count]));
     // The Group itself is in p1..p3's compartment (Group.member).
-    expect(counts).toEqual({ Patient: 3, CareTeam: 1, Communication: 1, Condition: 3, Encounter: 3, Group: 1, Observation: 3 });
+    expect(counts).toEqual({
+      Patient: 3,
+      CareTeam: 1,
+      Communication: 1,
+      Condition: 3,
+      Encounter: 3,
+      Group: 1,
+      Observation: 3,
+    });
     const got = await files(manifest, tokenA);
     const members = [ids.p1, ids.p2, ids.p3].sort();
     expect(got.Patient.map((p) => p.id).sort()).toEqual(members);
-    expect(got.Observation.map((o) => (o.subject as { reference: string }).reference).sort()).toEqual(members.map((m) => `Patient/${m}`).sort());
+    expect(got.Observation.map((o) => (o.subject as { reference: string }).reference).sort()).toEqual(
+      members.map((m) => `Patient/${m}`).sort(),
+    );
     const outsiders = [ids.p4, ids.p5, ids.p6];
-    const all = Object.values(got).flat().map((r) => JSON.stringify(r));
+    const all = Object.values(got)
+      .flat()
+      .map((r) => JSON.stringify(r));
     for (const id of outsiders) {
       expect(all.filter((line) => line.includes(id) && !line.includes('"resourceType":"Group"'))).toEqual([]);
     }
   });
 
   it('limits the export to _type and to resources changed after _since', async () => {
-    const typed = await runExport(gw, tokenA, groupId, '?_type=Patient,Observation&_outputFormat=application%2Ffhir%2Bndjson');
+    const typed = await runExport(
+      gw,
+      tokenA,
+      groupId,
+      '?_type=Patient,Observation&_outputFormat=application%2Ffhir%2Bndjson',
+    );
     expect(typed.manifest.output.map((o) => o.type).sort()).toEqual(['Observation', 'Patient']);
 
     const since = new Date().toISOString();
     await new Promise((r) => setTimeout(r, 20));
-    const obs = { resourceType: 'Observation', status: 'amended', code: { text: 'weight' }, subject: { reference: `Patient/${ids.p2}` }, valueQuantity: { value: 70, unit: 'kg' } };
-    expect((await http('PUT', `${gw.fhirUrl}/Observation/${ids.obs2}`, tokenA, {}, { ...obs, id: ids.obs2 })).status).toBe(200);
+    const obs = {
+      resourceType: 'Observation',
+      status: 'amended',
+      code: { text: 'weight' },
+      subject: { reference: `Patient/${ids.p2}` },
+      valueQuantity: { value: 70, unit: 'kg' },
+    };
+    expect(
+      (await http('PUT', `${gw.fhirUrl}/Observation/${ids.obs2}`, tokenA, {}, { ...obs, id: ids.obs2 })).status,
+    ).toBe(200);
     const { manifest } = await runExport(gw, tokenA, groupId, `?_since=${encodeURIComponent(since)}`);
     expect(manifest.output.map((o) => [o.type, o.count])).toEqual([['Observation', 1]]);
     const [changed] = await download(manifest.output[0].url, tokenA);
@@ -175,7 +239,10 @@ describe('bulk export: Group/[id]/$export (postgres queue)', () => {
   it('accepts POST with a Parameters resource', async () => {
     const res = await http('POST', `${gw.fhirUrl}/Group/${groupId}/$export`, tokenA, ASYNC, {
       resourceType: 'Parameters',
-      parameter: [{ name: '_type', valueString: 'Condition' }, { name: '_outputFormat', valueString: 'ndjson' }],
+      parameter: [
+        { name: '_type', valueString: 'Condition' },
+        { name: '_outputFormat', valueString: 'ndjson' },
+      ],
     });
     expect(res.status).toBe(202);
     expect(res.headers.get('content-location')).toContain('/fhir/$export-status/');
@@ -222,7 +289,12 @@ describe('bulk export: Group/[id]/$export (postgres queue)', () => {
   });
 
   it('refuses an explicit _type outside the scopes, and skips such types (reported in error) without _type', async () => {
-    const narrow = await gw.core.clients.create({ name: 'narrow', organization: 'Organization/org-export-a', scopes: ['system/Group.rs', 'system/Patient.rs'], withSecret: true });
+    const narrow = await gw.core.clients.create({
+      name: 'narrow',
+      organization: 'Organization/org-export-a',
+      scopes: ['system/Group.rs', 'system/Patient.rs'],
+      withSecret: true,
+    });
     const token = await gw.token(narrow.client.id, narrow.secret as string);
     const denied = await http('GET', `${gw.fhirUrl}/Group/${groupId}/$export?_type=Observation`, token, ASYNC);
     expect(denied.status).toBe(403);
@@ -233,8 +305,18 @@ describe('bulk export: Group/[id]/$export (postgres queue)', () => {
     const outcomes = await download(manifest.error[0].url, token);
     expect(outcomes.every((o) => o.resourceType === 'OperationOutcome')).toBe(true);
     expect(JSON.stringify(outcomes)).toContain('Observation not exported');
-    const noGroup = await gw.core.clients.create({ name: 'no group', organization: 'Organization/org-export-a', scopes: ['system/Patient.rs'], withSecret: true });
-    const res = await http('GET', `${gw.fhirUrl}/Group/${groupId}/$export`, await gw.token(noGroup.client.id, noGroup.secret as string), ASYNC);
+    const noGroup = await gw.core.clients.create({
+      name: 'no group',
+      organization: 'Organization/org-export-a',
+      scopes: ['system/Patient.rs'],
+      withSecret: true,
+    });
+    const res = await http(
+      'GET',
+      `${gw.fhirUrl}/Group/${groupId}/$export`,
+      await gw.token(noGroup.client.id, noGroup.secret as string),
+      ASYNC,
+    );
     expect(res.status).toBe(403);
   });
 
@@ -269,10 +351,15 @@ describe('bulk export: Group/[id]/$export (postgres queue)', () => {
   });
 
   it('declares the operation in the CapabilityStatement', async () => {
-    const cs = (await http('GET', `${gw.fhirUrl}/metadata`, undefined)).json() as { instantiates?: string[]; rest: { resource: { type: string; operation?: { name: string; definition: string }[] }[] }[] };
+    const cs = (await http('GET', `${gw.fhirUrl}/metadata`, undefined)).json() as {
+      instantiates?: string[];
+      rest: { resource: { type: string; operation?: { name: string; definition: string }[] }[] }[];
+    };
     const group = cs.rest[0].resource.find((r) => r.type === 'Group');
     expect(cs.instantiates).toContain('http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data');
-    expect(group?.operation).toEqual([{ name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export' }]);
+    expect(group?.operation).toEqual([
+      { name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export' },
+    ]);
   });
 });
 
@@ -294,7 +381,10 @@ describe('bulk export on the Redis queue backend', () => {
     const { token } = await gw.clientOf('org-export-r', ['system/*.cruds']);
     const { groupId } = await seed(gw, token);
     const { manifest } = await runExport(gw, token, groupId, '?_type=Patient,Encounter');
-    expect(manifest.output.map((o) => [o.type, o.count])).toEqual([['Patient', 3], ['Encounter', 3]]);
+    expect(manifest.output.map((o) => [o.type, o.count])).toEqual([
+      ['Patient', 3],
+      ['Encounter', 3],
+    ]);
     expect((await files(manifest, token)).Encounter).toHaveLength(3);
   });
 });
@@ -312,13 +402,21 @@ describe('bulk export run by apps/worker out of process', () => {
   }, 120_000);
 
   it('writes the files into the shared GW_DATA_DIR, served by the gateway', async () => {
-    const worker = run(WORKER_MAIN, { GW_DATABASE_URL: gw.core.db.url, GW_DATA_DIR: gw.core.config.GW_DATA_DIR, GW_WORKER_QUEUES: 'bulk-export', GW_LOG_LEVEL: 'info' });
+    const worker = run(WORKER_MAIN, {
+      GW_DATABASE_URL: gw.core.db.url,
+      GW_DATA_DIR: gw.core.config.GW_DATA_DIR,
+      GW_WORKER_QUEUES: 'bulk-export',
+      GW_LOG_LEVEL: 'info',
+    });
     try {
       await worker.waitFor(/worker ready/);
       const { token } = await gw.clientOf('org-export-w', ['system/*.cruds']);
       const { groupId } = await seed(gw, token);
       const { manifest } = await runExport(gw, token, groupId, '?_type=Patient,Condition');
-      expect(manifest.output.map((o) => [o.type, o.count])).toEqual([['Patient', 3], ['Condition', 3]]);
+      expect(manifest.output.map((o) => [o.type, o.count])).toEqual([
+        ['Patient', 3],
+        ['Condition', 3],
+      ]);
       expect((await files(manifest, token)).Patient).toHaveLength(3);
       expect(worker.out()).toMatch(/"job":"bulk.export"[^\n]*job done/);
     } finally {

@@ -21,48 +21,68 @@ describe('the CapabilityStatement says what the server really does', () => {
   beforeAll(async () => {
     gw = await startTestGateway();
     token = await gw.token();
-    resources = ((await (await fetch(`${gw.fhirUrl}/metadata`)).json()) as CapabilityStatement).rest?.[0].resource ?? [];
+    resources =
+      ((await (await fetch(`${gw.fhirUrl}/metadata`)).json()) as CapabilityStatement).rest?.[0].resource ?? [];
   });
   afterAll(async () => gw.close());
 
-  it.each(['Patient', 'Encounter', 'Observation', 'Task'])('accepts every advertised %s search parameter under Prefer: handling=strict', async (type) => {
-    const params = resources.find((r) => r.type === type)?.searchParam ?? [];
-    expect(params.length).toBeGreaterThan(10);
-    const refused: string[] = [];
-    for (const p of params) {
-      const res = await fetch(`${gw.fhirUrl}/${type}?${encodeURIComponent(p.name)}=${encodeURIComponent(SAMPLE[p.type] ?? 'x')}`, {
-        headers: { authorization: `Bearer ${token}`, prefer: 'handling=strict' },
-      });
-      if (res.status !== 200) {
-        refused.push(`${p.name} (${p.type}): ${res.status}`);
+  it.each(['Patient', 'Encounter', 'Observation', 'Task'])(
+    'accepts every advertised %s search parameter under Prefer: handling=strict',
+    async (type) => {
+      const params = resources.find((r) => r.type === type)?.searchParam ?? [];
+      expect(params.length).toBeGreaterThan(10);
+      const refused: string[] = [];
+      for (const p of params) {
+        const res = await fetch(
+          `${gw.fhirUrl}/${type}?${encodeURIComponent(p.name)}=${encodeURIComponent(SAMPLE[p.type] ?? 'x')}`,
+          {
+            headers: { authorization: `Bearer ${token}`, prefer: 'handling=strict' },
+          },
+        );
+        if (res.status !== 200) {
+          refused.push(`${p.name} (${p.type}): ${res.status}`);
+        }
       }
-    }
-    expect(refused).toEqual([]);
-  });
+      expect(refused).toEqual([]);
+    },
+  );
 
   it('advertises the includes and reverse includes that work', async () => {
     const patient = resources.find((r) => r.type === 'Patient');
-    expect(patient?.searchRevInclude).toEqual(expect.arrayContaining(['Encounter:subject', 'Observation:subject', 'CareTeam:subject']));
-    expect(resources.find((r) => r.type === 'Encounter')?.searchInclude).toEqual(expect.arrayContaining(['Encounter:subject']));
+    expect(patient?.searchRevInclude).toEqual(
+      expect.arrayContaining(['Encounter:subject', 'Observation:subject', 'CareTeam:subject']),
+    );
+    expect(resources.find((r) => r.type === 'Encounter')?.searchInclude).toEqual(
+      expect.arrayContaining(['Encounter:subject']),
+    );
     for (const inc of ['_revinclude=Encounter:subject', '_revinclude=CareTeam:subject']) {
-      const res = await fetch(`${gw.fhirUrl}/Patient?${inc}`, { headers: { authorization: `Bearer ${token}`, prefer: 'handling=strict' } });
+      const res = await fetch(`${gw.fhirUrl}/Patient?${inc}`, {
+        headers: { authorization: `Bearer ${token}`, prefer: 'handling=strict' },
+      });
       expect([inc, res.status]).toEqual([inc, 200]);
     }
   });
 
   it('refuses, under strict handling, a parameter it does not advertise', async () => {
-    const res = await fetch(`${gw.fhirUrl}/Patient?phonetic=martin`, { headers: { authorization: `Bearer ${token}`, prefer: 'handling=strict' } });
+    const res = await fetch(`${gw.fhirUrl}/Patient?phonetic=martin`, {
+      headers: { authorization: `Bearer ${token}`, prefer: 'handling=strict' },
+    });
     expect(res.status).toBe(400);
     expect(resources.find((r) => r.type === 'Patient')?.searchParam?.map((p) => p.name)).not.toContain('phonetic');
   });
 
   it('advertises the instance operations, and each answers at its advertised place', async () => {
     const measure = resources.find((r) => r.type === 'Measure');
-    expect(measure?.operation).toEqual([{ name: 'evaluate-measure', definition: 'http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure' }]);
+    expect(measure?.operation).toEqual([
+      { name: 'evaluate-measure', definition: 'http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure' },
+    ]);
     // An unknown Measure: the operation exists (404 OperationOutcome naming the Measure, not an unknown route).
-    const res = await fetch(`${gw.fhirUrl}/Measure/no-such-measure/$evaluate-measure?periodStart=2026-01-01&periodEnd=2026-12-31`, {
-      headers: { authorization: `Bearer ${token}` },
-    });
+    const res = await fetch(
+      `${gw.fhirUrl}/Measure/no-such-measure/$evaluate-measure?periodStart=2026-01-01&periodEnd=2026-12-31`,
+      {
+        headers: { authorization: `Bearer ${token}` },
+      },
+    );
     const body = (await res.json()) as { resourceType: string; issue?: { diagnostics?: string }[] };
     expect([res.status, body.resourceType]).toEqual([404, 'OperationOutcome']);
     expect(JSON.stringify(body.issue)).toContain('no-such-measure');

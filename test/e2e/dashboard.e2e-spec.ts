@@ -13,7 +13,11 @@ const SERIES_COLOUR = '#0b63c5';
 const MEASURE = 'rosp-diabete-hba1c';
 
 type Res = Record<string, unknown> & { resourceType: string };
-interface Client { clientId: string; secret: string; token: string }
+interface Client {
+  clientId: string;
+  secret: string;
+  token: string;
+}
 
 /**
  * The dashboard in a real (headless) Chromium against a real gateway. MSP A has 12 treated
@@ -33,42 +37,93 @@ describe('indicator dashboard in a browser', () => {
   let clientC: Client;
   const pageErrors: string[] = [];
 
-  const org = (name: string, type: string, partOf?: string): Promise<string> => typedOrganization(gw, name, type, partOf);
+  const org = (name: string, type: string, partOf?: string): Promise<string> =>
+    typedOrganization(gw, name, type, partOf);
 
   /** A transaction of treated diabetics born in 1950 (and their GP) posted by a structure's client. */
-  async function diabetics(token: string, prefix: string, n: number, hba1cDates: (i: number) => string[]): Promise<void> {
+  async function diabetics(
+    token: string,
+    prefix: string,
+    n: number,
+    hba1cDates: (i: number) => string[],
+  ): Promise<void> {
     const gp = `urn:uuid:00000000-0000-4000-8000-${String(prefix.charCodeAt(0)).padStart(12, '0')}`;
-    const entries: { fullUrl?: string; resource: Res }[] = [{ fullUrl: gp, resource: { resourceType: 'Practitioner', active: true, name: [{ family: 'GP', given: [prefix] }] } }];
+    const entries: { fullUrl?: string; resource: Res }[] = [
+      {
+        fullUrl: gp,
+        resource: { resourceType: 'Practitioner', active: true, name: [{ family: 'GP', given: [prefix] }] },
+      },
+    ];
     for (let i = 1; i <= n; i++) {
       const p = `urn:uuid:00000000-0000-4000-9000-${String(prefix.charCodeAt(0) * 100 + i).padStart(12, '0')}`;
       const subject = { reference: p };
       entries.push(
-        { fullUrl: p, resource: { resourceType: 'Patient', name: [{ family: 'TEST', given: [`${prefix}${i}`] }], gender: 'male', birthDate: '1950-01-01', generalPractitioner: [{ reference: gp }] } },
-        { resource: { resourceType: 'MedicationRequest', status: 'active', intent: 'order', medicationCodeableConcept: { coding: [CODES.metformin] }, subject, authoredOn: '2025-01-15' } },
-        ...hba1cDates(i).map((date) => ({ resource: { resourceType: 'Observation', status: 'final', code: { coding: [CODES.hba1c] }, subject, effectiveDateTime: date } })),
+        {
+          fullUrl: p,
+          resource: {
+            resourceType: 'Patient',
+            name: [{ family: 'TEST', given: [`${prefix}${i}`] }],
+            gender: 'male',
+            birthDate: '1950-01-01',
+            generalPractitioner: [{ reference: gp }],
+          },
+        },
+        {
+          resource: {
+            resourceType: 'MedicationRequest',
+            status: 'active',
+            intent: 'order',
+            medicationCodeableConcept: { coding: [CODES.metformin] },
+            subject,
+            authoredOn: '2025-01-15',
+          },
+        },
+        ...hba1cDates(i).map((date) => ({
+          resource: {
+            resourceType: 'Observation',
+            status: 'final',
+            code: { coding: [CODES.hba1c] },
+            subject,
+            effectiveDateTime: date,
+          },
+        })),
       );
     }
-    const bundle = { resourceType: 'Bundle', type: 'transaction', entry: entries.map((e) => ({ ...e, request: { method: 'POST', url: e.resource.resourceType } })) };
+    const bundle = {
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: entries.map((e) => ({ ...e, request: { method: 'POST', url: e.resource.resourceType } })),
+    };
     const res = await call(gw, 'POST', gw.fhirUrl, bundle, token);
     expect(res.status).toBe(200);
   }
 
   beforeAll(async () => {
-    gw = await startTestGateway({ GW_WORKERS_INPROCESS: 'false', GW_MLLP_ENABLED: 'false', GW_INDICATOR_SMALL_CELL: String(THRESHOLD) });
+    gw = await startTestGateway({
+      GW_WORKERS_INPROCESS: 'false',
+      GW_MLLP_ENABLED: 'false',
+      GW_INDICATOR_SMALL_CELL: String(THRESHOLD),
+    });
     cpts = await org('CPTS du Val', 'CPTS');
     mspA = await org('MSP des Lilas', 'MSP', cpts);
     mspB = await org('MSP du Parc', 'MSP', cpts);
     clientA = await gw.clientOf(mspA, ['system/*.cruds']);
     const clientB = await gw.clientOf(mspB, ['system/*.cruds']);
     clientCpts = await gw.clientOf(cpts, ['system/Measure.rs', 'system/MeasureReport.rs', 'system/Organization.rs']);
-    await diabetics(clientA.token, 'P', 12, (i) => ['2025-02-01', ...(i <= 2 ? ['2025-09-10'] : i <= 7 ? ['2025-10-10'] : [])]);
+    await diabetics(clientA.token, 'P', 12, (i) => [
+      '2025-02-01',
+      ...(i <= 2 ? ['2025-09-10'] : i <= 7 ? ['2025-10-10'] : []),
+    ]);
     await diabetics(clientB.token, 'Q', 3, () => []);
     for (const end of ['2025-09-30', '2025-10-31', '2025-11-30', '2025-12-31']) {
       await gw.core.indicators.storeMonthlyReports(end);
     }
     // A structure registered after the last run: no stored reports.
     clientC = await gw.clientOf(await org('Cabinet des Tilleuls', 'MSP'), ['system/*.rs']);
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+    browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    });
   }, 90_000);
 
   afterAll(async () => {
@@ -98,18 +153,27 @@ describe('indicator dashboard in a browser', () => {
   async function seriesPixels(page: Page): Promise<number> {
     const shot = decodePng(await page.locator('#chart').screenshot());
     const top = Math.floor(shot.height * 0.3);
-    return countColour({ ...shot, height: shot.height - top, rgba: shot.rgba.subarray(top * shot.width * 4) }, SERIES_COLOUR);
+    return countColour(
+      { ...shot, height: shot.height - top, rgba: shot.rgba.subarray(top * shot.width * 4) },
+      SERIES_COLOUR,
+    );
   }
 
   async function rows(page: Page): Promise<string[][]> {
-    return page.locator('#values tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.children].map((c) => c.textContent ?? '')));
+    return page
+      .locator('#values tbody tr')
+      .evaluateAll((trs) => trs.map((tr) => [...tr.children].map((c) => c.textContent ?? '')));
   }
 
   it('serves the page, its modules and chart.js publicly; nothing else', async () => {
     const page = await fetch(`${gw.baseUrl}/dashboard`, { redirect: 'manual' });
     expect(page.status).toBe(302);
     expect(page.headers.get('location')).toBe('dashboard/');
-    for (const [path, type] of [['/dashboard/', 'text/html'], ['/dashboard/dashboard.js', 'text/javascript'], ['/dashboard/vendor/chart.umd.min.js', 'text/javascript']] as const) {
+    for (const [path, type] of [
+      ['/dashboard/', 'text/html'],
+      ['/dashboard/dashboard.js', 'text/javascript'],
+      ['/dashboard/vendor/chart.umd.min.js', 'text/javascript'],
+    ] as const) {
       const res = await fetch(`${gw.baseUrl}${path}`);
       expect([path, res.status, res.headers.get('content-type')?.split(';')[0]]).toEqual([path, 200, type]);
     }
@@ -134,7 +198,9 @@ describe('indicator dashboard in a browser', () => {
     expect(table[0]![6]).toBe('masqué');
     // December: 7 of 12, under the intermediate objective (74 %).
     expect(table[3]!.slice(1, 8)).toEqual(['12', '12', '0', '7', '58,3 %', 'non atteint', 'rapport mensuel']);
-    await expect(page.locator('#objectives').textContent()).resolves.toMatch(/Objectif intermédiaire : 74 %.*Cible : 92 %/);
+    await expect(page.locator('#objectives').textContent()).resolves.toMatch(
+      /Objectif intermédiaire : 74 %.*Cible : 92 %/,
+    );
 
     // The chart: the series colour below the title and legend (where only the data line can be).
     expect(await seriesPixels(page)).toBeGreaterThan(300);

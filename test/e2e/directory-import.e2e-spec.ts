@@ -14,14 +14,32 @@ const ROUGE = '10099000027';
 const MARTIN = '10099000035';
 
 /** `npm run gateway -- directory:import …` as a real process on the test gateway's database (build first: npm run build). */
-async function importDirectory(gw: TestGateway, ps: string, mss?: string): Promise<{ code: number | null; out: string; stats: Record<string, number> }> {
-  const args = ['directory:import', '--ps', resolve(FIXTURES, ps), ...(mss ? ['--mss', resolve(FIXTURES, mss)] : []), '--progress-ms', '0'];
-  const proc = run(GATEWAY_CLI, { GW_DATABASE_URL: gw.core.config.GW_DATABASE_URL as string, GW_LOG_LEVEL: 'warn' }, args);
+async function importDirectory(
+  gw: TestGateway,
+  ps: string,
+  mss?: string,
+): Promise<{ code: number | null; out: string; stats: Record<string, number> }> {
+  const args = [
+    'directory:import',
+    '--ps',
+    resolve(FIXTURES, ps),
+    ...(mss ? ['--mss', resolve(FIXTURES, mss)] : []),
+    '--progress-ms',
+    '0',
+  ];
+  const proc = run(
+    GATEWAY_CLI,
+    { GW_DATABASE_URL: gw.core.config.GW_DATABASE_URL as string, GW_LOG_LEVEL: 'warn' },
+    args,
+  );
   const code = await proc.exited;
   if (code !== 0) {
     throw new Error(`directory:import exited ${code}: ${proc.out()}`);
   }
-  const line = proc.out().split('\n').find((l) => l.startsWith('{"status":"imported"'));
+  const line = proc
+    .out()
+    .split('\n')
+    .find((l) => l.startsWith('{"status":"imported"'));
   return { code, out: proc.out(), stats: line ? (JSON.parse(line) as Record<string, number>) : {} };
 }
 
@@ -47,7 +65,12 @@ describe('directory:import of the Annuaire Santé extractions (RPPS, MSSanté)',
     });
     msp = await gw.clientOf('msp-lilas', ['system/*.cruds']);
     const hospital = await createOrganization(gw, 'CHU Import', finess('75000401'));
-    await registerSource(gw, { sendingApplication: 'GAM', sendingFacility: 'CHU-X', organization: `Organization/${hospital}`, name: 'CHU Import' });
+    await registerSource(gw, {
+      sendingApplication: 'GAM',
+      sendingFacility: 'CHU-X',
+      organization: `Organization/${hospital}`,
+      name: 'CHU Import',
+    });
   }, 120_000);
 
   afterAll(async () => {
@@ -60,13 +83,29 @@ describe('directory:import of the Annuaire Santé extractions (RPPS, MSSanté)',
     const before = await fetch(`${gw.fhirUrl}/Practitioner`, {
       method: 'POST',
       headers: { authorization: `Bearer ${msp.token}`, 'content-type': 'application/fhir+json' },
-      body: JSON.stringify({ resourceType: 'Practitioner', identifier: [{ system: RPPS_SYSTEM, value: LAMBERT }], telecom: [mailbox('old.address@medecin.mssante.fr'), { system: 'phone', value: '0102030405' }] }),
+      body: JSON.stringify({
+        resourceType: 'Practitioner',
+        identifier: [{ system: RPPS_SYSTEM, value: LAMBERT }],
+        telecom: [mailbox('old.address@medecin.mssante.fr'), { system: 'phone', value: '0102030405' }],
+      }),
     });
     const registered = (await before.json()) as Practitioner;
     expect(before.status).toBe(201);
 
-    const first = await importDirectory(gw, 'PS_LibreAcces_Personne_activite_v1.txt', 'Extraction_Correspondance_MSSante_v1.txt');
-    expect(first.stats).toMatchObject({ psLines: 5, professionals: 3, created: 2, updated: 1, unchanged: 0, mailboxes: 3, unlistedMailboxes: 1 });
+    const first = await importDirectory(
+      gw,
+      'PS_LibreAcces_Personne_activite_v1.txt',
+      'Extraction_Correspondance_MSSante_v1.txt',
+    );
+    expect(first.stats).toMatchObject({
+      psLines: 5,
+      professionals: 3,
+      created: 2,
+      updated: 1,
+      unchanged: 0,
+      mailboxes: 3,
+      unlistedMailboxes: 1,
+    });
     expect(first.out).toMatch(/directory:import professionals: 5 lines read/);
     expect(first.out).toMatch(/directory:import done:/);
 
@@ -93,28 +132,47 @@ describe('directory:import of the Annuaire Santé extractions (RPPS, MSSanté)',
   });
 
   it('is idempotent: the same files again write no version', async () => {
-    const versions = async (): Promise<string[]> => (await Promise.all([LAMBERT, ROUGE, MARTIN].map((r) => practitioner(gw, r)))).map((p) => p[0].meta?.versionId ?? '');
+    const versions = async (): Promise<string[]> =>
+      (await Promise.all([LAMBERT, ROUGE, MARTIN].map((r) => practitioner(gw, r)))).map(
+        (p) => p[0].meta?.versionId ?? '',
+      );
     const before = await versions();
-    const again = await importDirectory(gw, 'PS_LibreAcces_Personne_activite_v1.txt', 'Extraction_Correspondance_MSSante_v1.txt');
+    const again = await importDirectory(
+      gw,
+      'PS_LibreAcces_Personne_activite_v1.txt',
+      'Extraction_Correspondance_MSSante_v1.txt',
+    );
     expect(again.code).toBe(0);
     expect(again.stats).toMatchObject({ professionals: 3, created: 0, updated: 0, unchanged: 3, deactivated: 0 });
     expect(await versions()).toEqual(before);
   });
 
   it('is incremental: a professional absent from the new full extraction becomes inactive, once', async () => {
-    const next = await importDirectory(gw, 'PS_LibreAcces_Personne_activite_v2.txt', 'Extraction_Correspondance_MSSante_v1.txt');
+    const next = await importDirectory(
+      gw,
+      'PS_LibreAcces_Personne_activite_v2.txt',
+      'Extraction_Correspondance_MSSante_v1.txt',
+    );
     expect(next.stats).toMatchObject({ professionals: 2, unchanged: 2, deactivated: 1 });
     const [martin] = await practitioner(gw, MARTIN);
     expect(martin.active).toBe(false);
     const versionAfter = martin.meta?.versionId;
-    const same = await importDirectory(gw, 'PS_LibreAcces_Personne_activite_v2.txt', 'Extraction_Correspondance_MSSante_v1.txt');
+    const same = await importDirectory(
+      gw,
+      'PS_LibreAcces_Personne_activite_v2.txt',
+      'Extraction_Correspondance_MSSante_v1.txt',
+    );
     expect(same.stats).toMatchObject({ deactivated: 0, unchanged: 2 });
     expect((await practitioner(gw, MARTIN))[0].meta?.versionId).toBe(versionAfter);
-    const bundle = (await (await fetch(`${gw.fhirUrl}/Practitioner?identifier=${RPPS_SYSTEM}|${MARTIN}`, { headers: { authorization: `Bearer ${msp.token}` } })).json()) as Bundle;
+    const bundle = (await (
+      await fetch(`${gw.fhirUrl}/Practitioner?identifier=${RPPS_SYSTEM}|${MARTIN}`, {
+        headers: { authorization: `Bearer ${msp.token}` },
+      })
+    ).json()) as Bundle;
     expect(bundle.entry).toHaveLength(1);
   });
 
-  it('routes a discharge to the imported personal mailbox, and to an unlisted one (the MT\'s own patient), never publishing it', async () => {
+  it("routes a discharge to the imported personal mailbox, and to an unlisted one (the MT's own patient), never publishing it", async () => {
     const listed = stays.stay({}, { gp: { rpps: LAMBERT, family: 'LAMBERT', given: 'H' } });
     await listed.send('A01', { date: '20261120100000' });
     await listed.send('A03', { date: '20261122150000', exitMode: '8' });

@@ -18,10 +18,29 @@ function frCorePatient(nir: string): Patient {
     ...patient(nir),
     meta: { profile: [GW_PATIENT] },
     extension: [
-      { url: RELIABILITY, extension: [{ url: 'identityStatus', valueCoding: { system: 'https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-identity-status', code: 'QUAL' } }] },
+      {
+        url: RELIABILITY,
+        extension: [
+          {
+            url: 'identityStatus',
+            valueCoding: {
+              system: 'https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-identity-status',
+              code: 'QUAL',
+            },
+          },
+        ],
+      },
       {
         url: 'http://hl7.org/fhir/StructureDefinition/patient-birthPlace',
-        valueAddress: { extension: [{ url: 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code', valueCoding: { code: '75112' } }], city: 'Paris' },
+        valueAddress: {
+          extension: [
+            {
+              url: 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code',
+              valueCoding: { code: '75112' },
+            },
+          ],
+          city: 'Paris',
+        },
       },
     ],
   };
@@ -43,14 +62,23 @@ describe('errors: every failure is a clear OperationOutcome and writes nothing',
   });
   afterAll(async () => gw.close());
 
-  async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply> {
+  async function call(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<Reply> {
     const res = await fetch(`${gw.fhirUrl}${path}`, {
       method,
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json', ...headers },
       body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
     });
     const text = await res.text();
-    return { status: res.status, contentType: res.headers.get('content-type') ?? '', body: text ? JSON.parse(text) : {} };
+    return {
+      status: res.status,
+      contentType: res.headers.get('content-type') ?? '',
+      body: text ? JSON.parse(text) : {},
+    };
   }
 
   /** Row counts of the store and of its index: a failed request must leave them as they were. */
@@ -66,7 +94,10 @@ describe('errors: every failure is a clear OperationOutcome and writes nothing',
   async function expectFailure(status: number, run: () => Promise<Reply>): Promise<OperationOutcome> {
     const before = await counts();
     const reply = await run();
-    expect({ status: reply.status, resourceType: reply.body.resourceType }).toEqual({ status, resourceType: 'OperationOutcome' });
+    expect({ status: reply.status, resourceType: reply.body.resourceType }).toEqual({
+      status,
+      resourceType: 'OperationOutcome',
+    });
     expect(reply.contentType).toMatch(/^application\/fhir\+json/);
     const issues = reply.body.issue ?? [];
     expect(issues.length).toBeGreaterThan(0);
@@ -107,7 +138,9 @@ describe('errors: every failure is a clear OperationOutcome and writes nothing',
   });
 
   it('body resourceType differs from the URL type → 400', async () => {
-    const o = await expectFailure(400, () => call('POST', '/Patient', { resourceType: 'Practitioner', name: [{ family: 'X' }] }));
+    const o = await expectFailure(400, () =>
+      call('POST', '/Patient', { resourceType: 'Practitioner', name: [{ family: 'X' }] }),
+    );
     expect(texts(o)).toMatch(/"Practitioner" in the body does not match "Patient"/);
     expect(expressions(o)).toEqual(['resourceType']);
   });
@@ -130,7 +163,10 @@ describe('errors: every failure is a clear OperationOutcome and writes nothing',
   });
 
   it('a body over GW_MAX_BODY_BYTES → 413', async () => {
-    const big = { ...patient(), text: { status: 'generated', div: `<div xmlns="http://www.w3.org/1999/xhtml">${'x'.repeat(BODY_LIMIT)}</div>` } };
+    const big = {
+      ...patient(),
+      text: { status: 'generated', div: `<div xmlns="http://www.w3.org/1999/xhtml">${'x'.repeat(BODY_LIMIT)}</div>` },
+    };
     const o = await expectFailure(413, () => call('POST', '/Patient', big));
     expect(o.issue?.[0].code).toBe('too-costly');
     expect(texts(o)).toMatch(/larger than the limit/);
@@ -144,7 +180,11 @@ describe('errors: every failure is a clear OperationOutcome and writes nothing',
   });
 
   it('no bearer token → 401 OperationOutcome with WWW-Authenticate', async () => {
-    const res = await fetch(`${gw.fhirUrl}/Patient`, { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify(patient()) });
+    const res = await fetch(`${gw.fhirUrl}/Patient`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/fhir+json' },
+      body: JSON.stringify(patient()),
+    });
     expect(res.status).toBe(401);
     expect(res.headers.get('content-type')).toMatch(/^application\/fhir\+json/);
     expect(res.headers.get('www-authenticate')).toMatch(/^Bearer/);
@@ -159,7 +199,9 @@ describe('errors: every failure is a clear OperationOutcome and writes nothing',
   it('a calendar-impossible date that matches the format (1980-02-30) → 400 at Patient.birthDate', async () => {
     const o = await expectFailure(400, () => call('POST', '/Patient', { ...patient(), birthDate: '1980-02-30' }));
     expect(expressions(o)).toEqual(['Patient.birthDate']);
-    expect((await call('POST', '/Patient', { ...patient('290027511252291'), birthDate: '1980-02-29' })).status).toBe(201);
+    expect((await call('POST', '/Patient', { ...patient('290027511252291'), birthDate: '1980-02-29' })).status).toBe(
+      201,
+    );
   });
 
   it('a code outside its required value set (gender "femme") → 400 at Patient.gender', async () => {
@@ -167,7 +209,9 @@ describe('errors: every failure is a clear OperationOutcome and writes nothing',
     expect(expressions(o)).toEqual(['Patient.gender']);
     expect(o.issue?.[0].code).toBe('code-invalid');
     expect(texts(o)).toMatch(/male, female, other, unknown/);
-    const nested = await expectFailure(400, () => call('POST', '/Patient', { ...patient(), telecom: [{ system: 'phone', value: '0102030405', use: 'maison' }] }));
+    const nested = await expectFailure(400, () =>
+      call('POST', '/Patient', { ...patient(), telecom: [{ system: 'phone', value: '0102030405', use: 'maison' }] }),
+    );
     expect(expressions(nested)).toEqual(['Patient.telecom[0].use']);
   });
 
@@ -224,7 +268,9 @@ describe('errors: every failure is a clear OperationOutcome and writes nothing',
   it('If-Match: garbage → 400 and the resource keeps its version', async () => {
     const created = await call('POST', '/Patient', patient('170027511251165'));
     const id = (created.body as unknown as Patient).id as string;
-    const o = await expectFailure(400, () => call('PUT', `/Patient/${id}`, { ...patient('170027511251165'), id, gender: 'male' }, { 'if-match': 'garbage' }));
+    const o = await expectFailure(400, () =>
+      call('PUT', `/Patient/${id}`, { ...patient('170027511251165'), id, gender: 'male' }, { 'if-match': 'garbage' }),
+    );
     expect(texts(o)).toMatch(/If-Match/);
     const read = await call('GET', `/Patient/${id}`);
     expect((read.body as unknown as Patient).meta?.versionId).toBe('1');
@@ -245,7 +291,11 @@ describe('errors: every failure is a clear OperationOutcome and writes nothing',
     try {
       const res = await fetch(`${gw.fhirUrl}/Patient`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json', 'x-request-id': 'leak-check-1' },
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/fhir+json',
+          'x-request-id': 'leak-check-1',
+        },
         body: JSON.stringify(patient('160027511257704')),
       });
       expect(res.status).toBe(500);

@@ -2,7 +2,20 @@ import type { Task } from '@medplum/fhirtypes';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
 import { eventually } from '../support/exchange';
-import { ackCode, adt, call, createOrganization, finess, hl7Date, nir, registerSource, rpps, search, sendMllp, uniqueId } from '../support/hl7';
+import {
+  ackCode,
+  adt,
+  call,
+  createOrganization,
+  finess,
+  hl7Date,
+  nir,
+  registerSource,
+  rpps,
+  search,
+  sendMllp,
+  uniqueId,
+} from '../support/hl7';
 
 const DAY = 86_400_000;
 
@@ -15,7 +28,12 @@ describe('exchange engine: historic discharges (default GW_EXCHANGE_MAX_DISCHARG
   beforeAll(async () => {
     gw = await startTestGateway({ GW_MLLP_ENABLED: 'true' });
     const hospital = await createOrganization(gw, 'CH Historique', finess('75000201'));
-    await registerSource(gw, { sendingApplication: 'GAM', sendingFacility: 'CHU-X', organization: `Organization/${hospital}`, name: 'CH Historique' });
+    await registerSource(gw, {
+      sendingApplication: 'GAM',
+      sendingFacility: 'CHU-X',
+      organization: `Organization/${hospital}`,
+      name: 'CH Historique',
+    });
   }, 120_000);
 
   afterAll(async () => {
@@ -28,9 +46,20 @@ describe('exchange engine: historic discharges (default GW_EXCHANGE_MAX_DISCHARG
     const admit = hl7Date(new Date(Date.now() - (daysAgo + 3) * DAY));
     const discharge = hl7Date(new Date(Date.now() - daysAgo * DAY));
     const visit = `${stamp}V${seq}`;
-    const patient = { ipp: `${stamp}P${seq}`, ins: nir('2', '61', '04', '75', '156', String(300 + seq)), birthName: 'HISTO', birthGivens: ['Rose'], birthDate: '19610412', sex: 'F' as const, identityStatus: ['VALI', 'QUAL'] };
+    const patient = {
+      ipp: `${stamp}P${seq}`,
+      ins: nir('2', '61', '04', '75', '156', String(300 + seq)),
+      birthName: 'HISTO',
+      birthGivens: ['Rose'],
+      birthDate: '19610412',
+      sex: 'F' as const,
+      identityStatus: ['VALI', 'QUAL'],
+    };
     const gp = { rpps: rpps(String(1000000500 + seq).slice(0, 10)), family: 'DURAND', given: 'Anne' };
-    for (const [event, date] of [['A01', admit], ['A03', discharge]] as const) {
+    for (const [event, date] of [
+      ['A01', admit],
+      ['A03', discharge],
+    ] as const) {
       const ack = await sendMllp(
         gw.mllpPort,
         adt(event, {
@@ -38,7 +67,12 @@ describe('exchange engine: historic discharges (default GW_EXCHANGE_MAX_DISCHARG
           messageDate: date,
           patient,
           gp,
-          visit: { visitNumber: visit, patientClass: 'I', admitDate: admit, ...(event === 'A03' ? { dischargeDate: discharge } : {}) },
+          visit: {
+            visitNumber: visit,
+            patientClass: 'I',
+            admitDate: admit,
+            ...(event === 'A03' ? { dischargeDate: discharge } : {}),
+          },
           movement: { id: `${visit}-${event}`, date, uf: { name: 'CARDIO', code: 'UF100' } },
         }),
       );
@@ -53,7 +87,11 @@ describe('exchange engine: historic discharges (default GW_EXCHANGE_MAX_DISCHARG
 
   async function routingOf(encounterId: string): Promise<string> {
     return eventually(async () => {
-      const res = await call<Array<{ resource: string; routing: string | null }>>(gw, 'GET', '/admin/events?type=encounter.discharged&_count=1000');
+      const res = await call<Array<{ resource: string; routing: string | null }>>(
+        gw,
+        'GET',
+        '/admin/events?type=encounter.discharged&_count=1000',
+      );
       return res.body.find((e) => e.resource === `Encounter/${encounterId}`)?.routing ?? undefined;
     });
   }
@@ -75,7 +113,11 @@ describe('exchange engine: historic discharges (default GW_EXCHANGE_MAX_DISCHARG
   });
 
   it('does not route finished hospital stays loaded through FHIR as history (a back-file, a Synthea bundle)', async () => {
-    const patient = await call<{ id: string }>(gw, 'POST', `${gw.fhirUrl}/Patient`, { resourceType: 'Patient', name: [{ family: 'Ancien', given: ['Paul'] }], birthDate: '1930-05-02' });
+    const patient = await call<{ id: string }>(gw, 'POST', `${gw.fhirUrl}/Patient`, {
+      resourceType: 'Patient',
+      name: [{ family: 'Ancien', given: ['Paul'] }],
+      birthDate: '1930-05-02',
+    });
     const old = await call<{ id: string }>(gw, 'POST', `${gw.fhirUrl}/Encounter`, {
       resourceType: 'Encounter',
       status: 'finished',

@@ -41,7 +41,12 @@ describe.each(['postgres', 'redis'] as const)('exchange engine: worker killed mi
     gw = await startTestGateway({ ...exchangeEnv, GW_WORKERS_INPROCESS: 'false' });
     workerEnv = { ...exchangeEnv, GW_DATABASE_URL: gw.core.db.url, GW_LOG_LEVEL: 'info' };
     const hospital = await createOrganization(gw, 'CHU Test', finess('75000001'));
-    await registerSource(gw, { sendingApplication: 'GAM', sendingFacility: 'CHU-X', organization: `Organization/${hospital}`, name: 'CHU Test' });
+    await registerSource(gw, {
+      sendingApplication: 'GAM',
+      sendingFacility: 'CHU-X',
+      organization: `Organization/${hospital}`,
+      name: 'CHU Test',
+    });
   }, 120_000);
 
   afterAll(async () => {
@@ -57,8 +62,15 @@ describe.each(['postgres', 'redis'] as const)('exchange engine: worker killed mi
     return w;
   }
 
-  async function delivery(eventResource: string): Promise<{ id: string; status: string; attempts: number; remote_id: string | null } | undefined> {
-    const rows = await gw.core.db.pool.query<{ id: string; status: string; attempts: number; remote_id: string | null }>(
+  async function delivery(
+    eventResource: string,
+  ): Promise<{ id: string; status: string; attempts: number; remote_id: string | null } | undefined> {
+    const rows = await gw.core.db.pool.query<{
+      id: string;
+      status: string;
+      attempts: number;
+      remote_id: string | null;
+    }>(
       `SELECT d.id::text, d.status, d.attempts, d.remote_id FROM exchange_delivery d JOIN domain_event e ON e.id = d.event_id WHERE e.resource = $1`,
       [eventResource],
     );

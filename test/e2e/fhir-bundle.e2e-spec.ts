@@ -1,5 +1,14 @@
 import { Client } from 'fhir-kit-client';
-import type { Bundle, BundleEntry, Encounter, OperationOutcome, Organization, Patient, Practitioner, Resource } from '@medplum/fhirtypes';
+import type {
+  Bundle,
+  BundleEntry,
+  Encounter,
+  OperationOutcome,
+  Organization,
+  Patient,
+  Practitioner,
+  Resource,
+} from '@medplum/fhirtypes';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
 import { nir } from '../support/hl7';
@@ -20,7 +29,11 @@ function patient(nir: string, extra: Partial<Patient> = {}): Patient {
 }
 
 function practitioner(rpps: string): Practitioner {
-  return { resourceType: 'Practitioner', identifier: [{ system: RPPS, value: rpps }], name: [{ family: 'Durand', given: ['Paul'] }] };
+  return {
+    resourceType: 'Practitioner',
+    identifier: [{ system: RPPS, value: rpps }],
+    name: [{ family: 'Durand', given: ['Paul'] }],
+  };
 }
 
 function organization(finess: string): Organization {
@@ -44,7 +57,11 @@ const post = (fullUrl: string, resource: Resource, ifNoneExist?: string): Bundle
   request: { method: 'POST', url: resource.resourceType, ...(ifNoneExist ? { ifNoneExist } : {}) },
 });
 
-const bundle = (type: 'transaction' | 'batch', entry: BundleEntry[]): Bundle => ({ resourceType: 'Bundle', type, entry });
+const bundle = (type: 'transaction' | 'batch', entry: BundleEntry[]): Bundle => ({
+  resourceType: 'Bundle',
+  type,
+  entry,
+});
 
 /** `Type/id` from a response location such as `http://…/fhir/Patient/123/_history/1`. */
 function refOf(location: string | undefined): string {
@@ -68,14 +85,22 @@ describe('batch and transaction Bundles', () => {
   afterAll(async () => gw.close());
 
   /** POST on the base; `body` and `outcome` are the same JSON, typed for a success or a failure. */
-  async function send(body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; contentType: string; body: Bundle; outcome: OperationOutcome }> {
+  async function send(
+    body: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<{ status: number; contentType: string; body: Bundle; outcome: OperationOutcome }> {
     const res = await fetch(gw.fhirUrl, {
       method: 'POST',
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json', ...headers },
       body: JSON.stringify(body),
     });
     const json = await res.json();
-    return { status: res.status, contentType: res.headers.get('content-type') ?? '', body: json as Bundle, outcome: json as OperationOutcome };
+    return {
+      status: res.status,
+      contentType: res.headers.get('content-type') ?? '',
+      body: json as Bundle,
+      outcome: json as OperationOutcome,
+    };
   }
 
   async function counts(): Promise<Record<string, number>> {
@@ -102,11 +127,24 @@ describe('batch and transaction Bundles', () => {
   const expressions = (o: OperationOutcome): string[] => (o.issue ?? []).flatMap((i) => i.expression ?? []);
 
   it('creates Organization, Practitioner, Patient and Encounter linked by urn:uuid, rewriting every reference', async () => {
-    const [org, prac, pat] = ['urn:uuid:0d1b7c0e-1f0a-4c51-9a61-6f7f0c1e0a01', 'urn:uuid:0d1b7c0e-1f0a-4c51-9a61-6f7f0c1e0a02', 'urn:uuid:0d1b7c0e-1f0a-4c51-9a61-6f7f0c1e0a03'];
+    const [org, prac, pat] = [
+      'urn:uuid:0d1b7c0e-1f0a-4c51-9a61-6f7f0c1e0a01',
+      'urn:uuid:0d1b7c0e-1f0a-4c51-9a61-6f7f0c1e0a02',
+      'urn:uuid:0d1b7c0e-1f0a-4c51-9a61-6f7f0c1e0a03',
+    ];
     const res = await send(
       bundle('transaction', [
-        post('urn:uuid:0d1b7c0e-1f0a-4c51-9a61-6f7f0c1e0a04', encounter(pat, { participant: [{ individual: { reference: prac } }], serviceProvider: { reference: org } })),
-        post(pat, patient('275067511253306', { generalPractitioner: [{ reference: prac }], managingOrganization: { reference: org } })),
+        post(
+          'urn:uuid:0d1b7c0e-1f0a-4c51-9a61-6f7f0c1e0a04',
+          encounter(pat, { participant: [{ individual: { reference: prac } }], serviceProvider: { reference: org } }),
+        ),
+        post(
+          pat,
+          patient('275067511253306', {
+            generalPractitioner: [{ reference: prac }],
+            managingOrganization: { reference: org },
+          }),
+        ),
         post(prac, practitioner('10003456789')),
         post(org, organization('750012345')),
       ]),
@@ -115,9 +153,19 @@ describe('batch and transaction Bundles', () => {
     expect(res.contentType).toMatch(/^application\/fhir\+json/);
     expect(res.body.type).toBe('transaction-response');
     const entries = res.body.entry ?? [];
-    expect(entries.map((e) => e.response?.status)).toEqual(['201 Created', '201 Created', '201 Created', '201 Created']);
+    expect(entries.map((e) => e.response?.status)).toEqual([
+      '201 Created',
+      '201 Created',
+      '201 Created',
+      '201 Created',
+    ]);
     const [encRef, patRef, pracRef, orgRef] = entries.map((e) => refOf(e.response?.location));
-    expect([encRef, patRef, pracRef, orgRef].map((r) => r.split('/')[0])).toEqual(['Encounter', 'Patient', 'Practitioner', 'Organization']);
+    expect([encRef, patRef, pracRef, orgRef].map((r) => r.split('/')[0])).toEqual([
+      'Encounter',
+      'Patient',
+      'Practitioner',
+      'Organization',
+    ]);
     expect(entries.every((e) => e.response?.etag === 'W/"1"' && e.response.lastModified)).toBe(true);
 
     const storedPatient = await read<Patient>(patRef);
@@ -160,7 +208,10 @@ describe('batch and transaction Bundles', () => {
     const before = await counts();
     const res = await send(
       bundle('transaction', [
-        { resource: { ...patient('175067511252267'), id: 'other' }, request: { method: 'PUT', url: 'Patient/some-id' } },
+        {
+          resource: { ...patient('175067511252267'), id: 'other' },
+          request: { method: 'PUT', url: 'Patient/some-id' },
+        },
         post('urn:uuid:1b000000-0000-4000-8000-000000000001', organization('750011111')),
         post('urn:uuid:1b000000-0000-4000-8000-000000000002', practitioner('10001111111')),
       ]),
@@ -172,7 +223,12 @@ describe('batch and transaction Bundles', () => {
 
   it('rejects an entry without request.method/url with an expression naming it', async () => {
     const before = await counts();
-    const res = await send(bundle('transaction', [post('urn:uuid:1c000000-0000-4000-8000-000000000001', organization('750022222')), { resource: patient('175067511254445') }]));
+    const res = await send(
+      bundle('transaction', [
+        post('urn:uuid:1c000000-0000-4000-8000-000000000001', organization('750022222')),
+        { resource: patient('175067511254445') },
+      ]),
+    );
     expect(res.status).toBe(400);
     expect(expressions(res.outcome)).toEqual(['Bundle.entry[1].request']);
     expect(await counts()).toEqual(before);
@@ -180,10 +236,14 @@ describe('batch and transaction Bundles', () => {
 
   it('names the entry of a resourceType mismatch or a bad search, and refuses two writes of one resource', async () => {
     const before = await counts();
-    const mismatch = await send(bundle('transaction', [{ resource: organization('750066666'), request: { method: 'POST', url: 'Patient' } }]));
+    const mismatch = await send(
+      bundle('transaction', [{ resource: organization('750066666'), request: { method: 'POST', url: 'Patient' } }]),
+    );
     expect(mismatch.status).toBe(400);
     expect(expressions(mismatch.outcome)).toEqual(['Bundle.entry[0].resource.resourceType']);
-    const badSearch = await send(bundle('transaction', [{ request: { method: 'GET', url: 'Patient?birthdate=yesterday' } }]));
+    const badSearch = await send(
+      bundle('transaction', [{ request: { method: 'GET', url: 'Patient?birthdate=yesterday' } }]),
+    );
     expect(badSearch.status).toBe(400);
     expect(expressions(badSearch.outcome)).toEqual(['Bundle.entry[0].request.url']);
     expect(badSearch.outcome.issue?.[0].details?.text).toMatch(/birthdate/);
@@ -206,7 +266,13 @@ describe('batch and transaction Bundles', () => {
       bundle('transaction', [
         post(pracUrn, practitioner('10002222222'), `identifier=${RPPS}|10002222222`),
         post(orgUrn, organization('750033333'), `identifier=${FINESS}|750033333`),
-        post('urn:uuid:2a000000-0000-4000-8000-000000000003', patient('175067511255534', { generalPractitioner: [{ reference: pracUrn }], managingOrganization: { reference: orgUrn } })),
+        post(
+          'urn:uuid:2a000000-0000-4000-8000-000000000003',
+          patient('175067511255534', {
+            generalPractitioner: [{ reference: pracUrn }],
+            managingOrganization: { reference: orgUrn },
+          }),
+        ),
       ]),
     );
     expect(res.status).toBe(200);
@@ -226,7 +292,10 @@ describe('batch and transaction Bundles', () => {
       bundle('transaction', [
         post(urns[0], practitioner('10003333333'), `identifier=${RPPS}|10003333333`),
         post(urns[1], practitioner('10003333333'), `identifier=${RPPS}|10003333333`),
-        post('urn:uuid:2b000000-0000-4000-8000-000000000003', patient('175067511256623', { generalPractitioner: [{ reference: urns[0] }, { reference: urns[1] }] })),
+        post(
+          'urn:uuid:2b000000-0000-4000-8000-000000000003',
+          patient('175067511256623', { generalPractitioner: [{ reference: urns[0] }, { reference: urns[1] }] }),
+        ),
       ]),
     );
     expect(res.status).toBe(200);
@@ -235,7 +304,9 @@ describe('batch and transaction Bundles', () => {
     const found = await search('Practitioner', { identifier: `${RPPS}|10003333333`, _total: 'accurate' });
     expect(found.total).toBe(1);
     const stored = await read<Patient>(refOf(entries[2].response?.location));
-    expect(new Set(stored.generalPractitioner?.map((g) => g.reference))).toEqual(new Set([refOf(entries[0].response?.location)]));
+    expect(new Set(stored.generalPractitioner?.map((g) => g.reference))).toEqual(
+      new Set([refOf(entries[0].response?.location)]),
+    );
   });
 
   it('conditional PUT inside a transaction updates the match, or creates and can be referenced', async () => {
@@ -243,8 +314,15 @@ describe('batch and transaction Bundles', () => {
     const newUrn = 'urn:uuid:3a000000-0000-4000-8000-000000000001';
     const res = await send(
       bundle('transaction', [
-        { resource: patient('275067511257759', { birthDate: '1975-06-13' }), request: { method: 'PUT', url: `Patient?identifier=${INS_TEST}|275067511257759` } },
-        { fullUrl: newUrn, resource: patient('175067511258801'), request: { method: 'PUT', url: `Patient?identifier=${INS_TEST}|175067511258801` } },
+        {
+          resource: patient('275067511257759', { birthDate: '1975-06-13' }),
+          request: { method: 'PUT', url: `Patient?identifier=${INS_TEST}|275067511257759` },
+        },
+        {
+          fullUrl: newUrn,
+          resource: patient('175067511258801'),
+          request: { method: 'PUT', url: `Patient?identifier=${INS_TEST}|175067511258801` },
+        },
         post('urn:uuid:3a000000-0000-4000-8000-000000000002', encounter(newUrn)),
       ]),
     );
@@ -284,7 +362,10 @@ describe('batch and transaction Bundles', () => {
     const res = await send(
       bundle('batch', [
         post('urn:uuid:4a000000-0000-4000-8000-000000000001', patient('175067511260086')),
-        post('urn:uuid:4a000000-0000-4000-8000-000000000002', patient('275067511261125', { gender: 'femme' as Patient['gender'] })),
+        post(
+          'urn:uuid:4a000000-0000-4000-8000-000000000002',
+          patient('275067511261125', { gender: 'femme' as Patient['gender'] }),
+        ),
         { request: { method: 'GET', url: 'Patient/does-not-exist' } },
         { resource: organization('750044444') },
         post('urn:uuid:4a000000-0000-4000-8000-000000000003', organization('750055555')),
@@ -293,7 +374,13 @@ describe('batch and transaction Bundles', () => {
     expect(res.status).toBe(200);
     expect(res.body.type).toBe('batch-response');
     const entries = res.body.entry ?? [];
-    expect(entries.map((e) => e.response?.status)).toEqual(['201 Created', '400 Bad Request', '404 Not Found', '400 Bad Request', '201 Created']);
+    expect(entries.map((e) => e.response?.status)).toEqual([
+      '201 Created',
+      '400 Bad Request',
+      '404 Not Found',
+      '400 Bad Request',
+      '201 Created',
+    ]);
     const outcome = entries[1].response?.outcome as OperationOutcome;
     expect(outcome.resourceType).toBe('OperationOutcome');
     expect(expressions(outcome)).toEqual(['Patient.gender']);
@@ -308,26 +395,43 @@ describe('batch and transaction Bundles', () => {
 
   it('refuses a Bundle of type collection (and other non-batch shapes) with 400 and writes nothing', async () => {
     const before = await counts();
-    const collection = await send({ resourceType: 'Bundle', type: 'collection', entry: [{ resource: patient('175067511262264') }] });
+    const collection = await send({
+      resourceType: 'Bundle',
+      type: 'collection',
+      entry: [{ resource: patient('175067511262264') }],
+    });
     expect(collection.status).toBe(400);
     expect(collection.contentType).toMatch(/^application\/fhir\+json/);
     expect(expressions(collection.outcome)).toEqual(['Bundle.type']);
-    const notArray = await send({ resourceType: 'Bundle', type: 'transaction', entry: { request: { method: 'POST', url: 'Patient' } } });
+    const notArray = await send({
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: { request: { method: 'POST', url: 'Patient' } },
+    });
     expect(notArray.status).toBe(400);
     expect(expressions(notArray.outcome)).toEqual(['Bundle.entry']);
     const nullEntry = await send({ resourceType: 'Bundle', type: 'transaction', entry: [null] });
     expect(nullEntry.status).toBe(400);
     expect(expressions(nullEntry.outcome)).toEqual(['Bundle.entry[0]']);
-    const postWithId = await send(bundle('transaction', [{ resource: patient('175067511263353'), request: { method: 'POST', url: 'Patient/abc' } }]));
+    const postWithId = await send(
+      bundle('transaction', [
+        { resource: patient('175067511263353'), request: { method: 'POST', url: 'Patient/abc' } },
+      ]),
+    );
     expect(postWithId.status).toBe(400);
     expect(expressions(postWithId.outcome)).toEqual(['Bundle.entry[0].request.url']);
-    const nested = await send(bundle('batch', [{ resource: bundle('batch', []), request: { method: 'POST', url: '/' } }]));
+    const nested = await send(
+      bundle('batch', [{ resource: bundle('batch', []), request: { method: 'POST', url: '/' } }]),
+    );
     expect(nested.body.entry?.[0].response?.status).toBe('400 Bad Request');
     expect(await counts()).toEqual(before);
   });
 
   it('returns written resources when asked with Prefer: return=representation', async () => {
-    const res = await send(bundle('transaction', [post('urn:uuid:5a000000-0000-4000-8000-000000000001', patient('275067511264489'))]), { prefer: 'return=representation' });
+    const res = await send(
+      bundle('transaction', [post('urn:uuid:5a000000-0000-4000-8000-000000000001', patient('275067511264489'))]),
+      { prefer: 'return=representation' },
+    );
     const created = res.body.entry?.[0].resource as Patient;
     expect(created.resourceType).toBe('Patient');
     expect(created.meta?.versionId).toBe('1');

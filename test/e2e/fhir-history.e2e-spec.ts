@@ -25,7 +25,10 @@ describe('FHIR history: system, type and instance, paged, _since and _at', () =>
   const write = async <T extends Patient | Observation>(resource: T): Promise<T> => {
     // A few ms apart, so that each version has its own lastUpdated.
     await sleep(3);
-    const res = await call<T>(resource.id ? `${resource.resourceType}/${resource.id}` : resource.resourceType, { method: resource.id ? 'PUT' : 'POST', body: JSON.stringify(resource) });
+    const res = await call<T>(resource.id ? `${resource.resourceType}/${resource.id}` : resource.resourceType, {
+      method: resource.id ? 'PUT' : 'POST',
+      body: JSON.stringify(resource),
+    });
     expect([200, 201]).toContain(res.status);
     return res.body;
   };
@@ -42,7 +45,8 @@ describe('FHIR history: system, type and instance, paged, _since and _at', () =>
     }
     return pages;
   };
-  const versionsOf = (pages: Bundle[]): string[] => pages.flatMap((p) => (p.entry ?? []).map((e) => `${e.fullUrl}|${e.response?.etag}`));
+  const versionsOf = (pages: Bundle[]): string[] =>
+    pages.flatMap((p) => (p.entry ?? []).map((e) => `${e.fullUrl}|${e.response?.etag}`));
 
   let patient: Patient;
   const patientVersions: Patient[] = [];
@@ -56,7 +60,12 @@ describe('FHIR history: system, type and instance, paged, _since and _at', () =>
       patientVersions.push(await write({ ...patient, birthDate }));
     }
     for (let i = 0; i < 3; i++) {
-      await write<Observation>({ resourceType: 'Observation', status: 'final', code: { text: `obs ${i}` }, subject: { reference: `Patient/${patient.id}` } });
+      await write<Observation>({
+        resourceType: 'Observation',
+        status: 'final',
+        code: { text: `obs ${i}` },
+        subject: { reference: `Patient/${patient.id}` },
+      });
     }
   });
   afterAll(async () => gw.close());
@@ -65,9 +74,17 @@ describe('FHIR history: system, type and instance, paged, _since and _at', () =>
     const pages = await allPages(`Patient/${patient.id}/_history?_count=2`);
     expect(pages.map((p) => p.entry?.length)).toEqual([2, 2, 1]);
     expect(pages.every((p) => p.total === 5)).toBe(true);
-    expect(pages.flatMap((p) => p.entry?.map((e) => e.response?.etag))).toEqual(['W/"5"', 'W/"4"', 'W/"3"', 'W/"2"', 'W/"1"']);
+    expect(pages.flatMap((p) => p.entry?.map((e) => e.response?.etag))).toEqual([
+      'W/"5"',
+      'W/"4"',
+      'W/"3"',
+      'W/"2"',
+      'W/"1"',
+    ]);
     expect(pages[1].link?.find((l) => l.relation === 'previous')?.url).toMatch(/_count=2/);
-    expect(pages[0].link?.find((l) => l.relation === 'self')?.url).toBe(`${gw.fhirUrl}/Patient/${patient.id}/_history?_count=2`);
+    expect(pages[0].link?.find((l) => l.relation === 'self')?.url).toBe(
+      `${gw.fhirUrl}/Patient/${patient.id}/_history?_count=2`,
+    );
   });
 
   it('gives type history the total of all versions of the type, not the page size', async () => {
@@ -84,7 +101,10 @@ describe('FHIR history: system, type and instance, paged, _since and _at', () =>
     const pages = await allPages('_history?_count=3');
     const seen = versionsOf(pages);
     // Besides this file's writes, what the gateway wrote at boot (operator Organization, measure catalogue).
-    const { rows } = await gw.core.db.pool.query<{ n: string }>('SELECT count(*) AS n FROM resource_history WHERE resource_type = ANY($1)', [[...SERVED_RESOURCE_TYPES]]);
+    const { rows } = await gw.core.db.pool.query<{ n: string }>(
+      'SELECT count(*) AS n FROM resource_history WHERE resource_type = ANY($1)',
+      [[...SERVED_RESOURCE_TYPES]],
+    );
     const all = Number(rows[0].n);
     expect(all).toBeGreaterThan(8);
     const countOnly = await call('_history?_count=0');
@@ -133,9 +153,13 @@ describe('FHIR history: system, type and instance, paged, _since and _at', () =>
     }
   });
 
-  it('shows a client only its organization\'s entries and the types its scopes allow in system history', async () => {
+  it("shows a client only its organization's entries and the types its scopes allow in system history", async () => {
     const other = await gw.clientOf('history-org', ['system/Observation.cruds']);
-    await call('Observation', { method: 'POST', body: JSON.stringify({ resourceType: 'Observation', status: 'final', code: { text: 'own' } }) }, other.token);
+    await call(
+      'Observation',
+      { method: 'POST', body: JSON.stringify({ resourceType: 'Observation', status: 'final', code: { text: 'own' } }) },
+      other.token,
+    );
     const pages = await allPages('_history', other.token);
     expect(pages[0].total).toBe(1);
     expect(pages[0].entry?.map((e) => (e.resource as Observation).code?.text)).toEqual(['own']);

@@ -1,6 +1,14 @@
 import { Client } from 'fhir-kit-client';
 import type { FhirResource, PaginationParams } from 'fhir-kit-client';
-import type { Bundle, Encounter, OperationOutcome, OperationOutcomeIssue, Patient, Practitioner, Resource } from '@medplum/fhirtypes';
+import type {
+  Bundle,
+  Encounter,
+  OperationOutcome,
+  OperationOutcomeIssue,
+  Patient,
+  Practitioner,
+  Resource,
+} from '@medplum/fhirtypes';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
 
@@ -33,7 +41,10 @@ function inCohort<T extends Resource>(r: T): T {
 }
 
 function ids(bundle: Pick<Bundle, 'entry'>, mode = 'match'): string[] {
-  return (bundle.entry ?? []).filter((e) => e.search?.mode === mode).map((e) => e.resource?.id as string).sort();
+  return (bundle.entry ?? [])
+    .filter((e) => e.search?.mode === mode)
+    .map((e) => e.resource?.id as string)
+    .sort();
 }
 
 describe('FHIR search over French primary-care data', () => {
@@ -87,7 +98,12 @@ describe('FHIR search over French primary-care data', () => {
     });
   }
 
-  function encounter(subject: string, period: { start?: string; end?: string }, status: Encounter['status'], practitioner?: string): Encounter {
+  function encounter(
+    subject: string,
+    period: { start?: string; end?: string },
+    status: Encounter['status'],
+    practitioner?: string,
+  ): Encounter {
     return inCohort<Encounter>({
       resourceType: 'Encounter',
       status,
@@ -152,8 +168,17 @@ describe('FHIR search over French primary-care data', () => {
     );
     // e1: a 30-minute consultation (Paris time); e2: a 3-day stay; e3: still in progress (no end);
     // e4: crosses midnight on New Year's Eve.
-    id.e1 = await create(encounter(id.helene, { start: '2024-03-05T09:00:00+01:00', end: '2024-03-05T09:30:00+01:00' }, 'finished', id.dupont));
-    id.e2 = await create(encounter(id.helene, { start: '2024-04-10T14:00:00Z', end: '2024-04-12T10:00:00Z' }, 'finished'));
+    id.e1 = await create(
+      encounter(
+        id.helene,
+        { start: '2024-03-05T09:00:00+01:00', end: '2024-03-05T09:30:00+01:00' },
+        'finished',
+        id.dupont,
+      ),
+    );
+    id.e2 = await create(
+      encounter(id.helene, { start: '2024-04-10T14:00:00Z', end: '2024-04-12T10:00:00Z' }, 'finished'),
+    );
     id.e3 = await create(encounter(id.francois, { start: '2024-04-11T08:00:00Z' }, 'in-progress', id.moreau));
     id.e4 = await create(encounter(id.zoe, { start: '2023-12-31T22:00:00Z', end: '2024-01-01T01:00:00Z' }, 'finished'));
   });
@@ -176,7 +201,12 @@ describe('FHIR search over French primary-care data', () => {
 
     it('identifier=system| matches every patient with an identifier in that system', async () => {
       expect(await match('Patient', [['identifier', `${IPP_MSP}|`]])).toEqual(sorted(id.helene, id.francois));
-      expect(await match('Practitioner', [['identifier', `${RPPS}|`], ['_tag', COHORT]])).toEqual(sorted(id.dupont, id.moreau));
+      expect(
+        await match('Practitioner', [
+          ['identifier', `${RPPS}|`],
+          ['_tag', COHORT],
+        ]),
+      ).toEqual(sorted(id.dupont, id.moreau));
     });
 
     it('a wrong system does not match even when the value does', async () => {
@@ -193,8 +223,15 @@ describe('FHIR search over French primary-care data', () => {
 
     it('comma-separated values are ORed, repeated parameters ANDed', async () => {
       expect(await cohortPatients([['gender', 'male,female']])).toEqual(sorted(id.helene, id.francois, id.zoe));
-      expect(await match('Patient', [['identifier', `${INS_TEST}|${NIR.helene},${INS_TEST}|${NIR.zoe}`]])).toEqual(sorted(id.helene, id.zoe));
-      expect(await cohortPatients([['gender', 'female'], ['identifier', `${INS_TEST}|${NIR.zoe}`]])).toEqual([id.zoe]);
+      expect(await match('Patient', [['identifier', `${INS_TEST}|${NIR.helene},${INS_TEST}|${NIR.zoe}`]])).toEqual(
+        sorted(id.helene, id.zoe),
+      );
+      expect(
+        await cohortPatients([
+          ['gender', 'female'],
+          ['identifier', `${INS_TEST}|${NIR.zoe}`],
+        ]),
+      ).toEqual([id.zoe]);
     });
 
     it(':missing=true finds resources without the element, :missing=false those with it', async () => {
@@ -240,7 +277,10 @@ describe('FHIR search over French primary-care data', () => {
     });
 
     it('folds the French ligature œ so that coeur finds Cœur', async () => {
-      const coeur = await create<Patient>({ resourceType: 'Patient', name: [{ family: 'Cœurderoy', given: ['Lætitia'] }] });
+      const coeur = await create<Patient>({
+        resourceType: 'Patient',
+        name: [{ family: 'Cœurderoy', given: ['Lætitia'] }],
+      });
       expect(await match('Patient', [['family', 'coeur']])).toEqual([coeur]);
       expect(await match('Patient', [['given', 'laeti']])).toEqual([coeur]);
       expect(await match('Patient', [['family:exact', 'Cœurderoy']])).toEqual([coeur]);
@@ -262,7 +302,12 @@ describe('FHIR search over French primary-care data', () => {
       expect(await cohortPatients([['birthdate', '1980-07']])).toEqual([id.zoe]);
       expect(await cohortPatients([['birthdate', 'lt1980']])).toEqual([id.francois]);
       expect(await cohortPatients([['birthdate', 'gt1980']])).toEqual([id.camille]);
-      expect(await cohortPatients([['birthdate', 'ge1980'], ['birthdate', 'lt1981']])).toEqual(sorted(id.helene, id.zoe));
+      expect(
+        await cohortPatients([
+          ['birthdate', 'ge1980'],
+          ['birthdate', 'lt1981'],
+        ]),
+      ).toEqual(sorted(id.helene, id.zoe));
     });
 
     it('Encounter date=day matches periods inside that day, across time zones', async () => {
@@ -285,14 +330,22 @@ describe('FHIR search over French primary-care data', () => {
 
     it('a period crossing midnight belongs to neither day alone but overlaps both', async () => {
       expect(await cohortEncounters([['date', '2023-12-31']])).toEqual([]);
-      expect(await cohortEncounters([['date', 'ge2024-01-01'], ['date', 'le2023-12-31']])).toEqual([id.e4]);
+      expect(
+        await cohortEncounters([
+          ['date', 'ge2024-01-01'],
+          ['date', 'le2023-12-31'],
+        ]),
+      ).toEqual([id.e4]);
     });
 
     it('accepts a dateTime with an offset, even when its + arrived decoded as a space', async () => {
       expect(await cohortEncounters([['date', 'ge2024-04-12T11:00:00+02:00']])).toEqual(sorted(id.e2, id.e3));
-      const res = await fetch(`${gw.fhirUrl}/Encounter?_tag=${encodeURIComponent(COHORT)}&date=ge2024-04-12T11:00:00+02:00`, {
-        headers: { authorization: `Bearer ${token}` },
-      });
+      const res = await fetch(
+        `${gw.fhirUrl}/Encounter?_tag=${encodeURIComponent(COHORT)}&date=ge2024-04-12T11:00:00+02:00`,
+        {
+          headers: { authorization: `Bearer ${token}` },
+        },
+      );
       expect(res.status).toBe(200);
       expect(ids((await res.json()) as Bundle)).toEqual(sorted(id.e2, id.e3));
     });
@@ -320,7 +373,9 @@ describe('FHIR search over French primary-care data', () => {
     });
 
     it('chains through the subject to the patient INS (typed and untyped chain)', async () => {
-      expect(await match('Encounter', [['subject:Patient.identifier', `${INS_TEST}|${NIR.helene}`]])).toEqual(sorted(id.e1, id.e2));
+      expect(await match('Encounter', [['subject:Patient.identifier', `${INS_TEST}|${NIR.helene}`]])).toEqual(
+        sorted(id.e1, id.e2),
+      );
       expect(await match('Encounter', [['subject.identifier', `${INS_TEST}|${NIR.francois}`]])).toEqual([id.e3]);
       expect(await match('Encounter', [['subject:Patient.family', 'lefevre']])).toEqual(sorted(id.e1, id.e2));
     });
@@ -330,14 +385,20 @@ describe('FHIR search over French primary-care data', () => {
     });
 
     it('a chain to a type the parameter cannot reference is reported, not silently empty', async () => {
-      const found = await get('Encounter', [['subject:Practitioner.identifier', `${RPPS}|10001234567`]], { prefer: 'handling=strict' });
+      const found = await get('Encounter', [['subject:Practitioner.identifier', `${RPPS}|10001234567`]], {
+        prefer: 'handling=strict',
+      });
       expect(found.status).toBe(400);
       expect(found.body.issue?.[0].expression).toEqual(['subject:Practitioner.identifier']);
     });
 
     it('general-practitioner finds the patients who declared this médecin traitant', async () => {
-      expect(await match('Patient', [['general-practitioner', `Practitioner/${id.dupont}`]])).toEqual(sorted(id.helene, id.zoe));
-      expect(await match('Patient', [['general-practitioner:Practitioner.identifier', `${RPPS}|10009876543`]])).toEqual([id.francois]);
+      expect(await match('Patient', [['general-practitioner', `Practitioner/${id.dupont}`]])).toEqual(
+        sorted(id.helene, id.zoe),
+      );
+      expect(await match('Patient', [['general-practitioner:Practitioner.identifier', `${RPPS}|10009876543`]])).toEqual(
+        [id.francois],
+      );
     });
   });
 
@@ -348,13 +409,41 @@ describe('FHIR search over French primary-care data', () => {
     });
 
     it('_lastUpdated=ge the exact instant of a write includes it; lt excludes it', async () => {
-      const p = (await fhir.create({ resourceType: 'Patient', body: { resourceType: 'Patient', name: [{ family: 'Horodaté' }] } })) as unknown as Patient;
+      const p = (await fhir.create({
+        resourceType: 'Patient',
+        body: { resourceType: 'Patient', name: [{ family: 'Horodaté' }] },
+      })) as unknown as Patient;
       const at = p.meta?.lastUpdated as string;
-      expect(await match('Patient', [['_lastUpdated', `ge${at}`], ['family', 'horodate']])).toEqual([p.id]);
-      expect(await match('Patient', [['_lastUpdated', `le${at}`], ['family', 'horodate']])).toEqual([p.id]);
-      expect(await match('Patient', [['_lastUpdated', `eq${at}`], ['family', 'horodate']])).toEqual([p.id]);
-      expect(await match('Patient', [['_lastUpdated', `lt${at}`], ['family', 'horodate']])).toEqual([]);
-      expect(await match('Patient', [['_lastUpdated', `gt${at}`], ['family', 'horodate']])).toEqual([]);
+      expect(
+        await match('Patient', [
+          ['_lastUpdated', `ge${at}`],
+          ['family', 'horodate'],
+        ]),
+      ).toEqual([p.id]);
+      expect(
+        await match('Patient', [
+          ['_lastUpdated', `le${at}`],
+          ['family', 'horodate'],
+        ]),
+      ).toEqual([p.id]);
+      expect(
+        await match('Patient', [
+          ['_lastUpdated', `eq${at}`],
+          ['family', 'horodate'],
+        ]),
+      ).toEqual([p.id]);
+      expect(
+        await match('Patient', [
+          ['_lastUpdated', `lt${at}`],
+          ['family', 'horodate'],
+        ]),
+      ).toEqual([]);
+      expect(
+        await match('Patient', [
+          ['_lastUpdated', `gt${at}`],
+          ['family', 'horodate'],
+        ]),
+      ).toEqual([]);
       // The cohort was written before: none of it is "ge" this instant.
       expect(await cohortPatients([['_lastUpdated', `ge${at}`]])).toEqual([]);
     });
@@ -363,7 +452,13 @@ describe('FHIR search over French primary-care data', () => {
       const system = 'https://msp-saint-etienne.example.fr/ipp-pagination';
       const created = new Set<string>();
       for (let i = 0; i < 7; i++) {
-        created.add(await create<Patient>({ resourceType: 'Patient', identifier: [{ system, value: `P${i}` }], birthDate: `19${50 + i}-01-01` }));
+        created.add(
+          await create<Patient>({
+            resourceType: 'Patient',
+            identifier: [{ system, value: `P${i}` }],
+            birthDate: `19${50 + i}-01-01`,
+          }),
+        );
       }
       const pages = await allPages({ identifier: `${system}|`, _count: '3', _total: 'accurate' });
       expect(pages[0].total).toBe(7);
@@ -386,7 +481,10 @@ describe('FHIR search over French primary-care data', () => {
 
     it('_sort=birthdate, -birthdate and family order the results', async () => {
       const order = async (sort: string): Promise<string[]> => {
-        const found = await get('Patient', [['_tag', COHORT], ['_sort', sort]]);
+        const found = await get('Patient', [
+          ['_tag', COHORT],
+          ['_sort', sort],
+        ]);
         return (found.body.entry ?? []).map((e) => e.resource?.id as string);
       };
       expect(await order('birthdate')).toEqual([id.francois, id.helene, id.zoe, id.camille]);
@@ -396,30 +494,49 @@ describe('FHIR search over French primary-care data', () => {
     });
 
     it('a page past the end is empty and does not make up a total from the offset', async () => {
-      const found = await get('Patient', [['_tag', COHORT], ['_count', '2'], ['_offset', '1000']]);
+      const found = await get('Patient', [
+        ['_tag', COHORT],
+        ['_count', '2'],
+        ['_offset', '1000'],
+      ]);
       expect(found.status).toBe(200);
       expect(found.body.entry ?? []).toHaveLength(0);
       expect(found.body.total).toBeUndefined();
-      const last = await get('Patient', [['_tag', COHORT], ['_count', '3'], ['_offset', '3']]);
+      const last = await get('Patient', [
+        ['_tag', COHORT],
+        ['_count', '3'],
+        ['_offset', '3'],
+      ]);
       expect(ids(last.body)).toHaveLength(1);
       expect(last.body.total).toBe(4);
     });
 
     it('_total=accurate counts all matches even when a page holds fewer', async () => {
-      const found = await get('Patient', [['_tag', COHORT], ['_count', '1'], ['_total', 'accurate']]);
+      const found = await get('Patient', [
+        ['_tag', COHORT],
+        ['_count', '1'],
+        ['_total', 'accurate'],
+      ]);
       expect(found.body.total).toBe(4);
       expect(ids(found.body)).toHaveLength(1);
     });
 
     it('_summary=count returns the total and no resources', async () => {
-      const found = await get('Patient', [['_tag', COHORT], ['gender', 'female'], ['_summary', 'count']]);
+      const found = await get('Patient', [
+        ['_tag', COHORT],
+        ['gender', 'female'],
+        ['_summary', 'count'],
+      ]);
       expect(found.status).toBe(200);
       expect(found.body.total).toBe(2);
       expect(found.body.entry ?? []).toHaveLength(0);
     });
 
     it('_count=0 returns only the total, with no next link to loop on', async () => {
-      const found = await get('Patient', [['_tag', COHORT], ['_count', '0']]);
+      const found = await get('Patient', [
+        ['_tag', COHORT],
+        ['_count', '0'],
+      ]);
       expect(found.status).toBe(200);
       expect(found.body.total).toBe(4);
       expect(found.body.entry ?? []).toHaveLength(0);
@@ -429,19 +546,34 @@ describe('FHIR search over French primary-care data', () => {
     it('an empty parameter value is ignored, and so is an empty alternative', async () => {
       const all = sorted(id.helene, id.francois, id.zoe, id.camille);
       expect(await cohortPatients([['gender', '']])).toEqual(all);
-      expect(await cohortPatients([['identifier', ''], ['_count', '']])).toEqual(all);
+      expect(
+        await cohortPatients([
+          ['identifier', ''],
+          ['_count', ''],
+        ]),
+      ).toEqual(all);
       expect(await cohortPatients([['gender', 'female,']])).toEqual(sorted(id.helene, id.zoe));
     });
   });
 
   describe('_summary and _elements on search and read', () => {
-    const SUBSETTED = { system: 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue', code: 'SUBSETTED', display: 'subsetted' };
+    const SUBSETTED = {
+      system: 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue',
+      code: 'SUBSETTED',
+      display: 'subsetted',
+    };
     let withText = '';
-    const read = async (path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> & { meta?: Patient['meta'] } }> => {
+    const read = async (
+      path: string,
+      headers: Record<string, string> = {},
+    ): Promise<{ status: number; body: Record<string, unknown> & { meta?: Patient['meta'] } }> => {
       const res = await fetch(`${gw.fhirUrl}/${path}`, { headers: { authorization: `Bearer ${token}`, ...headers } });
       return { status: res.status, body: (await res.json()) as Record<string, unknown> };
     };
-    const only = (found: Found): Record<string, unknown>[] => (found.body.entry ?? []).filter((e) => e.search?.mode === 'match').map((e) => e.resource as unknown as Record<string, unknown>);
+    const only = (found: Found): Record<string, unknown>[] =>
+      (found.body.entry ?? [])
+        .filter((e) => e.search?.mode === 'match')
+        .map((e) => e.resource as unknown as Record<string, unknown>);
 
     beforeAll(async () => {
       // Outside the cohort: the other tests count it.
@@ -456,7 +588,10 @@ describe('FHIR search over French primary-care data', () => {
     });
 
     it('_summary=true keeps the summary elements only, tagged SUBSETTED, on search and read', async () => {
-      const found = await get('Patient', [['_id', withText], ['_summary', 'true']]);
+      const found = await get('Patient', [
+        ['_id', withText],
+        ['_summary', 'true'],
+      ]);
       expect(found.status).toBe(200);
       const [p] = only(found);
       expect(Object.keys(p).sort()).toEqual(['deceasedBoolean', 'gender', 'id', 'meta', 'name', 'resourceType']);
@@ -471,7 +606,12 @@ describe('FHIR search over French primary-care data', () => {
     it('_summary=text keeps text, id and meta; _summary=data drops text; _summary=false is the whole resource', async () => {
       const text = await read(`Patient/${withText}?_summary=text`);
       expect(Object.keys(text.body).sort()).toEqual(['id', 'meta', 'resourceType', 'text']);
-      const data = only(await get('Patient', [['_id', withText], ['_summary', 'data']]))[0];
+      const data = only(
+        await get('Patient', [
+          ['_id', withText],
+          ['_summary', 'data'],
+        ]),
+      )[0];
       expect(data.text).toBeUndefined();
       expect(data.maritalStatus).toEqual({ text: 'Célibataire' });
       expect((data.meta as Patient['meta'])?.tag).toContainEqual(SUBSETTED);
@@ -481,7 +621,12 @@ describe('FHIR search over French primary-care data', () => {
     });
 
     it('_elements returns the listed elements plus the mandatory ones, on search and read', async () => {
-      const enc = only(await get('Encounter', [['_id', id.e1], ['_elements', 'subject']]))[0];
+      const enc = only(
+        await get('Encounter', [
+          ['_id', id.e1],
+          ['_elements', 'subject'],
+        ]),
+      )[0];
       // Encounter.status and Encounter.class are mandatory (1..1): kept.
       expect(Object.keys(enc).sort()).toEqual(['class', 'id', 'meta', 'resourceType', 'status', 'subject']);
       expect((enc.meta as Patient['meta'])?.tag).toContainEqual(SUBSETTED);
@@ -492,35 +637,66 @@ describe('FHIR search over French primary-care data', () => {
     });
 
     it('reports an unknown _elements name, refuses it under handling=strict; refuses bad _summary values and count on a read', async () => {
-      const lenient = await get('Patient', [['_id', withText], ['_elements', 'name,colour']]);
+      const lenient = await get('Patient', [
+        ['_id', withText],
+        ['_elements', 'name,colour'],
+      ]);
       expect(lenient.status).toBe(200);
-      const outcome = (lenient.body.entry ?? []).find((e) => e.search?.mode === 'outcome')?.resource as OperationOutcome | undefined;
+      const outcome = (lenient.body.entry ?? []).find((e) => e.search?.mode === 'outcome')?.resource as
+        OperationOutcome | undefined;
       expect(outcome?.issue[0].details?.text).toContain('colour');
-      expect((await get('Patient', [['_id', withText], ['_elements', 'name,colour']], { prefer: 'handling=strict' })).status).toBe(400);
+      expect(
+        (
+          await get(
+            'Patient',
+            [
+              ['_id', withText],
+              ['_elements', 'name,colour'],
+            ],
+            { prefer: 'handling=strict' },
+          )
+        ).status,
+      ).toBe(400);
       expect((await read(`Patient/${withText}?_elements=colour`, { prefer: 'handling=strict' })).status).toBe(400);
       const bad = await get('Patient', [['_summary', 'maybe']]);
       expect(bad.status).toBe(400);
       expect(bad.body.resourceType).toBe('OperationOutcome');
-      expect((await get('Patient', [['_summary', 'true'], ['_elements', 'name']])).status).toBe(400);
+      expect(
+        (
+          await get('Patient', [
+            ['_summary', 'true'],
+            ['_elements', 'name'],
+          ])
+        ).status,
+      ).toBe(400);
       expect((await read(`Patient/${withText}?_summary=count`)).status).toBe(400);
     });
   });
 
   describe('_include and _revinclude', () => {
     it('_include=Encounter:subject adds the patient once, in mode include', async () => {
-      const found = await get('Encounter', [['subject', `Patient/${id.helene}`], ['_include', 'Encounter:subject']]);
+      const found = await get('Encounter', [
+        ['subject', `Patient/${id.helene}`],
+        ['_include', 'Encounter:subject'],
+      ]);
       expect(ids(found.body)).toEqual(sorted(id.e1, id.e2));
       expect(ids(found.body, 'include')).toEqual([id.helene]);
       expect(found.body.entry?.find((e) => e.search?.mode === 'include')?.resource?.resourceType).toBe('Patient');
     });
 
     it('_include=Encounter:participant brings the practitioner', async () => {
-      const found = await get('Encounter', [['_id', id.e1], ['_include', 'Encounter:participant']]);
+      const found = await get('Encounter', [
+        ['_id', id.e1],
+        ['_include', 'Encounter:participant'],
+      ]);
       expect(ids(found.body, 'include')).toEqual([id.dupont]);
     });
 
     it('_revinclude=Encounter:subject adds the encounters pointing at the patient', async () => {
-      const found = await get('Patient', [['_id', id.helene], ['_revinclude', 'Encounter:subject']]);
+      const found = await get('Patient', [
+        ['_id', id.helene],
+        ['_revinclude', 'Encounter:subject'],
+      ]);
       expect(ids(found.body)).toEqual([id.helene]);
       expect(ids(found.body, 'include')).toEqual(sorted(id.e1, id.e2));
     });
@@ -528,19 +704,38 @@ describe('FHIR search over French primary-care data', () => {
     it('an _include for another source type adds nothing, even when an id is shared across types', async () => {
       // Client-assigned ids (an ADT feed's visit number, say) are unique per type only.
       const shared = 'sejour-2024-000123';
-      await fhir.update({ resourceType: 'Patient', id: shared, body: asFhir({ resourceType: 'Patient', id: shared, name: [{ family: 'Homonyme' }] } as Patient) });
-      await fhir.update({ resourceType: 'Encounter', id: shared, body: asFhir({ ...encounter(id.zoe, { start: '2024-05-02' }, 'finished'), id: shared, meta: undefined }) });
-      const wrong = await get('Patient', [['_id', shared], ['_include', 'Encounter:subject']]);
+      await fhir.update({
+        resourceType: 'Patient',
+        id: shared,
+        body: asFhir({ resourceType: 'Patient', id: shared, name: [{ family: 'Homonyme' }] } as Patient),
+      });
+      await fhir.update({
+        resourceType: 'Encounter',
+        id: shared,
+        body: asFhir({ ...encounter(id.zoe, { start: '2024-05-02' }, 'finished'), id: shared, meta: undefined }),
+      });
+      const wrong = await get('Patient', [
+        ['_id', shared],
+        ['_include', 'Encounter:subject'],
+      ]);
       expect(ids(wrong.body)).toEqual([shared]);
       expect(ids(wrong.body, 'include')).toEqual([]);
-      const right = await get('Encounter', [['_id', shared], ['_include', 'Encounter:subject']]);
+      const right = await get('Encounter', [
+        ['_id', shared],
+        ['_include', 'Encounter:subject'],
+      ]);
       expect(ids(right.body, 'include')).toEqual([id.zoe]);
     });
   });
 
   describe('POST _search', () => {
     it('a form-encoded body gives the same result as GET', async () => {
-      const pairs: Pairs = [['_tag', COHORT], ['family', 'lefèvre'], ['birthdate', 'ge1980'], ['_sort', 'birthdate']];
+      const pairs: Pairs = [
+        ['_tag', COHORT],
+        ['family', 'lefèvre'],
+        ['birthdate', 'ge1980'],
+        ['_sort', 'birthdate'],
+      ];
       const viaGet = await get('Patient', pairs);
       const res = await fetch(`${gw.fhirUrl}/Patient/_search`, {
         method: 'POST',
@@ -550,14 +745,20 @@ describe('FHIR search over French primary-care data', () => {
       expect(res.status).toBe(200);
       const viaPost = (await res.json()) as Bundle;
       expect(ids(viaPost)).toEqual([id.helene]);
-      expect((viaPost.entry ?? []).map((e) => e.resource?.id)).toEqual((viaGet.body.entry ?? []).map((e) => e.resource?.id));
+      expect((viaPost.entry ?? []).map((e) => e.resource?.id)).toEqual(
+        (viaGet.body.entry ?? []).map((e) => e.resource?.id),
+      );
       expect(viaPost.total).toBe(viaGet.body.total);
     });
   });
 
   describe('unsupported parameters', () => {
     it('lenient by default: 200 with an OperationOutcome entry naming the parameter', async () => {
-      const found = await get('Patient', [['_tag', COHORT], ['family', 'lefevre'], ['pointure', '42']]);
+      const found = await get('Patient', [
+        ['_tag', COHORT],
+        ['family', 'lefevre'],
+        ['pointure', '42'],
+      ]);
       expect(found.status).toBe(200);
       expect(ids(found.body)).toEqual([id.helene]);
       const outcome = found.body.entry?.find((e) => e.search?.mode === 'outcome')?.resource as OperationOutcome;
@@ -567,14 +768,24 @@ describe('FHIR search over French primary-care data', () => {
     });
 
     it('an unsupported modifier is reported the same way', async () => {
-      const found = await get('Patient', [['_tag', COHORT], ['family:phonetic', 'lefevre']]);
+      const found = await get('Patient', [
+        ['_tag', COHORT],
+        ['family:phonetic', 'lefevre'],
+      ]);
       expect(found.status).toBe(200);
       const outcome = found.body.entry?.find((e) => e.search?.mode === 'outcome')?.resource as OperationOutcome;
       expect(outcome.issue[0].expression).toEqual(['family:phonetic']);
     });
 
     it('Prefer: handling=strict refuses it with 400 and the parameter in the issue expression', async () => {
-      const found = await get('Patient', [['family', 'lefevre'], ['pointure', '42']], { prefer: 'handling=strict' });
+      const found = await get(
+        'Patient',
+        [
+          ['family', 'lefevre'],
+          ['pointure', '42'],
+        ],
+        { prefer: 'handling=strict' },
+      );
       expect(found.status).toBe(400);
       expect(found.body.resourceType).toBe('OperationOutcome');
       expect(found.body.issue?.[0].expression).toEqual(['pointure']);
@@ -597,8 +808,17 @@ describe('FHIR search over French primary-care data', () => {
   describe('index maintenance', () => {
     it('a deleted resource no longer matches', async () => {
       const nir = '290017511257720';
-      const pid = await create<Patient>({ resourceType: 'Patient', identifier: [{ system: INS_TEST, value: nir }], name: [{ family: 'Éphémère' }] });
-      const eid = await create<Encounter>({ resourceType: 'Encounter', status: 'finished', class: { code: 'AMB' }, subject: { reference: `Patient/${pid}` } });
+      const pid = await create<Patient>({
+        resourceType: 'Patient',
+        identifier: [{ system: INS_TEST, value: nir }],
+        name: [{ family: 'Éphémère' }],
+      });
+      const eid = await create<Encounter>({
+        resourceType: 'Encounter',
+        status: 'finished',
+        class: { code: 'AMB' },
+        subject: { reference: `Patient/${pid}` },
+      });
       expect(await match('Patient', [['identifier', `${INS_TEST}|${nir}`]])).toEqual([pid]);
       await fhir.delete({ resourceType: 'Encounter', id: eid });
       await fhir.delete({ resourceType: 'Patient', id: pid });
@@ -618,7 +838,13 @@ describe('FHIR search over French primary-care data', () => {
       await fhir.update({
         resourceType: 'Patient',
         id: pid,
-        body: { resourceType: 'Patient', id: pid, identifier: [{ system: IPP_MSP, value: 'IPP-NOUVEAU' }], name: [{ family: 'Nom-D-Usage' }], birthDate: '1967-07-07' },
+        body: {
+          resourceType: 'Patient',
+          id: pid,
+          identifier: [{ system: IPP_MSP, value: 'IPP-NOUVEAU' }],
+          name: [{ family: 'Nom-D-Usage' }],
+          birthDate: '1967-07-07',
+        },
       });
       expect(await match('Patient', [['family', 'nom-de-naissance']])).toEqual([]);
       expect(await match('Patient', [['family', 'nom-d-usage']])).toEqual([pid]);

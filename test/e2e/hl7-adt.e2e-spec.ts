@@ -55,7 +55,12 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
     // External test database: unknown senders are refused, so the hospital is registered first.
     gw = await startTestGateway();
     orgId = await createOrganization(gw, 'CHU X', finess('75000001'));
-    sourceId = await registerSource(gw, { sendingApplication: 'GAM', sendingFacility: 'CHU-X', organization: `Organization/${orgId}`, name: 'CHU X' });
+    sourceId = await registerSource(gw, {
+      sendingApplication: 'GAM',
+      sendingFacility: 'CHU-X',
+      organization: `Organization/${orgId}`,
+      name: 'CHU X',
+    });
   });
   afterAll(async () => gw?.close());
 
@@ -70,7 +75,11 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
 
   async function sendOk(event: AdtEvent, opts: AdtOptions): Promise<void> {
     const ack = await send(event, opts);
-    expect({ event, code: ackCode(ack), err: ack.getSegment('ERR')?.toString() }).toEqual({ event, code: 'AA', err: undefined });
+    expect({ event, code: ackCode(ack), err: ack.getSegment('ERR')?.toString() }).toEqual({
+      event,
+      code: 'AA',
+      err: undefined,
+    });
   }
 
   async function patientByIpp(ipp: string): Promise<Patient[]> {
@@ -108,11 +117,21 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
   }
 
   function basePatient(extra: Partial<PatientOptions> = {}): PatientOptions {
-    return { ipp: uniqueId('IPP'), birthName: 'BÉGAUDEAU', birthGivens: ['HÉLÈNE', 'MARIE'], birthDate: '19790328', sex: 'F', ...extra };
+    return {
+      ipp: uniqueId('IPP'),
+      birthName: 'BÉGAUDEAU',
+      birthGivens: ['HÉLÈNE', 'MARIE'],
+      birthDate: '19790328',
+      sex: 'F',
+      ...extra,
+    };
   }
 
   /** An admission (A01) of a new patient in a new visit; returns the identifiers used. */
-  async function admit(patient = basePatient(), uf = { name: 'Cardio', code: '4012' }): Promise<{ patient: PatientOptions; visit: string; movement: string }> {
+  async function admit(
+    patient = basePatient(),
+    uf = { name: 'Cardio', code: '4012' },
+  ): Promise<{ patient: PatientOptions; visit: string; movement: string }> {
     const visit = uniqueId('V');
     const movement = uniqueId('M');
     await sendOk('A01', {
@@ -124,7 +143,11 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
   }
 
   it('refuses to register the same source twice (409)', async () => {
-    const res = await call(gw, 'POST', '/admin/hl7/sources', { sendingApplication: 'GAM', sendingFacility: 'CHU-X', organization: `Organization/${orgId}` });
+    const res = await call(gw, 'POST', '/admin/hl7/sources', {
+      sendingApplication: 'GAM',
+      sendingFacility: 'CHU-X',
+      organization: `Organization/${orgId}`,
+    });
     expect(res.status).toBe(409);
     const list = await call(gw, 'GET', '/admin/hl7/sources');
     expect(list.status).toBe(200);
@@ -176,7 +199,11 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
     expect(usual?.family).toBe('DUPONT');
     expect(patient.birthDate).toBe('1979-03-28');
     expect(patient.gender).toBe('female');
-    expect(patient.address?.some((a) => a.city === 'LYON' && a.postalCode === '69002' && a.line?.[0] === '12 rue de la République')).toBe(true);
+    expect(
+      patient.address?.some(
+        (a) => a.city === 'LYON' && a.postalCode === '69002' && a.line?.[0] === '12 rue de la République',
+      ),
+    ).toBe(true);
     expect(patient.telecom?.some((t) => t.system === 'phone' && t.value === '0612345678')).toBe(true);
 
     const birthPlace = extensionsOf(patient, BIRTH_PLACE_URL);
@@ -185,7 +212,9 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
 
     const reliability = extensionsOf(patient, IDENTITY_RELIABILITY_URL);
     expect(reliability).toHaveLength(1);
-    const status = (reliability[0].extension as Array<{ url: string; valueCoding?: { code?: string } }>).find((e) => e.url === 'identityStatus');
+    const status = (reliability[0].extension as Array<{ url: string; valueCoding?: { code?: string } }>).find(
+      (e) => e.url === 'identityStatus',
+    );
     expect(status?.valueCoding?.code).toBe('QUAL');
 
     // Médecin traitant: Practitioner with RPPS and IdNatPS, referenced by Patient.generalPractitioner.
@@ -193,7 +222,9 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
     expect(practitioners).toHaveLength(1);
     const gp = practitioners[0];
     // FR Core identifier types (fr-core-cs-identifier-type), and no title ROL did not send.
-    const frCoreType = (code: string): unknown => ({ coding: [{ system: 'https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-identifier-type', code }] });
+    const frCoreType = (code: string): unknown => ({
+      coding: [{ system: 'https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-identifier-type', code }],
+    });
     expect(gp.identifier).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ system: IDNATPS_SYSTEM, value: `8${gpRpps}`, type: frCoreType('IDNPS') }),
@@ -202,7 +233,9 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
     );
     expect(gp.name?.[0]?.family).toBe('AGNÈS');
     expect(gp.name?.[0]?.prefix).toBeUndefined();
-    expect((await search<Practitioner>(gw, 'Practitioner', { identifier: `${IDNATPS_SYSTEM}|8${gpRpps}` })).map((p) => p.id)).toEqual([gp.id]);
+    expect(
+      (await search<Practitioner>(gw, 'Practitioner', { identifier: `${IDNATPS_SYSTEM}|8${gpRpps}` })).map((p) => p.id),
+    ).toEqual([gp.id]);
     expect(patient.generalPractitioner?.map((r) => r.reference)).toEqual([`Practitioner/${gp.id}`]);
 
     const enc = await encounterByVisit(visit);
@@ -279,8 +312,16 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
   it('takes the period from the movement dates (ZBE-2) without PV1-44/45, in French summer time', async () => {
     const patient = basePatient();
     const visit = uniqueId('V');
-    await sendOk('A01', { patient, visit: { visitNumber: visit }, movement: { id: uniqueId('M'), date: '20250715101500' } });
-    await sendOk('A03', { patient, visit: { visitNumber: visit }, movement: { id: uniqueId('M'), date: '20250718163000' } });
+    await sendOk('A01', {
+      patient,
+      visit: { visitNumber: visit },
+      movement: { id: uniqueId('M'), date: '20250715101500' },
+    });
+    await sendOk('A03', {
+      patient,
+      visit: { visitNumber: visit },
+      movement: { id: uniqueId('M'), date: '20250718163000' },
+    });
     const enc = await encounterByVisit(visit);
     expect(enc.status).toBe('finished');
     expect(Date.parse(enc.period?.start ?? '')).toBe(Date.parse('2025-07-15T10:15:00+02:00'));
@@ -307,7 +348,13 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
     const destination = finess('69000002');
     await sendOk('A03', {
       patient,
-      visit: { visitNumber: visit, patientClass: 'I', admitDate: '20250312090000', dischargeDate: '20250313110000', dischargedTo: destination },
+      visit: {
+        visitNumber: visit,
+        patientClass: 'I',
+        admitDate: '20250312090000',
+        dischargeDate: '20250313110000',
+        dischargedTo: destination,
+      },
       movement: { id: uniqueId('M'), date: '20250313110000' },
       pmsi: { exitMode: '7' },
     });
@@ -332,7 +379,13 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
     await sendOk('A12', {
       patient,
       visit: { visitNumber: visit, patientClass: 'I', admitDate: '20250312090000' },
-      movement: { id: transfer, date: '20250313100000', action: 'CANCEL', originalTrigger: 'A02', uf: { name: 'Pneumologie', code: '4020' } },
+      movement: {
+        id: transfer,
+        date: '20250313100000',
+        action: 'CANCEL',
+        originalTrigger: 'A02',
+        uf: { name: 'Pneumologie', code: '4020' },
+      },
     });
     enc = await encounterByVisit(visit);
     expect(enc.status).toBe('in-progress');
@@ -352,11 +405,25 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
   it('A13 cancels the discharge: back to in-progress and the discharge event withdrawn', async () => {
     const { patient, visit } = await admit();
     const discharge = uniqueId('M');
-    const dischargeVisit = { visitNumber: visit, patientClass: 'I', admitDate: '20250312090000', dischargeDate: '20250314120000' };
-    await sendOk('A03', { patient, visit: dischargeVisit, movement: { id: discharge, date: '20250314120000' }, pmsi: { exitMode: '8' } });
+    const dischargeVisit = {
+      visitNumber: visit,
+      patientClass: 'I',
+      admitDate: '20250312090000',
+      dischargeDate: '20250314120000',
+    };
+    await sendOk('A03', {
+      patient,
+      visit: dischargeVisit,
+      movement: { id: discharge, date: '20250314120000' },
+      pmsi: { exitMode: '8' },
+    });
     const finished = await encounterByVisit(visit);
     expect(finished.status).toBe('finished');
-    expect((await events(gw, 'encounter.discharged')).filter((e) => e.resource === `Encounter/${finished.id}`).map((e) => e.status)).toEqual(['published']);
+    expect(
+      (await events(gw, 'encounter.discharged'))
+        .filter((e) => e.resource === `Encounter/${finished.id}`)
+        .map((e) => e.status),
+    ).toEqual(['published']);
 
     await sendOk('A13', {
       patient,
@@ -370,7 +437,12 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
     expect(evts.map((e) => e.status)).toEqual(['withdrawn']);
 
     // A new discharge is a new event.
-    await sendOk('A03', { patient, visit: { ...dischargeVisit, dischargeDate: '20250317120000' }, movement: { id: uniqueId('M'), date: '20250317120000' }, pmsi: { exitMode: '8' } });
+    await sendOk('A03', {
+      patient,
+      visit: { ...dischargeVisit, dischargeDate: '20250317120000' },
+      movement: { id: uniqueId('M'), date: '20250317120000' },
+      pmsi: { exitMode: '8' },
+    });
     expect((await encounterByVisit(visit)).period?.end?.slice(0, 10)).toBe('2025-03-17');
     evts = (await events(gw, 'encounter.discharged')).filter((e) => e.resource === `Encounter/${finished.id}`);
     expect(evts.map((e) => e.status)).toEqual(['withdrawn', 'published']);
@@ -381,10 +453,21 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
     await sendOk('A28', { patient });
     const created = await onePatient(patient.ipp);
     const statusOf = (p: Patient): string | undefined =>
-      (extensionsOf(p, IDENTITY_RELIABILITY_URL)[0]?.extension as Array<{ url: string; valueCoding?: { code?: string } }> | undefined)?.find((e) => e.url === 'identityStatus')?.valueCoding?.code;
+      (
+        extensionsOf(p, IDENTITY_RELIABILITY_URL)[0]?.extension as
+          Array<{ url: string; valueCoding?: { code?: string } }> | undefined
+      )?.find((e) => e.url === 'identityStatus')?.valueCoding?.code;
     expect(statusOf(created)).toBe('VALI');
 
-    await sendOk('A31', { patient: { ...patient, usedName: 'MARTIN-BÉGAUDEAU', usedGiven: 'Hélène', phone: '0611223344', identityStatus: ['VALI', 'DOUT'] } });
+    await sendOk('A31', {
+      patient: {
+        ...patient,
+        usedName: 'MARTIN-BÉGAUDEAU',
+        usedGiven: 'Hélène',
+        phone: '0611223344',
+        identityStatus: ['VALI', 'DOUT'],
+      },
+    });
     const updated = await onePatient(patient.ipp);
     expect(updated.id).toBe(created.id);
     expect(Number(updated.meta?.versionId)).toBeGreaterThan(Number(created.meta?.versionId));
@@ -405,11 +488,21 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
     await sendOk('A40', { patient: survivor, prior: { ipp: prior.ipp } });
     const priorAfter = await read<Patient>(gw, `Patient/${priorBefore.id}`);
     expect(priorAfter.active).toBe(false);
-    expect(priorAfter.link).toEqual([expect.objectContaining({ type: 'replaced-by', other: expect.objectContaining({ reference: `Patient/${survivorBefore.id}` }) })]);
+    expect(priorAfter.link).toEqual([
+      expect.objectContaining({
+        type: 'replaced-by',
+        other: expect.objectContaining({ reference: `Patient/${survivorBefore.id}` }),
+      }),
+    ]);
     expect(priorAfter.identifier?.find((i) => i.system === IPP_SYSTEM && i.value === prior.ipp)?.use).toBe('old');
     const survivorAfter = await read<Patient>(gw, `Patient/${survivorBefore.id}`);
     expect(survivorAfter.active).not.toBe(false);
-    expect(survivorAfter.link).toEqual([expect.objectContaining({ type: 'replaces', other: expect.objectContaining({ reference: `Patient/${priorBefore.id}` }) })]);
+    expect(survivorAfter.link).toEqual([
+      expect.objectContaining({
+        type: 'replaces',
+        other: expect.objectContaining({ reference: `Patient/${priorBefore.id}` }),
+      }),
+    ]);
     expect((await encounterByVisit(visit)).subject?.reference).toBe(`Patient/${survivorBefore.id}`);
   });
 
@@ -430,7 +523,12 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
     const patient = basePatient();
     const visit = uniqueId('V');
     const visitOpts = { visitNumber: visit, patientClass: 'I', admitDate: '20250312090000' };
-    await sendOk('A01', { patient, visit: visitOpts, movement: { id: uniqueId('M'), date: '20250312090000' }, dmp: { feeding: 'IO', consult: 'IC' } });
+    await sendOk('A01', {
+      patient,
+      visit: visitOpts,
+      movement: { id: uniqueId('M'), date: '20250312090000' },
+      dmp: { feeding: 'IO', consult: 'IC' },
+    });
     const p = await onePatient(patient.ipp);
     const isDeny = (c: Consent): boolean => c.provision?.type === 'deny' || c.status === 'rejected';
     const first = await search<Consent>(gw, 'Consent', { patient: `Patient/${p.id}` });
@@ -438,19 +536,32 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
     expect(first.filter(isDeny)).toHaveLength(1); // opposed to DMP feeding, consents to consultation
     expect(first.every((c) => c.patient?.reference === `Patient/${p.id}`)).toBe(true);
 
-    await sendOk('A01', { patient, visit: { ...visitOpts, visitNumber: uniqueId('V') }, movement: { id: uniqueId('M'), date: '20250401090000' }, dmp: { feeding: 'INO', consult: 'IC' } });
+    await sendOk('A01', {
+      patient,
+      visit: { ...visitOpts, visitNumber: uniqueId('V') },
+      movement: { id: uniqueId('M'), date: '20250401090000' },
+      dmp: { feeding: 'INO', consult: 'IC' },
+    });
     const second = await search<Consent>(gw, 'Consent', { patient: `Patient/${p.id}` });
     expect(second.map((c) => c.id).sort()).toEqual(first.map((c) => c.id).sort());
     expect(second.filter(isDeny)).toHaveLength(0);
   });
 
   it('decodes an ISO-8859-1 message (MSH-18 8859/1, latin1 bytes) into correct UTF-8 names', async () => {
-    const patient = basePatient({ birthName: 'BÉGAUDEAU', birthGivens: ['HÉLÈNE', 'FRANÇOISE'], usedName: 'Müller-Gaël', usedGiven: 'Hélène' });
+    const patient = basePatient({
+      birthName: 'BÉGAUDEAU',
+      birthGivens: ['HÉLÈNE', 'FRANÇOISE'],
+      usedName: 'Müller-Gaël',
+      usedGiven: 'Hélène',
+    });
     const ack = await send('A28', { patient, charset: '8859/1' }, 'latin1');
     expect(ackCode(ack)).toBe('AA');
     expect(ack.getSegment('MSH')?.getField(18)?.toString()).toBe('8859/1'); // same charset as the message
     const p = await onePatient(patient.ipp);
-    expect(p.name?.find((n) => n.use === 'official')).toMatchObject({ family: 'BÉGAUDEAU', given: expect.arrayContaining(['HÉLÈNE']) });
+    expect(p.name?.find((n) => n.use === 'official')).toMatchObject({
+      family: 'BÉGAUDEAU',
+      given: expect.arrayContaining(['HÉLÈNE']),
+    });
     expect(p.name?.find((n) => n.use === 'usual')).toMatchObject({ family: 'Müller-Gaël', given: ['Hélène'] });
     expect(JSON.stringify(p)).not.toContain('\ufffd');
   });
@@ -460,28 +571,54 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
     const visit = uniqueId('V');
     const v = { visitNumber: visit, patientClass: 'O', admitDate: '20250312090000' };
     await sendOk('A04', { patient, visit: v, movement: { id: uniqueId('M'), date: '20250312090000' } });
-    await sendOk('A03', { patient, visit: { ...v, dischargeDate: '20250312100000' }, movement: { id: uniqueId('M'), date: '20250312100000' } });
+    await sendOk('A03', {
+      patient,
+      visit: { ...v, dischargeDate: '20250312100000' },
+      movement: { id: uniqueId('M'), date: '20250312100000' },
+    });
     const enc = await encounterByVisit(visit);
     expect(enc.class?.code).toBe('AMB');
     expect(enc.status).toBe('finished');
     expect(enc.hospitalization).toBeUndefined();
-    expect((await events(gw, 'encounter.discharged')).filter((e) => e.resource === `Encounter/${enc.id}`)).toHaveLength(0);
+    expect((await events(gw, 'encounter.discharged')).filter((e) => e.resource === `Encounter/${enc.id}`)).toHaveLength(
+      0,
+    );
   });
 
   it('an Encounter finished through the FHIR API also records one discharge event', async () => {
     const token = await gw.token();
-    const created = await call<Encounter>(gw, 'POST', `${gw.fhirUrl}/Encounter`, {
-      resourceType: 'Encounter',
-      status: 'in-progress',
-      class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'IMP' },
-      period: { start: '2025-03-12T09:00:00+01:00' },
-    }, token);
+    const created = await call<Encounter>(
+      gw,
+      'POST',
+      `${gw.fhirUrl}/Encounter`,
+      {
+        resourceType: 'Encounter',
+        status: 'in-progress',
+        class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'IMP' },
+        period: { start: '2025-03-12T09:00:00+01:00' },
+      },
+      token,
+    );
     expect(created.status).toBe(201);
     const id = created.body.id as string;
     expect((await events(gw, 'encounter.discharged')).filter((e) => e.resource === `Encounter/${id}`)).toHaveLength(0);
-    const finished = { ...created.body, status: 'finished', period: { start: '2025-03-12T09:00:00+01:00', end: '2025-03-14T10:00:00+01:00' } };
+    const finished = {
+      ...created.body,
+      status: 'finished',
+      period: { start: '2025-03-12T09:00:00+01:00', end: '2025-03-14T10:00:00+01:00' },
+    };
     expect((await call(gw, 'PUT', `${gw.fhirUrl}/Encounter/${id}`, finished, token)).status).toBe(200);
-    expect((await call(gw, 'PUT', `${gw.fhirUrl}/Encounter/${id}`, { ...finished, text: undefined, priority: { text: 'routine' } }, token)).status).toBe(200);
+    expect(
+      (
+        await call(
+          gw,
+          'PUT',
+          `${gw.fhirUrl}/Encounter/${id}`,
+          { ...finished, text: undefined, priority: { text: 'routine' } },
+          token,
+        )
+      ).status,
+    ).toBe(200);
     const evts = (await events(gw, 'encounter.discharged')).filter((e) => e.resource === `Encounter/${id}`);
     expect(evts.map((e) => e.status)).toEqual(['published']);
   });
@@ -489,7 +626,9 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
   it('names the IPP system after the facility for a namespace-only CX-4', async () => {
     const patient = basePatient({ ippAuthority: 'CHU-X' });
     await sendOk('A28', { patient });
-    const found = await search<Patient>(gw, 'Patient', { identifier: `https://gateway.fr-primary-care.org/hl7/CHU-X/ipp|${patient.ipp}` });
+    const found = await search<Patient>(gw, 'Patient', {
+      identifier: `https://gateway.fr-primary-care.org/hl7/CHU-X/ipp|${patient.ipp}`,
+    });
     expect(found).toHaveLength(1);
     expect(await patientByIpp(patient.ipp)).toHaveLength(0);
   });
@@ -497,16 +636,33 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
   it('uses the source ippSystem / visitSystem, and finds a patient of the hospital by qualified INS only', async () => {
     const ippSystem = 'urn:oid:1.2.250.1.71.4.2.2.10000.99';
     const visitSystem = 'urn:oid:1.2.250.1.71.4.2.2.10000.98';
-    await registerSource(gw, { sendingApplication: 'URGENCES', sendingFacility: 'CHU-X', organization: `Organization/${orgId}`, ippSystem, visitSystem });
+    await registerSource(gw, {
+      sendingApplication: 'URGENCES',
+      sendingFacility: 'CHU-X',
+      organization: `Organization/${orgId}`,
+      ippSystem,
+      visitSystem,
+    });
     const ins = nir('1', '62', '11', '2A', '004', '017');
-    const gam = basePatient({ ins, identityStatus: ['QUAL'], birthName: 'CASANOVA', birthGivens: ['JEAN-FRANÇOIS'], sex: 'M' });
+    const gam = basePatient({
+      ins,
+      identityStatus: ['QUAL'],
+      birthName: 'CASANOVA',
+      birthGivens: ['JEAN-FRANÇOIS'],
+      sex: 'M',
+    });
     await sendOk('A28', { patient: gam });
     const known = await onePatient(gam.ipp);
 
     // The emergency system of the same hospital: its own IPP (CX-4 ignored for the source's ippSystem), same qualified INS.
     const urg = { ...gam, ipp: uniqueId('U') };
     const visit = uniqueId('VU');
-    await sendOk('A01', { app: 'URGENCES', patient: urg, visit: { visitNumber: visit, patientClass: 'E', admitDate: '20250312090000' }, movement: { id: uniqueId('M'), date: '20250312090000' } });
+    await sendOk('A01', {
+      app: 'URGENCES',
+      patient: urg,
+      visit: { visitNumber: visit, patientClass: 'E', admitDate: '20250312090000' },
+      movement: { id: uniqueId('M'), date: '20250312090000' },
+    });
     const viaUrg = await search<Patient>(gw, 'Patient', { identifier: `${ippSystem}|${urg.ipp}` });
     expect(viaUrg.map((p) => p.id)).toEqual([known.id]);
     expect(await search<Patient>(gw, 'Patient', { identifier: `${INS_SYSTEM}|${ins}` })).toHaveLength(1);
@@ -540,15 +696,26 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
     expect(ackCode(await send('A28', { patient: utf8, charset: null }))).toBe('AA');
     const latin1 = basePatient({ birthName: 'LEMAÎTRE', birthGivens: ['NOËL'] });
     expect(ackCode(await send('A28', { patient: latin1, charset: null }, 'latin1'))).toBe('AA');
-    expect((await onePatient(utf8.ipp)).name?.find((n) => n.use === 'official')).toMatchObject({ family: 'LEMAÎTRE', given: ['ZOÉ'] });
-    expect((await onePatient(latin1.ipp)).name?.find((n) => n.use === 'official')).toMatchObject({ family: 'LEMAÎTRE', given: ['NOËL'] });
+    expect((await onePatient(utf8.ipp)).name?.find((n) => n.use === 'official')).toMatchObject({
+      family: 'LEMAÎTRE',
+      given: ['ZOÉ'],
+    });
+    expect((await onePatient(latin1.ipp)).name?.find((n) => n.use === 'official')).toMatchObject({
+      family: 'LEMAÎTRE',
+      given: ['NOËL'],
+    });
   });
 
   it('a replayed message (same MSH-10) returns the same ACK, writes nothing and is recorded as duplicate', async () => {
     const patient = basePatient();
     const visit = uniqueId('V');
     const id = controlId('RPL');
-    const message = adt('A01', { controlId: id, patient, visit: { visitNumber: visit, admitDate: '20250312090000' }, movement: { id: uniqueId('M'), date: '20250312090000' } });
+    const message = adt('A01', {
+      controlId: id,
+      patient,
+      visit: { visitNumber: visit, admitDate: '20250312090000' },
+      movement: { id: uniqueId('M'), date: '20250312090000' },
+    });
     const first = await sendMllp(gw.mllpPort, message);
     expect(ackCode(first)).toBe('AA');
     const p1 = await onePatient(patient.ipp);
@@ -571,38 +738,57 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
     expect((await onePatient(patient.ipp)).meta?.versionId).toBe(p1.meta?.versionId);
   });
 
-  const reuseNote = existsSync(SAMPLE_A01) && existsSync(SAMPLE_A01_MT) ? '' : ` (SKIPPED: ${SAMPLES} not found; the samples live in ../shared/samples next to the repository)`;
-  (reuseNote ? it.skip : it)(`the public samples 01 and 03 (same sender, both MSH-10 3975) are two messages: the second adds the médecin traitant${reuseNote}`, async () => {
-    const [a01, a01mt] = [SAMPLE_A01, SAMPLE_A01_MT].map((f) => readFileSync(f, 'utf8').trim().replace(/\r?\n/g, '\r'));
-    expect(/^MSH(?:\|[^|]*){8}\|3975\|/.test(a01!) && /^MSH(?:\|[^|]*){8}\|3975\|/.test(a01mt!)).toBe(true);
-    expect(ackCode(await sendMllp(gw.mllpPort, a01!))).toBe('AA');
-    expect(ackCode(await sendMllp(gw.mllpPort, a01mt!))).toBe('AA');
-    const [mt] = await search<Practitioner>(gw, 'Practitioner', { identifier: `${RPPS_SYSTEM}|10000023084` });
-    expect(mt).toBeDefined();
-    const patients = await search<Patient>(gw, 'Patient', { identifier: '000003' });
-    expect(patients).toHaveLength(1);
-    expect(patients[0]!.generalPractitioner?.[0]?.reference).toBe(`Practitioner/${mt!.id}`);
-    const rows = (await ledger(gw, { source: sourceId })).filter((r) => r.controlId === '3975');
-    expect(rows.map((r) => r.status)).toEqual(['processed', 'processed']);
-  });
+  const reuseNote =
+    existsSync(SAMPLE_A01) && existsSync(SAMPLE_A01_MT)
+      ? ''
+      : ` (SKIPPED: ${SAMPLES} not found; the samples live in ../shared/samples next to the repository)`;
+  (reuseNote ? it.skip : it)(
+    `the public samples 01 and 03 (same sender, both MSH-10 3975) are two messages: the second adds the médecin traitant${reuseNote}`,
+    async () => {
+      const [a01, a01mt] = [SAMPLE_A01, SAMPLE_A01_MT].map((f) =>
+        readFileSync(f, 'utf8').trim().replace(/\r?\n/g, '\r'),
+      );
+      expect(/^MSH(?:\|[^|]*){8}\|3975\|/.test(a01!) && /^MSH(?:\|[^|]*){8}\|3975\|/.test(a01mt!)).toBe(true);
+      expect(ackCode(await sendMllp(gw.mllpPort, a01!))).toBe('AA');
+      expect(ackCode(await sendMllp(gw.mllpPort, a01mt!))).toBe('AA');
+      const [mt] = await search<Practitioner>(gw, 'Practitioner', { identifier: `${RPPS_SYSTEM}|10000023084` });
+      expect(mt).toBeDefined();
+      const patients = await search<Patient>(gw, 'Patient', { identifier: '000003' });
+      expect(patients).toHaveLength(1);
+      expect(patients[0]!.generalPractitioner?.[0]?.reference).toBe(`Practitioner/${mt!.id}`);
+      const rows = (await ledger(gw, { source: sourceId })).filter((r) => r.controlId === '3975');
+      expect(rows.map((r) => r.status)).toEqual(['processed', 'processed']);
+    },
+  );
 
   it('a reused MSH-10 with other content is a new message: processed, written, and the ledger names the reuse', async () => {
     const patient = basePatient();
     const visit = uniqueId('V');
     const id = controlId('REU');
     const v = { visitNumber: visit, admitDate: '20250312090000' };
-    const first = await sendMllp(gw.mllpPort, adt('A01', { controlId: id, patient, visit: v, movement: { id: uniqueId('M'), date: '20250312090000' } }));
+    const first = await sendMllp(
+      gw.mllpPort,
+      adt('A01', { controlId: id, patient, visit: v, movement: { id: uniqueId('M'), date: '20250312090000' } }),
+    );
     expect(ackCode(first)).toBe('AA');
     const gpRpps = rpps('1000066666');
     const second = await sendMllp(
       gw.mllpPort,
-      adt('A01', { controlId: id, patient, gp: { rpps: gpRpps, family: 'AGNES', given: 'Isabelle' }, visit: v, movement: { id: uniqueId('M'), date: '20250312090000' } }),
+      adt('A01', {
+        controlId: id,
+        patient,
+        gp: { rpps: gpRpps, family: 'AGNES', given: 'Isabelle' },
+        visit: v,
+        movement: { id: uniqueId('M'), date: '20250312090000' },
+      }),
     );
     expect(ackCode(second)).toBe('AA');
     expect(second.toString()).not.toBe(first.toString());
     const [mt] = await search<Practitioner>(gw, 'Practitioner', { identifier: `${RPPS_SYSTEM}|${gpRpps}` });
     expect((await onePatient(patient.ipp)).generalPractitioner?.[0]?.reference).toBe(`Practitioner/${mt.id}`);
-    const rows = (await ledger(gw, { source: sourceId })).filter((r) => r.controlId === id).sort((a, b) => Number(a.id) - Number(b.id));
+    const rows = (await ledger(gw, { source: sourceId }))
+      .filter((r) => r.controlId === id)
+      .sort((a, b) => Number(a.id) - Number(b.id));
     expect(rows.map((r) => [r.status, r.reuseOf])).toEqual([
       ['processed', undefined],
       ['processed', Number(rows[0]!.id)],
@@ -615,12 +801,37 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
       const visit = uniqueId('V');
       const [m1, m2, m3] = [uniqueId('M'), uniqueId('M'), uniqueId('M')];
       const v = { visitNumber: visit, patientClass: 'I', admitDate: '20250312090000' };
-      const a01 = (): Promise<void> => sendOk('A01', { patient, visit: v, movement: { id: m1, date: '20250312090000', uf: { name: 'Cardio', code: '4012' } } });
-      const a02 = (): Promise<void> => sendOk('A02', { patient, visit: v, movement: { id: m2, date: '20250313090000', uf: { name: 'Pneumologie', code: '4020' } } });
+      const a01 = (): Promise<void> =>
+        sendOk('A01', {
+          patient,
+          visit: v,
+          movement: { id: m1, date: '20250312090000', uf: { name: 'Cardio', code: '4012' } },
+        });
+      const a02 = (): Promise<void> =>
+        sendOk('A02', {
+          patient,
+          visit: v,
+          movement: { id: m2, date: '20250313090000', uf: { name: 'Pneumologie', code: '4020' } },
+        });
       const z99 = (): Promise<void> =>
-        sendOk('Z99', { patient, visit: v, movement: { id: m2, date: '20250313100000', action: 'UPDATE', originalTrigger: 'A02', uf: { name: 'Neurologie', code: '4030' } } });
+        sendOk('Z99', {
+          patient,
+          visit: v,
+          movement: {
+            id: m2,
+            date: '20250313100000',
+            action: 'UPDATE',
+            originalTrigger: 'A02',
+            uf: { name: 'Neurologie', code: '4030' },
+          },
+        });
       const a03 = (): Promise<void> =>
-        sendOk('A03', { patient, visit: { ...v, dischargeDate: '20250315110000' }, movement: { id: m3, date: '20250315110000', uf: { name: 'Neurologie', code: '4030' } }, pmsi: { exitMode: '8' } });
+        sendOk('A03', {
+          patient,
+          visit: { ...v, dischargeDate: '20250315110000' },
+          movement: { id: m3, date: '20250315110000', uf: { name: 'Neurologie', code: '4030' } },
+          pmsi: { exitMode: '8' },
+        });
       const steps = order === 'in' ? [a01, a02, z99, a03] : [a03, z99, a01];
       for (const step of steps) {
         await step();
@@ -647,7 +858,11 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
     const visit = uniqueId('V');
     const movement = uniqueId('M');
     const v = { visitNumber: visit, patientClass: 'I', admitDate: '20250312090000' };
-    await sendOk('A11', { patient, visit: v, movement: { id: movement, date: '20250312090000', action: 'CANCEL', originalTrigger: 'A01' } });
+    await sendOk('A11', {
+      patient,
+      visit: v,
+      movement: { id: movement, date: '20250312090000', action: 'CANCEL', originalTrigger: 'A01' },
+    });
     await sendOk('A01', { patient, visit: v, movement: { id: movement, date: '20250312090000' } });
     expect((await encounterByVisit(visit)).status).toBe('cancelled');
   });
@@ -663,7 +878,11 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
             const opts: AdtOptions =
               i === 0
                 ? { patient }
-                : { patient, visit: { visitNumber: `${patient.ipp}-V${c}`, admitDate: '20250312090000' }, movement: { id: `${patient.ipp}-M${c}`, date: '20250312090000' } };
+                : {
+                    patient,
+                    visit: { visitNumber: `${patient.ipp}-V${c}`, admitDate: '20250312090000' },
+                    movement: { id: `${patient.ipp}-M${c}`, date: '20250312090000' },
+                  };
             out.push(ackCode(await sendMllp(gw.mllpPort, adt(i === 0 ? 'A28' : 'A01', opts), { client })));
           }
           return out;
@@ -680,10 +899,15 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
 
   describe('an INS that fails its checks is not used, and nothing else is lost', () => {
     const statusOf = (p: Patient): string | undefined =>
-      (extensionsOf(p, IDENTITY_RELIABILITY_URL)[0]?.extension as Array<{ url: string; valueCoding?: { code?: string } }> | undefined)?.find((e) => e.url === 'identityStatus')?.valueCoding?.code;
-    const insOf = (p: Patient): string[] => (p.identifier ?? []).filter((i) => i.system?.startsWith('urn:oid:1.2.250.1.213.1.4.')).map((i) => i.value ?? '');
+      (
+        extensionsOf(p, IDENTITY_RELIABILITY_URL)[0]?.extension as
+          Array<{ url: string; valueCoding?: { code?: string } }> | undefined
+      )?.find((e) => e.url === 'identityStatus')?.valueCoding?.code;
+    const insOf = (p: Patient): string[] =>
+      (p.identifier ?? []).filter((i) => i.system?.startsWith('urn:oid:1.2.250.1.213.1.4.')).map((i) => i.value ?? '');
     /** The same NIR with its key off by one. */
-    const mistyped = (ins: string): string => ins.slice(0, 13) + String((Number(ins.slice(13)) % 97) + 1).padStart(2, '0');
+    const mistyped = (ins: string): string =>
+      ins.slice(0, 13) + String((Number(ins.slice(13)) % 97) + 1).padStart(2, '0');
 
     /** The ERR segments of an ACK: ERR-2 location, ERR-3.1 code, ERR-4 severity, ERR-8 text. */
     function errs(ack: Hl7Message): Array<{ location: string; code: string; severity: string; text: string }> {
@@ -695,39 +919,62 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
       }));
     }
 
-    const sampleNote = existsSync(SAMPLE_A31) ? '' : ` (SKIPPED: ${SAMPLE_A31} not found; the samples live in ../shared/samples next to the repository)`;
-    (sampleNote ? it.skip : it)(`the public A31 sample (file 04, PROV~FICT, INS key wrong) is AA with a warning on PID-3; the Patient has no INS and stays provisional${sampleNote}`, async () => {
-      // The sample's own sender; it declares 8859/1 but its bytes are UTF-8 (see SOURCES.md): the operator's override.
-      const org = await createOrganization(gw, 'Sample facility');
-      const src = await registerSource(gw, { sendingApplication: 'SendingApp', sendingFacility: 'SendingFacility', organization: `Organization/${org}`, charset: 'UTF-8' });
-      const er7 = readFileSync(SAMPLE_A31, 'utf8').trim().replace(/\r?\n/g, '\r');
-      const sampleIns = /~(\d{15})\^\^\^ASIP-SANTE-INS-NIR/.exec(er7)?.[1] as string;
-      expect(sampleIns).toBeDefined();
-      const ack = await sendMllp(gw.mllpPort, er7);
-      expect(ackCode(ack)).toBe('AA');
-      expect(ackControlId(ack)).toBe('12345');
-      expect(errs(ack)).toEqual([{ location: 'PID^1^3^2^1', code: '102', severity: 'W', text: expect.stringMatching(/^PID-3\[2\]\.1: INS-NIR key .*not used.*provisional/) }]);
-      expect(ack.toString()).not.toContain(sampleIns);
+    const sampleNote = existsSync(SAMPLE_A31)
+      ? ''
+      : ` (SKIPPED: ${SAMPLE_A31} not found; the samples live in ../shared/samples next to the repository)`;
+    (sampleNote ? it.skip : it)(
+      `the public A31 sample (file 04, PROV~FICT, INS key wrong) is AA with a warning on PID-3; the Patient has no INS and stays provisional${sampleNote}`,
+      async () => {
+        // The sample's own sender; it declares 8859/1 but its bytes are UTF-8 (see SOURCES.md): the operator's override.
+        const org = await createOrganization(gw, 'Sample facility');
+        const src = await registerSource(gw, {
+          sendingApplication: 'SendingApp',
+          sendingFacility: 'SendingFacility',
+          organization: `Organization/${org}`,
+          charset: 'UTF-8',
+        });
+        const er7 = readFileSync(SAMPLE_A31, 'utf8').trim().replace(/\r?\n/g, '\r');
+        const sampleIns = /~(\d{15})\^\^\^ASIP-SANTE-INS-NIR/.exec(er7)?.[1] as string;
+        expect(sampleIns).toBeDefined();
+        const ack = await sendMllp(gw.mllpPort, er7);
+        expect(ackCode(ack)).toBe('AA');
+        expect(ackControlId(ack)).toBe('12345');
+        expect(errs(ack)).toEqual([
+          {
+            location: 'PID^1^3^2^1',
+            code: '102',
+            severity: 'W',
+            text: expect.stringMatching(/^PID-3\[2\]\.1: INS-NIR key .*not used.*provisional/),
+          },
+        ]);
+        expect(ack.toString()).not.toContain(sampleIns);
 
-      const found = await search<Patient>(gw, 'Patient', { identifier: '123456789' });
-      expect(found).toHaveLength(1);
-      const p = found[0];
-      expect(insOf(p)).toEqual([]);
-      expect(statusOf(p)).toBe('PROV');
-      expect(p.name?.find((n) => n.use === 'official')?.family).toBe('Lastname');
-      expect(p.address?.[0]?.line).toContain('1er étage');
-      expect(stringsOf(extensionsOf(p, BIRTH_PLACE_URL))).toContain('75101');
-      expect(await search<Patient>(gw, 'Patient', { identifier: `${INS_SYSTEM}|${sampleIns}` })).toHaveLength(0);
+        const found = await search<Patient>(gw, 'Patient', { identifier: '123456789' });
+        expect(found).toHaveLength(1);
+        const p = found[0];
+        expect(insOf(p)).toEqual([]);
+        expect(statusOf(p)).toBe('PROV');
+        expect(p.name?.find((n) => n.use === 'official')?.family).toBe('Lastname');
+        expect(p.address?.[0]?.line).toContain('1er étage');
+        expect(stringsOf(extensionsOf(p, BIRTH_PLACE_URL))).toContain('75101');
+        expect(await search<Patient>(gw, 'Patient', { identifier: `${INS_SYSTEM}|${sampleIns}` })).toHaveLength(0);
 
-      // The operator sees it; the raw message (with the INS as sent) stays in the ledger for identity review.
-      const [row] = (await ledger(gw, { source: src, warning: 'true' })).filter((r) => r.controlId === '12345');
-      expect(row).toMatchObject({ status: 'processed', ackCode: 'AA', warning: expect.stringContaining('PID-3[2].1') });
-      expect(String(row.warning)).not.toContain(sampleIns);
-      expect((await ledger(gw, { source: src, warning: 'false' })).filter((r) => r.controlId === '12345')).toHaveLength(0);
-      const detail = await call<{ text: string }>(gw, 'GET', `/admin/hl7/messages/${row.id}`);
-      expect(detail.body.text).toContain(sampleIns);
-      expect(gw.logs.join('\n')).not.toContain(sampleIns);
-    });
+        // The operator sees it; the raw message (with the INS as sent) stays in the ledger for identity review.
+        const [row] = (await ledger(gw, { source: src, warning: 'true' })).filter((r) => r.controlId === '12345');
+        expect(row).toMatchObject({
+          status: 'processed',
+          ackCode: 'AA',
+          warning: expect.stringContaining('PID-3[2].1'),
+        });
+        expect(String(row.warning)).not.toContain(sampleIns);
+        expect(
+          (await ledger(gw, { source: src, warning: 'false' })).filter((r) => r.controlId === '12345'),
+        ).toHaveLength(0);
+        const detail = await call<{ text: string }>(gw, 'GET', `/admin/hl7/messages/${row.id}`);
+        expect(detail.body.text).toContain(sampleIns);
+        expect(gw.logs.join('\n')).not.toContain(sampleIns);
+      },
+    );
 
     it('an A03 whose INS key is wrong finishes the stay, records the discharge and routes it to the médecin traitant', async () => {
       const ins = mistyped(nir('1', '55', '03', '75', '156', '321'));
@@ -740,7 +987,13 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
       const v = { visitNumber: visit, patientClass: 'I', admitDate: admit };
       const a01 = await send('A01', { patient, gp, visit: v, movement: { id: uniqueId('M'), date: admit } });
       expect(ackCode(a01)).toBe('AA');
-      const a03 = await send('A03', { patient, gp, visit: { ...v, dischargeDate: discharge }, movement: { id: uniqueId('M'), date: discharge }, pmsi: { exitMode: '8' } });
+      const a03 = await send('A03', {
+        patient,
+        gp,
+        visit: { ...v, dischargeDate: discharge },
+        movement: { id: uniqueId('M'), date: discharge },
+        pmsi: { exitMode: '8' },
+      });
       expect(ackCode(a03)).toBe('AA');
       expect(errs(a03)).toEqual([expect.objectContaining({ location: 'PID^1^3^2^1', code: '102', severity: 'W' })]);
 
@@ -752,7 +1005,9 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
       const enc = await encounterByVisit(visit);
       expect(enc.status).toBe('finished');
       expect(enc.subject?.reference).toBe(`Patient/${p.id}`);
-      expect((await events(gw, 'encounter.discharged')).filter((e) => e.resource === `Encounter/${enc.id}`)).toHaveLength(1);
+      expect(
+        (await events(gw, 'encounter.discharged')).filter((e) => e.resource === `Encounter/${enc.id}`),
+      ).toHaveLength(1);
       // The exchange engine (in-process workers) routes it: a follow-up Task owned by the MT.
       const task = await eventually(async () => (await search<Task>(gw, 'Task', { focus: `Encounter/${enc.id}` }))[0]);
       expect(task.code?.coding?.[0]?.code).toBe('discharge-follow-up');
@@ -800,7 +1055,9 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
         name: [{ use: 'official', family: 'MARTIN', given: ['JULES'] }],
         birthDate: '1955-03-01',
         gender: 'male',
-        extension: [{ url: IDENTITY_RELIABILITY_URL, extension: [{ url: 'identityStatus', valueCoding: { code: status } }] }],
+        extension: [
+          { url: IDENTITY_RELIABILITY_URL, extension: [{ url: 'identityStatus', valueCoding: { code: status } }] },
+        ],
       });
       const good = nir('1', '55', '03', '75', '156', '654');
 
@@ -808,22 +1065,41 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
         const res = await call<OperationOutcome>(gw, 'POST', `${gw.fhirUrl}/Patient`, plain(mistyped(good)));
         expect(res.status).toBe(400);
         expect(res.body.resourceType).toBe('OperationOutcome');
-        expect(res.body.issue).toContainEqual(expect.objectContaining({ severity: 'error', expression: ['Patient.identifier[0]'], details: { text: expect.stringContaining('key') } }));
+        expect(res.body.issue).toContainEqual(
+          expect.objectContaining({
+            severity: 'error',
+            expression: ['Patient.identifier[0]'],
+            details: { text: expect.stringContaining('key') },
+          }),
+        );
         expect(JSON.stringify(res.body)).not.toContain(mistyped(good));
         expect(await search<Patient>(gw, 'Patient', { identifier: `${INS_SYSTEM}|${mistyped(good)}` })).toHaveLength(0);
 
         const created = await call<Patient>(gw, 'POST', `${gw.fhirUrl}/Patient`, plain(good, 'QUAL'));
         expect(created.status).toBe(201);
-        const update = await call<OperationOutcome>(gw, 'PUT', `${gw.fhirUrl}/Patient/${created.body.id}`, { ...plain(mistyped(good), 'QUAL'), id: created.body.id });
+        const update = await call<OperationOutcome>(gw, 'PUT', `${gw.fhirUrl}/Patient/${created.body.id}`, {
+          ...plain(mistyped(good), 'QUAL'),
+          id: created.body.id,
+        });
         expect(update.status).toBe(400);
-        expect(update.body.issue?.map((i) => i.expression?.[0])).toEqual(expect.arrayContaining(['Patient.identifier[0]', 'Patient.extension[0]']));
+        expect(update.body.issue?.map((i) => i.expression?.[0])).toEqual(
+          expect.arrayContaining(['Patient.identifier[0]', 'Patient.extension[0]']),
+        );
         expect(insOf(await read<Patient>(gw, `Patient/${created.body.id}`))).toEqual([good]);
       });
 
       it('a qualified identity without a valid INS is refused, on a plain R4 Patient too', async () => {
-        const res = await call<OperationOutcome>(gw, 'POST', `${gw.fhirUrl}/Patient`, { ...plain(good, 'QUAL'), identifier: [] });
+        const res = await call<OperationOutcome>(gw, 'POST', `${gw.fhirUrl}/Patient`, {
+          ...plain(good, 'QUAL'),
+          identifier: [],
+        });
         expect(res.status).toBe(400);
-        expect(res.body.issue).toContainEqual(expect.objectContaining({ expression: ['Patient.extension[0]'], details: { text: expect.stringContaining('QUAL') } }));
+        expect(res.body.issue).toContainEqual(
+          expect.objectContaining({
+            expression: ['Patient.extension[0]'],
+            details: { text: expect.stringContaining('QUAL') },
+          }),
+        );
       });
 
       it('inside a transaction Bundle: the whole transaction is refused, naming the entry', async () => {
@@ -832,7 +1108,11 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
           resourceType: 'Bundle',
           type: 'transaction',
           entry: [
-            { fullUrl: 'urn:uuid:0b5f3c1e-8a77-4c1e-9f0e-1d2a3b4c5d6e', resource: plain(valid), request: { method: 'POST', url: 'Patient' } },
+            {
+              fullUrl: 'urn:uuid:0b5f3c1e-8a77-4c1e-9f0e-1d2a3b4c5d6e',
+              resource: plain(valid),
+              request: { method: 'POST', url: 'Patient' },
+            },
             { resource: plain(mistyped(valid)), request: { method: 'POST', url: 'Patient' } },
           ],
         };
@@ -846,9 +1126,24 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
 
   describe('content errors are answered AE with ERR and recorded as error', () => {
     const cases: Array<[string, (p: PatientOptions) => { event: AdtEvent; opts: AdtOptions }, string | undefined]> = [
-      ['PV1-19 missing on A01', (p) => ({ event: 'A01', opts: { patient: p, visit: { visitNumber: null }, movement: { id: uniqueId('M'), date: '20250312090000' } } }), 'PV1'],
-      ['ZBE missing on A01', (p) => ({ event: 'A01', opts: { patient: p, visit: { visitNumber: uniqueId('V') } } }), 'ZBE'],
-      ['identity status QUAL without INS', (p) => ({ event: 'A28', opts: { patient: { ...p, identityStatus: ['QUAL'] } } }), undefined],
+      [
+        'PV1-19 missing on A01',
+        (p) => ({
+          event: 'A01',
+          opts: { patient: p, visit: { visitNumber: null }, movement: { id: uniqueId('M'), date: '20250312090000' } },
+        }),
+        'PV1',
+      ],
+      [
+        'ZBE missing on A01',
+        (p) => ({ event: 'A01', opts: { patient: p, visit: { visitNumber: uniqueId('V') } } }),
+        'ZBE',
+      ],
+      [
+        'identity status QUAL without INS',
+        (p) => ({ event: 'A28', opts: { patient: { ...p, identityStatus: ['QUAL'] } } }),
+        undefined,
+      ],
       ['impossible birth date', (p) => ({ event: 'A28', opts: { patient: { ...p, birthDate: '19791332' } } }), 'PID'],
     ];
     it.each(cases)('%s', async (_name, build, errSegment) => {
@@ -876,10 +1171,18 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
 
   it('a message mislabelled UTF-8 but sent as latin1 is AE, then processed after fixing the source charset and reprocessing', async () => {
     const org = await createOrganization(gw, 'Centre hospitalier de Saint-Étienne');
-    const src = await registerSource(gw, { sendingApplication: 'PASTEL', sendingFacility: 'CH-SE', organization: `Organization/${org}` });
+    const src = await registerSource(gw, {
+      sendingApplication: 'PASTEL',
+      sendingFacility: 'CH-SE',
+      organization: `Organization/${org}`,
+    });
     const patient = basePatient({ birthName: 'BÉGAUDEAU', birthGivens: ['HÉLÈNE'] });
     const id = controlId('L1');
-    const ack = await sendMllp(gw.mllpPort, adt('A28', { controlId: id, app: 'PASTEL', facility: 'CH-SE', patient, charset: 'UNICODE UTF-8' }), { encoding: 'latin1' });
+    const ack = await sendMllp(
+      gw.mllpPort,
+      adt('A28', { controlId: id, app: 'PASTEL', facility: 'CH-SE', patient, charset: 'UNICODE UTF-8' }),
+      { encoding: 'latin1' },
+    );
     expect(ackCode(ack)).toBe('AE');
     expect(await patientByIpp(patient.ipp)).toHaveLength(0);
     const [row] = (await ledger(gw, { status: 'error', source: src })).filter((r) => r.controlId === id);
@@ -906,15 +1209,32 @@ describe('HL7 v2 ADT (PAM-FR 2.11) over MLLP mapped to FHIR', () => {
 
   it('POST /hl7v2 over HTTP with a hospital client token returns the ACK; other hospitals’ sources are refused', async () => {
     const org = await createOrganization(gw, 'Hôpital privé de la Loire');
-    await registerSource(gw, { sendingApplication: 'DPI-H', sendingFacility: 'HPL', organization: `Organization/${org}` });
+    await registerSource(gw, {
+      sendingApplication: 'DPI-H',
+      sendingFacility: 'HPL',
+      organization: `Organization/${org}`,
+    });
     const client = await gw.clientOf(org, ['system/Patient.cru', 'system/Encounter.cru']);
     const post = (body: string): Promise<Response> =>
-      fetch(`${gw.baseUrl}/hl7v2`, { method: 'POST', headers: { authorization: `Bearer ${client.token}`, 'content-type': 'text/plain; charset=utf-8' }, body });
+      fetch(`${gw.baseUrl}/hl7v2`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${client.token}`, 'content-type': 'text/plain; charset=utf-8' },
+        body,
+      });
 
     const patient = basePatient();
     const visit = uniqueId('V');
     const id = controlId('HTTP');
-    const res = await post(adt('A01', { controlId: id, app: 'DPI-H', facility: 'HPL', patient, visit: { visitNumber: visit, admitDate: '20250312090000' }, movement: { id: uniqueId('M'), date: '20250312090000' } }));
+    const res = await post(
+      adt('A01', {
+        controlId: id,
+        app: 'DPI-H',
+        facility: 'HPL',
+        patient,
+        visit: { visitNumber: visit, admitDate: '20250312090000' },
+        movement: { id: uniqueId('M'), date: '20250312090000' },
+      }),
+    );
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toContain('x-application/hl7-v2+er7');
     const text = await res.text();

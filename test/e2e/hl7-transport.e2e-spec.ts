@@ -36,8 +36,17 @@ describe('HL7 v2 MLLP transport faults (raw sockets)', () => {
   beforeAll(async () => {
     gw = await startTestGateway();
     const org = await createOrganization(gw, 'CHU T');
-    sourceId = await registerSource(gw, { sendingApplication: APP, sendingFacility: FACILITY, organization: `Organization/${org}` });
-    ignoringSourceId = await registerSource(gw, { sendingApplication: 'LABO', sendingFacility: FACILITY, organization: `Organization/${org}`, unknownEvents: 'ignore' });
+    sourceId = await registerSource(gw, {
+      sendingApplication: APP,
+      sendingFacility: FACILITY,
+      organization: `Organization/${org}`,
+    });
+    ignoringSourceId = await registerSource(gw, {
+      sendingApplication: 'LABO',
+      sendingFacility: FACILITY,
+      organization: `Organization/${org}`,
+      unknownEvents: 'ignore',
+    });
   });
   afterEach(async () => {
     await Promise.all(sockets.splice(0).map((s) => s.close()));
@@ -51,7 +60,14 @@ describe('HL7 v2 MLLP transport faults (raw sockets)', () => {
   }
 
   function patient(extra: Partial<PatientOptions> = {}): PatientOptions {
-    return { ipp: uniqueId('T'), birthName: 'FAURÉ', birthGivens: ['GABRIEL'], birthDate: '19450512', sex: 'M', ...extra };
+    return {
+      ipp: uniqueId('T'),
+      birthName: 'FAURÉ',
+      birthGivens: ['GABRIEL'],
+      birthDate: '19450512',
+      sex: 'M',
+      ...extra,
+    };
   }
 
   /** An identity feed message (A28) of this source. */
@@ -113,13 +129,21 @@ describe('HL7 v2 MLLP transport faults (raw sockets)', () => {
     expect(ack && ackCode(ack)).toBe('AA');
     expect(ack && ackControlId(ack)).toBe(id);
     expect(await patients(p.ipp)).toHaveLength(1);
-    expect((await ledger(gw, { source: sourceId })).filter((r) => r.controlId === id).map((r) => r.status)).toEqual(['processed']);
+    expect((await ledger(gw, { source: sourceId })).filter((r) => r.controlId === id).map((r) => r.status)).toEqual([
+      'processed',
+    ]);
   });
 
   it('answers a 10 MB message AR with its MSH-10 and keeps the connection usable', async () => {
     const p = patient();
     const id = controlId('BIG');
-    const big = adt('A28', { app: APP, facility: FACILITY, controlId: id, patient: p, extraSegments: [`NTE|1||${'x'.repeat(10 * 1024 * 1024)}`] });
+    const big = adt('A28', {
+      app: APP,
+      facility: FACILITY,
+      controlId: id,
+      patient: p,
+      extraSegments: [`NTE|1||${'x'.repeat(10 * 1024 * 1024)}`],
+    });
     const s = await open();
     await s.send(big);
     const ack = await s.ack(0, 30000);
@@ -140,7 +164,12 @@ describe('HL7 v2 MLLP transport faults (raw sockets)', () => {
     const p = patient({ birthName: 'RAVEL' });
     const [id1, id2] = [controlId('P'), controlId('P')];
     const first = adt('A28', { app: APP, facility: FACILITY, controlId: id1, patient: p });
-    const second = adt('A31', { app: APP, facility: FACILITY, controlId: id2, patient: { ...p, usedName: 'DEBUSSY', usedGiven: 'Claude' } });
+    const second = adt('A31', {
+      app: APP,
+      facility: FACILITY,
+      controlId: id2,
+      patient: { ...p, usedName: 'DEBUSSY', usedGiven: 'Claude' },
+    });
     const s = await open();
     await s.write(Buffer.concat([frame(encode(first, 'utf8')), frame(encode(second, 'utf8'))]));
     const frames = await s.waitFrames(2);
@@ -171,7 +200,10 @@ describe('HL7 v2 MLLP transport faults (raw sockets)', () => {
   it('rejects an unknown source (AR) when unknown sources are not accepted, and records it', async () => {
     const p = patient();
     const id = controlId('UNK');
-    const ack = await sendMllp(gw.mllpPort, adt('A28', { app: 'INCONNU', facility: 'NULLE-PART', controlId: id, patient: p }));
+    const ack = await sendMllp(
+      gw.mllpPort,
+      adt('A28', { app: 'INCONNU', facility: 'NULLE-PART', controlId: id, patient: p }),
+    );
     expect(ackCode(ack)).toBe('AR');
     expect(ackControlId(ack)).toBe(id);
     expect(await search<Patient>(gw, 'Patient', { identifier: p.ipp })).toHaveLength(0);
@@ -179,8 +211,15 @@ describe('HL7 v2 MLLP transport faults (raw sockets)', () => {
 
     // Once an administrator registers it, the same message (same MSH-10) is processed.
     const org = await createOrganization(gw, 'Clinique inconnue');
-    await registerSource(gw, { sendingApplication: 'INCONNU', sendingFacility: 'NULLE-PART', organization: `Organization/${org}` });
-    const retry = await sendMllp(gw.mllpPort, adt('A28', { app: 'INCONNU', facility: 'NULLE-PART', controlId: id, patient: p }));
+    await registerSource(gw, {
+      sendingApplication: 'INCONNU',
+      sendingFacility: 'NULLE-PART',
+      organization: `Organization/${org}`,
+    });
+    const retry = await sendMllp(
+      gw.mllpPort,
+      adt('A28', { app: 'INCONNU', facility: 'NULLE-PART', controlId: id, patient: p }),
+    );
     expect(ackCode(retry)).toBe('AA');
     expect(await search<Patient>(gw, 'Patient', { identifier: p.ipp })).toHaveLength(1);
   });
@@ -188,19 +227,34 @@ describe('HL7 v2 MLLP transport faults (raw sockets)', () => {
   it('rejects unsupported message types and events (AR), or ignores them (AA, ignored) when the source says so', async () => {
     const p = patient();
     const a08 = controlId('A08');
-    let ack = await sendMllp(gw.mllpPort, adt('A08', { app: APP, facility: FACILITY, controlId: a08, patient: p, visit: { visitNumber: uniqueId('V') } }));
+    let ack = await sendMllp(
+      gw.mllpPort,
+      adt('A08', { app: APP, facility: FACILITY, controlId: a08, patient: p, visit: { visitNumber: uniqueId('V') } }),
+    );
     expect(ackCode(ack)).toBe('AR');
     expect(ackControlId(ack)).toBe(a08);
     expect(ack.getSegment('ERR')?.getComponent(3, 1)).toBe('201'); // HL7 table 0357: unsupported event code
     const oru = controlId('ORU');
-    ack = await sendMllp(gw.mllpPort, adt('A28', { app: APP, facility: FACILITY, controlId: oru, patient: p, messageType: 'ORU^R01^ORU_R01' }));
+    ack = await sendMllp(
+      gw.mllpPort,
+      adt('A28', { app: APP, facility: FACILITY, controlId: oru, patient: p, messageType: 'ORU^R01^ORU_R01' }),
+    );
     expect(ackCode(ack)).toBe('AR');
     expect(ackControlId(ack)).toBe(oru);
     expect(ack.getSegment('ERR')?.getComponent(3, 1)).toBe('200'); // HL7 table 0357: unsupported message type
     expect(await patients(p.ipp)).toHaveLength(0);
 
     const ignored = controlId('IGN');
-    ack = await sendMllp(gw.mllpPort, adt('A08', { app: 'LABO', facility: FACILITY, controlId: ignored, patient: p, visit: { visitNumber: uniqueId('V') } }));
+    ack = await sendMllp(
+      gw.mllpPort,
+      adt('A08', {
+        app: 'LABO',
+        facility: FACILITY,
+        controlId: ignored,
+        patient: p,
+        visit: { visitNumber: uniqueId('V') },
+      }),
+    );
     expect(ackCode(ack)).toBe('AA');
     expect(ackControlId(ack)).toBe(ignored);
     expect(await patients(p.ipp)).toHaveLength(0);
@@ -209,10 +263,17 @@ describe('HL7 v2 MLLP transport faults (raw sockets)', () => {
   });
 
   it('with GW_HL7_ACCEPT_UNKNOWN_SOURCES: registers an unknown sender bound to a new Organization; CIDR allow-list; idle timeout', async () => {
-    const open2 = await startTestGateway({ GW_HL7_ACCEPT_UNKNOWN_SOURCES: 'true', GW_MLLP_ALLOWED_IPS: '10.1.0.0/16, 127.0.0.0/8', GW_MLLP_IDLE_TIMEOUT_SECONDS: '1' });
+    const open2 = await startTestGateway({
+      GW_HL7_ACCEPT_UNKNOWN_SOURCES: 'true',
+      GW_MLLP_ALLOWED_IPS: '10.1.0.0/16, 127.0.0.0/8',
+      GW_MLLP_IDLE_TIMEOUT_SECONDS: '1',
+    });
     try {
       const p = patient();
-      const ack = await sendMllp(open2.mllpPort, adt('A28', { app: 'NOUVEAU', facility: 'CLINIQUE-DU-LAC', patient: p }));
+      const ack = await sendMllp(
+        open2.mllpPort,
+        adt('A28', { app: 'NOUVEAU', facility: 'CLINIQUE-DU-LAC', patient: p }),
+      );
       expect(ackCode(ack)).toBe('AA');
       const sources = (await call<Array<Record<string, unknown>>>(open2, 'GET', '/admin/hl7/sources')).body;
       const src = sources.find((x) => x.sendingApplication === 'NOUVEAU' && x.sendingFacility === 'CLINIQUE-DU-LAC');

@@ -18,12 +18,17 @@ describe('MedplumClient (client credentials) against the gateway', () => {
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
     if (url.endsWith('/oauth2/token')) {
       const headers = new Headers(init?.headers);
-      tokenCalls.push({ authorization: headers.has('authorization'), secretInBody: String(init?.body).includes('client_secret=') });
+      tokenCalls.push({
+        authorization: headers.has('authorization'),
+        secretInBody: String(init?.body).includes('client_secret='),
+      });
     }
     return fetch(input, init);
   };
 
-  const client = (opts: { authCredentialsMethod?: 'body' | 'header'; refreshGracePeriod?: number } = {}): MedplumClient =>
+  const client = (
+    opts: { authCredentialsMethod?: 'body' | 'header'; refreshGracePeriod?: number } = {},
+  ): MedplumClient =>
     new MedplumClient({
       baseUrl: gw.baseUrl,
       fhirUrlPath: 'fhir',

@@ -15,7 +15,11 @@ describe('operations endpoints', () => {
     expect((await fetch(`${gw.baseUrl}/health/live`)).status).toBe(200);
     const ready = await fetch(`${gw.baseUrl}/health/ready`);
     expect(ready.status).toBe(200);
-    expect(await ready.json()).toEqual({ status: 'ok', checks: { database: 'ok', queue: 'ok' }, queueBackend: 'postgres' });
+    expect(await ready.json()).toEqual({
+      status: 'ok',
+      checks: { database: 'ok', queue: 'ok' },
+      queueBackend: 'postgres',
+    });
   });
 
   it('exposes Prometheus metrics: HTTP latency by route and status, queue depth, database pool', async () => {
@@ -58,7 +62,10 @@ describe('the gateway on the Redis queue backend', () => {
     const redis = await startRedis();
     const gw = await startTestGateway({ GW_REDIS_URL: redis.url });
     try {
-      const body = (await (await fetch(`${gw.baseUrl}/health/ready`)).json()) as { queueBackend: string; status: string };
+      const body = (await (await fetch(`${gw.baseUrl}/health/ready`)).json()) as {
+        queueBackend: string;
+        status: string;
+      };
       expect(body).toMatchObject({ status: 'ok', queueBackend: 'redis' });
     } finally {
       await gw.close();
@@ -76,7 +83,11 @@ describe('resilience to the database', () => {
       const token = await gw.token();
       await pg.stop();
       expect((await fetch(`${gw.baseUrl}/health/ready`)).status).toBe(503);
-      const down = await fetch(`${gw.fhirUrl}/Patient`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json' }, body: JSON.stringify({ resourceType: 'Patient' }) });
+      const down = await fetch(`${gw.fhirUrl}/Patient`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json' },
+        body: JSON.stringify({ resourceType: 'Patient' }),
+      });
       expect(down.status).toBe(500);
       expect(JSON.stringify(await down.json())).not.toMatch(/ECONNREFUSED|postgres/i);
       await pg.start();
@@ -86,7 +97,11 @@ describe('resilience to the database', () => {
         status = (await fetch(`${gw.baseUrl}/health/ready`)).status;
       }
       expect(status).toBe(200);
-      const created = await fetch(`${gw.fhirUrl}/Patient`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json' }, body: JSON.stringify({ resourceType: 'Patient', name: [{ family: 'Retour' }] }) });
+      const created = await fetch(`${gw.fhirUrl}/Patient`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json' },
+        body: JSON.stringify({ resourceType: 'Patient', name: [{ family: 'Retour' }] }),
+      });
       expect(created.status).toBe(201);
     } finally {
       await gw.close();

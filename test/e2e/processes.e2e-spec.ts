@@ -12,7 +12,10 @@ afterAll(killAll);
 async function token(base: string, id: string, secret: string): Promise<string> {
   const res = await fetch(`${base}/oauth2/token`, {
     method: 'POST',
-    headers: { authorization: `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+    headers: {
+      authorization: `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`,
+      'content-type': 'application/x-www-form-urlencoded',
+    },
     body: 'grant_type=client_credentials',
   });
   expect(res.status).toBe(200);
@@ -41,14 +44,22 @@ describe('the gateway as a new user runs it (built entry points, embedded Postgr
 
   beforeAll(async () => {
     const port = await freePort();
-    env = { GW_DATA_DIR: dataDir, GW_HTTP_PORT: String(port), GW_EMBEDDED_PG_PORT: String(await freePort()), GW_LOG_LEVEL: 'info' };
+    env = {
+      GW_DATA_DIR: dataDir,
+      GW_HTTP_PORT: String(port),
+      GW_EMBEDDED_PG_PORT: String(await freePort()),
+      GW_LOG_LEVEL: 'info',
+    };
     base = `http://127.0.0.1:${port}`;
   });
 
   it('starts with no external service, prints admin credentials once, keeps data across restarts and a SIGKILL', async () => {
     const first = run(GATEWAY_MAIN, env);
     await first.waitFor(/client_secret:/);
-    const creds = JSON.parse(readFileSync(join(dataDir, 'admin-client.json'), 'utf8')) as { client_id: string; client_secret: string };
+    const creds = JSON.parse(readFileSync(join(dataDir, 'admin-client.json'), 'utf8')) as {
+      client_id: string;
+      client_secret: string;
+    };
     expect(first.out()).toContain(creds.client_secret);
     const t = await token(base, creds.client_id, creds.client_secret);
     const created = await fetch(`${base}/fhir/Patient`, {
@@ -60,12 +71,28 @@ describe('the gateway as a new user runs it (built entry points, embedded Postgr
     const id = ((await created.json()) as { id: string }).id;
 
     // The CLI attaches to the running gateway's database rather than starting another one.
-    const cli = run(GATEWAY_CLI, env, ['client:create', '--org-name', 'MSP des Lilas', '--finess', '750712184', '--name', 'Logiciel MSP', '--scopes', 'system/Patient.rs']);
+    const cli = run(GATEWAY_CLI, env, [
+      'client:create',
+      '--org-name',
+      'MSP des Lilas',
+      '--finess',
+      '750712184',
+      '--name',
+      'Logiciel MSP',
+      '--scopes',
+      'system/Patient.rs',
+    ]);
     expect(await cli.exited).toBe(0);
-    const registered = JSON.parse(cli.out().slice(cli.out().indexOf('{'))) as { client_id: string; client_secret: string; organization: string };
+    const registered = JSON.parse(cli.out().slice(cli.out().indexOf('{'))) as {
+      client_id: string;
+      client_secret: string;
+      organization: string;
+    };
     expect(registered.organization).toMatch(/^Organization\//);
     const clientToken = await token(base, registered.client_id, registered.client_secret);
-    const visible = await fetch(`${base}/fhir/Patient?_total=accurate`, { headers: { authorization: `Bearer ${clientToken}` } });
+    const visible = await fetch(`${base}/fhir/Patient?_total=accurate`, {
+      headers: { authorization: `Bearer ${clientToken}` },
+    });
     expect(visible.status).toBe(200);
     expect(((await visible.json()) as { total: number }).total).toBe(0); // the admin's patient belongs to another organization
 
@@ -76,14 +103,18 @@ describe('the gateway as a new user runs it (built entry points, embedded Postgr
     await second.waitFor(/gateway ready/);
     expect(second.out()).not.toContain('client_secret');
     const t2 = await token(base, creds.client_id, creds.client_secret);
-    expect((await fetch(`${base}/fhir/Patient/${id}`, { headers: { authorization: `Bearer ${t2}` } })).status).toBe(200);
+    expect((await fetch(`${base}/fhir/Patient/${id}`, { headers: { authorization: `Bearer ${t2}` } })).status).toBe(
+      200,
+    );
 
     second.child.kill('SIGKILL');
     await second.exited;
     const third = run(GATEWAY_MAIN, env);
     await third.waitFor(/gateway ready/);
     const t3 = await token(base, creds.client_id, creds.client_secret);
-    expect((await fetch(`${base}/fhir/Patient/${id}`, { headers: { authorization: `Bearer ${t3}` } })).status).toBe(200);
+    expect((await fetch(`${base}/fhir/Patient/${id}`, { headers: { authorization: `Bearer ${t3}` } })).status).toBe(
+      200,
+    );
     third.child.kill('SIGTERM');
     expect(await third.exited).toBe(0);
     expect(existsSync(join(dataDir, 'gateway.pid'))).toBe(false);
@@ -102,8 +133,14 @@ describe('apps/worker out of process', () => {
     const databaseUrl = await createTestDatabase('w');
     const pool = new Pool({ connectionString: databaseUrl });
     await migrateAll(pool);
-    await pool.query(`INSERT INTO audit_event (recorded, client_id, interaction, outcome) VALUES (now() - interval '400 days', 'c', 'read', 200)`);
-    const worker = run(WORKER_MAIN, { GW_DATABASE_URL: databaseUrl, GW_WORKER_QUEUES: 'housekeeping', GW_LOG_LEVEL: 'info' });
+    await pool.query(
+      `INSERT INTO audit_event (recorded, client_id, interaction, outcome) VALUES (now() - interval '400 days', 'c', 'read', 200)`,
+    );
+    const worker = run(WORKER_MAIN, {
+      GW_DATABASE_URL: databaseUrl,
+      GW_WORKER_QUEUES: 'housekeeping',
+      GW_LOG_LEVEL: 'info',
+    });
     const producer = new QueueService({ databaseUrl, logger: createLogger('silent') });
     try {
       await worker.waitFor(/worker ready/);
@@ -128,13 +165,27 @@ describe('apps/worker out of process', () => {
 describe('client:create against an external database', () => {
   it('registers a client whose secret verifies', async () => {
     const databaseUrl = await createTestDatabase('cli');
-    const cli = run(GATEWAY_CLI, { GW_DATABASE_URL: databaseUrl }, ['client:create', '--org', 'Organization/cpts-sud', '--name', 'CPTS Sud', '--scopes', 'system/Measure.rs system/MeasureReport.rs']);
+    const cli = run(GATEWAY_CLI, { GW_DATABASE_URL: databaseUrl }, [
+      'client:create',
+      '--org',
+      'Organization/cpts-sud',
+      '--name',
+      'CPTS Sud',
+      '--scopes',
+      'system/Measure.rs system/MeasureReport.rs',
+    ]);
     expect(await cli.exited).toBe(0);
-    const out = JSON.parse(cli.out().slice(cli.out().indexOf('{'))) as { client_id: string; client_secret: string; scopes: string };
+    const out = JSON.parse(cli.out().slice(cli.out().indexOf('{'))) as {
+      client_id: string;
+      client_secret: string;
+      scopes: string;
+    };
     expect(out.scopes).toBe('system/Measure.rs system/MeasureReport.rs');
     const pool = new Pool({ connectionString: databaseUrl });
     try {
-      expect(await new ClientRegistry(pool).verifySecret(out.client_id, out.client_secret)).toMatchObject({ organization: 'Organization/cpts-sud' });
+      expect(await new ClientRegistry(pool).verifySecret(out.client_id, out.client_secret)).toMatchObject({
+        organization: 'Organization/cpts-sud',
+      });
       expect(await new ClientRegistry(pool).verifySecret(out.client_id, 'wrong')).toBeUndefined();
     } finally {
       await pool.end();
@@ -143,7 +194,15 @@ describe('client:create against an external database', () => {
 
   it('rejects an invalid scope with a clear message', async () => {
     const databaseUrl = await createTestDatabase('cli');
-    const cli = run(GATEWAY_CLI, { GW_DATABASE_URL: databaseUrl }, ['client:create', '--org', 'Organization/x', '--name', 'X', '--scopes', 'patient/everything']);
+    const cli = run(GATEWAY_CLI, { GW_DATABASE_URL: databaseUrl }, [
+      'client:create',
+      '--org',
+      'Organization/x',
+      '--name',
+      'X',
+      '--scopes',
+      'patient/everything',
+    ]);
     expect(await cli.exited).toBe(1);
     expect(cli.out()).toContain('Invalid scope(s): patient/everything');
   });

@@ -58,7 +58,10 @@ async function postgresDependency(): Promise<Dependency> {
  * Starts the built gateway (workers in process) on external PostgreSQL (+ Redis), makes the
  * dependency fail relative to the SIGTERM, and returns how the process ended.
  */
-async function stopGateway(backend: 'redis' | 'postgres', when: When): Promise<{ code: number | null; ms: number; out: string }> {
+async function stopGateway(
+  backend: 'redis' | 'postgres',
+  when: When,
+): Promise<{ code: number | null; ms: number; out: string }> {
   const dep = backend === 'redis' ? await redisDependency() : await postgresDependency();
   try {
     const dataDir = mkdtempSync(join(tmpdir(), 'gw-shutdown-'));
@@ -88,11 +91,16 @@ async function stopGateway(backend: 'redis' | 'postgres', when: When): Promise<{
       await dep.fail('kill');
     }
     let timer: NodeJS.Timeout | undefined;
-    const code = await Promise.race([gw.exited, new Promise<'hung'>((r) => (timer = setTimeout(() => r('hung'), DEADLINE_MS + 15_000)))]);
+    const code = await Promise.race([
+      gw.exited,
+      new Promise<'hung'>((r) => (timer = setTimeout(() => r('hung'), DEADLINE_MS + 15_000))),
+    ]);
     clearTimeout(timer);
     if (code === 'hung') {
       gw.child.kill('SIGKILL');
-      throw new Error(`the gateway was still running ${DEADLINE_MS + 15_000} ms after SIGTERM\n${gw.out().slice(-3000)}`);
+      throw new Error(
+        `the gateway was still running ${DEADLINE_MS + 15_000} ms after SIGTERM\n${gw.out().slice(-3000)}`,
+      );
     }
     return { code, ms: Date.now() - t0, out: gw.out() };
   } finally {
@@ -111,18 +119,26 @@ function expectBoundedStop(r: { code: number | null; ms: number; out: string }):
   }
 }
 
-describe.each(['redis', 'postgres'] as const)('SIGTERM on a gateway with external PostgreSQL, queue on %s', (backend) => {
-  it('with its dependencies up: closes everything in order and exits 0 well before the deadline', async () => {
-    const r = await stopGateway(backend, 'none');
-    expect(r.code).toBe(0);
-    expect(r.ms).toBeLessThan(DEADLINE_MS);
-    expect(r.out).toMatch(/"closed":\["mllp listener","http listener","outbox relay","jobs in flight","queue connections","audit log buffer","database"\][^\n]*"msg":"stopped"/);
-  });
+describe.each(['redis', 'postgres'] as const)(
+  'SIGTERM on a gateway with external PostgreSQL, queue on %s',
+  (backend) => {
+    it('with its dependencies up: closes everything in order and exits 0 well before the deadline', async () => {
+      const r = await stopGateway(backend, 'none');
+      expect(r.code).toBe(0);
+      expect(r.ms).toBeLessThan(DEADLINE_MS);
+      expect(r.out).toMatch(
+        /"closed":\["mllp listener","http listener","outbox relay","jobs in flight","queue connections","audit log buffer","database"\][^\n]*"msg":"stopped"/,
+      );
+    });
 
-  it.each(['before', 'during', 'after'] as const)(`with ${backend === 'redis' ? 'Redis' : 'PostgreSQL'} killed %s the SIGTERM: exits within the deadline`, async (when) => {
-    expectBoundedStop(await stopGateway(backend, when));
-  });
-});
+    it.each(['before', 'during', 'after'] as const)(
+      `with ${backend === 'redis' ? 'Redis' : 'PostgreSQL'} killed %s the SIGTERM: exits within the deadline`,
+      async (when) => {
+        expectBoundedStop(await stopGateway(backend, when));
+      },
+    );
+  },
+);
 
 describe('SIGTERM while Redis is frozen (connections open, nothing answers)', () => {
   it('abandons what cannot close at the deadline, says so, exits 1', async () => {
@@ -130,6 +146,8 @@ describe('SIGTERM while Redis is frozen (connections open, nothing answers)', ()
     expect(r.code).toBe(1);
     expect(r.ms).toBeGreaterThanOrEqual(DEADLINE_MS - 100);
     expect(r.ms).toBeLessThan(DEADLINE_MS + MARGIN_MS);
-    expect(r.out).toMatch(/"abandoned":\[[^\]]*"queue connections"[^\]]*\][^\n]*"msg":"shutdown not graceful: abandoned [^"]*queue connections/);
+    expect(r.out).toMatch(
+      /"abandoned":\[[^\]]*"queue connections"[^\]]*\][^\n]*"msg":"shutdown not graceful: abandoned [^"]*queue connections/,
+    );
   });
 });

@@ -8,8 +8,14 @@ import { call } from '../support/hl7';
 const OPTIONS = { seed: 3, patients: 600, asOf: '2026-10-31' };
 const PERIOD = 'periodStart=2025-11-01&periodEnd=2026-10-31';
 const MEASURES = [
-  'cpts-sans-medecin-traitant', 'cpts-suivi-sortie-7j', 'rosp-depistage-colorectal', 'rosp-depistage-sein',
-  'rosp-diabete-fond-oeil', 'rosp-diabete-hba1c', 'rosp-grippe-16-64-risque', 'rosp-grippe-65',
+  'cpts-sans-medecin-traitant',
+  'cpts-suivi-sortie-7j',
+  'rosp-depistage-colorectal',
+  'rosp-depistage-sein',
+  'rosp-diabete-fond-oeil',
+  'rosp-diabete-hba1c',
+  'rosp-grippe-16-64-risque',
+  'rosp-grippe-65',
 ];
 
 /**
@@ -34,7 +40,11 @@ describe('synthetic territory loaded through the store', () => {
   it('loads every resource the generator made, counted by type', async () => {
     expect(summary.status).toBe('loaded');
     expect(summary.people).toBe(600);
-    const rows = (await db().query<{ t: string; n: string }>('SELECT resource_type AS t, count(*) AS n FROM resource WHERE NOT deleted GROUP BY 1')).rows;
+    const rows = (
+      await db().query<{ t: string; n: string }>(
+        'SELECT resource_type AS t, count(*) AS n FROM resource WHERE NOT deleted GROUP BY 1',
+      )
+    ).rows;
     const stored = Object.fromEntries(rows.map((r) => [r.t, Number(r.n)]));
     // Organizations also include the gateway's own (the test clients').
     const { Organization: orgCount, ...others } = summary.byType;
@@ -42,20 +52,45 @@ describe('synthetic territory loaded through the store', () => {
     expect(Object.fromEntries(Object.keys(others).map((t) => [t, stored[t]]))).toEqual(others);
     expect(summary.byType.Organization).toBe(generator.organizations().length + 1);
     expect(summary.byType.Patient).toBeGreaterThan(600);
-    for (const type of ['Practitioner', 'PractitionerRole', 'CareTeam', 'Condition', 'MedicationRequest', 'Observation', 'Immunization', 'Procedure', 'Encounter', 'Task']) {
+    for (const type of [
+      'Practitioner',
+      'PractitionerRole',
+      'CareTeam',
+      'Condition',
+      'MedicationRequest',
+      'Observation',
+      'Immunization',
+      'Procedure',
+      'Encounter',
+      'Task',
+    ]) {
       expect(summary.byType[type]).toBeGreaterThan(0);
     }
-    const orgs = (await db().query<{ type: string; n: string }>('SELECT type, count(*) AS n FROM ind_organization WHERE part_of = $1 GROUP BY type', [generator.cpts.id])).rows;
+    const orgs = (
+      await db().query<{ type: string; n: string }>(
+        'SELECT type, count(*) AS n FROM ind_organization WHERE part_of = $1 GROUP BY type',
+        [generator.cpts.id],
+      )
+    ).rows;
     expect(Object.fromEntries(orgs.map((o) => [o.type, Number(o.n)]))).toEqual({ MSP: 2, CDS: 1, cabinet: 2 });
-    const cpts = (await db().query<{ communes: string[] }>('SELECT communes FROM ind_organization WHERE id = $1', [generator.cpts.id])).rows[0];
+    const cpts = (
+      await db().query<{ communes: string[] }>('SELECT communes FROM ind_organization WHERE id = $1', [
+        generator.cpts.id,
+      ])
+    ).rows[0];
     expect(cpts?.communes.length).toBeGreaterThanOrEqual(3);
   });
 
   it('is deterministic and idempotent: same seed, same ids; a second load is "already-loaded"', async () => {
     const again = new TerritoryGenerator(OPTIONS);
     expect(again.cpts.id).toBe(generator.cpts.id);
-    const ids = [...again.people()].slice(0, 40).flatMap((p) => p.resources.filter((r) => r.resourceType === 'Patient').map((r) => r.id as string));
-    const found = await db().query('SELECT id FROM resource WHERE resource_type = $1 AND id = ANY($2::text[])', ['Patient', ids]);
+    const ids = [...again.people()]
+      .slice(0, 40)
+      .flatMap((p) => p.resources.filter((r) => r.resourceType === 'Patient').map((r) => r.id as string));
+    const found = await db().query('SELECT id FROM resource WHERE resource_type = $1 AND id = ANY($2::text[])', [
+      'Patient',
+      ids,
+    ]);
     expect(found.rowCount).toBe(ids.length);
     const second = await new TerritoryLoader(gw.core.repo).load(again);
     expect(second).toMatchObject({ status: 'already-loaded', resources: 0 });
@@ -85,7 +120,9 @@ describe('synthetic territory loaded through the store', () => {
     );
     expect(events.rows[0]).toEqual({ n: summary.historicDischarges, undispatched: 0 });
     expect(summary.historicDischarges).toBeGreaterThan(10);
-    const routings = await db().query<{ outcome: string; n: number }>('SELECT outcome, count(*)::int AS n FROM exchange_routing GROUP BY 1');
+    const routings = await db().query<{ outcome: string; n: number }>(
+      'SELECT outcome, count(*)::int AS n FROM exchange_routing GROUP BY 1',
+    );
     expect(routings.rows).toEqual([{ outcome: 'historic-load', n: summary.historicDischarges }]);
     expect((await db().query('SELECT 1 FROM exchange_delivery')).rowCount).toBe(0);
     expect((await db().query(`SELECT 1 FROM resource WHERE resource_type = 'Communication'`)).rowCount).toBe(0);
@@ -94,7 +131,11 @@ describe('synthetic territory loaded through the store', () => {
   it('gives each of the 8 measures a plausible score for the CPTS (strictly between 0 and 1)', async () => {
     const scores: Record<string, number | undefined> = {};
     for (const m of MEASURES) {
-      const res = await call<MeasureReport>(gw, 'GET', `${gw.fhirUrl}/Measure/${m}/$evaluate-measure?${PERIOD}&subject=Organization/${generator.cpts.id}`);
+      const res = await call<MeasureReport>(
+        gw,
+        'GET',
+        `${gw.fhirUrl}/Measure/${m}/$evaluate-measure?${PERIOD}&subject=Organization/${generator.cpts.id}`,
+      );
       expect(res.status).toBe(200);
       scores[m] = res.body.group?.[0]?.measureScore?.value;
     }
@@ -117,9 +158,14 @@ describe('synthetic territory loaded through the store', () => {
         }
       }
     }
-    await expect(new TerritoryLoader(gw.core.repo, { batchSize: 100 }).load(new Interrupted(options))).rejects.toThrow('interrupted');
+    await expect(new TerritoryLoader(gw.core.repo, { batchSize: 100 }).load(new Interrupted(options))).rejects.toThrow(
+      'interrupted',
+    );
     const whole = new TerritoryGenerator(options);
-    expect((await db().query('SELECT 1 FROM resource WHERE resource_type = $1 AND id = $2', ['Organization', whole.cpts.id])).rowCount).toBe(0);
+    expect(
+      (await db().query('SELECT 1 FROM resource WHERE resource_type = $1 AND id = $2', ['Organization', whole.cpts.id]))
+        .rowCount,
+    ).toBe(0);
     const resumed = await new TerritoryLoader(gw.core.repo, { batchSize: 100 }).load(whole);
     expect(resumed).toMatchObject({ status: 'loaded', resumed: true });
     const ids = [...whole.people()].flatMap((p) => p.resources.map((r) => r.id as string));

@@ -25,5 +25,8 @@ export async function createTestDatabase(prefix = 'gw'): Promise<string> {
 
 /** Applies the gateway's whole schema (every feature's migrations) to a test database, or its versions up to `upTo`. */
 export async function migrateAll(pool: Pool, opts: { upTo?: number } = {}): Promise<number[]> {
-  return migrate(pool, opts.upTo === undefined ? MIGRATIONS : MIGRATIONS.filter((m) => m.version <= (opts.upTo as number)));
+  return migrate(
+    pool,
+    opts.upTo === undefined ? MIGRATIONS : MIGRATIONS.filter((m) => m.version <= (opts.upTo as number)),
+  );
 }

@@ -108,7 +108,14 @@ export class FaultProxy {
     if (canned) {
       req.resume();
       res.writeHead(canned.status, { 'content-type': 'application/fhir+json' });
-      res.end(JSON.stringify(canned.body ?? { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'transient', diagnostics: 'repository unavailable' }] }));
+      res.end(
+        JSON.stringify(
+          canned.body ?? {
+            resourceType: 'OperationOutcome',
+            issue: [{ severity: 'error', code: 'transient', diagnostics: 'repository unavailable' }],
+          },
+        ),
+      );
       return;
     }
     const target = new URL(req.url ?? '/', this.target);
@@ -159,7 +166,10 @@ export interface Stay {
   ipp: string;
   visit: string;
   base: AdtOptions;
-  send(event: AdtEvent, opts: Partial<AdtOptions> & { date: string; exitMode?: string; action?: 'INSERT' | 'CANCEL'; original?: string }): Promise<void>;
+  send(
+    event: AdtEvent,
+    opts: Partial<AdtOptions> & { date: string; exitMode?: string; action?: 'INSERT' | 'CANCEL'; original?: string },
+  ): Promise<void>;
 }
 
 /**
@@ -180,7 +190,17 @@ export class Stays {
     const ipp = `${this.stamp}P${seq}`;
     const visit = `${this.stamp}V${seq}`;
     const base: AdtOptions = {
-      patient: { ipp, ins: nir('1', '55', '03', '75', '156', String(100 + seq).padStart(3, '0')), birthName: 'MARTIN', birthGivens: ['Jules'], birthDate: '19550301', sex: 'M', identityStatus: ['VALI', 'QUAL'], address: { line: '1 rue de la Paix', city: 'PARIS', zip: '75002', insee: '75156' }, ...patient },
+      patient: {
+        ipp,
+        ins: nir('1', '55', '03', '75', '156', String(100 + seq).padStart(3, '0')),
+        birthName: 'MARTIN',
+        birthGivens: ['Jules'],
+        birthDate: '19550301',
+        sex: 'M',
+        identityStatus: ['VALI', 'QUAL'],
+        address: { line: '1 rue de la Paix', city: 'PARIS', zip: '75002', insee: '75156' },
+        ...patient,
+      },
       gp: { rpps: rpps(String(1000000000 + seq).slice(0, 10)), family: 'DURAND', given: 'Anne' },
       dmp: { feeding: 'INO', consult: 'IC' },
       ...extra,
@@ -190,8 +210,19 @@ export class Stays {
         ...base,
         ...opts,
         controlId: controlId(),
-        visit: { visitNumber: visit, patientClass: 'I', admitDate: '20261120100000', ...(event === 'A03' ? { dischargeDate: opts.date } : {}) },
-        movement: { id: `${visit}-${opts.original ?? event}-${opts.date}`, date: opts.date, action: opts.action, originalTrigger: opts.original, uf: { name: 'CARDIO', code: 'UF100' } },
+        visit: {
+          visitNumber: visit,
+          patientClass: 'I',
+          admitDate: '20261120100000',
+          ...(event === 'A03' ? { dischargeDate: opts.date } : {}),
+        },
+        movement: {
+          id: `${visit}-${opts.original ?? event}-${opts.date}`,
+          date: opts.date,
+          action: opts.action,
+          originalTrigger: opts.original,
+          uf: { name: 'CARDIO', code: 'UF100' },
+        },
         pmsi: opts.exitMode ? { exitMode: opts.exitMode } : undefined,
       });
       const ack = await sendMllp(this.gw().mllpPort, msg);
@@ -203,24 +234,46 @@ export class Stays {
   }
 
   async encounterOf(visit: string): Promise<{ id: string; subject: { reference: string } }> {
-    return eventually(async () => (await search<{ id: string; subject: { reference: string } }>(this.gw(), 'Encounter', { identifier: visit }))[0]);
+    return eventually(
+      async () =>
+        (
+          await search<{ id: string; subject: { reference: string } }>(this.gw(), 'Encounter', { identifier: visit })
+        )[0],
+    );
   }
 
   /** Gives the MT of a stay a MSSanté mailbox (the directory feed's job); returns the address. */
   async mailboxForMt(mtRpps: string, tag: string): Promise<string> {
     const gw = this.gw();
-    const [practitioner] = await search<{ id: string } & Record<string, unknown>>(gw, 'Practitioner', { identifier: `https://rpps.esante.gouv.fr|${mtRpps}` });
+    const [practitioner] = await search<{ id: string } & Record<string, unknown>>(gw, 'Practitioner', {
+      identifier: `https://rpps.esante.gouv.fr|${mtRpps}`,
+    });
     const mt = `mt.${tag}@medecin.mssante.fr`;
-    await call(gw, 'PUT', `${gw.fhirUrl}/Practitioner/${practitioner!.id}`, { ...practitioner, telecom: [mailbox(mt)] });
+    await call(gw, 'PUT', `${gw.fhirUrl}/Practitioner/${practitioner!.id}`, {
+      ...practitioner,
+      telecom: [mailbox(mt)],
+    });
     return mt;
   }
 
   /** The MT's mailbox plus a care team (nurse, coordinator) with their own mailboxes. */
-  async teamFor(patientRef: string, mtRpps: string, tag: string): Promise<{ mt: string; nurse: string; coord: string }> {
+  async teamFor(
+    patientRef: string,
+    mtRpps: string,
+    tag: string,
+  ): Promise<{ mt: string; nurse: string; coord: string }> {
     const gw = this.gw();
     const mt = await this.mailboxForMt(mtRpps, tag);
-    const nurseRes = await call<{ id: string }>(gw, 'POST', `${gw.fhirUrl}/Practitioner`, { resourceType: 'Practitioner', name: [{ family: 'IDE', given: ['Léa'] }], telecom: [mailbox(`ide.${tag}@msp.mssante.fr`)] });
-    const coordRes = await call<{ id: string }>(gw, 'POST', `${gw.fhirUrl}/Practitioner`, { resourceType: 'Practitioner', name: [{ family: 'COORD', given: ['Max'] }], telecom: [mailbox(`coord.${tag}@msp.mssante.fr`)] });
+    const nurseRes = await call<{ id: string }>(gw, 'POST', `${gw.fhirUrl}/Practitioner`, {
+      resourceType: 'Practitioner',
+      name: [{ family: 'IDE', given: ['Léa'] }],
+      telecom: [mailbox(`ide.${tag}@msp.mssante.fr`)],
+    });
+    const coordRes = await call<{ id: string }>(gw, 'POST', `${gw.fhirUrl}/Practitioner`, {
+      resourceType: 'Practitioner',
+      name: [{ family: 'COORD', given: ['Max'] }],
+      telecom: [mailbox(`coord.${tag}@msp.mssante.fr`)],
+    });
     const team = await call(gw, 'POST', `${gw.fhirUrl}/CareTeam`, {
       resourceType: 'CareTeam',
       status: 'active',

@@ -5,7 +5,16 @@
  */
 
 /** Properties that Jest, Node and `await` probe on any object: absent, never an unexpected use. */
-const PROBED = new Set(['then', 'toJSON', 'asymmetricMatch', '$$typeof', 'nodeType', 'tagName', 'constructor', 'inspect']);
+const PROBED = new Set([
+  'then',
+  'toJSON',
+  'asymmetricMatch',
+  '$$typeof',
+  'nodeType',
+  'tagName',
+  'constructor',
+  'inspect',
+]);
 
 const unexpected: string[] = [];
 

@@ -78,7 +78,12 @@ export async function startTestGateway(env: Record<string, string> = {}): Promis
     logs,
     token,
     async clientOf(orgId, scopes) {
-      const { client, secret } = await core.clients.create({ name: `client of ${orgId}`, organization: `Organization/${orgId}`, scopes, withSecret: true });
+      const { client, secret } = await core.clients.create({
+        name: `client of ${orgId}`,
+        organization: `Organization/${orgId}`,
+        scopes,
+        withSecret: true,
+      });
       return { clientId: client.id, secret: secret as string, token: await token(client.id, secret as string) };
     },
     async close() {

@@ -12,20 +12,62 @@ import { INS_TEST } from './fixtures';
  */
 
 export type AdtEvent =
-  | 'A01' | 'A02' | 'A03' | 'A04' | 'A05' | 'A06' | 'A07' | 'A08' | 'A11' | 'A12' | 'A13'
-  | 'A21' | 'A22' | 'A38' | 'A52' | 'A53' | 'Z99' | 'A28' | 'A31' | 'A40' | 'A47';
+  | 'A01'
+  | 'A02'
+  | 'A03'
+  | 'A04'
+  | 'A05'
+  | 'A06'
+  | 'A07'
+  | 'A08'
+  | 'A11'
+  | 'A12'
+  | 'A13'
+  | 'A21'
+  | 'A22'
+  | 'A38'
+  | 'A52'
+  | 'A53'
+  | 'Z99'
+  | 'A28'
+  | 'A31'
+  | 'A40'
+  | 'A47';
 
 /** HL7 v2.5 message structure (MSH-9.3) of each trigger event. */
 export const STRUCTURE: Record<AdtEvent, string> = {
-  A01: 'ADT_A01', A04: 'ADT_A01', A08: 'ADT_A01', A13: 'ADT_A01', Z99: 'ADT_A01',
-  A02: 'ADT_A02', A03: 'ADT_A03', A05: 'ADT_A05', A28: 'ADT_A05', A31: 'ADT_A05',
-  A06: 'ADT_A06', A07: 'ADT_A06', A11: 'ADT_A09', A12: 'ADT_A12',
-  A21: 'ADT_A21', A22: 'ADT_A21', A52: 'ADT_A52', A53: 'ADT_A52',
-  A38: 'ADT_A38', A40: 'ADT_A39', A47: 'ADT_A30',
+  A01: 'ADT_A01',
+  A04: 'ADT_A01',
+  A08: 'ADT_A01',
+  A13: 'ADT_A01',
+  Z99: 'ADT_A01',
+  A02: 'ADT_A02',
+  A03: 'ADT_A03',
+  A05: 'ADT_A05',
+  A28: 'ADT_A05',
+  A31: 'ADT_A05',
+  A06: 'ADT_A06',
+  A07: 'ADT_A06',
+  A11: 'ADT_A09',
+  A12: 'ADT_A12',
+  A21: 'ADT_A21',
+  A22: 'ADT_A21',
+  A52: 'ADT_A52',
+  A53: 'ADT_A52',
+  A38: 'ADT_A38',
+  A40: 'ADT_A39',
+  A47: 'ADT_A30',
 };
 
 /** The trigger a cancel event undoes (ZBE-6 of a CANCEL). */
-const CANCELLED_TRIGGER: Partial<Record<AdtEvent, string>> = { A11: 'A01', A12: 'A02', A13: 'A03', A38: 'A05', A52: 'A21', A53: 'A22' };
+const CANCELLED_TRIGGER: Partial<Record<AdtEvent, string>> = {
+  A11: 'A01',
+  A12: 'A02',
+  A13: 'A03',
+  A38: 'A05',
+  A52: 'A21',
+  A53: 'A22',
+};
 
 /** ITI-30 (identity feed) events: no movement, PV1 only as `PV1|1|N`. */
 const IDENTITY_EVENTS = new Set<AdtEvent>(['A28', 'A31', 'A40', 'A47']);
@@ -38,7 +80,8 @@ export const IDNATPS_SYSTEM = 'urn:oid:1.2.250.1.71.4.2.1';
 export const IDENTITY_RELIABILITY_URL = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability';
 export const BIRTH_PLACE_URL = 'http://hl7.org/fhir/StructureDefinition/patient-birthPlace';
 export const INSEE_CODE_URL = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code';
-export const BIRTH_LIST_GIVEN_NAME_URL = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-birth-list-given-name';
+export const BIRTH_LIST_GIVEN_NAME_URL =
+  'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-birth-list-given-name';
 
 let sequence = 0;
 const runTag = Date.now().toString(36).slice(-5).toUpperCase();
@@ -172,7 +215,12 @@ export const DEFAULT_IPP_AUTHORITY = `CHU-X&${FACILITY_OID}&ISO`;
 
 /** Builds one segment from a sparse field map (1-based field numbers). */
 export function segment(name: string, fields: Record<number, string | undefined>): string {
-  const max = Math.max(0, ...Object.keys(fields).map(Number).filter((k) => fields[k] !== undefined));
+  const max = Math.max(
+    0,
+    ...Object.keys(fields)
+      .map(Number)
+      .filter((k) => fields[k] !== undefined),
+  );
   const out: string[] = [name];
   for (let i = 1; i <= max; i++) {
     out.push(fields[i] ?? '');
@@ -191,11 +239,30 @@ export function adt(event: AdtEvent, opts: AdtOptions): string {
   const facility = opts.facility ?? DEFAULT_FACILITY;
   const date = opts.messageDate ?? '20250312120000';
   const id = opts.controlId ?? controlId();
-  const charset = opts.charset === undefined ? 'UNICODE UTF-8' : opts.charset ?? '';
+  const charset = opts.charset === undefined ? 'UNICODE UTF-8' : (opts.charset ?? '');
   const messageType = opts.messageType ?? `ADT^${event}^${STRUCTURE[event]}`;
   const msh = [
-    'MSH', '^~\\&', app, facility, 'GATEWAY', 'GW-FR', date, '', messageType, id, 'P', '2.5^FRA^2.11',
-    '', '', '', '', 'FRA', charset, 'FR', '', '2.11^IHE_FRANCE-2.11-PAM',
+    'MSH',
+    '^~\\&',
+    app,
+    facility,
+    'GATEWAY',
+    'GW-FR',
+    date,
+    '',
+    messageType,
+    id,
+    'P',
+    '2.5^FRA^2.11',
+    '',
+    '',
+    '',
+    '',
+    'FRA',
+    charset,
+    'FR',
+    '',
+    '2.11^IHE_FRANCE-2.11-PAM',
   ].join('|');
   const segments = [msh, segment('EVN', { 1: '', 2: date, 6: opts.movement?.date ?? date })];
   segments.push(pid(opts.patient));
@@ -205,7 +272,11 @@ export function adt(event: AdtEvent, opts: AdtOptions): string {
     );
   }
   if (opts.prior) {
-    segments.push(segment('MRG', { 1: `${opts.prior.ipp}^^^${opts.prior.ippAuthority ?? opts.patient.ippAuthority ?? DEFAULT_IPP_AUTHORITY}^PI` }));
+    segments.push(
+      segment('MRG', {
+        1: `${opts.prior.ipp}^^^${opts.prior.ippAuthority ?? opts.patient.ippAuthority ?? DEFAULT_IPP_AUTHORITY}^PI`,
+      }),
+    );
   }
   if (opts.visit) {
     segments.push(pv1(opts.visit, facility));
@@ -222,7 +293,7 @@ export function adt(event: AdtEvent, opts: AdtOptions): string {
         2: m.date,
         4: action,
         5: 'N',
-        6: action === 'INSERT' ? '' : m.originalTrigger ?? CANCELLED_TRIGGER[event] ?? event,
+        6: action === 'INSERT' ? '' : (m.originalTrigger ?? CANCELLED_TRIGGER[event] ?? event),
         7: `${uf.name}^^^^^${facility}^UF^^^${uf.code}`,
         9: 'HMS',
       }),
@@ -251,7 +322,9 @@ function pid(p: PatientOptions): string {
   }
   const addresses: string[] = [];
   if (p.address) {
-    addresses.push(`${p.address.line}^^${p.address.city}^^${p.address.zip}^${p.address.country ?? 'FRA'}^H^^${p.address.insee ?? ''}`);
+    addresses.push(
+      `${p.address.line}^^${p.address.city}^^${p.address.zip}^${p.address.country ?? 'FRA'}^H^^${p.address.insee ?? ''}`,
+    );
   }
   if (p.birthPlaceInsee) {
     addresses.push(`^^^^^^BDL^^${p.birthPlaceInsee}`);
@@ -429,7 +502,11 @@ export class RawMllp {
   }
 
   /** The next ACK (frame number `index`, 0-based) parsed, or undefined when none came. */
-  async ack(index = this.frames.length, timeoutMs = 15000, charset: 'latin1' | 'utf8' = 'utf8'): Promise<Hl7Message | undefined> {
+  async ack(
+    index = this.frames.length,
+    timeoutMs = 15000,
+    charset: 'latin1' | 'utf8' = 'utf8',
+  ): Promise<Hl7Message | undefined> {
     const frames = await this.waitFrames(index + 1, timeoutMs);
     const f = frames[index];
     return f ? Hl7Message.parse(f.toString(charset)) : undefined;
@@ -477,7 +554,13 @@ export interface JsonResponse<T = unknown> {
 }
 
 /** An HTTP call with the admin token (unless `token` is given); JSON in and out. */
-export async function call<T = unknown>(gw: GatewayLike, method: string, path: string, body?: unknown, token?: string): Promise<JsonResponse<T>> {
+export async function call<T = unknown>(
+  gw: GatewayLike,
+  method: string,
+  path: string,
+  body?: unknown,
+  token?: string,
+): Promise<JsonResponse<T>> {
   const res = await fetch(path.startsWith('http') ? path : `${gw.baseUrl}${path}`, {
     method,
     headers: {
@@ -497,8 +580,16 @@ export async function call<T = unknown>(gw: GatewayLike, method: string, path: s
 }
 
 /** FHIR search (admin token); the matching resources of the first page. */
-export async function search<T = Record<string, unknown>>(gw: GatewayLike, type: string, params: Record<string, string>): Promise<T[]> {
-  const res = await call<{ entry?: Array<{ resource: T; search?: { mode?: string } }> }>(gw, 'GET', `${gw.fhirUrl}/${type}?${new URLSearchParams({ _count: '100', ...params })}`);
+export async function search<T = Record<string, unknown>>(
+  gw: GatewayLike,
+  type: string,
+  params: Record<string, string>,
+): Promise<T[]> {
+  const res = await call<{ entry?: Array<{ resource: T; search?: { mode?: string } }> }>(
+    gw,
+    'GET',
+    `${gw.fhirUrl}/${type}?${new URLSearchParams({ _count: '100', ...params })}`,
+  );
   if (res.status !== 200) {
     throw new Error(`search ${type} ${JSON.stringify(params)}: ${res.status} ${JSON.stringify(res.body)}`);
   }
@@ -570,7 +661,9 @@ function listOf(body: unknown): Array<Record<string, unknown>> {
     }
   }
   if (Array.isArray(b.entry)) {
-    return (b.entry as Array<{ resource?: Record<string, unknown> }>).map((e) => e.resource ?? (e as Record<string, unknown>));
+    return (b.entry as Array<{ resource?: Record<string, unknown> }>).map(
+      (e) => e.resource ?? (e as Record<string, unknown>),
+    );
   }
   throw new Error(`not a list: ${JSON.stringify(body).slice(0, 300)}`);
 }
@@ -611,11 +704,21 @@ export async function events(gw: GatewayLike, type: string): Promise<DomainEvent
   if (res.status !== 200) {
     throw new Error(`events: ${res.status} ${JSON.stringify(res.body)}`);
   }
-  return listOf(res.body).map((r) => ({ ...r, id: String(r.id), type: String(r.type), resource: String(r.resource), status: String(r.status) }));
+  return listOf(res.body).map((r) => ({
+    ...r,
+    id: String(r.id),
+    type: String(r.type),
+    resource: String(r.resource),
+    status: String(r.status),
+  }));
 }
 
 /** Every extension with this url anywhere in a resource. */
-export function extensionsOf(node: unknown, url: string, out: Array<Record<string, unknown>> = []): Array<Record<string, unknown>> {
+export function extensionsOf(
+  node: unknown,
+  url: string,
+  out: Array<Record<string, unknown>> = [],
+): Array<Record<string, unknown>> {
   if (Array.isArray(node)) {
     node.forEach((n) => extensionsOf(n, url, out));
   } else if (node && typeof node === 'object') {

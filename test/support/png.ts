@@ -58,7 +58,15 @@ export function decodePng(png: Buffer): DecodedPng {
 }
 
 /** PNG §9: reverses one scanline's filter into `out` (the previous line is already there). */
-function unfilter(raw: Buffer, at: number, out: Buffer, row: number, stride: number, bpp: number, hasPrevious: boolean): void {
+function unfilter(
+  raw: Buffer,
+  at: number,
+  out: Buffer,
+  row: number,
+  stride: number,
+  bpp: number,
+  hasPrevious: boolean,
+): void {
   const filter = raw[at] as number;
   for (let x = 0; x < stride; x++) {
     const v = raw[at + 1 + x] as number;
@@ -88,7 +96,11 @@ export function countColour(img: DecodedPng, hex: string, tolerance = 24): numbe
   const [r, g, b] = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)) as [number, number, number];
   let n = 0;
   for (let i = 0; i < img.rgba.length; i += 4) {
-    if (Math.abs((img.rgba[i] as number) - r) <= tolerance && Math.abs((img.rgba[i + 1] as number) - g) <= tolerance && Math.abs((img.rgba[i + 2] as number) - b) <= tolerance) {
+    if (
+      Math.abs((img.rgba[i] as number) - r) <= tolerance &&
+      Math.abs((img.rgba[i + 1] as number) - g) <= tolerance &&
+      Math.abs((img.rgba[i + 2] as number) - b) <= tolerance
+    ) {
       n += 1;
     }
   }

@@ -45,7 +45,11 @@ export function run(script: string, env: Record<string, string>, args: string[] 
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GW_')));
   // BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the spawned process.
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, script, ...args], { cwd: ROOT, env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeArgs, script, ...args], {
+    cwd: ROOT,
+    env: { ...clean, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   running.add(child);
   child.once('exit', () => running.delete(child));
   let text = '';
@@ -60,7 +64,9 @@ export function run(script: string, env: Record<string, string>, args: string[] 
       const deadline = Date.now() + timeoutMs;
       while (!pattern.test(text)) {
         if (Date.now() > deadline || child.exitCode !== null) {
-          throw new Error(`waiting for ${pattern}: ${child.exitCode !== null ? `exited ${child.exitCode}` : 'timeout'}\n${text.slice(-2000)}`);
+          throw new Error(
+            `waiting for ${pattern}: ${child.exitCode !== null ? `exited ${child.exitCode}` : 'timeout'}\n${text.slice(-2000)}`,
+          );
         }
         await new Promise((r) => setTimeout(r, 50));
       }

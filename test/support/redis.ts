@@ -17,7 +17,11 @@ export async function startRedis(): Promise<{ url: string; pid?: number; stop: (
     throw new Error('redis-server not found: apt-get install -y redis-server (done by .ci/run)');
   }
   const port = await freePort();
-  const child: ChildProcess = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const child: ChildProcess = spawn(
+    bin,
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { stdio: 'ignore' },
+  );
   await waitForPort(port, 10_000).catch((err: unknown) => {
     child.kill('SIGKILL');
     throw err;

@@ -2,8 +2,22 @@
 // with the user's own token (stored monthly MeasureReports, live $evaluate-measure), so the page
 // shows exactly what the client may see and nothing else.
 import {
-  ApiError, REPORT_RUN_SYSTEM, claimsOf, fhirGet, forgetToken, keepToken, measureIdOf, objectiveStatusOf,
-  objectivesOf, recallOf, reportCell, requestToken, resourcesOf, storedToken, structuresOf, thresholdOf,
+  ApiError,
+  REPORT_RUN_SYSTEM,
+  claimsOf,
+  fhirGet,
+  forgetToken,
+  keepToken,
+  measureIdOf,
+  objectiveStatusOf,
+  objectivesOf,
+  recallOf,
+  reportCell,
+  requestToken,
+  resourcesOf,
+  storedToken,
+  structuresOf,
+  thresholdOf,
 } from './fhir.js';
 
 /** @typedef {import('./fhir.js').MeasureReport} MeasureReport */
@@ -152,13 +166,21 @@ async function start() {
   if (claims.adm) {
     /** @type {Organization[]} */
     const orgs = resourcesOf(await fhirGet('Organization?_count=1000'));
-    subjects = orgs.filter((o) => REPORTED_TYPES.includes(o.type?.[0]?.coding?.[0]?.code ?? '')).map((o) => ({ ref: `Organization/${o.id}`, name: `${o.name ?? o.id} (${o.type?.[0]?.coding?.[0]?.code})` }));
+    subjects = orgs
+      .filter((o) => REPORTED_TYPES.includes(o.type?.[0]?.coding?.[0]?.code ?? ''))
+      .map((o) => ({ ref: `Organization/${o.id}`, name: `${o.name ?? o.id} (${o.type?.[0]?.coding?.[0]?.code})` }));
   } else if (claims.org) {
     subjects = [{ ref: claims.org, name: ownOrg?.name ?? claims.org }];
   }
   ui.who.textContent = claims.adm ? 'Client administrateur' : `Client de ${ownOrg?.name ?? claims.org ?? '?'}`;
-  fill(ui.subject, subjects.map((s) => [s.ref, s.name]));
-  fill(ui.measure, measures.map((m) => [m.id ?? '', m.title ?? m.name ?? m.id ?? '']));
+  fill(
+    ui.subject,
+    subjects.map((s) => [s.ref, s.name]),
+  );
+  fill(
+    ui.measure,
+    measures.map((m) => [m.id ?? '', m.title ?? m.name ?? m.id ?? '']),
+  );
   ui.login.hidden = true;
   ui.board.hidden = false;
   ui.who.hidden = false;
@@ -208,7 +230,10 @@ function fillStructures() {
       structures.set(s.key, s.name);
     }
   }
-  fill(ui.structure, [['', 'Tout le périmètre'], ...[...structures.entries()].sort((a, b) => a[1].localeCompare(b[1]))]);
+  fill(ui.structure, [
+    ['', 'Tout le périmètre'],
+    ...[...structures.entries()].sort((a, b) => a[1].localeCompare(b[1])),
+  ]);
   ui.structure.value = structures.has(chosen) ? chosen : '';
 }
 
@@ -229,7 +254,10 @@ function currentRows() {
   const measure = ui.measure.value;
   return state.rows
     .filter((r) => measureIdOf(r.report) === measure)
-    .sort((a, b) => (a.report.period?.end ?? '').localeCompare(b.report.period?.end ?? '') || Number(a.live) - Number(b.live));
+    .sort(
+      (a, b) =>
+        (a.report.period?.end ?? '').localeCompare(b.report.period?.end ?? '') || Number(a.live) - Number(b.live),
+    );
 }
 
 function render() {
@@ -249,7 +277,9 @@ function render() {
     objectives.target !== undefined ? `Cible : ${percent(objectives.target)}` : '',
     objectives.lowerIsBetter ? '(plus bas est meilleur)' : '',
     `Résultat sur 12 mois glissants, à chaque fin de mois.`,
-  ].filter((s) => s !== '').join(' · ');
+  ]
+    .filter((s) => s !== '')
+    .join(' · ');
   drawChart(title, labels, cells, objectives);
   renderTable(title, rows, cells, labels, structure !== undefined, objectives);
 }
@@ -272,9 +302,41 @@ function drawChart(title, labels, cells, objectives) {
   /** @param {number | undefined} v */
   const flat = (v) => labels.map(() => (v === undefined ? null : v * 100));
   const datasets = [
-    { label: 'Résultat (%)', data: cells.map((c) => (c?.score == null ? null : c.score * 100)), borderColor: SERIES_COLOUR, backgroundColor: SERIES_COLOUR, borderWidth: 3, pointRadius: 5, spanGaps: false },
-    ...(objectives.intermediate !== undefined ? [{ label: 'Objectif intermédiaire', data: flat(objectives.intermediate), borderColor: INTERMEDIATE_COLOUR, backgroundColor: INTERMEDIATE_COLOUR, borderDash: [6, 4], borderWidth: 2, pointRadius: 0 }] : []),
-    ...(objectives.target !== undefined ? [{ label: 'Cible', data: flat(objectives.target), borderColor: TARGET_COLOUR, backgroundColor: TARGET_COLOUR, borderDash: [2, 3], borderWidth: 2, pointRadius: 0 }] : []),
+    {
+      label: 'Résultat (%)',
+      data: cells.map((c) => (c?.score == null ? null : c.score * 100)),
+      borderColor: SERIES_COLOUR,
+      backgroundColor: SERIES_COLOUR,
+      borderWidth: 3,
+      pointRadius: 5,
+      spanGaps: false,
+    },
+    ...(objectives.intermediate !== undefined
+      ? [
+          {
+            label: 'Objectif intermédiaire',
+            data: flat(objectives.intermediate),
+            borderColor: INTERMEDIATE_COLOUR,
+            backgroundColor: INTERMEDIATE_COLOUR,
+            borderDash: [6, 4],
+            borderWidth: 2,
+            pointRadius: 0,
+          },
+        ]
+      : []),
+    ...(objectives.target !== undefined
+      ? [
+          {
+            label: 'Cible',
+            data: flat(objectives.target),
+            borderColor: TARGET_COLOUR,
+            backgroundColor: TARGET_COLOUR,
+            borderDash: [2, 3],
+            borderWidth: 2,
+            pointRadius: 0,
+          },
+        ]
+      : []),
   ];
   ui.chart.setAttribute('aria-label', `Graphique : ${title}`);
   state.chart = new Chart(ui.chart, {
@@ -309,23 +371,34 @@ function renderTable(title, rows, cells, labels, isStratum, objectives) {
       th.textContent = labels[i] ?? '';
       tr.append(th);
       if (!cell) {
-        tr.append(td('pas de données pour cette structure', false, 6), td(row.live ? 'en direct' : 'rapport mensuel', false));
+        tr.append(
+          td('pas de données pour cette structure', false, 6),
+          td(row.live ? 'en direct' : 'rapport mensuel', false),
+        );
         return tr;
       }
       const hidden = cell.suppressed === 'complementary' ? 'masqué (complément)' : `masqué (< ${threshold ?? '?'})`;
-      for (const code of /** @type {const} */ (['initial-population', 'denominator', 'denominator-exclusion', 'numerator'])) {
+      for (const code of /** @type {const} */ ([
+        'initial-population',
+        'denominator',
+        'denominator-exclusion',
+        'numerator',
+      ])) {
         const v = cell.counts[code];
         tr.append(v === null ? td(cell.suppressed ? hidden : '—', !!cell.suppressed) : td(String(v), false));
       }
-      tr.append(cell.suppressed ? td(hidden, true) : td(cell.score == null ? 'sans objet' : percent(cell.score), false));
+      tr.append(
+        cell.suppressed ? td(hidden, true) : td(cell.score == null ? 'sans objet' : percent(cell.score), false),
+      );
       const status = isStratum ? stratumStatus(cell, objectives) : objectiveStatusOf(row.report);
       tr.append(td(STATUS_TEXT[status ?? ''] ?? '—', false), td(row.live ? 'en direct' : 'rapport mensuel', false));
       return tr;
     }),
   );
-  ui.note.textContent = threshold !== undefined
-    ? `« masqué (< ${threshold}) » : un effectif, ou l’écart entre deux populations, est compris entre 1 et ${threshold - 1} (secret statistique) ; « masqué (complément) » : cellule masquée pour que la précédente ne puisse pas être recalculée.`
-    : '';
+  ui.note.textContent =
+    threshold !== undefined
+      ? `« masqué (< ${threshold}) » : un effectif, ou l’écart entre deux populations, est compris entre 1 et ${threshold - 1} (secret statistique) ; « masqué (complément) » : cellule masquée pour que la précédente ne puisse pas être recalculée.`
+      : '';
 }
 
 /**
@@ -366,11 +439,17 @@ async function showRecall() {
   const rows = currentRows();
   const last = rows[rows.length - 1]?.report.period;
   const subject = ui.structure.value || ui.subject.value;
-  const query = new URLSearchParams({ reportType: 'subject-list', subject, ...(last?.start && last.end ? { periodStart: last.start, periodEnd: last.end } : {}) });
+  const query = new URLSearchParams({
+    reportType: 'subject-list',
+    subject,
+    ...(last?.start && last.end ? { periodStart: last.start, periodEnd: last.end } : {}),
+  });
   ui.recallResult.replaceChildren(paragraph('Chargement…'));
   let report;
   try {
-    report = /** @type {MeasureReport} */ (await fhirGet(`Measure/${encodeURIComponent(ui.measure.value)}/$evaluate-measure?${query}`));
+    report = /** @type {MeasureReport} */ (
+      await fhirGet(`Measure/${encodeURIComponent(ui.measure.value)}/$evaluate-measure?${query}`)
+    );
   } catch (err) {
     if (err instanceof ApiError && err.status !== 401) {
       const refusal = paragraph(`Liste de rappel non disponible : ${err.message}`);
@@ -391,7 +470,9 @@ async function showRecall() {
   const patients = new Map();
   try {
     /** @type {Patient[]} */
-    const found = resourcesOf(await fhirGet(`Patient?_id=${ids.map(encodeURIComponent).join(',')}&_count=${ids.length}`));
+    const found = resourcesOf(
+      await fhirGet(`Patient?_id=${ids.map(encodeURIComponent).join(',')}&_count=${ids.length}`),
+    );
     found.forEach((p) => patients.set(p.id ?? '', p));
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) {
@@ -414,7 +495,11 @@ async function showRecall() {
     const p = patients.get(id);
     const name = p?.name?.[0];
     const tr = body.insertRow();
-    tr.append(td(`Patient/${id}`, false), td(name ? `${name.family ?? ''} ${(name.given ?? []).join(' ')}`.trim() : '—', false), td(p?.birthDate ?? '—', false));
+    tr.append(
+      td(`Patient/${id}`, false),
+      td(name ? `${name.family ?? ''} ${(name.given ?? []).join(' ')}`.trim() : '—', false),
+      td(p?.birthDate ?? '—', false),
+    );
   }
   ui.recallResult.replaceChildren(table);
 }

@@ -112,7 +112,9 @@ export async function fhirGet(path) {
   if (!token) {
     throw new ApiError(401, 'Non connecté');
   }
-  const res = await fetch(`${ROOT}/fhir/${path}`, { headers: { authorization: `Bearer ${token}`, accept: 'application/fhir+json' } });
+  const res = await fetch(`${ROOT}/fhir/${path}`, {
+    headers: { authorization: `Bearer ${token}`, accept: 'application/fhir+json' },
+  });
   const body = await res.json().catch(() => undefined);
   if (!res.ok) {
     throw new ApiError(res.status, outcomeText(body));
@@ -127,7 +129,9 @@ export async function fhirGet(path) {
  * @returns {T[]}
  */
 export function resourcesOf(bundle) {
-  return (bundle.entry ?? []).filter((e) => e.search?.mode !== 'outcome' && e.resource?.resourceType !== 'OperationOutcome').map((e) => /** @type {T} */ (/** @type {unknown} */ (e.resource)));
+  return (bundle.entry ?? [])
+    .filter((e) => e.search?.mode !== 'outcome' && e.resource?.resourceType !== 'OperationOutcome')
+    .map((e) => /** @type {T} */ (/** @type {unknown} */ (e.resource)));
 }
 
 /**
@@ -188,7 +192,8 @@ export function cellOf(node, isTotal) {
   const kind = node.extension?.find((e) => e.url.endsWith('/measure-suppression'))?.valueCode;
   const hidden = masked(node.measureScore) || (node.population ?? []).some(masked);
   /** @type {Cell['suppressed']} */
-  const suppressed = kind === 'small' || kind === 'complementary' ? kind : hidden ? (isTotal ? 'total' : 'small') : null;
+  const suppressed =
+    kind === 'small' || kind === 'complementary' ? kind : hidden ? (isTotal ? 'total' : 'small') : null;
   return { counts, score: node.measureScore?.value ?? null, suppressed };
 }
 
@@ -198,8 +203,13 @@ export function cellOf(node, isTotal) {
  * @returns {{ key: string; name: string }[]}
  */
 export function structuresOf(report) {
-  const strat = report.group?.[0]?.stratifier?.find((s) => s.code?.[0]?.text === 'structure' || s.code?.[0]?.coding?.[0]?.code === 'structure');
-  return (strat?.stratum ?? []).map((s) => ({ key: s.value?.coding?.[0]?.code ?? '', name: s.value?.text ?? s.value?.coding?.[0]?.code ?? '' }));
+  const strat = report.group?.[0]?.stratifier?.find(
+    (s) => s.code?.[0]?.text === 'structure' || s.code?.[0]?.coding?.[0]?.code === 'structure',
+  );
+  return (strat?.stratum ?? []).map((s) => ({
+    key: s.value?.coding?.[0]?.code ?? '',
+    name: s.value?.text ?? s.value?.coding?.[0]?.code ?? '',
+  }));
 }
 
 /**
@@ -235,6 +245,8 @@ export function objectiveStatusOf(report) {
  * @returns {string[]}
  */
 export function recallOf(report) {
-  const list = /** @type {import('@medplum/fhirtypes').List | undefined} */ (report.contained?.find((r) => r.resourceType === 'List'));
+  const list = /** @type {import('@medplum/fhirtypes').List | undefined} */ (
+    report.contained?.find((r) => r.resourceType === 'List')
+  );
   return (list?.entry ?? []).map((e) => e.item.reference ?? '').filter((r) => r !== '');
 }

@@ -70,7 +70,9 @@ async function main(argv: string[]): Promise<number> {
         return await createClient(core, values);
       case 'client:list':
         for (const c of await core.clients.list()) {
-          process.stdout.write(`${c.id}\t${c.organization}\t${c.admin ? 'admin' : ''}\t${c.scopes.join(' ')}\t${c.name}\n`);
+          process.stdout.write(
+            `${c.id}\t${c.organization}\t${c.admin ? 'admin' : ''}\t${c.scopes.join(' ')}\t${c.name}\n`,
+          );
         }
         return 0;
       case 'indicators:run':
@@ -88,7 +90,16 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-type Values = { name?: string; org?: string; 'org-name'?: string; finess?: string; siret?: string; scopes?: string; jwks?: string; admin?: boolean };
+type Values = {
+  name?: string;
+  org?: string;
+  'org-name'?: string;
+  finess?: string;
+  siret?: string;
+  scopes?: string;
+  jwks?: string;
+  admin?: boolean;
+};
 
 async function createClient(core: GatewayCore, v: Values): Promise<number> {
   if (!v.name || !v.scopes || (!v.org && !v['org-name'])) {
@@ -125,11 +136,18 @@ async function runIndicators(core: GatewayCore, periodEnd: string | undefined, m
     await core.indicators.storeMonthlyReports(end);
     ends.push(end);
   }
-  process.stdout.write(`${JSON.stringify({ periodEnds: ends, reportsPerRun: first.reports, subjects: first.subjects, firstRunMs: first.ms })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ periodEnds: ends, reportsPerRun: first.reports, subjects: first.subjects, firstRunMs: first.ms })}\n`,
+  );
   return 0;
 }
 
-async function loadTerritory(core: GatewayCore, patients: string, seed: string, asOf = lastMonthEnd()): Promise<number> {
+async function loadTerritory(
+  core: GatewayCore,
+  patients: string,
+  seed: string,
+  asOf = lastMonthEnd(),
+): Promise<number> {
   let generator: TerritoryGenerator;
   try {
     generator = new TerritoryGenerator({ patients: Number(patients), seed: Number(seed), asOf });
@@ -142,17 +160,28 @@ async function loadTerritory(core: GatewayCore, patients: string, seed: string, 
     onProgress: (p) => {
       if (p.elapsedMs - last >= 5000 || p.people === p.peopleTotal) {
         last = p.elapsedMs;
-        process.stderr.write(`${p.people}/${p.peopleTotal} persons, ${p.resources} resources, ${Math.round(p.resources / Math.max(0.001, p.elapsedMs / 1000))}/s\n`);
+        process.stderr.write(
+          `${p.people}/${p.peopleTotal} persons, ${p.resources} resources, ${Math.round(p.resources / Math.max(0.001, p.elapsedMs / 1000))}/s\n`,
+        );
       }
     },
   }).load(generator);
-  process.stdout.write(`${JSON.stringify({ ...summary, perSecond: Math.round(summary.perSecond), seed: Number(seed), asOf }, null, 2)}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ ...summary, perSecond: Math.round(summary.perSecond), seed: Number(seed), asOf }, null, 2)}\n`,
+  );
   return 0;
 }
 
-async function importDirectory(core: GatewayCore, ps: string | undefined, mss: string | undefined, progressMs = '5000'): Promise<number> {
+async function importDirectory(
+  core: GatewayCore,
+  ps: string | undefined,
+  mss: string | undefined,
+  progressMs = '5000',
+): Promise<number> {
   if (!ps || !Number.isInteger(Number(progressMs))) {
-    process.stderr.write(`directory:import needs --ps <file> (and optionally --mss <file>, --progress-ms <n>)\n${USAGE}`);
+    process.stderr.write(
+      `directory:import needs --ps <file> (and optionally --mss <file>, --progress-ms <n>)\n${USAGE}`,
+    );
     return 2;
   }
   const stats = await new DirectoryImporter(core.repo).run({
@@ -175,11 +204,21 @@ async function createOrganization(core: GatewayCore, name: string, finess?: stri
     ...(finess ? [{ system: 'https://finess.esante.gouv.fr', value: finess }] : []),
     ...(siret ? [{ system: SIRENE, value: siret }] : []),
   ];
-  const system = { clientId: 'gateway-cli', organization: 'Organization/gateway-operator', admin: true, scopes: ['system/*.cruds'] };
+  const system = {
+    clientId: 'gateway-cli',
+    organization: 'Organization/gateway-operator',
+    admin: true,
+    scopes: ['system/*.cruds'],
+  };
   const id = randomUUID();
   // The organization owns itself, so that its own clients can read it.
   const meta = { tag: [{ system: OWNER_TAG_SYSTEM, code: `Organization/${id}` }] };
-  const { stored } = await core.repo.update('Organization', id, { resourceType: 'Organization', id, meta, active: true, name, ...(identifier.length ? { identifier } : {}) }, { principal: system });
+  const { stored } = await core.repo.update(
+    'Organization',
+    id,
+    { resourceType: 'Organization', id, meta, active: true, name, ...(identifier.length ? { identifier } : {}) },
+    { principal: system },
+  );
   return `Organization/${stored.id}`;
 }
 

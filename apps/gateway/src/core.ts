@@ -75,7 +75,6 @@ export interface GatewayCore {
   close(): Promise<void>;
 }
 
-
 /** What a process built by {@link createCore} runs. */
 export interface CoreOptions {
   /** The port actually listened on when GW_HTTP_PORT=0 (links, token audience). */
@@ -121,16 +120,42 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       bundleInterceptor: (p, body) => mhdRecipient.intercept(p, body),
     });
     const clients = new ClientRegistry(db.pool);
-    const tokens = new TokenService(db.pool, clients, { issuer: base, tokenEndpoint: `${base}/oauth2/token`, ttlSeconds: config.GW_TOKEN_TTL_SECONDS });
-    const queue = new QueueService({ databaseUrl: db.url, redisUrl: config.GW_REDIS_URL, lockMs: config.GW_QUEUE_LOCK_MS, settings: queueSettings(config), logger });
-    const indicators = IndicatorsService.load(join(resolve(config.GW_PROFILES_DIR), 'measures'), db.pool, repo, audit, config.GW_INDICATOR_SMALL_CELL, logger);
+    const tokens = new TokenService(db.pool, clients, {
+      issuer: base,
+      tokenEndpoint: `${base}/oauth2/token`,
+      ttlSeconds: config.GW_TOKEN_TTL_SECONDS,
+    });
+    const queue = new QueueService({
+      databaseUrl: db.url,
+      redisUrl: config.GW_REDIS_URL,
+      lockMs: config.GW_QUEUE_LOCK_MS,
+      settings: queueSettings(config),
+      logger,
+    });
+    const indicators = IndicatorsService.load(
+      join(resolve(config.GW_PROFILES_DIR), 'measures'),
+      db.pool,
+      repo,
+      audit,
+      config.GW_INDICATOR_SMALL_CELL,
+      logger,
+    );
     if (http) {
       await tokens.init();
       await indicators.install();
     }
     const exchange = new ExchangeService(db.pool, db.url, repo, queue, config, logger);
-    const bulk = new BulkExportService(db.pool, repo, policy, audit, queue, { dataDir: config.GW_DATA_DIR, retentionHours: config.GW_BULK_RETENTION_HOURS, logger });
-    const features: GatewayFeature[] = [housekeepingFeature(db.pool, config.GW_AUDIT_RETENTION_DAYS), exchange, indicators, bulk];
+    const bulk = new BulkExportService(db.pool, repo, policy, audit, queue, {
+      dataDir: config.GW_DATA_DIR,
+      retentionHours: config.GW_BULK_RETENTION_HOURS,
+      logger,
+    });
+    const features: GatewayFeature[] = [
+      housekeepingFeature(db.pool, config.GW_AUDIT_RETENTION_DAYS),
+      exchange,
+      indicators,
+      bulk,
+    ];
     for (const f of features) {
       f.register?.(queue);
     }
@@ -144,10 +169,28 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       }
     }
     const capability = buildCapabilityStatement({ baseUrl: base, version: VERSION, registry, profiles });
-    const hl7 = new Hl7IngestService(db.pool, repo, { acceptUnknownSources: config.GW_HL7_ACCEPT_UNKNOWN_SOURCES ?? db.embedded, logger });
+    const hl7 = new Hl7IngestService(db.pool, repo, {
+      acceptUnknownSources: config.GW_HL7_ACCEPT_UNKNOWN_SOURCES ?? db.embedded,
+      logger,
+    });
     const shutdownSteps = (): ShutdownStep[] => processShutdownSteps({ features: started, queue, audit, db });
     return {
-      config, logger, db, baseUrl: base, repo, service, audit, clients, tokens, queue, profiles, capability, hl7, exchange, indicators, bulk,
+      config,
+      logger,
+      db,
+      baseUrl: base,
+      repo,
+      service,
+      audit,
+      clients,
+      tokens,
+      queue,
+      profiles,
+      capability,
+      hl7,
+      exchange,
+      indicators,
+      bulk,
       events: new DomainEventLog(db.pool),
       shutdownSteps,
       async close() {
@@ -161,4 +204,3 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
     throw err;
   }
 }
-

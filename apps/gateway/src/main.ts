@@ -19,7 +19,12 @@ async function main(): Promise<void> {
   const mllp = config.GW_MLLP_ENABLED ? await startMllp(core) : undefined;
   const admin = await bootstrapAdmin(core);
   logger.info(
-    { url: `${core.baseUrl}/fhir`, mllp: mllp ? `${config.GW_MLLP_HOST}:${mllp.port}` : 'disabled', database: core.db.embedded ? 'embedded' : 'external', queue: core.queue.backend },
+    {
+      url: `${core.baseUrl}/fhir`,
+      mllp: mllp ? `${config.GW_MLLP_HOST}:${mllp.port}` : 'disabled',
+      database: core.db.embedded ? 'embedded' : 'external',
+      queue: core.queue.backend,
+    },
     'gateway ready',
   );
   if (admin) {

@@ -48,13 +48,18 @@ const BUSINESS_TEXT: Record<BusinessStatus, string> = {
 };
 
 export function businessStatus(code: BusinessStatus): CodeableConcept {
-  return { coding: [{ system: BUSINESS_STATUS_SYSTEM, code, display: BUSINESS_TEXT[code] }], text: BUSINESS_TEXT[code] };
+  return {
+    coding: [{ system: BUSINESS_STATUS_SYSTEM, code, display: BUSINESS_TEXT[code] }],
+    text: BUSINESS_TEXT[code],
+  };
 }
 
 /** An MSSanté mailbox: FR Core email type MSSANTE, or an address of an mssante.fr domain. */
 export function mssanteMailbox(telecom: ContactPoint[] | undefined): string | undefined {
   const emails = (telecom ?? []).filter((t) => t.system === 'email' && t.value && !t.period?.end);
-  const typed = emails.find((t) => t.extension?.some((e) => e.url === EMAIL_TYPE_EXTENSION && e.valueCoding?.code === 'MSSANTE'));
+  const typed = emails.find((t) =>
+    t.extension?.some((e) => e.url === EMAIL_TYPE_EXTENSION && e.valueCoding?.code === 'MSSANTE'),
+  );
   return (typed ?? emails.find((t) => /[.@]mssante\.fr$/i.test(t.value ?? '')))?.value?.toLowerCase();
 }
 

@@ -53,13 +53,38 @@ export class ExchangeService implements GatewayFeature {
       maxDischargeAgeMs: config.GW_EXCHANGE_MAX_DISCHARGE_AGE,
     });
     const gate = new DestinationGate(config.GW_EXCHANGE_DESTINATION_CONCURRENCY, config.GW_EXCHANGE_DESTINATION_RATE);
-    this.processor = new DeliveryProcessor(repo, this.deliveries, loader, this.tracker, writer, gate, this.channels, config.GW_XDS_SOURCE_OID, logger, config.GW_QUEUE_LOCK_MS);
+    this.processor = new DeliveryProcessor(
+      repo,
+      this.deliveries,
+      loader,
+      this.tracker,
+      writer,
+      gate,
+      this.channels,
+      config.GW_XDS_SOURCE_OID,
+      logger,
+      config.GW_QUEUE_LOCK_MS,
+    );
     // Discharge events become routing jobs; the job id derives from the event, so a second hand-over is a no-op.
-    const discharges = (events: OutboxEvent[]): string[] => events.filter((e) => e.type === 'encounter.discharged').map((e) => e.id);
-    this.relay = new OutboxRelay(pool, databaseUrl, {
-      published: (events) => queue.enqueueMany('exchange.route-discharge', discharges(events).map((id) => ({ payload: { eventId: id }, jobId: `discharge-${id}` }))),
-      withdrawn: (events) => queue.enqueueMany('exchange.withdraw-discharge', discharges(events).map((id) => ({ payload: { eventId: id }, jobId: `withdraw-${id}` }))),
-    }, logger);
+    const discharges = (events: OutboxEvent[]): string[] =>
+      events.filter((e) => e.type === 'encounter.discharged').map((e) => e.id);
+    this.relay = new OutboxRelay(
+      pool,
+      databaseUrl,
+      {
+        published: (events) =>
+          queue.enqueueMany(
+            'exchange.route-discharge',
+            discharges(events).map((id) => ({ payload: { eventId: id }, jobId: `discharge-${id}` })),
+          ),
+        withdrawn: (events) =>
+          queue.enqueueMany(
+            'exchange.withdraw-discharge',
+            discharges(events).map((id) => ({ payload: { eventId: id }, jobId: `withdraw-${id}` })),
+          ),
+      },
+      logger,
+    );
   }
 
   readonly name = 'exchange';
@@ -88,8 +113,18 @@ export class ExchangeService implements GatewayFeature {
   private async routeJob(eventId: string, ctx: JobContext): Promise<JobResult> {
     const result = await this.router.route(eventId);
     await this.enqueue(result.deliveries);
-    ctx.logger.info({ event: eventId, status: result.status, deliveries: result.deliveries.length }, 'discharge routed');
-    return { status: result.status === 'skipped' ? 'skipped' : 'success', detail: { routing: result.status, deliveries: result.deliveries.length, ...(result.reason ? { reason: result.reason } : {}) } };
+    ctx.logger.info(
+      { event: eventId, status: result.status, deliveries: result.deliveries.length },
+      'discharge routed',
+    );
+    return {
+      status: result.status === 'skipped' ? 'skipped' : 'success',
+      detail: {
+        routing: result.status,
+        deliveries: result.deliveries.length,
+        ...(result.reason ? { reason: result.reason } : {}),
+      },
+    };
   }
 
   private async withdrawJob(eventId: string): Promise<JobResult> {
@@ -97,14 +132,19 @@ export class ExchangeService implements GatewayFeature {
     for (const d of cancelled) {
       // Best effort: a job left in the queue finds its delivery cancelled and skips anyway.
       const job = this.channels.jobOf(d);
-      await this.queue.queue(JOB_QUEUE[job.name]).remove(job.id).catch(() => undefined);
+      await this.queue
+        .queue(JOB_QUEUE[job.name])
+        .remove(job.id)
+        .catch(() => undefined);
     }
     return { status: 'success', detail: { cancelled: cancelled.length } };
   }
 
   private async enqueue(list: Delivery[]): Promise<void> {
     for (const channel of this.channels.all()) {
-      const jobs = list.filter((d) => d.channel === channel.name).map((d) => ({ payload: { deliveryId: d.id }, jobId: this.channels.jobOf(d).id }));
+      const jobs = list
+        .filter((d) => d.channel === channel.name)
+        .map((d) => ({ payload: { deliveryId: d.id }, jobId: this.channels.jobOf(d).id }));
       await this.queue.enqueueMany(channel.job.name, jobs);
     }
   }
@@ -125,7 +165,9 @@ export class ExchangeService implements GatewayFeature {
     const d = await this.delivery(id);
     const replays = await this.deliveries.reopen(id);
     if (replays === undefined) {
-      throw new GatewayError('conflict', { text: `delivery is ${d.status}; only dead, failed or refused deliveries can be replayed` });
+      throw new GatewayError('conflict', {
+        text: `delivery is ${d.status}; only dead, failed or refused deliveries can be replayed`,
+      });
     }
     const job = this.channels.jobOf(d);
     await this.queue.enqueue(job.name, { deliveryId: id }, `${job.id}-replay-${replays}`);
@@ -147,17 +189,27 @@ export class ExchangeService implements GatewayFeature {
       throw err;
     }
     const id = MssChannel.deliveryIdOf(report.originalMessageId);
-    const ok = (report.disposition === 'processed' || report.disposition === 'displayed' || report.disposition === 'dispatched') && !report.error;
+    const ok =
+      (report.disposition === 'processed' ||
+        report.disposition === 'displayed' ||
+        report.disposition === 'dispatched') &&
+      !report.error;
     const status = await this.repo.withTransaction(async (tx) => {
       const d = id ? await this.deliveries.get(id, tx, true) : undefined;
       if (!d || !this.channels.get(d.channel).acknowledged) {
-        throw new GatewayError('not-found', { text: 'Original-Message-ID does not match a message sent by this gateway' });
+        throw new GatewayError('not-found', {
+          text: 'Original-Message-ID does not match a message sent by this gateway',
+        });
       }
       const next = ok ? 'processed' : 'failed';
-      const reason = ok ? undefined : `Accusé de réception : ${report.disposition}${report.error ? ` (${report.error})` : ''}`;
+      const reason = ok
+        ? undefined
+        : `Accusé de réception : ${report.disposition}${report.error ? ` (${report.error})` : ''}`;
       await this.deliveries.setStatus(tx, d.id, next, { acknowledged: true, error: reason ?? null });
       if (d.communication) {
-        await this.tracker.communication(tx, d.communication, ok ? 'completed' : 'not-done', reason, { received: new Date().toISOString() });
+        await this.tracker.communication(tx, d.communication, ok ? 'completed' : 'not-done', reason, {
+          received: new Date().toISOString(),
+        });
       }
       if (d.task) {
         await this.tracker.task(tx, d.task);
@@ -170,7 +222,9 @@ export class ExchangeService implements GatewayFeature {
 
   /** Counts per status, for the admin API and metrics. */
   async summary(): Promise<Record<string, Record<string, number>>> {
-    const res = await this.pool.query<{ channel: string; status: string; n: string }>('SELECT channel, status, count(*) AS n FROM exchange_delivery GROUP BY 1, 2');
+    const res = await this.pool.query<{ channel: string; status: string; n: string }>(
+      'SELECT channel, status, count(*) AS n FROM exchange_delivery GROUP BY 1, 2',
+    );
     const out: Record<string, Record<string, number>> = {};
     for (const r of res.rows) {
       (out[r.channel] ??= {})[r.status] = Number(r.n);
@@ -178,4 +232,3 @@ export class ExchangeService implements GatewayFeature {
     return out;
   }
 }
-

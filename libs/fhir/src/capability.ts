@@ -24,7 +24,9 @@ const INTERACTIONS: CapabilityStatementRestResource['interaction'] = [
 /** Instance operations by type: Bulk Data v2 group export (NDJSON) and the indicators' evaluation. */
 const OPERATIONS: Record<string, { name: string; definition: string }[]> = {
   Group: [{ name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export' }],
-  Measure: [{ name: 'evaluate-measure', definition: 'http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure' }],
+  Measure: [
+    { name: 'evaluate-measure', definition: 'http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure' },
+  ],
 };
 
 /** `Source:param` for every served reference parameter that can point at `type`. */
@@ -55,7 +57,10 @@ export function buildCapabilityStatement(input: CapabilityInput): CapabilityStat
       conditionalCreate: true,
       conditionalUpdate: true,
       conditionalDelete: 'not-supported',
-      searchInclude: input.registry.list(type).filter((d) => d.kind === 'reference').map((d) => `${type}:${d.code}`),
+      searchInclude: input.registry
+        .list(type)
+        .filter((d) => d.kind === 'reference')
+        .map((d) => `${type}:${d.code}`),
       searchRevInclude: revIncludes(input.registry, type),
       ...(OPERATIONS[type] ? { operation: OPERATIONS[type] } : {}),
       searchParam: [
@@ -84,7 +89,13 @@ export function buildCapabilityStatement(input: CapabilityInput): CapabilityStat
         mode: 'server',
         security: {
           cors: false,
-          service: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' }] }],
+          service: [
+            {
+              coding: [
+                { system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' },
+              ],
+            },
+          ],
           extension: [
             {
               url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris',

@@ -29,7 +29,9 @@ export interface CompartmentResource {
 
 let patientCompartmentDef: readonly CompartmentResource[] | undefined;
 export function r4PatientCompartment(): readonly CompartmentResource[] {
-  patientCompartmentDef ??= (readJson('fhir/r4/compartmentdefinition-patient.json') as { resource: CompartmentResource[] }).resource;
+  patientCompartmentDef ??= (
+    readJson('fhir/r4/compartmentdefinition-patient.json') as { resource: CompartmentResource[] }
+  ).resource;
   return patientCompartmentDef;
 }
 
@@ -39,7 +41,11 @@ export function r4PatientCompartment(): readonly CompartmentResource[] {
  * RESTful endpoint), so a client's or a hospital's data (a Synthea bundle with Claims, CarePlans,
  * Goals…) is never refused for its type.
  */
-export const SERVED_RESOURCE_TYPES: readonly string[] = Object.freeze(r4PatientCompartment().map((r) => r.code).sort());
+export const SERVED_RESOURCE_TYPES: readonly string[] = Object.freeze(
+  r4PatientCompartment()
+    .map((r) => r.code)
+    .sort(),
+);
 
 export type ServedResourceType = string;
 

@@ -64,7 +64,11 @@ export function nirKey(first13: string): string {
 }
 
 /** INS-NIR systems (FR Core): the production OID and its test and demo OIDs. */
-export const INS_NIR_SYSTEMS = ['urn:oid:1.2.250.1.213.1.4.8', 'urn:oid:1.2.250.1.213.1.4.10', 'urn:oid:1.2.250.1.213.1.4.11'];
+export const INS_NIR_SYSTEMS = [
+  'urn:oid:1.2.250.1.213.1.4.8',
+  'urn:oid:1.2.250.1.213.1.4.10',
+  'urn:oid:1.2.250.1.213.1.4.11',
+];
 /** INS-NIA (temporary number assigned while a NIR is awaited). */
 export const INS_NIA_SYSTEM = 'urn:oid:1.2.250.1.213.1.4.9';
 const NIR_FORMAT = /^[12][0-9]{4}(2[AB]|[0-9]{2})[0-9]{8}$/;
@@ -76,10 +80,16 @@ const NIA_FORMAT = /^[1-8][0-9]{4}(2[AB]|[0-9]{2})[0-9]{8}$/;
  * @param kind - `INS-NIR` or `INS-NIA` (an NIA is built like a NIR, first digit 1 to 8).
  * @returns `{ problem: 'format' | 'key', reason }`, or undefined when the INS is valid.
  */
-export function insProblem(kind: 'INS-NIR' | 'INS-NIA', value: string): { problem: 'format' | 'key'; reason: string } | undefined {
+export function insProblem(
+  kind: 'INS-NIR' | 'INS-NIA',
+  value: string,
+): { problem: 'format' | 'key'; reason: string } | undefined {
   if (!(kind === 'INS-NIR' ? NIR_FORMAT : NIA_FORMAT).test(value)) {
     const first = kind === 'INS-NIR' ? 'sex 1 or 2' : 'first digit 1 to 8';
-    return { problem: 'format', reason: `${kind} must be 15 characters (${first}, 13 digits with 2A/2B for Corsica, then the 2-digit key)` };
+    return {
+      problem: 'format',
+      reason: `${kind} must be 15 characters (${first}, 13 digits with 2A/2B for Corsica, then the 2-digit key)`,
+    };
   }
   if (nirKey(value.slice(0, 13)) !== value.slice(13)) {
     return { problem: 'key', reason: `${kind} key (last 2 digits) does not match the first 13 characters` };

@@ -1,10 +1,25 @@
-export { SERVED_RESOURCE_TYPES, isServedResourceType, isKnownR4ResourceType, loadFhirDefinitions, r4PatientCompartment } from './definitions';
+export {
+  SERVED_RESOURCE_TYPES,
+  isServedResourceType,
+  isKnownR4ResourceType,
+  loadFhirDefinitions,
+  r4PatientCompartment,
+} from './definitions';
 export type { CompartmentResource } from './definitions';
 export type { ServedResourceType } from './definitions';
 export { dateRange, MIN_DATE, MAX_DATE } from './dates';
 export type { DateRange } from './dates';
 export { SearchParamRegistry, normalizeString, parseReference } from './search-params';
-export type { IndexedKind, IndexRows, SearchParamDef, TokenRow, StringRow, DateRow, ReferenceRow, NumberRow } from './search-params';
+export type {
+  IndexedKind,
+  IndexRows,
+  SearchParamDef,
+  TokenRow,
+  StringRow,
+  DateRow,
+  ReferenceRow,
+  NumberRow,
+} from './search-params';
 export { parseSearchRequest, splitPrefix, splitValues } from './search-request';
 export type { Prefix, SearchRequest, SearchParamClause, IncludeClause } from './search-request';
 export { ProfileRegistry } from './profiles';

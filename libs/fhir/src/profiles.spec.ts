@@ -418,15 +418,32 @@ describe('gw-organization', () => {
   });
 
   it('accepts every IdNatStruct prefix FR Core allows: 0 ADELI cabinet, 1 FINESS, 2 SIREN, 3 SIRET, 4 RPPS cabinet', () => {
-    for (const value of ['0751234567', '07512345670001', '1750712184', '2262000017', '326200001700019', '410003456789', '4100034567890001']) {
+    for (const value of [
+      '0751234567',
+      '07512345670001',
+      '1750712184',
+      '2262000017',
+      '326200001700019',
+      '410003456789',
+      '4100034567890001',
+    ]) {
       const resource = organization({ identifier: [{ system: IDNATSTRUCT, value }] });
       expect({ value, issues: registry.validate(resource) }).toEqual({ value, issues: [] });
     }
   });
 
-  it("rejects an IdNatStruct whose prefix FR Core does not know, or whose body does not fit its prefix, at Organization.identifier[1]", () => {
+  it('rejects an IdNatStruct whose prefix FR Core does not know, or whose body does not fit its prefix, at Organization.identifier[1]', () => {
     for (const value of ['226200001', '41000345678']) {
-      expectError(organization({ identifier: [{ system: FINESS, value: '750712184' }, { system: IDNATSTRUCT, value }] }), 'Organization.identifier[1]', 'gw-org-4');
+      expectError(
+        organization({
+          identifier: [
+            { system: FINESS, value: '750712184' },
+            { system: IDNATSTRUCT, value },
+          ],
+        }),
+        'Organization.identifier[1]',
+        'gw-org-4',
+      );
     }
     const resource = organization({
       identifier: [

@@ -1,9 +1,4 @@
-import {
-  getExpressionForResourceType,
-  getSearchParameters,
-  parseFhirPath,
-  toTypedValue,
-} from '@medplum/core';
+import { getExpressionForResourceType, getSearchParameters, parseFhirPath, toTypedValue } from '@medplum/core';
 import type { FhirPathAtom, TypedValue } from '@medplum/core';
 import type { Resource, SearchParameter } from '@medplum/fhirtypes';
 import { dateRange, MAX_DATE, MIN_DATE } from './dates';
@@ -22,11 +17,32 @@ export interface SearchParamDef {
   atom: FhirPathAtom;
 }
 
-export interface TokenRow { code: string; system: string | null; value: string }
-export interface StringRow { code: string; value: string; raw: string }
-export interface DateRow { code: string; low: string; high: string }
-export interface ReferenceRow { code: string; targetType: string; targetId: string }
-export interface NumberRow { code: string; value: number; system: string | null; unit: string | null }
+export interface TokenRow {
+  code: string;
+  system: string | null;
+  value: string;
+}
+export interface StringRow {
+  code: string;
+  value: string;
+  raw: string;
+}
+export interface DateRow {
+  code: string;
+  low: string;
+  high: string;
+}
+export interface ReferenceRow {
+  code: string;
+  targetType: string;
+  targetId: string;
+}
+export interface NumberRow {
+  code: string;
+  value: number;
+  system: string | null;
+  unit: string | null;
+}
 
 /** Everything the search index holds for one resource version. */
 export interface IndexRows {
@@ -189,7 +205,19 @@ export function normalizeString(s: string): string {
     .replace(/æ/g, 'ae');
 }
 
-const STRING_PARTS = ['text', 'family', 'given', 'prefix', 'suffix', 'line', 'city', 'district', 'state', 'postalCode', 'country'];
+const STRING_PARTS = [
+  'text',
+  'family',
+  'given',
+  'prefix',
+  'suffix',
+  'line',
+  'city',
+  'district',
+  'state',
+  'postalCode',
+  'country',
+];
 
 function addStrings(out: StringRow[], code: string, tv: TypedValue): void {
   const v = tv.value as unknown;

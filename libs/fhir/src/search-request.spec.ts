@@ -22,7 +22,9 @@ function errorOf(fn: () => unknown): GatewayError {
 
 describe('parseSearchRequest', () => {
   it('keeps one clause per parameter (AND) and splits comma-separated values (OR)', () => {
-    const req = parse(`identifier=${encodeURIComponent(`${INS_TEST}|280027511204588`)}&gender=male,female&birthdate=ge1980&birthdate=lt1981`);
+    const req = parse(
+      `identifier=${encodeURIComponent(`${INS_TEST}|280027511204588`)}&gender=male,female&birthdate=ge1980&birthdate=lt1981`,
+    );
     expect(req.clauses).toEqual([
       { key: 'identifier', code: 'identifier', modifier: undefined, values: [`${INS_TEST}|280027511204588`] },
       { key: 'gender', code: 'gender', modifier: undefined, values: ['male', 'female'] },
@@ -32,16 +34,39 @@ describe('parseSearchRequest', () => {
   });
 
   it('reads modifiers and keeps accents of values intact', () => {
-    expect(parse('family:exact=Lefèvre').clauses[0]).toEqual({ key: 'family:exact', code: 'family', modifier: 'exact', values: ['Lefèvre'] });
-    expect(parse('gender:missing=true').clauses[0]).toMatchObject({ code: 'gender', modifier: 'missing', values: ['true'] });
+    expect(parse('family:exact=Lefèvre').clauses[0]).toEqual({
+      key: 'family:exact',
+      code: 'family',
+      modifier: 'exact',
+      values: ['Lefèvre'],
+    });
+    expect(parse('gender:missing=true').clauses[0]).toMatchObject({
+      code: 'gender',
+      modifier: 'missing',
+      values: ['true'],
+    });
   });
 
   it('reads a typed chain, an untyped chain and a modifier on the chained parameter', () => {
-    const [typed, untyped, modified] = parse('subject:Patient.identifier=x&subject.identifier=y&subject:Patient.family:exact=Lefèvre', 'Encounter').clauses;
-    expect(typed).toMatchObject({ key: 'subject:Patient.identifier', code: 'subject', chain: { targetType: 'Patient', code: 'identifier' } });
+    const [typed, untyped, modified] = parse(
+      'subject:Patient.identifier=x&subject.identifier=y&subject:Patient.family:exact=Lefèvre',
+      'Encounter',
+    ).clauses;
+    expect(typed).toMatchObject({
+      key: 'subject:Patient.identifier',
+      code: 'subject',
+      chain: { targetType: 'Patient', code: 'identifier' },
+    });
     expect(typed.modifier).toBeUndefined();
-    expect(untyped).toMatchObject({ code: 'subject', chain: { targetType: undefined, code: 'identifier' }, values: ['y'] });
-    expect(modified).toMatchObject({ code: 'subject', chain: { targetType: 'Patient', code: 'family', modifier: 'exact' } });
+    expect(untyped).toMatchObject({
+      code: 'subject',
+      chain: { targetType: undefined, code: 'identifier' },
+      values: ['y'],
+    });
+    expect(modified).toMatchObject({
+      code: 'subject',
+      chain: { targetType: 'Patient', code: 'family', modifier: 'exact' },
+    });
   });
 
   it('ignores parameters with an empty value and empty alternatives', () => {
@@ -74,13 +99,17 @@ describe('parseSearchRequest', () => {
   it('reads _include and _revinclude, with an optional target type', () => {
     const req = parse('_include=Encounter:subject:Patient&_revinclude=Encounter:subject', 'Encounter');
     expect(req.include).toEqual([{ key: '_include', sourceType: 'Encounter', code: 'subject', targetType: 'Patient' }]);
-    expect(req.revinclude).toEqual([{ key: '_revinclude', sourceType: 'Encounter', code: 'subject', targetType: undefined }]);
+    expect(req.revinclude).toEqual([
+      { key: '_revinclude', sourceType: 'Encounter', code: 'subject', targetType: undefined },
+    ]);
   });
 
   it('leaves _include:iterate as a clause, so that the store reports it unsupported rather than half-applying it', () => {
     const req = parse('_include:iterate=Encounter:participant', 'Encounter');
     expect(req.include).toEqual([]);
-    expect(req.clauses).toEqual([{ key: '_include:iterate', code: '_include', modifier: 'iterate', values: ['Encounter:participant'] }]);
+    expect(req.clauses).toEqual([
+      { key: '_include:iterate', code: '_include', modifier: 'iterate', values: ['Encounter:participant'] },
+    ]);
   });
 
   it('rejects an _include without a parameter', () => {

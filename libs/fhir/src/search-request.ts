@@ -37,7 +37,18 @@ export interface SearchRequest {
   subsetting?: Subsetting;
 }
 
-const RESULT_PARAMS = new Set(['_count', '_offset', '_sort', '_include', '_revinclude', '_total', '_summary', '_format', '_pretty', '_elements']);
+const RESULT_PARAMS = new Set([
+  '_count',
+  '_offset',
+  '_sort',
+  '_include',
+  '_revinclude',
+  '_total',
+  '_summary',
+  '_format',
+  '_pretty',
+  '_elements',
+]);
 
 /**
  * Parses a FHIR search query (ordered key/value pairs, keys may repeat = AND) into clauses. Does
@@ -88,7 +99,10 @@ function applyResultParam(req: SearchRequest, key: string, value: string, maxCou
       return;
     case '_sort':
       req.sort.push(
-        ...value.split(',').filter(Boolean).map((s) => (s.startsWith('-') ? { code: s.slice(1), descending: true } : { code: s, descending: false })),
+        ...value
+          .split(',')
+          .filter(Boolean)
+          .map((s) => (s.startsWith('-') ? { code: s.slice(1), descending: true } : { code: s, descending: false })),
       );
       return;
     case '_include':

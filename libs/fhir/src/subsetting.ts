@@ -7,7 +7,11 @@ import { invalidSearch } from './outcomes';
 export type Subsetting = { summary: 'true' | 'text' | 'data' } | { elements: string[] };
 
 /** R4 search.html#summary: a subsetted resource is tagged so, and must not be used for an update. */
-export const SUBSETTED_TAG = { system: 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue', code: 'SUBSETTED', display: 'subsetted' };
+export const SUBSETTED_TAG = {
+  system: 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue',
+  code: 'SUBSETTED',
+  display: 'subsetted',
+};
 
 const SUMMARY_VALUES = new Set(['true', 'text', 'data', 'count', 'false']);
 
@@ -18,7 +22,14 @@ const SUMMARY_VALUES = new Set(['true', 'text', 'data', 'count', 'false']);
  */
 export function parseSubsetting(pairs: [string, string][]): { subsetting?: Subsetting; count: boolean } {
   const summary = pairs.filter(([k, v]) => k === '_summary' && v !== '').map(([, v]) => v);
-  const elements = pairs.filter(([k, v]) => k === '_elements' && v !== '').flatMap(([, v]) => v.split(',').map((e) => e.trim()).filter(Boolean));
+  const elements = pairs
+    .filter(([k, v]) => k === '_elements' && v !== '')
+    .flatMap(([, v]) =>
+      v
+        .split(',')
+        .map((e) => e.trim())
+        .filter(Boolean),
+    );
   for (const v of summary) {
     if (!SUMMARY_VALUES.has(v)) {
       throw invalidSearch(`_summary must be true, text, data, count or false, not "${v}"`, '_summary');
@@ -77,7 +88,13 @@ export function subsetResource<T extends Resource>(resource: T, s: Subsetting): 
     }
   }
   const meta = resource.meta ?? {};
-  out.meta = { ...meta, tag: [...(meta.tag ?? []).filter((t) => t.code !== SUBSETTED_TAG.code || t.system !== SUBSETTED_TAG.system), SUBSETTED_TAG] };
+  out.meta = {
+    ...meta,
+    tag: [
+      ...(meta.tag ?? []).filter((t) => t.code !== SUBSETTED_TAG.code || t.system !== SUBSETTED_TAG.system),
+      SUBSETTED_TAG,
+    ],
+  };
   return carryDecimals(resource, out) as T;
 }
 

@@ -18,11 +18,20 @@ function patient(ins: string | undefined, status?: string, profiled = false): Pa
   return {
     resourceType: 'Patient',
     ...(profiled ? { meta: { profile: [GW_PATIENT_PROFILE] } } : {}),
-    identifier: [{ system: 'urn:oid:1.2.250.1.71.4.2.2.10000', value: 'IPP1' }, ...(ins ? [{ use: 'official' as const, system: INS_NIR_TEST, value: ins }] : [])],
+    identifier: [
+      { system: 'urn:oid:1.2.250.1.71.4.2.2.10000', value: 'IPP1' },
+      ...(ins ? [{ use: 'official' as const, system: INS_NIR_TEST, value: ins }] : []),
+    ],
     name: [{ use: 'official', family: 'MARTIN', given: ['JULES'] }],
     birthDate: '1979-03-28',
     gender: 'female',
-    ...(status ? { extension: [{ url: RELIABILITY_EXTENSION, extension: [{ url: 'identityStatus', valueCoding: { code: status } }] }] } : {}),
+    ...(status
+      ? {
+          extension: [
+            { url: RELIABILITY_EXTENSION, extension: [{ url: 'identityStatus', valueCoding: { code: status } }] },
+          ],
+        }
+      : {}),
   };
 }
 
@@ -41,7 +50,10 @@ function issuesOf(p: Patient): OperationOutcomeIssue[] {
 describe('INS rules of every Patient write', () => {
   it('checks the INS-NIR key and format, Corsica included, without repeating the value', () => {
     expect(insProblem('INS-NIR', GOOD)).toBeUndefined();
-    expect(insProblem('INS-NIR', BAD_KEY)).toEqual({ problem: 'key', reason: expect.not.stringContaining(BAD_KEY.slice(0, 13)) });
+    expect(insProblem('INS-NIR', BAD_KEY)).toEqual({
+      problem: 'key',
+      reason: expect.not.stringContaining(BAD_KEY.slice(0, 13)),
+    });
     expect(insProblem('INS-NIR', '27903632200')?.problem).toBe('format');
     expect(insProblem('INS-NIR', '279035121518989')).toBeUndefined();
     expect(insProblem('INS-NIR', '279035121518988')?.problem).toBe('key');
@@ -50,21 +62,41 @@ describe('INS rules of every Patient write', () => {
     expect(insProblem('INS-NIR', `7790363220004${nirKey('7790363220004')}`)?.problem).toBe('format');
   });
 
-  it.each([false, true])('refuses an INS-NIR with a wrong key at Patient.identifier[1] (profile declared: %s)', (profiled) => {
-    const issues = issuesOf(patient(BAD_KEY, 'PROV', profiled));
-    expect(issues).toContainEqual(expect.objectContaining({ severity: 'error', expression: ['Patient.identifier[1]'], details: { text: expect.stringContaining('key') } }));
-    expect(JSON.stringify(issues)).not.toContain(BAD_KEY);
-  });
+  it.each([false, true])(
+    'refuses an INS-NIR with a wrong key at Patient.identifier[1] (profile declared: %s)',
+    (profiled) => {
+      const issues = issuesOf(patient(BAD_KEY, 'PROV', profiled));
+      expect(issues).toContainEqual(
+        expect.objectContaining({
+          severity: 'error',
+          expression: ['Patient.identifier[1]'],
+          details: { text: expect.stringContaining('key') },
+        }),
+      );
+      expect(JSON.stringify(issues)).not.toContain(BAD_KEY);
+    },
+  );
 
   it('refuses a wrong format on a plain R4 Patient (the profile says it when declared)', () => {
-    expect(issuesOf(patient('27903632200', undefined))).toContainEqual(expect.objectContaining({ expression: ['Patient.identifier[1]'] }));
-    const profiled = issuesOf(patient('27903632200', undefined, true)).filter((i) => i.expression?.[0] === 'Patient.identifier[1]');
+    expect(issuesOf(patient('27903632200', undefined))).toContainEqual(
+      expect.objectContaining({ expression: ['Patient.identifier[1]'] }),
+    );
+    const profiled = issuesOf(patient('27903632200', undefined, true)).filter(
+      (i) => i.expression?.[0] === 'Patient.identifier[1]',
+    );
     expect(profiled).toHaveLength(1);
   });
 
   it.each(['QUAL', 'RECUP'])('refuses %s without a valid INS, on a plain R4 Patient too', (status) => {
-    expect(issuesOf(patient(undefined, status))).toContainEqual(expect.objectContaining({ expression: ['Patient.extension[0]'], details: { text: expect.stringContaining(status) } }));
-    expect(issuesOf(patient(BAD_KEY, status, true))).toContainEqual(expect.objectContaining({ expression: ['Patient.extension[0]'] }));
+    expect(issuesOf(patient(undefined, status))).toContainEqual(
+      expect.objectContaining({
+        expression: ['Patient.extension[0]'],
+        details: { text: expect.stringContaining(status) },
+      }),
+    );
+    expect(issuesOf(patient(BAD_KEY, status, true))).toContainEqual(
+      expect.objectContaining({ expression: ['Patient.extension[0]'] }),
+    );
   });
 
   it('accepts a valid qualified INS, a provisional identity without INS, and VALI without INS (ID document checked, INSi not queried)', () => {
@@ -100,6 +132,8 @@ describe('base64Binary with whitespace (R4 allows it between groups)', () => {
       err = e;
     }
     expect(err).toBeInstanceOf(GatewayError);
-    expect((err as GatewayError).issues.map((i) => i.expression?.[0])).toContain('DocumentReference.content[0].attachment.data');
+    expect((err as GatewayError).issues.map((i) => i.expression?.[0])).toContain(
+      'DocumentReference.content[0].attachment.data',
+    );
   });
 });

@@ -66,15 +66,29 @@ const BASE64_WRAPPED = /^\s*(?:[A-Za-z0-9+/]{4}\s*)*(?:[A-Za-z0-9+/]{2}\s*==|[A-
 /** Paths of base64Binary values that hold whitespace and are valid base64 without it. */
 function wrappedBase64Paths(resource: Resource): Set<string> {
   const out = new Set<string>();
-  const visitProperty = (_parent: unknown, _key: string, _path: string, values: (TypedValueWithPath | TypedValueWithPath[])[]): void => {
+  const visitProperty = (
+    _parent: unknown,
+    _key: string,
+    _path: string,
+    values: (TypedValueWithPath | TypedValueWithPath[])[],
+  ): void => {
     for (const v of values.flat()) {
-      if (v?.type === 'base64Binary' && typeof v.value === 'string' && /\s/.test(v.value) && BASE64_WRAPPED.test(v.value)) {
+      if (
+        v?.type === 'base64Binary' &&
+        typeof v.value === 'string' &&
+        /\s/.test(v.value) &&
+        BASE64_WRAPPED.test(v.value)
+      ) {
         out.add(v.path);
       }
     }
   };
   try {
-    crawlTypedValue({ type: resource.resourceType, value: resource }, { visitProperty }, { skipMissingProperties: true });
+    crawlTypedValue(
+      { type: resource.resourceType, value: resource },
+      { visitProperty },
+      { skipMissingProperties: true },
+    );
   } catch {
     // a structurally broken resource: its issues stand as reported
   }
@@ -111,7 +125,13 @@ function insIssues(patient: Patient, profiled: boolean): OperationOutcomeIssue[]
     if (!problem) {
       validIns ||= identifier.use !== 'old';
     } else if (problem.problem === 'key' || !profiled) {
-      issues.push(issue('value', `${problem.reason}: not a usable INS; send the patient without it (provisional identity) or correct it`, `Patient.identifier[${i}]`));
+      issues.push(
+        issue(
+          'value',
+          `${problem.reason}: not a usable INS; send the patient without it (provisional identity) or correct it`,
+          `Patient.identifier[${i}]`,
+        ),
+      );
     }
   });
   (patient.extension ?? []).forEach((extension, i) => {
@@ -121,7 +141,13 @@ function insIssues(patient: Patient, profiled: boolean): OperationOutcomeIssue[]
     const status = extension.extension?.find((e) => e.url === 'identityStatus')?.valueCoding?.code;
     const anyIns = (patient.identifier ?? []).some((id) => insKindOf(id.system) !== undefined);
     if ((status === 'QUAL' || status === 'RECUP') && !validIns && (anyIns || !profiled)) {
-      issues.push(issue('business-rule', `Identity status ${status} requires a valid INS identifier (INS-NIR or INS-NIA, current, correct key)`, `Patient.extension[${i}]`));
+      issues.push(
+        issue(
+          'business-rule',
+          `Identity status ${status} requires a valid INS identifier (INS-NIR or INS-NIA, current, correct key)`,
+          `Patient.extension[${i}]`,
+        ),
+      );
     }
   });
   return issues;
@@ -139,10 +165,22 @@ const DATE_TYPES = new Set(['date', 'dateTime', 'instant']);
 function valueIssues(resource: Resource): OperationOutcomeIssue[] {
   const issues: OperationOutcomeIssue[] = [];
   if (resource.id !== undefined && !ID_RE.test(resource.id)) {
-    issues.push(issue('value', `Invalid id "${resource.id}": 1 to 64 characters among A-Z a-z 0-9 - .`, `${resource.resourceType}.id`));
+    issues.push(
+      issue(
+        'value',
+        `Invalid id "${resource.id}": 1 to 64 characters among A-Z a-z 0-9 - .`,
+        `${resource.resourceType}.id`,
+      ),
+    );
   }
   loadFhirDefinitions();
-  const visitProperty = (_parent: unknown, key: string, _path: string, values: (TypedValueWithPath | TypedValueWithPath[])[], schema: InternalTypeSchema): void => {
+  const visitProperty = (
+    _parent: unknown,
+    key: string,
+    _path: string,
+    values: (TypedValueWithPath | TypedValueWithPath[])[],
+    schema: InternalTypeSchema,
+  ): void => {
     const binding = schema.elements[key]?.binding;
     for (const v of values.flat()) {
       const found = v && typeof v.value === 'string' ? checkValue(v, binding) : undefined;
@@ -152,14 +190,21 @@ function valueIssues(resource: Resource): OperationOutcomeIssue[] {
     }
   };
   try {
-    crawlTypedValue({ type: resource.resourceType, value: resource }, { visitProperty }, { skipMissingProperties: true });
+    crawlTypedValue(
+      { type: resource.resourceType, value: resource },
+      { visitProperty },
+      { skipMissingProperties: true },
+    );
   } catch {
     // Only a structurally broken resource stops the crawl, and the base validator reports that.
   }
   return issues;
 }
 
-function checkValue(v: TypedValueWithPath, binding: ElementDefinitionBinding | undefined): OperationOutcomeIssue | undefined {
+function checkValue(
+  v: TypedValueWithPath,
+  binding: ElementDefinitionBinding | undefined,
+): OperationOutcomeIssue | undefined {
   const value = v.value as string;
   // Choice elements come as `value[x]`: name them as they are spelled in the JSON (valueDateTime).
   const expression = v.path.replace(/\[x\]$/, v.type.charAt(0).toUpperCase() + v.type.slice(1));
@@ -245,7 +290,9 @@ function allCodes(concepts: CodeSystemConcept[]): string[] {
 function terminologyIndex(): Map<string, ValueSet | CodeSystem> {
   if (!terminology) {
     const bundle = readJson('fhir/r4/valuesets.json') as Bundle<ValueSet | CodeSystem>;
-    terminology = new Map((bundle.entry ?? []).map((e) => [e.resource?.url ?? '', e.resource as ValueSet | CodeSystem]));
+    terminology = new Map(
+      (bundle.entry ?? []).map((e) => [e.resource?.url ?? '', e.resource as ValueSet | CodeSystem]),
+    );
   }
   return terminology;
 }

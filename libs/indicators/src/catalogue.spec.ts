@@ -26,15 +26,29 @@ describe('MeasureCatalogue', () => {
     const c = MeasureCatalogue.fromDirectory(SHIPPED);
     expect([...c.measures.keys()].sort()).toHaveLength(8);
     const hba1c = c.get('rosp-diabete-hba1c')!;
-    expect(hba1c).toMatchObject({ basis: 'person', population: 'mt', improvement: 'increase', objectives: { minimumDenominator: 5, intermediate: 0.74, target: 0.92 } });
-    expect(c.get('cpts-suivi-sortie-7j')).toMatchObject({ basis: 'event', population: 'all', event: { resource: 'Encounter' } });
+    expect(hba1c).toMatchObject({
+      basis: 'person',
+      population: 'mt',
+      improvement: 'increase',
+      objectives: { minimumDenominator: 5, intermediate: 0.74, target: 0.92 },
+    });
+    expect(c.get('cpts-suivi-sortie-7j')).toMatchObject({
+      basis: 'event',
+      population: 'all',
+      event: { resource: 'Encounter' },
+    });
     expect(c.get('cpts-sans-medecin-traitant')?.improvement).toBe('decrease');
-    expect(c.resolve('https://gateway.fr-primary-care.org/fhir/ValueSet/antidiabetiques')).toEqual([{ system: 'http://www.whocc.no/atc', code: 'A10', prefix: true }]);
+    expect(c.resolve('https://gateway.fr-primary-care.org/fhir/ValueSet/antidiabetiques')).toEqual([
+      { system: 'http://www.whocc.no/atc', code: 'A10', prefix: true },
+    ]);
   });
 
   it('takes a new indicator as a new file, without code', () => {
     const dir = variant('Measure-rosp-grippe-65.json', () => undefined);
-    const extra = JSON.parse(readFileSync(join(SHIPPED, 'Measure-rosp-grippe-65.json'), 'utf8')) as Record<string, unknown>;
+    const extra = JSON.parse(readFileSync(join(SHIPPED, 'Measure-rosp-grippe-65.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
     extra.id = 'grippe-75';
     extra.url = 'https://example.org/Measure/grippe-75';
     populations(extra).forEach((p) => {
@@ -46,16 +60,26 @@ describe('MeasureCatalogue', () => {
 
   it('refuses a broken file at boot, naming the file and what is wrong', () => {
     const unknownVs = variant('Measure-rosp-grippe-65.json', (doc) => {
-      populations(doc)[2]!.criteria.expression = JSON.stringify({ has: { resource: 'Immunization', valueSet: 'https://example.org/ValueSet/nope' } });
+      populations(doc)[2]!.criteria.expression = JSON.stringify({
+        has: { resource: 'Immunization', valueSet: 'https://example.org/ValueSet/nope' },
+      });
     });
-    expect(() => MeasureCatalogue.fromDirectory(unknownVs)).toThrow(new CatalogueError('Measure-rosp-grippe-65.json: unknown ValueSet https://example.org/ValueSet/nope'));
+    expect(() => MeasureCatalogue.fromDirectory(unknownVs)).toThrow(
+      new CatalogueError('Measure-rosp-grippe-65.json: unknown ValueSet https://example.org/ValueSet/nope'),
+    );
     const badCriteria = variant('Measure-rosp-grippe-65.json', (doc) => {
       populations(doc)[0]!.criteria.expression = JSON.stringify({ all: [{ age: { min: 'old' } }] });
     });
-    expect(() => MeasureCatalogue.fromDirectory(badCriteria)).toThrow(/Measure-rosp-grippe-65\.json: population initial-population: .* at all\.0\.age\.min$/);
+    expect(() => MeasureCatalogue.fromDirectory(badCriteria)).toThrow(
+      /Measure-rosp-grippe-65\.json: population initial-population: .* at all\.0\.age\.min$/,
+    );
     const noNumerator = variant('Measure-rosp-depistage-sein.json', (doc) => {
-      (doc.group as { population: Pop[] }[])[0]!.population = populations(doc).filter((p) => p.code.coding[0]!.code !== 'numerator');
+      (doc.group as { population: Pop[] }[])[0]!.population = populations(doc).filter(
+        (p) => p.code.coding[0]!.code !== 'numerator',
+      );
     });
-    expect(() => MeasureCatalogue.fromDirectory(noNumerator)).toThrow('Measure-rosp-depistage-sein.json: population numerator is missing');
+    expect(() => MeasureCatalogue.fromDirectory(noNumerator)).toThrow(
+      'Measure-rosp-depistage-sein.json: population numerator is missing',
+    );
   });
 });

@@ -52,7 +52,9 @@ export class MeasureCatalogue {
   ) {}
 
   static fromDirectory(dir: string): MeasureCatalogue {
-    const files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
+    const files = readdirSync(dir)
+      .filter((f) => f.endsWith('.json'))
+      .sort();
     const valueSets = new Map<string, ValueSet>();
     const codes = new Map<string, CodeMatch[]>();
     const raw: { file: string; measure: Measure }[] = [];
@@ -73,7 +75,9 @@ export class MeasureCatalogue {
       } else if (doc.resourceType === 'Measure') {
         raw.push({ file, measure: doc as Measure });
       } else {
-        throw new CatalogueError(`${file}: expected a Measure or a ValueSet, got ${doc.resourceType ?? 'no resourceType'}`);
+        throw new CatalogueError(
+          `${file}: expected a Measure or a ValueSet, got ${doc.resourceType ?? 'no resourceType'}`,
+        );
       }
     }
     const measures = new Map<string, CompiledMeasure>();
@@ -116,7 +120,9 @@ function expand(vs: ValueSet, file: string): CodeMatch[] {
     }
     for (const f of inc.filter ?? []) {
       if (f.property !== 'concept' || (f.op !== 'is-a' && f.op !== 'descendent-of') || !f.value) {
-        throw new CatalogueError(`${file}: only "concept is-a <code>" filters are supported, got ${f.property} ${f.op}`);
+        throw new CatalogueError(
+          `${file}: only "concept is-a <code>" filters are supported, got ${f.property} ${f.op}`,
+        );
       }
       out.push({ system: inc.system, code: f.value, prefix: true });
     }
@@ -161,7 +167,9 @@ function compileMeasure(m: Measure, file: string, checkValueSet: (url: string) =
   }
   const population = (ext(m, DENOMINATOR_POPULATION_EXTENSION)?.valueCode ?? 'mt') as DenominatorPopulation;
   if (!DENOMINATOR_POPULATIONS.includes(population)) {
-    throw new CatalogueError(`${file}: denominator population ${population} is not one of ${DENOMINATOR_POPULATIONS.join(', ')}`);
+    throw new CatalogueError(
+      `${file}: denominator population ${population} is not one of ${DENOMINATOR_POPULATIONS.join(', ')}`,
+    );
   }
   const initialPopulation = criterion('initial-population', true) as Criterion;
   const compiled: CompiledMeasure = {
@@ -180,13 +188,20 @@ function compileMeasure(m: Measure, file: string, checkValueSet: (url: string) =
   if (compiled.basis === 'event') {
     compiled.event = findEvent(initialPopulation);
     if (!compiled.event) {
-      throw new CatalogueError(`${file}: an Encounter-basis measure needs an "event" criterion in its initial population`);
+      throw new CatalogueError(
+        `${file}: an Encounter-basis measure needs an "event" criterion in its initial population`,
+      );
     }
   }
   return compiled;
 }
 
-function parseCriterion(p: MeasureGroupPopulation, code: string, file: string, checkValueSet: (url: string) => void): Criterion {
+function parseCriterion(
+  p: MeasureGroupPopulation,
+  code: string,
+  file: string,
+  checkValueSet: (url: string) => void,
+): Criterion {
   if ((p.criteria?.language as string | undefined) !== CRITERIA_LANGUAGE || !p.criteria?.expression) {
     throw new CatalogueError(`${file}: population ${code} needs criteria in ${CRITERIA_LANGUAGE}`);
   }
@@ -234,5 +249,9 @@ function objectives(m: Measure): Objectives {
     const v = e.find((x) => x.url === url);
     return v?.valueDecimal ?? v?.valueInteger;
   };
-  return { minimumDenominator: num('minimumDenominator') ?? 5, intermediate: num('intermediate'), target: num('target') };
+  return {
+    minimumDenominator: num('minimumDenominator') ?? 5,
+    intermediate: num('intermediate'),
+    target: num('target'),
+  };
 }

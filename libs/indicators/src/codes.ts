@@ -25,7 +25,11 @@ export const CODES = {
   /** Immunization.vaccineCode: ATC J07BB (prefix) is influenza vaccine. */
   fluVaccine: { system: ATC, code: 'J07BB02', display: 'vaccin grippal inactivé, antigène de surface' },
   /** Procedure.code (CCAM). */
-  fundusExam: { system: CCAM, code: 'BGQP002', display: 'Examen du fond d’œil par biomicroscopie avec verre de contact' },
+  fundusExam: {
+    system: CCAM,
+    code: 'BGQP002',
+    display: 'Examen du fond d’œil par biomicroscopie avec verre de contact',
+  },
   retinography: { system: CCAM, code: 'BGQP140', display: 'Rétinographie (configurable)' },
   screeningMammography: { system: CCAM, code: 'QEQK004', display: 'Mammographie de dépistage bilatérale' },
   colonoscopy: { system: CCAM, code: 'HHQE002', display: 'Coloscopie totale' },

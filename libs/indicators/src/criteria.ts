@@ -21,7 +21,16 @@ const windowSchema = z.union([
 ]);
 export type Window = z.infer<typeof windowSchema>;
 
-export const FACT_TYPES = ['Observation', 'Immunization', 'Procedure', 'Condition', 'MedicationRequest', 'MedicationStatement', 'Encounter', 'Task'] as const;
+export const FACT_TYPES = [
+  'Observation',
+  'Immunization',
+  'Procedure',
+  'Condition',
+  'MedicationRequest',
+  'MedicationStatement',
+  'Encounter',
+  'Task',
+] as const;
 export type FactType = (typeof FACT_TYPES)[number];
 
 const factSchema = z.strictObject({
@@ -45,7 +54,15 @@ export type Criterion =
   | { mt: 'active' | 'inactive' | 'none' }
   | { has: FactCriterion }
   | { event: FactCriterion }
-  | { followedBy: { resource: FactType; valueSet: string; status?: string[]; days: number; relation: 'focus' | 'same-patient' } };
+  | {
+      followedBy: {
+        resource: FactType;
+        valueSet: string;
+        status?: string[];
+        days: number;
+        relation: 'focus' | 'same-patient';
+      };
+    };
 
 const followedBySchema = z.strictObject({
   resource: z.enum(FACT_TYPES),
@@ -58,7 +75,10 @@ const followedBySchema = z.strictObject({
 
 /** Leaf criteria: one key, its value checked by a schema. */
 const LEAVES: Record<string, z.ZodType> = {
-  age: z.strictObject({ min: z.number().int().min(0).max(130).optional(), max: z.number().int().min(0).max(130).optional() }),
+  age: z.strictObject({
+    min: z.number().int().min(0).max(130).optional(),
+    max: z.number().int().min(0).max(130).optional(),
+  }),
   sex: z.enum(['male', 'female', 'other', 'unknown']),
   mt: z.enum(['active', 'inactive', 'none']),
   has: factSchema,
@@ -83,7 +103,10 @@ export function parseCriterion(v: unknown, path = ''): Criterion {
   }
   const keys = Object.keys(v);
   if (keys.length !== 1) {
-    throw new CriteriaError(`expected exactly one key (all, any, not, ${Object.keys(LEAVES).join(', ')}), got ${keys.join(', ') || 'none'}`, path);
+    throw new CriteriaError(
+      `expected exactly one key (all, any, not, ${Object.keys(LEAVES).join(', ')}), got ${keys.join(', ') || 'none'}`,
+      path,
+    );
   }
   const key = keys[0] as string;
   const value = (v as Record<string, unknown>)[key];
@@ -217,7 +240,14 @@ function followedBy(f: Extract<Criterion, { followedBy: unknown }>['followedBy']
   return `EXISTS (SELECT 1 FROM ind_fact f WHERE f.person = ${ctx.row}.person AND ${base} AND ${within})`;
 }
 
-function factWhere(alias: string, resource: FactType, valueSet: string, status: string[] | undefined, window: Window, ctx: CompileContext): string {
+function factWhere(
+  alias: string,
+  resource: FactType,
+  valueSet: string,
+  status: string[] | undefined,
+  window: Window,
+  ctx: CompileContext,
+): string {
   const statuses = ctx.params.bind(status ?? DEFAULT_STATUSES[resource]);
   return `${alias}.resource_type = ${ctx.params.bind(resource)} AND ${codeWhere(alias, valueSet, ctx)} AND ${alias}.status = ANY(${statuses}::text[]) AND ${windowWhere(`${alias}.at`, window, ctx)}`;
 }
@@ -236,7 +266,9 @@ function codeWhere(alias: string, valueSet: string, ctx: CompileContext): string
     );
   }
   for (const p of codes.filter((c) => c.prefix)) {
-    parts.push(`(${alias}.code LIKE ${ctx.params.bind(`${escapeLike(p.code)}%`)} AND ${alias}.system = ${ctx.params.bind(p.system)})`);
+    parts.push(
+      `(${alias}.code LIKE ${ctx.params.bind(`${escapeLike(p.code)}%`)} AND ${alias}.system = ${ctx.params.bind(p.system)})`,
+    );
   }
   return `(${parts.join(' OR ')})`;
 }
@@ -249,7 +281,10 @@ function windowWhere(column: string, w: Window, ctx: CompileContext): string {
   if (w === 'period') {
     return `${column} >= ${ctx.periodStart}::timestamptz AND ${end}`;
   }
-  const back = 'years' in w ? `make_interval(years => ${ctx.params.bind(w.years)}::int)` : `make_interval(months => ${ctx.params.bind(w.months)}::int)`;
+  const back =
+    'years' in w
+      ? `make_interval(years => ${ctx.params.bind(w.years)}::int)`
+      : `make_interval(months => ${ctx.params.bind(w.months)}::int)`;
   return `${column} >= ${ctx.periodEnd}::timestamptz - ${back} AND ${end}`;
 }
 

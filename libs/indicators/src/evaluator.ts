@@ -60,11 +60,18 @@ export class MeasureEvaluator {
     private readonly catalogue: MeasureCatalogue,
   ) {}
 
-  async evaluate(measures: CompiledMeasure[], opts: EvaluateOptions): Promise<{ results: MeasureCounts[]; personsMs: number; persons: number }> {
+  async evaluate(
+    measures: CompiledMeasure[],
+    opts: EvaluateOptions,
+  ): Promise<{ results: MeasureCounts[]; personsMs: number; persons: number }> {
     return withTransaction(this.pool, async (db) => {
       await db.query(`SET LOCAL work_mem = '64MB'`);
       const started = Date.now();
-      const persons = await this.buildPersons(db, opts, measures.some((m) => (opts.population ?? m.population) === 'file-active'));
+      const persons = await this.buildPersons(
+        db,
+        opts,
+        measures.some((m) => (opts.population ?? m.population) === 'file-active'),
+      );
       const personsMs = Date.now() - started;
       const results: MeasureCounts[] = [];
       for (const m of measures) {
@@ -78,12 +85,17 @@ export class MeasureEvaluator {
   private async buildPersons(db: PoolClient, opts: EvaluateOptions, withSeen: boolean): Promise<number> {
     const params = new SqlParams();
     const ctx = this.context(params, opts.period, 'x');
-    const seen = withSeen ? factPersons({ resource: 'Encounter', valueSet: FILE_ACTIVE_VALUESET, window: 'period', min: 1 }, ctx) : '';
+    const seen = withSeen
+      ? factPersons({ resource: 'Encounter', valueSet: FILE_ACTIVE_VALUESET, window: 'period', min: 1 }, ctx)
+      : '';
     // Age in whole years at the end of the period, by arithmetic on the date's fields (age() costs
     // seconds at a million persons); the subquery is computed once (OFFSET 0), then banded. Whether
     // the person was seen in the period (a scan of the year's visits: seconds at a million persons)
     // only when a measure of this evaluation draws its denominator from the file active.
-    const [endYear, endMonthDay] = [Number(opts.period.end.slice(0, 4)), Number(opts.period.end.slice(5, 7) + opts.period.end.slice(8, 10))];
+    const [endYear, endMonthDay] = [
+      Number(opts.period.end.slice(0, 4)),
+      Number(opts.period.end.slice(5, 7) + opts.period.end.slice(8, 10)),
+    ];
     const age = `(${params.bind(endYear)}::int - date_part('year', x.birth_date)::int
       - CASE WHEN date_part('month', x.birth_date)::int * 100 + date_part('day', x.birth_date)::int > ${params.bind(endMonthDay)}::int THEN 1 ELSE 0 END)`;
     const sql = `CREATE TEMP TABLE ev_person ON COMMIT DROP AS
@@ -121,7 +133,10 @@ export class MeasureEvaluator {
         : `SELECT e.* FROM ev_person e WHERE ${pop}`;
     const ip = compileCriterion(m.initialPopulation, ctx);
     // Rows are already in the initial population: a denominator that repeats it is true (most do).
-    const den = JSON.stringify(m.denominator) === JSON.stringify(m.initialPopulation) ? 'true' : compileCriterion(m.denominator, ctx);
+    const den =
+      JSON.stringify(m.denominator) === JSON.stringify(m.initialPopulation)
+        ? 'true'
+        : compileCriterion(m.denominator, ctx);
     const ex = m.exclusion ? compileCriterion(m.exclusion, ctx) : 'false';
     const num = compileCriterion(m.numerator, ctx);
     // Only initial-population rows count anywhere (every count is filtered on ip), so the others are
@@ -133,11 +148,27 @@ export class MeasureEvaluator {
         count(*) AS ip, count(*) FILTER (WHERE den) AS den, count(*) FILTER (WHERE den AND ex) AS ex,
         count(*) FILTER (WHERE den AND NOT ex AND num) AS num
       FROM f GROUP BY GROUPING SETS ((), (structure), (band), (sex))`;
-    const res = await db.query<{ g_structure: number; g_band: number; g_sex: number; structure: string | null; band: string; sex: string; ip: string; den: string; ex: string; num: string }>(sql, params.values);
+    const res = await db.query<{
+      g_structure: number;
+      g_band: number;
+      g_sex: number;
+      structure: string | null;
+      band: string;
+      sex: string;
+      ip: string;
+      den: string;
+      ex: string;
+      num: string;
+    }>(sql, params.values);
     let total: Counts = { initialPopulation: 0, denominator: 0, exclusion: 0, numerator: 0 };
     const strata: MeasureCounts['strata'] = { structure: [], 'age-band': [], sex: [] };
     for (const row of res.rows) {
-      const counts: Counts = { initialPopulation: Number(row.ip), denominator: Number(row.den), exclusion: Number(row.ex), numerator: Number(row.num) };
+      const counts: Counts = {
+        initialPopulation: Number(row.ip),
+        denominator: Number(row.den),
+        exclusion: Number(row.ex),
+        numerator: Number(row.num),
+      };
       if (row.g_structure && row.g_band && row.g_sex) {
         total = counts;
       } else if (!row.g_structure) {

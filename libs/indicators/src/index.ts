@@ -5,7 +5,14 @@ export { CatalogueError, MeasureCatalogue, DENOMINATOR_POPULATIONS } from './cat
 export type { CompiledMeasure, DenominatorPopulation } from './catalogue';
 export { MeasureEvaluator, AGE_BANDS, STRATIFIERS } from './evaluator';
 export type { MeasureCounts, Period, Scope } from './evaluator';
-export { buildMeasureReport, score, DATA_ABSENT_REASON, SUPPRESSION_EXTENSION, OBJECTIVE_STATUS_EXTENSION, RECALL_LIST_EXTENSION } from './report';
+export {
+  buildMeasureReport,
+  score,
+  DATA_ABSENT_REASON,
+  SUPPRESSION_EXTENSION,
+  OBJECTIVE_STATUS_EXTENSION,
+  RECALL_LIST_EXTENSION,
+} from './report';
 export { suppressStrata, totalSuppressed } from './suppression';
 export { IndicatorsService, INDICATORS_PRINCIPAL, parsePeriod } from './indicators.service';
 export type { EvaluateParams } from './indicators.service';

@@ -11,7 +11,19 @@ import {
 } from '@gw/fhir';
 
 /** Resource types the projection reads: the person records and the kinds of clinical fact. */
-const PROJECTED_TYPES = sqlList(['Patient', 'Practitioner', 'Organization', 'Observation', 'Immunization', 'Procedure', 'Condition', 'MedicationRequest', 'MedicationStatement', 'Encounter', 'Task']);
+const PROJECTED_TYPES = sqlList([
+  'Patient',
+  'Practitioner',
+  'Organization',
+  'Observation',
+  'Immunization',
+  'Procedure',
+  'Condition',
+  'MedicationRequest',
+  'MedicationStatement',
+  'Encounter',
+  'Task',
+]);
 
 /** The indicator projection (ind_* tables), kept by triggers on every resource write. */
 export const INDICATOR_MIGRATIONS: Migration[] = [

@@ -15,7 +15,12 @@ import { resolveScope } from './subject-scope.policy';
 import type { ReportType, ScopeLookup } from './subject-scope.policy';
 
 /** The gateway's own identity when it installs the catalogue (filed under the operator organization). */
-export const INDICATORS_PRINCIPAL: Principal = { clientId: 'gateway-indicators', organization: 'Organization/gateway', admin: true, scopes: [] };
+export const INDICATORS_PRINCIPAL: Principal = {
+  clientId: 'gateway-indicators',
+  organization: 'Organization/gateway',
+  admin: true,
+  scopes: [],
+};
 
 export type { ReportType } from './subject-scope.policy';
 
@@ -54,20 +59,35 @@ export class IndicatorsService implements GatewayFeature {
     this.evaluator = new MeasureEvaluator(pool, catalogue);
     this.scopeLookup = {
       organization: async (id) => {
-        const row = (await this.pool.query<{ type: string | null; part_of: string | null }>('SELECT type, part_of FROM ind_organization WHERE id = $1', [id])).rows[0];
+        const row = (
+          await this.pool.query<{ type: string | null; part_of: string | null }>(
+            'SELECT type, part_of FROM ind_organization WHERE id = $1',
+            [id],
+          )
+        ).rows[0];
         return row ? { type: row.type, partOf: row.part_of } : undefined;
       },
       read: (principal, type, id) => this.repo.read(principal, type, id),
     };
   }
 
-  static load(dir: string, pool: Pool, repo: FhirRepository, audit: AuditLog, threshold: number, logger: Logger): IndicatorsService {
+  static load(
+    dir: string,
+    pool: Pool,
+    repo: FhirRepository,
+    audit: AuditLog,
+    threshold: number,
+    logger: Logger,
+  ): IndicatorsService {
     return new IndicatorsService(pool, repo, MeasureCatalogue.fromDirectory(dir), audit, threshold, logger);
   }
 
   /** Writes the catalogue's Measures and ValueSets into the store (a new version only when a file changed). */
   async install(): Promise<{ written: number }> {
-    const resources: Resource[] = [...this.catalogue.valueSets.values(), ...[...this.catalogue.measures.values()].map((m) => m.resource)];
+    const resources: Resource[] = [
+      ...this.catalogue.valueSets.values(),
+      ...[...this.catalogue.measures.values()].map((m) => m.resource),
+    ];
     let written = 0;
     for (const r of resources) {
       const stored = await this.repo.readSystem(r.resourceType, r.id as string);
@@ -78,12 +98,20 @@ export class IndicatorsService implements GatewayFeature {
       written += 1;
     }
     if (written > 0) {
-      this.logger.info({ written, measures: this.catalogue.measures.size, valueSets: this.catalogue.valueSets.size }, 'indicator catalogue installed');
+      this.logger.info(
+        { written, measures: this.catalogue.measures.size, valueSets: this.catalogue.valueSets.size },
+        'indicator catalogue installed',
+      );
     }
     return { written };
   }
 
-  async evaluateMeasure(p: Principal, measureId: string, params: EvaluateParams, requestId?: string): Promise<MeasureReport> {
+  async evaluateMeasure(
+    p: Principal,
+    measureId: string,
+    params: EvaluateParams,
+    requestId?: string,
+  ): Promise<MeasureReport> {
     if (!scopeAllows(p.scopes, 'Measure', 'r') && !p.admin) {
       throw new GatewayError('forbidden', { text: 'The token\'s scopes do not allow "r" on Measure' });
     }
@@ -94,11 +122,17 @@ export class IndicatorsService implements GatewayFeature {
     const period = parsePeriod(params.periodStart, params.periodEnd);
     const reportType = (params.reportType ?? 'population') as ReportType;
     if (!['population', 'subject-list', 'subject'].includes(reportType)) {
-      throw new GatewayError('invalid', { text: `reportType must be population, subject-list or subject (got ${params.reportType})`, expression: 'reportType' });
+      throw new GatewayError('invalid', {
+        text: `reportType must be population, subject-list or subject (got ${params.reportType})`,
+        expression: 'reportType',
+      });
     }
     const population = params.population as DenominatorPopulation | undefined;
     if (population !== undefined && !DENOMINATOR_POPULATIONS.includes(population)) {
-      throw new GatewayError('invalid', { text: `population must be one of ${DENOMINATOR_POPULATIONS.join(', ')}`, expression: 'population' });
+      throw new GatewayError('invalid', {
+        text: `population must be one of ${DENOMINATOR_POPULATIONS.join(', ')}`,
+        expression: 'population',
+      });
     }
     const subject = params.subject ?? (p.admin ? undefined : p.organization);
     const scope = await resolveScope(this.scopeLookup, p, subject, reportType);
@@ -120,7 +154,11 @@ export class IndicatorsService implements GatewayFeature {
       organization: p.organization,
       interaction: 'operation:evaluate-measure',
       resourceType: 'Measure',
-      entity: [`Measure/${measureId}`, ...(subject ? [subject] : []), ...(result.recall ?? []).map((id) => `Patient/${id}`)],
+      entity: [
+        `Measure/${measureId}`,
+        ...(subject ? [subject] : []),
+        ...(result.recall ?? []).map((id) => `Patient/${id}`),
+      ],
       outcome: 200,
       requestId,
     });
@@ -130,7 +168,10 @@ export class IndicatorsService implements GatewayFeature {
 
   private async structureNames(r: MeasureCounts): Promise<Map<string, string>> {
     const ids = r.strata.structure.map((s) => s.key.replace(/^Organization\//, ''));
-    const res = await this.pool.query<{ id: string; name: string | null }>('SELECT id, name FROM ind_organization WHERE id = ANY($1::text[])', [ids]);
+    const res = await this.pool.query<{ id: string; name: string | null }>(
+      'SELECT id, name FROM ind_organization WHERE id = ANY($1::text[])',
+      [ids],
+    );
     return new Map(res.rows.map((row) => [`Organization/${row.id}`, row.name ?? row.id]));
   }
 
@@ -146,7 +187,9 @@ export class IndicatorsService implements GatewayFeature {
   /** Monthly, on the 2nd at 04:10: the 12 months to the end of the previous month. */
   /** The monthly report run (one scheduler id: replicas upsert the same entry). */
   async start(queue: QueueService): Promise<void> {
-    await queue.queue('indicators').upsertJobScheduler('monthly-run', { pattern: '10 4 2 * *' }, { name: 'indicators.monthly-run', data: {} });
+    await queue
+      .queue('indicators')
+      .upsertJobScheduler('monthly-run', { pattern: '10 4 2 * *' }, { name: 'indicators.monthly-run', data: {} });
   }
 
   /**
@@ -154,21 +197,35 @@ export class IndicatorsService implements GatewayFeature {
    * `periodEnd` (default: end of last month) and stores the suppressed summary MeasureReports,
    * each filed under its subject organization (its clients read them; a CPTS its territory's).
    */
-  async storeMonthlyReports(periodEnd?: string, today = new Date()): Promise<{ reports: number; subjects: number; period: Period; ms: number }> {
+  async storeMonthlyReports(
+    periodEnd?: string,
+    today = new Date(),
+  ): Promise<{ reports: number; subjects: number; period: Period; ms: number }> {
     const started = Date.now();
     const last = parsePeriod(undefined, undefined, today);
     const end = periodEnd ? parsePeriod(periodEnd, periodEnd).end : last.end;
     const endDate = new Date(`${end}T00:00:00Z`);
-    const start = new Date(Date.UTC(endDate.getUTCFullYear() - 1, endDate.getUTCMonth(), endDate.getUTCDate() + 1)).toISOString().slice(0, 10);
+    const start = new Date(Date.UTC(endDate.getUTCFullYear() - 1, endDate.getUTCMonth(), endDate.getUTCDate() + 1))
+      .toISOString()
+      .slice(0, 10);
     const period: Period = { start, end };
-    const subjects = await this.pool.query<{ id: string; type: string }>('SELECT id, type FROM ind_organization WHERE type = ANY($1::text[]) ORDER BY id', [REPORTED_TYPES]);
+    const subjects = await this.pool.query<{ id: string; type: string }>(
+      'SELECT id, type FROM ind_organization WHERE type = ANY($1::text[]) ORDER BY id',
+      [REPORTED_TYPES],
+    );
     let reports = 0;
     for (const s of subjects.rows) {
       const subject = `Organization/${s.id}`;
       const scope: Scope = s.type === 'CPTS' ? { kind: 'cpts', id: s.id } : { kind: 'organization', id: s.id };
       const { results } = await this.evaluator.evaluate(this.measures(), { period, scope });
       for (const result of results) {
-        const report = buildMeasureReport(result, { period, subject, type: 'summary', threshold: this.threshold, structureNames: await this.structureNames(result) });
+        const report = buildMeasureReport(result, {
+          period,
+          subject,
+          type: 'summary',
+          threshold: this.threshold,
+          structureNames: await this.structureNames(result),
+        });
         const key = `${result.measure.id}|${subject}|${end}`;
         report.identifier = [{ system: REPORT_RUN_SYSTEM, value: key }];
         report.meta = { tag: [{ system: OWNER_TAG_SYSTEM, code: subject }] };
@@ -207,7 +264,10 @@ export function parsePeriod(start: string | undefined, end: string | undefined, 
   const last = end ? day(end, 'end', 'periodEnd') : undefined;
   if (!first || !last) {
     if (first || last) {
-      throw new GatewayError('invalid', { text: 'periodStart and periodEnd go together', expression: first ? 'periodEnd' : 'periodStart' });
+      throw new GatewayError('invalid', {
+        text: 'periodStart and periodEnd go together',
+        expression: first ? 'periodEnd' : 'periodStart',
+      });
     }
     const e = new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), 0));
     const s = new Date(Date.UTC(e.getUTCFullYear() - 1, e.getUTCMonth() + 1, 1));
@@ -222,7 +282,10 @@ export function parsePeriod(start: string | undefined, end: string | undefined, 
 function day(v: string, side: 'start' | 'end', name: string): string {
   const m = DAY.exec(v);
   if (!m) {
-    throw new GatewayError('invalid', { text: `${name} must be a date (YYYY, YYYY-MM or YYYY-MM-DD)`, expression: name });
+    throw new GatewayError('invalid', {
+      text: `${name} must be a date (YYYY, YYYY-MM or YYYY-MM-DD)`,
+      expression: name,
+    });
   }
   const y = Number(m[1]);
   const mo = m[3] ? Number(m[3]) : side === 'start' ? 1 : 12;

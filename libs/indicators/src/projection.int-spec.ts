@@ -15,15 +15,23 @@ describe('indicator projection: the person of each fact (PostgreSQL)', () => {
   afterAll(async () => pool.end());
 
   const fact = (id: string, patient: string) =>
-    pool.query(`INSERT INTO ind_fact (resource_type, id, patient, system, code, at, status) VALUES ('Observation', $1, $2, 'http://loinc.org', '4548-4', now(), 'final')`, [id, patient]);
+    pool.query(
+      `INSERT INTO ind_fact (resource_type, id, patient, system, code, at, status) VALUES ('Observation', $1, $2, 'http://loinc.org', '4548-4', now(), 'final')`,
+      [id, patient],
+    );
   const patient = (id: string, ins: string | null, link: string | null = null) =>
-    pool.query(`INSERT INTO ind_patient (id, ins, link, active, deceased) VALUES ($1, $2, $3, true, false)`, [id, ins, link]);
+    pool.query(`INSERT INTO ind_patient (id, ins, link, active, deceased) VALUES ($1, $2, $3, true, false)`, [
+      id,
+      ins,
+      link,
+    ]);
   const rewrite = async (id: string, ins: string | null, link: string | null = null) => {
     // What the projection trigger does on every write of the Patient: delete, then insert.
     await pool.query('DELETE FROM ind_patient WHERE id = $1', [id]);
     await patient(id, ins, link);
   };
-  const personOf = async (factId: string) => (await pool.query<{ person: string }>('SELECT person FROM ind_fact WHERE id = $1', [factId])).rows[0]?.person;
+  const personOf = async (factId: string) =>
+    (await pool.query<{ person: string }>('SELECT person FROM ind_fact WHERE id = $1', [factId])).rows[0]?.person;
 
   it('a fact written before its patient record gets the record key, corrected when the record arrives', async () => {
     await fact('o1', 'p1');

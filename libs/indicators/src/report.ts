@@ -1,4 +1,10 @@
-import type { Extension, MeasureReport, MeasureReportGroupPopulation, MeasureReportGroupStratifierStratum, Quantity } from '@medplum/fhirtypes';
+import type {
+  Extension,
+  MeasureReport,
+  MeasureReportGroupPopulation,
+  MeasureReportGroupStratifierStratum,
+  Quantity,
+} from '@medplum/fhirtypes';
 import { GW } from '@gw/fhir';
 import { DENOMINATOR_POPULATION_EXTENSION } from './catalogue';
 import type { MeasureCounts, Period, Stratifier } from './evaluator';
@@ -13,7 +19,8 @@ export const RECALL_LIST_EXTENSION = `${GW}/fhir/StructureDefinition/measure-rec
 export const STRATIFIER_SYSTEM = `${GW}/fhir/CodeSystem/measure-stratifier`;
 const POPULATION_SYSTEM = 'http://terminology.hl7.org/CodeSystem/measure-population';
 
-export type ObjectiveStatus = 'target-reached' | 'intermediate-reached' | 'not-reached' | 'below-minimum-denominator' | 'suppressed';
+export type ObjectiveStatus =
+  'target-reached' | 'intermediate-reached' | 'not-reached' | 'below-minimum-denominator' | 'suppressed';
 
 export interface ReportOptions {
   period: Period;
@@ -39,7 +46,8 @@ export function objectiveStatus(r: MeasureCounts, s: number | undefined): Object
   if (s === undefined || r.total.denominator - r.total.exclusion < minimumDenominator) {
     return 'below-minimum-denominator';
   }
-  const reached = (goal: number | undefined): boolean => goal !== undefined && (r.measure.improvement === 'increase' ? s >= goal : s <= goal);
+  const reached = (goal: number | undefined): boolean =>
+    goal !== undefined && (r.measure.improvement === 'increase' ? s >= goal : s <= goal);
   return reached(target) ? 'target-reached' : reached(intermediate) ? 'intermediate-reached' : 'not-reached';
 }
 
@@ -58,7 +66,10 @@ export function buildMeasureReport(r: MeasureCounts, opts: ReportOptions): Measu
     return {
       code: [{ coding: [{ system: STRATIFIER_SYSTEM, code }], text: code }],
       stratum: cells.map(({ cell, suppressed }): MeasureReportGroupStratifierStratum => ({
-        value: { coding: [{ system: STRATIFIER_SYSTEM, code: cell.key }], text: code === 'structure' ? (opts.structureNames.get(cell.key) ?? cell.key) : cell.key },
+        value: {
+          coding: [{ system: STRATIFIER_SYSTEM, code: cell.key }],
+          text: code === 'structure' ? (opts.structureNames.get(cell.key) ?? cell.key) : cell.key,
+        },
         population: populations(cell, !!suppressed),
         measureScore: suppressed ? { extension: [MASKED] } : quantity(score(cell)),
         ...(suppressed ? { extension: [{ url: SUPPRESSION_EXTENSION, valueCode: suppressed }] } : {}),
@@ -104,5 +115,7 @@ function populations(c: Counts, hidden: boolean): MeasureReportGroupPopulation[]
 }
 
 function quantity(v: number | undefined): Quantity {
-  return v === undefined ? { extension: [{ url: DATA_ABSENT_REASON, valueCode: 'not-applicable' }] } : { value: v, unit: '1', system: 'http://unitsofmeasure.org', code: '1' };
+  return v === undefined
+    ? { extension: [{ url: DATA_ABSENT_REASON, valueCode: 'not-applicable' }] }
+    : { value: v, unit: '1', system: 'http://unitsofmeasure.org', code: '1' };
 }

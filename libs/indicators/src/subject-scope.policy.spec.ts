@@ -14,8 +14,16 @@ const ORGANIZATIONS: Record<string, { type: string | null; partOf: string | null
 };
 
 const GROUP: Group = {
-  resourceType: 'Group', id: 'diabetics', type: 'person', actual: true,
-  member: [{ entity: { reference: 'Patient/p1' } }, { entity: { reference: 'Patient/p2' }, inactive: true }, { entity: { reference: 'Practitioner/x' } }, { entity: { reference: 'Patient/p3' } }],
+  resourceType: 'Group',
+  id: 'diabetics',
+  type: 'person',
+  actual: true,
+  member: [
+    { entity: { reference: 'Patient/p1' } },
+    { entity: { reference: 'Patient/p2' }, inactive: true },
+    { entity: { reference: 'Practitioner/x' } },
+    { entity: { reference: 'Patient/p3' } },
+  ],
 };
 
 /** What each organization's clients may read (the admin reads everything). */
@@ -34,7 +42,11 @@ const lookup = strictFake<ScopeLookup>('lookup', {
   organization: async (id) => ORGANIZATIONS[id],
   read: async (p, type, id) => {
     reads.push(`${type}/${id}`);
-    const found = p.admin ? (`${type}/${id}` === 'Group/diabetics' ? GROUP : {}) : READABLE[p.organization]?.[`${type}/${id}`];
+    const found = p.admin
+      ? `${type}/${id}` === 'Group/diabetics'
+        ? GROUP
+        : {}
+      : READABLE[p.organization]?.[`${type}/${id}`];
     if (!found) {
       throw new GatewayError('not-found', { text: `${type}/${id} not found` });
     }
@@ -52,19 +64,31 @@ describe('resolveScope', () => {
     const cpts = client('cpts');
 
     it('gets population reports for its territory and for each member structure', async () => {
-      await expect(resolveScope(lookup, cpts, 'Organization/cpts', 'population')).resolves.toEqual({ kind: 'cpts', id: 'cpts' });
-      await expect(resolveScope(lookup, cpts, 'Organization/msp', 'population')).resolves.toEqual({ kind: 'organization', id: 'msp' });
+      await expect(resolveScope(lookup, cpts, 'Organization/cpts', 'population')).resolves.toEqual({
+        kind: 'cpts',
+        id: 'cpts',
+      });
+      await expect(resolveScope(lookup, cpts, 'Organization/msp', 'population')).resolves.toEqual({
+        kind: 'organization',
+        id: 'msp',
+      });
     });
 
     it('is refused patient lists, even of a member structure, and individual reports', async () => {
-      await expect(resolveScope(lookup, cpts, 'Organization/cpts', 'subject-list')).rejects.toEqual(category('forbidden'));
-      await expect(resolveScope(lookup, cpts, 'Organization/msp', 'subject-list')).rejects.toThrow('A CPTS receives population reports only');
+      await expect(resolveScope(lookup, cpts, 'Organization/cpts', 'subject-list')).rejects.toEqual(
+        category('forbidden'),
+      );
+      await expect(resolveScope(lookup, cpts, 'Organization/msp', 'subject-list')).rejects.toThrow(
+        'A CPTS receives population reports only',
+      );
       await expect(resolveScope(lookup, cpts, 'Patient/p1', 'subject')).rejects.toEqual(category('forbidden'));
       expect(reads).toEqual([]);
     });
 
     it('is refused a structure outside its territory', async () => {
-      await expect(resolveScope(lookup, cpts, 'Organization/elsewhere', 'population')).rejects.toEqual(category('forbidden'));
+      await expect(resolveScope(lookup, cpts, 'Organization/elsewhere', 'population')).rejects.toEqual(
+        category('forbidden'),
+      );
     });
   });
 
@@ -72,8 +96,14 @@ describe('resolveScope', () => {
     const msp = client('msp');
 
     it('gets reports and patient lists of its own organization', async () => {
-      await expect(resolveScope(lookup, msp, 'Organization/msp', 'population')).resolves.toEqual({ kind: 'organization', id: 'msp' });
-      await expect(resolveScope(lookup, msp, 'Organization/msp', 'subject-list')).resolves.toEqual({ kind: 'organization', id: 'msp' });
+      await expect(resolveScope(lookup, msp, 'Organization/msp', 'population')).resolves.toEqual({
+        kind: 'organization',
+        id: 'msp',
+      });
+      await expect(resolveScope(lookup, msp, 'Organization/msp', 'subject-list')).resolves.toEqual({
+        kind: 'organization',
+        id: 'msp',
+      });
     });
 
     it('is refused another structure of the same CPTS, and the CPTS itself', async () => {
@@ -82,20 +112,34 @@ describe('resolveScope', () => {
     });
 
     it('needs a token allowing "r" on Patient for a patient list', async () => {
-      await expect(resolveScope(lookup, client('msp', ['system/Measure.rs']), 'Organization/msp', 'subject-list')).rejects.toThrow('Patient lists need a token allowing "r" on Patient');
-      await expect(resolveScope(lookup, client('msp', ['system/Measure.rs']), 'Organization/msp', 'population')).resolves.toEqual({ kind: 'organization', id: 'msp' });
+      await expect(
+        resolveScope(lookup, client('msp', ['system/Measure.rs']), 'Organization/msp', 'subject-list'),
+      ).rejects.toThrow('Patient lists need a token allowing "r" on Patient');
+      await expect(
+        resolveScope(lookup, client('msp', ['system/Measure.rs']), 'Organization/msp', 'population'),
+      ).resolves.toEqual({ kind: 'organization', id: 'msp' });
     });
 
     it('gets the patientèle of a GP and one patient only when it may read them', async () => {
-      await expect(resolveScope(lookup, msp, 'Practitioner/gp', 'population')).resolves.toEqual({ kind: 'practitioner', id: 'gp' });
-      await expect(resolveScope(lookup, msp, 'Practitioner/other', 'population')).rejects.toEqual(category('not-found'));
+      await expect(resolveScope(lookup, msp, 'Practitioner/gp', 'population')).resolves.toEqual({
+        kind: 'practitioner',
+        id: 'gp',
+      });
+      await expect(resolveScope(lookup, msp, 'Practitioner/other', 'population')).rejects.toEqual(
+        category('not-found'),
+      );
       await expect(resolveScope(lookup, msp, 'Patient/p1', 'subject')).resolves.toEqual({ kind: 'patient', id: 'p1' });
       await expect(resolveScope(lookup, msp, 'Patient/p9', 'subject')).rejects.toEqual(category('not-found'));
     });
 
     it('gets a Group it may read as its active patient members, and not-found for another', async () => {
-      await expect(resolveScope(lookup, msp, 'Group/diabetics', 'population')).resolves.toEqual({ kind: 'group', patientIds: ['p1', 'p3'] });
-      await expect(resolveScope(lookup, client('cds'), 'Group/diabetics', 'population')).rejects.toEqual(category('not-found'));
+      await expect(resolveScope(lookup, msp, 'Group/diabetics', 'population')).resolves.toEqual({
+        kind: 'group',
+        patientIds: ['p1', 'p3'],
+      });
+      await expect(resolveScope(lookup, client('cds'), 'Group/diabetics', 'population')).rejects.toEqual(
+        category('not-found'),
+      );
     });
 
     it('must name a subject', async () => {
@@ -106,15 +150,26 @@ describe('resolveScope', () => {
   describe('an admin', () => {
     it('gets the whole base without a subject, and any organization or practitioner without a read check', async () => {
       await expect(resolveScope(lookup, ADMIN, undefined, 'subject-list')).resolves.toEqual({ kind: 'all' });
-      await expect(resolveScope(lookup, ADMIN, 'Organization/elsewhere', 'subject-list')).resolves.toEqual({ kind: 'organization', id: 'elsewhere' });
-      await expect(resolveScope(lookup, ADMIN, 'Organization/cpts', 'population')).resolves.toEqual({ kind: 'cpts', id: 'cpts' });
-      await expect(resolveScope(lookup, ADMIN, 'Practitioner/anyone', 'population')).resolves.toEqual({ kind: 'practitioner', id: 'anyone' });
+      await expect(resolveScope(lookup, ADMIN, 'Organization/elsewhere', 'subject-list')).resolves.toEqual({
+        kind: 'organization',
+        id: 'elsewhere',
+      });
+      await expect(resolveScope(lookup, ADMIN, 'Organization/cpts', 'population')).resolves.toEqual({
+        kind: 'cpts',
+        id: 'cpts',
+      });
+      await expect(resolveScope(lookup, ADMIN, 'Practitioner/anyone', 'population')).resolves.toEqual({
+        kind: 'practitioner',
+        id: 'anyone',
+      });
       expect(reads).toEqual([]);
     });
   });
 
   it('answers not-found for an organization the indicators do not know', async () => {
-    await expect(resolveScope(lookup, ADMIN, 'Organization/nowhere', 'population')).rejects.toEqual(category('not-found'));
+    await expect(resolveScope(lookup, ADMIN, 'Organization/nowhere', 'population')).rejects.toEqual(
+      category('not-found'),
+    );
   });
 
   it.each([

@@ -18,12 +18,19 @@ export interface ScopeLookup {
  * 403/404 otherwise. A CPTS gets population reports only; a structure sees itself, a CPTS itself
  * and its member structures (aggregates only); an admin anything.
  */
-export async function resolveScope(lookup: ScopeLookup, p: Principal, subject: string | undefined, reportType: ReportType): Promise<Scope> {
+export async function resolveScope(
+  lookup: ScopeLookup,
+  p: Principal,
+  subject: string | undefined,
+  reportType: ReportType,
+): Promise<Scope> {
   const clientOrg = p.organization.replace(/^Organization\//, '');
   const clientType = (await lookup.organization(clientOrg))?.type;
   if (reportType !== 'population' && !p.admin) {
     if (clientType === 'CPTS') {
-      throw new GatewayError('forbidden', { text: 'A CPTS receives population reports only: patient lists belong to the structures that care for the patients' });
+      throw new GatewayError('forbidden', {
+        text: 'A CPTS receives population reports only: patient lists belong to the structures that care for the patients',
+      });
     }
     if (!scopeAllows(p.scopes, 'Patient', 'r')) {
       throw new GatewayError('forbidden', { text: 'Patient lists need a token allowing "r" on Patient' });
@@ -37,12 +44,18 @@ export async function resolveScope(lookup: ScopeLookup, p: Principal, subject: s
   }
   const m = /^(Organization|Practitioner|Group|Patient)\/([A-Za-z0-9\-.]{1,64})$/.exec(subject);
   if (!m) {
-    throw new GatewayError('invalid', { text: 'subject must be Organization/[id], Practitioner/[id], Group/[id] or Patient/[id]', expression: 'subject' });
+    throw new GatewayError('invalid', {
+      text: 'subject must be Organization/[id], Practitioner/[id], Group/[id] or Patient/[id]',
+      expression: 'subject',
+    });
   }
   const [, type, id] = m as unknown as [string, string, string];
   if (type === 'Patient') {
     if (reportType !== 'subject') {
-      throw new GatewayError('invalid', { text: 'a Patient subject needs reportType=subject', expression: 'reportType' });
+      throw new GatewayError('invalid', {
+        text: 'a Patient subject needs reportType=subject',
+        expression: 'reportType',
+      });
     }
     await lookup.read(p, 'Patient', id); // 404 unless the client may read this patient
     return { kind: 'patient', id };

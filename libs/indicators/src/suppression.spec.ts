@@ -1,8 +1,23 @@
 import { suppressStrata, totalSuppressed } from './suppression';
 import type { Cell } from './suppression';
 
-const cell = (key: string, den: number, num: number, ex = 0): Cell => ({ key, initialPopulation: den, denominator: den, exclusion: ex, numerator: num });
-const total = (cells: Cell[]) => cells.reduce((a, c) => ({ initialPopulation: a.initialPopulation + c.initialPopulation, denominator: a.denominator + c.denominator, exclusion: a.exclusion + c.exclusion, numerator: a.numerator + c.numerator }), { initialPopulation: 0, denominator: 0, exclusion: 0, numerator: 0 });
+const cell = (key: string, den: number, num: number, ex = 0): Cell => ({
+  key,
+  initialPopulation: den,
+  denominator: den,
+  exclusion: ex,
+  numerator: num,
+});
+const total = (cells: Cell[]) =>
+  cells.reduce(
+    (a, c) => ({
+      initialPopulation: a.initialPopulation + c.initialPopulation,
+      denominator: a.denominator + c.denominator,
+      exclusion: a.exclusion + c.exclusion,
+      numerator: a.numerator + c.numerator,
+    }),
+    { initialPopulation: 0, denominator: 0, exclusion: 0, numerator: 0 },
+  );
 
 describe('small-cell suppression', () => {
   it('shows every cell when none is small', () => {
@@ -13,7 +28,12 @@ describe('small-cell suppression', () => {
   it('hides a small cell and the smallest other one, so the small one cannot be recomputed from the total', () => {
     const cells = [cell('a', 100, 60), cell('b', 4, 2), cell('c', 40, 30), cell('d', 300, 200)];
     const shown = suppressStrata(total(cells), cells, 10);
-    expect(shown.map((s) => [s.cell.key, s.suppressed])).toEqual([['a', false], ['b', 'small'], ['c', 'complementary'], ['d', false]]);
+    expect(shown.map((s) => [s.cell.key, s.suppressed])).toEqual([
+      ['a', false],
+      ['b', 'small'],
+      ['c', 'complementary'],
+      ['d', false],
+    ]);
   });
 
   it('treats a small complement as small: 48 of 50 in the numerator leaves 2 people not reached', () => {

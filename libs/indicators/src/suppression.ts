@@ -21,7 +21,14 @@ export interface Shown<T> {
  * in the numerator). A small value among any of them identifies few people.
  */
 function quantities(c: Counts): number[] {
-  return [c.initialPopulation, c.denominator, c.exclusion, c.numerator, c.initialPopulation - c.denominator, c.denominator - c.exclusion - c.numerator];
+  return [
+    c.initialPopulation,
+    c.denominator,
+    c.exclusion,
+    c.numerator,
+    c.initialPopulation - c.denominator,
+    c.denominator - c.exclusion - c.numerator,
+  ];
 }
 
 function isSmall(c: Counts, threshold: number): boolean {
@@ -52,7 +59,10 @@ export function suppressStrata<T extends Cell>(total: Counts, cells: T[], thresh
     return cells.map((cell) => ({ cell, suppressed: false }));
   }
   const totalSmall = isSmall(total, threshold);
-  const shown: Shown<T>[] = cells.map((cell) => ({ cell, suppressed: totalSmall || isSmall(cell, threshold) ? 'small' : false }));
+  const shown: Shown<T>[] = cells.map((cell) => ({
+    cell,
+    suppressed: totalSmall || isSmall(cell, threshold) ? 'small' : false,
+  }));
   if (totalSmall) {
     return shown;
   }
@@ -66,7 +76,9 @@ export function suppressStrata<T extends Cell>(total: Counts, cells: T[], thresh
     if (!derivable) {
       return shown;
     }
-    const candidates = shown.filter((s) => !s.suppressed && s.cell.initialPopulation > 0).sort((a, b) => a.cell.initialPopulation - b.cell.initialPopulation || a.cell.key.localeCompare(b.cell.key));
+    const candidates = shown
+      .filter((s) => !s.suppressed && s.cell.initialPopulation > 0)
+      .sort((a, b) => a.cell.initialPopulation - b.cell.initialPopulation || a.cell.key.localeCompare(b.cell.key));
     const next = candidates[0];
     if (!next) {
       // Nothing left to hide: the hidden cells are only derivable if the total is shown; the

@@ -1,8 +1,6 @@
 import { z } from 'zod';
 
-const bool = z
-  .enum(['true', 'false', '1', '0'])
-  .transform((v) => v === 'true' || v === '1');
+const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 
 /**
  * The one schema of the gateway's environment. Every variable is `GW_*`; `process.env` is read
@@ -17,7 +15,11 @@ export const configSchema = z.object({
   GW_DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(16),
   GW_EMBEDDED_PG_PORT: z.coerce.number().int().min(1).max(65535).default(54329),
   GW_REDIS_URL: z.string().url().optional(),
-  GW_MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(16 * 1024 * 1024),
+  GW_MAX_BODY_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(16 * 1024 * 1024),
   GW_TOKEN_TTL_SECONDS: z.coerce.number().int().min(30).max(3600).default(300),
   GW_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   GW_WORKERS_INPROCESS: bool.default(true),
@@ -44,12 +46,19 @@ export const configSchema = z.object({
   GW_MLLP_TLS_KEY: z.string().min(1).optional(),
   GW_MLLP_TLS_CA: z.string().min(1).optional(),
   GW_MLLP_ALLOWED_IPS: z.string().optional(),
-  GW_MLLP_MAX_MESSAGE_BYTES: z.coerce.number().int().min(1024).default(4 * 1024 * 1024),
+  GW_MLLP_MAX_MESSAGE_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(4 * 1024 * 1024),
   GW_MLLP_IDLE_TIMEOUT_SECONDS: z.coerce.number().int().min(1).default(300),
   /** Unset: true with the embedded database (first-run convenience), false with GW_DATABASE_URL. */
   GW_HL7_ACCEPT_UNKNOWN_SOURCES: bool.optional(),
   /** MSSanté relay (`smtp://host:port`); unset: the MSSanté channel is off. */
-  GW_MSS_SMTP_URL: z.string().regex(/^smtps?:\/\/[^/]+$/, 'expected smtp://host:port').optional(),
+  GW_MSS_SMTP_URL: z
+    .string()
+    .regex(/^smtps?:\/\/[^/]+$/, 'expected smtp://host:port')
+    .optional(),
   /** The gateway's application mailbox (MSSanté sender, MDN return address). */
   GW_MSS_FROM: z.string().email().optional(),
   GW_MSS_CLIENT_CERT: z.string().min(1).optional(),
@@ -65,7 +74,10 @@ export const configSchema = z.object({
   GW_MHD_CLIENT_ID: z.string().min(1).optional(),
   GW_MHD_CLIENT_SECRET: z.string().min(1).optional(),
   /** XDS sourceId of the gateway (OID). */
-  GW_XDS_SOURCE_OID: z.string().regex(/^[0-2](\.(0|[1-9]\d*))+$/, 'expected an OID').default('2.25.302176213964855170430424911486457343081'),
+  GW_XDS_SOURCE_OID: z
+    .string()
+    .regex(/^[0-2](\.(0|[1-9]\d*))+$/, 'expected an OID')
+    .default('2.25.302176213964855170430424911486457343081'),
   GW_EXCHANGE_ATTEMPTS: z.coerce.number().int().min(1).max(50).default(10),
   GW_EXCHANGE_BACKOFF_MS: z.coerce.number().int().min(10).default(5000),
   GW_EXCHANGE_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(16),
@@ -85,7 +97,12 @@ export const configSchema = z.object({
   /** Indicator counts below this are suppressed (with complementary cells); 1 disables suppression. */
   GW_INDICATOR_SMALL_CELL: z.coerce.number().int().min(1).max(1000).default(10),
   /** Hours a completed bulk export's files stay downloadable (then swept, hourly). */
-  GW_BULK_RETENTION_HOURS: z.coerce.number().int().min(1).max(24 * 30).default(24),
+  GW_BULK_RETENTION_HOURS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(24 * 30)
+    .default(24),
   /** Bulk exports run at once per process (each holds one database connection while it runs). */
   GW_BULK_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(2),
   /** Serve the indicator dashboard's static page at /dashboard (its data comes from the FHIR API). */

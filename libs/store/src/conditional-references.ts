@@ -58,7 +58,9 @@ export function pendingMatches(ref: ConditionalReference, pending: PendingWrite[
     return [];
   }
   const search = parseMedplumSearch(`${ref.type}?${ref.query}`);
-  return candidates.filter((w) => matchesSearchRequest({ ...w.resource, id: w.id }, search)).map((w) => `${ref.type}/${w.id}`);
+  return candidates
+    .filter((w) => matchesSearchRequest({ ...w.resource, id: w.id }, search))
+    .map((w) => `${ref.type}/${w.id}`);
 }
 
 /**
@@ -94,9 +96,15 @@ export function applyResolution(refs: ConditionalReference[], matches: string[][
 }
 
 /** The search of a conditional reference, or a 400 naming the element when it cannot be one. */
-export function conditionalQuery(ref: ConditionalReference, parse: (type: string, pairs: [string, string][]) => SearchRequest): SearchRequest {
+export function conditionalQuery(
+  ref: ConditionalReference,
+  parse: (type: string, pairs: [string, string][]) => SearchRequest,
+): SearchRequest {
   if (!isServedResourceType(ref.type)) {
-    throw new GatewayError('invalid', { text: `Conditional reference to ${ref.type}: not a resource type served here`, expression: ref.expression });
+    throw new GatewayError('invalid', {
+      text: `Conditional reference to ${ref.type}: not a resource type served here`,
+      expression: ref.expression,
+    });
   }
   try {
     const query = parse(ref.type, [...new URLSearchParams(ref.query)]);
@@ -107,7 +115,10 @@ export function conditionalQuery(ref: ConditionalReference, parse: (type: string
   } catch (err) {
     if (err instanceof GatewayError) {
       const why = err.issues.map((i) => i.details?.text).join('; ');
-      throw new GatewayError('invalid', { text: `Conditional reference ${ref.type}?${ref.query} is not a usable search: ${why}`, expression: ref.expression });
+      throw new GatewayError('invalid', {
+        text: `Conditional reference ${ref.type}?${ref.query} is not a usable search: ${why}`,
+        expression: ref.expression,
+      });
     }
     throw err;
   }

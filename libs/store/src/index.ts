@@ -2,7 +2,14 @@ export { OrganizationAccessPolicy } from './repository/access.policy';
 export type { AccessPolicy, Principal, StoredRef } from './repository/access.policy';
 export { AuditLog } from './audit/audit.log';
 export type { AuditRecord } from './audit/audit.log';
-export { FhirRepository, OWNER_TAG_SYSTEM, SOURCE_PREFIX, groupMatches, lockAllQuery, withTransaction } from './repository/fhir.repository';
+export {
+  FhirRepository,
+  OWNER_TAG_SYSTEM,
+  SOURCE_PREFIX,
+  groupMatches,
+  lockAllQuery,
+  withTransaction,
+} from './repository/fhir.repository';
 export type { HistoryQuery, Queryable, StoredResource, SearchResult, WriteContext } from './repository/fhir.repository';
 export { FhirService } from './rest/fhir.service';
 export type { FhirRequest, FhirResponse, ServiceOptions } from './rest/fhir.service';
@@ -18,7 +25,18 @@ export { EVENT_MIGRATIONS } from './events/events.schema';
 export { BULK_EXPORT_MIGRATIONS } from './bulk-export/bulk-export.schema';
 export { DomainEventLog, eventResource, lockEvent, markEventsDispatched } from './events/domain-event.log';
 export type { DomainEventEntry } from './events/domain-event.log';
-export { ANNUAIRE_SANTE, DIRECTORY_ORG, DIRECTORY_SOURCE_SYSTEM, DIRECTORY_TYPES, IDENTITY_TYPES, equivalentTokens, identityKey, identityKeys, isDirectorySourced, personalMailbox } from './directory/directory.identity';
+export {
+  ANNUAIRE_SANTE,
+  DIRECTORY_ORG,
+  DIRECTORY_SOURCE_SYSTEM,
+  DIRECTORY_TYPES,
+  IDENTITY_TYPES,
+  equivalentTokens,
+  identityKey,
+  identityKeys,
+  isDirectorySourced,
+  personalMailbox,
+} from './directory/directory.identity';
 export { directoryConflict } from './repository/persist';
 export { DIRECTORY_IMPORT_PRINCIPAL, DirectoryImporter } from './directory/directory.importer';
 export type { DirectoryImportOptions, DirectoryImportStats } from './directory/directory.importer';

@@ -21,7 +21,10 @@ export class AdminController {
   constructor(@Inject(CORE) private readonly core: GatewayCore) {}
 
   @Post('clients')
-  async createClient(@Req() req: FastifyRequest, @Body() body: CreateClientBody): Promise<{ client: ClientRecord; client_secret?: string }> {
+  async createClient(
+    @Req() req: FastifyRequest,
+    @Body() body: CreateClientBody,
+  ): Promise<{ client: ClientRecord; client_secret?: string }> {
     if (!body?.name || !body.organization || !body.scopes) {
       throw new GatewayError('invalid', { text: 'name, organization (Organization/<id>) and scopes are required' });
     }
@@ -50,14 +53,25 @@ export class AdminController {
     const out: unknown[] = [];
     for (const queue of QUEUE_NAMES) {
       for (const job of await this.core.queue.failed(queue)) {
-        out.push({ queue, id: job.id, name: job.name, attempts: job.attemptsMade, failedReason: job.failedReason, finishedOn: job.finishedOn });
+        out.push({
+          queue,
+          id: job.id,
+          name: job.name,
+          attempts: job.attemptsMade,
+          failedReason: job.failedReason,
+          finishedOn: job.finishedOn,
+        });
       }
     }
     return out;
   }
 
   @Post('jobs/:queue/:id/retry')
-  async retryJob(@Req() req: FastifyRequest, @Param('queue') queue: string, @Param('id') id: string): Promise<{ retried: boolean }> {
+  async retryJob(
+    @Req() req: FastifyRequest,
+    @Param('queue') queue: string,
+    @Param('id') id: string,
+  ): Promise<{ retried: boolean }> {
     if (!QUEUE_NAMES.includes(queue)) {
       throw new GatewayError('not-found', { text: `Unknown queue ${queue}` });
     }
@@ -68,7 +82,11 @@ export class AdminController {
   }
 
   @Get('audit')
-  async audit(@Req() req: FastifyRequest, @Query('client') client?: string, @Query('_count') count?: string): Promise<unknown> {
+  async audit(
+    @Req() req: FastifyRequest,
+    @Query('client') client?: string,
+    @Query('_count') count?: string,
+  ): Promise<unknown> {
     const events = await this.core.audit.list({ clientId: client, limit: auditLimit(count) });
     return { resourceType: 'Bundle', type: 'collection', entry: events.map((resource) => ({ resource })) };
   }

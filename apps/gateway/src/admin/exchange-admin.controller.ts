@@ -60,7 +60,10 @@ export class ExchangeAdminController {
   }
 
   @Get('admin/exchange/deliveries/:id')
-  async delivery(@Req() req: FastifyRequest, @Param('id') id: string): Promise<Delivery & { attempts_detail: Attempt[] }> {
+  async delivery(
+    @Req() req: FastifyRequest,
+    @Param('id') id: string,
+  ): Promise<Delivery & { attempts_detail: Attempt[] }> {
     return this.core.exchange.delivery(id);
   }
 

@@ -27,12 +27,21 @@ export class Hl7AdminController {
   }
 
   @Put('hl7/sources/:id')
-  async updateSource(@Req() req: FastifyRequest, @Param('id') id: string, @Body() body: SourceInput): Promise<Hl7Source> {
+  async updateSource(
+    @Req() req: FastifyRequest,
+    @Param('id') id: string,
+    @Body() body: SourceInput,
+  ): Promise<Hl7Source> {
     const { sendingApplication, sendingFacility, ...options } = body ?? {};
     if (sendingApplication !== undefined || sendingFacility !== undefined) {
       const current = await this.core.hl7.sources.get(id);
-      if ((sendingApplication ?? current.sendingApplication) !== current.sendingApplication || (sendingFacility ?? current.sendingFacility) !== current.sendingFacility) {
-        throw new GatewayError('invalid', { text: 'sendingApplication and sendingFacility identify a source and cannot change; register a new source' });
+      if (
+        (sendingApplication ?? current.sendingApplication) !== current.sendingApplication ||
+        (sendingFacility ?? current.sendingFacility) !== current.sendingFacility
+      ) {
+        throw new GatewayError('invalid', {
+          text: 'sendingApplication and sendingFacility identify a source and cannot change; register a new source',
+        });
       }
     }
     return this.core.hl7.sources.update(id, options);
@@ -73,7 +82,15 @@ export class Hl7AdminController {
       throw new GatewayError('not-found', { text: `HL7 message ${id} not found` });
     }
     // The raw message is patient data: reading it is audited like a resource read.
-    this.core.audit.record({ clientId: p.clientId, organization: p.organization, interaction: 'read', resourceType: 'Hl7Message', entity: [`Hl7Message/${id}`], outcome: 200, requestId: req.id });
+    this.core.audit.record({
+      clientId: p.clientId,
+      organization: p.organization,
+      interaction: 'read',
+      resourceType: 'Hl7Message',
+      entity: [`Hl7Message/${id}`],
+      outcome: 200,
+      requestId: req.id,
+    });
     return message;
   }
 
@@ -85,13 +102,29 @@ export class Hl7AdminController {
       throw new GatewayError('not-found', { text: `HL7 message ${id} not found` });
     }
     const result = await this.core.hl7.reprocess(Number(id));
-    this.core.audit.record({ clientId: p.clientId, organization: p.organization, interaction: 'hl7v2-reprocess', entity: [`Hl7Message/${id}`, ...result.resources], outcome: 200, requestId: req.id });
+    this.core.audit.record({
+      clientId: p.clientId,
+      organization: p.organization,
+      interaction: 'hl7v2-reprocess',
+      entity: [`Hl7Message/${id}`, ...result.resources],
+      outcome: 200,
+      requestId: req.id,
+    });
     return result;
   }
 
   @Get('events')
-  async events(@Req() req: FastifyRequest, @Query('type') type?: string, @Query('since') since?: string, @Query('_count') count?: string): Promise<unknown[]> {
-    const events = await this.core.events.list({ type, since: /^\d+$/.test(since ?? '') ? Number(since) : 0, limit: pageSize(count) });
+  async events(
+    @Req() req: FastifyRequest,
+    @Query('type') type?: string,
+    @Query('since') since?: string,
+    @Query('_count') count?: string,
+  ): Promise<unknown[]> {
+    const events = await this.core.events.list({
+      type,
+      since: /^\d+$/.test(since ?? '') ? Number(since) : 0,
+      limit: pageSize(count),
+    });
     const routing = await this.core.exchange.routes.outcomes(events.map((e) => e.id));
     // What routing decided (care-team, mt, cpts, historic, …); null while not yet routed.
     return events.map((e) => ({ ...e, routing: routing.get(e.id) ?? null }));

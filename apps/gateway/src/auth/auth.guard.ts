@@ -26,15 +26,23 @@ export class AuthGuard implements CanActivate {
     // RFC 7235 §2.1: the scheme name is case-insensitive ("bearer" is common in client libraries).
     const token = /^bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1];
     if (!token) {
-      throw new GatewayError('unauthorized', { text: 'A Bearer access token is required (POST /oauth2/token, grant_type=client_credentials)' });
+      throw new GatewayError('unauthorized', {
+        text: 'A Bearer access token is required (POST /oauth2/token, grant_type=client_credentials)',
+      });
     }
     try {
       req.principal = await this.core.tokens.verify(token);
     } catch (err) {
       const expired = (err as { code?: string }).code === 'ERR_JWT_EXPIRED';
-      throw new GatewayError('unauthorized', { text: expired ? 'The access token has expired' : 'The access token is invalid', code: expired ? 'expired' : 'login' });
+      throw new GatewayError('unauthorized', {
+        text: expired ? 'The access token has expired' : 'The access token is invalid',
+        code: expired ? 'expired' : 'login',
+      });
     }
-    if (this.reflector.getAllAndOverride<boolean>(IS_ADMIN_ONLY, [context.getHandler(), context.getClass()]) && !req.principal.admin) {
+    if (
+      this.reflector.getAllAndOverride<boolean>(IS_ADMIN_ONLY, [context.getHandler(), context.getClass()]) &&
+      !req.principal.admin
+    ) {
       throw new GatewayError('forbidden', { text: 'This operation needs an admin client' });
     }
     return true;
@@ -49,4 +57,3 @@ export function principalOf(req: FastifyRequest): Principal {
   }
   return p;
 }
-

@@ -55,6 +55,11 @@ export class OAuthController {
  * otherwise surface as a 500.
  */
 function formFields(body: unknown): Record<string, string> {
-  const entries = typeof body === 'string' ? [...new URLSearchParams(body)] : body && typeof body === 'object' ? Object.entries(body) : [];
+  const entries =
+    typeof body === 'string'
+      ? [...new URLSearchParams(body)]
+      : body && typeof body === 'object'
+        ? Object.entries(body)
+        : [];
   return Object.fromEntries(entries.filter((e): e is [string, string] => typeof e[1] === 'string'));
 }

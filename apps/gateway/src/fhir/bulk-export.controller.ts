@@ -49,7 +49,11 @@ export class BulkExportController {
         void reply.status(202).header('x-progress', s.progress).header('retry-after', '2').send();
         return;
       case 'completed':
-        void reply.status(200).header('expires', s.expires).header('content-type', 'application/json').send(JSON.stringify(s.manifest));
+        void reply
+          .status(200)
+          .header('expires', s.expires)
+          .header('content-type', 'application/json')
+          .send(JSON.stringify(s.manifest));
         return;
       case 'failed':
         void reply.status(500).header('content-type', FHIR_JSON).send(JSON.stringify(s.outcome));
@@ -64,23 +68,46 @@ export class BulkExportController {
   }
 
   @Get('$export-status/:id/:file')
-  async file(@Req() req: FastifyRequest, @Res() reply: FastifyReply, @Param('id') id: string, @Param('file') file: string): Promise<void> {
+  async file(
+    @Req() req: FastifyRequest,
+    @Res() reply: FastifyReply,
+    @Param('id') id: string,
+    @Param('file') file: string,
+  ): Promise<void> {
     const f = await this.core.bulk.file(principalOf(req), id, file, req.id);
-    const size = await stat(f.path).then((s) => s.size, () => undefined);
+    const size = await stat(f.path).then(
+      (s) => s.size,
+      () => undefined,
+    );
     if (size === undefined) {
       throw new GatewayError('not-found', { text: `File ${file} of export ${id} is no longer available` });
     }
-    void reply.status(200).header('content-type', 'application/fhir+ndjson').header('content-length', String(size)).send(createReadStream(f.path));
+    void reply
+      .status(200)
+      .header('content-type', 'application/fhir+ndjson')
+      .header('content-length', String(size))
+      .send(createReadStream(f.path));
   }
 
-  private async kickOff(req: FastifyRequest, reply: FastifyReply, groupId: string, raw: RawExportParams): Promise<void> {
+  private async kickOff(
+    req: FastifyRequest,
+    reply: FastifyReply,
+    groupId: string,
+    raw: RawExportParams,
+  ): Promise<void> {
     // RFC 7240: preference names are case-insensitive.
     if (!/respond-async/i.test(String(req.headers.prefer ?? ''))) {
-      throw new GatewayError('invalid', { text: 'Bulk export is asynchronous: send Prefer: respond-async', expression: 'Prefer' });
+      throw new GatewayError('invalid', {
+        text: 'Bulk export is asynchronous: send Prefer: respond-async',
+        expression: 'Prefer',
+      });
     }
     const accept = req.headers.accept;
     if (accept && !accept.split(',').some((a) => ACCEPTED.test(a.trim()))) {
-      throw new GatewayError('invalid', { text: `Accept ${accept} is not supported: use application/fhir+json`, expression: 'Accept' });
+      throw new GatewayError('invalid', {
+        text: `Accept ${accept} is not supported: use application/fhir+json`,
+        expression: 'Accept',
+      });
     }
     const id = await this.core.bulk.kickOff(principalOf(req), groupId, raw, `${this.core.baseUrl}${req.url}`, req.id);
     void reply.status(202).header('content-location', `${this.core.baseUrl}${STATUS_PATH}/${id}`).send();

@@ -15,7 +15,12 @@ export class MeasureController {
   constructor(@Inject(CORE) private readonly core: GatewayCore) {}
 
   @Get(':id/$evaluate-measure')
-  async evaluateGet(@Req() req: FastifyRequest, @Res() reply: FastifyReply, @Param('id') id: string, @Query() query: Record<string, unknown>): Promise<void> {
+  async evaluateGet(
+    @Req() req: FastifyRequest,
+    @Res() reply: FastifyReply,
+    @Param('id') id: string,
+    @Query() query: Record<string, unknown>,
+  ): Promise<void> {
     const params: EvaluateParams = {};
     for (const name of NAMES) {
       const v = query[name];

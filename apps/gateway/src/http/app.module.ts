@@ -23,7 +23,18 @@ export class AppModule {
   static forRoot(core: GatewayCore, metrics: Registry): DynamicModule {
     return {
       module: AppModule,
-      controllers: [MeasureController, BulkExportController, FhirController, OAuthController, HealthController, AdminController, Hl7Controller, Hl7AdminController, ExchangeAdminController, DashboardController],
+      controllers: [
+        MeasureController,
+        BulkExportController,
+        FhirController,
+        OAuthController,
+        HealthController,
+        AdminController,
+        Hl7Controller,
+        Hl7AdminController,
+        ExchangeAdminController,
+        DashboardController,
+      ],
       providers: [
         { provide: CORE, useValue: core },
         { provide: METRICS, useValue: metrics },

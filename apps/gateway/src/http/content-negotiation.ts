@@ -6,7 +6,9 @@
 export function notAcceptableReason(accept: string | undefined, format: string | undefined): string | undefined {
   if (format !== undefined && format !== '') {
     // `+` in a query string reads as a space: `_format=application/fhir+xml` arrives as `application/fhir xml`.
-    return /json/i.test(format) ? undefined : `_format=${format} is not supported: this server returns application/fhir+json only`;
+    return /json/i.test(format)
+      ? undefined
+      : `_format=${format} is not supported: this server returns application/fhir+json only`;
   }
   if (accept === undefined || accept.trim() === '') {
     return undefined;

@@ -36,6 +36,7 @@ export function operationParameters(body: unknown, operation: string): { name: s
   }
   return (params.parameter ?? []).map((p) => ({
     name: p.name ?? '',
-    value: p.valueString ?? p.valueCode ?? p.valueDate ?? p.valueDateTime ?? p.valueInstant ?? p.valueReference?.reference,
+    value:
+      p.valueString ?? p.valueCode ?? p.valueDate ?? p.valueDateTime ?? p.valueInstant ?? p.valueReference?.reference,
   }));
 }

@@ -47,14 +47,26 @@ export async function createHttpApp(core: GatewayCore): Promise<NestFastifyAppli
     const format = q === -1 ? undefined : (new URLSearchParams(req.url.slice(q + 1)).get('_format') ?? undefined);
     const reason = notAcceptableReason(req.headers.accept, format);
     if (reason) {
-      const outcome = new GatewayError('not-acceptable', { text: reason, expression: format === undefined ? 'Accept' : '_format' }).toOutcome();
+      const outcome = new GatewayError('not-acceptable', {
+        text: reason,
+        expression: format === undefined ? 'Accept' : '_format',
+      }).toOutcome();
       return reply.status(406).header('content-type', FHIR_JSON).send(JSON.stringify(outcome));
     }
     return undefined;
   });
   fastify.addHook('onResponse', async (req, reply) => {
     // Path only: query strings carry patient identifiers.
-    core.logger.info({ reqId: req.id, method: req.method, path: pathOnly(req.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+    core.logger.info(
+      {
+        reqId: req.id,
+        method: req.method,
+        path: pathOnly(req.url),
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime),
+      },
+      'request',
+    );
   });
   return app;
 }
@@ -64,19 +76,28 @@ export async function createHttpApp(core: GatewayCore): Promise<NestFastifyAppli
  * (fhir-json.ts), forms as text.
  */
 function registerBodyParsers(fastify: FastifyInstance): void {
-  fastify.addContentTypeParser(['application/json', 'application/fhir+json', 'application/json+fhir'], { parseAs: 'string' }, (_req, body, done) => {
-    const text = String(body);
-    if (text.trim() === '') {
-      done(null, undefined);
-      return;
-    }
-    try {
-      done(null, parseFhirJson(text));
-    } catch (err) {
-      done(new GatewayError('invalid', { text: `Malformed JSON: ${(err as Error).message}`, code: 'structure' }), undefined);
-    }
-  });
-  fastify.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => done(null, String(body)));
+  fastify.addContentTypeParser(
+    ['application/json', 'application/fhir+json', 'application/json+fhir'],
+    { parseAs: 'string' },
+    (_req, body, done) => {
+      const text = String(body);
+      if (text.trim() === '') {
+        done(null, undefined);
+        return;
+      }
+      try {
+        done(null, parseFhirJson(text));
+      } catch (err) {
+        done(
+          new GatewayError('invalid', { text: `Malformed JSON: ${(err as Error).message}`, code: 'structure' }),
+          undefined,
+        );
+      }
+    },
+  );
+  fastify.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) =>
+    done(null, String(body)),
+  );
   // HL7 v2 ER7 stays bytes: the charset is the message's own (MSH-18 or the source's setting).
   fastify.addContentTypeParser(ER7_TYPES, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   fastify.addContentTypeParser(MDN_TYPES, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));

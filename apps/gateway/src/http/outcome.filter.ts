@@ -24,12 +24,18 @@ export class OutcomeFilter implements ExceptionFilter {
     const reply = ctx.getResponse<FastifyReply>();
     const req = ctx.getRequest<FastifyRequest>();
     if (err instanceof OAuthError) {
-      void reply.status(err.status).header('cache-control', 'no-store').send({ error: err.error, error_description: err.description });
+      void reply
+        .status(err.status)
+        .header('cache-control', 'no-store')
+        .send({ error: err.error, error_description: err.description });
       return;
     }
     const ge = toGatewayError(err, req.id);
     if (ge.status >= 500) {
-      this.logger.error({ reqId: req.id, err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, 'unhandled error');
+      this.logger.error(
+        { reqId: req.id, err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) },
+        'unhandled error',
+      );
     }
     if (ge.status === 401) {
       void reply.header('www-authenticate', 'Bearer realm="fhir-gateway"');
@@ -103,7 +109,9 @@ function fromStatus(status: number, message: string | undefined, requestId: stri
     // Framework 5xx messages can carry internals: same opaque text as any other crash.
     return internal(requestId);
   }
-  return new GatewayError(STATUS_CATEGORY[status] ?? 'invalid', { text: STATUS_TEXT[status] ?? (message || 'Bad request') });
+  return new GatewayError(STATUS_CATEGORY[status] ?? 'invalid', {
+    text: STATUS_TEXT[status] ?? (message || 'Bad request'),
+  });
 }
 
 function internal(requestId: string): GatewayError {

@@ -15,11 +15,19 @@ export class Hl7Controller {
   @Post()
   async receive(@Req() req: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
     const principal = principalOf(req);
-    if (!['Patient', 'Encounter'].every((t) => scopeAllows(principal.scopes, t, 'c') && scopeAllows(principal.scopes, t, 'u'))) {
-      throw new GatewayError('forbidden', { text: 'Sending HL7 v2 ADT needs system/Patient.cu and system/Encounter.cu scopes (or wider)' });
+    if (
+      !['Patient', 'Encounter'].every(
+        (t) => scopeAllows(principal.scopes, t, 'c') && scopeAllows(principal.scopes, t, 'u'),
+      )
+    ) {
+      throw new GatewayError('forbidden', {
+        text: 'Sending HL7 v2 ADT needs system/Patient.cu and system/Encounter.cu scopes (or wider)',
+      });
     }
     if (!Buffer.isBuffer(req.body) || req.body.length === 0) {
-      throw new GatewayError('unsupported-media-type', { text: `Send the ER7 message as the body, with Content-Type ${ER7_TYPES.slice(0, 2).join(' or ')}` });
+      throw new GatewayError('unsupported-media-type', {
+        text: `Send the ER7 message as the body, with Content-Type ${ER7_TYPES.slice(0, 2).join(' or ')}`,
+      });
     }
     const result = await this.core.hl7.handle(req.body, { transport: 'http', principal });
     this.core.audit.record({
@@ -30,6 +38,9 @@ export class Hl7Controller {
       outcome: result.ackCode === 'AA' ? 200 : result.ackCode === 'AE' ? 422 : 400,
       requestId: req.id,
     });
-    void reply.status(200).header('content-type', `x-application/hl7-v2+er7; charset=${result.charset.toLowerCase()}`).send(result.ack);
+    void reply
+      .status(200)
+      .header('content-type', `x-application/hl7-v2+er7; charset=${result.charset.toLowerCase()}`)
+      .send(result.ack);
   }
 }

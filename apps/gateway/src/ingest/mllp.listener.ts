@@ -2,9 +2,16 @@ import { MllpServer } from '@gw/ingest';
 import type { GatewayCore } from '../core';
 
 /** Starts the MLLP listener configured by GW_MLLP_*; returns it with the port actually bound. */
-export async function startMllp(core: GatewayCore, port = core.config.GW_MLLP_PORT): Promise<{ server: MllpServer; port: number }> {
+export async function startMllp(
+  core: GatewayCore,
+  port = core.config.GW_MLLP_PORT,
+): Promise<{ server: MllpServer; port: number }> {
   const c = core.config;
-  if ((c.GW_MLLP_TLS_CERT && !c.GW_MLLP_TLS_KEY) || (!c.GW_MLLP_TLS_CERT && c.GW_MLLP_TLS_KEY) || (c.GW_MLLP_TLS_CA && !c.GW_MLLP_TLS_CERT)) {
+  if (
+    (c.GW_MLLP_TLS_CERT && !c.GW_MLLP_TLS_KEY) ||
+    (!c.GW_MLLP_TLS_CERT && c.GW_MLLP_TLS_KEY) ||
+    (c.GW_MLLP_TLS_CA && !c.GW_MLLP_TLS_CERT)
+  ) {
     throw new Error('MLLP TLS needs both GW_MLLP_TLS_CERT and GW_MLLP_TLS_KEY (GW_MLLP_TLS_CA only with them)');
   }
   const server = new MllpServer(
@@ -20,8 +27,13 @@ export async function startMllp(core: GatewayCore, port = core.config.GW_MLLP_PO
       port,
       maxMessageBytes: c.GW_MLLP_MAX_MESSAGE_BYTES,
       idleTimeoutMs: c.GW_MLLP_IDLE_TIMEOUT_SECONDS * 1000,
-      tls: c.GW_MLLP_TLS_CERT && c.GW_MLLP_TLS_KEY ? { certFile: c.GW_MLLP_TLS_CERT, keyFile: c.GW_MLLP_TLS_KEY, caFile: c.GW_MLLP_TLS_CA } : undefined,
-      allowedIps: c.GW_MLLP_ALLOWED_IPS?.split(',').map((s) => s.trim()).filter(Boolean),
+      tls:
+        c.GW_MLLP_TLS_CERT && c.GW_MLLP_TLS_KEY
+          ? { certFile: c.GW_MLLP_TLS_CERT, keyFile: c.GW_MLLP_TLS_KEY, caFile: c.GW_MLLP_TLS_CA }
+          : undefined,
+      allowedIps: c.GW_MLLP_ALLOWED_IPS?.split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
       logger: core.logger,
     },
   );

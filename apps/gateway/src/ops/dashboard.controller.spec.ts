@@ -4,7 +4,10 @@ import type { GatewayCore } from '../core';
 import { DashboardController } from './dashboard.controller';
 
 /** A reply that records what the controller sent. */
-function fakeReply(): { reply: FastifyReply; sent: { status?: number; headers: Record<string, string>; body?: unknown } } {
+function fakeReply(): {
+  reply: FastifyReply;
+  sent: { status?: number; headers: Record<string, string>; body?: unknown };
+} {
   const sent: { status?: number; headers: Record<string, string>; body?: unknown } = { headers: {} };
   const reply = {
     status(code: number) {
@@ -23,10 +26,11 @@ function fakeReply(): { reply: FastifyReply; sent: { status?: number; headers: R
   return { reply: reply as unknown as FastifyReply, sent };
 }
 
-const controller = (enabled: boolean): DashboardController => new DashboardController({ config: { GW_DASHBOARD_ENABLED: enabled } } as unknown as GatewayCore);
+const controller = (enabled: boolean): DashboardController =>
+  new DashboardController({ config: { GW_DASHBOARD_ENABLED: enabled } } as unknown as GatewayCore);
 
 describe('DashboardController', () => {
-  it('redirects /dashboard to /dashboard/ so that the page\'s relative links resolve', () => {
+  it("redirects /dashboard to /dashboard/ so that the page's relative links resolve", () => {
     const { reply, sent } = fakeReply();
     controller(true).index({ url: '/dashboard?x=1' } as FastifyRequest, reply);
     expect(sent).toMatchObject({ status: 302, headers: { location: 'dashboard/' } });
@@ -48,6 +52,8 @@ describe('DashboardController', () => {
       expect(() => controller(true).file(name, fakeReply().reply)).toThrow(GatewayError);
     }
     expect(() => controller(false).file('dashboard.js', fakeReply().reply)).toThrow(GatewayError);
-    expect(() => controller(false).index({ url: '/dashboard' } as FastifyRequest, fakeReply().reply)).toThrow(GatewayError);
+    expect(() => controller(false).index({ url: '/dashboard' } as FastifyRequest, fakeReply().reply)).toThrow(
+      GatewayError,
+    );
   });
 });

@@ -71,7 +71,10 @@ export class DashboardController {
       .header('cache-control', 'no-cache')
       .header('x-content-type-options', 'nosniff')
       // The page talks to its own origin only; no inline script.
-      .header('content-security-policy', "default-src 'self'; img-src 'self' data:; style-src 'self'; object-src 'none'; frame-ancestors 'none'")
+      .header(
+        'content-security-policy',
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; object-src 'none'; frame-ancestors 'none'",
+      )
       .send(body);
   }
 }

@@ -24,10 +24,18 @@ export class HealthController {
   @Get('health/ready')
   async ready(@Res() reply: FastifyReply): Promise<void> {
     const checks: Record<string, string> = {};
-    checks.database = await this.core.db.pool.query('SELECT 1').then(() => 'ok', () => 'down');
-    checks.queue = await withTimeout(this.core.queue.counts(), 2000).then(() => 'ok', () => 'down');
+    checks.database = await this.core.db.pool.query('SELECT 1').then(
+      () => 'ok',
+      () => 'down',
+    );
+    checks.queue = await withTimeout(this.core.queue.counts(), 2000).then(
+      () => 'ok',
+      () => 'down',
+    );
     const ok = Object.values(checks).every((c) => c === 'ok');
-    void reply.status(ok ? 200 : 503).send({ status: ok ? 'ok' : 'unavailable', checks, queueBackend: this.core.queue.backend });
+    void reply
+      .status(ok ? 200 : 503)
+      .send({ status: ok ? 'ok' : 'unavailable', checks, queueBackend: this.core.queue.backend });
   }
 
   @Get('metrics')

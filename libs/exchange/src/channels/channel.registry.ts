@@ -38,7 +38,12 @@ export function channelsFromConfig(config: ChannelConfig): ChannelRegistry {
   );
   const mhd = new MhdChannel(
     config.GW_MHD_RECIPIENT_URL
-      ? { url: config.GW_MHD_RECIPIENT_URL, tokenUrl: config.GW_MHD_TOKEN_URL, clientId: config.GW_MHD_CLIENT_ID, clientSecret: config.GW_MHD_CLIENT_SECRET }
+      ? {
+          url: config.GW_MHD_RECIPIENT_URL,
+          tokenUrl: config.GW_MHD_TOKEN_URL,
+          clientId: config.GW_MHD_CLIENT_ID,
+          clientSecret: config.GW_MHD_CLIENT_SECRET,
+        }
       : undefined,
   );
   return new ChannelRegistry([mss, mhd]);

@@ -34,12 +34,30 @@ const MAIL: Delivery = {
   sentAt: null,
   acknowledgedAt: null,
 };
-const DMP: Delivery = { ...MAIL, id: '0b0c6a55-3f1e-4c2a-9d7e-000000000002', channel: 'mhd', destination: 'https://dmp.example/fhir', recipient: null, communication: null };
+const DMP: Delivery = {
+  ...MAIL,
+  id: '0b0c6a55-3f1e-4c2a-9d7e-000000000002',
+  channel: 'mhd',
+  destination: 'https://dmp.example/fhir',
+  recipient: null,
+  communication: null,
+};
 
 function discharge(over: Partial<DischargeContext> = {}): DischargeContext {
   return {
-    encounter: { resourceType: 'Encounter', id: 'e1', status: 'finished', class: { code: 'IMP' }, period: { start: '2026-11-18T09:00:00Z', end: '2026-11-22T14:00:00Z' } },
-    patient: { resourceType: 'Patient', id: 'p1', name: [{ family: 'MARTIN', given: ['Jules'] }], birthDate: '1955-03-01' },
+    encounter: {
+      resourceType: 'Encounter',
+      id: 'e1',
+      status: 'finished',
+      class: { code: 'IMP' },
+      period: { start: '2026-11-18T09:00:00Z', end: '2026-11-22T14:00:00Z' },
+    },
+    patient: {
+      resourceType: 'Patient',
+      id: 'p1',
+      name: [{ family: 'MARTIN', given: ['Jules'] }],
+      birthDate: '1955-03-01',
+    },
     patientOwner: 'Organization/chu',
     careTeams: [],
     careTeamRecipients: [],
@@ -87,7 +105,13 @@ function setup(s: Setup = {}) {
     }) as never,
   });
   const tx = strictFake<PoolClient>('tx', {});
-  const task: Task = { resourceType: 'Task', id: 't1', status: 'requested', intent: 'order', restriction: { period: { end: '2026-11-29T14:00:00Z' } } };
+  const task: Task = {
+    resourceType: 'Task',
+    id: 't1',
+    status: 'requested',
+    intent: 'order',
+    restriction: { period: { end: '2026-11-29T14:00:00Z' } },
+  };
   const repo = strictFake<FhirRepository>('repo', {
     pool,
     withTransaction: (async (fn: (db: PoolClient) => Promise<unknown>) => {
@@ -96,7 +120,8 @@ function setup(s: Setup = {}) {
       effects.push('commit');
       return result;
     }) as never,
-    read: (async (_p: unknown, type: string, id: string) => ({ id, resourceType: type, json: JSON.stringify(task) }) as unknown as StoredResource) as never,
+    read: (async (_p: unknown, type: string, id: string) =>
+      ({ id, resourceType: type, json: JSON.stringify(task) }) as unknown as StoredResource) as never,
   });
   const deliveries = strictFake<DeliveryStore>('deliveries', {
     get: async (id) => (d && d.id === id ? d : undefined),
@@ -109,13 +134,17 @@ function setup(s: Setup = {}) {
     },
     forEvent: async () => [MAIL, DMP],
     setStatus: async (db, id, status, fields) => {
-      effects.push(`${db === tx ? '' : 'outside transaction: '}status ${status}${fields?.remoteId ? ` remote ${fields.remoteId}` : ''}${fields?.error ? ` error ${fields.error}` : ''}`);
+      effects.push(
+        `${db === tx ? '' : 'outside transaction: '}status ${status}${fields?.remoteId ? ` remote ${fields.remoteId}` : ''}${fields?.error ? ` error ${fields.error}` : ''}`,
+      );
     },
     attempt: async (db, _id, attempt, outcome, remote) => {
       effects.push(`${db === tx ? '' : 'outside transaction: '}attempt ${attempt} ${outcome}: ${remote}`);
     },
   });
-  const loader = strictFake<DischargeContextLoader>('loader', { load: async () => (s.loadFails ? Promise.reject(s.loadFails) : ctx) });
+  const loader = strictFake<DischargeContextLoader>('loader', {
+    load: async () => (s.loadFails ? Promise.reject(s.loadFails) : ctx),
+  });
   const tracker = strictFake<FollowUpTracker>('tracker', {
     communication: async (_tx, ref, status, reason) => {
       effects.push(`communication ${ref} ${status}${reason ? `: ${reason}` : ''}`);
@@ -133,21 +162,40 @@ function setup(s: Setup = {}) {
       effects.push(`audit ${event.outcomeDesc?.split(':')[0]}`);
     }) as never,
   });
-  const gate = strictFake<DestinationGate>('gate', { run: (async (_dest: string, fn: () => Promise<unknown>) => fn()) as never });
+  const gate = strictFake<DestinationGate>('gate', {
+    run: (async (_dest: string, fn: () => Promise<unknown>) => fn()) as never,
+  });
   // The real channels, so that their rules (refusals, remote ids, Task effects, audit host) run;
   // only the wire is replaced: the SMTP submission and the ITI-65 transaction.
-  const mss = new MssChannel(s.mssUnconfigured ? undefined : { url: 'smtp://relay.mssante.example:587', from: 'passerelle@gateway.example', insecure: true, nil: 'nil' });
+  const mss = new MssChannel(
+    s.mssUnconfigured
+      ? undefined
+      : { url: 'smtp://relay.mssante.example:587', from: 'passerelle@gateway.example', insecure: true, nil: 'nil' },
+  );
   jest.spyOn(mss, 'transmit').mockImplementation(async (m) => {
     effects.push(`send to ${m.to}`);
     return answer();
   });
   const mhd = new MhdChannel({ url: DMP.destination });
   jest.spyOn(mhd, 'publish').mockImplementation(async (submission) => {
-    effects.push(`publish ${submission.documents[0]?.uniqueId} for ${submission.intendedRecipients.map((r) => r.email).join(', ')}`);
+    effects.push(
+      `publish ${submission.documents[0]?.uniqueId} for ${submission.intendedRecipients.map((r) => r.email).join(', ')}`,
+    );
     return answer();
   });
   const logger = strictFake<Logger>('logger', { info: jest.fn(), warn: jest.fn() });
-  const processor = new DeliveryProcessor(repo, deliveries, loader, tracker, writer, gate, new ChannelRegistry([mss, mhd]), '1.2.250.1.999', logger, 30_000);
+  const processor = new DeliveryProcessor(
+    repo,
+    deliveries,
+    loader,
+    tracker,
+    writer,
+    gate,
+    new ChannelRegistry([mss, mhd]),
+    '1.2.250.1.999',
+    logger,
+    30_000,
+  );
   return { processor, effects, audits, logger };
 }
 
@@ -160,13 +208,19 @@ describe('DeliveryProcessor.process', () => {
 
   it('skips a delivery that is no longer pending and sends nothing', async () => {
     const { processor, effects } = setup({ delivery: { ...MAIL, status: 'cancelled' } });
-    await expect(processor.process(MAIL.id, job(1))).resolves.toEqual({ status: 'skipped', detail: { reason: 'delivery is cancelled' } });
+    await expect(processor.process(MAIL.id, job(1))).resolves.toEqual({
+      status: 'skipped',
+      detail: { reason: 'delivery is cancelled' },
+    });
     expect(effects).toEqual([]);
   });
 
   it('skips an unknown delivery', async () => {
     const { processor, effects } = setup({ delivery: undefined });
-    await expect(processor.process(MAIL.id, job(1))).resolves.toEqual({ status: 'skipped', detail: { reason: 'unknown delivery' } });
+    await expect(processor.process(MAIL.id, job(1))).resolves.toEqual({
+      status: 'skipped',
+      detail: { reason: 'unknown delivery' },
+    });
     expect(effects).toEqual([]);
   });
 
@@ -178,7 +232,10 @@ describe('DeliveryProcessor.process', () => {
 
   it('records a sent message: delivery row, attempt, Communication in progress and Task status in one transaction, then the audit', async () => {
     const { processor, effects, audits } = setup();
-    await expect(processor.process(MAIL.id, job(1))).resolves.toEqual({ status: 'success', detail: { channel: 'mssante' } });
+    await expect(processor.process(MAIL.id, job(1))).resolves.toEqual({
+      status: 'success',
+      detail: { channel: 'mssante' },
+    });
     expect(effects).toEqual([
       `claim ${MAIL.id}`,
       'send to mt@cabinet.mssante.fr',
@@ -196,7 +253,15 @@ describe('DeliveryProcessor.process', () => {
   it('publishes to the DMP with the routing document id, naming the MSSanté recipients, and leaves the Communication and Task alone', async () => {
     const { processor, effects } = setup({ delivery: DMP });
     await expect(processor.process(DMP.id, job(1))).resolves.toEqual({ status: 'success', detail: { channel: 'mhd' } });
-    expect(effects).toEqual([`claim ${DMP.id}`, `publish ${DOCUMENT_UNIQUE_ID} for ${MAIL.destination}`, 'begin', `status sent remote ${DOCUMENT_UNIQUE_ID}`, 'attempt 1 success: 250 2.0.0 Ok: queued', 'commit', 'audit success']);
+    expect(effects).toEqual([
+      `claim ${DMP.id}`,
+      `publish ${DOCUMENT_UNIQUE_ID} for ${MAIL.destination}`,
+      'begin',
+      `status sent remote ${DOCUMENT_UNIQUE_ID}`,
+      'attempt 1 success: 250 2.0.0 Ok: queued',
+      'commit',
+      'audit success',
+    ]);
   });
 
   it('records a retry and throws the error itself on a temporary failure, so that BullMQ tries again', async () => {
@@ -214,7 +279,9 @@ describe('DeliveryProcessor.process', () => {
   });
 
   it('records the dead letter and throws an UnrecoverableError (no retry) on a permanent refusal', async () => {
-    const { processor, effects } = setup({ answer: async () => Promise.reject(new PermanentDeliveryError('550 5.1.1 mailbox unknown')) });
+    const { processor, effects } = setup({
+      answer: async () => Promise.reject(new PermanentDeliveryError('550 5.1.1 mailbox unknown')),
+    });
     const attempt = processor.process(MAIL.id, job(1));
     await expect(attempt).rejects.toThrow(UnrecoverableError);
     await expect(attempt).rejects.toThrow('550 5.1.1 mailbox unknown');
@@ -249,20 +316,45 @@ describe('DeliveryProcessor.process', () => {
 
   it('refuses a DMP publication the patient opposed: nothing published, the reason noted on the Task', async () => {
     const { processor, effects } = setup({ delivery: DMP, ctx: discharge({ dmpOpposed: true }) });
-    await expect(processor.process(DMP.id, job(1))).resolves.toEqual({ status: 'skipped', detail: { reason: 'refused' } });
+    await expect(processor.process(DMP.id, job(1))).resolves.toEqual({
+      status: 'skipped',
+      detail: { reason: 'refused' },
+    });
     const reason = 'Publication au DMP refusée : le patient s’est opposé à l’alimentation de son DMP';
-    expect(effects).toEqual([`claim ${DMP.id}`, 'begin', `status refused error ${reason}`, `attempt 1 refused: ${reason}`, `task note Task/t1: ${reason}`, 'commit', 'audit refused']);
+    expect(effects).toEqual([
+      `claim ${DMP.id}`,
+      'begin',
+      `status refused error ${reason}`,
+      `attempt 1 refused: ${reason}`,
+      `task note Task/t1: ${reason}`,
+      'commit',
+      'audit refused',
+    ]);
   });
 
   it('refuses a DMP publication when the patient’s INS is not qualified', async () => {
     const { processor, effects } = setup({ delivery: DMP, ctx: discharge({ insQualified: false }) });
-    await expect(processor.process(DMP.id, job(1))).resolves.toEqual({ status: 'skipped', detail: { reason: 'refused' } });
+    await expect(processor.process(DMP.id, job(1))).resolves.toEqual({
+      status: 'skipped',
+      detail: { reason: 'refused' },
+    });
     const reason = 'Publication au DMP refusée : l’INS du patient n’est pas qualifiée';
-    expect(effects).toEqual([`claim ${DMP.id}`, 'begin', `status refused error ${reason}`, `attempt 1 refused: ${reason}`, `task note Task/t1: ${reason}`, 'commit', 'audit refused']);
+    expect(effects).toEqual([
+      `claim ${DMP.id}`,
+      'begin',
+      `status refused error ${reason}`,
+      `attempt 1 refused: ${reason}`,
+      `task note Task/t1: ${reason}`,
+      'commit',
+      'audit refused',
+    ]);
   });
 
   it('notes a failed DMP publication on the Task and records the recipient host in the audit', async () => {
-    const { processor, effects, audits } = setup({ delivery: DMP, answer: async () => Promise.reject(new PermanentDeliveryError('HTTP 422')) });
+    const { processor, effects, audits } = setup({
+      delivery: DMP,
+      answer: async () => Promise.reject(new PermanentDeliveryError('HTTP 422')),
+    });
     await expect(processor.process(DMP.id, job(1))).rejects.toThrow(UnrecoverableError);
     expect(effects).toContain('task note Task/t1: Publication au DMP en échec : HTTP 422');
     expect(audits[0]).toMatchObject({ outcome: '8', agent: [{ network: { address: 'dmp.example' } }] });
@@ -270,7 +362,9 @@ describe('DeliveryProcessor.process', () => {
 
   it('records a dead letter naming the setting, without sending, when the channel is not configured', async () => {
     const { processor, effects } = setup({ mssUnconfigured: true });
-    await expect(processor.process(MAIL.id, job(1))).rejects.toThrow('MSSanté channel not configured (GW_MSS_SMTP_URL)');
+    await expect(processor.process(MAIL.id, job(1))).rejects.toThrow(
+      'MSSanté channel not configured (GW_MSS_SMTP_URL)',
+    );
     expect(effects).toEqual([
       `claim ${MAIL.id}`,
       'begin',
@@ -285,7 +379,10 @@ describe('DeliveryProcessor.process', () => {
 
   it('records a dead letter without sending when the discharged Encounter is gone', async () => {
     const { processor, effects } = setup({ ctx: undefined });
-    await expect(processor.process(MAIL.id, job(1))).resolves.toEqual({ status: 'skipped', detail: { reason: 'gone' } });
+    await expect(processor.process(MAIL.id, job(1))).resolves.toEqual({
+      status: 'skipped',
+      detail: { reason: 'gone' },
+    });
     expect(effects).toContain('attempt 1 dead: the discharged Encounter or its Patient no longer exists');
     expect(effects.filter((e) => e.startsWith('send'))).toEqual([]);
   });

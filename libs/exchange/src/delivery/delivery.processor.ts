@@ -86,7 +86,10 @@ export class DeliveryProcessor {
   /** Re-reads the discharge and builds the submission; decides refusals for the shared record. */
   private async prepare(d: Delivery): Promise<Prepared> {
     const pool = this.repo.pool;
-    const routing = await pool.query<{ document_unique_id: string | null }>('SELECT document_unique_id FROM exchange_routing WHERE event_id = $1', [d.eventId]);
+    const routing = await pool.query<{ document_unique_id: string | null }>(
+      'SELECT document_unique_id FROM exchange_routing WHERE event_id = $1',
+      [d.eventId],
+    );
     const documentUniqueId = routing.rows[0]?.document_unique_id;
     const resource = documentUniqueId ? await eventResource(pool, d.eventId) : undefined;
     const ctx = resource ? await this.loader.load(pool, resource) : undefined;
@@ -101,7 +104,9 @@ export class DeliveryProcessor {
     const recipients =
       channel.intendedRecipients === 'own'
         ? [d]
-        : (await this.deliveries.forEvent(pool, d.eventId)).filter((x) => this.channels.get(x.channel).addressing === 'recipient');
+        : (await this.deliveries.forEvent(pool, d.eventId)).filter(
+            (x) => this.channels.get(x.channel).addressing === 'recipient',
+          );
     const task = d.task ? await this.readTask(d.task) : undefined;
     const submission = assembleSubmission({
       ctx,
@@ -121,7 +126,13 @@ export class DeliveryProcessor {
   }
 
   /** Records the outcome everywhere in one transaction, then the AuditEvent. */
-  async finish(d: Delivery, status: DeliveryStatus, answer: string, attempt: number, submission?: Submission): Promise<void> {
+  async finish(
+    d: Delivery,
+    status: DeliveryStatus,
+    answer: string,
+    attempt: number,
+    submission?: Submission,
+  ): Promise<void> {
     const now = new Date().toISOString();
     const channel = this.channels.get(d.channel);
     const effect = d.task ? channel.taskEffect(status, answer) : undefined;
@@ -133,7 +144,13 @@ export class DeliveryProcessor {
       });
       await this.deliveries.attempt(tx, d.id, attempt, outcomeOf(status), answer);
       if (d.communication) {
-        await this.tracker.communication(tx, d.communication, status === 'sent' ? 'in-progress' : 'not-done', status === 'sent' ? undefined : answer, status === 'sent' ? { sent: now } : {});
+        await this.tracker.communication(
+          tx,
+          d.communication,
+          status === 'sent' ? 'in-progress' : 'not-done',
+          status === 'sent' ? undefined : answer,
+          status === 'sent' ? { sent: now } : {},
+        );
       }
       if (d.task && effect?.kind === 'business-status') {
         await this.tracker.task(tx, d.task);
@@ -156,7 +173,13 @@ export class DeliveryProcessor {
       recorded: new Date().toISOString(),
       outcome: outcome === 'success' || outcome === 'skipped' ? '0' : outcome === 'retry' ? '4' : '8',
       outcomeDesc: `${outcome}: ${remote}`.slice(0, 1000),
-      agent: [{ who: { display: 'gateway-exchange' }, requestor: true, network: { address: this.channels.get(d.channel).host(d) } }],
+      agent: [
+        {
+          who: { display: 'gateway-exchange' },
+          requestor: true,
+          network: { address: this.channels.get(d.channel).host(d) },
+        },
+      ],
       source: { observer: { display: 'fhir-gateway-fr exchange' } },
       entity: [
         { what: { identifier: { system: DELIVERY_ID_SYSTEM, value: d.id } } },
@@ -164,11 +187,12 @@ export class DeliveryProcessor {
         ...(d.task ? [{ what: { reference: d.task } }] : []),
       ],
     };
-    await this.writer.create(event, undefined).catch((err: Error) => this.logger.warn({ delivery: d.id, err: err.message }, 'attempt audit not written'));
+    await this.writer
+      .create(event, undefined)
+      .catch((err: Error) => this.logger.warn({ delivery: d.id, err: err.message }, 'attempt audit not written'));
   }
 }
 
 function outcomeOf(status: DeliveryStatus): Attempt['outcome'] {
   return status === 'sent' ? 'success' : status === 'refused' ? 'refused' : status === 'dead' ? 'dead' : 'skipped';
 }
-

@@ -2,7 +2,12 @@ import type { DischargeNoticeFacts } from './discharge-notice';
 import { buildDischargeNotice } from './discharge-notice';
 
 const BASE: DischargeNoticeFacts = {
-  patient: { family: 'Dupont', given: 'Marie', birthDate: '1981-05-14', ins: { value: '281057512345678', qualified: true } },
+  patient: {
+    family: 'Dupont',
+    given: 'Marie',
+    birthDate: '1981-05-14',
+    ins: { value: '281057512345678', qualified: true },
+  },
   facility: { name: 'CH de Test', finess: '750000001' },
   unit: 'Cardiologie',
   admittedAt: '2026-11-18T07:00:00Z',
@@ -56,9 +61,9 @@ describe('buildDischargeNotice', () => {
   });
 
   it('names the receiving establishment of a transfer', () => {
-    expect(text({ ...BASE, dischargeMode: 'transfer', transferFiness: '690000002', destination: 'SSR Les Tilleuls' })).toMatch(
-      /Mode de sortie : transfert vers l'établissement FINESS 690000002\r\nDestination : SSR Les Tilleuls/,
-    );
+    expect(
+      text({ ...BASE, dischargeMode: 'transfer', transferFiness: '690000002', destination: 'SSR Les Tilleuls' }),
+    ).toMatch(/Mode de sortie : transfert vers l'établissement FINESS 690000002\r\nDestination : SSR Les Tilleuls/);
   });
 
   it('does not ask to contact the patient after a death, nor set a follow-up date', () => {

@@ -88,7 +88,9 @@ function stayBlock(f: DischargeNoticeFacts): string[] {
 
 function modeText(f: DischargeNoticeFacts): string {
   if (f.dischargeMode === 'transfer') {
-    return f.transferFiness ? `transfert vers l'établissement FINESS ${f.transferFiness}` : 'transfert vers un autre établissement';
+    return f.transferFiness
+      ? `transfert vers l'établissement FINESS ${f.transferFiness}`
+      : 'transfert vers un autre établissement';
   }
   return MODE_TEXT[f.dischargeMode];
 }
@@ -96,7 +98,10 @@ function modeText(f: DischargeNoticeFacts): string {
 function actionBlock(f: DischargeNoticeFacts): string[] {
   if (f.dischargeMode === 'death') {
     // No follow-up request and no wording about reaching the patient: the notice informs only.
-    return ['Le décès est survenu au cours du séjour.', 'Cette notification est transmise pour information et mise à jour du dossier médical.'];
+    return [
+      'Le décès est survenu au cours du séjour.',
+      'Cette notification est transmise pour information et mise à jour du dossier médical.',
+    ];
   }
   const due = f.followUpDueAt !== undefined ? ` avant le ${formatDate(f.followUpDueAt)}` : '';
   const out = [`Suivi à organiser${due} : merci de contacter le patient et de planifier la consultation de suivi.`];
@@ -118,10 +123,15 @@ function summaryBlock(f: DischargeNoticeFacts): string[] {
     ['transfert-finess', f.dischargeMode === 'transfer' ? f.transferFiness : undefined],
     ['destination', f.destination],
     ['medecin-traitant-rpps', f.gp?.rpps],
-    ['suivi-avant', f.dischargeMode !== 'death' && f.followUpDueAt !== undefined ? isoDateParis(f.followUpDueAt) : undefined],
+    [
+      'suivi-avant',
+      f.dischargeMode !== 'death' && f.followUpDueAt !== undefined ? isoDateParis(f.followUpDueAt) : undefined,
+    ],
     ['ins', f.patient.ins?.qualified ? f.patient.ins.value : undefined],
   ];
-  const lines = kv.filter((e): e is [string, string] => e[1] !== undefined && e[1] !== '').map(([k, v]) => `${k}: ${v.replace(/[\r\n]+/g, ' ')}`);
+  const lines = kv
+    .filter((e): e is [string, string] => e[1] !== undefined && e[1] !== '')
+    .map(([k, v]) => `${k}: ${v.replace(/[\r\n]+/g, ' ')}`);
   return ['--- Résumé structuré ---', ...lines];
 }
 
@@ -135,9 +145,25 @@ function toDate(v: Date | string): Date {
 
 /** Calendar parts of an instant in Europe/Paris. */
 function parisParts(v: Date | string): Record<'year' | 'month' | 'day' | 'hour' | 'minute' | 'second', string> {
-  const fmt = new Intl.DateTimeFormat('en-GB', { timeZone: PARIS, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
+  const fmt = new Intl.DateTimeFormat('en-GB', {
+    timeZone: PARIS,
+    year: 'numeric',
+    month: '2-digit',
+    day: '2-digit',
+    hour: '2-digit',
+    minute: '2-digit',
+    second: '2-digit',
+    hourCycle: 'h23',
+  });
   const parts = Object.fromEntries(fmt.formatToParts(toDate(v)).map((p) => [p.type, p.value]));
-  return { year: parts.year, month: parts.month, day: parts.day, hour: parts.hour, minute: parts.minute, second: parts.second };
+  return {
+    year: parts.year,
+    month: parts.month,
+    day: parts.day,
+    hour: parts.hour,
+    minute: parts.minute,
+    second: parts.second,
+  };
 }
 
 /** A date-only string (`YYYY-MM-DD`) is a calendar day: no time-zone shift. */

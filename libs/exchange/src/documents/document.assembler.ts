@@ -7,7 +7,10 @@ import { FINESS } from '../exchange.codes';
 import { nameUuid, uuidOid } from '@gw/platform';
 
 const LOINC = 'http://loinc.org';
-const MIME_SUFFICIENT: Coding = { system: 'http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode', code: 'urn:ihe:iti:xds:2017:mimeTypeSufficient' };
+const MIME_SUFFICIENT: Coding = {
+  system: 'http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode',
+  code: 'urn:ihe:iti:xds:2017:mimeTypeSufficient',
+};
 const CLASS_SUMMARY: Coding = { system: 'urn:oid:1.2.250.1.213.1.1.4.1', code: '10', display: 'Compte-rendu' };
 const NOTICE_TYPE: Coding = { system: LOINC, code: '18842-5', display: 'Discharge summary' };
 const LETTER_TYPE: Coding = { system: LOINC, code: '11490-0', display: 'Lettre de liaison à la sortie' };
@@ -32,7 +35,9 @@ export function assembleSubmission(input: AssemblyInput): Submission {
   const { ctx } = input;
   const document = ctx.letter ? letterDocument(input) : noticeDocument(input);
   const name = ctx.patient.name?.find((n) => n.use === 'official') ?? ctx.patient.name?.[0];
-  const local = ctx.patient.identifier?.find((i) => i.type?.coding?.some((c) => c.code === 'PI') && i.value && i.system);
+  const local = ctx.patient.identifier?.find(
+    (i) => i.type?.coding?.some((c) => c.code === 'PI') && i.value && i.system,
+  );
   return {
     uniqueId: uuidOid(nameUuid(`submission:${input.deliveryId}`)),
     entryUuid: `urn:uuid:${nameUuid(`submission-entry:${input.deliveryId}`)}`,
@@ -57,7 +62,12 @@ function finessOf(ctx: DischargeContext): string | undefined {
   return ctx.hospital?.identifier?.find((i) => i.system === FINESS)?.value;
 }
 
-function baseDocument(input: AssemblyInput): Pick<ExchangeDocument, 'uniqueId' | 'entryUuid' | 'creationTime' | 'serviceStart' | 'serviceEnd' | 'confidentiality'> {
+function baseDocument(
+  input: AssemblyInput,
+): Pick<
+  ExchangeDocument,
+  'uniqueId' | 'entryUuid' | 'creationTime' | 'serviceStart' | 'serviceEnd' | 'confidentiality'
+> {
   const period = input.ctx.encounter.period;
   return {
     uniqueId: input.documentUniqueId,
@@ -88,7 +98,11 @@ function letterDocument(input: AssemblyInput): ExchangeDocument {
   const attachment = letter.document.content?.[0]?.attachment;
   const raw = letter.binary?.data ?? attachment?.data ?? '';
   const type = (letter.binary?.contentType ?? attachment?.contentType ?? '').toLowerCase();
-  const contentType: ExchangeDocument['contentType'] = type.includes('pdf') ? 'application/pdf' : type.includes('xml') ? 'text/xml' : 'text/plain';
+  const contentType: ExchangeDocument['contentType'] = type.includes('pdf')
+    ? 'application/pdf'
+    : type.includes('xml')
+      ? 'text/xml'
+      : 'text/plain';
   const extension = contentType === 'application/pdf' ? 'PDF' : contentType === 'text/xml' ? 'XML' : 'TXT';
   return {
     ...baseDocument(input),
@@ -116,7 +130,12 @@ function noticeFacts(ctx: DischargeContext, task: Task | undefined): DischargeNo
         : 'other';
   const unit = enc.location?.[enc.location.length - 1]?.location;
   return {
-    patient: { family: name?.family ?? '', given: name?.given?.join(' '), birthDate: ctx.patient.birthDate, ins: ctx.ins ? { value: ctx.ins.value, qualified: true } : undefined },
+    patient: {
+      family: name?.family ?? '',
+      given: name?.given?.join(' '),
+      birthDate: ctx.patient.birthDate,
+      ins: ctx.ins ? { value: ctx.ins.value, qualified: true } : undefined,
+    },
     facility: { name: ctx.hospital?.name ?? 'Établissement de santé', finess: finessOf(ctx) },
     unit: unit?.display ?? unit?.identifier?.value,
     admittedAt: enc.period?.start,

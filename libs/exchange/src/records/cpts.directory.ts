@@ -39,15 +39,24 @@ export class CptsDirectory {
   }
 
   private async load(db: Queryable | undefined): Promise<Map<string, Cpts>> {
-    const orgs = await this.repo.listContaining<Organization>('Organization', { type: [{ coding: [{ code: 'CPTS' }] }] }, db);
+    const orgs = await this.repo.listContaining<Organization>(
+      'Organization',
+      { type: [{ coding: [{ code: 'CPTS' }] }] },
+      db,
+    );
     const out = new Map<string, Cpts>();
     for (const org of orgs) {
       if (org.active === false) {
         continue;
       }
-      const cpts: Cpts = { ref: `Organization/${org.id}`, name: org.name ?? (org.id as string), mailbox: mssanteMailbox(org.telecom) };
+      const cpts: Cpts = {
+        ref: `Organization/${org.id}`,
+        name: org.name ?? (org.id as string),
+        mailbox: mssanteMailbox(org.telecom),
+      };
       for (const e of org.extension ?? []) {
-        const code = e.url === TERRITORY_COMMUNE_EXTENSION ? (e.valueCode ?? e.valueCoding?.code ?? e.valueString) : undefined;
+        const code =
+          e.url === TERRITORY_COMMUNE_EXTENSION ? (e.valueCode ?? e.valueCoding?.code ?? e.valueString) : undefined;
         if (code) {
           out.set(code, cpts);
         }

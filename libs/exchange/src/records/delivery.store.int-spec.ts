@@ -12,14 +12,27 @@ describe('DeliveryStore outcome (PostgreSQL)', () => {
     pool = new Pool({ connectionString: await createTestDatabase('dlv') });
     await migrateAll(pool);
     store = new DeliveryStore(pool);
-    const ev = await pool.query<{ id: string }>(`INSERT INTO domain_event (type, resource, version_id) VALUES ('encounter.discharged', 'Encounter/e1', 1) RETURNING id::text`);
+    const ev = await pool.query<{ id: string }>(
+      `INSERT INTO domain_event (type, resource, version_id) VALUES ('encounter.discharged', 'Encounter/e1', 1) RETURNING id::text`,
+    );
     eventId = ev.rows[0]!.id;
   });
   afterAll(async () => pool.end());
 
   async function pending(destination: string): Promise<string> {
     const id = randomUUID();
-    await store.insert(pool, [{ id, eventId, channel: 'mssante', destination, recipient: null, communication: null, task: null, status: 'pending' }]);
+    await store.insert(pool, [
+      {
+        id,
+        eventId,
+        channel: 'mssante',
+        destination,
+        recipient: null,
+        communication: null,
+        task: null,
+        status: 'pending',
+      },
+    ]);
     return id;
   }
 
@@ -27,7 +40,12 @@ describe('DeliveryStore outcome (PostgreSQL)', () => {
     const processed = await pending('a@x.mssante.fr');
     await store.setStatus(pool, processed, 'processed', { acknowledged: true, error: null });
     await store.setStatus(pool, processed, 'sent', { remoteId: '<m1@gw>', error: null, sent: true });
-    expect(await store.get(processed)).toMatchObject({ status: 'processed', remoteId: '<m1@gw>', sentAt: expect.any(String), acknowledgedAt: expect.any(String) });
+    expect(await store.get(processed)).toMatchObject({
+      status: 'processed',
+      remoteId: '<m1@gw>',
+      sentAt: expect.any(String),
+      acknowledgedAt: expect.any(String),
+    });
 
     const failed = await pending('b@x.mssante.fr');
     await store.setStatus(pool, failed, 'failed', { acknowledged: true, error: 'Accusé de réception : deleted' });

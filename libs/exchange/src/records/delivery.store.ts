@@ -38,7 +38,13 @@ const COLUMNS = `id, event_id, channel, destination, recipient, communication, t
 export class DeliveryStore {
   constructor(private readonly pool: Pool) {}
 
-  async insert(db: Queryable, rows: Omit<Delivery, 'attempts' | 'replays' | 'remoteId' | 'lastError' | 'createdAt' | 'updatedAt' | 'sentAt' | 'acknowledgedAt'>[]): Promise<void> {
+  async insert(
+    db: Queryable,
+    rows: Omit<
+      Delivery,
+      'attempts' | 'replays' | 'remoteId' | 'lastError' | 'createdAt' | 'updatedAt' | 'sentAt' | 'acknowledgedAt'
+    >[],
+  ): Promise<void> {
     if (rows.length === 0) {
       return;
     }
@@ -47,19 +53,31 @@ export class DeliveryStore {
        SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
        ON CONFLICT DO NOTHING`,
       [
-        rows.map((r) => r.id), rows.map((r) => r.eventId), rows.map((r) => r.channel), rows.map((r) => r.destination),
-        rows.map((r) => r.recipient), rows.map((r) => r.communication), rows.map((r) => r.task), rows.map((r) => r.status),
+        rows.map((r) => r.id),
+        rows.map((r) => r.eventId),
+        rows.map((r) => r.channel),
+        rows.map((r) => r.destination),
+        rows.map((r) => r.recipient),
+        rows.map((r) => r.communication),
+        rows.map((r) => r.task),
+        rows.map((r) => r.status),
       ],
     );
   }
 
   async get(id: string, db: Queryable = this.pool, lock = false): Promise<Delivery | undefined> {
-    const res = await db.query(`SELECT ${COLUMNS} FROM exchange_delivery WHERE id = $1::uuid${lock ? ' FOR UPDATE' : ''}`, [id]);
+    const res = await db.query(
+      `SELECT ${COLUMNS} FROM exchange_delivery WHERE id = $1::uuid${lock ? ' FOR UPDATE' : ''}`,
+      [id],
+    );
     return res.rows[0] ? toDelivery(res.rows[0]) : undefined;
   }
 
   async forEvent(db: Queryable, eventId: string): Promise<Delivery[]> {
-    const res = await db.query(`SELECT ${COLUMNS} FROM exchange_delivery WHERE event_id = $1 ORDER BY channel, destination`, [eventId]);
+    const res = await db.query(
+      `SELECT ${COLUMNS} FROM exchange_delivery WHERE event_id = $1 ORDER BY channel, destination`,
+      [eventId],
+    );
     return res.rows.map(toDelivery);
   }
 
@@ -73,7 +91,12 @@ export class DeliveryStore {
     return res.rows[0] ? toDelivery(res.rows[0]) : undefined;
   }
 
-  async setStatus(db: Queryable, id: string, status: DeliveryStatus, fields: { remoteId?: string; error?: string | null; sent?: boolean; acknowledged?: boolean } = {}): Promise<void> {
+  async setStatus(
+    db: Queryable,
+    id: string,
+    status: DeliveryStatus,
+    fields: { remoteId?: string; error?: string | null; sent?: boolean; acknowledged?: boolean } = {},
+  ): Promise<void> {
     // An MDN can be recorded before the sender records "sent" (the relay accepts, the mailbox
     // acknowledges, then the sender's transaction commits): "sent" never replaces that outcome
     // nor its reason. (SET expressions all read the row as it was.)
@@ -87,7 +110,15 @@ export class DeliveryStore {
          lease_until = NULL,
          updated_at = now()
        WHERE id = $1::uuid`,
-      [id, status, fields.remoteId ?? null, fields.error !== undefined, fields.error ?? null, !!fields.sent, !!fields.acknowledged],
+      [
+        id,
+        status,
+        fields.remoteId ?? null,
+        fields.error !== undefined,
+        fields.error ?? null,
+        !!fields.sent,
+        !!fields.acknowledged,
+      ],
     );
   }
 
@@ -111,7 +142,13 @@ export class DeliveryStore {
   }
 
   /** Records one attempt with the remote answer (already free of patient data). */
-  async attempt(db: Queryable, id: string, attempt: number, outcome: Attempt['outcome'], remote: string | undefined): Promise<void> {
+  async attempt(
+    db: Queryable,
+    id: string,
+    attempt: number,
+    outcome: Attempt['outcome'],
+    remote: string | undefined,
+  ): Promise<void> {
     await db.query(
       `WITH a AS (INSERT INTO exchange_attempt (delivery_id, attempt, outcome, remote) VALUES ($1::uuid, $2, $3, $4))
        UPDATE exchange_delivery SET attempts = attempts + 1, updated_at = now() WHERE id = $1::uuid`,
@@ -120,8 +157,16 @@ export class DeliveryStore {
   }
 
   async attempts(id: string): Promise<Attempt[]> {
-    const res = await this.pool.query('SELECT attempt, at, outcome, remote FROM exchange_attempt WHERE delivery_id = $1::uuid ORDER BY id', [id]);
-    return res.rows.map((r) => ({ attempt: r.attempt, at: (r.at as Date).toISOString(), outcome: r.outcome, remote: r.remote }));
+    const res = await this.pool.query(
+      'SELECT attempt, at, outcome, remote FROM exchange_attempt WHERE delivery_id = $1::uuid ORDER BY id',
+      [id],
+    );
+    return res.rows.map((r) => ({
+      attempt: r.attempt,
+      at: (r.at as Date).toISOString(),
+      outcome: r.outcome,
+      remote: r.remote,
+    }));
   }
 
   /** Pending deliveries of an event become cancelled; returns them. */
@@ -133,7 +178,13 @@ export class DeliveryStore {
     return res.rows.map(toDelivery);
   }
 
-  async list(filter: { status?: string; channel?: string; event?: string; before?: string; limit: number }): Promise<Delivery[]> {
+  async list(filter: {
+    status?: string;
+    channel?: string;
+    event?: string;
+    before?: string;
+    limit: number;
+  }): Promise<Delivery[]> {
     const res = await this.pool.query(
       `SELECT ${COLUMNS} FROM exchange_delivery
        WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR channel = $2) AND ($3::bigint IS NULL OR event_id = $3)

@@ -29,7 +29,12 @@ import {
 import type { CptsDirectory } from './cpts.directory';
 
 /** The exchange layer reads across organizations: it acts for the gateway itself. */
-export const EXCHANGE_PRINCIPAL: Principal = { clientId: 'gateway-exchange', organization: 'Organization/gateway', admin: true, scopes: [] };
+export const EXCHANGE_PRINCIPAL: Principal = {
+  clientId: 'gateway-exchange',
+  organization: 'Organization/gateway',
+  admin: true,
+  scopes: [],
+};
 
 const LIMITS = { defaultCount: 100, maxCount: 1000 };
 
@@ -92,7 +97,10 @@ export class DischargeContextLoader {
     // One connection: the reads run one after the other.
     const hospital = hospitalRef ? await this.get<Organization>(db, hospitalRef) : undefined;
     const mt = await this.medecinTraitant(db, patient);
-    const careTeams = await this.search<CareTeam>(db, 'CareTeam', [['subject', `Patient/${patient.id}`], ['status', 'active']]);
+    const careTeams = await this.search<CareTeam>(db, 'CareTeam', [
+      ['subject', `Patient/${patient.id}`],
+      ['status', 'active'],
+    ]);
     const consents = await this.search<Resource>(db, 'Consent', [['patient', `Patient/${patient.id}`]]);
     const letter = await this.letter(db, encounter.id);
     const ins = qualifiedIns(patient);
@@ -128,14 +136,21 @@ export class DischargeContextLoader {
     }
   }
 
-  private async search<T extends Resource>(db: Queryable, type: string, pairs: [string, string][]): Promise<(T & { id: string })[]> {
+  private async search<T extends Resource>(
+    db: Queryable,
+    type: string,
+    pairs: [string, string][],
+  ): Promise<(T & { id: string })[]> {
     const req: SearchRequest = parseSearchRequest(type, pairs, LIMITS);
     const res = await this.repo.search(EXCHANGE_PRINCIPAL, req, true, db);
     return res.matches.map((m) => JSON.parse(m.json ?? '{}') as T & { id: string });
   }
 
   /** The declared MT, and why it cannot be used (inactive, fictitious, departed) when that is the case. */
-  private async medecinTraitant(db: Queryable, patient: Patient): Promise<{ recipient?: Recipient; problem?: MtProblem }> {
+  private async medecinTraitant(
+    db: Queryable,
+    patient: Patient,
+  ): Promise<{ recipient?: Recipient; problem?: MtProblem }> {
     const status = extensionCode(patient.extension, MT_STATUS_EXTENSION);
     const ref = patient.generalPractitioner?.find((r) => /^(Practitioner|PractitionerRole)\//.test(r.reference ?? ''));
     if (!ref) {
@@ -155,11 +170,27 @@ export class DischargeContextLoader {
   }
 
   /** A Practitioner, PractitionerRole or Organization as a recipient (mailbox from the role, then the person). */
-  private async professional(db: Queryable, ref: Reference, kind: RecipientKind): Promise<{ r: Recipient; active: boolean; fictitious: boolean } | undefined> {
+  private async professional(
+    db: Queryable,
+    ref: Reference,
+    kind: RecipientKind,
+  ): Promise<{ r: Recipient; active: boolean; fictitious: boolean } | undefined> {
     const target = ref.reference ?? '';
     if (target.startsWith('Organization/')) {
       const org = await this.get<Organization>(db, target);
-      return org ? { r: { ref: target, kind, display: org.name ?? target, mailbox: mssanteMailbox(org.telecom), organization: target }, active: org.active !== false, fictitious: false } : undefined;
+      return org
+        ? {
+            r: {
+              ref: target,
+              kind,
+              display: org.name ?? target,
+              mailbox: mssanteMailbox(org.telecom),
+              organization: target,
+            },
+            active: org.active !== false,
+            fictitious: false,
+          }
+        : undefined;
     }
     const role = target.startsWith('PractitionerRole/') ? await this.get<PractitionerRole>(db, target) : undefined;
     const personRef = role ? role.practitioner?.reference : target;
@@ -168,13 +199,16 @@ export class DischargeContextLoader {
       return undefined;
     }
     const name = person?.name?.[0];
-    const display = [name?.prefix?.join(' '), name?.given?.join(' '), name?.family].filter(Boolean).join(' ') || (ref.display ?? target);
+    const display =
+      [name?.prefix?.join(' '), name?.given?.join(' '), name?.family].filter(Boolean).join(' ') ||
+      (ref.display ?? target);
     return {
       r: {
         ref: target,
         kind,
         display,
-        mailbox: mssanteMailbox(role?.telecom) ?? mssanteMailbox(person?.telecom) ?? (await directoryMailbox(db, person)),
+        mailbox:
+          mssanteMailbox(role?.telecom) ?? mssanteMailbox(person?.telecom) ?? (await directoryMailbox(db, person)),
         organization: role?.organization?.reference,
         rpps: person?.identifier?.find((i) => i.system === RPPS)?.value,
       },
@@ -203,7 +237,11 @@ export class DischargeContextLoader {
 
   /** The hospital's letter for this stay: the newest current DocumentReference whose context is the Encounter. */
   private async letter(db: Queryable, encounterId: string): Promise<DischargeContext['letter']> {
-    const docs = await this.search<DocumentReference>(db, 'DocumentReference', [['encounter', `Encounter/${encounterId}`], ['status', 'current'], ['_sort', '-_lastUpdated']]);
+    const docs = await this.search<DocumentReference>(db, 'DocumentReference', [
+      ['encounter', `Encounter/${encounterId}`],
+      ['status', 'current'],
+      ['_sort', '-_lastUpdated'],
+    ]);
     const document = docs[0];
     if (!document) {
       return undefined;
@@ -220,7 +258,9 @@ export class DischargeContextLoader {
  * clients) but the discharge of the professional's own patient may still be sent to it.
  */
 async function directoryMailbox(db: Queryable, person: Practitioner | undefined): Promise<string | undefined> {
-  const idNat = person?.identifier?.find((i) => i.system === IDNATPS && i.value)?.value ?? person?.identifier?.filter((i) => i.system === RPPS && i.value).map((i) => `8${i.value}`)[0];
+  const idNat =
+    person?.identifier?.find((i) => i.system === IDNATPS && i.value)?.value ??
+    person?.identifier?.filter((i) => i.system === RPPS && i.value).map((i) => `8${i.value}`)[0];
   if (!idNat) {
     return undefined;
   }
@@ -252,7 +292,9 @@ export function qualifiedIns(patient: Patient): { value: string; oid: string } |
   if (status !== 'QUAL') {
     return undefined;
   }
-  const id = patient.identifier?.find((i) => i.use !== 'old' && INS_OIDS.some((o) => i.system === `urn:oid:${o}`) && i.value);
+  const id = patient.identifier?.find(
+    (i) => i.use !== 'old' && INS_OIDS.some((o) => i.system === `urn:oid:${o}`) && i.value,
+  );
   return id ? { value: id.value as string, oid: (id.system as string).slice('urn:oid:'.length) } : undefined;
 }
 
@@ -260,6 +302,8 @@ function isDmpOpposition(c: Resource): boolean {
   if (c.resourceType !== 'Consent' || c.status !== 'active') {
     return false;
   }
-  const feeding = c.category?.some((cat) => cat.coding?.some((x) => x.system === CONSENT_CODES && x.code === 'dmp-feeding'));
+  const feeding = c.category?.some((cat) =>
+    cat.coding?.some((x) => x.system === CONSENT_CODES && x.code === 'dmp-feeding'),
+  );
   return !!feeding && c.provision?.type === 'deny';
 }

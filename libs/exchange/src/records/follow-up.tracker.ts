@@ -17,7 +17,13 @@ export class FollowUpTracker {
     private readonly channels: ChannelRegistry,
   ) {}
 
-  async communication(tx: PoolClient, ref: string, status: Communication['status'], reason?: string, times: { sent?: string; received?: string } = {}): Promise<void> {
+  async communication(
+    tx: PoolClient,
+    ref: string,
+    status: Communication['status'],
+    reason?: string,
+    times: { sent?: string; received?: string } = {},
+  ): Promise<void> {
     await this.writer.modify<Communication>(tx, ref, (c) => {
       // A Communication never goes back: a late SMTP success does not undo an MDN already received.
       if (c.status === 'completed' || (c.status === 'stopped' && status !== 'stopped')) {
@@ -35,7 +41,9 @@ export class FollowUpTracker {
   async task(tx: PoolClient, ref: string): Promise<void> {
     // Lock the Task before reading the deliveries: concurrent outcomes then summarise in turn.
     await this.writer.lock(tx, ref);
-    const all = (await this.deliveries.forTask(tx, ref)).filter((d) => this.channels.get(d.channel).reportsToTask && d.status !== 'cancelled');
+    const all = (await this.deliveries.forTask(tx, ref)).filter(
+      (d) => this.channels.get(d.channel).reportsToTask && d.status !== 'cancelled',
+    );
     if (all.length === 0) {
       return;
     }

@@ -12,7 +12,11 @@ export class ResourceWriter {
   constructor(private readonly repo: FhirRepository) {}
 
   /** Validates and stamps a new resource filed under `owner`; persist the result with `flush`. */
-  prepare<T extends Resource>(resource: T, owner: string | undefined, id: string = randomUUID()): { version: NewVersion; ref: string } {
+  prepare<T extends Resource>(
+    resource: T,
+    owner: string | undefined,
+    id: string = randomUUID(),
+  ): { version: NewVersion; ref: string } {
     const version = this.repo.prepareCreate(withOwner(resource, owner), CTX, id);
     return { version, ref: `${resource.resourceType}/${id}` };
   }
@@ -54,5 +58,10 @@ export class ResourceWriter {
 
 /** The owner tag the store reads to file a resource under an organization (admin principal only). */
 function withOwner<T extends Resource>(resource: T, owner: string | undefined): T {
-  return owner ? { ...resource, meta: { ...resource.meta, tag: [...(resource.meta?.tag ?? []), { system: OWNER_TAG_SYSTEM, code: owner }] } } : resource;
+  return owner
+    ? {
+        ...resource,
+        meta: { ...resource.meta, tag: [...(resource.meta?.tag ?? []), { system: OWNER_TAG_SYSTEM, code: owner }] },
+      }
+    : resource;
 }

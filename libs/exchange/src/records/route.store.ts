@@ -45,7 +45,9 @@ export class RouteStore {
   constructor(private readonly pool: Pool) {}
 
   async list(): Promise<Route[]> {
-    const res = await this.pool.query(`SELECT ${COLUMNS} FROM exchange_route ORDER BY hospital NULLS LAST, territory NULLS LAST, name`);
+    const res = await this.pool.query(
+      `SELECT ${COLUMNS} FROM exchange_route ORDER BY hospital NULLS LAST, territory NULLS LAST, name`,
+    );
     return res.rows.map(toRoute);
   }
 
@@ -62,7 +64,10 @@ export class RouteStore {
 
   /** What routing decided for each of these domain events (care-team, mt, cpts, historic, …); absent while not routed. */
   async outcomes(eventIds: number[]): Promise<Map<number, string>> {
-    const res = await this.pool.query<{ event_id: string; outcome: string }>('SELECT event_id, outcome FROM exchange_routing WHERE event_id = ANY($1::bigint[])', [eventIds]);
+    const res = await this.pool.query<{ event_id: string; outcome: string }>(
+      'SELECT event_id, outcome FROM exchange_routing WHERE event_id = ANY($1::bigint[])',
+      [eventIds],
+    );
     return new Map(res.rows.map((r) => [Number(r.event_id), r.outcome]));
   }
 
@@ -71,7 +76,15 @@ export class RouteStore {
     return this.write(
       `INSERT INTO exchange_route (name, hospital, territory, follow_up_days, recipients, channels, active)
        VALUES ($1, $2, $3, coalesce($4, 7), coalesce($5, '{mt,care-team}'), coalesce($6, '{mssante,mhd}'), coalesce($7, true)) RETURNING ${COLUMNS}`,
-      [input.name, input.hospital ?? null, input.territory ?? null, input.followUpDays ?? null, input.recipients ?? null, input.channels ?? null, input.active ?? null],
+      [
+        input.name,
+        input.hospital ?? null,
+        input.territory ?? null,
+        input.followUpDays ?? null,
+        input.recipients ?? null,
+        input.channels ?? null,
+        input.active ?? null,
+      ],
     );
   }
 
@@ -82,7 +95,14 @@ export class RouteStore {
       `UPDATE exchange_route SET name = coalesce($2, name), follow_up_days = coalesce($3, follow_up_days),
          recipients = coalesce($4, recipients), channels = coalesce($5, channels), active = coalesce($6, active), updated_at = now()
        WHERE id = $1::uuid RETURNING ${COLUMNS}`,
-      [id, named ?? null, input.followUpDays ?? null, input.recipients ?? null, input.channels ?? null, input.active ?? null],
+      [
+        id,
+        named ?? null,
+        input.followUpDays ?? null,
+        input.recipients ?? null,
+        input.channels ?? null,
+        input.active ?? null,
+      ],
     );
     return route;
   }
@@ -110,7 +130,9 @@ function parse(body: unknown): RouteInput {
   const result = routeInput.safeParse(body ?? {});
   if (!result.success) {
     const issue = result.error.issues[0];
-    throw new GatewayError('invalid', { text: `route ${issue?.path.join('.') || 'body'}: ${issue?.message ?? 'invalid'}` });
+    throw new GatewayError('invalid', {
+      text: `route ${issue?.path.join('.') || 'body'}: ${issue?.message ?? 'invalid'}`,
+    });
   }
   return result.data;
 }

@@ -2,15 +2,42 @@ import type { DischargeContext, Recipient } from '../records/discharge-context.l
 import { planDischarge } from './discharge.plan';
 import type { Route } from '../records/route.store';
 
-const route: Route = { id: 'r', name: 'default', hospital: null, territory: null, followUpDays: 7, recipients: ['mt', 'care-team'], channels: ['mssante', 'mhd'], active: true, updatedAt: '' };
-const mt: Recipient = { ref: 'Practitioner/mt', kind: 'mt', display: 'Dr MT', mailbox: 'mt@x.mssante.fr', organization: 'Organization/msp' };
+const route: Route = {
+  id: 'r',
+  name: 'default',
+  hospital: null,
+  territory: null,
+  followUpDays: 7,
+  recipients: ['mt', 'care-team'],
+  channels: ['mssante', 'mhd'],
+  active: true,
+  updatedAt: '',
+};
+const mt: Recipient = {
+  ref: 'Practitioner/mt',
+  kind: 'mt',
+  display: 'Dr MT',
+  mailbox: 'mt@x.mssante.fr',
+  organization: 'Organization/msp',
+};
 const nurse: Recipient = { ref: 'Practitioner/ide', kind: 'care-team', display: 'IDE', mailbox: 'ide@x.mssante.fr' };
-const coord: Recipient = { ref: 'Practitioner/coord', kind: 'coordinator', display: 'Coord', mailbox: 'coord@x.mssante.fr' };
+const coord: Recipient = {
+  ref: 'Practitioner/coord',
+  kind: 'coordinator',
+  display: 'Coord',
+  mailbox: 'coord@x.mssante.fr',
+};
 const cpts = { ref: 'Organization/cpts', name: 'CPTS', mailbox: 'cpts@x.mssante.fr' };
 
 function ctx(over: Partial<DischargeContext> = {}): DischargeContext {
   return {
-    encounter: { resourceType: 'Encounter', id: 'e', status: 'finished', class: { code: 'IMP' }, period: { end: '2026-11-22T14:00:00Z' } },
+    encounter: {
+      resourceType: 'Encounter',
+      id: 'e',
+      status: 'finished',
+      class: { code: 'IMP' },
+      period: { end: '2026-11-22T14:00:00Z' },
+    },
     patient: { resourceType: 'Patient', id: 'p' },
     patientOwner: 'Organization/chu',
     mt,
@@ -29,7 +56,13 @@ describe('planDischarge', () => {
   it('gives the follow-up to the care team with the due date N days after discharge, one recipient per mailbox', () => {
     const plan = planDischarge(ctx(), route, undefined, now);
     expect(plan.outcome).toBe('care-team');
-    expect(plan.task).toMatchObject({ kind: 'discharge-follow-up', owner: 'CareTeam/ct', fileUnder: 'Organization/msp', due: '2026-11-29T14:00:00.000Z', status: 'notifications-pending' });
+    expect(plan.task).toMatchObject({
+      kind: 'discharge-follow-up',
+      owner: 'CareTeam/ct',
+      fileUnder: 'Organization/msp',
+      due: '2026-11-29T14:00:00.000Z',
+      status: 'notifications-pending',
+    });
     expect(plan.recipients.map((r) => r.ref)).toEqual(['Practitioner/mt', 'Practitioner/ide', 'Practitioner/coord']);
   });
 
@@ -39,15 +72,23 @@ describe('planDischarge', () => {
     expect(plan.task?.due).toBe('2026-11-25T14:00:00.000Z');
   });
 
-  it.each(['none', 'inactive', 'fictitious', 'departed'] as const)('sends a find-a-MT task to the CPTS when the MT is %s', (problem) => {
-    const plan = planDischarge(ctx({ mtProblem: problem, careTeams: [], careTeamRecipients: [] }), route, cpts, now);
-    expect(plan.outcome).toBe('cpts');
-    expect(plan.task).toMatchObject({ kind: 'find-mt', owner: 'Organization/cpts' });
-    expect(plan.recipients.map((r) => r.ref)).toEqual(['Organization/cpts']);
-  });
+  it.each(['none', 'inactive', 'fictitious', 'departed'] as const)(
+    'sends a find-a-MT task to the CPTS when the MT is %s',
+    (problem) => {
+      const plan = planDischarge(ctx({ mtProblem: problem, careTeams: [], careTeamRecipients: [] }), route, cpts, now);
+      expect(plan.outcome).toBe('cpts');
+      expect(plan.task).toMatchObject({ kind: 'find-mt', owner: 'Organization/cpts' });
+      expect(plan.recipients.map((r) => r.ref)).toEqual(['Organization/cpts']);
+    },
+  );
 
   it('keeps the task unrouted when no CPTS covers the commune', () => {
-    const plan = planDischarge(ctx({ mt: undefined, mtProblem: 'none', careTeams: [], careTeamRecipients: [] }), route, undefined, now);
+    const plan = planDischarge(
+      ctx({ mt: undefined, mtProblem: 'none', careTeams: [], careTeamRecipients: [] }),
+      route,
+      undefined,
+      now,
+    );
     expect(plan.outcome).toBe('unrouted');
     expect(plan.task).toMatchObject({ kind: 'find-mt', owner: undefined, status: 'unrouted' });
   });
@@ -60,7 +101,12 @@ describe('planDischarge', () => {
   });
 
   it('marks the task no-recipient when nobody has a MSSanté mailbox', () => {
-    const plan = planDischarge(ctx({ mt: { ...mt, mailbox: undefined }, careTeams: [], careTeamRecipients: [] }), route, undefined, now);
+    const plan = planDischarge(
+      ctx({ mt: { ...mt, mailbox: undefined }, careTeams: [], careTeamRecipients: [] }),
+      route,
+      undefined,
+      now,
+    );
     expect(plan.task?.status).toBe('no-recipient');
   });
 });

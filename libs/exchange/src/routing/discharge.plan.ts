@@ -28,16 +28,24 @@ export function planDischarge(ctx: DischargeContext, route: Route, cpts: Cpts | 
   const dischargedAt = ctx.encounter.period?.end ? new Date(ctx.encounter.period.end) : now;
   const due = new Date(dischargedAt.getTime() + route.followUpDays * DAY).toISOString();
   const wants = new Set(route.recipients);
-  const team = ctx.careTeamRecipients.filter((r) => wants.has('care-team') || (wants.has('coordinator') && r.kind === 'coordinator'));
+  const team = ctx.careTeamRecipients.filter(
+    (r) => wants.has('care-team') || (wants.has('coordinator') && r.kind === 'coordinator'),
+  );
   if (ctx.deceased) {
     // Death at discharge: the MT is told; nobody is asked to contact the patient.
     return { outcome: 'deceased', recipients: ctx.mt && !ctx.mtProblem ? [ctx.mt] : [] };
   }
   const teamOwner = ctx.careTeams[0];
-  const coordination: Recipient[] = cpts ? [{ ref: cpts.ref, kind: 'cpts', display: cpts.name, mailbox: cpts.mailbox, organization: cpts.ref }] : [];
+  const coordination: Recipient[] = cpts
+    ? [{ ref: cpts.ref, kind: 'cpts', display: cpts.name, mailbox: cpts.mailbox, organization: cpts.ref }]
+    : [];
   if (ctx.mt && !ctx.mtProblem) {
     // The CPTS hears of a followed patient's discharge only when the route asks for it.
-    const recipients = dedupe([...(wants.has('mt') ? [ctx.mt] : []), ...team, ...(wants.has('cpts') ? coordination : [])]);
+    const recipients = dedupe([
+      ...(wants.has('mt') ? [ctx.mt] : []),
+      ...team,
+      ...(wants.has('cpts') ? coordination : []),
+    ]);
     return {
       outcome: teamOwner ? 'care-team' : 'mt',
       recipients,

@@ -25,7 +25,6 @@ export interface RouteResult {
   deliveries: Delivery[];
 }
 
-
 /** Routing outcome of a discharge older than GW_EXCHANGE_MAX_DISCHARGE_AGE (history load, late feed). */
 export const HISTORIC = 'historic';
 const HISTORIC_REASON = 'discharge older than GW_EXCHANGE_MAX_DISCHARGE_AGE: stored, not routed';
@@ -86,7 +85,7 @@ export class DischargeRouter {
         await recordRouting(tx, eventId, null, 'withdrawn-before-routing', []);
         return { status: 'skipped', reason: 'discharge cancelled before routing', deliveries: [] };
       }
-      if (this.isHistoric((event.occurredAt ? new Date(event.occurredAt) : null), now)) {
+      if (this.isHistoric(event.occurredAt ? new Date(event.occurredAt) : null, now)) {
         await recordRouting(tx, eventId, null, HISTORIC, []);
         return { status: 'skipped', reason: HISTORIC_REASON, deliveries: [] };
       }
@@ -96,7 +95,10 @@ export class DischargeRouter {
         return { status: 'skipped', reason: 'encounter or patient not found', deliveries: [] };
       }
       // A date-only period.end has no occurred_at on the event: judge it from the Encounter.
-      if (!(event.occurredAt ? new Date(event.occurredAt) : null) && this.isHistoric(fhirDate(ctx.encounter.period?.end), now)) {
+      if (
+        !(event.occurredAt ? new Date(event.occurredAt) : null) &&
+        this.isHistoric(fhirDate(ctx.encounter.period?.end), now)
+      ) {
         await recordRouting(tx, eventId, null, HISTORIC, []);
         return { status: 'skipped', reason: HISTORIC_REASON, deliveries: [] };
       }
@@ -110,7 +112,14 @@ export class DischargeRouter {
       const rows = this.write(eventId, ctx, plan, route.channels, now);
       await this.writer.flush(tx, rows.versions);
       await this.deliveries.insert(tx, rows.deliveries);
-      await recordRouting(tx, eventId, route.id, plan.outcome, rows.task ? [rows.task] : [], documentUniqueId(eventId, ctx));
+      await recordRouting(
+        tx,
+        eventId,
+        route.id,
+        plan.outcome,
+        rows.task ? [rows.task] : [],
+        documentUniqueId(eventId, ctx),
+      );
       return { status: 'routed', deliveries: await this.deliveries.forEvent(tx, eventId) };
     });
   }
@@ -153,7 +162,11 @@ export class DischargeRouter {
     let task: string | undefined;
     const fileUnder = plan.task?.fileUnder ?? ctx.patientOwner ?? undefined;
     if (plan.task) {
-      const prepared = this.writer.prepare<Task>(followUpTask(eventId, ctx, plan, now), fileUnder, nameUuid(`task:${eventId}`));
+      const prepared = this.writer.prepare<Task>(
+        followUpTask(eventId, ctx, plan, now),
+        fileUnder,
+        nameUuid(`task:${eventId}`),
+      );
       versions.push(prepared.version);
       task = prepared.ref;
     }
@@ -163,16 +176,38 @@ export class DischargeRouter {
         // One message per recipient, each with the Communication the care team's software reads.
         for (const r of plan.recipients) {
           const deliveryId = nameUuid(`${eventId}|${channel.name}|${r.mailbox ?? r.ref}`);
-          const comm = this.writer.prepare<Communication>(communication(deliveryId, ctx, r, task, notSent(channel, on, r)), r.organization ?? fileUnder, nameUuid(`comm:${deliveryId}`));
+          const comm = this.writer.prepare<Communication>(
+            communication(deliveryId, ctx, r, task, notSent(channel, on, r)),
+            r.organization ?? fileUnder,
+            nameUuid(`comm:${deliveryId}`),
+          );
           versions.push(comm.version);
           if (on && r.mailbox) {
-            deliveries.push({ id: deliveryId, eventId, channel: channel.name, destination: r.mailbox, recipient: r.ref, communication: comm.ref, task: task ?? null, status: 'pending' });
+            deliveries.push({
+              id: deliveryId,
+              eventId,
+              channel: channel.name,
+              destination: r.mailbox,
+              recipient: r.ref,
+              communication: comm.ref,
+              task: task ?? null,
+              status: 'pending',
+            });
           }
         }
       } else if (on) {
         const destination = channel.destination as string;
         const id = nameUuid(`${eventId}|${channel.name}|${destination}`);
-        deliveries.push({ id, eventId, channel: channel.name, destination, recipient: null, communication: null, task: task ?? null, status: 'pending' });
+        deliveries.push({
+          id,
+          eventId,
+          channel: channel.name,
+          destination,
+          recipient: null,
+          communication: null,
+          task: task ?? null,
+          status: 'pending',
+        });
       }
     }
     return { versions, deliveries, task };
@@ -181,7 +216,11 @@ export class DischargeRouter {
 
 /** Why a recipient's Communication is not sent (no mailbox, channel off), or undefined when it is. */
 function notSent(channel: Channel, on: boolean, r: Recipient): string | undefined {
-  return !r.mailbox ? `Pas de boîte ${channel.label} connue pour ce destinataire` : !on ? `Canal ${channel.label} non configuré` : undefined;
+  return !r.mailbox
+    ? `Pas de boîte ${channel.label} connue pour ce destinataire`
+    : !on
+      ? `Canal ${channel.label} non configuré`
+      : undefined;
 }
 
 function followUpTask(eventId: string, ctx: DischargeContext, plan: DischargePlan, now: Date): Task {
@@ -205,20 +244,44 @@ function followUpTask(eventId: string, ctx: DischargeContext, plan: DischargePla
   };
 }
 
-function communication(deliveryId: string, ctx: DischargeContext, r: Recipient, task: string | undefined, notDone: string | undefined): Communication {
+function communication(
+  deliveryId: string,
+  ctx: DischargeContext,
+  r: Recipient,
+  task: string | undefined,
+  notDone: string | undefined,
+): Communication {
   return {
     resourceType: 'Communication',
     identifier: [{ system: DELIVERY_ID_SYSTEM, value: deliveryId }],
     basedOn: task ? [{ reference: task }] : undefined,
     status: notDone ? 'not-done' : 'preparation',
     statusReason: notDone ? { text: notDone } : undefined,
-    category: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/communication-category', code: 'notification' }] }],
-    medium: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationMode', code: 'EMAILWRIT', display: 'MSSanté' }] }],
+    category: [
+      { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/communication-category', code: 'notification' }] },
+    ],
+    medium: [
+      {
+        coding: [
+          {
+            system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationMode',
+            code: 'EMAILWRIT',
+            display: 'MSSanté',
+          },
+        ],
+      },
+    ],
     subject: { reference: `Patient/${ctx.patient.id}` },
     about: [{ reference: `Encounter/${ctx.encounter.id}` }],
     recipient: [{ reference: r.ref, display: r.display }],
     sender: ctx.hospitalRef ? { reference: ctx.hospitalRef } : undefined,
-    payload: [{ contentString: ctx.deceased ? 'Avis de décès au cours de l’hospitalisation' : 'Avis de sortie d’hospitalisation' }],
+    payload: [
+      {
+        contentString: ctx.deceased
+          ? 'Avis de décès au cours de l’hospitalisation'
+          : 'Avis de sortie d’hospitalisation',
+      },
+    ],
   };
 }
 
@@ -228,13 +291,16 @@ export function documentUniqueId(eventId: string, ctx: Pick<DischargeContext, 'l
   return master ? master.replace(/^urn:oid:/, '') : uuidOid(nameUuid(`document:${eventId}`));
 }
 
-
-async function recordRouting(tx: PoolClient, eventId: string, routeId: string | null, outcome: string, tasks: string[], uniqueId?: string): Promise<void> {
-  await tx.query('INSERT INTO exchange_routing (event_id, route_id, outcome, tasks, document_unique_id) VALUES ($1, $2, $3, $4, $5)', [
-    eventId,
-    routeId,
-    outcome,
-    tasks,
-    uniqueId ?? null,
-  ]);
+async function recordRouting(
+  tx: PoolClient,
+  eventId: string,
+  routeId: string | null,
+  outcome: string,
+  tasks: string[],
+  uniqueId?: string,
+): Promise<void> {
+  await tx.query(
+    'INSERT INTO exchange_routing (event_id, route_id, outcome, tasks, document_unique_id) VALUES ($1, $2, $3, $4, $5)',
+    [eventId, routeId, outcome, tasks, uniqueId ?? null],
+  );
 }

@@ -4,8 +4,16 @@ import type { Header } from './pam-fr.reader';
 export type AckCode = 'AA' | 'AE' | 'AR';
 
 /** What an ACK answers: the header fields of the message, as far as they could be read. */
-export interface AckTarget
-  extends Pick<Header, 'sendingApplication' | 'sendingFacility' | 'receivingApplication' | 'receivingFacility' | 'controlId' | 'processingId' | 'event'> {
+export interface AckTarget extends Pick<
+  Header,
+  | 'sendingApplication'
+  | 'sendingFacility'
+  | 'receivingApplication'
+  | 'receivingFacility'
+  | 'controlId'
+  | 'processingId'
+  | 'event'
+> {
   /** MSH-18 as received, echoed in the ACK. */
   charsetField: string;
 }
@@ -52,18 +60,59 @@ function hl7Now(now: Date): string {
  * message's MSH-10, an ERR segment per error or warning (ERR-2 location, ERR-3 table 0357 code,
  * ERR-4 severity, ERR-8 user message). An AA may carry warnings (severity W).
  */
-export function buildAck(target: AckTarget, code: AckCode, ackControlId: string, errors: AckError[] = [], now = new Date()): string {
+export function buildAck(
+  target: AckTarget,
+  code: AckCode,
+  ackControlId: string,
+  errors: AckError[] = [],
+  now = new Date(),
+): string {
   const f = escapeHl7;
   const msh = [
-    'MSH', '^~\\&', f(target.receivingApplication || 'FHIR-GATEWAY'), f(target.receivingFacility), f(target.sendingApplication), f(target.sendingFacility),
-    hl7Now(now), '', `ACK^${f(target.event)}^ACK`, f(ackControlId), f(target.processingId || 'P'), '2.5^FRA^2.11',
-    '', '', '', '', '', f(target.charsetField),
+    'MSH',
+    '^~\\&',
+    f(target.receivingApplication || 'FHIR-GATEWAY'),
+    f(target.receivingFacility),
+    f(target.sendingApplication),
+    f(target.sendingFacility),
+    hl7Now(now),
+    '',
+    `ACK^${f(target.event)}^ACK`,
+    f(ackControlId),
+    f(target.processingId || 'P'),
+    '2.5^FRA^2.11',
+    '',
+    '',
+    '',
+    '',
+    '',
+    f(target.charsetField),
   ];
-  const text = code === 'AA' ? (errors.length > 0 ? 'Message processed with warnings (see ERR)' : 'Message processed') : errors[0]?.text ?? (code === 'AR' ? 'Message rejected' : 'Application error');
-  const segments = [msh.join('|').replace(/\|+$/, ''), ['MSA', code, f(target.controlId), f(text.slice(0, 80))].join('|')];
+  const text =
+    code === 'AA'
+      ? errors.length > 0
+        ? 'Message processed with warnings (see ERR)'
+        : 'Message processed'
+      : (errors[0]?.text ?? (code === 'AR' ? 'Message rejected' : 'Application error'));
+  const segments = [
+    msh.join('|').replace(/\|+$/, ''),
+    ['MSA', code, f(target.controlId), f(text.slice(0, 80))].join('|'),
+  ];
   for (const e of errors) {
-    const loc = e.location ? [e.location.segment, '1', e.location.field ?? '', e.location.repetition ?? (e.location.field ? 1 : ''), e.location.component ?? ''].join('^').replace(/\^+$/, '') : '';
-    segments.push(['ERR', '', loc, `${e.code}^${ERR_TEXT[e.code]}^HL70357`, e.severity ?? 'E', '', '', '', f(e.text)].join('|'));
+    const loc = e.location
+      ? [
+          e.location.segment,
+          '1',
+          e.location.field ?? '',
+          e.location.repetition ?? (e.location.field ? 1 : ''),
+          e.location.component ?? '',
+        ]
+          .join('^')
+          .replace(/\^+$/, '')
+      : '';
+    segments.push(
+      ['ERR', '', loc, `${e.code}^${ERR_TEXT[e.code]}^HL70357`, e.severity ?? 'E', '', '', '', f(e.text)].join('|'),
+    );
   }
   return segments.join('\r');
 }

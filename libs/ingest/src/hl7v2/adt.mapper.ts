@@ -1,7 +1,29 @@
-import type { CodeableConcept, Coding, Consent, Encounter, EncounterLocation, Extension, HumanName, Identifier, Patient, Practitioner } from '@medplum/fhirtypes';
+import type {
+  CodeableConcept,
+  Coding,
+  Consent,
+  Encounter,
+  EncounterLocation,
+  Extension,
+  HumanName,
+  Identifier,
+  Patient,
+  Practitioner,
+} from '@medplum/fhirtypes';
 import {
-  COMMUNE_CODES, CONSENT_CODES, DISCHARGE_DISPOSITION, FINESS, GW, GW_PATIENT_PROFILE, IDENTIFIER_TYPES, IDNATPS, INSEE_CODE_EXTENSION, RELIABILITY_CODES,
-  RELIABILITY_EXTENSION, RPPS, V2_0203,
+  COMMUNE_CODES,
+  CONSENT_CODES,
+  DISCHARGE_DISPOSITION,
+  FINESS,
+  GW,
+  GW_PATIENT_PROFILE,
+  IDENTIFIER_TYPES,
+  IDNATPS,
+  INSEE_CODE_EXTENSION,
+  RELIABILITY_CODES,
+  RELIABILITY_EXTENSION,
+  RPPS,
+  V2_0203,
 } from '@gw/fhir';
 import { keptIdentity } from '../identity/patient-identity.rules';
 import { MOVEMENT_KIND } from './pam-fr.reader';
@@ -18,7 +40,12 @@ const V2_0112 = 'http://terminology.hl7.org/CodeSystem/v2-0112';
 export const CONSENT_IDS = `${GW}/fhir/NamingSystem/consent`;
 
 /** The identifier system of a CX (IPP, visit number): the source's setting, an ISO OID, else per facility. */
-export function cxSystem(cx: Cx, configured: string | null | undefined, facility: string, kind: 'ipp' | 'visit'): string {
+export function cxSystem(
+  cx: Cx,
+  configured: string | null | undefined,
+  facility: string,
+  kind: 'ipp' | 'visit',
+): string {
   if (configured) {
     return configured;
   }
@@ -41,17 +68,30 @@ function ippIdentifier(system: string, value: string, use: Identifier['use'] = '
  * downgrade a qualified identity); without a valid stored INS the identity is provisional
  * (the rules: identity/patient-identity.rules.ts, keptIdentity).
  */
-export function buildPatient(existing: Patient | undefined, p: PatientData, ippSystem: string, doctor?: { ref: string; remove: boolean }): Patient {
+export function buildPatient(
+  existing: Patient | undefined,
+  p: PatientData,
+  ippSystem: string,
+  doctor?: { ref: string; remove: boolean },
+): Patient {
   const out: Patient = { ...(existing ?? {}), resourceType: 'Patient' };
   delete out.meta;
   const { identifiers: kept, keepStatus: keepIdentity } = keptIdentity(existing, p, ippSystem);
   const ids: Identifier[] = [ippIdentifier(ippSystem, p.ipp?.value ?? '')];
   if (p.ins) {
-    ids.push({ use: 'official', type: { coding: [{ system: IDENTIFIER_TYPES, code: p.ins.kind }] }, system: `urn:oid:${p.ins.oid}`, value: p.ins.value });
+    ids.push({
+      use: 'official',
+      type: { coding: [{ system: IDENTIFIER_TYPES, code: p.ins.kind }] },
+      system: `urn:oid:${p.ins.oid}`,
+      value: p.ins.value,
+    });
   }
   out.identifier = [...ids, ...kept.filter((k) => !ids.some((i) => i.system === k.system && i.value === k.value))];
   if (p.names.length > 0) {
-    out.name = [...p.names.map(toHumanName), ...(existing?.name ?? []).filter((n) => n.use !== 'official' && n.use !== 'usual')];
+    out.name = [
+      ...p.names.map(toHumanName),
+      ...(existing?.name ?? []).filter((n) => n.use !== 'official' && n.use !== 'usual'),
+    ];
   }
   if (p.birthDate) {
     out.birthDate = p.birthDate;
@@ -67,17 +107,35 @@ export function buildPatient(existing: Patient | undefined, p: PatientData, ippS
   } else if (typeof p.deceased === 'boolean' && !out.deceasedDateTime) {
     out.deceasedBoolean = p.deceased;
   }
-  const ext = (existing?.extension ?? []).filter((e) => (keepIdentity || e.url !== RELIABILITY_EXTENSION) && e.url !== BIRTH_PLACE);
+  const ext = (existing?.extension ?? []).filter(
+    (e) => (keepIdentity || e.url !== RELIABILITY_EXTENSION) && e.url !== BIRTH_PLACE,
+  );
   if (p.identityStatus && !keepIdentity) {
-    ext.push({ url: RELIABILITY_EXTENSION, extension: [{ url: 'identityStatus', valueCoding: { system: RELIABILITY_CODES, code: p.identityStatus } }] });
+    ext.push({
+      url: RELIABILITY_EXTENSION,
+      extension: [{ url: 'identityStatus', valueCoding: { system: RELIABILITY_CODES, code: p.identityStatus } }],
+    });
   }
   if (p.birthPlace) {
-    ext.push({ url: BIRTH_PLACE, valueAddress: clean({ city: p.birthPlace.city, country: p.birthPlace.country, extension: [{ url: INSEE_CODE_EXTENSION, valueCoding: { system: COMMUNE_CODES, code: p.birthPlace.insee } }] }) });
+    ext.push({
+      url: BIRTH_PLACE,
+      valueAddress: clean({
+        city: p.birthPlace.city,
+        country: p.birthPlace.country,
+        extension: [{ url: INSEE_CODE_EXTENSION, valueCoding: { system: COMMUNE_CODES, code: p.birthPlace.insee } }],
+      }),
+    });
   }
   setOrDelete(out, 'extension', ext.length > 0 ? ext : undefined);
   if (doctor) {
-    const others = (existing?.generalPractitioner ?? []).filter((g) => g.reference !== doctor.ref && !g.reference?.startsWith('Practitioner/'));
-    setOrDelete(out, 'generalPractitioner', doctor.remove ? (others.length ? others : undefined) : [{ reference: doctor.ref }, ...others]);
+    const others = (existing?.generalPractitioner ?? []).filter(
+      (g) => g.reference !== doctor.ref && !g.reference?.startsWith('Practitioner/'),
+    );
+    setOrDelete(
+      out,
+      'generalPractitioner',
+      doctor.remove ? (others.length ? others : undefined) : [{ reference: doctor.ref }, ...others],
+    );
   }
   if (out.active === undefined) {
     out.active = true;
@@ -101,7 +159,10 @@ function toHumanName(n: PatientData['names'][number]): HumanName {
 export function markReplaced(prior: Patient, survivorRef: string): Patient {
   const out: Patient = { ...prior, active: false };
   delete out.meta;
-  out.link = [...(prior.link ?? []).filter((l) => l.other.reference !== survivorRef), { other: { reference: survivorRef }, type: 'replaced-by' }];
+  out.link = [
+    ...(prior.link ?? []).filter((l) => l.other.reference !== survivorRef),
+    { other: { reference: survivorRef }, type: 'replaced-by' },
+  ];
   out.identifier = (prior.identifier ?? []).map((i) => (isIpp(i) ? { ...i, use: 'old' } : i));
   out.meta = prior.meta?.profile ? { profile: prior.meta.profile } : undefined;
   return clean(out);
@@ -175,7 +236,9 @@ const time = (s: string | undefined): number => (s ? Date.parse(s) : Number.POSI
  * so messages arriving late or out of order converge on the same Encounter.
  */
 export function foldStay(movements: StoredMovement[]): Stay {
-  const active = movements.filter((m) => !m.cancelled).sort((a, b) => time(a.data.start) - time(b.data.start) || a.seq - b.seq);
+  const active = movements
+    .filter((m) => !m.cancelled)
+    .sort((a, b) => time(a.data.start) - time(b.data.start) || a.seq - b.seq);
   const stay: Stay = { status: 'cancelled', locations: [], discharged: false };
   let status: Encounter['status'] | undefined;
   for (const m of active) {
@@ -256,7 +319,12 @@ export interface EncounterContext {
 
 /** The Encounter for a stay; fields the feed does not own (participants, reason…) are kept. */
 export function buildEncounter(existing: Encounter | undefined, stay: Stay, ctx: EncounterContext): Encounter {
-  const out: Encounter = { ...(existing ?? {}), resourceType: 'Encounter', status: stay.status, class: existing?.class ?? { system: 'http://terminology.hl7.org/CodeSystem/v3-NullFlavor', code: 'UNK' } };
+  const out: Encounter = {
+    ...(existing ?? {}),
+    resourceType: 'Encounter',
+    status: stay.status,
+    class: existing?.class ?? { system: 'http://terminology.hl7.org/CodeSystem/v3-NullFlavor', code: 'UNK' },
+  };
   delete out.meta;
   out.identifier = [
     { use: 'official', type: { coding: [{ system: V2_0203, code: 'VN' }] }, system: ctx.visitSystem, value: ctx.visit },
@@ -270,7 +338,10 @@ export function buildEncounter(existing: Encounter | undefined, stay: Stay, ctx:
   out.serviceProvider = { reference: ctx.organizationRef };
   setOrDelete(out, 'period', stay.start || stay.end ? clean({ start: stay.start, end: stay.end }) : undefined);
   const locations: EncounterLocation[] = stay.locations.map((l, i) => ({
-    location: { identifier: { system: ctx.unitSystem, value: l.unit.code }, ...(l.unit.display ? { display: l.unit.display } : {}) },
+    location: {
+      identifier: { system: ctx.unitSystem, value: l.unit.code },
+      ...(l.unit.display ? { display: l.unit.display } : {}),
+    },
     status: i === stay.locations.length - 1 && !stay.discharged && stay.status !== 'cancelled' ? 'active' : 'completed',
     ...(l.start || l.end ? { period: clean({ start: l.start, end: l.end }) } : {}),
   }));
@@ -312,7 +383,14 @@ function dischargeDisposition(stay: Stay): CodeableConcept | undefined {
 }
 
 /** ZFA: one Consent per patient and policy (DMP feeding, DMP consultation), updated in place. */
-export function buildConsent(existing: Consent | undefined, patientRef: string, organizationRef: string, policy: 'dmp-feeding' | 'dmp-consultation', code: string, permit: boolean): Consent {
+export function buildConsent(
+  existing: Consent | undefined,
+  patientRef: string,
+  organizationRef: string,
+  policy: 'dmp-feeding' | 'dmp-consultation',
+  code: string,
+  permit: boolean,
+): Consent {
   return {
     ...(existing ?? {}),
     resourceType: 'Consent',
@@ -320,7 +398,17 @@ export function buildConsent(existing: Consent | undefined, patientRef: string, 
     identifier: [{ system: CONSENT_IDS, value: `${patientRef}/${policy}` }],
     status: 'active',
     scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
-    category: [{ coding: [{ system: CONSENT_CODES, code: policy, display: policy === 'dmp-feeding' ? 'Alimentation du DMP' : 'Consultation du DMP' }] }],
+    category: [
+      {
+        coding: [
+          {
+            system: CONSENT_CODES,
+            code: policy,
+            display: policy === 'dmp-feeding' ? 'Alimentation du DMP' : 'Consultation du DMP',
+          },
+        ],
+      },
+    ],
     patient: { reference: patientRef },
     organization: [{ reference: organizationRef }],
     policyRule: { coding: [{ system: CONSENT_CODES, code: code }] },

@@ -6,14 +6,30 @@ import { groupMatches, inlineSql, lockAllQuery } from '@gw/store';
 import type { FhirRepository, NewVersion, Principal, StoredResource, WriteContext } from '@gw/store';
 import type { SearchRequest } from '@gw/fhir';
 import { Hl7ContentError } from './hl7-text';
-import { CONSENT_IDS, GW, IDNATPS, buildConsent, buildEncounter, buildPatient, buildPractitioner, cxSystem, foldStay } from './adt.mapper';
+import {
+  CONSENT_IDS,
+  GW,
+  IDNATPS,
+  buildConsent,
+  buildEncounter,
+  buildPatient,
+  buildPractitioner,
+  cxSystem,
+  foldStay,
+} from './adt.mapper';
 import type { Stay, StoredMovement } from './adt.mapper';
 import { PatientIdentityService } from '../identity/patient-identity.service';
 import type { IdentityChange } from '../identity/patient-identity.service';
 import { tokenValue } from '../identity/patient-identity.rules';
 import type { Lookup } from '../identity/patient-identity.rules';
 
-function toMovement(r: { movement_id: string; trigger: string; cancelled: boolean; data: StoredMovement['data']; seq: string }): StoredMovement {
+function toMovement(r: {
+  movement_id: string;
+  trigger: string;
+  cancelled: boolean;
+  data: StoredMovement['data'];
+  seq: string;
+}): StoredMovement {
   return { movementId: r.movement_id, trigger: r.trigger, cancelled: r.cancelled, data: r.data, seq: Number(r.seq) };
 }
 import type { AdtMessage, Cx } from './pam-fr.reader';
@@ -25,7 +41,12 @@ type Policy = (typeof POLICIES)[number];
 
 /** The identity a source writes under: its Organization owns everything it sends. */
 export function sourcePrincipal(source: Hl7Source): Principal {
-  return { clientId: `hl7-source:${source.id}`, organization: source.organization, admin: false, scopes: ['system/*.cruds'] };
+  return {
+    clientId: `hl7-source:${source.id}`,
+    organization: source.organization,
+    admin: false,
+    scopes: ['system/*.cruds'],
+  };
 }
 
 /**
@@ -103,7 +124,11 @@ export class AdtWriter {
     const one = (l: Lookup): StoredResource | undefined => {
       const i = lookups.indexOf(l);
       if (found[i].length > 1 && l[0] !== 'Consent') {
-        throw new Hl7ContentError(undefined, '207', `${l[2]} matches several ${l[0]} resources of this hospital; merge them first`);
+        throw new Hl7ContentError(
+          undefined,
+          '207',
+          `${l[2]} matches several ${l[0]} resources of this hospital; merge them first`,
+        );
       }
       return found[i][0];
     };
@@ -112,7 +137,12 @@ export class AdtWriter {
     const stay = movement ? foldStay(results[3].rows.map(toMovement)) : undefined;
     const patientId = patient?.id ?? randomUUID();
     const patientRef = `Patient/${patientId}`;
-    let resource = buildPatient(parse<Patient>(patient), adt.patient, ippSystem, doctorRef ? { ref: doctorRef, remove: adt.doctor?.remove ?? false } : undefined);
+    let resource = buildPatient(
+      parse<Patient>(patient),
+      adt.patient,
+      ippSystem,
+      doctorRef ? { ref: doctorRef, remove: adt.doctor?.remove ?? false } : undefined,
+    );
     if (stay?.discharged && stay.modeSortie === '9' && !resource.deceasedDateTime && stay.end) {
       // PAM-FR ZFM-2 = 9: death at discharge.
       resource.deceasedDateTime = stay.end;
@@ -148,8 +178,16 @@ export class AdtWriter {
        SELECT movement_id, trigger, cancelled, data, seq FROM up
        UNION ALL
        SELECT movement_id, trigger, cancelled, data, seq FROM hl7_movement WHERE source_id = $1 AND visit = $2 AND movement_id <> $3`,
-      values: [this.source.id, `${visitSystem}|${visit.value}`, m.id, m.originalTrigger, m.data.start ?? null, m.action === 'CANCEL', m.action === 'UPDATE',
-        JSON.stringify(m.action === 'CANCEL' ? { trigger: m.originalTrigger } : m.data)],
+      values: [
+        this.source.id,
+        `${visitSystem}|${visit.value}`,
+        m.id,
+        m.originalTrigger,
+        m.data.start ?? null,
+        m.action === 'CANCEL',
+        m.action === 'UPDATE',
+        JSON.stringify(m.action === 'CANCEL' ? { trigger: m.originalTrigger } : m.data),
+      ],
     };
   }
 
@@ -160,7 +198,11 @@ export class AdtWriter {
    */
   private practitioner(adt: AdtMessage, existing: StoredResource | undefined): string {
     const d = adt.doctor as NonNullable<AdtMessage['doctor']>;
-    if (existing && !existing.deleted && this.repo.writeRefusal(this.principal, existing, buildPractitioner(parse<Practitioner>(existing), d))) {
+    if (
+      existing &&
+      !existing.deleted &&
+      this.repo.writeRefusal(this.principal, existing, buildPractitioner(parse<Practitioner>(existing), d))
+    ) {
       this.touched.add(`Practitioner/${existing.id}`);
       return `Practitioner/${existing.id}`;
     }
@@ -169,9 +211,19 @@ export class AdtWriter {
     return `Practitioner/${id}`;
   }
 
-  private encounter(visit: Cx, visitSystem: string, stay: Stay, patientRef: string, existing: StoredResource | undefined): void {
+  private encounter(
+    visit: Cx,
+    visitSystem: string,
+    stay: Stay,
+    patientRef: string,
+    existing: StoredResource | undefined,
+  ): void {
     if (stay.destination && !/^([0-9]{2}|2[AB])[0-9]{7}$/.test(stay.destination)) {
-      throw new Hl7ContentError({ segment: 'PV1', field: 37 }, '102', `PV1-37 must be the FINESS of the destination (9 characters), got "${stay.destination}"`);
+      throw new Hl7ContentError(
+        { segment: 'PV1', field: 37 },
+        '102',
+        `PV1-37 must be the FINESS of the destination (9 characters), got "${stay.destination}"`,
+      );
     }
     const resource: Encounter = buildEncounter(parse<Encounter>(existing), stay, {
       visitSystem,
@@ -188,20 +240,37 @@ export class AdtWriter {
    * the patient id, hence a second lookup, and only for a patient already known).
    */
   private async consents(adt: AdtMessage, patientRef: string, knownPatient: boolean): Promise<void> {
-    const codes: Record<Policy, string | undefined> = { 'dmp-feeding': adt.consent.dmpFeeding, 'dmp-consultation': adt.consent.consult };
+    const codes: Record<Policy, string | undefined> = {
+      'dmp-feeding': adt.consent.dmpFeeding,
+      'dmp-consultation': adt.consent.consult,
+    };
     const wanted = POLICIES.filter((policy) => codes[policy]);
     if (wanted.length === 0) {
       return;
     }
     const existing = knownPatient
-      ? await this.repo.matchAll(this.tx, this.principal, wanted.map((policy) => parseSearchRequest('Consent', [['identifier', `${CONSENT_IDS}|${tokenValue(`${patientRef}/${policy}`)}`]], LIMITS)))
+      ? await this.repo.matchAll(
+          this.tx,
+          this.principal,
+          wanted.map((policy) =>
+            parseSearchRequest(
+              'Consent',
+              [['identifier', `${CONSENT_IDS}|${tokenValue(`${patientRef}/${policy}`)}`]],
+              LIMITS,
+            ),
+          ),
+        )
       : wanted.map(() => []);
     wanted.forEach((policy, i) => {
       const code = codes[policy];
       if (code) {
         const current = existing[i][0];
         const permit = code === 'INO' || code === 'IC';
-        this.save(current, buildConsent(parse<Consent>(current), patientRef, this.source.organization, policy, code, permit), current?.id ?? randomUUID());
+        this.save(
+          current,
+          buildConsent(parse<Consent>(current), patientRef, this.source.organization, policy, code, permit),
+          current?.id ?? randomUUID(),
+        );
       }
     });
   }
@@ -221,7 +290,11 @@ export class AdtWriter {
     if (pending >= 0) {
       this.versions.splice(pending, 1);
     }
-    this.versions.push(existing && !existing.deleted ? this.repo.prepareUpdate(existing, { ...resource, id }, this.ctx) : this.repo.prepareCreate({ ...resource, id }, this.ctx, id));
+    this.versions.push(
+      existing && !existing.deleted
+        ? this.repo.prepareUpdate(existing, { ...resource, id }, this.ctx)
+        : this.repo.prepareCreate({ ...resource, id }, this.ctx, id),
+    );
   }
 }
 
@@ -232,5 +305,8 @@ function parse<T extends Resource>(s: StoredResource | undefined): T | undefined
 function sameContent(json: string, next: Resource): boolean {
   const stored = JSON.parse(json) as Resource;
   const content = (r: Resource): string => JSON.stringify({ ...r, id: undefined, meta: undefined });
-  return content(stored) === content(next) && JSON.stringify(stored.meta?.profile ?? []) === JSON.stringify(next.meta?.profile ?? []);
+  return (
+    content(stored) === content(next) &&
+    JSON.stringify(stored.meta?.profile ?? []) === JSON.stringify(next.meta?.profile ?? [])
+  );
 }

@@ -32,7 +32,14 @@ function read(result: ReceiveResult) {
 }
 
 function patient(extra: Partial<PatientOptions> = {}): PatientOptions {
-  return { ipp: uniqueId('IPP'), birthName: 'MARTIN', birthGivens: ['JULES'], birthDate: '19550301', sex: 'M', ...extra };
+  return {
+    ipp: uniqueId('IPP'),
+    birthName: 'MARTIN',
+    birthGivens: ['JULES'],
+    birthDate: '19550301',
+    sex: 'M',
+    ...extra,
+  };
 }
 
 /** An admission (A01) of a new patient in a new stay. */
@@ -59,21 +66,41 @@ describe('Hl7IngestService.handle: the ACK of each outcome (PostgreSQL)', () => 
     repo = new FhirRepository(pool, new SearchParamRegistry(), new OrganizationAccessPolicy(), profiles);
     service = new Hl7IngestService(pool, repo, { acceptUnknownSources: false, logger: pino({ level: 'silent' }) });
     const hospital = await repo.create({ resourceType: 'Organization', name: 'CHU X' }, { principal: ADMIN });
-    await service.sources.create({ sendingApplication: 'GAM', sendingFacility: 'CHU-X', organization: `Organization/${hospital.id}` });
-    await service.sources.create({ sendingApplication: LENIENT.app, sendingFacility: LENIENT.facility, organization: `Organization/${hospital.id}`, unknownEvents: 'ignore' });
+    await service.sources.create({
+      sendingApplication: 'GAM',
+      sendingFacility: 'CHU-X',
+      organization: `Organization/${hospital.id}`,
+    });
+    await service.sources.create({
+      sendingApplication: LENIENT.app,
+      sendingFacility: LENIENT.facility,
+      organization: `Organization/${hospital.id}`,
+      unknownEvents: 'ignore',
+    });
   });
   afterAll(async () => pool.end());
 
-  const handle = (er7: string | Buffer): Promise<ReceiveResult> => service.handle(typeof er7 === 'string' ? Buffer.from(er7, 'utf8') : er7, MLLP);
+  const handle = (er7: string | Buffer): Promise<ReceiveResult> =>
+    service.handle(typeof er7 === 'string' ? Buffer.from(er7, 'utf8') : er7, MLLP);
   const ledgerRow = async (r: ReceiveResult) => service.ledger.read(r.messageId as number);
   const storedPatients = async (ipp: string): Promise<number> =>
-    (await pool.query("SELECT 1 FROM resource WHERE resource_type = 'Patient' AND content::text LIKE $1", [`%${ipp}%`])).rowCount ?? 0;
+    (await pool.query("SELECT 1 FROM resource WHERE resource_type = 'Patient' AND content::text LIKE $1", [`%${ipp}%`]))
+      .rowCount ?? 0;
 
   it('rejects bytes that are not HL7 (AR, ERR 100) and keeps them in the ledger', async () => {
     const result = await handle('GET / HTTP/1.1\r\n\r\n');
     expect(result).toMatchObject({ ackCode: 'AR', status: 'rejected' });
-    expect(read(result).errors).toEqual([expect.objectContaining({ code: '100', severity: 'E', text: expect.stringContaining('must start with an MSH segment') })]);
-    expect(await ledgerRow(result)).toMatchObject({ status: 'rejected', controlId: expect.stringMatching(/^unidentified:/) });
+    expect(read(result).errors).toEqual([
+      expect.objectContaining({
+        code: '100',
+        severity: 'E',
+        text: expect.stringContaining('must start with an MSH segment'),
+      }),
+    ]);
+    expect(await ledgerRow(result)).toMatchObject({
+      status: 'rejected',
+      controlId: expect.stringMatching(/^unidentified:/),
+    });
   });
 
   it('rejects a message without MSH-10 (AR naming MSH-10)', async () => {
@@ -86,7 +113,12 @@ describe('Hl7IngestService.handle: the ACK of each outcome (PostgreSQL)', () => 
     const er7 = admission({ app: 'STRANGER', facility: 'NOWHERE' });
     const result = await handle(er7);
     expect(result.ackCode).toBe('AR');
-    expect(read(result).errors).toEqual([expect.objectContaining({ location: 'MSH^1^3^1', text: expect.stringContaining('Unknown sending system STRANGER/NOWHERE') })]);
+    expect(read(result).errors).toEqual([
+      expect.objectContaining({
+        location: 'MSH^1^3^1',
+        text: expect.stringContaining('Unknown sending system STRANGER/NOWHERE'),
+      }),
+    ]);
     expect(await service.sources.find('STRANGER', 'NOWHERE')).toBeUndefined();
     expect(await ledgerRow(result)).toMatchObject({ status: 'rejected', resources: [] });
   });
@@ -100,14 +132,24 @@ describe('Hl7IngestService.handle: the ACK of each outcome (PostgreSQL)', () => 
     const ignored = await handle(adt('A01', { ...lab, controlId: controlId('ORU'), ...LENIENT }));
     expect(ignored).toMatchObject({ ackCode: 'AA', status: 'ignored' });
     expect(read(ignored).errors).toEqual([]);
-    expect(await ledgerRow(ignored)).toMatchObject({ status: 'ignored', event: 'ORU^R01', error: expect.stringContaining('Unsupported message type ORU') });
+    expect(await ledgerRow(ignored)).toMatchObject({
+      status: 'ignored',
+      event: 'ORU^R01',
+      error: expect.stringContaining('Unsupported message type ORU'),
+    });
   });
 
   it('answers AE with an ERR naming the field when the content cannot be applied, and writes nothing', async () => {
     const who = patient();
     const result = await handle(admission({ patient: who, visit: { visitNumber: null } }));
     expect(result).toMatchObject({ ackCode: 'AE', status: 'error' });
-    expect(read(result).errors).toEqual([expect.objectContaining({ location: expect.stringMatching(/^PV1\^1\^19/), code: '101', text: expect.stringContaining('PV1-19') })]);
+    expect(read(result).errors).toEqual([
+      expect.objectContaining({
+        location: expect.stringMatching(/^PV1\^1\^19/),
+        code: '101',
+        text: expect.stringContaining('PV1-19'),
+      }),
+    ]);
     expect(await ledgerRow(result)).toMatchObject({ status: 'error', event: 'ADT^A01', resources: [] });
     expect(await storedPatients(who.ipp)).toBe(0);
   });
@@ -120,7 +162,9 @@ describe('Hl7IngestService.handle: the ACK of each outcome (PostgreSQL)', () => 
     expect(read(result)).toEqual({ code: 'AA', answers: id, errors: [] });
     const row = await ledgerRow(result);
     expect(row).toMatchObject({ status: 'processed', controlId: id, event: 'ADT^A01' });
-    expect(row?.resources).toEqual(expect.arrayContaining([expect.stringMatching(/^Patient\//), expect.stringMatching(/^Encounter\//)]));
+    expect(row?.resources).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^Patient\//), expect.stringMatching(/^Encounter\//)]),
+    );
     for (const ref of row?.resources ?? []) {
       const [type, rid] = ref.split('/') as [string, string];
       expect(await repo.readSystem(type, rid)).toBeDefined();
@@ -151,8 +195,18 @@ describe('Hl7IngestService.handle: the ACK of each outcome (PostgreSQL)', () => 
     const wrongKey = ins.slice(0, 13) + String((Number(ins.slice(13)) % 97) + 1).padStart(2, '0');
     const result = await handle(admission({ patient: patient({ ins: wrongKey, identityStatus: ['VALI'] }) }));
     expect(result).toMatchObject({ ackCode: 'AA', status: 'processed' });
-    expect(read(result).errors).toEqual([{ location: 'PID^1^3^2^1', code: '102', severity: 'W', text: expect.stringMatching(/^PID-3\[2\]\.1: INS-NIR key/) }]);
+    expect(read(result).errors).toEqual([
+      {
+        location: 'PID^1^3^2^1',
+        code: '102',
+        severity: 'W',
+        text: expect.stringMatching(/^PID-3\[2\]\.1: INS-NIR key/),
+      },
+    ]);
     expect(result.ack.toString('utf8')).not.toContain(wrongKey);
-    expect(await ledgerRow(result)).toMatchObject({ status: 'processed', warning: expect.stringContaining('PID-3[2].1') });
+    expect(await ledgerRow(result)).toMatchObject({
+      status: 'processed',
+      warning: expect.stringContaining('PID-3[2].1'),
+    });
   });
 });

@@ -46,14 +46,19 @@ export class SourceRegistry {
     if (hit && Date.now() - hit.at < CACHE_MS) {
       return hit.source;
     }
-    const res = await this.pool.query('SELECT * FROM hl7_source WHERE sending_application = $1 AND sending_facility = $2', [app, facility]);
+    const res = await this.pool.query(
+      'SELECT * FROM hl7_source WHERE sending_application = $1 AND sending_facility = $2',
+      [app, facility],
+    );
     const source = res.rows[0] ? fromRow(res.rows[0]) : undefined;
     this.cache.set(key, { at: Date.now(), source });
     return source;
   }
 
   async get(id: string): Promise<Hl7Source> {
-    const res = /^[0-9a-f-]{36}$/.test(id) ? await this.pool.query('SELECT * FROM hl7_source WHERE id = $1', [id]) : { rows: [] };
+    const res = /^[0-9a-f-]{36}$/.test(id)
+      ? await this.pool.query('SELECT * FROM hl7_source WHERE id = $1', [id])
+      : { rows: [] };
     if (!res.rows[0]) {
       throw new GatewayError('not-found', { text: `HL7 source ${id} not found` });
     }
@@ -71,11 +76,24 @@ export class SourceRegistry {
     const res = await db.query(
       `INSERT INTO hl7_source (id, sending_application, sending_facility, organization, name, charset, ipp_system, visit_system, unknown_events, auto_registered, active)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (sending_application, sending_facility) DO NOTHING RETURNING *`,
-      [randomUUID(), v.sendingApplication, v.sendingFacility, v.organization, v.name ?? `${v.sendingApplication} ${v.sendingFacility}`, v.charset ?? null,
-        v.ippSystem ?? null, v.visitSystem ?? null, v.unknownEvents ?? 'reject', autoRegistered, v.active ?? true],
+      [
+        randomUUID(),
+        v.sendingApplication,
+        v.sendingFacility,
+        v.organization,
+        v.name ?? `${v.sendingApplication} ${v.sendingFacility}`,
+        v.charset ?? null,
+        v.ippSystem ?? null,
+        v.visitSystem ?? null,
+        v.unknownEvents ?? 'reject',
+        autoRegistered,
+        v.active ?? true,
+      ],
     );
     if (!res.rows[0]) {
-      throw new GatewayError('conflict', { text: `A source ${v.sendingApplication}/${v.sendingFacility} is already registered` });
+      throw new GatewayError('conflict', {
+        text: `A source ${v.sendingApplication}/${v.sendingFacility} is already registered`,
+      });
     }
     const source = fromRow(res.rows[0]);
     this.cache.delete(sourceKey(source.sendingApplication, source.sendingFacility));
@@ -88,7 +106,16 @@ export class SourceRegistry {
     const res = await this.pool.query(
       `UPDATE hl7_source SET organization = $2, name = $3, charset = $4, ipp_system = $5, visit_system = $6, unknown_events = $7, active = $8,
        updated_at = now() WHERE id = $1 RETURNING *`,
-      [id, v.organization, v.name, v.charset ?? null, v.ippSystem ?? null, v.visitSystem ?? null, v.unknownEvents, v.active],
+      [
+        id,
+        v.organization,
+        v.name,
+        v.charset ?? null,
+        v.ippSystem ?? null,
+        v.visitSystem ?? null,
+        v.unknownEvents,
+        v.active,
+      ],
     );
     const source = fromRow(res.rows[0]);
     this.cache.delete(sourceKey(source.sendingApplication, source.sendingFacility));
@@ -127,7 +154,10 @@ function validate(input: SourceInput, creating: boolean): SourceInput {
     problems.push('active must be true or false');
   }
   if (problems.length > 0) {
-    throw new GatewayError('invalid', problems.map((text) => ({ text })));
+    throw new GatewayError(
+      'invalid',
+      problems.map((text) => ({ text })),
+    );
   }
   return input;
 }

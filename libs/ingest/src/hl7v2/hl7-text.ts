@@ -67,10 +67,17 @@ export function peekHeader(raw: Buffer): { text: string; fields: string[] } | un
  * would be silently corrupted): the operator sets the source's charset and reprocesses it.
  */
 export function decodeMessage(raw: Buffer, override: Charset | undefined): { text: string; charset: Charset } {
-  const declaredText = peekHeader(raw)?.fields[18]?.split(peekHeader(raw)?.fields[2]?.[1] ?? '~')[0]?.trim().toUpperCase();
+  const declaredText = peekHeader(raw)
+    ?.fields[18]?.split(peekHeader(raw)?.fields[2]?.[1] ?? '~')[0]
+    ?.trim()
+    .toUpperCase();
   const declared = declaredText ? MSH18[declaredText] : undefined;
   if (declaredText && !declared && !override) {
-    throw new Hl7ContentError({ segment: 'MSH', field: 18 }, '203', `Unsupported character set "${declaredText}" (UNICODE UTF-8, 8859/1 and 8859/15 are)`);
+    throw new Hl7ContentError(
+      { segment: 'MSH', field: 18 },
+      '203',
+      `Unsupported character set "${declaredText}" (UNICODE UTF-8, 8859/1 and 8859/15 are)`,
+    );
   }
   const charset = override ?? declared;
   if (charset === 'UTF-8' || !charset) {
@@ -78,7 +85,11 @@ export function decodeMessage(raw: Buffer, override: Charset | undefined): { tex
       return { text: new TextDecoder('utf-8', { fatal: true }).decode(raw), charset: 'UTF-8' };
     } catch {
       if (charset === 'UTF-8') {
-        throw new Hl7ContentError({ segment: 'MSH', field: 18 }, '102', `The message is declared UTF-8 but its bytes are not valid UTF-8 (set the source's charset, e.g. ISO-8859-1, and reprocess it)`);
+        throw new Hl7ContentError(
+          { segment: 'MSH', field: 18 },
+          '102',
+          `The message is declared UTF-8 but its bytes are not valid UTF-8 (set the source's charset, e.g. ISO-8859-1, and reprocess it)`,
+        );
       }
       return { text: iconv.decode(raw, 'ISO-8859-1'), charset: 'ISO-8859-1' };
     }
@@ -99,7 +110,12 @@ export function parseEr7(text: string): Hl7Message {
   const segments = normalized.split('\r');
   const bad = segments.findIndex((s) => !/^[A-Z][A-Z0-9]{2}/.test(s));
   if (bad >= 0) {
-    throw new Hl7ContentError(undefined, '100', `Segment ${bad + 1} is not an HL7 segment (it does not start with a segment name)`, true);
+    throw new Hl7ContentError(
+      undefined,
+      '100',
+      `Segment ${bad + 1} is not an HL7 segment (it does not start with a segment name)`,
+      true,
+    );
   }
   return Hl7Message.parse(normalized);
 }
@@ -170,7 +186,13 @@ export function hl7DateTime(text: string, where: Hl7Location): string | undefine
   }
   const [, y, mo, d, h, mi, s, tz] = m;
   const check = new Date(Date.UTC(+y, +(mo ?? 1) - 1, +(d ?? 1), +(h ?? 0), +(mi ?? 0), +(s ?? 0)));
-  if (check.getUTCMonth() + 1 !== +(mo ?? 1) || check.getUTCDate() !== +(d ?? 1) || +(h ?? 0) > 23 || +(mi ?? 0) > 59 || +(s ?? 0) > 59) {
+  if (
+    check.getUTCMonth() + 1 !== +(mo ?? 1) ||
+    check.getUTCDate() !== +(d ?? 1) ||
+    +(h ?? 0) > 23 ||
+    +(mi ?? 0) > 59 ||
+    +(s ?? 0) > 59
+  ) {
     throw new Hl7ContentError(where, '102', `"${text}" is not a valid calendar date/time`);
   }
   if (!h) {
@@ -219,7 +241,10 @@ function parisOffset(wallAsUtc: number): string {
  * terminators normalised. Bytes are read as latin1 so any charset hashes as sent.
  */
 export function contentDigest(raw: Buffer): string {
-  const segments = raw.toString('latin1').split(/\r\n|\r|\n/).filter((s) => s.length > 0);
+  const segments = raw
+    .toString('latin1')
+    .split(/\r\n|\r|\n/)
+    .filter((s) => s.length > 0);
   const msh = segments[0];
   if (msh?.startsWith('MSH') && msh.length > 3) {
     const fields = msh.split(msh[3]!);

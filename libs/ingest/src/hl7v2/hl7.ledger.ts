@@ -65,7 +65,13 @@ export class Hl7Ledger {
     }
     const raw = row.raw as Buffer;
     const charset = (row.charset as string | null) ?? null;
-    return { ...toEntry(row), charset, raw: raw.toString('base64'), text: decodeForDisplay(raw, charset), ack: (row.ack as string | null) ?? null };
+    return {
+      ...toEntry(row),
+      charset,
+      raw: raw.toString('base64'),
+      text: decodeForDisplay(raw, charset),
+      ack: (row.ack as string | null) ?? null,
+    };
   }
 }
 

@@ -9,7 +9,8 @@ import { readAdt, readHeader } from './pam-fr.reader';
 import type { AdtMessage } from './pam-fr.reader';
 import { peekTarget } from './hl7-ingest.service';
 
-const MSH = (charset: string): string => `MSH|^~\\&|GAM|CHU-X|DPI|CHU-X|20240306111154||ADT^A01^ADT_A01|3975|P|2.5^FRA^2.11|||||FRA|${charset}`;
+const MSH = (charset: string): string =>
+  `MSH|^~\\&|GAM|CHU-X|DPI|CHU-X|20240306111154||ADT^A01^ADT_A01|3975|P|2.5^FRA^2.11|||||FRA|${charset}`;
 
 describe('HL7 text', () => {
   it('decodes HL7 escape sequences, hex included', () => {
@@ -30,7 +31,10 @@ describe('HL7 text', () => {
 
   it('honours MSH-18, detects undeclared charsets and refuses a UTF-8 label on latin1 bytes', () => {
     const latin1 = iconv.encode(`${MSH('8859/1')}\rPID|1||1^^^X^PI||BÉGAUDEAU`, 'latin1');
-    expect(decodeMessage(latin1, undefined)).toEqual({ text: expect.stringContaining('BÉGAUDEAU'), charset: 'ISO-8859-1' });
+    expect(decodeMessage(latin1, undefined)).toEqual({
+      text: expect.stringContaining('BÉGAUDEAU'),
+      charset: 'ISO-8859-1',
+    });
     const undeclared = iconv.encode(`${MSH('')}\rPID|1||1^^^X^PI||HÉLÈNE`, 'latin1');
     expect(decodeMessage(undeclared, undefined).charset).toBe('ISO-8859-1');
     const lying = iconv.encode(`${MSH('UNICODE UTF-8')}\rPID|1||1^^^X^PI||HÉLÈNE`, 'latin1');
@@ -44,7 +48,6 @@ describe('HL7 text', () => {
     expect(() => parseEr7('hello')).toThrow(Hl7ContentError);
     expect(() => parseEr7(`${MSH('')}\r\u0000\u0001garbage`)).toThrow(/not an HL7 segment/);
   });
-
 });
 
 describe('an INS that fails its checks (PID-3)', () => {
@@ -55,7 +58,9 @@ describe('an INS that fails its checks (PID-3)', () => {
 
   function read(ins: string, status: string, authority = `ASIP-SANTE-INS-NIR&${INS_OID}&ISO`): AdtMessage {
     const pid = `PID|1||IPP1^^^CHU-X&1.2.250.1.71.4.2.2.10000&ISO^PI~${ins}^^^${authority}^INS||MARTIN^JULES^JULES^^^^L||19550301|M${'|'.repeat(24)}${status}`;
-    const msg = parseEr7(`MSH|^~\\&|GAM|CHU-X|DPI|CHU-X|20240306111154||ADT^A31^ADT_A05|1|P|2.5^FRA^2.11\rEVN||20240306111154\r${pid}\rPV1|1|N`);
+    const msg = parseEr7(
+      `MSH|^~\\&|GAM|CHU-X|DPI|CHU-X|20240306111154||ADT^A31^ADT_A05|1|P|2.5^FRA^2.11\rEVN||20240306111154\r${pid}\rPV1|1|N`,
+    );
     return readAdt(msg, readHeader(msg));
   }
 
@@ -69,8 +74,10 @@ describe('an INS that fails its checks (PID-3)', () => {
     extension: [{ url: RELIABILITY_EXTENSION, extension: [{ url: 'identityStatus', valueCoding: { code: 'QUAL' } }] }],
   });
   const statusOf = (p: Patient): string | undefined =>
-    p.extension?.find((e) => e.url === RELIABILITY_EXTENSION)?.extension?.find((e) => e.url === 'identityStatus')?.valueCoding?.code;
-  const insOf = (p: Patient): string[] => (p.identifier ?? []).filter((i) => i.system === `urn:oid:${INS_OID}`).map((i) => i.value ?? '');
+    p.extension?.find((e) => e.url === RELIABILITY_EXTENSION)?.extension?.find((e) => e.url === 'identityStatus')
+      ?.valueCoding?.code;
+  const insOf = (p: Patient): string[] =>
+    (p.identifier ?? []).filter((i) => i.system === `urn:oid:${INS_OID}`).map((i) => i.value ?? '');
 
   it('reads a valid INS-NIR as the INS and keeps PID-32', () => {
     const adt = read(GOOD, 'QUAL');
@@ -85,7 +92,13 @@ describe('an INS that fails its checks (PID-3)', () => {
     expect(adt.patient.identityStatus).toBe('PROV');
     expect(adt.patient.insRejected).toEqual({ declaredStatus: 'QUAL' });
     expect(adt.patient.ipp?.value).toBe('IPP1');
-    expect(adt.warnings).toEqual([{ location: { segment: 'PID', field: 3, repetition: 2, component: 1 }, code: '102', text: expect.stringContaining('key') }]);
+    expect(adt.warnings).toEqual([
+      {
+        location: { segment: 'PID', field: 3, repetition: 2, component: 1 },
+        code: '102',
+        text: expect.stringContaining('key'),
+      },
+    ]);
     expect(adt.warnings[0].text).not.toContain(BAD_KEY);
     expect(adt.warnings[0].text).not.toContain(BAD_KEY.slice(0, 13));
   });
@@ -93,7 +106,10 @@ describe('an INS that fails its checks (PID-3)', () => {
   it('drops an INS of the wrong format (102) or of an authority that is not an INS OID (103)', () => {
     expect(read('27903632200', 'VALI').warnings[0]).toMatchObject({ code: '102', location: { component: 1 } });
     const other = read(GOOD, 'VALI', 'CHU-X&1.2.250.1.71.4.2.2.10000&ISO');
-    expect(other.warnings[0]).toMatchObject({ code: '103', location: { segment: 'PID', field: 3, repetition: 2, component: 4 } });
+    expect(other.warnings[0]).toMatchObject({
+      code: '103',
+      location: { segment: 'PID', field: 3, repetition: 2, component: 4 },
+    });
     expect(other.patient).toMatchObject({ ins: undefined, identityStatus: 'PROV' });
   });
 
@@ -131,16 +147,27 @@ describe('ACK', () => {
   it('echoes MSH-10 in MSA-2, swaps sender and receiver and locates the error in ERR', () => {
     const target = peekTarget(Buffer.from(`${MSH('8859/1')}\rPID|1`))?.target;
     expect(target).toBeDefined();
-    const ack = buildAck(target!, 'AE', 'ACK1', [{ location: { segment: 'PV1', field: 19 }, code: '101', text: 'PV1-19 missing | required' }]);
+    const ack = buildAck(target!, 'AE', 'ACK1', [
+      { location: { segment: 'PV1', field: 19 }, code: '101', text: 'PV1-19 missing | required' },
+    ]);
     const lines = ack.split('\r');
-    expect(lines[0]).toMatch(/^MSH\|\^~\\&\|DPI\|CHU-X\|GAM\|CHU-X\|\d{14}\+0000\|\|ACK\^A01\^ACK\|ACK1\|P\|2\.5\^FRA\^2\.11\|{6}8859\/1$/);
+    expect(lines[0]).toMatch(
+      /^MSH\|\^~\\&\|DPI\|CHU-X\|GAM\|CHU-X\|\d{14}\+0000\|\|ACK\^A01\^ACK\|ACK1\|P\|2\.5\^FRA\^2\.11\|{6}8859\/1$/,
+    );
     expect(lines[1]).toBe('MSA|AE|3975|PV1-19 missing \\F\\ required');
     expect(lines[2]).toBe('ERR||PV1^1^19^1|101^Required field missing^HL70357|E||||PV1-19 missing \\F\\ required');
   });
 
   it('an AA may carry warnings: ERR-4 severity W', () => {
     const target = peekTarget(Buffer.from(`${MSH('8859/1')}\rPID|1`))?.target;
-    const ack = buildAck(target!, 'AA', 'ACK2', [{ location: { segment: 'PID', field: 3, repetition: 2, component: 1 }, code: '102', severity: 'W', text: 'PID-3[2].1: INS-NIR key' }]);
+    const ack = buildAck(target!, 'AA', 'ACK2', [
+      {
+        location: { segment: 'PID', field: 3, repetition: 2, component: 1 },
+        code: '102',
+        severity: 'W',
+        text: 'PID-3[2].1: INS-NIR key',
+      },
+    ]);
     const lines = ack.split('\r');
     expect(lines[1]).toBe('MSA|AA|3975|Message processed with warnings (see ERR)');
     expect(lines[2]).toBe('ERR||PID^1^3^2^1|102^Data type error^HL70357|W||||PID-3[2].1: INS-NIR key');
@@ -148,7 +175,14 @@ describe('ACK', () => {
 });
 
 describe('foldStay', () => {
-  const m = (id: string, trigger: string, start: string, extra: Partial<StoredMovement['data']> = {}, cancelled = false, seq = 0): StoredMovement => ({
+  const m = (
+    id: string,
+    trigger: string,
+    start: string,
+    extra: Partial<StoredMovement['data']> = {},
+    cancelled = false,
+    seq = 0,
+  ): StoredMovement => ({
     movementId: id,
     trigger,
     cancelled,
@@ -165,8 +199,17 @@ describe('foldStay', () => {
     const inOrder = foldStay(movements);
     const reversed = foldStay([...movements].reverse().map((x, i) => ({ ...x, seq: i })));
     expect(reversed).toEqual(inOrder);
-    expect(inOrder).toMatchObject({ status: 'finished', start: '2024-03-06T11:00:00+01:00', end: '2024-03-09T10:00:00+01:00', discharged: true, modeSortie: '8' });
-    expect(inOrder.locations.map((l) => [l.unit.code, l.end])).toEqual([['4012', '2024-03-07T09:00:00+01:00'], ['5000', '2024-03-09T10:00:00+01:00']]);
+    expect(inOrder).toMatchObject({
+      status: 'finished',
+      start: '2024-03-06T11:00:00+01:00',
+      end: '2024-03-09T10:00:00+01:00',
+      discharged: true,
+      modeSortie: '8',
+    });
+    expect(inOrder.locations.map((l) => [l.unit.code, l.end])).toEqual([
+      ['4012', '2024-03-07T09:00:00+01:00'],
+      ['5000', '2024-03-09T10:00:00+01:00'],
+    ]);
   });
 
   it('cancelled movements count for nothing: a cancelled discharge reopens, a cancelled admission cancels', () => {

@@ -66,11 +66,17 @@ export class MllpServer {
     const t = this.opts.tls;
     this.server = t
       ? tls.createServer(
-        { cert: readFileSync(t.certFile), key: readFileSync(t.keyFile), ...(t.caFile ? { ca: readFileSync(t.caFile), requestCert: true, rejectUnauthorized: true } : {}) },
-        onSocket,
-      )
+          {
+            cert: readFileSync(t.certFile),
+            key: readFileSync(t.keyFile),
+            ...(t.caFile ? { ca: readFileSync(t.caFile), requestCert: true, rejectUnauthorized: true } : {}),
+          },
+          onSocket,
+        )
       : net.createServer(onSocket);
-    this.server.on('tlsClientError', (err: Error) => this.opts.logger.warn({ err: err.message }, 'mllp tls handshake failed'));
+    this.server.on('tlsClientError', (err: Error) =>
+      this.opts.logger.warn({ err: err.message }, 'mllp tls handshake failed'),
+    );
     const server = this.server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -162,7 +168,10 @@ class Connection {
         const start = chunk.indexOf(VT, pos);
         const outside = chunk.subarray(pos, start < 0 ? chunk.length : start);
         if (outside.some((b) => b !== CR && b !== 0x0a && b !== 0x20)) {
-          this.opts.logger.warn({ peer: this.peer, bytes: outside.length }, 'mllp: data outside a frame, connection closed');
+          this.opts.logger.warn(
+            { peer: this.peer, bytes: outside.length },
+            'mllp: data outside a frame, connection closed',
+          );
           this.socket.destroy();
           return;
         }
@@ -237,19 +246,25 @@ class Connection {
     if (this.pending >= MAX_PENDING) {
       this.socket.pause();
     }
-    this.chain = this.chain.then(async () => {
-      const ack = await this.handler(frame);
-      if (!this.socket.destroyed) {
-        this.socket.write(Buffer.concat([Buffer.from([VT]), ack, Buffer.from([FS, CR])]));
-      }
-    }).catch((err: unknown) => {
-      this.opts.logger.error({ peer: this.peer, err: (err as Error).message }, 'mllp handler failed; connection closed');
-      this.socket.destroy();
-    }).finally(() => {
-      this.pending--;
-      if (this.pending < MAX_PENDING && this.socket.isPaused() && !this.socket.destroyed) {
-        this.socket.resume();
-      }
-    });
+    this.chain = this.chain
+      .then(async () => {
+        const ack = await this.handler(frame);
+        if (!this.socket.destroyed) {
+          this.socket.write(Buffer.concat([Buffer.from([VT]), ack, Buffer.from([FS, CR])]));
+        }
+      })
+      .catch((err: unknown) => {
+        this.opts.logger.error(
+          { peer: this.peer, err: (err as Error).message },
+          'mllp handler failed; connection closed',
+        );
+        this.socket.destroy();
+      })
+      .finally(() => {
+        this.pending--;
+        if (this.pending < MAX_PENDING && this.socket.isPaused() && !this.socket.destroyed) {
+          this.socket.resume();
+        }
+      });
   }
 }

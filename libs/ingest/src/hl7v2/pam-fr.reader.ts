@@ -4,17 +4,49 @@ import { Hl7ContentError, comp, hl7Date, hl7DateTime, reps, value } from './hl7-
 import type { ErrCode, Hl7Location, Rep } from './hl7-text';
 
 /** ITI-31 (patient encounter management) and ITI-30 (identity) events of PAM-FR 2.11. */
-export const ITI31_EVENTS = ['A01', 'A02', 'A03', 'A04', 'A05', 'A06', 'A07', 'A11', 'A12', 'A13', 'A21', 'A22', 'A38', 'A52', 'A53', 'Z99'] as const;
+export const ITI31_EVENTS = [
+  'A01',
+  'A02',
+  'A03',
+  'A04',
+  'A05',
+  'A06',
+  'A07',
+  'A11',
+  'A12',
+  'A13',
+  'A21',
+  'A22',
+  'A38',
+  'A52',
+  'A53',
+  'Z99',
+] as const;
 export const ITI30_EVENTS = ['A28', 'A31', 'A40', 'A47'] as const;
 export type AdtEvent = (typeof ITI31_EVENTS)[number] | (typeof ITI30_EVENTS)[number];
 
 /** What an INSERT movement does to the stay. */
 export type MovementKind = 'preadmit' | 'admit' | 'transfer' | 'class' | 'leave' | 'return' | 'discharge';
 export const MOVEMENT_KIND: Record<string, MovementKind> = {
-  A05: 'preadmit', A01: 'admit', A04: 'admit', A02: 'transfer', A06: 'class', A07: 'class', A21: 'leave', A22: 'return', A03: 'discharge',
+  A05: 'preadmit',
+  A01: 'admit',
+  A04: 'admit',
+  A02: 'transfer',
+  A06: 'class',
+  A07: 'class',
+  A21: 'leave',
+  A22: 'return',
+  A03: 'discharge',
 };
 /** Cancel events and the trigger of the movement they cancel (PAM-FR: cancel only the current movement). */
-export const CANCELS: Record<string, string> = { A11: 'A01', A12: 'A02', A13: 'A03', A38: 'A05', A52: 'A21', A53: 'A22' };
+export const CANCELS: Record<string, string> = {
+  A11: 'A01',
+  A12: 'A02',
+  A13: 'A03',
+  A38: 'A05',
+  A52: 'A21',
+  A53: 'A22',
+};
 
 export interface Header {
   sendingApplication: string;
@@ -37,9 +69,25 @@ export interface Cx {
   rep: number;
 }
 
-export interface NameData { use: 'official' | 'usual'; family: string; given: string; birthGivenList?: string }
-export interface AddressData { use?: 'home' | 'work' | 'temp'; line: string[]; city?: string; postalCode?: string; country?: string; insee?: string }
-export interface TelecomData { system: 'phone' | 'fax' | 'email'; value: string; use?: 'home' | 'work' | 'mobile' }
+export interface NameData {
+  use: 'official' | 'usual';
+  family: string;
+  given: string;
+  birthGivenList?: string;
+}
+export interface AddressData {
+  use?: 'home' | 'work' | 'temp';
+  line: string[];
+  city?: string;
+  postalCode?: string;
+  country?: string;
+  insee?: string;
+}
+export interface TelecomData {
+  system: 'phone' | 'fax' | 'email';
+  value: string;
+  use?: 'home' | 'work' | 'mobile';
+}
 
 export interface PatientData {
   ipp?: Cx;
@@ -68,9 +116,18 @@ export interface ReadWarning {
   text: string;
 }
 
-export interface DoctorData { rpps?: string; idNatPs: string; family?: string; given?: string; remove: boolean }
+export interface DoctorData {
+  rpps?: string;
+  idNatPs: string;
+  family?: string;
+  given?: string;
+  remove: boolean;
+}
 
-export interface UnitData { code: string; display?: string }
+export interface UnitData {
+  code: string;
+  display?: string;
+}
 
 /** The data a movement contributes to the stay; kept as JSON with the movement. */
 export interface MovementData {
@@ -87,7 +144,11 @@ export interface MovementData {
   destination?: string;
 }
 
-export interface MovementRef { id: string; action: 'INSERT' | 'UPDATE' | 'CANCEL'; originalTrigger: string }
+export interface MovementRef {
+  id: string;
+  action: 'INSERT' | 'UPDATE' | 'CANCEL';
+  originalTrigger: string;
+}
 
 export interface AdtMessage {
   header: Header;
@@ -137,13 +198,21 @@ export function readAdt(msg: Hl7Message, header: Header): AdtMessage {
     warnings,
   };
   if ((event === 'A40' || event === 'A47') && out.prior.length === 0) {
-    throw new Hl7ContentError({ segment: 'MRG', field: 1 }, '101', `${event} requires the prior patient identifier in MRG-1`);
+    throw new Hl7ContentError(
+      { segment: 'MRG', field: 1 },
+      '101',
+      `${event} requires the prior patient identifier in MRG-1`,
+    );
   }
   if (iti31) {
     const pv1 = msg.getSegment('PV1');
     const visit = readCxList(pv1, 19, 'PV1')[0];
     if (!visit) {
-      throw new Hl7ContentError({ segment: 'PV1', field: 19 }, '101', 'PV1-19 (visit number) is required on ITI-31 events');
+      throw new Hl7ContentError(
+        { segment: 'PV1', field: 19 },
+        '101',
+        'PV1-19 (visit number) is required on ITI-31 events',
+      );
     }
     out.visit = visit;
     out.movement = readMovement(msg, event, pv1);
@@ -179,7 +248,11 @@ function readPatient(pid: Hl7Segment, warnings: ReadWarning[]): PatientData {
     p.identityStatus = 'PROV';
   }
   if ((p.identityStatus === 'QUAL' || p.identityStatus === 'RECUP') && !p.ins) {
-    throw new Hl7ContentError({ segment: 'PID', field: 3 }, '101', `Identity status ${p.identityStatus} (PID-32) requires an INS in PID-3`);
+    throw new Hl7ContentError(
+      { segment: 'PID', field: 3 },
+      '101',
+      `Identity status ${p.identityStatus} (PID-32) requires an INS in PID-3`,
+    );
   }
   return p;
 }
@@ -193,9 +266,19 @@ function readCxList(seg: Hl7Segment | undefined, field: number, name: string): C
       const oidType = comp(r, 4, 3);
       const oid = comp(r, 4, 2);
       if (comp(r, 1).length > 64) {
-        throw new Hl7ContentError({ segment: name, field, repetition: i + 1, component: 1 }, '102', 'Identifier longer than 64 characters');
+        throw new Hl7ContentError(
+          { segment: name, field, repetition: i + 1, component: 1 },
+          '102',
+          'Identifier longer than 64 characters',
+        );
       }
-      return { value: comp(r, 1), namespace: comp(r, 4, 1), oid: oid && /^ISO$/i.test(oidType) ? oid : undefined, type: comp(r, 5).toUpperCase(), rep: i + 1 };
+      return {
+        value: comp(r, 1),
+        namespace: comp(r, 4, 1),
+        oid: oid && /^ISO$/i.test(oidType) ? oid : undefined,
+        type: comp(r, 5).toUpperCase(),
+        rep: i + 1,
+      };
     });
 }
 
@@ -220,7 +303,13 @@ function readIns(ids: Cx[]): NonNullable<PatientData['ins']> | { warning: ReadWa
   const at = (component: number): Hl7Location => ({ segment: 'PID', field: 3, repetition: cx.rep, component });
   const notUsed = 'the INS is not used and the identity is recorded as provisional (PROV)';
   if (!cx.oid || !kind) {
-    return { warning: { location: at(4), code: '103', text: `INS assigning authority must be an INS OID (1.2.250.1.213.1.4.8, .9, .10 or .11), got "${cx.oid ?? cx.namespace}": ${notUsed}` } };
+    return {
+      warning: {
+        location: at(4),
+        code: '103',
+        text: `INS assigning authority must be an INS OID (1.2.250.1.213.1.4.8, .9, .10 or .11), got "${cx.oid ?? cx.namespace}": ${notUsed}`,
+      },
+    };
   }
   const problem = insProblem(kind, cx.value);
   if (problem) {
@@ -242,16 +331,32 @@ function readNames(pid: Hl7Segment): NameData[] {
     // PAM-FR: L = birth (legal) name, always sent; D = used name. An untyped name stands for L only if none is typed L.
     const use = n.type === 'L' || (!n.type && !hasL) ? 'official' : n.type === 'D' ? 'usual' : undefined;
     if (use && n.family) {
-      out.push({ use, family: n.family, given: n.given, ...(use === 'official' && n.further ? { birthGivenList: n.further } : {}) });
+      out.push({
+        use,
+        family: n.family,
+        given: n.given,
+        ...(use === 'official' && n.further ? { birthGivenList: n.further } : {}),
+      });
     }
   }
   return out;
 }
 
 function readGender(code: string): PatientData['gender'] {
-  const map: Record<string, PatientData['gender']> = { M: 'male', F: 'female', O: 'other', A: 'other', U: 'unknown', N: 'unknown' };
+  const map: Record<string, PatientData['gender']> = {
+    M: 'male',
+    F: 'female',
+    O: 'other',
+    A: 'other',
+    U: 'unknown',
+    N: 'unknown',
+  };
   if (code && !map[code.toUpperCase()]) {
-    throw new Hl7ContentError({ segment: 'PID', field: 8 }, '103', `PID-8 "${code}" is not an administrative sex (F, M, O, U)`);
+    throw new Hl7ContentError(
+      { segment: 'PID', field: 8 },
+      '103',
+      `PID-8 "${code}" is not an administrative sex (F, M, O, U)`,
+    );
   }
   return code ? map[code.toUpperCase()] : undefined;
 }
@@ -267,7 +372,12 @@ function readAddress(r: Rep, p: PatientData): void {
     return;
   }
   const line = [comp(r, 1, 1), comp(r, 2)].filter(Boolean);
-  const a: AddressData = { line, city: comp(r, 3) || undefined, postalCode: comp(r, 5) || undefined, country: comp(r, 6) || undefined };
+  const a: AddressData = {
+    line,
+    city: comp(r, 3) || undefined,
+    postalCode: comp(r, 5) || undefined,
+    country: comp(r, 6) || undefined,
+  };
   // XAD-9 (county/parish) carries the INSEE commune code in France: it routes to the CPTS.
   if (comp(r, 9)) {
     a.insee = comp(r, 9);
@@ -297,7 +407,14 @@ function readTelecoms(list: Rep[]): TelecomData[] {
     if (!number) {
       continue;
     }
-    const use = equip === 'CP' ? 'mobile' : useCode === 'WPN' ? 'work' : useCode === 'PRN' || useCode === 'ORN' ? 'home' : undefined;
+    const use =
+      equip === 'CP'
+        ? 'mobile'
+        : useCode === 'WPN'
+          ? 'work'
+          : useCode === 'PRN' || useCode === 'ORN'
+            ? 'home'
+            : undefined;
     out.push({ system: equip === 'FX' ? 'fax' : 'phone', value: number, ...(use ? { use } : {}) });
   }
   return out;
@@ -332,9 +449,19 @@ function readDoctor(rols: Hl7Segment[]): DoctorData | undefined {
   } else if (/^0?[0-9A-Z]{9}$/.test(id)) {
     idNatPs = id.length === 9 ? `0${id}` : id;
   } else {
-    throw new Hl7ContentError(where, '102', 'ROL-4 must carry an RPPS (11 digits), an IdNatPS (8 + RPPS) or an ADELI number');
+    throw new Hl7ContentError(
+      where,
+      '102',
+      'ROL-4 must carry an RPPS (11 digits), an IdNatPS (8 + RPPS) or an ADELI number',
+    );
   }
-  return { rpps, idNatPs, family: comp(r, 2) || undefined, given: comp(r, 3) || undefined, remove: value(rol, 2).toUpperCase() === 'DE' };
+  return {
+    rpps,
+    idNatPs,
+    family: comp(r, 2) || undefined,
+    given: comp(r, 3) || undefined,
+    remove: value(rol, 2).toUpperCase() === 'DE',
+  };
 }
 
 function readConsent(zfa: Hl7Segment | undefined): AdtMessage['consent'] {
@@ -358,15 +485,25 @@ function readMovement(msg: Hl7Message, event: AdtEvent, pv1: Hl7Segment | undefi
     throw new Hl7ContentError({ segment: 'ZBE', field: 1 }, '101', 'ZBE-1 (movement id) is required');
   }
   // Some feeds shift the action to ZBE-5 (seen in published samples); accept it when ZBE-4 is empty.
-  const actionText = (value(zbe, 4) || (ACTIONS.includes(value(zbe, 5).toUpperCase() as 'INSERT') ? value(zbe, 5) : '')).toUpperCase();
+  const actionText = (
+    value(zbe, 4) || (ACTIONS.includes(value(zbe, 5).toUpperCase() as 'INSERT') ? value(zbe, 5) : '')
+  ).toUpperCase();
   const action = ACTIONS.find((a) => a === actionText);
   const expected = event === 'Z99' ? 'UPDATE' : event in CANCELS ? 'CANCEL' : 'INSERT';
   if (actionText && action !== expected) {
-    throw new Hl7ContentError({ segment: 'ZBE', field: 4 }, '103', `ZBE-4 is "${actionText}" but ${event} requires ${expected}`);
+    throw new Hl7ContentError(
+      { segment: 'ZBE', field: 4 },
+      '103',
+      `ZBE-4 is "${actionText}" but ${event} requires ${expected}`,
+    );
   }
-  const originalTrigger = (value(zbe, 6) || (event === 'Z99' ? '' : CANCELS[event] ?? event)).toUpperCase();
+  const originalTrigger = (value(zbe, 6) || (event === 'Z99' ? '' : (CANCELS[event] ?? event))).toUpperCase();
   if (event === 'Z99' && !MOVEMENT_KIND[originalTrigger]) {
-    throw new Hl7ContentError({ segment: 'ZBE', field: 6 }, '101', 'Z99 requires ZBE-6, the trigger of the movement it updates (A01, A02, A03…)');
+    throw new Hl7ContentError(
+      { segment: 'ZBE', field: 6 },
+      '101',
+      'Z99 requires ZBE-6, the trigger of the movement it updates (A01, A02, A03…)',
+    );
   }
   const zfm = msg.getSegment('ZFM');
   const start = hl7DateTime(value(zbe, 2), { segment: 'ZBE', field: 2 });

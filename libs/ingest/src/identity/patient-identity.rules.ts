@@ -43,7 +43,10 @@ export function patientLookups(p: PatientData, ippSystem: string): { ipp: Lookup
  * none (a new one). `one` gives the single match of a lookup (and refuses several); the INS lookup
  * is only consulted when the IPP finds nobody.
  */
-export function pickPatient(lookups: { ipp: Lookup; ins?: Lookup }, one: (l: Lookup) => StoredResource | undefined): StoredResource | undefined {
+export function pickPatient(
+  lookups: { ipp: Lookup; ins?: Lookup },
+  one: (l: Lookup) => StoredResource | undefined,
+): StoredResource | undefined {
   return one(lookups.ipp) ?? (lookups.ins ? one(lookups.ins) : undefined);
 }
 
@@ -55,10 +58,19 @@ export function pickPatient(lookups: { ipp: Lookup; ins?: Lookup }, one: (l: Loo
  * unless PID-32 itself says provisional: a mistyped INS neither erases nor downgrades a qualified
  * identity, an explicit downgrade still applies.
  */
-export function keptIdentity(existing: Patient | undefined, p: PatientData, ippSystem: string): { identifiers: Identifier[]; keepStatus: boolean } {
+export function keptIdentity(
+  existing: Patient | undefined,
+  p: PatientData,
+  ippSystem: string,
+): { identifiers: Identifier[]; keepStatus: boolean } {
   const replaced = new Set([ippSystem, ...(p.ins ? INS_SYSTEMS : [])]);
   // An invalid INS stored before the rule existed cannot be written back (every Patient write checks it).
-  const identifiers = (existing?.identifier ?? []).filter((i) => !(i.system && replaced.has(i.system) && i.use !== 'old') && !(insKindOf(i.system) && !isValidIns(i)));
-  const keepStatus = p.insRejected !== undefined && p.insRejected.declaredStatus !== 'PROV' && identifiers.some((i) => i.use !== 'old' && isValidIns(i));
+  const identifiers = (existing?.identifier ?? []).filter(
+    (i) => !(i.system && replaced.has(i.system) && i.use !== 'old') && !(insKindOf(i.system) && !isValidIns(i)),
+  );
+  const keepStatus =
+    p.insRejected !== undefined &&
+    p.insRejected.declaredStatus !== 'PROV' &&
+    identifiers.some((i) => i.use !== 'old' && isValidIns(i));
   return { identifiers, keepStatus };
 }

@@ -38,7 +38,10 @@ export class PatientIdentityService {
   }
 
   /** The stored patient those lookups found (IPP first), given the single match of each lookup. */
-  pick(lookups: { ipp: Lookup; ins?: Lookup }, one: (l: Lookup) => StoredResource | undefined): StoredResource | undefined {
+  pick(
+    lookups: { ipp: Lookup; ins?: Lookup },
+    one: (l: Lookup) => StoredResource | undefined,
+  ): StoredResource | undefined {
     return pickPatient(lookups, one);
   }
 
@@ -47,16 +50,39 @@ export class PatientIdentityService {
    * survivor keeps the prior identifiers as `old` and links to it. Merging into itself (or an
    * unknown prior) only records the prior IPP as `old`.
    */
-  async merge(adt: AdtMessage, survivor: Patient, survivorRef: string): Promise<{ survivor: Patient; changes: IdentityChange[] }> {
+  async merge(
+    adt: AdtMessage,
+    survivor: Patient,
+    survivorRef: string,
+  ): Promise<{ survivor: Patient; changes: IdentityChange[] }> {
     const priorCx = adt.prior.find((c) => c.type === 'PI') ?? adt.prior[0];
     const priorSystem = cxSystem(priorCx, this.source.ippSystem, this.source.sendingFacility, 'ipp');
     const prior = await this.match('Patient', [['identifier', `${priorSystem}|${tokenValue(priorCx.value)}`]], 'MRG-1');
     if (!prior || `Patient/${prior.id}` === survivorRef) {
-      return { survivor: addOldIdentifiers(survivor, [{ system: priorSystem, value: priorCx.value, type: { coding: [{ code: 'PI' }] } }]), changes: [] };
+      return {
+        survivor: addOldIdentifiers(survivor, [
+          { system: priorSystem, value: priorCx.value, type: { coding: [{ code: 'PI' }] } },
+        ]),
+        changes: [],
+      };
     }
     const priorResource = parse<Patient>(prior) as Patient;
-    const changes: IdentityChange[] = [{ existing: prior, resource: markReplaced(priorResource, survivorRef), id: prior.id }];
-    const encounters = await this.repo.search(this.principal, parseSearchRequest('Encounter', [['subject', `Patient/${prior.id}`], ['_count', '1000']], LIMITS), true, this.tx);
+    const changes: IdentityChange[] = [
+      { existing: prior, resource: markReplaced(priorResource, survivorRef), id: prior.id },
+    ];
+    const encounters = await this.repo.search(
+      this.principal,
+      parseSearchRequest(
+        'Encounter',
+        [
+          ['subject', `Patient/${prior.id}`],
+          ['_count', '1000'],
+        ],
+        LIMITS,
+      ),
+      true,
+      this.tx,
+    );
     for (const e of encounters.matches) {
       const enc = parse<Encounter>(e) as Encounter;
       changes.push({ existing: e, resource: { ...enc, subject: { reference: survivorRef } }, id: e.id });
@@ -70,14 +96,29 @@ export class PatientIdentityService {
     const priorSystem = cxSystem(priorCx, this.source.ippSystem, this.source.sendingFacility, 'ipp');
     const prior = await this.match('Patient', [['identifier', `${priorSystem}|${tokenValue(priorCx.value)}`]], 'MRG-1');
     if (!prior) {
-      throw new Hl7ContentError({ segment: 'MRG', field: 1 }, '204', 'A47: no patient of this hospital has the prior identifier in MRG-1');
+      throw new Hl7ContentError(
+        { segment: 'MRG', field: 1 },
+        '204',
+        'A47: no patient of this hospital has the prior identifier in MRG-1',
+      );
     }
-    const clash = await this.match('Patient', [['identifier', `${ippSystem}|${tokenValue(adt.patient.ipp?.value ?? '')}`]], 'PID-3 IPP');
+    const clash = await this.match(
+      'Patient',
+      [['identifier', `${ippSystem}|${tokenValue(adt.patient.ipp?.value ?? '')}`]],
+      'PID-3 IPP',
+    );
     if (clash && clash.id !== prior.id) {
-      throw new Hl7ContentError({ segment: 'PID', field: 3 }, '205', 'A47: the new identifier already belongs to another patient (use A40 to merge)');
+      throw new Hl7ContentError(
+        { segment: 'PID', field: 3 },
+        '205',
+        'A47: the new identifier already belongs to another patient (use A40 to merge)',
+      );
     }
     const current = parse<Patient>(prior) as Patient;
-    const updated = addOldIdentifiers(buildPatient(current, adt.patient, ippSystem), (current.identifier ?? []).filter((i) => i.system === priorSystem && i.value === priorCx.value));
+    const updated = addOldIdentifiers(
+      buildPatient(current, adt.patient, ippSystem),
+      (current.identifier ?? []).filter((i) => i.system === priorSystem && i.value === priorCx.value),
+    );
     return { existing: prior, resource: updated, id: prior.id };
   }
 
@@ -85,7 +126,11 @@ export class PatientIdentityService {
   private async match(type: string, pairs: [string, string][], what: string): Promise<StoredResource | undefined> {
     const found = await this.repo.lockAndMatch(this.tx, this.principal, parseSearchRequest(type, pairs, LIMITS));
     if (found.length > 1) {
-      throw new Hl7ContentError(undefined, '207', `${what} matches ${found.length} ${type} resources of this hospital; merge them first`);
+      throw new Hl7ContentError(
+        undefined,
+        '207',
+        `${what} matches ${found.length} ${type} resources of this hospital; merge them first`,
+      );
     }
     return found[0];
   }

@@ -37,7 +37,9 @@ export class ClientRegistry {
   async create(input: NewClient): Promise<{ client: ClientRecord; secret?: string }> {
     const bad = input.scopes.filter((s) => !isValidScope(s));
     if (bad.length > 0 || input.scopes.length === 0) {
-      throw new Error(`Invalid scope(s): ${bad.join(' ') || '(none given)'}; expected e.g. system/Patient.rs or system/*.cruds`);
+      throw new Error(
+        `Invalid scope(s): ${bad.join(' ') || '(none given)'}; expected e.g. system/Patient.rs or system/*.cruds`,
+      );
     }
     if (!/^Organization\/[A-Za-z0-9\-.]{1,64}$/.test(input.organization)) {
       throw new Error('The organization must be a reference Organization/<id>');
@@ -53,7 +55,15 @@ export class ClientRegistry {
     const secretHash = secret ? await hashSecret(secret) : null;
     await this.pool.query(
       `INSERT INTO client (id, name, organization, scopes, admin, secret_hash, jwks) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-      [id, input.name, input.organization, input.scopes.join(' '), !!input.admin, secretHash, input.jwks ? JSON.stringify(input.jwks) : null],
+      [
+        id,
+        input.name,
+        input.organization,
+        input.scopes.join(' '),
+        !!input.admin,
+        secretHash,
+        input.jwks ? JSON.stringify(input.jwks) : null,
+      ],
     );
     return { client: (await this.get(id)) as ClientRecord, secret };
   }

@@ -37,7 +37,10 @@ describe('parseScope', () => {
     ['surrounding spaces', ' system/Patient.rs'],
     ['a name of Object.prototype as action', 'system/Patient.constructor'],
     ['another prototype name as action', 'system/*.__proto__'],
-    ['a granular (query-restricted) scope, which the gateway cannot enforce', 'system/Observation.rs?category=laboratory'],
+    [
+      'a granular (query-restricted) scope, which the gateway cannot enforce',
+      'system/Observation.rs?category=laboratory',
+    ],
   ])('rejects %s', (_what, scope) => {
     expect(() => parseScope(scope)).not.toThrow();
     expect(parseScope(scope)).toBeUndefined();

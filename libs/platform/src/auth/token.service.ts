@@ -65,13 +65,20 @@ export class TokenService {
     try {
       await client.query('BEGIN');
       await client.query('SELECT pg_advisory_xact_lock(7402119)');
-      let row = (await client.query('SELECT kid, private_jwk, public_jwk FROM signing_key ORDER BY created_at DESC LIMIT 1')).rows[0];
+      let row = (
+        await client.query('SELECT kid, private_jwk, public_jwk FROM signing_key ORDER BY created_at DESC LIMIT 1')
+      ).rows[0];
       if (!row) {
         const { privateKey, publicKey } = await generateKeyPair(ALG, { extractable: true });
         const kid = randomUUID();
         const priv = { ...(await exportJWK(privateKey)), kid, alg: ALG };
         const pub = { ...(await exportJWK(publicKey)), kid, alg: ALG, use: 'sig' };
-        await client.query('INSERT INTO signing_key (kid, alg, private_jwk, public_jwk) VALUES ($1, $2, $3, $4)', [kid, ALG, priv, pub]);
+        await client.query('INSERT INTO signing_key (kid, alg, private_jwk, public_jwk) VALUES ($1, $2, $3, $4)', [
+          kid,
+          ALG,
+          priv,
+          pub,
+        ]);
         row = { kid, private_jwk: priv, public_jwk: pub };
       }
       await client.query('COMMIT');
@@ -90,7 +97,9 @@ export class TokenService {
     return { keys: this.publicJwk ? [this.publicJwk] : [] };
   }
 
-  async issue(req: TokenRequest): Promise<{ access_token: string; token_type: 'bearer'; expires_in: number; scope: string }> {
+  async issue(
+    req: TokenRequest,
+  ): Promise<{ access_token: string; token_type: 'bearer'; expires_in: number; scope: string }> {
     if (req.grant_type !== 'client_credentials') {
       throw new OAuthError(400, 'unsupported_grant_type', 'Only grant_type=client_credentials is supported');
     }
@@ -98,7 +107,12 @@ export class TokenService {
     const scopes = this.grantScopes(client, req.scope);
     const now = Math.floor(Date.now() / 1000);
     // RFC 9068 §2.2: client_id besides sub (clients such as @medplum/core's MedplumClient check it).
-    const token = await new SignJWT({ client_id: client.id, scope: scopes.join(' '), org: client.organization, adm: client.admin })
+    const token = await new SignJWT({
+      client_id: client.id,
+      scope: scopes.join(' '),
+      org: client.organization,
+      adm: client.admin,
+    })
       .setProtectedHeader({ alg: ALG, kid: this.publicJwk?.kid, typ: 'at+jwt' })
       .setIssuer(this.opts.issuer)
       .setSubject(client.id)
@@ -129,7 +143,9 @@ export class TokenService {
       clientId: String(payload.sub),
       organization: String(payload.org),
       admin: payload.adm === true,
-      scopes: String(payload.scope ?? '').split(' ').filter(Boolean),
+      scopes: String(payload.scope ?? '')
+        .split(' ')
+        .filter(Boolean),
     };
     if (this.verified.size >= VERIFIED_CACHE_SIZE) {
       this.verified.delete(this.verified.keys().next().value as string);
@@ -172,7 +188,11 @@ export class TokenService {
     const id = basic ? basic.id : req.client_id;
     const secret = basic ? basic.secret : req.client_secret;
     if (!id || !secret) {
-      throw new OAuthError(401, 'invalid_client', 'Client authentication required: HTTP Basic (client_secret_basic) or a client_assertion (private_key_jwt)');
+      throw new OAuthError(
+        401,
+        'invalid_client',
+        'Client authentication required: HTTP Basic (client_secret_basic) or a client_assertion (private_key_jwt)',
+      );
     }
     const client = await this.clients.verifySecret(id, secret);
     if (!client) {
@@ -184,7 +204,11 @@ export class TokenService {
   /** SMART Backend Services: a JWT signed with the client's registered key. */
   private async authenticateAssertion(req: TokenRequest): Promise<ClientRecord> {
     if (req.client_assertion_type !== CLIENT_ASSERTION_TYPE || !req.client_assertion) {
-      throw new OAuthError(400, 'invalid_request', `client_assertion_type must be ${CLIENT_ASSERTION_TYPE} with a client_assertion`);
+      throw new OAuthError(
+        400,
+        'invalid_request',
+        `client_assertion_type must be ${CLIENT_ASSERTION_TYPE} with a client_assertion`,
+      );
     }
     let iss: string | undefined;
     try {
@@ -254,7 +278,11 @@ function parseBasic(authorization: string | undefined): { id: string; secret: st
   } catch {
     // fall through: malformed %-escape
   }
-  throw new OAuthError(401, 'invalid_client', 'Malformed HTTP Basic credentials: expected base64(client_id:client_secret)');
+  throw new OAuthError(
+    401,
+    'invalid_client',
+    'Malformed HTTP Basic credentials: expected base64(client_id:client_secret)',
+  );
 }
 
 /** Deletes the client-assertion ids past their expiry (replay protection no longer needs them). */

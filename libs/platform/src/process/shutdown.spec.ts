@@ -48,7 +48,11 @@ describe('GracefulShutdown', () => {
     expect(await exited).toBe(1);
     expect(Date.now() - started).toBeLessThan(1000);
     expect(abandoned).toEqual(['queue', 'db']);
-    expect(lines.at(-1)).toMatchObject({ level: 50, abandoned: ['queue connections', 'database'], closed: ['listener'] });
+    expect(lines.at(-1)).toMatchObject({
+      level: 50,
+      abandoned: ['queue connections', 'database'],
+      closed: ['listener'],
+    });
     expect(String(lines.at(-1)?.msg)).toContain('abandoned queue connections, database');
   });
 

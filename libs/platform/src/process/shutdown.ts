@@ -56,7 +56,9 @@ export class GracefulShutdown {
           // A connection torn down while its server is gone can emit an 'error' nobody listens to
           // any more (BullMQ's LISTEN client drops its listeners before end()); once stopping, that
           // must not crash the process before it says what it closed: the deadline still applies.
-          process.on('uncaughtException', (err) => this.opts.logger.warn({ err: err.message }, 'error while shutting down (ignored)'));
+          process.on('uncaughtException', (err) =>
+            this.opts.logger.warn({ err: err.message }, 'error while shutting down (ignored)'),
+          );
           void this.run(signal);
         }
       });
@@ -111,10 +113,20 @@ export class GracefulShutdown {
         }
       }
     }
-    this.end(1, { why, abandoned, failed: this.names('failed') }, `shutdown not graceful: abandoned ${abandoned.join(', ') || 'nothing'}`, 'error');
+    this.end(
+      1,
+      { why, abandoned, failed: this.names('failed') },
+      `shutdown not graceful: abandoned ${abandoned.join(', ') || 'nothing'}`,
+      'error',
+    );
   }
 
-  private end(code: number, fields: Record<string, unknown>, msg: string, level: 'info' | 'warn' | 'error' = code === 0 ? 'info' : 'warn'): void {
+  private end(
+    code: number,
+    fields: Record<string, unknown>,
+    msg: string,
+    level: 'info' | 'warn' | 'error' = code === 0 ? 'info' : 'warn',
+  ): void {
     this.finished = true;
     this.opts.logger[level]({ ...fields, closed: this.names('done'), exitCode: code }, msg);
     (this.opts.exit ?? ((c: number) => process.exit(c)))(code);
@@ -130,11 +142,18 @@ export class GracefulShutdown {
  * background work (the outbox relay: no new jobs), jobs in flight, queue connections, the audit
  * buffer, the database.
  */
-export function processShutdownSteps(parts: { features: GatewayFeature[]; queue: QueueService; audit: { flush(): Promise<void> }; db: DatabaseHandle }): ShutdownStep[] {
+export function processShutdownSteps(parts: {
+  features: GatewayFeature[];
+  queue: QueueService;
+  audit: { flush(): Promise<void> };
+  db: DatabaseHandle;
+}): ShutdownStep[] {
   const { features, queue, audit, db } = parts;
   return [
     // Events not yet handed over stay in domain_event for the next start.
-    ...features.filter((f) => f.stop).map((f) => ({ name: f.name === 'exchange' ? 'outbox relay' : f.name, close: () => f.stop!() })),
+    ...features
+      .filter((f) => f.stop)
+      .map((f) => ({ name: f.name === 'exchange' ? 'outbox relay' : f.name, close: () => f.stop!() })),
     // A job abandoned here returns to its queue when its lock expires (GW_QUEUE_LOCK_MS).
     { name: 'jobs in flight', close: () => queue.closeWorkers() },
     { name: 'queue connections', close: () => queue.close(), abandon: () => queue.abandon() },

@@ -46,14 +46,18 @@ describe.each<Backend>(['postgres', 'redis'])('job queue on the %s backend', (ba
   }
 
   it('runs the audit purge: deletes rows past retention and keeps recent ones', async () => {
-    await pool.query(`INSERT INTO audit_event (recorded, client_id, interaction, outcome) VALUES (now() - interval '40 days', 'c', 'read', 200), (now(), 'c', 'read', 200)`);
+    await pool.query(
+      `INSERT INTO audit_event (recorded, client_id, interaction, outcome) VALUES (now() - interval '40 days', 'c', 'read', 200), (now(), 'c', 'read', 200)`,
+    );
     const q = newQueue();
     q.startWorkers('housekeeping');
     try {
       await q.enqueue('housekeeping.purge-audit', { retentionDays: 30 }, `purge-${backend}-1`);
       const remaining = await waitFor(async () => {
         const counts = await q.queue('housekeeping').getJobCounts('completed');
-        return counts.completed >= 1 ? Number((await pool.query('SELECT count(*) AS n FROM audit_event')).rows[0].n) : undefined;
+        return counts.completed >= 1
+          ? Number((await pool.query('SELECT count(*) AS n FROM audit_event')).rows[0].n)
+          : undefined;
       });
       expect(remaining).toBe(1);
       const job = await q.queue('housekeeping').getJob(`purge-${backend}-1`);

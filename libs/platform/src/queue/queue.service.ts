@@ -1,5 +1,5 @@
 import { Queue, UnrecoverableError, Worker, createPostgresBackend } from 'bullmq';
-import type { JobsOptions , Job} from 'bullmq';
+import type { JobsOptions, Job } from 'bullmq';
 import IORedis from 'ioredis';
 import type { GatewayConfig } from '../config';
 import type { Logger } from '../logger';
@@ -53,7 +53,10 @@ export interface QueueSettings {
   retry: Pick<JobsOptions, 'attempts' | 'backoff'>;
 }
 
-type QueueConfig = Pick<GatewayConfig, 'GW_EXCHANGE_CONCURRENCY' | 'GW_EXCHANGE_ATTEMPTS' | 'GW_EXCHANGE_BACKOFF_MS' | 'GW_BULK_CONCURRENCY'>;
+type QueueConfig = Pick<
+  GatewayConfig,
+  'GW_EXCHANGE_CONCURRENCY' | 'GW_EXCHANGE_ATTEMPTS' | 'GW_EXCHANGE_BACKOFF_MS' | 'GW_BULK_CONCURRENCY'
+>;
 
 /**
  * The catalogue's other half: per queue, its concurrency and retry policy, from the configuration.
@@ -62,7 +65,10 @@ type QueueConfig = Pick<GatewayConfig, 'GW_EXCHANGE_CONCURRENCY' | 'GW_EXCHANGE_
 export function queueSettings(config: QueueConfig): Record<string, QueueSettings> {
   const exchange: QueueSettings = {
     concurrency: config.GW_EXCHANGE_CONCURRENCY,
-    retry: { attempts: config.GW_EXCHANGE_ATTEMPTS, backoff: { type: 'exponential', delay: config.GW_EXCHANGE_BACKOFF_MS, jitter: 0.5 } },
+    retry: {
+      attempts: config.GW_EXCHANGE_ATTEMPTS,
+      backoff: { type: 'exponential', delay: config.GW_EXCHANGE_BACKOFF_MS, jitter: 0.5 },
+    },
   };
   return {
     housekeeping: { concurrency: 1, retry: DEFAULT_RETRY },
@@ -71,7 +77,10 @@ export function queueSettings(config: QueueConfig): Record<string, QueueSettings
     'exchange-mhd': exchange,
     indicators: { concurrency: 1, retry: DEFAULT_RETRY },
     // Exports are long and each holds a database connection while it runs.
-    'bulk-export': { concurrency: config.GW_BULK_CONCURRENCY, retry: { attempts: 3, backoff: { type: 'exponential', delay: 5000 } } },
+    'bulk-export': {
+      concurrency: config.GW_BULK_CONCURRENCY,
+      retry: { attempts: 3, backoff: { type: 'exponential', delay: 5000 } },
+    },
   };
 }
 
@@ -92,7 +101,10 @@ export type JobHandler<N extends JobName> = (payload: JobCatalogue[N], ctx: JobC
 
 export { UnrecoverableError };
 
-const DEFAULT_RETRY: QueueSettings['retry'] = { attempts: 6, backoff: { type: 'exponential', delay: 2000, jitter: 0.5 } };
+const DEFAULT_RETRY: QueueSettings['retry'] = {
+  attempts: 6,
+  backoff: { type: 'exponential', delay: 2000, jitter: 0.5 },
+};
 
 const DEFAULT_JOB_OPTIONS: JobsOptions = {
   ...DEFAULT_RETRY,
@@ -147,7 +159,9 @@ export class QueueService {
 
   /** Throws unless every job of the catalogue (or of the given queues) has a handler. */
   verifyHandlers(queues: string[] = QUEUE_NAMES): void {
-    const missing = (Object.keys(JOB_QUEUE) as JobName[]).filter((n) => queues.includes(JOB_QUEUE[n]) && !this.handlers.has(n));
+    const missing = (Object.keys(JOB_QUEUE) as JobName[]).filter(
+      (n) => queues.includes(JOB_QUEUE[n]) && !this.handlers.has(n),
+    );
     if (missing.length > 0) {
       throw new Error(`No handler for job(s): ${missing.join(', ')}`);
     }
@@ -167,20 +181,37 @@ export class QueueService {
   }
 
   /** Enqueues a job; `jobId` must derive from natural keys so a redelivery is a no-op. */
-  async enqueue<N extends JobName>(name: N, payload: JobCatalogue[N], jobId: string, opts?: JobsOptions): Promise<void> {
+  async enqueue<N extends JobName>(
+    name: N,
+    payload: JobCatalogue[N],
+    jobId: string,
+    opts?: JobsOptions,
+  ): Promise<void> {
     await this.queue(JOB_QUEUE[name]).add(name, payload, { ...opts, jobId });
   }
 
   /** Enqueues several jobs of one queue in one round trip (outbox relay). */
-  async enqueueMany<N extends JobName>(name: N, jobs: { payload: JobCatalogue[N]; jobId: string }[], opts?: JobsOptions): Promise<void> {
+  async enqueueMany<N extends JobName>(
+    name: N,
+    jobs: { payload: JobCatalogue[N]; jobId: string }[],
+    opts?: JobsOptions,
+  ): Promise<void> {
     if (jobs.length > 0) {
-      await this.queue(JOB_QUEUE[name]).addBulk(jobs.map((j) => ({ name, data: j.payload, opts: { ...opts, jobId: j.jobId } })));
+      await this.queue(JOB_QUEUE[name]).addBulk(
+        jobs.map((j) => ({ name, data: j.payload, opts: { ...opts, jobId: j.jobId } })),
+      );
     }
   }
 
   /** Starts workers for the selected queues (`*` = all), each with its queue's concurrency (default 4). */
   startWorkers(selection: string): string[] {
-    const names = selection.trim() === '*' ? QUEUE_NAMES : selection.split(',').map((s) => s.trim()).filter(Boolean);
+    const names =
+      selection.trim() === '*'
+        ? QUEUE_NAMES
+        : selection
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean);
     this.verifyHandlers(names.filter((n) => QUEUE_NAMES.includes(n)));
     for (const name of names) {
       if (!QUEUE_NAMES.includes(name)) {
@@ -202,7 +233,10 @@ export class QueueService {
           ),
       );
       worker.on('failed', (job, err) =>
-        this.opts.logger.warn({ queue: name, job: job?.name, jobId: job?.id, attempt: job?.attemptsMade, err: err.message }, 'job failed'),
+        this.opts.logger.warn(
+          { queue: name, job: job?.name, jobId: job?.id, attempt: job?.attemptsMade, err: err.message },
+          'job failed',
+        ),
       );
       worker.on('error', (err) => this.opts.logger.error({ queue: name, err: err.message }, 'worker error'));
       this.workers.push(worker);
@@ -216,7 +250,12 @@ export class QueueService {
       throw new UnrecoverableError(`No handler for job ${job.name}`);
     }
     const logger = this.opts.logger.child({ job: job.name, jobId: job.id });
-    const result = await handler(job.data as never, { jobId: String(job.id), attempt: job.attemptsMade + 1, maxAttempts: job.opts.attempts ?? 1, logger });
+    const result = await handler(job.data as never, {
+      jobId: String(job.id),
+      attempt: job.attemptsMade + 1,
+      maxAttempts: job.opts.attempts ?? 1,
+      logger,
+    });
     logger.info({ status: result.status, ...result.detail }, 'job done');
     return result;
   }
@@ -274,6 +313,9 @@ export class QueueService {
       this.redis ??= new IORedis(this.opts.redisUrl, { maxRetriesPerRequest: null });
       return make({ connection: this.redis as never });
     }
-    return make({ connection: { connectionString: this.opts.databaseUrl, schema: 'bullmq', max: 4, migrate: true } as never }, createPostgresBackend as never);
+    return make(
+      { connection: { connectionString: this.opts.databaseUrl, schema: 'bullmq', max: 4, migrate: true } as never },
+      createPostgresBackend as never,
+    );
   }
 }

@@ -96,7 +96,13 @@ function toAuditEvent(r: Record<string, unknown>): Record<string, unknown> {
     subtype: [{ system: 'http://hl7.org/fhir/restful-interaction', code: r.interaction }],
     recorded: (r.recorded as Date).toISOString(),
     outcome: Number(r.outcome) < 400 ? '0' : Number(r.outcome) < 500 ? '4' : '8',
-    agent: [{ who: { identifier: { value: r.client_id } }, requestor: true, ...(r.organization ? { location: { reference: r.organization } } : {}) }],
+    agent: [
+      {
+        who: { identifier: { value: r.client_id } },
+        requestor: true,
+        ...(r.organization ? { location: { reference: r.organization } } : {}),
+      },
+    ],
     source: { observer: { display: 'fhir-gateway' }, ...(r.request_id ? { site: String(r.request_id) } : {}) },
     entity: ((r.entity as string[] | null) ?? []).map((e) => ({ what: { reference: e } })),
   };

@@ -9,7 +9,9 @@ import type { GatewayFeature, JobResult, QueueService } from '@gw/platform';
  */
 export function registerHousekeepingJobs(queue: QueueService, pool: Pool): void {
   queue.register('housekeeping.purge-audit', async (payload): Promise<JobResult> => {
-    const audit = await pool.query(`DELETE FROM audit_event WHERE recorded < now() - make_interval(days => $1)`, [payload.retentionDays]);
+    const audit = await pool.query(`DELETE FROM audit_event WHERE recorded < now() - make_interval(days => $1)`, [
+      payload.retentionDays,
+    ]);
     const jti = await purgeExpiredAssertionIds(pool);
     if ((audit.rowCount ?? 0) === 0 && jti === 0) {
       return { status: 'skipped', detail: { reason: 'nothing past retention' } };
@@ -20,11 +22,13 @@ export function registerHousekeepingJobs(queue: QueueService, pool: Pool): void 
 
 /** Daily schedule of the purge (one scheduler id: replicas upsert the same entry). */
 async function scheduleHousekeeping(queue: QueueService, retentionDays: number): Promise<void> {
-  await queue.queue('housekeeping').upsertJobScheduler(
-    'purge-audit-daily',
-    { pattern: '17 3 * * *' },
-    { name: 'housekeeping.purge-audit', data: { retentionDays } },
-  );
+  await queue
+    .queue('housekeeping')
+    .upsertJobScheduler(
+      'purge-audit-daily',
+      { pattern: '17 3 * * *' },
+      { name: 'housekeeping.purge-audit', data: { retentionDays } },
+    );
 }
 
 /** Housekeeping as a feature of the composition root: the purge's handler and its daily schedule. */

@@ -18,16 +18,25 @@ function refusal(p: Principal, r: Partial<RawExportParams>): { category: string;
 
 describe('bulk export parameters', () => {
   it('keeps the requested types in export order, from a comma list or repeated _type', () => {
-    expect(validateExportParams(all, raw({ _type: ['Observation,Patient', 'Encounter'] })).types).toEqual(['Patient', 'Encounter', 'Observation']);
+    expect(validateExportParams(all, raw({ _type: ['Observation,Patient', 'Encounter'] })).types).toEqual([
+      'Patient',
+      'Encounter',
+      'Observation',
+    ]);
   });
 
   it('names an unknown type, and refuses a type outside the Patient compartment', () => {
-    expect(refusal(all, { _type: ['Patient,Frobnicator'] })).toEqual({ category: 'invalid', text: '_type: unknown resource type Frobnicator' });
+    expect(refusal(all, { _type: ['Patient,Frobnicator'] })).toEqual({
+      category: 'invalid',
+      text: '_type: unknown resource type Frobnicator',
+    });
     expect(refusal(all, { _type: ['Organization'] }).category).toBe('invalid');
   });
 
   it('accepts only FHIR instants for _since and ndjson output formats', () => {
-    expect(validateExportParams(all, raw({ _since: ['2025-01-01T00:00:00+01:00'] })).since).toBe('2025-01-01T00:00:00+01:00');
+    expect(validateExportParams(all, raw({ _since: ['2025-01-01T00:00:00+01:00'] })).since).toBe(
+      '2025-01-01T00:00:00+01:00',
+    );
     for (const since of ['2025-01-01', 'yesterday', '2025-13-01T00:00:00Z']) {
       expect(refusal(all, { _since: [since] }).category).toBe('invalid');
     }
@@ -45,7 +54,10 @@ describe('bulk export parameters', () => {
   it('needs read on Group; refuses an explicit type outside the scopes, skips it when no _type is given', () => {
     const narrow: Principal = { ...all, scopes: ['system/Group.rs', 'system/Patient.r', 'system/Observation.s'] };
     expect(refusal({ ...all, scopes: ['system/Patient.rs'] }, {}).category).toBe('forbidden');
-    expect(refusal(narrow, { _type: ['Observation'] })).toEqual({ category: 'forbidden', text: "The client's scopes do not allow reading Observation" });
+    expect(refusal(narrow, { _type: ['Observation'] })).toEqual({
+      category: 'forbidden',
+      text: "The client's scopes do not allow reading Observation",
+    });
     const p = validateExportParams(narrow, raw({}));
     expect(p.types).toEqual(['Patient', 'Group']);
     expect(p.skipped).toContain('Observation');

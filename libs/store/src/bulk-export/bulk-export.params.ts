@@ -34,7 +34,11 @@ export function validateExportParams(p: Principal, raw: RawExportParams): Export
   if (raw.unsupported.length > 0 && !raw.lenient) {
     throw new GatewayError(
       'invalid',
-      raw.unsupported.map((n) => ({ text: `Parameter ${n} is not supported by this server (send Prefer: handling=lenient to ignore it)`, expression: n, code: 'not-supported' as const })),
+      raw.unsupported.map((n) => ({
+        text: `Parameter ${n} is not supported by this server (send Prefer: handling=lenient to ignore it)`,
+        expression: n,
+        code: 'not-supported' as const,
+      })),
     );
   }
   const formats = raw._outputFormat ?? [];
@@ -42,16 +46,27 @@ export function validateExportParams(p: Principal, raw: RawExportParams): Export
     throw new GatewayError('invalid', { text: '_outputFormat given more than once', expression: '_outputFormat' });
   }
   if (formats[0] !== undefined && !OUTPUT_FORMATS.has(formats[0])) {
-    throw new GatewayError('invalid', { text: `_outputFormat ${formats[0]} is not supported (application/fhir+ndjson)`, expression: '_outputFormat' });
+    throw new GatewayError('invalid', {
+      text: `_outputFormat ${formats[0]} is not supported (application/fhir+ndjson)`,
+      expression: '_outputFormat',
+    });
   }
   const since = single(raw._since, '_since');
   if (since !== undefined && (!INSTANT.test(since) || Number.isNaN(Date.parse(since)))) {
-    throw new GatewayError('invalid', { text: `_since must be a FHIR instant (e.g. 2025-01-01T00:00:00Z), got ${since}`, expression: '_since' });
+    throw new GatewayError('invalid', {
+      text: `_since must be a FHIR instant (e.g. 2025-01-01T00:00:00Z), got ${since}`,
+      expression: '_since',
+    });
   }
   if (!scopeAllows(p.scopes, 'Group', 'r')) {
-    throw new GatewayError('forbidden', { text: 'Group export needs read access to Group (scope system/Group.r or system/*.r)' });
+    throw new GatewayError('forbidden', {
+      text: 'Group export needs read access to Group (scope system/Group.r or system/*.r)',
+    });
   }
-  const requested = (raw._type ?? []).flatMap((v) => v.split(',')).map((t) => t.trim()).filter(Boolean);
+  const requested = (raw._type ?? [])
+    .flatMap((v) => v.split(','))
+    .map((t) => t.trim())
+    .filter(Boolean);
   if (requested.length === 0) {
     return {
       types: GROUP_EXPORT_TYPES.filter((t) => scopeAllows(p.scopes, t, 'r')),
@@ -61,11 +76,21 @@ export function validateExportParams(p: Principal, raw: RawExportParams): Export
   }
   const unknown = requested.filter((t) => !isKnownR4ResourceType(t));
   if (unknown.length > 0) {
-    throw new GatewayError('invalid', unknown.map((t) => ({ text: `_type: unknown resource type ${t}`, expression: '_type' })));
+    throw new GatewayError(
+      'invalid',
+      unknown.map((t) => ({ text: `_type: unknown resource type ${t}`, expression: '_type' })),
+    );
   }
   const outside = requested.filter((t) => !GROUP_EXPORT_TYPES.includes(t));
   if (outside.length > 0) {
-    throw new GatewayError('invalid', outside.map((t) => ({ text: `_type: ${t} is not in the Patient compartment and cannot be exported from a Group`, expression: '_type', code: 'not-supported' as const })));
+    throw new GatewayError(
+      'invalid',
+      outside.map((t) => ({
+        text: `_type: ${t} is not in the Patient compartment and cannot be exported from a Group`,
+        expression: '_type',
+        code: 'not-supported' as const,
+      })),
+    );
   }
   const denied = requested.filter((t) => !scopeAllows(p.scopes, t, 'r'));
   if (denied.length > 0) {

@@ -44,7 +44,12 @@ export class BulkExportRunner {
     private readonly logger: Logger,
   ) {}
 
-  async run(row: ExportRow, dir: string, skipped: string[], progress: (text: string) => Promise<void>): Promise<RunOutcome> {
+  async run(
+    row: ExportRow,
+    dir: string,
+    skipped: string[],
+    progress: (text: string) => Promise<void>,
+  ): Promise<RunOutcome> {
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true });
     const db = await this.pool.connect();
@@ -54,7 +59,13 @@ export class BulkExportRunner {
       const members = await this.members(db, row);
       if (!members) {
         await db.query('ROLLBACK');
-        return { kind: 'failed', outcome: outcome('not-found', `Group/${row.groupId} no longer exists or is no longer readable by this client`) };
+        return {
+          kind: 'failed',
+          outcome: outcome(
+            'not-found',
+            `Group/${row.groupId} no longer exists or is no longer readable by this client`,
+          ),
+        };
       }
       const output: ExportOutput[] = [];
       for (const [i, type] of row.types.entries()) {
@@ -73,7 +84,8 @@ export class BulkExportRunner {
         }
       }
       await db.query('COMMIT');
-      const error = skipped.length > 0 ? [{ type: 'OperationOutcome', count: await this.writeSkipped(dir, skipped) }] : [];
+      const error =
+        skipped.length > 0 ? [{ type: 'OperationOutcome', count: await this.writeSkipped(dir, skipped) }] : [];
       return { kind: 'completed', transactionTime: tt, output, error };
     } catch (err) {
       await db.query('ROLLBACK').catch(() => undefined);
@@ -97,7 +109,13 @@ export class BulkExportRunner {
   }
 
   /** Streams one type's rows to its file; the number written, or null when cancelled meanwhile. */
-  private async exportType(db: PoolClient, row: ExportRow, type: string, members: string[], file: string): Promise<number | null> {
+  private async exportType(
+    db: PoolClient,
+    row: ExportRow,
+    type: string,
+    members: string[],
+    file: string,
+  ): Promise<number | null> {
     const b = new Binder();
     const t = b.bind(type);
     const conds = [`r.resource_type = ${t}`, 'NOT r.deleted'];
@@ -118,7 +136,10 @@ export class BulkExportRunner {
     if (pol) {
       conds.push(pol);
     }
-    await db.query(`DECLARE bulk_rows NO SCROLL CURSOR FOR SELECT r.content FROM resource r WHERE ${conds.join(' AND ')} ORDER BY r.id`, b.values);
+    await db.query(
+      `DECLARE bulk_rows NO SCROLL CURSOR FOR SELECT r.content FROM resource r WHERE ${conds.join(' AND ')} ORDER BY r.id`,
+      b.values,
+    );
     const out = createWriteStream(file, { encoding: 'utf8' });
     let count = 0;
     let batches = 0;
@@ -129,7 +150,10 @@ export class BulkExportRunner {
           break;
         }
         // Stored JSON is compact; re-serialise defensively so a line is always one resource.
-        const chunk = res.rows.map((r) => (r.content.includes('\n') ? JSON.stringify(JSON.parse(r.content)) : r.content)).join('\n') + '\n';
+        const chunk =
+          res.rows
+            .map((r) => (r.content.includes('\n') ? JSON.stringify(JSON.parse(r.content)) : r.content))
+            .join('\n') + '\n';
         count += res.rows.length;
         if (!out.write(chunk)) {
           await once(out, 'drain');
@@ -159,7 +183,9 @@ export class BulkExportRunner {
   }
 
   private async writeSkipped(dir: string, skipped: string[]): Promise<number> {
-    const lines = skipped.map((t) => JSON.stringify(outcome('forbidden', `${t} not exported: the client's scopes do not allow reading it`, 'warning')));
+    const lines = skipped.map((t) =>
+      JSON.stringify(outcome('forbidden', `${t} not exported: the client's scopes do not allow reading it`, 'warning')),
+    );
     const out = createWriteStream(join(dir, 'OperationOutcome.ndjson'), { encoding: 'utf8' });
     out.end(lines.join('\n') + '\n');
     await once(out, 'close');
@@ -167,6 +193,10 @@ export class BulkExportRunner {
   }
 }
 
-export function outcome(code: 'not-found' | 'forbidden' | 'exception', text: string, severity: 'error' | 'warning' = 'error'): OperationOutcome {
+export function outcome(
+  code: 'not-found' | 'forbidden' | 'exception',
+  text: string,
+  severity: 'error' | 'warning' = 'error',
+): OperationOutcome {
   return { resourceType: 'OperationOutcome', issue: [{ severity, code, details: { text } }] };
 }

@@ -73,22 +73,50 @@ export class BulkExportService implements GatewayFeature {
   }
 
   /** Validates, records the export (committed before the 202) and enqueues its job; returns its id. */
-  async kickOff(p: Principal, groupId: string, raw: RawExportParams, request: string, requestId?: string): Promise<string> {
+  async kickOff(
+    p: Principal,
+    groupId: string,
+    raw: RawExportParams,
+    request: string,
+    requestId?: string,
+  ): Promise<string> {
     const params = validateExportParams(p, raw);
     await this.repo.read(p, 'Group', groupId);
     const id = randomUUID();
     await this.pool.query(
       `INSERT INTO bulk_export (id, client_id, organization, admin, scopes, group_id, types, skipped, since, request, status, progress)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued', 'queued')`,
-      [id, p.clientId, p.organization, p.admin, p.scopes, groupId, params.types, params.skipped, params.since ?? null, request],
+      [
+        id,
+        p.clientId,
+        p.organization,
+        p.admin,
+        p.scopes,
+        groupId,
+        params.types,
+        params.skipped,
+        params.since ?? null,
+        request,
+      ],
     );
     try {
       await this.queue.enqueue('bulk.export', { exportId: id, traceId: requestId }, `bulk-export-${id}`);
     } catch (err) {
       // The row is committed: the sweep re-enqueues it, so the client's 202 stays true.
-      this.opts.logger.warn({ exportId: id, err: (err as Error).message }, 'bulk export enqueue failed; the sweep will retry');
+      this.opts.logger.warn(
+        { exportId: id, err: (err as Error).message },
+        'bulk export enqueue failed; the sweep will retry',
+      );
     }
-    this.audit.record({ clientId: p.clientId, organization: p.organization, interaction: 'bulk-export', resourceType: 'Group', entity: [`Group/${groupId}`], outcome: 202, requestId });
+    this.audit.record({
+      clientId: p.clientId,
+      organization: p.organization,
+      interaction: 'bulk-export',
+      resourceType: 'Group',
+      entity: [`Group/${groupId}`],
+      outcome: 202,
+      requestId,
+    });
     return id;
   }
 
@@ -100,7 +128,11 @@ export class BulkExportService implements GatewayFeature {
     if (row.status !== 'completed' || !row.transaction_time || !row.expires_at) {
       return { state: 'in-progress', progress: row.progress ?? row.status };
     }
-    const url = (o: ExportOutput): { type: string; url: string; count: number } => ({ type: o.type, url: `${fileBase}/${id}/${o.type}.ndjson`, count: o.count });
+    const url = (o: ExportOutput): { type: string; url: string; count: number } => ({
+      type: o.type,
+      url: `${fileBase}/${id}/${o.type}.ndjson`,
+      count: o.count,
+    });
     return {
       state: 'completed',
       expires: row.expires_at.toUTCString(),
@@ -119,18 +151,34 @@ export class BulkExportService implements GatewayFeature {
     await this.load(p, id);
     await this.pool.query('DELETE FROM bulk_export WHERE id = $1', [id]);
     await rm(join(this.root, id), { recursive: true, force: true });
-    this.audit.record({ clientId: p.clientId, organization: p.organization, interaction: 'bulk-export-cancel', entity: [`bulk-export/${id}`], outcome: 202, requestId });
+    this.audit.record({
+      clientId: p.clientId,
+      organization: p.organization,
+      interaction: 'bulk-export-cancel',
+      entity: [`bulk-export/${id}`],
+      outcome: 202,
+      requestId,
+    });
   }
 
   /** The path of one output or error file of a completed export, audited as a download. */
   async file(p: Principal, id: string, name: string, requestId?: string): Promise<{ path: string; type: string }> {
     const row = await this.load(p, id);
     const type = FILE.exec(name)?.[1];
-    const listed = row.status === 'completed' && type !== undefined && [...row.output, ...row.error].some((o) => o.type === type);
+    const listed =
+      row.status === 'completed' && type !== undefined && [...row.output, ...row.error].some((o) => o.type === type);
     if (!listed) {
       throw new GatewayError('not-found', { text: `File ${name} is not part of export ${id}` });
     }
-    this.audit.record({ clientId: p.clientId, organization: p.organization, interaction: 'bulk-download', resourceType: type, entity: [`Group/${row.group_id}`, `bulk-export/${id}`], outcome: 200, requestId });
+    this.audit.record({
+      clientId: p.clientId,
+      organization: p.organization,
+      interaction: 'bulk-download',
+      resourceType: type,
+      entity: [`Group/${row.group_id}`, `bulk-export/${id}`],
+      outcome: 200,
+      requestId,
+    });
     return { path: join(this.root, id, name), type };
   }
 
@@ -143,7 +191,9 @@ export class BulkExportService implements GatewayFeature {
 
   /** Every 10 minutes: expired exports go, lost kick-offs are re-enqueued (one scheduler id for all replicas). */
   async start(queue: QueueService): Promise<void> {
-    await queue.queue('bulk-export').upsertJobScheduler('bulk-sweep', { pattern: '*/10 * * * *' }, { name: 'bulk.sweep', data: {} });
+    await queue
+      .queue('bulk-export')
+      .upsertJobScheduler('bulk-sweep', { pattern: '*/10 * * * *' }, { name: 'bulk.sweep', data: {} });
   }
 
   async runJob(exportId: string, ctx: JobContext): Promise<JobResult> {
@@ -152,7 +202,10 @@ export class BulkExportService implements GatewayFeature {
     if (!row || row.status === 'completed' || row.status === 'failed') {
       return { status: 'skipped', detail: { reason: row ? `export already ${row.status}` : 'export cancelled' } };
     }
-    await this.pool.query(`UPDATE bulk_export SET status = 'running', progress = 'started' WHERE id = $1 AND status IN ('queued', 'running')`, [exportId]);
+    await this.pool.query(
+      `UPDATE bulk_export SET status = 'running', progress = 'started' WHERE id = $1 AND status IN ('queued', 'running')`,
+      [exportId],
+    );
     const dir = join(this.root, exportId);
     const setProgress = async (text: string): Promise<void> => {
       await this.pool.query('UPDATE bulk_export SET progress = $2 WHERE id = $1', [exportId, text]);
@@ -169,7 +222,10 @@ export class BulkExportService implements GatewayFeature {
           await rm(dir, { recursive: true, force: true });
           return { status: 'skipped', detail: { reason: 'export cancelled' } };
         }
-        return { status: 'success', detail: { files: r.output.length, resources: r.output.reduce((n, o) => n + o.count, 0) } };
+        return {
+          status: 'success',
+          detail: { files: r.output.length, resources: r.output.reduce((n, o) => n + o.count, 0) },
+        };
       }
       if (r.kind === 'cancelled') {
         await rm(dir, { recursive: true, force: true });
@@ -180,7 +236,11 @@ export class BulkExportService implements GatewayFeature {
     } catch (err) {
       ctx.logger.warn({ exportId, attempt: ctx.attempt, err: (err as Error).message }, 'bulk export attempt failed');
       if (ctx.attempt >= ctx.maxAttempts) {
-        await this.fail(exportId, dir, outcome('exception', `The export failed (export id ${exportId}); the operator's logs have the cause`));
+        await this.fail(
+          exportId,
+          dir,
+          outcome('exception', `The export failed (export id ${exportId}); the operator's logs have the cause`),
+        );
         throw new UnrecoverableError((err as Error).message);
       }
       throw err;
@@ -202,7 +262,10 @@ export class BulkExportService implements GatewayFeature {
       [REQUEUE_AFTER_MINUTES],
     );
     // Same job id as the kick-off: BullMQ ignores the add when that job still exists.
-    await this.queue.enqueueMany('bulk.export', stale.rows.map((r) => ({ payload: { exportId: r.id }, jobId: `bulk-export-${r.id}` })));
+    await this.queue.enqueueMany(
+      'bulk.export',
+      stale.rows.map((r) => ({ payload: { exportId: r.id }, jobId: `bulk-export-${r.id}` })),
+    );
     if (gone.rows.length === 0 && stale.rows.length === 0) {
       return { status: 'skipped', detail: { reason: 'nothing expired or lost' } };
     }
@@ -211,13 +274,22 @@ export class BulkExportService implements GatewayFeature {
 
   private async fail(id: string, dir: string, failure: OperationOutcome): Promise<void> {
     await rm(dir, { recursive: true, force: true });
-    await this.pool.query(`UPDATE bulk_export SET status = 'failed', progress = 'failed', failure = $2, completed_at = now() WHERE id = $1`, [id, JSON.stringify(failure)]);
+    await this.pool.query(
+      `UPDATE bulk_export SET status = 'failed', progress = 'failed', failure = $2, completed_at = now() WHERE id = $1`,
+      [id, JSON.stringify(failure)],
+    );
   }
 
   /** The export if `p` started it (or is admin) and it has not expired; otherwise not found. */
   private async load(p: Principal, id: string): Promise<Row> {
-    const row = UUID.test(id) ? (await this.pool.query<Row>('SELECT * FROM bulk_export WHERE id = $1', [id])).rows[0] : undefined;
-    if (!row || (row.client_id !== p.clientId && !p.admin) || (row.expires_at && row.expires_at.getTime() < Date.now())) {
+    const row = UUID.test(id)
+      ? (await this.pool.query<Row>('SELECT * FROM bulk_export WHERE id = $1', [id])).rows[0]
+      : undefined;
+    if (
+      !row ||
+      (row.client_id !== p.clientId && !p.admin) ||
+      (row.expires_at && row.expires_at.getTime() < Date.now())
+    ) {
       throw new GatewayError('not-found', { text: `Export ${id} not found` });
     }
     return row;

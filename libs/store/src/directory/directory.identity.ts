@@ -6,7 +6,14 @@ import type { Queryable } from '../repository/fhir.repository';
  * Directory resources: reference data about professionals and structures, not patient data. Every
  * authenticated client reads them; who may change them is in OrganizationAccessPolicy.
  */
-export const DIRECTORY_TYPES = ['Practitioner', 'PractitionerRole', 'Organization', 'Location', 'HealthcareService', 'Endpoint'];
+export const DIRECTORY_TYPES = [
+  'Practitioner',
+  'PractitionerRole',
+  'Organization',
+  'Location',
+  'HealthcareService',
+  'Endpoint',
+];
 
 /** Directory types with a national identity: one resource per RPPS / IdNatPS, per FINESS / SIRET / IdNatStruct. */
 export const IDENTITY_TYPES = ['Practitioner', 'Organization'];
@@ -94,6 +101,9 @@ export function isDirectorySourced(resource: Resource | undefined): boolean {
  * ones first. An unlisted mailbox is never written into a FHIR resource; routing may still send to it.
  */
 export async function personalMailbox(db: Queryable, idNatPs: string): Promise<string | undefined> {
-  const res = await db.query<{ address: string }>("SELECT address FROM directory_mailbox WHERE id_nat_ps = $1 AND active AND kind = 'PER' ORDER BY unlisted, address LIMIT 1", [idNatPs]);
+  const res = await db.query<{ address: string }>(
+    "SELECT address FROM directory_mailbox WHERE id_nat_ps = $1 AND active AND kind = 'PER' ORDER BY unlisted, address LIMIT 1",
+    [idNatPs],
+  );
   return res.rows[0]?.address;
 }

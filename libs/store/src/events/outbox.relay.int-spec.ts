@@ -19,11 +19,25 @@ describe('OutboxRelay (PostgreSQL)', () => {
     const logger = createLogger('silent');
     queue = new QueueService({ databaseUrl: url, logger });
     // As the exchange engine registers it: discharge events become routing jobs.
-    const ids = (events: OutboxEvent[]): string[] => events.filter((e) => e.type === 'encounter.discharged').map((e) => e.id);
-    relay = new OutboxRelay(pool, url, {
-      published: (events) => queue.enqueueMany('exchange.route-discharge', ids(events).map((id) => ({ payload: { eventId: id }, jobId: `discharge-${id}` }))),
-      withdrawn: (events) => queue.enqueueMany('exchange.withdraw-discharge', ids(events).map((id) => ({ payload: { eventId: id }, jobId: `withdraw-${id}` }))),
-    }, logger);
+    const ids = (events: OutboxEvent[]): string[] =>
+      events.filter((e) => e.type === 'encounter.discharged').map((e) => e.id);
+    relay = new OutboxRelay(
+      pool,
+      url,
+      {
+        published: (events) =>
+          queue.enqueueMany(
+            'exchange.route-discharge',
+            ids(events).map((id) => ({ payload: { eventId: id }, jobId: `discharge-${id}` })),
+          ),
+        withdrawn: (events) =>
+          queue.enqueueMany(
+            'exchange.withdraw-discharge',
+            ids(events).map((id) => ({ payload: { eventId: id }, jobId: `withdraw-${id}` })),
+          ),
+      },
+      logger,
+    );
     await relay.start();
   });
   afterAll(async () => {
@@ -55,7 +69,10 @@ describe('OutboxRelay (PostgreSQL)', () => {
     }
     expect(job?.name).toBe('exchange.route-discharge');
     expect(Date.now() - started).toBeLessThan(1000);
-    const row = await pool.query<{ dispatched: boolean }>('SELECT dispatched_at IS NOT NULL AS dispatched FROM domain_event WHERE id = $1', [ev.rows[0]!.id]);
+    const row = await pool.query<{ dispatched: boolean }>(
+      'SELECT dispatched_at IS NOT NULL AS dispatched FROM domain_event WHERE id = $1',
+      [ev.rows[0]!.id],
+    );
     expect(row.rows[0]!.dispatched).toBe(true);
   });
 
@@ -66,18 +83,25 @@ describe('OutboxRelay (PostgreSQL)', () => {
     await migrateAll(db);
     const handed: string[] = [];
     let failures = 0;
-    const flaky = new OutboxRelay(db, dbUrl, {
-      published: async (events) => {
-        if (failures++ === 0) {
-          throw new Error('deadlock detected');
-        }
-        handed.push(...events.map((e) => e.id));
+    const flaky = new OutboxRelay(
+      db,
+      dbUrl,
+      {
+        published: async (events) => {
+          if (failures++ === 0) {
+            throw new Error('deadlock detected');
+          }
+          handed.push(...events.map((e) => e.id));
+        },
+        withdrawn: async () => undefined,
       },
-      withdrawn: async () => undefined,
-    }, createLogger('silent'));
+      createLogger('silent'),
+    );
     await flaky.start();
     try {
-      const ev = await db.query<{ id: string }>(`INSERT INTO domain_event (type, resource, version_id) VALUES ('encounter.discharged', 'Encounter/f1', 1) RETURNING id::text`);
+      const ev = await db.query<{ id: string }>(
+        `INSERT INTO domain_event (type, resource, version_id) VALUES ('encounter.discharged', 'Encounter/f1', 1) RETURNING id::text`,
+      );
       const started = Date.now();
       while (!handed.includes(ev.rows[0]!.id) && Date.now() - started < 10_000) {
         await new Promise((r) => setTimeout(r, 50));
@@ -95,13 +119,20 @@ describe('OutboxRelay (PostgreSQL)', () => {
     const dbUrl = await createTestDatabase('relaylock');
     const db = new Pool({ connectionString: dbUrl, max: 4 });
     await migrateAll(db);
-    const ev = await db.query<{ id: string }>(`INSERT INTO domain_event (type, resource, version_id) VALUES ('encounter.discharged', 'Encounter/l1', 1) RETURNING id::text`);
+    const ev = await db.query<{ id: string }>(
+      `INSERT INTO domain_event (type, resource, version_id) VALUES ('encounter.discharged', 'Encounter/l1', 1) RETURNING id::text`,
+    );
     // Another transaction holds the row (as a write still in flight on it would).
     const holder = await db.connect();
     await holder.query('BEGIN');
     await holder.query('SELECT 1 FROM domain_event WHERE id = $1 FOR UPDATE', [ev.rows[0]!.id]);
     const handed: string[] = [];
-    const relay2 = new OutboxRelay(db, dbUrl, { published: async (events) => void handed.push(...events.map((e) => e.id)), withdrawn: async () => undefined }, createLogger('silent'));
+    const relay2 = new OutboxRelay(
+      db,
+      dbUrl,
+      { published: async (events) => void handed.push(...events.map((e) => e.id)), withdrawn: async () => undefined },
+      createLogger('silent'),
+    );
     await relay2.start();
     try {
       await new Promise((r) => setTimeout(r, 300));

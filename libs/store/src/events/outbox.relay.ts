@@ -77,10 +77,13 @@ export class OutboxRelay {
       return;
     }
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.wake();
-      this.schedulePoll();
-    }, this.listener ? Math.max(this.pollMs, IDLE_POLL_MS) : this.pollMs);
+    this.timer = setTimeout(
+      () => {
+        this.wake();
+        this.schedulePoll();
+      },
+      this.listener ? Math.max(this.pollMs, IDLE_POLL_MS) : this.pollMs,
+    );
     this.timer.unref();
   }
 
@@ -164,7 +167,9 @@ export class OutboxRelay {
         return 0;
       }
       const column = kind === 'published' ? 'dispatched_at' : 'withdraw_dispatched_at';
-      await client.query(`UPDATE domain_event SET ${column} = now() WHERE id = ANY($1::bigint[])`, [res.rows.map((r) => r.id)]);
+      await client.query(`UPDATE domain_event SET ${column} = now() WHERE id = ANY($1::bigint[])`, [
+        res.rows.map((r) => r.id),
+      ]);
       return res.rows.length;
     });
   }

@@ -3,7 +3,12 @@ import type { Principal } from './access.policy';
 
 const policy = new OrganizationAccessPolicy();
 const mspA: Principal = { clientId: 'a', organization: 'Organization/msp-a', admin: false, scopes: ['system/*.cruds'] };
-const admin: Principal = { clientId: 'adm', organization: 'Organization/gateway-operator', admin: true, scopes: ['system/*.cruds'] };
+const admin: Principal = {
+  clientId: 'adm',
+  organization: 'Organization/gateway-operator',
+  admin: true,
+  scopes: ['system/*.cruds'],
+};
 const patientOf = (ownerOrg: string | null) => ({ resourceType: 'Patient', id: 'p1', ownerOrg });
 
 describe('OrganizationAccessPolicy', () => {
@@ -17,30 +22,78 @@ describe('OrganizationAccessPolicy', () => {
   });
 
   it('lets every client read the directory types whoever owns them, and no patient data of another organization', () => {
-    for (const type of ['Practitioner', 'PractitionerRole', 'Organization', 'Location', 'HealthcareService', 'Endpoint']) {
-      expect([type, policy.canRead(mspA, { resourceType: type, id: 'x', ownerOrg: 'Organization/msp-b' })]).toEqual([type, true]);
+    for (const type of [
+      'Practitioner',
+      'PractitionerRole',
+      'Organization',
+      'Location',
+      'HealthcareService',
+      'Endpoint',
+    ]) {
+      expect([type, policy.canRead(mspA, { resourceType: type, id: 'x', ownerOrg: 'Organization/msp-b' })]).toEqual([
+        type,
+        true,
+      ]);
     }
     for (const type of ['Patient', 'Encounter', 'CareTeam', 'Task', 'Communication']) {
-      expect([type, policy.canRead(mspA, { resourceType: type, id: 'x', ownerOrg: 'Organization/msp-b' })]).toEqual([type, false]);
+      expect([type, policy.canRead(mspA, { resourceType: type, id: 'x', ownerOrg: 'Organization/msp-b' })]).toEqual([
+        type,
+        false,
+      ]);
     }
     expect(policy.readFilter(mspA, 'r', () => '$1')).toContain("'Practitioner'");
   });
 
   it('lets a structure edit the non-identity fields of its own Organization, not its identifiers, not delete it', () => {
-    const own = { resourceType: 'Organization', id: 'msp-a', ownerOrg: 'Organization/gateway-operator', json: JSON.stringify({ resourceType: 'Organization', identifier: [{ system: 'https://finess.esante.gouv.fr', value: '750000001' }] }) };
-    expect(policy.writeRefusal(mspA, own, { resourceType: 'Organization', name: 'MSP A', identifier: [{ system: 'https://finess.esante.gouv.fr', value: '750000001' }] })).toBeUndefined();
-    expect(policy.writeRefusal(mspA, own, { resourceType: 'Organization', identifier: [{ system: 'https://finess.esante.gouv.fr', value: '750000002' }] })).toMatch(/directory identity/);
+    const own = {
+      resourceType: 'Organization',
+      id: 'msp-a',
+      ownerOrg: 'Organization/gateway-operator',
+      json: JSON.stringify({
+        resourceType: 'Organization',
+        identifier: [{ system: 'https://finess.esante.gouv.fr', value: '750000001' }],
+      }),
+    };
+    expect(
+      policy.writeRefusal(mspA, own, {
+        resourceType: 'Organization',
+        name: 'MSP A',
+        identifier: [{ system: 'https://finess.esante.gouv.fr', value: '750000001' }],
+      }),
+    ).toBeUndefined();
+    expect(
+      policy.writeRefusal(mspA, own, {
+        resourceType: 'Organization',
+        identifier: [{ system: 'https://finess.esante.gouv.fr', value: '750000002' }],
+      }),
+    ).toMatch(/directory identity/);
     expect(policy.canWrite(mspA, own)).toBe(false);
-    expect(policy.writeRefusal(mspA, { ...own, id: 'msp-b' }, { resourceType: 'Organization' })).toMatch(/shared directory entry maintained by another organization/);
+    expect(policy.writeRefusal(mspA, { ...own, id: 'msp-b' }, { resourceType: 'Organization' })).toMatch(
+      /shared directory entry maintained by another organization/,
+    );
   });
 
   it('refuses a structure any change to a directory entry another organization or the import owns, and roles of another organization', () => {
     const imported = { resourceType: 'Practitioner', id: 'gp', ownerOrg: 'Organization/gateway-directory' };
-    expect(policy.writeRefusal(mspA, imported, { resourceType: 'Practitioner' })).toMatch(/directory import \(Annuaire Santé\).*mailbox/);
-    expect(policy.writeRefusal(mspA, { ...imported, ownerOrg: 'Organization/msp-a' }, { resourceType: 'Practitioner' })).toBeUndefined();
+    expect(policy.writeRefusal(mspA, imported, { resourceType: 'Practitioner' })).toMatch(
+      /directory import \(Annuaire Santé\).*mailbox/,
+    );
+    expect(
+      policy.writeRefusal(mspA, { ...imported, ownerOrg: 'Organization/msp-a' }, { resourceType: 'Practitioner' }),
+    ).toBeUndefined();
     expect(policy.writeRefusal(mspA, undefined, { resourceType: 'Practitioner' })).toBeUndefined();
-    expect(policy.writeRefusal(mspA, undefined, { resourceType: 'PractitionerRole', organization: { reference: 'Organization/msp-a' } })).toBeUndefined();
-    expect(policy.writeRefusal(mspA, undefined, { resourceType: 'PractitionerRole', organization: { reference: 'Organization/msp-b' } })).toMatch(/own roles/);
+    expect(
+      policy.writeRefusal(mspA, undefined, {
+        resourceType: 'PractitionerRole',
+        organization: { reference: 'Organization/msp-a' },
+      }),
+    ).toBeUndefined();
+    expect(
+      policy.writeRefusal(mspA, undefined, {
+        resourceType: 'PractitionerRole',
+        organization: { reference: 'Organization/msp-b' },
+      }),
+    ).toMatch(/own roles/);
     expect(policy.writeRefusal(admin, imported, { resourceType: 'Practitioner' })).toBeUndefined();
   });
 
@@ -48,8 +101,12 @@ describe('OrganizationAccessPolicy', () => {
     const measure = { resourceType: 'Measure', id: 'rosp', ownerOrg: 'Organization/gateway' };
     expect(policy.canRead(mspA, measure)).toBe(true);
     expect(policy.canWrite(mspA, measure)).toBe(false);
-    expect(policy.canRead(mspA, { resourceType: 'ValueSet', id: 'hba1c', ownerOrg: 'Organization/gateway' })).toBe(true);
-    expect(policy.canRead(mspA, { resourceType: 'MeasureReport', id: 'r', ownerOrg: 'Organization/gateway' })).toBe(false);
+    expect(policy.canRead(mspA, { resourceType: 'ValueSet', id: 'hba1c', ownerOrg: 'Organization/gateway' })).toBe(
+      true,
+    );
+    expect(policy.canRead(mspA, { resourceType: 'MeasureReport', id: 'r', ownerOrg: 'Organization/gateway' })).toBe(
+      false,
+    );
   });
 
   it('lets an admin read and write everything', () => {
@@ -69,7 +126,7 @@ describe('OrganizationAccessPolicy', () => {
     expect(bound).toEqual(['Organization/msp-a']);
   });
 
-  it('stamps new resources with the writer\'s organization; only an admin may name another, valid one', () => {
+  it("stamps new resources with the writer's organization; only an admin may name another, valid one", () => {
     expect(policy.ownerFor(mspA, undefined)).toBe('Organization/msp-a');
     expect(policy.ownerFor(mspA, 'Organization/msp-b')).toBe('Organization/msp-a');
     expect(policy.ownerFor(admin, 'Organization/msp-b')).toBe('Organization/msp-b');

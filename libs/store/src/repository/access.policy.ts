@@ -66,7 +66,12 @@ export class OrganizationAccessPolicy implements AccessPolicy {
   }
 
   canRead(p: Principal, row: StoredRef): boolean {
-    return p.admin || row.ownerOrg === p.organization || `${row.resourceType}/${row.id}` === p.organization || SHARED_READ_TYPES.includes(row.resourceType);
+    return (
+      p.admin ||
+      row.ownerOrg === p.organization ||
+      `${row.resourceType}/${row.id}` === p.organization ||
+      SHARED_READ_TYPES.includes(row.resourceType)
+    );
   }
 
   canWrite(p: Principal, existing: StoredRef | undefined): boolean {
@@ -83,16 +88,25 @@ export class OrganizationAccessPolicy implements AccessPolicy {
       if (!DIRECTORY_TYPES.includes(existing.resourceType)) {
         return `${ref} belongs to another organization`;
       }
-      const owner = existing.ownerOrg === DIRECTORY_ORG ? 'the directory import (Annuaire Santé)' : 'another organization';
+      const owner =
+        existing.ownerOrg === DIRECTORY_ORG ? 'the directory import (Annuaire Santé)' : 'another organization';
       return `${ref} is a shared directory entry maintained by ${owner}: only its owner or an operator may change it (its mailbox included)`;
     }
     if (ownOrganization && existing && existing.ownerOrg !== p.organization && !next) {
       return `${ref} is this client's own Organization: only an operator may delete it`;
     }
-    if (ownOrganization && next && existing?.json && identityKeys(JSON.parse(existing.json) as Resource).join() !== identityKeys(next).join()) {
+    if (
+      ownOrganization &&
+      next &&
+      existing?.json &&
+      identityKeys(JSON.parse(existing.json) as Resource).join() !== identityKeys(next).join()
+    ) {
       return `The identifiers (FINESS, SIRET, IdNatStruct) of ${ref} are its directory identity: only an operator or the directory import may change them`;
     }
-    if (next?.resourceType === 'PractitionerRole' && (next as { organization?: { reference?: string } }).organization?.reference !== p.organization) {
+    if (
+      next?.resourceType === 'PractitionerRole' &&
+      (next as { organization?: { reference?: string } }).organization?.reference !== p.organization
+    ) {
       return `A PractitionerRole written by this client must have organization = ${p.organization} (a structure manages its own roles only)`;
     }
     return undefined;

@@ -16,7 +16,6 @@ export type { StoredResource };
 
 export type Queryable = Pool | PoolClient;
 
-
 export interface WriteContext {
   principal: Principal;
   requestId?: string;
@@ -137,7 +136,11 @@ export class FhirRepository {
    * act for the system, not a client), or undefined when it is absent or deleted. `forUpdate` takes
    * its row lock in `db`'s transaction: concurrent read-modify-writes of it then run in turn.
    */
-  async readSystem<T extends Resource>(type: string, id: string, opts: { db?: Queryable; forUpdate?: boolean } = {}): Promise<T | undefined> {
+  async readSystem<T extends Resource>(
+    type: string,
+    id: string,
+    opts: { db?: Queryable; forUpdate?: boolean } = {},
+  ): Promise<T | undefined> {
     const row = await this.current(opts.db ?? this.pool, type, id, opts.forUpdate);
     return row && !row.deleted && row.json ? (JSON.parse(row.json) as T) : undefined;
   }
@@ -204,7 +207,9 @@ export class FhirRepository {
           text: `Version mismatch: If-Match expects ${ifMatch}, current is ${existing ? existing.versionId : 'none'}`,
         });
       }
-      const owner = existing ? this.ownerOnUpdate(ctx.principal, existing, resource) : this.policy.ownerFor(ctx.principal, requestedOwner(resource));
+      const owner = existing
+        ? this.ownerOnUpdate(ctx.principal, existing, resource)
+        : this.policy.ownerFor(ctx.principal, requestedOwner(resource));
       const v = this.prepare(resource, id, (existing?.versionId ?? 0) + 1, owner, ctx, !!existing);
       // Content identical to the current version (meta.versionId/lastUpdated aside): no new version.
       if (existing?.json && sameContent(existing.json, v.json as string)) {
@@ -227,7 +232,10 @@ export class FhirRepository {
       const found = await this.lockAndMatchOne(tx, ctx.principal, query, 'Conditional update');
       if (found) {
         if (resource.id && resource.id !== found.id) {
-          throw new GatewayError('invalid', { text: `Resource id ${resource.id} differs from the matched ${found.id}`, expression: `${resource.resourceType}.id` });
+          throw new GatewayError('invalid', {
+            text: `Resource id ${resource.id} differs from the matched ${found.id}`,
+            expression: `${resource.resourceType}.id`,
+          });
         }
         return this.update(query.resourceType, found.id, resource, ctx, undefined, tx);
       }
@@ -282,7 +290,9 @@ export class FhirRepository {
       }
       conds.push(`h.resource_type = ${b.bind(q.type)}`, `h.id = ${b.bind(q.id)}`);
     } else {
-      conds.push(q.type ? `h.resource_type = ${b.bind(q.type)}` : `h.resource_type = ANY(${b.bind(q.types ?? [])}::text[])`);
+      conds.push(
+        q.type ? `h.resource_type = ${b.bind(q.type)}` : `h.resource_type = ANY(${b.bind(q.types ?? [])}::text[])`,
+      );
       const pol = this.policy.readFilter(p, 'h', b.bind);
       if (pol) {
         conds.push(pol);
@@ -364,10 +374,20 @@ export class FhirRepository {
    * lockAndMatch for operations that need at most one match: 412 (multiple-matches) otherwise.
    * `what` names the condition in the error (`If-None-Exist`, `ifNoneExist`, `Conditional update`).
    */
-  async lockAndMatchOne(tx: PoolClient, p: Principal, query: SearchRequest, what: string, expression?: string): Promise<StoredResource | undefined> {
+  async lockAndMatchOne(
+    tx: PoolClient,
+    p: Principal,
+    query: SearchRequest,
+    what: string,
+    expression?: string,
+  ): Promise<StoredResource | undefined> {
     const found = await this.lockAndMatch(tx, p, query);
     if (found.length > 1) {
-      throw new GatewayError('precondition-failed', { text: `${what} matched ${found.length} resources`, code: 'multiple-matches', expression });
+      throw new GatewayError('precondition-failed', {
+        text: `${what} matched ${found.length} resources`,
+        code: 'multiple-matches',
+        expression,
+      });
     }
     return found[0];
   }
@@ -384,7 +404,9 @@ export class FhirRepository {
     const parts = queries.map(withEquivalentIdentifiers).map((q, i) => {
       const where = compileWhere(q, this.registry, b, (alias) => this.policy.readFilter(p, alias, b.bind));
       if (where.unsupported.length > 0 || q.clauses.length === 0) {
-        throw new GatewayError('invalid', { text: `Unsupported condition on ${q.resourceType}: ${where.unsupported.map((u) => u.reason).join('; ') || 'no parameter'}` });
+        throw new GatewayError('invalid', {
+          text: `Unsupported condition on ${q.resourceType}: ${where.unsupported.map((u) => u.reason).join('; ') || 'no parameter'}`,
+        });
       }
       const conds = [`r.resource_type = ${b.bind(q.resourceType)}`, 'NOT r.deleted', ...where.conditions];
       const pol = this.policy.readFilter(p, 'r', b.bind);
@@ -401,11 +423,21 @@ export class FhirRepository {
     if (query.clauses.length === 0) {
       throw new GatewayError('invalid', { text: 'A conditional operation needs at least one search parameter' });
     }
-    const result = await this.search(p, { ...query, count: 2, offset: 0, sort: [], include: [], revinclude: [], total: 'none' }, true, db);
+    const result = await this.search(
+      p,
+      { ...query, count: 2, offset: 0, sort: [], include: [], revinclude: [], total: 'none' },
+      true,
+      db,
+    );
     return result.matches;
   }
 
-  private async includes(db: Queryable, p: Principal, req: SearchRequest, matches: StoredResource[]): Promise<StoredResource[]> {
+  private async includes(
+    db: Queryable,
+    p: Principal,
+    req: SearchRequest,
+    matches: StoredResource[],
+  ): Promise<StoredResource[]> {
     if (matches.length === 0 || (req.include.length === 0 && req.revinclude.length === 0)) {
       return [];
     }
@@ -426,7 +458,14 @@ export class FhirRepository {
       if (inc.targetType) {
         conds.push(`ref.target_type = ${b.bind(inc.targetType)}`);
       }
-      await this.collect(db, p, b, out, `FROM sp_reference ref JOIN resource t ON t.resource_type = ref.target_type AND t.id = ref.target_id`, conds);
+      await this.collect(
+        db,
+        p,
+        b,
+        out,
+        `FROM sp_reference ref JOIN resource t ON t.resource_type = ref.target_type AND t.id = ref.target_id`,
+        conds,
+      );
     }
     for (const inc of req.revinclude) {
       const b = new Binder();
@@ -439,13 +478,27 @@ export class FhirRepository {
       if (inc.code !== '*') {
         conds.push(`ref.code = ${b.bind(inc.code)}`);
       }
-      await this.collect(db, p, b, out, `FROM sp_reference ref JOIN resource t ON t.resource_type = ref.resource_type AND t.id = ref.id`, conds);
+      await this.collect(
+        db,
+        p,
+        b,
+        out,
+        `FROM sp_reference ref JOIN resource t ON t.resource_type = ref.resource_type AND t.id = ref.id`,
+        conds,
+      );
     }
     const matched = new Set(matches.map((m) => `${m.resourceType}/${m.id}`));
     return [...out.values()].filter((r) => !matched.has(`${r.resourceType}/${r.id}`));
   }
 
-  private async collect(db: Queryable, p: Principal, b: Binder, out: Map<string, StoredResource>, from: string, conds: string[]): Promise<void> {
+  private async collect(
+    db: Queryable,
+    p: Principal,
+    b: Binder,
+    out: Map<string, StoredResource>,
+    from: string,
+    conds: string[],
+  ): Promise<void> {
     const pol = this.policy.readFilter(p, 't', b.bind);
     if (pol) {
       conds.push(pol);
@@ -481,7 +534,12 @@ export class FhirRepository {
     return this.policy.ownerFor(p, requested);
   }
 
-  private async current(db: Queryable, type: string, id: string, forUpdate = false): Promise<StoredResource | undefined> {
+  private async current(
+    db: Queryable,
+    type: string,
+    id: string,
+    forUpdate = false,
+  ): Promise<StoredResource | undefined> {
     const res = await db.query(
       `SELECT resource_type, id, version_id, last_updated, deleted, owner_org, content FROM resource
        WHERE resource_type = $1 AND id = $2${forUpdate ? ' FOR UPDATE' : ''}`,
@@ -490,9 +548,20 @@ export class FhirRepository {
     return res.rows[0] ? fromRow(res.rows[0]) : undefined;
   }
 
-  private prepare(resource: Resource, id: string, versionId: number, owner: string, ctx: WriteContext, replaces: boolean): NewVersion {
+  private prepare(
+    resource: Resource,
+    id: string,
+    versionId: number,
+    owner: string,
+    ctx: WriteContext,
+    replaces: boolean,
+  ): NewVersion {
     const lastUpdated = new Date().toISOString();
-    const stamped = carryDecimals(resource, { ...resource, id, meta: stampMeta(resource.meta, versionId, lastUpdated, owner, ctx) } as Resource);
+    const stamped = carryDecimals(resource, {
+      ...resource,
+      id,
+      meta: stampMeta(resource.meta, versionId, lastUpdated, owner, ctx),
+    } as Resource);
     validateForWrite(stamped, this.profiles);
     return {
       resourceType: resource.resourceType,
@@ -515,7 +584,11 @@ export class FhirRepository {
  * same precision (1.0 → 1.00 is a change in R4, which deepEquals of parsed numbers cannot see).
  */
 function sameContent(a: string, b: string): boolean {
-  const decimals = (json: string): string => nonCanonicalNumbers(json).map((t) => t.text).sort().join(' ');
+  const decimals = (json: string): string =>
+    nonCanonicalNumbers(json)
+      .map((t) => t.text)
+      .sort()
+      .join(' ');
   return deepEquals(parseFhirJson(a), parseFhirJson(b)) && decimals(a) === decimals(b);
 }
 
@@ -523,7 +596,12 @@ function sameContent(a: string, b: string): boolean {
  * Bundle.total: counted when asked for; otherwise known for free on the last page. A page past
  * the end is empty and says nothing about the total (offset + 0 would be a made-up count).
  */
-async function searchTotal(req: SearchRequest, hasMore: boolean, pageSize: number, count: () => Promise<number>): Promise<number | undefined> {
+async function searchTotal(
+  req: SearchRequest,
+  hasMore: boolean,
+  pageSize: number,
+  count: () => Promise<number>,
+): Promise<number | undefined> {
   if (req.total === 'accurate' || req.total === 'estimate') {
     return count();
   }
@@ -533,7 +611,13 @@ async function searchTotal(req: SearchRequest, hasMore: boolean, pageSize: numbe
   return req.offset + pageSize;
 }
 
-function stampMeta(meta: Meta | undefined, versionId: number, lastUpdated: string, owner: string, ctx: WriteContext): Meta {
+function stampMeta(
+  meta: Meta | undefined,
+  versionId: number,
+  lastUpdated: string,
+  owner: string,
+  ctx: WriteContext,
+): Meta {
   const tags = (meta?.tag ?? []).filter((t) => t.system !== OWNER_TAG_SYSTEM);
   tags.push({ system: OWNER_TAG_SYSTEM, code: owner });
   return {
@@ -555,7 +639,11 @@ function requestedOwner(resource: Resource): string | undefined {
  * held (an error event between queries, e.g. a database restart while `fn` awaits other I/O) or
  * whose ROLLBACK failed is discarded, and its error event never reaches the process unhandled.
  */
-export async function withTransaction<T>(pool: Pool, fn: (db: PoolClient) => Promise<T>, opts: { begin?: boolean } = {}): Promise<T> {
+export async function withTransaction<T>(
+  pool: Pool,
+  fn: (db: PoolClient) => Promise<T>,
+  opts: { begin?: boolean } = {},
+): Promise<T> {
   const client = await pool.connect();
   let broken: Error | undefined;
   const onError = (err: Error): void => {
@@ -570,7 +658,10 @@ export async function withTransaction<T>(pool: Pool, fn: (db: PoolClient) => Pro
     await client.query('COMMIT');
     return result;
   } catch (err) {
-    const clean = await client.query('ROLLBACK').then(() => true, () => false);
+    const clean = await client.query('ROLLBACK').then(
+      () => true,
+      () => false,
+    );
     broken ??= clean ? undefined : (err as Error);
     throw err;
   } finally {
@@ -584,11 +675,16 @@ export async function withTransaction<T>(pool: Pool, fn: (db: PoolClient) => Pro
  * the same national identity (RPPS X = IdNatPS 8X, FINESS F = IdNatStruct 1F, SIRET S = IdNatStruct 3S).
  */
 export function withEquivalentIdentifiers(query: SearchRequest): SearchRequest {
-  if (!IDENTITY_TYPES.includes(query.resourceType) || !query.clauses.some((c) => c.code === 'identifier' && !c.modifier && !c.chain)) {
+  if (
+    !IDENTITY_TYPES.includes(query.resourceType) ||
+    !query.clauses.some((c) => c.code === 'identifier' && !c.modifier && !c.chain)
+  ) {
     return query;
   }
   const clauses = query.clauses.map((c) =>
-    c.code === 'identifier' && !c.modifier && !c.chain ? { ...c, values: [...new Set(c.values.flatMap((v) => equivalentTokens(query.resourceType, v)))] } : c,
+    c.code === 'identifier' && !c.modifier && !c.chain
+      ? { ...c, values: [...new Set(c.values.flatMap((v) => equivalentTokens(query.resourceType, v)))] }
+      : c,
   );
   return { ...query, clauses };
 }
@@ -600,8 +696,16 @@ export function withEquivalentIdentifiers(query: SearchRequest): SearchRequest {
  */
 function lockKey(query: SearchRequest): string {
   const only = query.clauses.length === 1 ? query.clauses[0] : undefined;
-  if (only && only.code === 'identifier' && !only.modifier && !only.chain && IDENTITY_TYPES.includes(query.resourceType)) {
-    const keys = only.values.map((v) => identityKey(query.resourceType, v.slice(0, Math.max(0, v.indexOf('|'))), v.slice(v.indexOf('|') + 1)));
+  if (
+    only &&
+    only.code === 'identifier' &&
+    !only.modifier &&
+    !only.chain &&
+    IDENTITY_TYPES.includes(query.resourceType)
+  ) {
+    const keys = only.values.map((v) =>
+      identityKey(query.resourceType, v.slice(0, Math.max(0, v.indexOf('|'))), v.slice(v.indexOf('|') + 1)),
+    );
     const distinct = [...new Set(keys)];
     if (distinct.length === 1 && distinct[0]) {
       return `directory:${distinct[0]}`;

@@ -8,7 +8,12 @@ describe('Patient compartment for group export', () => {
     for (const [type, codes] of Object.entries(PATIENT_COMPARTMENT)) {
       for (const code of codes) {
         const def = registry.get(type, code);
-        expect({ type, code, kind: def?.kind, toPatient: def?.targets.includes('Patient') }).toEqual({ type, code, kind: 'reference', toPatient: true });
+        expect({ type, code, kind: def?.kind, toPatient: def?.targets.includes('Patient') }).toEqual({
+          type,
+          code,
+          kind: 'reference',
+          toPatient: true,
+        });
       }
     }
   });
@@ -37,7 +42,7 @@ describe('Patient compartment for group export', () => {
 });
 
 describe('Patient compartment from the R4 CompartmentDefinition', () => {
-  it('covers the clinical and financial types of a patient record, with R4\'s parameters', () => {
+  it("covers the clinical and financial types of a patient record, with R4's parameters", () => {
     expect(PATIENT_COMPARTMENT.DiagnosticReport).toEqual(['subject']);
     expect(PATIENT_COMPARTMENT.CarePlan).toEqual(expect.arrayContaining(['patient', 'performer']));
     expect(PATIENT_COMPARTMENT.ExplanationOfBenefit).toEqual(expect.arrayContaining(['patient', 'payee']));

@@ -19,10 +19,13 @@ export const PATIENT_COMPARTMENT: Readonly<Record<string, readonly string[]>> = 
 
 function buildCompartment(): Record<string, readonly string[]> {
   const targets = referenceParamTargets();
-  const pointsAtPatient = (type: string, code: string): boolean => targets.get(`${type}.${code}`)?.includes('Patient') ?? false;
+  const pointsAtPatient = (type: string, code: string): boolean =>
+    targets.get(`${type}.${code}`)?.includes('Patient') ?? false;
   const out: Record<string, readonly string[]> = {};
   for (const r of r4PatientCompartment()) {
-    const params = [...(r.param ?? []), ...(ADDED[r.code] ?? [])].filter((code) => r.code !== 'Patient' && pointsAtPatient(r.code, code));
+    const params = [...(r.param ?? []), ...(ADDED[r.code] ?? [])].filter(
+      (code) => r.code !== 'Patient' && pointsAtPatient(r.code, code),
+    );
     if (params.length > 0) {
       out[r.code] = [...new Set(params)];
     }

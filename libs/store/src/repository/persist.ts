@@ -30,7 +30,11 @@ const INDEX_TABLES = ['sp_token', 'sp_string', 'sp_date', 'sp_reference', 'sp_nu
  * Writes versions, their history and their search-index rows in ONE SQL statement (data-modifying
  * CTEs over unnest arrays): atomic on its own, one round trip whatever the batch size.
  */
-export async function persistVersions(db: Pool | PoolClient, versions: NewVersion[], extra?: ExtraStatement): Promise<unknown[]> {
+export async function persistVersions(
+  db: Pool | PoolClient,
+  versions: NewVersion[],
+  extra?: ExtraStatement,
+): Promise<unknown[]> {
   const b = new Binder();
   if (versions.length === 0) {
     if (!extra) {
@@ -57,13 +61,16 @@ export async function persistVersions(db: Pool | PoolClient, versions: NewVersio
     const types = b.bind(replaced.map((v) => v.resourceType));
     const ids = b.bind(replaced.map((v) => v.id));
     INDEX_TABLES.forEach((table, i) =>
-      ctes.push(`d${i} AS (DELETE FROM ${table} s USING unnest(${types}::text[], ${ids}::text[]) AS o(t, i) WHERE s.resource_type = o.t AND s.id = o.i)`),
+      ctes.push(
+        `d${i} AS (DELETE FROM ${table} s USING unnest(${types}::text[], ${ids}::text[]) AS o(t, i) WHERE s.resource_type = o.t AND s.id = o.i)`,
+      ),
     );
   }
   addIndexInserts(ctes, b, versions);
   const e = extra?.((v) => b.bind(v));
   try {
-    return (await db.query(`WITH ${[...ctes, ...(e?.ctes ?? [])].join(',\n')} ${e?.select ?? 'SELECT 1'}`, b.values)).rows;
+    return (await db.query(`WITH ${[...ctes, ...(e?.ctes ?? [])].join(',\n')} ${e?.select ?? 'SELECT 1'}`, b.values))
+      .rows;
   } catch (err) {
     throw directoryConflict(err) ?? err;
   }
@@ -111,7 +118,9 @@ function literal(v: unknown): string {
     return v ? 'true' : 'false';
   }
   if (Array.isArray(v)) {
-    return quote(`{${v.map((x) => (x === null || x === undefined ? 'NULL' : `"${String(x).replace(/[\\"]/g, '\\$&')}"`)).join(',')}}`);
+    return quote(
+      `{${v.map((x) => (x === null || x === undefined ? 'NULL' : `"${String(x).replace(/[\\"]/g, '\\$&')}"`)).join(',')}}`,
+    );
   }
   return quote(v instanceof Date ? v.toISOString() : typeof v === 'object' ? JSON.stringify(v) : String(v as string));
 }
@@ -144,7 +153,13 @@ function addIndexInserts(ctes: string[], b: Binder, versions: NewVersion[]): voi
     v.rows.references.forEach((r) => push(ref, { code: r.code, target_type: r.targetType, target_id: r.targetId }));
     v.rows.numbers.forEach((r) => push(num, { code: r.code, value: r.value, system: r.system, unit: r.unit }));
   }
-  const tables: [string, Cols][] = [['sp_token', tok], ['sp_string', str], ['sp_date', dat], ['sp_reference', ref], ['sp_number', num]];
+  const tables: [string, Cols][] = [
+    ['sp_token', tok],
+    ['sp_string', str],
+    ['sp_date', dat],
+    ['sp_reference', ref],
+    ['sp_number', num],
+  ];
   tables.forEach(([table, c], i) => {
     if (c.id.values.length === 0) {
       return;

@@ -1,11 +1,13 @@
 import { GatewayError } from '@gw/platform';
-import {
-  dateRange,
-  normalizeString,
-  parseReference,
-  splitPrefix,
+import { dateRange, normalizeString, parseReference, splitPrefix } from '@gw/fhir';
+import type {
+  IndexedKind,
+  Prefix,
+  SearchParamClause,
+  SearchParamDef,
+  SearchParamRegistry,
+  SearchRequest,
 } from '@gw/fhir';
-import type { IndexedKind, Prefix, SearchParamClause, SearchParamDef, SearchParamRegistry, SearchRequest } from '@gw/fhir';
 
 /** Collects bind parameters; returns `$n` placeholders. */
 export class Binder {
@@ -40,7 +42,12 @@ export interface CompiledWhere {
 /** SQL condition on a resource alias limiting it to what the caller may see (the access policy). */
 export type Visibility = (alias: string) => string | undefined;
 
-export function compileWhere(req: SearchRequest, registry: SearchParamRegistry, b: Binder, visible?: Visibility): CompiledWhere {
+export function compileWhere(
+  req: SearchRequest,
+  registry: SearchParamRegistry,
+  b: Binder,
+  visible?: Visibility,
+): CompiledWhere {
   const out: CompiledWhere = { conditions: [], unsupported: [] };
   for (const clause of req.clauses) {
     try {
@@ -59,7 +66,13 @@ export function compileWhere(req: SearchRequest, registry: SearchParamRegistry, 
 
 export class UnsupportedParam extends Error {}
 
-function compileClause(type: string, c: SearchParamClause, registry: SearchParamRegistry, b: Binder, visible?: Visibility): string {
+function compileClause(
+  type: string,
+  c: SearchParamClause,
+  registry: SearchParamRegistry,
+  b: Binder,
+  visible?: Visibility,
+): string {
   if (c.code === '_id' || c.code === '_lastUpdated') {
     return columnCondition(c, b);
   }
@@ -109,12 +122,25 @@ function matchCondition(
 }
 
 /** `SELECT id FROM <index> WHERE resource_type = T AND code = C AND (v1 OR v2…)` */
-function idSubquery(type: string, def: SearchParamDef, modifier: string | undefined, values: string[], b: Binder, key: string): string {
+function idSubquery(
+  type: string,
+  def: SearchParamDef,
+  modifier: string | undefined,
+  values: string[],
+  b: Binder,
+  key: string,
+): string {
   const ors = values.map((v) => valueCondition(def, modifier, v, b, key));
   return `SELECT id FROM ${TABLE[def.kind]} WHERE resource_type = ${b.bind(type)} AND code = ${b.bind(def.code)} AND (${ors.join(' OR ')})`;
 }
 
-function valueCondition(def: SearchParamDef, modifier: string | undefined, value: string, b: Binder, key: string): string {
+function valueCondition(
+  def: SearchParamDef,
+  modifier: string | undefined,
+  value: string,
+  b: Binder,
+  key: string,
+): string {
   switch (def.kind) {
     case 'token':
     case 'uri':
@@ -203,7 +229,14 @@ const INSTANT_OPS: Record<Prefix, (t: string, vl: Bound, vh: Bound) => string> =
   ap: (t, vl, vh) => `(${t} >= ${vl()} AND ${t} < ${vh()})`,
 };
 
-export function dateCondition(low: string, high: string, raw: string, b: Binder, key: string, modifier?: string): string {
+export function dateCondition(
+  low: string,
+  high: string,
+  raw: string,
+  b: Binder,
+  key: string,
+  modifier?: string,
+): string {
   rejectModifier(modifier, [], key);
   const { prefix, vl, vh } = dateSearchValue(raw, b, key);
   return DATE_OPS[prefix](low, high, vl, vh);
@@ -220,12 +253,21 @@ function dateSearchValue(raw: string, b: Binder, key: string): { prefix: Prefix;
   // An unencoded `+` in a query string arrives as a space: `T10:00:00 02:00` meant `+02:00`.
   const range = dateRange(value.replace(/ (\d{2}:\d{2})$/, '+$1'));
   if (!range) {
-    throw new GatewayError('invalid', { text: `Invalid date "${value}" for ${key}: expected YYYY, YYYY-MM, YYYY-MM-DD or a dateTime`, expression: key });
+    throw new GatewayError('invalid', {
+      text: `Invalid date "${value}" for ${key}: expected YYYY, YYYY-MM, YYYY-MM-DD or a dateTime`,
+      expression: key,
+    });
   }
   return { prefix, vl: () => `${b.bind(range.low)}::timestamptz`, vh: () => `${b.bind(range.high)}::timestamptz` };
 }
 
-function referenceCondition(def: SearchParamDef, modifier: string | undefined, value: string, b: Binder, key: string): string {
+function referenceCondition(
+  def: SearchParamDef,
+  modifier: string | undefined,
+  value: string,
+  b: Binder,
+  key: string,
+): string {
   if (modifier && !def.targets.includes(modifier)) {
     throw new UnsupportedParam(`Modifier ":${modifier}" is not a target type of ${def.code}`);
   }
@@ -234,7 +276,10 @@ function referenceCondition(def: SearchParamDef, modifier: string | undefined, v
     return `(target_id = ${b.bind(parsed.id)} AND target_type = ${b.bind(parsed.type)})`;
   }
   if (!/^[A-Za-z0-9\-.]{1,64}$/.test(value)) {
-    throw new GatewayError('invalid', { text: `Invalid reference "${value}" for ${key}: expected Type/id or id`, expression: key });
+    throw new GatewayError('invalid', {
+      text: `Invalid reference "${value}" for ${key}: expected Type/id or id`,
+      expression: key,
+    });
   }
   const types = modifier ? [modifier] : def.targets;
   return `(target_id = ${b.bind(value)} AND target_type = ANY(${b.bind(types)}::text[]))`;
@@ -248,7 +293,16 @@ function numberCondition(modifier: string | undefined, raw: string, b: Binder, k
   if (num === '' || Number.isNaN(n)) {
     throw new GatewayError('invalid', { text: `Invalid number "${num}" for ${key}`, expression: key });
   }
-  const ops: Partial<Record<Prefix, string>> = { eq: '=', ne: '<>', lt: '<', le: '<=', gt: '>', ge: '>=', sa: '>', eb: '<' };
+  const ops: Partial<Record<Prefix, string>> = {
+    eq: '=',
+    ne: '<>',
+    lt: '<',
+    le: '<=',
+    gt: '>',
+    ge: '>=',
+    sa: '>',
+    eb: '<',
+  };
   const op = ops[prefix];
   if (!op) {
     throw new UnsupportedParam(`Prefix "${prefix}" is not supported on ${key}`);
@@ -263,7 +317,14 @@ function numberCondition(modifier: string | undefined, raw: string, b: Binder, k
   return `(${parts.join(' AND ')})`;
 }
 
-function chainSubquery(type: string, def: SearchParamDef, c: SearchParamClause, registry: SearchParamRegistry, b: Binder, visible?: Visibility): string {
+function chainSubquery(
+  type: string,
+  def: SearchParamDef,
+  c: SearchParamClause,
+  registry: SearchParamRegistry,
+  b: Binder,
+  visible?: Visibility,
+): string {
   if (def.kind !== 'reference' || !c.chain) {
     throw new UnsupportedParam(`Chaining is only possible on reference parameters, not ${c.code}`);
   }
@@ -279,7 +340,9 @@ function chainSubquery(type: string, def: SearchParamDef, c: SearchParamClause, 
       rejectModifier(modifier, [], c.key);
       inner.push(`(target_type = ${b.bind(target)} AND target_id = ANY(${b.bind(c.values)}::text[]))`);
     } else if (targetDef) {
-      inner.push(`(target_type = ${b.bind(target)} AND ${matchCondition('target_id', target, targetDef, modifier, c.values, b, c.key)})`);
+      inner.push(
+        `(target_type = ${b.bind(target)} AND ${matchCondition('target_id', target, targetDef, modifier, c.values, b, c.key)})`,
+      );
     } else {
       continue;
     }
@@ -287,11 +350,14 @@ function chainSubquery(type: string, def: SearchParamDef, c: SearchParamClause, 
     const filter = visible?.('t');
     if (filter) {
       // Correlated (a primary-key probe per candidate), not `IN (every readable resource of the type)`.
-      inner[inner.length - 1] = `(${inner[inner.length - 1]} AND EXISTS (SELECT 1 FROM resource t WHERE t.resource_type = ${b.bind(target)} AND t.id = sp_reference.target_id AND ${filter}))`;
+      inner[inner.length - 1] =
+        `(${inner[inner.length - 1]} AND EXISTS (SELECT 1 FROM resource t WHERE t.resource_type = ${b.bind(target)} AND t.id = sp_reference.target_id AND ${filter}))`;
     }
   }
   if (inner.length === 0) {
-    throw new UnsupportedParam(`Unknown chained parameter "${code}" on ${(targetType ? [targetType] : def.targets).join('/')}`);
+    throw new UnsupportedParam(
+      `Unknown chained parameter "${code}" on ${(targetType ? [targetType] : def.targets).join('/')}`,
+    );
   }
   return `SELECT id FROM sp_reference WHERE resource_type = ${b.bind(type)} AND code = ${b.bind(def.code)} AND (${inner.join(' OR ')})`;
 }
@@ -308,9 +374,13 @@ export function compileSort(req: SearchRequest, registry: SearchParamRegistry, b
     } else {
       const def = registry.get(req.resourceType, s.code);
       if (!def || def.kind === 'reference') {
-        throw new GatewayError('invalid', { text: `Cannot sort ${req.resourceType} by "${s.code}"`, expression: '_sort' });
+        throw new GatewayError('invalid', {
+          text: `Cannot sort ${req.resourceType} by "${s.code}"`,
+          expression: '_sort',
+        });
       }
-      const col = def.kind === 'date' ? (s.descending ? 'max(high)' : 'min(low)') : s.descending ? 'max(value)' : 'min(value)';
+      const col =
+        def.kind === 'date' ? (s.descending ? 'max(high)' : 'min(low)') : s.descending ? 'max(value)' : 'min(value)';
       terms.push(
         `(SELECT ${col} FROM ${TABLE[def.kind]} x WHERE x.resource_type = r.resource_type AND x.id = r.id AND x.code = ${b.bind(def.code)}) ${dir} NULLS LAST`,
       );

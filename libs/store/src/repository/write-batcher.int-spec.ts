@@ -12,7 +12,13 @@ function version(id: string, lastUpdated = new Date().toISOString()): NewVersion
     deleted: false,
     ownerOrg: 'Organization/o',
     json: JSON.stringify({ resourceType: 'Patient', id }),
-    rows: { tokens: [{ code: 'identifier', system: 'urn:x', value: id }], strings: [], dates: [], references: [], numbers: [] },
+    rows: {
+      tokens: [{ code: 'identifier', system: 'urn:x', value: id }],
+      strings: [],
+      dates: [],
+      references: [],
+      numbers: [],
+    },
     replaces: false,
     clientId: `client-${id}`,
     requestId: `req-${id}`,
@@ -35,7 +41,9 @@ describe('WriteBatcher (group commit of single creates)', () => {
     queries.push(...spy.mock.calls.map((c) => String(c[0])));
     spy.mockRestore();
     expect(queries.length).toBeLessThan(60);
-    const rows = await pool.query(`SELECT count(*)::int AS n, count(DISTINCT client_id)::int AS authors FROM resource_history`);
+    const rows = await pool.query(
+      `SELECT count(*)::int AS n, count(DISTINCT client_id)::int AS authors FROM resource_history`,
+    );
     expect(rows.rows[0]).toEqual({ n: 60, authors: 60 });
     const idx = await pool.query(`SELECT count(*)::int AS n FROM sp_token WHERE code = 'identifier'`);
     expect(idx.rows[0].n).toBe(60);
@@ -44,7 +52,9 @@ describe('WriteBatcher (group commit of single creates)', () => {
   it('fails only the bad version of a batch; its neighbours are written', async () => {
     const batcher = new WriteBatcher(pool);
     const results = await Promise.allSettled(
-      Array.from({ length: 12 }, (_, i) => batcher.write(i === 7 ? version(`bad${i}`, 'not-a-timestamp') : version(`ok${i}`))),
+      Array.from({ length: 12 }, (_, i) =>
+        batcher.write(i === 7 ? version(`bad${i}`, 'not-a-timestamp') : version(`ok${i}`)),
+      ),
     );
     expect(results.filter((r) => r.status === 'rejected')).toHaveLength(1);
     expect((results[7] as PromiseRejectedResult).reason).toBeDefined();

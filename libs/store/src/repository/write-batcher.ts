@@ -44,7 +44,10 @@ export class WriteBatcher {
 
   private async flush(batch: Pending[]): Promise<void> {
     try {
-      await persistVersions(this.pool, batch.map((p) => p.version));
+      await persistVersions(
+        this.pool,
+        batch.map((p) => p.version),
+      );
       batch.forEach((p) => p.resolve());
     } catch (err) {
       if (batch.length === 1) {

@@ -18,14 +18,24 @@ describe('rewriteReferences (transaction Bundle urn:uuid references)', () => {
       encounter: { reference: ENCOUNTER, display: 'séjour' },
       performer: [{ reference: 'Practitioner/known' }, { reference: PATIENT }],
       extension: [{ url: 'https://example.org/about', valueReference: { reference: ENCOUNTER } }],
-      contained: [{ resourceType: 'Provenance', target: [{ reference: PATIENT }], recorded: '2026-01-01T00:00:00Z', agent: [{ who: { reference: ENCOUNTER } }] }],
+      contained: [
+        {
+          resourceType: 'Provenance',
+          target: [{ reference: PATIENT }],
+          recorded: '2026-01-01T00:00:00Z',
+          agent: [{ who: { reference: ENCOUNTER } }],
+        },
+      ],
     };
     rewriteReferences(obs, resolved);
     expect(obs.subject).toEqual({ reference: 'Patient/3f9e' });
     expect(obs.encounter).toEqual({ reference: 'Encounter/77ab', display: 'séjour' });
     expect(obs.performer).toEqual([{ reference: 'Practitioner/known' }, { reference: 'Patient/3f9e' }]);
     expect(obs.extension?.[0]?.valueReference).toEqual({ reference: 'Encounter/77ab' });
-    expect(obs.contained?.[0]).toMatchObject({ target: [{ reference: 'Patient/3f9e' }], agent: [{ who: { reference: 'Encounter/77ab' } }] });
+    expect(obs.contained?.[0]).toMatchObject({
+      target: [{ reference: 'Patient/3f9e' }],
+      agent: [{ who: { reference: 'Encounter/77ab' } }],
+    });
   });
 
   it('leaves alone a urn:uuid that is not a fullUrl of the Bundle, and the same text outside a reference', () => {

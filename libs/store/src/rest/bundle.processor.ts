@@ -44,7 +44,9 @@ export class BundleProcessor {
     const bundle = checkBundle(req.body);
     const entries = bundle.entry ?? [];
     const answers =
-      bundle.type === 'batch' ? await this.batch(p, entries, req, ctx) : await this.transaction(p, entries.map(plan), req, ctx);
+      bundle.type === 'batch'
+        ? await this.batch(p, entries, req, ctx)
+        : await this.transaction(p, entries.map(plan), req, ctx);
     this.service.record(p, bundle.type as string, 'Bundle', [], 200, ctx.requestId);
     const type = bundle.type === 'batch' ? 'batch-response' : 'transaction-response';
     const rendered = answers.map((a) => renderEntry(a, req.preferReturn));
@@ -62,9 +64,17 @@ export class BundleProcessor {
         out.push({ method, response: await this.service.handle(p, entryRequest(e, req), ctx.requestId) });
       } catch (err) {
         if (!(err instanceof GatewayError)) {
-          this.service.options.logger?.error({ reqId: ctx.requestId, entry: index, err: (err as Error)?.message }, 'unexpected error in a batch entry');
+          this.service.options.logger?.error(
+            { reqId: ctx.requestId, entry: index, err: (err as Error)?.message },
+            'unexpected error in a batch entry',
+          );
         }
-        const ge = err instanceof GatewayError ? err : new GatewayError('internal', { text: `Internal error processing this entry (request id ${ctx.requestId ?? 'unknown'})` });
+        const ge =
+          err instanceof GatewayError
+            ? err
+            : new GatewayError('internal', {
+                text: `Internal error processing this entry (request id ${ctx.requestId ?? 'unknown'})`,
+              });
         out.push({ method, response: { status: ge.status, body: JSON.stringify(ge.toOutcome()) } });
       }
     }
@@ -84,9 +94,27 @@ export class BundleProcessor {
       }
       await this.resolveConditionalReferences(p, planned, tx);
       const sorted = [...planned].sort((a, b) => ORDER[a.method] - ORDER[b.method] || a.index - b.index);
-      await this.run(p, sorted.filter((e) => e.method === 'DELETE'), req, ctx, tx);
-      await this.createAll(p, sorted.filter((e) => e.method === 'POST'), req, ctx, tx);
-      await this.run(p, sorted.filter((e) => e.method !== 'DELETE' && e.method !== 'POST'), req, ctx, tx);
+      await this.run(
+        p,
+        sorted.filter((e) => e.method === 'DELETE'),
+        req,
+        ctx,
+        tx,
+      );
+      await this.createAll(
+        p,
+        sorted.filter((e) => e.method === 'POST'),
+        req,
+        ctx,
+        tx,
+      );
+      await this.run(
+        p,
+        sorted.filter((e) => e.method !== 'DELETE' && e.method !== 'POST'),
+        req,
+        ctx,
+        tx,
+      );
       return planned.map((e) => ({ method: e.method, response: e.response as FhirResponse }));
     });
   }
@@ -96,23 +124,39 @@ export class BundleProcessor {
    * entries of this transaction (R4 transaction rules: the Bundle is processed as a whole).
    */
   private async resolveConditionalReferences(p: Principal, planned: Planned[], tx: PoolClient): Promise<void> {
-    const writes = planned.filter((e) => e.entry.resource && e.target && (e.method === 'PUT' || (e.method === 'POST' && !e.existing && !e.sameAs)));
-    const pending: PendingWrite[] = writes.map((e) => ({ resource: e.entry.resource as Resource, id: (e.target as { id: string }).id }));
+    const writes = planned.filter(
+      (e) => e.entry.resource && e.target && (e.method === 'PUT' || (e.method === 'POST' && !e.existing && !e.sameAs)),
+    );
+    const pending: PendingWrite[] = writes.map((e) => ({
+      resource: e.entry.resource as Resource,
+      id: (e.target as { id: string }).id,
+    }));
     const replaced = new Set([
       ...planned.filter((e) => e.method === 'DELETE').map((e) => e.path),
       ...writes.map((e) => `${e.target?.type}/${e.target?.id}`),
     ]);
     for (const e of writes) {
-      await atEntry(e.index, () => this.service.resolveConditionalReferences(p, e.entry.resource as Resource, tx, pending, replaced));
+      await atEntry(e.index, () =>
+        this.service.resolveConditionalReferences(p, e.entry.resource as Resource, tx, pending, replaced),
+      );
     }
   }
 
   /** Gives every POST/PUT entry its final id before any reference is rewritten. */
-  private async resolveTarget(p: Principal, e: Planned, tx: PoolClient, refs: Map<string, string>, creations: Map<string, Planned>): Promise<void> {
+  private async resolveTarget(
+    p: Principal,
+    e: Planned,
+    tx: PoolClient,
+    refs: Map<string, string>,
+    creations: Map<string, Planned>,
+  ): Promise<void> {
     const [type, id] = e.path.split('/');
     if (e.method === 'POST') {
       if (id) {
-        throw new GatewayError('invalid', { text: `POST entries create on a type ("${type}"), not on "${e.path}"`, expression: 'request.url' });
+        throw new GatewayError('invalid', {
+          text: `POST entries create on a type ("${type}"), not on "${e.path}"`,
+          expression: 'request.url',
+        });
       }
       await this.resolveCreate(p, e, type, tx, creations);
     } else if (e.method === 'PUT' && !id && e.query.length > 0) {
@@ -126,7 +170,13 @@ export class BundleProcessor {
   }
 
   /** POST: a fresh id, or (ifNoneExist) the match, or the entry earlier in this Bundle with the same condition. */
-  private async resolveCreate(p: Principal, e: Planned, type: string, tx: PoolClient, creations: Map<string, Planned>): Promise<void> {
+  private async resolveCreate(
+    p: Principal,
+    e: Planned,
+    type: string,
+    tx: PoolClient,
+    creations: Map<string, Planned>,
+  ): Promise<void> {
     checkType(type);
     requireScope(p, type, 'c');
     e.target = { type, id: randomUUID() };
@@ -136,14 +186,23 @@ export class BundleProcessor {
     }
     requireScope(p, type, 's');
     const pairs = queryPairs(ifNoneExist);
-    const key = `${type}?${pairs.map(([k, v]) => `${k}=${v}`).sort().join('&')}`;
+    const key = `${type}?${pairs
+      .map(([k, v]) => `${k}=${v}`)
+      .sort()
+      .join('&')}`;
     const earlier = creations.get(key);
     if (earlier) {
       e.target = earlier.target;
       e.sameAs = earlier;
       return;
     }
-    const found = await this.repo.lockAndMatchOne(tx, p, this.service.conditionQuery(type, pairs), 'ifNoneExist', 'request.ifNoneExist');
+    const found = await this.repo.lockAndMatchOne(
+      tx,
+      p,
+      this.service.conditionQuery(type, pairs),
+      'ifNoneExist',
+      'request.ifNoneExist',
+    );
     if (found) {
       e.target = { type, id: found.id };
       e.existing = true;
@@ -157,10 +216,19 @@ export class BundleProcessor {
   private async resolveConditionalUpdate(p: Principal, e: Planned, type: string, tx: PoolClient): Promise<void> {
     checkType(type);
     requireScope(p, type, 'u');
-    const found = await this.repo.lockAndMatchOne(tx, p, this.service.conditionQuery(type, e.query), 'Conditional update', 'request.url');
+    const found = await this.repo.lockAndMatchOne(
+      tx,
+      p,
+      this.service.conditionQuery(type, e.query),
+      'Conditional update',
+      'request.url',
+    );
     const bodyId = e.entry.resource?.id as string | undefined;
     if (found && bodyId && bodyId !== found.id) {
-      throw new GatewayError('invalid', { text: `Resource id ${bodyId} differs from the matched ${type}/${found.id}`, expression: `${type}.id` });
+      throw new GatewayError('invalid', {
+        text: `Resource id ${bodyId} differs from the matched ${type}/${found.id}`,
+        expression: `${type}.id`,
+      });
     }
     e.target = { type, id: found?.id ?? bodyId ?? randomUUID() };
     e.path = `${type}/${e.target.id}`;
@@ -175,7 +243,13 @@ export class BundleProcessor {
   }
 
   /** All plain creates of the transaction in one multi-row write. */
-  private async createAll(p: Principal, entries: Planned[], req: FhirRequest, ctx: WriteContext, tx: PoolClient): Promise<void> {
+  private async createAll(
+    p: Principal,
+    entries: Planned[],
+    req: FhirRequest,
+    ctx: WriteContext,
+    tx: PoolClient,
+  ): Promise<void> {
     const versions: NewVersion[] = [];
     const toCreate = entries.filter((e) => !e.existing && !e.sameAs);
     for (const e of toCreate) {
@@ -196,7 +270,13 @@ export class BundleProcessor {
     }
   }
 
-  private async run(p: Principal, entries: Planned[], req: FhirRequest, ctx: WriteContext, tx: PoolClient): Promise<void> {
+  private async run(
+    p: Principal,
+    entries: Planned[],
+    req: FhirRequest,
+    ctx: WriteContext,
+    tx: PoolClient,
+  ): Promise<void> {
     for (const e of entries) {
       e.response = await atEntry(e.index, () => this.service.handle(p, entryRequest(e, req), ctx.requestId, tx));
     }
@@ -206,10 +286,16 @@ export class BundleProcessor {
 function checkBundle(body: unknown): Bundle {
   const bundle = body as Bundle;
   if (!bundle || typeof bundle !== 'object' || Array.isArray(bundle) || bundle.resourceType !== 'Bundle') {
-    throw new GatewayError('invalid', { text: 'POST on the FHIR base expects a Bundle of type batch or transaction', expression: 'resourceType' });
+    throw new GatewayError('invalid', {
+      text: 'POST on the FHIR base expects a Bundle of type batch or transaction',
+      expression: 'resourceType',
+    });
   }
   if (bundle.type !== 'batch' && bundle.type !== 'transaction') {
-    throw new GatewayError('invalid', { text: `Bundle.type must be batch or transaction, not "${String(bundle.type)}"`, expression: 'Bundle.type' });
+    throw new GatewayError('invalid', {
+      text: `Bundle.type must be batch or transaction, not "${String(bundle.type)}"`,
+      expression: 'Bundle.type',
+    });
   }
   if (bundle.entry !== undefined && !Array.isArray(bundle.entry)) {
     throw new GatewayError('invalid', { text: 'Bundle.entry must be an array', expression: 'Bundle.entry' });
@@ -224,12 +310,18 @@ function plan(entry: BundleEntry, index: number): Planned {
   const method = entry.request?.method?.toUpperCase();
   const url = entry.request?.url;
   if (!method || !url || ORDER[method] === undefined) {
-    throw new GatewayError('invalid', { text: 'Each entry needs request.method (GET, POST, PUT, DELETE) and request.url', expression: `Bundle.entry[${index}].request` });
+    throw new GatewayError('invalid', {
+      text: 'Each entry needs request.method (GET, POST, PUT, DELETE) and request.url',
+      expression: `Bundle.entry[${index}].request`,
+    });
   }
   const [path, query] = splitUrl(url);
   if (path === '') {
     // The base itself would mean a Bundle inside a Bundle.
-    throw new GatewayError('invalid', { text: 'request.url must name a resource type, not the FHIR base', expression: `Bundle.entry[${index}].request.url` });
+    throw new GatewayError('invalid', {
+      text: 'request.url must name a resource type, not the FHIR base',
+      expression: `Bundle.entry[${index}].request.url`,
+    });
   }
   return { index, entry, method, path, query };
 }
@@ -319,7 +411,10 @@ async function atEntry<T>(index: number, fn: () => Promise<T> | T): Promise<T> {
     return await fn();
   } catch (err) {
     if (err instanceof GatewayError) {
-      throw new GatewayError(err.category, err.issues.map((i) => prefixIssue(i, index)));
+      throw new GatewayError(
+        err.category,
+        err.issues.map((i) => prefixIssue(i, index)),
+      );
     }
     throw err;
   }
@@ -346,7 +441,19 @@ function entryExpression(prefix: string, e: string): string {
   return e.startsWith('request') ? `${prefix}.${e}` : `${prefix}.request.url`;
 }
 
-const REASONS: Record<number, string> = { 200: 'OK', 201: 'Created', 204: 'No Content', 400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 410: 'Gone', 412: 'Precondition Failed', 422: 'Unprocessable Entity', 500: 'Internal Server Error' };
+const REASONS: Record<number, string> = {
+  200: 'OK',
+  201: 'Created',
+  204: 'No Content',
+  400: 'Bad Request',
+  403: 'Forbidden',
+  404: 'Not Found',
+  409: 'Conflict',
+  410: 'Gone',
+  412: 'Precondition Failed',
+  422: 'Unprocessable Entity',
+  500: 'Internal Server Error',
+};
 
 function statusText(status: number): string {
   return `${status} ${REASONS[status] ?? ''}`.trim();

@@ -3,12 +3,35 @@ import type { PoolClient } from 'pg';
 import { GatewayError, scopeAllows } from '@gw/platform';
 import type { Logger } from '@gw/platform';
 import type { ScopeAction } from '@gw/platform';
-import { SERVED_RESOURCE_TYPES, dateRange, parseFhirJson, stringifyFhirJson, isKnownR4ResourceType, isServedResourceType, parseSearchRequest, parseSubsetting, subsetResource, unknownElements } from '@gw/fhir';
+import {
+  SERVED_RESOURCE_TYPES,
+  dateRange,
+  parseFhirJson,
+  stringifyFhirJson,
+  isKnownR4ResourceType,
+  isServedResourceType,
+  parseSearchRequest,
+  parseSubsetting,
+  subsetResource,
+  unknownElements,
+} from '@gw/fhir';
 import type { SearchRequest, Subsetting } from '@gw/fhir';
 import type { Principal } from '../repository/access.policy';
 import type { AuditLog } from '../audit/audit.log';
-import type { FhirRepository, HistoryQuery, Queryable, SearchResult, StoredResource, WriteContext } from '../repository/fhir.repository';
-import { applyResolution, conditionalQuery, findConditionalReferences, pendingMatches } from '../conditional-references';
+import type {
+  FhirRepository,
+  HistoryQuery,
+  Queryable,
+  SearchResult,
+  StoredResource,
+  WriteContext,
+} from '../repository/fhir.repository';
+import {
+  applyResolution,
+  conditionalQuery,
+  findConditionalReferences,
+  pendingMatches,
+} from '../conditional-references';
 import type { PendingWrite } from '../conditional-references';
 import { BundleProcessor } from './bundle.processor';
 
@@ -92,12 +115,21 @@ export class FhirService {
       return this.onInstance(p, type, id, method, req, ctx, tx);
     }
     if (op === '_history' && method === 'GET') {
-      return vid === undefined ? this.history(p, type, id, req, requestId) : this.vread(p, type, id, vid, req, requestId);
+      return vid === undefined
+        ? this.history(p, type, id, req, requestId)
+        : this.vread(p, type, id, vid, req, requestId);
     }
     throw new GatewayError('not-supported', { text: `${method} ${req.path} is not a supported interaction` });
   }
 
-  private async onType(p: Principal, type: string, method: string, req: FhirRequest, ctx: WriteContext, tx?: PoolClient): Promise<FhirResponse> {
+  private async onType(
+    p: Principal,
+    type: string,
+    method: string,
+    req: FhirRequest,
+    ctx: WriteContext,
+    tx?: PoolClient,
+  ): Promise<FhirResponse> {
     switch (method) {
       case 'GET':
         return this.search(p, type, req, ctx.requestId, tx);
@@ -116,7 +148,15 @@ export class FhirService {
     }
   }
 
-  private async onInstance(p: Principal, type: string, id: string, method: string, req: FhirRequest, ctx: WriteContext, tx?: PoolClient): Promise<FhirResponse> {
+  private async onInstance(
+    p: Principal,
+    type: string,
+    id: string,
+    method: string,
+    req: FhirRequest,
+    ctx: WriteContext,
+    tx?: PoolClient,
+  ): Promise<FhirResponse> {
     switch (method) {
       case 'GET': {
         requireScope(p, type, 'r');
@@ -130,7 +170,9 @@ export class FhirService {
         const resource = bodyResource(req.body, type);
         if (resource.id !== id) {
           throw new GatewayError('invalid', {
-            text: resource.id ? `Resource id "${resource.id}" does not match the URL id "${id}"` : 'An update needs the resource id in the body',
+            text: resource.id
+              ? `Resource id "${resource.id}" does not match the URL id "${id}"`
+              : 'An update needs the resource id in the body',
             expression: `${type}.id`,
           });
         }
@@ -149,7 +191,13 @@ export class FhirService {
     }
   }
 
-  private async create(p: Principal, type: string, req: FhirRequest, ctx: WriteContext, tx?: PoolClient): Promise<FhirResponse> {
+  private async create(
+    p: Principal,
+    type: string,
+    req: FhirRequest,
+    ctx: WriteContext,
+    tx?: PoolClient,
+  ): Promise<FhirResponse> {
     requireScope(p, type, 'c');
     const resource = bodyResource(req.body, type);
     await this.resolveConditionalReferences(p, resource, tx);
@@ -164,14 +212,30 @@ export class FhirService {
   }
 
   /** Shared by create/update: audit, headers, and the body the client asked for (Prefer). */
-  written(p: Principal, stored: StoredResource, status: number, interaction: string, req: FhirRequest, ctx: WriteContext): FhirResponse {
+  written(
+    p: Principal,
+    stored: StoredResource,
+    status: number,
+    interaction: string,
+    req: FhirRequest,
+    ctx: WriteContext,
+  ): FhirResponse {
     this.record(p, interaction, stored.resourceType, [stored], status, ctx.requestId);
     const res = resourceResponse(stored, status);
     res.location = `${this.options.baseUrl}/fhir/${stored.resourceType}/${stored.id}/_history/${stored.versionId}`;
     if (req.preferReturn === 'minimal') {
       res.body = undefined;
     } else if (req.preferReturn === 'OperationOutcome') {
-      res.body = JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'information', code: 'informational', details: { text: `${interaction} ${stored.resourceType}/${stored.id}` } }] });
+      res.body = JSON.stringify({
+        resourceType: 'OperationOutcome',
+        issue: [
+          {
+            severity: 'information',
+            code: 'informational',
+            details: { text: `${interaction} ${stored.resourceType}/${stored.id}` },
+          },
+        ],
+      });
     }
     return res;
   }
@@ -183,7 +247,13 @@ export class FhirService {
    * those entries delete or rewrite, judged on their new content). None or several: 400 / 412
    * naming the element, and the resource is left as it was.
    */
-  async resolveConditionalReferences(p: Principal, resource: Resource, db?: Queryable, pending: PendingWrite[] = [], replaced = new Set<string>()): Promise<void> {
+  async resolveConditionalReferences(
+    p: Principal,
+    resource: Resource,
+    db?: Queryable,
+    pending: PendingWrite[] = [],
+    replaced = new Set<string>(),
+  ): Promise<void> {
     const refs = findConditionalReferences(resource);
     if (refs.length === 0) {
       return;
@@ -198,7 +268,13 @@ export class FhirService {
     } catch (err) {
       if (err instanceof GatewayError && err.category === 'invalid') {
         const why = err.issues.map((i) => i.details?.text).join('; ');
-        throw new GatewayError('invalid', refs.map((ref) => ({ text: `Conditional reference ${ref.type}?${ref.query}: ${why}`, expression: ref.expression })));
+        throw new GatewayError(
+          'invalid',
+          refs.map((ref) => ({
+            text: `Conditional reference ${ref.type}?${ref.query}: ${why}`,
+            expression: ref.expression,
+          })),
+        );
       }
       throw err;
     }
@@ -213,13 +289,29 @@ export class FhirService {
     return parseSearchRequest(type, pairs, { defaultCount: 2, maxCount: 2 });
   }
 
-  private async search(p: Principal, type: string, req: FhirRequest, requestId?: string, tx?: PoolClient): Promise<FhirResponse> {
+  private async search(
+    p: Principal,
+    type: string,
+    req: FhirRequest,
+    requestId?: string,
+    tx?: PoolClient,
+  ): Promise<FhirResponse> {
     requireScope(p, type, 's');
     const pairs = req.method.toUpperCase() === 'POST' ? [...req.query, ...formPairs(req.body)] : req.query;
-    const sreq = parseSearchRequest(type, pairs, { defaultCount: this.options.defaultCount, maxCount: this.options.maxCount });
+    const sreq = parseSearchRequest(type, pairs, {
+      defaultCount: this.options.defaultCount,
+      maxCount: this.options.maxCount,
+    });
     const unknown = unknownElements(type, sreq.subsetting);
     if (unknown.length > 0 && req.strict) {
-      throw new GatewayError('invalid', unknown.map((e) => ({ text: `${type} has no element "${e}"`, expression: '_elements', code: 'not-supported' as const })));
+      throw new GatewayError(
+        'invalid',
+        unknown.map((e) => ({
+          text: `${type} has no element "${e}"`,
+          expression: '_elements',
+          code: 'not-supported' as const,
+        })),
+      );
     }
     const result = await this.repo.search(p, sreq, req.strict, tx);
     result.unsupported.push(...unknown.map((e) => ({ key: '_elements', reason: `${type} has no element "${e}"` })));
@@ -235,7 +327,10 @@ export class FhirService {
       links.push({ relation: 'next', url: pageUrl(`${base}/${type}`, pairs, req.offset + req.count, req.count) });
     }
     if (req.offset > 0) {
-      links.push({ relation: 'previous', url: pageUrl(`${base}/${type}`, pairs, Math.max(0, req.offset - req.count), req.count) });
+      links.push({
+        relation: 'previous',
+        url: pageUrl(`${base}/${type}`, pairs, Math.max(0, req.offset - req.count), req.count),
+      });
     }
     const entries = [
       ...result.matches.map((m) => entryJson(base, m, 'match', req.subsetting)),
@@ -244,23 +339,39 @@ export class FhirService {
     if (result.unsupported.length > 0) {
       const outcome = {
         resourceType: 'OperationOutcome',
-        issue: result.unsupported.map((u) => ({ severity: 'warning', code: 'not-supported', details: { text: `${u.reason}: ignored` }, expression: [u.key] })),
+        issue: result.unsupported.map((u) => ({
+          severity: 'warning',
+          code: 'not-supported',
+          details: { text: `${u.reason}: ignored` },
+          expression: [u.key],
+        })),
       };
       entries.push(`{"resource":${JSON.stringify(outcome)},"search":{"mode":"outcome"}}`);
     }
-    const head = { resourceType: 'Bundle', type: 'searchset', ...(result.total !== undefined ? { total: result.total } : {}), link: links };
+    const head = {
+      resourceType: 'Bundle',
+      type: 'searchset',
+      ...(result.total !== undefined ? { total: result.total } : {}),
+      link: links,
+    };
     return `${JSON.stringify(head).slice(0, -1)},"entry":[${entries.join(',')}]}`;
   }
 
   /** History of an instance, a type or the whole system (type undefined), paged with _count/_offset. */
-  private async history(p: Principal, type: string | undefined, id: string | undefined, req: FhirRequest, requestId?: string): Promise<FhirResponse> {
+  private async history(
+    p: Principal,
+    type: string | undefined,
+    id: string | undefined,
+    req: FhirRequest,
+    requestId?: string,
+  ): Promise<FhirResponse> {
     let types: string[] | undefined;
     if (type) {
       requireScope(p, type, id ? 'r' : 's');
     } else {
       types = SERVED_RESOURCE_TYPES.filter((t) => scopeAllows(p.scopes, t, 's'));
       if (types.length === 0) {
-        throw new GatewayError('forbidden', { text: 'The token\'s scopes allow no resource type to be listed' });
+        throw new GatewayError('forbidden', { text: "The token's scopes allow no resource type to be listed" });
       }
     }
     const q = parseHistoryParams(req.query, this.options);
@@ -277,15 +388,34 @@ export class FhirService {
       links.push({ relation: 'previous', url: pageUrl(url, pairs, Math.max(0, q.offset - q.count), q.count) });
     }
     const entries = versions.map((v) => {
-      const request = v.deleted ? { method: 'DELETE', url: `${v.resourceType}/${v.id}` } : { method: v.versionId === 1 ? 'POST' : 'PUT', url: v.versionId === 1 ? v.resourceType : `${v.resourceType}/${v.id}` };
-      const response = { status: v.deleted ? '204' : v.versionId === 1 ? '201' : '200', etag: `W/"${v.versionId}"`, lastModified: v.lastUpdated };
+      const request = v.deleted
+        ? { method: 'DELETE', url: `${v.resourceType}/${v.id}` }
+        : {
+            method: v.versionId === 1 ? 'POST' : 'PUT',
+            url: v.versionId === 1 ? v.resourceType : `${v.resourceType}/${v.id}`,
+          };
+      const response = {
+        status: v.deleted ? '204' : v.versionId === 1 ? '201' : '200',
+        etag: `W/"${v.versionId}"`,
+        lastModified: v.lastUpdated,
+      };
       const resource = v.json ? `"resource":${v.json},` : '';
       return `{"fullUrl":"${base}/${v.resourceType}/${v.id}",${resource}"request":${JSON.stringify(request)},"response":${JSON.stringify(response)}}`;
     });
-    return { status: 200, body: `{"resourceType":"Bundle","type":"history","total":${total},"link":${JSON.stringify(links)},"entry":[${entries.join(',')}]}` };
+    return {
+      status: 200,
+      body: `{"resourceType":"Bundle","type":"history","total":${total},"link":${JSON.stringify(links)},"entry":[${entries.join(',')}]}`,
+    };
   }
 
-  private async vread(p: Principal, type: string, id: string, vid: string, req: FhirRequest, requestId?: string): Promise<FhirResponse> {
+  private async vread(
+    p: Principal,
+    type: string,
+    id: string,
+    vid: string,
+    req: FhirRequest,
+    requestId?: string,
+  ): Promise<FhirResponse> {
     requireScope(p, type, 'r');
     const subsetting = readSubsetting(type, req);
     const stored = await this.repo.vread(p, type, id, vid);
@@ -293,7 +423,14 @@ export class FhirService {
     return subsetted(resourceResponse(stored, 200), subsetting);
   }
 
-  record(p: Principal, interaction: string, type: string | undefined, touched: { resourceType: string; id: string }[], outcome: number, requestId?: string): void {
+  record(
+    p: Principal,
+    interaction: string,
+    type: string | undefined,
+    touched: { resourceType: string; id: string }[],
+    outcome: number,
+    requestId?: string,
+  ): void {
     this.audit.record({
       clientId: p.clientId,
       organization: p.organization,
@@ -342,17 +479,25 @@ function parseIfMatch(header: string | undefined): number | undefined {
   }
   const m = /^(?:W\/)?"?(\d+)"?$/.exec(header.trim());
   if (!m) {
-    throw new GatewayError('invalid', { text: `If-Match must be a version ETag like W/"3", not ${JSON.stringify(header)}` });
+    throw new GatewayError('invalid', {
+      text: `If-Match must be a version ETag like W/"3", not ${JSON.stringify(header)}`,
+    });
   }
   return Number(m[1]);
 }
 
 export function resourceResponse(stored: StoredResource, status: number): FhirResponse {
-  return { status, body: stored.json ?? undefined, etag: `W/"${stored.versionId}"`, lastModified: new Date(stored.lastUpdated).toUTCString() };
+  return {
+    status,
+    body: stored.json ?? undefined,
+    etag: `W/"${stored.versionId}"`,
+    lastModified: new Date(stored.lastUpdated).toUTCString(),
+  };
 }
 
 function entryJson(base: string, m: StoredResource, mode: string, subsetting?: Subsetting): string {
-  const json = subsetting && m.json ? stringifyFhirJson(subsetResource(parseFhirJson(m.json) as Resource, subsetting)) : m.json;
+  const json =
+    subsetting && m.json ? stringifyFhirJson(subsetResource(parseFhirJson(m.json) as Resource, subsetting)) : m.json;
   return `{"fullUrl":"${base}/${m.resourceType}/${m.id}","resource":${json},"search":{"mode":"${mode}"}}`;
 }
 
@@ -363,11 +508,21 @@ function entryJson(base: string, m: StoredResource, mode: string, subsetting?: S
 function readSubsetting(type: string, req: FhirRequest): Subsetting | undefined {
   const { subsetting, count } = parseSubsetting(req.query);
   if (count) {
-    throw new GatewayError('invalid', { text: '_summary=count applies to a search, not a read', expression: '_summary' });
+    throw new GatewayError('invalid', {
+      text: '_summary=count applies to a search, not a read',
+      expression: '_summary',
+    });
   }
   const unknown = unknownElements(type, subsetting);
   if (unknown.length > 0 && req.strict) {
-    throw new GatewayError('invalid', unknown.map((e) => ({ text: `${type} has no element "${e}"`, expression: '_elements', code: 'not-supported' as const })));
+    throw new GatewayError(
+      'invalid',
+      unknown.map((e) => ({
+        text: `${type} has no element "${e}"`,
+        expression: '_elements',
+        code: 'not-supported' as const,
+      })),
+    );
   }
   return subsetting;
 }
@@ -393,7 +548,10 @@ function findParam(pairs: [string, string][], key: string): string | undefined {
 }
 
 /** `_count`, `_offset`, `_since` (an instant) and `_at` (a date, its precision giving the period) of a history request. */
-function parseHistoryParams(pairs: [string, string][], limits: { defaultCount: number; maxCount: number }): Pick<HistoryQuery, 'count' | 'offset' | 'since' | 'at'> {
+function parseHistoryParams(
+  pairs: [string, string][],
+  limits: { defaultCount: number; maxCount: number },
+): Pick<HistoryQuery, 'count' | 'offset' | 'since' | 'at'> {
   const int = (key: string, fallback: number): number => {
     const v = findParam(pairs, key);
     if (v === undefined || v === '') {
@@ -415,7 +573,12 @@ function parseHistoryParams(pairs: [string, string][], limits: { defaultCount: n
     }
     return range;
   };
-  return { count: Math.min(int('_count', limits.defaultCount), limits.maxCount), offset: int('_offset', 0), since: date('_since')?.low, at: date('_at') };
+  return {
+    count: Math.min(int('_count', limits.defaultCount), limits.maxCount),
+    offset: int('_offset', 0),
+    since: date('_since')?.low,
+    at: date('_at'),
+  };
 }
 
 function formPairs(body: unknown): [string, string][] {
@@ -423,7 +586,9 @@ function formPairs(body: unknown): [string, string][] {
     return [...new URLSearchParams(body)];
   }
   if (body && typeof body === 'object' && !Array.isArray(body)) {
-    return Object.entries(body as Record<string, unknown>).flatMap(([k, v]) => (Array.isArray(v) ? v.map((x) => [k, String(x)] as [string, string]) : [[k, String(v)] as [string, string]]));
+    return Object.entries(body as Record<string, unknown>).flatMap(([k, v]) =>
+      Array.isArray(v) ? v.map((x) => [k, String(x)] as [string, string]) : [[k, String(v)] as [string, string]],
+    );
   }
   return [];
 }

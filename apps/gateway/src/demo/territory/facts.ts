@@ -1,4 +1,15 @@
-import type { CareTeam, Coding, Condition, Encounter, Immunization, MedicationRequest, Observation, Procedure, Resource, Task } from '@medplum/fhirtypes';
+import type {
+  CareTeam,
+  Coding,
+  Condition,
+  Encounter,
+  Immunization,
+  MedicationRequest,
+  Observation,
+  Procedure,
+  Resource,
+  Task,
+} from '@medplum/fhirtypes';
 import { DISCHARGE_DISPOSITION, TASK_CODE_SYSTEM } from '@gw/fhir';
 import { CODES, CONDITION_CLINICAL } from '@gw/indicators';
 import { addDays } from './random';
@@ -51,8 +62,12 @@ export function condition(ctx: FactContext, code: Coding): Condition {
     id: ctx.id(`cond-${code.code}`),
     meta: { tag: [ownerTag(ctx.structure.ref)] },
     clinicalStatus: { coding: [{ system: CONDITION_CLINICAL, code: 'active' }] },
-    verificationStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/condition-ver-status', code: 'confirmed' }] },
-    category: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/condition-category', code: 'problem-list-item' }] }],
+    verificationStatus: {
+      coding: [{ system: 'http://terminology.hl7.org/CodeSystem/condition-ver-status', code: 'confirmed' }],
+    },
+    category: [
+      { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/condition-category', code: 'problem-list-item' }] },
+    ],
     code: { coding: [code], text: code.display },
     subject: { reference: ctx.patientRef },
     onsetDateTime: addDays(ctx.asOf, -ctx.rng.int(400, 7000)),
@@ -71,21 +86,44 @@ export function medication(ctx: FactContext, code: Coding, key: string): Medicat
     subject: { reference: ctx.patientRef },
     authoredOn: inPeriod(ctx),
     requester: ctx.gp ? { reference: ctx.gp } : undefined,
-    dispenseRequest: { numberOfRepeatsAllowed: 2, expectedSupplyDuration: { value: 90, unit: 'd', system: 'http://unitsofmeasure.org', code: 'd' } },
+    dispenseRequest: {
+      numberOfRepeatsAllowed: 2,
+      expectedSupplyDuration: { value: 90, unit: 'd', system: 'http://unitsofmeasure.org', code: 'd' },
+    },
   };
 }
 
-export function observation(ctx: FactContext, code: Coding, key: string, day: string, subject: string, s: Structure, quantity?: { value: number; unit: string }, concept?: Coding): Observation {
+export function observation(
+  ctx: FactContext,
+  code: Coding,
+  key: string,
+  day: string,
+  subject: string,
+  s: Structure,
+  quantity?: { value: number; unit: string },
+  concept?: Coding,
+): Observation {
   return {
     resourceType: 'Observation',
     id: ctx.id(key),
     meta: { tag: [ownerTag(s.ref)] },
     status: 'final',
-    category: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/observation-category', code: 'laboratory' }] }],
+    category: [
+      { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/observation-category', code: 'laboratory' }] },
+    ],
     code: { coding: [code], text: code.display },
     subject: { reference: subject },
     effectiveDateTime: day,
-    ...(quantity ? { valueQuantity: { value: Math.round(quantity.value * 10) / 10, unit: quantity.unit, system: 'http://unitsofmeasure.org', code: quantity.unit } } : {}),
+    ...(quantity
+      ? {
+          valueQuantity: {
+            value: Math.round(quantity.value * 10) / 10,
+            unit: quantity.unit,
+            system: 'http://unitsofmeasure.org',
+            code: quantity.unit,
+          },
+        }
+      : {}),
     ...(concept ? { valueCodeableConcept: { coding: [concept] } } : {}),
   };
 }
@@ -142,7 +180,9 @@ export function visit(ctx: FactContext, key: string, start: string, subject: str
 export function hospitalStay(ctx: FactContext, layout: Layout, k: number): void {
   const { rng } = ctx;
   const hospital = layout.hospitals[rng.weighted([70, 30])] as Layout['hospitals'][number];
-  const start = Date.parse(`${addDays(ctx.periodStart, rng.int(0, 350))}T${String(rng.int(7, 20)).padStart(2, '0')}:00:00Z`);
+  const start = Date.parse(
+    `${addDays(ctx.periodStart, rng.int(0, 350))}T${String(rng.int(7, 20)).padStart(2, '0')}:00:00Z`,
+  );
   const end = new Date(start + rng.int(1, 10) * DAY_MS + rng.int(0, 8) * 3_600_000);
   const stay: Encounter = {
     resourceType: 'Encounter',
@@ -153,7 +193,9 @@ export function hospitalStay(ctx: FactContext, layout: Layout, k: number): void 
     class: CODES.inpatient,
     subject: { reference: ctx.patientRef },
     period: { start: new Date(start).toISOString(), end: end.toISOString() },
-    hospitalization: { dischargeDisposition: { coding: [{ system: DISCHARGE_DISPOSITION, code: 'home', display: 'Home' }] } },
+    hospitalization: {
+      dischargeDisposition: { coding: [{ system: DISCHARGE_DISPOSITION, code: 'home', display: 'Home' }] },
+    },
     serviceProvider: { reference: hospital.ref },
   };
   ctx.resources.push(stay);
@@ -168,7 +210,15 @@ export function hospitalStay(ctx: FactContext, layout: Layout, k: number): void 
       status: 'completed',
       intent: 'order',
       priority: 'urgent',
-      code: { coding: [{ system: TASK_CODE_SYSTEM, code: 'discharge-follow-up', display: "Organiser le suivi après la sortie d'hospitalisation" }] },
+      code: {
+        coding: [
+          {
+            system: TASK_CODE_SYSTEM,
+            code: 'discharge-follow-up',
+            display: "Organiser le suivi après la sortie d'hospitalisation",
+          },
+        ],
+      },
       focus: { reference: `Encounter/${stay.id}` },
       for: { reference: ctx.patientRef },
       authoredOn: end.toISOString(),
@@ -183,18 +233,37 @@ export function hospitalStay(ctx: FactContext, layout: Layout, k: number): void 
     if (end.getTime() + days * DAY_MS >= horizon) {
       return;
     }
-    ctx.resources.push(visit(ctx, `after-stay-${k}`, new Date(end.getTime() + days * DAY_MS).toISOString().slice(0, 13) + ':00:00.000Z', ctx.patientRef, ctx.structure));
+    ctx.resources.push(
+      visit(
+        ctx,
+        `after-stay-${k}`,
+        new Date(end.getTime() + days * DAY_MS).toISOString().slice(0, 13) + ':00:00.000Z',
+        ctx.patientRef,
+        ctx.structure,
+      ),
+    );
   }
 }
 
 export function careTeam(ctx: FactContext): CareTeam {
   const s = ctx.structure;
-  const participant: CareTeam['participant'] = [{ role: [{ coding: [{ system: CARE_TEAM_ROLE, code: 'mt', display: 'Médecin traitant' }] }], member: { reference: ctx.gp } }];
+  const participant: CareTeam['participant'] = [
+    {
+      role: [{ coding: [{ system: CARE_TEAM_ROLE, code: 'mt', display: 'Médecin traitant' }] }],
+      member: { reference: ctx.gp },
+    },
+  ];
   if (s.nurses.length > 0) {
-    participant.push({ role: [{ coding: [{ system: CARE_TEAM_ROLE, code: 'nurse', display: 'Infirmier(e)' }] }], member: { reference: ctx.rng.pick(s.nurses) } });
+    participant.push({
+      role: [{ coding: [{ system: CARE_TEAM_ROLE, code: 'nurse', display: 'Infirmier(e)' }] }],
+      member: { reference: ctx.rng.pick(s.nurses) },
+    });
   }
   if (s.coordinator) {
-    participant.push({ role: [{ coding: [{ system: CARE_TEAM_ROLE, code: 'coordinator', display: 'Coordinateur de parcours' }] }], member: { reference: s.coordinator } });
+    participant.push({
+      role: [{ coding: [{ system: CARE_TEAM_ROLE, code: 'coordinator', display: 'Coordinateur de parcours' }] }],
+      member: { reference: s.coordinator },
+    });
   }
   return {
     resourceType: 'CareTeam',

@@ -19,7 +19,8 @@ function draw(options = OPTIONS): { facts: PersonFacts[]; resources: Resource[] 
 
 describe('TerritoryGenerator', () => {
   const { facts, resources } = draw();
-  const share = (f: (p: PersonFacts) => boolean, of: (p: PersonFacts) => boolean = () => true): number => facts.filter((p) => of(p) && f(p)).length / facts.filter(of).length;
+  const share = (f: (p: PersonFacts) => boolean, of: (p: PersonFacts) => boolean = () => true): number =>
+    facts.filter((p) => of(p) && f(p)).length / facts.filter(of).length;
 
   it('gives the same ids and content for the same seed, size and date, other ids for another seed', () => {
     const again = new TerritoryGenerator(OPTIONS);
@@ -75,8 +76,15 @@ describe('TerritoryGenerator', () => {
     loadFhirDefinitions();
     const profiles = ProfileRegistry.fromDirectory(resolve(__dirname, '../../../../../fhir-profiles'));
     const structural = new TerritoryGenerator(OPTIONS).structures();
-    const ids = structural.flatMap((r) => ((r as { identifier?: { system?: string; value?: string }[] }).identifier ?? []));
-    for (const i of ids.filter((x) => x.system === 'https://rpps.esante.gouv.fr' || x.system === 'https://sirene.fr' || x.system === 'https://finess.esante.gouv.fr')) {
+    const ids = structural.flatMap(
+      (r) => (r as { identifier?: { system?: string; value?: string }[] }).identifier ?? [],
+    );
+    for (const i of ids.filter(
+      (x) =>
+        x.system === 'https://rpps.esante.gouv.fr' ||
+        x.system === 'https://sirene.fr' ||
+        x.system === 'https://finess.esante.gouv.fr',
+    )) {
       const v = i.value as string;
       expect(luhnKey(v.slice(0, -1))).toBe(v.slice(-1));
     }

@@ -52,13 +52,30 @@ export class TerritoryLoader {
     private readonly repo: FhirRepository,
     private readonly options: TerritoryLoaderOptions = {},
   ) {
-    this.ctx = { principal: { clientId: options.clientId ?? 'territory-loader', organization: 'Organization/territory-loader', admin: true, scopes: ['system/*.cruds'] } };
+    this.ctx = {
+      principal: {
+        clientId: options.clientId ?? 'territory-loader',
+        organization: 'Organization/territory-loader',
+        admin: true,
+        scopes: ['system/*.cruds'],
+      },
+    };
   }
 
   async load(generator: TerritoryGenerator): Promise<LoadSummary> {
     const started = Date.now();
     const cpts = `Organization/${generator.cpts.id}`;
-    const summary: LoadSummary = { status: 'loaded', resources: 0, perSecond: 0, people: 0, elapsedMs: 0, cpts, byType: {}, historicDischarges: 0, resumed: false };
+    const summary: LoadSummary = {
+      status: 'loaded',
+      resources: 0,
+      perSecond: 0,
+      people: 0,
+      elapsedMs: 0,
+      cpts,
+      byType: {},
+      historicDischarges: 0,
+      resumed: false,
+    };
     if ((await this.exists([generator.cpts])).length > 0) {
       return { ...summary, status: 'already-loaded', people: generator.options.patients };
     }
@@ -76,7 +93,12 @@ export class TerritoryLoader {
       const p = this.write(resources, summary).then(
         () => {
           summary.people += people;
-          this.options.onProgress?.({ people: summary.people, peopleTotal: total, resources: summary.resources, elapsedMs: Date.now() - started });
+          this.options.onProgress?.({
+            people: summary.people,
+            peopleTotal: total,
+            resources: summary.resources,
+            elapsedMs: Date.now() - started,
+          });
         },
         (err: unknown) => {
           failure ??= err;

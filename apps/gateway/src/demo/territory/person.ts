@@ -1,17 +1,35 @@
 import type { Coding, Extension, Patient, Resource } from '@medplum/fhirtypes';
 import { nameUuid } from '@gw/platform';
 import {
-  COMMUNE_CODES, GW_PATIENT_PROFILE, IDENTIFIER_TYPES, INSEE_CODE_EXTENSION, MT_STATUS_EXTENSION, RELIABILITY_CODES, RELIABILITY_EXTENSION, V2_0203, nirKey,
+  COMMUNE_CODES,
+  GW_PATIENT_PROFILE,
+  IDENTIFIER_TYPES,
+  INSEE_CODE_EXTENSION,
+  MT_STATUS_EXTENSION,
+  RELIABILITY_CODES,
+  RELIABILITY_EXTENSION,
+  V2_0203,
+  nirKey,
 } from '@gw/fhir';
 import { CODES } from '@gw/indicators';
-import { careTeam, condition, daysBack, fluDate, hospitalStay, immunization, inPeriod, medication, observation, procedure, visit } from './facts';
+import {
+  careTeam,
+  condition,
+  daysBack,
+  fluDate,
+  hospitalStay,
+  immunization,
+  inPeriod,
+  medication,
+  observation,
+  procedure,
+  visit,
+} from './facts';
 import type { FactContext } from './facts';
 import { Rng, addDays } from './random';
 import type { Layout, Structure } from './structures';
 import { ownerTag } from './structures';
-import {
-  AGE_BANDS_5Y, FAMILY_NAMES, GIVEN_FEMALE, GIVEN_MALE, INS_TEST_SYSTEM,
-} from './vocabulary';
+import { AGE_BANDS_5Y, FAMILY_NAMES, GIVEN_FEMALE, GIVEN_MALE, INS_TEST_SYSTEM } from './vocabulary';
 
 /** What the generator knows of one person once drawn (tests check the distributions on it). */
 export interface PersonFacts {
@@ -43,15 +61,43 @@ export function buildPerson(layout: Layout, seed: number, index: number, asOf: s
   const d = drawPerson(layout, rng, index, asOf);
   const resources: Resource[] = [];
   const patientRef = `Patient/${id('patient')}`;
-  resources.push(patientRecord(layout, rng, d, d.structure, id('patient'), `${d.structure.key}-${String(index + 1).padStart(7, '0')}`));
+  resources.push(
+    patientRecord(
+      layout,
+      rng,
+      d,
+      d.structure,
+      id('patient'),
+      `${d.structure.key}-${String(index + 1).padStart(7, '0')}`,
+    ),
+  );
   const secondRef = d.second ? `Patient/${id('patient-2')}` : undefined;
   if (d.second) {
-    resources.push(patientRecord(layout, rng, d, d.second, id('patient-2'), `${d.second.key}-${String(index + 1).padStart(7, '0')}-B`));
+    resources.push(
+      patientRecord(
+        layout,
+        rng,
+        d,
+        d.second,
+        id('patient-2'),
+        `${d.second.key}-${String(index + 1).padStart(7, '0')}-B`,
+      ),
+    );
   }
   const ctx: FactContext = {
-    rng, id, asOf, periodStart: addDays(asOf, -364), patientRef, structure: d.structure, resources, gp: d.facts.mt === 'declared' ? d.gp : undefined,
+    rng,
+    id,
+    asOf,
+    periodStart: addDays(asOf, -364),
+    patientRef,
+    structure: d.structure,
+    resources,
+    gp: d.facts.mt === 'declared' ? d.gp : undefined,
     // Facts a second practice recorded land on its own record of the person.
-    where: (share) => (d.second && secondRef && rng.chance(share) ? { ref: secondRef, s: d.second } : { ref: patientRef, s: d.structure }),
+    where: (share) =>
+      d.second && secondRef && rng.chance(share)
+        ? { ref: secondRef, s: d.second }
+        : { ref: patientRef, s: d.structure },
   };
   chronicCare(ctx, d);
   prevention(ctx, d.facts);
@@ -87,9 +133,26 @@ function drawPerson(layout: Layout, rng: Rng, index: number, asOf: string): Draw
   const m = rng.next();
   // Adults: ~9 % without an MT (none or seeking), ~2 % with a retired one, ~1 % with the caisse's fictitious number.
   const mt: PersonFacts['mt'] = adult
-    ? m < 0.063 ? 'none' : m < 0.09 ? 'seeking' : m < 0.11 ? 'departed' : m < 0.122 ? 'fictitious' : 'declared'
-    : m < 0.15 ? 'none' : 'declared';
-  const gp = mt === 'declared' ? rng.pick(structure.gps) : mt === 'departed' ? rng.pick(layout.retired) : mt === 'fictitious' ? layout.fictitious : undefined;
+    ? m < 0.063
+      ? 'none'
+      : m < 0.09
+        ? 'seeking'
+        : m < 0.11
+          ? 'departed'
+          : m < 0.122
+            ? 'fictitious'
+            : 'declared'
+    : m < 0.15
+      ? 'none'
+      : 'declared';
+  const gp =
+    mt === 'declared'
+      ? rng.pick(structure.gps)
+      : mt === 'departed'
+        ? rng.pick(layout.retired)
+        : mt === 'fictitious'
+          ? layout.fictitious
+          : undefined;
   const rates = conditionRates(age);
   const codes = [CODES.diabetesType2, CODES.asthma, CODES.copd, CODES.heartFailure, CODES.chronicKidneyDisease];
   const has = [rates.diabetes, rates.asthma, rates.copd, rates.heartFailure, rates.ckd].map((p) => rng.chance(p));
@@ -97,25 +160,50 @@ function drawPerson(layout: Layout, rng: Rng, index: number, asOf: string): Draw
   const duplicate = adult && identity === 'QUAL' && others.length > 0 && rng.chance(0.03);
   const second = duplicate ? rng.pick(others) : undefined;
   const name = { family: rng.pick(FAMILY_NAMES), given: rng.pick(sex === 'female' ? GIVEN_FEMALE : GIVEN_MALE) };
-  const facts: PersonFacts = { index, age, sex, identity, mt, diabetes: has[0] as boolean, atRisk: has.some(Boolean), duplicate, stays: 0 };
+  const facts: PersonFacts = {
+    index,
+    age,
+    sex,
+    identity,
+    mt,
+    diabetes: has[0] as boolean,
+    atRisk: has.some(Boolean),
+    duplicate,
+    stays: 0,
+  };
   return { facts, birthDate, name, structure, second, commune, gp, conditions: codes.filter((_, i) => has[i]) };
 }
 
 /** A Patient as structure `s` records the person: its own IPP, the INS and identity status, the MT. */
 function patientRecord(layout: Layout, rng: Rng, d: Drawn, s: Structure, pid: string, ipp: string): Patient {
   const { facts } = d;
-  const ins = facts.identity === 'QUAL' || facts.identity === 'RECUP' ? nir(facts.sex, d.birthDate, layout.dept, facts.index) : undefined;
+  const ins =
+    facts.identity === 'QUAL' || facts.identity === 'RECUP'
+      ? nir(facts.sex, d.birthDate, layout.dept, facts.index)
+      : undefined;
   return {
     resourceType: 'Patient',
     id: pid,
     meta: { profile: [GW_PATIENT_PROFILE], tag: [ownerTag(s.ref)] },
     extension: [
-      { url: RELIABILITY_EXTENSION, extension: [{ url: 'identityStatus', valueCoding: { system: RELIABILITY_CODES, code: facts.identity } }] },
+      {
+        url: RELIABILITY_EXTENSION,
+        extension: [{ url: 'identityStatus', valueCoding: { system: RELIABILITY_CODES, code: facts.identity } }],
+      },
       { url: MT_STATUS_EXTENSION, valueCode: facts.mt },
     ],
     identifier: [
       { use: 'usual', type: { coding: [{ system: V2_0203, code: 'PI' }] }, system: s.ippSystem, value: ipp },
-      ...(ins ? [{ use: 'official' as const, type: { coding: [{ system: IDENTIFIER_TYPES, code: 'INS-NIR' }] }, system: INS_TEST_SYSTEM, value: ins }] : []),
+      ...(ins
+        ? [
+            {
+              use: 'official' as const,
+              type: { coding: [{ system: IDENTIFIER_TYPES, code: 'INS-NIR' }] },
+              system: INS_TEST_SYSTEM,
+              value: ins,
+            },
+          ]
+        : []),
     ],
     active: true,
     name: [{ use: 'official', family: d.name.family, given: [d.name.given] }],
@@ -142,13 +230,23 @@ function chronicCare(ctx: FactContext, d: Drawn): void {
   const hba1c = [0, 1, 2, 3][rng.weighted([12, 28, 35, 25])] as number;
   for (let k = 0; k < hba1c; k++) {
     const w = ctx.where(0.3);
-    resources.push(observation(ctx, CODES.hba1c, `hba1c-${k}`, inPeriod(ctx), w.ref, w.s, { value: 5.8 + rng.int(0, 40) / 10, unit: '%' }));
+    resources.push(
+      observation(ctx, CODES.hba1c, `hba1c-${k}`, inPeriod(ctx), w.ref, w.s, {
+        value: 5.8 + rng.int(0, 40) / 10,
+        unit: '%',
+      }),
+    );
   }
   if (rng.chance(0.03)) {
-    resources.push(observation(ctx, CODES.fructosamine, 'fruc-0', inPeriod(ctx), ctx.patientRef, ctx.structure), observation(ctx, CODES.fructosamine, 'fruc-1', inPeriod(ctx), ctx.patientRef, ctx.structure));
+    resources.push(
+      observation(ctx, CODES.fructosamine, 'fruc-0', inPeriod(ctx), ctx.patientRef, ctx.structure),
+      observation(ctx, CODES.fructosamine, 'fruc-1', inPeriod(ctx), ctx.patientRef, ctx.structure),
+    );
   }
   if (rng.chance(0.6)) {
-    resources.push(procedure(ctx, rng.chance(0.7) ? CODES.fundusExam : CODES.retinography, 'fundus', daysBack(ctx, 700)));
+    resources.push(
+      procedure(ctx, rng.chance(0.7) ? CODES.fundusExam : CODES.retinography, 'fundus', daysBack(ctx, 700)),
+    );
   }
 }
 
@@ -168,7 +266,13 @@ function prevention(ctx: FactContext, f: PersonFacts): void {
     if (rng.chance(0.09)) {
       resources.push(procedure(ctx, CODES.colonoscopy, 'colono', daysBack(ctx, 1800)));
     } else if (rng.chance(0.32)) {
-      resources.push(observation(ctx, CODES.fit, 'fit', daysBack(ctx, 725), ctx.patientRef, ctx.structure, undefined, { system: 'http://snomed.info/sct', code: '260385009', display: 'Negative' }));
+      resources.push(
+        observation(ctx, CODES.fit, 'fit', daysBack(ctx, 725), ctx.patientRef, ctx.structure, undefined, {
+          system: 'http://snomed.info/sct',
+          code: '260385009',
+          display: 'Negative',
+        }),
+      );
     }
   }
 }
@@ -180,18 +284,49 @@ function careUse(ctx: FactContext, layout: Layout, f: PersonFacts): void {
   const visits = seen ? 1 + Math.min(9, rng.poisson(f.age >= 75 ? 5 : f.age >= 65 ? 3.5 : f.age < 16 ? 2 : 1.8)) : 0;
   for (let k = 0; k < visits; k++) {
     const w = ctx.where(0.3);
-    resources.push(visit(ctx, `visit-${k}`, `${inPeriod(ctx)}T${String(rng.int(8, 18)).padStart(2, '0')}:${rng.pick(['00', '20', '40'])}:00Z`, w.ref, w.s));
+    resources.push(
+      visit(
+        ctx,
+        `visit-${k}`,
+        `${inPeriod(ctx)}T${String(rng.int(8, 18)).padStart(2, '0')}:${rng.pick(['00', '20', '40'])}:00Z`,
+        w.ref,
+        w.s,
+      ),
+    );
   }
-  f.stays = rng.chance(f.age >= 75 ? 0.2 : f.age >= 65 ? 0.12 : f.age >= 16 ? 0.06 : 0.04) ? (rng.chance(0.15) ? 2 : 1) : 0;
+  f.stays = rng.chance(f.age >= 75 ? 0.2 : f.age >= 65 ? 0.12 : f.age >= 16 ? 0.06 : 0.04)
+    ? rng.chance(0.15)
+      ? 2
+      : 1
+    : 0;
   for (let k = 0; k < f.stays; k++) {
     hospitalStay(ctx, layout, k);
   }
 }
 
 /** Prevalences by age (treated type 2 diabetes ~5 % overall; the chronic conditions of the flu at-risk list). */
-function conditionRates(age: number): { diabetes: number; asthma: number; copd: number; heartFailure: number; ckd: number } {
+function conditionRates(age: number): {
+  diabetes: number;
+  asthma: number;
+  copd: number;
+  heartFailure: number;
+  ckd: number;
+} {
   return {
-    diabetes: age < 20 ? 0.002 : age < 40 ? 0.01 : age < 50 ? 0.035 : age < 60 ? 0.07 : age < 70 ? 0.12 : age < 80 ? 0.15 : 0.13,
+    diabetes:
+      age < 20
+        ? 0.002
+        : age < 40
+          ? 0.01
+          : age < 50
+            ? 0.035
+            : age < 60
+              ? 0.07
+              : age < 70
+                ? 0.12
+                : age < 80
+                  ? 0.15
+                  : 0.13,
     asthma: age < 16 ? 0.08 : 0.055,
     copd: age < 40 ? 0 : age < 65 ? 0.03 : 0.07,
     heartFailure: age < 50 ? 0.001 : age < 65 ? 0.008 : age < 75 ? 0.03 : 0.08,
@@ -201,8 +336,18 @@ function conditionRates(age: number): { diabetes: number; asthma: number; copd: 
 
 function addressOf(layout: Layout, commune: number, number: number): NonNullable<Patient['address']>[number] {
   const c = layout.communes[commune] as Layout['communes'][number];
-  const ext: Extension = { url: INSEE_CODE_EXTENSION, valueCoding: { system: COMMUNE_CODES, code: c.insee, display: c.name } };
-  return { use: 'home', line: [`${number} rue de la République`], city: c.name, postalCode: c.postalCode, country: 'FR', extension: [ext] };
+  const ext: Extension = {
+    url: INSEE_CODE_EXTENSION,
+    valueCoding: { system: COMMUNE_CODES, code: c.insee, display: c.name },
+  };
+  return {
+    use: 'home',
+    line: [`${number} rue de la République`],
+    city: c.name,
+    postalCode: c.postalCode,
+    country: 'FR',
+    extension: [ext],
+  };
 }
 
 /** A test INS-NIR: sex, birth year and month, birth department, then commune and order numbers unique per person index. */

@@ -1,11 +1,31 @@
 import type { Organization, Practitioner, PractitionerRole, Resource } from '@medplum/fhirtypes';
 import { nameUuid } from '@gw/platform';
-import { FINESS, IDNATPS, ORGANIZATION_TYPE_SYSTEM, PRACTITIONER_FLAG_SYSTEM, RPPS, SIRENE, TERRITORY_COMMUNE_EXTENSION, luhnKey } from '@gw/fhir';
+import {
+  FINESS,
+  IDNATPS,
+  ORGANIZATION_TYPE_SYSTEM,
+  PRACTITIONER_FLAG_SYSTEM,
+  RPPS,
+  SIRENE,
+  TERRITORY_COMMUNE_EXTENSION,
+  luhnKey,
+} from '@gw/fhir';
 import { OWNER_TAG_SYSTEM } from '@gw/store';
 import { Rng } from './random';
 import {
-  CARE_TEAM_ROLE, DEPARTMENTS, FAMILY_NAMES, GIVEN_FEMALE, GIVEN_MALE, GW_ORGANIZATION_PROFILE, GW_PRACTITIONER_PROFILE, PLACE_PREFIX, PLACE_SUFFIX,
-  IDNATSTRUCT, PROFESSION, SPECIALTY, TERRITORY_RUN_SYSTEM,
+  CARE_TEAM_ROLE,
+  DEPARTMENTS,
+  FAMILY_NAMES,
+  GIVEN_FEMALE,
+  GIVEN_MALE,
+  GW_ORGANIZATION_PROFILE,
+  GW_PRACTITIONER_PROFILE,
+  PLACE_PREFIX,
+  PLACE_SUFFIX,
+  IDNATSTRUCT,
+  PROFESSION,
+  SPECIALTY,
+  TERRITORY_RUN_SYSTEM,
 } from './vocabulary';
 
 export type StructureKind = 'MSP' | 'CDS' | 'cabinet';
@@ -78,11 +98,23 @@ export function buildLayout(seed: number, patients: number, asOf: string): Layou
     }
   }
   const gpTotal = structures.reduce((n, s) => n + s.gps.length, 0);
-  const retired = Array.from({ length: Math.max(1, Math.round(gpTotal * 0.05)) }, (_, k) => b.professional(`retired-${k + 1}`, b.cptsRef, 'gp', false));
+  const retired = Array.from({ length: Math.max(1, Math.round(gpTotal * 0.05)) }, (_, k) =>
+    b.professional(`retired-${k + 1}`, b.cptsRef, 'gp', false),
+  );
   const fictitious = b.fictitiousMt();
   const hospitals = ['Centre hospitalier', 'Clinique'].map((label, k) => b.hospital(label, k));
   const cpts = b.cpts();
-  return { ns: b.ns, dept: b.dept, cpts, communes: b.communes, structures, hospitals, retired, fictitious, resources: b.resources };
+  return {
+    ns: b.ns,
+    dept: b.dept,
+    cpts,
+    communes: b.communes,
+    structures,
+    hospitals,
+    retired,
+    fictitious,
+    resources: b.resources,
+  };
 }
 
 const SHARES: Record<StructureKind, number> = { MSP: 0.5, CDS: 0.15, cabinet: 0.35 };
@@ -125,8 +157,14 @@ class LayoutBuilder {
     const ref = `Organization/${sid}`;
     const commune = (this.serial++ * 7) % this.communes.length;
     const place = this.communes[commune] as Commune;
-    const gpCount = kind === 'cabinet' ? 1 : Math.max(2, Math.round((this.patients * weight) / (kind === 'MSP' ? 1050 : 1000)));
-    const name = kind === 'MSP' ? `MSP de ${place.name}` : kind === 'CDS' ? `Centre de santé de ${place.name}` : `Cabinet médical ${k + 1} de ${place.name}`;
+    const gpCount =
+      kind === 'cabinet' ? 1 : Math.max(2, Math.round((this.patients * weight) / (kind === 'MSP' ? 1050 : 1000)));
+    const name =
+      kind === 'MSP'
+        ? `MSP de ${place.name}`
+        : kind === 'CDS'
+          ? `Centre de santé de ${place.name}`
+          : `Cabinet médical ${k + 1} de ${place.name}`;
     this.resources.push({
       resourceType: 'Organization',
       id: sid,
@@ -138,11 +176,27 @@ class LayoutBuilder {
       partOf: { reference: this.cptsRef },
       address: [{ city: place.name, postalCode: place.postalCode, country: 'FR' }],
     } as Organization);
-    const s: Structure = { key, id: sid, ref, kind, name, weight, gps: [], nurses: [], ippSystem: `urn:oid:1.2.250.1.999.${Math.abs(this.seed) % 1000}.${this.serial}`, commune };
+    const s: Structure = {
+      key,
+      id: sid,
+      ref,
+      kind,
+      name,
+      weight,
+      gps: [],
+      nurses: [],
+      ippSystem: `urn:oid:1.2.250.1.999.${Math.abs(this.seed) % 1000}.${this.serial}`,
+      commune,
+    };
     for (let g = 0; g < gpCount; g++) {
       s.gps.push(this.professional(`${key}-gp-${g + 1}`, ref, 'gp'));
     }
-    const nurses = kind === 'MSP' ? Math.max(1, Math.round(gpCount * 0.8)) : kind === 'CDS' ? Math.max(1, Math.round(gpCount / 2)) : 0;
+    const nurses =
+      kind === 'MSP'
+        ? Math.max(1, Math.round(gpCount * 0.8))
+        : kind === 'CDS'
+          ? Math.max(1, Math.round(gpCount / 2))
+          : 0;
     for (let n = 0; n < nurses; n++) {
       s.nurses.push(this.professional(`${key}-nurse-${n + 1}`, ref, 'nurse'));
     }
@@ -165,11 +219,18 @@ class LayoutBuilder {
       resourceType: 'Practitioner',
       id: pid,
       meta: { profile: [GW_PRACTITIONER_PROFILE], tag: [ownerTag(orgRef)] },
-      identifier: [{ system: IDNATPS, value: `8${rpps}` }, { system: RPPS, value: rpps }],
+      identifier: [
+        { system: IDNATPS, value: `8${rpps}` },
+        { system: RPPS, value: rpps },
+      ],
       active,
-      name: [{ use: 'official', family, given: [capitalise(given)], ...(profession === 'gp' ? { prefix: ['Dr'] } : {}) }],
+      name: [
+        { use: 'official', family, given: [capitalise(given)], ...(profession === 'gp' ? { prefix: ['Dr'] } : {}) },
+      ],
       gender: female ? 'female' : 'male',
-      telecom: active ? [{ system: 'email', value: `${slug(given)}.${slug(family)}.${rpps.slice(-4)}@${this.dept}.mssante.fr` }] : undefined,
+      telecom: active
+        ? [{ system: 'email', value: `${slug(given)}.${slug(family)}.${rpps.slice(-4)}@${this.dept}.mssante.fr` }]
+        : undefined,
     };
     const role: PractitionerRole = {
       resourceType: 'PractitionerRole',
@@ -179,7 +240,10 @@ class LayoutBuilder {
       practitioner: { reference: `Practitioner/${pid}` },
       organization: { reference: orgRef },
       code: [{ coding: [ROLE_CODES[profession]] }],
-      specialty: profession === 'gp' ? [{ coding: [{ system: SPECIALTY, code: 'SM54', display: 'Médecine générale' }] }] : undefined,
+      specialty:
+        profession === 'gp'
+          ? [{ coding: [{ system: SPECIALTY, code: 'SM54', display: 'Médecine générale' }] }]
+          : undefined,
     };
     this.resources.push(practitioner, role);
     return `Practitioner/${pid}`;
@@ -191,7 +255,16 @@ class LayoutBuilder {
     this.resources.push({
       resourceType: 'Practitioner',
       id: fid,
-      meta: { tag: [ownerTag(this.cptsRef), { system: PRACTITIONER_FLAG_SYSTEM, code: 'fictitious', display: 'Numéro de médecin traitant fictif (caisse)' }] },
+      meta: {
+        tag: [
+          ownerTag(this.cptsRef),
+          {
+            system: PRACTITIONER_FLAG_SYSTEM,
+            code: 'fictitious',
+            display: 'Numéro de médecin traitant fictif (caisse)',
+          },
+        ],
+      },
       active: true,
       name: [{ text: 'Médecin traitant fictif (caisse)' }],
     } as Practitioner);
@@ -221,10 +294,15 @@ class LayoutBuilder {
       id: this.id('cpts'),
       meta: { profile: [GW_ORGANIZATION_PROFILE], tag: [ownerTag(this.cptsRef)] },
       active: true,
-      identifier: [...structureIdentifiers(undefined, siret(this.rng)), { system: TERRITORY_RUN_SYSTEM, value: `${this.seed}|${this.patients}|${this.asOf}` }],
+      identifier: [
+        ...structureIdentifiers(undefined, siret(this.rng)),
+        { system: TERRITORY_RUN_SYSTEM, value: `${this.seed}|${this.patients}|${this.asOf}` },
+      ],
       type: [{ coding: [{ system: ORGANIZATION_TYPE_SYSTEM, code: 'CPTS' }] }],
       name: `CPTS de ${(this.communes[0] as Commune).name} (synthétique)`,
-      telecom: [{ system: 'email', value: `coordination.cpts-${this.dept}-${Math.abs(this.seed)}@${this.dept}.mssante.fr` }],
+      telecom: [
+        { system: 'email', value: `coordination.cpts-${this.dept}-${Math.abs(this.seed)}@${this.dept}.mssante.fr` },
+      ],
       extension: this.communes.map((c) => ({ url: TERRITORY_COMMUNE_EXTENSION, valueCode: c.insee })),
     };
   }
@@ -263,5 +341,8 @@ function capitalise(s: string): string {
 }
 
 function slug(s: string): string {
-  return s.normalize('NFD').replace(/[^A-Za-z]/g, '').toLowerCase();
+  return s
+    .normalize('NFD')
+    .replace(/[^A-Za-z]/g, '')
+    .toLowerCase();
 }

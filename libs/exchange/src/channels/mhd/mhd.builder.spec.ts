@@ -13,7 +13,10 @@ function submission(over: Partial<Submission> = {}): Submission {
     submissionTime: '2026-11-20T09:30:00Z',
     title: 'Sortie du 20/11/2026',
     intendedRecipients: [{ email: 'dr.martin@medecin.mssante.fr', rpps: '10001234567' }],
-    patient: { ins: { value: '281057512345678', oid: '1.2.250.1.213.1.4.10' }, local: { value: 'IPP123', system: 'urn:oid:1.2.250.1.999.2' } },
+    patient: {
+      ins: { value: '281057512345678', oid: '1.2.250.1.213.1.4.10' },
+      local: { value: 'IPP123', system: 'urn:oid:1.2.250.1.999.2' },
+    },
     author: { organization: { name: 'CH de Test', finess: '750000001' } },
     documents: [
       {
@@ -22,7 +25,10 @@ function submission(over: Partial<Submission> = {}): Submission {
         title: 'Lettre de liaison',
         typeCode: { system: 'http://loinc.org', code: '11490-0' },
         classCode: { system: 'urn:oid:1.2.250.1.213.1.1.4.1', code: '10' },
-        formatCode: { system: 'http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode', code: 'urn:ihe:iti:xds:2017:mimeTypeSufficient' },
+        formatCode: {
+          system: 'http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode',
+          code: 'urn:ihe:iti:xds:2017:mimeTypeSufficient',
+        },
         contentType: 'text/plain',
         data: LETTER,
         fileName: 'DOC0001.TXT',
@@ -62,15 +68,28 @@ describe('buildProvideBundle', () => {
       ['DocumentReference', 'POST', 'DocumentReference'],
       ['Binary', 'POST', 'Binary'],
     ]);
-    expect(b.entry!.every((e) => /^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(e.fullUrl ?? ''))).toBe(true);
+    expect(
+      b.entry!.every((e) =>
+        /^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(e.fullUrl ?? ''),
+      ),
+    ).toBe(true);
     const list = b.entry![0].resource as List;
-    expect(list.code?.coding?.[0]).toEqual({ system: 'https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes', code: 'submissionset' });
+    expect(list.code?.coding?.[0]).toEqual({
+      system: 'https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes',
+      code: 'submissionset',
+    });
     expect(list.identifier).toEqual([
       { use: 'usual', system: 'urn:ietf:rfc:3986', value: 'urn:oid:1.2.250.1.999.1.1.20261120' },
       { use: 'official', system: 'urn:ietf:rfc:3986', value: 'urn:uuid:11111111-1111-4111-8111-111111111111' },
     ]);
     expect(list.entry).toEqual([{ item: { reference: b.entry![1].fullUrl } }]);
-    expect(validateProvideBundle(b)).toEqual({ ok: true, submission: { listIndex: 0, documents: [{ index: 1, masterIdentifier: 'urn:oid:1.2.250.1.999.1.2.1', binaryIndex: 2 }] } });
+    expect(validateProvideBundle(b)).toEqual({
+      ok: true,
+      submission: {
+        listIndex: 0,
+        documents: [{ index: 1, masterIdentifier: 'urn:oid:1.2.250.1.999.1.2.1', binaryIndex: 2 }],
+      },
+    });
   });
 
   it('describes the document with PDSm metadata: INS subject, base64 SHA-1, size, security labels, replaces', () => {
@@ -85,7 +104,12 @@ describe('buildProvideBundle', () => {
       hash: createHash('sha1').update(LETTER).digest('base64'),
     });
     expect(d.securityLabel!.map((l) => l.coding![0].code)).toEqual(['N', 'INVISIBLE_PATIENT']);
-    expect(d.relatesTo).toEqual([{ code: 'replaces', target: { identifier: { system: 'urn:ietf:rfc:3986', value: 'urn:oid:1.2.250.1.999.1.2.0' } } }]);
+    expect(d.relatesTo).toEqual([
+      {
+        code: 'replaces',
+        target: { identifier: { system: 'urn:ietf:rfc:3986', value: 'urn:oid:1.2.250.1.999.1.2.0' } },
+      },
+    ]);
     expect(d.context?.period).toEqual({ start: '2026-11-18T08:00:00+01:00', end: '2026-11-20T10:00:00+01:00' });
     expect((b.entry![2].resource as Binary).data).toBe(LETTER.toString('base64'));
   });
@@ -96,7 +120,9 @@ describe('buildProvideBundle', () => {
   });
 
   it('is deterministic', () => {
-    expect(JSON.stringify(buildProvideBundle(submission(), {}))).toBe(JSON.stringify(buildProvideBundle(submission(), {})));
+    expect(JSON.stringify(buildProvideBundle(submission(), {}))).toBe(
+      JSON.stringify(buildProvideBundle(submission(), {})),
+    );
   });
 });
 
@@ -104,31 +130,50 @@ describe('validateProvideBundle', () => {
   it('reports a wrong hash at the attachment hash', () => {
     const b = bundle();
     docRef(b).content![0].attachment.hash = createHash('sha1').update('other').digest('base64');
-    expect(issuesOf(b)).toEqual([{ expression: 'Bundle.entry[1].resource.content[0].attachment.hash', diagnostics: 'hash is not the base64 SHA-1 of the document bytes' }]);
+    expect(issuesOf(b)).toEqual([
+      {
+        expression: 'Bundle.entry[1].resource.content[0].attachment.hash',
+        diagnostics: 'hash is not the base64 SHA-1 of the document bytes',
+      },
+    ]);
   });
 
   it('reports a wrong size at the attachment size', () => {
     const b = bundle();
     docRef(b).content![0].attachment.size = 3;
-    expect(issuesOf(b)).toEqual([{ expression: 'Bundle.entry[1].resource.content[0].attachment.size', diagnostics: `size 3 does not match the ${LETTER.length} bytes of the document` }]);
+    expect(issuesOf(b)).toEqual([
+      {
+        expression: 'Bundle.entry[1].resource.content[0].attachment.size',
+        diagnostics: `size 3 does not match the ${LETTER.length} bytes of the document`,
+      },
+    ]);
   });
 
   it('reports a missing SubmissionSet List', () => {
     const b = bundle();
     b.entry!.splice(0, 1);
-    expect(issuesOf(b)).toEqual([{ expression: 'Bundle.entry', diagnostics: 'no List with code submissionset (the SubmissionSet is missing)' }]);
+    expect(issuesOf(b)).toEqual([
+      { expression: 'Bundle.entry', diagnostics: 'no List with code submissionset (the SubmissionSet is missing)' },
+    ]);
   });
 
   it('reports an attachment whose Binary is not in the bundle', () => {
     const b = bundle();
     b.entry!.splice(2, 1);
-    expect(issuesOf(b)).toEqual([{ expression: 'Bundle.entry[1].resource.content[0].attachment.url', diagnostics: 'url does not match the fullUrl of any entry of the bundle' }]);
+    expect(issuesOf(b)).toEqual([
+      {
+        expression: 'Bundle.entry[1].resource.content[0].attachment.url',
+        diagnostics: 'url does not match the fullUrl of any entry of the bundle',
+      },
+    ]);
   });
 
   it('reports a bundle that is not a transaction', () => {
     const b = bundle();
     b.type = 'batch';
-    expect(issuesOf(b)).toEqual([{ expression: 'Bundle.type', diagnostics: 'Bundle.type must be transaction (got "batch")' }]);
+    expect(issuesOf(b)).toEqual([
+      { expression: 'Bundle.type', diagnostics: 'Bundle.type must be transaction (got "batch")' },
+    ]);
   });
 
   it('reports a DocumentReference the SubmissionSet does not list, a missing uniqueId and a PUT entry', () => {
@@ -137,7 +182,11 @@ describe('validateProvideBundle', () => {
     list.entry = [];
     list.identifier = list.identifier!.filter((i) => i.use !== 'usual');
     b.entry![2].request = { method: 'PUT', url: 'Binary/x' };
-    expect(issuesOf(b).map((i) => i.expression)).toEqual(['Bundle.entry[2].request.method', 'Bundle.entry[0].resource.identifier', 'Bundle.entry[0].resource.entry']);
+    expect(issuesOf(b).map((i) => i.expression)).toEqual([
+      'Bundle.entry[2].request.method',
+      'Bundle.entry[0].resource.identifier',
+      'Bundle.entry[0].resource.entry',
+    ]);
   });
 
   it('reports missing required DocumentReference elements', () => {
@@ -146,7 +195,11 @@ describe('validateProvideBundle', () => {
     delete d.masterIdentifier;
     delete d.type;
     delete d.subject;
-    expect(issuesOf(b).map((i) => i.expression)).toEqual(['Bundle.entry[1].resource.masterIdentifier', 'Bundle.entry[1].resource.type', 'Bundle.entry[1].resource.subject']);
+    expect(issuesOf(b).map((i) => i.expression)).toEqual([
+      'Bundle.entry[1].resource.masterIdentifier',
+      'Bundle.entry[1].resource.type',
+      'Bundle.entry[1].resource.subject',
+    ]);
   });
 
   it('accepts inline data instead of a Binary', () => {
@@ -156,11 +209,28 @@ describe('validateProvideBundle', () => {
     att.data = LETTER.toString('base64');
     b.entry!.splice(2, 1);
     const r = validateProvideBundle(b);
-    expect(r).toEqual({ ok: true, submission: { listIndex: 0, documents: [{ index: 1, masterIdentifier: 'urn:oid:1.2.250.1.999.1.2.1', binaryIndex: -1 }] } });
+    expect(r).toEqual({
+      ok: true,
+      submission: {
+        listIndex: 0,
+        documents: [{ index: 1, masterIdentifier: 'urn:oid:1.2.250.1.999.1.2.1', binaryIndex: -1 }],
+      },
+    });
   });
 
   it('never throws on junk and keeps patient data out of the messages', () => {
-    for (const junk of [null, 42, 'x', [], { resourceType: 'Bundle' }, { resourceType: 'Bundle', type: 'transaction', entry: [null, 1, { resource: { resourceType: 'DocumentReference', content: 'x' } }] }]) {
+    for (const junk of [
+      null,
+      42,
+      'x',
+      [],
+      { resourceType: 'Bundle' },
+      {
+        resourceType: 'Bundle',
+        type: 'transaction',
+        entry: [null, 1, { resource: { resourceType: 'DocumentReference', content: 'x' } }],
+      },
+    ]) {
       expect(validateProvideBundle(junk).ok).toBe(false);
     }
     const b = bundle();
@@ -172,7 +242,13 @@ describe('validateProvideBundle', () => {
 describe('isProvideBundle', () => {
   it('recognises a transaction with a SubmissionSet List and nothing else', () => {
     expect(isProvideBundle(buildProvideBundle(submission(), {}))).toBe(true);
-    expect(isProvideBundle({ resourceType: 'Bundle', type: 'transaction', entry: [{ resource: { resourceType: 'Patient' } }] })).toBe(false);
+    expect(
+      isProvideBundle({
+        resourceType: 'Bundle',
+        type: 'transaction',
+        entry: [{ resource: { resourceType: 'Patient' } }],
+      }),
+    ).toBe(false);
     expect(isProvideBundle({ ...bundle(), type: 'batch' })).toBe(false);
     expect(isProvideBundle(undefined)).toBe(false);
   });

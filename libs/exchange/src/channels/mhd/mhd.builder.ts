@@ -1,7 +1,20 @@
 import { createHash } from 'node:crypto';
 import { IDNATPS } from '@gw/fhir';
 import { nameUuid } from '@gw/platform';
-import type { Binary, Bundle, BundleEntry, Coding, DocumentReference, Identifier, List, Organization, Patient, Practitioner, Reference, Resource } from '@medplum/fhirtypes';
+import type {
+  Binary,
+  Bundle,
+  BundleEntry,
+  Coding,
+  DocumentReference,
+  Identifier,
+  List,
+  Organization,
+  Patient,
+  Practitioner,
+  Reference,
+  Resource,
+} from '@medplum/fhirtypes';
 import type { ExchangeDocument, Submission } from '../../documents/document.model';
 import { FINESS, RPPS } from '../../exchange.codes';
 import { DEFAULT_FACILITY_TYPE, DEFAULT_PRACTICE_SETTING, DMP_CONFIDENTIALITY_OID } from '../mss/xdm.builder';
@@ -30,13 +43,38 @@ export interface ProvideBundleOptions {
  */
 export function buildProvideBundle(s: Submission, opts: ProvideBundleOptions = {}): Bundle {
   const subject = patientSubject(s, opts.patientReference);
-  const docs = s.documents.map((d) => ({ doc: d, refUrl: urnUuid(`docref|${d.uniqueId}`), binUrl: urnUuid(`binary|${d.uniqueId}`) }));
-  const entries: BundleEntry[] = [entry(urnUuid(`submissionset|${s.uniqueId}`), submissionSetList(s, subject, docs.map((d) => d.refUrl)))];
+  const docs = s.documents.map((d) => ({
+    doc: d,
+    refUrl: urnUuid(`docref|${d.uniqueId}`),
+    binUrl: urnUuid(`binary|${d.uniqueId}`),
+  }));
+  const entries: BundleEntry[] = [
+    entry(
+      urnUuid(`submissionset|${s.uniqueId}`),
+      submissionSetList(
+        s,
+        subject,
+        docs.map((d) => d.refUrl),
+      ),
+    ),
+  ];
   for (const { doc, refUrl, binUrl } of docs) {
     entries.push(entry(refUrl, documentReference(doc, s, subject, binUrl)));
-    entries.push(entry(binUrl, { resourceType: 'Binary', contentType: doc.contentType, data: doc.data.toString('base64') } satisfies Binary));
+    entries.push(
+      entry(binUrl, {
+        resourceType: 'Binary',
+        contentType: doc.contentType,
+        data: doc.data.toString('base64'),
+      } satisfies Binary),
+    );
   }
-  return { resourceType: 'Bundle', meta: { profile: [MHD_PROFILES.bundle] }, type: 'transaction', timestamp: s.submissionTime, entry: entries };
+  return {
+    resourceType: 'Bundle',
+    meta: { profile: [MHD_PROFILES.bundle] },
+    type: 'transaction',
+    timestamp: s.submissionTime,
+    entry: entries,
+  };
 }
 
 function entry(fullUrl: string, resource: Resource): BundleEntry {
@@ -84,30 +122,64 @@ function recipientResource(r: Recipient, id: string): Practitioner | Patient | O
   const telecom = r.email ? [{ system: 'email' as const, value: r.email }] : undefined;
   if (r.rpps) {
     const name = r.display ? [{ text: r.display }] : undefined;
-    return { resourceType: 'Practitioner', id, identifier: [{ system: IDNATPS, value: `8${r.rpps}` }, { system: RPPS, value: r.rpps }], ...(name ? { name } : {}), ...(telecom ? { telecom } : {}) };
+    return {
+      resourceType: 'Practitioner',
+      id,
+      identifier: [
+        { system: IDNATPS, value: `8${r.rpps}` },
+        { system: RPPS, value: r.rpps },
+      ],
+      ...(name ? { name } : {}),
+      ...(telecom ? { telecom } : {}),
+    };
   }
   if (r.email && /@patient\.mssante\.fr$/i.test(r.email)) {
     // DOMAIN §6: the patient's own mailbox; no name here, it is in the document.
     return { resourceType: 'Patient', id, telecom };
   }
-  return { resourceType: 'Organization', id, ...(r.display ? { name: r.display } : {}), ...(telecom ? { telecom } : {}) };
+  return {
+    resourceType: 'Organization',
+    id,
+    ...(r.display ? { name: r.display } : {}),
+    ...(telecom ? { telecom } : {}),
+  };
 }
 
 function authorResources(s: Submission): (Organization | Practitioner)[] {
   const org = s.author.organization;
   const out: (Organization | Practitioner)[] = [
-    { resourceType: 'Organization', id: 'author-org', ...(org.finess ? { identifier: [{ system: FINESS, value: org.finess }] } : {}), name: org.name },
+    {
+      resourceType: 'Organization',
+      id: 'author-org',
+      ...(org.finess ? { identifier: [{ system: FINESS, value: org.finess }] } : {}),
+      name: org.name,
+    },
   ];
   const p = s.author.person;
   if (p) {
-    const ids: Identifier[] = p.rpps ? [{ system: IDNATPS, value: `8${p.rpps}` }, { system: RPPS, value: p.rpps }] : [];
+    const ids: Identifier[] = p.rpps
+      ? [
+          { system: IDNATPS, value: `8${p.rpps}` },
+          { system: RPPS, value: p.rpps },
+        ]
+      : [];
     const name = p.family || p.given ? [{ family: p.family, ...(p.given ? { given: [p.given] } : {}) }] : undefined;
-    out.push({ resourceType: 'Practitioner', id: 'author-person', ...(ids.length ? { identifier: ids } : {}), ...(name ? { name } : {}) });
+    out.push({
+      resourceType: 'Practitioner',
+      id: 'author-person',
+      ...(ids.length ? { identifier: ids } : {}),
+      ...(name ? { name } : {}),
+    });
   }
   return out;
 }
 
-function documentReference(d: ExchangeDocument, s: Submission, subject: Reference<Patient>, binaryUrl: string): DocumentReference {
+function documentReference(
+  d: ExchangeDocument,
+  s: Submission,
+  subject: Reference<Patient>,
+  binaryUrl: string,
+): DocumentReference {
   return {
     resourceType: 'DocumentReference',
     meta: { profile: [MHD_PROFILES.documentReference] },
@@ -121,11 +193,20 @@ function documentReference(d: ExchangeDocument, s: Submission, subject: Referenc
     date: d.creationTime,
     author: [{ reference: '#author-org' }, ...(s.author.person ? [{ reference: '#author-person' }] : [])],
     custodian: { reference: '#author-org' },
-    ...(d.replaces ? { relatesTo: [{ code: 'replaces', target: { identifier: { system: URI, value: urn(d.replaces) } } }] } : {}),
+    ...(d.replaces
+      ? { relatesTo: [{ code: 'replaces', target: { identifier: { system: URI, value: urn(d.replaces) } } }] }
+      : {}),
     securityLabel: securityLabels(d),
     content: [{ attachment: attachment(d, binaryUrl), format: d.formatCode }],
     context: {
-      ...(d.serviceStart || d.serviceEnd ? { period: { ...(d.serviceStart ? { start: d.serviceStart } : {}), ...(d.serviceEnd ? { end: d.serviceEnd } : {}) } } : {}),
+      ...(d.serviceStart || d.serviceEnd
+        ? {
+            period: {
+              ...(d.serviceStart ? { start: d.serviceStart } : {}),
+              ...(d.serviceEnd ? { end: d.serviceEnd } : {}),
+            },
+          }
+        : {}),
       facilityType: { coding: [d.facilityType ?? DEFAULT_FACILITY_TYPE] },
       practiceSetting: { coding: [d.practiceSetting ?? DEFAULT_PRACTICE_SETTING] },
     },
@@ -148,7 +229,11 @@ function attachment(d: ExchangeDocument, url: string): NonNullable<DocumentRefer
 function securityLabels(d: ExchangeDocument): DocumentReference['securityLabel'] {
   const labels: Coding[] = [{ system: CONFIDENTIALITY, code: d.confidentiality }];
   if (d.hiddenFromPatient) {
-    labels.push({ system: `urn:oid:${DMP_CONFIDENTIALITY_OID}`, code: 'INVISIBLE_PATIENT', display: 'Non visible par le patient' });
+    labels.push({
+      system: `urn:oid:${DMP_CONFIDENTIALITY_OID}`,
+      code: 'INVISIBLE_PATIENT',
+      display: 'Non visible par le patient',
+    });
   }
   return labels.map((c) => ({ coding: [c] }));
 }
@@ -163,7 +248,12 @@ function patientSubject(s: Submission, reference: string | undefined): Reference
     return { identifier: { system: urn(p.ins.oid), value: p.ins.value } };
   }
   if (p.local) {
-    return { identifier: { system: /^[0-2](\.\d+)+$/.test(p.local.system) ? `urn:oid:${p.local.system}` : p.local.system, value: p.local.value } };
+    return {
+      identifier: {
+        system: /^[0-2](\.\d+)+$/.test(p.local.system) ? `urn:oid:${p.local.system}` : p.local.system,
+        value: p.local.value,
+      },
+    };
   }
   throw new Error('Submission patient has neither an INS nor a local identifier');
 }
@@ -195,7 +285,8 @@ export interface ProvideBundleSummary {
   documents: { index: number; masterIdentifier: string; binaryIndex: number }[];
 }
 
-export type ProvideBundleValidation = { ok: true; submission: ProvideBundleSummary } | { ok: false; issues: ProvideBundleIssue[] };
+export type ProvideBundleValidation =
+  { ok: true; submission: ProvideBundleSummary } | { ok: false; issues: ProvideBundleIssue[] };
 
 type Obj = Record<string, unknown>;
 
@@ -219,7 +310,9 @@ function arrAt(v: unknown, key: string): unknown[] {
 }
 
 function hasSubmissionSetCode(resource: unknown): boolean {
-  return arrAt(objAt(resource, 'code'), 'coding').some((c) => strAt(c, 'code') === 'submissionset' && (strAt(c, 'system') ?? LIST_TYPES) === LIST_TYPES);
+  return arrAt(objAt(resource, 'code'), 'coding').some(
+    (c) => strAt(c, 'code') === 'submissionset' && (strAt(c, 'system') ?? LIST_TYPES) === LIST_TYPES,
+  );
 }
 
 /** Cheap test: a transaction Bundle holding a SubmissionSet List, so the MHD rules apply. */
@@ -258,7 +351,9 @@ export function validateProvideBundle(bundle: unknown): ProvideBundleValidation 
   if (listIndex >= 0) {
     checkListEntries(entries, listIndex, documents, issue);
   }
-  return issues.length > 0 || listIndex < 0 ? { ok: false, issues } : { ok: true, submission: { listIndex, documents } };
+  return issues.length > 0 || listIndex < 0
+    ? { ok: false, issues }
+    : { ok: true, submission: { listIndex, documents } };
 }
 
 type IssueFn = (expression: string, diagnostics: string) => void;
@@ -266,22 +361,38 @@ type IssueFn = (expression: string, diagnostics: string) => void;
 function checkRequest(e: unknown, i: number, issue: IssueFn): void {
   const method = strAt(objAt(e, 'request'), 'method');
   if (method !== 'POST') {
-    issue(`Bundle.entry[${i}].request.method`, `every entry of a Provide Document Bundle must be a POST (got ${JSON.stringify(method ?? null)})`);
+    issue(
+      `Bundle.entry[${i}].request.method`,
+      `every entry of a Provide Document Bundle must be a POST (got ${JSON.stringify(method ?? null)})`,
+    );
   }
 }
 
 function checkSubmissionSet(entries: unknown[], issue: IssueFn): number {
-  const lists = entries.map((e, i) => ({ r: objAt(e, 'resource'), i })).filter(({ r }) => strAt(r, 'resourceType') === 'List' && hasSubmissionSetCode(r));
+  const lists = entries
+    .map((e, i) => ({ r: objAt(e, 'resource'), i }))
+    .filter(({ r }) => strAt(r, 'resourceType') === 'List' && hasSubmissionSetCode(r));
   if (lists.length !== 1) {
-    issue('Bundle.entry', lists.length === 0 ? 'no List with code submissionset (the SubmissionSet is missing)' : `${lists.length} SubmissionSet Lists found, exactly one is allowed`);
+    issue(
+      'Bundle.entry',
+      lists.length === 0
+        ? 'no List with code submissionset (the SubmissionSet is missing)'
+        : `${lists.length} SubmissionSet Lists found, exactly one is allowed`,
+    );
     return -1;
   }
   const { r, i } = lists[0];
   const ids = arrAt(r, 'identifier');
   // MHD 4.2: the uniqueId is the identifier with use usual (or typed uniqueId); an OID or a UUID URN.
-  const unique = ids.find((id) => strAt(id, 'use') === 'usual' || arrAt(objAt(id, 'type'), 'coding').some((c) => strAt(c, 'code') === 'uniqueId'));
+  const unique = ids.find(
+    (id) =>
+      strAt(id, 'use') === 'usual' || arrAt(objAt(id, 'type'), 'coding').some((c) => strAt(c, 'code') === 'uniqueId'),
+  );
   if (!unique || !/^urn:(oid|uuid):/.test(strAt(unique, 'value') ?? '')) {
-    issue(`Bundle.entry[${i}].resource.identifier`, 'the SubmissionSet has no uniqueId identifier (use usual, value urn:oid: or urn:uuid:)');
+    issue(
+      `Bundle.entry[${i}].resource.identifier`,
+      'the SubmissionSet has no uniqueId identifier (use usual, value urn:oid: or urn:uuid:)',
+    );
   }
   return i;
 }
@@ -291,7 +402,11 @@ function checkDocumentReferences(entries: unknown[], issue: IssueFn): ProvideBun
   entries.forEach((e, i) => {
     const r = objAt(e, 'resource');
     if (strAt(r, 'resourceType') === 'DocumentReference') {
-      docs.push({ index: i, masterIdentifier: strAt(objAt(r, 'masterIdentifier'), 'value') ?? '', binaryIndex: checkDocumentReference(r, i, entries, issue) });
+      docs.push({
+        index: i,
+        masterIdentifier: strAt(objAt(r, 'masterIdentifier'), 'value') ?? '',
+        binaryIndex: checkDocumentReference(r, i, entries, issue),
+      });
     }
   });
   if (docs.length === 0) {
@@ -335,7 +450,12 @@ function checkContent(a: Obj | undefined, at: string, entries: unknown[], issue:
   return resolved?.binaryIndex ?? -1;
 }
 
-function resolveBytes(a: Obj, at: string, entries: unknown[], issue: IssueFn): { bytes: Buffer; binaryIndex: number } | undefined {
+function resolveBytes(
+  a: Obj,
+  at: string,
+  entries: unknown[],
+  issue: IssueFn,
+): { bytes: Buffer; binaryIndex: number } | undefined {
   const inline = strAt(a, 'data');
   if (inline !== undefined) {
     return { bytes: Buffer.from(inline, 'base64'), binaryIndex: -1 };
@@ -348,7 +468,12 @@ function resolveBytes(a: Obj, at: string, entries: unknown[], issue: IssueFn): {
   const index = entries.findIndex((e) => strAt(e, 'fullUrl') === url);
   const target = objAt(entries[index], 'resource');
   if (index < 0 || strAt(target, 'resourceType') !== 'Binary') {
-    issue(`${at}.url`, index < 0 ? 'url does not match the fullUrl of any entry of the bundle' : `url points to Bundle.entry[${index}], which is not a Binary`);
+    issue(
+      `${at}.url`,
+      index < 0
+        ? 'url does not match the fullUrl of any entry of the bundle'
+        : `url points to Bundle.entry[${index}], which is not a Binary`,
+    );
     return undefined;
   }
   const data = strAt(target, 'data');
@@ -374,12 +499,22 @@ function checkSizeAndHash(a: Obj, at: string, bytes: Buffer, issue: IssueFn): vo
   }
 }
 
-function checkListEntries(entries: unknown[], listIndex: number, docs: ProvideBundleSummary['documents'], issue: IssueFn): void {
-  const listed = new Set(arrAt(objAt(entries[listIndex], 'resource'), 'entry').map((x) => strAt(objAt(x, 'item'), 'reference')));
+function checkListEntries(
+  entries: unknown[],
+  listIndex: number,
+  docs: ProvideBundleSummary['documents'],
+  issue: IssueFn,
+): void {
+  const listed = new Set(
+    arrAt(objAt(entries[listIndex], 'resource'), 'entry').map((x) => strAt(objAt(x, 'item'), 'reference')),
+  );
   for (const d of docs) {
     const fullUrl = strAt(entries[d.index], 'fullUrl');
     if (!fullUrl || !listed.has(fullUrl)) {
-      issue(`Bundle.entry[${listIndex}].resource.entry`, `the SubmissionSet does not list the DocumentReference of Bundle.entry[${d.index}]`);
+      issue(
+        `Bundle.entry[${listIndex}].resource.entry`,
+        `the SubmissionSet does not list the DocumentReference of Bundle.entry[${d.index}]`,
+      );
     }
   }
 }

@@ -166,6 +166,8 @@ function outcomeText(data: unknown): string {
   if (o?.resourceType !== 'OperationOutcome') {
     return '';
   }
-  const issues = (o.issue ?? []).map((i) => [i.diagnostics ?? i.details?.text, i.expression?.join(',')].filter(Boolean).join(' at '));
+  const issues = (o.issue ?? []).map((i) =>
+    [i.diagnostics ?? i.details?.text, i.expression?.join(',')].filter(Boolean).join(' at '),
+  );
   return issues.length ? ` ${issues.join('; ').slice(0, 500)}` : '';
 }

@@ -30,9 +30,24 @@ export class MhdRecipient {
       checked.submission.documents.map(async (d) => {
         const doc = bundle.entry?.[d.index]?.resource as DocumentReference;
         const query = identifierQuery(doc);
-        const res = await this.repo.search(p, parseSearchRequest('DocumentReference', [['identifier', query], ['_count', '1']], { defaultCount: 1, maxCount: 1 }), true);
+        const res = await this.repo.search(
+          p,
+          parseSearchRequest(
+            'DocumentReference',
+            [
+              ['identifier', query],
+              ['_count', '1'],
+            ],
+            { defaultCount: 1, maxCount: 1 },
+          ),
+          true,
+        );
         // A concurrent identical submission still creates the DocumentReference once.
-        bundle.entry![d.index]!.request = { method: 'POST', url: 'DocumentReference', ifNoneExist: `identifier=${encodeURIComponent(query)}` };
+        bundle.entry![d.index]!.request = {
+          method: 'POST',
+          url: 'DocumentReference',
+          ifNoneExist: `identifier=${encodeURIComponent(query)}`,
+        };
         return res.matches[0];
       }),
     );
@@ -40,12 +55,21 @@ export class MhdRecipient {
       const entry = (bundle.entry ?? []).map((e, i) => {
         const doc = checked.submission.documents.findIndex((d) => d.index === i);
         const match = doc >= 0 ? found[doc] : undefined;
-        return { response: { status: '200 OK', ...(match ? { location: `DocumentReference/${match.id}/_history/${match.versionId}` } : {}), outcome: undefined }, fullUrl: e.fullUrl };
+        return {
+          response: {
+            status: '200 OK',
+            ...(match ? { location: `DocumentReference/${match.id}/_history/${match.versionId}` } : {}),
+            outcome: undefined,
+          },
+          fullUrl: e.fullUrl,
+        };
       });
       return { status: 200, body: JSON.stringify({ resourceType: 'Bundle', type: 'transaction-response', entry }) };
     }
     if (found.some((m) => m !== undefined)) {
-      throw new GatewayError('conflict', { text: 'ITI-65: some documents of this submission were already received, others not; send them separately' });
+      throw new GatewayError('conflict', {
+        text: 'ITI-65: some documents of this submission were already received, others not; send them separately',
+      });
     }
     return undefined;
   }

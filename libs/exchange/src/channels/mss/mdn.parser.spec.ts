@@ -14,7 +14,11 @@ describe('buildMdn / parseMdn', () => {
     expect(raw).toMatch(/\r\n/);
     expect(raw.replace(/\r\n/g, '')).not.toMatch(/\n/);
     expect(raw).toContain('Content-Type: multipart/report; report-type=disposition-notification;');
-    await expect(parseMdn(raw)).resolves.toEqual({ originalMessageId: '<xdm-123@gateway.example>', finalRecipient: 'dr.martin@medecin.mssante.fr', disposition: 'processed' });
+    await expect(parseMdn(raw)).resolves.toEqual({
+      originalMessageId: '<xdm-123@gateway.example>',
+      finalRecipient: 'dr.martin@medecin.mssante.fr',
+      disposition: 'processed',
+    });
   });
 
   it('round-trips a processed/error MDN with its Error field', async () => {
@@ -35,16 +39,34 @@ describe('buildMdn / parseMdn', () => {
 
   it('reads the legacy RFC 3798 failed disposition', async () => {
     const raw = buildMdn({ ...BASE, disposition: 'processed' }).replace('; processed', '; failed');
-    await expect(parseMdn(raw)).resolves.toMatchObject({ disposition: 'failed', error: expect.stringMatching(/failed/) });
+    await expect(parseMdn(raw)).resolves.toMatchObject({
+      disposition: 'failed',
+      error: expect.stringMatching(/failed/),
+    });
   });
 
   it('falls back to a report sent as inline text', async () => {
-    const raw = buildMdn({ ...BASE, disposition: 'displayed' }).replace('Content-Type: message/disposition-notification', 'Content-Type: text/plain; charset=us-ascii');
-    await expect(parseMdn(raw)).resolves.toMatchObject({ originalMessageId: '<xdm-123@gateway.example>', disposition: 'displayed' });
+    const raw = buildMdn({ ...BASE, disposition: 'displayed' }).replace(
+      'Content-Type: message/disposition-notification',
+      'Content-Type: text/plain; charset=us-ascii',
+    );
+    await expect(parseMdn(raw)).resolves.toMatchObject({
+      originalMessageId: '<xdm-123@gateway.example>',
+      disposition: 'displayed',
+    });
   });
 
   it('throws MdnFormatError on an ordinary e-mail', async () => {
-    const mail = ['From: a@example.org', 'To: b@example.org', 'Subject: Bonjour', 'MIME-Version: 1.0', 'Content-Type: text/plain; charset=utf-8', '', 'Rien à signaler.', ''].join('\r\n');
+    const mail = [
+      'From: a@example.org',
+      'To: b@example.org',
+      'Subject: Bonjour',
+      'MIME-Version: 1.0',
+      'Content-Type: text/plain; charset=utf-8',
+      '',
+      'Rien à signaler.',
+      '',
+    ].join('\r\n');
     await expect(parseMdn(mail)).rejects.toBeInstanceOf(MdnFormatError);
     await expect(parseMdn(mail)).rejects.toThrow('not an MDN: no message/disposition-notification part');
   });
@@ -55,6 +77,8 @@ describe('buildMdn / parseMdn', () => {
   });
 
   it('refuses header values with line breaks', () => {
-    expect(() => buildMdn({ ...BASE, to: 'x@example.org\r\nBcc: y@example.org', disposition: 'processed' })).toThrow(TypeError);
+    expect(() => buildMdn({ ...BASE, to: 'x@example.org\r\nBcc: y@example.org', disposition: 'processed' })).toThrow(
+      TypeError,
+    );
   });
 });

@@ -39,7 +39,9 @@ export async function parseMdn(raw: Buffer | string): Promise<MdnReport> {
 
 /** mailparser gives the report part as an attachment; some clients send it as inline text. */
 function reportPart(mail: ParsedMail): string | undefined {
-  const isReport = (a: Attachment): boolean => a.contentType.toLowerCase() === MDN_TYPE || a.contentType.toLowerCase() === 'message/global-disposition-notification';
+  const isReport = (a: Attachment): boolean =>
+    a.contentType.toLowerCase() === MDN_TYPE ||
+    a.contentType.toLowerCase() === 'message/global-disposition-notification';
   const att = mail.attachments.find(isReport);
   if (att) {
     return att.content.toString('utf8');
@@ -59,8 +61,15 @@ function readReport(fields: Map<string, string>): MdnReport {
     throw new MdnFormatError('MDN without Disposition field');
   }
   const { type, modifiers } = parseDisposition(disposition);
-  const finalRecipient = fields.get('final-recipient')?.replace(/^[^;]*;\s*/, '').trim();
-  const error = fields.get('error') ?? (modifiers.includes('error') || type === 'failed' ? `disposition ${disposition.replace(/^[^;]*;\s*/, '')}` : undefined);
+  const finalRecipient = fields
+    .get('final-recipient')
+    ?.replace(/^[^;]*;\s*/, '')
+    .trim();
+  const error =
+    fields.get('error') ??
+    (modifiers.includes('error') || type === 'failed'
+      ? `disposition ${disposition.replace(/^[^;]*;\s*/, '')}`
+      : undefined);
   return {
     originalMessageId: angle(original),
     ...(finalRecipient ? { finalRecipient } : {}),
@@ -78,7 +87,13 @@ function parseDisposition(value: string): { type: MdnDisposition; modifiers: str
   if (!known) {
     throw new MdnFormatError(`MDN with an unknown disposition type: ${JSON.stringify(type.slice(0, 40))}`);
   }
-  return { type: known, modifiers: rawModifiers.split(',').map((m) => m.trim().toLowerCase()).filter(Boolean) };
+  return {
+    type: known,
+    modifiers: rawModifiers
+      .split(',')
+      .map((m) => m.trim().toLowerCase())
+      .filter(Boolean),
+  };
 }
 
 /** Header-style fields (RFC 5322 §2.2), unfolded, keyed by lower-case name; the first wins. */
@@ -126,7 +141,10 @@ export function buildMdn(opts: BuildMdnOptions): string {
     }
   }
   const original = angle(opts.originalMessageId);
-  const seed = createHash('sha1').update(`${original}|${opts.finalRecipient}|${opts.disposition}`).digest('hex').slice(0, 24);
+  const seed = createHash('sha1')
+    .update(`${original}|${opts.finalRecipient}|${opts.disposition}`)
+    .digest('hex')
+    .slice(0, 24);
   const boundary = `mdn-${seed}`;
   const domain = /@([^>\s]+)/.exec(opts.from)?.[1] ?? 'localhost';
   const headers = [
@@ -140,12 +158,25 @@ export function buildMdn(opts: BuildMdnOptions): string {
     'MIME-Version: 1.0',
     `Content-Type: multipart/report; report-type=disposition-notification; boundary="${boundary}"`,
   ];
-  return [...headers, '', ...humanPart(opts, boundary), ...reportLines(opts, original, boundary), `--${boundary}--`, ''].join('\r\n');
+  return [
+    ...headers,
+    '',
+    ...humanPart(opts, boundary),
+    ...reportLines(opts, original, boundary),
+    `--${boundary}--`,
+    '',
+  ].join('\r\n');
 }
 
 function humanPart(opts: BuildMdnOptions, boundary: string): string[] {
-  const text = opts.disposition === 'processed/error' ? `Le message ${opts.originalMessageId} n'a pas pu être intégré : ${opts.error ?? 'erreur'}.` : `Le message ${opts.originalMessageId} a été traité (${opts.disposition}).`;
-  const b64 = Buffer.from(text, 'utf8').toString('base64').replace(/.{1,76}/g, '$&\r\n').trimEnd();
+  const text =
+    opts.disposition === 'processed/error'
+      ? `Le message ${opts.originalMessageId} n'a pas pu être intégré : ${opts.error ?? 'erreur'}.`
+      : `Le message ${opts.originalMessageId} a été traité (${opts.disposition}).`;
+  const b64 = Buffer.from(text, 'utf8')
+    .toString('base64')
+    .replace(/.{1,76}/g, '$&\r\n')
+    .trimEnd();
   return [`--${boundary}`, 'Content-Type: text/plain; charset=utf-8', 'Content-Transfer-Encoding: base64', '', b64, ''];
 }
 

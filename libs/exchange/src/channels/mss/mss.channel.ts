@@ -63,7 +63,12 @@ export class MssChannel implements Channel {
   }
 
   async send(d: Delivery, submission: Submission, ctx: DischargeContext): Promise<string> {
-    return this.transmit({ messageId: this.messageId(d.id), to: d.destination, submission, insQualified: ctx.insQualified });
+    return this.transmit({
+      messageId: this.messageId(d.id),
+      to: d.destination,
+      submission,
+      insQualified: ctx.insQualified,
+    });
   }
 
   remoteId(d: Delivery): string | undefined {

@@ -14,7 +14,10 @@ function submission(over: Partial<Submission> = {}): Submission {
     sourceId: '1.2.250.1.999.1',
     submissionTime: '2026-11-20T09:30:00Z',
     title: 'Sortie du 20/11/2026',
-    intendedRecipients: [{ email: 'dr.martin@medecin.mssante.fr', rpps: '10001234567', display: 'MARTIN' }, { email: 'ide.durand@infirmier.mssante.fr' }],
+    intendedRecipients: [
+      { email: 'dr.martin@medecin.mssante.fr', rpps: '10001234567', display: 'MARTIN' },
+      { email: 'ide.durand@infirmier.mssante.fr' },
+    ],
     patient: {
       ins: { value: '281057512345678', oid: '1.2.250.1.213.1.4.10' },
       local: { value: 'IPP123', system: 'urn:oid:1.2.250.1.999.2' },
@@ -23,7 +26,10 @@ function submission(over: Partial<Submission> = {}): Submission {
       birthDate: '1981-05-14',
       gender: 'female',
     },
-    author: { organization: { name: 'CH de Test', finess: '750000001' }, person: { rpps: '10009876543', family: 'BERNARD', given: 'Luc' } },
+    author: {
+      organization: { name: 'CH de Test', finess: '750000001' },
+      person: { rpps: '10009876543', family: 'BERNARD', given: 'Luc' },
+    },
     documents: [
       {
         uniqueId: '1.2.250.1.999.1.2.1',
@@ -31,7 +37,10 @@ function submission(over: Partial<Submission> = {}): Submission {
         title: 'Lettre de liaison',
         typeCode: { system: 'http://loinc.org', code: '11490-0', display: 'Lettre de sortie' },
         classCode: { system: 'urn:oid:1.2.250.1.213.1.1.4.1', code: '10', display: 'Compte rendu' },
-        formatCode: { system: 'http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode', code: 'urn:ihe:iti:xds:2017:mimeTypeSufficient' },
+        formatCode: {
+          system: 'http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode',
+          code: 'urn:ihe:iti:xds:2017:mimeTypeSufficient',
+        },
         contentType: 'text/plain',
         data: LETTER,
         fileName: 'DOC0001.TXT',
@@ -46,7 +55,10 @@ function submission(over: Partial<Submission> = {}): Submission {
         title: 'Notification',
         typeCode: { system: 'http://loinc.org', code: '18842-5' },
         classCode: { system: 'urn:oid:1.2.250.1.213.1.1.4.1', code: '10' },
-        formatCode: { system: 'http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode', code: 'urn:ihe:iti:xds:2017:mimeTypeSufficient' },
+        formatCode: {
+          system: 'http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode',
+          code: 'urn:ihe:iti:xds:2017:mimeTypeSufficient',
+        },
         contentType: 'text/plain',
         data: NOTICE,
         fileName: 'DOC0002.TXT',
@@ -60,8 +72,19 @@ function submission(over: Partial<Submission> = {}): Submission {
 }
 
 type Node = Record<string, unknown>;
-const ARRAYS = new Set(['rim:ExtrinsicObject', 'rim:Slot', 'rim:Value', 'rim:Classification', 'rim:ExternalIdentifier', 'rim:Association']);
-const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@', isArray: (tagName) => ARRAYS.has(tagName) });
+const ARRAYS = new Set([
+  'rim:ExtrinsicObject',
+  'rim:Slot',
+  'rim:Value',
+  'rim:Classification',
+  'rim:ExternalIdentifier',
+  'rim:Association',
+]);
+const parser = new XMLParser({
+  ignoreAttributes: false,
+  attributeNamePrefix: '@',
+  isArray: (tagName) => ARRAYS.has(tagName),
+});
 
 async function open(s: Submission): Promise<{ zip: JSZip; xml: string; list: Node }> {
   const zip = await JSZip.loadAsync(await buildXdmZip(s));
@@ -77,7 +100,8 @@ function slotValues(obj: Node, name: string): string[] {
 }
 
 function externalId(obj: Node, scheme: string): string | undefined {
-  return (obj['rim:ExternalIdentifier'] as Node[]).find((x) => x['@identificationScheme'] === scheme)?.['@value'] as string | undefined;
+  return (obj['rim:ExternalIdentifier'] as Node[]).find((x) => x['@identificationScheme'] === scheme)?.['@value'] as
+    string | undefined;
 }
 
 const DOC_PATIENT_ID = 'urn:uuid:58a6f841-87b3-4a3e-92fd-a8ffeff98427';
@@ -86,8 +110,16 @@ const SS_PATIENT_ID = 'urn:uuid:6b5aea1a-874d-4603-a4bc-96a0a7b38446';
 describe('buildXdmZip', () => {
   it('lays out INDEX.HTM, README.TXT, METADATA.XML and the documents as XDM media', async () => {
     const { zip } = await open(submission());
-    const files = Object.keys(zip.files).filter((n) => !zip.files[n].dir).sort();
-    expect(files).toEqual(['IHE_XDM/SUBSET01/DOC0001.TXT', 'IHE_XDM/SUBSET01/DOC0002.TXT', 'IHE_XDM/SUBSET01/METADATA.XML', 'INDEX.HTM', 'README.TXT']);
+    const files = Object.keys(zip.files)
+      .filter((n) => !zip.files[n].dir)
+      .sort();
+    expect(files).toEqual([
+      'IHE_XDM/SUBSET01/DOC0001.TXT',
+      'IHE_XDM/SUBSET01/DOC0002.TXT',
+      'IHE_XDM/SUBSET01/METADATA.XML',
+      'INDEX.HTM',
+      'README.TXT',
+    ]);
     expect(await zip.file('IHE_XDM/SUBSET01/DOC0001.TXT')!.async('nodebuffer')).toEqual(LETTER);
     expect(XDM_ZIP_NAME).toBe('IHE_XDM.ZIP');
   });
@@ -97,20 +129,29 @@ describe('buildXdmZip', () => {
     expect(XMLValidator.validate(xml)).toBe(true);
     expect(xml).toContain('xmlns:lcm="urn:oasis:names:tc:ebxml-regrep:xsd:lcm:3.0"');
     const docs = list['rim:ExtrinsicObject'] as Node[];
-    expect(docs.map((d) => d['@id'])).toEqual(['urn:uuid:22222222-2222-4222-8222-222222222222', 'urn:uuid:33333333-3333-4333-8333-333333333333']);
+    expect(docs.map((d) => d['@id'])).toEqual([
+      'urn:uuid:22222222-2222-4222-8222-222222222222',
+      'urn:uuid:33333333-3333-4333-8333-333333333333',
+    ]);
     expect(docs[0]['@objectType']).toBe('urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1');
     const ss = list['rim:RegistryPackage'] as Node;
-    expect((ss['rim:Classification'] as Node[]).some((c) => c['@classificationNode'] === 'urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd')).toBe(true);
+    expect(
+      (ss['rim:Classification'] as Node[]).some(
+        (c) => c['@classificationNode'] === 'urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd',
+      ),
+    ).toBe(true);
     expect(slotValues(ss, 'intendedRecipient')).toEqual([
       '|810001234567^MARTIN^^^^^^^&1.2.250.1.71.4.2.1&ISO^D^^^IDNPS|^^Internet^dr.martin@medecin.mssante.fr',
       '||^^Internet^ide.durand@infirmier.mssante.fr',
     ]);
     expect(slotValues(ss, 'submissionTime')).toEqual(['20261120093000']);
     const assoc = list['rim:Association'] as Node[];
-    expect(assoc.map((a) => [a['@sourceObject'], a['@targetObject'], slotValues(a, 'SubmissionSetStatus')[0]])).toEqual([
-      [ss['@id'], docs[0]['@id'], 'Original'],
-      [ss['@id'], docs[1]['@id'], 'Original'],
-    ]);
+    expect(assoc.map((a) => [a['@sourceObject'], a['@targetObject'], slotValues(a, 'SubmissionSetStatus')[0]])).toEqual(
+      [
+        [ss['@id'], docs[0]['@id'], 'Original'],
+        [ss['@id'], docs[1]['@id'], 'Original'],
+      ],
+    );
   });
 
   it('records the SHA-1 hex hash and size of each document bytes', async () => {
@@ -127,7 +168,9 @@ describe('buildXdmZip', () => {
     const { list } = await open(submission());
     const doc = (list['rim:ExtrinsicObject'] as Node[])[0];
     expect(externalId(doc, DOC_PATIENT_ID)).toBe('281057512345678^^^&1.2.250.1.213.1.4.10&ISO');
-    expect(externalId(list['rim:RegistryPackage'] as Node, SS_PATIENT_ID)).toBe('281057512345678^^^&1.2.250.1.213.1.4.10&ISO');
+    expect(externalId(list['rim:RegistryPackage'] as Node, SS_PATIENT_ID)).toBe(
+      '281057512345678^^^&1.2.250.1.213.1.4.10&ISO',
+    );
   });
 
   it('falls back to the local id as patientId when the identity is not qualified', async () => {
@@ -157,7 +200,10 @@ describe('buildXdmZip', () => {
   it('marks a document hidden from the patient with the DMP INVISIBLE_PATIENT confidentiality code', async () => {
     const { list } = await open(submission());
     const [visible, hidden] = list['rim:ExtrinsicObject'] as Node[];
-    const codes = (d: Node): unknown[] => (d['rim:Classification'] as Node[]).filter((c) => c['@classificationScheme'] === 'urn:uuid:f4f85eac-e6cb-4883-b524-f2705394840f').map((c) => c['@nodeRepresentation']);
+    const codes = (d: Node): unknown[] =>
+      (d['rim:Classification'] as Node[])
+        .filter((c) => c['@classificationScheme'] === 'urn:uuid:f4f85eac-e6cb-4883-b524-f2705394840f')
+        .map((c) => c['@nodeRepresentation']);
     expect(codes(visible)).toEqual(['N']);
     expect(codes(hidden)).toEqual(['R', 'INVISIBLE_PATIENT']);
   });
@@ -182,7 +228,9 @@ describe('buildXdmZip', () => {
   });
 
   it('rejects a submission without any patient identifier', async () => {
-    await expect(buildXdmZip(submission({ patient: { family: 'X' } }))).rejects.toThrow(/neither an INS nor a local identifier/);
+    await expect(buildXdmZip(submission({ patient: { family: 'X' } }))).rejects.toThrow(
+      /neither an INS nor a local identifier/,
+    );
   });
 });
 

@@ -15,9 +15,17 @@ export function mssanteSubject(title: string): string {
 /** ASIP/ANS confidentiality codes (DMP visibility); OID not checked against the CI-SIS volet. */
 export const DMP_CONFIDENTIALITY_OID = '1.2.250.1.213.1.1.4.13';
 /** Default XDS healthcareFacilityTypeCode (ANS JDV_J02, TRE_R02 SA01 "Etablissement public de santé"; unchecked). */
-export const DEFAULT_FACILITY_TYPE: Coding = { system: 'urn:oid:1.2.250.1.71.4.2.4', code: 'SA01', display: 'Etablissement public de santé' };
+export const DEFAULT_FACILITY_TYPE: Coding = {
+  system: 'urn:oid:1.2.250.1.71.4.2.4',
+  code: 'SA01',
+  display: 'Etablissement public de santé',
+};
 /** Default XDS practiceSettingCode (ANS JDV_J04 "ETABLISSEMENT"; unchecked). */
-export const DEFAULT_PRACTICE_SETTING: Coding = { system: 'urn:oid:1.2.250.1.213.1.1.4.9', code: 'ETABLISSEMENT', display: 'Etablissement de santé' };
+export const DEFAULT_PRACTICE_SETTING: Coding = {
+  system: 'urn:oid:1.2.250.1.213.1.1.4.9',
+  code: 'ETABLISSEMENT',
+  display: 'Etablissement de santé',
+};
 
 const IDNATPS_OID = IDNATPS.slice('urn:oid:'.length);
 const IDNATSTRUCT_OID = '1.2.250.1.71.4.2.2';
@@ -100,10 +108,18 @@ export function buildXdmMetadata(s: Submission): string {
 function documentEntry(d: ExchangeDocument, i: number, s: Submission, patientId: string): string {
   const id = d.entryUuid;
   const cl = (scheme: string, c: Coding, n: string): string => codedClassification(scheme, id, c, `cl-doc${i}-${n}`);
-  const confidentiality = [cl(XDS.docConfidentiality, { system: CONFIDENTIALITY_OID, code: d.confidentiality }, 'conf')];
+  const confidentiality = [
+    cl(XDS.docConfidentiality, { system: CONFIDENTIALITY_OID, code: d.confidentiality }, 'conf'),
+  ];
   if (d.hiddenFromPatient) {
     // DMP visibility rides on a second confidentialityCode (CI-SIS volet DMP).
-    confidentiality.push(cl(XDS.docConfidentiality, { system: DMP_CONFIDENTIALITY_OID, code: 'INVISIBLE_PATIENT', display: 'Non visible par le patient' }, 'conf-hidden'));
+    confidentiality.push(
+      cl(
+        XDS.docConfidentiality,
+        { system: DMP_CONFIDENTIALITY_OID, code: 'INVISIBLE_PATIENT', display: 'Non visible par le patient' },
+        'conf-hidden',
+      ),
+    );
   }
   return [
     `<rim:ExtrinsicObject id="${attr(id)}" mimeType="${attr(d.contentType)}" objectType="${XDS.docEntryType}">`,
@@ -176,7 +192,11 @@ function authorClassification(scheme: string, objectId: string, a: DocumentAutho
     slots.push(slot('authorPerson', [xcn(a.person)]));
   }
   // ITI TF-3 §4.2.3.1.4: author is a Classification with an empty nodeRepresentation.
-  return [`<rim:Classification id="${id}" classificationScheme="${scheme}" classifiedObject="${attr(objectId)}" nodeRepresentation="">`, ...slots, '</rim:Classification>'].join('\n');
+  return [
+    `<rim:Classification id="${id}" classificationScheme="${scheme}" classifiedObject="${attr(objectId)}" nodeRepresentation="">`,
+    ...slots,
+    '</rim:Classification>',
+  ].join('\n');
 }
 
 function codedClassification(scheme: string, objectId: string, c: Coding, id: string): string {
@@ -229,7 +249,10 @@ function localCx(local: { value: string; system: string }): string {
 
 /** ITI TF-3 §4.2.3.2.23: PID-3, PID-5, PID-7, PID-8; the only place names and birth date appear. */
 function sourcePatientInfo(p: DocumentPatient): string[] {
-  const ids = [p.ins ? `${xdsPatientId({ ins: p.ins })}^INS` : undefined, p.local ? `${localCx(p.local)}^PI` : undefined].filter((v): v is string => !!v);
+  const ids = [
+    p.ins ? `${xdsPatientId({ ins: p.ins })}^INS` : undefined,
+    p.local ? `${localCx(p.local)}^PI` : undefined,
+  ].filter((v): v is string => !!v);
   const out = [`PID-3|${ids.join('~')}`];
   if (p.family || p.given) {
     out.push(`PID-5|${hl7(p.family ?? '')}^${hl7(p.given ?? '')}^^^^^L`);
@@ -300,7 +323,12 @@ function hl7Ts(iso: string, field: string): string {
 
 /** HL7 v2 escaping of the delimiters used inside slot values. */
 function hl7(v: string): string {
-  return v.replace(/\\/g, '\\E\\').replace(/\|/g, '\\F\\').replace(/\^/g, '\\S\\').replace(/&/g, '\\T\\').replace(/~/g, '\\R\\');
+  return v
+    .replace(/\\/g, '\\E\\')
+    .replace(/\|/g, '\\F\\')
+    .replace(/\^/g, '\\S\\')
+    .replace(/&/g, '\\T\\')
+    .replace(/~/g, '\\R\\');
 }
 
 // eslint-disable-next-line no-control-regex
@@ -311,12 +339,19 @@ function text(v: string): string {
 }
 
 function attr(v: string): string {
-  return text(v).replace(/"/g, '&quot;').replace(/'/g, '&apos;').replace(/\r/g, '&#13;').replace(/\n/g, '&#10;').replace(/\t/g, '&#9;');
+  return text(v)
+    .replace(/"/g, '&quot;')
+    .replace(/'/g, '&apos;')
+    .replace(/\r/g, '&#13;')
+    .replace(/\n/g, '&#10;')
+    .replace(/\t/g, '&#9;');
 }
 
 /** XDM INDEX.HTM (ITI TF-1 §16.1.1): what the media holds, without any patient data. */
 function indexHtm(s: Submission): string {
-  const items = s.documents.map((d) => `<li><a href="IHE_XDM/SUBSET01/${attr(d.fileName)}">${text(d.title)}</a> (${text(d.contentType)})</li>`);
+  const items = s.documents.map(
+    (d) => `<li><a href="IHE_XDM/SUBSET01/${attr(d.fileName)}">${text(d.title)}</a> (${text(d.contentType)})</li>`,
+  );
   return [
     '<!DOCTYPE html>',
     '<html lang="fr"><head><meta charset="utf-8"><title>IHE XDM</title></head><body>',
