@@ -21,7 +21,7 @@ export class PgProcess {
   }
 
   async start(): Promise<void> {
-    const database = resolve(ROOT, 'dist/libs/platform/src/database.js');
+    const database = resolve(ROOT, 'dist/libs/platform/src/database/database.js');
     const script = `require(${JSON.stringify(database)}).startEmbeddedPostgres(${JSON.stringify(this.dir)}, ${this.port}, undefined, 'client')
       .then((s) => { console.log('PG UP'); process.on('SIGTERM', () => s.stop().then(() => process.exit(0))); setInterval(() => {}, 60000); })
       .catch((e) => { console.error(e); process.exit(1); });`;
