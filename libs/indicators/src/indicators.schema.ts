@@ -1,5 +1,6 @@
 import { sqlList, sqlString as q } from '@gw/platform';
 import type { Migration } from '@gw/platform';
+import { FACT_TYPES } from './criteria';
 import {
   INSEE_CODE_EXTENSION,
   INS_OIDS,
@@ -11,19 +12,7 @@ import {
 } from '@gw/fhir';
 
 /** Resource types the projection reads: the person records and the kinds of clinical fact. */
-const PROJECTED_TYPES = sqlList([
-  'Patient',
-  'Practitioner',
-  'Organization',
-  'Observation',
-  'Immunization',
-  'Procedure',
-  'Condition',
-  'MedicationRequest',
-  'MedicationStatement',
-  'Encounter',
-  'Task',
-]);
+const PROJECTED_TYPES = sqlList(['Patient', 'Practitioner', 'Organization', ...FACT_TYPES]);
 
 /** The indicator projection (ind_* tables), kept by triggers on every resource write. */
 export const INDICATOR_MIGRATIONS: Migration[] = [
