@@ -17,6 +17,7 @@ import { daysInMonth } from './dates';
 import { loadFhirDefinitions } from './definitions';
 import { RELIABILITY_EXTENSION, insKindOf, insProblem } from './fr-core';
 import { uniqueIssues } from './profiles';
+import { withoutFalsePositives } from './validator-corrections';
 import type { ProfileRegistry } from './profiles';
 
 /**
@@ -34,7 +35,7 @@ export function validateForWrite(resource: Resource, profiles?: ProfileRegistry)
   if (resource.resourceType === 'Patient') {
     issues.push(...insIssues(resource, profiled));
   }
-  const kept = withoutWrappedBase64(resource, issues);
+  const kept = withoutFalsePositives(resource, issues);
   if (kept.length > 0) {
     // A profile's snapshot includes the base rules: the same base error comes back once per layer.
     throw new GatewayError('invalid', uniqueIssues(kept));
@@ -47,52 +48,6 @@ function baseIssues(resource: Resource): OperationOutcomeIssue[] {
   } catch (err) {
     return issuesOf(err);
   }
-}
-
-/** Drops the base64Binary format issues of values that are valid R4 base64 with whitespace. */
-function withoutWrappedBase64(resource: Resource, issues: OperationOutcomeIssue[]): OperationOutcomeIssue[] {
-  if (!issues.some((i) => i.details?.text === BASE64_ISSUE)) {
-    return issues;
-  }
-  const wrapped = wrappedBase64Paths(resource);
-  return issues.filter((i) => !(i.details?.text === BASE64_ISSUE && (i.expression ?? []).every((e) => wrapped.has(e))));
-}
-
-const BASE64_ISSUE = 'Invalid base64Binary format';
-// R4 base64Binary (datatypes.html#base64Binary, regex `(\s*([0-9a-zA-Z\+\=]){4}\s*)+`): whitespace
-// (line breaks of MIME-wrapped content) is allowed between groups; medplum's check refuses it.
-const BASE64_WRAPPED = /^\s*(?:[A-Za-z0-9+/]{4}\s*)*(?:[A-Za-z0-9+/]{2}\s*==|[A-Za-z0-9+/]{3}\s*=)?\s*$/;
-
-/** Paths of base64Binary values that hold whitespace and are valid base64 without it. */
-function wrappedBase64Paths(resource: Resource): Set<string> {
-  const out = new Set<string>();
-  const visitProperty = (
-    _parent: unknown,
-    _key: string,
-    _path: string,
-    values: (TypedValueWithPath | TypedValueWithPath[])[],
-  ): void => {
-    for (const v of values.flat()) {
-      if (
-        v?.type === 'base64Binary' &&
-        typeof v.value === 'string' &&
-        /\s/.test(v.value) &&
-        BASE64_WRAPPED.test(v.value)
-      ) {
-        out.add(v.path);
-      }
-    }
-  };
-  try {
-    crawlTypedValue(
-      { type: resource.resourceType, value: resource },
-      { visitProperty },
-      { skipMissingProperties: true },
-    );
-  } catch {
-    // a structurally broken resource: its issues stand as reported
-  }
-  return out;
 }
 
 function isError(i: OperationOutcomeIssue): boolean {
