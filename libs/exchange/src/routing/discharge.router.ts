@@ -85,7 +85,8 @@ export class DischargeRouter {
         await recordRouting(tx, eventId, null, 'withdrawn-before-routing', []);
         return { status: 'skipped', reason: 'discharge cancelled before routing', deliveries: [] };
       }
-      if (this.isHistoric(event.occurredAt ? new Date(event.occurredAt) : null, now)) {
+      const occurredAt = event.occurredAt ? new Date(event.occurredAt) : undefined;
+      if (this.isHistoric(occurredAt, now)) {
         await recordRouting(tx, eventId, null, HISTORIC, []);
         return { status: 'skipped', reason: HISTORIC_REASON, deliveries: [] };
       }
@@ -95,10 +96,7 @@ export class DischargeRouter {
         return { status: 'skipped', reason: 'encounter or patient not found', deliveries: [] };
       }
       // A date-only period.end has no occurred_at on the event: judge it from the Encounter.
-      if (
-        !(event.occurredAt ? new Date(event.occurredAt) : null) &&
-        this.isHistoric(fhirDate(ctx.encounter.period?.end), now)
-      ) {
+      if (!occurredAt && this.isHistoric(fhirDate(ctx.encounter.period?.end), now)) {
         await recordRouting(tx, eventId, null, HISTORIC, []);
         return { status: 'skipped', reason: HISTORIC_REASON, deliveries: [] };
       }
