@@ -92,6 +92,11 @@ export async function startTestGateway(env: Record<string, string> = {}): Promis
       (app.getHttpServer() as { closeAllConnections?: () => void }).closeAllConnections?.();
       await app.close();
       await core.close();
+      // A close step abandoned after its bound (a job or connection that would not end) is worth
+      // seeing in the test output: it is a hang the process shutdown's deadline would have hidden.
+      for (const line of logs.filter((l) => l.includes('close step did not finish'))) {
+        process.stderr.write(`test gateway: ${line}`);
+      }
     },
   };
 }

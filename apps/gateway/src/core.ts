@@ -7,6 +7,7 @@ import {
   baseUrl,
   migrate,
   openDatabase,
+  closeSteps,
   processShutdownSteps,
   queueSettings,
 } from '@gw/platform';
@@ -173,7 +174,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       acceptUnknownSources: config.GW_HL7_ACCEPT_UNKNOWN_SOURCES ?? db.embedded,
       logger,
     });
-    const shutdownSteps = (): ShutdownStep[] => processShutdownSteps({ features: started, queue, audit, db });
+    const shutdownSteps = (): ShutdownStep[] => processShutdownSteps({ features, started, queue, audit, db });
     return {
       config,
       logger,
@@ -193,10 +194,9 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       bulk,
       events: new DomainEventLog(db.pool),
       shutdownSteps,
+      // In-process close (tests, the CLI): bounded per step, never hangs on a job that will not end.
       async close() {
-        for (const step of shutdownSteps()) {
-          await step.close();
-        }
+        await closeSteps(shutdownSteps(), logger);
       },
     };
   } catch (err) {

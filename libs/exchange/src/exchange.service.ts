@@ -103,8 +103,16 @@ export class ExchangeService implements GatewayFeature {
     await this.relay.start();
   }
 
+  /** Stops handing events to the queue (before the jobs in flight are awaited). */
   async stop(): Promise<void> {
     await this.relay.stop();
+  }
+
+  /**
+   * Closes the channels' connections (the SMTP pool), once the jobs in flight have finished: a
+   * send in progress on a closed pool may never call back, and its job would then never end.
+   */
+  async close(): Promise<void> {
     for (const channel of this.channels.all()) {
       channel.close();
     }

@@ -9,7 +9,7 @@ export type { DatabaseHandle } from './database/database';
 export { migrate, planMigrations, sqlList, sqlString } from './database/migrate';
 export type { Migration, SchemaVersion } from './database/migrate';
 export { PLATFORM_MIGRATIONS } from './auth/auth.schema';
-export { GracefulShutdown, processShutdownSteps } from './process/shutdown';
+export { GracefulShutdown, closeSteps, processShutdownSteps } from './process/shutdown';
 export type { GatewayFeature } from './process/feature';
 export type { ShutdownStep, ShutdownOptions } from './process/shutdown';
 export { QueueService, JOB_QUEUE, QUEUE_NAMES, UnrecoverableError, queueSettings } from './queue/queue.service';

@@ -14,4 +14,6 @@ export interface GatewayFeature {
   start?(queue: QueueService): Promise<void>;
   /** Stops it, before jobs in flight and queue connections are closed. */
   stop?(): Promise<void>;
+  /** Closes what its jobs use (connections to relays, repositories), after the jobs in flight end. */
+  close?(): Promise<void>;
 }

@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { createLogger } from '../logger';
-import { GracefulShutdown } from './shutdown';
+import { GracefulShutdown, closeSteps } from './shutdown';
 import type { ShutdownStep } from './shutdown';
 
 function harness(steps: ShutdownStep[], timeoutMs = 200) {
@@ -66,5 +66,38 @@ describe('GracefulShutdown', () => {
     expect(await exited).toBe(1);
     expect(closed).toEqual(['database']);
     expect(lines.at(-1)).toMatchObject({ msg: 'stopped with errors', failed: ['relay'] });
+  });
+});
+
+describe('closeSteps (in-process close: tests, CLI)', () => {
+  it('abandons a step that does not finish in time, names it, and still closes the next ones', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger(
+      'info',
+      new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          lines.push(JSON.parse(String(chunk)) as Record<string, unknown>);
+          cb();
+        },
+      }),
+    );
+    const done: string[] = [];
+    const started = Date.now();
+    await closeSteps(
+      [
+        { name: 'first', close: async () => void done.push('first') },
+        {
+          name: 'stuck job',
+          close: () => new Promise<void>(() => undefined),
+          abandon: () => void done.push('abandoned'),
+        },
+        { name: 'last', close: async () => void done.push('last') },
+      ],
+      logger,
+      100,
+    );
+    expect(done).toEqual(['first', 'abandoned', 'last']);
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(lines.some((l) => l.step === 'stuck job' && /abandoned/.test(String(l.msg)))).toBe(true);
   });
 });

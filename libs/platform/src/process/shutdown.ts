@@ -142,20 +142,56 @@ export class GracefulShutdown {
  * background work (the outbox relay: no new jobs), jobs in flight, queue connections, the audit
  * buffer, the database.
  */
+/**
+ * Runs shutdown steps in order inside the process, without exiting it (tests, the CLI): a step
+ * that has not finished after `stepMs` is abandoned (its `abandon`, if any) and named in the log,
+ * so that closing never hangs on a job or a connection that will not end.
+ */
+export async function closeSteps(steps: ShutdownStep[], logger: Logger, stepMs = 10_000): Promise<void> {
+  for (const step of steps) {
+    let timer: NodeJS.Timeout | undefined;
+    const finished = await Promise.race([
+      step.close().then(
+        () => true,
+        (err: Error) => {
+          logger.warn({ step: step.name, err: err.message }, 'close step failed');
+          return true;
+        },
+      ),
+      new Promise<false>((resolve) => {
+        timer = setTimeout(() => resolve(false), stepMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!finished) {
+      logger.warn({ step: step.name, afterMs: stepMs }, 'close step did not finish: abandoned');
+      try {
+        step.abandon?.();
+      } catch {
+        // best effort
+      }
+    }
+  }
+}
+
 export function processShutdownSteps(parts: {
+  /** Every feature of the process (their connections are closed after the jobs in flight). */
   features: GatewayFeature[];
+  /** Those whose background work was started (stopped first). */
+  started: GatewayFeature[];
   queue: QueueService;
   audit: { flush(): Promise<void> };
   db: DatabaseHandle;
 }): ShutdownStep[] {
-  const { features, queue, audit, db } = parts;
+  const { features, started, queue, audit, db } = parts;
   return [
     // Events not yet handed over stay in domain_event for the next start.
-    ...features
+    ...started
       .filter((f) => f.stop)
       .map((f) => ({ name: f.name === 'exchange' ? 'outbox relay' : f.name, close: () => f.stop!() })),
     // A job abandoned here returns to its queue when its lock expires (GW_QUEUE_LOCK_MS).
-    { name: 'jobs in flight', close: () => queue.closeWorkers() },
+    { name: 'jobs in flight', close: () => queue.closeWorkers(), abandon: () => queue.abandonWorkers() },
+    ...features.filter((f) => f.close).map((f) => ({ name: `${f.name} connections`, close: () => f.close!() })),
     { name: 'queue connections', close: () => queue.close(), abandon: () => queue.abandon() },
     { name: 'audit log buffer', close: () => audit.flush() },
     { name: 'database', close: () => db.close(), abandon: () => db.abandon() },

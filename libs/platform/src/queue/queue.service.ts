@@ -303,6 +303,14 @@ export class QueueService {
     }
   }
 
+  /** Stops the workers without waiting for their jobs (those return to the queue when their lock expires). */
+  abandonWorkers(): void {
+    for (const w of this.workers) {
+      void w.close(true).catch(() => undefined);
+    }
+    this.workers.length = 0;
+  }
+
   /** Drops the Redis connection at once (shutdown deadline passed). */
   abandon(): void {
     this.redis?.disconnect();
