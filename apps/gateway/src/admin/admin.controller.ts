@@ -2,6 +2,7 @@ import { Body, Controller, Get, Inject, Param, Post, Query, Req } from '@nestjs/
 import type { FastifyRequest } from 'fastify';
 import { GatewayError, QUEUE_NAMES, splitScopes } from '@gw/platform';
 import type { ClientRecord } from '@gw/platform';
+import { pageSize } from './page-size';
 import { AdminOnly } from '../auth/access.decorators';
 import type { GatewayCore } from '../core';
 import { CORE } from '../http/core.token';
@@ -87,15 +88,9 @@ export class AdminController {
     @Query('client') client?: string,
     @Query('_count') count?: string,
   ): Promise<unknown> {
-    const events = await this.core.audit.list({ clientId: client, limit: auditLimit(count) });
+    const events = await this.core.audit.list({ clientId: client, limit: pageSize(count) });
     return { resourceType: 'Bundle', type: 'collection', entry: events.map((resource) => ({ resource })) };
   }
-}
-
-/** Page size of the audit listing: a whole number in 1..1000, 100 when absent or unusable (LIMIT rejects -5 or 1.5). */
-function auditLimit(count: string | undefined): number {
-  const n = Math.floor(Number(count));
-  return Number.isFinite(n) && n >= 1 ? Math.min(n, 1000) : 100;
 }
 
 /** Scopes as a list, from a JSON array or a space-separated string (spaces around are noise). */

@@ -3,6 +3,7 @@ import type { FastifyRequest } from 'fastify';
 import { GatewayError } from '@gw/platform';
 import type { Hl7Source, SourceInput } from '@gw/ingest';
 import { principalOf } from '../auth/auth.guard';
+import { pageSize } from './page-size';
 import { AdminOnly } from '../auth/access.decorators';
 import type { GatewayCore } from '../core';
 import { CORE } from '../http/core.token';
@@ -129,9 +130,4 @@ export class Hl7AdminController {
     // What routing decided (care-team, mt, cpts, historic, …); null while not yet routed.
     return events.map((e) => ({ ...e, routing: routing.get(e.id) ?? null }));
   }
-}
-
-function pageSize(count: string | undefined): number {
-  const n = Math.floor(Number(count));
-  return Number.isFinite(n) && n >= 1 ? Math.min(n, 1000) : 100;
 }
