@@ -160,7 +160,8 @@ export class Hl7IngestService {
       const outcome = await this.run(raw, source, target, (o) =>
         ledgerInsert(raw, digest, ctx.transport, source, app, facility, target.controlId, o),
       );
-      const id = outcome.ledgerId ?? (await this.record(raw, ctx, source, app, facility, target.controlId, outcome));
+      const id =
+        outcome.ledgerId ?? (await this.record(raw, ctx, source, app, facility, target.controlId, outcome, digest));
       return {
         ack: encodeText(outcome.ack, outcome.charset),
         charset: outcome.charset,
@@ -461,7 +462,10 @@ export class Hl7IngestService {
     };
   }
 
-  /** Records an outcome that wrote nothing; a processed/error/ignored row is unique per (source, MSH-10). */
+  /**
+   * Records an outcome that wrote nothing; a processed/error/ignored row is unique per (source,
+   * MSH-10, content). `digest`: the message's content digest when the caller has it already.
+   */
   private async record(
     raw: Buffer,
     ctx: ReceiveContext,
@@ -470,11 +474,12 @@ export class Hl7IngestService {
     facility: string,
     controlId: string,
     o: Outcome,
+    digest = contentDigest(raw),
   ): Promise<number> {
     const rows = (await persistVersions(
       this.pool,
       [],
-      ledgerInsert(raw, contentDigest(raw), ctx.transport, source, app, facility, controlId, o),
+      ledgerInsert(raw, digest, ctx.transport, source, app, facility, controlId, o),
     )) as { id: string }[];
     if (rows.length === 0) {
       throw new DuplicateMessage();
