@@ -21,6 +21,12 @@ export const MT_STATUS_EXTENSION = `${GW}/fhir/StructureDefinition/mt-status`;
 export const TERRITORY_COMMUNE_EXTENSION = `${GW}/fhir/StructureDefinition/territory-commune`;
 /** Organization.type codes of the gateway: `CPTS`, `MSP`, `CDS`, `cabinet`, `hospital`. */
 export const ORGANIZATION_TYPE_SYSTEM = `${GW}/fhir/CodeSystem/organization-type`;
+/**
+ * Patient meta.tag managed by the gateway (a client's own value is replaced on every write): code
+ * `verified-source` when the INS was written by a writer allowed to qualify identities (an operator,
+ * a client or HL7 source granted it). Only such records merge across organizations.
+ */
+export const IDENTITY_TRUST_SYSTEM = `${GW}/fhir/CodeSystem/identity-trust`;
 /** Practitioner tag: a fictitious MT number assigned by the caisse (`fictitious`). */
 export const PRACTITIONER_FLAG_SYSTEM = `${GW}/fhir/CodeSystem/practitioner-flag`;
 /**

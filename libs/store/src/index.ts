@@ -1,5 +1,6 @@
 export { OrganizationAccessPolicy } from './repository/access.policy';
 export type { AccessPolicy, Principal, StoredRef } from './repository/access.policy';
+export { IDENTITY_QUALIFICATION_GRANT } from './repository/access.policy';
 export { AuditLog } from './audit/audit.log';
 export type { AuditRecord } from './audit/audit.log';
 export {

@@ -8,7 +8,19 @@ export interface Principal {
   organization: string;
   admin: boolean;
   scopes: string[];
+  /**
+   * Capabilities an operator granted the client (admin API / CLI), never requested by it: e.g.
+   * {@link IDENTITY_QUALIFICATION_GRANT}. Absent: none.
+   */
+  grants?: readonly string[];
 }
+
+/**
+ * Grant: the client (or HL7 source) may qualify identities (INS status QUAL, checked with INSi);
+ * only a Patient written by such a writer, or by an operator, merges with other organizations'
+ * records of the same INS.
+ */
+export const IDENTITY_QUALIFICATION_GRANT = 'ins-qualification';
 
 /** What the policy sees of a stored resource. */
 export interface StoredRef {
