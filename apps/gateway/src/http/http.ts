@@ -16,6 +16,22 @@ import { createMetrics, instrumentHttp } from '../ops/metrics';
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,64}$/;
 
+/** An HTTP route as Fastify registered it: one method, the path pattern (`/fhir/:type/:id`). */
+export interface RegisteredRoute {
+  method: string;
+  url: string;
+}
+
+const ROUTES = new WeakMap<object, RegisteredRoute[]>();
+
+/**
+ * Every route the application registered (known once it is initialised or listening): the
+ * authorization matrix (test/security) checks that each one is classified.
+ */
+export function registeredRoutes(app: NestFastifyApplication): readonly RegisteredRoute[] {
+  return ROUTES.get(app) ?? [];
+}
+
 /** Builds the NestJS (Fastify) application over a GatewayCore; does not listen. */
 export async function createHttpApp(core: GatewayCore): Promise<NestFastifyApplication> {
   const adapter = new FastifyAdapter({
@@ -33,6 +49,14 @@ export async function createHttpApp(core: GatewayCore): Promise<NestFastifyAppli
     bodyParser: false,
   });
   const fastify = app.getHttpAdapter().getInstance() as unknown as FastifyInstance;
+  // Nest registers its routes at init (listen), after this: the hook sees all of them.
+  const routes: RegisteredRoute[] = [];
+  ROUTES.set(app, routes);
+  fastify.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) {
+      routes.push({ method, url: route.url });
+    }
+  });
   registerBodyParsers(fastify);
   instrumentHttp(fastify, metrics);
   fastify.addHook('onRequest', async (req, reply) => {
