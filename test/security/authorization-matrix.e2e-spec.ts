@@ -1,7 +1,8 @@
+import { OWNER_TAG_SYSTEM } from '@gw/store';
 import { registeredRoutes } from '../../apps/gateway/src/http/http';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
-import { CLIENT_KINDS, matrixClients, outcomeClass, parseExpectation, send } from '../support/security';
+import { CLIENT_KINDS, matrixClients, organizationOf, outcomeClass, parseExpectation, send } from '../support/security';
 import type { ClientKind, SecurityClient } from '../support/security';
 
 /*
@@ -168,15 +169,19 @@ function probes(): Probe[] {
   return out;
 }
 
+// One gateway for the file: the matrix and the isolation checks each make their own organizations.
+let gw: TestGateway;
+beforeAll(async () => {
+  gw = await startTestGateway({ GW_MLLP_ENABLED: 'false' });
+});
+afterAll(async () => gw?.close());
+
 describe('authorization matrix: every route, every client kind', () => {
-  let gw: TestGateway;
   let clients: Record<ClientKind, SecurityClient>;
 
   beforeAll(async () => {
-    gw = await startTestGateway({ GW_MLLP_ENABLED: 'false' });
     clients = await matrixClients(gw);
   });
-  afterAll(async () => gw?.close());
 
   it('classifies every registered route, and lists no route that does not exist', () => {
     const registered = new Set(registeredRoutes(gw.app).map((r) => `${r.method} ${r.url}`));
@@ -206,5 +211,352 @@ describe('authorization matrix: every route, every client kind', () => {
       want.push(`${p.method} ${p.sample}: ${CLIENT_KINDS.map((k) => `${k}=${p.expect[k]}`).join(' ')}`);
     }
     expect(got).toEqual(want);
+  });
+});
+
+/*
+ * Cross-organization isolation: structure A (the matrix's structure client) against structure B's
+ * Patient, Encounter, Observation and Task, through every way of reaching a resource: read, vread,
+ * history (instance, type, system), update, delete, searches (by id, by reference, chains,
+ * _include/_revinclude, _has), conditional references and writes, Bundle batch entries,
+ * $everything, $evaluate-measure and bulk export. Each leak check has a control showing the
+ * data is there for a caller entitled to it, so an empty answer proves isolation and not a typo.
+ */
+describe('cross-organization isolation', () => {
+  let a: string; // structure A's token
+  let b: string; // structure B's token
+  let admin: string;
+  let orgA: string;
+  const ids: Record<string, string> = {};
+  const B_FAMILY = 'Secretbee';
+  const B_IDENTIFIER = 'urn:matrix:ipp|B-1';
+  /** Everything of B's (and B-owned facts about A's patient) that A must never see. */
+  let bIds: string[];
+
+  const http = (method: string, path: string, token: string, body?: unknown, headers?: Record<string, string>) =>
+    send(gw.baseUrl, method, path.startsWith('/') ? path : `/fhir/${path}`, { token, body, headers });
+  async function create(key: string, token: string, resource: Record<string, unknown>): Promise<string> {
+    const res = await http('POST', String(resource.resourceType), token, resource);
+    if (res.status !== 201) {
+      throw new Error(`creating ${key}: ${res.status} ${res.text}`);
+    }
+    ids[key] = res.json<{ id: string }>().id;
+    return ids[key];
+  }
+  const ownedBy = (org: string) => ({ meta: { tag: [{ system: OWNER_TAG_SYSTEM, code: `Organization/${org}` }] } });
+  const subject = (key: string) => ({ reference: `Patient/${ids[key]}` });
+  const encounter = (key: string) => ({
+    resourceType: 'Encounter',
+    status: 'finished',
+    class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'AMB' },
+    subject: subject(key),
+  });
+  const obs = (key: string, code: string) => ({
+    resourceType: 'Observation',
+    status: 'final',
+    code: { coding: [{ system: 'urn:matrix:code', code }] },
+    subject: subject(key),
+  });
+  /**
+   * The resources in a JSON answer or NDJSON file (matches, includes, history and batch entries,
+   * the bundles they hold; Bundles and OperationOutcomes, which echo the caller's own query, aside)
+   * and the ids of history entries without a resource (deleted versions: their fullUrl).
+   */
+  function resourcesIn(text: string): { ids: string[]; resources: unknown[] } {
+    const ids: string[] = [];
+    const resources: unknown[] = [];
+    const walk = (v: unknown): void => {
+      if (Array.isArray(v)) {
+        v.forEach(walk);
+      } else if (v && typeof v === 'object') {
+        const o = v as Record<string, unknown>;
+        if (typeof o.resourceType === 'string' && !['Bundle', 'OperationOutcome'].includes(o.resourceType)) {
+          resources.push(o);
+          ids.push(String(o.id));
+        }
+        if (typeof o.fullUrl === 'string') {
+          ids.push(o.fullUrl.split('/').pop() as string);
+        }
+        Object.values(o).forEach(walk);
+      }
+    };
+    text
+      .split('\n')
+      .filter((line) => /^\s*[[{]/.test(line))
+      .forEach((line) => walk(JSON.parse(line)));
+    return { ids, resources };
+  }
+  const bundleIds = (text: string): string[] => resourcesIn(text).ids;
+  /**
+   * B's resources found in an answer: by id, and B's patient's name in any resource. References
+   * to B's patient in A's own resources (filed by an operator) are not leaks.
+   */
+  function leaked(text: string): string[] {
+    const { ids: found, resources } = resourcesIn(text);
+    return [
+      ...bIds.filter((id) => found.includes(id)),
+      ...(JSON.stringify(resources).includes(B_FAMILY) ? [B_FAMILY] : []),
+    ];
+  }
+
+  beforeAll(async () => {
+    admin = await gw.token();
+    orgA = await organizationOf(gw, 'MSP A', 'MSP');
+    const orgB = await organizationOf(gw, 'MSP B', 'MSP');
+    a = (await gw.clientOf(orgA, ['system/*.cruds'])).token;
+    b = (await gw.clientOf(orgB, ['system/*.cruds'])).token;
+    const [system, value] = B_IDENTIFIER.split('|');
+    await create('pB', b, { resourceType: 'Patient', name: [{ family: B_FAMILY }], identifier: [{ system, value }] });
+    await create('eB', b, encounter('pB'));
+    await create('oB', b, obs('pB', 'sec-b'));
+    await create('tB', b, { resourceType: 'Task', status: 'requested', intent: 'order', for: subject('pB') });
+    const v2 = await http('PUT', `Patient/${ids.pB}`, b, {
+      resourceType: 'Patient',
+      id: ids.pB,
+      name: [{ family: B_FAMILY, given: ['Second'] }],
+      identifier: [{ system, value }],
+    });
+    expect(v2.status).toBe(200);
+    await create('pA', a, { resourceType: 'Patient', name: [{ family: 'Ownera' }] });
+    await create('oA', a, obs('pA', 'own-a'));
+    // Cross references only an operator can file: A's stay of B's patient, B's fact about A's patient.
+    await create('eX', admin, { ...encounter('pB'), ...ownedBy(orgA) });
+    await create('oY', admin, { ...obs('pA', 'sec-y'), ...ownedBy(orgB) });
+    await create('gA', admin, {
+      resourceType: 'Group',
+      type: 'person',
+      actual: true,
+      member: [{ entity: subject('pA') }, { entity: subject('pB') }],
+      ...ownedBy(orgA),
+    });
+    await create('gB', b, { resourceType: 'Group', type: 'person', actual: true, member: [{ entity: subject('pB') }] });
+    bIds = ['pB', 'eB', 'oB', 'tB', 'oY', 'gB'].map((k) => ids[k] as string);
+  });
+
+  const B_RESOURCES = [
+    ['Patient', 'pB'],
+    ['Encounter', 'eB'],
+    ['Observation', 'oB'],
+    ['Task', 'tB'],
+  ] as const;
+
+  it('reads, vreads and instance histories of B resources answer 404 to A', async () => {
+    const got: string[] = [];
+    for (const [type, key] of B_RESOURCES) {
+      for (const path of [`${type}/${ids[key]}`, `${type}/${ids[key]}/_history/1`, `${type}/${ids[key]}/_history`]) {
+        const res = await http('GET', path, a);
+        got.push(`${path.replace(ids[key] as string, key)} ${res.status} ${res.text.includes(B_FAMILY) ? 'LEAK' : ''}`);
+        expect((await http('GET', path, b)).status).toBe(200); // control
+      }
+    }
+    expect(got).toEqual(got.map((g) => g.replace(/ \d+ .*$/, ' 404 ')));
+  });
+
+  it('updates and deletes of B resources answer 404 to A and change nothing', async () => {
+    for (const [type, key] of B_RESOURCES) {
+      const id = ids[key] as string;
+      const before = (await http('GET', `${type}/${id}`, b)).json<{ meta: { versionId: string } }>().meta.versionId;
+      const put = await http('PUT', `${type}/${id}`, a, {
+        ...(await http('GET', `${type}/${id}`, admin)).json<Record<string, unknown>>(),
+        meta: undefined,
+      });
+      const del = await http('DELETE', `${type}/${id}`, a);
+      const after = await http('GET', `${type}/${id}`, b);
+      expect([type, put.status, del.status, after.status]).toEqual([type, 404, 404, 200]);
+      expect(after.json<{ meta: { versionId: string } }>().meta.versionId).toBe(before);
+    }
+  });
+
+  it('searches, chains, _include, _revinclude and _has return none of B resources to A', async () => {
+    const queries = [
+      `Patient?_id=${ids.pB}`,
+      `Encounter?_id=${ids.eB}`,
+      `Observation?_id=${ids.oB}`,
+      `Task?_id=${ids.tB}`,
+      `Patient?family=${B_FAMILY}`,
+      `Patient?identifier=${B_IDENTIFIER}`,
+      `Encounter?subject=Patient/${ids.pB}`,
+      `Observation?patient=${ids.pB}`,
+      `Task?patient=Patient/${ids.pB}`,
+      'Observation?code=urn:matrix:code|sec-y',
+      // A's own stay of B's patient: the patient must not come along.
+      'Encounter?_include=Encounter:subject',
+      `Encounter?_id=${ids.eX}&_include=Encounter:patient`,
+      // B's fact about A's patient must not come along.
+      `Patient?_id=${ids.pA}&_revinclude=Observation:subject`,
+      `Patient?_revinclude=Observation:patient&_revinclude=Encounter:subject&_revinclude=Task:patient`,
+      `Observation?subject:Patient.family=${B_FAMILY}`,
+      `Observation?_count=1000`,
+      `Encounter?_count=1000`,
+      `Task?_count=1000`,
+      `Patient?_count=1000`,
+    ];
+    const leaks: string[] = [];
+    for (const q of queries) {
+      for (const method of ['GET', 'POST']) {
+        const [type, query] = q.split('?') as [string, string];
+        const res =
+          method === 'GET'
+            ? await http('GET', q, a)
+            : await http('POST', `${type}/_search`, a, query, { 'content-type': 'application/x-www-form-urlencoded' });
+        expect([q, method, res.status]).toEqual([q, method, 200]);
+        if (leaked(res.text).length > 0) {
+          leaks.push(`${method} ${q}`);
+        }
+      }
+    }
+    expect(leaks).toEqual([]);
+    // Controls: the operator sees what A was refused.
+    expect(
+      bundleIds((await http('GET', 'Encounter?_id=' + ids.eX + '&_include=Encounter:subject', admin)).text),
+    ).toContain(ids.pB);
+    expect(
+      bundleIds((await http('GET', `Patient?_id=${ids.pA}&_revinclude=Observation:subject`, admin)).text),
+    ).toContain(ids.oY);
+  });
+
+  it('a chain through B resources is no oracle: A own stay of B patient is not found by the patient name', async () => {
+    const chained = `Encounter?subject:Patient.family=${B_FAMILY}`;
+    expect(bundleIds((await http('GET', chained, a)).text)).not.toContain(ids.eX);
+    expect(bundleIds((await http('GET', chained, admin)).text)).toContain(ids.eX); // control
+  });
+
+  it('_has over B facts is no oracle (refused when strict, ignored alike otherwise)', async () => {
+    const has = (code: string, strict = false) =>
+      http(
+        'GET',
+        `Patient?_has:Observation:subject:code=urn:matrix:code|${code}`,
+        a,
+        undefined,
+        strict ? { prefer: 'handling=strict' } : {},
+      );
+    expect((await has('sec-y', true)).status).toBe(400);
+    const withB = bundleIds((await has('sec-y')).text).sort();
+    const withNothing = bundleIds((await has('nobody-has-this')).text).sort();
+    expect(withB).toEqual(withNothing);
+  });
+
+  it('type and system histories hold none of B resources for A', async () => {
+    const leaks: string[] = [];
+    for (const path of [
+      '_history',
+      'Patient/_history',
+      'Encounter/_history',
+      'Observation/_history',
+      'Task/_history',
+      'Group/_history',
+      '_history?_since=2000-01-01',
+    ]) {
+      const res = await http('GET', path, a);
+      expect([path, res.status]).toEqual([path, 200]);
+      if (leaked(res.text).length > 0) {
+        leaks.push(path);
+      }
+    }
+    expect(leaks).toEqual([]);
+    expect(leaked((await http('GET', '_history?_count=1000', admin)).text)).toEqual([...bIds, B_FAMILY]); // control
+  });
+
+  it('conditional references and conditional writes do not resolve to B resources', async () => {
+    const ref = await http('POST', 'Observation', a, {
+      ...obs('pA', 'cond'),
+      subject: { reference: `Patient?identifier=${B_IDENTIFIER}` },
+    });
+    expect(ref.status).toBe(400); // no match among A's patients
+    expect(leaked(ref.text)).toEqual([]);
+    const ifNoneExist = await http(
+      'POST',
+      'Patient',
+      a,
+      { resourceType: 'Patient', name: [{ family: 'Ownera' }] },
+      {
+        'if-none-exist': `identifier=${B_IDENTIFIER}`,
+      },
+    );
+    expect(ifNoneExist.status).toBe(201); // B's patient is not "the existing one"
+    const condUpdate = await http('PUT', `Patient?identifier=${B_IDENTIFIER}`, a, {
+      resourceType: 'Patient',
+      name: [{ family: 'Ownera' }],
+    });
+    expect(condUpdate.status).toBeLessThan(500);
+    expect(leaked(condUpdate.text)).toEqual([]);
+    const pB = await http('GET', `Patient/${ids.pB}`, b);
+    expect(pB.json<{ meta: { versionId: string } }>().meta.versionId).toBe('2');
+  });
+
+  it('Bundle batch entries read, search, change nothing of B', async () => {
+    const entries = [
+      ...B_RESOURCES.map(([type, key]) => ({ request: { method: 'GET', url: `${type}/${ids[key]}` } })),
+      { request: { method: 'GET', url: `Patient/${ids.pB}/_history` } },
+      { request: { method: 'GET', url: `Encounter/${ids.eB}/_history/1` } },
+      { request: { method: 'GET', url: `Observation?patient=${ids.pB}` } },
+      { request: { method: 'GET', url: `Patient?_id=${ids.pA}&_revinclude=Observation:subject` } },
+      { request: { method: 'GET', url: '_history' } },
+      { request: { method: 'DELETE', url: `Task/${ids.tB}` } },
+    ];
+    const res = await http('POST', '/fhir', a, { resourceType: 'Bundle', type: 'batch', entry: entries });
+    expect(res.status).toBe(200);
+    const out = res.json<{ entry: { response: { status: string }; resource?: unknown }[] }>().entry;
+    expect(out.map((e) => e.response.status.slice(0, 3))).toEqual([
+      '404',
+      '404',
+      '404',
+      '404',
+      '404',
+      '404',
+      '200',
+      '200',
+      '200',
+      '404',
+    ]);
+    expect(leaked(res.text)).toEqual([]);
+    expect((await http('GET', `Task/${ids.tB}`, b)).status).toBe(200);
+  });
+
+  it('$everything and $evaluate-measure reveal nothing of B patient to A', async () => {
+    const everything = await http('GET', `Patient/${ids.pB}/$everything`, a);
+    expect(everything.status).not.toBe(200);
+    expect(leaked(everything.text.replace(ids.pB as string, ''))).toEqual([]);
+    const evaluate = await http(
+      'GET',
+      `Measure/rosp-grippe-65/$evaluate-measure?periodStart=2025-01-01&periodEnd=2025-12-31&reportType=subject&subject=Patient/${ids.pB}`,
+      a,
+    );
+    expect([403, 404]).toContain(evaluate.status);
+  });
+
+  it('bulk export: A export of a Group naming B patient holds nothing of B; B export does not exist for A', async () => {
+    const kick = await http('GET', `Group/${ids.gA}/$export`, a, undefined, { prefer: 'respond-async' });
+    expect(kick.status).toBe(202);
+    const statusUrl = new URL(String(kick.headers['content-location'])).pathname;
+    let manifest: { output: { type: string; url: string }[] } | undefined;
+    for (const deadline = Date.now() + 20_000; !manifest && Date.now() < deadline;) {
+      const s = await http('GET', statusUrl, a);
+      if (s.status === 200) {
+        manifest = s.json();
+      } else {
+        expect(s.status).toBe(202);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    expect(manifest?.output.length).toBeGreaterThan(0);
+    let exported = '';
+    for (const o of manifest?.output ?? []) {
+      exported += (await http('GET', new URL(o.url).pathname, a)).text;
+    }
+    expect(exported).toContain(ids.pA); // control: A's own patient is there
+    expect(leaked(exported)).toEqual([]);
+
+    const kickB = await http('GET', `Group/${ids.gB}/$export`, b, undefined, { prefer: 'respond-async' });
+    expect(kickB.status).toBe(202);
+    const statusB = new URL(String(kickB.headers['content-location'])).pathname;
+    const probesB = [
+      await http('GET', statusB, a),
+      await http('GET', `${statusB}/Patient.ndjson`, a),
+      await http('DELETE', statusB, a),
+      await http('GET', `Group/${ids.gB}/$export`, a, undefined, { prefer: 'respond-async' }),
+    ];
+    expect(probesB.map((r) => r.status)).toEqual([404, 404, 404, 404]);
+    expect([200, 202]).toContain((await http('GET', statusB, b)).status); // B's export is untouched
   });
 });
