@@ -50,8 +50,9 @@ const MATRIX: Row[] = [
   ['GET /health/live',                        '/health/live',                           PUBLIC],
   // Readiness for the orchestrator/load balancer: database and queue up or down, no data.
   ['GET /health/ready',                       '/health/ready',                          PUBLIC],
-  // Prometheus scrape: counters and latencies by route pattern, no patient data. Public by design
-  // for a loopback/private-network listener; see docs (restrict at the proxy when exposed).
+  // Prometheus scrape: latencies by route pattern and status, queue depths, pool sizes; no patient
+  // data. Public so a scraper needs no token: the deploy/ manifests listen on 0.0.0.0, so keep the
+  // port off the public network or filter /metrics at the proxy.
   ['GET /metrics',                            '/metrics',                               PUBLIC],
   // SMART discovery (SMART App Launch 2 §2.1): clients read it before they hold a token.
   ['GET /.well-known/smart-configuration',    '/.well-known/smart-configuration',       PUBLIC],
