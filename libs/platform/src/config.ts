@@ -10,6 +10,11 @@ export const configSchema = z.object({
   GW_HTTP_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   GW_HTTP_HOST: z.string().min(1).default('127.0.0.1'),
   GW_BASE_URL: z.string().url().optional(),
+  /**
+   * Bearer token a Prometheus scraper sends to `/metrics`. Unset: `/metrics` is open when the HTTP
+   * listener is on loopback and refused (403) otherwise.
+   */
+  GW_METRICS_TOKEN: z.string().min(16).optional(),
   GW_DATA_DIR: z.string().min(1).default('./data'),
   GW_DATABASE_URL: z.string().url().optional(),
   GW_DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(16),

@@ -72,8 +72,24 @@ export async function persistVersions(
     return (await db.query(`WITH ${[...ctes, ...(e?.ctes ?? [])].join(',\n')} ${e?.select ?? 'SELECT 1'}`, b.values))
       .rows;
   } catch (err) {
-    throw directoryConflict(err) ?? err;
+    throw directoryConflict(err) ?? concurrentCreate(err) ?? err;
   }
+}
+
+/**
+ * Two writers creating the same new Type/id at once (update-as-create; no row existed to lock):
+ * the loser's version 1 hits the history's primary key and its whole statement rolls back. A 409
+ * the client can retry (it will then update, or be refused), not a 500.
+ */
+function concurrentCreate(err: unknown): GatewayError | undefined {
+  const e = err as { code?: string; constraint?: string };
+  if (e?.code !== '23505' || (e.constraint !== 'resource_history_pkey' && e.constraint !== 'resource_pkey')) {
+    return undefined;
+  }
+  return new GatewayError('conflict', {
+    text: 'The resource was created by a concurrent request: read it and retry',
+    code: 'conflict',
+  });
 }
 
 /**
