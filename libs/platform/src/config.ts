@@ -14,6 +14,12 @@ export const configSchema = z.object({
   GW_DATABASE_URL: z.string().url().optional(),
   GW_DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(16),
   GW_EMBEDDED_PG_PORT: z.coerce.number().int().min(1).max(65535).default(54329),
+  /**
+   * The embedded PostgreSQL, if it dies, is restarted (after 1 s, 2 s, 4 s… up to 30 s) at most this
+   * many times within 10 minutes; then the gateway stops with exit code 1 (for its process
+   * supervisor to restart it). 0: never restarted.
+   */
+  GW_EMBEDDED_PG_MAX_RESTARTS: z.coerce.number().int().min(0).max(1000).default(10),
   GW_REDIS_URL: z.string().url().optional(),
   GW_MAX_BODY_BYTES: z.coerce
     .number()
