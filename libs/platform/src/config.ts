@@ -51,7 +51,16 @@ export const configSchema = z.object({
   GW_MLLP_TLS_CERT: z.string().min(1).optional(),
   GW_MLLP_TLS_KEY: z.string().min(1).optional(),
   GW_MLLP_TLS_CA: z.string().min(1).optional(),
+  /**
+   * With GW_MLLP_TLS_CA: refuse at the handshake a client without a certificate signed by that CA.
+   * Unset: true when GW_MLLP_TLS_CA is set. false: certificates are verified when presented (and
+   * then usable by a source's allowedCertificates) but not required.
+   */
+  GW_MLLP_TLS_REQUIRE_CLIENT_CERT: bool.optional(),
+  /** Addresses or CIDR blocks (comma separated) that may connect at all; unset: any. */
   GW_MLLP_ALLOWED_IPS: z.string().optional(),
+  /** MLLP connections open at once; one more is closed at once (and logged), the others go on. */
+  GW_MLLP_MAX_CONNECTIONS: z.coerce.number().int().min(1).max(100_000).default(100),
   GW_MLLP_MAX_MESSAGE_BYTES: z.coerce
     .number()
     .int()

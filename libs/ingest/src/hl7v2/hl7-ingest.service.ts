@@ -21,8 +21,8 @@ import {
 import type { Charset } from './hl7-text';
 import { ITI30_EVENTS, ITI31_EVENTS, readAdt, readHeader } from './pam-fr.reader';
 import { Hl7Ledger } from './hl7.ledger';
-import { SourceRegistry, sourceKey } from './hl7-source.registry';
-import type { Hl7Source } from './hl7-source.registry';
+import { SourceRegistry, refusalOf, sourceKey } from './hl7-source.registry';
+import type { Hl7Source, MllpPeer } from './hl7-source.registry';
 
 export type MessageStatus = 'processed' | 'error' | 'rejected' | 'ignored' | 'duplicate';
 
@@ -30,6 +30,8 @@ export interface ReceiveContext {
   transport: 'mllp' | 'http';
   /** The authenticated client (HTTP only). */
   principal?: Principal;
+  /** The sender's address and TLS client certificate (MLLP only): checked against the source's allow-lists. */
+  peer?: MllpPeer;
 }
 
 export interface ReceiveResult {
@@ -348,6 +350,14 @@ export class Hl7IngestService {
       }
       if (client && !client.admin && client.organization !== found.organization) {
         throw new Error(`Sending system ${app}/${facility} belongs to another organization than this client's`);
+      }
+      const refusal = ctx.peer ? refusalOf(found, ctx.peer) : undefined;
+      if (refusal) {
+        this.opts.logger.warn(
+          { source: sourceKey(app, facility), peer: ctx.peer?.address },
+          'hl7 message refused: sender not allowed',
+        );
+        throw new Error(refusal);
       }
       return found;
     }
