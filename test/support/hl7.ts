@@ -628,6 +628,8 @@ export interface SourceBody {
   visitSystem?: string;
   unknownEvents?: 'reject' | 'ignore';
   active?: boolean;
+  allowedAddresses?: string[];
+  allowedCertificates?: string[];
 }
 
 /** Registers an HL7 source (`POST /admin/hl7/sources`); returns its id, failing unless 201. */

@@ -34,7 +34,7 @@ async function main(): Promise<void> {
     );
   }
   const mllpGraceMs = Math.min(5000, Math.floor(config.GW_SHUTDOWN_TIMEOUT_MS / 2));
-  new GracefulShutdown(
+  const shutdown = new GracefulShutdown(
     [
       // Stop accepting first; messages and requests in flight are answered (their ACK or response).
       ...(mllp ? [{ name: 'mllp listener', close: () => mllp.server.close(mllpGraceMs) }] : []),
@@ -42,7 +42,11 @@ async function main(): Promise<void> {
       ...core.shutdownSteps(),
     ],
     { timeoutMs: config.GW_SHUTDOWN_TIMEOUT_MS, logger },
-  ).install();
+  );
+  shutdown.install();
+  // The embedded PostgreSQL died and could not be restarted: stop with exit code 1, so that the
+  // process supervisor (systemd, Docker, Kubernetes) starts the whole gateway again.
+  core.db.onFailure((reason) => void shutdown.run(reason, 1));
 }
 
 main().catch((err: unknown) => {

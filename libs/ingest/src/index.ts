@@ -1,7 +1,7 @@
 export { Hl7IngestService, peekTarget } from './hl7v2/hl7-ingest.service';
 export type { IngestOptions, MessageStatus, ReceiveContext, ReceiveResult } from './hl7v2/hl7-ingest.service';
 export { SourceRegistry } from './hl7v2/hl7-source.registry';
-export type { Hl7Source, SourceInput } from './hl7v2/hl7-source.registry';
+export type { Hl7Source, MllpPeer, SourceInput } from './hl7v2/hl7-source.registry';
 export { MllpServer } from './hl7v2/mllp.server';
 export type { MllpOptions } from './hl7v2/mllp.server';
 export { buildAck, escapeHl7 } from './hl7v2/ack.builder';

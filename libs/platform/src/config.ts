@@ -19,6 +19,12 @@ export const configSchema = z.object({
   GW_DATABASE_URL: z.string().url().optional(),
   GW_DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(16),
   GW_EMBEDDED_PG_PORT: z.coerce.number().int().min(1).max(65535).default(54329),
+  /**
+   * The embedded PostgreSQL, if it dies, is restarted (after 1 s, 2 s, 4 s… up to 30 s) at most this
+   * many times within 10 minutes; then the gateway stops with exit code 1 (for its process
+   * supervisor to restart it). 0: never restarted.
+   */
+  GW_EMBEDDED_PG_MAX_RESTARTS: z.coerce.number().int().min(0).max(1000).default(10),
   GW_REDIS_URL: z.string().url().optional(),
   GW_MAX_BODY_BYTES: z.coerce
     .number()
@@ -50,7 +56,16 @@ export const configSchema = z.object({
   GW_MLLP_TLS_CERT: z.string().min(1).optional(),
   GW_MLLP_TLS_KEY: z.string().min(1).optional(),
   GW_MLLP_TLS_CA: z.string().min(1).optional(),
+  /**
+   * With GW_MLLP_TLS_CA: refuse at the handshake a client without a certificate signed by that CA.
+   * Unset: true when GW_MLLP_TLS_CA is set. false: certificates are verified when presented (and
+   * then usable by a source's allowedCertificates) but not required.
+   */
+  GW_MLLP_TLS_REQUIRE_CLIENT_CERT: bool.optional(),
+  /** Addresses or CIDR blocks (comma separated) that may connect at all; unset: any. */
   GW_MLLP_ALLOWED_IPS: z.string().optional(),
+  /** MLLP connections open at once; one more is closed at once (and logged), the others go on. */
+  GW_MLLP_MAX_CONNECTIONS: z.coerce.number().int().min(1).max(100_000).default(100),
   GW_MLLP_MAX_MESSAGE_BYTES: z.coerce
     .number()
     .int()

@@ -14,9 +14,14 @@ export async function startMllp(
   ) {
     throw new Error('MLLP TLS needs both GW_MLLP_TLS_CERT and GW_MLLP_TLS_KEY (GW_MLLP_TLS_CA only with them)');
   }
+  if (c.GW_MLLP_TLS_REQUIRE_CLIENT_CERT && !c.GW_MLLP_TLS_CA) {
+    throw new Error(
+      'GW_MLLP_TLS_REQUIRE_CLIENT_CERT needs GW_MLLP_TLS_CA (the CA client certificates are checked against)',
+    );
+  }
   const server = new MllpServer(
     async (frame) => {
-      const ctx = { transport: 'mllp' as const };
+      const ctx = { transport: 'mllp' as const, peer: { address: frame.peer, certificate: frame.certificate } };
       const result = frame.oversized
         ? await core.hl7.rejectOversized(frame.payload, c.GW_MLLP_MAX_MESSAGE_BYTES, ctx)
         : await core.hl7.handle(frame.payload, ctx);
@@ -29,8 +34,14 @@ export async function startMllp(
       idleTimeoutMs: c.GW_MLLP_IDLE_TIMEOUT_SECONDS * 1000,
       tls:
         c.GW_MLLP_TLS_CERT && c.GW_MLLP_TLS_KEY
-          ? { certFile: c.GW_MLLP_TLS_CERT, keyFile: c.GW_MLLP_TLS_KEY, caFile: c.GW_MLLP_TLS_CA }
+          ? {
+              certFile: c.GW_MLLP_TLS_CERT,
+              keyFile: c.GW_MLLP_TLS_KEY,
+              caFile: c.GW_MLLP_TLS_CA,
+              requireClientCert: c.GW_MLLP_TLS_REQUIRE_CLIENT_CERT ?? true,
+            }
           : undefined,
+      maxConnections: c.GW_MLLP_MAX_CONNECTIONS,
       allowedIps: c.GW_MLLP_ALLOWED_IPS?.split(',')
         .map((s) => s.trim())
         .filter(Boolean),

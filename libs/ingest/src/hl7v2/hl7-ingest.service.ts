@@ -21,8 +21,8 @@ import {
 import type { Charset } from './hl7-text';
 import { ITI30_EVENTS, ITI31_EVENTS, readAdt, readHeader } from './pam-fr.reader';
 import { Hl7Ledger } from './hl7.ledger';
-import { SourceRegistry, sourceKey } from './hl7-source.registry';
-import type { Hl7Source } from './hl7-source.registry';
+import { SourceRegistry, refusalOf, sourceKey } from './hl7-source.registry';
+import type { Hl7Source, MllpPeer } from './hl7-source.registry';
 
 export type MessageStatus = 'processed' | 'error' | 'rejected' | 'ignored' | 'duplicate';
 
@@ -30,6 +30,8 @@ export interface ReceiveContext {
   transport: 'mllp' | 'http';
   /** The authenticated client (HTTP only). */
   principal?: Principal;
+  /** The sender's address and TLS client certificate (MLLP only): checked against the source's allow-lists. */
+  peer?: MllpPeer;
 }
 
 export interface ReceiveResult {
@@ -88,22 +90,32 @@ export class Hl7IngestService {
   }
 
   /**
-   * Entry point of both transports: never throws. When the message cannot be processed or recorded
-   * (database down…), nothing was written and the answer is AE "send again".
+   * Entry point of both transports: never throws. When the message cannot be processed or recorded,
+   * nothing was written (its transaction rolled back; the ledger is best effort). The database
+   * unreachable or going away answers AR: HL7 v2.5 §2.9.2.2 rejects "for reasons unrelated to
+   * content (system down…)" with AR, and the sender keeps the message and sends it again. Any
+   * other failure answers AE.
    */
   async handle(raw: Buffer, ctx: ReceiveContext): Promise<ReceiveResult> {
     try {
       return await this.receive(raw, ctx);
     } catch (err) {
+      const unavailable = isUnavailable(err);
       this.opts.logger.error(
-        { err: (err as Error).message, transport: ctx.transport },
-        'hl7 message could not be processed',
+        { err: (err as Error).message, code: (err as { code?: unknown }).code, transport: ctx.transport },
+        unavailable ? 'hl7 message not processed: database unavailable' : 'hl7 message could not be processed',
       );
+      const code: AckCode = unavailable ? 'AR' : 'AE';
       const target = peekTarget(raw)?.target ?? emptyTarget();
-      const ack = buildAck(target, 'AE', ackId(), [
-        { code: '207', text: 'Temporary failure: nothing was recorded, send the message again' },
+      const ack = buildAck(target, code, ackId(), [
+        {
+          code: '207',
+          text: unavailable
+            ? 'Temporarily unavailable (database): nothing was recorded, send the message again'
+            : 'Temporary failure: nothing was recorded, send the message again',
+        },
       ]);
-      return { ack: Buffer.from(ack, 'utf8'), charset: 'UTF-8', ackCode: 'AE', status: 'error' };
+      return { ack: Buffer.from(ack, 'utf8'), charset: 'UTF-8', ackCode: code, status: 'error' };
     }
   }
 
@@ -339,6 +351,14 @@ export class Hl7IngestService {
       if (client && !client.admin && client.organization !== found.organization) {
         throw new Error(`Sending system ${app}/${facility} belongs to another organization than this client's`);
       }
+      const refusal = ctx.peer ? refusalOf(found, ctx.peer) : undefined;
+      if (refusal) {
+        this.opts.logger.warn(
+          { source: sourceKey(app, facility), peer: ctx.peer?.address },
+          'hl7 message refused: sender not allowed',
+        );
+        throw new Error(refusal);
+      }
       return found;
     }
     if (!app || !facility) {
@@ -568,6 +588,43 @@ function emptyTarget(): AckTarget {
     event: '',
     charsetField: '',
   };
+}
+
+/** Network errors of a database connection (refused, reset, gone). */
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+/**
+ * PostgreSQL error codes of an unavailable server: class 08 (connection exception), 53
+ * (insufficient resources), 57P01-57P03 (admin/crash shutdown, cannot connect now); and the
+ * transaction rolled back by a deadlock or a serialization failure (40P01, 40001), which a resend
+ * gets through.
+ */
+const UNAVAILABLE_SQLSTATE = /^(08|53)|^57P0[123]$|^40(001|P01)$/;
+
+/** Whether an error means "the database is not there now" (the message can be sent again as is). */
+export function isUnavailable(err: unknown): boolean {
+  // Not `instanceof Error`: socket errors may come from another realm (a test VM context).
+  if (typeof err !== 'object' || err === null) {
+    return false;
+  }
+  const { code, message } = err as { code?: unknown; message?: unknown };
+  if (typeof code === 'string' && (NETWORK_CODES.has(code) || UNAVAILABLE_SQLSTATE.test(code))) {
+    return true;
+  }
+  // node-postgres: a pool checkout that timed out, a connection that ended under a query.
+  return (
+    typeof message === 'string' &&
+    /^(timeout exceeded when trying to connect|Connection terminated|Client has encountered a connection error)/.test(
+      message,
+    )
+  );
 }
 
 /** ACK control ids: unique, at most 20 characters (MSH-10 is ST 20). */

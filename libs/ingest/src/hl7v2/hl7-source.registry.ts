@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import net from 'node:net';
 import type { Pool, PoolClient } from 'pg';
 import { GatewayError } from '@gw/platform';
 import { CHARSETS } from './hl7-text';
@@ -15,6 +16,13 @@ export interface Hl7Source {
   ippSystem: string | null;
   visitSystem: string | null;
   unknownEvents: 'reject' | 'ignore';
+  /** MLLP: the addresses or CIDR blocks it may send from; empty = any (within GW_MLLP_ALLOWED_IPS). */
+  allowedAddresses: string[];
+  /**
+   * MLLP over TLS: the client certificates it must present, each a SHA-256 fingerprint
+   * (`AB:CD:…`) or a subject common name (`CN=…`); empty = any certificate the CA accepts.
+   */
+  allowedCertificates: string[];
   autoRegistered: boolean;
   active: boolean;
   createdAt: string;
@@ -74,8 +82,9 @@ export class SourceRegistry {
   async create(input: SourceInput, autoRegistered = false, db: Pool | PoolClient = this.pool): Promise<Hl7Source> {
     const v = validate(input, true);
     const res = await db.query(
-      `INSERT INTO hl7_source (id, sending_application, sending_facility, organization, name, charset, ipp_system, visit_system, unknown_events, auto_registered, active)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (sending_application, sending_facility) DO NOTHING RETURNING *`,
+      `INSERT INTO hl7_source (id, sending_application, sending_facility, organization, name, charset, ipp_system, visit_system, unknown_events, auto_registered, active,
+       allowed_addresses, allowed_certificates)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (sending_application, sending_facility) DO NOTHING RETURNING *`,
       [
         randomUUID(),
         v.sendingApplication,
@@ -88,6 +97,8 @@ export class SourceRegistry {
         v.unknownEvents ?? 'reject',
         autoRegistered,
         v.active ?? true,
+        v.allowedAddresses ?? [],
+        v.allowedCertificates ?? [],
       ],
     );
     if (!res.rows[0]) {
@@ -105,7 +116,7 @@ export class SourceRegistry {
     const v = validate({ ...current, ...input }, false);
     const res = await this.pool.query(
       `UPDATE hl7_source SET organization = $2, name = $3, charset = $4, ipp_system = $5, visit_system = $6, unknown_events = $7, active = $8,
-       updated_at = now() WHERE id = $1 RETURNING *`,
+       allowed_addresses = $9, allowed_certificates = $10, updated_at = now() WHERE id = $1 RETURNING *`,
       [
         id,
         v.organization,
@@ -115,6 +126,8 @@ export class SourceRegistry {
         v.visitSystem ?? null,
         v.unknownEvents,
         v.active,
+        v.allowedAddresses ?? [],
+        v.allowedCertificates ?? [],
       ],
     );
     const source = fromRow(res.rows[0]);
@@ -153,13 +166,102 @@ function validate(input: SourceInput, creating: boolean): SourceInput {
   if (input.active !== undefined && typeof input.active !== 'boolean') {
     problems.push('active must be true or false');
   }
+  problems.push(...validateList(input, 'allowedAddresses', isAddressOrBlock));
+  problems.push(...validateList(input, 'allowedCertificates', (v) => normalizeCertificate(v) !== undefined));
   if (problems.length > 0) {
     throw new GatewayError(
       'invalid',
       problems.map((text) => ({ text })),
     );
   }
-  return input;
+  return {
+    ...input,
+    allowedCertificates: input.allowedCertificates?.map((c) => normalizeCertificate(c) as string),
+  };
+}
+
+function validateList(input: SourceInput, key: 'allowedAddresses' | 'allowedCertificates', ok: (v: string) => boolean) {
+  const list = input[key];
+  if (list === undefined || list === null) {
+    return [];
+  }
+  if (!Array.isArray(list) || list.length > 100) {
+    return [`${key} must be an array of at most 100 strings`];
+  }
+  const bad = list.filter((v) => typeof v !== 'string' || !ok(v));
+  return bad.length === 0
+    ? []
+    : [
+        key === 'allowedAddresses'
+          ? 'allowedAddresses: each entry must be an IP address or a CIDR block (10.1.2.0/24)'
+          : 'allowedCertificates: each entry must be a SHA-256 fingerprint (64 hex digits, colons allowed) or CN=<subject common name>',
+      ];
+}
+
+function isAddressOrBlock(v: string): boolean {
+  const [address = '', prefix, extra] = v.split('/');
+  const family = net.isIP(address);
+  if (family === 0 || extra !== undefined) {
+    return false;
+  }
+  return prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128));
+}
+
+/** `AB:CD:…` (upper case, colons) for a fingerprint, `CN=name` as given; undefined when neither. */
+function normalizeCertificate(v: string): string | undefined {
+  if (typeof v !== 'string') {
+    return undefined;
+  }
+  if (/^CN=.{1,200}$/.test(v)) {
+    return v;
+  }
+  const hex = v.replace(/:/g, '').toUpperCase();
+  return /^[0-9A-F]{64}$/.test(hex) ? (hex.match(/../g) as string[]).join(':') : undefined;
+}
+
+/** What the MLLP listener knows of the sender of a message. */
+export interface MllpPeer {
+  address: string;
+  /** The TLS client certificate, when one was presented and verified against GW_MLLP_TLS_CA. */
+  certificate?: { fingerprint256: string; subjectCN?: string };
+}
+
+/**
+ * Why `source` may not send from `peer` (its allowed addresses and certificates), or undefined
+ * when it may. The text does not repeat the lists.
+ */
+export function refusalOf(source: Hl7Source, peer: MllpPeer): string | undefined {
+  const name = `${source.sendingApplication}/${source.sendingFacility}`;
+  if (source.allowedAddresses.length > 0 && !addressAllowed(source.allowedAddresses, peer.address)) {
+    return `Sending system ${name} is not allowed to send from this address`;
+  }
+  if (source.allowedCertificates.length > 0) {
+    const cert = peer.certificate;
+    const ok =
+      cert &&
+      source.allowedCertificates.some((c) =>
+        c.startsWith('CN=') ? c.slice(3) === cert.subjectCN : c === cert.fingerprint256.toUpperCase(),
+      );
+    if (!ok) {
+      return `Sending system ${name} must send over TLS with its registered client certificate`;
+    }
+  }
+  return undefined;
+}
+
+function addressAllowed(entries: string[], address: string): boolean {
+  const list = new net.BlockList();
+  for (const entry of entries) {
+    const [a = '', prefix] = entry.split('/');
+    const family = net.isIPv6(a) ? 'ipv6' : 'ipv4';
+    if (prefix) {
+      list.addSubnet(a, Number(prefix), family);
+    } else {
+      list.addAddress(a, family);
+    }
+  }
+  const family = net.isIPv6(address) ? 'ipv6' : 'ipv4';
+  return net.isIP(address) !== 0 && list.check(address, family);
 }
 
 function fromRow(r: Record<string, unknown>): Hl7Source {
@@ -173,6 +275,8 @@ function fromRow(r: Record<string, unknown>): Hl7Source {
     ippSystem: (r.ipp_system as string | null) ?? null,
     visitSystem: (r.visit_system as string | null) ?? null,
     unknownEvents: r.unknown_events as 'reject' | 'ignore',
+    allowedAddresses: (r.allowed_addresses as string[] | null) ?? [],
+    allowedCertificates: (r.allowed_certificates as string[] | null) ?? [],
     autoRegistered: Boolean(r.auto_registered),
     active: Boolean(r.active),
     createdAt: (r.created_at as Date).toISOString(),

@@ -91,4 +91,15 @@ CREATE UNIQUE INDEX hl7_message_control_idx ON hl7_message (source_key, control_
   WHERE status IN ('processed', 'error', 'ignored');
 `,
   },
+  {
+    version: 17,
+    feature: 'ingest',
+    name: 'hl7 sources: allowed addresses and client certificates',
+    sql: `
+-- Where a source may send from over MLLP: addresses or CIDR blocks, and the TLS client
+-- certificates (SHA-256 fingerprint or subject CN) it must present. Empty: no restriction.
+ALTER TABLE hl7_source ADD COLUMN allowed_addresses text[] NOT NULL DEFAULT '{}',
+  ADD COLUMN allowed_certificates text[] NOT NULL DEFAULT '{}';
+`,
+  },
 ];

@@ -7,7 +7,7 @@ import type { StoredMovement } from './adt.mapper';
 import { Hl7ContentError, contentDigest, decodeMessage, hl7DateTime, parseEr7, unescapeHl7 } from './hl7-text';
 import { readAdt, readHeader } from './pam-fr.reader';
 import type { AdtMessage } from './pam-fr.reader';
-import { peekTarget } from './hl7-ingest.service';
+import { isUnavailable, peekTarget } from './hl7-ingest.service';
 
 const MSH = (charset: string): string =>
   `MSH|^~\\&|GAM|CHU-X|DPI|CHU-X|20240306111154||ADT^A01^ADT_A01|3975|P|2.5^FRA^2.11|||||FRA|${charset}`;
@@ -235,4 +235,19 @@ describe('content digest (replay detection)', () => {
     expect(contentDigest(Buffer.from(msg.replace('123^', '124^')))).not.toBe(d);
     expect(contentDigest(Buffer.from(msg.replace('|P|', '|T|')))).not.toBe(d);
   });
+});
+
+describe('isUnavailable (AR "send again" rather than AE)', () => {
+  const pgError = (code: string): Error => Object.assign(new Error('x'), { code });
+  it.each(['08006', '08001', '57P01', '57P02', '57P03', '53300', '40P01', '40001', 'ECONNREFUSED', 'ECONNRESET'])(
+    'takes %s as the database being unavailable',
+    (code) => expect(isUnavailable(pgError(code))).toBe(true),
+  );
+  it('takes node-postgres pool timeouts and dropped connections as unavailable', () => {
+    expect(isUnavailable(new Error('timeout exceeded when trying to connect'))).toBe(true);
+    expect(isUnavailable(new Error('Connection terminated unexpectedly'))).toBe(true);
+  });
+  it.each(['22P02', '23505', '23502', '42P01', 'XX000'])('keeps %s (data or program error) an AE', (code) =>
+    expect(isUnavailable(pgError(code))).toBe(false),
+  );
 });

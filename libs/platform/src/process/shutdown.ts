@@ -65,8 +65,11 @@ export class GracefulShutdown {
     }
   }
 
-  /** Closes every step in order within the deadline, then exits (0 when all closed cleanly). */
-  async run(reason: string): Promise<void> {
+  /**
+   * Closes every step in order within the deadline, then exits (0 when all closed cleanly, or
+   * `exitCode` when the shutdown itself answers a failure, e.g. the embedded database lost).
+   */
+  async run(reason: string, exitCode = 0): Promise<void> {
     if (this.started) {
       return;
     }
@@ -95,7 +98,7 @@ export class GracefulShutdown {
     if (failed.length > 0) {
       this.end(1, { failed }, 'stopped with errors');
     } else {
-      this.end(0, {}, 'stopped');
+      this.end(exitCode, {}, 'stopped');
     }
   }
 

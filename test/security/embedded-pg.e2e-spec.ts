@@ -1,0 +1,122 @@
+import { chmodSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from '../support/ports';
+import { GATEWAY_MAIN, killAll, run } from '../support/process';
+import type { Proc } from '../support/process';
+
+/** The embedded postmaster's pid, from its lock file. */
+function postmasterPid(dataDir: string): number {
+  const file = join(dataDir, 'postgres', 'postmaster.pid');
+  return existsSync(file) ? Number(readFileSync(file, 'utf8').split('\n')[0]) : 0;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Starts the built gateway on its own embedded PostgreSQL. */
+async function startEmbeddedGateway(extra: Record<string, string> = {}): Promise<{
+  gw: Proc;
+  base: string;
+  dataDir: string;
+}> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'gw-embedded-kill-'));
+  chmodSync(dataDir, 0o755);
+  const port = await freePort();
+  const gw = run(GATEWAY_MAIN, {
+    GW_DATA_DIR: dataDir,
+    GW_HTTP_PORT: String(port),
+    GW_EMBEDDED_PG_PORT: String(await freePort()),
+    GW_MLLP_PORT: '0',
+    GW_LOG_LEVEL: 'info',
+    ...extra,
+  });
+  await gw.waitFor(/gateway ready/, 120_000);
+  return { gw, base: `http://127.0.0.1:${port}`, dataDir };
+}
+
+const dataDirs: string[] = [];
+
+afterAll(async () => {
+  await killAll();
+  for (const dir of dataDirs) {
+    const pid = postmasterPid(dir);
+    if (pid > 0 && alive(pid)) {
+      process.kill(pid, 'SIGINT');
+    }
+  }
+});
+
+describe('the embedded PostgreSQL killed under a running gateway', () => {
+  it('is restarted by the gateway: ready again and writing without operator action', async () => {
+    const { gw, base, dataDir } = await startEmbeddedGateway();
+    dataDirs.push(dataDir);
+    const creds = JSON.parse(readFileSync(join(dataDir, 'admin-client.json'), 'utf8')) as {
+      client_id: string;
+      client_secret: string;
+    };
+    const first = postmasterPid(dataDir);
+    expect(first).toBeGreaterThan(0);
+
+    process.kill(first, 'SIGKILL');
+    const killedAt = Date.now();
+    let status = 0;
+    let sawUnready = false;
+    while (Date.now() - killedAt < 30_000) {
+      status = await fetch(`${base}/health/ready`).then(
+        (r) => r.status,
+        () => 0,
+      );
+      sawUnready ||= status === 503;
+      if (status === 200 && sawUnready) {
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(sawUnready).toBe(true);
+    expect(status).toBe(200);
+
+    const second = postmasterPid(dataDir);
+    expect(second).not.toBe(first);
+    expect(alive(second)).toBe(true);
+    expect(gw.out()).toMatch(/"msg":"embedded PostgreSQL exited unexpectedly"/);
+    expect(gw.out()).toMatch(/"msg":"embedded PostgreSQL restarted"/);
+
+    const tokenRes = await fetch(`${base}/oauth2/token`, {
+      method: 'POST',
+      headers: {
+        authorization: `Basic ${Buffer.from(`${creds.client_id}:${creds.client_secret}`).toString('base64')}`,
+        'content-type': 'application/x-www-form-urlencoded',
+      },
+      body: 'grant_type=client_credentials',
+    });
+    expect(tokenRes.status).toBe(200);
+    const token = ((await tokenRes.json()) as { access_token: string }).access_token;
+    const created = await fetch(`${base}/fhir/Patient`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json' },
+      body: JSON.stringify({ resourceType: 'Patient', name: [{ family: 'Relance' }] }),
+    });
+    expect(created.status).toBe(201);
+
+    // A shutdown stops the restarted PostgreSQL and does not start it again.
+    gw.child.kill('SIGTERM');
+    expect(await gw.exited).toBe(0);
+    expect(alive(second)).toBe(false);
+    expect(gw.out().match(/"msg":"embedded PostgreSQL restarted"/g)).toHaveLength(1);
+  }, 180_000);
+
+  it('stops the gateway with exit code 1 once the restarts allowed are spent (for its supervisor to restart it)', async () => {
+    const { gw, dataDir } = await startEmbeddedGateway({ GW_EMBEDDED_PG_MAX_RESTARTS: '0' });
+    dataDirs.push(dataDir);
+    process.kill(postmasterPid(dataDir), 'SIGKILL');
+    expect(await gw.exited).toBe(1);
+    expect(gw.out()).toMatch(/embedded PostgreSQL could not be kept running/);
+  }, 180_000);
+});
