@@ -103,6 +103,8 @@ describe('indicator dashboard in a browser', () => {
       GW_WORKERS_INPROCESS: 'false',
       GW_MLLP_ENABLED: 'false',
       GW_INDICATOR_SMALL_CELL: String(THRESHOLD),
+      // Exact figures are what these tests check (test/security/differencing.e2e-spec.ts covers the noise).
+      GW_INDICATOR_NOISE: 'false',
     });
     cpts = await org('CPTS du Val', 'CPTS');
     mspA = await org('MSP des Lilas', 'MSP', cpts);

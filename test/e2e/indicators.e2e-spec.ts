@@ -91,6 +91,8 @@ describe('indicators: $evaluate-measure over the store', () => {
       GW_WORKERS_INPROCESS: 'false',
       GW_MLLP_ENABLED: 'false',
       GW_INDICATOR_SMALL_CELL: String(THRESHOLD),
+      // Exact figures are what these tests check (test/security/differencing.e2e-spec.ts covers the noise).
+      GW_INDICATOR_NOISE: 'false',
     });
     cpts = await org('CPTS du Val', 'CPTS');
     mspA = await org('MSP des Lilas', 'MSP', cpts);
@@ -325,8 +327,9 @@ describe('indicators: $evaluate-measure over the store', () => {
     expect(res.status).toBe(200);
     expect(res.body.type).toBe('subject-list');
     const list = res.body.contained?.[0] as { entry: { item: { reference: string } }[] };
+    // D30's second assay is in MSP B's record: a recall list reads only what MSP A may read, so D30 is listed.
     expect(list.entry.map((e) => e.item.reference).sort()).toEqual(
-      ['D36', 'D37', 'D38', 'D39', 'D40'].map((k) => `Patient/${ids[k]}`).sort(),
+      ['D30', 'D36', 'D37', 'D38', 'D39', 'D40'].map((k) => `Patient/${ids[k]}`).sort(),
     );
     // MSP B's own record of D36 is not MSP A's to list.
     expect(JSON.stringify(list)).not.toContain(ids['B-D36']);

@@ -140,6 +140,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       audit,
       config.GW_INDICATOR_SMALL_CELL,
       logger,
+      { noise: config.GW_INDICATOR_NOISE },
     );
     if (http) {
       await tokens.init();

@@ -172,6 +172,17 @@ export interface CompileContext {
   periodEnd: string;
   /** Alias of the evaluated row: a person (`person`, `age`, `sex`, `mt` columns) or an event (`event_id`, `at_end`, `person`). */
   row: string;
+  /**
+   * Placeholder of a text[] of the organizations whose facts may be read (`Organization/<id>`), or
+   * undefined for every fact: the one place an evaluation is narrowed to what its caller may read.
+   */
+  factOwners?: string;
+}
+
+/** ` AND <alias>.owner_org = ANY(…)` when the evaluation may read only some organizations' facts. */
+function ownerWhere(alias: string, ctx: CompileContext): string {
+  const owners = ctx.factOwners;
+  return owners ? ` AND ${alias}.owner_org = ANY(${owners}::text[])` : '';
 }
 
 /** Compiles a person- or event-level criterion to a SQL boolean expression over `ctx.row`. */
@@ -226,13 +237,13 @@ export function eventSource(f: FactCriterion, ctx: CompileContext): string {
   return `SELECT DISTINCT f.resource_type || '/' || f.id AS event_id, f.person, ${end} AS at_end
     FROM ind_fact f
     WHERE f.resource_type = ${ctx.params.bind(f.resource)} AND ${codes} AND f.status = ANY(${statuses}::text[])
-      AND ${windowWhere(end, f.window, ctx)}`;
+      AND ${windowWhere(end, f.window, ctx)}${ownerWhere('f', ctx)}`;
 }
 
 function followedBy(f: Extract<Criterion, { followedBy: unknown }>['followedBy'], ctx: CompileContext): string {
   const statuses = ctx.params.bind(f.status ?? DEFAULT_STATUSES[f.resource]);
   const days = ctx.params.bind(f.days);
-  const base = `f.resource_type = ${ctx.params.bind(f.resource)} AND ${codeWhere('f', f.valueSet, ctx)} AND f.status = ANY(${statuses}::text[])`;
+  const base = `f.resource_type = ${ctx.params.bind(f.resource)} AND ${codeWhere('f', f.valueSet, ctx)} AND f.status = ANY(${statuses}::text[])${ownerWhere('f', ctx)}`;
   const within = `f.at >= ${ctx.row}.at_end AND f.at <= ${ctx.row}.at_end + make_interval(days => ${days}::int)`;
   if (f.relation === 'focus') {
     return `EXISTS (SELECT 1 FROM ind_fact f WHERE f.context = ${ctx.row}.event_id AND ${base} AND ${within})`;
@@ -249,7 +260,7 @@ function factWhere(
   ctx: CompileContext,
 ): string {
   const statuses = ctx.params.bind(status ?? DEFAULT_STATUSES[resource]);
-  return `${alias}.resource_type = ${ctx.params.bind(resource)} AND ${codeWhere(alias, valueSet, ctx)} AND ${alias}.status = ANY(${statuses}::text[]) AND ${windowWhere(`${alias}.at`, window, ctx)}`;
+  return `${alias}.resource_type = ${ctx.params.bind(resource)} AND ${codeWhere(alias, valueSet, ctx)} AND ${alias}.status = ANY(${statuses}::text[]) AND ${windowWhere(`${alias}.at`, window, ctx)}${ownerWhere(alias, ctx)}`;
 }
 
 /** Exact codes as one `= ANY` (index-friendly), prefixes as `LIKE 'X%'` each, both checked against their system. */

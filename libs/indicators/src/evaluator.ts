@@ -5,6 +5,7 @@ import type { CompiledMeasure, DenominatorPopulation, MeasureCatalogue } from '.
 import { SqlParams, compileCriterion, eventSource, factPersons } from './criteria';
 import type { CompileContext } from './criteria';
 import type { Counts } from './suppression';
+import { CELL_KEY_MODULUS, perturb } from './cell-key';
 
 /** Visits in primary care that make a patient part of the file active (a ValueSet of the catalogue). */
 export const FILE_ACTIVE_VALUESET = `${GW}/fhir/ValueSet/consultation-ville`;
@@ -36,6 +37,8 @@ export interface MeasureCounts {
   strata: Record<Stratifier, (Counts & { key: string })[]>;
   /** Patient ids to recall (denominator, not excluded, not in the numerator), when asked for. */
   recall?: string[];
+  /** Whether the counts carry cell-key noise. */
+  perturbed: boolean;
   ms: number;
 }
 
@@ -46,6 +49,15 @@ export interface EvaluateOptions {
   population?: DenominatorPopulation;
   /** Organization whose own patient records may be listed for recall (undefined: no list; '*': any). */
   recallFor?: string;
+  /**
+   * Organizations (`Organization/<id>`) whose patient records and facts the evaluation may read;
+   * undefined: all of them. Individual-level reports of a non-admin caller pass the organizations
+   * the caller may read (today its own), so a person's records and facts filed elsewhere never
+   * enter them. Sharing within a care team widens this list, nothing else.
+   */
+  factOwners?: string[];
+  /** Perturb every count with the cell-key method (see cell-key.ts); for reports shown to non-admin callers. */
+  cellKeys?: boolean;
 }
 
 /**
@@ -84,7 +96,7 @@ export class MeasureEvaluator {
   /** ev_person: one row per person in scope with age at period end, band, sex, structure, MT status, seen in the period (when asked). */
   private async buildPersons(db: PoolClient, opts: EvaluateOptions, withSeen: boolean): Promise<number> {
     const params = new SqlParams();
-    const ctx = this.context(params, opts.period, 'x');
+    const ctx = this.context(params, opts, 'x');
     const seen = withSeen
       ? factPersons({ resource: 'Encounter', valueSet: FILE_ACTIVE_VALUESET, window: 'period', min: 1 }, ctx)
       : '';
@@ -106,14 +118,14 @@ export class MeasureEvaluator {
              WHEN y.age < 65 THEN '50-64'
              WHEN y.age < 75 THEN '65-74'
              ELSE '75+' END AS band
-      FROM (SELECT x.*, ${age} AS age, ${withSeen ? `x.person IN (${seen})` : 'false'} AS seen
+      FROM (SELECT x.*, ${age} AS age, ${withSeen ? `x.person IN (${seen})` : 'false'} AS seen, ${opts.cellKeys ? RECORD_KEY : '0'} AS rkey
       FROM (
         SELECT p.person_key AS person, min(p.owner_org) AS structure, min(p.birth_date) AS birth_date, coalesce(min(p.sex), 'unknown') AS sex,
           CASE WHEN bool_or(p.gp IS NOT NULL AND coalesce(pr.active, true) AND NOT coalesce(pr.fictitious, false)
                             AND coalesce(p.mt_status, 'declared') NOT IN ('departed', 'fictitious', 'none', 'seeking')) THEN 'active'
                WHEN bool_or(p.gp IS NOT NULL) THEN 'inactive' ELSE 'none' END AS mt
         FROM ind_patient p LEFT JOIN ind_practitioner pr ON p.gp = 'Practitioner/' || pr.id
-        WHERE p.active AND NOT p.deceased AND ${scopeWhere(opts.scope, params)}
+        WHERE p.active AND NOT p.deceased AND ${scopeWhere(opts.scope, params)}${opts.factOwners ? ` AND p.owner_org = ANY(${params.bind(opts.factOwners)}::text[])` : ''}
         GROUP BY p.person_key
       ) x OFFSET 0) y`;
     const res = await db.query(sql, params.values);
@@ -125,7 +137,7 @@ export class MeasureEvaluator {
     const started = Date.now();
     const population = opts.population ?? m.population;
     const params = new SqlParams();
-    const ctx = this.context(params, opts.period, 'r');
+    const ctx = this.context(params, opts, 'r');
     const pop = population === 'mt' ? `e.mt = 'active'` : population === 'file-active' ? 'e.seen' : 'true';
     const rows =
       m.basis === 'event'
@@ -142,11 +154,12 @@ export class MeasureEvaluator {
     // Only initial-population rows count anywhere (every count is filtered on ip), so the others are
     // dropped before the fact criteria of the other populations are evaluated for them.
     // The CTEs are inlined (not materialized): at a million persons a materialized copy spills to disk.
-    const ctes = `WITH r AS (${rows}), f AS (SELECT r.person, r.structure, r.band, r.sex, (${den}) AS den, (${ex}) AS ex, (${num}) AS num FROM r WHERE ${ip})`;
+    const ctes = `WITH r AS (${rows}), f AS (SELECT r.person, r.structure, r.band, r.sex, r.rkey, (${den}) AS den, (${ex}) AS ex, (${num}) AS num FROM r WHERE ${ip})`;
+    const keys = opts.cellKeys ? await this.cellKeySql(db, m, opts.period) : undefined;
     const sql = `${ctes}
       SELECT grouping(structure) AS g_structure, grouping(band) AS g_band, grouping(sex) AS g_sex, structure, band, sex,
         count(*) AS ip, count(*) FILTER (WHERE den) AS den, count(*) FILTER (WHERE den AND ex) AS ex,
-        count(*) FILTER (WHERE den AND NOT ex AND num) AS num
+        count(*) FILTER (WHERE den AND NOT ex AND num) AS num${keys ?? ''}
       FROM f GROUP BY GROUPING SETS ((), (structure), (band), (sex))`;
     const res = await db.query<{
       g_structure: number;
@@ -159,16 +172,28 @@ export class MeasureEvaluator {
       den: string;
       ex: string;
       num: string;
+      k_ip?: number;
+      k_den?: number;
+      k_ex?: number;
+      k_num?: number;
     }>(sql, params.values);
     let total: Counts = { initialPopulation: 0, denominator: 0, exclusion: 0, numerator: 0 };
     const strata: MeasureCounts['strata'] = { structure: [], 'age-band': [], sex: [] };
     for (const row of res.rows) {
-      const counts: Counts = {
+      const exact: Counts = {
         initialPopulation: Number(row.ip),
         denominator: Number(row.den),
         exclusion: Number(row.ex),
         numerator: Number(row.num),
       };
+      const counts = keys
+        ? perturb(exact, {
+            initialPopulation: Number(row.k_ip),
+            denominator: Number(row.k_den),
+            exclusion: Number(row.k_ex),
+            numerator: Number(row.k_num),
+          })
+        : exact;
       if (row.g_structure && row.g_band && row.g_sex) {
         total = counts;
       } else if (!row.g_structure) {
@@ -192,13 +217,32 @@ export class MeasureEvaluator {
       );
       recall = list.rows.map((r) => r.id);
     }
-    return { measure: m, population, total, strata, recall, ms: Date.now() - started };
+    return { measure: m, population, total, strata, recall, perturbed: !!keys, ms: Date.now() - started };
+  }
+
+  /**
+   * The cell-key columns of the aggregate: per count, the sum of its persons' record keys plus the
+   * table's key (a keyed hash of the measure and the period), modulo CELL_KEY_MODULUS. The table
+   * key makes the noise of an unchanged cell differ between two periods, so a difference of exactly
+   * 0 does not tell that nobody changed; repeating the same query still gives the same figures.
+   */
+  private async cellKeySql(db: PoolClient, m: CompiledMeasure, period: Period): Promise<string> {
+    const res = await db.query<{ k: number }>(
+      `SELECT (hashtextextended($1 || secret, 0) & ${CELL_KEY_MODULUS - 1})::int AS k FROM ind_cell_key`,
+      [`${m.id}|${period.start}|${period.end}`],
+    );
+    const table = res.rows[0]?.k ?? 0;
+    const key = (filter: string): string =>
+      `((coalesce(sum(rkey) FILTER (WHERE ${filter}), 0) + ${table}) % ${CELL_KEY_MODULUS})::int`;
+    return `, ${key('true')} AS k_ip, ${key('den')} AS k_den, ${key('den AND ex')} AS k_ex, ${key('den AND NOT ex AND num')} AS k_num`;
   }
 
   /** Period placeholders are bound on first use: PostgreSQL rejects a parameter the statement never mentions. */
-  private context(params: SqlParams, period: Period, row: string): CompileContext {
+  private context(params: SqlParams, opts: EvaluateOptions, row: string): CompileContext {
+    const period = opts.period;
     let start: string | undefined;
     let end: string | undefined;
+    let owners: string | undefined;
     return {
       params,
       resolve: this.catalogue.resolve,
@@ -208,10 +252,16 @@ export class MeasureEvaluator {
       get periodEnd() {
         return (end ??= params.bind(`${nextDay(period.end)}T00:00:00Z`));
       },
+      get factOwners() {
+        return opts.factOwners ? (owners ??= params.bind(opts.factOwners)) : undefined;
+      },
       row,
     };
   }
 }
+
+/** A person's record key: a keyed hash of the person key (the secret never leaves the database). */
+const RECORD_KEY = `(hashtextextended(x.person || (SELECT secret FROM ind_cell_key), 0) & ${CELL_KEY_MODULUS - 1})::int`;
 
 function scopeWhere(scope: Scope, params: SqlParams): string {
   switch (scope.kind) {

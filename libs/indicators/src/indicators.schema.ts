@@ -260,4 +260,33 @@ DROP INDEX ind_fact_context_idx;
 CREATE INDEX ind_fact_context_idx ON ind_fact (context, code, at) INCLUDE (system, status, resource_type) WHERE context IS NOT NULL;
 `,
   },
+  {
+    version: 14,
+    feature: 'indicators',
+    name: 'each clinical fact carries its owner; the secret of the cell-key noise',
+    sql: `
+-- An individual-level evaluation (one patient, a recall list, a Group) reads only the facts its
+-- caller may read: each fact now carries the organization that owns its resource. A trigger of its
+-- own fills it from the resource row (written before the projection's AFTER trigger runs), so the
+-- projection function itself is unchanged.
+ALTER TABLE ind_fact ADD COLUMN owner_org text;
+UPDATE ind_fact f SET owner_org = r.owner_org FROM resource r WHERE r.resource_type = f.resource_type AND r.id = f.id;
+
+CREATE FUNCTION gw_ind_fact_owner() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  NEW.owner_org := (SELECT owner_org FROM resource WHERE resource_type = NEW.resource_type AND id = NEW.id);
+  RETURN NEW;
+END
+$fn$;
+CREATE TRIGGER ind_fact_owner BEFORE INSERT ON ind_fact FOR EACH ROW EXECUTE FUNCTION gw_ind_fact_owner();
+
+-- The secret of the cell-key perturbation (docs/indicators.md): drawn once per database, never
+-- leaves it (record keys are computed in SQL), so nobody can recompute a person's record key.
+CREATE TABLE ind_cell_key (
+  singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+  secret text NOT NULL
+);
+INSERT INTO ind_cell_key (secret) VALUES (gen_random_uuid()::text || gen_random_uuid()::text);
+`,
+  },
 ];

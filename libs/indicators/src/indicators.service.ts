@@ -36,6 +36,15 @@ const DAY = /^(\d{4})(-(\d{2})(-(\d{2}))?)?/;
 
 /** Identifier of a stored monthly report: `<measure id>|<subject>|<period end>` (a re-run replaces it). */
 export const REPORT_RUN_SYSTEM = `${GW}/fhir/NamingSystem/measure-report-run`;
+/** Options of the service beyond the small-cell threshold. */
+export interface IndicatorsOptions {
+  /**
+   * Cell-key noise on the counts shown to non-admin callers (live population reports and the stored
+   * monthly reports). Default true; false only where exact figures are the point (some tests).
+   */
+  noise?: boolean;
+}
+
 /** Structures that get monthly reports: CPTS (their territory) and care structures. */
 const REPORTED_TYPES = ['CPTS', 'MSP', 'CDS', 'cabinet'];
 
@@ -55,6 +64,7 @@ export class IndicatorsService implements GatewayFeature {
     private readonly audit: AuditLog,
     private readonly threshold: number,
     private readonly logger: Logger,
+    private readonly options: IndicatorsOptions = {},
   ) {
     this.evaluator = new MeasureEvaluator(pool, catalogue);
     this.scopeLookup = {
@@ -78,8 +88,13 @@ export class IndicatorsService implements GatewayFeature {
     audit: AuditLog,
     threshold: number,
     logger: Logger,
+    options: IndicatorsOptions = {},
   ): IndicatorsService {
-    return new IndicatorsService(pool, repo, MeasureCatalogue.fromDirectory(dir), audit, threshold, logger);
+    return new IndicatorsService(pool, repo, MeasureCatalogue.fromDirectory(dir), audit, threshold, logger, options);
+  }
+
+  private get noise(): boolean {
+    return this.options.noise ?? true;
   }
 
   /** Writes the catalogue's Measures and ValueSets into the store (a new version only when a file changed). */
@@ -134,10 +149,27 @@ export class IndicatorsService implements GatewayFeature {
         expression: 'population',
       });
     }
+    if (!p.admin && reportType === 'population') {
+      checkAggregatePeriod(period);
+    }
     const subject = params.subject ?? (p.admin ? undefined : p.organization);
     const scope = await resolveScope(this.scopeLookup, p, subject, reportType);
     const recallFor = reportType === 'subject-list' ? (p.admin ? '*' : p.organization) : undefined;
-    const { results } = await this.evaluator.evaluate([measure], { period, scope, population, recallFor });
+    // What a non-admin caller's report may read: individual-level reports (one patient, a recall
+    // list) and reports over a Group (a list of individuals the caller composes, down to one
+    // person) use only the records and facts the caller may read. Population reports of a
+    // structure, a CPTS or a GP aggregate every practice's facts, under cell-key noise.
+    const individual = reportType !== 'population' || scope.kind === 'group';
+    const factOwners = !p.admin && individual ? [p.organization] : undefined;
+    const cellKeys = !p.admin && reportType === 'population' && this.noise;
+    const { results } = await this.evaluator.evaluate([measure], {
+      period,
+      scope,
+      population,
+      recallFor,
+      factOwners,
+      cellKeys,
+    });
     const result = results[0] as MeasureCounts;
     const report = buildMeasureReport(result, {
       period,
@@ -203,9 +235,14 @@ export class IndicatorsService implements GatewayFeature {
   ): Promise<{ reports: number; subjects: number; period: Period; ms: number }> {
     const started = Date.now();
     const last = parsePeriod(undefined, undefined, today);
-    const end = periodEnd ? parsePeriod(periodEnd, periodEnd).end : last.end;
+    // Snapped to the end of its month: stored reports are read by non-admin clients, whose population
+    // reports cover 12 whole calendar months (checkAggregatePeriod).
+    const given = periodEnd ? new Date(`${parsePeriod(periodEnd, periodEnd).end}T00:00:00Z`) : undefined;
+    const end = given
+      ? new Date(Date.UTC(given.getUTCFullYear(), given.getUTCMonth() + 1, 0)).toISOString().slice(0, 10)
+      : last.end;
     const endDate = new Date(`${end}T00:00:00Z`);
-    const start = new Date(Date.UTC(endDate.getUTCFullYear() - 1, endDate.getUTCMonth(), endDate.getUTCDate() + 1))
+    const start = new Date(Date.UTC(endDate.getUTCFullYear(), endDate.getUTCMonth() - 11, 1))
       .toISOString()
       .slice(0, 10);
     const period: Period = { start, end };
@@ -217,7 +254,8 @@ export class IndicatorsService implements GatewayFeature {
     for (const s of subjects.rows) {
       const subject = `Organization/${s.id}`;
       const scope: Scope = s.type === 'CPTS' ? { kind: 'cpts', id: s.id } : { kind: 'organization', id: s.id };
-      const { results } = await this.evaluator.evaluate(this.measures(), { period, scope });
+      // Stored reports are read by the subject's clients: perturbed like a live population report.
+      const { results } = await this.evaluator.evaluate(this.measures(), { period, scope, cellKeys: this.noise });
       for (const result of results) {
         const report = buildMeasureReport(result, {
           period,
@@ -277,6 +315,35 @@ export function parsePeriod(start: string | undefined, end: string | undefined, 
     throw new GatewayError('invalid', { text: 'periodStart is after periodEnd', expression: 'periodStart' });
   }
   return { start: first, end: last };
+}
+
+/**
+ * The periods a non-admin caller may ask a population report for: 12 whole calendar months (the
+ * ROSP year; the default period and the monthly reports' one). Two reports then differ by at least
+ * a whole month at each end, never by a day, and each cell has at most one report per month end.
+ */
+export function checkAggregatePeriod(period: Period): void {
+  if (period.start.slice(8) !== '01') {
+    throw new GatewayError('invalid', {
+      text: 'periodStart must be the first day of a month for a population report (12 whole calendar months)',
+      expression: 'periodStart',
+    });
+  }
+  const end = new Date(`${period.end}T00:00:00Z`);
+  const lastDay = new Date(Date.UTC(end.getUTCFullYear(), end.getUTCMonth() + 1, 0)).getUTCDate();
+  const start = new Date(Date.UTC(end.getUTCFullYear(), end.getUTCMonth() - 11, 1)).toISOString().slice(0, 10);
+  if (end.getUTCDate() !== lastDay) {
+    throw new GatewayError('invalid', {
+      text: 'periodEnd must be the last day of a month for a population report (12 whole calendar months)',
+      expression: 'periodEnd',
+    });
+  }
+  if (period.start !== start) {
+    throw new GatewayError('invalid', {
+      text: `a population report covers 12 whole calendar months: for periodEnd ${period.end}, periodStart is ${start}`,
+      expression: 'periodStart',
+    });
+  }
 }
 
 function day(v: string, side: 'start' | 'end', name: string): string {

@@ -87,7 +87,14 @@ export function buildMeasureReport(r: MeasureCounts, opts: ReportOptions): Measu
     improvementNotation: r.measure.resource.improvementNotation,
     extension: [
       { url: DENOMINATOR_POPULATION_EXTENSION, valueCode: r.population },
-      { url: SUPPRESSION_EXTENSION, extension: [{ url: 'threshold', valueInteger: threshold }] },
+      {
+        url: SUPPRESSION_EXTENSION,
+        extension: [
+          { url: 'threshold', valueInteger: threshold },
+          // Counts carry cell-key noise (-2..+2); scores are computed from the perturbed counts.
+          ...(r.perturbed ? [{ url: 'cell-key-perturbation', valueBoolean: true }] : []),
+        ],
+      },
     ],
     group: [
       {

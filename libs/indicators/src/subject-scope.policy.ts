@@ -81,6 +81,9 @@ export async function resolveScope(
     }
     return { kind: 'practitioner', id };
   }
+  // Every active Patient member: for a non-admin caller the evaluation itself keeps only the
+  // records it may read (EvaluateOptions.factOwners), so members filed elsewhere count nowhere and
+  // nothing tells how many there were.
   const stored = await lookup.read(p, 'Group', id);
   const group = JSON.parse(stored.json as string) as Group;
   const patientIds = (group.member ?? [])

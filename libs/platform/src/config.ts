@@ -116,6 +116,11 @@ export const configSchema = z.object({
     .transform((v) => Number.parseInt(v, 10) * (v.endsWith('h') ? 3_600_000 : 86_400_000)),
   /** Indicator counts below this are suppressed (with complementary cells); 1 disables suppression. */
   GW_INDICATOR_SMALL_CELL: z.coerce.number().int().min(1).max(1000).default(10),
+  /**
+   * Cell-key noise (-2..+2, consistent per cell) on the indicator counts non-admin clients see, so
+   * that differencing two reports does not reveal a person; false only where exact figures are needed.
+   */
+  GW_INDICATOR_NOISE: bool.default(true),
   /** Hours a completed bulk export's files stay downloadable (then swept, hourly). */
   GW_BULK_RETENTION_HOURS: z.coerce
     .number()

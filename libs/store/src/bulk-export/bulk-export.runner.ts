@@ -95,7 +95,12 @@ export class BulkExportRunner {
     }
   }
 
-  /** Active Patient members of the Group, or undefined when the Group is gone or not readable. */
+  /**
+   * Active Patient members of the Group that the client may read, or undefined when the Group is
+   * gone or not readable. A Group may name patients the client may not read (written by an
+   * operator, or before writes were checked): they are left out silently — neither exported nor
+   * counted — and so is everything in their compartment, even resources the client owns.
+   */
   private async members(db: PoolClient, row: ExportRow): Promise<string[] | undefined> {
     const res = await db.query<{ owner_org: string | null; content: string }>(
       `SELECT owner_org, content FROM resource WHERE resource_type = 'Group' AND id = $1 AND NOT deleted`,
@@ -105,7 +110,17 @@ export class BulkExportRunner {
     if (!g || !this.policy.canRead(row.principal, { resourceType: 'Group', id: row.groupId, ownerOrg: g.owner_org })) {
       return undefined;
     }
-    return activePatientMembers(JSON.parse(g.content) as Group);
+    const ids = activePatientMembers(JSON.parse(g.content) as Group);
+    const b = new Binder();
+    const pol = this.policy.readFilter(row.principal, 'r', b.bind);
+    if (!pol || ids.length === 0) {
+      return ids;
+    }
+    const readable = await db.query<{ id: string }>(
+      `SELECT r.id FROM resource r WHERE r.resource_type = 'Patient' AND r.id = ANY(${b.bind(ids)}::text[]) AND NOT r.deleted AND ${pol}`,
+      b.values,
+    );
+    return readable.rows.map((r) => r.id);
   }
 
   /** Streams one type's rows to its file; the number written, or null when cancelled meanwhile. */
