@@ -4,6 +4,7 @@ import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
 import { Stays, TestSmtp, eventually, mailbox } from '../support/exchange';
 import { call, createOrganization, finess, registerSource, search, uniqueId } from '../support/hl7';
+import { GATEWAY_CLI, run } from '../support/process';
 
 /**
  * The CPTS takeover: a structure client types its own Organization CPTS with territory communes,
@@ -83,6 +84,15 @@ describe('CPTS takeover: territories are granted by an operator, never self-decl
     msp = await org('MSP du Parc', 'secretariat@msp-parc.mssante.fr');
     attackerToken = (await gw.clientOf(attacker, ['system/*.cruds'])).token;
   }, 120_000);
+
+  /** The CLI (built: `npm run build`) against the test gateway's database; its JSON output. */
+  async function cli<T>(args: string[]): Promise<{ code: number | null; out: T | string }> {
+    const proc = run(GATEWAY_CLI, { GW_DATABASE_URL: gw.core.config.GW_DATABASE_URL as string }, args);
+    const code = await proc.exited;
+    const text = proc.out();
+    const start = text.indexOf('{');
+    return { code, out: code === 0 && start >= 0 ? (JSON.parse(text.slice(start)) as T) : text };
+  }
 
   afterAll(async () => {
     await gw?.close();
@@ -288,5 +298,39 @@ describe('CPTS takeover: territories are granted by an operator, never self-decl
     expect(changes).toContain('cpts-grant');
     expect(changes).toContain('cpts-revoke');
     expect(changes).toContain(`Organization/${msp}`);
+  });
+
+  it('grants, lists and revokes with the CLI; a conflicting grant fails naming the other CPTS', async () => {
+    const id = (
+      await admin<{ id: string }>('POST', 'Organization', {
+        resourceType: 'Organization',
+        active: true,
+        name: 'CPTS CLI',
+      })
+    ).body.id;
+    const granted = await cli<{ communes: string[]; members: string[] }>([
+      'cpts:grant',
+      id,
+      '--communes',
+      '69130,69131',
+      '--members',
+      msp,
+    ]);
+    expect(granted).toEqual({
+      code: 0,
+      out: expect.objectContaining({ communes: ['69130', '69131'], members: [`Organization/${msp}`] }),
+    });
+    const listed = await cli<{ cpts: { organization: string; communes: string[] }[] }>(['cpts:list']);
+    expect((listed.out as { cpts: { organization: string }[] }).cpts.map((c) => c.organization)).toContain(
+      `Organization/${id}`,
+    );
+    const conflict = await cli(['cpts:grant', attacker, '--communes', '69131']);
+    expect(conflict.code).toBe(1);
+    expect(conflict.out).toContain(`69131 already covered by Organization/${id}`);
+    const bad = await cli(['cpts:grant', id]);
+    expect(bad.code).toBe(2);
+    const revoked = await cli<{ communes: string[] }>(['cpts:revoke', `Organization/${id}`]);
+    expect(revoked).toEqual({ code: 0, out: expect.objectContaining({ communes: [], members: [] }) });
+    expect((await admin<Organization>('GET', `Organization/${msp}`)).body.partOf).toBeUndefined();
   });
 });
