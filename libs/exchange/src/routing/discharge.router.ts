@@ -123,7 +123,7 @@ export class DischargeRouter {
       return {
         status: 'routed',
         deliveries: await this.deliveries.forEvent(tx, eventId),
-        ...(coverage.conflict ? { conflict: coverage.conflict.map((c) => c.ref) } : {}),
+        ...(plan.outcome === 'cpts-conflict' ? { conflict: coverage.conflict?.map((c) => c.ref) } : {}),
       };
     });
   }
