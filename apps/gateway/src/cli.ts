@@ -27,6 +27,11 @@ Commands:
       --seed <n>                 random seed (default 1): same seed, size and date = same resources and ids
       --as-of <YYYY-MM-DD>       last day of the data; the 12 months before it are the indicator year
                                  (default: end of last month). Re-running the same load says already-loaded.
+  cpts:grant <orgId>  Make an Organization a CPTS covering exactly these INSEE communes (an operator grant)
+      --communes <a,b,…>         INSEE codes, e.g. 69123,69124 (required; refused when another active CPTS covers one)
+      --members <a,b,…>          member structures (ids or Organization/ids), exactly these; omitted: unchanged
+  cpts:revoke <orgId> Take back the CPTS type, its communes and its members
+  cpts:list       List the CPTS with their communes, members and conflicting communes (JSON)
   directory:import  Import the Annuaire Santé public extractions (pipe-separated, header line; see docs/directory.md)
       --ps <file>                PS_LibreAcces_Personne_activite_*.txt (full extraction; required)
       --mss <file>               Extraction_Correspondance_MSSante_*.txt (full extraction of MSSanté mailboxes)
@@ -41,8 +46,9 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return command ? 0 : 2;
   }
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args: rest,
+    allowPositionals: command.startsWith('cpts:'),
     options: {
       name: { type: 'string' },
       org: { type: 'string' },
@@ -60,6 +66,8 @@ async function main(argv: string[]): Promise<number> {
       ps: { type: 'string' },
       mss: { type: 'string' },
       'progress-ms': { type: 'string' },
+      communes: { type: 'string' },
+      members: { type: 'string' },
     },
   });
   const config = loadConfig();
@@ -79,6 +87,10 @@ async function main(argv: string[]): Promise<number> {
         return await runIndicators(core, values['period-end'], values.months);
       case 'demo:territory':
         return await loadTerritory(core, values.patients ?? '10000', values.seed ?? '1', values['as-of']);
+      case 'cpts:grant':
+      case 'cpts:revoke':
+      case 'cpts:list':
+        return await cpts(core, command, positionals[0], values.communes, values.members);
       case 'directory:import':
         return await importDirectory(core, values.ps, values.mss, values['progress-ms']);
       default:
@@ -194,6 +206,49 @@ async function importDirectory(
   return 0;
 }
 
+/** The operator principal of the CLI: what it writes is recorded under this client id. */
+const CLI_OPERATOR = {
+  clientId: 'gateway-cli',
+  organization: 'Organization/gateway-operator',
+  admin: true,
+  scopes: ['system/*.cruds'],
+};
+
+async function cpts(
+  core: GatewayCore,
+  command: string,
+  orgId: string | undefined,
+  communes: string | undefined,
+  members: string | undefined,
+): Promise<number> {
+  const split = (v: string): string[] =>
+    v
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean);
+  const id = orgId?.replace(/^Organization\//, '');
+  const op = { principal: CLI_OPERATOR, requestId: `cli-${randomUUID()}` };
+  let out: unknown;
+  if (command === 'cpts:list') {
+    out = await core.cpts.list();
+  } else if (!id || (command === 'cpts:grant' && communes === undefined)) {
+    process.stderr.write(`${command} needs <orgId>${command === 'cpts:grant' ? ' and --communes' : ''}\n${USAGE}`);
+    return 2;
+  } else if (command === 'cpts:grant') {
+    const body = {
+      communes: split(communes as string),
+      ...(members === undefined
+        ? {}
+        : { members: split(members).map((m) => (m.startsWith('Organization/') ? m : `Organization/${m}`)) }),
+    };
+    out = await core.cpts.grant(id, body, op);
+  } else {
+    out = await core.cpts.revoke(id, op);
+  }
+  process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+  return 0;
+}
+
 function lastMonthEnd(): string {
   const now = new Date();
   return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 0)).toISOString().slice(0, 10);
@@ -204,12 +259,6 @@ async function createOrganization(core: GatewayCore, name: string, finess?: stri
     ...(finess ? [{ system: 'https://finess.esante.gouv.fr', value: finess }] : []),
     ...(siret ? [{ system: SIRENE, value: siret }] : []),
   ];
-  const system = {
-    clientId: 'gateway-cli',
-    organization: 'Organization/gateway-operator',
-    admin: true,
-    scopes: ['system/*.cruds'],
-  };
   const id = randomUUID();
   // The organization owns itself, so that its own clients can read it.
   const meta = { tag: [{ system: OWNER_TAG_SYSTEM, code: `Organization/${id}` }] };
@@ -217,7 +266,7 @@ async function createOrganization(core: GatewayCore, name: string, finess?: stri
     'Organization',
     id,
     { resourceType: 'Organization', id, meta, active: true, name, ...(identifier.length ? { identifier } : {}) },
-    { principal: system },
+    { principal: CLI_OPERATOR },
   );
   return `Organization/${stored.id}`;
 }

@@ -28,7 +28,7 @@ import {
   housekeepingFeature,
 } from '@gw/store';
 import { Hl7IngestService, INGEST_MIGRATIONS } from '@gw/ingest';
-import { EXCHANGE_MIGRATIONS, ExchangeService, MhdRecipient } from '@gw/exchange';
+import { CptsTerritoryService, EXCHANGE_MIGRATIONS, ExchangeService, MhdRecipient } from '@gw/exchange';
 import { INDICATOR_MIGRATIONS, IndicatorsService } from '@gw/indicators';
 
 export const VERSION = '0.1.0';
@@ -66,6 +66,8 @@ export interface GatewayCore {
   hl7: Hl7IngestService;
   /** Discharge routing, MSSanté and MHD deliveries. */
   exchange: ExchangeService;
+  /** Operator grants of CPTS territories (type, communes, member structures). */
+  cpts: CptsTerritoryService;
   indicators: IndicatorsService;
   /** FHIR Bulk Data group export (kick-off, status, files, jobs). */
   bulk: BulkExportService;
@@ -191,6 +193,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       capability,
       hl7,
       exchange,
+      cpts: new CptsTerritoryService(repo, exchange.cpts, audit),
       indicators,
       bulk,
       events: new DomainEventLog(db.pool),

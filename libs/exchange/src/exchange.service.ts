@@ -44,7 +44,7 @@ export class ExchangeService implements GatewayFeature {
   ) {
     this.routes = new RouteStore(pool);
     this.deliveries = new DeliveryStore(pool);
-    this.cpts = new CptsDirectory(repo);
+    this.cpts = new CptsDirectory(repo, 5000, logger);
     const writer = new ResourceWriter(repo);
     this.channels = channelsFromConfig(config);
     this.tracker = new FollowUpTracker(writer, this.deliveries, this.channels);
@@ -125,6 +125,13 @@ export class ExchangeService implements GatewayFeature {
       { event: eventId, status: result.status, deliveries: result.deliveries.length },
       'discharge routed',
     );
+    if (result.conflict) {
+      // Ids only: the patient's commune stays out of the log (GET /admin/cpts names the conflicting communes).
+      ctx.logger.warn(
+        { event: eventId, cpts: result.conflict },
+        'discharge left without a CPTS: several CPTS claim the patient commune (settle it: GET /admin/cpts)',
+      );
+    }
     return {
       status: result.status === 'skipped' ? 'skipped' : 'success',
       detail: {

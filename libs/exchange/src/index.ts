@@ -1,5 +1,9 @@
 export { ExchangeService } from './exchange.service';
 export { MhdRecipient } from './channels/mhd/mhd.recipient';
+export { CptsTerritoryService } from './records/cpts-territory.service';
+export type { CptsConflict, CptsEntry, OperatorContext } from './records/cpts-territory.service';
+export { CptsDirectory } from './records/cpts.directory';
+export type { CommuneCoverage, Cpts } from './records/cpts.directory';
 export { RouteStore, CHANNELS, RECIPIENT_ROLES } from './records/route.store';
 export type { Route, RouteInput } from './records/route.store';
 export { ChannelRegistry, PermanentDeliveryError, CHANNEL_NAMES } from './channels/channel';

@@ -4,6 +4,7 @@ import { APP_FILTER, APP_GUARD } from '@nestjs/core';
 import type { Registry } from 'prom-client';
 import { AdminController } from '../admin/admin.controller';
 import { AuthGuard } from '../auth/auth.guard';
+import { CptsAdminController } from '../admin/cpts-admin.controller';
 import { BulkExportController } from '../fhir/bulk-export.controller';
 import { DashboardController } from '../ops/dashboard.controller';
 import { ExchangeAdminController } from '../admin/exchange-admin.controller';
@@ -33,6 +34,7 @@ export class AppModule {
         Hl7Controller,
         Hl7AdminController,
         ExchangeAdminController,
+        CptsAdminController,
         DashboardController,
       ],
       providers: [

@@ -1,4 +1,5 @@
 import type { Organization } from '@medplum/fhirtypes';
+import type { Logger } from '@gw/platform';
 import type { FhirRepository, Queryable } from '@gw/store';
 import { TERRITORY_COMMUNE_EXTENSION, mssanteMailbox } from '../exchange.codes';
 
@@ -9,28 +10,58 @@ export interface Cpts {
 }
 
 /**
+ * Who covers a commune: one CPTS, nobody, or several (`conflict`, the CPTS claiming it). A
+ * conflict routes to none of them until an operator settles it (GET /admin/cpts lists it).
+ */
+export interface CommuneCoverage {
+  cpts?: Cpts;
+  conflict?: Cpts[];
+}
+
+/** The INSEE communes an Organization lists as its territory (extension territory-commune). */
+export function territoryCommunes(org: Organization): string[] {
+  const out: string[] = [];
+  for (const e of org.extension ?? []) {
+    const code =
+      e.url === TERRITORY_COMMUNE_EXTENSION ? (e.valueCode ?? e.valueCoding?.code ?? e.valueString) : undefined;
+    if (code && !out.includes(code)) {
+      out.push(code);
+    }
+  }
+  return out;
+}
+
+/** The Organizations typed CPTS (type code `CPTS`), active or not, oldest first. */
+export async function cptsOrganizations(repo: FhirRepository, db?: Queryable): Promise<Organization[]> {
+  return repo.listContaining<Organization>('Organization', { type: [{ coding: [{ code: 'CPTS' }] }] }, db);
+}
+
+/**
  * CPTS territories: active Organizations typed CPTS, with the INSEE communes of their projet de
- * santé (extension territory-commune). Few rows; kept in memory for a few seconds.
+ * santé (extension territory-commune), as granted by an operator. Few rows; kept in memory for a
+ * few seconds.
  */
 export class CptsDirectory {
-  private byCommune?: Map<string, Cpts>;
+  private byCommune?: Map<string, Cpts[]>;
   private loadedAt = 0;
 
   constructor(
     private readonly repo: FhirRepository,
     private readonly ttlMs = 5000,
+    private readonly logger?: Logger,
   ) {}
 
   /** `db`: the caller's transaction when it holds one (a second pool connection could starve the pool). */
-  async forCommune(insee: string | undefined, db?: Queryable): Promise<Cpts | undefined> {
+  async coverage(insee: string | undefined, db?: Queryable): Promise<CommuneCoverage> {
     if (!insee) {
-      return undefined;
+      return {};
     }
     if (!this.byCommune || Date.now() - this.loadedAt > this.ttlMs) {
       this.byCommune = await this.load(db);
       this.loadedAt = Date.now();
     }
-    return this.byCommune.get(insee);
+    const claimants = this.byCommune.get(insee) ?? [];
+    return claimants.length > 1 ? { conflict: claimants } : { cpts: claimants[0] };
   }
 
   /** Forget the cache (a territory was just changed). */
@@ -38,14 +69,9 @@ export class CptsDirectory {
     this.byCommune = undefined;
   }
 
-  private async load(db: Queryable | undefined): Promise<Map<string, Cpts>> {
-    const orgs = await this.repo.listContaining<Organization>(
-      'Organization',
-      { type: [{ coding: [{ code: 'CPTS' }] }] },
-      db,
-    );
-    const out = new Map<string, Cpts>();
-    for (const org of orgs) {
+  private async load(db: Queryable | undefined): Promise<Map<string, Cpts[]>> {
+    const out = new Map<string, Cpts[]>();
+    for (const org of await cptsOrganizations(this.repo, db)) {
       if (org.active === false) {
         continue;
       }
@@ -54,12 +80,17 @@ export class CptsDirectory {
         name: org.name ?? (org.id as string),
         mailbox: mssanteMailbox(org.telecom),
       };
-      for (const e of org.extension ?? []) {
-        const code =
-          e.url === TERRITORY_COMMUNE_EXTENSION ? (e.valueCode ?? e.valueCoding?.code ?? e.valueString) : undefined;
-        if (code) {
-          out.set(code, cpts);
-        }
+      for (const code of territoryCommunes(org)) {
+        out.set(code, [...(out.get(code) ?? []), cpts]);
+      }
+    }
+    for (const [commune, claimants] of out) {
+      if (claimants.length > 1) {
+        // Territory configuration, no patient data: the operator settles it (GET /admin/cpts).
+        this.logger?.warn(
+          { commune, cpts: claimants.map((c) => c.ref) },
+          'CPTS territory conflict: several active CPTS cover this commune; its discharges go to none of them',
+        );
       }
     }
     return out;

@@ -54,7 +54,7 @@ describe('planDischarge', () => {
   const now = new Date('2026-11-22T15:00:00Z');
 
   it('gives the follow-up to the care team with the due date N days after discharge, one recipient per mailbox', () => {
-    const plan = planDischarge(ctx(), route, undefined, now);
+    const plan = planDischarge(ctx(), route, {}, now);
     expect(plan.outcome).toBe('care-team');
     expect(plan.task).toMatchObject({
       kind: 'discharge-follow-up',
@@ -67,7 +67,7 @@ describe('planDischarge', () => {
   });
 
   it('follows the route: coordinator only, 3 days', () => {
-    const plan = planDischarge(ctx(), { ...route, recipients: ['coordinator'], followUpDays: 3 }, undefined, now);
+    const plan = planDischarge(ctx(), { ...route, recipients: ['coordinator'], followUpDays: 3 }, {}, now);
     expect(plan.recipients.map((r) => r.ref)).toEqual(['Practitioner/coord']);
     expect(plan.task?.due).toBe('2026-11-25T14:00:00.000Z');
   });
@@ -75,7 +75,12 @@ describe('planDischarge', () => {
   it.each(['none', 'inactive', 'fictitious', 'departed'] as const)(
     'sends a find-a-MT task to the CPTS when the MT is %s',
     (problem) => {
-      const plan = planDischarge(ctx({ mtProblem: problem, careTeams: [], careTeamRecipients: [] }), route, cpts, now);
+      const plan = planDischarge(
+        ctx({ mtProblem: problem, careTeams: [], careTeamRecipients: [] }),
+        route,
+        { cpts },
+        now,
+      );
       expect(plan.outcome).toBe('cpts');
       expect(plan.task).toMatchObject({ kind: 'find-mt', owner: 'Organization/cpts' });
       expect(plan.recipients.map((r) => r.ref)).toEqual(['Organization/cpts']);
@@ -86,15 +91,29 @@ describe('planDischarge', () => {
     const plan = planDischarge(
       ctx({ mt: undefined, mtProblem: 'none', careTeams: [], careTeamRecipients: [] }),
       route,
-      undefined,
+      {},
       now,
     );
     expect(plan.outcome).toBe('unrouted');
     expect(plan.task).toMatchObject({ kind: 'find-mt', owner: undefined, status: 'unrouted' });
   });
 
+  it('routes to none of the CPTS that all claim the commune, and says why on the task', () => {
+    const other = { ref: 'Organization/cpts-2', name: 'CPTS 2', mailbox: 'cpts2@x.mssante.fr' };
+    const plan = planDischarge(
+      ctx({ mt: undefined, mtProblem: 'none', careTeams: [], careTeamRecipients: [] }),
+      { ...route, recipients: ['mt', 'care-team', 'cpts'] },
+      { conflict: [cpts, other] },
+      now,
+    );
+    expect(plan.outcome).toBe('cpts-conflict');
+    expect(plan.recipients).toEqual([]);
+    expect(plan.task).toMatchObject({ kind: 'find-mt', owner: undefined, fileUnder: undefined, status: 'unrouted' });
+    expect(plan.task?.reason).toContain('plusieurs CPTS (Organization/cpts, Organization/cpts-2)');
+  });
+
   it('on death notifies the MT only and creates no task', () => {
-    const plan = planDischarge(ctx({ deceased: true }), route, cpts, now);
+    const plan = planDischarge(ctx({ deceased: true }), route, { cpts }, now);
     expect(plan.outcome).toBe('deceased');
     expect(plan.task).toBeUndefined();
     expect(plan.recipients.map((r) => r.ref)).toEqual(['Practitioner/mt']);
@@ -104,7 +123,7 @@ describe('planDischarge', () => {
     const plan = planDischarge(
       ctx({ mt: { ...mt, mailbox: undefined }, careTeams: [], careTeamRecipients: [] }),
       route,
-      undefined,
+      {},
       now,
     );
     expect(plan.task?.status).toBe('no-recipient');

@@ -1,11 +1,12 @@
-import type { Cpts } from '../records/cpts.directory';
+import type { CommuneCoverage } from '../records/cpts.directory';
 import type { DischargeContext, Recipient } from '../records/discharge-context.loader';
 import type { BusinessStatus, TaskKind } from '../exchange.codes';
 import type { Route } from '../records/route.store';
 
 /** What routing decided for one discharge, before anything is written. */
 export interface DischargePlan {
-  outcome: 'care-team' | 'mt' | 'cpts' | 'unrouted' | 'deceased';
+  /** `cpts-conflict`: unrouted because several CPTS claim the patient's commune. */
+  outcome: 'care-team' | 'mt' | 'cpts' | 'unrouted' | 'cpts-conflict' | 'deceased';
   task?: {
     kind: TaskKind;
     /** Task.owner: the CareTeam, the MT or the CPTS; none when nobody could be found. */
@@ -14,6 +15,8 @@ export interface DischargePlan {
     fileUnder?: string;
     due: string;
     status: BusinessStatus;
+    /** Why nobody was found (Task.statusReason), when it is not simply that no CPTS covers the commune. */
+    reason?: string;
   };
   recipients: Recipient[];
 }
@@ -22,9 +25,16 @@ const DAY = 24 * 3600 * 1000;
 
 /**
  * The routing decision (pure): MT and care team when the MT can take the follow-up; the CPTS
- * coordination queue when there is no usable MT; on death, a notice to the MT and no task.
+ * coordination queue when there is no usable MT; on death, a notice to the MT and no task. A
+ * commune claimed by several CPTS goes to none of them (the find-MT Task says why).
  */
-export function planDischarge(ctx: DischargeContext, route: Route, cpts: Cpts | undefined, now: Date): DischargePlan {
+export function planDischarge(
+  ctx: DischargeContext,
+  route: Route,
+  coverage: CommuneCoverage,
+  now: Date,
+): DischargePlan {
+  const cpts = coverage.cpts;
   const dischargedAt = ctx.encounter.period?.end ? new Date(ctx.encounter.period.end) : now;
   const due = new Date(dischargedAt.getTime() + route.followUpDays * DAY).toISOString();
   const wants = new Set(route.recipients);
@@ -60,7 +70,7 @@ export function planDischarge(ctx: DischargeContext, route: Route, cpts: Cpts | 
   }
   const recipients = dedupe([...coordination, ...team]);
   return {
-    outcome: cpts ? 'cpts' : 'unrouted',
+    outcome: cpts ? 'cpts' : coverage.conflict ? 'cpts-conflict' : 'unrouted',
     recipients,
     task: {
       kind: 'find-mt',
@@ -68,8 +78,14 @@ export function planDischarge(ctx: DischargeContext, route: Route, cpts: Cpts | 
       fileUnder: cpts?.ref,
       due,
       status: cpts ? initialStatus(recipients) : 'unrouted',
+      ...(coverage.conflict ? { reason: conflictReason(coverage.conflict.map((c) => c.ref)) } : {}),
     },
   };
+}
+
+/** Task.statusReason of a discharge left unrouted by a territory conflict (names the CPTS, not the patient). */
+export function conflictReason(cpts: string[]): string {
+  return `Commune du patient revendiquée par plusieurs CPTS (${cpts.join(', ')}) : aucune n’est destinataire tant qu’un opérateur n’a pas tranché (GET /admin/cpts)`;
 }
 
 function initialStatus(recipients: Recipient[]): BusinessStatus {

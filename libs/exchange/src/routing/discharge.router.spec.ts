@@ -146,7 +146,7 @@ function setup(s: Setup = {}) {
   const repo = strictFake<FhirRepository>('repo', {
     withTransaction: (async (fn: (db: PoolClient) => Promise<unknown>) => fn(tx)) as never,
   });
-  const cpts = strictFake<CptsDirectory>('cpts', { forCommune: async () => undefined });
+  const cpts = strictFake<CptsDirectory>('cpts', { coverage: async () => ({}) });
   const loader = strictFake<DischargeContextLoader>('loader', {
     directory: cpts,
     load: async (_db, ref) => {

@@ -23,6 +23,8 @@ export interface RouteResult {
   status: 'routed' | 'already-routed' | 'skipped';
   reason?: string;
   deliveries: Delivery[];
+  /** The CPTS that all claim the patient's commune, when that left the discharge without a CPTS. */
+  conflict?: string[];
 }
 
 /** Routing outcome of a discharge older than GW_EXCHANGE_MAX_DISCHARGE_AGE (history load, late feed). */
@@ -100,13 +102,13 @@ export class DischargeRouter {
         await recordRouting(tx, eventId, null, HISTORIC, []);
         return { status: 'skipped', reason: HISTORIC_REASON, deliveries: [] };
       }
-      const cpts = await this.loader.directory.forCommune(ctx.commune, tx);
-      const route = await this.routes.pick(tx, ctx.hospitalRef ?? event.organization ?? undefined, cpts?.ref);
+      const coverage = await this.loader.directory.coverage(ctx.commune, tx);
+      const route = await this.routes.pick(tx, ctx.hospitalRef ?? event.organization ?? undefined, coverage.cpts?.ref);
       if (!route) {
         await recordRouting(tx, eventId, null, 'no-active-route', []);
         return { status: 'skipped', reason: 'no active route', deliveries: [] };
       }
-      const plan = planDischarge(ctx, route, cpts, now);
+      const plan = planDischarge(ctx, route, coverage, now);
       const rows = this.write(eventId, ctx, plan, route.channels, now);
       await this.writer.flush(tx, rows.versions);
       await this.deliveries.insert(tx, rows.deliveries);
@@ -118,7 +120,11 @@ export class DischargeRouter {
         rows.task ? [rows.task] : [],
         documentUniqueId(eventId, ctx),
       );
-      return { status: 'routed', deliveries: await this.deliveries.forEvent(tx, eventId) };
+      return {
+        status: 'routed',
+        deliveries: await this.deliveries.forEvent(tx, eventId),
+        ...(plan.outcome === 'cpts-conflict' ? { conflict: coverage.conflict?.map((c) => c.ref) } : {}),
+      };
     });
   }
 
@@ -238,6 +244,7 @@ function followUpTask(eventId: string, ctx: DischargeContext, plan: DischargePla
     lastModified: now.toISOString(),
     requester: ctx.hospitalRef ? { reference: ctx.hospitalRef, display: ctx.hospital?.name } : undefined,
     owner: t.owner ? { reference: t.owner } : undefined,
+    statusReason: t.reason ? { text: t.reason } : undefined,
     restriction: { period: { end: t.due } },
   };
 }

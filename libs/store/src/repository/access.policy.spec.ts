@@ -97,6 +97,57 @@ describe('OrganizationAccessPolicy', () => {
     expect(policy.writeRefusal(admin, imported, { resourceType: 'Practitioner' })).toBeUndefined();
   });
 
+  it('refuses a client setting, changing or removing the CPTS type, territory communes or partOf; lets it re-send them', () => {
+    const CPTS = { system: 'https://gateway.fr-primary-care.org/fhir/CodeSystem/organization-type', code: 'CPTS' };
+    const commune = (code: string) => ({
+      url: 'https://gateway.fr-primary-care.org/fhir/StructureDefinition/territory-commune',
+      valueCode: code,
+    });
+    const stored = {
+      resourceType: 'Organization',
+      name: 'CPTS A',
+      type: [{ coding: [CPTS] }],
+      extension: [commune('69123'), commune('69124')],
+    };
+    const own = {
+      resourceType: 'Organization',
+      id: 'msp-a',
+      ownerOrg: 'Organization/msp-a',
+      json: JSON.stringify(stored),
+    };
+    const org = (o: object) => ({ resourceType: 'Organization', ...o }) as never;
+    // Unchanged (communes in another order, keys in another order): fine, other fields too.
+    expect(
+      policy.writeRefusal(
+        mspA,
+        own,
+        org({
+          name: 'CPTS A (renamed)',
+          type: [{ coding: [{ code: 'CPTS', system: CPTS.system }] }],
+          extension: [commune('69124'), commune('69123')],
+        }),
+      ),
+    ).toBeUndefined();
+    expect(policy.writeRefusal(mspA, own, org({ ...stored, extension: [commune('69123')] }))).toMatch(
+      /granted by an operator \(admin API \/admin\/cpts.*changes the territory communes of Organization\/msp-a$/,
+    );
+    expect(policy.writeRefusal(mspA, own, org({ name: 'x' }))).toMatch(/the CPTS type, the territory communes/);
+    expect(policy.writeRefusal(mspA, own, org({ ...stored, partOf: { reference: 'Organization/cpts' } }))).toMatch(
+      /changes partOf of Organization\/msp-a$/,
+    );
+    const plain = { ...own, json: JSON.stringify({ resourceType: 'Organization', name: 'MSP A' }) };
+    expect(policy.writeRefusal(mspA, plain, org({ name: 'MSP A', type: [{ coding: [{ code: 'cpts' }] }] }))).toMatch(
+      /the CPTS type/,
+    );
+    expect(policy.writeRefusal(mspA, undefined, org({ name: 'New', extension: [commune('69123')] }))).toMatch(
+      /of a new Organization/,
+    );
+    expect(
+      policy.writeRefusal(mspA, undefined, org({ name: 'New', type: [{ coding: [{ code: 'MSP' }] }] })),
+    ).toBeUndefined();
+    expect(policy.writeRefusal(admin, plain, org(stored))).toBeUndefined();
+  });
+
   it('lets every client read the shared catalogue (Measure, ValueSet) but not change it', () => {
     const measure = { resourceType: 'Measure', id: 'rosp', ownerOrg: 'Organization/gateway' };
     expect(policy.canRead(mspA, measure)).toBe(true);

@@ -1,5 +1,6 @@
 import type { Resource } from '@medplum/fhirtypes';
 import { DIRECTORY_ORG, DIRECTORY_TYPES, identityKeys } from '../directory/directory.identity';
+import { changedGrants } from './operator-grants';
 
 /** The authenticated caller, as the token says. */
 export interface Principal {
@@ -58,6 +59,21 @@ export interface AccessPolicy {
  */
 export const SHARED_READ_TYPES = ['Measure', 'Library', 'ValueSet', 'CodeSystem', 'ConceptMap', ...DIRECTORY_TYPES];
 
+/**
+ * Being a CPTS, its territory communes and a structure's membership of a CPTS (partOf) are granted
+ * by an operator: hospitals' discharges for those communes go to the CPTS, and a CPTS sees its
+ * members' aggregates. A client may re-send them unchanged (compared with the stored version).
+ */
+function grantRefusal(existing: StoredRef | undefined, next: Resource): string | undefined {
+  const before = existing?.json ? (JSON.parse(existing.json) as Resource) : undefined;
+  const changed = changedGrants(before, next);
+  if (changed.length === 0) {
+    return undefined;
+  }
+  const ref = existing ? `${existing.resourceType}/${existing.id}` : 'a new Organization';
+  return `Being a CPTS, its territory communes and membership of a CPTS (partOf) are granted by an operator (admin API /admin/cpts, or the CLI cpts:grant), never set by a client: this write changes ${changed.join(', ')} of ${ref}`;
+}
+
 /** Same shape as ClientRegistry accepts for a client's organization. */
 const ORGANIZATION_REF = /^Organization\/[A-Za-z0-9\-.]{1,64}$/;
 
@@ -106,6 +122,12 @@ export class OrganizationAccessPolicy implements AccessPolicy {
     }
     if (ownOrganization && existing && existing.ownerOrg !== p.organization && !next) {
       return `${ref} is this client's own Organization: only an operator may delete it`;
+    }
+    if (next?.resourceType === 'Organization') {
+      const refusal = grantRefusal(existing, next);
+      if (refusal) {
+        return refusal;
+      }
     }
     if (
       ownOrganization &&
