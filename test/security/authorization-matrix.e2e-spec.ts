@@ -89,6 +89,9 @@ const MATRIX: Row[] = [
   ['GET /admin/exchange/deliveries/:id',      '/admin/exchange/deliveries/999999999',   ADMIN],
   ['POST /admin/exchange/deliveries/:id/replay', '/admin/exchange/deliveries/999999999/replay', ADMIN],
   ['GET /admin/exchange/summary',             '/admin/exchange/summary',                ADMIN],
+  ['GET /admin/cpts',                         '/admin/cpts',                            ADMIN],
+  ['PUT /admin/cpts/:id',                     '/admin/cpts/no-such-org',                ADMIN, EMPTY],
+  ['DELETE /admin/cpts/:id',                  '/admin/cpts/no-such-org',                ADMIN],
   // The MSSanté mailbox bridge posts MDNs with an admin client.
   ['POST /exchange/mdn',                      '/exchange/mdn',                          ADMIN],
 

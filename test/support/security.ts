@@ -128,8 +128,12 @@ export const KIND_SCOPES: Record<Exclude<ClientKind, 'none' | 'admin'>, string[]
 export async function matrixClients(gw: TestGateway): Promise<Record<ClientKind, SecurityClient>> {
   const structure = await organizationOf(gw, 'MSP Matrice', 'MSP');
   const hospital = await organizationOf(gw, 'CH Matrice', 'hospital');
-  // Made a CPTS by an operator (admin FHIR write of a typed Organization with its communes).
-  const cpts = await organizationOf(gw, 'CPTS Matrice', 'CPTS', ['75156']);
+  // Made a CPTS by an operator, through the operator API.
+  const cpts = await organizationOf(gw, 'CPTS Matrice', 'association');
+  const grant = await call(gw, 'PUT', `${gw.baseUrl}/admin/cpts/${cpts}`, { communes: ['75156'] });
+  if (grant.status !== 200) {
+    throw new Error(`granting CPTS ${cpts}: HTTP ${grant.status}`);
+  }
   const readonly = await organizationOf(gw, 'MSP Lecture', 'MSP');
   const client = async (kind: Exclude<ClientKind, 'none' | 'admin'>, org: string): Promise<SecurityClient> => ({
     kind,
