@@ -174,7 +174,12 @@ describe('conformance: the official FHIR R4 examples (hl7.fhir.r4.examples 4.0.1
   let token: string;
 
   beforeAll(async () => {
-    gw = await startTestGateway({ GW_LOG_LEVEL: 'warn', GW_MAX_BODY_BYTES: String(64 * 1024 * 1024) });
+    // ImplementationGuide-fhir.json has an array of 28 517 pages (over GW_JSON_MAX_ARRAY_ITEMS' default).
+    gw = await startTestGateway({
+      GW_LOG_LEVEL: 'warn',
+      GW_MAX_BODY_BYTES: String(64 * 1024 * 1024),
+      GW_JSON_MAX_ARRAY_ITEMS: '30000',
+    });
     token = await gw.token();
   });
   afterAll(async () => gw.close());

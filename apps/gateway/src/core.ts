@@ -112,13 +112,15 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
     const registry = new SearchParamRegistry();
     const base = baseUrl(config, opts.port);
     const policy = new OrganizationAccessPolicy();
-    const repo = new FhirRepository(db.pool, registry, policy, profiles);
+    const repo = new FhirRepository(db.pool, registry, policy, profiles, config.GW_STATEMENT_TIMEOUT_MS);
     const audit = new AuditLog(db.pool, logger);
     const mhdRecipient = new MhdRecipient(repo);
     const service = new FhirService(repo, audit, {
       baseUrl: base,
       defaultCount: config.GW_SEARCH_DEFAULT_COUNT,
       maxCount: config.GW_SEARCH_MAX_COUNT,
+      maxParams: config.GW_SEARCH_MAX_PARAMS,
+      maxValues: config.GW_SEARCH_MAX_VALUES,
       logger,
       bundleInterceptor: (p, body) => mhdRecipient.intercept(p, body),
     });

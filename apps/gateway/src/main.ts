@@ -1,4 +1,4 @@
-import { ConfigError, GracefulShutdown, createLogger, loadConfig } from '@gw/platform';
+import { ConfigError, CrashGuard, GracefulShutdown, createLogger, loadConfig } from '@gw/platform';
 import { bootstrapAdmin } from './auth/bootstrap-admin';
 import { createCore } from './core';
 import { createHttpApp } from './http/http';
@@ -13,6 +13,8 @@ async function main(): Promise<void> {
     process.exit(err instanceof ConfigError ? 78 : 1);
   }
   const logger = createLogger(config.GW_LOG_LEVEL);
+  // No request, job or cancellation may take the process down (crash-guard.ts).
+  new CrashGuard(logger).install();
   const core = await createCore(config, logger);
   const app = await createHttpApp(core);
   await app.listen(config.GW_HTTP_PORT, config.GW_HTTP_HOST);

@@ -1,4 +1,4 @@
-import { ConfigError, GracefulShutdown, createLogger, loadConfig } from '@gw/platform';
+import { ConfigError, CrashGuard, GracefulShutdown, createLogger, loadConfig } from '@gw/platform';
 import { createCore } from '../../gateway/src/core';
 
 /**
@@ -12,6 +12,8 @@ async function main(): Promise<void> {
     throw new ConfigError('GW_DATABASE_URL is required for apps/worker (the embedded database belongs to the gateway)');
   }
   const logger = createLogger(config.GW_LOG_LEVEL).child({ process: 'worker' });
+  // No request, job or cancellation may take the process down (crash-guard.ts).
+  new CrashGuard(logger).install();
   const core = await createCore(config, logger, { workers: true, http: false });
   logger.info({ queues: config.GW_WORKER_QUEUES, backend: core.queue.backend }, 'worker ready');
   new GracefulShutdown(core.shutdownSteps(), { timeoutMs: config.GW_SHUTDOWN_TIMEOUT_MS, logger }).install();

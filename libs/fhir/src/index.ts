@@ -20,11 +20,13 @@ export type {
   ReferenceRow,
   NumberRow,
 } from './search-params';
-export { parseSearchRequest, splitPrefix, splitValues } from './search-request';
+export { MAX_OFFSET, parseSearchRequest, splitPrefix, splitValues } from './search-request';
 export type { Prefix, SearchRequest, SearchParamClause, IncludeClause } from './search-request';
 export { ProfileRegistry } from './profiles';
 export { validateForWrite } from './validation';
 export { carryDecimals, nonCanonicalNumbers, parseFhirJson, stringifyFhirJson } from './fhir-json';
+export { JsonShapeError, checkJsonShape } from './json-shape';
+export type { JsonLimits } from './json-shape';
 export { buildCapabilityStatement } from './capability';
 export {
   CONSENT_CODES,

@@ -57,8 +57,9 @@ const RESULT_PARAMS = new Set([
 export function parseSearchRequest(
   resourceType: string,
   pairs: [string, string][],
-  limits: { defaultCount: number; maxCount: number },
+  limits: { defaultCount: number; maxCount: number; maxParams?: number; maxValues?: number },
 ): SearchRequest {
+  checkSearchBounds(pairs, limits.maxParams ?? MAX_PARAMS, limits.maxValues ?? MAX_VALUES);
   const req: SearchRequest = {
     resourceType,
     clauses: [],
@@ -89,6 +90,37 @@ export function parseSearchRequest(
   return req;
 }
 
+/** Default bounds of one search (GW_SEARCH_MAX_PARAMS, GW_SEARCH_MAX_VALUES) and of `_offset`. */
+export const MAX_PARAMS = 50;
+export const MAX_VALUES = 100;
+export const MAX_OFFSET = 1_000_000;
+
+/**
+ * What makes a search costly before it reaches SQL: each parameter is a join or an EXISTS, each
+ * value an OR branch. A NUL cannot reach PostgreSQL text at all.
+ */
+function checkSearchBounds(pairs: [string, string][], maxParams: number, maxValues: number): void {
+  const searched = pairs.filter(([k, v]) => v !== '' && k !== '_format' && k !== '_pretty');
+  if (searched.length > maxParams) {
+    const counts = new Map<string, number>();
+    searched.forEach(([k]) => counts.set(k, (counts.get(k) ?? 0) + 1));
+    const [most] = [...counts.entries()].sort((a, b) => b[1] - a[1])[0];
+    throw invalidSearch(
+      `A search may have at most ${maxParams} parameters (GW_SEARCH_MAX_PARAMS); this one has ${searched.length} (${most} given ${counts.get(most)} times)`,
+      most.slice(0, 64),
+    );
+  }
+  for (const [key, value] of pairs) {
+    if (key.includes('\u0000') || value.includes('\u0000')) {
+      const name = key.split('\u0000').join('');
+      throw invalidSearch(`Parameter ${name} contains a NUL character`, name);
+    }
+    if (!key.startsWith('_') && value.split(',').length > maxValues) {
+      throw invalidSearch(`Parameter ${key} may list at most ${maxValues} values (GW_SEARCH_MAX_VALUES)`, key);
+    }
+  }
+}
+
 function applyResultParam(req: SearchRequest, key: string, value: string, maxCount: number): void {
   switch (key) {
     case '_count':
@@ -96,6 +128,9 @@ function applyResultParam(req: SearchRequest, key: string, value: string, maxCou
       return;
     case '_offset':
       req.offset = nonNegativeInt(key, value);
+      if (req.offset > MAX_OFFSET) {
+        throw invalidSearch(`_offset may be at most ${MAX_OFFSET} (narrow the search instead)`, '_offset');
+      }
       return;
     case '_sort':
       req.sort.push(
@@ -121,8 +156,8 @@ function applyResultParam(req: SearchRequest, key: string, value: string, maxCou
 }
 
 function nonNegativeInt(key: string, value: string): number {
-  if (!/^\d+$/.test(value)) {
-    throw invalidSearch(`${key} must be a non-negative integer, not "${value}"`, key);
+  if (!/^\d{1,15}$/.test(value)) {
+    throw invalidSearch(`${key} must be a non-negative integer, not "${value.slice(0, 32)}"`, key);
   }
   return Number(value);
 }

@@ -10,6 +10,7 @@ export { migrate, planMigrations, sqlList, sqlString } from './database/migrate'
 export type { Migration, SchemaVersion } from './database/migrate';
 export { PLATFORM_MIGRATIONS } from './auth/auth.schema';
 export { GracefulShutdown, closeSteps, processShutdownSteps } from './process/shutdown';
+export { CrashGuard, runInJobScope } from './process/crash-guard';
 export type { GatewayFeature } from './process/feature';
 export type { ShutdownStep, ShutdownOptions } from './process/shutdown';
 export { QueueService, JOB_QUEUE, QUEUE_NAMES, UnrecoverableError, queueSettings } from './queue/queue.service';

@@ -20,8 +20,24 @@ export class FhirController {
 
   @All(['', ':type', ':type/:id', ':type/:id/:op', ':type/:id/:op/:vid'])
   async interact(@Req() req: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
-    const res = await this.core.service.handle(principalOf(req), toFhirRequest(req), req.id);
-    sendFhir(reply, res);
+    // The client going away before its answer cancels the work in flight (a running search).
+    const gone = new AbortController();
+    const onClose = (): void => {
+      if (!reply.raw.writableFinished) {
+        gone.abort();
+      }
+    };
+    reply.raw.once('close', onClose);
+    try {
+      const res = await this.core.service.handle(
+        principalOf(req),
+        { ...toFhirRequest(req), signal: gone.signal },
+        req.id,
+      );
+      sendFhir(reply, res);
+    } finally {
+      reply.raw.off('close', onClose);
+    }
   }
 }
 

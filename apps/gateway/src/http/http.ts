@@ -4,7 +4,8 @@ import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { FastifyInstance } from 'fastify';
-import { parseFhirJson } from '@gw/fhir';
+import { JsonShapeError, checkJsonShape, parseFhirJson } from '@gw/fhir';
+import type { JsonLimits } from '@gw/fhir';
 import { GatewayError, pathOnly } from '@gw/platform';
 import { AppModule } from './app.module';
 import { notAcceptableReason } from './content-negotiation';
@@ -57,7 +58,11 @@ export async function createHttpApp(core: GatewayCore): Promise<NestFastifyAppli
       routes.push({ method, url: route.url });
     }
   });
-  registerBodyParsers(fastify);
+  registerBodyParsers(fastify, {
+    maxDepth: core.config.GW_JSON_MAX_DEPTH,
+    maxArrayItems: core.config.GW_JSON_MAX_ARRAY_ITEMS,
+    maxStringChars: core.config.GW_JSON_MAX_STRING_CHARS,
+  });
   instrumentHttp(fastify, metrics);
   fastify.addHook('onRequest', async (req, reply) => {
     void reply.header('x-request-id', req.id);
@@ -97,9 +102,10 @@ export async function createHttpApp(core: GatewayCore): Promise<NestFastifyAppli
 
 /**
  * JSON (FHIR or plain) with a clear error on malformed input, decimals keeping their precision
- * (fhir-json.ts), forms as text.
+ * (fhir-json.ts), forms as text. A JSON body's shape is checked on its text first (json-shape.ts):
+ * a million-item array is refused at its 10 001st item, before anything is built from it.
  */
-function registerBodyParsers(fastify: FastifyInstance): void {
+function registerBodyParsers(fastify: FastifyInstance, limits: JsonLimits): void {
   fastify.addContentTypeParser(
     ['application/json', 'application/fhir+json', 'application/json+fhir'],
     { parseAs: 'string' },
@@ -110,8 +116,20 @@ function registerBodyParsers(fastify: FastifyInstance): void {
         return;
       }
       try {
+        checkJsonShape(text, limits);
         done(null, parseFhirJson(text));
       } catch (err) {
+        if (err instanceof JsonShapeError) {
+          done(
+            new GatewayError(err.tooLarge ? 'too-large' : 'invalid', {
+              text: err.message,
+              expression: err.path,
+              code: err.tooLarge ? 'too-costly' : err.limit === 'key' ? 'structure' : 'value',
+            }),
+            undefined,
+          );
+          return;
+        }
         done(
           new GatewayError('invalid', { text: `Malformed JSON: ${(err as Error).message}`, code: 'structure' }),
           undefined,

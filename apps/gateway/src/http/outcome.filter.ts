@@ -30,8 +30,13 @@ export class OutcomeFilter implements ExceptionFilter {
         .send({ error: err.error, error_description: err.description });
       return;
     }
-    const ge = toGatewayError(err, req.id);
-    if (ge.status >= 500) {
+    const sqlstate = sqlStateOf(err);
+    const ge = sqlstate ? fromDatabase(sqlstate, req.id) : toGatewayError(err, req.id);
+    if (sqlstate) {
+      // A database error's message and detail quote the values of the statement (the request's
+      // own: names, birth dates): only its SQLSTATE is logged.
+      this.logger[ge.status >= 500 ? 'error' : 'warn']({ reqId: req.id, sqlstate }, 'database error');
+    } else if (ge.status >= 500) {
       this.logger.error(
         { reqId: req.id, err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) },
         'unhandled error',
@@ -115,5 +120,34 @@ function fromStatus(status: number, message: string | undefined, requestId: stri
 }
 
 function internal(requestId: string): GatewayError {
+  return new GatewayError('internal', { text: `Internal error (request id ${requestId})` });
+}
+
+/** The SQLSTATE of a PostgreSQL error (pg's DatabaseError), or undefined for anything else. */
+function sqlStateOf(err: unknown): string | undefined {
+  const e = err as { code?: unknown; severity?: unknown } | undefined;
+  return typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) && typeof e.severity === 'string'
+    ? e.code
+    : undefined;
+}
+
+/**
+ * Input that only PostgreSQL found wrong (class 22, data exception: a value out of range, a
+ * malformed date) is the client's error; a cancelled statement (57014) is the search's timeout
+ * or its client gone. Neither echoes the database's text.
+ */
+function fromDatabase(sqlstate: string, requestId: string): GatewayError {
+  if (sqlstate.startsWith('22')) {
+    return new GatewayError('invalid', {
+      text: `A value of the request is not valid for its parameter or element (SQLSTATE ${sqlstate})`,
+      code: 'value',
+    });
+  }
+  if (sqlstate === '57014') {
+    return new GatewayError('upstream-unavailable', {
+      text: 'The request took longer than the database statement timeout (GW_STATEMENT_TIMEOUT_MS) and was cancelled: narrow it',
+      code: 'timeout',
+    });
+  }
   return new GatewayError('internal', { text: `Internal error (request id ${requestId})` });
 }

@@ -3,6 +3,7 @@ import type { JobsOptions, Job } from 'bullmq';
 import IORedis from 'ioredis';
 import type { GatewayConfig } from '../config';
 import type { Logger } from '../logger';
+import { runInJobScope } from '../process/crash-guard';
 
 /**
  * The typed job catalogue: every job name with its payload. Payloads carry ids, tenant and
@@ -250,12 +251,14 @@ export class QueueService {
       throw new UnrecoverableError(`No handler for job ${job.name}`);
     }
     const logger = this.opts.logger.child({ job: job.name, jobId: job.id });
-    const result = await handler(job.data as never, {
-      jobId: String(job.id),
-      attempt: job.attemptsMade + 1,
-      maxAttempts: job.opts.attempts ?? 1,
-      logger,
-    });
+    const result = await runInJobScope(job.name, () =>
+      handler(job.data as never, {
+        jobId: String(job.id),
+        attempt: job.attemptsMade + 1,
+        maxAttempts: job.opts.attempts ?? 1,
+        logger,
+      }),
+    );
     logger.info({ status: result.status, ...result.detail }, 'job done');
     return result;
   }

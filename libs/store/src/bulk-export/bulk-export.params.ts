@@ -1,5 +1,5 @@
 import { GatewayError, scopeAllows } from '@gw/platform';
-import { isKnownR4ResourceType } from '@gw/fhir';
+import { dateRange, isKnownR4ResourceType } from '@gw/fhir';
 import type { Principal } from '../repository/access.policy';
 import { GROUP_EXPORT_TYPES } from '../repository/patient-compartment';
 
@@ -52,9 +52,10 @@ export function validateExportParams(p: Principal, raw: RawExportParams): Export
     });
   }
   const since = single(raw._since, '_since');
-  if (since !== undefined && (!INSTANT.test(since) || Number.isNaN(Date.parse(since)))) {
+  // dateRange also refuses days a month does not have (Date.parse rolls 30 February over to March).
+  if (since !== undefined && (!INSTANT.test(since) || Number.isNaN(Date.parse(since)) || !dateRange(since))) {
     throw new GatewayError('invalid', {
-      text: `_since must be a FHIR instant (e.g. 2025-01-01T00:00:00Z), got ${since}`,
+      text: `_since must be a FHIR instant (e.g. 2025-01-01T00:00:00Z), got ${since.slice(0, 40)}`,
       expression: '_since',
     });
   }

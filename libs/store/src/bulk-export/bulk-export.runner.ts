@@ -1,6 +1,4 @@
-import { once } from 'node:events';
-import { createWriteStream } from 'node:fs';
-import { mkdir, rm, unlink } from 'node:fs/promises';
+import { mkdir, open, rm, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Pool, PoolClient } from 'pg';
 import type { Group, OperationOutcome } from '@medplum/fhirtypes';
@@ -155,7 +153,9 @@ export class BulkExportRunner {
       `DECLARE bulk_rows NO SCROLL CURSOR FOR SELECT r.content FROM resource r WHERE ${conds.join(' AND ')} ORDER BY r.id`,
       b.values,
     );
-    const out = createWriteStream(file, { encoding: 'utf8' });
+    // Promise-based file writes: a cancel removes the directory under a running job, and a write
+    // stream's 'error' event (ENOENT) with no listener would crash the process; here it rejects.
+    const out = await open(file, 'w');
     let count = 0;
     let batches = 0;
     try {
@@ -170,18 +170,13 @@ export class BulkExportRunner {
             .map((r) => (r.content.includes('\n') ? JSON.stringify(JSON.parse(r.content)) : r.content))
             .join('\n') + '\n';
         count += res.rows.length;
-        if (!out.write(chunk)) {
-          await once(out, 'drain');
-        }
+        await out.writeFile(chunk, 'utf8');
         if (++batches % 20 === 0 && !(await this.stillWanted(row.id))) {
           return null;
         }
       }
     } finally {
-      out.end();
-      if (!out.closed) {
-        await once(out, 'close').catch(() => undefined);
-      }
+      await out.close().catch(() => undefined);
       // After a failed FETCH the transaction is aborted and CLOSE fails too: the first error is the one to keep.
       await db.query('CLOSE bulk_rows').catch(() => undefined);
     }
@@ -201,9 +196,7 @@ export class BulkExportRunner {
     const lines = skipped.map((t) =>
       JSON.stringify(outcome('forbidden', `${t} not exported: the client's scopes do not allow reading it`, 'warning')),
     );
-    const out = createWriteStream(join(dir, 'OperationOutcome.ndjson'), { encoding: 'utf8' });
-    out.end(lines.join('\n') + '\n');
-    await once(out, 'close');
+    await writeFile(join(dir, 'OperationOutcome.ndjson'), lines.join('\n') + '\n', 'utf8');
     return lines.length;
   }
 }

@@ -150,7 +150,14 @@ export class BulkExportService implements GatewayFeature {
   async cancel(p: Principal, id: string, requestId?: string): Promise<void> {
     await this.load(p, id);
     await this.pool.query('DELETE FROM bulk_export WHERE id = $1', [id]);
-    await rm(join(this.root, id), { recursive: true, force: true });
+    // A job still running may be creating files meanwhile (ENOTEMPTY): it notices the cancel and
+    // removes the directory itself, on every path (cancelled, write failed, completed too late).
+    await rm(join(this.root, id), { recursive: true, force: true, maxRetries: 2 }).catch((err: unknown) =>
+      this.opts.logger.debug(
+        { exportId: id, code: (err as NodeJS.ErrnoException).code },
+        'export files left to the job',
+      ),
+    );
     this.audit.record({
       clientId: p.clientId,
       organization: p.organization,
@@ -234,6 +241,13 @@ export class BulkExportService implements GatewayFeature {
       await this.fail(exportId, dir, r.outcome);
       return { status: 'skipped', detail: { reason: 'group not readable' } };
     } catch (err) {
+      // A cancel removes the row and the files under a running job: its writes then fail, which is
+      // the cancel taking effect, not an error to retry.
+      const left = await this.pool.query('SELECT 1 FROM bulk_export WHERE id = $1', [exportId]);
+      if ((left.rowCount ?? 0) === 0) {
+        await rm(dir, { recursive: true, force: true });
+        return { status: 'skipped', detail: { reason: 'export cancelled' } };
+      }
       ctx.logger.warn({ exportId, attempt: ctx.attempt, err: (err as Error).message }, 'bulk export attempt failed');
       if (ctx.attempt >= ctx.maxAttempts) {
         await this.fail(

@@ -61,6 +61,8 @@ export class FhirRepository {
     private readonly registry: SearchParamRegistry,
     private readonly policy: AccessPolicy,
     private readonly profiles?: ProfileRegistry,
+    /** A search on the pool runs under this statement_timeout (GW_STATEMENT_TIMEOUT_MS); 0: none. */
+    private readonly statementTimeoutMs = 0,
   ) {
     this.batcher = new WriteBatcher(pool);
   }
@@ -324,7 +326,53 @@ export class FhirRepository {
     return { versions: page.rows.map(fromRow), total: Number(count.rows[0].n) };
   }
 
-  async search(p: Principal, req: SearchRequest, strict: boolean, db: Queryable = this.pool): Promise<SearchResult> {
+  /**
+   * A search. On the pool (a request's own search, not a step of a transaction) it gets a connection
+   * of its own, in a READ ONLY transaction bounded by statement_timeout, and `signal` (the client
+   * went away) cancels its running statement: a costly search stops when nobody waits for it.
+   */
+  async search(
+    p: Principal,
+    req: SearchRequest,
+    strict: boolean,
+    db: Queryable = this.pool,
+    signal?: AbortSignal,
+  ): Promise<SearchResult> {
+    if (db !== this.pool || (this.statementTimeoutMs === 0 && !signal)) {
+      return this.searchOn(p, req, strict, db);
+    }
+    return this.bounded(signal, (client) => this.searchOn(p, req, strict, client));
+  }
+
+  private async bounded<T>(signal: AbortSignal | undefined, work: (client: PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    const pid = (client as unknown as { processID: number }).processID;
+    let cancelling: Promise<unknown> | undefined;
+    // pg has no cancel on a client: pg_cancel_backend from another connection, awaited before the
+    // connection goes back to the pool so that it can only ever cancel this search's statement.
+    const cancel = (): void => {
+      cancelling ??= this.pool.query('SELECT pg_cancel_backend($1)', [pid]).catch(() => undefined);
+    };
+    signal?.addEventListener('abort', cancel, { once: true });
+    try {
+      await client.query(`BEGIN READ ONLY; SET LOCAL statement_timeout = ${Math.floor(this.statementTimeoutMs)}`);
+      if (signal?.aborted) {
+        throw new GatewayError('invalid', { text: 'The client closed the connection' });
+      }
+      const result = await work(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      signal?.removeEventListener('abort', cancel);
+      await cancelling;
+      client.release();
+    }
+  }
+
+  private async searchOn(p: Principal, req: SearchRequest, strict: boolean, db: Queryable): Promise<SearchResult> {
     const b = new Binder();
     const where = compileWhere(req, this.registry, b, (alias) => this.policy.readFilter(p, alias, b.bind));
     if (strict && where.unsupported.length > 0) {

@@ -65,7 +65,8 @@ export class BundleProcessor {
       } catch (err) {
         if (!(err instanceof GatewayError)) {
           this.service.options.logger?.error(
-            { reqId: ctx.requestId, entry: index, err: (err as Error)?.message },
+            // Not the message: a database error's text quotes the entry's values (patient data).
+            { reqId: ctx.requestId, entry: index, err: (err as Error)?.name, code: (err as { code?: unknown })?.code },
             'unexpected error in a batch entry',
           );
         }

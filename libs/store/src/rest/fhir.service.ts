@@ -4,6 +4,7 @@ import { GatewayError, scopeAllows } from '@gw/platform';
 import type { Logger } from '@gw/platform';
 import type { ScopeAction } from '@gw/platform';
 import {
+  MAX_OFFSET,
   SERVED_RESOURCE_TYPES,
   dateRange,
   parseFhirJson,
@@ -47,6 +48,8 @@ export interface FhirRequest {
   /** `Prefer: handling=strict` */
   strict: boolean;
   preferReturn?: 'minimal' | 'representation' | 'OperationOutcome';
+  /** Aborted when the client goes away: a running search is cancelled. */
+  signal?: AbortSignal;
 }
 
 export interface FhirResponse {
@@ -62,6 +65,9 @@ export interface ServiceOptions {
   baseUrl: string;
   defaultCount: number;
   maxCount: number;
+  /** GW_SEARCH_MAX_PARAMS, GW_SEARCH_MAX_VALUES (unset: the parser's defaults). */
+  maxParams?: number;
+  maxValues?: number;
   /** Where unexpected errors caught inside a batch are reported (they become 500 entries). */
   logger?: Logger;
   /**
@@ -301,6 +307,8 @@ export class FhirService {
     const sreq = parseSearchRequest(type, pairs, {
       defaultCount: this.options.defaultCount,
       maxCount: this.options.maxCount,
+      maxParams: this.options.maxParams,
+      maxValues: this.options.maxValues,
     });
     const unknown = unknownElements(type, sreq.subsetting);
     if (unknown.length > 0 && req.strict) {
@@ -313,7 +321,7 @@ export class FhirService {
         })),
       );
     }
-    const result = await this.repo.search(p, sreq, req.strict, tx);
+    const result = await this.repo.search(p, sreq, req.strict, tx, req.signal);
     result.unsupported.push(...unknown.map((e) => ({ key: '_elements', reason: `${type} has no element "${e}"` })));
     this.record(p, 'search', type, result.matches, 200, requestId);
     return { status: 200, body: this.searchBundle(type, pairs, sreq, result) };
@@ -557,8 +565,11 @@ function parseHistoryParams(
     if (v === undefined || v === '') {
       return fallback;
     }
-    if (!/^\d+$/.test(v)) {
-      throw new GatewayError('invalid', { text: `${key} must be a non-negative integer, not "${v}"`, expression: key });
+    if (!/^\d+$/.test(v) || Number(v) > MAX_OFFSET) {
+      throw new GatewayError('invalid', {
+        text: `${key} must be an integer from 0 to ${MAX_OFFSET}, not "${v.slice(0, 32)}"`,
+        expression: key,
+      });
     }
     return Number(v);
   };
