@@ -11,6 +11,7 @@ export type { Migration, SchemaVersion } from './database/migrate';
 export { PLATFORM_MIGRATIONS } from './auth/auth.schema';
 export { GracefulShutdown, closeSteps, processShutdownSteps } from './process/shutdown';
 export { CrashGuard, runInJobScope } from './process/crash-guard';
+export { EventLoopTurns } from './process/event-loop';
 export type { GatewayFeature } from './process/feature';
 export type { ShutdownStep, ShutdownOptions } from './process/shutdown';
 export { QueueService, JOB_QUEUE, QUEUE_NAMES, UnrecoverableError, queueSettings } from './queue/queue.service';

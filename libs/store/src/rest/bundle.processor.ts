@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Bundle, BundleEntry, OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 import type { PoolClient } from 'pg';
-import { GatewayError } from '@gw/platform';
+import { EventLoopTurns, GatewayError } from '@gw/platform';
 import type { Principal } from '../repository/access.policy';
 import type { FhirRequest, FhirResponse, FhirService } from './fhir.service';
 import { bodyResource, checkType, requireScope, resourceResponse } from './fhir.service';
@@ -56,7 +56,9 @@ export class BundleProcessor {
   /** Each entry on its own: a malformed or failing entry gets its own error status and outcome. */
   private async batch(p: Principal, entries: BundleEntry[], req: FhirRequest, ctx: WriteContext): Promise<Answer[]> {
     const out: Answer[] = [];
+    const turns = new EventLoopTurns();
     for (const [index, entry] of entries.entries()) {
+      await turns.pass();
       let method: string | undefined;
       try {
         const e = plan(entry, index);
@@ -86,7 +88,9 @@ export class BundleProcessor {
     return this.repo.withTransaction(async (tx) => {
       const refs = new Map<string, string>();
       const creations = new Map<string, Planned>();
+      const turns = new EventLoopTurns();
       for (const e of planned) {
+        await turns.pass();
         await atEntry(e.index, () => this.resolveTarget(p, e, tx, refs, creations));
       }
       checkDistinctTargets(planned);
@@ -253,7 +257,9 @@ export class BundleProcessor {
   ): Promise<void> {
     const versions: NewVersion[] = [];
     const toCreate = entries.filter((e) => !e.existing && !e.sameAs);
+    const turns = new EventLoopTurns();
     for (const e of toCreate) {
+      await turns.pass();
       const target = e.target as { type: string; id: string };
       await atEntry(e.index, async () => {
         const resource = bodyResource(e.entry.resource, target.type);
@@ -278,7 +284,9 @@ export class BundleProcessor {
     ctx: WriteContext,
     tx: PoolClient,
   ): Promise<void> {
+    const turns = new EventLoopTurns();
     for (const e of entries) {
+      await turns.pass();
       e.response = await atEntry(e.index, () => this.service.handle(p, entryRequest(e, req), ctx.requestId, tx));
     }
   }
