@@ -15,6 +15,12 @@ export interface Hl7Source {
   ippSystem: string | null;
   visitSystem: string | null;
   unknownEvents: 'reject' | 'ignore';
+  /**
+   * Set by the operator: the source qualifies identities (its PID-32 QUAL comes from INSi), so the
+   * Patients it writes with a qualified INS merge with other organizations' records of that INS.
+   * False by default, and always for an auto-registered source.
+   */
+  qualifiesIdentity: boolean;
   autoRegistered: boolean;
   active: boolean;
   createdAt: string;
@@ -74,8 +80,8 @@ export class SourceRegistry {
   async create(input: SourceInput, autoRegistered = false, db: Pool | PoolClient = this.pool): Promise<Hl7Source> {
     const v = validate(input, true);
     const res = await db.query(
-      `INSERT INTO hl7_source (id, sending_application, sending_facility, organization, name, charset, ipp_system, visit_system, unknown_events, auto_registered, active)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (sending_application, sending_facility) DO NOTHING RETURNING *`,
+      `INSERT INTO hl7_source (id, sending_application, sending_facility, organization, name, charset, ipp_system, visit_system, unknown_events, auto_registered, active, qualifies_identity)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (sending_application, sending_facility) DO NOTHING RETURNING *`,
       [
         randomUUID(),
         v.sendingApplication,
@@ -88,6 +94,7 @@ export class SourceRegistry {
         v.unknownEvents ?? 'reject',
         autoRegistered,
         v.active ?? true,
+        !autoRegistered && v.qualifiesIdentity === true,
       ],
     );
     if (!res.rows[0]) {
@@ -105,7 +112,7 @@ export class SourceRegistry {
     const v = validate({ ...current, ...input }, false);
     const res = await this.pool.query(
       `UPDATE hl7_source SET organization = $2, name = $3, charset = $4, ipp_system = $5, visit_system = $6, unknown_events = $7, active = $8,
-       updated_at = now() WHERE id = $1 RETURNING *`,
+       qualifies_identity = $9, updated_at = now() WHERE id = $1 RETURNING *`,
       [
         id,
         v.organization,
@@ -115,6 +122,7 @@ export class SourceRegistry {
         v.visitSystem ?? null,
         v.unknownEvents,
         v.active,
+        v.qualifiesIdentity === true,
       ],
     );
     const source = fromRow(res.rows[0]);
@@ -153,6 +161,9 @@ function validate(input: SourceInput, creating: boolean): SourceInput {
   if (input.active !== undefined && typeof input.active !== 'boolean') {
     problems.push('active must be true or false');
   }
+  if (input.qualifiesIdentity !== undefined && typeof input.qualifiesIdentity !== 'boolean') {
+    problems.push('qualifiesIdentity must be true or false');
+  }
   if (problems.length > 0) {
     throw new GatewayError(
       'invalid',
@@ -173,6 +184,7 @@ function fromRow(r: Record<string, unknown>): Hl7Source {
     ippSystem: (r.ipp_system as string | null) ?? null,
     visitSystem: (r.visit_system as string | null) ?? null,
     unknownEvents: r.unknown_events as 'reject' | 'ignore',
+    qualifiesIdentity: Boolean(r.qualifies_identity),
     autoRegistered: Boolean(r.auto_registered),
     active: Boolean(r.active),
     createdAt: (r.created_at as Date).toISOString(),
