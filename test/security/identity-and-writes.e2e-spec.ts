@@ -5,7 +5,7 @@ import { IDENTITY_TRUST_SYSTEM, IDENTITY_VERIFIED_SOURCE, RELIABILITY_EXTENSION 
 import { OWNER_TAG_SYSTEM } from '@gw/store';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
-import { call, nir } from '../support/hl7';
+import { ackCode, adt, call, controlId, nir, registerSource, sendMllp } from '../support/hl7';
 import { typedOrganization } from '../support/indicators';
 
 const INS = 'urn:oid:1.2.250.1.213.1.4.8';
@@ -75,7 +75,7 @@ describe('security: identity claims and writes for other organizations', () => {
   let patientA2: string; // A's second patient, no INS
 
   beforeAll(async () => {
-    gw = await startTestGateway({ GW_MLLP_ENABLED: 'false', GW_INDICATOR_SMALL_CELL: '1' });
+    gw = await startTestGateway({ GW_INDICATOR_SMALL_CELL: '1' });
     orgA = await typedOrganization(gw, 'MSP A', 'MSP');
     orgB = await typedOrganization(gw, 'MSP B', 'MSP');
     tokenA = (await gw.clientOf(orgA, ['system/*.cruds'])).token;
@@ -167,6 +167,36 @@ describe('security: identity claims and writes for other organizations', () => {
       );
       expect(res.status).toBe(200);
       expect((await personOf(verified))[0]?.person_key).toBe(`ins:${insA}`);
+    });
+
+    it('an HL7 source qualifies identities only when the operator marked it so (default: no)', async () => {
+      const orgH = await typedOrganization(gw, 'CH Y', 'hospital');
+      const sources = [
+        { facility: 'CH-Y-Q', qualifiesIdentity: true, ins: nir('2', '51', '04', '75', '056', '201') },
+        { facility: 'CH-Y-N', qualifiesIdentity: undefined, ins: nir('2', '51', '04', '75', '056', '202') },
+      ];
+      for (const s of sources) {
+        await registerSource(gw, {
+          sendingApplication: 'GAM',
+          sendingFacility: s.facility,
+          organization: `Organization/${orgH}`,
+          qualifiesIdentity: s.qualifiesIdentity,
+        });
+        const message = adt('A28', {
+          controlId: controlId(),
+          facility: s.facility,
+          patient: { ipp: `IPP-${s.facility}`, ins: s.ins, birthDate: '19510401', sex: 'F', identityStatus: ['QUAL'] },
+        });
+        expect(ackCode(await sendMllp(gw.mllpPort, message))).toBe('AA');
+      }
+      const rows = await db().query<{ ins: string | null; owner_org: string }>(
+        'SELECT ins, owner_org FROM ind_patient WHERE owner_org = $1 ORDER BY ins NULLS LAST',
+        [`Organization/${orgH}`],
+      );
+      expect(rows.rows).toEqual([
+        { ins: sources[0]!.ins, owner_org: `Organization/${orgH}` },
+        { ins: null, owner_org: `Organization/${orgH}` },
+      ]);
     });
 
     it('a Patient.link to another organization’s patient is refused (403 naming the link), like one to an id nobody holds', async () => {

@@ -628,6 +628,7 @@ export interface SourceBody {
   visitSystem?: string;
   unknownEvents?: 'reject' | 'ignore';
   active?: boolean;
+  qualifiesIdentity?: boolean;
 }
 
 /** Registers an HL7 source (`POST /admin/hl7/sources`); returns its id, failing unless 201. */
