@@ -18,6 +18,11 @@ interface HttpResult<T = Record<string, unknown>> {
 }
 
 /** One HTTP call; the body is parsed when it is JSON. */
+/** `resource` as the operator files it under organization `org` (meta.tag owner). */
+function filedUnder<T extends object>(org: string, resource: T): T {
+  return { ...resource, meta: { tag: [{ system: OWNER_TAG_SYSTEM, code: `Organization/${org}` }] } };
+}
+
 async function call<T = Record<string, unknown>>(
   url: string,
   init: RequestInit & { token?: string } = {},
@@ -642,10 +647,19 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
         code: { text: 'poids' },
         subject: { reference: `Patient/${created.id}` },
       };
-      const obs = await call(`${gw.fhirUrl}/Observation`, {
+      // A client may not write facts about another organization's patient (403); such cross
+      // references still exist (filed by an operator, or written before that rule): the operator
+      // files them here under each organization.
+      const byB = await call(`${gw.fhirUrl}/Observation`, {
         method: 'POST',
         token: b.token,
         body: JSON.stringify(obsOfB),
+      });
+      expect(byB.status).toBe(403);
+      const obs = await call(`${gw.fhirUrl}/Observation`, {
+        method: 'POST',
+        token: admin,
+        body: JSON.stringify(filedUnder('msp-b', obsOfB)),
       });
       expect(obs.status).toBe(201);
       const obsOfA = {
@@ -655,8 +669,13 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
         subject: { reference: `Patient/${own.body.id}` },
       };
       expect(
-        (await call(`${gw.fhirUrl}/Observation`, { method: 'POST', token: a.token, body: JSON.stringify(obsOfA) }))
-          .status,
+        (
+          await call(`${gw.fhirUrl}/Observation`, {
+            method: 'POST',
+            token: admin,
+            body: JSON.stringify(filedUnder('msp-a', obsOfA)),
+          })
+        ).status,
       ).toBe(201);
 
       const included = await call<Bundle>(`${gw.fhirUrl}/Observation?_include=Observation:subject`, { token: b.token });
@@ -670,8 +689,8 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
     });
 
     it("does not let a chained search test attributes of another organization's resource", async () => {
-      // B's own Observation points at A's Patient (B knows its id): chaining through the reference
-      // must not reveal A's Patient family name or INS.
+      // B's own Observation points at A's Patient (filed by the operator: B cannot write it):
+      // chaining through the reference must not reveal A's Patient family name or INS.
       const obsOfB = {
         resourceType: 'Observation',
         status: 'final',
@@ -680,8 +699,8 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
       };
       const obs = await call<Patient>(`${gw.fhirUrl}/Observation`, {
         method: 'POST',
-        token: b.token,
-        body: JSON.stringify(obsOfB),
+        token: admin,
+        body: JSON.stringify(filedUnder('msp-b', obsOfB)),
       });
       expect(obs.status).toBe(201);
       for (const chain of ['subject:Patient.family=Lefebvre', `subject:Patient.identifier=${INS_TEST}|${nir}`]) {

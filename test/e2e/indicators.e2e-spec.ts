@@ -1,6 +1,7 @@
 import type { MeasureReport, MeasureReportGroupPopulation } from '@medplum/fhirtypes';
 import { CODES } from '@gw/indicators';
 import { MT_STATUS_EXTENSION, PRACTITIONER_FLAG_SYSTEM, RELIABILITY_EXTENSION, TASK_CODE_SYSTEM } from '@gw/fhir';
+import { OWNER_TAG_SYSTEM } from '@gw/store';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
 import { call, nir } from '../support/hl7';
@@ -31,18 +32,23 @@ describe('indicators: $evaluate-measure over the store', () => {
   const org = (name: string, type: string, partOf?: string): Promise<string> =>
     typedOrganization(gw, name, type, partOf);
 
-  /** Posts a transaction of `resources` (fullUrl urn:uuid:<key>) as `token`; records the created ids by key. */
-  async function load(token: string, resources: [string, Res][]): Promise<void> {
+  /**
+   * Posts a transaction of `resources` (fullUrl urn:uuid:<key>) filed under organization `owner`;
+   * records the created ids by key. Posted by the operator: only a writer allowed to qualify
+   * identities makes a qualified INS merge records across practices (docs/indicators.md).
+   */
+  async function load(owner: string, resources: [string, Res][]): Promise<void> {
+    const ownerTag = { system: OWNER_TAG_SYSTEM, code: `Organization/${owner}` };
     const bundle = {
       resourceType: 'Bundle',
       type: 'transaction',
       entry: resources.map(([key, resource]) => ({
         fullUrl: `urn:uuid:${uuidFor(key)}`,
-        resource,
+        resource: { ...resource, meta: { tag: [...((resource.meta as { tag?: [] })?.tag ?? []), ownerTag] } },
         request: { method: 'POST', url: resource.resourceType },
       })),
     };
-    const res = await call<{ entry: { response: { location: string } }[] }>(gw, 'POST', gw.fhirUrl, bundle, token);
+    const res = await call<{ entry: { response: { location: string } }[] }>(gw, 'POST', gw.fhirUrl, bundle);
     expect(res.status).toBe(200);
     res.body.entry.forEach((e, i) => {
       ids[resources[i]![0]] = /([A-Za-z]+)\/([^/]+)\/_history/.exec(e.response.location)?.[2] as string;
@@ -202,10 +208,10 @@ describe('indicators: $evaluate-measure over the store', () => {
     for (let i = 1; i <= 5; i++)
       a.push(patient(`F${i}`, { birth: '1980-05-05', sex: 'male', gp: 'gpFictitious', mtStatus: 'fictitious' }));
     for (let i = 1; i <= 5; i++) a.push(patient(`R${i}`, { birth: '1980-05-05', sex: 'male', gp: 'gpRetired' }));
-    await load(tokenA, a);
+    await load(mspA, a);
 
     // MSP B knows D30 and D36 under its own records (same qualified INS); D30's second HbA1c is there.
-    await load(tokenB, [
+    await load(mspB, [
       ['gpB', { resourceType: 'Practitioner', active: true, name: [{ family: 'GP', given: ['B'] }] }],
       patient('B-D30', { birth: '1950-01-01', sex: 'male', gp: 'gpB', ins: nir('1', '50', '01', '75', '056', '030') }),
       patient('B-D36', { birth: '1950-01-01', sex: 'male', gp: 'gpB', ins: nir('1', '50', '01', '75', '056', '036') }),

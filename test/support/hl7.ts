@@ -630,6 +630,7 @@ export interface SourceBody {
   active?: boolean;
   allowedAddresses?: string[];
   allowedCertificates?: string[];
+  qualifiesIdentity?: boolean;
 }
 
 /** Registers an HL7 source (`POST /admin/hl7/sources`); returns its id, failing unless 201. */

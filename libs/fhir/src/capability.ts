@@ -53,7 +53,8 @@ export function buildCapabilityStatement(input: CapabilityInput): CapabilityStat
       interaction: INTERACTIONS,
       versioning: 'versioned',
       readHistory: true,
-      updateCreate: true,
+      // A client cannot choose a new resource's id (an operator can): POST, or a conditional update.
+      updateCreate: false,
       conditionalCreate: true,
       conditionalUpdate: true,
       conditionalDelete: 'not-supported',

@@ -27,6 +27,8 @@ export const ORGANIZATION_TYPE_SYSTEM = `${GW}/fhir/CodeSystem/organization-type
  * a client or HL7 source granted it). Only such records merge across organizations.
  */
 export const IDENTITY_TRUST_SYSTEM = `${GW}/fhir/CodeSystem/identity-trust`;
+/** The code of {@link IDENTITY_TRUST_SYSTEM}: the record's qualified INS comes from a writer allowed to qualify. */
+export const IDENTITY_VERIFIED_SOURCE = 'verified-source';
 /** Practitioner tag: a fictitious MT number assigned by the caisse (`fictitious`). */
 export const PRACTITIONER_FLAG_SYSTEM = `${GW}/fhir/CodeSystem/practitioner-flag`;
 /**

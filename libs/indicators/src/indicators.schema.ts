@@ -2,6 +2,8 @@ import { sqlList, sqlString as q } from '@gw/platform';
 import type { Migration } from '@gw/platform';
 import { FACT_TYPES } from './criteria';
 import {
+  IDENTITY_TRUST_SYSTEM,
+  IDENTITY_VERIFIED_SOURCE,
   INSEE_CODE_EXTENSION,
   INS_OIDS,
   MT_STATUS_EXTENSION,
@@ -258,6 +260,79 @@ CREATE INDEX ind_fact_patient_idx ON ind_fact (patient);
 -- Facts about an event (the follow-up Task of a stay): by event, then code and date.
 DROP INDEX ind_fact_context_idx;
 CREATE INDEX ind_fact_context_idx ON ind_fact (context, code, at) INCLUDE (system, status, resource_type) WHERE context IS NOT NULL;
+`,
+  },
+  {
+    version: 13,
+    feature: 'indicators',
+    name: 'persons merge across organizations on verified identities only',
+    sql: `
+-- A Patient record merges with another organization's record of the same person only on facts the
+-- gateway verified: its qualified INS counts (ind_patient.ins) only when the record carries the
+-- identity-trust tag the store sets for writers allowed to qualify identities; a Patient.link counts
+-- (ind_patient.link) only between two records of the same organization. link_target keeps the
+-- link as written, so that a record linked before its target arrives is settled when it does.
+ALTER TABLE ind_patient ADD COLUMN link_target text;
+CREATE INDEX ind_patient_link_target_idx ON ind_patient (link_target) WHERE link_target IS NOT NULL;
+
+-- The projection of every other type stays as it was (its Patient branch is no longer reached).
+ALTER FUNCTION gw_ind_project(text, text, boolean, text, text) RENAME TO gw_ind_project_base;
+
+CREATE FUNCTION gw_ind_project(p_type text, p_id text, p_deleted boolean, p_owner text, p_content text) RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  j jsonb;
+  target text;
+BEGIN
+  IF p_type <> 'Patient' THEN
+    PERFORM gw_ind_project_base(p_type, p_id, p_deleted, p_owner, p_content);
+    RETURN;
+  END IF;
+  DELETE FROM ind_patient WHERE id = p_id;
+  IF p_deleted OR p_content IS NULL THEN
+    RETURN;
+  END IF;
+  j := p_content::jsonb;
+  target := (SELECT substring(l->'other'->>'reference' FROM '^Patient/(.+)$') FROM jsonb_array_elements(coalesce(j->'link', '[]')) l
+              WHERE l->>'type' IN ('replaced-by', 'replaces', 'seealso') LIMIT 1);
+  INSERT INTO ind_patient (id, owner_org, birth_date, sex, ins, link, link_target, gp, mt_status, commune, active, deceased)
+  SELECT p_id, p_owner,
+    CASE WHEN j->>'birthDate' ~ '^\\d{4}-\\d{2}-\\d{2}$' THEN (j->>'birthDate')::date
+         WHEN j->>'birthDate' ~ '^\\d{4}' THEN (left(j->>'birthDate', 4) || '-07-01')::date END,
+    j->>'gender',
+    CASE WHEN EXISTS (SELECT 1 FROM jsonb_array_elements(coalesce(j->'meta'->'tag', '[]')) t
+                       WHERE t->>'system' = ${q(IDENTITY_TRUST_SYSTEM)} AND t->>'code' = ${q(IDENTITY_VERIFIED_SOURCE)}) THEN
+      (SELECT i->>'value' FROM jsonb_array_elements(coalesce(j->'identifier', '[]')) i
+        WHERE i->>'system' IN (${sqlList(INS_OIDS.map((oid) => `urn:oid:${oid}`))})
+          AND coalesce(i->>'use', '') <> 'old'
+          AND EXISTS (SELECT 1 FROM jsonb_array_elements(coalesce(j->'extension', '[]')) e, jsonb_array_elements(coalesce(e->'extension', '[]')) s
+                       WHERE e->>'url' = ${q(RELIABILITY_EXTENSION)}
+                         AND s->>'url' = 'identityStatus' AND s->'valueCoding'->>'code' = 'QUAL')
+        LIMIT 1)
+    END,
+    CASE WHEN target = p_id OR EXISTS (SELECT 1 FROM ind_patient o WHERE o.id = target AND o.owner_org = p_owner) THEN target END,
+    target,
+    (SELECT g->>'reference' FROM jsonb_array_elements(coalesce(j->'generalPractitioner', '[]')) g
+      WHERE g->>'reference' ~ '^(Practitioner|PractitionerRole)/' LIMIT 1),
+    (SELECT coalesce(e->>'valueCode', e->'valueCoding'->>'code') FROM jsonb_array_elements(coalesce(j->'extension', '[]')) e
+      WHERE e->>'url' = ${q(MT_STATUS_EXTENSION)} LIMIT 1),
+    (SELECT coalesce(e->>'valueString', e->>'valueCode', e->'valueCoding'->>'code')
+       FROM jsonb_array_elements(coalesce(j->'address', '[]')) a, jsonb_array_elements(coalesce(a->'extension', '[]')) e
+      WHERE e->>'url' = ${q(INSEE_CODE_EXTENSION)}
+      ORDER BY (a->>'use' = 'home') DESC NULLS LAST LIMIT 1),
+    coalesce((j->>'active')::boolean, true),
+    coalesce((j->>'deceasedBoolean')::boolean, false) OR j ? 'deceasedDateTime';
+  -- The records linked to this one: their link holds while both belong to the same organization.
+  UPDATE ind_patient o SET link = CASE WHEN o.owner_org = p_owner THEN o.link_target END
+   WHERE o.link_target = p_id AND o.id <> p_id
+     AND o.link IS DISTINCT FROM CASE WHEN o.owner_org = p_owner THEN o.link_target END;
+END
+$fn$;
+
+-- A link settled later changes the record's person: its facts follow (as on insert, migration 6).
+CREATE TRIGGER ind_patient_person_link AFTER UPDATE OF link ON ind_patient FOR EACH ROW EXECUTE FUNCTION gw_ind_patient_person();
+
+SELECT gw_ind_project(resource_type, id, deleted, owner_org, content) FROM resource WHERE resource_type = 'Patient';
 `,
   },
   {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { PoolClient, QueryResult } from 'pg';
 import type { Consent, Encounter, Patient, Practitioner, Resource } from '@medplum/fhirtypes';
 import { parseSearchRequest } from '@gw/fhir';
-import { groupMatches, inlineSql, lockAllQuery } from '@gw/store';
+import { IDENTITY_QUALIFICATION_GRANT, groupMatches, inlineSql, lockAllQuery } from '@gw/store';
 import type { FhirRepository, NewVersion, Principal, StoredResource, WriteContext } from '@gw/store';
 import type { SearchRequest } from '@gw/fhir';
 import { Hl7ContentError } from './hl7-text';
@@ -39,13 +39,17 @@ const LIMITS = { defaultCount: 50, maxCount: 1000 };
 const POLICIES = ['dmp-feeding', 'dmp-consultation'] as const;
 type Policy = (typeof POLICIES)[number];
 
-/** The identity a source writes under: its Organization owns everything it sends. */
+/**
+ * The identity a source writes under: its Organization owns everything it sends; a source the
+ * operator marked as qualifying identities may qualify them (its QUAL INS are trusted across organizations).
+ */
 export function sourcePrincipal(source: Hl7Source): Principal {
   return {
     clientId: `hl7-source:${source.id}`,
     organization: source.organization,
     admin: false,
     scopes: ['system/*.cruds'],
+    grants: source.qualifiesIdentity ? [IDENTITY_QUALIFICATION_GRANT] : [],
   };
 }
 

@@ -23,6 +23,12 @@ export interface Hl7Source {
    * (`AB:CD:…`) or a subject common name (`CN=…`); empty = any certificate the CA accepts.
    */
   allowedCertificates: string[];
+  /**
+   * Set by the operator: the source qualifies identities (its PID-32 QUAL comes from INSi), so the
+   * Patients it writes with a qualified INS merge with other organizations' records of that INS.
+   * False by default, and always for an auto-registered source.
+   */
+  qualifiesIdentity: boolean;
   autoRegistered: boolean;
   active: boolean;
   createdAt: string;
@@ -83,8 +89,8 @@ export class SourceRegistry {
     const v = validate(input, true);
     const res = await db.query(
       `INSERT INTO hl7_source (id, sending_application, sending_facility, organization, name, charset, ipp_system, visit_system, unknown_events, auto_registered, active,
-       allowed_addresses, allowed_certificates)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (sending_application, sending_facility) DO NOTHING RETURNING *`,
+       allowed_addresses, allowed_certificates, qualifies_identity)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (sending_application, sending_facility) DO NOTHING RETURNING *`,
       [
         randomUUID(),
         v.sendingApplication,
@@ -99,6 +105,7 @@ export class SourceRegistry {
         v.active ?? true,
         v.allowedAddresses ?? [],
         v.allowedCertificates ?? [],
+        !autoRegistered && v.qualifiesIdentity === true,
       ],
     );
     if (!res.rows[0]) {
@@ -116,7 +123,7 @@ export class SourceRegistry {
     const v = validate({ ...current, ...input }, false);
     const res = await this.pool.query(
       `UPDATE hl7_source SET organization = $2, name = $3, charset = $4, ipp_system = $5, visit_system = $6, unknown_events = $7, active = $8,
-       allowed_addresses = $9, allowed_certificates = $10, updated_at = now() WHERE id = $1 RETURNING *`,
+       allowed_addresses = $9, allowed_certificates = $10, qualifies_identity = $11, updated_at = now() WHERE id = $1 RETURNING *`,
       [
         id,
         v.organization,
@@ -128,6 +135,7 @@ export class SourceRegistry {
         v.active,
         v.allowedAddresses ?? [],
         v.allowedCertificates ?? [],
+        v.qualifiesIdentity === true,
       ],
     );
     const source = fromRow(res.rows[0]);
@@ -168,6 +176,9 @@ function validate(input: SourceInput, creating: boolean): SourceInput {
   }
   problems.push(...validateList(input, 'allowedAddresses', isAddressOrBlock));
   problems.push(...validateList(input, 'allowedCertificates', (v) => normalizeCertificate(v) !== undefined));
+  if (input.qualifiesIdentity !== undefined && typeof input.qualifiesIdentity !== 'boolean') {
+    problems.push('qualifiesIdentity must be true or false');
+  }
   if (problems.length > 0) {
     throw new GatewayError(
       'invalid',
@@ -277,6 +288,7 @@ function fromRow(r: Record<string, unknown>): Hl7Source {
     unknownEvents: r.unknown_events as 'reject' | 'ignore',
     allowedAddresses: (r.allowed_addresses as string[] | null) ?? [],
     allowedCertificates: (r.allowed_certificates as string[] | null) ?? [],
+    qualifiesIdentity: Boolean(r.qualifies_identity),
     autoRegistered: Boolean(r.auto_registered),
     active: Boolean(r.active),
     createdAt: (r.created_at as Date).toISOString(),

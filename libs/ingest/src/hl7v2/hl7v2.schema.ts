@@ -92,6 +92,16 @@ CREATE UNIQUE INDEX hl7_message_control_idx ON hl7_message (source_key, control_
 `,
   },
   {
+    version: 13,
+    feature: 'ingest',
+    name: 'hl7 sources: the operator marks those that qualify identities',
+    sql: `
+-- A source whose PID-32 QUAL the operator trusts (INS retrieved from INSi): the Patients it writes
+-- get the identity-trust tag and merge with other organizations' records of the same INS.
+ALTER TABLE hl7_source ADD COLUMN qualifies_identity boolean NOT NULL DEFAULT false;
+`,
+  },
+  {
     version: 17,
     feature: 'ingest',
     name: 'hl7 sources: allowed addresses and client certificates',

@@ -49,6 +49,11 @@ export interface AccessPolicy {
   writeRefusal(p: Principal, existing: StoredRef | undefined, next?: Resource): string | undefined;
   /** The organization that will own a new resource written by `p`. */
   ownerFor(p: Principal, requestedOwner: string | undefined): string;
+  /**
+   * Whether `p` may write a resource that references this Patient (its facts, a Group holding it,
+   * a link to it): `patient` is the stored record, undefined when no record has that id.
+   */
+  canWriteForPatient(p: Principal, patient: StoredRef | undefined): boolean;
 }
 
 /**
@@ -144,6 +149,16 @@ export class OrganizationAccessPolicy implements AccessPolicy {
       return `A PractitionerRole written by this client must have organization = ${p.organization} (a structure manages its own roles only)`;
     }
     return undefined;
+  }
+
+  /**
+   * A client writes only for its own organization's patients (its records, deleted ones included);
+   * a reference to an id nobody holds is refused too (with the same answer, so that it tells nothing
+   * of another organization's records): an operator or a loader choosing ids could later give that
+   * id to another organization's patient, whose scores the fact would then change.
+   */
+  canWriteForPatient(p: Principal, patient: StoredRef | undefined): boolean {
+    return p.admin || (patient !== undefined && patient.ownerOrg === p.organization);
   }
 
   /** Only an admin may file a resource under another organization, and only under a real reference. */

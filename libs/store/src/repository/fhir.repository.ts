@@ -8,6 +8,8 @@ import type { IndexRows, ProfileRegistry, SearchParamRegistry, SearchRequest } f
 import type { AccessPolicy, Principal, StoredRef } from './access.policy';
 import { IDENTITY_TYPES, equivalentTokens, identityKey } from '../directory/directory.identity';
 import { Binder, compileSort, compileWhere } from './search-sql';
+import { withIdentityTrust } from './identity-trust';
+import { patientReferences } from './patient-compartment';
 import { persistVersions } from './persist';
 import { WriteBatcher } from './write-batcher';
 import type { NewVersion, StoredResource } from './persist';
@@ -87,7 +89,7 @@ export class FhirRepository {
   prepareUpdate(existing: StoredResource, resource: Resource, ctx: WriteContext): NewVersion {
     this.checkWrite(ctx.principal, existing, resource);
     const owner = this.ownerOnUpdate(ctx.principal, existing, resource);
-    return this.prepare(resource, existing.id, existing.versionId + 1, owner, ctx, true);
+    return this.prepare(resource, existing.id, existing.versionId + 1, owner, ctx, true, existing.json);
   }
 
   /** Outside a transaction, concurrent creates share one statement and one commit (group commit). */
@@ -188,7 +190,13 @@ export class FhirRepository {
     return row;
   }
 
-  /** Update (PUT). `ifMatch` is the expected current version: 412 when it differs. */
+  /**
+   * Update (PUT). `ifMatch` is the expected current version: 412 when it differs. A client (not an
+   * admin) cannot create with an id of its choosing (update as create): a PUT to an id that nobody
+   * holds gets the same 404 as one to an id another organization holds, so that it can neither
+   * learn which ids exist nor take an id before its holder does. Its own deleted resources may be
+   * written again; `serverAssignedId` (a conditional update that matched nothing) may create.
+   */
   async update(
     type: string,
     id: string,
@@ -196,12 +204,16 @@ export class FhirRepository {
     ctx: WriteContext,
     ifMatch?: number,
     db?: PoolClient,
+    opts: { serverAssignedId?: boolean } = {},
   ): Promise<{ stored: StoredResource; created: boolean }> {
     const run = async (tx: PoolClient): Promise<{ stored: StoredResource; created: boolean }> => {
       const existing = await this.current(tx, type, id, true);
       // What the caller cannot read does not exist for it (same answer as a read, no id probing).
       if (existing && !this.policy.canRead(ctx.principal, existing)) {
-        throw new GatewayError('not-found', { text: `${type}/${id} not found` });
+        throw noUpdatable(type, id);
+      }
+      if (!existing && !ctx.principal.admin && !opts.serverAssignedId) {
+        throw noUpdatable(type, id);
       }
       this.checkWrite(ctx.principal, existing, resource);
       if (ifMatch !== undefined && (!existing || existing.versionId !== ifMatch)) {
@@ -212,7 +224,7 @@ export class FhirRepository {
       const owner = existing
         ? this.ownerOnUpdate(ctx.principal, existing, resource)
         : this.policy.ownerFor(ctx.principal, requestedOwner(resource));
-      const v = this.prepare(resource, id, (existing?.versionId ?? 0) + 1, owner, ctx, !!existing);
+      const v = this.prepare(resource, id, (existing?.versionId ?? 0) + 1, owner, ctx, !!existing, existing?.json);
       // Content identical to the current version (meta.versionId/lastUpdated aside): no new version.
       if (existing?.json && sameContent(existing.json, v.json as string)) {
         return { stored: existing, created: false };
@@ -241,8 +253,9 @@ export class FhirRepository {
         }
         return this.update(query.resourceType, found.id, resource, ctx, undefined, tx);
       }
+      // R4: no match and an id in the body is an update as create (refused to clients, see update).
       const id = resource.id ?? randomUUID();
-      return this.update(query.resourceType, id, resource, ctx, undefined, tx);
+      return this.update(query.resourceType, id, resource, ctx, undefined, tx, { serverAssignedId: !resource.id });
     };
     return db ? run(db) : this.withTransaction(run);
   }
@@ -561,6 +574,35 @@ export class FhirRepository {
     }
   }
 
+  /**
+   * The Patient references of resources `p` is about to write that point to a patient it may not
+   * write for (see AccessPolicy.canWriteForPatient), in one query for all of them. `written`: ids
+   * of the Patients written in the same transaction (their own writes are checked on their own).
+   * `at` is the index of the resource in `resources`.
+   */
+  async refusedPatientReferences(
+    db: Queryable,
+    p: Principal,
+    resources: Resource[],
+    written: ReadonlySet<string> = new Set(),
+  ): Promise<{ at: number; id: string; expression: string }[]> {
+    if (p.admin) {
+      return [];
+    }
+    const refs = resources.flatMap((r, at) => patientReferences(r).map((ref) => ({ at, ...ref })));
+    const ids = [...new Set(refs.map((r) => r.id).filter((id) => !written.has(id)))];
+    if (ids.length === 0) {
+      return [];
+    }
+    const res = await db.query(
+      `SELECT resource_type, id, version_id, last_updated, deleted, owner_org, NULL AS content FROM resource
+       WHERE resource_type = 'Patient' AND id = ANY($1::text[])`,
+      [ids],
+    );
+    const stored = new Map(res.rows.map((row: Row) => [row.id, fromRow(row)]));
+    return refs.filter((r) => !written.has(r.id) && !this.policy.canWriteForPatient(p, stored.get(r.id)));
+  }
+
   /** Why `p` may not write `next` over `existing` (undefined when it may); see AccessPolicy.writeRefusal. */
   writeRefusal(p: Principal, existing: StoredResource | undefined, next?: Resource): string | undefined {
     return this.policy.writeRefusal(p, existing, next);
@@ -603,13 +645,12 @@ export class FhirRepository {
     owner: string,
     ctx: WriteContext,
     replaces: boolean,
+    previousJson?: string | null,
   ): NewVersion {
     const lastUpdated = new Date().toISOString();
-    const stamped = carryDecimals(resource, {
-      ...resource,
-      id,
-      meta: stampMeta(resource.meta, versionId, lastUpdated, owner, ctx),
-    } as Resource);
+    const meta = stampMeta(resource.meta, versionId, lastUpdated, owner, ctx);
+    meta.tag = withIdentityTrust(meta.tag ?? [], resource, ctx.principal, previousJson);
+    const stamped = carryDecimals(resource, { ...resource, id, meta } as Resource);
     validateForWrite(stamped, this.profiles);
     return {
       resourceType: resource.resourceType,
@@ -675,6 +716,21 @@ function stampMeta(
     source: `${SOURCE_PREFIX}${ctx.principal.clientId}`,
     tag: tags,
   };
+}
+
+/** The one answer to a client's PUT on an id it cannot update, whether another organization holds it or nobody does. */
+function noUpdatable(type: string, id: string): GatewayError {
+  return new GatewayError('not-found', {
+    text: `${type}/${id}: no resource this client may update; to create, POST (the server assigns the id) or use a conditional update PUT ${type}?identifier=...`,
+  });
+}
+
+/** 403 for Patient references a client may not write (same text whether the patient is held elsewhere or absent). */
+export function patientReferenceRefusal(refs: { id: string; expression: string }[]): GatewayError {
+  return new GatewayError(
+    'forbidden',
+    refs.map((r) => ({ text: `Patient/${r.id} is not a patient this client may write for`, expression: r.expression })),
+  );
 }
 
 function requestedOwner(resource: Resource): string | undefined {

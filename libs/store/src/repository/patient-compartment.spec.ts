@@ -1,5 +1,5 @@
 import { SearchParamRegistry, loadFhirDefinitions } from '@gw/fhir';
-import { PATIENT_COMPARTMENT, activePatientMembers } from './patient-compartment';
+import { PATIENT_COMPARTMENT, activePatientMembers, patientReferences } from './patient-compartment';
 
 describe('Patient compartment for group export', () => {
   it('names only reference parameters the search index really holds, each able to point at a Patient', () => {
@@ -51,5 +51,22 @@ describe('Patient compartment from the R4 CompartmentDefinition', () => {
     expect(PATIENT_COMPARTMENT.Task).toEqual(expect.arrayContaining(['subject', 'patient']));
     expect(PATIENT_COMPARTMENT.Patient).toBeUndefined();
     expect(PATIENT_COMPARTMENT.Organization).toBeUndefined();
+  });
+});
+
+describe('patientReferences', () => {
+  it('finds every Patient reference with its path, relative or absolute, contained resources included', () => {
+    expect(
+      patientReferences({
+        resourceType: 'Group',
+        member: [{ entity: { reference: 'Patient/a' } }, { entity: { reference: 'Practitioner/x' } }],
+        contained: [
+          { resourceType: 'Observation', subject: { reference: 'https://gw.example/fhir/Patient/b/_history/2' } },
+        ],
+      }),
+    ).toEqual([
+      { id: 'a', expression: 'Group.member[0].entity' },
+      { id: 'b', expression: 'Group.contained[0].subject' },
+    ]);
   });
 });

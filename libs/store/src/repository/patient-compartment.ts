@@ -72,3 +72,39 @@ export function activePatientMembers(group: Group, at: Date = new Date()): strin
   }
   return [...ids];
 }
+
+/** A reference to a Patient inside a resource, and where it is (a FHIRPath-like expression). */
+export interface PatientReference {
+  id: string;
+  expression: string;
+}
+
+/**
+ * Every reference to a Patient in `resource` (contained resources included), relative or absolute,
+ * read as the search index reads them: the compartment parameters (subject, patient, for,
+ * Group.member.entity, Patient.link.other…) and any other element a Patient is named in.
+ */
+export function patientReferences(resource: object): PatientReference[] {
+  const out: PatientReference[] = [];
+  const walk = (node: unknown, path: string): void => {
+    if (Array.isArray(node)) {
+      node.forEach((n, i) => walk(n, `${path}[${i}]`));
+      return;
+    }
+    if (!node || typeof node !== 'object') {
+      return;
+    }
+    for (const [k, v] of Object.entries(node as Record<string, unknown>)) {
+      if (k === 'reference' && typeof v === 'string') {
+        const ref = parseReference(v);
+        if (ref?.type === 'Patient') {
+          out.push({ id: ref.id, expression: path });
+        }
+      } else if (v && typeof v === 'object') {
+        walk(v, `${path}.${k}`);
+      }
+    }
+  };
+  walk(resource, String((resource as { resourceType?: unknown }).resourceType ?? 'Resource'));
+  return out;
+}

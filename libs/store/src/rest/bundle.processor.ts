@@ -8,6 +8,7 @@ import { bodyResource, checkType, requireScope, resourceResponse } from './fhir.
 import type { PendingWrite } from '../conditional-references';
 import type { NewVersion } from '../repository/persist';
 import type { FhirRepository, WriteContext } from '../repository/fhir.repository';
+import { patientReferenceRefusal } from '../repository/fhir.repository';
 
 interface Planned {
   index: number;
@@ -21,6 +22,8 @@ interface Planned {
   existing?: boolean;
   /** POST with the same If-None-Exist as an earlier entry of the transaction: that entry creates it. */
   sameAs?: Planned;
+  /** PUT resolved from a conditional update that matched nothing, without an id in the body: it may create. */
+  serverAssignedId?: boolean;
   response?: FhirResponse;
 }
 
@@ -98,6 +101,7 @@ export class BundleProcessor {
         rewriteReferences(e.entry.resource, refs);
       }
       await this.resolveConditionalReferences(p, planned, tx);
+      await this.checkPatientReferences(p, planned, tx);
       const sorted = [...planned].sort((a, b) => ORDER[a.method] - ORDER[b.method] || a.index - b.index);
       await this.run(
         p,
@@ -144,6 +148,30 @@ export class BundleProcessor {
       await atEntry(e.index, () =>
         this.service.resolveConditionalReferences(p, e.entry.resource as Resource, tx, pending, replaced),
       );
+    }
+  }
+
+  /**
+   * The Patient references of every entry written, checked in one query before anything is written
+   * (FhirService.checkPatientReferences): a Patient written by the transaction itself counts as
+   * the client's (its own entry is checked like any write). Any refusal fails the whole Bundle.
+   */
+  private async checkPatientReferences(p: Principal, planned: Planned[], tx: PoolClient): Promise<void> {
+    const writes = planned.filter(
+      (e) => e.entry.resource && e.target && (e.method === 'PUT' || (e.method === 'POST' && !e.existing && !e.sameAs)),
+    );
+    const written = new Set(writes.filter((e) => e.target?.type === 'Patient').map((e) => e.target?.id as string));
+    const refused = await this.repo.refusedPatientReferences(
+      tx,
+      p,
+      writes.map((e) => e.entry.resource as Resource),
+      written,
+    );
+    if (refused.length > 0) {
+      const issues = refused.flatMap((r) =>
+        patientReferenceRefusal([r]).issues.map((i) => prefixIssue(i, writes[r.at].index)),
+      );
+      throw new GatewayError('forbidden', issues);
     }
   }
 
@@ -236,6 +264,7 @@ export class BundleProcessor {
       });
     }
     e.target = { type, id: found?.id ?? bodyId ?? randomUUID() };
+    e.serverAssignedId = !found && !bodyId;
     e.path = `${type}/${e.target.id}`;
     e.query = [];
     if (e.entry.resource) {
@@ -395,6 +424,7 @@ function entryRequest(e: Planned, req: FhirRequest): FhirRequest {
     ifNoneExist: e.entry.request?.ifNoneExist,
     strict: req.strict,
     preferReturn: req.preferReturn,
+    serverAssignedId: e.serverAssignedId,
   };
 }
 

@@ -27,6 +27,7 @@ import type {
   StoredResource,
   WriteContext,
 } from '../repository/fhir.repository';
+import { patientReferenceRefusal } from '../repository/fhir.repository';
 import {
   applyResolution,
   conditionalQuery,
@@ -50,6 +51,11 @@ export interface FhirRequest {
   preferReturn?: 'minimal' | 'representation' | 'OperationOutcome';
   /** Aborted when the client goes away: a running search is cancelled. */
   signal?: AbortSignal;
+  /**
+   * Set by the transaction processor on a PUT it resolved from a conditional update that matched
+   * nothing: the id was assigned by the server, so the PUT may create.
+   */
+  serverAssignedId?: boolean;
 }
 
 export interface FhirResponse {
@@ -92,6 +98,10 @@ export class FhirService {
     this.bundles = new BundleProcessor(this, repo);
   }
 
+  /**
+   * Executes one interaction. `tx`: inside a transaction Bundle, whose processor has already
+   * checked the Patient references of every entry at once (see checkPatientReferences).
+   */
   async handle(p: Principal, req: FhirRequest, requestId?: string, tx?: PoolClient): Promise<FhirResponse> {
     const ctx: WriteContext = { principal: p, requestId };
     const segments = req.path.split('/').filter(Boolean);
@@ -146,6 +156,7 @@ export class FhirService {
         const resource = bodyResource(req.body, type);
         const query = this.conditionQuery(type, req.query);
         await this.resolveConditionalReferences(p, resource, tx);
+        await this.checkPatientReferences(p, resource, tx);
         const { stored, created } = await this.repo.conditionalUpdate(resource, query, ctx, tx);
         return this.written(p, stored, created ? 201 : 200, created ? 'create' : 'update', req, ctx);
       }
@@ -183,7 +194,10 @@ export class FhirService {
           });
         }
         await this.resolveConditionalReferences(p, resource, tx);
-        const { stored, created } = await this.repo.update(type, id, resource, ctx, parseIfMatch(req.ifMatch), tx);
+        await this.checkPatientReferences(p, resource, tx);
+        const { stored, created } = await this.repo.update(type, id, resource, ctx, parseIfMatch(req.ifMatch), tx, {
+          serverAssignedId: req.serverAssignedId,
+        });
         return this.written(p, stored, created ? 201 : 200, created ? 'create' : 'update', req, ctx);
       }
       case 'DELETE': {
@@ -207,6 +221,7 @@ export class FhirService {
     requireScope(p, type, 'c');
     const resource = bodyResource(req.body, type);
     await this.resolveConditionalReferences(p, resource, tx);
+    await this.checkPatientReferences(p, resource, tx);
     if (req.ifNoneExist) {
       requireScope(p, type, 's');
       const query = this.conditionQuery(type, [...new URLSearchParams(req.ifNoneExist.replace(/^[A-Za-z]+\?/, ''))]);
@@ -289,6 +304,21 @@ export class FhirService {
       ...pendingMatches(ref, pending),
     ]);
     applyResolution(refs, matches);
+  }
+
+  /**
+   * A client writes a resource that references a Patient (a fact about it, a Group holding it, a
+   * link to it) only for a patient it may write for: 403 naming each such reference otherwise.
+   * Inside a transaction (`tx`) the Bundle processor checks all entries at once instead.
+   */
+  private async checkPatientReferences(p: Principal, resource: Resource, tx?: PoolClient): Promise<void> {
+    if (tx) {
+      return;
+    }
+    const refused = await this.repo.refusedPatientReferences(this.repo.pool, p, [resource]);
+    if (refused.length > 0) {
+      throw patientReferenceRefusal(refused);
+    }
   }
 
   conditionQuery(type: string, pairs: [string, string][]): SearchRequest {
