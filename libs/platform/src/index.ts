@@ -16,8 +16,11 @@ export { QueueService, JOB_QUEUE, QUEUE_NAMES, UnrecoverableError, queueSettings
 export type { JobCatalogue, JobName, JobHandler, JobResult, JobContext, QueueSettings } from './queue/queue.service';
 export { parseScope, scopeAllows, scopeWithin, isValidScope, splitScopes } from './auth/scopes';
 export type { ScopeAction } from './auth/scopes';
-export { ClientRegistry } from './auth/client.registry';
-export type { ClientRecord, NewClient } from './auth/client.registry';
+export { ClientRegistry, secretKdf } from './auth/client.registry';
+export type { ClientRecord, ClientStatus, NewClient } from './auth/client.registry';
+export { ClientStatusCache, CLIENT_CHANGED_CHANNEL, CLIENT_STATUS_MAX_AGE_MS } from './auth/client-status.cache';
+export { AuthFailureLimiter } from './auth/auth-failure.limiter';
+export type { AuthFailureLimits } from './auth/auth-failure.limiter';
 export { TokenService, OAuthError, CLIENT_ASSERTION_TYPE, purgeExpiredAssertionIds } from './auth/token.service';
 export type { TokenRequest, AccessClaims } from './auth/token.service';
 export { nameUuid, uuidOid } from './name-uuid';
