@@ -22,7 +22,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool } from 'pg';
-import { QueueService, createLogger } from '@gw/platform';
+import { QueueService, createLogger, embeddedDatabaseUrl } from '@gw/platform';
 import { freePort } from '../support/ports';
 import { startRedis } from '../support/redis';
 import { GATEWAY_MAIN, ROOT, run } from '../support/process';
@@ -50,8 +50,6 @@ const args = parseArgs({
     clients: { type: 'string', default: '4' },
   },
 }).values;
-
-const EMBEDDED_URL = (port: number): string => `postgres://gateway:gateway-local-only@127.0.0.1:${port}/postgres`;
 
 async function waitReady(httpPort: number, pid: number): Promise<void> {
   const deadline = Date.now() + 120_000;
@@ -160,19 +158,18 @@ async function runBackend(backend: Backend): Promise<Record<string, unknown>> {
     GW_LOG_LEVEL: 'warn',
     ...(redis ? { GW_REDIS_URL: redis.url } : {}),
   });
-  const queue = new QueueService({
-    databaseUrl: EMBEDDED_URL(pgPort),
-    redisUrl: redis?.url,
-    logger: createLogger('silent'),
-  });
+  let queue: QueueService | undefined;
   try {
     const pid = gw.child.pid!;
     await waitReady(httpPort, pid);
+    // The gateway's role, whose random secret the first start wrote into the data directory.
+    const url = embeddedDatabaseUrl(dataDir, pgPort);
+    queue = new QueueService({ databaseUrl: url, redisUrl: redis?.url, logger: createLogger('silent') });
     await sleep(Number(args.settle) * 1000);
     const load = loadavg()[0];
     const idle = await idleCpu(pid, dataDir, redis?.pid, Number(args.idle));
     process.stdout.write(`${backend}: idle ${JSON.stringify(idle)} (load ${load.toFixed(2)})\n`);
-    const p = await pickup(EMBEDDED_URL(pgPort), queue, Number(args.events), Number(args.rate), Number(args.clients));
+    const p = await pickup(url, queue, Number(args.events), Number(args.rate), Number(args.clients));
     const out = {
       backend,
       loadAvg1mBefore: round(load),
@@ -188,7 +185,7 @@ async function runBackend(backend: Backend): Promise<Record<string, unknown>> {
     process.stdout.write(`${backend}: pickup ${JSON.stringify(out.pickup)}\n`);
     return out;
   } finally {
-    await queue.close().catch(() => undefined);
+    await queue?.close().catch(() => undefined);
     gw.child.kill('SIGTERM');
     await Promise.race([gw.exited, sleep(30_000)]);
     if (gw.child.exitCode === null) {

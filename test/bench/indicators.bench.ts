@@ -84,13 +84,13 @@ async function main(): Promise<void> {
   try {
     for (const patients of sizes) {
       const dbName = `bench_ind_${patients}_s${values.seed}`;
-      const admin = new Pool({ connectionString: pg.url, max: 1 });
+      const admin = new Pool({ connectionString: pg.superuserUrl, max: 1 });
       const exists = (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [dbName])).rowCount === 1;
       if (!exists) {
         await admin.query(`CREATE DATABASE ${dbName}`);
       }
       await admin.end();
-      const url = pg.url.replace(/\/[^/]*$/, `/${dbName}`);
+      const url = pg.superuserUrl.replace(/\/[^/]*$/, `/${dbName}`);
       const pool = new Pool({ connectionString: url, max: 8 });
       await migrate(pool, MIGRATIONS);
       const repo = new FhirRepository(pool, new SearchParamRegistry(), new OrganizationAccessPolicy(), profiles);
@@ -138,7 +138,7 @@ async function main(): Promise<void> {
       const base = sizes[sizes.length - 1];
       const factor = Math.round(replicate / base);
       const dbName = `bench_ind_${base}_s${values.seed}_x${factor}`;
-      const admin = new Pool({ connectionString: pg.url, max: 1 });
+      const admin = new Pool({ connectionString: pg.superuserUrl, max: 1 });
       const started = Date.now();
       const kept =
         values.reuse && (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [dbName])).rowCount === 1;
@@ -147,7 +147,7 @@ async function main(): Promise<void> {
         await admin.query(`CREATE DATABASE ${dbName} TEMPLATE bench_ind_${base}_s${values.seed}`);
       }
       await admin.end();
-      const pool = new Pool({ connectionString: pg.url.replace(/\/[^/]*$/, `/${dbName}`), max: 8 });
+      const pool = new Pool({ connectionString: pg.superuserUrl.replace(/\/[^/]*$/, `/${dbName}`), max: 8 });
       if (kept) {
         await migrate(pool, MIGRATIONS);
       } else {

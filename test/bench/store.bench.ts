@@ -16,6 +16,7 @@ import { Pool } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Patient } from '@medplum/fhirtypes';
 import { SearchParamRegistry, loadFhirDefinitions, nirKey } from '@gw/fhir';
+import { embeddedDatabaseUrl } from '@gw/platform';
 import { freePort } from '../support/ports';
 import { GATEWAY_MAIN, ROOT, run } from '../support/process';
 
@@ -219,7 +220,7 @@ async function main(): Promise<void> {
 
     // 2. + 3. Fill the store with 100-entry transactions, measuring ingest and search as it grows.
     const pool = new Pool({
-      connectionString: `postgres://gateway:gateway-local-only@127.0.0.1:${pgPort}/postgres`,
+      connectionString: embeddedDatabaseUrl(dataDir, pgPort),
       max: 4,
     });
     const checkpoints = [10_000, 100_000, 1_000_000].filter((n) => n <= size);

@@ -72,6 +72,9 @@ const MATRIX: Row[] = [
   // --- operator API: admin only ---
   ['GET /admin/clients',                      '/admin/clients',                         ADMIN],
   ['POST /admin/clients',                     '/admin/clients',                         ADMIN, EMPTY],
+  ['POST /admin/clients/:id/deactivate',      '/admin/clients/no-such-client/deactivate', ADMIN],
+  ['POST /admin/clients/:id/activate',        '/admin/clients/no-such-client/activate', ADMIN],
+  ['PUT /admin/clients/:id/grants',           '/admin/clients/no-such-client/grants',   ADMIN, EMPTY],
   ['GET /admin/jobs/failed',                  '/admin/jobs/failed',                     ADMIN],
   ['POST /admin/jobs/:queue/:id/retry',       '/admin/jobs/no-queue/1/retry',           ADMIN],
   ['GET /admin/audit',                        '/admin/audit?_count=1',                  ADMIN],

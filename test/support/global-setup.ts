@@ -15,6 +15,7 @@ export default async function globalSetup(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'gw-test-pg-'));
   chmodSync(dir, 0o755); // as root, PostgreSQL runs as its own OS user and must reach the folder
   const started = await startEmbeddedPostgres(dir, await freePort());
-  process.env.GW_TEST_DATABASE_URL = started.url;
+  // The superuser: each test file creates its own database.
+  process.env.GW_TEST_DATABASE_URL = started.superuserUrl;
   (globalThis as Record<string, unknown>).__GW_TEST_PG__ = started;
 }

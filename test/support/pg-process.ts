@@ -1,6 +1,7 @@
 import { chmodSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { embeddedDatabaseUrl } from '../../libs/platform/src/database/database';
 import { ROOT, run } from './process';
 import type { Proc } from './process';
 
@@ -16,8 +17,9 @@ export class PgProcess {
     chmodSync(this.dir, 0o755);
   }
 
+  /** The cluster's superuser (this stands for an external server); known once started. */
   get url(): string {
-    return `postgres://gateway:gateway-local-only@127.0.0.1:${this.port}/postgres`;
+    return embeddedDatabaseUrl(this.dir, this.port, 'superuser');
   }
 
   async start(): Promise<void> {

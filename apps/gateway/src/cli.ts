@@ -6,7 +6,7 @@ import { createLogger, loadConfig, splitScopes } from '@gw/platform';
 import { DirectoryImporter, OWNER_TAG_SYSTEM } from '@gw/store';
 import { TerritoryGenerator, TerritoryLoader } from './demo/territory';
 import type { GatewayCore } from './core';
-import { createCore } from './core';
+import { CLIENT_GRANTS, createCore } from './core';
 
 const USAGE = `Usage: npm run gateway -- <command> [options]
 
@@ -18,7 +18,12 @@ Commands:
       --scopes "<scopes>"      e.g. "system/Patient.rs system/Encounter.cruds" (required)
       --jwks <file.json>       public JWKS for private_key_jwt (else a secret is generated)
       --admin                  admin client (sees every organization)
-  client:list     List registered clients
+  client:list     List registered clients (id, organization, admin, active/inactive, grants, scopes, name)
+  client:deactivate <id>         Deactivate a client: no new token, its live tokens refused within seconds
+                                 (the last active admin client cannot be deactivated)
+  client:activate <id>           Activate a deactivated client again
+  client:grants <id> [grant...]  Set the capabilities an operator grants a client (none given: remove all);
+                                 known: ${CLIENT_GRANTS.join(', ')}
   indicators:run  Evaluate the indicator catalogue for every CPTS and structure and store the MeasureReports
       --period-end <YYYY-MM-DD>  end of the 12-month period (default: end of last month)
       --months <n>               also the n-1 months before, one run per month end (trends; default 1)
@@ -48,7 +53,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const { values, positionals } = parseArgs({
     args: rest,
-    allowPositionals: command.startsWith('cpts:'),
+    allowPositionals: true,
     options: {
       name: { type: 'string' },
       org: { type: 'string' },
@@ -79,10 +84,14 @@ async function main(argv: string[]): Promise<number> {
       case 'client:list':
         for (const c of await core.clients.list()) {
           process.stdout.write(
-            `${c.id}\t${c.organization}\t${c.admin ? 'admin' : ''}\t${c.scopes.join(' ')}\t${c.name}\n`,
+            `${c.id}\t${c.organization}\t${c.admin ? 'admin' : ''}\t${c.active ? 'active' : 'inactive'}\t${c.grants.join(',')}\t${c.scopes.join(' ')}\t${c.name}\n`,
           );
         }
         return 0;
+      case 'client:deactivate':
+      case 'client:activate':
+      case 'client:grants':
+        return await changeClient(core, command, positionals);
       case 'indicators:run':
         return await runIndicators(core, values['period-end'], values.months);
       case 'demo:territory':
@@ -130,6 +139,31 @@ async function createClient(core: GatewayCore, v: Values): Promise<number> {
   });
   process.stdout.write(
     `${JSON.stringify({ client_id: client.id, ...(secret ? { client_secret: secret } : {}), organization: client.organization, scopes: client.scopes.join(' '), token_endpoint: `${core.baseUrl}/oauth2/token` }, null, 2)}\n`,
+  );
+  return 0;
+}
+
+async function changeClient(core: GatewayCore, command: string, args: string[]): Promise<number> {
+  const [id, ...grants] = args;
+  if (!id || (command !== 'client:grants' && grants.length > 0)) {
+    process.stderr.write(
+      `${command} needs one client id${command === 'client:grants' ? ' then the grants' : ''}\n${USAGE}`,
+    );
+    return 2;
+  }
+  const client =
+    command === 'client:grants'
+      ? await core.clients.setGrants(id, grants)
+      : await core.clients.setActive(id, command === 'client:activate');
+  core.audit.record({
+    clientId: CLI_OPERATOR.clientId,
+    organization: CLI_OPERATOR.organization,
+    interaction: command.replace(':', '-'),
+    entity: [`Client/${id}`],
+    outcome: 200,
+  });
+  process.stdout.write(
+    `${JSON.stringify({ client_id: client.id, active: client.active, grants: client.grants, admin: client.admin })}\n`,
   );
   return 0;
 }

@@ -1,6 +1,7 @@
 import { join, resolve } from 'node:path';
 import {
   ClientRegistry,
+  ClientStatusCache,
   PLATFORM_MIGRATIONS,
   QueueService,
   TokenService,
@@ -24,6 +25,7 @@ import {
   STORE_MIGRATIONS,
   FhirRepository,
   FhirService,
+  IDENTITY_QUALIFICATION_GRANT,
   OrganizationAccessPolicy,
   housekeepingFeature,
 } from '@gw/store';
@@ -48,6 +50,9 @@ export const MIGRATIONS: readonly Migration[] = [
   ...DIRECTORY_MIGRATIONS,
 ];
 
+/** Capabilities an operator may grant a client (admin API, CLI); the store acts on them. */
+export const CLIENT_GRANTS: readonly string[] = [IDENTITY_QUALIFICATION_GRANT];
+
 /** Everything the gateway is made of, built once at boot (also used by tests and the CLI). */
 export interface GatewayCore {
   config: GatewayConfig;
@@ -58,6 +63,8 @@ export interface GatewayCore {
   service: FhirService;
   audit: AuditLog;
   clients: ClientRegistry;
+  /** Each client's current status (active, admin, organization, grants), checked on every request. */
+  clientStatus: ClientStatusCache;
   tokens: TokenService;
   queue: QueueService;
   profiles: ProfileRegistry;
@@ -124,11 +131,17 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       logger,
       bundleInterceptor: (p, body) => mhdRecipient.intercept(p, body),
     });
-    const clients = new ClientRegistry(db.pool);
+    const clients = new ClientRegistry(db.pool, { knownGrants: CLIENT_GRANTS });
+    const clientStatus = new ClientStatusCache(clients, { databaseUrl: db.url, logger });
     const tokens = new TokenService(db.pool, clients, {
       issuer: base,
       tokenEndpoint: `${base}/oauth2/token`,
       ttlSeconds: config.GW_TOKEN_TTL_SECONDS,
+      failureLimits: {
+        perClient: config.GW_TOKEN_FAILURES_PER_CLIENT,
+        perAddress: config.GW_TOKEN_FAILURES_PER_ADDRESS,
+        windowMs: config.GW_TOKEN_FAILURE_WINDOW_SECONDS * 1000,
+      },
     });
     const queue = new QueueService({
       databaseUrl: db.url,
@@ -179,7 +192,11 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       acceptUnknownSources: config.GW_HL7_ACCEPT_UNKNOWN_SOURCES ?? db.embedded,
       logger,
     });
-    const shutdownSteps = (): ShutdownStep[] => processShutdownSteps({ features, started, queue, audit, db });
+    const shutdownSteps = (): ShutdownStep[] => [
+      // After the listeners (no request checks a token any more), before the database.
+      { name: 'client status listener', close: () => clientStatus.close() },
+      ...processShutdownSteps({ features, started, queue, audit, db }),
+    ];
     return {
       config,
       logger,
@@ -189,6 +206,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       service,
       audit,
       clients,
+      clientStatus,
       tokens,
       queue,
       profiles,

@@ -46,6 +46,14 @@ export const configSchema = z.object({
     .min(1024)
     .default(2 * 1024 * 1024),
   GW_TOKEN_TTL_SECONDS: z.coerce.number().int().min(30).max(3600).default(300),
+  /**
+   * Failed client authentications at the token endpoint allowed per client id, and per remote
+   * address, within GW_TOKEN_FAILURE_WINDOW_SECONDS; past them the endpoint answers 429
+   * (Retry-After) without checking the secret, until the oldest failure leaves the window.
+   */
+  GW_TOKEN_FAILURES_PER_CLIENT: z.coerce.number().int().min(1).default(10),
+  GW_TOKEN_FAILURES_PER_ADDRESS: z.coerce.number().int().min(1).default(30),
+  GW_TOKEN_FAILURE_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
   GW_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   GW_WORKERS_INPROCESS: bool.default(true),
   GW_WORKER_QUEUES: z.string().default('*'),

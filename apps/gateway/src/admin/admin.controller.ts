@@ -1,9 +1,10 @@
-import { Body, Controller, Get, Inject, Param, Post, Query, Req } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Inject, Param, Post, Put, Query, Req } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
 import { GatewayError, QUEUE_NAMES, splitScopes } from '@gw/platform';
 import type { ClientRecord } from '@gw/platform';
 import { pageSize } from './page-size';
 import { AdminOnly } from '../auth/access.decorators';
+import { principalOf } from '../auth/auth.guard';
 import type { GatewayCore } from '../core';
 import { CORE } from '../http/core.token';
 
@@ -38,6 +39,7 @@ export class AdminController {
         withSecret: !body.jwks,
         jwks: body.jwks as never,
       });
+      this.auditClientChange(req, 'client-create', client.id);
       return { client, ...(secret ? { client_secret: secret } : {}) };
     } catch (err) {
       throw new GatewayError('invalid', { text: (err as Error).message });
@@ -47,6 +49,54 @@ export class AdminController {
   @Get('clients')
   async listClients(): Promise<ClientRecord[]> {
     return this.core.clients.list();
+  }
+
+  /** Deactivates a client: no new token, and its live tokens are refused within seconds. */
+  @Post('clients/:id/deactivate')
+  @HttpCode(200)
+  async deactivateClient(@Req() req: FastifyRequest, @Param('id') id: string): Promise<ClientRecord> {
+    const client = await this.core.clients.setActive(id, false);
+    this.auditClientChange(req, 'client-deactivate', id);
+    return client;
+  }
+
+  @Post('clients/:id/activate')
+  @HttpCode(200)
+  async activateClient(@Req() req: FastifyRequest, @Param('id') id: string): Promise<ClientRecord> {
+    const client = await this.core.clients.setActive(id, true);
+    this.auditClientChange(req, 'client-activate', id);
+    return client;
+  }
+
+  /** Replaces the operator-granted capabilities of a client (e.g. `ins-qualification`). */
+  @Put('clients/:id/grants')
+  async setClientGrants(
+    @Req() req: FastifyRequest,
+    @Param('id') id: string,
+    @Body() body: { grants?: unknown },
+  ): Promise<ClientRecord> {
+    const grants = body?.grants;
+    if (!Array.isArray(grants) || grants.some((g) => typeof g !== 'string')) {
+      throw new GatewayError('invalid', {
+        text: 'The body must be {"grants": ["<grant>", ...]}',
+        expression: 'grants',
+      });
+    }
+    const client = await this.core.clients.setGrants(id, grants as string[]);
+    this.auditClientChange(req, 'client-grants', id);
+    return client;
+  }
+
+  private auditClientChange(req: FastifyRequest, interaction: string, clientId: string): void {
+    const p = principalOf(req);
+    this.core.audit.record({
+      clientId: p.clientId,
+      organization: p.organization,
+      interaction,
+      entity: [`Client/${clientId}`],
+      outcome: 200,
+      requestId: req.id,
+    });
   }
 
   @Get('jobs/failed')

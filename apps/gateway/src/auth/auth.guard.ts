@@ -3,6 +3,7 @@ import type { CanActivate, ExecutionContext } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
 import { GatewayError } from '@gw/platform';
+import type { AccessClaims, ClientStatus } from '@gw/platform';
 import type { Principal } from '@gw/store';
 import type { GatewayCore } from '../core';
 import { IS_ADMIN_ONLY, IS_PUBLIC } from './access.decorators';
@@ -30,8 +31,9 @@ export class AuthGuard implements CanActivate {
         text: 'A Bearer access token is required (POST /oauth2/token, grant_type=client_credentials)',
       });
     }
+    let claims: AccessClaims;
     try {
-      req.principal = await this.core.tokens.verify(token);
+      claims = await this.core.tokens.verify(token);
     } catch (err) {
       const expired = (err as { code?: string }).code === 'ERR_JWT_EXPIRED';
       throw new GatewayError('unauthorized', {
@@ -39,6 +41,7 @@ export class AuthGuard implements CanActivate {
         code: expired ? 'expired' : 'login',
       });
     }
+    req.principal = await this.currentPrincipal(claims);
     if (
       this.reflector.getAllAndOverride<boolean>(IS_ADMIN_ONLY, [context.getHandler(), context.getClass()]) &&
       !req.principal.admin
@@ -46,6 +49,32 @@ export class AuthGuard implements CanActivate {
       throw new GatewayError('forbidden', { text: 'This operation needs an admin client' });
     }
     return true;
+  }
+
+  /**
+   * The token is verified offline; what the registry says now decides: a deactivated (or deleted)
+   * client is refused within seconds of the change, and its organization, admin flag and grants
+   * are the current ones, not those of the time the token was issued.
+   */
+  private async currentPrincipal(claims: AccessClaims): Promise<Principal> {
+    let status: ClientStatus | undefined;
+    try {
+      status = await this.core.clientStatus.get(claims.clientId);
+    } catch {
+      throw new GatewayError('upstream-unavailable', { text: 'The client registry cannot be read; retry later' });
+    }
+    if (!status?.active) {
+      throw new GatewayError('unauthorized', {
+        text: status ? 'The client is deactivated' : 'The client of this access token no longer exists',
+      });
+    }
+    return {
+      clientId: claims.clientId,
+      organization: status.organization,
+      admin: status.admin,
+      scopes: claims.scopes,
+      grants: status.grants,
+    };
   }
 }
 

@@ -14,7 +14,11 @@ export class OAuthController {
 
   @Post('oauth2/token')
   async token(@Req() req: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
-    const tokenRequest: TokenRequest = { ...formFields(req.body), authorization: req.headers.authorization };
+    const tokenRequest: TokenRequest = {
+      ...formFields(req.body),
+      authorization: req.headers.authorization,
+      address: req.ip,
+    };
     try {
       const result = await this.core.tokens.issue(tokenRequest);
       // RFC 6749 §5.1: a token response is 200 OK (Nest would answer a POST with 201).
@@ -23,6 +27,9 @@ export class OAuthController {
       // RFC 6749 §5.2: a client that authenticated with HTTP Basic gets a challenge with its 401.
       if (err instanceof OAuthError && err.status === 401 && /^basic\s/i.test(req.headers.authorization ?? '')) {
         void reply.header('www-authenticate', 'Basic realm="fhir-gateway"');
+      }
+      if (err instanceof OAuthError && err.retryAfter !== undefined) {
+        void reply.header('retry-after', String(err.retryAfter));
       }
       throw err;
     }

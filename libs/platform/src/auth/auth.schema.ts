@@ -36,4 +36,25 @@ CREATE TABLE signing_key (
 );
 `,
   },
+  {
+    version: 15,
+    feature: 'platform',
+    name: 'client grants and live revocation',
+    sql: `
+-- Capabilities an operator grants a client (admin API / CLI), never requested by the client.
+ALTER TABLE client ADD COLUMN grants text[] NOT NULL DEFAULT '{}';
+-- When the client was last activated or deactivated (the operator listing shows it).
+ALTER TABLE client ADD COLUMN status_changed_at timestamptz;
+-- Every running gateway keeps a short cache of each client's status; a change from any process
+-- (admin API, CLI, directory merge) is pushed to them at once on this channel (payload: the id).
+CREATE FUNCTION gw_client_changed_notify() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  PERFORM pg_notify('gw_client_changed', COALESCE(NEW.id, OLD.id));
+  RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER client_changed_notify AFTER UPDATE OR DELETE ON client
+  FOR EACH ROW EXECUTE FUNCTION gw_client_changed_notify();
+`,
+  },
 ];

@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { SignJWT, createLocalJWKSet, decodeJwt, exportJWK, generateKeyPair, importJWK, jwtVerify } from 'jose';
 import type { JWK, JSONWebKeySet, KeyObject } from 'jose';
 import type { Pool } from 'pg';
+import { AuthFailureLimiter } from './auth-failure.limiter';
+import type { AuthFailureLimits } from './auth-failure.limiter';
 import type { ClientRecord, ClientRegistry } from './client.registry';
 import { scopeWithin, splitScopes } from './scopes';
 
@@ -20,6 +22,8 @@ export class OAuthError extends Error {
     readonly status: number,
     readonly error: string,
     readonly description: string,
+    /** Seconds before trying again (a 429's Retry-After header). */
+    readonly retryAfter?: number,
   ) {
     super(description);
   }
@@ -34,6 +38,8 @@ export interface TokenRequest {
   client_assertion?: string;
   /** The raw Authorization header (client_secret_basic). */
   authorization?: string;
+  /** The remote address of the request (failed attempts are limited per address). */
+  address?: string;
 }
 
 export interface AccessClaims {
@@ -52,12 +58,21 @@ export class TokenService {
   private publicJwk?: JWK;
   private verifyKey?: KeyObject | Uint8Array;
   private readonly verified = new Map<string, { claims: AccessClaims; expiresAt: number }>();
+  private readonly failures?: AuthFailureLimiter;
 
   constructor(
     private readonly pool: Pool,
     private readonly clients: ClientRegistry,
-    private readonly opts: { issuer: string; tokenEndpoint: string; ttlSeconds: number },
-  ) {}
+    private readonly opts: {
+      issuer: string;
+      tokenEndpoint: string;
+      ttlSeconds: number;
+      /** Limits of failed client authentications (none when absent). */
+      failureLimits?: AuthFailureLimits;
+    },
+  ) {
+    this.failures = opts.failureLimits ? new AuthFailureLimiter(opts.failureLimits) : undefined;
+  }
 
   /** Loads the signing key, creating it once for all replicas (advisory lock). */
   async init(): Promise<void> {
@@ -180,10 +195,50 @@ export class TokenService {
     return asked;
   }
 
+  /**
+   * Authenticates the client, refusing at once (429, before any hashing or signature check) an id
+   * or address with too many recent failures, and counting each failure.
+   */
   private async authenticate(req: TokenRequest): Promise<ClientRecord> {
-    if (req.client_assertion || req.client_assertion_type) {
-      return this.authenticateAssertion(req);
+    const claimed = this.claimedClientId(req);
+    const wait = claimed === undefined ? 0 : (this.failures?.retryAfterSeconds(claimed, req.address) ?? 0);
+    if (wait > 0) {
+      throw new OAuthError(
+        429,
+        'invalid_client',
+        `Too many failed authentications for this client or from this address: retry in ${wait} s`,
+        wait,
+      );
     }
+    try {
+      return await (req.client_assertion || req.client_assertion_type
+        ? this.authenticateAssertion(req)
+        : this.authenticateSecret(req));
+    } catch (err) {
+      if (claimed !== undefined && err instanceof OAuthError && err.error === 'invalid_client') {
+        this.failures?.fail(claimed, req.address);
+      }
+      throw err;
+    }
+  }
+
+  /** The client id a request claims (undefined when it names none: such a request costs nothing to refuse). */
+  private claimedClientId(req: TokenRequest): string | undefined {
+    if (req.client_assertion) {
+      try {
+        return decodeJwt(req.client_assertion).iss ?? req.client_id;
+      } catch {
+        return req.client_id;
+      }
+    }
+    try {
+      return parseBasic(req.authorization)?.id ?? req.client_id;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async authenticateSecret(req: TokenRequest): Promise<ClientRecord> {
     const basic = parseBasic(req.authorization);
     const id = basic ? basic.id : req.client_id;
     const secret = basic ? basic.secret : req.client_secret;

@@ -1,7 +1,8 @@
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
-import { Pool, types } from 'pg';
+import { Client, Pool, types } from 'pg';
 import type { GatewayConfig } from '../config';
 import type { Logger } from '../logger';
 import { EmbeddedPostgresSupervisor } from './embedded-supervisor';
@@ -60,26 +61,82 @@ async function importEmbeddedPostgres(): Promise<{ default: new (o: object) => E
   return mod;
 }
 
-const EMBEDDED_USER = 'gateway';
-const EMBEDDED_PASSWORD = 'gateway-local-only';
+/** The superuser and password every embedded cluster had before each got secrets of its own. */
+const LEGACY_SUPERUSER = { user: 'gateway', password: 'gateway-local-only' };
+
+/** Where the embedded cluster's secrets are kept (mode 0600), beside its data directory. */
+export const EMBEDDED_SECRETS_FILE = 'embedded-postgres.secrets.json';
+
+/** The roles of an embedded cluster: its superuser, and the gateway's own role (no superuser, owns its database). */
+export interface EmbeddedSecrets {
+  superuser: { user: string; password: string };
+  gateway: { user: string; password: string; database: string };
+}
+
+const randomSecret = (): string => randomBytes(24).toString('base64url');
+
+function readSecrets(dataDir: string): EmbeddedSecrets | undefined {
+  const file = resolve(dataDir, EMBEDDED_SECRETS_FILE);
+  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as EmbeddedSecrets) : undefined;
+}
+
+/** Written whole then renamed, readable by its owner only. */
+function writeSecrets(dataDir: string, secrets: EmbeddedSecrets): void {
+  const file = resolve(dataDir, EMBEDDED_SECRETS_FILE);
+  writeFileSync(`${file}.tmp`, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600 });
+  chmodSync(`${file}.tmp`, 0o600);
+  renameSync(`${file}.tmp`, file);
+}
+
+function urlOf(port: number, user: string, password: string, database: string): string {
+  return `postgres://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
+}
+
+/** The gateway's connection string to the embedded cluster of `dataDir` (after its first start). */
+export function embeddedDatabaseUrl(dataDir: string, port: number, as: 'gateway' | 'superuser' = 'gateway'): string {
+  const secrets = readSecrets(dataDir);
+  if (!secrets) {
+    throw new Error(`No ${EMBEDDED_SECRETS_FILE} in ${dataDir}: the embedded PostgreSQL was never started there`);
+  }
+  return as === 'gateway'
+    ? urlOf(port, secrets.gateway.user, secrets.gateway.password, secrets.gateway.database)
+    : urlOf(port, secrets.superuser.user, secrets.superuser.password, 'postgres');
+}
 
 /**
  * Starts a real PostgreSQL through `embedded-postgres` with its data under `dataDir/postgres`,
  * kept across restarts (initialised only on first start). Listens on loopback only.
  * As `client` (the CLI), attaches to the postmaster of a running gateway instead of starting one.
+ *
+ * The cluster's superuser and the gateway's role have random passwords kept in
+ * {@link EMBEDDED_SECRETS_FILE} (0600); `url` is the gateway's role, which is no superuser and owns
+ * the gateway's database; `superuserUrl` is for tests and operators.
  */
 export async function startEmbeddedPostgres(
   dataDir: string,
   port: number,
   logger?: Logger,
   role: 'owner' | 'client' = 'owner',
-): Promise<{ url: string; stop: () => Promise<void>; abandon: () => void; supervised?: SupervisedPostgres }> {
-  const url = `postgres://${EMBEDDED_USER}:${EMBEDDED_PASSWORD}@127.0.0.1:${port}/postgres`;
+): Promise<{
+  url: string;
+  superuserUrl: string;
+  stop: () => Promise<void>;
+  abandon: () => void;
+  supervised?: SupervisedPostgres;
+}> {
   const databaseDir = resolve(dataDir, 'postgres');
   const running = postmasterPid(databaseDir);
   const gateway = livePid(resolve(dataDir, GATEWAY_PID_FILE));
+  const known = readSecrets(dataDir);
   if (role === 'client' && running) {
-    return { url, stop: async () => undefined, abandon: () => undefined };
+    // A gateway from before the secrets file, still running, has not been upgraded yet: its way.
+    const legacy = urlOf(port, LEGACY_SUPERUSER.user, LEGACY_SUPERUSER.password, 'postgres');
+    return {
+      url: known ? embeddedDatabaseUrl(dataDir, port) : legacy,
+      superuserUrl: known ? embeddedDatabaseUrl(dataDir, port, 'superuser') : legacy,
+      stop: async () => undefined,
+      abandon: () => undefined,
+    };
   }
   if (role === 'owner' && gateway && gateway !== process.pid) {
     throw new Error(`Another gateway (pid ${gateway}) is running on GW_DATA_DIR; stop it first`);
@@ -89,12 +146,35 @@ export async function startEmbeddedPostgres(
   if (asRoot) {
     assertPostgresCanReach(databaseDir);
   }
+  const initialised = existsSync(resolve(databaseDir, 'PG_VERSION'));
+  // A cluster made before secrets were kept still has the fixed superuser password: upgraded below.
+  const pendingFile = resolve(dataDir, `${EMBEDDED_SECRETS_FILE}.pending`);
+  const secrets: EmbeddedSecrets =
+    known ??
+    // An upgrade interrupted after its commit: its secrets are the ones in force.
+    (initialised && existsSync(pendingFile)
+      ? (JSON.parse(readFileSync(pendingFile, 'utf8')) as EmbeddedSecrets)
+      : undefined) ??
+    (initialised
+      ? {
+          superuser: { ...LEGACY_SUPERUSER, password: randomSecret() },
+          gateway: { user: 'gateway_app', password: randomSecret(), database: 'postgres' },
+        }
+      : {
+          superuser: { user: 'postgres', password: randomSecret() },
+          gateway: { user: 'gateway', password: randomSecret(), database: 'gateway' },
+        });
+  if (!known && !initialised) {
+    writeSecrets(dataDir, secrets);
+  } else if (!known && !existsSync(pendingFile)) {
+    writeFileSync(pendingFile, JSON.stringify(secrets), { mode: 0o600 });
+  }
   const mod = await importEmbeddedPostgres();
   const pg = new mod.default({
     databaseDir,
     port,
-    user: EMBEDDED_USER,
-    password: EMBEDDED_PASSWORD,
+    user: secrets.superuser.user,
+    password: secrets.superuser.password,
     persistent: true,
     createPostgresUser: asRoot,
     initdbFlags: ['--encoding=UTF8', '--locale=C'],
@@ -102,17 +182,24 @@ export async function startEmbeddedPostgres(
     onLog: (m: string) => logger?.debug({ component: 'embedded-postgres' }, String(m).trim()),
     onError: (m: unknown) => logger?.debug({ component: 'embedded-postgres' }, String(m).trim()),
   });
-  if (!existsSync(resolve(databaseDir, 'PG_VERSION'))) {
+  if (!initialised) {
     await pg.initialise();
   } else if (running) {
     await stopOrphan(running, logger);
   }
   await pg.start();
+  if (!known && initialised) {
+    await upgradeLegacyCluster(port, secrets, logger);
+    writeSecrets(dataDir, secrets);
+    rmSync(resolve(dataDir, `${EMBEDDED_SECRETS_FILE}.pending`), { force: true });
+  }
+  await provisionGatewayRole(port, secrets);
   if (role === 'owner') {
     writeFileSync(resolve(dataDir, GATEWAY_PID_FILE), String(process.pid));
   }
   return {
-    url,
+    url: embeddedDatabaseUrl(dataDir, port),
+    superuserUrl: embeddedDatabaseUrl(dataDir, port, 'superuser'),
     stop: async () => {
       // A postmaster that died (and was not restarted) has nothing to stop: pg.stop() would wait
       // for an exit that already happened.
@@ -134,6 +221,99 @@ export async function startEmbeddedPostgres(
 }
 
 const GATEWAY_PID_FILE = 'gateway.pid';
+
+async function asSuperuser<T>(
+  port: number,
+  superuser: { user: string; password: string },
+  database: string,
+  f: (c: Client) => Promise<T>,
+): Promise<T> {
+  const client = new Client({ connectionString: urlOf(port, superuser.user, superuser.password, database) });
+  await client.connect();
+  try {
+    return await f(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * Makes sure the gateway's role exists with the password of the secrets file, without any
+ * superuser, role or database creation right, and owns the gateway's database (so its migrations
+ * can create tables, functions, triggers and the trusted extension pg_trgm there).
+ */
+async function provisionGatewayRole(port: number, secrets: EmbeddedSecrets): Promise<void> {
+  const { user, password, database } = secrets.gateway;
+  await asSuperuser(port, secrets.superuser, 'postgres', async (c) => {
+    const exists = (await c.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [user])).rowCount === 1;
+    const role = c.escapeIdentifier(user);
+    const attributes = `LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD ${c.escapeLiteral(password)}`;
+    await c.query(`${exists ? 'ALTER' : 'CREATE'} ROLE ${role} ${attributes}`);
+    if ((await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [database])).rowCount === 0) {
+      await c.query(`CREATE DATABASE ${c.escapeIdentifier(database)} OWNER ${role}`);
+    }
+  });
+}
+
+/**
+ * A cluster initialised with the fixed superuser password (`gateway` / `gateway-local-only`), its
+ * data in the database `postgres` owned by that superuser: the superuser gets a random password,
+ * and the gateway's tables, functions, types and schemas go to a new role without superuser
+ * rights (`gateway_app`), which then owns the database too. In one transaction.
+ */
+async function upgradeLegacyCluster(port: number, secrets: EmbeddedSecrets, logger?: Logger): Promise<void> {
+  const app = secrets.gateway.user;
+  const legacy = await asSuperuser(port, LEGACY_SUPERUSER, 'postgres', async () => true).catch((err: unknown) => {
+    if ((err as { code?: string }).code === '28P01') {
+      return false; // the fixed password is gone: an earlier upgrade committed before its secrets were saved
+    }
+    throw err;
+  });
+  if (!legacy) {
+    return;
+  }
+  await asSuperuser(port, LEGACY_SUPERUSER, 'postgres', async (c) => {
+    await c.query('BEGIN');
+    await c.query(
+      `CREATE ROLE ${c.escapeIdentifier(app)} LOGIN NOSUPERUSER PASSWORD ${c.escapeLiteral(secrets.gateway.password)}`,
+    );
+    await c.query(`ALTER DATABASE postgres OWNER TO ${c.escapeIdentifier(app)}`);
+    await c.query(`DO $do$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT n.nspname FROM pg_namespace n
+    WHERE n.nspowner = current_user::regrole AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e')
+  LOOP EXECUTE format('ALTER SCHEMA %I OWNER TO ${app}', r.nspname); END LOOP;
+  -- Tables, views and free-standing sequences (a column's sequence follows its table).
+  FOR r IN SELECT c.oid::regclass AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relowner = current_user::regrole AND c.relkind IN ('r', 'p', 'v', 'f', 'S')
+      AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i', 'e'))
+  LOOP EXECUTE format('ALTER TABLE %s OWNER TO ${app}', r.name); END LOOP;
+  FOR r IN SELECT p.oid::regprocedure AS name FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE p.proowner = current_user::regrole AND p.prokind IN ('f', 'p') AND n.nspname !~ '^pg_'
+      AND n.nspname <> 'information_schema'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+  LOOP EXECUTE format('ALTER ROUTINE %s OWNER TO ${app}', r.name); END LOOP;
+  -- Enums and domains (a table's row type follows its table).
+  FOR r IN SELECT t.oid::regtype AS name FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+    WHERE t.typowner = current_user::regrole AND t.typtype IN ('e', 'd', 'r') AND n.nspname !~ '^pg_'
+      AND n.nspname <> 'information_schema'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')
+  LOOP EXECUTE format('ALTER TYPE %s OWNER TO ${app}', r.name); END LOOP;
+END
+$do$`);
+    await c.query(
+      `ALTER ROLE ${c.escapeIdentifier(LEGACY_SUPERUSER.user)} PASSWORD ${c.escapeLiteral(secrets.superuser.password)}`,
+    );
+    await c.query('COMMIT');
+  });
+  logger?.warn(
+    { role: app, secrets: EMBEDDED_SECRETS_FILE },
+    'embedded PostgreSQL upgraded: the fixed superuser password was replaced by a random one, and the gateway now connects as a role without superuser rights that owns its data',
+  );
+}
 
 /**
  * As root, embedded-postgres runs PostgreSQL as the OS user `postgres` (PostgreSQL refuses root),
