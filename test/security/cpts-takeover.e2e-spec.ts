@@ -146,8 +146,9 @@ describe('CPTS takeover: territories are granted by an operator, never self-decl
       entry: [{ resource: cpts, request: { method: 'POST', url: 'Organization' } }],
     });
     expect(tx.status).toBe(403);
+    // A client cannot choose a new id at all (404, as for any id it does not hold).
     const put = await asAttacker('PUT', 'Organization/fausse-cpts', { ...cpts, id: 'fausse-cpts' });
-    expect(put.status).toBe(403);
+    expect(put.status).toBe(404);
     expect(await search(gw, 'Organization', { name: 'Fausse' })).toHaveLength(0);
   });
 

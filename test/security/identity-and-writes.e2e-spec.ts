@@ -75,7 +75,8 @@ describe('security: identity claims and writes for other organizations', () => {
   let patientA2: string; // A's second patient, no INS
 
   beforeAll(async () => {
-    gw = await startTestGateway({ GW_INDICATOR_SMALL_CELL: '1' });
+    // Exact figures: the scores are compared before and after one write (no small-cell rule, no noise).
+    gw = await startTestGateway({ GW_INDICATOR_SMALL_CELL: '1', GW_INDICATOR_NOISE: 'false' });
     orgA = await typedOrganization(gw, 'MSP A', 'MSP');
     orgB = await typedOrganization(gw, 'MSP B', 'MSP');
     tokenA = (await gw.clientOf(orgA, ['system/*.cruds'])).token;
