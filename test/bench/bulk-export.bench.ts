@@ -9,12 +9,10 @@
  *
  * Writes test/bench/results/bulk-export-<date>.json and prints a summary.
  */
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { freePort } from '../support/ports';
-import { GATEWAY_MAIN, ROOT, run } from '../support/process';
+import { ROOT, startEmbeddedGateway } from '../support/process';
 import { pool, round } from './bench-support';
 
 type Res = Record<string, unknown> & { resourceType: string };
@@ -94,23 +92,8 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: { patients: { type: 'string', default: '2000' } } });
   const members = Number(values.patients);
   const total = Math.round(members * 1.1);
-  const dataDir = mkdtempSync(join(tmpdir(), 'gw-bench-'));
-  chmodSync(dataDir, 0o755);
-  const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
-  const gw = run(GATEWAY_MAIN, {
-    GW_DATA_DIR: dataDir,
-    GW_HTTP_PORT: String(port),
-    GW_EMBEDDED_PG_PORT: String(await freePort()),
-    GW_LOG_LEVEL: 'warn',
-    GW_MLLP_ENABLED: 'false',
-  });
+  const { gw, base, admin: creds } = await startEmbeddedGateway();
   try {
-    await gw.waitFor(/client_secret:/, 120_000);
-    const creds = JSON.parse(readFileSync(join(dataDir, 'admin-client.json'), 'utf8')) as {
-      client_id: string;
-      client_secret: string;
-    };
     const tokenOf = async (id: string, secret: string): Promise<string> => {
       const res = await fetch(`${base}/oauth2/token`, {
         method: 'POST',

@@ -10,13 +10,12 @@
  *
  * Writes test/bench/results/event-loop-<date>.json.
  */
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { loadavg, tmpdir } from 'node:os';
+import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { freePort } from '../support/ports';
-import { GATEWAY_MAIN, ROOT, run } from '../support/process';
+import { ROOT, startEmbeddedGateway } from '../support/process';
 import { round, sleep } from './bench-support';
 
 const args = parseArgs({ options: { repeat: { type: 'string', default: '3' } } }).values;
@@ -148,22 +147,8 @@ async function measure(port: number, token: string, body: Body): Promise<Record<
 }
 
 async function main(): Promise<void> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'gw-bench-'));
-  chmodSync(dataDir, 0o755);
-  const port = await freePort();
-  const gw = run(GATEWAY_MAIN, {
-    GW_DATA_DIR: dataDir,
-    GW_HTTP_PORT: String(port),
-    GW_EMBEDDED_PG_PORT: String(await freePort()),
-    GW_LOG_LEVEL: 'warn',
-    GW_MLLP_ENABLED: 'false',
-  });
+  const { gw, port, dataDir, admin: creds } = await startEmbeddedGateway();
   try {
-    await gw.waitFor(/client_secret:/, 120_000);
-    const creds = JSON.parse(readFileSync(join(dataDir, 'admin-client.json'), 'utf8')) as {
-      client_id: string;
-      client_secret: string;
-    };
     const tokenRes = await send(
       port,
       'POST',

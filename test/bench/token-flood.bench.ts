@@ -17,13 +17,12 @@
  * Writes test/bench/results/token-flood-<date>.json and prints a summary.
  */
 import { Agent, request } from 'node:http';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { freePort } from '../support/ports';
-import { GATEWAY_MAIN, ROOT, run } from '../support/process';
-import { alive, percentile, round, sleep } from './bench-support';
+import { ROOT, startEmbeddedGateway } from '../support/process';
+import { percentile, round, sleep } from './bench-support';
 
 const args = parseArgs({
   options: {
@@ -64,34 +63,7 @@ function tokenCall(base: string, auth: string, agent: Agent): Promise<{ status: 
 }
 
 async function startGateway(env: Record<string, string>): Promise<Gateway> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'gw-bench-flood-'));
-  chmodSync(dataDir, 0o755);
-  const httpPort = await freePort();
-  const gw = run(GATEWAY_MAIN, {
-    GW_DATA_DIR: dataDir,
-    GW_HTTP_PORT: String(httpPort),
-    GW_MLLP_ENABLED: 'false',
-    GW_EMBEDDED_PG_PORT: String(await freePort()),
-    GW_LOG_LEVEL: 'warn',
-    ...env,
-  });
-  const base = `http://127.0.0.1:${httpPort}`;
-  const deadline = Date.now() + 120_000;
-  while (
-    !(await fetch(`${base}/health/ready`).then(
-      (r) => r.ok,
-      () => false,
-    ))
-  ) {
-    if (Date.now() > deadline || !alive(gw.child.pid!)) {
-      throw new Error(`gateway not ready\n${gw.out().slice(-2000)}`);
-    }
-    await sleep(250);
-  }
-  const creds = JSON.parse(readFileSync(join(dataDir, 'admin-client.json'), 'utf8')) as {
-    client_id: string;
-    client_secret: string;
-  };
+  const { gw, base, dataDir, admin: creds } = await startEmbeddedGateway(env, 'gw-bench-flood-');
   return {
     base,
     admin: { id: creds.client_id, secret: creds.client_secret },

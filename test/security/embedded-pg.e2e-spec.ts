@@ -1,9 +1,7 @@
-import { chmodSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort } from '../support/ports';
-import { GATEWAY_MAIN, killAll, run } from '../support/process';
-import type { Proc } from '../support/process';
+import { killAll, startEmbeddedGateway } from '../support/process';
+import type { EmbeddedGateway } from '../support/process';
 
 /** The embedded postmaster's pid, from its lock file. */
 function postmasterPid(dataDir: string): number {
@@ -20,25 +18,9 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Starts the built gateway on its own embedded PostgreSQL. */
-async function startEmbeddedGateway(extra: Record<string, string> = {}): Promise<{
-  gw: Proc;
-  base: string;
-  dataDir: string;
-}> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'gw-embedded-kill-'));
-  chmodSync(dataDir, 0o755);
-  const port = await freePort();
-  const gw = run(GATEWAY_MAIN, {
-    GW_DATA_DIR: dataDir,
-    GW_HTTP_PORT: String(port),
-    GW_EMBEDDED_PG_PORT: String(await freePort()),
-    GW_MLLP_PORT: '0',
-    GW_LOG_LEVEL: 'info',
-    ...extra,
-  });
-  await gw.waitFor(/gateway ready/, 120_000);
-  return { gw, base: `http://127.0.0.1:${port}`, dataDir };
+/** The built gateway on its own embedded PostgreSQL, logging at info (the restart lines). */
+function startGateway(extra: Record<string, string> = {}): Promise<EmbeddedGateway> {
+  return startEmbeddedGateway({ GW_LOG_LEVEL: 'info', ...extra }, 'gw-embedded-kill-');
 }
 
 const dataDirs: string[] = [];
@@ -55,7 +37,7 @@ afterAll(async () => {
 
 describe('the embedded PostgreSQL killed under a running gateway', () => {
   it('is restarted by the gateway: ready again and writing without operator action', async () => {
-    const { gw, base, dataDir } = await startEmbeddedGateway();
+    const { gw, base, dataDir } = await startGateway();
     dataDirs.push(dataDir);
     const creds = JSON.parse(readFileSync(join(dataDir, 'admin-client.json'), 'utf8')) as {
       client_id: string;
@@ -113,7 +95,7 @@ describe('the embedded PostgreSQL killed under a running gateway', () => {
   }, 180_000);
 
   it('stops the gateway with exit code 1 once the restarts allowed are spent (for its supervisor to restart it)', async () => {
-    const { gw, dataDir } = await startEmbeddedGateway({ GW_EMBEDDED_PG_MAX_RESTARTS: '0' });
+    const { gw, dataDir } = await startGateway({ GW_EMBEDDED_PG_MAX_RESTARTS: '0' });
     dataDirs.push(dataDir);
     process.kill(postmasterPid(dataDir), 'SIGKILL');
     expect(await gw.exited).toBe(1);

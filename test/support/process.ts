@@ -1,7 +1,9 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { freePort } from './ports';
 
 /** The repository root, whether this runs from sources (Jest) or from dist/ (benchmarks). */
 function findRoot(dir: string): string {
@@ -72,4 +74,38 @@ export function run(script: string, env: Record<string, string>, args: string[] 
       }
     },
   };
+}
+
+export interface EmbeddedGateway {
+  gw: Proc;
+  port: number;
+  base: string;
+  dataDir: string;
+  /** The admin client the first start created (data/admin-client.json). */
+  admin: { client_id: string; client_secret: string };
+}
+
+/**
+ * Starts the built gateway (`npm run build` first) on loopback with its own embedded PostgreSQL in
+ * a fresh temporary data directory, MLLP off unless `env` says otherwise, and waits until it is
+ * ready and has written its admin client.
+ */
+export async function startEmbeddedGateway(
+  env: Record<string, string> = {},
+  prefix = 'gw-bench-',
+): Promise<EmbeddedGateway> {
+  const dataDir = mkdtempSync(join(tmpdir(), prefix));
+  chmodSync(dataDir, 0o755); // as root, PostgreSQL runs as its own OS user and must reach the folder
+  const port = await freePort();
+  const gw = run(GATEWAY_MAIN, {
+    GW_DATA_DIR: dataDir,
+    GW_HTTP_PORT: String(port),
+    GW_EMBEDDED_PG_PORT: String(await freePort()),
+    GW_MLLP_ENABLED: 'false',
+    GW_LOG_LEVEL: 'warn',
+    ...env,
+  });
+  await gw.waitFor(/client_secret:/, 120_000);
+  const admin = JSON.parse(readFileSync(join(dataDir, 'admin-client.json'), 'utf8')) as EmbeddedGateway['admin'];
+  return { gw, port, base: `http://127.0.0.1:${port}`, dataDir, admin };
 }

@@ -6,6 +6,8 @@ export { createLogger, pathOnly, REDACTED_PATHS } from './logger';
 export type { Logger } from './logger';
 export { openDatabase, startEmbeddedPostgres, embeddedDatabaseUrl, EMBEDDED_SECRETS_FILE } from './database/database';
 export type { DatabaseHandle, EmbeddedSecrets } from './database/database';
+export { PgListener } from './database/pg-listener';
+export type { PgListenerOptions } from './database/pg-listener';
 export { migrate, planMigrations, sqlList, sqlString } from './database/migrate';
 export type { Migration, SchemaVersion } from './database/migrate';
 export { PLATFORM_MIGRATIONS } from './auth/auth.schema';

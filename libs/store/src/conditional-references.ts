@@ -3,6 +3,7 @@ import type { Resource } from '@medplum/fhirtypes';
 import { GatewayError } from '@gw/platform';
 import { isServedResourceType } from '@gw/fhir';
 import type { SearchRequest } from '@gw/fhir';
+import { forEachReference } from './reference-walk';
 
 /** A `reference` written as a search (`Patient?identifier=…`), and where it sits in the resource. */
 export interface ConditionalReference {
@@ -20,25 +21,12 @@ const CONDITIONAL = /^([A-Z][A-Za-z]+)\?(.+)$/;
 /** Every conditional reference of a resource, contained resources included. */
 export function findConditionalReferences(resource: Resource): ConditionalReference[] {
   const out: ConditionalReference[] = [];
-  const walk = (node: unknown, path: string): void => {
-    if (Array.isArray(node)) {
-      node.forEach((n, i) => walk(n, `${path}[${i}]`));
-      return;
+  forEachReference(resource, (reference, holder, expression) => {
+    const m = CONDITIONAL.exec(reference);
+    if (m) {
+      out.push({ holder, expression, type: m[1] as string, query: m[2] as string });
     }
-    if (!node || typeof node !== 'object') {
-      return;
-    }
-    const o = node as Record<string, unknown>;
-    for (const [k, v] of Object.entries(o)) {
-      const m = k === 'reference' && typeof v === 'string' ? CONDITIONAL.exec(v) : null;
-      if (m) {
-        out.push({ holder: o, expression: path, type: m[1], query: m[2] });
-      } else if (v && typeof v === 'object') {
-        walk(v, `${path}.${k}`);
-      }
-    }
-  };
-  walk(resource, resource.resourceType);
+  });
   return out;
 }
 

@@ -1,12 +1,11 @@
-import { Client } from 'pg';
 import type { Logger } from '../logger';
+import { PgListener } from '../database/pg-listener';
 import type { ClientRegistry, ClientStatus } from './client.registry';
 
 /** The channel the `client` table's trigger notifies on a change (payload: the client id). */
 export const CLIENT_CHANGED_CHANNEL = 'gw_client_changed';
 /** Longest time a cached status is trusted, even when a change notification was lost. */
 export const CLIENT_STATUS_MAX_AGE_MS = 2000;
-const RELISTEN_MS = 2000;
 
 interface Entry {
   status: ClientStatus | undefined;
@@ -25,10 +24,7 @@ export class ClientStatusCache {
   private readonly loading = new Map<string, Promise<ClientStatus | undefined>>();
   /** Bumped by each invalidation: a read that started before one is not cached. */
   private generation = 0;
-  private listener?: Client;
-  private listening = false;
-  private stopped = false;
-  private reconnect?: NodeJS.Timeout;
+  private listener?: PgListener;
 
   constructor(
     private readonly registry: Pick<ClientRegistry, 'statusOf'>,
@@ -37,9 +33,19 @@ export class ClientStatusCache {
 
   /** The client's current status (undefined: no such client). */
   async get(id: string): Promise<ClientStatus | undefined> {
-    if (!this.listening && this.opts.databaseUrl) {
-      this.listening = true;
-      void this.listen();
+    if (!this.listener && this.opts.databaseUrl) {
+      // LISTEN on a connection of its own, reconnected after a database restart (the max age
+      // covers the gap); a change may have been missed while not listening.
+      this.listener = new PgListener({
+        databaseUrl: this.opts.databaseUrl,
+        channel: CLIENT_CHANGED_CHANNEL,
+        name: 'gateway-client-status',
+        meanwhile: `statuses expire after ${this.opts.maxAgeMs ?? CLIENT_STATUS_MAX_AGE_MS} ms`,
+        logger: this.opts.logger,
+        onNotify: (id) => this.invalidate(id),
+        onListening: () => this.invalidate(),
+      });
+      void this.listener.start();
     }
     const entry = this.entries.get(id);
     if (entry && this.now() - entry.loadedAt < (this.opts.maxAgeMs ?? CLIENT_STATUS_MAX_AGE_MS)) {
@@ -71,11 +77,7 @@ export class ClientStatusCache {
   }
 
   async close(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.reconnect);
-    const listener = this.listener;
-    this.listener = undefined;
-    await listener?.end().catch(() => undefined);
+    await this.listener?.stop();
   }
 
   private async load(id: string): Promise<ClientStatus | undefined> {
@@ -89,50 +91,5 @@ export class ClientStatusCache {
 
   private now(): number {
     return (this.opts.now ?? Date.now)();
-  }
-
-  /** LISTEN on a connection of its own; reconnects after a database restart (the max age covers the gap). */
-  private async listen(): Promise<void> {
-    if (this.stopped) {
-      return;
-    }
-    const client = new Client({ connectionString: this.opts.databaseUrl, application_name: 'gateway-client-status' });
-    client.on('notification', (n) => this.invalidate(n.payload || undefined));
-    client.on('error', () => {
-      if (this.listener === client) {
-        this.listener = undefined;
-        this.relisten();
-      }
-    });
-    try {
-      await client.connect();
-      await client.query(`LISTEN ${CLIENT_CHANGED_CHANNEL}`);
-    } catch (err) {
-      await client.end().catch(() => undefined);
-      this.opts.logger?.warn(
-        { err: (err as Error).message },
-        'client status cannot LISTEN yet; statuses expire after 2 s',
-      );
-      this.relisten();
-      return;
-    }
-    if (this.stopped) {
-      await client.end().catch(() => undefined);
-      return;
-    }
-    this.listener = client;
-    // A change may have been missed while not listening.
-    this.invalidate();
-  }
-
-  private relisten(): void {
-    if (this.stopped || this.reconnect) {
-      return;
-    }
-    this.reconnect = setTimeout(() => {
-      this.reconnect = undefined;
-      void this.listen().catch(() => undefined);
-    }, RELISTEN_MS);
-    this.reconnect.unref();
   }
 }

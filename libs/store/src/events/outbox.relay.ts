@@ -1,5 +1,5 @@
-import { Client } from 'pg';
 import type { Pool } from 'pg';
+import { PgListener } from '@gw/platform';
 import type { Logger } from '@gw/platform';
 import { withTransaction } from '../repository/fhir.repository';
 
@@ -33,9 +33,8 @@ export interface OutboxHandlers {
  * gateway costs nothing. Several replicas share the work with SKIP LOCKED.
  */
 export class OutboxRelay {
-  private listener?: Client;
+  private readonly listener: PgListener;
   private timer?: NodeJS.Timeout;
-  private reconnect?: NodeJS.Timeout;
   private running?: Promise<void>;
   private again = false;
   /** A NOTIFY arrived since the last pass began. */
@@ -44,15 +43,34 @@ export class OutboxRelay {
 
   constructor(
     private readonly pool: Pool,
-    private readonly databaseUrl: string,
+    databaseUrl: string,
     private readonly handlers: OutboxHandlers,
     private readonly logger: Logger,
     private readonly pollMs = 1000,
-  ) {}
+  ) {
+    // LISTEN on a connection of its own, reconnected after a database restart (polling covers the
+    // gap). When it is back (or up), a NOTIFY may have been missed: a pass, then the slow safety poll.
+    this.listener = new PgListener({
+      databaseUrl,
+      channel: 'gw_domain_event',
+      name: 'outbox relay',
+      meanwhile: 'polling',
+      logger,
+      onNotify: () => {
+        this.notified = true;
+        this.wake();
+      },
+      onListening: () => {
+        this.wake();
+        this.schedulePoll();
+      },
+      onLost: () => this.schedulePoll(),
+    });
+  }
 
   async start(): Promise<void> {
     this.stopped = false;
-    await this.listen();
+    await this.listener.start();
     this.schedulePoll();
     this.wake();
   }
@@ -82,7 +100,7 @@ export class OutboxRelay {
         this.wake();
         this.schedulePoll();
       },
-      this.listener ? Math.max(this.pollMs, IDLE_POLL_MS) : this.pollMs,
+      this.listener.listening ? Math.max(this.pollMs, IDLE_POLL_MS) : this.pollMs,
     );
     this.timer.unref();
   }
@@ -92,13 +110,8 @@ export class OutboxRelay {
     clearTimeout(this.timer);
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
-    if (this.reconnect) {
-      clearTimeout(this.reconnect);
-      this.reconnect = undefined;
-    }
     await this.running;
-    await this.listener?.end().catch(() => undefined);
-    this.listener = undefined;
+    await this.listener.stop();
   }
 
   /** Drains now (coalesces concurrent wake-ups into one more pass). */
@@ -172,54 +185,5 @@ export class OutboxRelay {
       ]);
       return res.rows.length;
     });
-  }
-
-  /** LISTEN on a connection of its own; reconnects after a database restart (polling covers the gap). */
-  private async listen(): Promise<void> {
-    if (this.stopped) {
-      return;
-    }
-    const client = new Client({ connectionString: this.databaseUrl });
-    client.on('notification', () => {
-      this.notified = true;
-      this.wake();
-    });
-    client.on('error', () => {
-      if (this.listener === client) {
-        this.listener = undefined;
-        this.relisten();
-        this.schedulePoll();
-      }
-    });
-    try {
-      await client.connect();
-      await client.query('LISTEN gw_domain_event');
-    } catch (err) {
-      await client.end().catch(() => undefined);
-      this.logger.warn({ err: (err as Error).message }, 'outbox relay cannot LISTEN yet; polling');
-      this.relisten();
-      return;
-    }
-    if (this.stopped) {
-      // stop() ran while connecting: this connection must not outlive it.
-      await client.end().catch(() => undefined);
-      return;
-    }
-    this.listener = client;
-    // LISTEN is back (or up): a NOTIFY may have been missed meanwhile; back to the slow safety poll.
-    this.wake();
-    this.schedulePoll();
-  }
-
-  /** One reconnection attempt at a time, none after stop(). */
-  private relisten(): void {
-    if (this.stopped || this.reconnect) {
-      return;
-    }
-    this.reconnect = setTimeout(() => {
-      this.reconnect = undefined;
-      void this.listen().catch(() => undefined);
-    }, 2000);
-    this.reconnect.unref();
   }
 }

