@@ -3,6 +3,7 @@ import { SignJWT, createLocalJWKSet, decodeJwt, exportJWK, generateKeyPair, impo
 import type { JWK, JSONWebKeySet, KeyObject } from 'jose';
 import type { Pool } from 'pg';
 import { AuthFailureLimiter } from './auth-failure.limiter';
+import { FairGate, GateFull } from './fair-gate';
 import type { AuthFailureLimits } from './auth-failure.limiter';
 import type { ClientRecord, ClientRegistry } from './client.registry';
 import { scopeWithin, splitScopes } from './scopes';
@@ -59,6 +60,11 @@ export class TokenService {
   private verifyKey?: KeyObject | Uint8Array;
   private readonly verified = new Map<string, { claims: AccessClaims; expiresAt: number }>();
   private readonly failures?: AuthFailureLimiter;
+  /**
+   * Client authentications (a key derivation, or a signature check) at once: 2 of libuv's 4
+   * threads, served by remote address in turn, at most 4 waiting per address.
+   */
+  private readonly verifications = new FairGate(2, 4);
 
   constructor(
     private readonly pool: Pool,
@@ -211,10 +217,15 @@ export class TokenService {
       );
     }
     try {
-      return await (req.client_assertion || req.client_assertion_type
-        ? this.authenticateAssertion(req)
-        : this.authenticateSecret(req));
+      return await this.verifications.run(req.address ?? '', () =>
+        req.client_assertion || req.client_assertion_type
+          ? this.authenticateAssertion(req)
+          : this.authenticateSecret(req),
+      );
     } catch (err) {
+      if (err instanceof GateFull) {
+        throw new OAuthError(429, 'invalid_client', 'Too many client authentications in progress from this address', 1);
+      }
       if (claimed !== undefined && err instanceof OAuthError && err.error === 'invalid_client') {
         this.failures?.fail(claimed, req.address);
       }
