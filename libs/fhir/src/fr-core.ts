@@ -29,6 +29,15 @@ export const ORGANIZATION_TYPE_SYSTEM = `${GW}/fhir/CodeSystem/organization-type
 export const IDENTITY_TRUST_SYSTEM = `${GW}/fhir/CodeSystem/identity-trust`;
 /** The code of {@link IDENTITY_TRUST_SYSTEM}: the record's qualified INS comes from a writer allowed to qualify. */
 export const IDENTITY_VERIFIED_SOURCE = 'verified-source';
+/**
+ * Practitioner / PractitionerRole / Organization meta.tag managed by the gateway (a client's own
+ * value is replaced on every write): code `verified-source` when the MSSanté telecoms were written
+ * by an operator (admin) and have not changed since. Discharge e-mails go only to mailboxes the
+ * gateway can vouch for (this tag, the directory import, or the patient's own organization).
+ */
+export const MAILBOX_TRUST_SYSTEM = `${GW}/fhir/CodeSystem/mailbox-trust`;
+/** The code of {@link MAILBOX_TRUST_SYSTEM}: the MSSanté telecoms come from an operator. */
+export const MAILBOX_VERIFIED_SOURCE = 'verified-source';
 /** Practitioner tag: a fictitious MT number assigned by the caisse (`fictitious`). */
 export const PRACTITIONER_FLAG_SYSTEM = `${GW}/fhir/CodeSystem/practitioner-flag`;
 /**

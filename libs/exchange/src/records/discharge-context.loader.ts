@@ -1,6 +1,7 @@
 import type {
   Binary,
   CareTeam,
+  ContactPoint,
   DocumentReference,
   Encounter,
   Organization,
@@ -12,7 +13,7 @@ import type {
 } from '@medplum/fhirtypes';
 import { IDNATPS, parseSearchRequest } from '@gw/fhir';
 import type { SearchRequest } from '@gw/fhir';
-import { personalMailbox } from '@gw/store';
+import { DIRECTORY_ORG, hasVerifiedMailbox, personalMailbox } from '@gw/store';
 import type { FhirRepository, Principal, Queryable } from '@gw/store';
 import {
   COORDINATOR_ROLES,
@@ -40,12 +41,17 @@ const LIMITS = { defaultCount: 100, maxCount: 1000 };
 
 export type RecipientKind = 'mt' | 'care-team' | 'coordinator' | 'cpts';
 
-/** Someone to notify: a professional or a structure, with the MSSanté mailbox when the directory has one. */
+/**
+ * Someone to notify: a professional or a structure, with the MSSanté mailbox when the gateway can
+ * vouch for one (see {@link vouchedMailbox}).
+ */
 export interface Recipient {
   ref: string;
   kind: RecipientKind;
   display: string;
   mailbox?: string;
+  /** An MSSanté mailbox was found but nobody the gateway trusts put it there: none is used. */
+  mailboxUnverified?: boolean;
   /** The organization the recipient works for (files the Communication under it). */
   organization?: string;
   rpps?: string;
@@ -93,10 +99,11 @@ export class DischargeContextLoader {
       return undefined;
     }
     const stored = await this.repo.read(EXCHANGE_PRINCIPAL, 'Patient', patient.id, db);
+    const patientOwner = stored.ownerOrg;
     const hospitalRef = encounter.serviceProvider?.reference;
     // One connection: the reads run one after the other.
     const hospital = hospitalRef ? await this.get<Organization>(db, hospitalRef) : undefined;
-    const mt = await this.medecinTraitant(db, patient);
+    const mt = await this.medecinTraitant(db, patient, patientOwner);
     const careTeams = await this.search<CareTeam>(db, 'CareTeam', [
       ['subject', `Patient/${patient.id}`],
       ['status', 'active'],
@@ -107,13 +114,13 @@ export class DischargeContextLoader {
     return {
       encounter,
       patient,
-      patientOwner: stored.ownerOrg,
+      patientOwner,
       hospital,
       hospitalRef: hospital ? `Organization/${hospital.id}` : undefined,
       mt: mt.recipient,
       mtProblem: mt.problem,
       careTeams,
-      careTeamRecipients: await this.members(db, careTeams),
+      careTeamRecipients: await this.members(db, careTeams, patientOwner),
       deceased: isDeath(encounter, patient),
       commune: commune(patient),
       insQualified: ins !== undefined,
@@ -124,13 +131,20 @@ export class DischargeContextLoader {
   }
 
   private async get<T extends Resource>(db: Queryable, ref: string): Promise<(T & { id: string }) | undefined> {
+    return (await this.owned<T>(db, ref))?.resource;
+  }
+
+  /** A resource with the organization that owns it (who may change it). */
+  private async owned<T extends Resource>(db: Queryable, ref: string): Promise<Owned<T> | undefined> {
     const [type, id] = ref.split('/');
     if (!type || !id) {
       return undefined;
     }
     try {
       const stored = await this.repo.read(EXCHANGE_PRINCIPAL, type, id, db);
-      return stored.json && !stored.deleted ? (JSON.parse(stored.json) as T & { id: string }) : undefined;
+      return stored.json && !stored.deleted
+        ? { resource: JSON.parse(stored.json) as T & { id: string }, owner: stored.ownerOrg }
+        : undefined;
     } catch {
       return undefined;
     }
@@ -150,13 +164,14 @@ export class DischargeContextLoader {
   private async medecinTraitant(
     db: Queryable,
     patient: Patient,
+    patientOwner: string | null,
   ): Promise<{ recipient?: Recipient; problem?: MtProblem }> {
     const status = extensionCode(patient.extension, MT_STATUS_EXTENSION);
     const ref = patient.generalPractitioner?.find((r) => /^(Practitioner|PractitionerRole)\//.test(r.reference ?? ''));
     if (!ref) {
       return { problem: 'none' };
     }
-    const recipient = await this.professional(db, ref, 'mt');
+    const recipient = await this.professional(db, ref, 'mt', patientOwner);
     if (!recipient) {
       return { problem: 'unresolved' };
     }
@@ -169,22 +184,27 @@ export class DischargeContextLoader {
     return recipient.active ? { recipient: recipient.r } : { recipient: recipient.r, problem: 'inactive' };
   }
 
-  /** A Practitioner, PractitionerRole or Organization as a recipient (mailbox from the role, then the person). */
+  /**
+   * A Practitioner, PractitionerRole or Organization as a recipient (mailbox from the role, then the
+   * person, then the directory's MSSanté extraction), each telecom only when vouched for.
+   */
   private async professional(
     db: Queryable,
     ref: Reference,
     kind: RecipientKind,
+    patientOwner: string | null,
   ): Promise<{ r: Recipient; active: boolean; fictitious: boolean } | undefined> {
     const target = ref.reference ?? '';
     if (target.startsWith('Organization/')) {
-      const org = await this.get<Organization>(db, target);
-      return org
+      const found = await this.owned<Organization>(db, target);
+      const org = found?.resource;
+      return found && org
         ? {
             r: {
               ref: target,
               kind,
               display: org.name ?? target,
-              mailbox: mssanteMailbox(org.telecom),
+              ...mailboxOf([vouchedMailbox(found, patientOwner)]),
               organization: target,
             },
             active: org.active !== false,
@@ -192,9 +212,13 @@ export class DischargeContextLoader {
           }
         : undefined;
     }
-    const role = target.startsWith('PractitionerRole/') ? await this.get<PractitionerRole>(db, target) : undefined;
+    const roleFound = target.startsWith('PractitionerRole/')
+      ? await this.owned<PractitionerRole>(db, target)
+      : undefined;
+    const role = roleFound?.resource;
     const personRef = role ? role.practitioner?.reference : target;
-    const person = personRef ? await this.get<Practitioner>(db, personRef) : undefined;
+    const personFound = personRef ? await this.owned<Practitioner>(db, personRef) : undefined;
+    const person = personFound?.resource;
     if (!person && !role) {
       return undefined;
     }
@@ -207,8 +231,11 @@ export class DischargeContextLoader {
         ref: target,
         kind,
         display,
-        mailbox:
-          mssanteMailbox(role?.telecom) ?? mssanteMailbox(person?.telecom) ?? (await directoryMailbox(db, person)),
+        ...mailboxOf([
+          vouchedMailbox(roleFound, patientOwner),
+          vouchedMailbox(personFound, patientOwner),
+          { mailbox: await directoryMailbox(db, person) },
+        ]),
         organization: role?.organization?.reference,
         rpps: person?.identifier?.find((i) => i.system === RPPS)?.value,
       },
@@ -217,7 +244,7 @@ export class DischargeContextLoader {
     };
   }
 
-  private async members(db: Queryable, teams: CareTeam[]): Promise<Recipient[]> {
+  private async members(db: Queryable, teams: CareTeam[], patientOwner: string | null): Promise<Recipient[]> {
     const out: Recipient[] = [];
     for (const team of teams) {
       for (const p of team.participant ?? []) {
@@ -225,7 +252,7 @@ export class DischargeContextLoader {
           continue;
         }
         const coordinator = p.role?.some((r) => r.coding?.some((c) => c.code && COORDINATOR_ROLES.has(c.code)));
-        const found = await this.professional(db, p.member, coordinator ? 'coordinator' : 'care-team');
+        const found = await this.professional(db, p.member, coordinator ? 'coordinator' : 'care-team', patientOwner);
         if (found?.active) {
           found.r.organization ??= p.onBehalfOf?.reference ?? team.managingOrganization?.[0]?.reference;
           out.push(found.r);
@@ -250,6 +277,48 @@ export class DischargeContextLoader {
     const binary = url?.startsWith('Binary/') ? await this.get<Binary>(db, url) : undefined;
     return { document, binary };
   }
+}
+
+interface Owned<T extends Resource> {
+  resource: T & { id: string };
+  owner: string | null;
+}
+
+/** A mailbox candidate: `mailbox` when usable, `unverified` when one was there but not vouched for. */
+interface MailboxCandidate {
+  mailbox?: string;
+  unverified?: boolean;
+}
+
+/**
+ * The MSSanté mailbox of a Practitioner, PractitionerRole or Organization, used only when the
+ * gateway can vouch for it: the entry belongs to the directory import, or its MSSanté telecoms were
+ * written by an operator (mailbox-trust tag), or it belongs to the organization of the patient the
+ * discharge is about (which chose it for its own patient). Anyone else's mailbox is not used: a
+ * structure registering a professional first must not receive another organization's discharges.
+ */
+export function vouchedMailbox<T extends Resource & { telecom?: ContactPoint[] }>(
+  found: Owned<T> | undefined,
+  patientOwner: string | null,
+): MailboxCandidate {
+  const mailbox = mssanteMailbox(found?.resource.telecom);
+  if (!found || !mailbox) {
+    return {};
+  }
+  const vouched =
+    found.owner === DIRECTORY_ORG ||
+    (patientOwner !== null && found.owner === patientOwner) ||
+    hasVerifiedMailbox(found.resource);
+  return vouched ? { mailbox } : { unverified: true };
+}
+
+/** The first usable mailbox of the candidates, in order; else whether one was set aside as unverified. */
+function mailboxOf(candidates: MailboxCandidate[]): Pick<Recipient, 'mailbox' | 'mailboxUnverified'> {
+  const mailbox = candidates.find((c) => c.mailbox)?.mailbox;
+  if (mailbox) {
+    return { mailbox };
+  }
+  return candidates.some((c) => c.unverified) ? { mailboxUnverified: true } : {};
 }
 
 /**

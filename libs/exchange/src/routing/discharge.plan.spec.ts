@@ -128,4 +128,13 @@ describe('planDischarge', () => {
     );
     expect(plan.task?.status).toBe('no-recipient');
   });
+  it('gives the Task a reason when the only mailboxes found were not vouched for (none is used)', () => {
+    const unverified = (r: Recipient): Recipient => ({ ...r, mailbox: undefined, mailboxUnverified: true });
+    const plan = planDischarge(ctx({ mt: unverified(mt), careTeams: [], careTeamRecipients: [] }), route, {}, now);
+    expect(plan.task?.status).toBe('no-recipient');
+    expect(plan.task?.reason).toContain('non vérifiée');
+    const other = planDischarge(ctx({ mt: unverified(mt) }), route, {}, now);
+    expect(other.task?.status).toBe('notifications-pending');
+    expect(other.task?.reason).toBeUndefined();
+  });
 });

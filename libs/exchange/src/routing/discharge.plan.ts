@@ -65,6 +65,7 @@ export function planDischarge(
         fileUnder: teamOwner?.managingOrganization?.[0]?.reference ?? ctx.mt.organization,
         due,
         status: initialStatus(recipients),
+        ...unverifiedReason(recipients),
       },
     };
   }
@@ -78,7 +79,7 @@ export function planDischarge(
       fileUnder: cpts?.ref,
       due,
       status: cpts ? initialStatus(recipients) : 'unrouted',
-      ...(coverage.conflict ? { reason: conflictReason(coverage.conflict.map((c) => c.ref)) } : {}),
+      ...(coverage.conflict ? { reason: conflictReason(coverage.conflict.map((c) => c.ref)) } : unverifiedReason(recipients)),
     },
   };
 }
@@ -86,6 +87,17 @@ export function planDischarge(
 /** Task.statusReason of a discharge left unrouted by a territory conflict (names the CPTS, not the patient). */
 export function conflictReason(cpts: string[]): string {
   return `Commune du patient revendiquée par plusieurs CPTS (${cpts.join(', ')}) : aucune n’est destinataire tant qu’un opérateur n’a pas tranché (GET /admin/cpts)`;
+}
+
+/** Why a mailbox found on a recipient was not used (Communication and Task statusReason). */
+export const MAILBOX_NOT_VERIFIED =
+  'non vérifiée (enregistrée par une autre organisation, ni par l’import de l’annuaire ni par un opérateur) : aucun message envoyé';
+
+/** Task.statusReason when nobody is reachable because the only mailboxes found were not vouched for. */
+function unverifiedReason(recipients: Recipient[]): { reason?: string } {
+  return !recipients.some((r) => r.mailbox) && recipients.some((r) => r.mailboxUnverified)
+    ? { reason: `Aucun destinataire joignable : boîte MSSanté ${MAILBOX_NOT_VERIFIED}` }
+    : {};
 }
 
 function initialStatus(recipients: Recipient[]): BusinessStatus {

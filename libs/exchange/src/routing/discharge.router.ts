@@ -3,7 +3,7 @@ import type { PoolClient } from 'pg';
 import { lockEvent, markEventsDispatched } from '@gw/store';
 import type { FhirRepository, NewVersion } from '@gw/store';
 import type { DischargeContext, DischargeContextLoader, Recipient } from '../records/discharge-context.loader';
-import { planDischarge } from './discharge.plan';
+import { MAILBOX_NOT_VERIFIED, planDischarge } from './discharge.plan';
 import type { DischargePlan } from './discharge.plan';
 import { DELIVERY_ID_SYSTEM, ROUTING_ID_SYSTEM, TASK_CODE_SYSTEM, TASK_TEXT, businessStatus } from '../exchange.codes';
 import { nameUuid, uuidOid } from '@gw/platform';
@@ -218,10 +218,12 @@ export class DischargeRouter {
   }
 }
 
-/** Why a recipient's Communication is not sent (no mailbox, channel off), or undefined when it is. */
+/** Why a recipient's Communication is not sent (no mailbox or an unverified one, channel off), or undefined when it is. */
 function notSent(channel: Channel, on: boolean, r: Recipient): string | undefined {
   return !r.mailbox
-    ? `Pas de boîte ${channel.label} connue pour ce destinataire`
+    ? r.mailboxUnverified
+      ? `Boîte ${channel.label} ${MAILBOX_NOT_VERIFIED}`
+      : `Pas de boîte ${channel.label} connue pour ce destinataire`
     : !on
       ? `Canal ${channel.label} non configuré`
       : undefined;

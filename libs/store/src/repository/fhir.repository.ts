@@ -9,6 +9,7 @@ import type { AccessPolicy, Principal, StoredRef } from './access.policy';
 import { IDENTITY_TYPES, equivalentTokens, identityKey } from '../directory/directory.identity';
 import { Binder, compileSort, compileWhere } from './search-sql';
 import { withIdentityTrust } from './identity-trust';
+import { withMailboxTrust } from './mailbox-trust';
 import { patientReferences } from './patient-compartment';
 import { persistVersions } from './persist';
 import { WriteBatcher } from './write-batcher';
@@ -650,6 +651,7 @@ export class FhirRepository {
     const lastUpdated = new Date().toISOString();
     const meta = stampMeta(resource.meta, versionId, lastUpdated, owner, ctx);
     meta.tag = withIdentityTrust(meta.tag ?? [], resource, ctx.principal, previousJson);
+    meta.tag = withMailboxTrust(meta.tag, resource, ctx.principal, previousJson);
     const stamped = carryDecimals(resource, { ...resource, id, meta } as Resource);
     validateForWrite(stamped, this.profiles);
     return {
