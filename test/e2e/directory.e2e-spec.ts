@@ -1,4 +1,4 @@
-import type { Bundle, OperationOutcome, Patient, Practitioner, PractitionerRole } from '@medplum/fhirtypes';
+import type { Bundle, OperationOutcome, Patient, Practitioner, PractitionerRole, Task } from '@medplum/fhirtypes';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
 import { Stays, TestSmtp, eventually, mailbox } from '../support/exchange';
@@ -72,7 +72,7 @@ describe('one shared directory: Practitioners and Organizations across organizat
     await smtp?.stop();
   });
 
-  it('a hospital naming a registered GP (ROL ODRP, same RPPS) references the one Practitioner, and the discharge e-mail reaches its mailbox', async () => {
+  it('a hospital naming a registered GP (ROL ODRP, same RPPS) references the one Practitioner, whose mailbox gets the discharge e-mail once an operator vouched for it', async () => {
     const gpRpps = rpps('1000090001');
     const address = `dr.annuaire.${stamp.toLowerCase()}@medecin.mssante.fr`;
     const registered = await fhir<Practitioner>(gw, msp.token, 'POST', 'Practitioner', {
@@ -98,6 +98,20 @@ describe('one shared directory: Practitioners and Organizations across organizat
     expect(patient.generalPractitioner?.map((g) => g.reference)).toEqual([`Practitioner/${registered.body.id}`]);
 
     await s.send('A03', { date: '20261122150000', exitMode: '8' });
+    // The MSP's own mailbox claim is not verified (neither the directory import nor an operator wrote
+    // it): the MT keeps its Task, without an e-mail, and the Task says why.
+    const task = await eventually(async () => (await search<Task>(gw, 'Task', { focus: `Encounter/${enc.id}` }))[0]);
+    expect(task.statusReason?.text).toContain('non vérifiée');
+    expect(smtp.to(address)).toHaveLength(0);
+
+    // An operator confirms the mailbox (writes the entry): the next discharge reaches it.
+    const vouched = await fhir<Practitioner>(gw, await gw.token(), 'PUT', `Practitioner/${registered.body.id}`, {
+      ...found[0],
+    });
+    expect(vouched.status).toBe(200);
+    const next = stays.stay({}, { gp: { rpps: gpRpps, family: 'AUTRE-NOM', given: 'C' } });
+    await next.send('A01', { date: '20261120100000' });
+    await next.send('A03', { date: '20261122150000', exitMode: '8' });
     const mails = await eventually(async () => (smtp.to(address).length > 0 ? smtp.to(address) : undefined), 30_000);
     expect(mails).toHaveLength(1);
   });

@@ -79,7 +79,9 @@ export function planDischarge(
       fileUnder: cpts?.ref,
       due,
       status: cpts ? initialStatus(recipients) : 'unrouted',
-      ...(coverage.conflict ? { reason: conflictReason(coverage.conflict.map((c) => c.ref)) } : unverifiedReason(recipients)),
+      ...(coverage.conflict
+        ? { reason: conflictReason(coverage.conflict.map((c) => c.ref)) }
+        : unverifiedReason(recipients)),
     },
   };
 }

@@ -31,7 +31,10 @@ describe('mailbox trust tag', () => {
     expect(withMailboxTrust([VERIFIED], practitioner('dr@x.mssante.fr'), client)).toEqual([]);
     expect(withMailboxTrust([VERIFIED], practitioner(), operator)).toEqual([]);
     expect(withMailboxTrust([VERIFIED], { resourceType: 'Patient' }, operator)).toEqual([]);
-    const org = { resourceType: 'Organization' as const, telecom: [{ system: 'email' as const, value: 'a@b.mssante.fr' }] };
+    const org = {
+      resourceType: 'Organization' as const,
+      telecom: [{ system: 'email' as const, value: 'a@b.mssante.fr' }],
+    };
     expect(withMailboxTrust([], org, operator)).toEqual([VERIFIED]);
   });
 
