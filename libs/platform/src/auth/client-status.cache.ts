@@ -80,9 +80,25 @@ export class ClientStatusCache {
     await this.listener?.stop();
   }
 
+  /**
+   * Reads the registry. When it cannot be read (the database is down) and the client's last known
+   * status was not invalidated since, that status stands: nothing can change a client while its
+   * database is unreachable, and every data access needs that database anyway, so a request gets
+   * the answer its feature gives to an outage (an HL7 `AR`, a 503) rather than an authentication
+   * error. A client never seen, or invalidated, gets the error.
+   */
   private async load(id: string): Promise<ClientStatus | undefined> {
     const generation = this.generation;
-    const status = await this.registry.statusOf(id);
+    let status: ClientStatus | undefined;
+    try {
+      status = await this.registry.statusOf(id);
+    } catch (err) {
+      const last = this.entries.get(id);
+      if (last && generation === this.generation) {
+        return last.status;
+      }
+      throw err;
+    }
     if (generation === this.generation) {
       this.entries.set(id, { status, loadedAt: this.now() });
     }
