@@ -1,8 +1,9 @@
 import type { CodeableConcept, ContactPoint, Extension } from '@medplum/fhirtypes';
-import { GW } from '@gw/fhir';
+import { GW, isMssanteEmail, isMssanteTyped } from '@gw/fhir';
 
 export {
   CONSENT_CODES,
+  EMAIL_TYPE_EXTENSION,
   FINESS,
   GW,
   INSEE_CODE_EXTENSION,
@@ -19,7 +20,6 @@ export {
 export const BUSINESS_STATUS_SYSTEM = `${GW}/fhir/CodeSystem/exchange-status`;
 export const DELIVERY_ID_SYSTEM = `${GW}/fhir/NamingSystem/exchange-delivery`;
 export const ROUTING_ID_SYSTEM = `${GW}/fhir/NamingSystem/exchange-routing`;
-export const EMAIL_TYPE_EXTENSION = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type';
 export const COORDINATOR_ROLES = new Set(['coordinator', 'coordinateur', '768730001']);
 
 export type TaskKind = 'discharge-follow-up' | 'find-mt';
@@ -56,11 +56,8 @@ export function businessStatus(code: BusinessStatus): CodeableConcept {
 
 /** An MSSanté mailbox: FR Core email type MSSANTE, or an address of an mssante.fr domain. */
 export function mssanteMailbox(telecom: ContactPoint[] | undefined): string | undefined {
-  const emails = (telecom ?? []).filter((t) => t.system === 'email' && t.value && !t.period?.end);
-  const typed = emails.find((t) =>
-    t.extension?.some((e) => e.url === EMAIL_TYPE_EXTENSION && e.valueCoding?.code === 'MSSANTE'),
-  );
-  return (typed ?? emails.find((t) => /[.@]mssante\.fr$/i.test(t.value ?? '')))?.value?.toLowerCase();
+  const current = (telecom ?? []).filter((t) => isMssanteEmail(t) && !t.period?.end);
+  return (current.find(isMssanteTyped) ?? current[0])?.value?.toLowerCase();
 }
 
 export function extensionCode(ext: Extension[] | undefined, url: string): string | undefined {

@@ -1,3 +1,4 @@
+import type { ContactPoint } from '@medplum/fhirtypes';
 /**
  * Systems and extension URLs shared by the hospital feed (which writes them) and the exchange
  * layer (which reads them): French identifiers (DOMAIN §3), FR Core extensions, gateway codes.
@@ -17,6 +18,24 @@ export const CONSENT_CODES = `${GW}/fhir/CodeSystem/dmp-consent`;
 
 /** Patient extension: status of the médecin traitant declaration (declared, departed, fictitious, none, seeking). */
 export const MT_STATUS_EXTENSION = `${GW}/fhir/StructureDefinition/mt-status`;
+/** FR Core ContactPoint extension: the kind of an e-mail address (`MSSANTE` for a messagerie sécurisée de santé). */
+export const EMAIL_TYPE_EXTENSION = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type';
+
+/** An e-mail telecom typed MSSANTE (FR Core email type). */
+export function isMssanteTyped(t: ContactPoint): boolean {
+  return (t.extension ?? []).some((e) => e.url === EMAIL_TYPE_EXTENSION && e.valueCoding?.code === 'MSSANTE');
+}
+
+/** An MSSanté address: an e-mail telecom typed MSSANTE, or an address of an mssante.fr domain. */
+export function isMssanteEmail(t: ContactPoint): boolean {
+  return (
+    t?.system === 'email' &&
+    typeof t.value === 'string' &&
+    t.value !== '' &&
+    (isMssanteTyped(t) || /[.@]mssante\.fr$/i.test(t.value))
+  );
+}
+
 /** Organization extension (repeated): an INSEE commune code of a CPTS territory. */
 export const TERRITORY_COMMUNE_EXTENSION = `${GW}/fhir/StructureDefinition/territory-commune`;
 /** Organization.type codes of the gateway: `CPTS`, `MSP`, `CDS`, `cabinet`, `hospital`. */

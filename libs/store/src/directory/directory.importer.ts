@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { ContactPoint, Practitioner } from '@medplum/fhirtypes';
-import { IDNATPS, RPPS } from '@gw/fhir';
+import { EMAIL_TYPE_EXTENSION, IDNATPS, RPPS } from '@gw/fhir';
 import { GatewayError } from '@gw/platform';
 import type { Principal } from '../repository/access.policy';
 import { ANNUAIRE_SANTE, DIRECTORY_ORG, DIRECTORY_SOURCE_SYSTEM } from './directory.identity';
@@ -18,7 +18,6 @@ export const DIRECTORY_IMPORT_PRINCIPAL: Principal = {
   scopes: ['system/*.cruds'],
 };
 
-const EMAIL_TYPE_EXTENSION = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type';
 const PROFESSION_SYSTEM = 'https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante';
 
 /**

@@ -1,26 +1,18 @@
 import type { Coding, ContactPoint, Resource } from '@medplum/fhirtypes';
-import { MAILBOX_TRUST_SYSTEM, MAILBOX_VERIFIED_SOURCE } from '@gw/fhir';
+import { MAILBOX_TRUST_SYSTEM, MAILBOX_VERIFIED_SOURCE, isMssanteEmail } from '@gw/fhir';
 import type { Principal } from './access.policy';
-
-const EMAIL_TYPE_EXTENSION = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type';
 
 /** The directory types whose telecom the exchange layer sends discharges to. */
 const MAILBOX_TYPES = ['Practitioner', 'PractitionerRole', 'Organization'];
 
 /**
- * The MSSanté telecoms of a resource, as one comparable string: e-mail entries typed MSSANTE (FR
- * Core email type) or of an mssante.fr domain, whatever their period (the same test as routing's).
+ * The MSSanté telecoms of a resource, as one comparable string: the e-mail entries {@link isMssanteEmail}
+ * accepts (routing's test), whatever their period.
  */
 export function mssanteTelecoms(resource: Resource | undefined): string {
   const telecom = (resource as { telecom?: ContactPoint[] } | undefined)?.telecom;
   return (Array.isArray(telecom) ? telecom : [])
-    .filter(
-      (t) =>
-        t?.system === 'email' &&
-        typeof t.value === 'string' &&
-        ((t.extension ?? []).some((e) => e.url === EMAIL_TYPE_EXTENSION && e.valueCoding?.code === 'MSSANTE') ||
-          /[.@]mssante\.fr$/i.test(t.value)),
-    )
+    .filter(isMssanteEmail)
     .map((t) => JSON.stringify([t.value?.toLowerCase(), t.period?.start ?? null, t.period?.end ?? null]))
     .sort()
     .join('|');
