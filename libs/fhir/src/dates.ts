@@ -80,3 +80,30 @@ function utc(year: number, month: number, day: number): string {
   const date = utcDate(year, month, day);
   return date.getUTCFullYear() > 9999 ? MAX_DATE : date.toISOString();
 }
+
+/** Created once: an Intl.DateTimeFormat costs far more to build than to use. */
+const parisFormat = new Intl.DateTimeFormat('en-GB', {
+  timeZone: 'Europe/Paris',
+  hourCycle: 'h23',
+  year: 'numeric',
+  month: '2-digit',
+  day: '2-digit',
+  hour: '2-digit',
+  minute: '2-digit',
+  second: '2-digit',
+});
+
+export type CalendarParts = Record<'year' | 'month' | 'day' | 'hour' | 'minute' | 'second', string>;
+
+/** The wall-clock calendar parts (2 digits, 4 for the year) of an instant in Europe/Paris. */
+export function parisParts(instant: Date | number): CalendarParts {
+  const parts = Object.fromEntries(parisFormat.formatToParts(instant).map((p) => [p.type, p.value]));
+  return {
+    year: parts.year as string,
+    month: parts.month as string,
+    day: parts.day as string,
+    hour: parts.hour as string,
+    minute: parts.minute as string,
+    second: parts.second as string,
+  };
+}

@@ -7,8 +7,8 @@ export {
 } from './definitions';
 export type { CompartmentResource } from './definitions';
 export type { ServedResourceType } from './definitions';
-export { dateRange, MIN_DATE, MAX_DATE } from './dates';
-export type { DateRange } from './dates';
+export { dateRange, MIN_DATE, MAX_DATE, parisParts } from './dates';
+export type { CalendarParts, DateRange } from './dates';
 export { SearchParamRegistry, normalizeString, parseReference } from './search-params';
 export type {
   IndexedKind,

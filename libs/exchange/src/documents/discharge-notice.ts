@@ -1,3 +1,5 @@
+import { parisParts } from '@gw/fhir';
+
 /**
  * The facts a discharge notice is written from, when the hospital sent no letter. Plain values,
  * no FHIR resources: the routing code extracts them from the Encounter, Patient and Organization.
@@ -28,7 +30,6 @@ export interface DischargeNoticeFacts {
   followUpDueAt?: Date | string;
 }
 
-const PARIS = 'Europe/Paris';
 const EOL = '\r\n';
 const MODE_TEXT: Record<DischargeNoticeFacts['dischargeMode'], string> = {
   home: 'retour à domicile',
@@ -143,29 +144,6 @@ function toDate(v: Date | string): Date {
   return d;
 }
 
-/** Calendar parts of an instant in Europe/Paris. */
-function parisParts(v: Date | string): Record<'year' | 'month' | 'day' | 'hour' | 'minute' | 'second', string> {
-  const fmt = new Intl.DateTimeFormat('en-GB', {
-    timeZone: PARIS,
-    year: 'numeric',
-    month: '2-digit',
-    day: '2-digit',
-    hour: '2-digit',
-    minute: '2-digit',
-    second: '2-digit',
-    hourCycle: 'h23',
-  });
-  const parts = Object.fromEntries(fmt.formatToParts(toDate(v)).map((p) => [p.type, p.value]));
-  return {
-    year: parts.year,
-    month: parts.month,
-    day: parts.day,
-    hour: parts.hour,
-    minute: parts.minute,
-    second: parts.second,
-  };
-}
-
 /** A date-only string (`YYYY-MM-DD`) is a calendar day: no time-zone shift. */
 function dayOnly(v: Date | string): string[] | undefined {
   return typeof v === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(v) ? v.split('-') : undefined;
@@ -176,7 +154,7 @@ function formatDateTime(v: Date | string): string {
   if (day) {
     return `${day[2]}/${day[1]}/${day[0]}`;
   }
-  const p = parisParts(v);
+  const p = parisParts(toDate(v));
   return `${p.day}/${p.month}/${p.year} ${p.hour}:${p.minute}`;
 }
 
@@ -194,7 +172,7 @@ function isoDateParis(v: Date | string): string {
   if (day) {
     return day.join('-');
   }
-  const p = parisParts(v);
+  const p = parisParts(toDate(v));
   return `${p.year}-${p.month}-${p.day}`;
 }
 

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import iconv from 'iconv-lite';
 import { Hl7Message } from '@medplum/core';
 import type { Hl7Segment } from '@medplum/core';
+import { parisParts } from '@gw/fhir';
 
 /** Character sets a source may use or be overridden to (PAM-FR MSH-18 values map onto these). */
 export type Charset = 'UTF-8' | 'ISO-8859-1' | 'ISO-8859-15';
@@ -209,21 +210,10 @@ export function hl7Date(text: string, where: Hl7Location): string | undefined {
   return dt?.slice(0, 10);
 }
 
-const parisFormat = new Intl.DateTimeFormat('en-GB', {
-  timeZone: 'Europe/Paris',
-  hourCycle: 'h23',
-  year: 'numeric',
-  month: '2-digit',
-  day: '2-digit',
-  hour: '2-digit',
-  minute: '2-digit',
-  second: '2-digit',
-});
-
 /** Offset of Europe/Paris for a wall-clock time given as if it were UTC (±hh:mm). */
 function parisOffset(wallAsUtc: number): string {
   const offsetAt = (t: number): number => {
-    const p = Object.fromEntries(parisFormat.formatToParts(new Date(t)).map((x) => [x.type, x.value]));
+    const p = parisParts(t);
     return Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second) - t;
   };
   // First guess with the offset at that instant, then correct once across a DST change.
