@@ -340,17 +340,7 @@ export class FhirService {
       maxParams: this.options.maxParams,
       maxValues: this.options.maxValues,
     });
-    const unknown = unknownElements(type, sreq.subsetting);
-    if (unknown.length > 0 && req.strict) {
-      throw new GatewayError(
-        'invalid',
-        unknown.map((e) => ({
-          text: `${type} has no element "${e}"`,
-          expression: '_elements',
-          code: 'not-supported' as const,
-        })),
-      );
-    }
+    const unknown = checkedElements(type, sreq.subsetting, req.strict);
     const result = await this.repo.search(p, sreq, req.strict, tx, req.signal);
     result.unsupported.push(...unknown.map((e) => ({ key: '_elements', reason: `${type} has no element "${e}"` })));
     this.record(p, 'search', type, result.matches, 200, requestId);
@@ -551,8 +541,17 @@ function readSubsetting(type: string, req: FhirRequest): Subsetting | undefined 
       expression: '_summary',
     });
   }
+  checkedElements(type, subsetting, req.strict);
+  return subsetting;
+}
+
+/**
+ * The `_elements` names `type` does not have: refused under `Prefer: handling=strict`, otherwise
+ * returned for the caller to report (and ignored).
+ */
+function checkedElements(type: string, subsetting: Subsetting | undefined, strict: boolean): string[] {
   const unknown = unknownElements(type, subsetting);
-  if (unknown.length > 0 && req.strict) {
+  if (unknown.length > 0 && strict) {
     throw new GatewayError(
       'invalid',
       unknown.map((e) => ({
@@ -562,7 +561,7 @@ function readSubsetting(type: string, req: FhirRequest): Subsetting | undefined 
       })),
     );
   }
-  return subsetting;
+  return unknown;
 }
 
 function subsetted(res: FhirResponse, subsetting: Subsetting | undefined): FhirResponse {
