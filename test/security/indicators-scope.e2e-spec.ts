@@ -194,4 +194,26 @@ describe('security: evaluations and exports read only what the caller may read',
     expect(files.Observation ?? []).toHaveLength(0);
     expect(manifest!.output.find((o) => o.type === 'Patient')?.count).toBe(12);
   });
+
+  it("a GP's patientèle counts only the caller's own patients (the shared directory lets anyone read any GP)", async () => {
+    // A GP of the directory (readable by every client) who is the médecin traitant of 12 of B's patients.
+    await load(mspB, [['gp', { resourceType: 'Practitioner', active: true, name: [{ family: 'MT-DE-B' }] }]]);
+    for (let i = 1; i <= 12; i++) {
+      await load(mspB, [
+        [`G${i}`, { ...patient(`G${i}`)[1], generalPractitioner: [{ reference: `Practitioner/${ids.gp}` }] }],
+      ]);
+      await load(mspB, [med(`G${i}-med`, `G${i}`)]);
+    }
+    const query = `subject=Practitioner/${ids.gp}`;
+    const asOperator = await call<MeasureReport>(
+      gw,
+      'GET',
+      `${gw.fhirUrl}/Measure/rosp-diabete-hba1c/$evaluate-measure?${PERIOD}&population=all&${query}`,
+    );
+    expect(counts(asOperator.body.group?.[0]?.population)['initial-population']).toBe(12);
+    // MSP A reads the GP (directory) but none of the GP's patients is A's: nothing is counted.
+    const asA = await evaluate(query);
+    expect(asA.status).toBe(200);
+    expect(counts(asA.body.group?.[0]?.population)['initial-population']).toBe(0);
+  });
 });

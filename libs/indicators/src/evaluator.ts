@@ -18,7 +18,8 @@ export type Stratifier = (typeof STRATIFIERS)[number];
 export type Scope =
   | { kind: 'organization'; id: string }
   | { kind: 'cpts'; id: string }
-  | { kind: 'practitioner'; id: string }
+  /** A GP's MT patientèle; `within`: only the patients of that structure or CPTS (a non-admin caller's). */
+  | { kind: 'practitioner'; id: string; within?: Scope }
   | { kind: 'group'; patientIds: string[] }
   | { kind: 'patient'; id: string }
   | { kind: 'all' };
@@ -271,8 +272,10 @@ function scopeWhere(scope: Scope, params: SqlParams): string {
       const id = params.bind(scope.id);
       return `(p.owner_org = 'Organization/' || ${id} OR p.owner_org IN (SELECT 'Organization/' || o.id FROM ind_organization o WHERE o.part_of = ${id}))`;
     }
-    case 'practitioner':
-      return `p.gp = ${params.bind(`Practitioner/${scope.id}`)}`;
+    case 'practitioner': {
+      const gp = `p.gp = ${params.bind(`Practitioner/${scope.id}`)}`;
+      return scope.within ? `${gp} AND ${scopeWhere(scope.within, params)}` : gp;
+    }
     case 'group':
       return `p.id = ANY(${params.bind(scope.patientIds)}::text[])`;
     case 'patient':

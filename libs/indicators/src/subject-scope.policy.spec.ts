@@ -120,10 +120,11 @@ describe('resolveScope', () => {
       ).resolves.toEqual({ kind: 'organization', id: 'msp' });
     });
 
-    it('gets the patientèle of a GP and one patient only when it may read them', async () => {
+    it('gets the patientèle of a GP (among its own patients only) and one patient only when it may read them', async () => {
       await expect(resolveScope(lookup, msp, 'Practitioner/gp', 'population')).resolves.toEqual({
         kind: 'practitioner',
         id: 'gp',
+        within: { kind: 'organization', id: 'msp' },
       });
       await expect(resolveScope(lookup, msp, 'Practitioner/other', 'population')).rejects.toEqual(
         category('not-found'),

@@ -75,11 +75,15 @@ export async function resolveScope(
     return org.type === 'CPTS' ? { kind: 'cpts', id } : { kind: 'organization', id };
   }
   if (type === 'Practitioner') {
-    if (!p.admin) {
-      // A GP's patientèle: for the structure where the GP practises (the Practitioner is filed under it).
-      await lookup.read(p, 'Practitioner', id);
+    if (p.admin) {
+      return { kind: 'practitioner', id };
     }
-    return { kind: 'practitioner', id };
+    // A GP's patientèle among the caller's own patients (a CPTS: its structures'). Reading the
+    // Practitioner proves nothing (the directory is shared: every client reads every GP).
+    await lookup.read(p, 'Practitioner', id);
+    const within: Scope =
+      clientType === 'CPTS' ? { kind: 'cpts', id: clientOrg } : { kind: 'organization', id: clientOrg };
+    return { kind: 'practitioner', id, within };
   }
   // Every active Patient member: for a non-admin caller the evaluation itself keeps only the
   // records it may read (EvaluateOptions.factOwners), so members filed elsewhere count nowhere and
