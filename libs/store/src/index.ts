@@ -1,5 +1,5 @@
 export { OrganizationAccessPolicy } from './repository/access.policy';
-export type { AccessPolicy, Principal, StoredRef } from './repository/access.policy';
+export type { AccessPolicy, PersonContext, Principal, StoredRef } from './repository/access.policy';
 export { IDENTITY_QUALIFICATION_GRANT } from './repository/access.policy';
 export { CPTS_TYPE_CODE, isCptsCode } from './repository/operator-grants';
 export { AuditLog } from './audit/audit.log';

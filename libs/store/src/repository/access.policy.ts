@@ -2,6 +2,27 @@ import type { Resource } from '@medplum/fhirtypes';
 import { DIRECTORY_ORG, DIRECTORY_TYPES, identityKeys } from '../directory/directory.identity';
 import { changedGrants } from './operator-grants';
 
+/**
+ * A person acting through a client (OAuth 2.0 token exchange): a Practitioner through one of their
+ * PractitionerRoles. Its organization is the role's, which is the client's.
+ */
+export interface PersonContext {
+  /** `Practitioner/<id>` */
+  practitioner: string;
+  /** `PractitionerRole/<id>`: the role the person acts in. */
+  role: string;
+  /** The role's profession (TRE_G15 code: '10' médecin, '21' pharmacien, '60' infirmier, '70' kiné…). */
+  profession?: string;
+  /** False for non-health staff (secrétaire, coordinateur non soignant): never clinical content. */
+  health: boolean;
+  /** Identification nationale (IdNatPS), for the audit trail. */
+  idNatPs?: string;
+  /** A name for the audit trail. */
+  display?: string;
+  /** PurposeOfUse (v3-ActReason): TREAT unless said otherwise. */
+  purpose?: string;
+}
+
 /** The authenticated caller, as the token says. */
 export interface Principal {
   clientId: string;
@@ -14,6 +35,8 @@ export interface Principal {
    * {@link IDENTITY_QUALIFICATION_GRANT}. Absent: none.
    */
   grants?: readonly string[];
+  /** The person a client acts for (token exchange); absent for a system client. */
+  person?: PersonContext;
 }
 
 /**
@@ -28,6 +51,8 @@ export interface StoredRef {
   resourceType: string;
   id: string;
   ownerOrg: string | null;
+  /** The one Patient the resource is about (the Patient itself, or its compartment's), when known. */
+  patientId?: string | null;
   /** The current JSON, when the caller has it (identity checks on updates). */
   json?: string | null;
 }
