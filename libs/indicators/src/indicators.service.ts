@@ -5,6 +5,7 @@ import { GW } from '@gw/fhir';
 import { GatewayError, scopeAllows } from '@gw/platform';
 import type { GatewayFeature, JobResult, Logger, QueueService } from '@gw/platform';
 import { OWNER_TAG_SYSTEM } from '@gw/store';
+import { actorOf } from '@gw/store';
 import type { AuditLog, FhirRepository, Principal } from '@gw/store';
 import { DENOMINATOR_POPULATIONS, MeasureCatalogue } from './catalogue';
 import type { CompiledMeasure, DenominatorPopulation } from './catalogue';
@@ -181,9 +182,12 @@ export class IndicatorsService implements GatewayFeature {
     if (result.recall) {
       attachRecall(report, result.recall);
     }
+    const patients = [
+      ...(subject?.startsWith('Patient/') ? [subject.slice('Patient/'.length)] : []),
+      ...(result.recall ?? []),
+    ];
     this.audit.record({
-      clientId: p.clientId,
-      organization: p.organization,
+      ...actorOf(p),
       interaction: 'operation:evaluate-measure',
       resourceType: 'Measure',
       entity: [
@@ -191,6 +195,7 @@ export class IndicatorsService implements GatewayFeature {
         ...(subject ? [subject] : []),
         ...(result.recall ?? []).map((id) => `Patient/${id}`),
       ],
+      patients: [...new Set(patients)],
       outcome: 200,
       requestId,
     });
