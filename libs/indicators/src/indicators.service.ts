@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { List, MeasureReport, Resource } from '@medplum/fhirtypes';
+import type { Coding, List, ListEntry, MeasureReport, Resource } from '@medplum/fhirtypes';
 import type { Pool } from 'pg';
 import { GW } from '@gw/fhir';
 import { GatewayError, scopeAllows } from '@gw/platform';
@@ -9,8 +9,14 @@ import type { AuditLog, FhirRepository, Principal } from '@gw/store';
 import { DENOMINATOR_POPULATIONS, MeasureCatalogue } from './catalogue';
 import type { CompiledMeasure, DenominatorPopulation } from './catalogue';
 import { MeasureEvaluator } from './evaluator';
-import type { MeasureCounts, Period, Scope } from './evaluator';
-import { RECALL_LIST_EXTENSION, buildMeasureReport } from './report';
+import type { MeasureCounts, Period, RecallEntry, Scope } from './evaluator';
+import {
+  RECALL_EVENTS_EXTENSION,
+  RECALL_EVIDENCE_EXTENSION,
+  RECALL_LIST_EXTENSION,
+  RECALL_OTHER_RECORD_EXTENSION,
+  buildMeasureReport,
+} from './report';
 import { resolveScope } from './subject-scope.policy';
 import type { ReportType, ScopeLookup } from './subject-scope.policy';
 
@@ -179,7 +185,7 @@ export class IndicatorsService implements GatewayFeature {
       structureNames: await this.structureNames(result),
     });
     if (result.recall) {
-      attachRecall(report, result.recall);
+      attachRecall(report, result.recall, this.catalogue, result.measure.basis === 'event');
     }
     this.audit.record({
       clientId: p.clientId,
@@ -189,7 +195,7 @@ export class IndicatorsService implements GatewayFeature {
       entity: [
         `Measure/${measureId}`,
         ...(subject ? [subject] : []),
-        ...(result.recall ?? []).map((id) => `Patient/${id}`),
+        ...(result.recall ?? []).flatMap((r) => [r.patientId, ...r.otherRecords].map((id) => `Patient/${id}`)),
       ],
       outcome: 200,
       requestId,
@@ -283,17 +289,49 @@ export class IndicatorsService implements GatewayFeature {
   }
 }
 
-function attachRecall(report: MeasureReport, ids: string[]): void {
+function attachRecall(report: MeasureReport, entries: RecallEntry[], catalogue: MeasureCatalogue, events: boolean): void {
   const list: List = {
     resourceType: 'List',
     id: 'recall',
     status: 'current',
     mode: 'snapshot',
     title: 'Patients à rappeler (dénominateur, hors numérateur)',
-    entry: ids.map((id) => ({ item: { reference: `Patient/${id}` } })),
+    entry: entries.map((e) => recallEntry(e, catalogue, events)),
   };
   report.contained = [list];
   report.group?.[0]?.extension?.push({ url: RECALL_LIST_EXTENSION, valueReference: { reference: '#recall' } });
+}
+
+/** One person of the recall List: the record shown, the records merged into it, the latest evidence. */
+function recallEntry(e: RecallEntry, catalogue: MeasureCatalogue, events: boolean): ListEntry {
+  const extension: NonNullable<ListEntry['extension']> = e.otherRecords.map((id) => ({
+    url: RECALL_OTHER_RECORD_EXTENSION,
+    valueReference: { reference: `Patient/${id}` },
+  }));
+  if (events) {
+    extension.push({ url: RECALL_EVENTS_EXTENSION, valueInteger: e.events });
+  }
+  if (e.evidence) {
+    const vs = catalogue.valueSets.get(e.evidence.kind.valueSet);
+    const concept = vs?.compose?.include
+      ?.filter((i) => i.system === e.evidence?.system)
+      .flatMap((i) => i.concept ?? [])
+      .find((c) => c.code === e.evidence?.code);
+    const coding: Coding = {
+      ...(e.evidence.system ? { system: e.evidence.system } : {}),
+      code: e.evidence.code,
+      ...(concept?.display ? { display: concept.display } : {}),
+    };
+    extension.push({
+      url: RECALL_EVIDENCE_EXTENSION,
+      extension: [
+        { url: 'fact', valueReference: { reference: e.evidence.reference, display: vs?.title ?? vs?.name } },
+        { url: 'code', valueCoding: coding },
+        ...(e.evidence.at ? [{ url: 'date', valueDateTime: e.evidence.at }] : []),
+      ],
+    });
+  }
+  return { ...(extension.length > 0 ? { extension } : {}), item: { reference: `Patient/${e.patientId}` } };
 }
 
 /** periodStart/periodEnd as dates (a year, a month or a day; a dateTime is cut to its day). Default: the last 12 whole months. */
