@@ -11,7 +11,6 @@ import {
   measureIdOf,
   objectiveStatusOf,
   objectivesOf,
-  recallOf,
   reportCell,
   requestToken,
   resourcesOf,
@@ -19,12 +18,12 @@ import {
   structuresOf,
   thresholdOf,
 } from './fhir.js';
+import { loadRecall, renderRecall } from './recall.js';
 
 /** @typedef {import('./fhir.js').MeasureReport} MeasureReport */
 /** @typedef {import('./fhir.js').Measure} Measure */
 /** @typedef {import('./fhir.js').Cell} Cell */
 /** @typedef {import('@medplum/fhirtypes').Organization} Organization */
-/** @typedef {import('@medplum/fhirtypes').Patient} Patient */
 /** @typedef {{ report: MeasureReport; live: boolean }} Row */
 
 /** Series colour of the indicator (the tests look for it in the chart). */
@@ -434,22 +433,18 @@ function td(text, masked, span = 1) {
   return cell;
 }
 
-/** The recall list (reportType=subject-list) of the chosen structure for the last period shown. */
+/**
+ * The recall list (reportType=subject-list) of the chosen structure for the last period shown:
+ * one row per person (recall.js), its count checked against the same evaluation's counts.
+ */
 async function showRecall() {
   const rows = currentRows();
-  const last = rows[rows.length - 1]?.report.period;
+  const lastRow = rows[rows.length - 1];
   const subject = ui.structure.value || ui.subject.value;
-  const query = new URLSearchParams({
-    reportType: 'subject-list',
-    subject,
-    ...(last?.start && last.end ? { periodStart: last.start, periodEnd: last.end } : {}),
-  });
   ui.recallResult.replaceChildren(paragraph('Chargement…'));
-  let report;
+  let data;
   try {
-    report = /** @type {MeasureReport} */ (
-      await fhirGet(`Measure/${encodeURIComponent(ui.measure.value)}/$evaluate-measure?${query}`)
-    );
+    data = await loadRecall(ui.measure.value, subject, lastRow?.report.period);
   } catch (err) {
     if (err instanceof ApiError && err.status !== 401) {
       const refusal = paragraph(`Liste de rappel non disponible : ${err.message}`);
@@ -460,48 +455,16 @@ async function showRecall() {
     }
     throw err;
   }
-  const refs = recallOf(report);
-  if (refs.length === 0) {
+  if (data.rows.length === 0) {
     ui.recallResult.replaceChildren(paragraph('Aucun patient à rappeler sur cette période.'));
     return;
   }
-  const ids = refs.map((r) => r.replace(/^Patient\//, ''));
-  /** @type {Map<string, Patient>} */
-  const patients = new Map();
-  try {
-    /** @type {Patient[]} */
-    const found = resourcesOf(
-      await fhirGet(`Patient?_id=${ids.map(encodeURIComponent).join(',')}&_count=${ids.length}`),
-    );
-    found.forEach((p) => patients.set(p.id ?? '', p));
-  } catch (err) {
-    if (err instanceof ApiError && err.status === 401) {
-      throw err;
-    }
-    // Names are a convenience: the references alone still make the list.
-  }
-  const table = document.createElement('table');
-  const caption = table.createCaption();
-  caption.textContent = `${refs.length} patient(s) à rappeler — ${report.period?.start} au ${report.period?.end}`;
-  const head = table.createTHead().insertRow();
-  for (const h of ['Patient', 'Nom', 'Date de naissance']) {
-    const th = document.createElement('th');
-    th.scope = 'col';
-    th.textContent = h;
-    head.append(th);
-  }
-  const body = table.createTBody();
-  for (const id of ids) {
-    const p = patients.get(id);
-    const name = p?.name?.[0];
-    const tr = body.insertRow();
-    tr.append(
-      td(`Patient/${id}`, false),
-      td(name ? `${name.family ?? ''} ${(name.given ?? []).join(' ')}`.trim() : '—', false),
-      td(p?.birthDate ?? '—', false),
-    );
-  }
-  ui.recallResult.replaceChildren(table);
+  const shown = lastRow ? reportCell(lastRow.report, ui.structure.value || undefined)?.counts : undefined;
+  renderRecall(ui.recallResult, data, {
+    measure: ui.measure.value,
+    structureName: (ui.structure.value ? ui.structure : ui.subject).selectedOptions[0]?.text ?? subject,
+    shownCounts: shown,
+  });
 }
 
 /** @param {string} text */

@@ -11,6 +11,7 @@ import type { CompiledMeasure, DenominatorPopulation } from './catalogue';
 import { MeasureEvaluator } from './evaluator';
 import type { MeasureCounts, Period, RecallEntry, Scope } from './evaluator';
 import {
+  DATA_SINCE_EXTENSION,
   RECALL_EVENTS_EXTENSION,
   RECALL_EVIDENCE_EXTENSION,
   RECALL_LIST_EXTENSION,
@@ -256,9 +257,11 @@ export class IndicatorsService implements GatewayFeature {
       'SELECT id, type FROM ind_organization WHERE type = ANY($1::text[]) ORDER BY id',
       [REPORTED_TYPES],
     );
+    const since = await this.dataSince();
     let reports = 0;
     for (const s of subjects.rows) {
       const subject = `Organization/${s.id}`;
+      const dataSince = since.get(s.id);
       const scope: Scope = s.type === 'CPTS' ? { kind: 'cpts', id: s.id } : { kind: 'organization', id: s.id };
       // Stored reports are read by the subject's clients: perturbed like a live population report.
       const { results } = await this.evaluator.evaluate(this.measures(), { period, scope, cellKeys: this.noise });
@@ -273,6 +276,9 @@ export class IndicatorsService implements GatewayFeature {
         const key = `${result.measure.id}|${subject}|${end}`;
         report.identifier = [{ system: REPORT_RUN_SYSTEM, value: key }];
         report.meta = { tag: [{ system: OWNER_TAG_SYSTEM, code: subject }] };
+        if (dataSince) {
+          report.extension?.push({ url: DATA_SINCE_EXTENSION, valueDate: dataSince });
+        }
         const id = `mr-${createHash('sha256').update(key).digest('hex').slice(0, 40)}`;
         await this.repo.update('MeasureReport', id, report, { principal: INDICATORS_PRINCIPAL });
         reports += 1;
@@ -281,6 +287,26 @@ export class IndicatorsService implements GatewayFeature {
     const ms = Date.now() - started;
     this.logger.info({ reports, subjects: subjects.rowCount, periodEnd: end, ms }, 'monthly indicator reports stored');
     return { reports, subjects: subjects.rowCount ?? 0, period, ms };
+  }
+
+  /**
+   * Per reported organization, the first day of the first month with a visit (Encounter) its
+   * structures recorded; a CPTS: the latest of its member structures' (every one must cover a
+   * window for the territory's figure to be complete). One scan of the visits per run.
+   */
+  private async dataSince(): Promise<Map<string, string>> {
+    const res = await this.pool.query<{ id: string; since: string }>(
+      `WITH s AS (SELECT substring(owner_org FROM '^Organization/(.+)$') AS org, min(at) AS first
+                    FROM ind_fact WHERE resource_type = 'Encounter' AND at IS NOT NULL GROUP BY owner_org)
+       SELECT o.id, to_char(date_trunc('month', greatest(s.first, m.first) AT TIME ZONE 'UTC'), 'YYYY-MM-DD') AS since
+         FROM ind_organization o
+         LEFT JOIN s ON s.org = o.id
+         LEFT JOIN LATERAL (SELECT max(s2.first) AS first FROM ind_organization c JOIN s s2 ON s2.org = c.id
+                             WHERE c.part_of = o.id) m ON o.type = 'CPTS'
+        WHERE o.type = ANY($1::text[]) AND greatest(s.first, m.first) IS NOT NULL`,
+      [REPORTED_TYPES],
+    );
+    return new Map(res.rows.map((r) => [r.id, r.since]));
   }
 
   /** The catalogue's measures, in file order. */
