@@ -19,6 +19,7 @@ import {
   thresholdOf,
 } from './fhir.js';
 import { loadRecall, renderRecall } from './recall.js';
+import { dataSinceOf, headingOf, incompleteWindow } from './view.js';
 
 /** @typedef {import('./fhir.js').MeasureReport} MeasureReport */
 /** @typedef {import('./fhir.js').Measure} Measure */
@@ -28,6 +29,8 @@ import { loadRecall, renderRecall } from './recall.js';
 
 /** Series colour of the indicator (the tests look for it in the chart). */
 const SERIES_COLOUR = '#0b63c5';
+/** Points of windows that start before the data does (view.js incompleteWindow). */
+const INCOMPLETE_COLOUR = '#8a8a8a';
 const INTERMEDIATE_COLOUR = '#b45309';
 const TARGET_COLOUR = '#15803d';
 const REPORTED_TYPES = ['CPTS', 'MSP', 'CDS', 'cabinet'];
@@ -55,6 +58,7 @@ function $(id, type) {
 }
 
 const ui = {
+  heading: $('page-title', HTMLHeadingElement),
   message: $('message', HTMLDivElement),
   who: $('who', HTMLParagraphElement),
   logout: $('logout', HTMLButtonElement),
@@ -76,6 +80,7 @@ const ui = {
   note: $('suppression-note', HTMLParagraphElement),
   recallButton: $('recall-button', HTMLButtonElement),
   recallResult: $('recall-result', HTMLDivElement),
+  coverage: $('coverage-note', HTMLParagraphElement),
 };
 
 const state = {
@@ -171,6 +176,8 @@ async function start() {
   } else if (claims.org) {
     subjects = [{ ref: claims.org, name: ownOrg?.name ?? claims.org }];
   }
+  ui.heading.textContent = headingOf(claims, ownOrg);
+  document.title = `${ui.heading.textContent} — tableau de bord`;
   ui.who.textContent = claims.adm ? 'Client administrateur' : `Client de ${ownOrg?.name ?? claims.org ?? '?'}`;
   fill(
     ui.subject,
@@ -268,7 +275,15 @@ function render() {
   const objectives = objectivesOf(measure);
   const rows = currentRows();
   const cells = rows.map((r) => reportCell(r.report, structure));
-  const labels = rows.map((r) => `${(r.report.period?.end ?? '').slice(0, 7)}${r.live ? ' (en direct)' : ''}`);
+  const since = dataSinceOf(state.rows.filter((r) => !r.live).map((r) => r.report));
+  const incomplete = rows.map((r) => incompleteWindow(r.report, since));
+  const labels = rows.map(
+    (r, i) => `${(r.report.period?.end ?? '').slice(0, 7)}${r.live ? ' (en direct)' : ''}${incomplete[i] ? ' *' : ''}`,
+  );
+  ui.coverage.hidden = !incomplete.some(Boolean);
+  ui.coverage.textContent = since
+    ? `* Historique incomplet : les données de ce périmètre commencent en ${since.slice(0, 7)} ; une fenêtre de 12 mois qui commence avant compte des actes manquants (points gris, valeurs sous-estimées).`
+    : '';
   const scope = structure ? ui.structure.selectedOptions[0]?.text : ui.subject.selectedOptions[0]?.text;
   const title = `${measure.title ?? measure.id} — ${scope ?? ''}`;
   ui.objectives.textContent = [
@@ -279,8 +294,8 @@ function render() {
   ]
     .filter((s) => s !== '')
     .join(' · ');
-  drawChart(title, labels, cells, objectives);
-  renderTable(title, rows, cells, labels, structure !== undefined, objectives);
+  drawChart(title, labels, cells, objectives, incomplete);
+  renderTable(title, rows, cells, labels, structure !== undefined, objectives, incomplete);
 }
 
 /**
@@ -295,15 +310,33 @@ function percent(p) {
  * @param {string[]} labels
  * @param {(Cell | undefined)[]} cells
  * @param {ReturnType<typeof objectivesOf>} objectives
+ * @param {boolean[]} incomplete windows that start before the data does
  */
-function drawChart(title, labels, cells, objectives) {
+function drawChart(title, labels, cells, objectives, incomplete) {
   state.chart?.destroy();
   /** @param {number | undefined} v */
   const flat = (v) => labels.map(() => (v === undefined ? null : v * 100));
+  const values = cells.map((c) => (c?.score == null ? null : c.score * 100));
+  // The incomplete windows in grey, joined to the first complete one so the curve reads as one.
+  const firstComplete = incomplete.indexOf(false);
   const datasets = [
+    ...(incomplete.some(Boolean)
+      ? [
+          {
+            label: 'Historique incomplet (%)',
+            data: values.map((v, i) => (incomplete[i] || i === firstComplete ? v : null)),
+            borderColor: INCOMPLETE_COLOUR,
+            backgroundColor: '#ffffff',
+            borderDash: [4, 4],
+            borderWidth: 2,
+            pointRadius: 4,
+            spanGaps: false,
+          },
+        ]
+      : []),
     {
       label: 'Résultat (%)',
-      data: cells.map((c) => (c?.score == null ? null : c.score * 100)),
+      data: values.map((v, i) => (incomplete[i] ? null : v)),
       borderColor: SERIES_COLOUR,
       backgroundColor: SERIES_COLOUR,
       borderWidth: 3,
@@ -357,14 +390,19 @@ function drawChart(title, labels, cells, objectives) {
  * @param {string[]} labels
  * @param {boolean} isStratum
  * @param {ReturnType<typeof objectivesOf>} objectives
+ * @param {boolean[]} incomplete
  */
-function renderTable(title, rows, cells, labels, isStratum, objectives) {
+function renderTable(title, rows, cells, labels, isStratum, objectives, incomplete) {
   ui.caption.textContent = `Valeurs : ${title}`;
   const threshold = rows.map((r) => thresholdOf(r.report)).find((t) => t !== undefined);
   ui.tbody.replaceChildren(
     ...rows.map((row, i) => {
       const cell = cells[i];
       const tr = document.createElement('tr');
+      const source = `${row.live ? 'en direct' : 'rapport mensuel'}${incomplete[i] ? ' — historique incomplet' : ''}`;
+      if (incomplete[i]) {
+        tr.className = 'incomplete';
+      }
       const th = document.createElement('th');
       th.scope = 'row';
       th.textContent = labels[i] ?? '';
@@ -372,7 +410,7 @@ function renderTable(title, rows, cells, labels, isStratum, objectives) {
       if (!cell) {
         tr.append(
           td('pas de données pour cette structure', false, 6),
-          td(row.live ? 'en direct' : 'rapport mensuel', false),
+          td(source, false),
         );
         return tr;
       }
@@ -390,7 +428,7 @@ function renderTable(title, rows, cells, labels, isStratum, objectives) {
         cell.suppressed ? td(hidden, true) : td(cell.score == null ? 'sans objet' : percent(cell.score), false),
       );
       const status = isStratum ? stratumStatus(cell, objectives) : objectiveStatusOf(row.report);
-      tr.append(td(STATUS_TEXT[status ?? ''] ?? '—', false), td(row.live ? 'en direct' : 'rapport mensuel', false));
+      tr.append(td(STATUS_TEXT[status ?? ''] ?? '—', false), td(source, false));
       return tr;
     }),
   );
