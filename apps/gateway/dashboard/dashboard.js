@@ -408,10 +408,7 @@ function renderTable(title, rows, cells, labels, isStratum, objectives, incomple
       th.textContent = labels[i] ?? '';
       tr.append(th);
       if (!cell) {
-        tr.append(
-          td('pas de données pour cette structure', false, 6),
-          td(source, false),
-        );
+        tr.append(td('pas de données pour cette structure', false, 6), td(source, false));
         return tr;
       }
       const hidden = cell.suppressed === 'complementary' ? 'masqué (complément)' : `masqué (< ${threshold ?? '?'})`;

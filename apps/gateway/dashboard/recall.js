@@ -71,7 +71,10 @@ export async function loadRecall(measure, subject, period) {
   const list = /** @type {List | undefined} */ (report.contained?.find((r) => r.resourceType === 'List'));
   const entries = (list?.entry ?? []).filter((e) => e.item.reference?.startsWith('Patient/'));
   /** @type {Map<string, Patient>} */
-  const patients = await byId('Patient', entries.map((e) => (e.item.reference ?? '').slice(8)));
+  const patients = await byId(
+    'Patient',
+    entries.map((e) => (e.item.reference ?? '').slice(8)),
+  );
   const gpIds = [...patients.values()]
     .map((p) => /^Practitioner\/(.+)$/.exec(p.generalPractitioner?.[0]?.reference ?? '')?.[1])
     .filter((id) => id !== undefined);
@@ -94,7 +97,9 @@ async function byId(type, ids) {
   for (let i = 0; i < ids.length; i += CHUNK) {
     const part = ids.slice(i, i + CHUNK);
     /** @type {T[]} */
-    const page = resourcesOf(await fhirGet(`${type}?_id=${part.map(encodeURIComponent).join(',')}&_count=${part.length}`));
+    const page = resourcesOf(
+      await fhirGet(`${type}?_id=${part.map(encodeURIComponent).join(',')}&_count=${part.length}`),
+    );
     page.forEach((r) => found.set(r.id ?? '', r));
   }
   return found;
@@ -118,12 +123,17 @@ function rowOf(entry, patients, gps) {
   const code = ev?.find((x) => x.url === 'code')?.valueCoding;
   const events = entry.extension?.find((x) => x.url === EVENTS_URL)?.valueInteger;
   const telecom = (/** @type {'phone' | 'email'} */ system) =>
-    (p?.telecom ?? []).filter((t) => t.system === system && t.value).map((t) => t.value).join(', ');
+    (p?.telecom ?? [])
+      .filter((t) => t.system === system && t.value)
+      .map((t) => t.value)
+      .join(', ');
   const home = p?.address?.find((a) => a.use === 'home') ?? p?.address?.[0];
   const evidence = ev ? (code?.display ?? fact?.display ?? code?.code ?? '') : 'jamais';
   return {
     patient: ref,
-    name: name ? `${(name.family ?? '').toUpperCase()} ${(name.given ?? []).join(' ')}`.trim() : '(dossier non lisible)',
+    name: name
+      ? `${(name.family ?? '').toUpperCase()} ${(name.given ?? []).join(' ')}`.trim()
+      : '(dossier non lisible)',
     age: ageOf(p?.birthDate),
     birthDate: p?.birthDate ?? '',
     localId: localIdOf(p),
@@ -173,7 +183,9 @@ export function viewOf(rows, view) {
   const needle = normalise(view.text);
   const keys = view.column ? [view.column] : COLUMNS.map((c) => c.key);
   const kept = needle
-    ? rows.filter((r) => keys.some((k) => normalise(String(r[/** @type {keyof RecallRow} */ (k)] ?? '')).includes(needle)))
+    ? rows.filter((r) =>
+        keys.some((k) => normalise(String(r[/** @type {keyof RecallRow} */ (k)] ?? '')).includes(needle)),
+      )
     : [...rows];
   const col = COLUMNS.find((c) => c.key === view.sortKey);
   if (col) {
@@ -304,7 +316,10 @@ export function renderRecall(container, data, context) {
     caption.textContent = `${shownRows.length} sur ${rows.length} personne(s) à rappeler — ${period}`;
     for (const b of sorters) {
       const th = /** @type {HTMLElement} */ (b.parentElement);
-      th.setAttribute('aria-sort', b.dataset.key === view.sortKey ? (view.descending ? 'descending' : 'ascending') : 'none');
+      th.setAttribute(
+        'aria-sort',
+        b.dataset.key === view.sortKey ? (view.descending ? 'descending' : 'ascending') : 'none',
+      );
     }
     body.replaceChildren(
       ...shownRows.map((r) => {

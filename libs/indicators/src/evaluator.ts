@@ -241,7 +241,10 @@ export class MeasureEvaluator {
     ctx: CompileContext,
   ): Promise<RecallEntry[]> {
     const kinds = evidenceKinds(m.numerator);
-    const latest = kinds.length > 0 ? latestFactSql(kinds, 'g.person', ctx) : 'SELECT NULL::int AS kind, NULL AS resource_type, NULL AS id, NULL AS system, NULL AS code, NULL::timestamptz AS at';
+    const latest =
+      kinds.length > 0
+        ? latestFactSql(kinds, 'g.person', ctx)
+        : 'SELECT NULL::int AS kind, NULL AS resource_type, NULL AS id, NULL AS system, NULL AS code, NULL::timestamptz AS at';
     const res = await db.query<{
       records: string[];
       events: string;

@@ -315,7 +315,12 @@ export class IndicatorsService implements GatewayFeature {
   }
 }
 
-function attachRecall(report: MeasureReport, entries: RecallEntry[], catalogue: MeasureCatalogue, events: boolean): void {
+function attachRecall(
+  report: MeasureReport,
+  entries: RecallEntry[],
+  catalogue: MeasureCatalogue,
+  events: boolean,
+): void {
   const list: List = {
     resourceType: 'List',
     id: 'recall',
