@@ -264,7 +264,7 @@ describe('indicator dashboard in a browser', () => {
 
   /** A fresh browser context (its own sessionStorage) logged in with a client's credentials. */
   async function loggedIn(client: Client): Promise<Page> {
-    const context = await browser.newContext({ viewport: { width: 1100, height: 1400 } });
+    const context = await browser.newContext({ viewport: { width: 1440, height: 1400 } });
     const page = await context.newPage();
     page.on('pageerror', (err) => pageErrors.push(err.message));
     page.on('console', (msg) => {
@@ -503,6 +503,7 @@ describe('indicator dashboard in a browser', () => {
     expect(fits.select).toBeGreaterThan(fits.text + 16);
     await page.selectOption('#subject', { label: 'CPTS du Val (CPTS)' });
     await page.selectOption('#measure', FLU);
+    await page.locator('#values-caption', { hasText: 'CPTS du Val' }).waitFor();
     await page.locator('#values tbody tr').nth(3).waitFor();
     const counts = await openRecall(page);
     const list = await recallRows(page);
@@ -517,7 +518,7 @@ describe('indicator dashboard in a browser', () => {
     await shot(page, '4-admin-cpts-recall');
     // The structure alone: its own record of F7 only.
     await page.selectOption('#subject', { label: 'MSP des Lilas (MSP)' });
-    await page.locator('#values tbody tr').nth(3).waitFor();
+    await page.locator('#values-caption', { hasText: 'MSP des Lilas' }).waitFor();
     const msp = await openRecall(page);
     expect(msp).toEqual({ persons: 18, den: 23, ex: 0, num: 5 });
     expect(await recallRows(page)).toHaveLength(18);
