@@ -191,7 +191,7 @@ export class IndicatorsService implements GatewayFeature {
     }
     const patients = [
       ...(subject?.startsWith('Patient/') ? [subject.slice('Patient/'.length)] : []),
-      ...(result.recall ?? []),
+      ...(result.recall ?? []).flatMap((r) => [r.patientId, ...r.otherRecords]),
     ];
     this.audit.record({
       ...actorOf(p),
