@@ -333,7 +333,9 @@ export class FhirRepository {
         clientId: ctx.principal.clientId,
         requestId: ctx.requestId,
         agent: ctx.principal.person?.role ?? null,
-        sharing: SHARING_SOURCE_TYPES.includes(type) ? { source: `${type}/${id}`, access: [], oppositions: [] } : undefined,
+        sharing: SHARING_SOURCE_TYPES.includes(type)
+          ? { source: `${type}/${id}`, access: [], oppositions: [] }
+          : undefined,
       };
       await persistVersions(tx, [v]);
     };

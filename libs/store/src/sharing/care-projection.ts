@@ -143,22 +143,30 @@ function sourceRows(
   patientId: string,
   ctx: ProjectionContext,
 ): { access: CareAccessRow[]; oppositions: CareOppositionRow[] } {
-  switch (resource.resourceType) {
-    case 'Patient':
-      return { access: patientRows(resource, patientId, ctx), oppositions: [] };
-    case 'EpisodeOfCare':
-      return { access: episodeRows(resource, patientId, ctx), oppositions: [] };
-    case 'Encounter':
-      return { access: encounterRows(resource, patientId, ctx), oppositions: [] };
-    case 'CareTeam':
-      return { access: careTeamRows(resource, patientId, ctx), oppositions: [] };
-    case 'Consent':
-      return consentRows(resource, patientId, ctx);
-    case 'Task':
-      return { access: taskRows(resource, patientId, ctx), oppositions: [] };
-    default:
-      return { access: [], oppositions: [] };
+  const only = (access: CareAccessRow[]): { access: CareAccessRow[]; oppositions: CareOppositionRow[] } => ({
+    access,
+    oppositions: [],
+  });
+  // Not a switch: the source types are a handful of the resource-type union.
+  if (resource.resourceType === 'Consent') {
+    return consentRows(resource, patientId, ctx);
   }
+  if (resource.resourceType === 'Patient') {
+    return only(patientRows(resource, patientId, ctx));
+  }
+  if (resource.resourceType === 'EpisodeOfCare') {
+    return only(episodeRows(resource, patientId, ctx));
+  }
+  if (resource.resourceType === 'Encounter') {
+    return only(encounterRows(resource, patientId, ctx));
+  }
+  if (resource.resourceType === 'CareTeam') {
+    return only(careTeamRows(resource, patientId, ctx));
+  }
+  if (resource.resourceType === 'Task') {
+    return only(taskRows(resource, patientId, ctx));
+  }
+  return only([]);
 }
 
 /**
@@ -168,11 +176,7 @@ function sourceRows(
  * resolves to their organizations at read time, so that a role change needs no rewrite).
  */
 function patientRows(p: Patient, patientId: string, ctx: ProjectionContext): CareAccessRow[] {
-  const grantees = [
-    ctx.ownerOrg,
-    granteeOf(p.managingOrganization),
-    ...(p.generalPractitioner ?? []).map(granteeOf),
-  ];
+  const grantees = [ctx.ownerOrg, granteeOf(p.managingOrganization), ...(p.generalPractitioner ?? []).map(granteeOf)];
   return grantees.filter(isString).map((g) => row(patientId, g, 'structure-team', ctx, {}));
 }
 
@@ -287,9 +291,7 @@ function taskRows(t: Task, patientId: string, ctx: ProjectionContext): CareAcces
     ...(t.input ?? []).map((i) => normalisedRef(i.valueReference)).filter(isString),
   ];
   const grantees = [granteeOf(t.owner), ctx.ownerOrg].filter(isString);
-  return grantees.flatMap((g) =>
-    [...new Set(refs)].map((ref) => row(patientId, g, 'task', ctx, { resourceRef: ref })),
-  );
+  return grantees.flatMap((g) => [...new Set(refs)].map((ref) => row(patientId, g, 'task', ctx, { resourceRef: ref })));
 }
 
 function row(
@@ -297,7 +299,13 @@ function row(
   grantee: string,
   basis: AccessBasis,
   ctx: ProjectionContext,
-  opts: { from?: string | null; to?: string | null; classes?: string[] | null; resourceRef?: string; role?: string | null },
+  opts: {
+    from?: string | null;
+    to?: string | null;
+    classes?: string[] | null;
+    resourceRef?: string;
+    role?: string | null;
+  },
 ): CareAccessRow {
   return {
     patientId,

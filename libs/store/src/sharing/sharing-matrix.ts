@@ -82,11 +82,9 @@ export const sharingMatrixSchema = z
       .optional(),
     professions: z.record(z.string().regex(/^\d{1,3}$/, 'a TRE_G15 profession code'), z.array(classSchema)),
     otherHealth: z.array(classSchema),
-    nonHealth: z
-      .array(classSchema)
-      .refine((c) => !c.some((k) => !ADMINISTRATIVE.includes(k)), {
-        message: `non-health staff may only read ${ADMINISTRATIVE.join(', ')} (L.1110-4, R.1110-2)`,
-      }),
+    nonHealth: z.array(classSchema).refine((c) => !c.some((k) => !ADMINISTRATIVE.includes(k)), {
+      message: `non-health staff may only read ${ADMINISTRATIVE.join(', ')} (L.1110-4, R.1110-2)`,
+    }),
   })
   .strict();
 
