@@ -191,6 +191,7 @@ describe('patientIdOf and isRestricted', () => {
     expect(patientIdOf('Observation', 'o', refs('p1', 'p1'))).toBe('p1');
     expect(patientIdOf('Observation', 'o', refs('p1', 'p2'))).toBeNull();
     expect(patientIdOf('Practitioner', 'x', refs('p1'))).toBeNull();
+    expect(patientIdOf('Group', 'g', refs('p1'))).toBeNull();
   });
 
   it('labels v3-Confidentiality R and V as restricted', () => {

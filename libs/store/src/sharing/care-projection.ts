@@ -92,14 +92,20 @@ const TASK_FINAL = ['completed', 'cancelled', 'failed', 'rejected', 'entered-in-
 const ENCOUNTER_VOID = ['cancelled', 'entered-in-error'];
 
 /**
+ * Compartment types that are never about one patient: a Group is a structure's list of patients
+ * (an export cohort, a patientèle), filed and read under its organization even with one member.
+ */
+export const NOT_ONE_PATIENT_TYPES: readonly string[] = ['Group'];
+
+/**
  * The one Patient a resource is about: the Patient itself, or the single distinct Patient its R4
- * patient-compartment parameters name; null when none or several (a Group).
+ * patient-compartment parameters name; null when none or several, and for a Group.
  */
 export function patientIdOf(resourceType: string, id: string, rows: IndexRows): string | null {
   if (resourceType === 'Patient') {
     return id;
   }
-  const params = PATIENT_COMPARTMENT[resourceType];
+  const params = NOT_ONE_PATIENT_TYPES.includes(resourceType) ? undefined : PATIENT_COMPARTMENT[resourceType];
   if (!params) {
     return null;
   }

@@ -1,10 +1,12 @@
 import type { Migration } from '@gw/platform';
 import { sqlList, sqlString } from '@gw/platform';
 import { PATIENT_COMPARTMENT } from '../repository/patient-compartment';
+import { NOT_ONE_PATIENT_TYPES } from './care-projection';
 
 /** (type, parameter) pairs of the R4 patient compartment, as SQL VALUES rows. */
 function compartmentValues(): string {
   return Object.entries(PATIENT_COMPARTMENT)
+    .filter(([type]) => !NOT_ONE_PATIENT_TYPES.includes(type))
     .flatMap(([type, codes]) => codes.map((c) => `(${sqlString(type)}, ${sqlString(c)})`))
     .join(',\n  ');
 }
