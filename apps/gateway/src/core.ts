@@ -25,11 +25,14 @@ import {
   DomainEventLog,
   EVENT_MIGRATIONS,
   STORE_MIGRATIONS,
+  SHARING_MIGRATIONS,
+  CareAccessPolicy,
   FhirRepository,
   FhirService,
   IDENTITY_QUALIFICATION_GRANT,
-  OrganizationAccessPolicy,
   housekeepingFeature,
+  loadSharingMatrix,
+  rebuildSharingProjection,
 } from '@gw/store';
 import { Hl7IngestService, INGEST_MIGRATIONS } from '@gw/ingest';
 import { CptsTerritoryService, EXCHANGE_MIGRATIONS, ExchangeService, MhdRecipient } from '@gw/exchange';
@@ -51,6 +54,7 @@ export const MIGRATIONS: readonly Migration[] = [
   ...BULK_EXPORT_MIGRATIONS,
   ...DIRECTORY_MIGRATIONS,
   ...AUDIT_MIGRATIONS,
+  ...SHARING_MIGRATIONS,
 ];
 
 /** Capabilities an operator may grant a client (admin API, CLI); the store acts on them. */
@@ -110,19 +114,28 @@ export interface CoreOptions {
  * runs workers starts the workers and the features' background work.
  */
 export async function createCore(config: GatewayConfig, logger: Logger, opts: CoreOptions = {}): Promise<GatewayCore> {
+  // A wrong matrix file stops the start before anything is opened, with the file's problems.
+  const matrix = loadSharingMatrix(config.GW_SHARING_MATRIX_FILE);
   const db = await openDatabase(config, logger, opts.role ?? 'owner');
   try {
     const applied = await migrate(db.pool, MIGRATIONS);
     if (applied.length > 0) {
       logger.info({ migrations: applied }, 'schema migrations applied');
     }
+    const projected = await rebuildSharingProjection(db.pool, config.GW_SHARING_ENCOUNTER_MONTHS);
+    if (projected > 0) {
+      logger.info({ sources: projected }, 'équipe-de-soins projection written for the stored resources');
+    }
     const http = opts.http ?? true;
     loadFhirDefinitions();
     const profiles = ProfileRegistry.fromDirectory(resolve(config.GW_PROFILES_DIR));
     const registry = new SearchParamRegistry();
     const base = baseUrl(config, opts.port);
-    const policy = new OrganizationAccessPolicy();
-    const repo = new FhirRepository(db.pool, registry, policy, profiles, config.GW_STATEMENT_TIMEOUT_MS);
+    // System clients keep their organization's rights; persons (token exchange) get the équipe-de-soins rule.
+    const policy = new CareAccessPolicy(matrix);
+    const repo = new FhirRepository(db.pool, registry, policy, profiles, config.GW_STATEMENT_TIMEOUT_MS, {
+      encounterMonths: config.GW_SHARING_ENCOUNTER_MONTHS,
+    });
     const audit = new AuditLog(db.pool, logger);
     const mhdRecipient = new MhdRecipient(repo);
     const service = new FhirService(repo, audit, {

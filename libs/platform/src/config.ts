@@ -162,6 +162,10 @@ export const configSchema = z.object({
   GW_BULK_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(2),
   /** Serve the indicator dashboard's static page at /dashboard (its data comes from the FHIR API). */
   GW_DASHBOARD_ENABLED: bool.default(true),
+  /** Months an encounter keeps its structure in the patient's équipe de soins after it ended. */
+  GW_SHARING_ENCOUNTER_MONTHS: z.coerce.number().int().min(0).max(600).default(24),
+  /** JSON file replacing the default profession × resource-class matrix (checked at startup). */
+  GW_SHARING_MATRIX_FILE: z.string().min(1).optional(),
 });
 
 export type GatewayConfig = z.infer<typeof configSchema>;

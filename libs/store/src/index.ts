@@ -17,7 +17,14 @@ export {
   lockAllQuery,
   withTransaction,
 } from './repository/fhir.repository';
-export type { HistoryQuery, Queryable, StoredResource, SearchResult, WriteContext } from './repository/fhir.repository';
+export type {
+  HistoryQuery,
+  Queryable,
+  SharingSettings,
+  StoredResource,
+  SearchResult,
+  WriteContext,
+} from './repository/fhir.repository';
 export { FhirService } from './rest/fhir.service';
 export type { FhirRequest, FhirResponse, ServiceOptions } from './rest/fhir.service';
 export { inlineSql, persistVersions } from './repository/persist';
@@ -51,3 +58,28 @@ export type { DirectoryImportOptions, DirectoryImportStats } from './directory/d
 export { DIRECTORY_MIGRATIONS } from './directory/directory.schema';
 export { OutboxRelay } from './events/outbox.relay';
 export type { OutboxEvent, OutboxHandlers } from './events/outbox.relay';
+export { CareAccessPolicy } from './sharing/care-access.policy';
+export {
+  CONFIDENTIALITY_SYSTEM,
+  SHARING_CONSENT_CATEGORY,
+  SHARING_SOURCE_TYPES,
+  isSharingConsent,
+  projectSharing,
+} from './sharing/care-projection';
+export type {
+  AccessBasis as SharingBasis,
+  CareAccessRow,
+  CareOppositionRow,
+  SharingRows,
+} from './sharing/care-projection';
+export {
+  DEFAULT_MATRIX,
+  RESOURCE_CLASSES,
+  classOf,
+  classesFor,
+  loadSharingMatrix,
+  sharingMatrixSchema,
+} from './sharing/sharing-matrix';
+export type { ResourceClass, SharingMatrix } from './sharing/sharing-matrix';
+export { SHARING_MIGRATIONS } from './sharing/sharing.schema';
+export { rebuildSharingProjection } from './sharing/sharing-rebuild';

@@ -1,4 +1,7 @@
 import type { Pool, PoolClient } from 'pg';
+import type { PersonContext, Principal } from '../repository/access.policy';
+import { Binder } from '../repository/search-sql';
+import { accessCondition, oppositionCondition } from '../sharing/care-access.policy';
 
 /** One row of care_access (or care_opposition) that applies to a principal and a patient now. */
 export interface AccessBasis {
@@ -24,9 +27,6 @@ export const ORGANIZATION_BASIS = 'organization';
 /** The label of an operator's access (admin client: no restriction). */
 export const OPERATOR_BASIS = 'operator';
 
-/** undefined_table: the sharing tables are not there (a database migrated before them). */
-const UNDEFINED_TABLE = '42P01';
-
 /**
  * THE lookup of the bases of access of a principal to patients' records, for the trail: for a
  * person, the care_access rows valid now whose grantee is their Practitioner, their role or their
@@ -50,33 +50,34 @@ export async function basesFor(
     patientIds.forEach((id) => out.set(id, [{ ...basis, classes: null, resourceRef: null }]));
     return out;
   }
-  const grantees = [principal.person.practitioner, principal.person.role, principal.organization].filter(
-    (g): g is string => typeof g === 'string',
+  // The policy's own conditions (a structure-team row naming a member of the organization counts):
+  // the trail names exactly the rows the read rule used.
+  const p: Principal = {
+    clientId: '',
+    organization: principal.organization ?? '',
+    admin: false,
+    scopes: [],
+    person: { ...principal.person, health: true },
+  };
+  const b = new Binder();
+  const ids = b.bind([...new Set(patientIds)]);
+  const res = await db.query<{
+    patient_id: string;
+    basis: string;
+    source: string | null;
+    classes: string[] | null;
+    resource_ref: string | null;
+  }>(
+    `SELECT ca.patient_id, ca.basis, ca.source, ca.classes, ca.resource_ref FROM care_access ca
+      WHERE ca.patient_id = ANY(${ids}::text[]) AND ${accessCondition(p, p.person as PersonContext, 'ca', b.bind)}
+     UNION ALL
+     SELECT co.patient_id, 'opposition', co.source, co.classes, NULL FROM care_opposition co
+      WHERE co.patient_id = ANY(${ids}::text[]) AND co.valid @> now()
+        AND (co.actor IS NULL OR ${oppositionCondition(p, p.person as PersonContext, 'co', b.bind)})`,
+    b.values,
   );
-  try {
-    const res = await db.query<{
-      patient_id: string;
-      basis: string;
-      source: string | null;
-      classes: string[] | null;
-      resource_ref: string | null;
-    }>(
-      `SELECT patient_id, basis, source, classes, resource_ref FROM care_access
-        WHERE patient_id = ANY($1::text[]) AND grantee = ANY($2::text[]) AND valid @> now()
-       UNION ALL
-       SELECT patient_id, 'opposition', source, classes, NULL FROM care_opposition
-        WHERE patient_id = ANY($1::text[]) AND (actor IS NULL OR actor = ANY($2::text[])) AND valid @> now()`,
-      [patientIds, grantees],
-    );
-    for (const r of res.rows) {
-      out
-        .get(r.patient_id)
-        ?.push({ basis: r.basis, source: r.source, classes: r.classes, resourceRef: r.resource_ref });
-    }
-  } catch (err) {
-    if ((err as { code?: string }).code !== UNDEFINED_TABLE) {
-      throw err;
-    }
+  for (const r of res.rows) {
+    out.get(r.patient_id)?.push({ basis: r.basis, source: r.source, classes: r.classes, resourceRef: r.resource_ref });
   }
   return out;
 }

@@ -131,8 +131,9 @@ describe('access trail (PostgreSQL)', () => {
       practitioner_role: 'PractitionerRole/nurse-msp-a',
       profession: '60',
       patients: [patientId],
-      // The Task-only row and the expired consent do not cover an Observation read now.
-      basis: ['care-circle:CareTeam/ct1'],
+      // The Task-only row and the expired consent do not cover an Observation read now; the record
+      // being filed under the nurse's structure is its structure-team basis.
+      basis: [`structure-team:Patient/${patientId}`, 'care-circle:CareTeam/ct1'],
       purpose: 'TREAT',
       decision: 'permit',
       entity: [`Observation/${observationId}`],
@@ -226,7 +227,7 @@ describe('access trail (PostgreSQL)', () => {
     expect(nurseRead.agent[0]).toMatchObject({
       who: { reference: 'PractitionerRole/nurse-msp-a' },
       requestor: true,
-      policy: ['care-circle:CareTeam/ct1'],
+      policy: [`structure-team:Patient/${patientId}`, 'care-circle:CareTeam/ct1'],
       altId: 'urn:oid:1.2.250.1.71.4.2.1|8100000nurse',
     });
     expect(nurseRead.entity.map((e) => [e.what?.reference, e.role.code])).toEqual([

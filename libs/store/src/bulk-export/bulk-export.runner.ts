@@ -167,7 +167,8 @@ export class BulkExportRunner {
         // Stored JSON is compact; re-serialise defensively so a line is always one resource.
         const chunk =
           res.rows
-            .map((r) => (r.content.includes('\n') ? JSON.stringify(JSON.parse(r.content)) : r.content))
+            .map((r) => this.policy.redact?.(row.principal, type, r.content) ?? r.content)
+            .map((c) => (c.includes('\n') ? JSON.stringify(JSON.parse(c)) : c))
             .join('\n') + '\n';
         count += res.rows.length;
         await out.writeFile(chunk, 'utf8');

@@ -5,7 +5,7 @@ import type { Pool } from 'pg';
 import type { OperationOutcome } from '@medplum/fhirtypes';
 import { GatewayError, UnrecoverableError } from '@gw/platform';
 import type { GatewayFeature, JobContext, JobResult, Logger, QueueService } from '@gw/platform';
-import type { AccessPolicy, Principal } from '../repository/access.policy';
+import type { AccessPolicy, PersonContext, Principal } from '../repository/access.policy';
 import type { Group } from '@medplum/fhirtypes';
 import type { AuditLog } from '../audit/audit.log';
 import { actorOf } from '../audit/audit.log';
@@ -48,6 +48,8 @@ interface Row {
   error: ExportOutput[];
   failure: OperationOutcome | null;
   expires_at: Date | null;
+  /** The person who started it (token exchange): the job reads with their rights, not the client's. */
+  person: PersonContext | null;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -88,8 +90,8 @@ export class BulkExportService implements GatewayFeature {
     const group = await this.repo.read(p, 'Group', groupId);
     const id = randomUUID();
     await this.pool.query(
-      `INSERT INTO bulk_export (id, client_id, organization, admin, scopes, group_id, types, skipped, since, request, status, progress)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued', 'queued')`,
+      `INSERT INTO bulk_export (id, client_id, organization, admin, scopes, group_id, types, skipped, since, request, status, progress, person)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued', 'queued', $11)`,
       [
         id,
         p.clientId,
@@ -101,6 +103,7 @@ export class BulkExportService implements GatewayFeature {
         params.skipped,
         params.since ?? null,
         request,
+        p.person ? JSON.stringify(p.person) : null,
       ],
     );
     try {
@@ -309,6 +312,8 @@ export class BulkExportService implements GatewayFeature {
     if (
       !row ||
       (row.client_id !== p.clientId && !p.admin) ||
+      // A person's export is theirs alone (another user of the same software may not fetch it).
+      (!p.admin && (row.person?.role ?? null) !== (p.person?.role ?? null)) ||
       (row.expires_at && row.expires_at.getTime() < Date.now())
     ) {
       throw new GatewayError('not-found', { text: `Export ${id} not found` });
@@ -320,7 +325,13 @@ export class BulkExportService implements GatewayFeature {
 function toExportRow(row: Row): ExportRow {
   return {
     id: row.id,
-    principal: { clientId: row.client_id, organization: row.organization, admin: row.admin, scopes: row.scopes },
+    principal: {
+      clientId: row.client_id,
+      organization: row.organization,
+      admin: row.admin,
+      scopes: row.scopes,
+      ...(row.person ? { person: row.person } : {}),
+    },
     groupId: row.group_id,
     types: row.types,
     since: row.since ? row.since.toISOString() : null,

@@ -63,9 +63,26 @@ export interface StoredRef {
  * another implementation composed with this one; nothing else in the store changes.
  */
 export interface AccessPolicy {
-  /** SQL condition on the resource alias restricting what `p` can see, or undefined for all. */
-  readFilter(p: Principal, alias: string, bind: (value: unknown) => string): string | undefined;
+  /**
+   * SQL condition on the alias restricting what `p` can see, or undefined for all. The alias is a
+   * `resource` row, or with `on: 'history'` a `resource_history` row (an old version is visible when
+   * its resource is).
+   */
+  readFilter(
+    p: Principal,
+    alias: string,
+    bind: (value: unknown) => string,
+    on?: 'resource' | 'history',
+  ): string | undefined;
+  /**
+   * Whether `p` may read this row. When {@link readsNeedSql} says so for `p`, reads by id use
+   * readFilter instead and canRead only decides which stored resources `p` may try to write.
+   */
   canRead(p: Principal, row: StoredRef): boolean;
+  /** True when canRead cannot answer for `p` from the row alone: reads by id then run readFilter. */
+  readsNeedSql?(p: Principal): boolean;
+  /** The JSON `p` receives of a readable resource (elements masked), or `json` itself. */
+  redact?(p: Principal, resourceType: string, json: string): string;
   canWrite(p: Principal, existing: StoredRef | undefined): boolean;
   /**
    * Why `p` may not write `next` over `existing` (undefined when it may): the text of the 403.

@@ -13,6 +13,7 @@ import { withMailboxTrust } from './mailbox-trust';
 import { patientReferences } from './patient-compartment';
 import { persistVersions } from './persist';
 import { WriteBatcher } from './write-batcher';
+import { isRestricted, patientIdOf, projectSharing, SHARING_SOURCE_TYPES } from '../sharing/care-projection';
 import type { NewVersion, StoredResource } from './persist';
 
 export type { StoredResource };
@@ -52,6 +53,14 @@ export const SOURCE_PREFIX = 'urn:gateway:client:';
 
 const INCLUDE_LIMIT = 1000;
 
+/** Settings of the équipe-de-soins projection. */
+export interface SharingSettings {
+  /** Months an encounter keeps its structure's access after it ended (GW_SHARING_ENCOUNTER_MONTHS). */
+  encounterMonths: number;
+}
+
+const COLUMNS = 'resource_type, id, version_id, last_updated, deleted, owner_org, patient_id, content';
+
 /**
  * The versioned FHIR store over PostgreSQL: every write keeps a version, updates the search index
  * in the same statement, and asks the access policy first.
@@ -66,6 +75,7 @@ export class FhirRepository {
     private readonly profiles?: ProfileRegistry,
     /** A search on the pool runs under this statement_timeout (GW_STATEMENT_TIMEOUT_MS); 0: none. */
     private readonly statementTimeoutMs = 0,
+    private readonly sharing: SharingSettings = { encounterMonths: 24 },
   ) {
     this.batcher = new WriteBatcher(pool);
   }
@@ -126,14 +136,48 @@ export class FhirRepository {
   }
 
   async read(p: Principal, type: string, id: string, db: Queryable = this.pool): Promise<StoredResource> {
-    const row = await this.current(db, type, id);
-    if (!row || !this.policy.canRead(p, row)) {
+    const row = await this.visibleCurrent(db, p, type, id);
+    if (!row) {
       throw new GatewayError('not-found', { text: `${type}/${id} not found` });
     }
     if (row.deleted) {
       throw new GatewayError('gone', { text: `${type}/${id} was deleted (version ${row.versionId})` });
     }
-    return row;
+    return this.present(p, row);
+  }
+
+  /**
+   * The current row of a resource if `p` may read it. When the policy cannot answer from the row
+   * (a person: the équipe-de-soins rule needs care_access), its read filter runs in the same
+   * query; a system client's read stays one primary-key lookup and an in-memory check.
+   */
+  private async visibleCurrent(
+    db: Queryable,
+    p: Principal,
+    type: string,
+    id: string,
+  ): Promise<StoredResource | undefined> {
+    if (!this.policy.readsNeedSql?.(p)) {
+      const row = await this.current(db, type, id);
+      return row && this.policy.canRead(p, row) ? row : undefined;
+    }
+    const b = new Binder();
+    const conds = [`r.resource_type = ${b.bind(type)}`, `r.id = ${b.bind(id)}`];
+    const pol = this.policy.readFilter(p, 'r', b.bind);
+    if (pol) {
+      conds.push(pol);
+    }
+    const res = await db.query<Row>(`SELECT ${aliased('r')} FROM resource r WHERE ${conds.join(' AND ')}`, b.values);
+    return res.rows[0] ? fromRow(res.rows[0]) : undefined;
+  }
+
+  /** What `p` receives of stored rows (the policy may mask elements, e.g. for non-health staff). */
+  private present<T extends StoredResource>(p: Principal, row: T): T {
+    if (!this.policy.redact || !row.json) {
+      return row;
+    }
+    const json = this.policy.redact(p, row.resourceType, row.json);
+    return json === row.json ? row : { ...row, json };
   }
 
   /**
@@ -172,8 +216,8 @@ export class FhirRepository {
   }
 
   async vread(p: Principal, type: string, id: string, versionId: string): Promise<StoredResource> {
-    const current = await this.current(this.pool, type, id);
-    if (!current || !this.policy.canRead(p, current) || !/^\d+$/.test(versionId)) {
+    const current = await this.visibleCurrent(this.pool, p, type, id);
+    if (!current || !/^\d+$/.test(versionId)) {
       throw new GatewayError('not-found', { text: `${type}/${id}/_history/${versionId} not found` });
     }
     const res = await this.pool.query(
@@ -188,7 +232,7 @@ export class FhirRepository {
     if (row.deleted) {
       throw new GatewayError('gone', { text: `${type}/${id} version ${versionId} is a deletion` });
     }
-    return row;
+    return this.present(p, row);
   }
 
   /**
@@ -281,11 +325,17 @@ export class FhirRepository {
         lastUpdated: new Date().toISOString(),
         deleted: true,
         ownerOrg: existing.ownerOrg,
+        // A deletion stays about its patient: who could read the resource is told it is gone.
+        patientId: existing.patientId ?? null,
         json: null,
         rows: emptyRows(),
         replaces: true,
         clientId: ctx.principal.clientId,
         requestId: ctx.requestId,
+        agent: ctx.principal.person?.role ?? null,
+        sharing: SHARING_SOURCE_TYPES.includes(type)
+          ? { source: `${type}/${id}`, access: [], oppositions: [] }
+          : undefined,
       };
       await persistVersions(tx, [v]);
     };
@@ -300,8 +350,8 @@ export class FhirRepository {
     const b = new Binder();
     const conds: string[] = [];
     if (q.id && q.type) {
-      const current = await this.current(this.pool, q.type, q.id);
-      if (!current || !this.policy.canRead(p, current)) {
+      const current = await this.visibleCurrent(this.pool, p, q.type, q.id);
+      if (!current) {
         throw new GatewayError('not-found', { text: `${q.type}/${q.id} not found` });
       }
       conds.push(`h.resource_type = ${b.bind(q.type)}`, `h.id = ${b.bind(q.id)}`);
@@ -309,7 +359,7 @@ export class FhirRepository {
       conds.push(
         q.type ? `h.resource_type = ${b.bind(q.type)}` : `h.resource_type = ANY(${b.bind(q.types ?? [])}::text[])`,
       );
-      const pol = this.policy.readFilter(p, 'h', b.bind);
+      const pol = this.policy.readFilter(p, 'h', b.bind, 'history');
       if (pol) {
         conds.push(pol);
       }
@@ -337,7 +387,7 @@ export class FhirRepository {
           ),
       this.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${from}`, b.values),
     ]);
-    return { versions: page.rows.map(fromRow), total: Number(count.rows[0].n) };
+    return { versions: page.rows.map((r) => this.present(p, fromRow(r))), total: Number(count.rows[0].n) };
   }
 
   /**
@@ -410,7 +460,7 @@ export class FhirRepository {
     }
     const order = compileSort(req, this.registry, b);
     const res = await db.query(
-      `SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.owner_org, r.content FROM resource r
+      `SELECT ${aliased('r')} FROM resource r
        WHERE ${whereSql} ORDER BY ${order} LIMIT ${req.count + 1} OFFSET ${req.offset}`,
       b.values,
     );
@@ -418,7 +468,13 @@ export class FhirRepository {
     const matches = res.rows.slice(0, req.count).map(fromRow);
     const total = await searchTotal(req, hasMore, matches.length, countQuery);
     const included = await this.includes(db, p, req, matches);
-    return { matches, included, total, hasMore, unsupported: where.unsupported };
+    return {
+      matches: matches.map((m) => this.present(p, m)),
+      included: included.map((m) => this.present(p, m)),
+      total,
+      hasMore,
+      unsupported: where.unsupported,
+    };
   }
 
   /**
@@ -475,7 +531,7 @@ export class FhirRepository {
       if (pol) {
         conds.push(pol);
       }
-      return `(SELECT ${i} AS q, r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.owner_org, r.content FROM resource r
+      return `(SELECT ${i} AS q, ${aliased('r')} FROM resource r
         WHERE ${conds.join(' AND ')} LIMIT 2)`;
     });
     return { sql: parts.join(' UNION ALL '), values: b.values };
@@ -566,7 +622,7 @@ export class FhirRepository {
       conds.push(pol);
     }
     const res = await db.query(
-      `SELECT DISTINCT t.resource_type, t.id, t.version_id, t.last_updated, t.deleted, t.owner_org, t.content ${from}
+      `SELECT DISTINCT ${aliased('t')} ${from}
        WHERE ${conds.join(' AND ')} LIMIT ${INCLUDE_LIMIT}`,
       b.values,
     );
@@ -596,7 +652,7 @@ export class FhirRepository {
       return [];
     }
     const res = await db.query(
-      `SELECT resource_type, id, version_id, last_updated, deleted, owner_org, NULL AS content FROM resource
+      `SELECT resource_type, id, version_id, last_updated, deleted, owner_org, patient_id, NULL AS content FROM resource
        WHERE resource_type = 'Patient' AND id = ANY($1::text[])`,
       [ids],
     );
@@ -632,7 +688,7 @@ export class FhirRepository {
     forUpdate = false,
   ): Promise<StoredResource | undefined> {
     const res = await db.query(
-      `SELECT resource_type, id, version_id, last_updated, deleted, owner_org, content FROM resource
+      `SELECT ${COLUMNS} FROM resource
        WHERE resource_type = $1 AND id = $2${forUpdate ? ' FOR UPDATE' : ''}`,
       [type, id],
     );
@@ -654,6 +710,9 @@ export class FhirRepository {
     meta.tag = withMailboxTrust(meta.tag, resource, ctx.principal, previousJson);
     const stamped = carryDecimals(resource, { ...resource, id, meta } as Resource);
     validateForWrite(stamped, this.profiles);
+    const rows = this.registry.extract(stamped);
+    const patientId = patientIdOf(resource.resourceType, id, rows);
+    const agent = ctx.principal.person?.role ?? null;
     return {
       resourceType: resource.resourceType,
       id,
@@ -661,11 +720,20 @@ export class FhirRepository {
       lastUpdated,
       deleted: false,
       ownerOrg: owner,
+      patientId,
+      restricted: isRestricted(stamped),
+      agent,
       json: stringifyFhirJson(stamped),
-      rows: this.registry.extract(stamped),
+      rows,
       replaces,
       clientId: ctx.principal.clientId,
       requestId: ctx.requestId,
+      sharing: projectSharing(stamped, patientId, {
+        ownerOrg: owner,
+        writer: agent ?? `${SOURCE_PREFIX}${ctx.principal.clientId}`,
+        at: lastUpdated,
+        encounterMonths: this.sharing.encounterMonths,
+      }),
     };
   }
 }
@@ -859,6 +927,7 @@ function toStored(v: NewVersion): StoredResource {
     lastUpdated: v.lastUpdated,
     deleted: v.deleted,
     ownerOrg: v.ownerOrg,
+    patientId: v.patientId ?? null,
     json: v.json,
   };
 }
@@ -870,7 +939,15 @@ interface Row {
   last_updated: Date;
   deleted: boolean;
   owner_org: string | null;
+  patient_id?: string | null;
   content: string | null;
+}
+
+/** The columns fromRow reads, on a `resource` alias. */
+function aliased(alias: string): string {
+  return COLUMNS.split(', ')
+    .map((c) => `${alias}.${c}`)
+    .join(', ');
 }
 
 function fromRow(r: Row): StoredResource & StoredRef {
@@ -881,6 +958,7 @@ function fromRow(r: Row): StoredResource & StoredRef {
     lastUpdated: r.last_updated.toISOString(),
     deleted: r.deleted,
     ownerOrg: r.owner_org,
+    patientId: r.patient_id ?? null,
     json: r.content,
   };
 }

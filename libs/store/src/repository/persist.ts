@@ -2,6 +2,7 @@ import type { Pool, PoolClient } from 'pg';
 import type { IndexRows } from '@gw/fhir';
 import { GatewayError } from '@gw/platform';
 import { Binder } from './search-sql';
+import type { SharingRows } from '../sharing/care-projection';
 
 /** A stored version: metadata plus the exact JSON text served. */
 export interface StoredResource {
@@ -12,6 +13,8 @@ export interface StoredResource {
   deleted: boolean;
   ownerOrg: string | null;
   json: string | null;
+  /** The one Patient the resource is about (see patientIdOf); null when none or several. */
+  patientId?: string | null;
 }
 
 /** One version ready to be written. */
@@ -22,6 +25,12 @@ export interface NewVersion extends StoredResource {
   /** Who wrote it, kept in the history row (the durable write audit). */
   clientId: string;
   requestId?: string;
+  /** meta.security holds v3-Confidentiality R or V. */
+  restricted?: boolean;
+  /** The PractitionerRole of the person who wrote it (token exchange), kept in the history row. */
+  agent?: string | null;
+  /** The équipe-de-soins rows this version maintains (source types only; see projectSharing). */
+  sharing?: SharingRows;
 }
 
 const INDEX_TABLES = ['sp_token', 'sp_string', 'sp_date', 'sp_reference', 'sp_number'];
@@ -48,13 +57,16 @@ export async function persistVersions(
     `input AS (SELECT * FROM unnest(${b.bind(col((v) => v.resourceType))}::text[], ${b.bind(col((v) => v.id))}::text[],
       ${b.bind(col((v) => v.versionId))}::int[], ${b.bind(col((v) => v.lastUpdated))}::timestamptz[],
       ${b.bind(col((v) => v.deleted))}::bool[], ${b.bind(col((v) => v.ownerOrg))}::text[], ${b.bind(col((v) => v.json))}::text[],
-      ${b.bind(col((v) => v.clientId))}::text[], ${b.bind(col((v) => v.requestId ?? null))}::text[])
-      AS t(resource_type, id, version_id, last_updated, deleted, owner_org, content, client_id, request_id))`,
-    `w_res AS (INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, owner_org, content)
-      SELECT resource_type, id, version_id, last_updated, deleted, owner_org, content FROM input ON CONFLICT (resource_type, id) DO UPDATE SET version_id = EXCLUDED.version_id,
-      last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted, owner_org = EXCLUDED.owner_org, content = EXCLUDED.content)`,
-    `w_hist AS (INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, owner_org, client_id, request_id, content)
-      SELECT resource_type, id, version_id, last_updated, deleted, owner_org, client_id, request_id, content FROM input)`,
+      ${b.bind(col((v) => v.clientId))}::text[], ${b.bind(col((v) => v.requestId ?? null))}::text[],
+      ${b.bind(col((v) => v.patientId ?? null))}::text[], ${b.bind(col((v) => v.restricted ?? false))}::bool[],
+      ${b.bind(col((v) => v.agent ?? null))}::text[])
+      AS t(resource_type, id, version_id, last_updated, deleted, owner_org, content, client_id, request_id, patient_id, restricted, agent))`,
+    `w_res AS (INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, owner_org, content, patient_id, restricted)
+      SELECT resource_type, id, version_id, last_updated, deleted, owner_org, content, patient_id, restricted FROM input ON CONFLICT (resource_type, id) DO UPDATE SET version_id = EXCLUDED.version_id,
+      last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted, owner_org = EXCLUDED.owner_org, content = EXCLUDED.content,
+      patient_id = EXCLUDED.patient_id, restricted = EXCLUDED.restricted)`,
+    `w_hist AS (INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, owner_org, client_id, request_id, content, agent)
+      SELECT resource_type, id, version_id, last_updated, deleted, owner_org, client_id, request_id, content, agent FROM input)`,
   ];
   const replaced = versions.filter((v) => v.replaces);
   if (replaced.length > 0) {
@@ -67,6 +79,7 @@ export async function persistVersions(
     );
   }
   addIndexInserts(ctes, b, versions);
+  ctes.push(...sharingCtes(b, versions));
   const e = extra?.((v) => b.bind(v));
   try {
     return (await db.query(`WITH ${[...ctes, ...(e?.ctes ?? [])].join(',\n')} ${e?.select ?? 'SELECT 1'}`, b.values))
@@ -145,6 +158,52 @@ function literal(v: unknown): string {
 function quote(text: string): string {
   const body = text.replace(/'/g, "''");
   return text.includes('\\') ? `E'${body.replace(/\\/g, '\\\\')}'` : `'${body}'`;
+}
+
+/**
+ * The équipe-de-soins projection, in the same statement as the versions: the rows of each written
+ * source are replaced (a deletion or an ended source leaves none). Within one statement the
+ * DELETEs see the rows as they were before it, so the new rows are never removed.
+ */
+export function sharingCtes(b: Binder, versions: readonly Pick<NewVersion, 'sharing'>[]): string[] {
+  const bySource = new Map<string, SharingRows>();
+  for (const v of versions) {
+    if (v.sharing) {
+      bySource.set(v.sharing.source, v.sharing);
+    }
+  }
+  if (bySource.size === 0) {
+    return [];
+  }
+  const projections = [...bySource.values()];
+  const sources = b.bind(projections.map((p) => p.source));
+  const ctes = [
+    `sa_d AS (DELETE FROM care_access WHERE source = ANY(${sources}::text[]))`,
+    `so_d AS (DELETE FROM care_opposition WHERE source = ANY(${sources}::text[]))`,
+  ];
+  // Arrays of arrays cannot be unnested row by row: classes travel as comma-joined type names.
+  const joined = (c: string[] | null): string | null => (c ? c.join(',') : null);
+  const access = projections.flatMap((p) => p.access.map((r) => ({ ...r, source: p.source })));
+  if (access.length > 0) {
+    const a = <T>(f: (r: (typeof access)[number]) => T): string => b.bind(access.map(f));
+    ctes.push(`sa_i AS (INSERT INTO care_access (patient_id, grantee, basis, classes, resource_ref, valid, role, source, recognised_by, recognised_at)
+      SELECT p, g, bs, string_to_array(c, ','), rr, tstzrange(f, t, '[)'), rl, s, rb, ra
+      FROM unnest(${a((r) => r.patientId)}::text[], ${a((r) => r.grantee)}::text[], ${a((r) => r.basis)}::text[],
+        ${a((r) => joined(r.classes))}::text[], ${a((r) => r.resourceRef)}::text[], ${a((r) => r.from)}::timestamptz[],
+        ${a((r) => r.to)}::timestamptz[], ${a((r) => r.role)}::text[], ${a((r) => r.source)}::text[],
+        ${a((r) => r.recognisedBy)}::text[], ${a((r) => r.recognisedAt)}::timestamptz[])
+      AS x(p, g, bs, c, rr, f, t, rl, s, rb, ra))`);
+  }
+  const opp = projections.flatMap((p) => p.oppositions.map((r) => ({ ...r, source: p.source })));
+  if (opp.length > 0) {
+    const o = <T>(f: (r: (typeof opp)[number]) => T): string => b.bind(opp.map(f));
+    ctes.push(`so_i AS (INSERT INTO care_opposition (patient_id, actor, classes, valid, source)
+      SELECT p, a, string_to_array(c, ','), tstzrange(f, t, '[)'), s
+      FROM unnest(${o((r) => r.patientId)}::text[], ${o((r) => r.actor)}::text[], ${o((r) => joined(r.classes))}::text[],
+        ${o((r) => r.from)}::timestamptz[], ${o((r) => r.to)}::timestamptz[], ${o((r) => r.source)}::text[])
+      AS x(p, a, c, f, t, s))`);
+  }
+  return ctes;
 }
 
 type Cols = Record<string, { type: string; values: unknown[] }>;
