@@ -2,7 +2,9 @@ import { join, resolve } from 'node:path';
 import {
   ClientRegistry,
   ClientStatusCache,
+  OidcProviders,
   PLATFORM_MIGRATIONS,
+  SubjectTokenVerifier,
   QueueService,
   TokenService,
   baseUrl,
@@ -32,6 +34,7 @@ import {
 import { Hl7IngestService, INGEST_MIGRATIONS } from '@gw/ingest';
 import { CptsTerritoryService, EXCHANGE_MIGRATIONS, ExchangeService, MhdRecipient } from '@gw/exchange';
 import { INDICATOR_MIGRATIONS, IndicatorsService } from '@gw/indicators';
+import { PersonDirectory } from './auth/person.directory';
 
 export const VERSION = '0.1.0';
 
@@ -66,6 +69,8 @@ export interface GatewayCore {
   /** Each client's current status (active, admin, organization, grants), checked on every request. */
   clientStatus: ClientStatusCache;
   tokens: TokenService;
+  /** Persons of token exchange: directory lookup, and each role's current status (checked per request). */
+  persons: PersonDirectory;
   queue: QueueService;
   profiles: ProfileRegistry;
   capability: CapabilityStatement;
@@ -133,9 +138,18 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
     });
     const clients = new ClientRegistry(db.pool, { knownGrants: CLIENT_GRANTS });
     const clientStatus = new ClientStatusCache(clients, { databaseUrl: db.url, logger });
+    const persons = new PersonDirectory(repo);
     const tokens = new TokenService(db.pool, clients, {
       issuer: base,
       tokenEndpoint: `${base}/oauth2/token`,
+      exchange: {
+        subjects: new SubjectTokenVerifier(
+          db.pool,
+          new OidcProviders(config.GW_OIDC_PROVIDERS),
+          `${base}/oauth2/token`,
+        ),
+        persons,
+      },
       ttlSeconds: config.GW_TOKEN_TTL_SECONDS,
       failureLimits: {
         perClient: config.GW_TOKEN_FAILURES_PER_CLIENT,
@@ -208,6 +222,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       clients,
       clientStatus,
       tokens,
+      persons,
       queue,
       profiles,
       capability,
