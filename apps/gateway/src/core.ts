@@ -34,6 +34,7 @@ import {
 import { Hl7IngestService, INGEST_MIGRATIONS } from '@gw/ingest';
 import { CptsTerritoryService, EXCHANGE_MIGRATIONS, ExchangeService, MhdRecipient } from '@gw/exchange';
 import { INDICATOR_MIGRATIONS, IndicatorsService } from '@gw/indicators';
+import { DashboardLogin } from './auth/dashboard-login.service';
 import { PersonDirectory } from './auth/person.directory';
 
 export const VERSION = '0.1.0';
@@ -71,6 +72,8 @@ export interface GatewayCore {
   tokens: TokenService;
   /** Persons of token exchange: directory lookup, and each role's current status (checked per request). */
   persons: PersonDirectory;
+  /** Dashboard login of persons through an OpenID Connect provider (disabled when not configured). */
+  dashboardLogin: DashboardLogin;
   queue: QueueService;
   profiles: ProfileRegistry;
   capability: CapabilityStatement;
@@ -157,6 +160,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
         windowMs: config.GW_TOKEN_FAILURE_WINDOW_SECONDS * 1000,
       },
     });
+    const dashboardLogin = new DashboardLogin(db.pool, tokens, clients, config, base);
     const queue = new QueueService({
       databaseUrl: db.url,
       redisUrl: config.GW_REDIS_URL,
@@ -223,6 +227,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       clientStatus,
       tokens,
       persons,
+      dashboardLogin,
       queue,
       profiles,
       capability,

@@ -159,15 +159,9 @@ export class TokenService {
     return this.exchangeFor(client, req);
   }
 
-  /**
-   * The exchange for an already authenticated client (the dashboard's login, where the gateway
-   * itself is the client and the subject token comes from its own OpenID Connect login).
-   */
-  async exchangeFor(client: ClientRecord, req: TokenRequest): Promise<ExchangeResponse> {
-    const exchange = this.opts.exchange;
-    if (!exchange) {
-      throw new OAuthError(400, 'unsupported_grant_type', 'Token exchange is not configured on this gateway');
-    }
+  /** The exchange for an authenticated client: the subject token names the person. */
+  private async exchangeFor(client: ClientRecord, req: TokenRequest): Promise<ExchangeResponse> {
+    const exchange = this.requireExchange();
     if (req.requested_token_type && req.requested_token_type !== TOKEN_TYPE.accessToken) {
       throw new OAuthError(400, 'invalid_request', `requested_token_type must be ${TOKEN_TYPE.accessToken}`);
     }
@@ -178,8 +172,27 @@ export class TokenService {
         'actor_token is not supported: the authenticated client is the actor',
       );
     }
-    const scopes = this.grantScopes(client, req.scope === undefined ? undefined : personScopes(req.scope));
+    // Scopes first: a request the client could never be granted costs no signature check.
+    this.grantScopes(client, req.scope === undefined ? undefined : personScopes(req.scope));
     const idNatPs = await exchange.subjects.idNatPsOf(client, req.subject_token, req.subject_token_type);
+    return this.personToken(client, idNatPs, req);
+  }
+
+  /**
+   * A person token for `idNatPs` acting through `client`, whose identity the caller has already
+   * established (the token exchange above, or the dashboard's own OpenID Connect login, where the
+   * gateway is the relying party and its dashboard client the actor).
+   */
+  async personToken(
+    client: ClientRecord,
+    idNatPs: string,
+    req: Pick<TokenRequest, 'scope' | 'practitioner_role'> = {},
+  ): Promise<ExchangeResponse> {
+    const exchange = this.requireExchange();
+    if (!client.active) {
+      throw new OAuthError(401, 'invalid_client', 'The client is deactivated');
+    }
+    const scopes = this.grantScopes(client, req.scope === undefined ? undefined : personScopes(req.scope));
     const person = await exchange.persons.resolve(idNatPs, client.organization, req.practitioner_role || undefined);
     const token = await this.sign(client, scopes, {
       practitioner: person.practitioner,
@@ -194,6 +207,13 @@ export class TokenService {
       expires_in: this.opts.ttlSeconds,
       scope: scopes.join(' '),
     };
+  }
+
+  private requireExchange(): { subjects: SubjectTokenVerifier; persons: PersonResolver } {
+    if (!this.opts.exchange) {
+      throw new OAuthError(400, 'unsupported_grant_type', 'Token exchange is not configured on this gateway');
+    }
+    return this.opts.exchange;
   }
 
   /** The gateway's access token: a system client's, or (with `person`) a person's through the client. */
