@@ -11,7 +11,6 @@ import {
   measureIdOf,
   objectiveStatusOf,
   objectivesOf,
-  recallOf,
   reportCell,
   requestToken,
   resourcesOf,
@@ -19,16 +18,19 @@ import {
   structuresOf,
   thresholdOf,
 } from './fhir.js';
+import { loadRecall, renderRecall } from './recall.js';
+import { dataSinceOf, headingOf, incompleteWindow } from './view.js';
 
 /** @typedef {import('./fhir.js').MeasureReport} MeasureReport */
 /** @typedef {import('./fhir.js').Measure} Measure */
 /** @typedef {import('./fhir.js').Cell} Cell */
 /** @typedef {import('@medplum/fhirtypes').Organization} Organization */
-/** @typedef {import('@medplum/fhirtypes').Patient} Patient */
 /** @typedef {{ report: MeasureReport; live: boolean }} Row */
 
 /** Series colour of the indicator (the tests look for it in the chart). */
 const SERIES_COLOUR = '#0b63c5';
+/** Points of windows that start before the data does (view.js incompleteWindow). */
+const INCOMPLETE_COLOUR = '#8a8a8a';
 const INTERMEDIATE_COLOUR = '#b45309';
 const TARGET_COLOUR = '#15803d';
 const REPORTED_TYPES = ['CPTS', 'MSP', 'CDS', 'cabinet'];
@@ -56,6 +58,7 @@ function $(id, type) {
 }
 
 const ui = {
+  heading: $('page-title', HTMLHeadingElement),
   message: $('message', HTMLDivElement),
   who: $('who', HTMLParagraphElement),
   logout: $('logout', HTMLButtonElement),
@@ -77,6 +80,7 @@ const ui = {
   note: $('suppression-note', HTMLParagraphElement),
   recallButton: $('recall-button', HTMLButtonElement),
   recallResult: $('recall-result', HTMLDivElement),
+  coverage: $('coverage-note', HTMLParagraphElement),
 };
 
 const state = {
@@ -172,6 +176,8 @@ async function start() {
   } else if (claims.org) {
     subjects = [{ ref: claims.org, name: ownOrg?.name ?? claims.org }];
   }
+  ui.heading.textContent = headingOf(claims, ownOrg);
+  document.title = `${ui.heading.textContent} — tableau de bord`;
   ui.who.textContent = claims.adm ? 'Client administrateur' : `Client de ${ownOrg?.name ?? claims.org ?? '?'}`;
   fill(
     ui.subject,
@@ -269,7 +275,15 @@ function render() {
   const objectives = objectivesOf(measure);
   const rows = currentRows();
   const cells = rows.map((r) => reportCell(r.report, structure));
-  const labels = rows.map((r) => `${(r.report.period?.end ?? '').slice(0, 7)}${r.live ? ' (en direct)' : ''}`);
+  const since = dataSinceOf(state.rows.filter((r) => !r.live).map((r) => r.report));
+  const incomplete = rows.map((r) => incompleteWindow(r.report, since));
+  const labels = rows.map(
+    (r, i) => `${(r.report.period?.end ?? '').slice(0, 7)}${r.live ? ' (en direct)' : ''}${incomplete[i] ? ' *' : ''}`,
+  );
+  ui.coverage.hidden = !incomplete.some(Boolean);
+  ui.coverage.textContent = since
+    ? `* Historique incomplet : les données de ce périmètre commencent en ${since.slice(0, 7)} ; une fenêtre de 12 mois qui commence avant compte des actes manquants (points gris, valeurs sous-estimées).`
+    : '';
   const scope = structure ? ui.structure.selectedOptions[0]?.text : ui.subject.selectedOptions[0]?.text;
   const title = `${measure.title ?? measure.id} — ${scope ?? ''}`;
   ui.objectives.textContent = [
@@ -280,8 +294,8 @@ function render() {
   ]
     .filter((s) => s !== '')
     .join(' · ');
-  drawChart(title, labels, cells, objectives);
-  renderTable(title, rows, cells, labels, structure !== undefined, objectives);
+  drawChart(title, labels, cells, objectives, incomplete);
+  renderTable(title, rows, cells, labels, structure !== undefined, objectives, incomplete);
 }
 
 /**
@@ -296,15 +310,33 @@ function percent(p) {
  * @param {string[]} labels
  * @param {(Cell | undefined)[]} cells
  * @param {ReturnType<typeof objectivesOf>} objectives
+ * @param {boolean[]} incomplete windows that start before the data does
  */
-function drawChart(title, labels, cells, objectives) {
+function drawChart(title, labels, cells, objectives, incomplete) {
   state.chart?.destroy();
   /** @param {number | undefined} v */
   const flat = (v) => labels.map(() => (v === undefined ? null : v * 100));
+  const values = cells.map((c) => (c?.score == null ? null : c.score * 100));
+  // The incomplete windows in grey, joined to the first complete one so the curve reads as one.
+  const firstComplete = incomplete.indexOf(false);
   const datasets = [
+    ...(incomplete.some(Boolean)
+      ? [
+          {
+            label: 'Historique incomplet (%)',
+            data: values.map((v, i) => (incomplete[i] || i === firstComplete ? v : null)),
+            borderColor: INCOMPLETE_COLOUR,
+            backgroundColor: '#ffffff',
+            borderDash: [4, 4],
+            borderWidth: 2,
+            pointRadius: 4,
+            spanGaps: false,
+          },
+        ]
+      : []),
     {
       label: 'Résultat (%)',
-      data: cells.map((c) => (c?.score == null ? null : c.score * 100)),
+      data: values.map((v, i) => (incomplete[i] ? null : v)),
       borderColor: SERIES_COLOUR,
       backgroundColor: SERIES_COLOUR,
       borderWidth: 3,
@@ -358,23 +390,25 @@ function drawChart(title, labels, cells, objectives) {
  * @param {string[]} labels
  * @param {boolean} isStratum
  * @param {ReturnType<typeof objectivesOf>} objectives
+ * @param {boolean[]} incomplete
  */
-function renderTable(title, rows, cells, labels, isStratum, objectives) {
+function renderTable(title, rows, cells, labels, isStratum, objectives, incomplete) {
   ui.caption.textContent = `Valeurs : ${title}`;
   const threshold = rows.map((r) => thresholdOf(r.report)).find((t) => t !== undefined);
   ui.tbody.replaceChildren(
     ...rows.map((row, i) => {
       const cell = cells[i];
       const tr = document.createElement('tr');
+      const source = `${row.live ? 'en direct' : 'rapport mensuel'}${incomplete[i] ? ' — historique incomplet' : ''}`;
+      if (incomplete[i]) {
+        tr.className = 'incomplete';
+      }
       const th = document.createElement('th');
       th.scope = 'row';
       th.textContent = labels[i] ?? '';
       tr.append(th);
       if (!cell) {
-        tr.append(
-          td('pas de données pour cette structure', false, 6),
-          td(row.live ? 'en direct' : 'rapport mensuel', false),
-        );
+        tr.append(td('pas de données pour cette structure', false, 6), td(source, false));
         return tr;
       }
       const hidden = cell.suppressed === 'complementary' ? 'masqué (complément)' : `masqué (< ${threshold ?? '?'})`;
@@ -391,7 +425,7 @@ function renderTable(title, rows, cells, labels, isStratum, objectives) {
         cell.suppressed ? td(hidden, true) : td(cell.score == null ? 'sans objet' : percent(cell.score), false),
       );
       const status = isStratum ? stratumStatus(cell, objectives) : objectiveStatusOf(row.report);
-      tr.append(td(STATUS_TEXT[status ?? ''] ?? '—', false), td(row.live ? 'en direct' : 'rapport mensuel', false));
+      tr.append(td(STATUS_TEXT[status ?? ''] ?? '—', false), td(source, false));
       return tr;
     }),
   );
@@ -434,22 +468,18 @@ function td(text, masked, span = 1) {
   return cell;
 }
 
-/** The recall list (reportType=subject-list) of the chosen structure for the last period shown. */
+/**
+ * The recall list (reportType=subject-list) of the chosen structure for the last period shown:
+ * one row per person (recall.js), its count checked against the same evaluation's counts.
+ */
 async function showRecall() {
   const rows = currentRows();
-  const last = rows[rows.length - 1]?.report.period;
+  const lastRow = rows[rows.length - 1];
   const subject = ui.structure.value || ui.subject.value;
-  const query = new URLSearchParams({
-    reportType: 'subject-list',
-    subject,
-    ...(last?.start && last.end ? { periodStart: last.start, periodEnd: last.end } : {}),
-  });
   ui.recallResult.replaceChildren(paragraph('Chargement…'));
-  let report;
+  let data;
   try {
-    report = /** @type {MeasureReport} */ (
-      await fhirGet(`Measure/${encodeURIComponent(ui.measure.value)}/$evaluate-measure?${query}`)
-    );
+    data = await loadRecall(ui.measure.value, subject, lastRow?.report.period);
   } catch (err) {
     if (err instanceof ApiError && err.status !== 401) {
       const refusal = paragraph(`Liste de rappel non disponible : ${err.message}`);
@@ -460,48 +490,16 @@ async function showRecall() {
     }
     throw err;
   }
-  const refs = recallOf(report);
-  if (refs.length === 0) {
+  if (data.rows.length === 0) {
     ui.recallResult.replaceChildren(paragraph('Aucun patient à rappeler sur cette période.'));
     return;
   }
-  const ids = refs.map((r) => r.replace(/^Patient\//, ''));
-  /** @type {Map<string, Patient>} */
-  const patients = new Map();
-  try {
-    /** @type {Patient[]} */
-    const found = resourcesOf(
-      await fhirGet(`Patient?_id=${ids.map(encodeURIComponent).join(',')}&_count=${ids.length}`),
-    );
-    found.forEach((p) => patients.set(p.id ?? '', p));
-  } catch (err) {
-    if (err instanceof ApiError && err.status === 401) {
-      throw err;
-    }
-    // Names are a convenience: the references alone still make the list.
-  }
-  const table = document.createElement('table');
-  const caption = table.createCaption();
-  caption.textContent = `${refs.length} patient(s) à rappeler — ${report.period?.start} au ${report.period?.end}`;
-  const head = table.createTHead().insertRow();
-  for (const h of ['Patient', 'Nom', 'Date de naissance']) {
-    const th = document.createElement('th');
-    th.scope = 'col';
-    th.textContent = h;
-    head.append(th);
-  }
-  const body = table.createTBody();
-  for (const id of ids) {
-    const p = patients.get(id);
-    const name = p?.name?.[0];
-    const tr = body.insertRow();
-    tr.append(
-      td(`Patient/${id}`, false),
-      td(name ? `${name.family ?? ''} ${(name.given ?? []).join(' ')}`.trim() : '—', false),
-      td(p?.birthDate ?? '—', false),
-    );
-  }
-  ui.recallResult.replaceChildren(table);
+  const shown = lastRow ? reportCell(lastRow.report, ui.structure.value || undefined)?.counts : undefined;
+  renderRecall(ui.recallResult, data, {
+    measure: ui.measure.value,
+    structureName: (ui.structure.value ? ui.structure : ui.subject).selectedOptions[0]?.text ?? subject,
+    shownCounts: shown,
+  });
 }
 
 /** @param {string} text */

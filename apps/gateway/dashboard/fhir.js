@@ -238,15 +238,3 @@ export function reportCell(report, structure) {
 export function objectiveStatusOf(report) {
   return report.group?.[0]?.extension?.find((e) => e.url.endsWith('/measure-objective-status'))?.valueCode;
 }
-
-/**
- * The patient references of a subject-list report's recall List.
- * @param {MeasureReport} report
- * @returns {string[]}
- */
-export function recallOf(report) {
-  const list = /** @type {import('@medplum/fhirtypes').List | undefined} */ (
-    report.contained?.find((r) => r.resourceType === 'List')
-  );
-  return (list?.entry ?? []).map((e) => e.item.reference ?? '').filter((r) => r !== '');
-}

@@ -18,6 +18,8 @@ import type { DatabaseHandle, GatewayConfig, GatewayFeature, Logger, Migration, 
 import { ProfileRegistry, SearchParamRegistry, buildCapabilityStatement, loadFhirDefinitions } from '@gw/fhir';
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 import {
+  AUDIT_DPO_GRANT,
+  AUDIT_MIGRATIONS,
   AuditLog,
   BULK_EXPORT_MIGRATIONS,
   BulkExportService,
@@ -52,10 +54,11 @@ export const MIGRATIONS: readonly Migration[] = [
   ...INDICATOR_MIGRATIONS,
   ...BULK_EXPORT_MIGRATIONS,
   ...DIRECTORY_MIGRATIONS,
+  ...AUDIT_MIGRATIONS,
 ];
 
 /** Capabilities an operator may grant a client (admin API, CLI); the store acts on them. */
-export const CLIENT_GRANTS: readonly string[] = [IDENTITY_QUALIFICATION_GRANT];
+export const CLIENT_GRANTS: readonly string[] = [IDENTITY_QUALIFICATION_GRANT, AUDIT_DPO_GRANT];
 
 /** Everything the gateway is made of, built once at boot (also used by tests and the CLI). */
 export interface GatewayCore {

@@ -302,3 +302,46 @@ function windowWhere(column: string, w: Window, ctx: CompileContext): string {
 function escapeLike(s: string): string {
   return s.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
+
+/** A kind of fact a criterion looks for, whatever its window: what a recall list shows as evidence. */
+export interface EvidenceKind {
+  resource: FactType;
+  valueSet: string;
+  status?: string[];
+}
+
+/**
+ * The facts a criterion counts (`has` and `followedBy` leaves), skipping those under `not`: a
+ * person's latest such fact is the evidence a recall list shows ("last HbA1c: 2024-03-02").
+ */
+export function evidenceKinds(c: Criterion): EvidenceKind[] {
+  if ('all' in c) {
+    return c.all.flatMap(evidenceKinds);
+  }
+  if ('any' in c) {
+    return c.any.flatMap(evidenceKinds);
+  }
+  if ('has' in c) {
+    return [{ resource: c.has.resource, valueSet: c.has.valueSet, status: c.has.status }];
+  }
+  if ('followedBy' in c) {
+    return [{ resource: c.followedBy.resource, valueSet: c.followedBy.valueSet, status: c.followedBy.status }];
+  }
+  return [];
+}
+
+/**
+ * `(kind, resource_type, id, system, code, at)` of the person's latest fact of one of `kinds` before
+ * the end of the period, any time before (the recall list's "last done"); `kind` indexes `kinds`.
+ * Reads only the facts the evaluation may read (ctx.factOwners). For a LATERAL join on `person`.
+ */
+export function latestFactSql(kinds: EvidenceKind[], person: string, ctx: CompileContext): string {
+  const which = kinds.map(
+    (k, i) =>
+      `WHEN x.resource_type = ${ctx.params.bind(k.resource)} AND ${codeWhere('x', k.valueSet, ctx)} AND x.status = ANY(${ctx.params.bind(k.status ?? DEFAULT_STATUSES[k.resource])}::text[]) THEN ${i}`,
+  );
+  return `SELECT y.* FROM (
+      SELECT CASE ${which.join(' ')} END AS kind, x.resource_type, x.id, x.system, x.code, x.at
+      FROM ind_fact x WHERE x.person = ${person} AND x.at < ${ctx.periodEnd}::timestamptz${ownerWhere('x', ctx)}
+    ) y WHERE y.kind IS NOT NULL ORDER BY y.at DESC LIMIT 1`;
+}

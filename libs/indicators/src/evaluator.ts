@@ -2,8 +2,8 @@ import type { Pool, PoolClient } from 'pg';
 import { withTransaction } from '@gw/store';
 import { GW } from '@gw/fhir';
 import type { CompiledMeasure, DenominatorPopulation, MeasureCatalogue } from './catalogue';
-import { SqlParams, compileCriterion, eventSource, factPersons } from './criteria';
-import type { CompileContext } from './criteria';
+import { SqlParams, compileCriterion, eventSource, evidenceKinds, factPersons, latestFactSql } from './criteria';
+import type { CompileContext, EvidenceKind } from './criteria';
 import type { Counts } from './suppression';
 import { CELL_KEY_MODULUS, perturb } from './cell-key';
 
@@ -36,11 +36,27 @@ export interface MeasureCounts {
   population: DenominatorPopulation;
   total: Counts;
   strata: Record<Stratifier, (Counts & { key: string })[]>;
-  /** Patient ids to recall (denominator, not excluded, not in the numerator), when asked for. */
-  recall?: string[];
+  /**
+   * The persons to recall (denominator, not excluded, not in the numerator), when asked for: one
+   * entry per person, as many as the denominator less exclusions and numerator of a person-basis
+   * measure (this evaluation's own counts, never perturbed).
+   */
+  recall?: RecallEntry[];
   /** Whether the counts carry cell-key noise. */
   perturbed: boolean;
   ms: number;
+}
+
+/** One person of a recall list. */
+export interface RecallEntry {
+  /** The person's record shown: its record in scope (the smallest id when it has several there). */
+  patientId: string;
+  /** The person's other records in scope, merged into it (same trusted qualified INS, or linked). */
+  otherRecords: string[];
+  /** Event-basis measures: the person's events in the denominator and not in the numerator; 1 otherwise. */
+  events: number;
+  /** The person's latest fact of a kind the numerator counts, any time before the period's end. */
+  evidence?: { kind: EvidenceKind; reference: string; system: string | null; code: string; at: string | null };
 }
 
 export interface EvaluateOptions {
@@ -121,7 +137,7 @@ export class MeasureEvaluator {
              ELSE '75+' END AS band
       FROM (SELECT x.*, ${age} AS age, ${withSeen ? `x.person IN (${seen})` : 'false'} AS seen, ${opts.cellKeys ? RECORD_KEY : '0'} AS rkey
       FROM (
-        SELECT p.person_key AS person, min(p.owner_org) AS structure, min(p.birth_date) AS birth_date, coalesce(min(p.sex), 'unknown') AS sex,
+        SELECT p.person_key AS person, min(p.owner_org) AS structure,${opts.recallFor ? ` ${recordsSql(opts.recallFor, params)} AS records,` : ''} min(p.birth_date) AS birth_date, coalesce(min(p.sex), 'unknown') AS sex,
           CASE WHEN bool_or(p.gp IS NOT NULL AND coalesce(pr.active, true) AND NOT coalesce(pr.fictitious, false)
                             AND coalesce(p.mt_status, 'declared') NOT IN ('departed', 'fictitious', 'none', 'seeking')) THEN 'active'
                WHEN bool_or(p.gp IS NOT NULL) THEN 'inactive' ELSE 'none' END AS mt
@@ -208,17 +224,63 @@ export class MeasureEvaluator {
     strata['age-band'].sort((a, b) => bandOrder(a.key) - bandOrder(b.key));
     strata.structure.sort((a, b) => a.key.localeCompare(b.key));
     strata.sex.sort((a, b) => a.key.localeCompare(b.key));
-    let recall: string[] | undefined;
-    if (opts.recallFor) {
-      const owner = opts.recallFor === '*' ? '' : ` AND p.owner_org = ${params.bind(opts.recallFor)}`;
-      const list = await db.query<{ id: string }>(
-        `${ctes}
-         SELECT DISTINCT p.id FROM ind_patient p WHERE p.person_key IN (SELECT person FROM f WHERE den AND NOT ex AND NOT num)${owner} ORDER BY p.id`,
-        params.values,
-      );
-      recall = list.rows.map((r) => r.id);
-    }
+    const recall = opts.recallFor ? await this.recall(db, m, ctes, params, ctx) : undefined;
     return { measure: m, population, total, strata, recall, perturbed: !!keys, ms: Date.now() - started };
+  }
+
+  /**
+   * One row per person of the denominator, not excluded, not in the numerator (f has a row per
+   * event on an event basis, so the persons are grouped), with the records ev_person kept for the
+   * list and the latest evidence. Persons without a listable record (none filed by recallFor) drop out.
+   */
+  private async recall(
+    db: PoolClient,
+    m: CompiledMeasure,
+    ctes: string,
+    params: SqlParams,
+    ctx: CompileContext,
+  ): Promise<RecallEntry[]> {
+    const kinds = evidenceKinds(m.numerator);
+    const latest =
+      kinds.length > 0
+        ? latestFactSql(kinds, 'g.person', ctx)
+        : 'SELECT NULL::int AS kind, NULL AS resource_type, NULL AS id, NULL AS system, NULL AS code, NULL::timestamptz AS at';
+    const res = await db.query<{
+      records: string[];
+      events: string;
+      kind: number | null;
+      resource_type: string | null;
+      id: string | null;
+      system: string | null;
+      code: string | null;
+      at: Date | null;
+    }>(
+      `${ctes}, g AS (SELECT person, count(*) AS events FROM f WHERE den AND NOT ex AND NOT num GROUP BY person)
+       SELECT e.records, g.events, ev.kind, ev.resource_type, ev.id, ev.system, ev.code, ev.at
+       FROM g JOIN ev_person e ON e.person = g.person LEFT JOIN LATERAL (${latest}) ev ON true
+       WHERE cardinality(e.records) > 0 ORDER BY e.records[1]`,
+      params.values,
+    );
+    return res.rows.map((r) => {
+      const [patientId, ...otherRecords] = r.records as [string, ...string[]];
+      const kind = r.kind === null ? undefined : kinds[r.kind];
+      return {
+        patientId,
+        otherRecords,
+        events: Number(r.events),
+        ...(kind && r.resource_type && r.id && r.code
+          ? {
+              evidence: {
+                kind,
+                reference: `${r.resource_type}/${r.id}`,
+                system: r.system,
+                code: r.code,
+                at: r.at ? r.at.toISOString() : null,
+              },
+            }
+          : {}),
+      };
+    });
   }
 
   /**
@@ -263,6 +325,15 @@ export class MeasureEvaluator {
 
 /** A person's record key: a keyed hash of the person key (the secret never leaves the database). */
 const RECORD_KEY = `(hashtextextended(x.person || (SELECT secret FROM ind_cell_key), 0) & ${CELL_KEY_MODULUS - 1})::int`;
+
+/**
+ * The person's records a recall list may show, smallest id first: those in scope (the grouped
+ * rows), of the organization the list is for ('*': any).
+ */
+function recordsSql(recallFor: string, params: SqlParams): string {
+  const owner = recallFor === '*' ? '' : ` FILTER (WHERE p.owner_org = ${params.bind(recallFor)})`;
+  return `coalesce(array_agg(p.id ORDER BY p.id)${owner}, '{}')`;
+}
 
 function scopeWhere(scope: Scope, params: SqlParams): string {
   switch (scope.kind) {

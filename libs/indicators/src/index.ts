@@ -4,7 +4,7 @@ export type { Criterion } from './criteria';
 export { CatalogueError, MeasureCatalogue, DENOMINATOR_POPULATIONS } from './catalogue';
 export type { CompiledMeasure, DenominatorPopulation } from './catalogue';
 export { MeasureEvaluator, AGE_BANDS, STRATIFIERS } from './evaluator';
-export type { MeasureCounts, Period, Scope } from './evaluator';
+export type { MeasureCounts, Period, RecallEntry, Scope } from './evaluator';
 export {
   buildMeasureReport,
   score,
@@ -12,6 +12,10 @@ export {
   SUPPRESSION_EXTENSION,
   OBJECTIVE_STATUS_EXTENSION,
   RECALL_LIST_EXTENSION,
+  DATA_SINCE_EXTENSION,
+  RECALL_EVIDENCE_EXTENSION,
+  RECALL_OTHER_RECORD_EXTENSION,
+  RECALL_EVENTS_EXTENSION,
 } from './report';
 export { suppressStrata, totalSuppressed } from './suppression';
 export { IndicatorsService, INDICATORS_PRINCIPAL, parsePeriod } from './indicators.service';

@@ -1,16 +1,24 @@
 import { createHash } from 'node:crypto';
-import type { List, MeasureReport, Resource } from '@medplum/fhirtypes';
+import type { Coding, List, ListEntry, MeasureReport, Resource } from '@medplum/fhirtypes';
 import type { Pool } from 'pg';
 import { GW } from '@gw/fhir';
 import { GatewayError, scopeAllows } from '@gw/platform';
 import type { GatewayFeature, JobResult, Logger, QueueService } from '@gw/platform';
 import { OWNER_TAG_SYSTEM } from '@gw/store';
+import { actorOf } from '@gw/store';
 import type { AuditLog, FhirRepository, Principal } from '@gw/store';
 import { DENOMINATOR_POPULATIONS, MeasureCatalogue } from './catalogue';
 import type { CompiledMeasure, DenominatorPopulation } from './catalogue';
 import { MeasureEvaluator } from './evaluator';
-import type { MeasureCounts, Period, Scope } from './evaluator';
-import { RECALL_LIST_EXTENSION, buildMeasureReport } from './report';
+import type { MeasureCounts, Period, RecallEntry, Scope } from './evaluator';
+import {
+  DATA_SINCE_EXTENSION,
+  RECALL_EVENTS_EXTENSION,
+  RECALL_EVIDENCE_EXTENSION,
+  RECALL_LIST_EXTENSION,
+  RECALL_OTHER_RECORD_EXTENSION,
+  buildMeasureReport,
+} from './report';
 import { resolveScope } from './subject-scope.policy';
 import type { ReportType, ScopeLookup } from './subject-scope.policy';
 
@@ -179,18 +187,22 @@ export class IndicatorsService implements GatewayFeature {
       structureNames: await this.structureNames(result),
     });
     if (result.recall) {
-      attachRecall(report, result.recall);
+      attachRecall(report, result.recall, this.catalogue, result.measure.basis === 'event');
     }
+    const patients = [
+      ...(subject?.startsWith('Patient/') ? [subject.slice('Patient/'.length)] : []),
+      ...(result.recall ?? []).flatMap((r) => [r.patientId, ...r.otherRecords]),
+    ];
     this.audit.record({
-      clientId: p.clientId,
-      organization: p.organization,
+      ...actorOf(p),
       interaction: 'operation:evaluate-measure',
       resourceType: 'Measure',
       entity: [
         `Measure/${measureId}`,
         ...(subject ? [subject] : []),
-        ...(result.recall ?? []).map((id) => `Patient/${id}`),
+        ...(result.recall ?? []).flatMap((r) => [r.patientId, ...r.otherRecords].map((id) => `Patient/${id}`)),
       ],
+      patients: [...new Set(patients)],
       outcome: 200,
       requestId,
     });
@@ -250,9 +262,11 @@ export class IndicatorsService implements GatewayFeature {
       'SELECT id, type FROM ind_organization WHERE type = ANY($1::text[]) ORDER BY id',
       [REPORTED_TYPES],
     );
+    const since = await this.dataSince();
     let reports = 0;
     for (const s of subjects.rows) {
       const subject = `Organization/${s.id}`;
+      const dataSince = since.get(s.id);
       const scope: Scope = s.type === 'CPTS' ? { kind: 'cpts', id: s.id } : { kind: 'organization', id: s.id };
       // Stored reports are read by the subject's clients: perturbed like a live population report.
       const { results } = await this.evaluator.evaluate(this.measures(), { period, scope, cellKeys: this.noise });
@@ -267,6 +281,9 @@ export class IndicatorsService implements GatewayFeature {
         const key = `${result.measure.id}|${subject}|${end}`;
         report.identifier = [{ system: REPORT_RUN_SYSTEM, value: key }];
         report.meta = { tag: [{ system: OWNER_TAG_SYSTEM, code: subject }] };
+        if (dataSince) {
+          report.extension?.push({ url: DATA_SINCE_EXTENSION, valueDate: dataSince });
+        }
         const id = `mr-${createHash('sha256').update(key).digest('hex').slice(0, 40)}`;
         await this.repo.update('MeasureReport', id, report, { principal: INDICATORS_PRINCIPAL });
         reports += 1;
@@ -277,23 +294,80 @@ export class IndicatorsService implements GatewayFeature {
     return { reports, subjects: subjects.rowCount ?? 0, period, ms };
   }
 
+  /**
+   * Per reported organization, the first day of the first month with a visit (Encounter) its
+   * structures recorded; a CPTS: the latest of its member structures' (every one must cover a
+   * window for the territory's figure to be complete). One scan of the visits per run.
+   */
+  private async dataSince(): Promise<Map<string, string>> {
+    const res = await this.pool.query<{ id: string; since: string }>(
+      `WITH s AS (SELECT substring(owner_org FROM '^Organization/(.+)$') AS org, min(at) AS first
+                    FROM ind_fact WHERE resource_type = 'Encounter' AND at IS NOT NULL GROUP BY owner_org)
+       SELECT o.id, to_char(date_trunc('month', greatest(s.first, m.first) AT TIME ZONE 'UTC'), 'YYYY-MM-DD') AS since
+         FROM ind_organization o
+         LEFT JOIN s ON s.org = o.id
+         LEFT JOIN LATERAL (SELECT max(s2.first) AS first FROM ind_organization c JOIN s s2 ON s2.org = c.id
+                             WHERE c.part_of = o.id) m ON o.type = 'CPTS'
+        WHERE o.type = ANY($1::text[]) AND greatest(s.first, m.first) IS NOT NULL`,
+      [REPORTED_TYPES],
+    );
+    return new Map(res.rows.map((r) => [r.id, r.since]));
+  }
+
   /** The catalogue's measures, in file order. */
   measures(): CompiledMeasure[] {
     return [...this.catalogue.measures.values()];
   }
 }
 
-function attachRecall(report: MeasureReport, ids: string[]): void {
+function attachRecall(
+  report: MeasureReport,
+  entries: RecallEntry[],
+  catalogue: MeasureCatalogue,
+  events: boolean,
+): void {
   const list: List = {
     resourceType: 'List',
     id: 'recall',
     status: 'current',
     mode: 'snapshot',
     title: 'Patients à rappeler (dénominateur, hors numérateur)',
-    entry: ids.map((id) => ({ item: { reference: `Patient/${id}` } })),
+    entry: entries.map((e) => recallEntry(e, catalogue, events)),
   };
   report.contained = [list];
   report.group?.[0]?.extension?.push({ url: RECALL_LIST_EXTENSION, valueReference: { reference: '#recall' } });
+}
+
+/** One person of the recall List: the record shown, the records merged into it, the latest evidence. */
+function recallEntry(e: RecallEntry, catalogue: MeasureCatalogue, events: boolean): ListEntry {
+  const extension: NonNullable<ListEntry['extension']> = e.otherRecords.map((id) => ({
+    url: RECALL_OTHER_RECORD_EXTENSION,
+    valueReference: { reference: `Patient/${id}` },
+  }));
+  if (events) {
+    extension.push({ url: RECALL_EVENTS_EXTENSION, valueInteger: e.events });
+  }
+  if (e.evidence) {
+    const vs = catalogue.valueSets.get(e.evidence.kind.valueSet);
+    const concept = vs?.compose?.include
+      ?.filter((i) => i.system === e.evidence?.system)
+      .flatMap((i) => i.concept ?? [])
+      .find((c) => c.code === e.evidence?.code);
+    const coding: Coding = {
+      ...(e.evidence.system ? { system: e.evidence.system } : {}),
+      code: e.evidence.code,
+      ...(concept?.display ? { display: concept.display } : {}),
+    };
+    extension.push({
+      url: RECALL_EVIDENCE_EXTENSION,
+      extension: [
+        { url: 'fact', valueReference: { reference: e.evidence.reference, display: vs?.title ?? vs?.name } },
+        { url: 'code', valueCoding: coding },
+        ...(e.evidence.at ? [{ url: 'date', valueDateTime: e.evidence.at }] : []),
+      ],
+    });
+  }
+  return { ...(extension.length > 0 ? { extension } : {}), item: { reference: `Patient/${e.patientId}` } };
 }
 
 /** periodStart/periodEnd as dates (a year, a month or a day; a dateTime is cut to its day). Default: the last 12 whole months. */

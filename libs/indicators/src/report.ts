@@ -16,6 +16,18 @@ export const DATA_ABSENT_REASON = 'http://hl7.org/fhir/StructureDefinition/data-
 export const SUPPRESSION_EXTENSION = `${GW}/fhir/StructureDefinition/measure-suppression`;
 export const OBJECTIVE_STATUS_EXTENSION = `${GW}/fhir/StructureDefinition/measure-objective-status`;
 export const RECALL_LIST_EXTENSION = `${GW}/fhir/StructureDefinition/measure-recall-list`;
+/**
+ * On a stored report: the first day of the first month with a primary-care visit recorded by the
+ * subject's structures (a CPTS: the latest such month among them). A report whose period starts
+ * before it is computed on incomplete history (docs/indicators.md "History").
+ */
+export const DATA_SINCE_EXTENSION = `${GW}/fhir/StructureDefinition/measure-data-since`;
+/** On a recall List entry: the person's latest fact of a kind the numerator counts (reference, code, date). */
+export const RECALL_EVIDENCE_EXTENSION = `${GW}/fhir/StructureDefinition/measure-recall-evidence`;
+/** On a recall List entry: another record of the same person in scope, merged into the entry's. */
+export const RECALL_OTHER_RECORD_EXTENSION = `${GW}/fhir/StructureDefinition/measure-recall-other-record`;
+/** On a recall List entry of an event-basis measure: how many of the person's events are to follow up. */
+export const RECALL_EVENTS_EXTENSION = `${GW}/fhir/StructureDefinition/measure-recall-events`;
 export const STRATIFIER_SYSTEM = `${GW}/fhir/CodeSystem/measure-stratifier`;
 const POPULATION_SYSTEM = 'http://terminology.hl7.org/CodeSystem/measure-population';
 

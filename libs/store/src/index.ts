@@ -2,8 +2,13 @@ export { OrganizationAccessPolicy } from './repository/access.policy';
 export type { AccessPolicy, PersonContext, Principal, StoredRef } from './repository/access.policy';
 export { IDENTITY_QUALIFICATION_GRANT } from './repository/access.policy';
 export { CPTS_TYPE_CODE, isCptsCode } from './repository/operator-grants';
-export { AuditLog } from './audit/audit.log';
-export type { AuditRecord } from './audit/audit.log';
+export { AuditLog, actorOf, isAudited, markAudited } from './audit/audit.log';
+export type { AuditActor, AuditRecord } from './audit/audit.log';
+export { AUDIT_MIGRATIONS } from './audit/audit.schema';
+export { AUDIT_DPO_GRANT } from './audit/patient-trail';
+export { basesFor } from './audit/audit-basis';
+export type { AccessBasis } from './audit/audit-basis';
+export { auditQuery, patientsOfResource } from './audit/audit-subject';
 export {
   FhirRepository,
   OWNER_TAG_SYSTEM,

@@ -7,6 +7,7 @@ import { AdminOnly } from '../auth/access.decorators';
 import { principalOf } from '../auth/auth.guard';
 import type { GatewayCore } from '../core';
 import { CORE } from '../http/core.token';
+import { actorOf } from '@gw/store';
 
 interface CreateClientBody {
   name?: string;
@@ -90,8 +91,7 @@ export class AdminController {
   private auditClientChange(req: FastifyRequest, interaction: string, clientId: string): void {
     const p = principalOf(req);
     this.core.audit.record({
-      clientId: p.clientId,
-      organization: p.organization,
+      ...actorOf(p),
       interaction,
       entity: [`Client/${clientId}`],
       outcome: 200,

@@ -7,6 +7,7 @@ import { pageSize } from './page-size';
 import { AdminOnly } from '../auth/access.decorators';
 import type { GatewayCore } from '../core';
 import { CORE } from '../http/core.token';
+import { actorOf } from '@gw/store';
 
 const STATUSES = ['processed', 'error', 'rejected', 'ignored', 'duplicate'];
 
@@ -84,8 +85,7 @@ export class Hl7AdminController {
     }
     // The raw message is patient data: reading it is audited like a resource read.
     this.core.audit.record({
-      clientId: p.clientId,
-      organization: p.organization,
+      ...actorOf(p),
       interaction: 'read',
       resourceType: 'Hl7Message',
       entity: [`Hl7Message/${id}`],
@@ -104,10 +104,10 @@ export class Hl7AdminController {
     }
     const result = await this.core.hl7.reprocess(Number(id));
     this.core.audit.record({
-      clientId: p.clientId,
-      organization: p.organization,
+      ...actorOf(p),
       interaction: 'hl7v2-reprocess',
       entity: [`Hl7Message/${id}`, ...result.resources],
+      patients: result.resources.filter((r) => r.startsWith('Patient/')).map((r) => r.slice('Patient/'.length)),
       outcome: 200,
       requestId: req.id,
     });

@@ -2,6 +2,7 @@ import { Catch, HttpException } from '@nestjs/common';
 import type { ArgumentsHost, ExceptionFilter } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError, OAuthError } from '@gw/platform';
+import { actorOf, isAudited } from '@gw/store';
 import type { ErrorCategory, Logger } from '@gw/platform';
 import type { AuditLog } from '@gw/store';
 import type { AuthedRequest } from '../auth/auth.guard';
@@ -45,7 +46,9 @@ export class OutcomeFilter implements ExceptionFilter {
     if (ge.status === 401) {
       void reply.header('www-authenticate', 'Bearer realm="fhir-gateway"');
     }
-    this.auditRefusal(req as AuthedRequest, ge.status);
+    if (!isAudited(err)) {
+      this.auditRefusal(req as AuthedRequest, ge.status);
+    }
     void reply.status(ge.status).header('content-type', FHIR_JSON).send(JSON.stringify(ge.toOutcome()));
   }
 
@@ -58,8 +61,7 @@ export class OutcomeFilter implements ExceptionFilter {
     const type = (req.params as Record<string, string> | undefined)?.type;
     const id = (req.params as Record<string, string> | undefined)?.id;
     this.audit.record({
-      clientId: p.clientId,
-      organization: p.organization,
+      ...actorOf(p),
       interaction: `${req.method.toLowerCase()}-refused`,
       resourceType: type,
       entity: type && id && !id.startsWith('_') ? [`${type}/${id}`] : [],

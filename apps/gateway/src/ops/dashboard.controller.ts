@@ -17,6 +17,8 @@ const TYPES: Record<string, string> = {
   'index.html': 'text/html; charset=utf-8',
   'dashboard.js': 'text/javascript; charset=utf-8',
   'fhir.js': 'text/javascript; charset=utf-8',
+  'recall.js': 'text/javascript; charset=utf-8',
+  'view.js': 'text/javascript; charset=utf-8',
   'dashboard.css': 'text/css; charset=utf-8',
 };
 

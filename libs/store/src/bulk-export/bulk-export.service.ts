@@ -6,7 +6,11 @@ import type { OperationOutcome } from '@medplum/fhirtypes';
 import { GatewayError, UnrecoverableError } from '@gw/platform';
 import type { GatewayFeature, JobContext, JobResult, Logger, QueueService } from '@gw/platform';
 import type { AccessPolicy, Principal } from '../repository/access.policy';
+import type { Group } from '@medplum/fhirtypes';
 import type { AuditLog } from '../audit/audit.log';
+import { actorOf } from '../audit/audit.log';
+import { activePatientMembers } from '../repository/patient-compartment';
+import { auditQuery } from '../audit/audit-subject';
 import { validateExportParams } from './bulk-export.params';
 import type { RawExportParams } from './bulk-export.params';
 import { BulkExportRunner, outcome } from './bulk-export.runner';
@@ -81,7 +85,7 @@ export class BulkExportService implements GatewayFeature {
     requestId?: string,
   ): Promise<string> {
     const params = validateExportParams(p, raw);
-    await this.repo.read(p, 'Group', groupId);
+    const group = await this.repo.read(p, 'Group', groupId);
     const id = randomUUID();
     await this.pool.query(
       `INSERT INTO bulk_export (id, client_id, organization, admin, scopes, group_id, types, skipped, since, request, status, progress)
@@ -109,11 +113,12 @@ export class BulkExportService implements GatewayFeature {
       );
     }
     this.audit.record({
-      clientId: p.clientId,
-      organization: p.organization,
+      ...actorOf(p),
       interaction: 'bulk-export',
       resourceType: 'Group',
       entity: [`Group/${groupId}`],
+      patients: group.json ? activePatientMembers(JSON.parse(group.json) as Group) : [],
+      query: request.includes('?') ? auditQueryOf(request) : undefined,
       outcome: 202,
       requestId,
     });
@@ -159,8 +164,7 @@ export class BulkExportService implements GatewayFeature {
       ),
     );
     this.audit.record({
-      clientId: p.clientId,
-      organization: p.organization,
+      ...actorOf(p),
       interaction: 'bulk-export-cancel',
       entity: [`bulk-export/${id}`],
       outcome: 202,
@@ -177,12 +181,15 @@ export class BulkExportService implements GatewayFeature {
     if (!listed) {
       throw new GatewayError('not-found', { text: `File ${name} is not part of export ${id}` });
     }
+    // The file holds the records of the Group's members (those of the export time; the Group's
+    // current members are the closest the trail can name without reading the file).
+    const group = await this.repo.readSystem<Group>('Group', row.group_id);
     this.audit.record({
-      clientId: p.clientId,
-      organization: p.organization,
+      ...actorOf(p),
       interaction: 'bulk-download',
       resourceType: type,
       entity: [`Group/${row.group_id}`, `bulk-export/${id}`],
+      patients: group ? activePatientMembers(group) : [],
       outcome: 200,
       requestId,
     });
@@ -319,4 +326,9 @@ function toExportRow(row: Row): ExportRow {
     since: row.since ? row.since.toISOString() : null,
     status: row.status,
   };
+}
+
+/** The masked query of a kick-off request URL (`…/$export?_type=…`). */
+function auditQueryOf(request: string): string | undefined {
+  return auditQuery([...new URLSearchParams(request.slice(request.indexOf('?') + 1))]);
 }

@@ -19,6 +19,10 @@ import {
 import type { SearchRequest, Subsetting } from '@gw/fhir';
 import type { Principal } from '../repository/access.policy';
 import type { AuditLog } from '../audit/audit.log';
+import { actorOf, markAudited } from '../audit/audit.log';
+import { auditQuery, patientsOfAll, patientsOfResource } from '../audit/audit-subject';
+import type { TouchedResource } from '../audit/audit-subject';
+import { PatientTrail } from '../audit/patient-trail';
 import type {
   FhirRepository,
   HistoryQuery,
@@ -89,6 +93,7 @@ export interface ServiceOptions {
  */
 export class FhirService {
   private readonly bundles: BundleProcessor;
+  private readonly trail: PatientTrail;
 
   constructor(
     private readonly repo: FhirRepository,
@@ -96,6 +101,7 @@ export class FhirService {
     readonly options: ServiceOptions,
   ) {
     this.bundles = new BundleProcessor(this, repo);
+    this.trail = new PatientTrail(repo.pool, audit, options);
   }
 
   /**
@@ -178,7 +184,9 @@ export class FhirService {
       case 'GET': {
         requireScope(p, type, 'r');
         const subsetting = readSubsetting(type, req);
-        const stored = await this.repo.read(p, type, id, tx);
+        const stored = await this.refusalAudited(p, 'read', type, id, ctx.requestId, () =>
+          this.repo.read(p, type, id, tx),
+        );
         this.record(p, 'read', type, [stored], 200, ctx.requestId);
         return subsetted(resourceResponse(stored, 200), subsetting);
       }
@@ -334,6 +342,9 @@ export class FhirService {
   ): Promise<FhirResponse> {
     requireScope(p, type, 's');
     const pairs = req.method.toUpperCase() === 'POST' ? [...req.query, ...formPairs(req.body)] : req.query;
+    if (PatientTrail.handles(type, pairs)) {
+      return { status: 200, body: await this.trail.search(p, pairs, requestId) };
+    }
     const sreq = parseSearchRequest(type, pairs, {
       defaultCount: this.options.defaultCount,
       maxCount: this.options.maxCount,
@@ -343,7 +354,7 @@ export class FhirService {
     const unknown = checkedElements(type, sreq.subsetting, req.strict);
     const result = await this.repo.search(p, sreq, req.strict, tx, req.signal);
     result.unsupported.push(...unknown.map((e) => ({ key: '_elements', reason: `${type} has no element "${e}"` })));
-    this.record(p, 'search', type, result.matches, 200, requestId);
+    this.record(p, 'search', type, [...result.matches, ...result.included], 200, requestId, auditQuery(pairs));
     return { status: 200, body: this.searchBundle(type, pairs, sreq, result) };
   }
 
@@ -403,7 +414,11 @@ export class FhirService {
       }
     }
     const q = parseHistoryParams(req.query, this.options);
-    const { versions, total } = await this.repo.history(p, { type, id, types, ...q });
+    const query = { type, id, types, ...q };
+    const { versions, total } =
+      type && id
+        ? await this.refusalAudited(p, 'history', type, id, requestId, () => this.repo.history(p, query))
+        : await this.repo.history(p, query);
     this.record(p, 'history', type, versions, 200, requestId);
     const base = `${this.options.baseUrl}/fhir`;
     const url = [base, type, id, '_history'].filter(Boolean).join('/');
@@ -446,28 +461,69 @@ export class FhirService {
   ): Promise<FhirResponse> {
     requireScope(p, type, 'r');
     const subsetting = readSubsetting(type, req);
-    const stored = await this.repo.vread(p, type, id, vid);
+    const stored = await this.refusalAudited(p, 'vread', type, id, requestId, () => this.repo.vread(p, type, id, vid));
     this.record(p, 'vread', type, [stored], 200, requestId);
     return subsetted(resourceResponse(stored, 200), subsetting);
   }
 
+  /**
+   * Records an interaction in the access trail: who (person, role, client), the resources touched,
+   * the patients they are about, the masked query of a search; the bases are added at flush.
+   */
   record(
     p: Principal,
     interaction: string,
     type: string | undefined,
-    touched: { resourceType: string; id: string }[],
+    touched: TouchedResource[],
     outcome: number,
     requestId?: string,
+    query?: string,
   ): void {
     this.audit.record({
-      clientId: p.clientId,
-      organization: p.organization,
+      ...actorOf(p),
       interaction,
       resourceType: type,
       entity: touched.map((t) => `${t.resourceType}/${t.id}`),
+      patients: patientsOfAll(touched),
+      query,
       outcome,
       requestId,
     });
+  }
+
+  /**
+   * Runs a read by id (read, vread, instance history); when it is refused (the policy hides the
+   * resource: 404, or it is deleted: 410) the denial goes to the trail with the patients the stored
+   * resource is about, so that "who looked at my record" shows attempts too. The error then skips
+   * the error filter's own (patient-less) audit.
+   */
+  private async refusalAudited<T>(
+    p: Principal,
+    interaction: string,
+    type: string,
+    id: string,
+    requestId: string | undefined,
+    work: () => Promise<T>,
+  ): Promise<T> {
+    try {
+      return await work();
+    } catch (err) {
+      if (err instanceof GatewayError && (err.status === 404 || err.status === 410)) {
+        const stored = await this.repo.readSystem(type, id).catch(() => undefined);
+        this.audit.record({
+          ...actorOf(p),
+          interaction,
+          resourceType: type,
+          entity: [`${type}/${id}`],
+          patients: stored ? patientsOfResource(stored) : [],
+          outcome: err.status,
+          decision: 'deny',
+          requestId,
+        });
+        markAudited(err);
+      }
+      throw err;
+    }
   }
 }
 

@@ -31,6 +31,13 @@ import type { Layout, Structure } from './structures';
 import { ownerTag } from './structures';
 import { AGE_BANDS_5Y, FAMILY_NAMES, GIVEN_FEMALE, GIVEN_MALE, INS_TEST_SYSTEM } from './vocabulary';
 
+/**
+ * Years of history generated for the facts that recur every year (visits, treatment, HbA1c, flu
+ * vaccination, hospital stays): the dashboard's trend shows 12 monthly reports, each over the 12
+ * months to its end, so the oldest window starts 23 months before the data ends.
+ */
+export const HISTORY_YEARS = 2;
+
 /** What the generator knows of one person once drawn (tests check the distributions on it). */
 export interface PersonFacts {
   index: number;
@@ -42,6 +49,7 @@ export interface PersonFacts {
   atRisk: boolean;
   /** Known to a second structure under another local id (same qualified INS). */
   duplicate: boolean;
+  /** Hospital stays over the whole history ({@link HISTORY_YEARS}). */
   stays: number;
 }
 
@@ -102,6 +110,17 @@ export function buildPerson(layout: Layout, seed: number, index: number, asOf: s
   chronicCare(ctx, d);
   prevention(ctx, d.facts);
   careUse(ctx, layout, d.facts);
+  // Earlier years: the yearly facts again, on the same records, ids suffixed by the year back.
+  for (let y = 1; y < HISTORY_YEARS; y++) {
+    const earlier: FactContext = {
+      ...ctx,
+      periodStart: addDays(ctx.periodStart, -365 * y),
+      id: (key) => id(`${key}-y${y}`),
+    };
+    yearlyCare(earlier, d);
+    yearlyPrevention(earlier, d.facts);
+    careUse(earlier, layout, d.facts);
+  }
   if (ctx.gp && (d.facts.atRisk || d.facts.age >= 75)) {
     resources.push(careTeam(ctx));
   }
@@ -210,6 +229,7 @@ function patientRecord(layout: Layout, rng: Rng, d: Drawn, s: Structure, pid: st
     gender: facts.sex,
     birthDate: d.birthDate,
     address: [addressOf(layout, d.commune, rng.int(1, 120))],
+    ...telecomOf(layout, d),
     ...(d.gp ? { generalPractitioner: [{ reference: d.gp }] } : {}),
   };
 }
@@ -223,19 +243,9 @@ function chronicCare(ctx: FactContext, d: Drawn): void {
   if (!d.facts.diabetes) {
     return;
   }
-  resources.push(medication(ctx, CODES.metformin, 'med-1'));
+  yearlyCare(ctx, d);
   if (rng.chance(0.25)) {
     resources.push(medication(ctx, CODES.insulinGlargine, 'med-2'));
-  }
-  const hba1c = [0, 1, 2, 3][rng.weighted([12, 28, 35, 25])] as number;
-  for (let k = 0; k < hba1c; k++) {
-    const w = ctx.where(0.3);
-    resources.push(
-      observation(ctx, CODES.hba1c, `hba1c-${k}`, inPeriod(ctx), w.ref, w.s, {
-        value: 5.8 + rng.int(0, 40) / 10,
-        unit: '%',
-      }),
-    );
   }
   if (rng.chance(0.03)) {
     resources.push(
@@ -250,15 +260,29 @@ function chronicCare(ctx: FactContext, d: Drawn): void {
   }
 }
 
+/** A diabetic's year: the treatment renewed and 0 to 3 HbA1c assays. */
+function yearlyCare(ctx: FactContext, d: Drawn): void {
+  const { rng, resources } = ctx;
+  if (!d.facts.diabetes) {
+    return;
+  }
+  resources.push(medication(ctx, CODES.metformin, 'med-1'));
+  const hba1c = [0, 1, 2, 3][rng.weighted([12, 28, 35, 25])] as number;
+  for (let k = 0; k < hba1c; k++) {
+    const w = ctx.where(0.3);
+    resources.push(
+      observation(ctx, CODES.hba1c, `hba1c-${k}`, inPeriod(ctx), w.ref, w.s, {
+        value: 5.8 + rng.int(0, 40) / 10,
+        unit: '%',
+      }),
+    );
+  }
+}
+
 /** Flu vaccination, breast and colorectal screening. */
 function prevention(ctx: FactContext, f: PersonFacts): void {
   const { rng, resources } = ctx;
-  const adult = f.age >= 16;
-  const flu = f.age >= 75 ? 0.6 : f.age >= 65 ? 0.5 : adult && f.atRisk ? 0.33 : adult ? 0.04 : 0;
-  if (rng.chance(flu)) {
-    const w = ctx.where(0.5);
-    resources.push(immunization(ctx, fluDate(ctx), w.ref, w.s));
-  }
+  yearlyPrevention(ctx, f);
   if (f.sex === 'female' && f.age >= 50 && f.age <= 74 && rng.chance(0.48)) {
     resources.push(procedure(ctx, CODES.screeningMammography, 'mammo', daysBack(ctx, 725)));
   }
@@ -274,6 +298,16 @@ function prevention(ctx: FactContext, f: PersonFacts): void {
         }),
       );
     }
+  }
+}
+
+/** The flu vaccination of one campaign (age as today: a year back, a few were a year younger). */
+function yearlyPrevention(ctx: FactContext, f: PersonFacts): void {
+  const adult = f.age >= 16;
+  const flu = f.age >= 75 ? 0.6 : f.age >= 65 ? 0.5 : adult && f.atRisk ? 0.33 : adult ? 0.04 : 0;
+  if (ctx.rng.chance(flu)) {
+    const w = ctx.where(0.5);
+    ctx.resources.push(immunization(ctx, fluDate(ctx), w.ref, w.s));
   }
 }
 
@@ -294,14 +328,15 @@ function careUse(ctx: FactContext, layout: Layout, f: PersonFacts): void {
       ),
     );
   }
-  f.stays = rng.chance(f.age >= 75 ? 0.2 : f.age >= 65 ? 0.12 : f.age >= 16 ? 0.06 : 0.04)
+  const stays = rng.chance(f.age >= 75 ? 0.2 : f.age >= 65 ? 0.12 : f.age >= 16 ? 0.06 : 0.04)
     ? rng.chance(0.15)
       ? 2
       : 1
     : 0;
-  for (let k = 0; k < f.stays; k++) {
+  for (let k = 0; k < stays; k++) {
     hospitalStay(ctx, layout, k);
   }
+  f.stays += stays;
 }
 
 /** Prevalences by age (treated type 2 diabetes ~5 % overall; the chronic conditions of the flu at-risk list). */
@@ -348,6 +383,34 @@ function addressOf(layout: Layout, commune: number, number: number): NonNullable
     country: 'FR',
     extension: [ext],
   };
+}
+
+/**
+ * How to reach the person, the same on each of its records: a mobile number of the range ARCEP
+ * keeps for fiction (06 39 98 xx xx) for ~85 %, an e-mail at example.org for ~40 %. Drawn from a
+ * hash of the person, not its random stream, so the other draws stay as they were.
+ */
+function telecomOf(layout: Layout, d: Drawn): Pick<Patient, 'telecom'> {
+  const h = nameUuid(`${layout.ns}|p${d.facts.index}|telecom`).replace(/-/g, '');
+  const n = parseInt(h.slice(0, 8), 16);
+  const telecom: NonNullable<Patient['telecom']> = [];
+  if (n % 100 < 85) {
+    const digits = String(n % 10_000).padStart(4, '0');
+    telecom.push({ system: 'phone', use: 'mobile', value: `06 39 98 ${digits.slice(0, 2)} ${digits.slice(2)}` });
+  }
+  if ((n >>> 8) % 100 < 40) {
+    const plain = (t: string): string =>
+      t
+        .normalize('NFD')
+        .replace(/[\u0300-\u036f]/g, '')
+        .toLowerCase()
+        .replace(/[^a-z]+/g, '-');
+    telecom.push({
+      system: 'email',
+      value: `${plain(d.name.given)}.${plain(d.name.family)}.${d.facts.index}@example.org`,
+    });
+  }
+  return telecom.length > 0 ? { telecom } : {};
 }
 
 /** A test INS-NIR: sex, birth year and month, birth department, then commune and order numbers unique per person index. */
