@@ -493,7 +493,7 @@ describe('OAuth2, SMART scopes, organization isolation and admin API', () => {
         expect(res.body).toMatchObject({
           token_endpoint: tokenUrl,
           jwks_uri: `${gw.baseUrl}/.well-known/jwks.json`,
-          grant_types_supported: ['client_credentials'],
+          grant_types_supported: ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'],
         });
         expect(res.body.token_endpoint_auth_methods_supported).toContain('private_key_jwt');
         expect(res.body.capabilities).toContain('client-confidential-asymmetric');

@@ -68,6 +68,12 @@ const MATRIX: Row[] = [
   ['GET /dashboard',                          '/dashboard',                             PUBLIC],
   ['GET /dashboard/:file',                    '/dashboard/index.html',                  PUBLIC],
   ['GET /dashboard/vendor/chart.umd.min.js',  '/dashboard/vendor/chart.umd.min.js',     PUBLIC],
+  // Person login through the OpenID Connect provider (404 here: not configured). The provider
+  // authenticates the person; the session route gives a token only for the callback's one-time code.
+  ['GET /dashboard/login/options',            '/dashboard/login/options',               PUBLIC],
+  ['GET /dashboard/login',                    '/dashboard/login',                       PUBLIC],
+  ['GET /dashboard/callback',                 '/dashboard/callback?code=x&state=y',     PUBLIC],
+  ['POST /dashboard/session',                 '/dashboard/session',                     PUBLIC, { body: { code: 'x' } }],
 
   // --- operator API: admin only ---
   ['GET /admin/clients',                      '/admin/clients',                         ADMIN],

@@ -534,8 +534,44 @@ ui.structure.addEventListener('change', () => {
 ui.live.addEventListener('click', () => void guarded(evaluateLive));
 ui.recallButton.addEventListener('click', () => void guarded(showRecall));
 
+// Person login through the OpenID Connect provider, the gateway being the relying party: its
+// callback comes back here with a one-time code in the fragment (never the token), redeemed once
+// by POST; or with the reason of a refusal.
+const oidcLoginBox = $('oidc-login-box', HTMLParagraphElement);
+fetch('login/options')
+  .then((r) => (r.ok ? r.json() : { oidc: false }))
+  .then((o) => {
+    oidcLoginBox.hidden = !(/** @type {{ oidc?: boolean }} */ (o).oidc);
+  })
+  .catch(() => undefined);
+
+/** @param {URLSearchParams} fragment */
+async function personLogin(fragment) {
+  history.replaceState(null, '', location.pathname + location.search);
+  const refused = fragment.get('login_error');
+  if (refused !== null) {
+    showLogin(`Connexion refusée : ${refused}`);
+    return;
+  }
+  const res = await fetch('session', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ code: fragment.get('login_code') }),
+  });
+  const body = /** @type {{ access_token?: string; error_description?: string }} */ (await res.json());
+  if (!res.ok || !body.access_token) {
+    showLogin(`Connexion refusée : ${body.error_description ?? res.status}`);
+    return;
+  }
+  keepToken(body.access_token);
+  await guarded(start);
+}
+
 // chart.js is a deferred classic script: modules run after it, so `Chart` is defined here.
-if (storedToken()) {
+const loginFragment = new URLSearchParams(location.hash.slice(1));
+if (loginFragment.has('login_code') || loginFragment.has('login_error')) {
+  void personLogin(loginFragment);
+} else if (storedToken()) {
   void guarded(start);
 } else {
   showLogin();

@@ -2,7 +2,9 @@ import { join, resolve } from 'node:path';
 import {
   ClientRegistry,
   ClientStatusCache,
+  OidcProviders,
   PLATFORM_MIGRATIONS,
+  SubjectTokenVerifier,
   QueueService,
   TokenService,
   baseUrl,
@@ -37,6 +39,8 @@ import {
 import { Hl7IngestService, INGEST_MIGRATIONS } from '@gw/ingest';
 import { CptsTerritoryService, EXCHANGE_MIGRATIONS, ExchangeService, MhdRecipient } from '@gw/exchange';
 import { INDICATOR_MIGRATIONS, IndicatorsService } from '@gw/indicators';
+import { DashboardLogin } from './auth/dashboard-login.service';
+import { PersonDirectory } from './auth/person.directory';
 
 export const VERSION = '0.1.0';
 
@@ -73,6 +77,10 @@ export interface GatewayCore {
   /** Each client's current status (active, admin, organization, grants), checked on every request. */
   clientStatus: ClientStatusCache;
   tokens: TokenService;
+  /** Persons of token exchange: directory lookup, and each role's current status (checked per request). */
+  persons: PersonDirectory;
+  /** Dashboard login of persons through an OpenID Connect provider (disabled when not configured). */
+  dashboardLogin: DashboardLogin;
   queue: QueueService;
   profiles: ProfileRegistry;
   capability: CapabilityStatement;
@@ -149,9 +157,18 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
     });
     const clients = new ClientRegistry(db.pool, { knownGrants: CLIENT_GRANTS });
     const clientStatus = new ClientStatusCache(clients, { databaseUrl: db.url, logger });
+    const persons = new PersonDirectory(repo);
     const tokens = new TokenService(db.pool, clients, {
       issuer: base,
       tokenEndpoint: `${base}/oauth2/token`,
+      exchange: {
+        subjects: new SubjectTokenVerifier(
+          db.pool,
+          new OidcProviders(config.GW_OIDC_PROVIDERS),
+          `${base}/oauth2/token`,
+        ),
+        persons,
+      },
       ttlSeconds: config.GW_TOKEN_TTL_SECONDS,
       failureLimits: {
         perClient: config.GW_TOKEN_FAILURES_PER_CLIENT,
@@ -159,6 +176,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
         windowMs: config.GW_TOKEN_FAILURE_WINDOW_SECONDS * 1000,
       },
     });
+    const dashboardLogin = new DashboardLogin(db.pool, tokens, clients, config, base);
     const queue = new QueueService({
       databaseUrl: db.url,
       redisUrl: config.GW_REDIS_URL,
@@ -224,6 +242,8 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       clients,
       clientStatus,
       tokens,
+      persons,
+      dashboardLogin,
       queue,
       profiles,
       capability,

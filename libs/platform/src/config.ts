@@ -2,6 +2,25 @@ import { z } from 'zod';
 
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 
+/** One OpenID Connect provider trusted for person tokens (GW_OIDC_PROVIDERS). */
+export const oidcProvidersSchema = z.array(
+  z.object({
+    issuer: z.string().url(),
+    audience: z.string().min(1),
+    claim: z.string().min(1).optional(),
+  }),
+);
+
+export type OidcProviderConfig = z.infer<typeof oidcProvidersSchema>[number];
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * The one schema of the gateway's environment. Every variable is `GW_*`; `process.env` is read
  * nowhere else. deploy/ files use the same names (checked by test/e2e/deploy-env.e2e-spec.ts).
@@ -54,6 +73,39 @@ export const configSchema = z.object({
   GW_TOKEN_FAILURES_PER_CLIENT: z.coerce.number().int().min(1).default(10),
   GW_TOKEN_FAILURES_PER_ADDRESS: z.coerce.number().int().min(1).default(30),
   GW_TOKEN_FAILURE_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
+  /**
+   * OpenID Connect providers whose ID or access tokens a client may exchange for a person token
+   * (RFC 8693 token exchange): a JSON list of `{ "issuer", "audience", "claim"? }`. `audience` is the
+   * client_id the provider issues the tokens to (checked as `aud`); `claim` holds the IdNatPS
+   * (default `SubjectNameID`, Pro Santé Connect, then `sub`). Unset: no provider.
+   */
+  GW_OIDC_PROVIDERS: z
+    .string()
+    .optional()
+    .transform((text, ctx) => {
+      if (text === undefined) {
+        return [];
+      }
+      const parsed = oidcProvidersSchema.safeParse(safeJson(text));
+      if (!parsed.success) {
+        ctx.addIssue({
+          code: 'custom',
+          message: 'expected a JSON list of {"issuer": URL, "audience": string, "claim"?: string}',
+        });
+        return z.NEVER;
+      }
+      return parsed.data;
+    }),
+  /**
+   * Dashboard login of persons through an OpenID Connect provider (authorization code with PKCE),
+   * the gateway being the relying party: the provider's issuer, the gateway's client_id and secret
+   * there, and the gateway client (of the structure) the person acts through. Unset issuer: only
+   * the client-secret login.
+   */
+  GW_DASHBOARD_OIDC_ISSUER: z.string().url().optional(),
+  GW_DASHBOARD_OIDC_CLIENT_ID: z.string().min(1).optional(),
+  GW_DASHBOARD_OIDC_CLIENT_SECRET: z.string().min(1).optional(),
+  GW_DASHBOARD_CLIENT_ID: z.string().min(1).optional(),
   GW_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   GW_WORKERS_INPROCESS: bool.default(true),
   GW_WORKER_QUEUES: z.string().default('*'),

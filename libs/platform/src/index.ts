@@ -1,5 +1,5 @@
 export { loadConfig, baseUrl, configSchema, CONFIG_VARIABLES, ConfigError } from './config';
-export type { GatewayConfig } from './config';
+export type { GatewayConfig, OidcProviderConfig } from './config';
 export { GatewayError } from './errors';
 export type { ErrorCategory, IssueInput } from './errors';
 export { createLogger, pathOnly, REDACTED_PATHS } from './logger';
@@ -26,5 +26,9 @@ export { ClientStatusCache, CLIENT_CHANGED_CHANNEL, CLIENT_STATUS_MAX_AGE_MS } f
 export { AuthFailureLimiter } from './auth/auth-failure.limiter';
 export type { AuthFailureLimits } from './auth/auth-failure.limiter';
 export { TokenService, OAuthError, CLIENT_ASSERTION_TYPE, purgeExpiredAssertionIds } from './auth/token.service';
-export type { TokenRequest, AccessClaims } from './auth/token.service';
+export type { TokenRequest, AccessClaims, ExchangeResponse } from './auth/token.service';
+export { SubjectTokenVerifier, TOKEN_EXCHANGE_GRANT, TOKEN_TYPE, personScopes } from './auth/token-exchange';
+export type { PersonClaims, PersonResolver, ResolvedPerson } from './auth/token-exchange';
+export { OidcProviders, DEFAULT_PERSON_CLAIMS } from './auth/oidc-providers';
+export type { ProviderMetadata, VerifiedProviderToken } from './auth/oidc-providers';
 export { nameUuid, uuidOid } from './name-uuid';

@@ -3,10 +3,11 @@ import type { CanActivate, ExecutionContext } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
 import { GatewayError } from '@gw/platform';
-import type { AccessClaims, ClientStatus } from '@gw/platform';
+import type { AccessClaims, ClientStatus, PersonClaims } from '@gw/platform';
 import type { Principal } from '@gw/store';
 import type { GatewayCore } from '../core';
 import { IS_ADMIN_ONLY, IS_PUBLIC } from './access.decorators';
+import type { RoleStatus } from './person.directory';
 import { CORE } from '../http/core.token';
 
 export type AuthedRequest = FastifyRequest & { principal?: Principal };
@@ -68,12 +69,50 @@ export class AuthGuard implements CanActivate {
         text: status ? 'The client is deactivated' : 'The client of this access token no longer exists',
       });
     }
-    return {
+    const principal: Principal = {
       clientId: claims.clientId,
       organization: status.organization,
       admin: status.admin,
       scopes: claims.scopes,
       grants: status.grants,
+    };
+    return claims.person ? this.personPrincipal(principal, claims.person) : principal;
+  }
+
+  /**
+   * A person token (token exchange) acts through one PractitionerRole: it works while that role is
+   * active, held by the same practitioner, in the client's current organization (checked against a
+   * status at most seconds old, as the client's). A person is never an admin, whatever the client.
+   */
+  private async personPrincipal(principal: Principal, person: PersonClaims): Promise<Principal> {
+    let role: RoleStatus | undefined;
+    try {
+      role = await this.core.persons.current(person.role);
+    } catch {
+      throw new GatewayError('upstream-unavailable', { text: 'The directory cannot be read; retry later' });
+    }
+    if (
+      !role ||
+      !role.active ||
+      role.practitioner !== person.practitioner ||
+      role.organization !== principal.organization
+    ) {
+      throw new GatewayError('unauthorized', {
+        text: `The practitioner role of this access token (${person.role}) is no longer active in ${principal.organization}`,
+      });
+    }
+    return {
+      ...principal,
+      admin: false,
+      person: {
+        practitioner: role.practitioner,
+        role: role.role,
+        ...(role.profession ? { profession: role.profession } : {}),
+        health: role.health,
+        ...(role.idNatPs ? { idNatPs: role.idNatPs } : {}),
+        ...(role.display ? { display: role.display } : {}),
+        purpose: 'TREAT',
+      },
     };
   }
 }

@@ -1,12 +1,12 @@
 import { Controller, Get, Inject, Post, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { OAuthError } from '@gw/platform';
+import { OAuthError, TOKEN_EXCHANGE_GRANT } from '@gw/platform';
 import type { TokenRequest } from '@gw/platform';
 import type { GatewayCore } from '../core';
 import { Public } from './access.decorators';
 import { CORE } from '../http/core.token';
 
-/** OAuth2 token endpoint (SMART Backend Services) and discovery documents. */
+/** OAuth2 token endpoint (SMART Backend Services, RFC 8693 token exchange) and discovery documents. */
 @Controller()
 @Public()
 export class OAuthController {
@@ -42,7 +42,7 @@ export class OAuthController {
       issuer: base,
       jwks_uri: `${base}/.well-known/jwks.json`,
       token_endpoint: `${base}/oauth2/token`,
-      grant_types_supported: ['client_credentials'],
+      grant_types_supported: ['client_credentials', TOKEN_EXCHANGE_GRANT],
       token_endpoint_auth_methods_supported: ['private_key_jwt', 'client_secret_basic', 'client_secret_post'],
       token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384', 'RS256', 'ES256'],
       scopes_supported: ['system/*.cruds', 'system/*.rs', 'system/*.read', 'system/*.write'],

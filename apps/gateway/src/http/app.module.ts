@@ -7,6 +7,7 @@ import { AuthGuard } from '../auth/auth.guard';
 import { CptsAdminController } from '../admin/cpts-admin.controller';
 import { BulkExportController } from '../fhir/bulk-export.controller';
 import { DashboardController } from '../ops/dashboard.controller';
+import { DashboardLoginController } from '../auth/dashboard-login.controller';
 import { ExchangeAdminController } from '../admin/exchange-admin.controller';
 import type { GatewayCore } from '../core';
 import { FhirController } from '../fhir/fhir.controller';
@@ -35,6 +36,7 @@ export class AppModule {
         Hl7AdminController,
         ExchangeAdminController,
         CptsAdminController,
+        DashboardLoginController,
         DashboardController,
       ],
       providers: [

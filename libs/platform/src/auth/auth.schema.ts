@@ -57,4 +57,33 @@ CREATE TRIGGER client_changed_notify AFTER UPDATE OR DELETE ON client
   FOR EACH ROW EXECUTE FUNCTION gw_client_changed_notify();
 `,
   },
+  {
+    version: 21,
+    feature: 'platform',
+    name: 'person tokens: used subject-token ids, dashboard logins',
+    sql: `
+-- RFC 8693 subject tokens a client signed itself (jti single use), kept until they expire.
+CREATE TABLE subject_token_jti (
+  client_id text NOT NULL,
+  jti text NOT NULL,
+  expires_at timestamptz NOT NULL,
+  PRIMARY KEY (client_id, jti)
+);
+CREATE INDEX subject_token_jti_expiry_idx ON subject_token_jti (expires_at);
+
+-- Dashboard logins through an OpenID Connect provider: the pending authorization request (state,
+-- nonce, PKCE verifier), then the one-time code the page redeems for its person token. Shared by
+-- every replica (the callback may reach another one); rows live minutes at most.
+CREATE TABLE dashboard_login (
+  state_hash text PRIMARY KEY,
+  nonce text NOT NULL,
+  code_verifier text NOT NULL,
+  code_hash text UNIQUE,
+  access_token text,
+  expires_in integer,
+  expires_at timestamptz NOT NULL
+);
+CREATE INDEX dashboard_login_expiry_idx ON dashboard_login (expires_at);
+`,
+  },
 ];

@@ -4,9 +4,12 @@ import type { JWK, JSONWebKeySet, KeyObject } from 'jose';
 import type { Pool } from 'pg';
 import { AuthFailureLimiter } from './auth-failure.limiter';
 import { FairGate, GateFull } from './fair-gate';
+import { OAuthError } from './oauth-error';
 import type { AuthFailureLimits } from './auth-failure.limiter';
 import type { ClientRecord, ClientRegistry } from './client.registry';
 import { scopeWithin, splitScopes } from './scopes';
+import { TOKEN_EXCHANGE_GRANT, TOKEN_TYPE, personScopes } from './token-exchange';
+import type { PersonClaims, PersonResolver, SubjectTokenVerifier } from './token-exchange';
 
 export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 const ASSERTION_ALGS = ['RS384', 'ES384', 'RS256', 'ES256'];
@@ -17,18 +20,7 @@ const ASSERTION_MAX_LIFETIME_SECONDS = 300;
 /** Clock difference tolerated between a client and the gateway, in whole seconds (as jose's clockTolerance). */
 const ASSERTION_CLOCK_SKEW_SECONDS = 60;
 
-/** An OAuth2 error response (RFC 6749 §5.2). */
-export class OAuthError extends Error {
-  constructor(
-    readonly status: number,
-    readonly error: string,
-    readonly description: string,
-    /** Seconds before trying again (a 429's Retry-After header). */
-    readonly retryAfter?: number,
-  ) {
-    super(description);
-  }
-}
+export { OAuthError };
 
 export interface TokenRequest {
   grant_type?: string;
@@ -41,6 +33,22 @@ export interface TokenRequest {
   authorization?: string;
   /** The remote address of the request (failed attempts are limited per address). */
   address?: string;
+  /** RFC 8693 token exchange: the token naming the person, and its type. */
+  subject_token?: string;
+  subject_token_type?: string;
+  requested_token_type?: string;
+  actor_token?: string;
+  /** The PractitionerRole id the person acts in, when they hold several in the client's organization. */
+  practitioner_role?: string;
+}
+
+/** An RFC 8693 §2.2.1 token exchange response. */
+export interface ExchangeResponse {
+  access_token: string;
+  issued_token_type: typeof TOKEN_TYPE.accessToken;
+  token_type: 'Bearer';
+  expires_in: number;
+  scope: string;
 }
 
 export interface AccessClaims {
@@ -48,6 +56,8 @@ export interface AccessClaims {
   organization: string;
   admin: boolean;
   scopes: string[];
+  /** The person the client acts for (a token exchange); absent for a system client's token. */
+  person?: PersonClaims;
 }
 
 /**
@@ -75,6 +85,8 @@ export class TokenService {
       ttlSeconds: number;
       /** Limits of failed client authentications (none when absent). */
       failureLimits?: AuthFailureLimits;
+      /** Token exchange (RFC 8693): subject-token checks and the directory lookup of persons. */
+      exchange?: { subjects: SubjectTokenVerifier; persons: PersonResolver };
     },
   ) {
     this.failures = opts.failureLimits ? new AuthFailureLimiter(opts.failureLimits) : undefined;
@@ -120,29 +132,120 @@ export class TokenService {
 
   async issue(
     req: TokenRequest,
-  ): Promise<{ access_token: string; token_type: 'bearer'; expires_in: number; scope: string }> {
+  ): Promise<{ access_token: string; token_type: 'bearer'; expires_in: number; scope: string } | ExchangeResponse> {
+    if (req.grant_type === TOKEN_EXCHANGE_GRANT) {
+      return this.exchange(req);
+    }
     if (req.grant_type !== 'client_credentials') {
-      throw new OAuthError(400, 'unsupported_grant_type', 'Only grant_type=client_credentials is supported');
+      throw new OAuthError(
+        400,
+        'unsupported_grant_type',
+        `Supported grant types: client_credentials, ${TOKEN_EXCHANGE_GRANT}`,
+      );
     }
     const client = await this.authenticate(req);
     const scopes = this.grantScopes(client, req.scope);
+    const token = await this.sign(client, scopes);
+    return { access_token: token, token_type: 'bearer', expires_in: this.opts.ttlSeconds, scope: scopes.join(' ') };
+  }
+
+  /**
+   * RFC 8693 token exchange: the client, authenticated as for client_credentials, presents a
+   * token naming a person (a JWT it signed, or a provider's ID / access token); the gateway's
+   * token then acts for that person through their role in the client's organization.
+   */
+  async exchange(req: TokenRequest): Promise<ExchangeResponse> {
+    const client = await this.authenticate(req);
+    return this.exchangeFor(client, req);
+  }
+
+  /** The exchange for an authenticated client: the subject token names the person. */
+  private async exchangeFor(client: ClientRecord, req: TokenRequest): Promise<ExchangeResponse> {
+    const exchange = this.requireExchange();
+    if (req.requested_token_type && req.requested_token_type !== TOKEN_TYPE.accessToken) {
+      throw new OAuthError(400, 'invalid_request', `requested_token_type must be ${TOKEN_TYPE.accessToken}`);
+    }
+    if (req.actor_token) {
+      throw new OAuthError(
+        400,
+        'invalid_request',
+        'actor_token is not supported: the authenticated client is the actor',
+      );
+    }
+    // Scopes first: a request the client could never be granted costs no signature check.
+    this.grantScopes(client, req.scope === undefined ? undefined : personScopes(req.scope));
+    const idNatPs = await exchange.subjects.idNatPsOf(client, req.subject_token, req.subject_token_type);
+    return this.personToken(client, idNatPs, req);
+  }
+
+  /**
+   * A person token for `idNatPs` acting through `client`, whose identity the caller has already
+   * established (the token exchange above, or the dashboard's own OpenID Connect login, where the
+   * gateway is the relying party and its dashboard client the actor).
+   */
+  async personToken(
+    client: ClientRecord,
+    idNatPs: string,
+    req: Pick<TokenRequest, 'scope' | 'practitioner_role'> = {},
+  ): Promise<ExchangeResponse> {
+    const exchange = this.requireExchange();
+    if (!client.active) {
+      throw new OAuthError(401, 'invalid_client', 'The client is deactivated');
+    }
+    const scopes = this.grantScopes(client, req.scope === undefined ? undefined : personScopes(req.scope));
+    const person = await exchange.persons.resolve(idNatPs, client.organization, req.practitioner_role || undefined);
+    const token = await this.sign(client, scopes, {
+      practitioner: person.practitioner,
+      role: person.role,
+      profession: person.profession,
+      health: person.health,
+    });
+    return {
+      access_token: token,
+      issued_token_type: TOKEN_TYPE.accessToken,
+      token_type: 'Bearer',
+      expires_in: this.opts.ttlSeconds,
+      scope: scopes.join(' '),
+    };
+  }
+
+  private requireExchange(): { subjects: SubjectTokenVerifier; persons: PersonResolver } {
+    if (!this.opts.exchange) {
+      throw new OAuthError(400, 'unsupported_grant_type', 'Token exchange is not configured on this gateway');
+    }
+    return this.opts.exchange;
+  }
+
+  /** The gateway's access token: a system client's, or (with `person`) a person's through the client. */
+  private async sign(client: ClientRecord, scopes: string[], person?: PersonClaims): Promise<string> {
     const now = Math.floor(Date.now() / 1000);
     // RFC 9068 §2.2: client_id besides sub (clients such as @medplum/core's MedplumClient check it).
-    const token = await new SignJWT({
+    const claims: Record<string, unknown> = {
       client_id: client.id,
       scope: scopes.join(' '),
       org: client.organization,
       adm: client.admin,
-    })
+    };
+    if (person) {
+      // RFC 8693 §4.1: the client acts for the person; SMART's fhirUser names the person's resource.
+      Object.assign(claims, {
+        adm: false,
+        act: { sub: client.id },
+        fhirUser: `${this.opts.issuer}/fhir/${person.practitioner}`,
+        practitioner_role: person.role,
+        ...(person.profession ? { profession: person.profession } : {}),
+        health: person.health,
+      });
+    }
+    return new SignJWT(claims)
       .setProtectedHeader({ alg: ALG, kid: this.publicJwk?.kid, typ: 'at+jwt' })
       .setIssuer(this.opts.issuer)
-      .setSubject(client.id)
+      .setSubject(person ? person.practitioner : client.id)
       .setAudience(`${this.opts.issuer}/fhir`)
       .setIssuedAt(now)
       .setExpirationTime(now + this.opts.ttlSeconds)
       .setJti(randomUUID())
       .sign(this.requireKey());
-    return { access_token: token, token_type: 'bearer', expires_in: this.opts.ttlSeconds, scope: scopes.join(' ') };
   }
 
   /**
@@ -161,13 +264,21 @@ export class TokenService {
       algorithms: [ALG],
     });
     const claims: AccessClaims = {
-      clientId: String(payload.sub),
+      clientId: String(payload.client_id ?? payload.sub),
       organization: String(payload.org),
       admin: payload.adm === true,
       scopes: String(payload.scope ?? '')
         .split(' ')
         .filter(Boolean),
     };
+    if (typeof payload.practitioner_role === 'string') {
+      claims.person = {
+        practitioner: String(payload.sub),
+        role: payload.practitioner_role,
+        ...(typeof payload.profession === 'string' ? { profession: payload.profession } : {}),
+        health: payload.health === true,
+      };
+    }
     if (this.verified.size >= VERIFIED_CACHE_SIZE) {
       this.verified.delete(this.verified.keys().next().value as string);
     }
