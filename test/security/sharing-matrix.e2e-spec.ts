@@ -402,6 +402,21 @@ describe('équipe-de-soins access matrix (persons, every route)', () => {
     expect((await send(gw.baseUrl, 'GET', statusUrl, { token: tokens.gp })).status).toBe(404);
   }, 60_000);
 
+  it('indicator operations: population reports for the structure, patient-level ones only to who reads clinical content', async () => {
+    const evaluate = (who: Who, query: string) =>
+      get(who, `Measure/rosp-diabete-hba1c/$evaluate-measure?periodStart=2025-01-01&periodEnd=2025-12-31&${query}`);
+    expect((await evaluate('gp', 'reportType=population')).status).toBe(200);
+    expect((await evaluate('secretary', 'reportType=population')).status).toBe(200);
+    expect((await evaluate('gp', 'reportType=subject-list')).status).toBe(200);
+    expect((await evaluate('nurseMsp', 'reportType=subject&subject=Patient/p')).status).toBe(200);
+    // A recall list names patients with their clinical gaps: not for non-health staff or a pharmacist.
+    expect((await evaluate('secretary', 'reportType=subject-list')).status).toBe(403);
+    expect((await evaluate('pharmacist', 'reportType=subject&subject=Patient/p')).status).toBe(403);
+    // One patient's report only for a patient the person may read; another structure's figures never.
+    expect((await evaluate('hospital', 'reportType=subject&subject=Patient/p')).status).toBe(404);
+    expect((await evaluate('nurseOut', 'reportType=population&subject=Organization/msp')).status).toBe(403);
+  });
+
   it('answers "who looked at my record" to the médecin traitant, not to another professional', async () => {
     const trail = await get('gp', 'AuditEvent?patient=Patient/p&_count=200');
     expect(trail.status).toBe(200);

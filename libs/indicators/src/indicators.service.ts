@@ -161,6 +161,9 @@ export class IndicatorsService implements GatewayFeature {
       checkAggregatePeriod(period);
     }
     const subject = params.subject ?? (p.admin ? undefined : p.organization);
+    if (p.person && reportType !== 'population') {
+      await this.checkPersonIndividualReport(p, subject);
+    }
     const scope = await resolveScope(this.scopeLookup, p, subject, reportType);
     const recallFor = reportType === 'subject-list' ? (p.admin ? '*' : p.organization) : undefined;
     // What a non-admin caller's report may read: individual-level reports (one patient, a recall
@@ -179,6 +182,16 @@ export class IndicatorsService implements GatewayFeature {
       cellKeys,
     });
     const result = results[0] as MeasureCounts;
+    if (p.person && result.recall) {
+      // A person's recall list names only the patients they may read now (an opposition to them,
+      // a care-circle participation that ended): the list may be shorter than the counts.
+      const readable = await this.repo.readableIds(
+        p,
+        'Patient',
+        result.recall.map((r) => r.patientId),
+      );
+      result.recall = result.recall.filter((r) => readable.has(r.patientId));
+    }
     const report = buildMeasureReport(result, {
       period,
       subject,
@@ -208,6 +221,23 @@ export class IndicatorsService implements GatewayFeature {
     });
     this.logger.info({ measure: measureId, reportType, ms: result.ms }, 'measure evaluated');
     return report;
+  }
+
+  /**
+   * Individual reports (a recall list, one patient's report) tell clinical facts of named patients:
+   * a person gets them only if their profession reads clinical content (the sharing matrix) and,
+   * for one patient, only for a patient they may read.
+   */
+  private async checkPersonIndividualReport(p: Principal, subject: string | undefined): Promise<void> {
+    if (!this.repo.readsType(p, 'Observation')) {
+      throw new GatewayError('forbidden', {
+        text: 'Patient-level indicator reports (recall lists, one patient) show clinical facts: only professionals whose profession reads clinical content get them (the sharing matrix); population reports stay open',
+      });
+    }
+    const patientId = subject?.startsWith('Patient/') ? subject.slice('Patient/'.length) : undefined;
+    if (patientId && !(await this.repo.readableIds(p, 'Patient', [patientId])).has(patientId)) {
+      throw new GatewayError('not-found', { text: `${subject} not found` });
+    }
   }
 
   private async structureNames(r: MeasureCounts): Promise<Map<string, string>> {

@@ -83,6 +83,11 @@ export interface AccessPolicy {
   readsNeedSql?(p: Principal): boolean;
   /** The JSON `p` receives of a readable resource (elements masked), or `json` itself. */
   redact?(p: Principal, resourceType: string, json: string): string;
+  /**
+   * Whether `p`'s profession reads resources of this type at all (the profession matrix), whatever
+   * the patient; absent: yes.
+   */
+  readsType?(p: Principal, resourceType: string): boolean;
   canWrite(p: Principal, existing: StoredRef | undefined): boolean;
   /**
    * Why `p` may not write `next` over `existing` (undefined when it may): the text of the 403.

@@ -146,6 +146,35 @@ export class FhirRepository {
     return this.present(p, row);
   }
 
+  /** Whether `p`'s profession reads resources of `type` at all (see AccessPolicy.readsType). */
+  readsType(p: Principal, type: string): boolean {
+    return this.policy.readsType?.(p, type) ?? true;
+  }
+
+  /** Of `ids` (resources of `type`), those `p` may read now, in one query. */
+  async readableIds(
+    p: Principal,
+    type: string,
+    ids: readonly string[],
+    db: Queryable = this.pool,
+  ): Promise<Set<string>> {
+    if (ids.length === 0) {
+      return new Set();
+    }
+    const b = new Binder();
+    const conds = [
+      `r.resource_type = ${b.bind(type)}`,
+      `r.id = ANY(${b.bind([...new Set(ids)])}::text[])`,
+      'NOT r.deleted',
+    ];
+    const pol = this.policy.readFilter(p, 'r', b.bind);
+    if (pol) {
+      conds.push(pol);
+    }
+    const res = await db.query<{ id: string }>(`SELECT r.id FROM resource r WHERE ${conds.join(' AND ')}`, b.values);
+    return new Set(res.rows.map((r) => r.id));
+  }
+
   /**
    * The current row of a resource if `p` may read it. When the policy cannot answer from the row
    * (a person: the équipe-de-soins rule needs care_access), its read filter runs in the same

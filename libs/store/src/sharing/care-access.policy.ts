@@ -2,7 +2,7 @@ import type { Resource } from '@medplum/fhirtypes';
 import { parseFhirJson, stringifyFhirJson } from '@gw/fhir';
 import { OrganizationAccessPolicy, SHARED_READ_TYPES } from '../repository/access.policy';
 import type { AccessPolicy, PersonContext, Principal, StoredRef } from '../repository/access.policy';
-import { DEFAULT_MATRIX, classesFor, typeRule } from './sharing-matrix';
+import { DEFAULT_MATRIX, classOf, classesFor, typeRule } from './sharing-matrix';
 import type { SharingMatrix } from './sharing-matrix';
 
 type Bind = (value: unknown) => string;
@@ -43,6 +43,11 @@ export class CareAccessPolicy implements AccessPolicy {
   /** For a person, only the write paths ask (reads by id run readFilter): their organization's rule. */
   canRead(p: Principal, row: StoredRef): boolean {
     return this.base.canRead(p, row);
+  }
+
+  readsType(p: Principal, resourceType: string): boolean {
+    const person = personOf(p);
+    return !person || classesFor(this.matrix, person).includes(classOf(this.matrix, resourceType));
   }
 
   readsNeedSql(p: Principal): boolean {
