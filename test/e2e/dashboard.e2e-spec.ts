@@ -503,7 +503,11 @@ describe('indicator dashboard in a browser', () => {
     expect(fits.select).toBeGreaterThan(fits.text + 16);
     await page.selectOption('#subject', { label: 'CPTS du Val (CPTS)' });
     await page.selectOption('#measure', FLU);
-    await page.locator('#values-caption', { hasText: 'CPTS du Val' }).waitFor();
+    // The table of the flu measure for the CPTS, not the previous measure's still on the page: the
+    // recall list is asked for the last period the table shows.
+    await page
+      .locator('#values-caption', { hasText: 'Vaccination antigrippale des 65 ans et plus — CPTS du Val' })
+      .waitFor();
     await page.locator('#values tbody tr').nth(3).waitFor();
     const counts = await openRecall(page);
     const list = await recallRows(page);

@@ -3,6 +3,7 @@ import { OWNER_TAG_SYSTEM, SHARING_CONSENT_CATEGORY } from '@gw/store';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
 import { personToken, vendorClient } from '../support/persons';
+import type { VendorClient } from '../support/persons';
 import { send } from '../support/security';
 
 const G15 = 'https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante';
@@ -63,6 +64,7 @@ describe('équipe-de-soins access matrix (persons, every route)', () => {
   let gw: TestGateway;
   let admin: string;
   const tokens = {} as Record<Who, string>;
+  const vendors: Record<string, VendorClient> = {};
 
   const put = async (resource: Record<string, unknown> & { resourceType: string; id: string }, owner?: string) => {
     const meta = (resource.meta ?? {}) as { tag?: unknown[] };
@@ -275,11 +277,20 @@ describe('équipe-de-soins access matrix (persons, every route)', () => {
       },
       'hospital',
     );
+    // Patient HM: the hospital's, its médecin traitant named as the GP's Practitioner.
+    await put(
+      {
+        resourceType: 'Patient',
+        id: 'hm',
+        name: [{ family: 'Hopital' }],
+        generalPractitioner: [{ reference: 'Practitioner/pr-gp' }],
+      },
+      'hospital',
+    );
     await put(
       { resourceType: 'Group', id: 'group-msp', type: 'person', actual: true, member: [{ entity: p }, { entity: q }] },
       'msp',
     );
-    const vendors: Record<string, Awaited<ReturnType<typeof vendorClient>>> = {};
     for (const org of Object.keys(orgs)) {
       vendors[org] = await vendorClient(gw, `Organization/${org}`, ['system/*.cruds']);
     }
@@ -431,6 +442,48 @@ describe('équipe-de-soins access matrix (persons, every route)', () => {
     expect(byHospital.length).toBeGreaterThan(0);
     expect(byHospital.every((e) => e.resource.outcome !== '0')).toBe(true);
     expect((await get('nurseOut', 'AuditEvent?patient=Patient/p')).status).toBe(403);
+  });
+
+  it("a structure claiming another structure's GP gets nothing of that GP's patients; the GP does once their identity is trusted", async () => {
+    // A rogue structure writes a PractitionerRole naming the MSP's GP, and its software vouches for
+    // the GP by a JWT it signs: the token works (a role in the rogue structure), nothing opens.
+    await put({ resourceType: 'Organization', id: 'rogue', name: 'Cabinet Usurpateur' });
+    const rogue = await vendorClient(gw, 'Organization/rogue', ['system/*.cruds']);
+    const rogueSystem = await send(gw.baseUrl, 'POST', '/oauth2/token', {
+      body: `grant_type=client_credentials&client_id=${rogue.id}&client_secret=${rogue.secret}`,
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
+    const role = await send(gw.baseUrl, 'POST', '/fhir/PractitionerRole', {
+      token: rogueSystem.json<{ access_token: string }>().access_token,
+      body: {
+        resourceType: 'PractitionerRole',
+        active: true,
+        practitioner: { reference: 'Practitioner/pr-gp' },
+        organization: { reference: 'Organization/rogue' },
+        code: [{ coding: [{ system: G15, code: '10' }] }],
+      },
+    });
+    expect(role.status).toBe(201);
+    const fake = await personToken(gw, rogue, PERSONS.gp.idNatPs);
+    for (const ref of ['Patient/hm', 'Patient/p', 'Observation/obs-p']) {
+      expect((await send(gw.baseUrl, 'GET', `/fhir/${ref}`, { token: fake })).status).toBe(404);
+    }
+    expect((await send(gw.baseUrl, 'GET', '/fhir/AuditEvent?patient=Patient/hm', { token: fake })).status).toBe(403);
+    // The real GP through the MSP's software: the Practitioner-level grant needs a proved identity
+    // (an OpenID Connect provider) or a client an operator trusts to authenticate its users.
+    expect(await reads('gp', 'Patient/hm')).toBe(false);
+    const grant = await send(gw.baseUrl, 'PUT', `/admin/clients/${vendors.msp?.id}/grants`, {
+      token: admin,
+      body: { grants: ['person-identity'] },
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(grant.status).toBe(200);
+    const deadline = Date.now() + 5_000;
+    while (!(await reads('gp', 'Patient/hm')) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(await reads('gp', 'Patient/hm')).toBe(true);
+    expect((await send(gw.baseUrl, 'GET', '/fhir/Patient/hm', { token: fake })).status).toBe(404);
   });
 
   it('after an opposition to everyone, other structures lose access; the MSP keeps its own record', async () => {

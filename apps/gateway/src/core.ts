@@ -32,6 +32,7 @@ import {
   FhirRepository,
   FhirService,
   IDENTITY_QUALIFICATION_GRANT,
+  PERSON_IDENTITY_GRANT,
   housekeepingFeature,
   loadSharingMatrix,
   rebuildSharingProjection,
@@ -62,7 +63,7 @@ export const MIGRATIONS: readonly Migration[] = [
 ];
 
 /** Capabilities an operator may grant a client (admin API, CLI); the store acts on them. */
-export const CLIENT_GRANTS: readonly string[] = [IDENTITY_QUALIFICATION_GRANT, AUDIT_DPO_GRANT];
+export const CLIENT_GRANTS: readonly string[] = [IDENTITY_QUALIFICATION_GRANT, AUDIT_DPO_GRANT, PERSON_IDENTITY_GRANT];
 
 /** Everything the gateway is made of, built once at boot (also used by tests and the CLI). */
 export interface GatewayCore {

@@ -1,6 +1,6 @@
 export { OrganizationAccessPolicy } from './repository/access.policy';
 export type { AccessPolicy, PersonContext, Principal, StoredRef } from './repository/access.policy';
-export { IDENTITY_QUALIFICATION_GRANT } from './repository/access.policy';
+export { IDENTITY_QUALIFICATION_GRANT, PERSON_IDENTITY_GRANT } from './repository/access.policy';
 export { CPTS_TYPE_CODE, isCptsCode } from './repository/operator-grants';
 export { AuditLog, actorOf, isAudited, markAudited } from './audit/audit.log';
 export type { AuditActor, AuditRecord } from './audit/audit.log';

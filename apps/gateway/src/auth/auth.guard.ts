@@ -4,6 +4,7 @@ import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
 import { GatewayError } from '@gw/platform';
 import type { AccessClaims, ClientStatus, PersonClaims } from '@gw/platform';
+import { PERSON_IDENTITY_GRANT } from '@gw/store';
 import type { Principal } from '@gw/store';
 import type { GatewayCore } from '../core';
 import { IS_ADMIN_ONLY, IS_PUBLIC } from './access.decorators';
@@ -109,6 +110,10 @@ export class AuthGuard implements CanActivate {
         role: role.role,
         ...(role.profession ? { profession: role.profession } : {}),
         health: role.health,
+        // Practitioner-level grants (a care circle, a consent, a médecin traitant naming the
+        // Practitioner) follow an identity a provider proved, or a client an operator trusts to
+        // authenticate its users; otherwise only the role and the organization count.
+        identityVerified: person.identityVerified === true || (principal.grants ?? []).includes(PERSON_IDENTITY_GRANT),
         ...(role.idNatPs ? { idNatPs: role.idNatPs } : {}),
         ...(role.display ? { display: role.display } : {}),
         purpose: 'TREAT',

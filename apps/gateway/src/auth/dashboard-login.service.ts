@@ -129,7 +129,7 @@ export class DashboardLogin {
         'The dashboard client (GW_DASHBOARD_CLIENT_ID) does not exist',
       );
     }
-    const token = await this.tokens.personToken(client, verified.idNatPs);
+    const token = await this.tokens.personToken(client, verified.idNatPs, {}, true);
     const oneTime = random();
     await this.pool.query(
       `INSERT INTO dashboard_login (state_hash, nonce, code_verifier, code_hash, access_token, expires_in, expires_at)

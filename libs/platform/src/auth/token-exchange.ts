@@ -29,6 +29,11 @@ export interface PersonClaims {
   profession?: string;
   /** False for non-health staff (the role carries no health profession). */
   health: boolean;
+  /**
+   * The person's identity was established by an identity provider the gateway trusts (an OpenID
+   * Connect token it verified), not only vouched for by the client's own signature.
+   */
+  identityVerified?: boolean;
 }
 
 /** A person resolved from the directory: the token's claims plus what the audit trail names. */

@@ -175,7 +175,9 @@ export class TokenService {
     // Scopes first: a request the client could never be granted costs no signature check.
     this.grantScopes(client, req.scope === undefined ? undefined : personScopes(req.scope));
     const idNatPs = await exchange.subjects.idNatPsOf(client, req.subject_token, req.subject_token_type);
-    return this.personToken(client, idNatPs, req);
+    // A provider's token proves who the person is; a JWT the client signed is the client's word.
+    const identityVerified = req.subject_token_type !== TOKEN_TYPE.jwt;
+    return this.personToken(client, idNatPs, req, identityVerified);
   }
 
   /**
@@ -187,6 +189,7 @@ export class TokenService {
     client: ClientRecord,
     idNatPs: string,
     req: Pick<TokenRequest, 'scope' | 'practitioner_role'> = {},
+    identityVerified = false,
   ): Promise<ExchangeResponse> {
     const exchange = this.requireExchange();
     if (!client.active) {
@@ -199,6 +202,7 @@ export class TokenService {
       role: person.role,
       profession: person.profession,
       health: person.health,
+      identityVerified,
     });
     return {
       access_token: token,
@@ -235,6 +239,7 @@ export class TokenService {
         practitioner_role: person.role,
         ...(person.profession ? { profession: person.profession } : {}),
         health: person.health,
+        ...(person.identityVerified ? { identity_verified: true } : {}),
       });
     }
     return new SignJWT(claims)
@@ -277,6 +282,7 @@ export class TokenService {
         role: payload.practitioner_role,
         ...(typeof payload.profession === 'string' ? { profession: payload.profession } : {}),
         health: payload.health === true,
+        identityVerified: payload.identity_verified === true,
       };
     }
     if (this.verified.size >= VERIFIED_CACHE_SIZE) {

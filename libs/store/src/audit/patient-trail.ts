@@ -163,7 +163,8 @@ export class PatientTrail {
     if (!p.person) {
       return false;
     }
-    const me = new Set([p.person.practitioner, p.person.role]);
+    // The Practitioner itself only for an identity proved (PersonContext.identityVerified).
+    const me = new Set(p.person.identityVerified ? [p.person.practitioner, p.person.role] : [p.person.role]);
     const gps =
       (JSON.parse(row.content) as { generalPractitioner?: { reference?: string }[] }).generalPractitioner ?? [];
     if (gps.some((g) => me.has(normalised(g.reference)))) {

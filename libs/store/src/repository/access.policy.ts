@@ -21,6 +21,12 @@ export interface PersonContext {
   display?: string;
   /** PurposeOfUse (v3-ActReason): TREAT unless said otherwise. */
   purpose?: string;
+  /**
+   * Who the person is was proved by an identity provider (OpenID Connect), or vouched for by a
+   * client an operator granted {@link PERSON_IDENTITY_GRANT}. Only then do grants naming the
+   * Practitioner itself apply: a client's own word could otherwise claim any professional.
+   */
+  identityVerified?: boolean;
 }
 
 /** The authenticated caller, as the token says. */
@@ -45,6 +51,12 @@ export interface Principal {
  * records of the same INS.
  */
 export const IDENTITY_QUALIFICATION_GRANT = 'ins-qualification';
+
+/**
+ * Grant: the client authenticates its users itself (e.g. CPS / e-CPS in a homologated software):
+ * the persons it vouches for by signed JWTs count as who they say for Practitioner-level grants.
+ */
+export const PERSON_IDENTITY_GRANT = 'person-identity';
 
 /** What the policy sees of a stored resource. */
 export interface StoredRef {

@@ -322,18 +322,20 @@ describe('CareAccessPolicy (PostgreSQL)', () => {
     expect(await canRead(hospital, `Task/${id}`)).toBe(false);
   });
 
-  it('makes the structures of a médecin traitant named as a Practitioner his team, from its active roles', async () => {
+  it('grants a médecin traitant named as a Practitioner to that person only when their identity is proved, never to the structures where a role names them', async () => {
     const elsewhere = await create<Patient>(admin, {
       resourceType: 'Patient',
       meta: { tag: [{ system: OWNER_TAG_SYSTEM, code: 'Organization/hospital' }] },
       generalPractitioner: [{ reference: 'Practitioner/gp' }],
     });
-    expect(await canRead(nurseMsp, `Patient/${elsewhere}`)).toBe(true);
-    expect(await canRead(nurseOut, `Patient/${elsewhere}`)).toBe(false);
-    const role = await repo.read(admin, 'PractitionerRole', 'gp-role');
-    await update(admin, { ...(JSON.parse(role.json as string) as PractitionerRole), id: 'gp-role', active: false });
+    // A PractitionerRole is its structure's own word: it does not bring the GP's patients filed
+    // elsewhere to the structure (any structure could write one for any professional).
     expect(await canRead(nurseMsp, `Patient/${elsewhere}`)).toBe(false);
-    await update(admin, { ...(JSON.parse(role.json as string) as PractitionerRole), id: 'gp-role', active: true });
+    // The GP themself: only when a provider proved who they are (or an operator trusts the client).
+    expect(await canRead(gp, `Patient/${elsewhere}`)).toBe(false);
+    const provedGp: Principal = { ...gp, person: { ...(gp.person as PersonContext), identityVerified: true } };
+    expect(await canRead(provedGp, `Patient/${elsewhere}`)).toBe(true);
+    expect(await canRead(nurseOut, `Patient/${elsewhere}`)).toBe(false);
   });
 
   it('refuses persons the writes their organization cannot make and records the role that wrote', async () => {

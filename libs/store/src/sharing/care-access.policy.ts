@@ -120,26 +120,28 @@ function personOf(p: Principal): PersonContext | undefined {
 
 /** What a care_access row may name to grant a person: their practitioner, their role, their organization. */
 function grantees(p: Principal, person: PersonContext): string[] {
+  // The Practitioner itself only for an identity proved (see PersonContext.identityVerified).
+  return person.identityVerified ? [person.practitioner, person.role, p.organization] : [person.role, p.organization];
+}
+
+/** Whom an opposition may name to deny a person: always their practitioner too (a veto errs on refusing). */
+function vetoed(p: Principal, person: PersonContext): string[] {
   return [person.practitioner, person.role, p.organization];
 }
 
 /**
- * The members of an organization as the structure-team basis names them: its PractitionerRoles and
- * the Practitioners holding an active one (a médecin traitant named as a Practitioner makes their
- * structures the team). Uncorrelated: PostgreSQL computes it once per statement.
+ * The members of an organization as the structure-team basis names them: its active
+ * PractitionerRoles (a patient's médecin traitant named by role makes that role's structure the
+ * team). A Practitioner named as médecin traitant is not resolved to the structures where it holds
+ * a role: a PractitionerRole is the structure's own word, and any structure could write one for a
+ * professional of another to read that professional's patients. Uncorrelated: computed once per
+ * statement.
  */
 function membersOf(organization: string, bind: Bind): string {
   const orgId = bind(organization.replace(/^Organization\//, ''));
-  return `(SELECT array_agg(m) FROM (
-      SELECT 'PractitionerRole/' || o.id AS m FROM sp_reference o
+  return `(SELECT array_agg('PractitionerRole/' || o.id) FROM sp_reference o
       WHERE o.resource_type = 'PractitionerRole' AND o.code = 'organization' AND o.target_type = 'Organization' AND o.target_id = ${orgId}
-        AND NOT EXISTS (SELECT 1 FROM sp_token t WHERE t.resource_type = 'PractitionerRole' AND t.id = o.id AND t.code = 'active' AND t.value = 'false')
-      UNION
-      SELECT 'Practitioner/' || pr.target_id FROM sp_reference o
-      JOIN sp_reference pr ON pr.resource_type = 'PractitionerRole' AND pr.id = o.id AND pr.code = 'practitioner' AND pr.target_type = 'Practitioner'
-      WHERE o.resource_type = 'PractitionerRole' AND o.code = 'organization' AND o.target_type = 'Organization' AND o.target_id = ${orgId}
-        AND NOT EXISTS (SELECT 1 FROM sp_token t WHERE t.resource_type = 'PractitionerRole' AND t.id = o.id AND t.code = 'active' AND t.value = 'false')
-    ) members)::text[]`;
+        AND NOT EXISTS (SELECT 1 FROM sp_token t WHERE t.resource_type = 'PractitionerRole' AND t.id = o.id AND t.code = 'active' AND t.value = 'false'))::text[]`;
 }
 
 /** A care_access row (alias `ca`) grants the person, now. */
@@ -151,5 +153,5 @@ export function accessCondition(p: Principal, person: PersonContext, ca: string,
 
 /** A care_opposition row (alias `co`) names the person, their role or their organization. */
 export function oppositionCondition(p: Principal, person: PersonContext, co: string, bind: Bind): string {
-  return `${co}.actor = ANY(${bind(grantees(p, person))}::text[])`;
+  return `${co}.actor = ANY(${bind(vetoed(p, person))}::text[])`;
 }
