@@ -122,7 +122,11 @@ describe('dashboard login through an OpenID Connect provider', () => {
       practitioner_role: 'PractitionerRole/role-martin',
       profession: '10',
       health: true,
+      // A provider proved who the person is: grants naming the Practitioner apply.
+      identity_verified: true,
     });
+    // The page says who is logged in: the person, their profession, their structure.
+    await expect(page.locator('#who').textContent()).resolves.toBe('Martin — médecin — MSP des Lilas');
     // The code was redeemed once by the page: a second redemption is refused.
     expect(codes).toHaveLength(1);
     const again = await fetch(`${gw.baseUrl}/dashboard/session`, {

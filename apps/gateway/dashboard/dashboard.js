@@ -152,6 +152,34 @@ async function onLogin() {
   await guarded(start);
 }
 
+/** TRE_G15 professions the page names (others: "professionnel de santé"). */
+const PROFESSIONS = /** @type {Record<string, string>} */ ({
+  10: 'médecin',
+  21: 'pharmacien',
+  40: 'chirurgien-dentiste',
+  50: 'sage-femme',
+  60: 'infirmier',
+  70: 'masseur-kinésithérapeute',
+});
+
+/**
+ * Who is logged in, for a person's token: their name (the directory's Practitioner), profession and
+ * structure: "Dr Jeanne Martin — médecin — MSP des Lilas".
+ * @param {ReturnType<typeof claimsOf>} claims
+ * @param {Organization | undefined} ownOrg
+ */
+async function personLabel(claims, ownOrg) {
+  /** @type {{ name?: { family?: string; given?: string[]; prefix?: string[] }[] } | undefined} */
+  const practitioner = claims.sub ? await fhirGet(claims.sub).catch(() => undefined) : undefined;
+  const n = practitioner?.name?.[0];
+  const name = n ? [n.prefix?.[0], n.given?.[0], n.family].filter(Boolean).join(' ') : (claims.sub ?? '?');
+  const profession =
+    claims.health === false
+      ? 'personnel non soignant'
+      : (PROFESSIONS[claims.profession ?? ''] ?? 'professionnel de santé');
+  return `${name} — ${profession} — ${ownOrg?.name ?? claims.org ?? '?'}`;
+}
+
 /** After login: who the client is, the catalogue, the organizations it may report on. */
 async function start() {
   const token = storedToken() ?? '';
@@ -178,7 +206,11 @@ async function start() {
   }
   ui.heading.textContent = headingOf(claims, ownOrg);
   document.title = `${ui.heading.textContent} — tableau de bord`;
-  ui.who.textContent = claims.adm ? 'Client administrateur' : `Client de ${ownOrg?.name ?? claims.org ?? '?'}`;
+  ui.who.textContent = claims.practitioner_role
+    ? await personLabel(claims, ownOrg)
+    : claims.adm
+      ? 'Client administrateur'
+      : `Client de ${ownOrg?.name ?? claims.org ?? '?'}`;
   fill(
     ui.subject,
     subjects.map((s) => [s.ref, s.name]),

@@ -69,7 +69,7 @@ export function forgetToken() {
 /**
  * The claims of a gateway access token (a JWT; the page only reads them, the server verifies).
  * @param {string} token
- * @returns {{ org?: string; adm?: boolean; exp?: number; scope?: string }}
+ * @returns {{ org?: string; adm?: boolean; exp?: number; scope?: string; sub?: string; practitioner_role?: string; profession?: string; health?: boolean }}
  */
 export function claimsOf(token) {
   try {
