@@ -13,6 +13,7 @@ import {
   closeSteps,
   processShutdownSteps,
   queueSettings,
+  DashboardLoginStore,
 } from '@gw/platform';
 import type { DatabaseHandle, GatewayConfig, GatewayFeature, Logger, Migration, ShutdownStep } from '@gw/platform';
 import { ProfileRegistry, SearchParamRegistry, buildCapabilityStatement, loadFhirDefinitions } from '@gw/fhir';
@@ -177,7 +178,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
         windowMs: config.GW_TOKEN_FAILURE_WINDOW_SECONDS * 1000,
       },
     });
-    const dashboardLogin = new DashboardLogin(db.pool, tokens, clients, config, base);
+    const dashboardLogin = new DashboardLogin(new DashboardLoginStore(db.pool), tokens, clients, config, base);
     const queue = new QueueService({
       databaseUrl: db.url,
       redisUrl: config.GW_REDIS_URL,

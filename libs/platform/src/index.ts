@@ -20,6 +20,7 @@ export { QueueService, JOB_QUEUE, QUEUE_NAMES, UnrecoverableError, queueSettings
 export type { JobCatalogue, JobName, JobHandler, JobResult, JobContext, QueueSettings } from './queue/queue.service';
 export { parseScope, scopeAllows, scopeWithin, isValidScope, splitScopes } from './auth/scopes';
 export type { ScopeAction } from './auth/scopes';
+export { DashboardLoginStore } from './auth/dashboard-login.store';
 export { ClientRegistry, secretKdf } from './auth/client.registry';
 export type { ClientRecord, ClientStatus, NewClient } from './auth/client.registry';
 export { ClientStatusCache, CLIENT_CHANGED_CHANNEL, CLIENT_STATUS_MAX_AGE_MS } from './auth/client-status.cache';
