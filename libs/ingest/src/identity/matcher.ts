@@ -3,7 +3,7 @@ import { parseSearchRequest } from '@gw/fhir';
 import type { SearchRequest } from '@gw/fhir';
 import type { FhirRepository, Principal, Queryable, StoredResource } from '@gw/store';
 import type { PatientTraits } from '../intake/extraction';
-import { decideMatch, usableIns } from './matching.rules';
+import { decideMatch, normaliseTrait, usableIns } from './matching.rules';
 import type { Candidate, MatchResult } from './matching.rules';
 import { tokenValue } from './patient-identity.rules';
 
@@ -52,10 +52,13 @@ export class PatientMatcher {
     if (traits.birthDate && /^\d{4}-\d{2}-\d{2}$/.test(traits.birthDate)) {
       searches.push([['birthdate', `eq${traits.birthDate}`]]);
     }
-    if (traits.birthFamily && traits.given?.[0]) {
+    const family = longestWord(traits.birthFamily);
+    const given = longestWord(traits.given?.[0]);
+    if (family && given) {
+      // The index keeps hyphens and apostrophes (D'ARC-LÉGER): the longest word of each, anywhere.
       searches.push([
-        ['family', traits.birthFamily],
-        ['given', traits.given[0]],
+        ['family:contains', family],
+        ['given:contains', given],
       ]);
     }
     const out: Candidate[] = [];
@@ -66,6 +69,12 @@ export class PatientMatcher {
     }
     return out;
   }
+}
+
+/** The longest word of a normalised name (`d arc leger` → `leger`). */
+function longestWord(name: string | undefined): string | undefined {
+  const words = (normaliseTrait(name) ?? '').split(' ').filter(Boolean);
+  return words.sort((a, b) => b.length - a.length)[0];
 }
 
 function search(pairs: [string, string][]): SearchRequest {
