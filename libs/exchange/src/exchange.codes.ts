@@ -20,6 +20,8 @@ export {
 export const BUSINESS_STATUS_SYSTEM = `${GW}/fhir/CodeSystem/exchange-status`;
 export const DELIVERY_ID_SYSTEM = `${GW}/fhir/NamingSystem/exchange-delivery`;
 export const ROUTING_ID_SYSTEM = `${GW}/fhir/NamingSystem/exchange-routing`;
+/** Task.input types of the follow-up Tasks (`discharge-letter`: the hospital's letter). */
+export const TASK_INPUT_SYSTEM = `${GW}/fhir/CodeSystem/exchange-task-input`;
 export const COORDINATOR_ROLES = new Set(['coordinator', 'coordinateur', '768730001']);
 
 export type TaskKind = 'discharge-follow-up' | 'find-mt';

@@ -267,6 +267,23 @@ describe('DischargeRouter.route', () => {
     expect(result.deliveries.map((d) => d.channel)).toEqual(['mssante', 'mhd']);
   });
 
+  it("names the hospital's letter as the Task's input (what the Task's owner may read), and nothing without one", async () => {
+    const letter = {
+      resourceType: 'DocumentReference' as const,
+      id: 'letter-1',
+      status: 'current' as const,
+      content: [],
+    };
+    const withLetter = setup({ ctx: discharge({ letter: { document: letter } }) });
+    await withLetter.router.route('42', NOW);
+    expect((withLetter.written[0]?.resource as Task).input).toEqual([
+      expect.objectContaining({ valueReference: { reference: 'DocumentReference/letter-1' } }),
+    ]);
+    const without = setup();
+    await without.router.route('42', NOW);
+    expect((without.written[0]?.resource as Task).input).toBeUndefined();
+  });
+
   it('makes no delivery for a channel that is not configured or not on the route, and says so on the Communication', async () => {
     const { router, written, inserted } = setup({
       channels: channels(null, DMP_URL),

@@ -5,7 +5,14 @@ import type { FhirRepository, NewVersion } from '@gw/store';
 import type { DischargeContext, DischargeContextLoader, Recipient } from '../records/discharge-context.loader';
 import { MAILBOX_NOT_VERIFIED, planDischarge } from './discharge.plan';
 import type { DischargePlan } from './discharge.plan';
-import { DELIVERY_ID_SYSTEM, ROUTING_ID_SYSTEM, TASK_CODE_SYSTEM, TASK_TEXT, businessStatus } from '../exchange.codes';
+import {
+  DELIVERY_ID_SYSTEM,
+  ROUTING_ID_SYSTEM,
+  TASK_CODE_SYSTEM,
+  TASK_INPUT_SYSTEM,
+  TASK_TEXT,
+  businessStatus,
+} from '../exchange.codes';
 import { nameUuid, uuidOid } from '@gw/platform';
 import { dateRange } from '@gw/fhir';
 import type { Delivery, DeliveryStore } from '../records/delivery.store';
@@ -246,6 +253,15 @@ function followUpTask(eventId: string, ctx: DischargeContext, plan: DischargePla
     lastModified: now.toISOString(),
     requester: ctx.hospitalRef ? { reference: ctx.hospitalRef, display: ctx.hospital?.name } : undefined,
     owner: t.owner ? { reference: t.owner } : undefined,
+    // The hospital's letter is what the follow-up works from: the Task's owner may read its inputs.
+    input: ctx.letter
+      ? [
+          {
+            type: { coding: [{ system: TASK_INPUT_SYSTEM, code: 'discharge-letter' }], text: 'Lettre de liaison' },
+            valueReference: { reference: `DocumentReference/${ctx.letter.document.id}` },
+          },
+        ]
+      : undefined,
     statusReason: t.reason ? { text: t.reason } : undefined,
     restriction: { period: { end: t.due } },
   };
