@@ -36,6 +36,8 @@ import { freePort } from '../support/ports';
 import { ROOT } from '../support/process';
 import { machineBusyTicks, percentile, postgresTicks, round } from './bench-support';
 import { buildLayout, buildPatient, by } from './sharing-data';
+import { VARIANTS } from './sharing-variants';
+import type { Variant } from './sharing-variants';
 import type { BenchLayout, BenchRole, PatientFacts } from './sharing-data';
 
 const MEAN_PER_PATIENT = 20;
@@ -50,7 +52,7 @@ const LOADER: WriteContext = {
   },
 };
 
-/** The policy under test: the gateway's, with its default profession matrix. */
+/** The gateway's policy, with its default profession matrix (the fill, and the reference of a variant). */
 function policy(): AccessPolicy {
   return new CareAccessPolicy();
 }
@@ -485,6 +487,7 @@ async function measure(
 async function explain(
   url: string,
   registry: SearchParamRegistry,
+  variant: Variant,
   p: Principal,
   q: QueryDef,
 ): Promise<{ sql: string; plan: string[] }> {
@@ -496,7 +499,7 @@ async function explain(
     return original(text, values);
   };
   try {
-    const repo = new FhirRepository(spy, registry, policy());
+    const repo = new FhirRepository(spy, registry, variant.policy());
     await repo.search(p, parseSearchRequest(q.type, q.params(0), { defaultCount: 20, maxCount: 1000 }), true);
     const main = captured.find((c) => c.text.includes('FROM resource r')) ?? captured[0];
     const res = await original(`EXPLAIN (ANALYZE, BUFFERS) ${main.text}`, main.values);
@@ -521,12 +524,17 @@ async function main(): Promise<void> {
       'keep-data': { type: 'string' },
       reuse: { type: 'boolean', default: false },
       explain: { type: 'boolean', default: true },
+      variant: { type: 'string', default: 'gateway' },
     },
   });
   const size = Number(values.size);
   const seed = Number(values.seed);
   const asOf = values['as-of'] as string;
   const iterations = Number(values.iterations);
+  const variant = VARIANTS[values.variant as string];
+  if (!variant) {
+    throw new Error(`--variant: one of ${Object.keys(VARIANTS).join(', ')}`);
+  }
   if (!Number.isInteger(size) || size < 10_000 || !Number.isInteger(iterations) || iterations < 1) {
     throw new Error('usage: --size N (≥ 10000) [--seed 1] [--as-of YYYY-MM-DD] [--iterations 100] [--verify 30]');
   }
@@ -551,6 +559,7 @@ async function main(): Promise<void> {
     size,
     seed,
     asOf,
+    variant: variant.name,
   };
   try {
     const dbName = `bench_sharing_${size}_s${seed}_${asOf.replace(/-/g, '')}`;
@@ -604,24 +613,39 @@ async function main(): Promise<void> {
     results.patients = facts.length;
     const who = principals(layout);
     const defs = queries(facts, asOf);
-    const busy0 = machineBusyTicks();
-    const pg0 = postgresTicks(dataDir);
-    const t0 = Date.now();
-    results.searches = await measure(repo, who, defs, iterations, Number(values['budget-seconds']));
-    const wall = (Date.now() - t0) / 1000;
-    results.cores = {
-      machine: round((machineBusyTicks() - busy0) / 100 / wall),
-      postgres: round((postgresTicks(dataDir) - pg0) / 100 / wall),
-      seconds: round(wall),
-    };
-    if (values.explain) {
-      results.explain = await explainSlowest(
-        url,
-        registry,
-        who,
-        defs,
-        results.searches as Record<string, Record<string, Timing>>,
-      );
+    for (const sql of variant.createSql) {
+      await pool.query(sql);
+    }
+    try {
+      const measured =
+        variant.name === 'gateway' ? repo : new FhirRepository(pool, registry, variant.policy(), profiles, 30_000);
+      if (measured !== repo) {
+        results.sameAnswers = await sameAnswers(repo, measured, who, defs);
+      }
+      const busy0 = machineBusyTicks();
+      const pg0 = postgresTicks(dataDir);
+      const t0 = Date.now();
+      results.searches = await measure(measured, who, defs, iterations, Number(values['budget-seconds']));
+      const wall = (Date.now() - t0) / 1000;
+      results.cores = {
+        machine: round((machineBusyTicks() - busy0) / 100 / wall),
+        postgres: round((postgresTicks(dataDir) - pg0) / 100 / wall),
+        seconds: round(wall),
+      };
+      if (values.explain) {
+        results.explain = await explainSlowest(
+          url,
+          registry,
+          variant,
+          who,
+          defs,
+          results.searches as Record<string, Record<string, Timing>>,
+        );
+      }
+    } finally {
+      for (const sql of variant.dropSql) {
+        await pool.query(sql);
+      }
     }
     await pool.end();
   } finally {
@@ -629,7 +653,8 @@ async function main(): Promise<void> {
   }
   const outDir = resolve(ROOT, 'test/bench/results');
   mkdirSync(outDir, { recursive: true });
-  const file = join(outDir, `sharing-${new Date().toISOString().slice(0, 10)}-${size}.json`);
+  const suffix = variant.name === 'gateway' ? '' : `-${variant.name}`;
+  const file = join(outDir, `sharing-${new Date().toISOString().slice(0, 10)}-${size}${suffix}.json`);
   writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
   process.stdout.write(`results written to ${file}\n`);
 }
@@ -641,6 +666,7 @@ async function main(): Promise<void> {
 async function explainSlowest(
   url: string,
   registry: SearchParamRegistry,
+  variant: Variant,
   who: Record<string, Principal>,
   defs: QueryDef[],
   searches: Record<string, Record<string, Timing>>,
@@ -664,9 +690,41 @@ async function explainSlowest(
     query: worst.query.name,
     principal: worst.principal,
     p50OverAdminMs: round(worst.extraMs),
-    person: await explain(url, registry, who[worst.principal], worst.query),
-    admin: await explain(url, registry, who.admin, worst.query),
+    person: await explain(url, registry, variant, who[worst.principal], worst.query),
+    admin: await explain(url, registry, variant, who.admin, worst.query),
   };
+}
+
+/**
+ * A variant must answer exactly as the gateway's policy: the same ids in the same order and the
+ * same total, for the first iterations of every query and principal (else the run stops).
+ */
+async function sameAnswers(
+  reference: FhirRepository,
+  variant: FhirRepository,
+  who: Record<string, Principal>,
+  defs: QueryDef[],
+): Promise<number> {
+  let compared = 0;
+  const limits = { defaultCount: 20, maxCount: 1000 };
+  for (const q of defs) {
+    for (let i = 0; i < 5; i++) {
+      for (const [name, p] of Object.entries(who)) {
+        const answer = async (repo: FhirRepository): Promise<string> => {
+          const r = await repo.search(p, parseSearchRequest(q.type, q.params(i), limits), true);
+          return JSON.stringify([r.total, r.hasMore, r.matches.map((m) => m.id)]);
+        };
+        const [a, b] = [await answer(reference), await answer(variant)];
+        if (a !== b) {
+          throw new Error(
+            `the variant answers ${q.name} (iteration ${i}) for ${name} differently: ${b} instead of ${a}`,
+          );
+        }
+        compared++;
+      }
+    }
+  }
+  return compared;
 }
 
 /** The facts of a kept database's patients, drawn again (same seed, size and date: same patients). */
