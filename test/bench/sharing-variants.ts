@@ -48,6 +48,37 @@ export const VARIANTS: Record<string, Variant> = {
     dropSql: ['DROP INDEX IF EXISTS bench_care_access_covering_idx'],
     policy: () => new CareAccessPolicy(),
   },
+  /**
+   * Store-level, not the policy: multi-column statistics on the token index, so that the planner
+   * sees that a frequent code (body weight: 1 Observation in 5) matches tens of thousands of rows.
+   * Without them it estimates ~2 500 rows at 1 M for ~95 000 and probes the resource table per
+   * match instead of walking (resource_type, last_updated) backwards until the page is full.
+   */
+  stats: {
+    name: 'stats',
+    createSql: [
+      'CREATE STATISTICS IF NOT EXISTS bench_sp_token_mcv (mcv) ON resource_type, code, value, system FROM sp_token',
+      'ANALYZE sp_token',
+    ],
+    dropSql: ['DROP STATISTICS IF EXISTS bench_sp_token_mcv', 'ANALYZE sp_token'],
+    policy: () => new CareAccessPolicy(),
+  },
+  /** Both proposals: the statistics and the hashed pre-filter with its index. */
+  'stats-prefilter': {
+    name: 'stats-prefilter',
+    createSql: [
+      'CREATE STATISTICS IF NOT EXISTS bench_sp_token_mcv (mcv) ON resource_type, code, value, system FROM sp_token',
+      'ANALYZE sp_token',
+      'CREATE INDEX IF NOT EXISTS bench_care_access_grantee_idx ON care_access (grantee, patient_id) INCLUDE (basis, valid)',
+      'VACUUM ANALYZE care_access',
+    ],
+    dropSql: [
+      'DROP STATISTICS IF EXISTS bench_sp_token_mcv',
+      'ANALYZE sp_token',
+      'DROP INDEX IF EXISTS bench_care_access_grantee_idx',
+    ],
+    policy: () => new PrefilteredCareAccessPolicy(),
+  },
   /** The hashed pre-filter above, with the index that builds its set. */
   prefilter: {
     name: 'prefilter',
