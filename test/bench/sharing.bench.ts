@@ -6,6 +6,7 @@
  *
  *   npm run bench:sharing -- --size 1000000 [--seed 1] [--as-of YYYY-MM-DD] [--iterations 100]
  *                            [--budget-seconds 150] [--min-runs 20] [--warmup 10] [--verify 30] [--keep-data DIR] [--reuse]
+ *                            [--variant gateway|covering|stats|stats-covering|prefilter|stats-prefilter]
  *
  * Fill: a deterministic territory (test/bench/sharing-data.ts); the structures and the first
  * --verify patients are written through the store's write path (FhirRepository: validation,
