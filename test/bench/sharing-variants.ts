@@ -63,6 +63,22 @@ export const VARIANTS: Record<string, Variant> = {
     dropSql: ['DROP STATISTICS IF EXISTS bench_sp_token_mcv', 'ANALYZE sp_token'],
     policy: () => new CareAccessPolicy(),
   },
+  /** The statistics and the covering probe index: plans as today, each EXISTS probe index-only. */
+  'stats-covering': {
+    name: 'stats-covering',
+    createSql: [
+      'CREATE STATISTICS IF NOT EXISTS bench_sp_token_mcv (mcv) ON resource_type, code, value, system FROM sp_token',
+      'ANALYZE sp_token',
+      'CREATE INDEX IF NOT EXISTS bench_care_access_covering_idx ON care_access (patient_id, grantee) INCLUDE (basis, valid, classes, resource_ref)',
+      'VACUUM ANALYZE care_access',
+    ],
+    dropSql: [
+      'DROP STATISTICS IF EXISTS bench_sp_token_mcv',
+      'ANALYZE sp_token',
+      'DROP INDEX IF EXISTS bench_care_access_covering_idx',
+    ],
+    policy: () => new CareAccessPolicy(),
+  },
   /** Both proposals: the statistics and the hashed pre-filter with its index. */
   'stats-prefilter': {
     name: 'stats-prefilter',
