@@ -15,3 +15,13 @@ export type { Stay, StoredMovement } from './hl7v2/adt.mapper';
 export { INGEST_MIGRATIONS } from './hl7v2/hl7v2.schema';
 export { Hl7Ledger } from './hl7v2/hl7.ledger';
 export type { LedgerEntry, LedgerFilter, LedgerMessage } from './hl7v2/hl7.ledger';
+export * as Terminology from './terminology/code-systems';
+export {
+  canonicalSystem,
+  normalizeCoding,
+  resolveSystem,
+  sameSystem,
+  systemOid,
+  CODE_SYSTEMS,
+} from './terminology/code-systems';
+export type { CodeSystemEntry, ResolvedSystem } from './terminology/code-systems';
