@@ -25,3 +25,14 @@ export {
   CODE_SYSTEMS,
 } from './terminology/code-systems';
 export type { CodeSystemEntry, ResolvedSystem } from './terminology/code-systems';
+export { readCda } from './cda/cda.reader';
+export { parseCda, decodeXml, MAX_CDA_BYTES } from './cda/cda-xml';
+export { PATIENT_PLACEHOLDER } from './intake/extraction';
+export type {
+  Extraction,
+  ExtractedDocument,
+  ExtractedPractitioner,
+  ExtractedResource,
+  ExtractionWarning,
+  PatientTraits,
+} from './intake/extraction';
