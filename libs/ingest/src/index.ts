@@ -36,3 +36,6 @@ export type {
   ExtractionWarning,
   PatientTraits,
 } from './intake/extraction';
+export { readIntakeInput, readXdm } from './intake/intake-input';
+export type { IntakeInput, IntakeReader } from './intake/intake-input';
+export type { IntakeResult, IntakePipelineApi } from './intake/pipeline';
