@@ -37,7 +37,13 @@ import {
   loadSharingMatrix,
   rebuildSharingProjection,
 } from '@gw/store';
-import { Hl7IngestService, INGEST_MIGRATIONS } from '@gw/ingest';
+import {
+  Hl7IngestService,
+  IDENTITY_MIGRATIONS,
+  INGEST_MIGRATIONS,
+  IdentityReviewQueue,
+  PatientMatcher,
+} from '@gw/ingest';
 import { CptsTerritoryService, EXCHANGE_MIGRATIONS, ExchangeService, MhdRecipient } from '@gw/exchange';
 import { INDICATOR_MIGRATIONS, IndicatorsService } from '@gw/indicators';
 import { DashboardLogin } from './auth/dashboard-login.service';
@@ -60,6 +66,7 @@ export const MIGRATIONS: readonly Migration[] = [
   ...DIRECTORY_MIGRATIONS,
   ...AUDIT_MIGRATIONS,
   ...SHARING_MIGRATIONS,
+  ...IDENTITY_MIGRATIONS,
 ];
 
 /** Capabilities an operator may grant a client (admin API, CLI); the store acts on them. */
@@ -87,6 +94,8 @@ export interface GatewayCore {
   capability: CapabilityStatement;
   /** HL7 v2 intake (MLLP and POST /hl7v2). */
   hl7: Hl7IngestService;
+  /** Patient matching (one rule for every channel) and the identity review queue. */
+  identity: { matcher: PatientMatcher; reviews: IdentityReviewQueue };
   /** Discharge routing, MSSanté and MHD deliveries. */
   exchange: ExchangeService;
   /** Operator grants of CPTS territories (type, communes, member structures). */
@@ -249,6 +258,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       profiles,
       capability,
       hl7,
+      identity: { matcher: new PatientMatcher(repo), reviews: new IdentityReviewQueue(db.pool, repo, audit) },
       exchange,
       cpts: new CptsTerritoryService(repo, exchange.cpts, audit),
       indicators,

@@ -39,3 +39,9 @@ export type {
 export { readIntakeInput, readXdm } from './intake/intake-input';
 export type { IntakeInput, IntakeReader } from './intake/intake-input';
 export type { IntakeResult, IntakePipelineApi } from './intake/pipeline';
+export { PatientMatcher } from './identity/matcher';
+export { decideMatch, compareTraits, normaliseTrait, usableIns } from './identity/matching.rules';
+export type { MatchResult, MatchRule, ReviewReason, Candidate } from './identity/matching.rules';
+export { IdentityReviewQueue, REVIEW_STATUSES, patientRef } from './identity/review-queue';
+export type { IdentityReview, OpenReview, ReviewDecision, ReviewResolver, ReviewStatus } from './identity/review-queue';
+export { IDENTITY_MIGRATIONS } from './identity/identity.schema';

@@ -14,6 +14,7 @@ import { FhirController } from '../fhir/fhir.controller';
 import { HealthController, METRICS } from '../ops/health.controller';
 import { Hl7AdminController } from '../admin/hl7-admin.controller';
 import { Hl7Controller } from '../ingest/hl7.controller';
+import { IdentityReviewAdminController, IdentityReviewController } from '../admin/identity-review.controller';
 import { MeasureController } from '../fhir/measure.controller';
 import { OAuthController } from '../auth/oauth.controller';
 import { OutcomeFilter } from './outcome.filter';
@@ -38,6 +39,8 @@ export class AppModule {
         CptsAdminController,
         DashboardLoginController,
         DashboardController,
+        IdentityReviewAdminController,
+        IdentityReviewController,
       ],
       providers: [
         { provide: CORE, useValue: core },
