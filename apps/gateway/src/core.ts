@@ -41,7 +41,9 @@ import {
   Hl7IngestService,
   IDENTITY_MIGRATIONS,
   INGEST_MIGRATIONS,
+  INTAKE_MIGRATIONS,
   IdentityReviewQueue,
+  IntakePipeline,
   PatientMatcher,
 } from '@gw/ingest';
 import { CptsTerritoryService, EXCHANGE_MIGRATIONS, ExchangeService, MhdRecipient } from '@gw/exchange';
@@ -67,6 +69,7 @@ export const MIGRATIONS: readonly Migration[] = [
   ...AUDIT_MIGRATIONS,
   ...SHARING_MIGRATIONS,
   ...IDENTITY_MIGRATIONS,
+  ...INTAKE_MIGRATIONS,
 ];
 
 /** Capabilities an operator may grant a client (admin API, CLI); the store acts on them. */
@@ -96,6 +99,8 @@ export interface GatewayCore {
   hl7: Hl7IngestService;
   /** Patient matching (one rule for every channel) and the identity review queue. */
   identity: { matcher: PatientMatcher; reviews: IdentityReviewQueue };
+  /** Practice intake: CDA, IHE XDM, HPRIM documents filed through one pipeline (POST /ingest/documents, MHD). */
+  intake: IntakePipeline;
   /** Discharge routing, MSSanté and MHD deliveries. */
   exchange: ExchangeService;
   /** Operator grants of CPTS territories (type, communes, member structures). */
@@ -236,6 +241,9 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       acceptUnknownSources: config.GW_HL7_ACCEPT_UNKNOWN_SOURCES ?? db.embedded,
       logger,
     });
+    const matcher = new PatientMatcher(repo);
+    const reviews = new IdentityReviewQueue(db.pool, repo, audit);
+    const intake = new IntakePipeline(repo, matcher, reviews);
     const shutdownSteps = (): ShutdownStep[] => [
       // After the listeners (no request checks a token any more), before the database.
       { name: 'client status listener', close: () => clientStatus.close() },
@@ -258,7 +266,8 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       profiles,
       capability,
       hl7,
-      identity: { matcher: new PatientMatcher(repo), reviews: new IdentityReviewQueue(db.pool, repo, audit) },
+      identity: { matcher, reviews },
+      intake,
       exchange,
       cpts: new CptsTerritoryService(repo, exchange.cpts, audit),
       indicators,
