@@ -243,7 +243,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
     });
     const matcher = new PatientMatcher(repo);
     const reviews = new IdentityReviewQueue(db.pool, repo, audit);
-    const intake = new IntakePipeline(repo, matcher, reviews);
+    const intake = new IntakePipeline(repo, matcher, reviews, base);
     const shutdownSteps = (): ShutdownStep[] => [
       // After the listeners (no request checks a token any more), before the database.
       { name: 'client status listener', close: () => clientStatus.close() },

@@ -60,6 +60,11 @@ const BIRTH_PLACE = 'http://hl7.org/fhir/StructureDefinition/patient-birthPlace'
 const INSEE_CODE = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code';
 const LIMITS = { defaultCount: 50, maxCount: 1000 };
 /** Types every document writes besides its facts. */
+/**
+ * Largest original kept inline as Binary.data: the FHIR validator refuses strings over 1 MB, and
+ * base64 adds a third. A larger original stays in intake_document, served by GET /ingest/documents/{id}/content.
+ */
+export const MAX_INLINE_BINARY = 750_000;
 const DOCUMENT_TYPES = ['Patient', 'DocumentReference', 'Binary', 'Provenance', 'Practitioner', 'CareTeam'];
 
 /** One extraction's outcome, before the results of a multi-document body are put together. */
@@ -98,6 +103,8 @@ export class IntakePipeline implements IntakePipelineApi {
     private readonly repo: FhirRepository,
     private readonly matcher: PatientMatcher,
     private readonly reviews: IdentityReviewQueue,
+    /** The gateway's base URL: an original too large for a Binary is served from the staging table there. */
+    private readonly baseUrl: string,
   ) {
     this.reviews.registerResolver(INTAKE_REVIEW_PREFIX, (source, decision) => this.resume(source, decision));
   }
@@ -105,6 +112,20 @@ export class IntakePipeline implements IntakePipelineApi {
   /** The reader of text bodies (HPRIM), registered by its owner. */
   registerTextReader(reader: IntakeReader): void {
     this.textReader = reader;
+  }
+
+  /**
+   * The original as received, for its owner organization (an operator: any); undefined when there
+   * is none (unknown id, another organization's, or discarded after a rejected review).
+   */
+  async original(p: Principal, id: string): Promise<{ contentType: string; content: Buffer } | undefined> {
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)) return undefined;
+    const res = await this.repo.pool.query<{ content_type: string; raw: Buffer | null }>(
+      `SELECT content_type, raw FROM intake_document WHERE id = $1 AND ($2::boolean OR owner = $3)`,
+      [id, p.admin, p.organization ?? null],
+    );
+    const row = res.rows[0];
+    return row?.raw ? { contentType: row.content_type, content: row.raw } : undefined;
   }
 
   /** Reads a body into extractions; throws a GatewayError naming the element when it cannot. */
@@ -185,7 +206,7 @@ export class IntakePipeline implements IntakePipelineApi {
       }
       const patientId = match?.kind === 'matched' ? match.patientId : undefined;
       const id = randomUUID();
-      const written = await this.write(tx, p, ex, patientId);
+      const written = await this.write(tx, p, ex, patientId, id);
       await tx.query(
         `INSERT INTO intake_document (id, owner, client_id, principal, source, unique_id, content_type, raw, extraction, status, result, written, document_ref)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'filed', $10, $11, $12)`,
@@ -280,6 +301,7 @@ export class IntakePipeline implements IntakePipelineApi {
         row.principal,
         ex,
         decision.kind === 'accept' ? decision.patientId : undefined,
+        id,
       );
       await tx.query(
         `UPDATE intake_document SET status = 'filed', result = $2, written = $3, document_ref = $4, updated_at = now() WHERE id = $1`,
@@ -297,6 +319,7 @@ export class IntakePipeline implements IntakePipelineApi {
     p: Principal,
     ex: Extraction,
     patientId: string | undefined,
+    intakeId: string,
   ): Promise<{ entries: BundleEntry[]; facts: string[]; documentRef: string }> {
     const ctx: WriteContext = { principal: p };
     const versions: NewVersion[] = [];
@@ -357,19 +380,15 @@ export class IntakePipeline implements IntakePipelineApi {
         replacedFacts.push(...facts.rows.flatMap((r) => r.written));
       }
     }
-    add(
-      this.repo.prepareCreate(
-        {
-          resourceType: 'Binary',
-          contentType: doc.contentType,
-          data: doc.content.toString('base64'),
-          securityContext: { reference: docRef },
-        },
-        ctx,
-        binaryId,
-      ),
-      true,
-    );
+    const inline = doc.content.length <= MAX_INLINE_BINARY;
+    if (inline) {
+      const binary = {
+        resourceType: 'Binary' as const,
+        contentType: doc.contentType,
+        data: doc.content.toString('base64'),
+      };
+      add(this.repo.prepareCreate({ ...binary, securityContext: { reference: docRef } }, ctx, binaryId), true);
+    }
     const documentReference: DocumentReference = {
       resourceType: 'DocumentReference',
       status: 'current',
@@ -387,7 +406,7 @@ export class IntakePipeline implements IntakePipelineApi {
         {
           attachment: {
             contentType: doc.contentType,
-            url: `Binary/${binaryId}`,
+            url: inline ? `Binary/${binaryId}` : `${this.baseUrl}/ingest/documents/${intakeId}/content`,
             size: doc.content.length,
             hash: createHash('sha1').update(doc.content).digest('base64'),
             ...(doc.title ? { title: doc.title } : {}),
@@ -583,8 +602,9 @@ function search(type: string, pairs: [string, string][]): SearchRequest {
 }
 
 function withoutBytes(ex: Extraction): StagedRow['extraction'] {
-  const { content: _content, ...document } = ex.document;
-  return { ...ex, document };
+  const document: Partial<Extraction['document']> = { ...ex.document };
+  delete document.content;
+  return { ...ex, document: document as StagedRow['extraction']['document'] };
 }
 
 /** A new Patient from the document's traits: a usable INS as identifier (a wrong key is not an INS), provisional identity. */
