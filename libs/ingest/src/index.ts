@@ -38,7 +38,14 @@ export type {
 } from './intake/extraction';
 export { readIntakeInput, readXdm } from './intake/intake-input';
 export type { IntakeInput, IntakeReader } from './intake/intake-input';
-export { IntakePipeline, INTAKE_REVIEW_PREFIX, CDA_DOCUMENT_ID, CDA_SET_ID, patientFromTraits } from './intake/pipeline';
+export {
+  IntakePipeline,
+  checkScopes as checkIntakeScopes,
+  INTAKE_REVIEW_PREFIX,
+  CDA_DOCUMENT_ID,
+  CDA_SET_ID,
+  patientFromTraits,
+} from './intake/pipeline';
 export type { IntakeResult, IntakePipelineApi } from './intake/pipeline';
 export { INTAKE_MIGRATIONS } from './intake/intake.schema';
 export { PatientMatcher } from './identity/matcher';

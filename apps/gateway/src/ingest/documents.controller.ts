@@ -1,6 +1,7 @@
 import { Controller, Get, Inject, Param, Post, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError, scopeAllows } from '@gw/platform';
+import { checkIntakeScopes } from '@gw/ingest';
 import { actorOf } from '@gw/store';
 import { principalOf } from '../auth/auth.guard';
 import type { GatewayCore } from '../core';
@@ -23,6 +24,8 @@ export class DocumentsController {
   @Post()
   async receive(@Req() req: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
     const principal = principalOf(req);
+    // The types every document writes, before reading anything (the facts' types are checked once read).
+    checkIntakeScopes(principal, []);
     if (!Buffer.isBuffer(req.body) || req.body.length === 0) {
       throw new GatewayError('unsupported-media-type', {
         text: `Send the document as the body, with Content-Type ${[...DOCUMENT_TYPES, 'text/plain'].join(', ')}`,

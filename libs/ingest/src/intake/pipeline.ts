@@ -584,7 +584,7 @@ function ownerOf(p: Principal): string {
 }
 
 /** The caller needs write (create and update) scopes on every type a document writes. */
-function checkScopes(p: Principal, extractions: Extraction[]): void {
+export function checkScopes(p: Principal, extractions: Extraction[]): void {
   const types = new Set([
     ...DOCUMENT_TYPES,
     ...extractions.flatMap((e) => e.resources.map((r) => r.resource.resourceType)),
