@@ -14,6 +14,7 @@ import type {
   Provenance,
   Resource,
 } from '@medplum/fhirtypes';
+import { buildProvideBundle } from '@gw/exchange';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
 
@@ -272,5 +273,47 @@ describe('practice intake: POST /ingest/documents files CI-SIS documents as FHIR
     const procs = await get<Procedure>(s.token, `Procedure?patient=${patientRef}`);
     expect(procs.flatMap((p) => codes(p.code))).toContain('urn:oid:1.2.250.1.213.2.10|AMY');
     expect(await counts()).not.toBe(before);
+  });
+  it('MHD Document Recipient: the CDA of a stored ITI-65 submission is filed by the same pipeline', async () => {
+    const s = await structure();
+    const coding = { system: LOINC, code: '11369-6' };
+    const bundle = buildProvideBundle({
+      uniqueId: '1.2.250.1.999.7.1',
+      entryUuid: 'urn:uuid:9a1d8b0e-0000-4000-8000-000000000001',
+      sourceId: '1.2.250.1.999.7',
+      submissionTime: '2024-01-02T10:00:00+01:00',
+      title: 'Vaccinations',
+      intendedRecipients: [{ display: 'MSP' }],
+      patient: { ins: { value: '279035121518989', oid: '1.2.250.1.213.1.4.10' }, family: 'X', given: 'Y' },
+      author: { organization: { name: 'Centre de vaccination' } },
+      documents: [
+        {
+          uniqueId: '1.2.250.1.999.7.1.1',
+          entryUuid: 'urn:uuid:9a1d8b0e-0000-4000-8000-000000000002',
+          title: 'Vaccinations',
+          typeCode: coding,
+          classCode: coding,
+          formatCode: { system: 'urn:oid:1.2.250.1.213.1.1.4.2.282', code: 'urn:asip:ci-sis:vac:2023' },
+          contentType: 'text/xml',
+          data: sample('VAC_2023.01.xml'),
+          fileName: 'VAC.xml',
+          creationTime: '2024-01-02T10:00:00+01:00',
+          confidentiality: 'N',
+        },
+      ],
+    });
+    const res = await fetch(gw.fhirUrl, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${s.token}`, 'content-type': 'application/fhir+json' },
+      body: JSON.stringify(bundle),
+    });
+    expect(res.status === 200 ? 200 : await res.text()).toBe(200);
+    const staged = await gw.core.db.pool.query<{ status: string; source: string }>(
+      'SELECT status, source FROM intake_document WHERE owner = $1',
+      [`Organization/${s.org}`],
+    );
+    expect(staged.rows).toEqual([{ status: 'filed', source: 'mhd' }]);
+    const [patient] = await get<Patient>(s.token, 'Patient?identifier=urn:oid:1.2.250.1.213.1.4.10|279035121518989');
+    expect(await get(s.token, `Immunization?patient=Patient/${patient.id}&_count=100`)).toHaveLength(4);
   });
 });

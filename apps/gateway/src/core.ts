@@ -1,6 +1,7 @@
 import { join, resolve } from 'node:path';
 import {
   ClientRegistry,
+  GatewayError,
   ClientStatusCache,
   OidcProviders,
   PLATFORM_MIGRATIONS,
@@ -169,6 +170,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       maxValues: config.GW_SEARCH_MAX_VALUES,
       logger,
       bundleInterceptor: (p, body) => mhdRecipient.intercept(p, body),
+      afterBundle: (p, body, response) => mhdRecipient.afterStored(p, body, response),
     });
     const clients = new ClientRegistry(db.pool, { knownGrants: CLIENT_GRANTS });
     const clientStatus = new ClientStatusCache(clients, { databaseUrl: db.url, logger });
@@ -244,6 +246,20 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
     const matcher = new PatientMatcher(repo);
     const reviews = new IdentityReviewQueue(db.pool, repo, audit);
     const intake = new IntakePipeline(repo, matcher, reviews, base);
+    // MHD Document Recipient: the CDA of a stored ITI-65 submission are filed by the intake pipeline
+    // too; its outcome stays in intake_document, the submission is stored whatever it says.
+    mhdRecipient.setCdaSink(async (p, doc) => {
+      const result = await intake.ingest(p, { ...doc, source: 'mhd' }).catch((err: unknown) => ({
+        status: 'rejected' as const,
+        outcome: err instanceof GatewayError ? err.toOutcome() : undefined,
+        error: err,
+      }));
+      if (result.status === 'rejected') {
+        // Codes only: an outcome may quote the document.
+        const codes = result.outcome?.issue.map((i) => i.code) ?? ['exception'];
+        logger.warn({ issues: codes }, 'an MHD document was stored but not filed by the intake');
+      }
+    });
     const shutdownSteps = (): ShutdownStep[] => [
       // After the listeners (no request checks a token any more), before the database.
       { name: 'client status listener', close: () => clientStatus.close() },
