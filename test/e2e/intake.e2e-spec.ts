@@ -274,6 +274,60 @@ describe('practice intake: POST /ingest/documents files CI-SIS documents as FHIR
     expect(procs.flatMap((p) => codes(p.code))).toContain('urn:oid:1.2.250.1.213.2.10|AMY');
     expect(await counts()).not.toBe(before);
   });
+  it('a new version of a document (same setId) supersedes the old one and replaces its facts', async () => {
+    const s = await structure();
+    const v1 = await post(s.token, sample('VAC_2023.01.xml'));
+    expect(statusOf(v1, 201)).toBe(201);
+    const patientRef = patientOf(v1);
+    const oldFacts = created(v1, 'Immunization');
+    expect(oldFacts).toHaveLength(4);
+    const v2Body = sample('VAC_2023.01.xml')
+      .toString('latin1')
+      .replace('<id root="1.2.250.1.213.1.1.1.37.2023.1.1"/>', '<id root="1.2.250.1.213.1.1.1.37.2023.1.2"/>')
+      .replace('<versionNumber value="1" />', '<versionNumber value="2" />');
+    const v2 = await post(s.token, Buffer.from(v2Body, 'latin1'));
+    expect(statusOf(v2, 201)).toBe(201);
+    const docs = await get<DocumentReference>(s.token, `DocumentReference?patient=${patientRef}`);
+    const current = docs.find((d) => d.status === 'current') as DocumentReference;
+    const old = docs.find((d) => d.status === 'superseded') as DocumentReference;
+    expect(current.relatesTo).toEqual([{ code: 'replaces', target: { reference: `DocumentReference/${old.id}` } }]);
+    const imm = await get<Immunization>(s.token, `Immunization?patient=${patientRef}&_count=100`);
+    expect(imm).toHaveLength(4);
+    expect(imm.map((i) => `Immunization/${i.id}`).some((r) => oldFacts.includes(r))).toBe(false);
+  });
+
+  it('a held document rejected by the reviewer is discarded: nothing filed, the original dropped', async () => {
+    const s = await structure();
+    expect(statusOf(await post(s.token, sample('VAC_2023.01.xml')), 201)).toBe(201);
+    const other = sample('VSM_1.4_2022.01.xml')
+      .toString('utf8')
+      .replace(/root="1\.2\.250\.1\.213\.1\.4\.10"/g, 'root="1.2.250.1.999.1"')
+      .replace(/<birthTime value="\d{8}/, '<birthTime value="19790329');
+    const held = await post(s.token, other);
+    expect(statusOf(held, 202)).toBe(202);
+    const before = await counts();
+    const [review] = (
+      await gw.core.db.pool.query<{ id: string }>(
+        `SELECT id FROM identity_review WHERE owner = $1 AND status = 'open'`,
+        [`Organization/${s.org}`],
+      )
+    ).rows;
+    const reject = await fetch(`${gw.baseUrl}/ingest/identity/reviews/${review.id}/reject`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${s.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ reason: 'not our patient' }),
+    });
+    expect(reject.status).toBe(200);
+    const staged = await gw.core.db.pool.query<{ status: string; raw: Buffer | null }>(
+      `SELECT status, raw FROM intake_document WHERE owner = $1 AND status <> 'filed'`,
+      [`Organization/${s.org}`],
+    );
+    expect(staged.rows).toEqual([{ status: 'rejected', raw: null }]);
+    expect(JSON.parse(await counts())[0]).toEqual(JSON.parse(before)[0]);
+    // No patient data in the logs (the ANS test patient's INS and birth name).
+    expect(gw.logs.join('').includes('279035121518989')).toBe(false);
+  });
+
   it('MHD Document Recipient: the CDA of a stored ITI-65 submission is filed by the same pipeline', async () => {
     const s = await structure();
     const coding = { system: LOINC, code: '11369-6' };
