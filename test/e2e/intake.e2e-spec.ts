@@ -328,6 +328,26 @@ describe('practice intake: POST /ingest/documents files CI-SIS documents as FHIR
     expect(gw.logs.join('').includes('279035121518989')).toBe(false);
   });
 
+  it('an operator files for the organization it names; a structure only for its own', async () => {
+    const s = await structure();
+    const admin = await gw.token();
+    const res = await fetch(`${gw.baseUrl}/ingest/documents?organization=Organization/${s.org}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/xml' },
+      body: sample('VAC_2023.01.xml'),
+    });
+    expect(res.status).toBe(201);
+    const imm = await get<Immunization>(s.token, 'Immunization?_count=100');
+    expect(imm).toHaveLength(4);
+    const other = await structure();
+    const refused = await fetch(`${gw.baseUrl}/ingest/documents?organization=Organization/${s.org}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${other.token}`, 'content-type': 'application/xml' },
+      body: sample('OPH-CR-RTN_2022.01.xml'),
+    });
+    expect(refused.status).toBe(403);
+  });
+
   it('MHD Document Recipient: the CDA of a stored ITI-65 submission is filed by the same pipeline', async () => {
     const s = await structure();
     const coding = { system: LOINC, code: '11369-6' };

@@ -1,15 +1,33 @@
-import { Controller, Get, Inject, Param, Post, Req, Res } from '@nestjs/common';
+import { Controller, Get, Inject, Param, Post, Query, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError, scopeAllows } from '@gw/platform';
 import { checkIntakeScopes } from '@gw/ingest';
 import { actorOf } from '@gw/store';
 import { principalOf } from '../auth/auth.guard';
+import type { Principal } from '@gw/store';
 import type { GatewayCore } from '../core';
 import { CORE } from '../http/core.token';
 
 /** Bodies POST /ingest/documents reads as bytes (text/plain is shared with POST /hl7v2's parser). */
 export const DOCUMENT_TYPES = ['application/xml', 'text/xml', 'application/hl7-cda+xml', 'application/zip'];
 export const DOCUMENTS_PATH = '/ingest/documents';
+
+/**
+ * The organization the documents are filed for: the caller's own; an operator names any one
+ * (`?organization=Organization/<id>`), a structure only its own.
+ */
+function forOrganization(p: Principal, organization: string | undefined): Principal {
+  if (organization === undefined || organization === p.organization) {
+    return p;
+  }
+  if (!/^Organization\/[A-Za-z0-9\-.]{1,64}$/.test(organization)) {
+    throw new GatewayError('invalid', { text: 'organization must be Organization/<id>', expression: 'organization' });
+  }
+  if (!p.admin) {
+    throw new GatewayError('forbidden', { text: 'A structure files documents for its own organization only' });
+  }
+  return { ...p, organization };
+}
 
 /**
  * Practice documents in: a CI-SIS CDA, an IHE XDM zip or an HPRIM file, filed for the caller's
@@ -22,8 +40,12 @@ export class DocumentsController {
   constructor(@Inject(CORE) private readonly core: GatewayCore) {}
 
   @Post()
-  async receive(@Req() req: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
-    const principal = principalOf(req);
+  async receive(
+    @Req() req: FastifyRequest,
+    @Res() reply: FastifyReply,
+    @Query('organization') organization?: string,
+  ): Promise<void> {
+    const principal = forOrganization(principalOf(req), organization);
     // The types every document writes, before reading anything (the facts' types are checked once read).
     checkIntakeScopes(principal, []);
     if (!Buffer.isBuffer(req.body) || req.body.length === 0) {
