@@ -348,6 +348,19 @@ describe('practice intake: POST /ingest/documents files CI-SIS documents as FHIR
     expect(refused.status).toBe(403);
   });
 
+  it('concurrent posts: two documents of one new patient make one Patient, one document posted twice is filed once', async () => {
+    const s = await structure();
+    const answers = await Promise.all([
+      post(s.token, sample('VAC_2023.01.xml')),
+      post(s.token, sample('VSM_1.4_2022.01.xml')),
+      post(s.token, sample('VAC_2023.01.xml')),
+    ]);
+    expect(answers.map((a) => statusOf(a, 201))).toEqual([201, 201, 201]);
+    expect(await get(s.token, 'Patient?_count=10')).toHaveLength(1);
+    expect(await get(s.token, 'Immunization?_count=100')).toHaveLength(4);
+    expect(await get(s.token, 'CareTeam?_count=10')).toHaveLength(1);
+  });
+
   it('MHD Document Recipient: the CDA of a stored ITI-65 submission is filed by the same pipeline', async () => {
     const s = await structure();
     const coding = { system: LOINC, code: '11369-6' };

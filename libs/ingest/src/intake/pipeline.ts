@@ -24,7 +24,7 @@ import type { ExtractedPractitioner, Extraction, PatientTraits } from './extract
 import { readIntakeInput } from './intake-input';
 import type { IntakeInput, IntakeReader } from './intake-input';
 import type { PatientMatcher } from '../identity/matcher';
-import { usableIns } from '../identity/matching.rules';
+import { normaliseTrait, usableIns } from '../identity/matching.rules';
 import type { IdentityReviewQueue, ReviewDecision } from '../identity/review-queue';
 import { TRE_R259 } from '../terminology/code-systems';
 
@@ -194,6 +194,10 @@ export class IntakePipeline implements IntakePipelineApi {
         };
         return { status: 'created', entries: prior.result ?? [], issues: [already] };
       }
+      // Two documents of one new patient are serialised too: the second matches what the first created.
+      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [
+        `intake-patient|${owner}|${identityKey(ex.patient)}`,
+      ]);
       const match = prior ? undefined : await this.matcher.match(tx, owner, ex.patient);
       if (prior || match?.kind === 'review' || (match?.kind === 'none' && ex.neverCreatePatient)) {
         const review = await this.hold(tx, p, owner, ex, source, prior, match);
@@ -277,11 +281,12 @@ export class IntakePipeline implements IntakePipelineApi {
   private async resume(source: string, decision: ReviewDecision): Promise<void> {
     const id = source.slice(INTAKE_REVIEW_PREFIX.length);
     await this.repo.withTransaction(async (tx) => {
-      const found = await tx.query<StagedRow>(
-        `SELECT * FROM intake_document WHERE id = $1 AND status = 'review' FOR UPDATE`,
-        [id],
-      );
+      const found = await tx.query<StagedRow>(`SELECT * FROM intake_document WHERE id = $1 FOR UPDATE`, [id]);
       const row = found.rows[0];
+      // Already acted on (the review row's own update failed after this resolver committed): done.
+      if (row && row.status !== 'review') {
+        return;
+      }
       if (!row) {
         throw new GatewayError('not-found', { text: `Held intake document ${id} not found` });
       }
@@ -503,6 +508,7 @@ export class IntakePipeline implements IntakePipelineApi {
     date: string | undefined,
     add: (v: NewVersion, created: boolean) => void,
   ): Promise<void> {
+    await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`intake-careteam|${patientRef}`]);
     const [teams] = await this.repo.matchAll(tx, ctx.principal, [
       search('CareTeam', [
         ['subject', patientRef],
@@ -595,6 +601,12 @@ export function checkScopes(p: Principal, extractions: Extraction[]): void {
       text: `Filing documents needs create and update scopes on ${missing.join(', ')} (e.g. system/*.cu)`,
     });
   }
+}
+
+/** What serialises the filing of one person's documents: the INS when usable, else the normalised birth name and date. */
+function identityKey(t: PatientTraits): string {
+  const ins = usableIns(t.ins);
+  return ins ? `ins|${ins.value}` : `traits|${normaliseTrait(t.birthFamily) ?? ''}|${t.birthDate ?? ''}`;
 }
 
 function search(type: string, pairs: [string, string][]): SearchRequest {
