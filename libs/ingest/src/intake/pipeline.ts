@@ -133,34 +133,44 @@ export class IntakePipeline implements IntakePipelineApi {
     return readIntakeInput(input, this.textReader);
   }
 
+  /** Never throws a GatewayError: an unreadable body or a refused write is answered `rejected` (nothing written). */
   async ingest(p: Principal, input: IntakeInput): Promise<IntakeResult> {
-    let extractions: Extraction[];
     try {
-      extractions = await this.read(input);
+      const extractions = await this.read(input);
+      return await this.ingestExtractions(p, extractions, input.source ?? 'api');
     } catch (err) {
       if (err instanceof GatewayError) {
         return { status: 'rejected', outcome: err.toOutcome() };
       }
       throw err;
     }
-    return this.ingestExtractions(p, extractions, input.source ?? 'api');
   }
 
   async ingestExtractions(p: Principal, extractions: Extraction[], source: string): Promise<IntakeResult> {
     checkScopes(p, extractions);
     const owner = ownerOf(p);
     const done: FiledOne[] = [];
+    const failed: GatewayError[] = [];
     for (const ex of extractions) {
-      done.push(await this.fileOne(p, owner, ex, source));
+      try {
+        done.push(await this.fileOne(p, owner, ex, source));
+      } catch (err) {
+        // One document's refusal rolls back that document only (its own transaction); the others of a zip go on.
+        if (!(err instanceof GatewayError)) throw err;
+        failed.push(err);
+      }
+    }
+    if (done.length === 0 && failed.length > 0) {
+      throw failed[0];
     }
     const entries = done.flatMap((d) => d.entries);
     const reviews = done.flatMap((d) => (d.review ? [d.review] : []));
-    const issues = done.flatMap((d) => d.issues);
+    const issues = [...failed.flatMap((f) => f.issues), ...done.flatMap((d) => d.issues)];
     const filed = done.filter((d) => d.status === 'created').length;
     issues.unshift({
       severity: 'information',
       code: 'informational',
-      diagnostics: `${filed} document(s) filed, ${reviews.length} held for identity review`,
+      diagnostics: `${filed} document(s) filed, ${reviews.length} held for identity review, ${failed.length} refused`,
     });
     return {
       status: reviews.length > 0 ? 'review' : 'created',
