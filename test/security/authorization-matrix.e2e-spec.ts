@@ -115,6 +115,10 @@ const MATRIX: Row[] = [
   ['POST /hl7v2',                             '/hl7v2',                                 '401 ok ok  ok  403 403', ER7],
 
   // --- a structure's own identity review queue: read with Patient.rs, decide with Patient.cu (its organization's only) ---
+  // Practice documents in: write scopes on every type a document writes (structure-wide system/*.cu);
+  // the original of a large document: its owner organization with DocumentReference read.
+  ['POST /ingest/documents',                  '/ingest/documents',                      '401 ok ok  403 403 403', { headers: { 'content-type': 'application/xml' }, body: '' }],
+  ['GET /ingest/documents/:id/content',       `/ingest/documents/${NO_REVIEW}/content`, '401 ok ok  403 ok  403'],
   ['GET /ingest/identity/reviews',            '/ingest/identity/reviews?_count=1',      TOKEN],
   ['GET /ingest/identity/reviews/:id',        `/ingest/identity/reviews/${NO_REVIEW}`,  TOKEN],
   ['POST /ingest/identity/reviews/:id/accept', `/ingest/identity/reviews/${NO_REVIEW}/accept`, '401 ok ok  ok  403 403', { body: { patient: 'Patient/x' } }],

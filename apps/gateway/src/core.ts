@@ -1,6 +1,7 @@
 import { join, resolve } from 'node:path';
 import {
   ClientRegistry,
+  GatewayError,
   ClientStatusCache,
   OidcProviders,
   PLATFORM_MIGRATIONS,
@@ -42,7 +43,9 @@ import {
   Hl7IngestService,
   IDENTITY_MIGRATIONS,
   INGEST_MIGRATIONS,
+  INTAKE_MIGRATIONS,
   IdentityReviewQueue,
+  IntakePipeline,
   PatientMatcher,
 } from '@gw/ingest';
 import { CptsTerritoryService, EXCHANGE_MIGRATIONS, ExchangeService, MhdRecipient } from '@gw/exchange';
@@ -68,6 +71,7 @@ export const MIGRATIONS: readonly Migration[] = [
   ...AUDIT_MIGRATIONS,
   ...SHARING_MIGRATIONS,
   ...IDENTITY_MIGRATIONS,
+  ...INTAKE_MIGRATIONS,
 ];
 
 /** Capabilities an operator may grant a client (admin API, CLI); the store acts on them. */
@@ -97,6 +101,8 @@ export interface GatewayCore {
   hl7: Hl7IngestService;
   /** Patient matching (one rule for every channel) and the identity review queue. */
   identity: { matcher: PatientMatcher; reviews: IdentityReviewQueue };
+  /** Practice intake: CDA, IHE XDM, HPRIM documents filed through one pipeline (POST /ingest/documents, MHD). */
+  intake: IntakePipeline;
   /** Discharge routing, MSSanté and MHD deliveries. */
   exchange: ExchangeService;
   /** Operator grants of CPTS territories (type, communes, member structures). */
@@ -165,6 +171,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       maxValues: config.GW_SEARCH_MAX_VALUES,
       logger,
       bundleInterceptor: (p, body) => mhdRecipient.intercept(p, body),
+      afterBundle: (p, body, response) => mhdRecipient.afterStored(p, body, response),
     });
     const clients = new ClientRegistry(db.pool, { knownGrants: CLIENT_GRANTS });
     const clientStatus = new ClientStatusCache(clients, { databaseUrl: db.url, logger });
@@ -237,6 +244,23 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       acceptUnknownSources: config.GW_HL7_ACCEPT_UNKNOWN_SOURCES ?? db.embedded,
       logger,
     });
+    const matcher = new PatientMatcher(repo);
+    const reviews = new IdentityReviewQueue(db.pool, repo, audit);
+    const intake = new IntakePipeline(repo, matcher, reviews, base);
+    // MHD Document Recipient: the CDA of a stored ITI-65 submission are filed by the intake pipeline
+    // too; its outcome stays in intake_document, the submission is stored whatever it says.
+    mhdRecipient.setCdaSink(async (p, doc) => {
+      const result = await intake.ingest(p, { ...doc, source: 'mhd' }).catch((err: unknown) => ({
+        status: 'rejected' as const,
+        outcome: err instanceof GatewayError ? err.toOutcome() : undefined,
+        error: err,
+      }));
+      if (result.status === 'rejected') {
+        // Codes only: an outcome may quote the document.
+        const codes = result.outcome?.issue.map((i) => i.code) ?? ['exception'];
+        logger.warn({ issues: codes }, 'an MHD document was stored but not filed by the intake');
+      }
+    });
     const shutdownSteps = (): ShutdownStep[] => [
       // After the listeners (no request checks a token any more), before the database.
       { name: 'client status listener', close: () => clientStatus.close() },
@@ -259,7 +283,8 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       profiles,
       capability,
       hl7,
-      identity: { matcher: new PatientMatcher(repo), reviews: new IdentityReviewQueue(db.pool, repo, audit) },
+      identity: { matcher, reviews },
+      intake,
       exchange,
       cpts: new CptsTerritoryService(repo, exchange.cpts, audit),
       indicators,

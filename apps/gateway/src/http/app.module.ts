@@ -13,6 +13,7 @@ import type { GatewayCore } from '../core';
 import { FhirController } from '../fhir/fhir.controller';
 import { HealthController, METRICS } from '../ops/health.controller';
 import { Hl7AdminController } from '../admin/hl7-admin.controller';
+import { DocumentsController } from '../ingest/documents.controller';
 import { Hl7Controller } from '../ingest/hl7.controller';
 import { IdentityReviewAdminController, IdentityReviewController } from '../admin/identity-review.controller';
 import { MeasureController } from '../fhir/measure.controller';
@@ -34,6 +35,7 @@ export class AppModule {
         HealthController,
         AdminController,
         Hl7Controller,
+        DocumentsController,
         Hl7AdminController,
         ExchangeAdminController,
         CptsAdminController,
