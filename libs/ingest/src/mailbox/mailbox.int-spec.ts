@@ -198,6 +198,9 @@ describe('inbound MSSanté mailbox (real dovecot, PostgreSQL, SMTP)', () => {
     const mdn = await eventually(async () => smtp.to(SENDER).find((x) => x.raw.toString().includes(bad.messageId)));
     expect(mdn.raw.toString()).toMatch(/; processed\/error\r\nError: 400: IHE_XDM.ZIP: not a zip archive/);
     expect(smtp.mails.some((x) => x.raw.toString().includes(none.messageId))).toBe(false);
+    const summary = (await new MailboxStore(pool).summary()).find((m) => m.mailbox === folder);
+    expect(summary).toMatchObject({ messages: { rejected: 2 }, lastError: null });
+    expect(summary!.lastPollAt).not.toBeNull();
   });
 
   it('keeps a message for retry while the database behind the pipeline is down, then imports it once', async () => {

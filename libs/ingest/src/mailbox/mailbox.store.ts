@@ -228,14 +228,59 @@ export class MailboxStore {
     );
   }
 
-  /** The ledger of a mailbox, newest first (operator view, tests). */
-  async list(mailbox: string, limit = 100): Promise<MailboxMessage[]> {
+  /** Each mailbox's poll status and its messages counted by state and outcome (operator view). */
+  async summary(): Promise<MailboxSummary[]> {
+    const { rows } = await this.pool.query<{
+      mailbox: string;
+      holder: string | null;
+      lease_until: Date | null;
+      uid_validity: string | null;
+      last_poll_at: Date | null;
+      last_error: string | null;
+      counts: Record<string, number> | null;
+    }>(
+      `SELECT s.mailbox, s.holder, s.lease_until, s.uid_validity, s.last_poll_at, s.last_error,
+              (SELECT jsonb_object_agg(k, n) FROM (
+                 SELECT COALESCE(m.outcome, m.state) AS k, count(*)::int AS n FROM mailbox_message m
+                  WHERE m.mailbox = s.mailbox AND m.state IN ('done', 'gone')
+                  GROUP BY 1
+                 UNION ALL
+                 SELECT m.state, count(*)::int FROM mailbox_message m
+                  WHERE m.mailbox = s.mailbox AND m.state NOT IN ('done', 'gone') GROUP BY 1) c) AS counts
+         FROM mailbox_state s ORDER BY s.mailbox`,
+    );
+    return rows.map((r) => ({
+      mailbox: r.mailbox,
+      holder: r.holder,
+      leaseUntil: r.lease_until?.toISOString() ?? null,
+      uidValidity: r.uid_validity,
+      lastPollAt: r.last_poll_at?.toISOString() ?? null,
+      lastError: r.last_error,
+      messages: r.counts ?? {},
+    }));
+  }
+
+  /** The ledger of a mailbox, newest first, optionally of one state (operator view, tests). */
+  async list(mailbox: string, limit = 100, state?: MessageState): Promise<MailboxMessage[]> {
     const { rows } = await this.pool.query<Row>(
-      `SELECT ${COLUMNS} FROM mailbox_message WHERE mailbox = $1 ORDER BY uid_validity DESC, uid DESC LIMIT $2`,
-      [mailbox, limit],
+      `SELECT ${COLUMNS} FROM mailbox_message WHERE mailbox = $1 AND ($3::text IS NULL OR state = $3)
+        ORDER BY uid_validity DESC, uid DESC LIMIT $2`,
+      [mailbox, limit, state ?? null],
     );
     return rows.map(toMessage);
   }
+}
+
+/** A mailbox as an operator sees it: who polls it, when it last did, what became of its messages. */
+export interface MailboxSummary {
+  mailbox: string;
+  holder: string | null;
+  leaseUntil: string | null;
+  uidValidity: string | null;
+  lastPollAt: string | null;
+  lastError: string | null;
+  /** Finished messages by outcome (created, review, rejected, quarantined, mdn, ignored, gone), open ones by state. */
+  messages: Record<string, number>;
 }
 
 export interface MessageKey {
