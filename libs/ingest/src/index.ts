@@ -58,6 +58,6 @@ export { MAILBOX_MIGRATIONS } from './mailbox/mailbox.schema';
 export { MailboxFeature } from './mailbox/mailbox.feature';
 export { MailboxStore } from './mailbox/mailbox.store';
 export type { MailboxMessage, MailboxSummary, MessageState, MessageOutcome } from './mailbox/mailbox.store';
-export type { MailboxIntake, MailboxIntakeResult, MailboxPorts, MdnReply } from './mailbox/mailbox.ports';
+export type { MailboxIntake, MailboxPorts, MdnReply } from './mailbox/mailbox.ports';
 export { readInboundMail, XDM_ATTACHMENT } from './mailbox/inbound-mail.reader';
 export type { InboundMail } from './mailbox/inbound-mail.reader';

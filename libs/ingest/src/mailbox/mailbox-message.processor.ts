@@ -151,9 +151,12 @@ export class MailboxMessageProcessor {
       }
       review ||= result.status === 'review';
       for (const e of result.bundle?.entry ?? []) {
-        const r = e.resource;
-        if (r?.id) {
-          resources.push(`${r.resourceType}/${r.id}`);
+        // A transaction-response names what it wrote by location (`Type/id/_history/n`).
+        const ref = e.resource?.id
+          ? `${e.resource.resourceType}/${e.resource.id}`
+          : e.response?.location?.split('/_history/')[0];
+        if (ref) {
+          resources.push(ref);
         }
       }
     }

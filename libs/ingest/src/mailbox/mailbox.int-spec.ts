@@ -11,7 +11,8 @@ import { TestDovecot, composeMail } from '@gw/testing/dovecot';
 import { TestSmtp, eventually } from '@gw/testing/exchange';
 import { MailboxFeature } from './mailbox.feature';
 import { MailboxStore } from './mailbox.store';
-import type { MailboxIntake, MailboxIntakeResult, MdnReply } from './mailbox.ports';
+import type { IntakeResult } from '../intake/pipeline';
+import type { MailboxIntake, MdnReply } from './mailbox.ports';
 
 const BOX = { user: 'msp@msp.mssante.fr', password: 'secret-imap' };
 const SENDER = 'dr.martin@medecin.mssante.fr';
@@ -27,10 +28,7 @@ class RecordingIntake implements MailboxIntake {
   readonly created = new Set<string>();
   down = false;
 
-  async ingest(
-    p: Principal,
-    input: { contentType: string; body: Buffer; source?: string },
-  ): Promise<MailboxIntakeResult> {
+  async ingest(p: Principal, input: { contentType: string; body: Buffer; source?: string }): Promise<IntakeResult> {
     if (this.down) {
       throw new Error('connect ECONNREFUSED 127.0.0.1:5432');
     }

@@ -1,22 +1,11 @@
-import type { Bundle, OperationOutcome } from '@medplum/fhirtypes';
-import type { Principal } from '@gw/store';
+import type { IntakePipelineApi } from '../intake/pipeline';
 
 /**
- * What the mailbox needs of the intake pipeline (libs/ingest/src/intake/pipeline.ts,
- * `IntakePipeline.ingest`): one document (here an IHE XDM zip) in, what became of it out. It must
- * be idempotent on the document's uniqueId: a message whose import committed just before a crash
- * is handed over again after the restart.
+ * What the mailbox needs of the intake pipeline ({@link IntakePipelineApi.ingest}): one IHE XDM
+ * zip in, what became of it out. The pipeline is idempotent on the document's uniqueId: a message
+ * whose import committed just before a crash is handed over again after the restart, harmlessly.
  */
-export interface MailboxIntake {
-  ingest(p: Principal, input: { contentType: string; body: Buffer; source?: string }): Promise<MailboxIntakeResult>;
-}
-
-/** The pipeline's IntakeResult, as far as the mailbox reads it. */
-export interface MailboxIntakeResult {
-  status: 'created' | 'review' | 'rejected';
-  bundle?: Bundle;
-  outcome: OperationOutcome;
-}
+export type MailboxIntake = Pick<IntakePipelineApi, 'ingest'>;
 
 /** An RFC 8098 disposition notification answering a message the mailbox received. */
 export interface MdnReply {
