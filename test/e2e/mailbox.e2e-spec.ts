@@ -148,6 +148,21 @@ describe('inbound MSSanté mailbox on a running gateway (dovecot, SMTP relay, AN
     expect(aside.map((x) => x.messageId)).toContain(m.messageId);
     const mdn = await eventually(async () => smtp.to(SENDER).find((x) => x.raw.toString().includes(m.messageId)));
     expect(mdn.raw.toString()).toMatch(/; processed\/error\r\nError: IHE_XDM\.ZIP: Unreadable zip/);
+    // The operator sees the mailbox's poll status and the reason, never the message's content.
+    const admin = { authorization: `Bearer ${await gw.token()}` };
+    const summary = (await (await fetch(`${gw.baseUrl}/admin/mailboxes`, { headers: admin })).json()) as {
+      mailbox: string;
+      lastError: string | null;
+      messages: Record<string, number>;
+    }[];
+    expect(summary.find((x) => x.mailbox === NAME)).toMatchObject({
+      lastError: null,
+      messages: { created: 2, rejected: 1 },
+    });
+    const res = await fetch(`${gw.baseUrl}/admin/mailboxes/${NAME}/messages?state=done&_count=1`, { headers: admin });
+    expect(await res.json()).toEqual([expect.objectContaining({ uid, outcome: 'rejected', reason: row.reason })]);
+    const unknown = await fetch(`${gw.baseUrl}/admin/mailboxes/other/messages`, { headers: admin });
+    expect(unknown.status).toBe(404);
     // Nothing of the documents (no patient) in the gateway's logs.
     expect(gw.logs.join('')).not.toMatch(/PAT-TROIS|DOMINIQUE|279035121518989/);
   });
