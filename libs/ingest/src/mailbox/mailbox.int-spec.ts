@@ -1,9 +1,13 @@
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import JSZip from 'jszip';
 import { createTransport } from 'nodemailer';
 import { Pool } from 'pg';
 import pino from 'pino';
 import { GatewayError, configSchema } from '@gw/platform';
 import type { MssInboxConfig } from '@gw/platform';
+import { ProfileRegistry, SearchParamRegistry, loadFhirDefinitions } from '@gw/fhir';
+import { AuditLog, FhirRepository, OrganizationAccessPolicy } from '@gw/store';
 import type { Principal } from '@gw/store';
 import { buildMdn } from '@gw/exchange';
 import { createTestDatabase, migrateAll } from '@gw/testing/database';
@@ -11,54 +15,58 @@ import { TestDovecot, composeMail } from '@gw/testing/dovecot';
 import { TestSmtp, eventually } from '@gw/testing/exchange';
 import { MailboxFeature } from './mailbox.feature';
 import { MailboxStore } from './mailbox.store';
+import { IntakePipeline } from '../intake/pipeline';
 import type { IntakeResult } from '../intake/pipeline';
+import type { IntakeInput } from '../intake/intake-input';
+import { PatientMatcher } from '../identity/matcher';
+import { IdentityReviewQueue } from '../identity/review-queue';
 import type { MailboxIntake, MdnReply } from './mailbox.ports';
 
 const BOX = { user: 'msp@msp.mssante.fr', password: 'secret-imap' };
 const SENDER = 'dr.martin@medecin.mssante.fr';
 const ORG = 'Organization/msp-mailbox';
 
+/** The ANS vaccination sample, read in place (see ../shared/samples/ans-cda/SOURCES.md). */
+const VAC = readFileSync(join(__dirname, '../../../../../shared/samples/ans-cda/VAC_2023.01.xml'), 'utf8');
+
 /**
- * Stands for the intake pipeline (its interface in the design; the real one is exercised by
- * test/e2e/mailbox.e2e-spec.ts): reads the zip, refuses one without XDM metadata as the pipeline
- * does (400), can play a database that is down, and is idempotent on the document like it.
+ * The real intake pipeline behind a fault switch: `down` plays the database behind it going away
+ * (the error pg gives); every hand-over is recorded (principal, source, document).
  */
-class RecordingIntake implements MailboxIntake {
-  readonly calls: { principal: Principal; source?: string; doc: string }[] = [];
-  readonly created = new Set<string>();
+class FaultyIntake implements MailboxIntake {
+  readonly calls: { principal: Principal; source?: string }[] = [];
   down = false;
 
-  async ingest(p: Principal, input: { contentType: string; body: Buffer; source?: string }): Promise<IntakeResult> {
+  constructor(private readonly pipeline: IntakePipeline) {}
+
+  async ingest(p: Principal, input: IntakeInput): Promise<IntakeResult> {
     if (this.down) {
       throw new Error('connect ECONNREFUSED 127.0.0.1:5432');
     }
-    const zip = await JSZip.loadAsync(input.body).catch(() => {
-      throw new GatewayError('invalid', { text: 'not a zip archive', expression: 'IHE_XDM.ZIP' });
-    });
-    const metadata = zip.file('IHE_XDM/SUBSET01/METADATA.XML');
-    if (!metadata) {
-      throw new GatewayError('invalid', { text: 'no IHE_XDM/SUBSET01/METADATA.XML', expression: 'IHE_XDM.ZIP' });
-    }
-    const doc = /uniqueId="([^"]+)"/.exec(await metadata.async('string'))?.[1] ?? 'none';
-    this.calls.push({ principal: p, source: input.source, doc });
-    this.created.add(doc);
-    return {
-      status: 'created',
-      bundle: {
-        resourceType: 'Bundle',
-        type: 'collection',
-        entry: [{ resource: { resourceType: 'Binary', id: doc, contentType: 'text/xml' } }],
-      },
-      outcome: { resourceType: 'OperationOutcome', issue: [{ severity: 'information', code: 'informational' }] },
-    };
+    this.calls.push({ principal: p, source: input.source });
+    return this.pipeline.ingest(p, input);
   }
 }
 
-async function xdm(uniqueId: string): Promise<Buffer> {
+/** An IHE XDM zip of the vaccination sample as a document of its own (ClinicalDocument/id and setId made unique). */
+async function xdm(n: string): Promise<Buffer> {
+  const doc = VAC.replace(
+    '<id root="1.2.250.1.213.1.1.1.37.2023.1.1"/>',
+    `<id root="1.2.250.1.213.1.1.1.37.2023.1.1.${n}"/>`,
+  ).replace('<setId root="1.2.250.1.213.1.1.1.37.2023.1"/>', `<setId root="1.2.250.1.213.1.1.1.37.2023.1.${n}"/>`);
   const zip = new JSZip();
-  zip.file('IHE_XDM/SUBSET01/METADATA.XML', `<SubmitObjectsRequest uniqueId="${uniqueId}"/>`);
-  zip.file('IHE_XDM/SUBSET01/DOC0001.XML', '<ClinicalDocument/>');
+  zip.file('IHE_XDM/SUBSET01/METADATA.XML', '<SubmitObjectsRequest/>');
+  zip.file('IHE_XDM/SUBSET01/DOC0001.XML', doc);
   return zip.generateAsync({ type: 'nodebuffer' });
+}
+
+/** Resources of a type the mailbox organization owns (what the pipeline wrote for it). */
+async function owned(pool: Pool, type: string): Promise<number> {
+  const { rows } = await pool.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM resource WHERE resource_type = $1 AND NOT deleted AND owner_org LIKE $2`,
+    [type, `%${ORG.split('/')[1]}`],
+  );
+  return rows[0]!.n;
 }
 
 let seq = 0;
@@ -81,7 +89,8 @@ describe('inbound MSSanté mailbox (real dovecot, PostgreSQL, SMTP)', () => {
   let pool: Pool;
   let dovecot: TestDovecot;
   let smtp: TestSmtp;
-  let intake: RecordingIntake;
+  let intake: FaultyIntake;
+  let pipeline: IntakePipeline;
   let sendMdn: (m: MdnReply) => Promise<void>;
   const features: MailboxFeature[] = [];
   const logger = pino({ level: 'silent' });
@@ -89,6 +98,14 @@ describe('inbound MSSanté mailbox (real dovecot, PostgreSQL, SMTP)', () => {
   beforeAll(async () => {
     pool = new Pool({ connectionString: await createTestDatabase('mbox'), max: 8 });
     await migrateAll(pool);
+    loadFhirDefinitions();
+    const profiles = ProfileRegistry.fromDirectory(resolve(__dirname, '../../../../fhir-profiles'));
+    const repo = new FhirRepository(pool, new SearchParamRegistry(), new OrganizationAccessPolicy(), profiles);
+    pipeline = new IntakePipeline(
+      repo,
+      new PatientMatcher(repo),
+      new IdentityReviewQueue(pool, repo, new AuditLog(pool, pino({ level: 'silent' }))),
+    );
     dovecot = await TestDovecot.start([BOX]);
     smtp = new TestSmtp();
     await smtp.start();
@@ -106,7 +123,7 @@ describe('inbound MSSanté mailbox (real dovecot, PostgreSQL, SMTP)', () => {
   });
 
   beforeEach(() => {
-    intake = new RecordingIntake();
+    intake = new FaultyIntake(pipeline);
   });
 
   /** A gateway process's mailbox feature (a new one stands for a restart), on a mailbox named `name`. */
@@ -143,9 +160,11 @@ describe('inbound MSSanté mailbox (real dovecot, PostgreSQL, SMTP)', () => {
     const client = await dovecot.client(BOX);
     await client.mailboxCreate(folder);
     await client.logout();
-    const m = await message({ zip: await xdm('1.2.250.1.999.1') });
+    const m = await message({ zip: await xdm('1') });
     const uid = await dovecot.append(BOX, m.raw, folder);
 
+    const docsBefore = await owned(pool, 'DocumentReference');
+    const vaccinesBefore = await owned(pool, 'Immunization');
     const f = feature(folder);
     await f.poller(folder).pass();
     expect(intake.calls).toHaveLength(1);
@@ -157,8 +176,10 @@ describe('inbound MSSanté mailbox (real dovecot, PostgreSQL, SMTP)', () => {
       state: 'done',
       outcome: 'created',
       documents: 1,
-      resources: ['Binary/1.2.250.1.999.1'],
     });
+    expect(row!.resources).toEqual(expect.arrayContaining([expect.stringMatching(/^DocumentReference\//)]));
+    expect((await owned(pool, 'DocumentReference')) - docsBefore).toBe(1);
+    expect((await owned(pool, 'Immunization')) - vaccinesBefore).toBe(4);
     expect(row!.mdnSentAt).not.toBeNull();
     const stored = await dovecot.messages(BOX, folder);
     expect([...stored[0]!.flags]).toEqual(expect.arrayContaining(['\\Seen', '$GwImported']));
@@ -171,6 +192,7 @@ describe('inbound MSSanté mailbox (real dovecot, PostgreSQL, SMTP)', () => {
     await restarted.poller(folder).pass();
     await restarted.poller(folder).pass();
     expect(intake.calls).toHaveLength(1);
+    expect((await owned(pool, 'Immunization')) - vaccinesBefore).toBe(4);
     expect(smtp.to(SENDER).filter((x) => x.raw.toString().includes(m.messageId))).toHaveLength(1);
   });
 
@@ -191,10 +213,16 @@ describe('inbound MSSanté mailbox (real dovecot, PostgreSQL, SMTP)', () => {
     const rows = await ledger(folder);
     expect(rows.map((r) => [r.state, r.outcome, r.reason])).toEqual([
       ['done', 'rejected', 'no IHE_XDM.ZIP attachment'],
-      ['done', 'rejected', '400: IHE_XDM.ZIP: not a zip archive'],
+      [
+        'done',
+        'rejected',
+        "IHE_XDM.ZIP: Unreadable zip (truncated or corrupt): Corrupted zip: can't find end of central directory",
+      ],
     ]);
     const mdn = await eventually(async () => smtp.to(SENDER).find((x) => x.raw.toString().includes(bad.messageId)));
-    expect(mdn.raw.toString()).toMatch(/; processed\/error\r\nError: 400: IHE_XDM.ZIP: not a zip archive/);
+    expect(mdn.raw.toString()).toMatch(
+      /; processed\/error\r\nError: IHE_XDM.ZIP: Unreadable zip \(truncated or corrupt\)/,
+    );
     expect(smtp.mails.some((x) => x.raw.toString().includes(none.messageId))).toBe(false);
     const summary = (await new MailboxStore(pool).summary()).find((m) => m.mailbox === folder);
     expect(summary).toMatchObject({ messages: { rejected: 2 }, lastError: null });
@@ -206,7 +234,7 @@ describe('inbound MSSanté mailbox (real dovecot, PostgreSQL, SMTP)', () => {
     const client = await dovecot.client(BOX);
     await client.mailboxCreate(folder);
     await client.logout();
-    const m = await message({ zip: await xdm('1.2.250.1.999.2'), mdn: false });
+    const m = await message({ zip: await xdm('2'), mdn: false });
     const uid = await dovecot.append(BOX, m.raw, folder);
     const poller = feature(folder).poller(folder);
 
@@ -234,7 +262,7 @@ describe('inbound MSSanté mailbox (real dovecot, PostgreSQL, SMTP)', () => {
     const client = await dovecot.client(BOX);
     await client.mailboxCreate(folder);
     await client.logout();
-    await dovecot.append(BOX, (await message({ zip: await xdm('1.2.250.1.999.3'), mdn: false })).raw, folder);
+    await dovecot.append(BOX, (await message({ zip: await xdm('3'), mdn: false })).raw, folder);
     const poller = feature(folder, { maxAttempts: 2, quarantine: 'GiveUp-aside' }).poller(folder);
     intake.down = true;
     for (let i = 0; i < 3; i += 1) {
@@ -251,8 +279,10 @@ describe('inbound MSSanté mailbox (real dovecot, PostgreSQL, SMTP)', () => {
     const client = await dovecot.client(BOX);
     await client.mailboxCreate(folder);
     await client.logout();
-    const m = await message({ zip: await xdm('1.2.250.1.999.4') });
+    const m = await message({ zip: await xdm('4') });
     await dovecot.append(BOX, m.raw, folder);
+    const docsBefore = await owned(pool, 'DocumentReference');
+    const vaccinesBefore = await owned(pool, 'Immunization');
     const f = feature(folder);
     // The ledger write after the pipeline committed fails (database gone at that instant, or the
     // process killed there): the message stays `received`.
@@ -270,7 +300,8 @@ describe('inbound MSSanté mailbox (real dovecot, PostgreSQL, SMTP)', () => {
     [row] = await ledger(folder);
     expect(row).toMatchObject({ state: 'done', outcome: 'created', attempts: 2 });
     expect(intake.calls.map((c) => c.source)).toEqual([intake.calls[0]!.source, intake.calls[0]!.source]);
-    expect(intake.created.size).toBe(1);
+    expect((await owned(pool, 'DocumentReference')) - docsBefore).toBe(1);
+    expect((await owned(pool, 'Immunization')) - vaccinesBefore).toBe(4);
     expect(smtp.to(SENDER).filter((x) => x.raw.toString().includes(m.messageId))).toHaveLength(1);
   });
 
@@ -300,7 +331,7 @@ describe('inbound MSSanté mailbox (real dovecot, PostgreSQL, SMTP)', () => {
     const a = feature(folder);
     const b = feature(folder);
     await a.poller(folder).pass();
-    await dovecot.append(BOX, (await message({ zip: await xdm('1.2.250.1.999.5'), mdn: false })).raw, folder);
+    await dovecot.append(BOX, (await message({ zip: await xdm('5'), mdn: false })).raw, folder);
     await b.poller(folder).pass();
     expect(intake.calls).toHaveLength(0);
     await a.stop();
@@ -321,7 +352,7 @@ describe('inbound MSSanté mailbox (real dovecot, PostgreSQL, SMTP)', () => {
         (await pool.query("SELECT 1 FROM mailbox_state WHERE mailbox = 'Idle' AND last_poll_at IS NOT NULL"))
           .rowCount === 1,
     );
-    await dovecot.append(BOX, (await message({ zip: await xdm('1.2.250.1.999.6'), mdn: false })).raw, folder);
+    await dovecot.append(BOX, (await message({ zip: await xdm('6'), mdn: false })).raw, folder);
     const row = await eventually(async () => (await ledger(folder)).find((r) => r.state === 'done'), 20_000);
     expect(row.outcome).toBe('created');
     await f.stop();
@@ -340,7 +371,7 @@ describe('inbound MSSanté mailbox (real dovecot, PostgreSQL, SMTP)', () => {
     expect(await dovecot.messages(BOX, 'Big-aside')).toHaveLength(1);
   });
 
-  it('hands an MDN about a message the gateway sent to the exchange, without answering it', async () => {
+  it('hands an MDN about a message the gateway sent to the exchange, without answering it; one about no such message is moved aside', async () => {
     const folder = 'Mdn';
     const client = await dovecot.client(BOX);
     await client.mailboxCreate(folder);
@@ -353,13 +384,32 @@ describe('inbound MSSanté mailbox (real dovecot, PostgreSQL, SMTP)', () => {
       disposition: 'processed',
     });
     await dovecot.append(BOX, raw, folder);
+    const stray = buildMdn({
+      from: SENDER,
+      to: BOX.user,
+      originalMessageId: '<unknown@elsewhere>',
+      finalRecipient: SENDER,
+      disposition: 'processed',
+    });
+    await dovecot.append(BOX, stray, folder);
     const taken: string[] = [];
-    await feature(folder, {}, { acceptMdn: async (b) => taken.push(b.toString()) })
-      .poller(folder)
-      .pass();
+    // The exchange's answer to an MDN about no message of its own (POST /exchange/mdn answers the same).
+    const acceptMdn = async (b: Buffer): Promise<void> => {
+      if (b.toString().includes('<unknown@elsewhere>')) {
+        throw new GatewayError('not-found', {
+          text: 'Original-Message-ID does not match a message sent by this gateway',
+        });
+      }
+      taken.push(b.toString());
+    };
+    await feature(folder, { quarantine: 'Mdn-aside' }, { acceptMdn }).poller(folder).pass();
     expect(taken).toHaveLength(1);
     expect(taken[0]).toContain('Original-Message-ID: <d1@gw>');
-    expect((await ledger(folder))[0]).toMatchObject({ state: 'done', outcome: 'mdn' });
+    expect((await ledger(folder)).map((r) => [r.state, r.outcome, r.reason, r.mdnSentAt])).toEqual([
+      ['done', 'quarantined', '404: Original-Message-ID does not match a message sent by this gateway', null],
+      ['done', 'mdn', null, null],
+    ]);
+    expect(await dovecot.messages(BOX, 'Mdn-aside')).toHaveLength(1);
     expect(intake.calls).toHaveLength(0);
   });
 });
