@@ -105,6 +105,7 @@ describe('inbound MSSanté mailbox (real dovecot, PostgreSQL, SMTP)', () => {
       repo,
       new PatientMatcher(repo),
       new IdentityReviewQueue(pool, repo, new AuditLog(pool, pino({ level: 'silent' }))),
+      'http://127.0.0.1:8080',
     );
     dovecot = await TestDovecot.start([BOX]);
     smtp = new TestSmtp();
