@@ -103,6 +103,9 @@ const MATRIX: Row[] = [
   ['PUT /admin/cpts/:id',                     '/admin/cpts/no-such-org',                ADMIN, EMPTY],
   ['DELETE /admin/cpts/:id',                  '/admin/cpts/no-such-org',                ADMIN],
   // Identity review queue, every organization's (operators).
+  // Inbound MSSanté mailboxes: poll status and each message's outcome and reason (no message content).
+  ['GET /admin/mailboxes',                    '/admin/mailboxes',                       ADMIN],
+  ['GET /admin/mailboxes/:name/messages',     '/admin/mailboxes/none/messages',         ADMIN],
   ['GET /admin/identity/reviews',             '/admin/identity/reviews?_count=1',       ADMIN],
   ['GET /admin/identity/reviews/:id',         `/admin/identity/reviews/${NO_REVIEW}`,   ADMIN],
   ['POST /admin/identity/reviews/:id/accept', `/admin/identity/reviews/${NO_REVIEW}/accept`, ADMIN, { body: { patient: 'Patient/x' } }],

@@ -44,8 +44,10 @@ import {
   IDENTITY_MIGRATIONS,
   INGEST_MIGRATIONS,
   INTAKE_MIGRATIONS,
+  MAILBOX_MIGRATIONS,
   IdentityReviewQueue,
   IntakePipeline,
+  MailboxFeature,
   PatientMatcher,
 } from '@gw/ingest';
 import { CptsTerritoryService, EXCHANGE_MIGRATIONS, ExchangeService, MhdRecipient } from '@gw/exchange';
@@ -64,6 +66,7 @@ export const MIGRATIONS: readonly Migration[] = [
   ...STORE_MIGRATIONS,
   ...EVENT_MIGRATIONS,
   ...INGEST_MIGRATIONS,
+  ...MAILBOX_MIGRATIONS,
   ...EXCHANGE_MIGRATIONS,
   ...INDICATOR_MIGRATIONS,
   ...BULK_EXPORT_MIGRATIONS,
@@ -103,6 +106,8 @@ export interface GatewayCore {
   identity: { matcher: PatientMatcher; reviews: IdentityReviewQueue };
   /** Practice intake: CDA, IHE XDM, HPRIM documents filed through one pipeline (POST /ingest/documents, MHD). */
   intake: IntakePipeline;
+  /** Inbound MSSanté mailboxes (GW_MSS_INBOXES): pollers, their ledger. */
+  mailbox: MailboxFeature;
   /** Discharge routing, MSSanté and MHD deliveries. */
   exchange: ExchangeService;
   /** Operator grants of CPTS territories (type, communes, member structures). */
@@ -221,11 +226,22 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       retentionHours: config.GW_BULK_RETENTION_HOURS,
       logger,
     });
+    const matcher = new PatientMatcher(repo);
+    const reviews = new IdentityReviewQueue(db.pool, repo, audit);
+    const intake = new IntakePipeline(repo, matcher, reviews, base);
+    // Inbound MSSanté mailboxes: their documents through the intake pipeline, MDNs through the outbound relay.
+    const mailbox = new MailboxFeature(
+      db.pool,
+      config.GW_MSS_INBOXES,
+      { intake, sendMdn: exchange.mdnSender, acceptMdn: (raw) => exchange.acceptMdn(raw) },
+      logger,
+    );
     const features: GatewayFeature[] = [
       housekeepingFeature(db.pool, config.GW_AUDIT_RETENTION_DAYS),
       exchange,
       indicators,
       bulk,
+      mailbox,
     ];
     for (const f of features) {
       f.register?.(queue);
@@ -244,9 +260,6 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       acceptUnknownSources: config.GW_HL7_ACCEPT_UNKNOWN_SOURCES ?? db.embedded,
       logger,
     });
-    const matcher = new PatientMatcher(repo);
-    const reviews = new IdentityReviewQueue(db.pool, repo, audit);
-    const intake = new IntakePipeline(repo, matcher, reviews, base);
     // MHD Document Recipient: the CDA of a stored ITI-65 submission are filed by the intake pipeline
     // too; its outcome stays in intake_document, the submission is stored whatever it says.
     mhdRecipient.setCdaSink(async (p, doc) => {
@@ -285,6 +298,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       hl7,
       identity: { matcher, reviews },
       intake,
+      mailbox,
       exchange,
       cpts: new CptsTerritoryService(repo, exchange.cpts, audit),
       indicators,

@@ -54,3 +54,10 @@ export type { MatchResult, MatchRule, ReviewReason, Candidate } from './identity
 export { IdentityReviewQueue, REVIEW_STATUSES, patientRef } from './identity/review-queue';
 export type { IdentityReview, OpenReview, ReviewDecision, ReviewResolver, ReviewStatus } from './identity/review-queue';
 export { IDENTITY_MIGRATIONS } from './identity/identity.schema';
+export { MAILBOX_MIGRATIONS } from './mailbox/mailbox.schema';
+export { MailboxFeature } from './mailbox/mailbox.feature';
+export { MailboxStore } from './mailbox/mailbox.store';
+export type { MailboxMessage, MailboxSummary, MessageState, MessageOutcome } from './mailbox/mailbox.store';
+export type { MailboxIntake, MailboxPorts, MdnReply } from './mailbox/mailbox.ports';
+export { readInboundMail, XDM_ATTACHMENT } from './mailbox/inbound-mail.reader';
+export type { InboundMail } from './mailbox/inbound-mail.reader';

@@ -1,5 +1,5 @@
-export { loadConfig, baseUrl, configSchema, CONFIG_VARIABLES, ConfigError } from './config';
-export type { GatewayConfig, OidcProviderConfig } from './config';
+export { loadConfig, baseUrl, configSchema, CONFIG_VARIABLES, ConfigError, inboxName } from './config';
+export type { GatewayConfig, MssInboxConfig, OidcProviderConfig } from './config';
 export { GatewayError } from './errors';
 export type { ErrorCategory, IssueInput } from './errors';
 export { createLogger, pathOnly, REDACTED_PATHS } from './logger';

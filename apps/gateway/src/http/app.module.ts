@@ -16,6 +16,7 @@ import { Hl7AdminController } from '../admin/hl7-admin.controller';
 import { DocumentsController } from '../ingest/documents.controller';
 import { Hl7Controller } from '../ingest/hl7.controller';
 import { IdentityReviewAdminController, IdentityReviewController } from '../admin/identity-review.controller';
+import { MailboxAdminController } from '../admin/mailbox-admin.controller';
 import { MeasureController } from '../fhir/measure.controller';
 import { OAuthController } from '../auth/oauth.controller';
 import { OutcomeFilter } from './outcome.filter';
@@ -43,6 +44,7 @@ export class AppModule {
         DashboardController,
         IdentityReviewAdminController,
         IdentityReviewController,
+        MailboxAdminController,
       ],
       providers: [
         { provide: CORE, useValue: core },
