@@ -37,7 +37,7 @@ import {
   loadSharingMatrix,
   rebuildSharingProjection,
 } from '@gw/store';
-import { Hl7IngestService, INGEST_MIGRATIONS } from '@gw/ingest';
+import { HPRIM_MIGRATIONS, Hl7IngestService, HprimIntake, INGEST_MIGRATIONS } from '@gw/ingest';
 import { CptsTerritoryService, EXCHANGE_MIGRATIONS, ExchangeService, MhdRecipient } from '@gw/exchange';
 import { INDICATOR_MIGRATIONS, IndicatorsService } from '@gw/indicators';
 import { DashboardLogin } from './auth/dashboard-login.service';
@@ -54,6 +54,7 @@ export const MIGRATIONS: readonly Migration[] = [
   ...STORE_MIGRATIONS,
   ...EVENT_MIGRATIONS,
   ...INGEST_MIGRATIONS,
+  ...HPRIM_MIGRATIONS,
   ...EXCHANGE_MIGRATIONS,
   ...INDICATOR_MIGRATIONS,
   ...BULK_EXPORT_MIGRATIONS,
@@ -87,6 +88,8 @@ export interface GatewayCore {
   capability: CapabilityStatement;
   /** HL7 v2 intake (MLLP and POST /hl7v2). */
   hl7: Hl7IngestService;
+  /** HPRIM lab files: per-lab code maps, results held until their code is mapped. */
+  hprim: HprimIntake;
   /** Discharge routing, MSSanté and MHD deliveries. */
   exchange: ExchangeService;
   /** Operator grants of CPTS territories (type, communes, member structures). */
@@ -249,6 +252,8 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       profiles,
       capability,
       hl7,
+      // The intake pipeline attaches itself as the filer (hprim.useFiler) when it is built.
+      hprim: new HprimIntake(db.pool),
       exchange,
       cpts: new CptsTerritoryService(repo, exchange.cpts, audit),
       indicators,

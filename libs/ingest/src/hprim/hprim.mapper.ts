@@ -78,7 +78,7 @@ export function hprimExtraction(
     ...(part.requestNumber
       ? { identifier: [{ system: `${labCodeSystem(part.lab)}/request`, value: part.requestNumber }] }
       : {}),
-    result: resources.map((r): Reference => ({ reference: r.fullUrl })),
+    result: resources.map((r): Reference<Observation> => ({ reference: r.fullUrl })),
     ...(part.notes.length > 0 ? { conclusion: part.notes.join('\n') } : {}),
   };
   resources.push({ resource: report, fullUrl: `urn:uuid:${randomUUID()}` });
