@@ -25,3 +25,5 @@ export type { CodeLookup, LabCodeEntry } from './hprim/hprim.mapper';
 export { LabCodeMap, checkKey, isLoincCode, validateLabCode } from './hprim/lab-code.map';
 export type { LabCodeInput, LabCodeMapping } from './hprim/lab-code.map';
 export { isUcum, ucumOf } from './hprim/ucum';
+export { PATIENT_PLACEHOLDER } from './intake/extraction';
+export type { Extraction, ExtractedDocument, ExtractedResource, PatientTraits } from './intake/extraction';

@@ -5,7 +5,7 @@ import type { CodeLookup, LabCodeEntry } from './hprim.mapper';
 import { isUcum } from './ucum';
 
 /** A lab's key (FINESS or the header's lab line, see labKeyOf) and a local code: printable, no slash. */
-const KEY = /^[^/\\\u0000-\u001f\u007f]{1,80}$/;
+const KEY = /^[^/\\\p{Cc}]{1,80}$/u;
 const LOINC_CODE = /^(\d{1,7})-(\d)$/;
 
 /** A mapping as the API shows it. */
