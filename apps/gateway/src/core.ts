@@ -1,6 +1,7 @@
 import { join, resolve } from 'node:path';
 import {
   ClientRegistry,
+  GatewayError,
   ClientStatusCache,
   OidcProviders,
   PLATFORM_MIGRATIONS,
@@ -13,6 +14,7 @@ import {
   closeSteps,
   processShutdownSteps,
   queueSettings,
+  DashboardLoginStore,
 } from '@gw/platform';
 import type { DatabaseHandle, GatewayConfig, GatewayFeature, Logger, Migration, ShutdownStep } from '@gw/platform';
 import { ProfileRegistry, SearchParamRegistry, buildCapabilityStatement, loadFhirDefinitions } from '@gw/fhir';
@@ -37,7 +39,19 @@ import {
   loadSharingMatrix,
   rebuildSharingProjection,
 } from '@gw/store';
-import { HPRIM_MIGRATIONS, Hl7IngestService, HprimIntake, INGEST_MIGRATIONS } from '@gw/ingest';
+import {
+  HPRIM_MIGRATIONS,
+  Hl7IngestService,
+  HprimIntake,
+  IDENTITY_MIGRATIONS,
+  INGEST_MIGRATIONS,
+  INTAKE_MIGRATIONS,
+  MAILBOX_MIGRATIONS,
+  IdentityReviewQueue,
+  IntakePipeline,
+  MailboxFeature,
+  PatientMatcher,
+} from '@gw/ingest';
 import { CptsTerritoryService, EXCHANGE_MIGRATIONS, ExchangeService, MhdRecipient } from '@gw/exchange';
 import { INDICATOR_MIGRATIONS, IndicatorsService } from '@gw/indicators';
 import { DashboardLogin } from './auth/dashboard-login.service';
@@ -55,12 +69,15 @@ export const MIGRATIONS: readonly Migration[] = [
   ...EVENT_MIGRATIONS,
   ...INGEST_MIGRATIONS,
   ...HPRIM_MIGRATIONS,
+  ...MAILBOX_MIGRATIONS,
   ...EXCHANGE_MIGRATIONS,
   ...INDICATOR_MIGRATIONS,
   ...BULK_EXPORT_MIGRATIONS,
   ...DIRECTORY_MIGRATIONS,
   ...AUDIT_MIGRATIONS,
   ...SHARING_MIGRATIONS,
+  ...IDENTITY_MIGRATIONS,
+  ...INTAKE_MIGRATIONS,
 ];
 
 /** Capabilities an operator may grant a client (admin API, CLI); the store acts on them. */
@@ -90,6 +107,12 @@ export interface GatewayCore {
   hl7: Hl7IngestService;
   /** HPRIM lab files: per-lab code maps, results held until their code is mapped. */
   hprim: HprimIntake;
+  /** Patient matching (one rule for every channel) and the identity review queue. */
+  identity: { matcher: PatientMatcher; reviews: IdentityReviewQueue };
+  /** Practice intake: CDA, IHE XDM, HPRIM documents filed through one pipeline (POST /ingest/documents, MHD). */
+  intake: IntakePipeline;
+  /** Inbound MSSanté mailboxes (GW_MSS_INBOXES): pollers, their ledger. */
+  mailbox: MailboxFeature;
   /** Discharge routing, MSSanté and MHD deliveries. */
   exchange: ExchangeService;
   /** Operator grants of CPTS territories (type, communes, member structures). */
@@ -158,6 +181,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       maxValues: config.GW_SEARCH_MAX_VALUES,
       logger,
       bundleInterceptor: (p, body) => mhdRecipient.intercept(p, body),
+      afterBundle: (p, body, response) => mhdRecipient.afterStored(p, body, response),
     });
     const clients = new ClientRegistry(db.pool, { knownGrants: CLIENT_GRANTS });
     const clientStatus = new ClientStatusCache(clients, { databaseUrl: db.url, logger });
@@ -180,7 +204,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
         windowMs: config.GW_TOKEN_FAILURE_WINDOW_SECONDS * 1000,
       },
     });
-    const dashboardLogin = new DashboardLogin(db.pool, tokens, clients, config, base);
+    const dashboardLogin = new DashboardLogin(new DashboardLoginStore(db.pool), tokens, clients, config, base);
     const queue = new QueueService({
       databaseUrl: db.url,
       redisUrl: config.GW_REDIS_URL,
@@ -207,11 +231,25 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       retentionHours: config.GW_BULK_RETENTION_HOURS,
       logger,
     });
+    const matcher = new PatientMatcher(repo);
+    const reviews = new IdentityReviewQueue(db.pool, repo, audit);
+    const intake = new IntakePipeline(repo, matcher, reviews, base);
+    // HPRIM lab files: its held results are filed through the pipeline once their codes are mapped.
+    const hprim = new HprimIntake(db.pool);
+    hprim.useFiler(intake);
+    // Inbound MSSanté mailboxes: their documents through the intake pipeline, MDNs through the outbound relay.
+    const mailbox = new MailboxFeature(
+      db.pool,
+      config.GW_MSS_INBOXES,
+      { intake, sendMdn: exchange.mdnSender, acceptMdn: (raw) => exchange.acceptMdn(raw) },
+      logger,
+    );
     const features: GatewayFeature[] = [
       housekeepingFeature(db.pool, config.GW_AUDIT_RETENTION_DAYS),
       exchange,
       indicators,
       bulk,
+      mailbox,
     ];
     for (const f of features) {
       f.register?.(queue);
@@ -229,6 +267,20 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
     const hl7 = new Hl7IngestService(db.pool, repo, {
       acceptUnknownSources: config.GW_HL7_ACCEPT_UNKNOWN_SOURCES ?? db.embedded,
       logger,
+    });
+    // MHD Document Recipient: the CDA of a stored ITI-65 submission are filed by the intake pipeline
+    // too; its outcome stays in intake_document, the submission is stored whatever it says.
+    mhdRecipient.setCdaSink(async (p, doc) => {
+      const result = await intake.ingest(p, { ...doc, source: 'mhd' }).catch((err: unknown) => ({
+        status: 'rejected' as const,
+        outcome: err instanceof GatewayError ? err.toOutcome() : undefined,
+        error: err,
+      }));
+      if (result.status === 'rejected') {
+        // Codes only: an outcome may quote the document.
+        const codes = result.outcome?.issue.map((i) => i.code) ?? ['exception'];
+        logger.warn({ issues: codes }, 'an MHD document was stored but not filed by the intake');
+      }
     });
     const shutdownSteps = (): ShutdownStep[] => [
       // After the listeners (no request checks a token any more), before the database.
@@ -252,8 +304,10 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       profiles,
       capability,
       hl7,
-      // The intake pipeline attaches itself as the filer (hprim.useFiler) when it is built.
-      hprim: new HprimIntake(db.pool),
+      hprim,
+      identity: { matcher, reviews },
+      intake,
+      mailbox,
       exchange,
       cpts: new CptsTerritoryService(repo, exchange.cpts, audit),
       indicators,
