@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Observation } from '@medplum/fhirtypes';
-import type { Extraction, ExtractionFiler, FilingResult } from '@gw/ingest';
+import type { Extraction, ExtractionFiler, IntakeResult } from '@gw/ingest';
 import type { Principal } from '@gw/store';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
@@ -14,7 +14,7 @@ import { send } from '../support/security';
  */
 class RecordingFiler implements ExtractionFiler {
   calls: { p: Principal; extractions: Extraction[] }[] = [];
-  async ingestExtractions(p: Principal, extractions: Extraction[]): Promise<FilingResult> {
+  async ingestExtractions(p: Principal, extractions: Extraction[]): Promise<IntakeResult> {
     this.calls.push({ p, extractions });
     return Promise.resolve({ status: 'created', outcome: { resourceType: 'OperationOutcome', issue: [] } });
   }

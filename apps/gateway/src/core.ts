@@ -234,9 +234,10 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
     const matcher = new PatientMatcher(repo);
     const reviews = new IdentityReviewQueue(db.pool, repo, audit);
     const intake = new IntakePipeline(repo, matcher, reviews, base);
-    // HPRIM lab files: its held results are filed through the pipeline once their codes are mapped.
+    // HPRIM lab files: text bodies of the pipeline are read by it; held results filed once their codes are mapped.
     const hprim = new HprimIntake(db.pool);
     hprim.useFiler(intake);
+    intake.registerTextReader(hprim.reader);
     // Inbound MSSanté mailboxes: their documents through the intake pipeline, MDNs through the outbound relay.
     const mailbox = new MailboxFeature(
       db.pool,

@@ -16,7 +16,7 @@ export { INGEST_MIGRATIONS } from './hl7v2/hl7v2.schema';
 export { Hl7Ledger } from './hl7v2/hl7.ledger';
 export type { LedgerEntry, LedgerFilter, LedgerMessage } from './hl7v2/hl7.ledger';
 export { HprimIntake } from './hprim/hprim-intake.service';
-export type { ExtractionFiler, FilingResult, HeldFiling, UnmappedCode } from './hprim/hprim-intake.service';
+export type { ExtractionFiler, HeldFiling, UnmappedCode } from './hprim/hprim-intake.service';
 export { HPRIM_MIGRATIONS } from './hprim/hprim.schema';
 export { readHprim, looksLikeHprim, decodeHprim, labKeyOf, HprimFormatError } from './hprim/hprim.reader';
 export type { HprimFile, HprimPart, HprimResult, HprimCharset } from './hprim/hprim.reader';

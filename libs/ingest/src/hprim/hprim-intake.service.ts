@@ -1,28 +1,17 @@
 import type { Pool, PoolClient } from 'pg';
-import type { Bundle, OperationOutcome, OperationOutcomeIssue } from '@medplum/fhirtypes';
 import { GatewayError } from '@gw/platform';
 import type { Principal } from '@gw/store';
 import type { Extraction } from '../intake/extraction';
+import type { IntakeReader } from '../intake/intake-input';
+import { checkScopes } from '../intake/pipeline';
+import type { IntakePipelineApi, IntakeResult } from '../intake/pipeline';
 import { hprimExtraction } from './hprim.mapper';
 import type { HprimCharset, HprimPart, HprimResult } from './hprim.reader';
-import { HprimFormatError, readHprim } from './hprim.reader';
+import { HprimFormatError, looksLikeHprim, readHprim } from './hprim.reader';
 import { LabCodeMap } from './lab-code.map';
 
-/**
- * What the intake pipeline answers (IntakePipeline.ingestExtractions, docs/intake.md): the same
- * shape, declared here so that this module depends on the pipeline's behaviour, not its class.
- */
-export interface FilingResult {
-  status: 'created' | 'review' | 'rejected';
-  bundle?: Bundle;
-  outcome: OperationOutcome;
-  reviews?: string[];
-}
-
 /** Files extractions: the intake pipeline (matching, DocumentReference + Binary, facts, Provenance). */
-export interface ExtractionFiler {
-  ingestExtractions(p: Principal, extractions: Extraction[], source: string): Promise<FilingResult>;
-}
+export type ExtractionFiler = Pick<IntakePipelineApi, 'ingestExtractions'>;
 
 /** One code whose results wait (GET /ingest/lab-codes/unmapped): no patient data, counts only. */
 export interface UnmappedCode {
@@ -63,11 +52,48 @@ export class HprimIntake {
   }
 
   /**
+   * The pipeline's text reader (IntakePipeline.registerTextReader): an HPRIM body read for the
+   * caller's organization, its unmapped results held, the rest returned to be filed. A text body
+   * that is not HPRIM is refused (415), as is a body read without a caller (nothing to map it for).
+   */
+  readonly reader: IntakeReader = async (body, { principal, source }) => {
+    if (!looksLikeHprim(body)) {
+      throw new GatewayError('unsupported-media-type', {
+        text: 'Unsupported text document: expected an HPRIM Médecins file (a CDA, an IHE XDM zip otherwise)',
+        expression: 'Content-Type',
+      });
+    }
+    if (!principal?.organization) {
+      throw new GatewayError('forbidden', { text: 'HPRIM results are filed for an organization: the client has none' });
+    }
+    const { extractions } = await this.prepare(principal, body, { organization: principal.organization, source });
+    return extractions;
+  };
+
+  /**
    * Reads an HPRIM file and files it for `organization` (the structure the results belong to).
    * @throws GatewayError invalid (400) naming the line when the file cannot be read.
    */
-  async ingest(p: Principal, body: Buffer, opts: { organization: string; source: string }): Promise<FilingResult> {
+  async ingest(p: Principal, body: Buffer, opts: { organization: string; source: string }): Promise<IntakeResult> {
     const filer = this.requireFiler();
+    const { extractions, held } = await this.prepare(p, body, opts);
+    const result = await filer.ingestExtractions(p, extractions, opts.source);
+    if (result.status === 'rejected') {
+      await this.release(held);
+    }
+    return result;
+  }
+
+  /**
+   * Reads the file, maps each part through its lab's code map, holds the unmapped results (held
+   * before filing, so that a crash between the two loses nothing) and says so in the part's
+   * warnings (the pipeline's OperationOutcome).
+   */
+  private async prepare(
+    p: Principal,
+    body: Buffer,
+    opts: { organization: string; source: string },
+  ): Promise<{ extractions: Extraction[]; held: { id: string; created: boolean; previous: number }[] }> {
     let file;
     try {
       file = readHprim(body);
@@ -85,22 +111,16 @@ export class HprimIntake {
       lookups.set(part.lab, codes);
       const version = (await this.storedVersion(opts.organization, part.digest)) + 1;
       const { extraction, unmapped } = hprimExtraction(part, file.charset, { codes, version });
+      if (unmapped.length > 0) {
+        extraction.warnings.push(heldWarning(part.lab, unmapped.length));
+      }
       extractions.push(extraction);
       planned.push({ part, unmapped, version });
     }
-    // Held before filing, so that a crash between the two loses nothing (a held result of a file
-    // the pipeline then refuses is dropped below).
+    // Scopes first: a caller that may not file these results holds nothing either.
+    checkScopes(p, extractions);
     const held = await this.hold(p, opts, file.charset, planned);
-    const result = await filer.ingestExtractions(p, extractions, opts.source);
-    if (result.status === 'rejected') {
-      await this.release(held);
-      return result;
-    }
-    const count = planned.reduce((n, x) => n + x.unmapped.length, 0);
-    if (count > 0) {
-      result.outcome.issue.push(heldIssue(count));
-    }
-    return result;
+    return { extractions, held };
   }
 
   /** Codes with held results, per lab, for one structure (or every structure for an operator). */
@@ -283,12 +303,9 @@ export class HprimIntake {
   }
 }
 
-function heldIssue(count: number): OperationOutcomeIssue {
+function heldWarning(lab: string, count: number): { location: string; text: string } {
   return {
-    severity: 'information',
-    code: 'informational',
-    details: {
-      text: `${count} result(s) held until their lab codes are mapped (GET /ingest/lab-codes/unmapped, PUT /ingest/lab-codes/{lab}/{code})`,
-    },
+    location: `lab ${lab}`,
+    text: `${count} result(s) held until their lab codes are mapped (GET /ingest/lab-codes/unmapped, PUT /ingest/lab-codes/{lab}/{code})`,
   };
 }

@@ -85,7 +85,9 @@ export function hprimExtraction(
   const extraction: Extraction = {
     patient: part.patient,
     document: {
-      uniqueId: part.digest,
+      // One id per version: the pipeline answers a known uniqueId with what it filed before, and
+      // replaces the facts of an earlier version of the same setId by the new version's.
+      uniqueId: (opts.version ?? 1) > 1 ? `${part.digest}.v${opts.version}` : part.digest,
       setId: part.digest,
       version: opts.version ?? 1,
       type: LAB_REPORT,
