@@ -8,9 +8,8 @@ import type { TestGateway } from '../support/gateway';
 import { send } from '../support/security';
 
 /**
- * The lab code map API and the unknown-codes queue over real HTTP. Until the intake pipeline
- * (POST /ingest/documents) is in, files are handed to the HPRIM intake directly and the filer
- * records what the pipeline would be given.
+ * The lab code map API and the unknown-codes queue over real HTTP, the filer recording what the
+ * pipeline is given (the real pipeline behind POST /ingest/documents: hprim-intake.e2e-spec.ts).
  */
 class RecordingFiler implements ExtractionFiler {
   calls: { p: Principal; extractions: Extraction[] }[] = [];

@@ -206,8 +206,12 @@ export class HprimIntake {
     }
     const version = row.version + 1;
     const { extraction } = hprimExtraction(part, row.charset, { codes, version });
-    const result = await filer.ingestExtractions(row.filer, [extraction], row.source);
-    if (result.status === 'rejected') {
+    // A refusal (the pipeline throws when its only document is refused) leaves the results held.
+    const result = await filer.ingestExtractions(row.filer, [extraction], row.source).catch((e: unknown) => {
+      if (e instanceof GatewayError) return undefined;
+      throw e;
+    });
+    if (!result || result.status === 'rejected') {
       return undefined;
     }
     await c.query(

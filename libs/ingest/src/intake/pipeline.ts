@@ -673,9 +673,11 @@ function practitionerReference(
   a: ExtractedPractitioner,
   pcpRef: string | undefined,
   pcp: ExtractedPractitioner | undefined,
-): Reference<Practitioner> {
+): Reference<Practitioner | Organization> {
   if (pcpRef && a.idNatPs && a.idNatPs === pcp?.idNatPs) return { reference: pcpRef };
   const display = [a.given, a.family].filter(Boolean).join(' ');
+  // A document authored by an organization only (an HPRIM lab): an empty Reference is invalid FHIR.
+  if (!a.idNatPs && !display && a.organization) return organizationReference(a.organization);
   return {
     ...(a.idNatPs ? { identifier: { system: IDNATPS, value: a.idNatPs } } : {}),
     ...(display ? { display } : {}),
