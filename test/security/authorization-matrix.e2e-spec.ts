@@ -116,6 +116,11 @@ const MATRIX: Row[] = [
 
   // --- HL7 v2 over HTTP: Patient.cu and Encounter.cu (an empty body past the check: 415) ---
   ['POST /hl7v2',                             '/hl7v2',                                 '401 ok ok  ok  403 403', ER7],
+  // HPRIM lab code maps: a structure's own labs (Observation read / create scopes), any structure for an operator.
+  ['GET /ingest/lab-codes/unmapped',          '/ingest/lab-codes/unmapped',             '401 ok ok  403 ok  403'],
+  ['GET /ingest/lab-codes/:lab',              '/ingest/lab-codes/750000001',            '401 ok ok  403 ok  403'],
+  ['PUT /ingest/lab-codes/:lab/:code',        '/ingest/lab-codes/750000001/GLY',        '401 ok ok  403 403 403', EMPTY],
+  ['DELETE /ingest/lab-codes/:lab/:code',     '/ingest/lab-codes/750000001/GLY',        '401 ok ok  403 403 403'],
 
   // --- a structure's own identity review queue: read with Patient.rs, decide with Patient.cu (its organization's only) ---
   // Practice documents in: write scopes on every type a document writes (structure-wide system/*.cu);

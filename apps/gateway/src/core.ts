@@ -40,7 +40,9 @@ import {
   rebuildSharingProjection,
 } from '@gw/store';
 import {
+  HPRIM_MIGRATIONS,
   Hl7IngestService,
+  HprimIntake,
   IDENTITY_MIGRATIONS,
   INGEST_MIGRATIONS,
   INTAKE_MIGRATIONS,
@@ -66,6 +68,7 @@ export const MIGRATIONS: readonly Migration[] = [
   ...STORE_MIGRATIONS,
   ...EVENT_MIGRATIONS,
   ...INGEST_MIGRATIONS,
+  ...HPRIM_MIGRATIONS,
   ...MAILBOX_MIGRATIONS,
   ...EXCHANGE_MIGRATIONS,
   ...INDICATOR_MIGRATIONS,
@@ -102,6 +105,8 @@ export interface GatewayCore {
   capability: CapabilityStatement;
   /** HL7 v2 intake (MLLP and POST /hl7v2). */
   hl7: Hl7IngestService;
+  /** HPRIM lab files: per-lab code maps, results held until their code is mapped. */
+  hprim: HprimIntake;
   /** Patient matching (one rule for every channel) and the identity review queue. */
   identity: { matcher: PatientMatcher; reviews: IdentityReviewQueue };
   /** Practice intake: CDA, IHE XDM, HPRIM documents filed through one pipeline (POST /ingest/documents, MHD). */
@@ -229,6 +234,10 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
     const matcher = new PatientMatcher(repo);
     const reviews = new IdentityReviewQueue(db.pool, repo, audit);
     const intake = new IntakePipeline(repo, matcher, reviews, base);
+    // HPRIM lab files: text bodies of the pipeline are read by it; held results filed once their codes are mapped.
+    const hprim = new HprimIntake(db.pool);
+    hprim.useFiler(intake);
+    intake.registerTextReader(hprim.reader);
     // Inbound MSSanté mailboxes: their documents through the intake pipeline, MDNs through the outbound relay.
     const mailbox = new MailboxFeature(
       db.pool,
@@ -296,6 +305,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       profiles,
       capability,
       hl7,
+      hprim,
       identity: { matcher, reviews },
       intake,
       mailbox,

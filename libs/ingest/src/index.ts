@@ -15,6 +15,16 @@ export type { Stay, StoredMovement } from './hl7v2/adt.mapper';
 export { INGEST_MIGRATIONS } from './hl7v2/hl7v2.schema';
 export { Hl7Ledger } from './hl7v2/hl7.ledger';
 export type { LedgerEntry, LedgerFilter, LedgerMessage } from './hl7v2/hl7.ledger';
+export { HprimIntake } from './hprim/hprim-intake.service';
+export type { ExtractionFiler, HeldFiling, UnmappedCode } from './hprim/hprim-intake.service';
+export { HPRIM_MIGRATIONS } from './hprim/hprim.schema';
+export { readHprim, looksLikeHprim, decodeHprim, labKeyOf, HprimFormatError } from './hprim/hprim.reader';
+export type { HprimFile, HprimPart, HprimResult, HprimCharset } from './hprim/hprim.reader';
+export { hprimExtraction, labCodeSystem } from './hprim/hprim.mapper';
+export type { CodeLookup, LabCodeEntry } from './hprim/hprim.mapper';
+export { LabCodeMap, checkKey, isLoincCode, validateLabCode } from './hprim/lab-code.map';
+export type { LabCodeInput, LabCodeMapping } from './hprim/lab-code.map';
+export { isUcum, ucumOf } from './hprim/ucum';
 export * as Terminology from './terminology/code-systems';
 export {
   canonicalSystem,

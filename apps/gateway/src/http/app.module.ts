@@ -15,6 +15,7 @@ import { HealthController, METRICS } from '../ops/health.controller';
 import { Hl7AdminController } from '../admin/hl7-admin.controller';
 import { DocumentsController } from '../ingest/documents.controller';
 import { Hl7Controller } from '../ingest/hl7.controller';
+import { LabCodesController } from '../ingest/lab-codes.controller';
 import { IdentityReviewAdminController, IdentityReviewController } from '../admin/identity-review.controller';
 import { MailboxAdminController } from '../admin/mailbox-admin.controller';
 import { MeasureController } from '../fhir/measure.controller';
@@ -38,6 +39,7 @@ export class AppModule {
         Hl7Controller,
         DocumentsController,
         Hl7AdminController,
+        LabCodesController,
         ExchangeAdminController,
         CptsAdminController,
         DashboardLoginController,

@@ -58,7 +58,7 @@ export class DocumentsController {
       .split(';')[0]
       .trim();
     // Unreadable input throws here (GatewayError naming the element): nothing was written.
-    const extractions = await this.core.intake.read({ contentType, body: req.body, source: 'api' });
+    const extractions = await this.core.intake.read({ contentType, body: req.body, source: 'api' }, principal);
     const result = await this.core.intake.ingestExtractions(principal, extractions, 'api');
     const status = result.status === 'review' && !result.bundle ? 202 : 201;
     this.core.audit.record({

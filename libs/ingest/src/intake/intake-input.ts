@@ -1,5 +1,6 @@
 import JSZip from 'jszip';
 import { GatewayError } from '@gw/platform';
+import type { Principal } from '@gw/store';
 import { readCda } from '../cda/cda.reader';
 import { MAX_CDA_BYTES } from '../cda/cda-xml';
 import type { Extraction } from './extraction';
@@ -12,8 +13,15 @@ export interface IntakeInput {
   source?: string;
 }
 
-/** Reads a non-CDA body into extractions (HPRIM: registered by its reader, not known here). */
-export type IntakeReader = (body: Buffer) => Extraction[] | Promise<Extraction[]>;
+/**
+ * Reads a non-CDA body into extractions (HPRIM: registered by its reader, not known here). The
+ * caller is given because what a text body holds may depend on its organization (HPRIM: the
+ * organization's lab code maps) — undefined when the body is only read, not filed.
+ */
+export type IntakeReader = (
+  body: Buffer,
+  context: { principal?: Principal; source: string },
+) => Extraction[] | Promise<Extraction[]>;
 
 const MAX_ZIP_ENTRIES = 200;
 
@@ -22,7 +30,11 @@ const MAX_ZIP_ENTRIES = 200;
  * a zip (PK\x03\x04) is an IHE XDM; XML is a CDA; anything else goes to the text reader when one is
  * registered (HPRIM).
  */
-export async function readIntakeInput(input: IntakeInput, textReader?: IntakeReader): Promise<Extraction[]> {
+export async function readIntakeInput(
+  input: IntakeInput,
+  textReader?: IntakeReader,
+  principal?: Principal,
+): Promise<Extraction[]> {
   const { body } = input;
   if (body.length === 0) throw new GatewayError('invalid', { text: 'The body is empty', expression: 'body' });
   if (body.subarray(0, 4).equals(Buffer.from('PK\x03\x04', 'latin1'))) return readXdm(body);
@@ -32,7 +44,7 @@ export async function readIntakeInput(input: IntakeInput, textReader?: IntakeRea
     .replace(/^\uFEFF|^\xEF\xBB\xBF/, '')
     .trimStart();
   if (head.startsWith('<')) return [readCda(body)];
-  if (textReader) return textReader(body);
+  if (textReader) return textReader(body, { ...(principal ? { principal } : {}), source: input.source ?? 'api' });
   throw new GatewayError('unsupported-media-type', {
     text: `Unsupported document (${input.contentType}): expected a CDA, an IHE XDM zip or an HPRIM file`,
     expression: 'Content-Type',

@@ -128,15 +128,18 @@ export class IntakePipeline implements IntakePipelineApi {
     return row?.raw ? { contentType: row.content_type, content: row.raw } : undefined;
   }
 
-  /** Reads a body into extractions; throws a GatewayError naming the element when it cannot. */
-  read(input: IntakeInput): Promise<Extraction[]> {
-    return readIntakeInput(input, this.textReader);
+  /**
+   * Reads a body into extractions; throws a GatewayError naming the element when it cannot. `p`:
+   * the caller the extractions will be filed for (the text reader needs its organization).
+   */
+  read(input: IntakeInput, p?: Principal): Promise<Extraction[]> {
+    return readIntakeInput(input, this.textReader, p);
   }
 
   /** Never throws a GatewayError: an unreadable body or a refused write is answered `rejected` (nothing written). */
   async ingest(p: Principal, input: IntakeInput): Promise<IntakeResult> {
     try {
-      const extractions = await this.read(input);
+      const extractions = await this.read(input, p);
       return await this.ingestExtractions(p, extractions, input.source ?? 'api');
     } catch (err) {
       if (err instanceof GatewayError) {
@@ -670,9 +673,11 @@ function practitionerReference(
   a: ExtractedPractitioner,
   pcpRef: string | undefined,
   pcp: ExtractedPractitioner | undefined,
-): Reference<Practitioner> {
+): Reference<Practitioner | Organization> {
   if (pcpRef && a.idNatPs && a.idNatPs === pcp?.idNatPs) return { reference: pcpRef };
   const display = [a.given, a.family].filter(Boolean).join(' ');
+  // A document authored by an organization only (an HPRIM lab): an empty Reference is invalid FHIR.
+  if (!a.idNatPs && !display && a.organization) return organizationReference(a.organization);
   return {
     ...(a.idNatPs ? { identifier: { system: IDNATPS, value: a.idNatPs } } : {}),
     ...(display ? { display } : {}),
