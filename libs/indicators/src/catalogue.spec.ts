@@ -38,9 +38,51 @@ describe('MeasureCatalogue', () => {
       event: { resource: 'Encounter' },
     });
     expect(c.get('cpts-sans-medecin-traitant')?.improvement).toBe('decrease');
-    expect(c.resolve('https://gateway.fr-primary-care.org/fhir/ValueSet/antidiabetiques')).toEqual([
-      { system: 'http://www.whocc.no/atc', code: 'A10', prefix: true },
-    ]);
+    // The ANS canonical first, then every legacy name of ATC (facts stored before canonicalisation).
+    expect(c.resolve('https://gateway.fr-primary-care.org/fhir/ValueSet/antidiabetiques')).toEqual(
+      [
+        'https://smt.esante.gouv.fr/terminologie-atc',
+        'http://www.whocc.no/atc',
+        'urn:oid:2.16.840.1.113883.6.73',
+        'urn:oid:1.2.250.1.215.200.1.2.1',
+        'urn:oid:1.2.250.1.215.200.1.2.2',
+      ].map((system) => ({ system, code: 'A10', prefix: true })),
+    );
+  });
+
+  it('matches the codes real documents carry: NGAP AMY retinography, NABM HbA1c, the CCAM OID of older facts', () => {
+    const c = MeasureCatalogue.fromDirectory(SHIPPED);
+    const fundus = c.resolve('https://gateway.fr-primary-care.org/fhir/ValueSet/fond-oeil');
+    expect(fundus).toContainEqual({ system: 'urn:oid:1.2.250.1.213.2.10', code: 'AMY', prefix: false });
+    expect(fundus).toContainEqual({
+      system: 'https://smt.esante.gouv.fr/terminologie-ccam',
+      code: 'BGQP002',
+      prefix: false,
+    });
+    expect(fundus).toContainEqual({ system: 'urn:oid:1.2.250.1.213.2.5', code: 'BGQP002', prefix: false });
+    expect(c.resolve('https://gateway.fr-primary-care.org/fhir/ValueSet/hba1c')).toContainEqual({
+      system: 'https://smt.esante.gouv.fr/terminologie-nabm',
+      code: '1577',
+      prefix: false,
+    });
+    const risk = c.resolve('https://gateway.fr-primary-care.org/fhir/ValueSet/risque-grippe');
+    expect(risk).toContainEqual({ system: 'http://hl7.org/fhir/sid/icd-10', code: 'E11', prefix: true });
+    expect(risk).toContainEqual({
+      system: 'https://smt.esante.gouv.fr/terminologie-cim-10',
+      code: 'E11',
+      prefix: true,
+    });
+  });
+
+  it('reads a ValueSet written with a legacy system name as its canonical too', () => {
+    const dir = variant('ValueSet-vaccin-grippe.json', (vs) => {
+      (vs.compose as { include: { system: string }[] }).include[0]!.system = 'http://www.whocc.no/atc';
+    });
+    const systems = MeasureCatalogue.fromDirectory(dir)
+      .resolve('https://gateway.fr-primary-care.org/fhir/ValueSet/vaccin-grippe')
+      .map((m) => m.system);
+    expect(systems).toContain('https://smt.esante.gouv.fr/terminologie-atc');
+    expect(systems).toContain('http://www.whocc.no/atc');
   });
 
   it('takes a new indicator as a new file, without code', () => {

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Measure, MeasureGroupPopulation, ValueSet } from '@medplum/fhirtypes';
 import { GW } from '@gw/fhir';
+import { systemIdentities } from '@gw/ingest';
 import { CRITERIA_LANGUAGE, CriteriaError, parseCriterion as parseCriterionJson } from './criteria';
 import type { CodeMatch, Criterion, FactCriterion } from './criteria';
 
@@ -108,15 +109,22 @@ export class MeasureCatalogue {
   };
 }
 
-/** Codes of a ValueSet's compose: explicit concepts, and `is-a` filters as code prefixes (ATC, CIM-10, CCAM are hierarchical by prefix). */
+/**
+ * Codes of a ValueSet's compose: explicit concepts, and `is-a` filters as code prefixes (ATC, CIM-10,
+ * CCAM are hierarchical by prefix). Each code is matched under every name of its system (the
+ * terminology module's alias table): the intake stores the ANS canonicals, but facts stored before
+ * canonicalisation (http://www.whocc.no/atc, the CCAM OID, http://hl7.org/fhir/sid/icd-10) must keep
+ * counting, whichever of the names a ValueSet file writes.
+ */
 function expand(vs: ValueSet, file: string): CodeMatch[] {
   const out: CodeMatch[] = [];
   for (const inc of vs.compose?.include ?? []) {
     if (!inc.system) {
       throw new CatalogueError(`${file}: every compose.include needs a system`);
     }
+    const systems = systemIdentities(inc.system);
     for (const c of inc.concept ?? []) {
-      out.push({ system: inc.system, code: c.code as string, prefix: false });
+      for (const system of systems) out.push({ system, code: c.code as string, prefix: false });
     }
     for (const f of inc.filter ?? []) {
       if (f.property !== 'concept' || (f.op !== 'is-a' && f.op !== 'descendent-of') || !f.value) {
@@ -124,7 +132,7 @@ function expand(vs: ValueSet, file: string): CodeMatch[] {
           `${file}: only "concept is-a <code>" filters are supported, got ${f.property} ${f.op}`,
         );
       }
-      out.push({ system: inc.system, code: f.value, prefix: true });
+      for (const system of systems) out.push({ system, code: f.value, prefix: true });
     }
   }
   if (vs.compose?.exclude?.length) {

@@ -4,11 +4,15 @@
  * let the generator produce facts those ValueSets match. Codes marked "configurable" follow
  * DOMAIN.md §8 "from memory" items and can be changed in the ValueSets without code.
  */
-export const LOINC = 'http://loinc.org';
-export const ATC = 'http://www.whocc.no/atc';
-/** CCAM (French procedure classification), ANS OID. */
-export const CCAM = 'urn:oid:1.2.250.1.213.2.5';
-export const CIM10 = 'http://hl7.org/fhir/sid/icd-10';
+import { Terminology } from '@gw/ingest';
+
+// The canonicals the practice intake writes (libs/ingest terminology module), so generated facts
+// look like ingested ones. The catalogue also matches the legacy names (catalogue.ts expand).
+export const LOINC = Terminology.LOINC;
+export const ATC = Terminology.ATC;
+/** CCAM (French procedure classification). */
+export const CCAM = Terminology.CCAM;
+export const CIM10 = Terminology.CIM_10;
 export const ACT_CODE = 'http://terminology.hl7.org/CodeSystem/v3-ActCode';
 export const CONDITION_CLINICAL = 'http://terminology.hl7.org/CodeSystem/condition-clinical';
 

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Coding, List, ListEntry, MeasureReport, Resource } from '@medplum/fhirtypes';
 import type { Pool } from 'pg';
 import { GW } from '@gw/fhir';
+import { sameSystem } from '@gw/ingest';
 import { GatewayError, scopeAllows } from '@gw/platform';
 import type { GatewayFeature, JobResult, Logger, QueueService } from '@gw/platform';
 import { OWNER_TAG_SYSTEM } from '@gw/store';
@@ -379,8 +380,10 @@ function recallEntry(e: RecallEntry, catalogue: MeasureCatalogue, events: boolea
   }
   if (e.evidence) {
     const vs = catalogue.valueSets.get(e.evidence.kind.valueSet);
+    const factSystem = e.evidence.system;
     const concept = vs?.compose?.include
-      ?.filter((i) => i.system === e.evidence?.system)
+      // The stored fact may name the system by a legacy alias of the ValueSet's canonical.
+      ?.filter((i) => !!i.system && !!factSystem && sameSystem(i.system, factSystem))
       .flatMap((i) => i.concept ?? [])
       .find((c) => c.code === e.evidence?.code);
     const coding: Coding = {

@@ -31,6 +31,7 @@ export {
   normalizeCoding,
   resolveSystem,
   sameSystem,
+  systemIdentities,
   systemOid,
   CODE_SYSTEMS,
 } from './terminology/code-systems';

@@ -150,6 +150,18 @@ export function systemOid(system: string): string | undefined {
   return system.startsWith('urn:oid:') ? system.slice('urn:oid:'.length) : undefined;
 }
 
+/**
+ * Every name of the system `system` denotes: its canonical, the other URLs and the `urn:oid:` of
+ * each OID (only the system itself when it is unknown). What a matcher over stored codes needs when
+ * the stored data predates canonicalisation (facts written with a legacy URL still count).
+ */
+export function systemIdentities(system: string): string[] {
+  const resolved = resolveSystem(system);
+  const entry = BY_URL.get(resolved.system);
+  if (!entry) return [resolved.system];
+  return [...new Set([entry.canonical, ...(entry.urls ?? []), ...entry.oids.map((oid) => `urn:oid:${oid}`)])];
+}
+
 /** True when two system names (OID, urn:oid, URL) denote the same code system. */
 export function sameSystem(a: string, b: string): boolean {
   return canonicalSystem(a) === canonicalSystem(b);
