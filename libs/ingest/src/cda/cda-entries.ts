@@ -333,7 +333,9 @@ function readSubstanceAdministration(node: XmlNode, where: Where, ctx: EntryCont
   if (ctx.reimbursement) {
     const supply = at(first(node, 'entryRelationship'), 'supply');
     const qty = cdaQuantity(first(supply, 'quantity'));
-    const when = cdaTime(attr(first(supply, 'effectiveTime'), 'value')) ?? period.at ?? period.start;
+    // The reimbursement history dates a dispensation by its dispenser's time (supply/performer/time).
+    const when =
+      cdaTime(attr(first(supply, 'effectiveTime'), 'value')) ?? dispensedAt(supply) ?? period.at ?? period.start;
     const dispense: MedicationDispense = {
       resourceType: 'MedicationDispense',
       status: 'completed',
@@ -424,6 +426,11 @@ function readEncounter(node: XmlNode, where: Where, ctx: EntryContext): void {
   push(ctx, encounter);
 }
 
+/** When a supply was handed over: its dispenser's time (`performer/time`), as CNAM-HR dates it. */
+function dispensedAt(supply: XmlNode | undefined): string | undefined {
+  return cdaTime(attr(at(supply, 'performer', 'time'), 'value'));
+}
+
 /** Devices dispensed (reimbursement history, LPP codes). */
 function readSupply(node: XmlNode, where: Where, ctx: EntryContext): void {
   if (!hasTemplate(node, T.supply) || where.section !== SECTION.devices) return;
@@ -434,13 +441,14 @@ function readSupply(node: XmlNode, where: Where, ctx: EntryContext): void {
     return;
   }
   const when = cdaPeriod(first(node, 'effectiveTime'));
+  const occurrence = when.at ?? when.start ?? dispensedAt(node);
   const qty = cdaQuantity(first(node, 'quantity'));
   const delivery: SupplyDelivery = {
     resourceType: 'SupplyDelivery',
     status: 'completed',
     patient: PATIENT,
     suppliedItem: { itemCodeableConcept: item, ...(qty ? { quantity: qty } : {}) },
-    ...(when.at || when.start ? { occurrenceDateTime: when.at ?? when.start } : {}),
+    ...(occurrence ? { occurrenceDateTime: occurrence } : {}),
   };
   push(ctx, delivery);
 }

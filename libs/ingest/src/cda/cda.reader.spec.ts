@@ -7,6 +7,7 @@ import type {
   DiagnosticReport,
   Immunization,
   MedicationDispense,
+  SupplyDelivery,
   MedicationStatement,
   Observation,
   Procedure,
@@ -141,8 +142,13 @@ describe('CI-SIS CDA reader on the ANS samples', () => {
     const e = read('CNAM-HR_2021.01.xml');
     const dispensed = ofType<MedicationDispense>(e, 'MedicationDispense');
     expect(codes(dispensed[0].medicationCodeableConcept)).toEqual([`${BDPM}|3400935673220`, `${ATC}|G03`]);
+    // Dated by the dispenser's time (supply/performer/time): a dispensation counts in a period.
+    expect(dispensed[0].whenHandedOver).toBe('2019-05-26');
+    expect(dispensed.every((d) => d.whenHandedOver)).toBe(true);
     expect(ofType(e, 'Immunization')).toHaveLength(3);
-    expect(ofType(e, 'SupplyDelivery')).toHaveLength(2);
+    const devices = ofType<SupplyDelivery>(e, 'SupplyDelivery');
+    expect(devices).toHaveLength(2);
+    expect(devices[0].occurrenceDateTime).toBe('2019-07-11');
     expect(ofType(e, 'Encounter')).toHaveLength(2);
     const acts = ofType<Procedure>(e, 'Procedure').flatMap((p) => codes(p.code));
     expect(acts).toEqual(expect.arrayContaining([`${CCAM}|QEQJ001`, `${NABM}|1208`, `${NGAP}|G`]));
