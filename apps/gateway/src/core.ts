@@ -37,7 +37,7 @@ import {
   loadSharingMatrix,
   rebuildSharingProjection,
 } from '@gw/store';
-import { Hl7IngestService, INGEST_MIGRATIONS } from '@gw/ingest';
+import { Hl7IngestService, INGEST_MIGRATIONS, PORTABILITY_MIGRATIONS } from '@gw/ingest';
 import { CptsTerritoryService, EXCHANGE_MIGRATIONS, ExchangeService, MhdRecipient } from '@gw/exchange';
 import { INDICATOR_MIGRATIONS, IndicatorsService } from '@gw/indicators';
 import { DashboardLogin } from './auth/dashboard-login.service';
@@ -54,6 +54,7 @@ export const MIGRATIONS: readonly Migration[] = [
   ...STORE_MIGRATIONS,
   ...EVENT_MIGRATIONS,
   ...INGEST_MIGRATIONS,
+  ...PORTABILITY_MIGRATIONS,
   ...EXCHANGE_MIGRATIONS,
   ...INDICATOR_MIGRATIONS,
   ...BULK_EXPORT_MIGRATIONS,
