@@ -97,14 +97,19 @@ export class PortabilityImporter {
       };
       let next = 0;
       let stopped = false;
+      let failure: { err: unknown } | undefined;
       const worker = async (): Promise<void> => {
         while (next < units.length && !stopped) {
           const unit = units[next++];
-          const done = await this.importUnit(importId, unit, archive, principal, counts, () => {
-            stopped ||= shouldStop();
-            return stopped;
-          });
-          if (!done) {
+          try {
+            const done = await this.importUnit(importId, unit, archive, principal, counts, () => {
+              stopped ||= shouldStop();
+              return stopped;
+            });
+            stopped ||= !done;
+          } catch (err) {
+            // The other workers finish the document in hand and stop: the archive stays open until then.
+            failure ??= { err };
             stopped = true;
           }
           if (Date.now() - flushed >= FLUSH_MS) {
@@ -115,6 +120,9 @@ export class PortabilityImporter {
         }
       };
       await Promise.all(Array.from({ length: Math.max(1, this.opts.concurrency) }, worker));
+      if (failure) {
+        throw failure.err;
+      }
       await this.addElapsed(importId, Date.now() - flushed);
       flushed = Date.now();
       const left = await this.pool.query(
