@@ -1,6 +1,7 @@
 import { join, resolve } from 'node:path';
 import {
   ClientRegistry,
+  GatewayError,
   ClientStatusCache,
   OidcProviders,
   PLATFORM_MIGRATIONS,
@@ -37,7 +38,8 @@ import {
   loadSharingMatrix,
   rebuildSharingProjection,
 } from '@gw/store';
-import { Hl7IngestService, INGEST_MIGRATIONS, PORTABILITY_MIGRATIONS } from '@gw/ingest';
+import { Hl7IngestService, INGEST_MIGRATIONS, PORTABILITY_MIGRATIONS, PortabilityImportService } from '@gw/ingest';
+import type { IntakeSink } from '@gw/ingest';
 import { CptsTerritoryService, EXCHANGE_MIGRATIONS, ExchangeService, MhdRecipient } from '@gw/exchange';
 import { INDICATOR_MIGRATIONS, IndicatorsService } from '@gw/indicators';
 import { DashboardLogin } from './auth/dashboard-login.service';
@@ -62,6 +64,17 @@ export const MIGRATIONS: readonly Migration[] = [
   ...AUDIT_MIGRATIONS,
   ...SHARING_MIGRATIONS,
 ];
+
+/**
+ * Until the intake pipeline (IntakePipeline, branch cda) is merged: imports are recorded and
+ * planned, and each document waits (503, the job retries) instead of being lost.
+ */
+const INTAKE_PIPELINE_PENDING: IntakeSink = {
+  ingest: () =>
+    Promise.reject(new GatewayError('upstream-unavailable', { text: 'The intake pipeline is not built yet' })),
+  ingestExtractions: () =>
+    Promise.reject(new GatewayError('upstream-unavailable', { text: 'The intake pipeline is not built yet' })),
+};
 
 /** Capabilities an operator may grant a client (admin API, CLI); the store acts on them. */
 export const CLIENT_GRANTS: readonly string[] = [IDENTITY_QUALIFICATION_GRANT, AUDIT_DPO_GRANT, PERSON_IDENTITY_GRANT];
@@ -97,6 +110,8 @@ export interface GatewayCore {
   bulk: BulkExportService;
   /** Domain events recorded by the store (read side, operator API). */
   events: DomainEventLog;
+  /** Portability archive imports (admin API, CLI, the `intake.import-archive` job). */
+  portability: PortabilityImportService;
   /** Shutdown after the listeners: relay, jobs in flight, queues, audit buffer, database. */
   shutdownSteps(): ShutdownStep[];
   close(): Promise<void>;
@@ -205,11 +220,18 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       retentionHours: config.GW_BULK_RETENTION_HOURS,
       logger,
     });
+    const portability = new PortabilityImportService(db.pool, queue, INTAKE_PIPELINE_PENDING, {
+      importDir: config.GW_INTAKE_IMPORT_DIR ?? join(config.GW_DATA_DIR, 'imports'),
+      maxEntryBytes: config.GW_INTAKE_ARCHIVE_MAX_ENTRY_BYTES,
+      concurrency: config.GW_INTAKE_IMPORT_CONCURRENCY,
+      logger,
+    });
     const features: GatewayFeature[] = [
       housekeepingFeature(db.pool, config.GW_AUDIT_RETENTION_DAYS),
       exchange,
       indicators,
       bulk,
+      portability,
     ];
     for (const f of features) {
       f.register?.(queue);
@@ -255,6 +277,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       indicators,
       bulk,
       events: new DomainEventLog(db.pool),
+      portability,
       shutdownSteps,
       // In-process close (tests, the CLI): bounded per step, never hangs on a job that will not end.
       async close() {

@@ -14,6 +14,7 @@ import { FhirController } from '../fhir/fhir.controller';
 import { HealthController, METRICS } from '../ops/health.controller';
 import { Hl7AdminController } from '../admin/hl7-admin.controller';
 import { Hl7Controller } from '../ingest/hl7.controller';
+import { IntakeAdminController } from '../admin/intake-admin.controller';
 import { MeasureController } from '../fhir/measure.controller';
 import { OAuthController } from '../auth/oauth.controller';
 import { OutcomeFilter } from './outcome.filter';
@@ -34,6 +35,7 @@ export class AppModule {
         AdminController,
         Hl7Controller,
         Hl7AdminController,
+        IntakeAdminController,
         ExchangeAdminController,
         CptsAdminController,
         DashboardLoginController,
