@@ -36,6 +36,7 @@ const ER7 = { headers: { 'content-type': 'x-application/hl7-v2+er7' }, body: '' 
 const ASYNC = { headers: { prefer: 'respond-async' } };
 const EMPTY = { body: {} };
 const NO_FHIR = 'TRACE|OPTIONS|PATCH|QUERY|HEAD';
+const NO_REVIEW = '00000000-0000-4000-8000-000000000000';
 const patient = (id?: string): Record<string, unknown> => ({ resourceType: 'Patient', ...(id ? { id } : {}) });
 const observation = {
   resourceType: 'Observation',
@@ -104,11 +105,31 @@ const MATRIX: Row[] = [
   ['GET /admin/cpts',                         '/admin/cpts',                            ADMIN],
   ['PUT /admin/cpts/:id',                     '/admin/cpts/no-such-org',                ADMIN, EMPTY],
   ['DELETE /admin/cpts/:id',                  '/admin/cpts/no-such-org',                ADMIN],
+  // Identity review queue, every organization's (operators).
+  // Inbound MSSanté mailboxes: poll status and each message's outcome and reason (no message content).
+  ['GET /admin/mailboxes',                    '/admin/mailboxes',                       ADMIN],
+  ['GET /admin/mailboxes/:name/messages',     '/admin/mailboxes/none/messages',         ADMIN],
+  ['GET /admin/identity/reviews',             '/admin/identity/reviews?_count=1',       ADMIN],
+  ['GET /admin/identity/reviews/:id',         `/admin/identity/reviews/${NO_REVIEW}`,   ADMIN],
+  ['POST /admin/identity/reviews/:id/accept', `/admin/identity/reviews/${NO_REVIEW}/accept`, ADMIN, { body: { patient: 'Patient/x' } }],
+  ['POST /admin/identity/reviews/:id/create', `/admin/identity/reviews/${NO_REVIEW}/create`, ADMIN],
+  ['POST /admin/identity/reviews/:id/reject', `/admin/identity/reviews/${NO_REVIEW}/reject`, ADMIN, EMPTY],
   // The MSSanté mailbox bridge posts MDNs with an admin client.
   ['POST /exchange/mdn',                      '/exchange/mdn',                          ADMIN],
 
   // --- HL7 v2 over HTTP: Patient.cu and Encounter.cu (an empty body past the check: 415) ---
   ['POST /hl7v2',                             '/hl7v2',                                 '401 ok ok  ok  403 403', ER7],
+
+  // --- a structure's own identity review queue: read with Patient.rs, decide with Patient.cu (its organization's only) ---
+  // Practice documents in: write scopes on every type a document writes (structure-wide system/*.cu);
+  // the original of a large document: its owner organization with DocumentReference read.
+  ['POST /ingest/documents',                  '/ingest/documents',                      '401 ok ok  403 403 403', { headers: { 'content-type': 'application/xml' }, body: '' }],
+  ['GET /ingest/documents/:id/content',       `/ingest/documents/${NO_REVIEW}/content`, '401 ok ok  403 ok  403'],
+  ['GET /ingest/identity/reviews',            '/ingest/identity/reviews?_count=1',      TOKEN],
+  ['GET /ingest/identity/reviews/:id',        `/ingest/identity/reviews/${NO_REVIEW}`,  TOKEN],
+  ['POST /ingest/identity/reviews/:id/accept', `/ingest/identity/reviews/${NO_REVIEW}/accept`, '401 ok ok  ok  403 403', { body: { patient: 'Patient/x' } }],
+  ['POST /ingest/identity/reviews/:id/create', `/ingest/identity/reviews/${NO_REVIEW}/create`, '401 ok ok  ok  403 403'],
+  ['POST /ingest/identity/reviews/:id/reject', `/ingest/identity/reviews/${NO_REVIEW}/reject`, '401 ok ok  ok  403 403', EMPTY],
 
   // --- FHIR REST: a token, then SMART scopes ---      none admin msp hosp cpts ro
   ['GET /fhir',                               '/fhir',                                  TOKEN],

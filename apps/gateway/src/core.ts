@@ -14,6 +14,7 @@ import {
   closeSteps,
   processShutdownSteps,
   queueSettings,
+  DashboardLoginStore,
 } from '@gw/platform';
 import type { DatabaseHandle, GatewayConfig, GatewayFeature, Logger, Migration, ShutdownStep } from '@gw/platform';
 import { ProfileRegistry, SearchParamRegistry, buildCapabilityStatement, loadFhirDefinitions } from '@gw/fhir';
@@ -38,8 +39,19 @@ import {
   loadSharingMatrix,
   rebuildSharingProjection,
 } from '@gw/store';
-import { Hl7IngestService, INGEST_MIGRATIONS, PORTABILITY_MIGRATIONS, PortabilityImportService } from '@gw/ingest';
-import type { IntakeSink } from '@gw/ingest';
+import {
+  Hl7IngestService,
+  IDENTITY_MIGRATIONS,
+  INGEST_MIGRATIONS,
+  INTAKE_MIGRATIONS,
+  MAILBOX_MIGRATIONS,
+  PORTABILITY_MIGRATIONS,
+  IdentityReviewQueue,
+  IntakePipeline,
+  MailboxFeature,
+  PatientMatcher,
+  PortabilityImportService,
+} from '@gw/ingest';
 import { CptsTerritoryService, EXCHANGE_MIGRATIONS, ExchangeService, MhdRecipient } from '@gw/exchange';
 import { INDICATOR_MIGRATIONS, IndicatorsService } from '@gw/indicators';
 import { DashboardLogin } from './auth/dashboard-login.service';
@@ -57,24 +69,16 @@ export const MIGRATIONS: readonly Migration[] = [
   ...EVENT_MIGRATIONS,
   ...INGEST_MIGRATIONS,
   ...PORTABILITY_MIGRATIONS,
+  ...MAILBOX_MIGRATIONS,
   ...EXCHANGE_MIGRATIONS,
   ...INDICATOR_MIGRATIONS,
   ...BULK_EXPORT_MIGRATIONS,
   ...DIRECTORY_MIGRATIONS,
   ...AUDIT_MIGRATIONS,
   ...SHARING_MIGRATIONS,
+  ...IDENTITY_MIGRATIONS,
+  ...INTAKE_MIGRATIONS,
 ];
-
-/**
- * Until the intake pipeline (IntakePipeline, branch cda) is merged: imports are recorded and
- * planned, and each document waits (503, the job retries) instead of being lost.
- */
-const INTAKE_PIPELINE_PENDING: IntakeSink = {
-  ingest: () =>
-    Promise.reject(new GatewayError('upstream-unavailable', { text: 'The intake pipeline is not built yet' })),
-  ingestExtractions: () =>
-    Promise.reject(new GatewayError('upstream-unavailable', { text: 'The intake pipeline is not built yet' })),
-};
 
 /** Capabilities an operator may grant a client (admin API, CLI); the store acts on them. */
 export const CLIENT_GRANTS: readonly string[] = [IDENTITY_QUALIFICATION_GRANT, AUDIT_DPO_GRANT, PERSON_IDENTITY_GRANT];
@@ -101,6 +105,12 @@ export interface GatewayCore {
   capability: CapabilityStatement;
   /** HL7 v2 intake (MLLP and POST /hl7v2). */
   hl7: Hl7IngestService;
+  /** Patient matching (one rule for every channel) and the identity review queue. */
+  identity: { matcher: PatientMatcher; reviews: IdentityReviewQueue };
+  /** Practice intake: CDA, IHE XDM, HPRIM documents filed through one pipeline (POST /ingest/documents, MHD). */
+  intake: IntakePipeline;
+  /** Inbound MSSanté mailboxes (GW_MSS_INBOXES): pollers, their ledger. */
+  mailbox: MailboxFeature;
   /** Discharge routing, MSSanté and MHD deliveries. */
   exchange: ExchangeService;
   /** Operator grants of CPTS territories (type, communes, member structures). */
@@ -171,6 +181,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       maxValues: config.GW_SEARCH_MAX_VALUES,
       logger,
       bundleInterceptor: (p, body) => mhdRecipient.intercept(p, body),
+      afterBundle: (p, body, response) => mhdRecipient.afterStored(p, body, response),
     });
     const clients = new ClientRegistry(db.pool, { knownGrants: CLIENT_GRANTS });
     const clientStatus = new ClientStatusCache(clients, { databaseUrl: db.url, logger });
@@ -193,7 +204,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
         windowMs: config.GW_TOKEN_FAILURE_WINDOW_SECONDS * 1000,
       },
     });
-    const dashboardLogin = new DashboardLogin(db.pool, tokens, clients, config, base);
+    const dashboardLogin = new DashboardLogin(new DashboardLoginStore(db.pool), tokens, clients, config, base);
     const queue = new QueueService({
       databaseUrl: db.url,
       redisUrl: config.GW_REDIS_URL,
@@ -220,7 +231,18 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       retentionHours: config.GW_BULK_RETENTION_HOURS,
       logger,
     });
-    const portability = new PortabilityImportService(db.pool, queue, INTAKE_PIPELINE_PENDING, {
+    const matcher = new PatientMatcher(repo);
+    const reviews = new IdentityReviewQueue(db.pool, repo, audit);
+    const intake = new IntakePipeline(repo, matcher, reviews, base);
+    // Inbound MSSanté mailboxes: their documents through the intake pipeline, MDNs through the outbound relay.
+    const mailbox = new MailboxFeature(
+      db.pool,
+      config.GW_MSS_INBOXES,
+      { intake, sendMdn: exchange.mdnSender, acceptMdn: (raw) => exchange.acceptMdn(raw) },
+      logger,
+    );
+    // Portability archives: each patient's documents through the same intake pipeline.
+    const portability = new PortabilityImportService(db.pool, queue, intake, {
       importDir: config.GW_INTAKE_IMPORT_DIR ?? join(config.GW_DATA_DIR, 'imports'),
       maxEntryBytes: config.GW_INTAKE_ARCHIVE_MAX_ENTRY_BYTES,
       concurrency: config.GW_INTAKE_IMPORT_CONCURRENCY,
@@ -232,6 +254,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       indicators,
       bulk,
       portability,
+      mailbox,
     ];
     for (const f of features) {
       f.register?.(queue);
@@ -249,6 +272,20 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
     const hl7 = new Hl7IngestService(db.pool, repo, {
       acceptUnknownSources: config.GW_HL7_ACCEPT_UNKNOWN_SOURCES ?? db.embedded,
       logger,
+    });
+    // MHD Document Recipient: the CDA of a stored ITI-65 submission are filed by the intake pipeline
+    // too; its outcome stays in intake_document, the submission is stored whatever it says.
+    mhdRecipient.setCdaSink(async (p, doc) => {
+      const result = await intake.ingest(p, { ...doc, source: 'mhd' }).catch((err: unknown) => ({
+        status: 'rejected' as const,
+        outcome: err instanceof GatewayError ? err.toOutcome() : undefined,
+        error: err,
+      }));
+      if (result.status === 'rejected') {
+        // Codes only: an outcome may quote the document.
+        const codes = result.outcome?.issue.map((i) => i.code) ?? ['exception'];
+        logger.warn({ issues: codes }, 'an MHD document was stored but not filed by the intake');
+      }
     });
     const shutdownSteps = (): ShutdownStep[] => [
       // After the listeners (no request checks a token any more), before the database.
@@ -272,6 +309,9 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       profiles,
       capability,
       hl7,
+      identity: { matcher, reviews },
+      intake,
+      mailbox,
       exchange,
       cpts: new CptsTerritoryService(repo, exchange.cpts, audit),
       indicators,

@@ -14,6 +14,7 @@ import type { Attempt, Delivery } from './records/delivery.store';
 import { DestinationGate } from './delivery/destination.gate';
 import { FollowUpTracker } from './records/follow-up.tracker';
 import { MdnFormatError, parseMdn } from './channels/mss/mdn.parser';
+import type { BuildMdnOptions } from './channels/mss/mdn.parser';
 import { MssChannel } from './channels/mss/mss.channel';
 import { ResourceWriter } from './records/resource.writer';
 import { RouteStore } from './records/route.store';
@@ -187,6 +188,15 @@ export class ExchangeService implements GatewayFeature {
     const job = this.channels.jobOf(d);
     await this.queue.enqueue(job.name, { deliveryId: id }, `${job.id}-replay-${replays}`);
     return (await this.deliveries.get(id)) as Delivery;
+  }
+
+  /**
+   * Answers a message the gateway's inbound mailbox received with an RFC 8098 MDN, through the
+   * MSSanté relay; undefined when no relay is configured.
+   */
+  get mdnSender(): ((m: Omit<BuildMdnOptions, 'from'>) => Promise<void>) | undefined {
+    const mss = this.channels.get('mssante') as MssChannel;
+    return mss.configuredForSending ? (m) => mss.sendMdn(m) : undefined;
   }
 
   /**

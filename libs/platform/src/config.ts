@@ -13,6 +13,44 @@ export const oidcProvidersSchema = z.array(
 
 export type OidcProviderConfig = z.infer<typeof oidcProvidersSchema>[number];
 
+/** One inbound MSSanté mailbox the gateway polls (GW_MSS_INBOXES). */
+export const mssInboxesSchema = z.array(
+  z
+    .object({
+      /** Short name in logs and the ledger; default `user@host/folder`. */
+      name: z.string().min(1).max(100).optional(),
+      /** `imaps://host:993`, or `imap://host:143` (STARTTLS required unless insecure). */
+      url: z.string().regex(/^imaps?:\/\/[^/]+\/?$/, 'expected imap://host:port or imaps://host:port'),
+      user: z.string().min(1),
+      password: z.string().min(1).optional(),
+      /** A file holding the password (a mounted secret), read at start. */
+      passwordFile: z.string().min(1).optional(),
+      /** The Organization the mailbox receives for (`Organization/<id>`): documents become its records. */
+      organization: z.string().regex(/^Organization\/[A-Za-z0-9\-.]{1,64}$/, 'expected Organization/<id>'),
+      folder: z.string().min(1).default('INBOX'),
+      /** Where a message that cannot be imported is moved (created when missing). */
+      quarantine: z.string().min(1).default('Quarantaine'),
+      /** Poll interval; new messages announced by IMAP IDLE are taken at once. */
+      pollSeconds: z.number().int().min(1).max(3600).default(60),
+      /** Transient failures of one message (database down…) before it is moved aside. */
+      maxAttempts: z.number().int().min(1).max(1000).default(20),
+      /** Larger messages are moved aside without being downloaded. */
+      maxBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .default(32 * 1024 * 1024),
+      /** true: plain IMAP without STARTTLS, any certificate (tests and demo only). */
+      insecure: z.boolean().default(false),
+    })
+    .strict()
+    .refine((m) => (m.password === undefined) !== (m.passwordFile === undefined), {
+      message: 'give exactly one of password and passwordFile',
+    }),
+);
+
+export type MssInboxConfig = z.infer<typeof mssInboxesSchema>[number];
+
 function safeJson(text: string): unknown {
   try {
     return JSON.parse(text);
@@ -170,6 +208,32 @@ export const configSchema = z.object({
   GW_MSS_SMTP_INSECURE: bool.default(false),
   /** Software reference sent in X-MSS-NIL. */
   GW_MSS_NIL: z.string().min(1).default('fhir-gateway-fr'),
+  /**
+   * Inbound MSSanté mailboxes (IMAP) whose IHE_XDM.ZIP attachments are imported: a JSON list of
+   * `{ "url", "user", "password" | "passwordFile", "organization", "folder"?, "quarantine"?,
+   * "pollSeconds"?, "maxAttempts"?, "maxBytes"?, "insecure"?, "name"? }`. Unset: none.
+   */
+  GW_MSS_INBOXES: z
+    .string()
+    .optional()
+    .transform((text, ctx) => {
+      if (text === undefined) {
+        return [];
+      }
+      const parsed = mssInboxesSchema.safeParse(safeJson(text));
+      if (!parsed.success) {
+        // Paths and messages only: an issue never echoes the value (a password may be inline).
+        const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(list)'}: ${i.message}`);
+        ctx.addIssue({ code: 'custom', message: `expected a JSON list of mailboxes (${problems.join('; ')})` });
+        return z.NEVER;
+      }
+      const names = parsed.data.map(inboxName);
+      if (new Set(names).size !== names.length) {
+        ctx.addIssue({ code: 'custom', message: 'two mailboxes with the same name' });
+        return z.NEVER;
+      }
+      return parsed.data;
+    }),
   /** MHD Document Recipient base URL (ITI-65); unset: no publication to the shared record. */
   GW_MHD_RECIPIENT_URL: z.string().url().optional(),
   GW_MHD_TOKEN_URL: z.string().url().optional(),
@@ -264,4 +328,9 @@ export function baseUrl(config: GatewayConfig, listeningPort?: number): string {
   }
   const host = config.GW_HTTP_HOST === '0.0.0.0' ? 'localhost' : config.GW_HTTP_HOST;
   return `http://${host}:${listeningPort ?? config.GW_HTTP_PORT}`;
+}
+
+/** The key of an inbound mailbox in logs and the ledger: its name, or `user@host/folder`. */
+export function inboxName(m: Pick<MssInboxConfig, 'name' | 'url' | 'user' | 'folder'>): string {
+  return m.name ?? `${m.user}@${new URL(m.url).host}/${m.folder}`;
 }

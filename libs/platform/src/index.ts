@@ -1,5 +1,5 @@
-export { loadConfig, baseUrl, configSchema, CONFIG_VARIABLES, ConfigError } from './config';
-export type { GatewayConfig, OidcProviderConfig } from './config';
+export { loadConfig, baseUrl, configSchema, CONFIG_VARIABLES, ConfigError, inboxName } from './config';
+export type { GatewayConfig, MssInboxConfig, OidcProviderConfig } from './config';
 export { GatewayError } from './errors';
 export type { ErrorCategory, IssueInput } from './errors';
 export { createLogger, pathOnly, REDACTED_PATHS } from './logger';
@@ -20,6 +20,7 @@ export { QueueService, JOB_QUEUE, QUEUE_NAMES, UnrecoverableError, queueSettings
 export type { JobCatalogue, JobName, JobHandler, JobResult, JobContext, QueueSettings } from './queue/queue.service';
 export { parseScope, scopeAllows, scopeWithin, isValidScope, splitScopes } from './auth/scopes';
 export type { ScopeAction } from './auth/scopes';
+export { DashboardLoginStore } from './auth/dashboard-login.store';
 export { ClientRegistry, secretKdf } from './auth/client.registry';
 export type { ClientRecord, ClientStatus, NewClient } from './auth/client.registry';
 export { ClientStatusCache, CLIENT_CHANGED_CHANNEL, CLIENT_STATUS_MAX_AGE_MS } from './auth/client-status.cache';

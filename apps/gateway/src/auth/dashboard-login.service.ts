@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { Pool } from 'pg';
 import { ConfigError, OAuthError, OidcProviders } from '@gw/platform';
+import type { DashboardLoginStore } from '@gw/platform';
 import type { ClientRegistry, ExchangeResponse, GatewayConfig, OidcProviderConfig, TokenService } from '@gw/platform';
 
 /** An authorization request waits this long for its callback. */
@@ -31,7 +31,7 @@ export class DashboardLogin {
   private readonly providers?: OidcProviders;
 
   constructor(
-    private readonly pool: Pool,
+    private readonly logins: DashboardLoginStore,
     private readonly tokens: TokenService,
     private readonly clients: ClientRegistry,
     config: GatewayConfig,
@@ -72,12 +72,7 @@ export class DashboardLogin {
     const state = random();
     const nonce = random();
     const verifier = random();
-    await this.pool.query('DELETE FROM dashboard_login WHERE expires_at < now()');
-    await this.pool.query(
-      `INSERT INTO dashboard_login (state_hash, nonce, code_verifier, expires_at)
-       VALUES ($1, $2, $3, now() + make_interval(secs => $4))`,
-      [sha256(state), nonce, verifier, PENDING_SECONDS],
-    );
+    await this.logins.start(sha256(state), nonce, verifier, PENDING_SECONDS);
     const url = new URL(metadata.authorization_endpoint);
     url.search = new URLSearchParams({
       response_type: 'code',
@@ -106,13 +101,7 @@ export class DashboardLogin {
     if (!code || !state || state !== cookieState) {
       throw new OAuthError(400, 'invalid_request', 'This login was not started in this browser, or was already used');
     }
-    const pending = (
-      await this.pool.query<{ nonce: string; code_verifier: string }>(
-        `DELETE FROM dashboard_login WHERE state_hash = $1 AND code_hash IS NULL AND expires_at > now()
-         RETURNING nonce, code_verifier`,
-        [sha256(state)],
-      )
-    ).rows[0];
+    const pending = await this.logins.takePending(sha256(state));
     if (!pending) {
       throw new OAuthError(400, 'invalid_request', 'This login expired or was already used: start again');
     }
@@ -131,11 +120,7 @@ export class DashboardLogin {
     }
     const token = await this.tokens.personToken(client, verified.idNatPs, {}, true);
     const oneTime = random();
-    await this.pool.query(
-      `INSERT INTO dashboard_login (state_hash, nonce, code_verifier, code_hash, access_token, expires_in, expires_at)
-       VALUES ($1, '', '', $2, $3, $4, now() + make_interval(secs => $5))`,
-      [sha256(random()), sha256(oneTime), token.access_token, token.expires_in, CODE_SECONDS],
-    );
+    await this.logins.keepCode(sha256(random()), sha256(oneTime), token, CODE_SECONDS);
     return oneTime;
   }
 
@@ -143,14 +128,7 @@ export class DashboardLogin {
   async redeem(
     code: string | undefined,
   ): Promise<Pick<ExchangeResponse, 'access_token' | 'token_type' | 'expires_in'>> {
-    const row = code
-      ? (
-          await this.pool.query<{ access_token: string; expires_in: number }>(
-            `DELETE FROM dashboard_login WHERE code_hash = $1 AND expires_at > now() RETURNING access_token, expires_in`,
-            [sha256(code)],
-          )
-        ).rows[0]
-      : undefined;
+    const row = code ? await this.logins.takeCode(sha256(code)) : undefined;
     if (!row) {
       throw new OAuthError(400, 'invalid_grant', 'Unknown, expired or already used login code');
     }

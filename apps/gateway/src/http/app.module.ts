@@ -13,8 +13,11 @@ import type { GatewayCore } from '../core';
 import { FhirController } from '../fhir/fhir.controller';
 import { HealthController, METRICS } from '../ops/health.controller';
 import { Hl7AdminController } from '../admin/hl7-admin.controller';
+import { DocumentsController } from '../ingest/documents.controller';
 import { Hl7Controller } from '../ingest/hl7.controller';
 import { IntakeAdminController } from '../admin/intake-admin.controller';
+import { IdentityReviewAdminController, IdentityReviewController } from '../admin/identity-review.controller';
+import { MailboxAdminController } from '../admin/mailbox-admin.controller';
 import { MeasureController } from '../fhir/measure.controller';
 import { OAuthController } from '../auth/oauth.controller';
 import { OutcomeFilter } from './outcome.filter';
@@ -34,12 +37,16 @@ export class AppModule {
         HealthController,
         AdminController,
         Hl7Controller,
+        DocumentsController,
         Hl7AdminController,
         IntakeAdminController,
         ExchangeAdminController,
         CptsAdminController,
         DashboardLoginController,
         DashboardController,
+        IdentityReviewAdminController,
+        IdentityReviewController,
+        MailboxAdminController,
       ],
       providers: [
         { provide: CORE, useValue: core },

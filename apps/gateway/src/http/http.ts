@@ -11,6 +11,7 @@ import { AppModule } from './app.module';
 import { notAcceptableReason } from './content-negotiation';
 import type { GatewayCore } from '../core';
 import { MDN_TYPES } from '../admin/exchange-admin.controller';
+import { DOCUMENT_TYPES, DOCUMENTS_PATH } from '../ingest/documents.controller';
 import { FHIR_JSON } from './fhir-response';
 import { ER7_TYPES } from '../ingest/hl7.controller';
 import { createMetrics, instrumentHttp } from '../ops/metrics';
@@ -142,5 +143,16 @@ function registerBodyParsers(fastify: FastifyInstance, limits: JsonLimits): void
   );
   // HL7 v2 ER7 stays bytes: the charset is the message's own (MSH-18 or the source's setting).
   fastify.addContentTypeParser(ER7_TYPES, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  // Practice documents stay bytes (the CDA's charset is its XML declaration's); only POST /ingest/documents reads them.
+  fastify.addContentTypeParser(DOCUMENT_TYPES, { parseAs: 'buffer' }, (req, body, done) =>
+    req.url.split('?')[0] === DOCUMENTS_PATH
+      ? done(null, body)
+      : done(
+          new GatewayError('unsupported-media-type', {
+            text: 'XML and zip bodies are read only by POST /ingest/documents',
+          }),
+          undefined,
+        ),
+  );
   fastify.addContentTypeParser(MDN_TYPES, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 }

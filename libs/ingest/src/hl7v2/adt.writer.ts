@@ -136,7 +136,7 @@ export class AdtWriter {
       }
       return found[i][0];
     };
-    const patient = this.identity.pick(patientLookups, one);
+    const patient = this.identity.pick(adt.patient, patientLookups, (l) => found[lookups.indexOf(l)]);
     const doctorRef = adt.doctor ? this.practitioner(adt, one(locked[1])) : undefined;
     const stay = movement ? foldStay(results[3].rows.map(toMovement)) : undefined;
     const patientId = patient?.id ?? randomUUID();

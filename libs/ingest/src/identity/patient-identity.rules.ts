@@ -2,6 +2,9 @@ import type { Identifier, Patient } from '@medplum/fhirtypes';
 import { INS_OIDS, insKindOf, insProblem } from '@gw/fhir';
 import type { StoredResource } from '@gw/store';
 import type { PatientData } from '../hl7v2/pam-fr.reader';
+import { Hl7ContentError } from '../hl7v2/hl7-text';
+import { decideMatch } from './matching.rules';
+import type { Candidate, ReviewReason } from './matching.rules';
 
 /** A conditional lookup: type, search pairs, and the HL7 field it comes from (for errors). */
 export type Lookup = [string, [string, string][], string];
@@ -38,17 +41,44 @@ export function patientLookups(p: PatientData, ippSystem: string): { ipp: Lookup
 }
 
 /**
- * The patient a message is about: the one known by the source's IPP (a second Patient is never
- * created for an IPP), else the one known by the qualified INS among the hospital's patients, else
- * none (a new one). `one` gives the single match of a lookup (and refuses several); the INS lookup
- * is only consulted when the IPP finds nobody.
+ * The patient a message is about, by the one matching rule ({@link decideMatch}) without its traits
+ * step (a new IPP of a PAM-FR hospital is a new patient of that hospital): the qualified INS and the
+ * source's IPP must agree on one Patient, an IPP whose Patient holds another valid INS of the same
+ * kind is a conflict; none found: a new one. `all` gives every match of a lookup. A case the rule
+ * sends to review is refused (207, nothing written): the hospital merges (A40) or corrects first.
  */
 export function pickPatient(
+  p: PatientData,
   lookups: { ipp: Lookup; ins?: Lookup },
-  one: (l: Lookup) => StoredResource | undefined,
+  all: (l: Lookup) => StoredResource[],
 ): StoredResource | undefined {
-  return one(lookups.ipp) ?? (lookups.ins ? one(lookups.ins) : undefined);
+  const byIpp = all(lookups.ipp);
+  const byIns = lookups.ins ? all(lookups.ins) : [];
+  const candidate = (s: StoredResource): Candidate => ({ id: s.id, patient: JSON.parse(s.json ?? '{}') as Patient });
+  const ins = matchingIns(p);
+  const decision = decideMatch(
+    { ins: ins ? { value: ins.value, oid: ins.oid } : undefined, identifiers: [] },
+    { byIns: byIns.map(candidate), byLocal: byIpp.map(candidate) },
+  );
+  if (decision.kind === 'review') {
+    throw new Hl7ContentError(
+      { segment: 'PID', field: 3 },
+      '207',
+      `${REVIEW_TEXT[decision.reason]}; nothing was written (merge with A40 or correct the identity first)`,
+    );
+  }
+  return decision.kind === 'matched' ? [...byIpp, ...byIns].find((s) => s.id === decision.patientId) : undefined;
 }
+
+/** What the ERR segment says of each review case (no patient data). */
+const REVIEW_TEXT: Record<ReviewReason, string> = {
+  'ins-several': 'PID-3 INS matches several Patient resources of this hospital',
+  'ins-local-conflict': 'PID-3 IPP and the qualified INS designate two different Patient resources of this hospital',
+  'ins-conflict': 'the Patient of this IPP holds another valid INS than the qualified INS of PID-3',
+  'local-several': 'PID-3 IPP matches several Patient resources of this hospital',
+  'traits-several': 'the identity traits match several Patient resources',
+  'traits-partial': 'the identity traits match a Patient resource only in part',
+};
 
 /**
  * Identity reliability when PID is applied to a stored Patient (docs/hl7v2.md, "An INS that fails

@@ -37,12 +37,13 @@ export class PatientIdentityService {
     return patientLookups(p, ippSystem);
   }
 
-  /** The stored patient those lookups found (IPP first), given the single match of each lookup. */
+  /** The stored patient those lookups found, by the matching rule (refused when it calls for a review). */
   pick(
+    p: PatientData,
     lookups: { ipp: Lookup; ins?: Lookup },
-    one: (l: Lookup) => StoredResource | undefined,
+    all: (l: Lookup) => StoredResource[],
   ): StoredResource | undefined {
-    return pickPatient(lookups, one);
+    return pickPatient(p, lookups, all);
   }
 
   /**

@@ -54,33 +54,45 @@ describe('patient matching lookups', () => {
   });
 });
 
-describe('pickPatient', () => {
-  const lookups = patientLookups(pid({ ins: ins(GOOD), identityStatus: 'QUAL' }), IPP_SYSTEM);
+describe('pickPatient (the matching rule without its traits step)', () => {
+  const qualified = pid({ ins: ins(GOOD), identityStatus: 'QUAL' });
+  const lookups = patientLookups(qualified, IPP_SYSTEM);
+  const withIns = (id: string, value?: string): StoredResource =>
+    ({
+      id,
+      resourceType: 'Patient',
+      json: JSON.stringify({ resourceType: 'Patient', identifier: value ? [insId(value)] : [] }),
+    }) as unknown as StoredResource;
+  const OTHER = `1620311004017${nirKey('1620311004017')}`;
 
-  it('takes the patient known by IPP and does not consult the INS lookup', () => {
-    const asked: string[] = [];
-    const one = (l: Lookup): StoredResource | undefined => {
-      asked.push(l[2]);
-      return l[2] === 'PID-3 IPP' ? stored('by-ipp') : stored('by-ins');
-    };
-    expect(pickPatient(lookups, one)?.id).toBe('by-ipp');
-    expect(asked).toEqual(['PID-3 IPP']);
+  it('takes the patient the IPP and the qualified INS agree on', () => {
+    expect(pickPatient(qualified, lookups, () => [withIns('same', GOOD)])?.id).toBe('same');
   });
 
   it('falls back on the qualified INS, else finds nobody (a new patient)', () => {
-    expect(pickPatient(lookups, (l) => (l[2] === 'PID-3 INS' ? stored('by-ins') : undefined))?.id).toBe('by-ins');
-    expect(pickPatient(lookups, () => undefined)).toBeUndefined();
+    expect(pickPatient(qualified, lookups, (l) => (l[2] === 'PID-3 INS' ? [stored('by-ins')] : []))?.id).toBe('by-ins');
+    expect(pickPatient(qualified, lookups, () => [])).toBeUndefined();
     expect(
-      pickPatient({ ipp: lookups.ipp }, (l) => (l[2] === 'PID-3 INS' ? stored('by-ins') : undefined)),
+      pickPatient(qualified, { ipp: lookups.ipp }, (l) => (l[2] === 'PID-3 INS' ? [stored('by-ins')] : [])),
     ).toBeUndefined();
   });
 
-  it('lets the refusal of several matches through', () => {
+  it('refuses (207) an IPP and a qualified INS designating two patients instead of picking the IPP one', () => {
+    const all = (l: Lookup): StoredResource[] => [l[2] === 'PID-3 IPP' ? withIns('by-ipp') : withIns('by-ins')];
+    expect(() => pickPatient(qualified, lookups, all)).toThrow('two different Patient');
+  });
+
+  it('refuses a qualified INS other than the valid one the IPP patient holds, and several matches', () => {
+    const ippOnly = (l: Lookup): StoredResource[] => (l[2] === 'PID-3 IPP' ? [withIns('by-ipp', OTHER)] : []);
+    expect(() => pickPatient(qualified, lookups, ippOnly)).toThrow('holds another valid INS');
     expect(() =>
-      pickPatient(lookups, () => {
-        throw new Error('PID-3 IPP matches several Patient resources');
-      }),
+      pickPatient(qualified, lookups, (l) => (l[2] === 'PID-3 IPP' ? [stored('a'), stored('b')] : [])),
     ).toThrow('several');
+  });
+
+  it('an unqualified INS is no conflict: the IPP patient is taken', () => {
+    const vali = pid({ ins: ins(GOOD), identityStatus: 'VALI' });
+    expect(pickPatient(vali, patientLookups(vali, IPP_SYSTEM), () => [withIns('by-ipp', OTHER)])?.id).toBe('by-ipp');
   });
 });
 

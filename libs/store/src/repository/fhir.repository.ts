@@ -334,6 +334,11 @@ export class FhirRepository {
     return db ? run(db) : this.withTransaction(run);
   }
 
+  /** The current version of a resource locked for update in the caller's transaction (no access check: the caller's prepareUpdate does it). */
+  async readForUpdate(tx: PoolClient, type: string, id: string): Promise<StoredResource | undefined> {
+    return this.current(tx, type, id, true);
+  }
+
   async delete(type: string, id: string, ctx: WriteContext, db?: PoolClient): Promise<void> {
     const run = async (tx: PoolClient): Promise<void> => {
       const existing = await this.current(tx, type, id, true);

@@ -85,6 +85,8 @@ export interface ServiceOptions {
    * may throw, answer instead (a resend already stored), or adjust entries and return undefined.
    */
   bundleInterceptor?: (p: Principal, body: unknown) => Promise<FhirResponse | undefined>;
+  /** Told of a Bundle posted to the base once it was processed and committed (e.g. the MHD recipient's intake of CDA). */
+  afterBundle?: (p: Principal, body: unknown, response: FhirResponse) => Promise<void>;
 }
 
 /**
@@ -117,7 +119,12 @@ export class FhirService {
         throw new GatewayError('not-supported', { text: `${method} on the FHIR base is not supported` });
       }
       const answered = await this.options.bundleInterceptor?.(p, req.body);
-      return answered ?? this.bundles.process(p, req, ctx);
+      if (answered) {
+        return answered;
+      }
+      const processed = await this.bundles.process(p, req, ctx);
+      await this.options.afterBundle?.(p, req.body, processed);
+      return processed;
     }
     const [type, id, op, vid] = segments;
     if (type === '_history' && segments.length === 1 && method === 'GET') {

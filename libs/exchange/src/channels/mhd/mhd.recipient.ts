@@ -1,4 +1,4 @@
-import type { Bundle, DocumentReference } from '@medplum/fhirtypes';
+import type { Binary, Bundle, DocumentReference } from '@medplum/fhirtypes';
 import { GatewayError } from '@gw/platform';
 import { parseSearchRequest } from '@gw/fhir';
 import type { FhirRepository, FhirResponse, Principal } from '@gw/store';
@@ -11,7 +11,34 @@ import { isProvideBundle, validateProvideBundle } from './mhd.builder';
  * masterIdentifier) is answered from what is stored and writes nothing.
  */
 export class MhdRecipient {
+  private sink?: CdaSink;
+
   constructor(private readonly repo: FhirRepository) {}
+
+  /** Where the CDA documents of a stored submission go next (the practice intake pipeline). */
+  setCdaSink(sink: CdaSink): void {
+    this.sink = sink;
+  }
+
+  /**
+   * After an ITI-65 submission was stored (2xx): each CDA it carries goes to the sink, as the
+   * sender. The submission stays stored whatever the sink answers (its own record keeps the outcome).
+   */
+  async afterStored(p: Principal, body: unknown, response: FhirResponse): Promise<void> {
+    if (!this.sink || response.status >= 300 || !isProvideBundle(body)) {
+      return;
+    }
+    for (const e of (body as Bundle).entry ?? []) {
+      const binary = e.resource as Binary | undefined;
+      if (binary?.resourceType !== 'Binary' || !binary.data || !isCdaType(binary.contentType)) {
+        continue;
+      }
+      const content = Buffer.from(binary.data, 'base64');
+      if (/ClinicalDocument/.test(content.subarray(0, 4096).toString('latin1'))) {
+        await this.sink(p, { contentType: binary.contentType as string, body: content });
+      }
+    }
+  }
 
   /** undefined: not an ITI-65 bundle, or a new one (the transaction goes on, conditional on the uniqueId). */
   async intercept(p: Principal, body: unknown): Promise<FhirResponse | undefined> {
@@ -73,6 +100,13 @@ export class MhdRecipient {
     }
     return undefined;
   }
+}
+
+/** Receives one CDA of a stored MHD submission. */
+export type CdaSink = (p: Principal, doc: { contentType: string; body: Buffer }) => Promise<void>;
+
+function isCdaType(type: string | undefined): boolean {
+  return /^(application\/hl7-cda\+xml|application\/xml|text\/xml)\b/.test(type ?? '');
 }
 
 function identifierQuery(doc: DocumentReference): string {

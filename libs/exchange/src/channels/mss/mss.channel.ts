@@ -7,6 +7,8 @@ import type { DischargeContext } from '../../records/discharge-context.loader';
 import type { Delivery } from '../../records/delivery.store';
 import type { Submission } from '../../documents/document.model';
 import { buildXdmZip, mssanteSubject, XDM_ZIP_NAME } from './xdm.builder';
+import { buildMdn } from './mdn.parser';
+import type { BuildMdnOptions } from './mdn.parser';
 
 export interface MssSettings {
   /** `smtp://host:port` (STARTTLS) or `smtps://host:port`. */
@@ -128,6 +130,29 @@ export class MssChannel implements Channel {
         throw new PermanentDeliveryError(answer);
       }
       throw new Error(answer);
+    }
+  }
+
+  /** true when a relay is configured (GW_MSS_SMTP_URL and GW_MSS_FROM). */
+  get configuredForSending(): boolean {
+    return this.settings !== undefined;
+  }
+
+  /**
+   * Sends an RFC 8098 MDN from the gateway's mailbox, answering a message its inbound mailbox
+   * received. Throws like {@link transmit} (PermanentDeliveryError on a 5xx).
+   */
+  async sendMdn(m: Omit<BuildMdnOptions, 'from'>): Promise<void> {
+    const settings = this.configured();
+    const raw = buildMdn({ ...m, from: settings.from });
+    try {
+      await (this.transport as Transporter).sendMail({ envelope: { from: settings.from, to: m.to }, raw });
+    } catch (err) {
+      const e = err as { responseCode?: number; response?: string; message: string };
+      if (e.responseCode && e.responseCode >= 500) {
+        throw new PermanentDeliveryError(e.response ?? e.message);
+      }
+      throw err;
     }
   }
 
