@@ -15,7 +15,6 @@ export type { Stay, StoredMovement } from './hl7v2/adt.mapper';
 export { INGEST_MIGRATIONS } from './hl7v2/hl7v2.schema';
 export { Hl7Ledger } from './hl7v2/hl7.ledger';
 export type { LedgerEntry, LedgerFilter, LedgerMessage } from './hl7v2/hl7.ledger';
-export type { IntakeSink } from './portability/intake-sink';
 export { PORTABILITY_MIGRATIONS } from './portability/portability.schema';
 export { PortabilityImportService } from './portability/portability.service';
 export type { ImportProgress, PortabilityOptions } from './portability/portability.service';

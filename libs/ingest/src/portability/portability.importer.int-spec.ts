@@ -9,7 +9,7 @@ import type { Principal } from '@gw/store';
 import { createTestDatabase, migrateAll } from '@gw/testing/database';
 import { writePortabilityArchive } from '@gw/testing/intake-archive';
 import type { Extraction } from '../intake/extraction';
-import type { IntakeResult, IntakeSink } from './intake-sink';
+import type { IntakePipelineApi, IntakeResult } from '../intake/pipeline';
 import { PortabilityImportService } from './portability.service';
 
 const ADMIN: Principal = { clientId: 'spec-admin', organization: 'Organization/gateway', admin: true, scopes: [] };
@@ -21,7 +21,7 @@ const logger = pino({ level: 'silent' });
  * document by its CDA id or uniqueId, refuses XML that is not CDA as the pipeline does, and can
  * fail like a database going away.
  */
-class RecordingSink implements IntakeSink {
+class RecordingSink implements IntakePipelineApi {
   calls: string[] = [];
   failAt?: number;
   async ingest(p: Principal, input: { contentType: string; body: Buffer; source?: string }): Promise<IntakeResult> {

@@ -4,7 +4,7 @@ import type { Logger } from '@gw/platform';
 import type { Principal } from '@gw/store';
 import { classifyXdmFile, planArchive } from './archive.plan';
 import type { PlannedEntry } from './archive.plan';
-import type { IntakeResult, IntakeSink } from './intake-sink';
+import type { IntakePipelineApi, IntakeResult } from '../intake/pipeline';
 import { ArchiveEntryError, ZipArchive } from './zip-archive';
 import { documentOnlyExtraction, readXdmMetadata } from './xdm-metadata';
 import type { XdmDocumentEntry } from './xdm-metadata';
@@ -57,7 +57,7 @@ const FLUSH_MS = 2000;
 export class PortabilityImporter {
   constructor(
     private readonly pool: Pool,
-    private readonly sink: IntakeSink,
+    private readonly sink: IntakePipelineApi,
     private readonly opts: ImporterOptions,
   ) {}
 

@@ -5,7 +5,7 @@ import type { Pool } from 'pg';
 import { GatewayError, UnrecoverableError } from '@gw/platform';
 import type { GatewayFeature, JobContext, JobResult, Logger, QueueService } from '@gw/platform';
 import type { Principal } from '@gw/store';
-import type { IntakeSink } from './intake-sink';
+import type { IntakePipelineApi } from '../intake/pipeline';
 import { ArchiveUnreadableError, PortabilityImporter } from './portability.importer';
 
 export interface PortabilityOptions {
@@ -66,7 +66,7 @@ export class PortabilityImportService implements GatewayFeature {
   constructor(
     private readonly pool: Pool,
     private readonly queue: QueueService,
-    sink: IntakeSink,
+    sink: IntakePipelineApi,
     private readonly opts: PortabilityOptions,
   ) {
     this.importer = new PortabilityImporter(pool, sink, opts);

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { XMLParser } from 'fast-xml-parser';
 import type { Coding } from '@medplum/fhirtypes';
 import { INS_OIDS } from '@gw/fhir';
+import { canonicalSystem } from '../terminology/code-systems';
 import type { Extraction, PatientTraits } from '../intake/extraction';
 
 /** What METADATA.XML says of one document of an XDM subset (ITI TF-3 §4.2.3.2 DocumentEntry). */
@@ -27,8 +28,6 @@ const SCHEME = {
   patientId: 'urn:uuid:58a6f841-87b3-4a3e-92fd-a8ffeff98427',
   uniqueId: 'urn:uuid:2e82c1f6-a085-4c72-9da3-8640a32e42ab',
 } as const;
-
-const LOINC_OID = '2.16.840.1.113883.6.1';
 
 // No entity expansion (no XML bomb), attributes kept, namespaces dropped (rim:/lcm: prefixes vary).
 const parser = new XMLParser({
@@ -188,11 +187,9 @@ function text(v: unknown): string | undefined {
   });
 }
 
+/** A codingScheme OID as the canonical system the CDA reader also writes (LOINC, TRE_*, CIM-10…; unknown: urn:oid). */
 function systemOf(oid: string | undefined): string | undefined {
-  if (!oid) {
-    return undefined;
-  }
-  return oid === LOINC_OID ? 'http://loinc.org' : /^[0-2](\.\d+)+$/.test(oid) ? `urn:oid:${oid}` : oid;
+  return oid ? canonicalSystem(oid) : undefined;
 }
 
 /** HL7 DTM (YYYY[MM[DD[HHMM[SS]]]]) to ISO 8601, UTC as XDS says. */
