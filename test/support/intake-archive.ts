@@ -117,6 +117,24 @@ export function writePortabilityArchive(file: string, opts: ArchiveOptions): Gen
 
 type Template = { head: string; tail: string; title: string; type: string };
 
+let templateCache: Record<Exclude<SyntheticDocumentKind, 'PDF'>, Template> | undefined;
+
+/**
+ * One synthetic CDA document (the ANS example of `kind` with a fictitious patient and its own id),
+ * as POST /ingest/documents receives it: patient `patient` of `seed` is the same person in each call.
+ */
+export function syntheticCda(
+  kind: Exclude<SyntheticDocumentKind, 'PDF'>,
+  patient: number,
+  document: number,
+  seed = 1,
+): { body: Buffer; uniqueId: string } {
+  templateCache ??= loadTemplates();
+  const p = makePatient(patient, seed, mulberry32(seed * 1_000_003 + patient));
+  const uniqueId = `1.2.250.1.999.3.${seed}.${patient + 1}.${document + 1}`;
+  return { body: Buffer.from(cda(templateCache[kind], p, uniqueId), 'utf8'), uniqueId };
+}
+
 function loadTemplates(): Record<Exclude<SyntheticDocumentKind, 'PDF'>, Template> {
   const out = {} as Record<Exclude<SyntheticDocumentKind, 'PDF'>, Template>;
   for (const [kind, t] of Object.entries(TEMPLATES) as [
