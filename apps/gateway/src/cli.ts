@@ -43,6 +43,11 @@ Commands:
       --progress-ms <n>          progress line on stderr at most every n ms (default 5000)
                                  Same files twice: no new versions. A professional or mailbox absent from a
                                  new full extraction becomes inactive.
+  intake:import-archive <file>  Import a portability archive (one IHE XDM per patient + transverse archive)
+                                 into an organization's records; runs as a job in the worker, resumes after
+                                 a restart. Prints the import (id, progress).
+      --org <Organization/id>    whose records the documents become (required)
+      --wait                     follow the progress on stderr until the import ends
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -73,6 +78,7 @@ async function main(argv: string[]): Promise<number> {
       'progress-ms': { type: 'string' },
       communes: { type: 'string' },
       members: { type: 'string' },
+      wait: { type: 'boolean', default: false },
     },
   });
   const config = loadConfig();
@@ -102,6 +108,8 @@ async function main(argv: string[]): Promise<number> {
         return await cpts(core, command, positionals[0], values.communes, values.members);
       case 'directory:import':
         return await importDirectory(core, values.ps, values.mss, values['progress-ms']);
+      case 'intake:import-archive':
+        return await importArchive(core, positionals[0], values.org, values.wait ?? false);
       default:
         process.stderr.write(`Unknown command ${command}\n${USAGE}`);
         return 2;
@@ -238,6 +246,37 @@ async function importDirectory(
   });
   process.stdout.write(`${JSON.stringify({ status: 'imported', ...stats })}\n`);
   return 0;
+}
+
+async function importArchive(
+  core: GatewayCore,
+  file: string | undefined,
+  org: string | undefined,
+  wait: boolean,
+): Promise<number> {
+  if (!file || !org) {
+    process.stderr.write(`intake:import-archive needs <file> and --org <Organization/id>\n${USAGE}`);
+    return 2;
+  }
+  const organization = org.startsWith('Organization/') ? org : `Organization/${org}`;
+  let progress = await core.portability.startImport(CLI_OPERATOR, { path: file, organization }, { trustedPath: true });
+  core.audit.record({
+    clientId: CLI_OPERATOR.clientId,
+    organization: CLI_OPERATOR.organization,
+    interaction: 'intake-import',
+    entity: [`intake-import/${progress.id}`, organization],
+    outcome: 202,
+  });
+  while (wait && (progress.status === 'queued' || progress.status === 'running')) {
+    await new Promise((r) => setTimeout(r, 2000));
+    progress = await core.portability.progress(progress.id);
+    const d = progress.documents;
+    process.stderr.write(
+      `${new Date().toISOString()} ${progress.status} patients ${progress.patients.done}/${progress.patients.total}, documents ${d.done}/${d.total} (${d.failed} failed, ${d.rejected} refused, ${d.review} in review), ${progress.documentsPerSecond}/s\n`,
+    );
+  }
+  process.stdout.write(`${JSON.stringify(progress, null, 2)}\n`);
+  return progress.status === 'failed' ? 1 : 0;
 }
 
 /** The operator principal of the CLI: what it writes is recorded under this client id. */

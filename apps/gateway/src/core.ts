@@ -47,10 +47,12 @@ import {
   INGEST_MIGRATIONS,
   INTAKE_MIGRATIONS,
   MAILBOX_MIGRATIONS,
+  PORTABILITY_MIGRATIONS,
   IdentityReviewQueue,
   IntakePipeline,
   MailboxFeature,
   PatientMatcher,
+  PortabilityImportService,
 } from '@gw/ingest';
 import { CptsTerritoryService, EXCHANGE_MIGRATIONS, ExchangeService, MhdRecipient } from '@gw/exchange';
 import { INDICATOR_MIGRATIONS, IndicatorsService } from '@gw/indicators';
@@ -69,6 +71,7 @@ export const MIGRATIONS: readonly Migration[] = [
   ...EVENT_MIGRATIONS,
   ...INGEST_MIGRATIONS,
   ...HPRIM_MIGRATIONS,
+  ...PORTABILITY_MIGRATIONS,
   ...MAILBOX_MIGRATIONS,
   ...EXCHANGE_MIGRATIONS,
   ...INDICATOR_MIGRATIONS,
@@ -122,6 +125,8 @@ export interface GatewayCore {
   bulk: BulkExportService;
   /** Domain events recorded by the store (read side, operator API). */
   events: DomainEventLog;
+  /** Portability archive imports (admin API, CLI, the `intake.import-archive` job). */
+  portability: PortabilityImportService;
   /** Shutdown after the listeners: relay, jobs in flight, queues, audit buffer, database. */
   shutdownSteps(): ShutdownStep[];
   close(): Promise<void>;
@@ -245,11 +250,19 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       { intake, sendMdn: exchange.mdnSender, acceptMdn: (raw) => exchange.acceptMdn(raw) },
       logger,
     );
+    // Portability archives: each patient's documents through the same intake pipeline.
+    const portability = new PortabilityImportService(db.pool, queue, intake, {
+      importDir: config.GW_INTAKE_IMPORT_DIR ?? join(config.GW_DATA_DIR, 'imports'),
+      maxEntryBytes: config.GW_INTAKE_ARCHIVE_MAX_ENTRY_BYTES,
+      concurrency: config.GW_INTAKE_IMPORT_CONCURRENCY,
+      logger,
+    });
     const features: GatewayFeature[] = [
       housekeepingFeature(db.pool, config.GW_AUDIT_RETENTION_DAYS),
       exchange,
       indicators,
       bulk,
+      portability,
       mailbox,
     ];
     for (const f of features) {
@@ -314,6 +327,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       indicators,
       bulk,
       events: new DomainEventLog(db.pool),
+      portability,
       shutdownSteps,
       // In-process close (tests, the CLI): bounded per step, never hangs on a job that will not end.
       async close() {

@@ -25,6 +25,11 @@ export type { CodeLookup, LabCodeEntry } from './hprim/hprim.mapper';
 export { LabCodeMap, checkKey, isLoincCode, validateLabCode } from './hprim/lab-code.map';
 export type { LabCodeInput, LabCodeMapping } from './hprim/lab-code.map';
 export { isUcum, ucumOf } from './hprim/ucum';
+export { PORTABILITY_MIGRATIONS } from './portability/portability.schema';
+export { PortabilityImportService } from './portability/portability.service';
+export type { ImportProgress, PortabilityOptions } from './portability/portability.service';
+export { planArchive } from './portability/archive.plan';
+export { readXdmMetadata } from './portability/xdm-metadata';
 export * as Terminology from './terminology/code-systems';
 export {
   canonicalSystem,

@@ -282,6 +282,16 @@ export const configSchema = z.object({
   GW_SHARING_ENCOUNTER_MONTHS: z.coerce.number().int().min(0).max(600).default(24),
   /** JSON file replacing the default profession × resource-class matrix (checked at startup). */
   GW_SHARING_MATRIX_FILE: z.string().min(1).optional(),
+  /** Folder the admin API may import portability archives from (default <GW_DATA_DIR>/imports). */
+  GW_INTAKE_IMPORT_DIR: z.string().min(1).optional(),
+  /** Patients of one portability archive imported side by side (each patient's documents in order). */
+  GW_INTAKE_IMPORT_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(4),
+  /** Largest archive entry read into memory: one document, or one patient's XDM zip. */
+  GW_INTAKE_ARCHIVE_MAX_ENTRY_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(256 * 1024 * 1024),
 });
 
 export type GatewayConfig = z.infer<typeof configSchema>;

@@ -16,6 +16,7 @@ import { Hl7AdminController } from '../admin/hl7-admin.controller';
 import { DocumentsController } from '../ingest/documents.controller';
 import { Hl7Controller } from '../ingest/hl7.controller';
 import { LabCodesController } from '../ingest/lab-codes.controller';
+import { IntakeAdminController } from '../admin/intake-admin.controller';
 import { IdentityReviewAdminController, IdentityReviewController } from '../admin/identity-review.controller';
 import { MailboxAdminController } from '../admin/mailbox-admin.controller';
 import { MeasureController } from '../fhir/measure.controller';
@@ -40,6 +41,7 @@ export class AppModule {
         DocumentsController,
         Hl7AdminController,
         LabCodesController,
+        IntakeAdminController,
         ExchangeAdminController,
         CptsAdminController,
         DashboardLoginController,

@@ -26,6 +26,8 @@ export interface JobCatalogue {
   'bulk.export': { exportId: string; traceId?: string };
   /** Deletes expired exports and their files; re-enqueues exports left queued by a crash after kick-off. */
   'bulk.sweep': { traceId?: string };
+  /** Imports (or goes on importing) one portability archive (one intake_import row). */
+  'intake.import-archive': { importId: string; traceId?: string };
 }
 
 export type JobName = keyof JobCatalogue;
@@ -42,6 +44,8 @@ export const JOB_QUEUE: Record<JobName, string> = {
   // Exports are long and heavy: their own queue, so they never hold up routing or deliveries.
   'bulk.export': 'bulk-export',
   'bulk.sweep': 'bulk-export',
+  // Long imports on their own queue: they never hold up routing, deliveries or exports.
+  'intake.import-archive': 'intake-import',
 };
 
 export const QUEUE_NAMES = [...new Set(Object.values(JOB_QUEUE))];
@@ -82,6 +86,8 @@ export function queueSettings(config: QueueConfig): Record<string, QueueSettings
       concurrency: config.GW_BULK_CONCURRENCY,
       retry: { attempts: 3, backoff: { type: 'exponential', delay: 5000 } },
     },
+    // One import at a time per process (it runs its own patients side by side); a retry resumes it.
+    'intake-import': { concurrency: 1, retry: { attempts: 5, backoff: { type: 'exponential', delay: 10_000 } } },
   };
 }
 
