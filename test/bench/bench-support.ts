@@ -91,3 +91,16 @@ export function machineBusyTicks(): number {
   const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
   return cpu.reduce((a, b) => a + b, 0) - cpu[3] - (cpu[4] ?? 0);
 }
+
+/** A client-credentials access token from the gateway at `base` (client_secret_basic). */
+export async function clientToken(base: string, id: string, secret: string): Promise<string> {
+  const res = await fetch(`${base}/oauth2/token`, {
+    method: 'POST',
+    headers: {
+      authorization: `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`,
+      'content-type': 'application/x-www-form-urlencoded',
+    },
+    body: 'grant_type=client_credentials',
+  });
+  return ((await res.json()) as { access_token: string }).access_token;
+}

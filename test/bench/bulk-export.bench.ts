@@ -13,7 +13,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ROOT, startEmbeddedGateway } from '../support/process';
-import { pool, round } from './bench-support';
+import { pool, round, clientToken } from './bench-support';
 
 type Res = Record<string, unknown> & { resourceType: string };
 
@@ -94,17 +94,7 @@ async function main(): Promise<void> {
   const total = Math.round(members * 1.1);
   const { gw, base, admin: creds } = await startEmbeddedGateway();
   try {
-    const tokenOf = async (id: string, secret: string): Promise<string> => {
-      const res = await fetch(`${base}/oauth2/token`, {
-        method: 'POST',
-        headers: {
-          authorization: `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`,
-          'content-type': 'application/x-www-form-urlencoded',
-        },
-        body: 'grant_type=client_credentials',
-      });
-      return ((await res.json()) as { access_token: string }).access_token;
-    };
+    const tokenOf = (id: string, secret: string): Promise<string> => clientToken(base, id, secret);
     const admin = await tokenOf(creds.client_id, creds.client_secret);
     const created = JSON.parse(
       (

@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ROOT, startEmbeddedGateway } from '../support/process';
 import { syntheticCda, writePortabilityArchive } from '../support/intake-archive';
-import { pool, round, sleep } from './bench-support';
+import { pool, round, sleep, clientToken } from './bench-support';
 
 const KINDS = ['VSM', 'CR-BIO', 'VAC'] as const;
 
@@ -59,17 +59,7 @@ async function main(): Promise<void> {
   const { gw, base, admin: creds } = await startEmbeddedGateway({ GW_INTAKE_IMPORT_DIR: importDir });
   const pid = gw.child.pid as number;
   try {
-    const tokenOf = async (id: string, secret: string): Promise<string> => {
-      const res = await fetch(`${base}/oauth2/token`, {
-        method: 'POST',
-        headers: {
-          authorization: `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`,
-          'content-type': 'application/x-www-form-urlencoded',
-        },
-        body: 'grant_type=client_credentials',
-      });
-      return ((await res.json()) as { access_token: string }).access_token;
-    };
+    const tokenOf = (id: string, secret: string): Promise<string> => clientToken(base, id, secret);
     const admin = await tokenOf(creds.client_id, creds.client_secret);
     const res = await fetch(`${base}/admin/clients`, {
       method: 'POST',

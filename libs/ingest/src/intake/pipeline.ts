@@ -224,24 +224,7 @@ export class IntakePipeline implements IntakePipelineApi {
       const patientId = match?.kind === 'matched' ? match.patientId : undefined;
       const id = randomUUID();
       const written = await this.write(tx, p, ex, patientId, id);
-      await tx.query(
-        `INSERT INTO intake_document (id, owner, client_id, principal, source, unique_id, content_type, raw, extraction, status, result, written, document_ref)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'filed', $10, $11, $12)`,
-        [
-          id,
-          owner,
-          p.clientId,
-          JSON.stringify(p),
-          source,
-          ex.document.uniqueId,
-          ex.document.contentType,
-          ex.document.content,
-          JSON.stringify(withoutBytes(ex)),
-          JSON.stringify(written.entries),
-          written.facts,
-          written.documentRef,
-        ],
-      );
+      await stage(tx, { id, owner, p, source, ex, status: 'filed', written });
       return { status: 'created', entries: written.entries, issues };
     });
   }
@@ -260,21 +243,7 @@ export class IntakePipeline implements IntakePipelineApi {
       return prior.review_id;
     }
     const id = randomUUID();
-    await tx.query(
-      `INSERT INTO intake_document (id, owner, client_id, principal, source, unique_id, content_type, raw, extraction, status)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'review')`,
-      [
-        id,
-        owner,
-        p.clientId,
-        JSON.stringify(p),
-        source,
-        ex.document.uniqueId,
-        ex.document.contentType,
-        ex.document.content,
-        JSON.stringify(withoutBytes(ex)),
-      ],
-    );
+    await stage(tx, { id, owner, p, source, ex, status: 'review' });
     const review = await this.reviews.open(tx, {
       owner,
       source: `${INTAKE_REVIEW_PREFIX}${id}`,
@@ -709,4 +678,38 @@ function rewriteReferences<T extends Resource>(resource: T, ids: Map<string, str
     return v;
   };
   return walk(resource) as T;
+}
+
+/** Stages a document: filed (with what was written) or held for identity review (bytes kept). */
+async function stage(
+  tx: PoolClient,
+  d: {
+    id: string;
+    owner: string;
+    p: Principal;
+    source: string;
+    ex: Extraction;
+    status: 'filed' | 'review';
+    written?: { entries: unknown; facts: string[]; documentRef: string | undefined };
+  },
+): Promise<void> {
+  await tx.query(
+    `INSERT INTO intake_document (id, owner, client_id, principal, source, unique_id, content_type, raw, extraction, status, result, written, document_ref)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+    [
+      d.id,
+      d.owner,
+      d.p.clientId,
+      JSON.stringify(d.p),
+      d.source,
+      d.ex.document.uniqueId,
+      d.ex.document.contentType,
+      d.ex.document.content,
+      JSON.stringify(withoutBytes(d.ex)),
+      d.status,
+      d.written ? JSON.stringify(d.written.entries) : null,
+      d.written?.facts ?? [],
+      d.written?.documentRef ?? null,
+    ],
+  );
 }
