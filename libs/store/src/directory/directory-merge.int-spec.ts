@@ -6,6 +6,19 @@ import { OrganizationAccessPolicy } from '../repository/access.policy';
 import type { Principal } from '../repository/access.policy';
 import { DIRECTORY_SOURCE_SYSTEM, ANNUAIRE_SANTE } from './directory.identity';
 import { FhirRepository } from '../repository/fhir.repository';
+import { SHARING_STORE_MIGRATION, SHARING_TABLES_MIGRATION } from '../sharing/sharing.schema';
+
+/**
+ * The seeding below goes through today's write path, which also fills what later versions added
+ * (a resource's patient, its label, the sharing tables): those are created for the seeding and
+ * dropped before the real migrations run from version 10 on (version 18 then backfills them).
+ */
+const LATER_WRITE_PATH_SCHEMA = [SHARING_STORE_MIGRATION.sql, SHARING_TABLES_MIGRATION.sql];
+const DROP_LATER_WRITE_PATH_SCHEMA = `
+DROP TABLE care_access, care_opposition, sharing_rebuild;
+DROP INDEX resource_patient_idx;
+ALTER TABLE resource DROP COLUMN patient_id, DROP COLUMN restricted;
+ALTER TABLE resource_history DROP COLUMN agent;`;
 
 const admin: Principal = {
   clientId: 'seed',
@@ -25,6 +38,9 @@ describe('migration 10: duplicate directory entries merged into one survivor', (
   beforeAll(async () => {
     pool = new Pool({ connectionString: await createTestDatabase('dirmerge'), max: 4 });
     await migrateAll(pool, { upTo: 9 });
+    for (const sql of LATER_WRITE_PATH_SCHEMA) {
+      await pool.query(sql);
+    }
     loadFhirDefinitions();
     repo = new FhirRepository(pool, new SearchParamRegistry(), new OrganizationAccessPolicy());
   });
@@ -141,6 +157,7 @@ describe('migration 10: duplicate directory entries merged into one survivor', (
       ctx,
     );
 
+    await pool.query(DROP_LATER_WRITE_PATH_SCHEMA);
     expect(await migrateAll(pool)).toEqual(expect.arrayContaining([10, 11]));
 
     const survivor = await current<Practitioner>('Practitioner', gp.id);
