@@ -29,3 +29,5 @@ export { suppressStrata, totalSuppressed } from './suppression';
 export { IndicatorsService, INDICATORS_PRINCIPAL, parsePeriod } from './indicators.service';
 export type { EvaluateParams } from './indicators.service';
 export { INDICATOR_MIGRATIONS } from './indicators.schema';
+export { loadDrugAtc, parseMapFile, readBdpmFiles, parseCisCip, parseCisAtc, bdpmEntries } from './drug-atc.loader';
+export type { DrugAtc } from './drug-atc.loader';
