@@ -244,6 +244,8 @@ function catalogue(
         id: m.id,
         url: `${GW}/fhir/Measure/${m.id}`,
         status: 'active',
+        effectivePeriod: { start: '2017-01-01' },
+        relatedArtifact: [{ type: 'documentation', display: 'test Measure' }],
         scoring: { coding: [{ code: 'proportion' }] },
         extension: [
           { url: `${GW}/fhir/StructureDefinition/measure-denominator-population`, valueCode: m.population ?? 'all' },
