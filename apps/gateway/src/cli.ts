@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { SIRENE } from '@gw/fhir';
 import { createLogger, loadConfig, splitScopes } from '@gw/platform';
+import { BenchmarkFormatError, parseBenchmarkCsv } from '@gw/indicators';
+import type { BenchmarkRow } from '@gw/indicators';
 import { DirectoryImporter, OWNER_TAG_SYSTEM } from '@gw/store';
 import { TerritoryGenerator, TerritoryLoader } from './demo/territory';
 import type { GatewayCore } from './core';
@@ -27,6 +29,8 @@ Commands:
   indicators:run  Evaluate the indicator catalogue for every CPTS and structure and store the MeasureReports
       --period-end <YYYY-MM-DD>  end of the 12-month period (default: end of last month)
       --months <n>               also the n-1 months before, one run per month end (trends; default 1)
+  indicators:load-benchmarks <file.csv>  Load published national benchmarks (open data; format in
+                                 docs/indicators.md "Benchmarks"); a line already loaded is replaced
   demo:territory  Load a synthetic CPTS territory (structures, professionals, patients, care) through the store
       --patients <n>             persons (default 10000); ~3 % get a second record in another practice
       --seed <n>                 random seed (default 1): same seed, size and date = same resources and ids
@@ -100,6 +104,8 @@ async function main(argv: string[]): Promise<number> {
         return await changeClient(core, command, positionals);
       case 'indicators:run':
         return await runIndicators(core, values['period-end'], values.months);
+      case 'indicators:load-benchmarks':
+        return await loadBenchmarks(core, positionals[0]);
       case 'demo:territory':
         return await loadTerritory(core, values.patients ?? '10000', values.seed ?? '1', values['as-of']);
       case 'cpts:grant':
@@ -193,6 +199,26 @@ async function runIndicators(core: GatewayCore, periodEnd: string | undefined, m
   process.stdout.write(
     `${JSON.stringify({ periodEnds: ends, reportsPerRun: first.reports, subjects: first.subjects, firstRunMs: first.ms })}\n`,
   );
+  return 0;
+}
+
+async function loadBenchmarks(core: GatewayCore, file: string | undefined): Promise<number> {
+  if (!file) {
+    process.stderr.write(`indicators:load-benchmarks needs <file.csv>\n${USAGE}`);
+    return 2;
+  }
+  let rows: BenchmarkRow[];
+  try {
+    rows = parseBenchmarkCsv(readFileSync(file, 'utf8'));
+  } catch (err) {
+    if (err instanceof BenchmarkFormatError) {
+      process.stderr.write(`${file}: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const loaded = await core.indicators.benchmarks.load(rows);
+  process.stdout.write(`${JSON.stringify({ status: 'loaded', file, ...loaded })}\n`);
   return 0;
 }
 
