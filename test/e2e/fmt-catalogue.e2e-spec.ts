@@ -100,6 +100,8 @@ describe('2026 indicator catalogue (FMT items, CPTS) over ingested and posted da
         type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'PUBLICPOL' }] },
         costToBeneficiary: [
           {
+            // R4 makes value[x] 1..1: the ALD exemption leaves nothing to pay (ticket modérateur).
+            valueMoney: { value: 0, currency: 'EUR' },
             exception: numbers.map((n) => ({
               type: { coding: [{ system: ALD_SYSTEM, code: n }] },
               period: { start: '2020-01-01' },
