@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { SIRENE } from '@gw/fhir';
 import { createLogger, loadConfig, splitScopes } from '@gw/platform';
-import { BenchmarkFormatError, parseBenchmarkCsv } from '@gw/indicators';
+import { BenchmarkFormatError, loadDrugAtc, parseBenchmarkCsv, parseMapFile, readBdpmFiles } from '@gw/indicators';
 import type { BenchmarkRow } from '@gw/indicators';
 import { DirectoryImporter, OWNER_TAG_SYSTEM } from '@gw/store';
 import { TerritoryGenerator, TerritoryLoader } from './demo/territory';
@@ -31,6 +31,10 @@ Commands:
       --months <n>               also the n-1 months before, one run per month end (trends; default 1)
   indicators:load-benchmarks <file.csv>  Load published national benchmarks (open data; format in
                                  docs/indicators.md "Benchmarks"); a line already loaded is replaced
+  indicators:load-drug-atc  Add CIS/CIP -> ATC pairs to the map drug criteria read (docs/indicators.md)
+      --cis-cip <file>           BDPM CIS_CIP_bdpm.txt (tab-separated: CIS, CIP7, …, CIP13 in column 7)
+      --cis-atc <file>           CIS -> ATC, tab-separated: CIS, ATC code (e.g. BDPM CIS_MITM.txt)
+      --map <file>               or the gateway's own format: code <TAB> ATC [<TAB> source]
   demo:territory  Load a synthetic CPTS territory (structures, professionals, patients, care) through the store
       --patients <n>             persons (default 10000); ~3 % get a second record in another practice
       --seed <n>                 random seed (default 1): same seed, size and date = same resources and ids
@@ -83,6 +87,9 @@ async function main(argv: string[]): Promise<number> {
       communes: { type: 'string' },
       members: { type: 'string' },
       wait: { type: 'boolean', default: false },
+      'cis-cip': { type: 'string' },
+      'cis-atc': { type: 'string' },
+      map: { type: 'string' },
     },
   });
   const config = loadConfig();
@@ -106,6 +113,8 @@ async function main(argv: string[]): Promise<number> {
         return await runIndicators(core, values['period-end'], values.months);
       case 'indicators:load-benchmarks':
         return await loadBenchmarks(core, positionals[0]);
+      case 'indicators:load-drug-atc':
+        return await loadDrugMap(core, values['cis-cip'], values['cis-atc'], values.map);
       case 'demo:territory':
         return await loadTerritory(core, values.patients ?? '10000', values.seed ?? '1', values['as-of']);
       case 'cpts:grant':
@@ -219,6 +228,25 @@ async function loadBenchmarks(core: GatewayCore, file: string | undefined): Prom
   }
   const loaded = await core.indicators.benchmarks.load(rows);
   process.stdout.write(`${JSON.stringify({ status: 'loaded', file, ...loaded })}\n`);
+  return 0;
+}
+
+async function loadDrugMap(
+  core: GatewayCore,
+  cisCip: string | undefined,
+  cisAtc: string | undefined,
+  map: string | undefined,
+): Promise<number> {
+  if (!map && (!cisCip || !cisAtc)) {
+    process.stderr.write(`indicators:load-drug-atc needs --cis-cip and --cis-atc, or --map\n${USAGE}`);
+    return 2;
+  }
+  const entries = [
+    ...(cisCip && cisAtc ? readBdpmFiles(cisCip, cisAtc) : []),
+    ...(map ? parseMapFile(readFileSync(map, 'utf8'), map) : []),
+  ];
+  const added = await loadDrugAtc(core.db.pool, entries);
+  process.stdout.write(`${JSON.stringify({ entries: entries.length, added })}\n`);
   return 0;
 }
 

@@ -1,6 +1,6 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Pool } from 'pg';
 import { Terminology } from '@gw/ingest';
 import { createTestDatabase, migrateAll } from '../../../test/support/database';
@@ -9,9 +9,14 @@ import { CRITERIA_LANGUAGE } from './criteria';
 import { MeasureEvaluator } from './evaluator';
 import type { EvaluateOptions, MeasureCounts } from './evaluator';
 import { ALD_SYSTEM, COVERAGE_TYPE_SYSTEM } from './fmt-projection.schema';
+import { loadDrugAtc, parseMapFile } from './drug-atc.loader';
 
 const GW = 'https://gateway.fr-primary-care.org';
 const ORG = 'Organization/o1';
+const SHIPPED_MAP = parseMapFile(
+  readFileSync(resolve(__dirname, '../../../fhir-profiles/drug-atc/drug-atc.tsv'), 'utf8'),
+  'drug-atc.tsv',
+);
 
 /** Writes a resource row as the store does (the projection trigger runs on it), at a given time. */
 async function write(pool: Pool, type: string, id: string, content: object | null, at: string): Promise<void> {
@@ -281,10 +286,9 @@ describe('FMT criteria atoms (PostgreSQL)', () => {
     await write(pool, 'Coverage', 'b-ald', ald('b', '30', '2019-01-01', '2026-06-30'), '2026-01-01T00:00:00Z');
     // c: 36, MT d2 declared in February 2026 (not in the patientèle of 31 December 2025).
     await write(pool, 'Patient', 'c', patient('1990-01-01', 'd2'), '2026-02-01T09:00:00Z');
-    // The CIS/CIP → ATC map row for the tetanus vaccine (CNAM-HR sample: CIP13 3400932857241, ATC J07AM01).
-    await pool.query(`INSERT INTO ind_drug_atc (system, code, atc) VALUES ($1, '3400932857241', 'J07AM01')`, [
-      Terminology.BDPM,
-    ]);
+    // The shipped CIS/CIP → ATC map (the CNAM-HR sample puts CIP13 3400932857241 under J07AM01), as installed at boot.
+    expect(await loadDrugAtc(pool, SHIPPED_MAP)).toBe(SHIPPED_MAP.length);
+    expect(await loadDrugAtc(pool, SHIPPED_MAP)).toBe(0);
   });
   afterAll(async () => pool.end());
 
@@ -330,9 +334,7 @@ describe('FMT criteria atoms (PostgreSQL)', () => {
     try {
       expect(await numerator(has('ever'))).toBe(0);
     } finally {
-      await pool.query(`INSERT INTO ind_drug_atc (system, code, atc) VALUES ($1, '3400932857241', 'J07AM01')`, [
-        Terminology.BDPM,
-      ]);
+      await loadDrugAtc(pool, SHIPPED_MAP);
     }
   });
 

@@ -40,3 +40,5 @@ export {
   parseBenchmarkCsv,
 } from './benchmarks';
 export type { BenchmarkRow } from './benchmarks';
+export { loadDrugAtc, parseMapFile, readBdpmFiles, parseCisCip, parseCisAtc, bdpmEntries } from './drug-atc.loader';
+export type { DrugAtc } from './drug-atc.loader';
