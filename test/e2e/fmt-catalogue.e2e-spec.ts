@@ -30,6 +30,8 @@ type Counts = Record<string, number | undefined>;
 describe('2026 indicator catalogue (FMT items, CPTS) over ingested and posted data', () => {
   let gw: TestGateway;
   let token: string;
+  /** The structure of the FMT items' patients (not in the CPTS). */
+  let msp: string;
   let cpts: string;
   /** A client of the CPTS's member structure: the CPTS tests' patients are its own, apart from the others. */
   let tokenCpts: string;
@@ -44,7 +46,7 @@ describe('2026 indicator catalogue (FMT items, CPTS) over ingested and posted da
       GW_INDICATOR_NOISE: 'false',
       GW_INDICATOR_SMALL_CELL: '1',
     });
-    const msp = await typedOrganization(gw, 'MSP des items FMT', 'MSP');
+    msp = await typedOrganization(gw, 'MSP des items FMT', 'MSP');
     token = (await gw.clientOf(msp, ['system/*.cruds'])).token;
     cpts = await typedOrganization(gw, 'CPTS du Berry', 'CPTS');
     const member = await typedOrganization(gw, 'MSP de Bourges', 'MSP', cpts);
@@ -256,6 +258,41 @@ describe('2026 indicator catalogue (FMT items, CPTS) over ingested and posted da
     await observation(diabetic, 'http://loinc.org', '4548-4', '2026-09-15');
     expect(await report('fmt-diabete-hba1c', diabetic)).toMatchObject({ denominator: 1, numerator: 1 });
     expect(await report('fmt-grippe-65', diabetic)).toMatchObject({ denominator: 1, numerator: 0 });
+  });
+
+  it('a structure’s population report counts the patientèle of 31 December 2025, not a médecin traitant declared since', async () => {
+    const gp = await create({ resourceType: 'Practitioner', active: true, name: [{ family: 'DÉCLARÉ' }] });
+    const since2020 = await person('1950-06-06', 'female');
+    await create({
+      resourceType: 'CareTeam',
+      status: 'active',
+      subject: { reference: since2020 },
+      participant: [
+        {
+          role: [{ coding: [{ system: Terminology.TRE_R259, code: 'PCP' }] }],
+          member: { reference: gp },
+          period: { start: '2020-01-01' },
+        },
+      ],
+    });
+    // Declared today (in 2026), through Patient.generalPractitioner: not in the patientèle of 31 Dec 2025.
+    await person('1951-07-07', 'male', { generalPractitioner: [{ reference: gp }] });
+    const evaluate = async (): Promise<Counts> => {
+      const res = await call<MeasureReport>(
+        gw,
+        'GET',
+        `${gw.fhirUrl}/Measure/fmt-grippe-65/$evaluate-measure?${Y2026}&subject=Organization/${msp}`,
+        undefined,
+        admin,
+      );
+      expect(res.status).toBe(200);
+      return Object.fromEntries(
+        (res.body.group?.[0]?.population ?? []).map((p) => [p.code?.coding?.[0]?.code as string, p.count]),
+      );
+    };
+    expect(await evaluate()).toMatchObject({ denominator: 1, numerator: 0 });
+    await vaccine(since2020, 'J07BB02', '2026-11-02');
+    expect(await evaluate()).toMatchObject({ denominator: 1, numerator: 1 });
   });
 
   it('CPTS: patients who found a médecin traitant after a completed find-mt Task', async () => {
