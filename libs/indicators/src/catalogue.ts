@@ -52,6 +52,11 @@ export interface CompiledMeasure {
   stratifiers: Stratifier[];
   /** Set when the MT population is a past patientèle (FMT Measures). */
   patienteleDate?: PatienteleDate;
+  /** Days (YYYY-MM-DD, inclusive) the Measure is in force: `effectivePeriod`; end absent = open-ended. */
+  effective: { start: string; end?: string };
+  /** Canonical URLs (without version) of the Measures `relatedArtifact` names as predecessor / successor. */
+  predecessors: string[];
+  successors: string[];
 }
 
 export class CatalogueError extends Error {}
@@ -98,6 +103,7 @@ export class MeasureCatalogue {
       }
     }
     const measures = new Map<string, CompiledMeasure>();
+    const fileOf = new Map<string, string>();
     for (const { file, measure } of raw) {
       const compiled = compileMeasure(measure, file, (url) => {
         if (!codes.has(url)) {
@@ -108,8 +114,25 @@ export class MeasureCatalogue {
         throw new CatalogueError(`${file}: duplicate Measure id ${compiled.id}`);
       }
       measures.set(compiled.id, compiled);
+      fileOf.set(compiled.id, file);
     }
+    checkLineage(measures, fileOf);
     return new MeasureCatalogue(measures, valueSets, codes);
+  }
+
+  /** The Measures in force on a day (YYYY-MM-DD): effectivePeriod.start ≤ day ≤ effectivePeriod.end. */
+  inForce(day: string): CompiledMeasure[] {
+    return [...this.measures.values()].filter((m) => isInForce(m, day));
+  }
+
+  /**
+   * What replaces a Measure on a day it is not in force: the Measures in force then that it names
+   * as successor or that name it as predecessor; when none does, every Measure in force then.
+   */
+  replacements(m: CompiledMeasure, day: string): CompiledMeasure[] {
+    const now = this.inForce(day);
+    const linked = now.filter((x) => m.successors.includes(x.url) || x.predecessors.includes(m.url));
+    return linked.length > 0 ? linked : now;
   }
 
   get(id: string): CompiledMeasure | undefined {
@@ -210,6 +233,9 @@ function compileMeasure(m: Measure, file: string, checkValueSet: (url: string) =
     numerator: criterion('numerator', true) as Criterion,
     stratifiers: stratifiers(m, file),
     patienteleDate: patienteleDate(m, file),
+    effective: effectivePeriod(m, file),
+    predecessors: related(m, file, 'predecessor'),
+    successors: related(m, file, 'successor'),
   };
   if (compiled.basis === 'event') {
     compiled.event = findEvent(initialPopulation);
@@ -263,6 +289,66 @@ function findEvent(c: Criterion): FactCriterion | undefined {
   if ('event' in c) return c.event;
   if ('all' in c) return c.all.map(findEvent).find(Boolean);
   return undefined;
+}
+
+/** Whether a Measure is in force on a day (YYYY-MM-DD). */
+export function isInForce(m: CompiledMeasure, day: string): boolean {
+  return m.effective.start <= day && (m.effective.end === undefined || day <= m.effective.end);
+}
+
+const DAY = /^\d{4}-\d{2}-\d{2}$/;
+
+/** effectivePeriod: a start day, an optional end day not before it (the catalogue is versioned by it). */
+function effectivePeriod(m: Measure, file: string): { start: string; end?: string } {
+  const p = m.effectivePeriod;
+  if (!p?.start || !DAY.test(p.start) || Number.isNaN(Date.parse(p.start))) {
+    throw new CatalogueError(
+      `${file}: effectivePeriod.start must be a day (YYYY-MM-DD): when the Measure comes into force`,
+    );
+  }
+  if (p.end !== undefined && (!DAY.test(p.end) || Number.isNaN(Date.parse(p.end)) || p.end < p.start)) {
+    throw new CatalogueError(
+      `${file}: effectivePeriod.end must be a day (YYYY-MM-DD) not before effectivePeriod.start`,
+    );
+  }
+  return { start: p.start, ...(p.end ? { end: p.end } : {}) };
+}
+
+/**
+ * relatedArtifact: at least one `citation` (the legal source) or `documentation` (the gateway's
+ * own indicators) with a display; the predecessor / successor Measures' canonicals.
+ */
+function related(m: Measure, file: string, type: 'predecessor' | 'successor'): string[] {
+  const artifacts = m.relatedArtifact ?? [];
+  if (!artifacts.some((a) => (a.type === 'citation' || a.type === 'documentation') && a.display)) {
+    throw new CatalogueError(
+      `${file}: relatedArtifact needs a citation (the legal source: text, article or annex) or a documentation entry, with a display`,
+    );
+  }
+  return artifacts
+    .filter((a) => a.type === type)
+    .map((a) => {
+      if (!a.resource) {
+        throw new CatalogueError(
+          `${file}: a relatedArtifact of type ${type} needs a resource (the Measure's canonical)`,
+        );
+      }
+      return a.resource.split('|')[0] as string;
+    });
+}
+
+/** Every predecessor / successor names a Measure of the catalogue. */
+function checkLineage(measures: Map<string, CompiledMeasure>, files: Map<string, string>): void {
+  const urls = new Set([...measures.values()].map((m) => m.url));
+  for (const m of measures.values()) {
+    for (const url of [...m.predecessors, ...m.successors]) {
+      if (!urls.has(url)) {
+        throw new CatalogueError(
+          `${files.get(m.id) ?? m.id}: relatedArtifact names ${url}, not a Measure of the catalogue`,
+        );
+      }
+    }
+  }
 }
 
 /** Stratifier codes of the Measure's group (system {@link STRATIFIER_SYSTEM}); unknown codes stop the boot. */

@@ -375,7 +375,9 @@ function drugMapWhere(alias: string, atc: CodeMatch[], ctx: CompileContext): str
     ...(exact.length > 0 ? [`m.atc = ANY(${ctx.params.bind(exact)}::text[])`] : []),
     ...prefixes.map((p) => `m.atc LIKE ${ctx.params.bind(`${escapeLike(p)}%`)}`),
   ];
-  return `(${alias}.code IN (SELECT m.code FROM ind_drug_atc m WHERE ${conds.join(' OR ')}) AND ${alias}.system = ANY(${ctx.params.bind(BDPM_SYSTEMS)}::text[]))`;
+  // ARRAY(subquery) is computed once (an InitPlan) and `code = ANY(…)` stays an index condition on
+  // ind_fact (code, at), so the other arms of the OR keep their index scans too.
+  return `(${alias}.code = ANY(ARRAY(SELECT m.code FROM ind_drug_atc m WHERE ${conds.join(' OR ')})) AND ${alias}.system = ANY(${ctx.params.bind(BDPM_SYSTEMS)}::text[]))`;
 }
 
 function escapeLike(s: string): string {

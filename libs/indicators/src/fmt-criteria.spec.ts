@@ -71,7 +71,7 @@ describe('FMT criteria atoms', () => {
       { has: { resource: 'MedicationDispense', valueSet: 'vs', window: 'period', min: 1 } },
       ctx(() => [{ system: 'https://smt.esante.gouv.fr/terminologie-atc', code: 'J07AM', prefix: true }]),
     );
-    expect(atc).toContain('FROM ind_drug_atc m WHERE m.atc LIKE');
+    expect(atc).toContain('code = ANY(ARRAY(SELECT m.code FROM ind_drug_atc m WHERE m.atc LIKE');
     const loinc = compileCriterion(
       { has: { resource: 'Observation', valueSet: 'vs', window: 'period', min: 1 } },
       ctx(() => [{ system: 'http://loinc.org', code: '4548-4', prefix: false }]),
@@ -104,5 +104,69 @@ describe('FMT criteria atoms', () => {
     expect(() => MeasureCatalogue.fromDirectory(marker)).toThrow(
       /measure-patientele-date must be one of previous-year-end/,
     );
+  });
+});
+
+describe('versioned catalogue', () => {
+  const grippe = 'Measure-rosp-grippe-65.json';
+  const measure = (dir: string) => MeasureCatalogue.fromDirectory(dir);
+
+  it('every shipped Measure is in force from 2017; the ROSP ones end on 2025-12-31, the CPTS ones stay open', () => {
+    const c = measure(SHIPPED);
+    expect(c.get('rosp-grippe-65')!.effective).toEqual({ start: '2017-01-01', end: '2025-12-31' });
+    expect(c.get('cpts-suivi-sortie-7j')!.effective).toEqual({ start: '2017-01-01' });
+    expect(c.inForce('2025-12-31').map((m) => m.id)).toContain('rosp-grippe-65');
+    expect(
+      c
+        .inForce('2026-01-01')
+        .map((m) => m.id)
+        .filter((id) => !id.startsWith('fmt-'))
+        .sort(),
+    ).toEqual(['cpts-sans-medecin-traitant', 'cpts-suivi-sortie-7j']);
+  });
+
+  it('names the successor a Measure out of force is replaced by, through predecessor links', () => {
+    const dir = variant('Measure-rosp-grippe-65.json', () => undefined);
+    const fmt = JSON.parse(readFileSync(join(dir, grippe), 'utf8')) as Record<string, unknown>;
+    writeFileSync(
+      join(dir, 'Measure-fmt-grippe-65.json'),
+      JSON.stringify({
+        ...fmt,
+        id: 'fmt-grippe-65',
+        url: 'https://gateway.fr-primary-care.org/fhir/Measure/fmt-grippe-65',
+        effectivePeriod: { start: '2026-01-01' },
+        relatedArtifact: [
+          { type: 'citation', display: 'Convention médicale 2024-2029' },
+          { type: 'predecessor', resource: 'https://gateway.fr-primary-care.org/fhir/Measure/rosp-grippe-65|2026.1' },
+        ],
+      }),
+    );
+    const c = measure(dir);
+    expect(c.replacements(c.get('rosp-grippe-65')!, '2026-12-31').map((m) => m.id)).toEqual(['fmt-grippe-65']);
+    expect(c.get('fmt-grippe-65')!.predecessors).toEqual([
+      'https://gateway.fr-primary-care.org/fhir/Measure/rosp-grippe-65',
+    ]);
+  });
+
+  it.each([
+    [(d: Record<string, unknown>) => delete d.effectivePeriod, 'effectivePeriod.start must be a day'],
+    [
+      (d: Record<string, unknown>) => (d.effectivePeriod = { start: '2020-01-01', end: '2019-12-31' }),
+      'effectivePeriod.end must be a day (YYYY-MM-DD) not before',
+    ],
+    [
+      (d: Record<string, unknown>) => (d.relatedArtifact = [{ type: 'documentation' }]),
+      'relatedArtifact needs a citation',
+    ],
+    [
+      (d: Record<string, unknown>) =>
+        (d.relatedArtifact = [
+          { type: 'citation', display: 'x' },
+          { type: 'successor', resource: 'https://gateway.fr-primary-care.org/fhir/Measure/nope' },
+        ]),
+      'relatedArtifact names https://gateway.fr-primary-care.org/fhir/Measure/nope, not a Measure of the catalogue',
+    ],
+  ])('refuses a catalogue whose versioning is broken (%#)', (change, message) => {
+    expect(() => measure(variant(grippe, change))).toThrow(message);
   });
 });

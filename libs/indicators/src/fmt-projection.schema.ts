@@ -155,14 +155,19 @@ BEGIN
     RETURN;
   END IF;
   IF p_type = 'CareTeam' THEN
-    DELETE FROM ind_mt_period WHERE source = 'CareTeam/' || p_id;
     subj := coalesce(j->'subject'->>'reference', '');
     IF j IS NULL OR subj !~ '^Patient/' OR j->>'status' = 'entered-in-error' THEN
+      DELETE FROM ind_mt_period WHERE source = 'CareTeam/' || p_id;
       RETURN;
     END IF;
+    -- A PCP participant without a start date holds from the first write that named it: a rewrite
+    -- of the CareTeam keeps that day (old rows), as a Patient's GP period does.
+    WITH old AS (DELETE FROM ind_mt_period WHERE source = 'CareTeam/' || p_id RETURNING practitioner, started)
     INSERT INTO ind_mt_period (patient, practitioner, started, ended, source)
     SELECT DISTINCT substring(subj FROM 9), pa->'member'->>'reference',
-           gw_fhir_instant(coalesce(pa->'period'->>'start', j->'period'->>'start'))::date,
+           coalesce(gw_fhir_instant(coalesce(pa->'period'->>'start', j->'period'->>'start'))::date,
+                    (SELECT min(o.started) FROM old o WHERE o.practitioner = pa->'member'->>'reference'),
+                    (p_at AT TIME ZONE 'UTC')::date),
            gw_fhir_instant(coalesce(pa->'period'->>'end', j->'period'->>'end'))::date,
            'CareTeam/' || p_id
       FROM jsonb_array_elements(coalesce(j->'participant', '[]')) pa

@@ -132,7 +132,7 @@ describe('FMT projection (PostgreSQL): médecin traitant periods, coverages, dis
     expect((await periods(pool, 'h1')).at(-1)).toMatchObject({ practitioner: 'Practitioner/d3', ended: '2026-04-09' });
   });
 
-  it('CareTeam PCP participants are periods of their own, replaced on each write and gone when deleted', async () => {
+  it('CareTeam PCP participants are periods of their own, replaced on each write and gone when deleted; undated: from their first write', async () => {
     await write(pool, 'Patient', 'c1', patient('1980-01-01'), '2026-01-01T00:00:00Z');
     await write(pool, 'CareTeam', 'ct1', careTeam('c1', 'd1', '2023-01-01', '2025-06-30'), '2026-01-02T00:00:00Z');
     expect(await periods(pool, 'c1')).toEqual([
@@ -144,6 +144,14 @@ describe('FMT projection (PostgreSQL): médecin traitant periods, coverages, dis
     ]);
     await write(pool, 'CareTeam', 'ct1', null, '2026-01-04T00:00:00Z');
     expect(await periods(pool, 'c1')).toEqual([]);
+    // No start date: from the day of the first write naming the participant, kept by later rewrites.
+    const undated = careTeam('c1', 'd5', '');
+    delete (undated.participant[0] as { period?: unknown }).period;
+    await write(pool, 'CareTeam', 'ct2', undated, '2026-02-10T15:00:00Z');
+    await write(pool, 'CareTeam', 'ct2', { ...undated, name: 'renamed' }, '2026-03-01T00:00:00Z');
+    expect(await periods(pool, 'c1')).toEqual([
+      { practitioner: 'Practitioner/d5', started: '2026-02-10', ended: null, source: 'CareTeam/ct2' },
+    ]);
   });
 
   it('coverages: several ALD of one Coverage, C2S, only while active; they follow the person of their record', async () => {
@@ -244,6 +252,8 @@ function catalogue(
         id: m.id,
         url: `${GW}/fhir/Measure/${m.id}`,
         status: 'active',
+        effectivePeriod: { start: '2017-01-01' },
+        relatedArtifact: [{ type: 'documentation', display: 'test Measure' }],
         scoring: { coding: [{ code: 'proportion' }] },
         extension: [
           { url: `${GW}/fhir/StructureDefinition/measure-denominator-population`, valueCode: m.population ?? 'all' },

@@ -9,7 +9,7 @@ import type { GatewayFeature, JobResult, Logger, QueueService } from '@gw/platfo
 import { OWNER_TAG_SYSTEM } from '@gw/store';
 import { actorOf } from '@gw/store';
 import type { AuditLog, FhirRepository, Principal } from '@gw/store';
-import { DENOMINATOR_POPULATIONS, MeasureCatalogue } from './catalogue';
+import { DENOMINATOR_POPULATIONS, MeasureCatalogue, isInForce } from './catalogue';
 import type { CompiledMeasure, DenominatorPopulation } from './catalogue';
 import { BenchmarkStore, attachBenchmarks, measureBenchmark } from './benchmarks';
 import { MeasureEvaluator } from './evaluator';
@@ -159,7 +159,7 @@ export class IndicatorsService implements GatewayFeature {
     if (!measure) {
       throw new GatewayError('not-found', { text: `Measure/${measureId} is not in the indicator catalogue` });
     }
-    const period = parsePeriod(params.periodStart, params.periodEnd);
+    const period = this.periodInForce(measure, parsePeriod(params.periodStart, params.periodEnd), !params.periodEnd);
     const reportType = (params.reportType ?? 'population') as ReportType;
     if (!['population', 'subject-list', 'subject'].includes(reportType)) {
       throw new GatewayError('invalid', {
@@ -241,6 +241,27 @@ export class IndicatorsService implements GatewayFeature {
     });
     this.logger.info({ measure: measureId, reportType, ms: result.ms }, 'measure evaluated');
     return report;
+  }
+
+  /**
+   * A Measure is evaluated only over a period whose end it is in force on (docs/indicators.md,
+   * "Versions"): the default period (no periodEnd given) of a Measure no longer in force is its last
+   * 12 whole months in force; an explicit period ending outside its effectivePeriod is refused (422)
+   * naming the Measures in force then (its successors when the catalogue links them).
+   */
+  private periodInForce(measure: CompiledMeasure, period: Period, defaulted: boolean): Period {
+    if (isInForce(measure, period.end)) {
+      return period;
+    }
+    const last = measure.effective.end;
+    if (defaulted && last !== undefined && last < period.end) {
+      return twelveMonthsTo(lastOfMonth(last) === last ? last : lastOfPreviousMonth(last));
+    }
+    const instead = this.catalogue.replacements(measure, period.end).map((m) => `Measure/${m.id}`);
+    throw new GatewayError('business-rule', {
+      text: `Measure/${measure.id} is not in force on ${period.end} (effectivePeriod ${measure.effective.start} to ${measure.effective.end ?? 'open'}); in force on that day: ${instead.join(', ') || 'none'}`,
+      expression: 'periodEnd',
+    });
   }
 
   /**
@@ -335,7 +356,12 @@ export class IndicatorsService implements GatewayFeature {
       const dataSince = since.get(s.id);
       const scope: Scope = s.type === 'CPTS' ? { kind: 'cpts', id: s.id } : { kind: 'organization', id: s.id };
       // Stored reports are read by the subject's clients: perturbed like a live population report.
-      const { results } = await this.evaluator.evaluate(this.measures(), { period, scope, cellKeys: this.noise });
+      // The catalogue in force on the period's end (ROSP Measures up to 2025, FMT ones from 2026).
+      const { results } = await this.evaluator.evaluate(this.catalogue.inForce(period.end), {
+        period,
+        scope,
+        cellKeys: this.noise,
+      });
       for (const result of results) {
         const report = buildMeasureReport(result, {
           period,
@@ -487,6 +513,23 @@ export function checkAggregatePeriod(period: Period): void {
       expression: 'periodStart',
     });
   }
+}
+
+/** The 12 whole calendar months ending on `end` (a month's last day). */
+function twelveMonthsTo(end: string): Period {
+  const e = new Date(`${end}T00:00:00Z`);
+  const start = new Date(Date.UTC(e.getUTCFullYear(), e.getUTCMonth() - 11, 1)).toISOString().slice(0, 10);
+  return { start, end };
+}
+
+function lastOfMonth(d: string): string {
+  const e = new Date(`${d}T00:00:00Z`);
+  return new Date(Date.UTC(e.getUTCFullYear(), e.getUTCMonth() + 1, 0)).toISOString().slice(0, 10);
+}
+
+function lastOfPreviousMonth(d: string): string {
+  const e = new Date(`${d}T00:00:00Z`);
+  return new Date(Date.UTC(e.getUTCFullYear(), e.getUTCMonth(), 0)).toISOString().slice(0, 10);
 }
 
 function day(v: string, side: 'start' | 'end', name: string): string {
