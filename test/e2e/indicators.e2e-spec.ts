@@ -400,8 +400,8 @@ describe('indicators: $evaluate-measure over the store', () => {
     const run = await gw.core.indicators.storeMonthlyReports('2025-12-31');
     expect(run.period).toEqual({ start: '2025-01-01', end: '2025-12-31' });
     expect(run.subjects).toBe(3); // the CPTS and its two MSPs
-    // The whole catalogue (20 Measures) until the run picks the Measures in force on the period's end.
-    expect(run.reports).toBe(60);
+    // The Measures in force on 2025-12-31: the eight ROSP-era ones and cpts-mt-trouve (FMT ones from 2026).
+    expect(run.reports).toBe(27);
     await gw.core.indicators.storeMonthlyReports('2025-12-31');
     const mine = await call<{ entry: { resource: MeasureReport }[] }>(
       gw,
@@ -411,7 +411,7 @@ describe('indicators: $evaluate-measure over the store', () => {
       tokenA,
     );
     expect(mine.status).toBe(200);
-    expect(mine.body.entry).toHaveLength(20);
+    expect(mine.body.entry).toHaveLength(9);
     const hba1c = mine.body.entry.map((e) => e.resource).find((r) => r.measure?.includes('rosp-diabete-hba1c'))!;
     expect(counts(hba1c.group![0]!.population)).toEqual({
       'initial-population': 40,
