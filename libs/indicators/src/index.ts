@@ -7,6 +7,7 @@ export {
   DENOMINATOR_POPULATIONS,
   PATIENTELE_DATE_EXTENSION,
   STRATIFIER_SYSTEM,
+  isInForce,
 } from './catalogue';
 export type { CompiledMeasure, DenominatorPopulation, PatienteleDate } from './catalogue';
 export { MeasureEvaluator, AGE_BANDS, STRATIFIERS, OPTIONAL_STRATIFIERS } from './evaluator';
