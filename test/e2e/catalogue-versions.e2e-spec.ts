@@ -54,7 +54,8 @@ describe('versioned indicator catalogue', () => {
     expect(res.body.resourceType).toBe('OperationOutcome');
     const text = res.body.issue?.[0]?.diagnostics ?? res.body.issue?.[0]?.details?.text ?? '';
     expect(text).toContain('Measure/rosp-grippe-65 is not in force on 2026-12-31');
-    expect(text).toContain('Measure/cpts-sans-medecin-traitant');
+    // Its successor: the FMT Measure that names it as predecessor, not every Measure in force.
+    expect(text.split('in force on that day:')[1]?.trim()).toBe('Measure/fmt-grippe-65');
     expect(text.split('in force on that day:')[1]).not.toContain('Measure/rosp-');
     expect(res.body.issue?.[0]?.expression).toEqual(['periodEnd']);
     // The last day in force is fine; so is an open-ended Measure in 2026.

@@ -122,7 +122,13 @@ describe('versioned catalogue', () => {
         .map((m) => m.id)
         .filter((id) => !id.startsWith('fmt-'))
         .sort(),
-    ).toEqual(['cpts-sans-medecin-traitant', 'cpts-suivi-sortie-7j']);
+    ).toEqual(['cpts-mt-trouve', 'cpts-sans-medecin-traitant', 'cpts-suivi-sortie-7j']);
+    // The eleven FMT items come into force on 2026-01-01 and replace the ROSP ones they name.
+    expect(c.inForce('2025-12-31').filter((m) => m.id.startsWith('fmt-'))).toEqual([]);
+    expect(c.inForce('2026-01-01').filter((m) => m.id.startsWith('fmt-'))).toHaveLength(11);
+    expect(c.replacements(c.get('rosp-grippe-16-64-risque')!, '2026-12-31').map((m) => m.id)).toEqual([
+      'fmt-grippe-risque',
+    ]);
   });
 
   it('names the successor a Measure out of force is replaced by, through predecessor links', () => {

@@ -30,5 +30,16 @@ export { suppressStrata, totalSuppressed } from './suppression';
 export { IndicatorsService, INDICATORS_PRINCIPAL, parsePeriod } from './indicators.service';
 export type { EvaluateParams } from './indicators.service';
 export { INDICATOR_MIGRATIONS } from './indicators.schema';
+export {
+  BENCHMARK_COLUMNS,
+  BENCHMARK_MIGRATIONS,
+  BenchmarkFormatError,
+  BenchmarkStore,
+  MEASURE_BENCHMARK_EXTENSION,
+  REPORT_BENCHMARK_EXTENSION,
+  departementOf,
+  parseBenchmarkCsv,
+} from './benchmarks';
+export type { BenchmarkRow } from './benchmarks';
 export { loadDrugAtc, parseMapFile, readBdpmFiles, parseCisCip, parseCisAtc, bdpmEntries } from './drug-atc.loader';
 export type { DrugAtc } from './drug-atc.loader';
