@@ -110,6 +110,26 @@ export class MeasureEvaluator {
     });
   }
 
+  /**
+   * Runs `fn` in one transaction once the persons table (ev_person) of `opts` is built, with a
+   * compile context of the evaluation per statement: what per-person listings (care gaps) build on.
+   */
+  async withPersons<T>(
+    measures: CompiledMeasure[],
+    opts: EvaluateOptions,
+    fn: (db: PoolClient, context: (params: SqlParams) => CompileContext) => Promise<T>,
+  ): Promise<T> {
+    return withTransaction(this.pool, async (db) => {
+      await db.query(`SET LOCAL work_mem = '64MB'`);
+      await this.buildPersons(
+        db,
+        opts,
+        measures.some((m) => (opts.population ?? m.population) === 'file-active'),
+      );
+      return fn(db, (params) => this.context(params, opts, 'r'));
+    });
+  }
+
   /** ev_person: one row per person in scope with age at period end, band, sex, structure, MT status, seen in the period (when asked). */
   private async buildPersons(db: PoolClient, opts: EvaluateOptions, withSeen: boolean): Promise<number> {
     const params = new SqlParams();

@@ -10,6 +10,7 @@ import { actorOf } from '@gw/store';
 import type { AuditLog, FhirRepository, Principal } from '@gw/store';
 import { DENOMINATOR_POPULATIONS, MeasureCatalogue } from './catalogue';
 import type { CompiledMeasure, DenominatorPopulation } from './catalogue';
+import { CareGapsService } from './care-gaps.service';
 import { MeasureEvaluator } from './evaluator';
 import type { MeasureCounts, Period, RecallEntry, Scope } from './evaluator';
 import {
@@ -64,6 +65,8 @@ const REPORTED_TYPES = ['CPTS', 'MSP', 'CDS', 'cabinet'];
  */
 export class IndicatorsService implements GatewayFeature {
   readonly evaluator: MeasureEvaluator;
+  /** `Measure/$care-gaps` (care-gaps.service.ts). */
+  readonly careGaps: CareGapsService;
   private readonly scopeLookup: ScopeLookup;
 
   constructor(
@@ -88,6 +91,7 @@ export class IndicatorsService implements GatewayFeature {
       },
       read: (principal, type, id) => this.repo.read(principal, type, id),
     };
+    this.careGaps = new CareGapsService(repo, catalogue, this.evaluator, audit, logger, this.scopeLookup);
   }
 
   static load(
