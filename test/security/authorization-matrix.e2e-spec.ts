@@ -69,6 +69,8 @@ const MATRIX: Row[] = [
   ['GET /dashboard',                          '/dashboard',                             PUBLIC],
   ['GET /dashboard/:file',                    '/dashboard/index.html',                  PUBLIC],
   ['GET /dashboard/vendor/chart.umd.min.js',  '/dashboard/vendor/chart.umd.min.js',     PUBLIC],
+  // The FMT amounts of the worklist's estimate: published tariffs with their sources, no patient data.
+  ['GET /dashboard/fmt-amounts.json',         '/dashboard/fmt-amounts.json',            PUBLIC],
   // Person login through the OpenID Connect provider (404 here: not configured). The provider
   // authenticates the person; the session route gives a token only for the callback's one-time code.
   ['GET /dashboard/login/options',            '/dashboard/login/options',               PUBLIC],
