@@ -177,6 +177,12 @@ export interface CompileContext {
    * undefined for every fact: the one place an evaluation is narrowed to what its caller may read.
    */
   factOwners?: string;
+  /**
+   * A table of the evaluated persons (`person` column) that fact scans are restricted to, or
+   * undefined for none: a small scope (one GP's care gaps) then probes each person's facts by
+   * index instead of reading every matching fact of the database.
+   */
+  persons?: string;
 }
 
 /** ` AND <alias>.owner_org = ANY(…)` when the evaluation may read only some organizations' facts. */
@@ -226,7 +232,8 @@ export function compileCriterion(c: Criterion, ctx: CompileContext): string {
 export function factPersons(f: FactCriterion, ctx: CompileContext): string {
   const where = factWhere('f', f.resource, f.valueSet, f.status, f.window, ctx);
   const having = f.min > 1 ? ` GROUP BY f.person HAVING count(DISTINCT f.id) >= ${ctx.params.bind(f.min)}::int` : '';
-  return `SELECT f.person FROM ind_fact f WHERE ${where}${having}`;
+  const persons = ctx.persons ? `f.person IN (SELECT person FROM ${ctx.persons}) AND ` : '';
+  return `SELECT f.person FROM ind_fact f WHERE ${persons}${where}${having}`;
 }
 
 /** The events of an event-basis measure: `(event_id, person, at_end)` of the matching facts ending in the window. */

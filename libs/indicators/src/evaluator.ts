@@ -112,7 +112,8 @@ export class MeasureEvaluator {
 
   /**
    * Runs `fn` in one transaction once the persons table (ev_person) of `opts` is built, with a
-   * compile context of the evaluation per statement: what per-person listings (care gaps) build on.
+   * compile context of the evaluation per statement whose fact scans are restricted to those
+   * persons: what per-person listings (care gaps) build on.
    */
   async withPersons<T>(
     measures: CompiledMeasure[],
@@ -126,7 +127,8 @@ export class MeasureEvaluator {
         opts,
         measures.some((m) => (opts.population ?? m.population) === 'file-active'),
       );
-      return fn(db, (params) => this.context(params, opts, 'r'));
+      // Fact scans restricted to these persons: listings are for small scopes (a GP, a structure).
+      return fn(db, (params) => Object.assign(this.context(params, opts, 'r'), { persons: 'ev_person' }));
     });
   }
 
