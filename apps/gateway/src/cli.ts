@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { SIRENE } from '@gw/fhir';
 import { createLogger, loadConfig, splitScopes } from '@gw/platform';
 import { DirectoryImporter, OWNER_TAG_SYSTEM } from '@gw/store';
+import { loadDrugAtc, parseMapFile, readBdpmFiles } from '@gw/indicators';
 import { TerritoryGenerator, TerritoryLoader } from './demo/territory';
 import type { GatewayCore } from './core';
 import { CLIENT_GRANTS, createCore } from './core';
@@ -27,6 +28,10 @@ Commands:
   indicators:run  Evaluate the indicator catalogue for every CPTS and structure and store the MeasureReports
       --period-end <YYYY-MM-DD>  end of the 12-month period (default: end of last month)
       --months <n>               also the n-1 months before, one run per month end (trends; default 1)
+  indicators:load-drug-atc  Add CIS/CIP -> ATC pairs to the map drug criteria read (docs/indicators.md)
+      --cis-cip <file>           BDPM CIS_CIP_bdpm.txt (tab-separated: CIS, CIP7, …, CIP13 in column 7)
+      --cis-atc <file>           CIS -> ATC, tab-separated: CIS, ATC code (e.g. BDPM CIS_MITM.txt)
+      --map <file>               or the gateway's own format: code <TAB> ATC [<TAB> source]
   demo:territory  Load a synthetic CPTS territory (structures, professionals, patients, care) through the store
       --patients <n>             persons (default 10000); ~3 % get a second record in another practice
       --seed <n>                 random seed (default 1): same seed, size and date = same resources and ids
@@ -79,6 +84,9 @@ async function main(argv: string[]): Promise<number> {
       communes: { type: 'string' },
       members: { type: 'string' },
       wait: { type: 'boolean', default: false },
+      'cis-cip': { type: 'string' },
+      'cis-atc': { type: 'string' },
+      map: { type: 'string' },
     },
   });
   const config = loadConfig();
@@ -100,6 +108,8 @@ async function main(argv: string[]): Promise<number> {
         return await changeClient(core, command, positionals);
       case 'indicators:run':
         return await runIndicators(core, values['period-end'], values.months);
+      case 'indicators:load-drug-atc':
+        return await loadDrugMap(core, values['cis-cip'], values['cis-atc'], values.map);
       case 'demo:territory':
         return await loadTerritory(core, values.patients ?? '10000', values.seed ?? '1', values['as-of']);
       case 'cpts:grant':
@@ -193,6 +203,25 @@ async function runIndicators(core: GatewayCore, periodEnd: string | undefined, m
   process.stdout.write(
     `${JSON.stringify({ periodEnds: ends, reportsPerRun: first.reports, subjects: first.subjects, firstRunMs: first.ms })}\n`,
   );
+  return 0;
+}
+
+async function loadDrugMap(
+  core: GatewayCore,
+  cisCip: string | undefined,
+  cisAtc: string | undefined,
+  map: string | undefined,
+): Promise<number> {
+  if (!map && (!cisCip || !cisAtc)) {
+    process.stderr.write(`indicators:load-drug-atc needs --cis-cip and --cis-atc, or --map\n${USAGE}`);
+    return 2;
+  }
+  const entries = [
+    ...(cisCip && cisAtc ? readBdpmFiles(cisCip, cisAtc) : []),
+    ...(map ? parseMapFile(readFileSync(map, 'utf8'), map) : []),
+  ];
+  const added = await loadDrugAtc(core.db.pool, entries);
+  process.stdout.write(`${JSON.stringify({ entries: entries.length, added })}\n`);
   return 0;
 }
 

@@ -224,7 +224,10 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       audit,
       config.GW_INDICATOR_SMALL_CELL,
       logger,
-      { noise: config.GW_INDICATOR_NOISE },
+      {
+        noise: config.GW_INDICATOR_NOISE,
+        drugAtcFile: join(resolve(config.GW_PROFILES_DIR), 'drug-atc', 'drug-atc.tsv'),
+      },
     );
     if (http) {
       await tokens.init();

@@ -131,9 +131,9 @@ export class CareGapsEvaluator {
       factOwners: opts.factOwners,
     };
     const byPatient = new Map<string, PatientGaps>();
-    await this.evaluator.withPersons(measures, evalOpts, async (db, context) => {
+    await this.evaluator.withPersons(measures, evalOpts, async (db, context, withPatientele) => {
       for (const m of measures) {
-        for (const row of await this.measureRows(db, m, opts, context)) {
+        for (const row of await this.measureRows(db, m, opts, context, withPatientele)) {
           const entry = byPatient.get(row.patientId) ?? {
             patientId: row.patientId,
             otherRecords: row.otherRecords,
@@ -155,11 +155,12 @@ export class CareGapsEvaluator {
     m: CompiledMeasure,
     opts: CareGapsOptions,
     context: (params: SqlParams) => CompileContext,
+    withPatientele: boolean,
   ): Promise<{ patientId: string; otherRecords: string[]; item: CareGapItem }[]> {
     const params = new SqlParams();
     const ctx = context(params);
     // The same populations as MeasureEvaluator.evaluateOne: a person is counted here as there.
-    const pop = populationWhere(m.population);
+    const pop = populationWhere(m, withPatientele);
     const rows =
       m.basis === 'event'
         ? `SELECT e.*, ev.event_id, ev.at_end FROM (${eventSource(m.event!, ctx)}) ev JOIN ev_person e ON e.person = ev.person WHERE ${pop}`
@@ -269,9 +270,18 @@ export class CareGapsEvaluator {
   }
 }
 
-/** The denominator population's filter on ev_person (MeasureEvaluator.evaluateOne's). */
-function populationWhere(population: DenominatorPopulation): string {
-  return population === 'mt' ? `e.mt = 'active'` : population === 'file-active' ? 'e.seen' : 'true';
+/**
+ * The denominator population's filter on ev_person, as MeasureEvaluator.evaluateOne writes it: a
+ * past patientèle (FMT: 31 December of the year before) for the Measures that ask for it, today's
+ * médecin traitant and today's scope (`cur`) for the others.
+ */
+function populationWhere(m: CompiledMeasure, withPatientele: boolean): string {
+  const population: DenominatorPopulation = m.population;
+  if (population === 'mt' && m.patienteleDate) {
+    return 'e.mt_ref';
+  }
+  const base = population === 'mt' ? `e.mt = 'active'` : population === 'file-active' ? 'e.seen' : 'true';
+  return `${base}${withPatientele ? ' AND e.cur' : ''}`;
 }
 
 /** When an open gap opened within the period: the day after the last fact stopped counting, else the period start. */

@@ -5,10 +5,22 @@ import { GW } from '@gw/fhir';
 import { systemIdentities } from '@gw/ingest';
 import { CRITERIA_LANGUAGE, CriteriaError, parseCriterion as parseCriterionJson } from './criteria';
 import type { CodeMatch, Criterion, FactCriterion } from './criteria';
+import { OPTIONAL_STRATIFIERS, STRATIFIERS } from './evaluator';
+import type { Stratifier } from './evaluator';
 
 export const POPULATION_BASIS_EXTENSION = 'http://hl7.org/fhir/us/cqfmeasures/StructureDefinition/cqfm-populationBasis';
 export const DENOMINATOR_POPULATION_EXTENSION = `${GW}/fhir/StructureDefinition/measure-denominator-population`;
 export const OBJECTIVES_EXTENSION = `${GW}/fhir/StructureDefinition/measure-objectives`;
+/**
+ * `valueCode` `previous-year-end`: the Measure's MT population is the patientèle on 31 December of
+ * the year before the period's end (the 2026 forfait médecin traitant), not today's médecin traitant.
+ */
+export const PATIENTELE_DATE_EXTENSION = `${GW}/fhir/StructureDefinition/measure-patientele-date`;
+export const PATIENTELE_DATES = ['previous-year-end'] as const;
+export type PatienteleDate = (typeof PATIENTELE_DATES)[number];
+/** The system of `group.stratifier.code` (also the codes of the report's strata). */
+export const STRATIFIER_SYSTEM = `${GW}/fhir/CodeSystem/measure-stratifier`;
+const KNOWN_STRATIFIERS: readonly string[] = [...STRATIFIERS, ...OPTIONAL_STRATIFIERS];
 
 /** Who the denominator is drawn from: MT patientèle, file active (seen in the period) or every known patient. */
 export const DENOMINATOR_POPULATIONS = ['mt', 'file-active', 'all'] as const;
@@ -36,6 +48,10 @@ export interface CompiledMeasure {
   numerator: Criterion;
   /** Event-basis measures: the facts that are the events. */
   event?: FactCriterion;
+  /** The stratifiers of its reports: the three of every report, plus the optional ones the Measure names. */
+  stratifiers: Stratifier[];
+  /** Set when the MT population is a past patientèle (FMT Measures). */
+  patienteleDate?: PatienteleDate;
 }
 
 export class CatalogueError extends Error {}
@@ -192,6 +208,8 @@ function compileMeasure(m: Measure, file: string, checkValueSet: (url: string) =
     denominator: criterion('denominator', true) as Criterion,
     exclusion: criterion('denominator-exclusion', false),
     numerator: criterion('numerator', true) as Criterion,
+    stratifiers: stratifiers(m, file),
+    patienteleDate: patienteleDate(m, file),
   };
   if (compiled.basis === 'event') {
     compiled.event = findEvent(initialPopulation);
@@ -245,6 +263,28 @@ function findEvent(c: Criterion): FactCriterion | undefined {
   if ('event' in c) return c.event;
   if ('all' in c) return c.all.map(findEvent).find(Boolean);
   return undefined;
+}
+
+/** Stratifier codes of the Measure's group (system {@link STRATIFIER_SYSTEM}); unknown codes stop the boot. */
+function stratifiers(m: Measure, file: string): Stratifier[] {
+  const named = (m.group?.[0]?.stratifier ?? []).flatMap((s) =>
+    (s.code?.coding ?? []).filter((c) => c.system === STRATIFIER_SYSTEM).map((c) => c.code ?? ''),
+  );
+  const unknown = named.filter((c) => !KNOWN_STRATIFIERS.includes(c));
+  if (unknown.length > 0) {
+    throw new CatalogueError(
+      `${file}: unknown stratifier ${unknown.join(', ')} (known: ${KNOWN_STRATIFIERS.join(', ')})`,
+    );
+  }
+  return [...STRATIFIERS, ...OPTIONAL_STRATIFIERS.filter((s) => named.includes(s))];
+}
+
+function patienteleDate(m: Measure, file: string): PatienteleDate | undefined {
+  const v = ext(m, PATIENTELE_DATE_EXTENSION)?.valueCode;
+  if (v !== undefined && !(PATIENTELE_DATES as readonly string[]).includes(v)) {
+    throw new CatalogueError(`${file}: ${PATIENTELE_DATE_EXTENSION} must be one of ${PATIENTELE_DATES.join(', ')}`);
+  }
+  return v as PatienteleDate | undefined;
 }
 
 function ext(m: Measure, url: string): { valueCode?: string } | undefined {

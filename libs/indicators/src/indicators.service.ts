@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import type { Coding, List, ListEntry, MeasureReport, Resource } from '@medplum/fhirtypes';
 import type { Pool } from 'pg';
 import { GW } from '@gw/fhir';
@@ -22,6 +23,8 @@ import {
   buildMeasureReport,
 } from './report';
 import { resolveScope } from './subject-scope.policy';
+import { loadDrugAtc, parseMapFile } from './drug-atc.loader';
+import type { DrugAtc } from './drug-atc.loader';
 import type { ReportType, ScopeLookup } from './subject-scope.policy';
 
 /** The gateway's own identity when it installs the catalogue (filed under the operator organization). */
@@ -53,6 +56,11 @@ export interface IndicatorsOptions {
    * monthly reports). Default true; false only where exact figures are the point (some tests).
    */
   noise?: boolean;
+  /**
+   * The shipped CIS/CIP → ATC map (fhir-profiles/drug-atc/drug-atc.tsv), added to ind_drug_atc
+   * when the catalogue is installed; read (and checked) at load.
+   */
+  drugAtcFile?: string;
 }
 
 /** Structures that get monthly reports: CPTS (their territory) and care structures. */
@@ -68,6 +76,7 @@ export class IndicatorsService implements GatewayFeature {
   /** `Measure/$care-gaps` (care-gaps.service.ts). */
   readonly careGaps: CareGapsService;
   private readonly scopeLookup: ScopeLookup;
+  private readonly drugAtc: DrugAtc[];
 
   constructor(
     private readonly pool: Pool,
@@ -79,6 +88,8 @@ export class IndicatorsService implements GatewayFeature {
     private readonly options: IndicatorsOptions = {},
   ) {
     this.evaluator = new MeasureEvaluator(pool, catalogue);
+    const mapFile = options.drugAtcFile;
+    this.drugAtc = mapFile && existsSync(mapFile) ? parseMapFile(readFileSync(mapFile, 'utf8'), mapFile) : [];
     this.scopeLookup = {
       organization: async (id) => {
         const row = (
@@ -117,6 +128,7 @@ export class IndicatorsService implements GatewayFeature {
       ...[...this.catalogue.measures.values()].map((m) => m.resource),
     ];
     let written = 0;
+    await loadDrugAtc(this.pool, this.drugAtc);
     for (const r of resources) {
       const stored = await this.repo.readSystem(r.resourceType, r.id as string);
       if (stored && sameContent(stored, r)) {
