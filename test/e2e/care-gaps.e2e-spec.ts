@@ -6,6 +6,7 @@ import {
   CARE_GAP_VALID_UNTIL_EXTENSION,
   CODES,
   GAP_STATUS_EXTENSION,
+  measuresInForce,
 } from '@gw/indicators';
 import { OWNER_TAG_SYSTEM } from '@gw/store';
 import { startTestGateway } from '../support/gateway';
@@ -14,6 +15,7 @@ import { call } from '../support/hl7';
 import { typedOrganization } from '../support/indicators';
 import { personToken, vendorClient } from '../support/persons';
 
+const R259 = 'https://mos.esante.gouv.fr/NOS/TRE_R259-HL7RoleClass/FHIR/TRE-R259-HL7RoleClass';
 const G15 = 'https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante';
 const PERIOD = 'periodStart=2025-01-01&periodEnd=2025-12-31';
 const FLU = 'rosp-grippe-65';
@@ -237,6 +239,69 @@ describe('Measure/$care-gaps', () => {
     expect(a3.get(CRC)!.report.group?.[0]?.population?.map((p) => p.count)).toEqual([1, 1, 0, 0]);
   });
 
+  it("2026: the FMT items in force, over the GP's patientèle of 31 December 2025 (CareTeam PCP periods)", async () => {
+    for (const p of ['cg-a1', 'cg-a3']) {
+      await put(
+        {
+          resourceType: 'CareTeam',
+          id: `cg-team-${p}`,
+          status: 'active',
+          subject: { reference: `Patient/${p}` },
+          participant: [
+            {
+              role: [{ coding: [{ system: R259, code: 'PCP' }] }],
+              member: { reference: 'Practitioner/cg-g1' },
+              period: { start: '2020-01-01' },
+            },
+          ],
+        },
+        mspA,
+      );
+    }
+    await put(
+      {
+        resourceType: 'Immunization',
+        id: 'cg-flu-a3-2026',
+        status: 'completed',
+        vaccineCode: { coding: [CODES.fluVaccine] },
+        patient: { reference: 'Patient/cg-a3' },
+        occurrenceDateTime: '2026-10-01',
+      },
+      mspA,
+    );
+    const res = await call<Parameters>(
+      gw,
+      'GET',
+      `${gw.fhirUrl}/Measure/$care-gaps?periodStart=2026-01-01&periodEnd=2026-12-31&subject=Practitioner/cg-g1`,
+      undefined,
+      clientA,
+    );
+    expect(res.status).toBe(200);
+    const gaps = read(res.body);
+    const measures = new Set([...gaps.values()].flatMap((items) => [...items.keys()]));
+    // Only Measures in force on 2026-12-31 (effectivePeriod), the FMT items among them.
+    const inForce = new Set(
+      measuresInForce([...gw.core.indicators.catalogue.measures.values()], '2026-12-31').map((m) => m.id),
+    );
+    expect([...measures].filter((id) => !inForce.has(id))).toEqual([]);
+    expect(measures.has('fmt-grippe-65')).toBe(true);
+    // A1: vaccinated in October 2025 only, open in 2026 with that last act; A3: vaccinated in 2026.
+    expect(gaps.get('Patient/cg-a1')?.get('fmt-grippe-65')).toMatchObject({
+      status: 'open-gap',
+      since: '2026-01-01',
+      closesBy: '2026-12-31',
+      evidence: 'Immunization/cg-flu-a1',
+      evidenceDate: '2025-10-15',
+    });
+    expect(gaps.get('Patient/cg-a3')?.get('fmt-grippe-65')).toMatchObject({
+      status: 'closed-gap',
+      evidence: 'Immunization/cg-flu-a3-2026',
+      validUntil: '2026-12-31',
+    });
+    // A2 (76) was not in G1's patientèle on 31 December 2025 (its médecin traitant declared since).
+    expect(gaps.get('Patient/cg-a2')?.has('fmt-grippe-65') ?? false).toBe(false);
+  });
+
   it('filters by status and measureId (repeatable), GET and POST alike', async () => {
     const open = await call<Parameters>(
       gw,
@@ -282,7 +347,10 @@ describe('Measure/$care-gaps', () => {
     );
     expect(res.status).toBe(200);
     const items = read(res.body).get('Patient/cg-a4')!;
-    expect(items.size).toBe(8);
+    // Every Measure in force on the period's end (the ROSP ones end on 2025-12-31).
+    const inForce = measuresInForce([...gw.core.indicators.catalogue.measures.values()], '2025-12-31');
+    expect(inForce.some((m) => m.id.startsWith('fmt-'))).toBe(false);
+    expect([...items.keys()].sort()).toEqual(inForce.map((m) => m.id).sort());
     expect([...items.entries()].filter(([, i]) => i.status !== 'not-applicable').map(([id]) => id)).toEqual([NO_MT]);
     expect(items.get(FLU)!.report.group?.[0]?.population?.map((p) => p.count)).toEqual([0, 0, 0, 0]);
   });

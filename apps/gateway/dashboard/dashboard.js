@@ -18,6 +18,7 @@ import {
   structuresOf,
   thresholdOf,
 } from './fhir.js';
+import { benchmarkLine } from './benchmark.js';
 import { loadRecall, renderRecall } from './recall.js';
 import { dataSinceOf, headingOf, incompleteWindow } from './view.js';
 import { loadWorklist, renderWorklist } from './worklist.js';
@@ -86,6 +87,7 @@ const ui = {
   gapsYear: $('gaps-year', HTMLInputElement),
   gapsButton: $('gaps-button', HTMLButtonElement),
   gapsResult: $('gaps-result', HTMLDivElement),
+  benchmark: $('benchmark', HTMLParagraphElement),
 };
 
 const state = {
@@ -342,6 +344,9 @@ function render() {
   ]
     .filter((s) => s !== '')
     .join(' · ');
+  // The published national figures sit beside the whole territory's figure, not a structure's.
+  ui.benchmark.textContent = structure ? '' : benchmarkLine(rows[rows.length - 1]?.report);
+  ui.benchmark.hidden = ui.benchmark.textContent === '';
   drawChart(title, labels, cells, objectives, incomplete);
   renderTable(title, rows, cells, labels, structure !== undefined, objectives, incomplete);
 }

@@ -3,8 +3,9 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { SIRENE } from '@gw/fhir';
 import { createLogger, loadConfig, splitScopes } from '@gw/platform';
+import { BenchmarkFormatError, loadDrugAtc, parseBenchmarkCsv, parseMapFile, readBdpmFiles } from '@gw/indicators';
+import type { BenchmarkRow } from '@gw/indicators';
 import { DirectoryImporter, OWNER_TAG_SYSTEM } from '@gw/store';
-import { loadDrugAtc, parseMapFile, readBdpmFiles } from '@gw/indicators';
 import { TerritoryGenerator, TerritoryLoader } from './demo/territory';
 import type { GatewayCore } from './core';
 import { CLIENT_GRANTS, createCore } from './core';
@@ -28,6 +29,8 @@ Commands:
   indicators:run  Evaluate the indicator catalogue for every CPTS and structure and store the MeasureReports
       --period-end <YYYY-MM-DD>  end of the 12-month period (default: end of last month)
       --months <n>               also the n-1 months before, one run per month end (trends; default 1)
+  indicators:load-benchmarks <file.csv>  Load published national benchmarks (open data; format in
+                                 docs/indicators.md "Benchmarks"); a line already loaded is replaced
   indicators:load-drug-atc  Add CIS/CIP -> ATC pairs to the map drug criteria read (docs/indicators.md)
       --cis-cip <file>           BDPM CIS_CIP_bdpm.txt (tab-separated: CIS, CIP7, …, CIP13 in column 7)
       --cis-atc <file>           CIS -> ATC, tab-separated: CIS, ATC code (e.g. BDPM CIS_MITM.txt)
@@ -108,6 +111,8 @@ async function main(argv: string[]): Promise<number> {
         return await changeClient(core, command, positionals);
       case 'indicators:run':
         return await runIndicators(core, values['period-end'], values.months);
+      case 'indicators:load-benchmarks':
+        return await loadBenchmarks(core, positionals[0]);
       case 'indicators:load-drug-atc':
         return await loadDrugMap(core, values['cis-cip'], values['cis-atc'], values.map);
       case 'demo:territory':
@@ -203,6 +208,26 @@ async function runIndicators(core: GatewayCore, periodEnd: string | undefined, m
   process.stdout.write(
     `${JSON.stringify({ periodEnds: ends, reportsPerRun: first.reports, subjects: first.subjects, firstRunMs: first.ms })}\n`,
   );
+  return 0;
+}
+
+async function loadBenchmarks(core: GatewayCore, file: string | undefined): Promise<number> {
+  if (!file) {
+    process.stderr.write(`indicators:load-benchmarks needs <file.csv>\n${USAGE}`);
+    return 2;
+  }
+  let rows: BenchmarkRow[];
+  try {
+    rows = parseBenchmarkCsv(readFileSync(file, 'utf8'));
+  } catch (err) {
+    if (err instanceof BenchmarkFormatError) {
+      process.stderr.write(`${file}: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const loaded = await core.indicators.benchmarks.load(rows);
+  process.stdout.write(`${JSON.stringify({ status: 'loaded', file, ...loaded })}\n`);
   return 0;
 }
 

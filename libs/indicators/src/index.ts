@@ -40,5 +40,16 @@ export {
   CARE_GAP_SINCE_EXTENSION,
   CARE_GAP_VALID_UNTIL_EXTENSION,
 } from './care-gaps.report';
+export {
+  BENCHMARK_COLUMNS,
+  BENCHMARK_MIGRATIONS,
+  BenchmarkFormatError,
+  BenchmarkStore,
+  MEASURE_BENCHMARK_EXTENSION,
+  REPORT_BENCHMARK_EXTENSION,
+  departementOf,
+  parseBenchmarkCsv,
+} from './benchmarks';
+export type { BenchmarkRow } from './benchmarks';
 export { loadDrugAtc, parseMapFile, readBdpmFiles, parseCisCip, parseCisAtc, bdpmEntries } from './drug-atc.loader';
 export type { DrugAtc } from './drug-atc.loader';

@@ -12,6 +12,7 @@ import type { AuditLog, FhirRepository, Principal } from '@gw/store';
 import { DENOMINATOR_POPULATIONS, MeasureCatalogue } from './catalogue';
 import type { CompiledMeasure, DenominatorPopulation } from './catalogue';
 import { CareGapsService } from './care-gaps.service';
+import { BenchmarkStore, attachBenchmarks, measureBenchmark } from './benchmarks';
 import { MeasureEvaluator } from './evaluator';
 import type { MeasureCounts, Period, RecallEntry, Scope } from './evaluator';
 import {
@@ -75,6 +76,8 @@ export class IndicatorsService implements GatewayFeature {
   readonly evaluator: MeasureEvaluator;
   /** `Measure/$care-gaps` (care-gaps.service.ts). */
   readonly careGaps: CareGapsService;
+  /** Published national benchmarks shown beside a territory's figure (open data, CLI loader). */
+  readonly benchmarks: BenchmarkStore;
   private readonly scopeLookup: ScopeLookup;
   private readonly drugAtc: DrugAtc[];
 
@@ -88,6 +91,7 @@ export class IndicatorsService implements GatewayFeature {
     private readonly options: IndicatorsOptions = {},
   ) {
     this.evaluator = new MeasureEvaluator(pool, catalogue);
+    this.benchmarks = new BenchmarkStore(pool);
     const mapFile = options.drugAtcFile;
     this.drugAtc = mapFile && existsSync(mapFile) ? parseMapFile(readFileSync(mapFile, 'utf8'), mapFile) : [];
     this.scopeLookup = {
@@ -219,6 +223,9 @@ export class IndicatorsService implements GatewayFeature {
     if (result.recall) {
       attachRecall(report, result.recall, this.catalogue, result.measure.basis === 'event');
     }
+    if (reportType === 'population') {
+      await this.withBenchmarks(report, result.measure, scope, period);
+    }
     const patients = [
       ...(subject?.startsWith('Patient/') ? [subject.slice('Patient/'.length)] : []),
       ...(result.recall ?? []).flatMap((r) => [r.patientId, ...r.otherRecords]),
@@ -255,6 +262,22 @@ export class IndicatorsService implements GatewayFeature {
     if (patientId && !(await this.repo.readableIds(p, 'Patient', [patientId])).has(patientId)) {
       throw new GatewayError('not-found', { text: `${subject} not found` });
     }
+  }
+
+  /**
+   * The published figures of the Measure's benchmark (if it names one) beside the report: France's,
+   * and for a CPTS those of the départements of its communes, the latest observed by the period's end.
+   */
+  private async withBenchmarks(
+    report: MeasureReport,
+    measure: CompiledMeasure,
+    scope: Scope,
+    period: Period,
+  ): Promise<void> {
+    const bench = measureBenchmark(measure.resource);
+    if (!bench) return;
+    const departements = scope.kind === 'cpts' ? await this.benchmarks.departementsOf(scope.id) : [];
+    attachBenchmarks(report, bench, await this.benchmarks.latest(bench.indicator, departements, period.end));
   }
 
   private async structureNames(r: MeasureCounts): Promise<Map<string, string>> {
@@ -331,6 +354,7 @@ export class IndicatorsService implements GatewayFeature {
         if (dataSince) {
           report.extension?.push({ url: DATA_SINCE_EXTENSION, valueDate: dataSince });
         }
+        await this.withBenchmarks(report, result.measure, scope, period);
         const id = `mr-${createHash('sha256').update(key).digest('hex').slice(0, 40)}`;
         await this.repo.update('MeasureReport', id, report, { principal: INDICATORS_PRINCIPAL });
         reports += 1;
