@@ -8,7 +8,7 @@ import {
   GAP_STATUS_EXTENSION,
   measuresInForce,
 } from '@gw/indicators';
-import { OWNER_TAG_SYSTEM } from '@gw/store';
+import { OWNER_TAG_SYSTEM, SHARING_CONSENT_CATEGORY } from '@gw/store';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
 import { call } from '../support/hl7';
@@ -373,6 +373,44 @@ describe('Measure/$care-gaps', () => {
     );
     expect(refused.status).toBe(403);
     expect(refused.body.issue[0]?.details?.text).toContain('clinical content');
+  });
+
+  it("a patient's opposition to the GP takes the patient off the GP's list, not off the structure's", async () => {
+    await put(
+      {
+        resourceType: 'Consent',
+        id: 'cg-opposition-a4',
+        status: 'active',
+        scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
+        category: [{ coding: [{ ...SHARING_CONSENT_CATEGORY }] }],
+        patient: { reference: 'Patient/cg-a4' },
+        policyRule: { text: 'CSP L.1110-4' },
+        provision: {
+          type: 'deny',
+          actor: [{ role: { text: 'médecin' }, reference: { reference: 'PractitionerRole/cg-role-g1' } }],
+        },
+      },
+      mspA,
+    );
+    const gp = await call<Parameters>(gw, 'GET', `${gw.fhirUrl}/Measure/$care-gaps?${PERIOD}`, undefined, persons.g1);
+    expect([...read(gp.body).keys()].sort()).toEqual(['Patient/cg-a1', 'Patient/cg-a2', 'Patient/cg-a3']);
+    const one = await call(
+      gw,
+      'GET',
+      `${gw.fhirUrl}/Measure/$care-gaps?${PERIOD}&subject=Patient/cg-a4`,
+      undefined,
+      persons.g1,
+    );
+    expect(one.status).toBe(404);
+    const structure = await call<Parameters>(
+      gw,
+      'GET',
+      `${gw.fhirUrl}/Measure/$care-gaps?${PERIOD}&subject=Practitioner/cg-g1`,
+      undefined,
+      clientA,
+    );
+    expect(read(structure.body).has('Patient/cg-a4')).toBe(true);
+    await call(gw, 'DELETE', `${gw.fhirUrl}/Consent/cg-opposition-a4`, undefined, admin);
   });
 
   it('refuses other structures, a CPTS, bad parameters; unknown measures are 404', async () => {
