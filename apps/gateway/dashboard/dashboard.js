@@ -565,7 +565,7 @@ async function showGaps() {
   }
   ui.gapsResult.replaceChildren(paragraph('Chargement…'));
   try {
-    const data = await loadWorklist(subject, year, state.measures);
+    const data = await loadWorklist(subject, year, state.measures, !!claimsOf(storedToken() ?? '').adm);
     renderWorklist(ui.gapsResult, data, ui.gapsSubject.selectedOptions[0]?.text ?? subject);
   } catch (err) {
     if (err instanceof ApiError && err.status !== 401) {

@@ -85,15 +85,21 @@ export const GAP_COLUMNS = [
  * @param {string} subject `Practitioner/<id>` or `Organization/<id>`
  * @param {string} year YYYY
  * @param {Map<string, Measure>} measures the catalogue (titles, fmt-item amounts)
+ * @param {boolean} [admin] an administrator's token reads every structure's patients: the patientèle
+ *   of a structure is then taken from the patients the care gaps list
  * @returns {Promise<{ rows: GapRow[]; estimate: Estimate; period: { start: string; end: string } }>}
  */
-export async function loadWorklist(subject, year, measures) {
+export async function loadWorklist(subject, year, measures, admin = false) {
   const period = { start: `${year}-01-01`, end: `${year}-12-31` };
   const query = new URLSearchParams({ subject, periodStart: period.start, periodEnd: period.end });
   /** @type {Parameters} */
   const answer = await fhirGet(`Measure/$care-gaps?${query}`);
   const gaps = gapsOf(answer);
-  const patientele = await patienteleOf(subject, period.end);
+  const patientele = await patienteleOf(
+    subject,
+    period.end,
+    admin ? [...new Set(gaps.map((g) => g.patient))] : undefined,
+  );
   const known = new Map(patientele.patients.map((p) => [`Patient/${p.id}`, p]));
   // Patients listed by $care-gaps but outside the patientèle search (e.g. not readable by _id there).
   const missing = [...new Set(gaps.map((g) => g.patient))].filter((ref) => !known.has(ref));
@@ -229,9 +235,10 @@ export function estimateFmt(members, rows, measures, amounts) {
  * patients who have a médecin traitant, as the token may read them.
  * @param {string} subject
  * @param {string} end
+ * @param {string[]} [listed] an administrator's structure view: the patients the care gaps list
  * @returns {Promise<{ patients: Patient[]; scope: string }>}
  */
-async function patienteleOf(subject, end) {
+async function patienteleOf(subject, end, listed) {
   if (subject.startsWith('Practitioner/')) {
     const patients = await allPages(`Patient?general-practitioner=${encodeURIComponent(subject)}&_count=1000`);
     return {
@@ -239,13 +246,20 @@ async function patienteleOf(subject, end) {
       scope: `Patients dont le médecin est le médecin traitant déclaré (${patients.length}), au ${end}.`,
     };
   }
-  const patients = await allPages('Patient?_count=1000');
+  const patients = listed
+    ? await byId(
+        'Patient',
+        listed.map((ref) => ref.slice(8)),
+      )
+    : await allPages('Patient?_count=1000');
   const withGp = patients.filter(
     (p) => (p.generalPractitioner?.length ?? 0) > 0 && p.active !== false && !p.deceasedBoolean && !p.deceasedDateTime,
   );
   return {
     patients: withGp,
-    scope: `Patients de la structure ayant un médecin traitant déclaré (${withGp.length}), au ${end}.`,
+    scope: listed
+      ? `Vue administrateur : patients listés par les écarts de soins ayant un médecin traitant déclaré (${withGp.length}), au ${end} ; les patients sans aucun item n’y sont pas.`
+      : `Patients de la structure ayant un médecin traitant déclaré (${withGp.length}), au ${end}.`,
   };
 }
 
