@@ -99,9 +99,8 @@ async function main(): Promise<void> {
       await replicateWithOwnPractices(pool, factor);
       process.stderr.write(`projection replicated x${factor} in ${round((Date.now() - t) / 1000)} s\n`);
     }
-    if (loaded) {
-      await pool.query('VACUUM ANALYZE');
-    }
+    // Also on --reuse: a previous run may have stopped before its statistics were taken.
+    await pool.query('VACUUM ANALYZE');
     const total = Number((await pool.query<{ n: string }>('SELECT count(*) AS n FROM ind_patient')).rows[0]?.n);
     const service = IndicatorsService.load(
       resolve(ROOT, 'fhir-profiles/measures'),
