@@ -99,17 +99,11 @@ async function main(): Promise<void> {
       await replicateWithOwnPractices(pool, factor);
       process.stderr.write(`projection replicated x${factor} in ${round((Date.now() - t) / 1000)} s\n`);
     }
-    // Also on --reuse: a previous run may have stopped before its statistics were taken.
-    await pool.query('VACUUM ANALYZE');
+    // Also on --reuse (statistics only): a previous run may have stopped before it took them.
+    await pool.query(loaded ? 'VACUUM ANALYZE' : 'ANALYZE');
     const total = Number((await pool.query<{ n: string }>('SELECT count(*) AS n FROM ind_patient')).rows[0]?.n);
-    const service = IndicatorsService.load(
-      resolve(ROOT, 'fhir-profiles/measures'),
-      pool,
-      repo,
-      new AuditLog(pool, logger),
-      10,
-      logger,
-    );
+    const audit = new AuditLog(pool, logger);
+    const service = IndicatorsService.load(resolve(ROOT, 'fhir-profiles/measures'), pool, repo, audit, 10, logger);
     const { gp, gpStructure, structure } = await subjects(pool);
     const client = (org: string): Principal => ({
       clientId: 'bench-care-gaps',
@@ -139,6 +133,7 @@ async function main(): Promise<void> {
     const file = resolve(ROOT, 'test/bench/results', `care-gaps-${new Date().toISOString().slice(0, 10)}.json`);
     writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
     process.stdout.write(`results written to ${file}\n`);
+    await audit.flush();
     await pool.end();
   } finally {
     await pg.stop();

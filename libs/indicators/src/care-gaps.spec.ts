@@ -25,12 +25,13 @@ describe('care gaps: evidence windows and measures in force', () => {
   });
 
   it('keeps the measures whose effectivePeriod holds the day (none: always in force)', () => {
-    const c = MeasureCatalogue.fromDirectory(SHIPPED);
-    const [a, b, ...rest] = [...c.measures.values()];
+    const c0 = MeasureCatalogue.fromDirectory(SHIPPED);
+    const [a, b, c] = [...c0.measures.values()];
     const old = { ...a!, resource: { ...a!.resource, effectivePeriod: { start: '2016-01-01', end: '2025-12-31' } } };
     const next = { ...b!, resource: { ...b!.resource, effectivePeriod: { start: '2026-01-01' } } };
-    const all = [old, next, ...rest];
-    expect(measuresInForce(all, '2025-12-31').map((m) => m.id)).toEqual([old.id, ...rest.map((m) => m.id)]);
-    expect(measuresInForce(all, '2026-12-31').map((m) => m.id)).toEqual([next.id, ...rest.map((m) => m.id)]);
+    const always = { ...c!, resource: { ...c!.resource, effectivePeriod: undefined } };
+    const all = [old, next, always];
+    expect(measuresInForce(all, '2025-12-31').map((m) => m.id)).toEqual([old.id, always.id]);
+    expect(measuresInForce(all, '2026-12-31').map((m) => m.id)).toEqual([next.id, always.id]);
   });
 });

@@ -207,9 +207,9 @@ export interface CompileContext {
    */
   factOwners?: string;
   /**
-   * A table of the evaluated persons (`person` column) that fact scans are restricted to, or
-   * undefined for none: a small scope (one GP's care gaps) then probes each person's facts by
-   * index instead of reading every matching fact of the database.
+   * Set when the evaluated persons are few (one GP's or one structure's care gaps): fact criteria
+   * are then probed per row on the person's index (see factExists) instead of reading every
+   * matching fact of the database once.
    */
   persons?: string;
 }
@@ -255,7 +255,7 @@ export function compileCriterion(c: Criterion, ctx: CompileContext): string {
     return `(${ctx.row}.mt = ${ctx.params.bind(c.mt)})`;
   }
   if ('has' in c) {
-    return `(${ctx.row}.person IN (${factPersons(c.has, ctx)}))`;
+    return ctx.persons ? factExists(c.has, ctx) : `(${ctx.row}.person IN (${factPersons(c.has, ctx)}))`;
   }
   if ('event' in c) {
     // Events are selected when the event table is built (see eventSource); as a criterion on an event row it always holds.
@@ -285,14 +285,31 @@ export function coveragePersons(kind: 'ald' | 'c2s', numbers: string[] | undefin
 export function factPersons(f: FactCriterion, ctx: CompileContext): string {
   const where = factWhere('f', f.resource, f.valueSet, f.status, f.window, ctx);
   const having = f.min > 1 ? ` GROUP BY f.person HAVING count(DISTINCT f.id) >= ${ctx.params.bind(f.min)}::int` : '';
-  const persons = ctx.persons ? `f.person IN (SELECT person FROM ${ctx.persons}) AND ` : '';
   if (typeof f.window === 'object' && 'ageMonths' in f.window) {
     // The person's birth date is in the evaluated persons' table (ev_person, one row per person).
     const { min, max } = f.window.ageMonths;
     const within = `f.at >= b.birth_date + make_interval(months => ${ctx.params.bind(min)}::int) AND f.at < b.birth_date + make_interval(months => ${ctx.params.bind(max + 1)}::int)`;
     return `SELECT f.person FROM ind_fact f JOIN ev_person b ON b.person = f.person WHERE ${where} AND ${within}${having}`;
   }
-  return `SELECT f.person FROM ind_fact f WHERE ${persons}${where}${having}`;
+  return `SELECT f.person FROM ind_fact f WHERE ${where}${having}`;
+}
+
+/**
+ * The correlated form of {@link factPersons} for a small set of evaluated persons (ctx.persons):
+ * the row's person's facts probed on the (person, code, at) index, instead of every matching fact
+ * of the database read once and hashed (a million persons' flu shots for one GP's list).
+ */
+function factExists(f: FactCriterion, ctx: CompileContext): string {
+  const where = factWhere('f', f.resource, f.valueSet, f.status, f.window, ctx);
+  let within = '';
+  if (typeof f.window === 'object' && 'ageMonths' in f.window) {
+    const { min, max } = f.window.ageMonths;
+    within = ` AND f.at >= ${ctx.row}.birth_date + make_interval(months => ${ctx.params.bind(min)}::int) AND f.at < ${ctx.row}.birth_date + make_interval(months => ${ctx.params.bind(max + 1)}::int)`;
+  }
+  const facts = `FROM ind_fact f WHERE f.person = ${ctx.row}.person AND ${where}${within}`;
+  return f.min > 1
+    ? `((SELECT count(DISTINCT f.id) ${facts}) >= ${ctx.params.bind(f.min)}::int)`
+    : `EXISTS (SELECT 1 ${facts})`;
 }
 
 /** The events of an event-basis measure: `(event_id, person, at_end)` of the matching facts ending in the window. */
