@@ -75,6 +75,7 @@ describe('the CapabilityStatement says what the server really does', () => {
     const measure = resources.find((r) => r.type === 'Measure');
     expect(measure?.operation).toEqual([
       { name: 'evaluate-measure', definition: 'http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure' },
+      { name: 'care-gaps', definition: 'http://hl7.org/fhir/OperationDefinition/Measure-care-gaps' },
     ]);
     // An unknown Measure: the operation exists (404 OperationOutcome naming the Measure, not an unknown route).
     const res = await fetch(
@@ -86,5 +87,9 @@ describe('the CapabilityStatement says what the server really does', () => {
     const body = (await res.json()) as { resourceType: string; issue?: { diagnostics?: string }[] };
     expect([res.status, body.resourceType]).toEqual([404, 'OperationOutcome']);
     expect(JSON.stringify(body.issue)).toContain('no-such-measure');
+    const gaps = await fetch(`${gw.fhirUrl}/Measure/$care-gaps?measureId=no-such-measure`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(gaps.status).toBe(404);
   });
 });

@@ -69,6 +69,8 @@ const MATRIX: Row[] = [
   ['GET /dashboard',                          '/dashboard',                             PUBLIC],
   ['GET /dashboard/:file',                    '/dashboard/index.html',                  PUBLIC],
   ['GET /dashboard/vendor/chart.umd.min.js',  '/dashboard/vendor/chart.umd.min.js',     PUBLIC],
+  // The FMT amounts of the worklist's estimate: published tariffs with their sources, no patient data.
+  ['GET /dashboard/fmt-amounts.json',         '/dashboard/fmt-amounts.json',            PUBLIC],
   // Person login through the OpenID Connect provider (404 here: not configured). The provider
   // authenticates the person; the session route gives a token only for the callback's one-time code.
   ['GET /dashboard/login/options',            '/dashboard/login/options',               PUBLIC],
@@ -177,6 +179,10 @@ const MATRIX: Row[] = [
   // Indicators need Measure read (system/*.rs covers it); an unknown Measure past the check: 404.
   ['GET /fhir/Measure/:id/$evaluate-measure', '/fhir/Measure/matrix-none/$evaluate-measure', '401 ok ok  403 ok  403'],
   ['POST /fhir/Measure/:id/$evaluate-measure', '/fhir/Measure/matrix-none/$evaluate-measure', '401 ok ok  403 ok  403', { body: { resourceType: 'Parameters', parameter: [] } }],
+  // Care gaps name patients: a structure's own (and a GP's among them); a CPTS is refused like for
+  // recall lists, tokens without Measure read too.
+  ['GET /fhir/Measure/$care-gaps',            '/fhir/Measure/$care-gaps?periodStart=2025-01-01&periodEnd=2025-12-31', '401 ok ok  403 403 403'],
+  ['POST /fhir/Measure/$care-gaps',           '/fhir/Measure/$care-gaps', '401 ok ok  403 403 403', { body: { resourceType: 'Parameters', parameter: [] } }],
   // Bulk export: Group read; an unknown Group past the check: 404.
   ['GET /fhir/Group/:id/$export',             '/fhir/Group/matrix-none/$export',        '401 ok ok  403 ok  403', ASYNC],
   ['POST /fhir/Group/:id/$export',            '/fhir/Group/matrix-none/$export',        '401 ok ok  403 ok  403', { ...ASYNC, body: { resourceType: 'Parameters', parameter: [] } }],

@@ -21,6 +21,7 @@ import {
 import { benchmarkLine } from './benchmark.js';
 import { loadRecall, renderRecall } from './recall.js';
 import { dataSinceOf, headingOf, incompleteWindow } from './view.js';
+import { loadWorklist, renderWorklist } from './worklist.js';
 
 /** @typedef {import('./fhir.js').MeasureReport} MeasureReport */
 /** @typedef {import('./fhir.js').Measure} Measure */
@@ -82,6 +83,10 @@ const ui = {
   recallButton: $('recall-button', HTMLButtonElement),
   recallResult: $('recall-result', HTMLDivElement),
   coverage: $('coverage-note', HTMLParagraphElement),
+  gapsSubject: $('gaps-subject', HTMLSelectElement),
+  gapsYear: $('gaps-year', HTMLInputElement),
+  gapsButton: $('gaps-button', HTMLButtonElement),
+  gapsResult: $('gaps-result', HTMLDivElement),
   benchmark: $('benchmark', HTMLParagraphElement),
 };
 
@@ -221,6 +226,17 @@ async function start() {
     ui.measure,
     measures.map((m) => [m.id ?? '', m.title ?? m.name ?? m.id ?? '']),
   );
+  // The worklist: a GP's own patientèle first (a person's token), then the structures.
+  fill(ui.gapsSubject, [
+    ...(claims.practitioner_role && claims.sub?.startsWith('Practitioner/')
+      ? [/** @type {[string, string]} */ ([claims.sub, 'Ma patientèle (médecin traitant)'])]
+      : []),
+    ...subjects
+      .filter((s) => s.ref.startsWith('Organization/'))
+      .map((s) => /** @type {[string, string]} */ ([s.ref, s.name])),
+  ]);
+  ui.gapsYear.value = ui.gapsYear.value || String(new Date().getFullYear());
+  ui.gapsResult.replaceChildren();
   ui.login.hidden = true;
   ui.board.hidden = false;
   ui.who.hidden = false;
@@ -539,6 +555,30 @@ async function showRecall() {
   });
 }
 
+/** The care-gaps worklist and the FMT estimate of the chosen patientèle and year (worklist.js). */
+async function showGaps() {
+  const subject = ui.gapsSubject.value;
+  const year = ui.gapsYear.value;
+  if (!subject || !/^\d{4}$/.test(year)) {
+    ui.gapsResult.replaceChildren(paragraph('Choisissez une patientèle et une année.'));
+    return;
+  }
+  ui.gapsResult.replaceChildren(paragraph('Chargement…'));
+  try {
+    const data = await loadWorklist(subject, year, state.measures, !!claimsOf(storedToken() ?? '').adm);
+    renderWorklist(ui.gapsResult, data, ui.gapsSubject.selectedOptions[0]?.text ?? subject);
+  } catch (err) {
+    if (err instanceof ApiError && err.status !== 401) {
+      const refusal = paragraph(`Écarts de soins non disponibles : ${err.message}`);
+      refusal.className = 'refusal';
+      refusal.setAttribute('role', 'alert');
+      ui.gapsResult.replaceChildren(refusal);
+      return;
+    }
+    throw err;
+  }
+}
+
 /** @param {string} text */
 function paragraph(text) {
   const p = document.createElement('p');
@@ -570,6 +610,7 @@ ui.structure.addEventListener('change', () => {
 });
 ui.live.addEventListener('click', () => void guarded(evaluateLive));
 ui.recallButton.addEventListener('click', () => void guarded(showRecall));
+ui.gapsButton.addEventListener('click', () => void guarded(showGaps));
 
 // Person login through the OpenID Connect provider, the gateway being the relying party: its
 // callback comes back here with a one-time code in the fragment (never the token), redeemed once

@@ -21,11 +21,13 @@ const INTERACTIONS: CapabilityStatementRestResource['interaction'] = [
   { code: 'search-type' },
 ];
 
-/** Instance operations by type: Bulk Data v2 group export (NDJSON) and the indicators' evaluation. */
+/** Operations by type: Bulk Data v2 group export (NDJSON), the indicators' evaluation and care gaps. */
 const OPERATIONS: Record<string, { name: string; definition: string }[]> = {
   Group: [{ name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export' }],
   Measure: [
     { name: 'evaluate-measure', definition: 'http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure' },
+    // Type level (Measure/$care-gaps), DEQM gaps in care.
+    { name: 'care-gaps', definition: 'http://hl7.org/fhir/OperationDefinition/Measure-care-gaps' },
   ],
 };
 

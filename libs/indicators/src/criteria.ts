@@ -206,6 +206,12 @@ export interface CompileContext {
    * undefined for every fact: the one place an evaluation is narrowed to what its caller may read.
    */
   factOwners?: string;
+  /**
+   * Set when the evaluated persons are few (one GP's or one structure's care gaps): fact criteria
+   * are then probed per row on the person's index (see factExists) instead of reading every
+   * matching fact of the database once.
+   */
+  persons?: string;
 }
 
 /** ` AND <alias>.owner_org = ANY(…)` when the evaluation may read only some organizations' facts. */
@@ -249,7 +255,7 @@ export function compileCriterion(c: Criterion, ctx: CompileContext): string {
     return `(${ctx.row}.mt = ${ctx.params.bind(c.mt)})`;
   }
   if ('has' in c) {
-    return `(${ctx.row}.person IN (${factPersons(c.has, ctx)}))`;
+    return ctx.persons ? factExists(c.has, ctx) : `(${ctx.row}.person IN (${factPersons(c.has, ctx)}))`;
   }
   if ('event' in c) {
     // Events are selected when the event table is built (see eventSource); as a criterion on an event row it always holds.
@@ -286,6 +292,24 @@ export function factPersons(f: FactCriterion, ctx: CompileContext): string {
     return `SELECT f.person FROM ind_fact f JOIN ev_person b ON b.person = f.person WHERE ${where} AND ${within}${having}`;
   }
   return `SELECT f.person FROM ind_fact f WHERE ${where}${having}`;
+}
+
+/**
+ * The correlated form of {@link factPersons} for a small set of evaluated persons (ctx.persons):
+ * the row's person's facts probed on the (person, code, at) index, instead of every matching fact
+ * of the database read once and hashed (a million persons' flu shots for one GP's list).
+ */
+function factExists(f: FactCriterion, ctx: CompileContext): string {
+  const where = factWhere('f', f.resource, f.valueSet, f.status, f.window, ctx);
+  let within = '';
+  if (typeof f.window === 'object' && 'ageMonths' in f.window) {
+    const { min, max } = f.window.ageMonths;
+    within = ` AND f.at >= ${ctx.row}.birth_date + make_interval(months => ${ctx.params.bind(min)}::int) AND f.at < ${ctx.row}.birth_date + make_interval(months => ${ctx.params.bind(max + 1)}::int)`;
+  }
+  const facts = `FROM ind_fact f WHERE f.person = ${ctx.row}.person AND ${where}${within}`;
+  return f.min > 1
+    ? `((SELECT count(DISTINCT f.id) ${facts}) >= ${ctx.params.bind(f.min)}::int)`
+    : `EXISTS (SELECT 1 ${facts})`;
 }
 
 /** The events of an event-basis measure: `(event_id, person, at_end)` of the matching facts ending in the window. */

@@ -124,6 +124,33 @@ export class MeasureEvaluator {
   }
 
   /**
+   * Runs `fn` in one transaction once the persons table (ev_person) of `opts` is built, with a
+   * compile context of the evaluation per statement whose fact scans are restricted to those
+   * persons, and whether ev_person holds a past patientèle (`mt_ref`, `cur`): what per-person
+   * listings (care gaps) build on.
+   */
+  async withPersons<T>(
+    measures: CompiledMeasure[],
+    opts: EvaluateOptions,
+    fn: (db: PoolClient, context: (params: SqlParams) => CompileContext, withPatientele: boolean) => Promise<T>,
+  ): Promise<T> {
+    return withTransaction(this.pool, async (db) => {
+      await db.query(`SET LOCAL work_mem = '64MB'`);
+      const withPatientele = measures.some((m) => !!m.patienteleDate && (opts.population ?? m.population) === 'mt');
+      await this.buildPersons(
+        db,
+        opts,
+        measures.some((m) => (opts.population ?? m.population) === 'file-active'),
+        withPatientele,
+      );
+      // Fact scans restricted to these persons: listings are for small scopes (a GP, a structure).
+      const context = (params: SqlParams): CompileContext =>
+        Object.assign(this.context(params, opts, 'r'), { persons: 'ev_person' });
+      return fn(db, context, withPatientele);
+    });
+  }
+
+  /**
    * ev_person: one row per person in scope with age at period end, band, sex, structure, MT status,
    * seen in the period (when asked), and, when a Measure's MT population is a past patientèle (the
    * FMT's, see patienteleSql), whether the person was in it (`mt_ref`) and whether they are in the

@@ -30,6 +30,17 @@ export { suppressStrata, totalSuppressed } from './suppression';
 export { IndicatorsService, INDICATORS_PRINCIPAL, parsePeriod } from './indicators.service';
 export type { EvaluateParams } from './indicators.service';
 export { INDICATOR_MIGRATIONS } from './indicators.schema';
+export { CareGapsEvaluator, GAP_STATUSES, gapKinds, measuresInForce, validUntil } from './care-gaps';
+export type { CareGapItem, GapEvidence, GapStatus, PatientGaps } from './care-gaps';
+export { CareGapsService } from './care-gaps.service';
+export type { CareGapsParams, CareGapsAnswer } from './care-gaps.service';
+export {
+  GAP_STATUS_EXTENSION,
+  GAP_STATUS_SYSTEM,
+  CARE_GAP_CLOSES_BY_EXTENSION,
+  CARE_GAP_SINCE_EXTENSION,
+  CARE_GAP_VALID_UNTIL_EXTENSION,
+} from './care-gaps.report';
 export {
   BENCHMARK_COLUMNS,
   BENCHMARK_MIGRATIONS,

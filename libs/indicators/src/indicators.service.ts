@@ -11,6 +11,7 @@ import { actorOf } from '@gw/store';
 import type { AuditLog, FhirRepository, Principal } from '@gw/store';
 import { DENOMINATOR_POPULATIONS, MeasureCatalogue, isInForce } from './catalogue';
 import type { CompiledMeasure, DenominatorPopulation } from './catalogue';
+import { CareGapsService } from './care-gaps.service';
 import { BenchmarkStore, attachBenchmarks, measureBenchmark } from './benchmarks';
 import { MeasureEvaluator } from './evaluator';
 import type { MeasureCounts, Period, RecallEntry, Scope } from './evaluator';
@@ -73,6 +74,8 @@ const REPORTED_TYPES = ['CPTS', 'MSP', 'CDS', 'cabinet'];
  */
 export class IndicatorsService implements GatewayFeature {
   readonly evaluator: MeasureEvaluator;
+  /** `Measure/$care-gaps` (care-gaps.service.ts). */
+  readonly careGaps: CareGapsService;
   /** Published national benchmarks shown beside a territory's figure (open data, CLI loader). */
   readonly benchmarks: BenchmarkStore;
   private readonly scopeLookup: ScopeLookup;
@@ -103,6 +106,7 @@ export class IndicatorsService implements GatewayFeature {
       },
       read: (principal, type, id) => this.repo.read(principal, type, id),
     };
+    this.careGaps = new CareGapsService(repo, catalogue, this.evaluator, audit, logger, this.scopeLookup);
   }
 
   static load(

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { Controller, Get, Inject, Param, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError } from '@gw/platform';
@@ -19,6 +19,7 @@ const TYPES: Record<string, string> = {
   'benchmark.js': 'text/javascript; charset=utf-8',
   'fhir.js': 'text/javascript; charset=utf-8',
   'recall.js': 'text/javascript; charset=utf-8',
+  'worklist.js': 'text/javascript; charset=utf-8',
   'view.js': 'text/javascript; charset=utf-8',
   'dashboard.css': 'text/css; charset=utf-8',
 };
@@ -52,6 +53,16 @@ export class DashboardController {
   @Get('vendor/chart.umd.min.js')
   chart(@Res() reply: FastifyReply): void {
     this.send(reply, 'chart.umd.min.js', chartJsPath(), 'text/javascript; charset=utf-8');
+  }
+
+  /**
+   * The FMT amounts the care-gaps worklist's estimate uses: catalogue data next to the Measures
+   * (`<GW_PROFILES_DIR>/fmt/fmt-amounts.json`), each amount with its source; no patient data.
+   */
+  @Get('fmt-amounts.json')
+  fmtAmounts(@Res() reply: FastifyReply): void {
+    const path = join(resolve(this.core.config.GW_PROFILES_DIR), 'fmt', 'fmt-amounts.json');
+    this.send(reply, 'fmt-amounts.json', path, 'application/json; charset=utf-8');
   }
 
   @Get(':file')
