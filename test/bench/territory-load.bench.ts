@@ -39,6 +39,8 @@ interface LoadResult {
   perSecond: number;
   byType: Record<string, number>;
   rssPeakMb: number;
+  /** CPU of this process during the load: main and worker threads (generation, preparation, client side). */
+  nodeCpuSeconds: number;
   postgresCpuSeconds: number;
   databaseMb: number;
   tablesMb: Record<string, number>;
@@ -96,6 +98,7 @@ async function main(): Promise<void> {
       const generator = new TerritoryGenerator({ seed, patients, asOf });
       const loadAverage = { atStart: loadavg().map(round), atEnd: [] as number[] };
       const pgBefore = postgresTicks(dataDir);
+      const cpuBefore = process.cpuUsage();
       const started = Date.now();
       let lastReport = 0;
       const summary = await new BulkTerritoryLoader(repo, {
@@ -114,6 +117,8 @@ async function main(): Promise<void> {
       }).load(generator);
       const seconds = (Date.now() - started) / 1000;
       loadAverage.atEnd = loadavg().map(round);
+      const cpu = process.cpuUsage(cpuBefore);
+      const nodeCpuSeconds = round((cpu.user + cpu.system) / 1e6);
       const postgresCpuSeconds = round((postgresTicks(dataDir) - pgBefore) / 100);
       const reused = summary.status === 'already-loaded';
       await pool.query('VACUUM ANALYZE');
@@ -131,6 +136,7 @@ async function main(): Promise<void> {
         perSecond: round(summary.perSecond),
         byType: summary.byType,
         rssPeakMb: round(process.resourceUsage().maxRSS / 1024),
+        nodeCpuSeconds,
         postgresCpuSeconds,
         databaseMb: round(Number(db.rows[0]?.b ?? 0) / 1024 / 1024),
         tablesMb: Object.fromEntries(sizes.rows.map((r) => [r.t, round(Number(r.b) / 1024 / 1024)])),
