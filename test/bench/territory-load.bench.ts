@@ -9,7 +9,7 @@
  * Per size: resources/s, wall, the process's RSS peak (main and worker threads), PostgreSQL's CPU
  * and the database size, the catalogue's times. --keep-data keeps the cluster (the databases are
  * named bench_territory_<patients>_s<seed>); --reuse evaluates a kept database without loading.
- * Writes test/bench/results/territory-load-<date>.json.
+ * Writes test/bench/results/territory-load-<date>-<sizes>.json.
  */
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -122,7 +122,7 @@ async function main(): Promise<void> {
       const postgresCpuSeconds = round((postgresTicks(dataDir) - pgBefore) / 100);
       const reused = summary.status === 'already-loaded';
       await pool.query('VACUUM ANALYZE');
-      const sizes = await pool.query<{ t: string; b: string }>(
+      const tables = await pool.query<{ t: string; b: string }>(
         `SELECT c.relname AS t, pg_total_relation_size(c.oid)::text AS b FROM pg_class c
           JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname = 'public' AND c.relkind = 'r' ORDER BY pg_total_relation_size(c.oid) DESC LIMIT 16`,
@@ -139,7 +139,7 @@ async function main(): Promise<void> {
         nodeCpuSeconds,
         postgresCpuSeconds,
         databaseMb: round(Number(db.rows[0]?.b ?? 0) / 1024 / 1024),
-        tablesMb: Object.fromEntries(sizes.rows.map((r) => [r.t, round(Number(r.b) / 1024 / 1024)])),
+        tablesMb: Object.fromEntries(tables.rows.map((r) => [r.t, round(Number(r.b) / 1024 / 1024)])),
         loadAverage,
       };
       process.stderr.write(
@@ -165,7 +165,11 @@ async function main(): Promise<void> {
   } finally {
     await pg.stop();
   }
-  const out = resolve(ROOT, 'test/bench/results', `territory-load-${new Date().toISOString().slice(0, 10)}.json`);
+  const out = resolve(
+    ROOT,
+    'test/bench/results',
+    `territory-load-${new Date().toISOString().slice(0, 10)}-${sizes.join('-')}.json`,
+  );
   writeFileSync(out, `${JSON.stringify({ date: new Date().toISOString(), seed, asOf, dataDir, results }, null, 2)}\n`);
   process.stdout.write(`results written to ${out}\n`);
 }
