@@ -22,4 +22,4 @@ for ((i = 0; i < count; i++)); do
 done
 echo "load: ${count} busy loop(s) on ${cores} core(s)" >&2
 
-node --max-old-space-size=12288 node_modules/jest/bin/jest.js --runInBand "$@"
+npx jest --maxWorkers=1 --workerIdleMemoryLimit=2GB "$@"

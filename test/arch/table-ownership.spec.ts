@@ -13,6 +13,10 @@ const LIBS = ['platform', 'fhir', 'store', 'ingest', 'exchange', 'indicators'];
 const ALLOWED: Record<string, string> = {
   'libs/indicators/src/indicators.schema.ts: resource':
     'the indicator projection is a trigger on resource writes, so that every write path keeps it in the same transaction',
+  'libs/indicators/src/fmt-projection.schema.ts: resource':
+    'migration 29 widens the same projection trigger (médecin traitant periods, coverages, dispensations) and projects the stored rows',
+  'libs/indicators/src/fmt-projection.schema.ts: resource_history':
+    'migration 29 rebuilds the médecin traitant periods once from every stored version of each Patient',
   'libs/store/src/directory/directory.schema.ts: client':
     'the one-time merge of duplicate Organizations re-binds the API clients of a merged one',
   'libs/store/src/directory/directory.schema.ts: hl7_source':

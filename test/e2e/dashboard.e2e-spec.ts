@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import type { Browser, Page } from 'playwright-core';
 import { RELIABILITY_EXTENSION } from '@gw/fhir';
-import { CODES } from '@gw/indicators';
+import { CODES, parseBenchmarkCsv } from '@gw/indicators';
 import { OWNER_TAG_SYSTEM } from '@gw/store';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
@@ -13,6 +13,7 @@ import { typedOrganization } from '../support/indicators';
 import { countColour, decodePng } from '../support/png';
 
 const THRESHOLD = 5;
+const BENCHMARKS = join(__dirname, '../../fhir-profiles/benchmarks/ald-sans-medecin-traitant.csv');
 /** The indicator series colour of apps/gateway/dashboard/dashboard.js. */
 const SERIES_COLOUR = '#0b63c5';
 const MEASURE = 'rosp-diabete-hba1c';
@@ -230,6 +231,8 @@ describe('indicator dashboard in a browser', () => {
       clientB.token,
     );
     expect(visit.status).toBe(201);
+    // The published benchmarks, before the runs: a stored report carries the figures of its day.
+    await gw.core.indicators.benchmarks.load(parseBenchmarkCsv(readFileSync(BENCHMARKS, 'utf8')));
     for (const end of ['2025-09-30', '2025-10-31', '2025-11-30', '2025-12-31']) {
       await gw.core.indicators.storeMonthlyReports(end);
     }
@@ -346,7 +349,7 @@ describe('indicator dashboard in a browser', () => {
     const page = await loggedIn(clientA);
     await expect(page.locator('#who').textContent()).resolves.toContain('MSP des Lilas');
     const measures = await page.locator('#measure option').evaluateAll((os) => os.map((o) => o.getAttribute('value')));
-    expect(measures).toHaveLength(8);
+    expect(measures).toHaveLength(20);
     expect(measures).toContain(MEASURE);
     await page.selectOption('#measure', MEASURE);
     await page.locator('#values tbody tr').nth(3).waitFor();
@@ -476,6 +479,16 @@ describe('indicator dashboard in a browser', () => {
       ['2025-12', 'rapport mensuel'],
     ]);
     await expect(page.locator('#coverage-note').textContent()).resolves.toContain('commencent en 2024-11');
+    await expect(page.locator('#benchmark').isVisible()).resolves.toBe(false);
+    // Without an MT: the published national share of ALD patients beside the territory's ALD stratum
+    // (none of this territory's patients is in ALD: no figure of its own).
+    await page.selectOption('#measure', 'cpts-sans-medecin-traitant');
+    await page.locator('#values-caption', { hasText: 'Patients sans médecin traitant actif' }).waitFor();
+    await expect(page.locator('#benchmark').textContent()).resolves.toBe(
+      'Référence publiée (open data) — patients en ALD du territoire : non disponible (masqué ou vide) · France 3,8 % (2024-12)',
+    );
+    await page.selectOption('#structure', { label: 'MSP des Lilas' });
+    await expect(page.locator('#benchmark').isVisible()).resolves.toBe(false);
     await shot(page, '3-cpts');
     await page.context().close();
   });

@@ -241,8 +241,20 @@ describe('indicators: $evaluate-measure over the store', () => {
     );
     expect(res.status).toBe(200);
     expect(res.body.entry.map((e) => e.resource.id).sort()).toEqual([
+      'cpts-mt-trouve',
       'cpts-sans-medecin-traitant',
       'cpts-suivi-sortie-7j',
+      'fmt-covid-risque',
+      'fmt-depistage-col-uterus',
+      'fmt-depistage-colorectal',
+      'fmt-depistage-sein',
+      'fmt-diabete-hba1c',
+      'fmt-grippe-65',
+      'fmt-grippe-risque',
+      'fmt-hpv',
+      'fmt-meningocoque-c',
+      'fmt-pneumocoque-risque',
+      'fmt-ror',
       'rosp-depistage-colorectal',
       'rosp-depistage-sein',
       'rosp-diabete-fond-oeil',
@@ -388,7 +400,8 @@ describe('indicators: $evaluate-measure over the store', () => {
     const run = await gw.core.indicators.storeMonthlyReports('2025-12-31');
     expect(run.period).toEqual({ start: '2025-01-01', end: '2025-12-31' });
     expect(run.subjects).toBe(3); // the CPTS and its two MSPs
-    expect(run.reports).toBe(24);
+    // The Measures in force on 2025-12-31: the eight ROSP-era ones and cpts-mt-trouve (FMT ones from 2026).
+    expect(run.reports).toBe(27);
     await gw.core.indicators.storeMonthlyReports('2025-12-31');
     const mine = await call<{ entry: { resource: MeasureReport }[] }>(
       gw,
@@ -398,7 +411,7 @@ describe('indicators: $evaluate-measure over the store', () => {
       tokenA,
     );
     expect(mine.status).toBe(200);
-    expect(mine.body.entry).toHaveLength(8);
+    expect(mine.body.entry).toHaveLength(9);
     const hba1c = mine.body.entry.map((e) => e.resource).find((r) => r.measure?.includes('rosp-diabete-hba1c'))!;
     expect(counts(hba1c.group![0]!.population)).toEqual({
       'initial-population': 40,

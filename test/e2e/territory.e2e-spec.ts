@@ -5,8 +5,9 @@ import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
 import { call } from '../support/hl7';
 
-const OPTIONS = { seed: 3, patients: 600, asOf: '2026-10-31' };
-const PERIOD = 'periodStart=2025-11-01&periodEnd=2026-10-31';
+// The year 2025: the last one the ROSP Measures are in force (their effectivePeriod ends on 2025-12-31).
+const OPTIONS = { seed: 3, patients: 600, asOf: '2025-12-31' };
+const PERIOD = 'periodStart=2025-01-01&periodEnd=2025-12-31';
 const MEASURES = [
   'cpts-sans-medecin-traitant',
   'cpts-suivi-sortie-7j',

@@ -18,6 +18,7 @@ import {
   structuresOf,
   thresholdOf,
 } from './fhir.js';
+import { benchmarkLine } from './benchmark.js';
 import { loadRecall, renderRecall } from './recall.js';
 import { dataSinceOf, headingOf, incompleteWindow } from './view.js';
 
@@ -81,6 +82,7 @@ const ui = {
   recallButton: $('recall-button', HTMLButtonElement),
   recallResult: $('recall-result', HTMLDivElement),
   coverage: $('coverage-note', HTMLParagraphElement),
+  benchmark: $('benchmark', HTMLParagraphElement),
 };
 
 const state = {
@@ -326,6 +328,9 @@ function render() {
   ]
     .filter((s) => s !== '')
     .join(' · ');
+  // The published national figures sit beside the whole territory's figure, not a structure's.
+  ui.benchmark.textContent = structure ? '' : benchmarkLine(rows[rows.length - 1]?.report);
+  ui.benchmark.hidden = ui.benchmark.textContent === '';
   drawChart(title, labels, cells, objectives, incomplete);
   renderTable(title, rows, cells, labels, structure !== undefined, objectives, incomplete);
 }

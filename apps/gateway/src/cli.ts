@@ -4,6 +4,8 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SIRENE } from '@gw/fhir';
 import { createLogger, loadConfig, splitScopes } from '@gw/platform';
+import { BenchmarkFormatError, loadDrugAtc, parseBenchmarkCsv, parseMapFile, readBdpmFiles } from '@gw/indicators';
+import type { BenchmarkRow } from '@gw/indicators';
 import { DirectoryImporter, OWNER_TAG_SYSTEM } from '@gw/store';
 import { BulkTerritoryLoader, TerritoryGenerator, TerritoryLoader } from './demo/territory';
 import type { LoadProgress } from './demo/territory';
@@ -29,6 +31,12 @@ Commands:
   indicators:run  Evaluate the indicator catalogue for every CPTS and structure and store the MeasureReports
       --period-end <YYYY-MM-DD>  end of the 12-month period (default: end of last month)
       --months <n>               also the n-1 months before, one run per month end (trends; default 1)
+  indicators:load-benchmarks <file.csv>  Load published national benchmarks (open data; format in
+                                 docs/indicators.md "Benchmarks"); a line already loaded is replaced
+  indicators:load-drug-atc  Add CIS/CIP -> ATC pairs to the map drug criteria read (docs/indicators.md)
+      --cis-cip <file>           BDPM CIS_CIP_bdpm.txt (tab-separated: CIS, CIP7, …, CIP13 in column 7)
+      --cis-atc <file>           CIS -> ATC, tab-separated: CIS, ATC code (e.g. BDPM CIS_MITM.txt)
+      --map <file>               or the gateway's own format: code <TAB> ATC [<TAB> source]
   demo:territory  Load a synthetic CPTS territory (structures, professionals, patients, care) through the store
       --patients <n>             persons (default 10000); ~3 % get a second record in another practice
       --seed <n>                 random seed (default 1): same seed, size and date = same resources and ids
@@ -86,6 +94,9 @@ async function main(argv: string[]): Promise<number> {
       wait: { type: 'boolean', default: false },
       bulk: { type: 'boolean', default: false },
       workers: { type: 'string' },
+      'cis-cip': { type: 'string' },
+      'cis-atc': { type: 'string' },
+      map: { type: 'string' },
     },
   });
   const config = loadConfig();
@@ -107,6 +118,10 @@ async function main(argv: string[]): Promise<number> {
         return await changeClient(core, command, positionals);
       case 'indicators:run':
         return await runIndicators(core, values['period-end'], values.months);
+      case 'indicators:load-benchmarks':
+        return await loadBenchmarks(core, positionals[0]);
+      case 'indicators:load-drug-atc':
+        return await loadDrugMap(core, values['cis-cip'], values['cis-atc'], values.map);
       case 'demo:territory':
         return await loadTerritory(core, values.patients ?? '10000', values.seed ?? '1', values['as-of'], {
           bulk: values.bulk ?? false,
@@ -203,6 +218,45 @@ async function runIndicators(core: GatewayCore, periodEnd: string | undefined, m
   process.stdout.write(
     `${JSON.stringify({ periodEnds: ends, reportsPerRun: first.reports, subjects: first.subjects, firstRunMs: first.ms })}\n`,
   );
+  return 0;
+}
+
+async function loadBenchmarks(core: GatewayCore, file: string | undefined): Promise<number> {
+  if (!file) {
+    process.stderr.write(`indicators:load-benchmarks needs <file.csv>\n${USAGE}`);
+    return 2;
+  }
+  let rows: BenchmarkRow[];
+  try {
+    rows = parseBenchmarkCsv(readFileSync(file, 'utf8'));
+  } catch (err) {
+    if (err instanceof BenchmarkFormatError) {
+      process.stderr.write(`${file}: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const loaded = await core.indicators.benchmarks.load(rows);
+  process.stdout.write(`${JSON.stringify({ status: 'loaded', file, ...loaded })}\n`);
+  return 0;
+}
+
+async function loadDrugMap(
+  core: GatewayCore,
+  cisCip: string | undefined,
+  cisAtc: string | undefined,
+  map: string | undefined,
+): Promise<number> {
+  if (!map && (!cisCip || !cisAtc)) {
+    process.stderr.write(`indicators:load-drug-atc needs --cis-cip and --cis-atc, or --map\n${USAGE}`);
+    return 2;
+  }
+  const entries = [
+    ...(cisCip && cisAtc ? readBdpmFiles(cisCip, cisAtc) : []),
+    ...(map ? parseMapFile(readFileSync(map, 'utf8'), map) : []),
+  ];
+  const added = await loadDrugAtc(core.db.pool, entries);
+  process.stdout.write(`${JSON.stringify({ entries: entries.length, added })}\n`);
   return 0;
 }
 

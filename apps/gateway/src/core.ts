@@ -55,7 +55,7 @@ import {
   PortabilityImportService,
 } from '@gw/ingest';
 import { CptsTerritoryService, EXCHANGE_MIGRATIONS, ExchangeService, MhdRecipient } from '@gw/exchange';
-import { INDICATOR_MIGRATIONS, IndicatorsService } from '@gw/indicators';
+import { BENCHMARK_MIGRATIONS, INDICATOR_MIGRATIONS, IndicatorsService } from '@gw/indicators';
 import { DashboardLogin } from './auth/dashboard-login.service';
 import { PersonDirectory } from './auth/person.directory';
 
@@ -75,6 +75,7 @@ export const MIGRATIONS: readonly Migration[] = [
   ...MAILBOX_MIGRATIONS,
   ...EXCHANGE_MIGRATIONS,
   ...INDICATOR_MIGRATIONS,
+  ...BENCHMARK_MIGRATIONS,
   ...BULK_EXPORT_MIGRATIONS,
   ...DIRECTORY_MIGRATIONS,
   ...AUDIT_MIGRATIONS,
@@ -224,7 +225,10 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       audit,
       config.GW_INDICATOR_SMALL_CELL,
       logger,
-      { noise: config.GW_INDICATOR_NOISE },
+      {
+        noise: config.GW_INDICATOR_NOISE,
+        drugAtcFile: join(resolve(config.GW_PROFILES_DIR), 'drug-atc', 'drug-atc.tsv'),
+      },
     );
     if (http) {
       await tokens.init();

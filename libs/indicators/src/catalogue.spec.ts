@@ -22,9 +22,23 @@ type Pop = { code: { coding: { code: string }[] }; criteria: { expression: strin
 const populations = (doc: Record<string, unknown>) => (doc.group as { population: Pop[] }[])[0]!.population;
 
 describe('MeasureCatalogue', () => {
-  it('loads the shipped catalogue: 8 proportion measures, their value sets resolved (is-a as prefixes)', () => {
+  it('loads the shipped catalogue: 20 proportion measures, their value sets resolved (is-a as prefixes)', () => {
     const c = MeasureCatalogue.fromDirectory(SHIPPED);
-    expect([...c.measures.keys()].sort()).toHaveLength(8);
+    const ids = [...c.measures.keys()];
+    expect(ids).toHaveLength(20);
+    // The eleven 2026 FMT items: the patientèle of 31 December N-1, 5 € each.
+    const fmt = ids.filter((id) => id.startsWith('fmt-')).map((id) => c.get(id)!);
+    expect(fmt).toHaveLength(11);
+    for (const m of fmt) {
+      expect(m.patienteleDate).toBe('previous-year-end');
+      expect(m.resource.extension).toContainEqual({
+        url: 'https://gateway.fr-primary-care.org/fhir/StructureDefinition/fmt-item',
+        valueMoney: { value: 5, currency: 'EUR' },
+      });
+      expect(m.resource.effectivePeriod).toEqual({ start: '2026-01-01' });
+    }
+    expect(c.get('fmt-grippe-risque')?.stratifiers).toEqual(['structure', 'age-band', 'sex', 'ald', 'age70', 'c2s']);
+    expect(c.get('cpts-sans-medecin-traitant')?.stratifiers).toContain('ald');
     const hba1c = c.get('rosp-diabete-hba1c')!;
     expect(hba1c).toMatchObject({
       basis: 'person',

@@ -5,10 +5,22 @@ import { GW } from '@gw/fhir';
 import { systemIdentities } from '@gw/ingest';
 import { CRITERIA_LANGUAGE, CriteriaError, parseCriterion as parseCriterionJson } from './criteria';
 import type { CodeMatch, Criterion, FactCriterion } from './criteria';
+import { OPTIONAL_STRATIFIERS, STRATIFIERS } from './evaluator';
+import type { Stratifier } from './evaluator';
 
 export const POPULATION_BASIS_EXTENSION = 'http://hl7.org/fhir/us/cqfmeasures/StructureDefinition/cqfm-populationBasis';
 export const DENOMINATOR_POPULATION_EXTENSION = `${GW}/fhir/StructureDefinition/measure-denominator-population`;
 export const OBJECTIVES_EXTENSION = `${GW}/fhir/StructureDefinition/measure-objectives`;
+/**
+ * `valueCode` `previous-year-end`: the Measure's MT population is the patientèle on 31 December of
+ * the year before the period's end (the 2026 forfait médecin traitant), not today's médecin traitant.
+ */
+export const PATIENTELE_DATE_EXTENSION = `${GW}/fhir/StructureDefinition/measure-patientele-date`;
+export const PATIENTELE_DATES = ['previous-year-end'] as const;
+export type PatienteleDate = (typeof PATIENTELE_DATES)[number];
+/** The system of `group.stratifier.code` (also the codes of the report's strata). */
+export const STRATIFIER_SYSTEM = `${GW}/fhir/CodeSystem/measure-stratifier`;
+const KNOWN_STRATIFIERS: readonly string[] = [...STRATIFIERS, ...OPTIONAL_STRATIFIERS];
 
 /** Who the denominator is drawn from: MT patientèle, file active (seen in the period) or every known patient. */
 export const DENOMINATOR_POPULATIONS = ['mt', 'file-active', 'all'] as const;
@@ -36,6 +48,15 @@ export interface CompiledMeasure {
   numerator: Criterion;
   /** Event-basis measures: the facts that are the events. */
   event?: FactCriterion;
+  /** The stratifiers of its reports: the three of every report, plus the optional ones the Measure names. */
+  stratifiers: Stratifier[];
+  /** Set when the MT population is a past patientèle (FMT Measures). */
+  patienteleDate?: PatienteleDate;
+  /** Days (YYYY-MM-DD, inclusive) the Measure is in force: `effectivePeriod`; end absent = open-ended. */
+  effective: { start: string; end?: string };
+  /** Canonical URLs (without version) of the Measures `relatedArtifact` names as predecessor / successor. */
+  predecessors: string[];
+  successors: string[];
 }
 
 export class CatalogueError extends Error {}
@@ -82,6 +103,7 @@ export class MeasureCatalogue {
       }
     }
     const measures = new Map<string, CompiledMeasure>();
+    const fileOf = new Map<string, string>();
     for (const { file, measure } of raw) {
       const compiled = compileMeasure(measure, file, (url) => {
         if (!codes.has(url)) {
@@ -92,8 +114,25 @@ export class MeasureCatalogue {
         throw new CatalogueError(`${file}: duplicate Measure id ${compiled.id}`);
       }
       measures.set(compiled.id, compiled);
+      fileOf.set(compiled.id, file);
     }
+    checkLineage(measures, fileOf);
     return new MeasureCatalogue(measures, valueSets, codes);
+  }
+
+  /** The Measures in force on a day (YYYY-MM-DD): effectivePeriod.start ≤ day ≤ effectivePeriod.end. */
+  inForce(day: string): CompiledMeasure[] {
+    return [...this.measures.values()].filter((m) => isInForce(m, day));
+  }
+
+  /**
+   * What replaces a Measure on a day it is not in force: the Measures in force then that it names
+   * as successor or that name it as predecessor; when none does, every Measure in force then.
+   */
+  replacements(m: CompiledMeasure, day: string): CompiledMeasure[] {
+    const now = this.inForce(day);
+    const linked = now.filter((x) => m.successors.includes(x.url) || x.predecessors.includes(m.url));
+    return linked.length > 0 ? linked : now;
   }
 
   get(id: string): CompiledMeasure | undefined {
@@ -192,6 +231,11 @@ function compileMeasure(m: Measure, file: string, checkValueSet: (url: string) =
     denominator: criterion('denominator', true) as Criterion,
     exclusion: criterion('denominator-exclusion', false),
     numerator: criterion('numerator', true) as Criterion,
+    stratifiers: stratifiers(m, file),
+    patienteleDate: patienteleDate(m, file),
+    effective: effectivePeriod(m, file),
+    predecessors: related(m, file, 'predecessor'),
+    successors: related(m, file, 'successor'),
   };
   if (compiled.basis === 'event') {
     compiled.event = findEvent(initialPopulation);
@@ -245,6 +289,88 @@ function findEvent(c: Criterion): FactCriterion | undefined {
   if ('event' in c) return c.event;
   if ('all' in c) return c.all.map(findEvent).find(Boolean);
   return undefined;
+}
+
+/** Whether a Measure is in force on a day (YYYY-MM-DD). */
+export function isInForce(m: CompiledMeasure, day: string): boolean {
+  return m.effective.start <= day && (m.effective.end === undefined || day <= m.effective.end);
+}
+
+const DAY = /^\d{4}-\d{2}-\d{2}$/;
+
+/** effectivePeriod: a start day, an optional end day not before it (the catalogue is versioned by it). */
+function effectivePeriod(m: Measure, file: string): { start: string; end?: string } {
+  const p = m.effectivePeriod;
+  if (!p?.start || !DAY.test(p.start) || Number.isNaN(Date.parse(p.start))) {
+    throw new CatalogueError(
+      `${file}: effectivePeriod.start must be a day (YYYY-MM-DD): when the Measure comes into force`,
+    );
+  }
+  if (p.end !== undefined && (!DAY.test(p.end) || Number.isNaN(Date.parse(p.end)) || p.end < p.start)) {
+    throw new CatalogueError(
+      `${file}: effectivePeriod.end must be a day (YYYY-MM-DD) not before effectivePeriod.start`,
+    );
+  }
+  return { start: p.start, ...(p.end ? { end: p.end } : {}) };
+}
+
+/**
+ * relatedArtifact: at least one `citation` (the legal source) or `documentation` (the gateway's
+ * own indicators) with a display; the predecessor / successor Measures' canonicals.
+ */
+function related(m: Measure, file: string, type: 'predecessor' | 'successor'): string[] {
+  const artifacts = m.relatedArtifact ?? [];
+  if (!artifacts.some((a) => (a.type === 'citation' || a.type === 'documentation') && a.display)) {
+    throw new CatalogueError(
+      `${file}: relatedArtifact needs a citation (the legal source: text, article or annex) or a documentation entry, with a display`,
+    );
+  }
+  return artifacts
+    .filter((a) => a.type === type)
+    .map((a) => {
+      if (!a.resource) {
+        throw new CatalogueError(
+          `${file}: a relatedArtifact of type ${type} needs a resource (the Measure's canonical)`,
+        );
+      }
+      return a.resource.split('|')[0] as string;
+    });
+}
+
+/** Every predecessor / successor names a Measure of the catalogue. */
+function checkLineage(measures: Map<string, CompiledMeasure>, files: Map<string, string>): void {
+  const urls = new Set([...measures.values()].map((m) => m.url));
+  for (const m of measures.values()) {
+    for (const url of [...m.predecessors, ...m.successors]) {
+      if (!urls.has(url)) {
+        throw new CatalogueError(
+          `${files.get(m.id) ?? m.id}: relatedArtifact names ${url}, not a Measure of the catalogue`,
+        );
+      }
+    }
+  }
+}
+
+/** Stratifier codes of the Measure's group (system {@link STRATIFIER_SYSTEM}); unknown codes stop the boot. */
+function stratifiers(m: Measure, file: string): Stratifier[] {
+  const named = (m.group?.[0]?.stratifier ?? []).flatMap((s) =>
+    (s.code?.coding ?? []).filter((c) => c.system === STRATIFIER_SYSTEM).map((c) => c.code ?? ''),
+  );
+  const unknown = named.filter((c) => !KNOWN_STRATIFIERS.includes(c));
+  if (unknown.length > 0) {
+    throw new CatalogueError(
+      `${file}: unknown stratifier ${unknown.join(', ')} (known: ${KNOWN_STRATIFIERS.join(', ')})`,
+    );
+  }
+  return [...STRATIFIERS, ...OPTIONAL_STRATIFIERS.filter((s) => named.includes(s))];
+}
+
+function patienteleDate(m: Measure, file: string): PatienteleDate | undefined {
+  const v = ext(m, PATIENTELE_DATE_EXTENSION)?.valueCode;
+  if (v !== undefined && !(PATIENTELE_DATES as readonly string[]).includes(v)) {
+    throw new CatalogueError(`${file}: ${PATIENTELE_DATE_EXTENSION} must be one of ${PATIENTELE_DATES.join(', ')}`);
+  }
+  return v as PatienteleDate | undefined;
 }
 
 function ext(m: Measure, url: string): { valueCode?: string } | undefined {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ATC_SYSTEMS, BDPM_SYSTEMS } from './fmt-projection.schema';
 
 /**
  * The criteria language of the indicator catalogue: JSON carried by each Measure population's
@@ -12,12 +13,20 @@ import { z } from 'zod';
  */
 export const CRITERIA_LANGUAGE = 'application/x-gw-criteria+json';
 
-/** Where a fact must fall: the measurement period, N years/months back from its end, or ever (up to its end). */
+/**
+ * Where a fact must fall: the measurement period, N years/months back from its end, ever (up to its
+ * end), or while the person was aged `min`..`max` whole months (up to the period's end).
+ */
 const windowSchema = z.union([
   z.literal('period'),
   z.literal('ever'),
   z.strictObject({ years: z.number().int().min(1).max(20) }),
   z.strictObject({ months: z.number().int().min(1).max(240) }),
+  z.strictObject({
+    ageMonths: z
+      .strictObject({ min: z.number().int().min(0).max(1560), max: z.number().int().min(0).max(1560) })
+      .refine((a) => a.min <= a.max, { message: 'ageMonths.min must not exceed ageMonths.max' }),
+  }),
 ]);
 export type Window = z.infer<typeof windowSchema>;
 
@@ -28,6 +37,7 @@ export const FACT_TYPES = [
   'Condition',
   'MedicationRequest',
   'MedicationStatement',
+  'MedicationDispense',
   'Encounter',
   'Task',
 ] as const;
@@ -49,7 +59,9 @@ export type Criterion =
   | { all: Criterion[] }
   | { any: Criterion[] }
   | { not: Criterion }
-  | { age: { min?: number; max?: number } }
+  | { age: { min?: number; max?: number; unit?: 'years' | 'months' } }
+  | { ald: { numbers?: string[] } }
+  | { c2s: Record<string, never> }
   | { sex: 'male' | 'female' | 'other' | 'unknown' }
   | { mt: 'active' | 'inactive' | 'none' }
   | { has: FactCriterion }
@@ -75,10 +87,24 @@ const followedBySchema = z.strictObject({
 
 /** Leaf criteria: one key, its value checked by a schema. */
 const LEAVES: Record<string, z.ZodType> = {
-  age: z.strictObject({
-    min: z.number().int().min(0).max(130).optional(),
-    max: z.number().int().min(0).max(130).optional(),
+  age: z
+    .strictObject({
+      min: z.number().int().min(0).max(1560).optional(),
+      max: z.number().int().min(0).max(1560).optional(),
+      unit: z.enum(['years', 'months']).optional(),
+    })
+    .refine((a) => a.unit === 'months' || ((a.min ?? 0) <= 130 && (a.max ?? 0) <= 130), {
+      message: 'an age in years is at most 130',
+    }),
+  /** An ALD exemption in force at the end of the period (optionally one of these ALD numbers). */
+  ald: z.strictObject({
+    numbers: z
+      .array(z.string().regex(/^\d{1,2}$/))
+      .min(1)
+      .optional(),
   }),
+  /** A C2S coverage in force at the end of the period. */
+  c2s: z.strictObject({}),
   sex: z.enum(['male', 'female', 'other', 'unknown']),
   mt: z.enum(['active', 'inactive', 'none']),
   has: factSchema,
@@ -139,6 +165,7 @@ export const DEFAULT_STATUSES: Record<FactType, string[]> = {
   Condition: ['active', 'recurrence', 'relapse'],
   MedicationRequest: ['active', 'completed'],
   MedicationStatement: ['active', 'completed'],
+  MedicationDispense: ['completed'],
   Encounter: ['finished'],
   Task: ['completed'],
 };
@@ -167,10 +194,12 @@ export class SqlParams {
 export interface CompileContext {
   params: SqlParams;
   resolve: ValueSetResolver;
-  /** Placeholders holding the measurement period bounds (timestamptz). */
+  /** Placeholders holding the measurement period bounds (timestamptz; periodEnd is exclusive: the day after the last). */
   periodStart: string;
   periodEnd: string;
-  /** Alias of the evaluated row: a person (`person`, `age`, `sex`, `mt` columns) or an event (`event_id`, `at_end`, `person`). */
+  /** Placeholder holding the period's last day (date): the reference date of ALD, C2S and ages. */
+  referenceDate: string;
+  /** Alias of the evaluated row: a person (`person`, `age`, `birth_date`, `sex`, `mt` columns) or an event (`event_id`, `at_end`, `person`, the person's columns). */
   row: string;
   /**
    * Placeholder of a text[] of the organizations whose facts may be read (`Organization/<id>`), or
@@ -197,14 +226,21 @@ export function compileCriterion(c: Criterion, ctx: CompileContext): string {
     return `(NOT ${compileCriterion(c.not, ctx)})`;
   }
   if ('age' in c) {
+    const age = c.age.unit === 'months' ? ageInMonths(`${ctx.row}.birth_date`, ctx) : `${ctx.row}.age`;
     const parts: string[] = [];
     if (c.age.min !== undefined) {
-      parts.push(`${ctx.row}.age >= ${ctx.params.bind(c.age.min)}::int`);
+      parts.push(`${age} >= ${ctx.params.bind(c.age.min)}::int`);
     }
     if (c.age.max !== undefined) {
-      parts.push(`${ctx.row}.age <= ${ctx.params.bind(c.age.max)}::int`);
+      parts.push(`${age} <= ${ctx.params.bind(c.age.max)}::int`);
     }
     return parts.length > 0 ? `(${parts.join(' AND ')})` : 'true';
+  }
+  if ('ald' in c) {
+    return `(${ctx.row}.person IN (${coveragePersons('ald', c.ald.numbers, ctx)}))`;
+  }
+  if ('c2s' in c) {
+    return `(${ctx.row}.person IN (${coveragePersons('c2s', undefined, ctx)}))`;
   }
   if ('sex' in c) {
     return `(${ctx.row}.sex = ${ctx.params.bind(c.sex)})`;
@@ -222,10 +258,33 @@ export function compileCriterion(c: Criterion, ctx: CompileContext): string {
   return followedBy(c.followedBy, ctx);
 }
 
+/**
+ * Whole months between a birth date and the reference date, by arithmetic on the fields (age()
+ * costs seconds at a million persons): a month is complete once its day of the month is reached.
+ */
+function ageInMonths(birthDate: string, ctx: CompileContext): string {
+  const d = `${ctx.referenceDate}::date`;
+  return `((date_part('year', ${d})::int * 12 + date_part('month', ${d})::int) - (date_part('year', ${birthDate})::int * 12 + date_part('month', ${birthDate})::int) - CASE WHEN date_part('day', ${birthDate})::int > date_part('day', ${d})::int THEN 1 ELSE 0 END)`;
+}
+
+/** `SELECT person` of the persons with an ALD exemption / a C2S coverage in force on the reference date. */
+export function coveragePersons(kind: 'ald' | 'c2s', numbers: string[] | undefined, ctx: CompileContext): string {
+  const d = `${ctx.referenceDate}::date`;
+  const codes = numbers ? ` AND c.code = ANY(${ctx.params.bind(numbers)}::text[])` : '';
+  return `SELECT c.person FROM ind_coverage c WHERE c.kind = ${ctx.params.bind(kind)}${codes}
+    AND (c.started IS NULL OR c.started <= ${d}) AND (c.ended IS NULL OR c.ended >= ${d})${ownerWhere('c', ctx)}`;
+}
+
 /** `SELECT person` of the persons with at least `min` matching facts in the window. */
 export function factPersons(f: FactCriterion, ctx: CompileContext): string {
   const where = factWhere('f', f.resource, f.valueSet, f.status, f.window, ctx);
   const having = f.min > 1 ? ` GROUP BY f.person HAVING count(DISTINCT f.id) >= ${ctx.params.bind(f.min)}::int` : '';
+  if (typeof f.window === 'object' && 'ageMonths' in f.window) {
+    // The person's birth date is in the evaluated persons' table (ev_person, one row per person).
+    const { min, max } = f.window.ageMonths;
+    const within = `f.at >= b.birth_date + make_interval(months => ${ctx.params.bind(min)}::int) AND f.at < b.birth_date + make_interval(months => ${ctx.params.bind(max + 1)}::int)`;
+    return `SELECT f.person FROM ind_fact f JOIN ev_person b ON b.person = f.person WHERE ${where} AND ${within}${having}`;
+  }
   return `SELECT f.person FROM ind_fact f WHERE ${where}${having}`;
 }
 
@@ -263,7 +322,11 @@ function factWhere(
   return `${alias}.resource_type = ${ctx.params.bind(resource)} AND ${codeWhere(alias, valueSet, ctx)} AND ${alias}.status = ANY(${statuses}::text[]) AND ${windowWhere(`${alias}.at`, window, ctx)}${ownerWhere(alias, ctx)}`;
 }
 
-/** Exact codes as one `= ANY` (index-friendly), prefixes as `LIKE 'X%'` each, both checked against their system. */
+/**
+ * Exact codes as one `= ANY` (index-friendly), prefixes as `LIKE 'X%'` each, both checked against
+ * their system. ATC codes also match the drugs coded only in CIS/CIP that the map ind_drug_atc
+ * puts under them (a dispensation coded by its CIP13 counts for an ATC class).
+ */
 function codeWhere(alias: string, valueSet: string, ctx: CompileContext): string {
   const codes = ctx.resolve(valueSet);
   if (codes.length === 0) {
@@ -271,6 +334,10 @@ function codeWhere(alias: string, valueSet: string, ctx: CompileContext): string
   }
   const exact = codes.filter((c) => !c.prefix);
   const parts: string[] = [];
+  const atc = codes.filter((c) => ATC_SYSTEMS.includes(c.system));
+  if (atc.length > 0) {
+    parts.push(drugMapWhere(alias, atc, ctx));
+  }
   if (exact.length > 0) {
     parts.push(
       `(${alias}.code = ANY(${ctx.params.bind(exact.map((c) => c.code))}::text[]) AND (${alias}.system, ${alias}.code) IN (SELECT * FROM unnest(${ctx.params.bind(exact.map((c) => c.system))}::text[], ${ctx.params.bind(exact.map((c) => c.code))}::text[])))`,
@@ -286,17 +353,31 @@ function codeWhere(alias: string, valueSet: string, ctx: CompileContext): string
 
 function windowWhere(column: string, w: Window, ctx: CompileContext): string {
   const end = `${column} < ${ctx.periodEnd}::timestamptz`;
-  if (w === 'ever') {
-    return end;
-  }
   if (w === 'period') {
     return `${column} >= ${ctx.periodStart}::timestamptz AND ${end}`;
+  }
+  if (w === 'ever' || 'ageMonths' in w) {
+    // ageMonths: the age bounds are checked against the person's birth date (factPersons).
+    return end;
   }
   const back =
     'years' in w
       ? `make_interval(years => ${ctx.params.bind(w.years)}::int)`
       : `make_interval(months => ${ctx.params.bind(w.months)}::int)`;
   return `${column} >= ${ctx.periodEnd}::timestamptz - ${back} AND ${end}`;
+}
+
+/** A fact coded in CIS/CIP whose code the map puts under one of the ATC codes (exact) or classes (prefix). */
+function drugMapWhere(alias: string, atc: CodeMatch[], ctx: CompileContext): string {
+  const exact = [...new Set(atc.filter((c) => !c.prefix).map((c) => c.code))];
+  const prefixes = [...new Set(atc.filter((c) => c.prefix).map((c) => c.code))];
+  const conds = [
+    ...(exact.length > 0 ? [`m.atc = ANY(${ctx.params.bind(exact)}::text[])`] : []),
+    ...prefixes.map((p) => `m.atc LIKE ${ctx.params.bind(`${escapeLike(p)}%`)}`),
+  ];
+  // ARRAY(subquery) is computed once (an InitPlan) and `code = ANY(…)` stays an index condition on
+  // ind_fact (code, at), so the other arms of the OR keep their index scans too.
+  return `(${alias}.code = ANY(ARRAY(SELECT m.code FROM ind_drug_atc m WHERE ${conds.join(' OR ')})) AND ${alias}.system = ANY(${ctx.params.bind(BDPM_SYSTEMS)}::text[]))`;
 }
 
 function escapeLike(s: string): string {

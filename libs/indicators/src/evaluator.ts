@@ -2,7 +2,15 @@ import type { Pool, PoolClient } from 'pg';
 import { withTransaction } from '@gw/store';
 import { GW } from '@gw/fhir';
 import type { CompiledMeasure, DenominatorPopulation, MeasureCatalogue } from './catalogue';
-import { SqlParams, compileCriterion, eventSource, evidenceKinds, factPersons, latestFactSql } from './criteria';
+import {
+  SqlParams,
+  compileCriterion,
+  coveragePersons,
+  eventSource,
+  evidenceKinds,
+  factPersons,
+  latestFactSql,
+} from './criteria';
 import type { CompileContext, EvidenceKind } from './criteria';
 import type { Counts } from './suppression';
 import { CELL_KEY_MODULUS, perturb } from './cell-key';
@@ -11,8 +19,11 @@ import { CELL_KEY_MODULUS, perturb } from './cell-key';
 export const FILE_ACTIVE_VALUESET = `${GW}/fhir/ValueSet/consultation-ville`;
 
 export const AGE_BANDS = ['0-15', '16-49', '50-64', '65-74', '75+'] as const;
+/** Stratifiers of every report. */
 export const STRATIFIERS = ['structure', 'age-band', 'sex'] as const;
-export type Stratifier = (typeof STRATIFIERS)[number];
+/** Stratifiers computed only for the Measures that name them in `group.stratifier.code` (yes / no strata). */
+export const OPTIONAL_STRATIFIERS = ['ald', 'age70', 'c2s'] as const;
+export type Stratifier = (typeof STRATIFIERS)[number] | (typeof OPTIONAL_STRATIFIERS)[number];
 
 /** Who is evaluated: the patients of a structure, of a CPTS's member structures, of a GP, of a Group, or everyone. */
 export type Scope =
@@ -96,22 +107,34 @@ export class MeasureEvaluator {
     return withTransaction(this.pool, async (db) => {
       await db.query(`SET LOCAL work_mem = '64MB'`);
       const started = Date.now();
+      const withPatientele = measures.some((m) => !!m.patienteleDate && (opts.population ?? m.population) === 'mt');
       const persons = await this.buildPersons(
         db,
         opts,
         measures.some((m) => (opts.population ?? m.population) === 'file-active'),
+        withPatientele,
       );
       const personsMs = Date.now() - started;
       const results: MeasureCounts[] = [];
       for (const m of measures) {
-        results.push(await this.evaluateOne(db, m, opts));
+        results.push(await this.evaluateOne(db, m, opts, withPatientele));
       }
       return { results, personsMs, persons };
     });
   }
 
-  /** ev_person: one row per person in scope with age at period end, band, sex, structure, MT status, seen in the period (when asked). */
-  private async buildPersons(db: PoolClient, opts: EvaluateOptions, withSeen: boolean): Promise<number> {
+  /**
+   * ev_person: one row per person in scope with age at period end, band, sex, structure, MT status,
+   * seen in the period (when asked), and, when a Measure's MT population is a past patientèle (the
+   * FMT's, see patienteleSql), whether the person was in it (`mt_ref`) and whether they are in the
+   * current scope (`cur`: a GP's patientèle then also holds their former patients).
+   */
+  private async buildPersons(
+    db: PoolClient,
+    opts: EvaluateOptions,
+    withSeen: boolean,
+    withPatientele: boolean,
+  ): Promise<number> {
     const params = new SqlParams();
     const ctx = this.context(params, opts, 'x');
     const seen = withSeen
@@ -127,6 +150,8 @@ export class MeasureEvaluator {
     ];
     const age = `(${params.bind(endYear)}::int - date_part('year', x.birth_date)::int
       - CASE WHEN date_part('month', x.birth_date)::int * 100 + date_part('day', x.birth_date)::int > ${params.bind(endMonthDay)}::int THEN 1 ELSE 0 END)`;
+    const ref = withPatientele ? patienteleSql(opts, params) : undefined;
+    const scope = ref ? ref.scope : scopeWhere(opts.scope, params);
     const sql = `CREATE TEMP TABLE ev_person ON COMMIT DROP AS
       SELECT y.*,
         CASE WHEN y.age IS NULL THEN 'unknown'
@@ -135,14 +160,16 @@ export class MeasureEvaluator {
              WHEN y.age < 65 THEN '50-64'
              WHEN y.age < 75 THEN '65-74'
              ELSE '75+' END AS band
-      FROM (SELECT x.*, ${age} AS age, ${withSeen ? `x.person IN (${seen})` : 'false'} AS seen, ${opts.cellKeys ? RECORD_KEY : '0'} AS rkey
+      FROM (SELECT x.*, ${age} AS age, ${withSeen ? `x.person IN (${seen})` : 'false'} AS seen, ${opts.cellKeys ? RECORD_KEY : '0'} AS rkey,
+        ${ref ? `x.person IN (${ref.persons})` : 'false'} AS mt_ref
       FROM (
         SELECT p.person_key AS person, min(p.owner_org) AS structure,${opts.recallFor ? ` ${recordsSql(opts.recallFor, params)} AS records,` : ''} min(p.birth_date) AS birth_date, coalesce(min(p.sex), 'unknown') AS sex,
           CASE WHEN bool_or(p.gp IS NOT NULL AND coalesce(pr.active, true) AND NOT coalesce(pr.fictitious, false)
                             AND coalesce(p.mt_status, 'declared') NOT IN ('departed', 'fictitious', 'none', 'seeking')) THEN 'active'
-               WHEN bool_or(p.gp IS NOT NULL) THEN 'inactive' ELSE 'none' END AS mt
+               WHEN bool_or(p.gp IS NOT NULL) THEN 'inactive' ELSE 'none' END AS mt,
+          ${ref ? ref.current : 'true'} AS cur
         FROM ind_patient p LEFT JOIN ind_practitioner pr ON p.gp = 'Practitioner/' || pr.id
-        WHERE p.active AND NOT p.deceased AND ${scopeWhere(opts.scope, params)}${opts.factOwners ? ` AND p.owner_org = ANY(${params.bind(opts.factOwners)}::text[])` : ''}
+        WHERE p.active AND NOT p.deceased AND ${scope}${opts.factOwners ? ` AND p.owner_org = ANY(${params.bind(opts.factOwners)}::text[])` : ''}
         GROUP BY p.person_key
       ) x OFFSET 0) y`;
     const res = await db.query(sql, params.values);
@@ -150,12 +177,22 @@ export class MeasureEvaluator {
     return res.rowCount ?? 0;
   }
 
-  private async evaluateOne(db: PoolClient, m: CompiledMeasure, opts: EvaluateOptions): Promise<MeasureCounts> {
+  private async evaluateOne(
+    db: PoolClient,
+    m: CompiledMeasure,
+    opts: EvaluateOptions,
+    withPatientele: boolean,
+  ): Promise<MeasureCounts> {
     const started = Date.now();
     const population = opts.population ?? m.population;
     const params = new SqlParams();
     const ctx = this.context(params, opts, 'r');
-    const pop = population === 'mt' ? `e.mt = 'active'` : population === 'file-active' ? 'e.seen' : 'true';
+    // A past patientèle (FMT) is the MT population of the Measures that ask for it; the others keep
+    // today's médecin traitant and today's scope (cur).
+    const pop =
+      population === 'mt' && m.patienteleDate
+        ? 'e.mt_ref'
+        : `${population === 'mt' ? `e.mt = 'active'` : population === 'file-active' ? 'e.seen' : 'true'}${withPatientele ? ' AND e.cur' : ''}`;
     const rows =
       m.basis === 'event'
         ? `SELECT e.*, ev.event_id, ev.at_end FROM (${eventSource(m.event!, ctx)}) ev JOIN ev_person e ON e.person = ev.person WHERE ${pop}`
@@ -171,14 +208,18 @@ export class MeasureEvaluator {
     // Only initial-population rows count anywhere (every count is filtered on ip), so the others are
     // dropped before the fact criteria of the other populations are evaluated for them.
     // The CTEs are inlined (not materialized): at a million persons a materialized copy spills to disk.
-    const ctes = `WITH r AS (${rows}), f AS (SELECT r.person, r.structure, r.band, r.sex, r.rkey, (${den}) AS den, (${ex}) AS ex, (${num}) AS num FROM r WHERE ${ip})`;
+    const extra = OPTIONAL_STRATIFIERS.filter((s) => m.stratifiers.includes(s));
+    const extraCols = extra.map((s) => `, ${optionalStratum(s, ctx)} AS s_${s}`).join('');
+    const ctes = `WITH r AS (${rows}), f AS (SELECT r.person, r.structure, r.band, r.sex, r.rkey${extraCols}, (${den}) AS den, (${ex}) AS ex, (${num}) AS num FROM r WHERE ${ip})`;
     const keys = opts.cellKeys ? await this.cellKeySql(db, m, opts.period) : undefined;
     const sql = `${ctes}
       SELECT grouping(structure) AS g_structure, grouping(band) AS g_band, grouping(sex) AS g_sex, structure, band, sex,
+        ${extra.map((s) => `grouping(s_${s}) AS g_${s}, s_${s},`).join(' ')}
         count(*) AS ip, count(*) FILTER (WHERE den) AS den, count(*) FILTER (WHERE den AND ex) AS ex,
         count(*) FILTER (WHERE den AND NOT ex AND num) AS num${keys ?? ''}
-      FROM f GROUP BY GROUPING SETS ((), (structure), (band), (sex))`;
+      FROM f GROUP BY GROUPING SETS ((), (structure), (band), (sex)${extra.map((s) => `, (s_${s})`).join('')})`;
     const res = await db.query<{
+      [k: `g_${string}` | `s_${string}`]: number | string | null;
       g_structure: number;
       g_band: number;
       g_sex: number;
@@ -195,7 +236,7 @@ export class MeasureEvaluator {
       k_num?: number;
     }>(sql, params.values);
     let total: Counts = { initialPopulation: 0, denominator: 0, exclusion: 0, numerator: 0 };
-    const strata: MeasureCounts['strata'] = { structure: [], 'age-band': [], sex: [] };
+    const strata: MeasureCounts['strata'] = { structure: [], 'age-band': [], sex: [], ald: [], age70: [], c2s: [] };
     for (const row of res.rows) {
       const exact: Counts = {
         initialPopulation: Number(row.ip),
@@ -211,7 +252,10 @@ export class MeasureEvaluator {
             numerator: Number(row.k_num),
           })
         : exact;
-      if (row.g_structure && row.g_band && row.g_sex) {
+      const optional = extra.find((s) => !row[`g_${s}`]);
+      if (optional) {
+        strata[optional].push({ key: String(row[`s_${optional}`]), ...counts });
+      } else if (row.g_structure && row.g_band && row.g_sex) {
         total = counts;
       } else if (!row.g_structure) {
         strata.structure.push({ key: row.structure ?? 'unknown', ...counts });
@@ -224,6 +268,7 @@ export class MeasureEvaluator {
     strata['age-band'].sort((a, b) => bandOrder(a.key) - bandOrder(b.key));
     strata.structure.sort((a, b) => a.key.localeCompare(b.key));
     strata.sex.sort((a, b) => a.key.localeCompare(b.key));
+    for (const s of extra) strata[s].sort((a, b) => b.key.localeCompare(a.key)); // yes, no, unknown
     const recall = opts.recallFor ? await this.recall(db, m, ctes, params, ctx) : undefined;
     return { measure: m, population, total, strata, recall, perturbed: !!keys, ms: Date.now() - started };
   }
@@ -306,6 +351,7 @@ export class MeasureEvaluator {
     let start: string | undefined;
     let end: string | undefined;
     let owners: string | undefined;
+    let refDate: string | undefined;
     return {
       params,
       resolve: this.catalogue.resolve,
@@ -314,6 +360,9 @@ export class MeasureEvaluator {
       },
       get periodEnd() {
         return (end ??= params.bind(`${nextDay(period.end)}T00:00:00Z`));
+      },
+      get referenceDate() {
+        return (refDate ??= params.bind(period.end));
       },
       get factOwners() {
         return opts.factOwners ? (owners ??= params.bind(opts.factOwners)) : undefined;
@@ -354,6 +403,47 @@ function scopeWhere(scope: Scope, params: SqlParams): string {
     case 'all':
       return 'true';
   }
+}
+
+/**
+ * A column of an optional stratifier: `yes` / `no` (`unknown` for age70 without a birth date).
+ * ALD and C2S as at the period's end, like the `ald` / `c2s` criteria.
+ */
+function optionalStratum(s: (typeof OPTIONAL_STRATIFIERS)[number], ctx: CompileContext): string {
+  switch (s) {
+    case 'age70':
+      return `CASE WHEN r.age IS NULL THEN 'unknown' WHEN r.age >= 70 THEN 'yes' ELSE 'no' END`;
+    case 'ald':
+    case 'c2s':
+      return `CASE WHEN r.person IN (${coveragePersons(s, undefined, ctx)}) THEN 'yes' ELSE 'no' END`;
+  }
+}
+
+/**
+ * The FMT patientèle: the persons whose médecin traitant (ind_mt_period, any source) on 31 December
+ * of the year before the period's end year was a (non-fictitious) GP — for a GP's scope, that GP,
+ * whose scope then also takes in the records they were MT of on that day (`current` tells today's).
+ * Reproducible for a past date: periods are kept, never overwritten.
+ */
+function patienteleSql(opts: EvaluateOptions, params: SqlParams): { persons: string; scope: string; current: string } {
+  const day = params.bind(`${Number(opts.period.end.slice(0, 4)) - 1}-12-31`);
+  const held = `m.started <= ${day}::date AND (m.ended IS NULL OR m.ended >= ${day}::date)`;
+  const scope = opts.scope;
+  if (scope.kind === 'practitioner') {
+    const gp = params.bind(`Practitioner/${scope.id}`);
+    const within = scope.within ? ` AND ${scopeWhere(scope.within, params)}` : '';
+    return {
+      persons: `SELECT m.person FROM ind_mt_period m WHERE m.practitioner = ${gp} AND ${held}`,
+      scope: `(p.gp = ${gp} OR p.id IN (SELECT m.patient FROM ind_mt_period m WHERE m.practitioner = ${gp} AND ${held}))${within}`,
+      current: `bool_or(p.gp = ${gp})`,
+    };
+  }
+  return {
+    persons: `SELECT m.person FROM ind_mt_period m LEFT JOIN ind_practitioner pr ON m.practitioner = 'Practitioner/' || pr.id
+      WHERE ${held} AND NOT coalesce(pr.fictitious, false)`,
+    scope: scopeWhere(scope, params),
+    current: 'true',
+  };
 }
 
 function nextDay(day: string): string {

@@ -1,9 +1,18 @@
 export { ACT_CODE, ATC, CCAM, CIM10, CODES, CONDITION_CLINICAL, LOINC } from './codes';
-export { CRITERIA_LANGUAGE, compileCriterion } from './criteria';
-export type { Criterion } from './criteria';
-export { CatalogueError, MeasureCatalogue, DENOMINATOR_POPULATIONS } from './catalogue';
-export type { CompiledMeasure, DenominatorPopulation } from './catalogue';
-export { MeasureEvaluator, AGE_BANDS, STRATIFIERS } from './evaluator';
+export { CRITERIA_LANGUAGE, compileCriterion, parseCriterion, FACT_TYPES } from './criteria';
+export type { Criterion, FactCriterion, FactType, Window } from './criteria';
+export {
+  CatalogueError,
+  MeasureCatalogue,
+  DENOMINATOR_POPULATIONS,
+  PATIENTELE_DATE_EXTENSION,
+  STRATIFIER_SYSTEM,
+  isInForce,
+} from './catalogue';
+export type { CompiledMeasure, DenominatorPopulation, PatienteleDate } from './catalogue';
+export { MeasureEvaluator, AGE_BANDS, STRATIFIERS, OPTIONAL_STRATIFIERS } from './evaluator';
+export type { Stratifier } from './evaluator';
+export { ALD_SYSTEM, COVERAGE_TYPE_SYSTEM, C2S_CODE, PCP_ROLE } from './fmt-projection.schema';
 export type { MeasureCounts, Period, RecallEntry, Scope } from './evaluator';
 export {
   buildMeasureReport,
@@ -21,3 +30,16 @@ export { suppressStrata, totalSuppressed } from './suppression';
 export { IndicatorsService, INDICATORS_PRINCIPAL, parsePeriod } from './indicators.service';
 export type { EvaluateParams } from './indicators.service';
 export { INDICATOR_MIGRATIONS } from './indicators.schema';
+export {
+  BENCHMARK_COLUMNS,
+  BENCHMARK_MIGRATIONS,
+  BenchmarkFormatError,
+  BenchmarkStore,
+  MEASURE_BENCHMARK_EXTENSION,
+  REPORT_BENCHMARK_EXTENSION,
+  departementOf,
+  parseBenchmarkCsv,
+} from './benchmarks';
+export type { BenchmarkRow } from './benchmarks';
+export { loadDrugAtc, parseMapFile, readBdpmFiles, parseCisCip, parseCisAtc, bdpmEntries } from './drug-atc.loader';
+export type { DrugAtc } from './drug-atc.loader';

@@ -1,6 +1,6 @@
 import { sqlList, sqlString as q } from '@gw/platform';
 import type { Migration } from '@gw/platform';
-import { FACT_TYPES } from './criteria';
+import { DRUG_ATC_MIGRATION, FMT_PROJECTION_MIGRATION } from './fmt-projection.schema';
 import {
   IDENTITY_TRUST_SYSTEM,
   IDENTITY_VERIFIED_SOURCE,
@@ -13,8 +13,23 @@ import {
   TERRITORY_COMMUNE_EXTENSION,
 } from '@gw/fhir';
 
-/** Resource types the projection reads: the person records and the kinds of clinical fact. */
-const PROJECTED_TYPES = sqlList(['Patient', 'Practitioner', 'Organization', ...FACT_TYPES]);
+/**
+ * Resource types the projection read when migration 4 shipped (frozen: a shipped migration's SQL
+ * never changes; migration 29 widens the trigger, fmt-projection.schema.ts).
+ */
+const PROJECTED_TYPES_V4 = sqlList([
+  'Patient',
+  'Practitioner',
+  'Organization',
+  'Observation',
+  'Immunization',
+  'Procedure',
+  'Condition',
+  'MedicationRequest',
+  'MedicationStatement',
+  'Encounter',
+  'Task',
+]);
 
 /** The indicator projection (ind_* tables), kept by triggers on every resource write. */
 export const INDICATOR_MIGRATIONS: Migration[] = [
@@ -213,11 +228,11 @@ BEGIN
 END
 $fn$;
 CREATE TRIGGER resource_indicator_projection AFTER INSERT OR UPDATE ON resource
-  FOR EACH ROW WHEN (NEW.resource_type IN (${PROJECTED_TYPES}))
+  FOR EACH ROW WHEN (NEW.resource_type IN (${PROJECTED_TYPES_V4}))
   EXECUTE FUNCTION gw_ind_project_trigger();
 
 SELECT gw_ind_project(resource_type, id, deleted, owner_org, content) FROM resource
- WHERE resource_type IN (${PROJECTED_TYPES});
+ WHERE resource_type IN (${PROJECTED_TYPES_V4});
 `,
   },
   {
@@ -364,4 +379,6 @@ CREATE TABLE ind_cell_key (
 INSERT INTO ind_cell_key (secret) VALUES (gen_random_uuid()::text || gen_random_uuid()::text);
 `,
   },
+  FMT_PROJECTION_MIGRATION,
+  DRUG_ATC_MIGRATION,
 ];

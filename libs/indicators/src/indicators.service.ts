@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import type { Coding, List, ListEntry, MeasureReport, Resource } from '@medplum/fhirtypes';
 import type { Pool } from 'pg';
 import { GW } from '@gw/fhir';
@@ -8,8 +9,9 @@ import type { GatewayFeature, JobResult, Logger, QueueService } from '@gw/platfo
 import { OWNER_TAG_SYSTEM } from '@gw/store';
 import { actorOf } from '@gw/store';
 import type { AuditLog, FhirRepository, Principal } from '@gw/store';
-import { DENOMINATOR_POPULATIONS, MeasureCatalogue } from './catalogue';
+import { DENOMINATOR_POPULATIONS, MeasureCatalogue, isInForce } from './catalogue';
 import type { CompiledMeasure, DenominatorPopulation } from './catalogue';
+import { BenchmarkStore, attachBenchmarks, measureBenchmark } from './benchmarks';
 import { MeasureEvaluator } from './evaluator';
 import type { MeasureCounts, Period, RecallEntry, Scope } from './evaluator';
 import {
@@ -21,6 +23,8 @@ import {
   buildMeasureReport,
 } from './report';
 import { resolveScope } from './subject-scope.policy';
+import { loadDrugAtc, parseMapFile } from './drug-atc.loader';
+import type { DrugAtc } from './drug-atc.loader';
 import type { ReportType, ScopeLookup } from './subject-scope.policy';
 
 /** The gateway's own identity when it installs the catalogue (filed under the operator organization). */
@@ -52,6 +56,11 @@ export interface IndicatorsOptions {
    * monthly reports). Default true; false only where exact figures are the point (some tests).
    */
   noise?: boolean;
+  /**
+   * The shipped CIS/CIP → ATC map (fhir-profiles/drug-atc/drug-atc.tsv), added to ind_drug_atc
+   * when the catalogue is installed; read (and checked) at load.
+   */
+  drugAtcFile?: string;
 }
 
 /** Structures that get monthly reports: CPTS (their territory) and care structures. */
@@ -64,7 +73,10 @@ const REPORTED_TYPES = ['CPTS', 'MSP', 'CDS', 'cabinet'];
  */
 export class IndicatorsService implements GatewayFeature {
   readonly evaluator: MeasureEvaluator;
+  /** Published national benchmarks shown beside a territory's figure (open data, CLI loader). */
+  readonly benchmarks: BenchmarkStore;
   private readonly scopeLookup: ScopeLookup;
+  private readonly drugAtc: DrugAtc[];
 
   constructor(
     private readonly pool: Pool,
@@ -76,6 +88,9 @@ export class IndicatorsService implements GatewayFeature {
     private readonly options: IndicatorsOptions = {},
   ) {
     this.evaluator = new MeasureEvaluator(pool, catalogue);
+    this.benchmarks = new BenchmarkStore(pool);
+    const mapFile = options.drugAtcFile;
+    this.drugAtc = mapFile && existsSync(mapFile) ? parseMapFile(readFileSync(mapFile, 'utf8'), mapFile) : [];
     this.scopeLookup = {
       organization: async (id) => {
         const row = (
@@ -113,6 +128,7 @@ export class IndicatorsService implements GatewayFeature {
       ...[...this.catalogue.measures.values()].map((m) => m.resource),
     ];
     let written = 0;
+    await loadDrugAtc(this.pool, this.drugAtc);
     for (const r of resources) {
       const stored = await this.repo.readSystem(r.resourceType, r.id as string);
       if (stored && sameContent(stored, r)) {
@@ -143,7 +159,7 @@ export class IndicatorsService implements GatewayFeature {
     if (!measure) {
       throw new GatewayError('not-found', { text: `Measure/${measureId} is not in the indicator catalogue` });
     }
-    const period = parsePeriod(params.periodStart, params.periodEnd);
+    const period = this.periodInForce(measure, parsePeriod(params.periodStart, params.periodEnd), !params.periodEnd);
     const reportType = (params.reportType ?? 'population') as ReportType;
     if (!['population', 'subject-list', 'subject'].includes(reportType)) {
       throw new GatewayError('invalid', {
@@ -203,6 +219,9 @@ export class IndicatorsService implements GatewayFeature {
     if (result.recall) {
       attachRecall(report, result.recall, this.catalogue, result.measure.basis === 'event');
     }
+    if (reportType === 'population') {
+      await this.withBenchmarks(report, result.measure, scope, period);
+    }
     const patients = [
       ...(subject?.startsWith('Patient/') ? [subject.slice('Patient/'.length)] : []),
       ...(result.recall ?? []).flatMap((r) => [r.patientId, ...r.otherRecords]),
@@ -225,6 +244,27 @@ export class IndicatorsService implements GatewayFeature {
   }
 
   /**
+   * A Measure is evaluated only over a period whose end it is in force on (docs/indicators.md,
+   * "Versions"): the default period (no periodEnd given) of a Measure no longer in force is its last
+   * 12 whole months in force; an explicit period ending outside its effectivePeriod is refused (422)
+   * naming the Measures in force then (its successors when the catalogue links them).
+   */
+  private periodInForce(measure: CompiledMeasure, period: Period, defaulted: boolean): Period {
+    if (isInForce(measure, period.end)) {
+      return period;
+    }
+    const last = measure.effective.end;
+    if (defaulted && last !== undefined && last < period.end) {
+      return twelveMonthsTo(lastOfMonth(last) === last ? last : lastOfPreviousMonth(last));
+    }
+    const instead = this.catalogue.replacements(measure, period.end).map((m) => `Measure/${m.id}`);
+    throw new GatewayError('business-rule', {
+      text: `Measure/${measure.id} is not in force on ${period.end} (effectivePeriod ${measure.effective.start} to ${measure.effective.end ?? 'open'}); in force on that day: ${instead.join(', ') || 'none'}`,
+      expression: 'periodEnd',
+    });
+  }
+
+  /**
    * Individual reports (a recall list, one patient's report) tell clinical facts of named patients:
    * a person gets them only if their profession reads clinical content (the sharing matrix) and,
    * for one patient, only for a patient they may read.
@@ -239,6 +279,22 @@ export class IndicatorsService implements GatewayFeature {
     if (patientId && !(await this.repo.readableIds(p, 'Patient', [patientId])).has(patientId)) {
       throw new GatewayError('not-found', { text: `${subject} not found` });
     }
+  }
+
+  /**
+   * The published figures of the Measure's benchmark (if it names one) beside the report: France's,
+   * and for a CPTS those of the départements of its communes, the latest observed by the period's end.
+   */
+  private async withBenchmarks(
+    report: MeasureReport,
+    measure: CompiledMeasure,
+    scope: Scope,
+    period: Period,
+  ): Promise<void> {
+    const bench = measureBenchmark(measure.resource);
+    if (!bench) return;
+    const departements = scope.kind === 'cpts' ? await this.benchmarks.departementsOf(scope.id) : [];
+    attachBenchmarks(report, bench, await this.benchmarks.latest(bench.indicator, departements, period.end));
   }
 
   private async structureNames(r: MeasureCounts): Promise<Map<string, string>> {
@@ -300,7 +356,12 @@ export class IndicatorsService implements GatewayFeature {
       const dataSince = since.get(s.id);
       const scope: Scope = s.type === 'CPTS' ? { kind: 'cpts', id: s.id } : { kind: 'organization', id: s.id };
       // Stored reports are read by the subject's clients: perturbed like a live population report.
-      const { results } = await this.evaluator.evaluate(this.measures(), { period, scope, cellKeys: this.noise });
+      // The catalogue in force on the period's end (ROSP Measures up to 2025, FMT ones from 2026).
+      const { results } = await this.evaluator.evaluate(this.catalogue.inForce(period.end), {
+        period,
+        scope,
+        cellKeys: this.noise,
+      });
       for (const result of results) {
         const report = buildMeasureReport(result, {
           period,
@@ -315,6 +376,7 @@ export class IndicatorsService implements GatewayFeature {
         if (dataSince) {
           report.extension?.push({ url: DATA_SINCE_EXTENSION, valueDate: dataSince });
         }
+        await this.withBenchmarks(report, result.measure, scope, period);
         const id = `mr-${createHash('sha256').update(key).digest('hex').slice(0, 40)}`;
         await this.repo.update('MeasureReport', id, report, { principal: INDICATORS_PRINCIPAL });
         reports += 1;
@@ -451,6 +513,23 @@ export function checkAggregatePeriod(period: Period): void {
       expression: 'periodStart',
     });
   }
+}
+
+/** The 12 whole calendar months ending on `end` (a month's last day). */
+function twelveMonthsTo(end: string): Period {
+  const e = new Date(`${end}T00:00:00Z`);
+  const start = new Date(Date.UTC(e.getUTCFullYear(), e.getUTCMonth() - 11, 1)).toISOString().slice(0, 10);
+  return { start, end };
+}
+
+function lastOfMonth(d: string): string {
+  const e = new Date(`${d}T00:00:00Z`);
+  return new Date(Date.UTC(e.getUTCFullYear(), e.getUTCMonth() + 1, 0)).toISOString().slice(0, 10);
+}
+
+function lastOfPreviousMonth(d: string): string {
+  const e = new Date(`${d}T00:00:00Z`);
+  return new Date(Date.UTC(e.getUTCFullYear(), e.getUTCMonth(), 0)).toISOString().slice(0, 10);
 }
 
 function day(v: string, side: 'start' | 'end', name: string): string {

@@ -6,9 +6,8 @@ import type {
   Quantity,
 } from '@medplum/fhirtypes';
 import { GW } from '@gw/fhir';
-import { DENOMINATOR_POPULATION_EXTENSION } from './catalogue';
+import { DENOMINATOR_POPULATION_EXTENSION, STRATIFIER_SYSTEM } from './catalogue';
 import type { MeasureCounts, Period, Stratifier } from './evaluator';
-import { STRATIFIERS } from './evaluator';
 import { suppressStrata, totalSuppressed } from './suppression';
 import type { Counts } from './suppression';
 
@@ -28,7 +27,6 @@ export const RECALL_EVIDENCE_EXTENSION = `${GW}/fhir/StructureDefinition/measure
 export const RECALL_OTHER_RECORD_EXTENSION = `${GW}/fhir/StructureDefinition/measure-recall-other-record`;
 /** On a recall List entry of an event-basis measure: how many of the person's events are to follow up. */
 export const RECALL_EVENTS_EXTENSION = `${GW}/fhir/StructureDefinition/measure-recall-events`;
-export const STRATIFIER_SYSTEM = `${GW}/fhir/CodeSystem/measure-stratifier`;
 const POPULATION_SYSTEM = 'http://terminology.hl7.org/CodeSystem/measure-population';
 
 export type ObjectiveStatus =
@@ -73,7 +71,7 @@ export function buildMeasureReport(r: MeasureCounts, opts: ReportOptions): Measu
   const hideTotal = totalSuppressed(r.total, threshold);
   const totalScore = hideTotal ? undefined : score(r.total);
   const status: ObjectiveStatus = hideTotal ? 'suppressed' : objectiveStatus(r, totalScore);
-  const stratifier = STRATIFIERS.map((code: Stratifier) => {
+  const stratifier = r.measure.stratifiers.map((code: Stratifier) => {
     const cells = suppressStrata(r.total, r.strata[code], threshold);
     return {
       code: [{ coding: [{ system: STRATIFIER_SYSTEM, code }], text: code }],

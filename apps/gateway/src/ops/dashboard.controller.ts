@@ -16,6 +16,7 @@ export const DASHBOARD_DIR = join(__dirname, '..', '..', 'dashboard');
 const TYPES: Record<string, string> = {
   'index.html': 'text/html; charset=utf-8',
   'dashboard.js': 'text/javascript; charset=utf-8',
+  'benchmark.js': 'text/javascript; charset=utf-8',
   'fhir.js': 'text/javascript; charset=utf-8',
   'recall.js': 'text/javascript; charset=utf-8',
   'view.js': 'text/javascript; charset=utf-8',
