@@ -121,6 +121,12 @@ describe('bulk territory load (PostgreSQL)', () => {
     expect(await count(`SELECT count(*) AS n FROM care_access`)).toBeGreaterThan(1000);
     expect(await count(`SELECT count(*) AS n FROM sp_token`)).toBeGreaterThan(10000);
     expect(await count(`SELECT count(*) AS n FROM exchange_routing`)).toBeGreaterThan(0);
+    // The FMT facts reach the FMT projection (ALD/C2S coverage, MT periods, dispensations).
+    expect(await count(`SELECT count(*) AS n FROM ind_coverage`)).toBeGreaterThan(50);
+    expect(await count(`SELECT count(*) AS n FROM ind_mt_period`)).toBeGreaterThan(100);
+    expect(
+      await count(`SELECT count(*) AS n FROM ind_fact WHERE resource_type = 'MedicationDispense'`),
+    ).toBeGreaterThan(5);
   });
 
   it('sees a path that forgets a table', async () => {
