@@ -1,12 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SIRENE } from '@gw/fhir';
 import { createLogger, loadConfig, splitScopes } from '@gw/platform';
 import { BenchmarkFormatError, loadDrugAtc, parseBenchmarkCsv, parseMapFile, readBdpmFiles } from '@gw/indicators';
 import type { BenchmarkRow } from '@gw/indicators';
 import { DirectoryImporter, OWNER_TAG_SYSTEM } from '@gw/store';
-import { TerritoryGenerator, TerritoryLoader } from './demo/territory';
+import { BulkTerritoryLoader, TerritoryGenerator, TerritoryLoader } from './demo/territory';
+import type { LoadProgress } from './demo/territory';
 import type { GatewayCore } from './core';
 import { CLIENT_GRANTS, createCore } from './core';
 
@@ -40,6 +42,9 @@ Commands:
       --seed <n>                 random seed (default 1): same seed, size and date = same resources and ids
       --as-of <YYYY-MM-DD>       last day of the data; the 12 months before it are the indicator year
                                  (default: end of last month). Re-running the same load says already-loaded.
+      --bulk                     bulk load: the same stored result, persons written by worker threads in
+                                 parallel, the full validation on a sample of each resource shape
+      --workers <n>              worker threads of --bulk (default: the machine's cores)
   cpts:grant <orgId>  Make an Organization a CPTS covering exactly these INSEE communes (an operator grant)
       --communes <a,b,…>         INSEE codes, e.g. 69123,69124 (required; refused when another active CPTS covers one)
       --members <a,b,…>          member structures (ids or Organization/ids), exactly these; omitted: unchanged
@@ -87,6 +92,8 @@ async function main(argv: string[]): Promise<number> {
       communes: { type: 'string' },
       members: { type: 'string' },
       wait: { type: 'boolean', default: false },
+      bulk: { type: 'boolean', default: false },
+      workers: { type: 'string' },
       'cis-cip': { type: 'string' },
       'cis-atc': { type: 'string' },
       map: { type: 'string' },
@@ -116,7 +123,10 @@ async function main(argv: string[]): Promise<number> {
       case 'indicators:load-drug-atc':
         return await loadDrugMap(core, values['cis-cip'], values['cis-atc'], values.map);
       case 'demo:territory':
-        return await loadTerritory(core, values.patients ?? '10000', values.seed ?? '1', values['as-of']);
+        return await loadTerritory(core, values.patients ?? '10000', values.seed ?? '1', values['as-of'], {
+          bulk: values.bulk ?? false,
+          workers: values.workers,
+        });
       case 'cpts:grant':
       case 'cpts:revoke':
       case 'cpts:list':
@@ -255,8 +265,14 @@ async function loadTerritory(
   patients: string,
   seed: string,
   asOf = lastMonthEnd(),
+  opts: { bulk: boolean; workers?: string } = { bulk: false },
 ): Promise<number> {
   let generator: TerritoryGenerator;
+  const workers = opts.workers === undefined ? undefined : Number(opts.workers);
+  if (workers !== undefined && (!Number.isInteger(workers) || workers < 1)) {
+    process.stderr.write(`--workers must be a positive integer\n${USAGE}`);
+    return 2;
+  }
   try {
     generator = new TerritoryGenerator({ patients: Number(patients), seed: Number(seed), asOf });
   } catch (err) {
@@ -264,16 +280,23 @@ async function loadTerritory(
     return 2;
   }
   let last = 0;
-  const summary = await new TerritoryLoader(core.repo, {
-    onProgress: (p) => {
-      if (p.elapsedMs - last >= 5000 || p.people === p.peopleTotal) {
-        last = p.elapsedMs;
-        process.stderr.write(
-          `${p.people}/${p.peopleTotal} persons, ${p.resources} resources, ${Math.round(p.resources / Math.max(0.001, p.elapsedMs / 1000))}/s\n`,
-        );
-      }
-    },
-  }).load(generator);
+  const onProgress = (p: LoadProgress): void => {
+    if (p.elapsedMs - last >= 5000 || p.people === p.peopleTotal) {
+      last = p.elapsedMs;
+      process.stderr.write(
+        `${p.people}/${p.peopleTotal} persons, ${p.resources} resources, ${Math.round(p.resources / Math.max(0.001, p.elapsedMs / 1000))}/s\n`,
+      );
+    }
+  };
+  const summary = opts.bulk
+    ? await new BulkTerritoryLoader(core.repo, {
+        databaseUrl: core.db.url,
+        profilesDir: resolve(core.config.GW_PROFILES_DIR),
+        encounterMonths: core.config.GW_SHARING_ENCOUNTER_MONTHS,
+        workers,
+        onProgress,
+      }).load(generator)
+    : await new TerritoryLoader(core.repo, { onProgress }).load(generator);
   process.stdout.write(
     `${JSON.stringify({ ...summary, perSecond: Math.round(summary.perSecond), seed: Number(seed), asOf }, null, 2)}\n`,
   );

@@ -89,11 +89,21 @@ export class FhirRepository {
     return withTransaction(this.pool, fn, opts);
   }
 
-  /** Validates, stamps and indexes a new resource; returns what must be persisted. */
-  prepareCreate(resource: Resource, ctx: WriteContext, id: string = randomUUID()): NewVersion {
+  /**
+   * Validates, stamps and indexes a new resource; returns what must be persisted. `validate: false`
+   * is for the bulk territory load only: its generator is trusted code whose every resource shape
+   * is validated on a sample (see BulkTerritoryLoader); everything else (stamps, search rows,
+   * patient id, sharing projection) is computed exactly as for any write.
+   */
+  prepareCreate(
+    resource: Resource,
+    ctx: WriteContext,
+    id: string = randomUUID(),
+    opts: { validate?: boolean } = {},
+  ): NewVersion {
     this.checkWrite(ctx.principal, undefined, resource);
     const owner = this.policy.ownerFor(ctx.principal, requestedOwner(resource));
-    return this.prepare(resource, id, 1, owner, ctx, false);
+    return this.prepare(resource, id, 1, owner, ctx, false, undefined, opts.validate ?? true);
   }
 
   /** Validates, stamps and indexes the next version of `existing` (already read under lock by the caller). */
@@ -236,7 +246,7 @@ export class FhirRepository {
   }
 
   /** `Type/id` of those of these resources that are stored (deleted ones included): a resumed load skips them. */
-  async existing(resources: Pick<Resource, 'resourceType' | 'id'>[], db: Queryable = this.pool): Promise<string[]> {
+  async existing(resources: { resourceType: string; id?: string }[], db: Queryable = this.pool): Promise<string[]> {
     const res = await db.query<{ ref: string }>(
       `SELECT r.resource_type || '/' || r.id AS ref FROM resource r JOIN unnest($1::text[], $2::text[]) AS k(t, i) ON r.resource_type = k.t AND r.id = k.i`,
       [resources.map((r) => r.resourceType), resources.map((r) => r.id)],
@@ -737,13 +747,16 @@ export class FhirRepository {
     ctx: WriteContext,
     replaces: boolean,
     previousJson?: string | null,
+    validate = true,
   ): NewVersion {
     const lastUpdated = new Date().toISOString();
     const meta = stampMeta(resource.meta, versionId, lastUpdated, owner, ctx);
     meta.tag = withIdentityTrust(meta.tag ?? [], resource, ctx.principal, previousJson);
     meta.tag = withMailboxTrust(meta.tag, resource, ctx.principal, previousJson);
     const stamped = carryDecimals(resource, { ...resource, id, meta } as Resource);
-    validateForWrite(stamped, this.profiles);
+    if (validate) {
+      validateForWrite(stamped, this.profiles);
+    }
     const rows = this.registry.extract(stamped);
     const patientId = patientIdOf(resource.resourceType, id, rows);
     const agent = ctx.principal.person?.role ?? null;

@@ -12,6 +12,7 @@ import type {
 } from '@medplum/fhirtypes';
 import { DISCHARGE_DISPOSITION, TASK_CODE_SYSTEM } from '@gw/fhir';
 import { CODES, CONDITION_CLINICAL } from '@gw/indicators';
+import { Terminology } from '@gw/ingest';
 import { addDays } from './random';
 import type { Rng } from './random';
 import type { Layout, Structure } from './structures';
@@ -245,14 +246,37 @@ export function hospitalStay(ctx: FactContext, layout: Layout, k: number): void 
   }
 }
 
-export function careTeam(ctx: FactContext): CareTeam {
+/** The médecin traitant's declaration over time (the CareTeam's PCP participants). */
+export interface MtHistory {
+  since: string;
+  previous?: { gp: string; start: string; end: string };
+}
+
+/** The MT as a participant: the gateway's role and TRE_R259 PCP (fmt-contract), with its period. */
+function mtParticipant(
+  gp: string | undefined,
+  period: { start: string; end?: string },
+): NonNullable<CareTeam['participant']>[number] {
+  return {
+    role: [
+      {
+        coding: [
+          { system: CARE_TEAM_ROLE, code: 'mt', display: 'Médecin traitant' },
+          { system: Terminology.TRE_R259, code: 'PCP', display: 'Médecin traitant' },
+        ],
+      },
+    ],
+    member: { reference: gp },
+    period,
+  };
+}
+
+export function careTeam(ctx: FactContext, mt: MtHistory): CareTeam {
   const s = ctx.structure;
-  const participant: CareTeam['participant'] = [
-    {
-      role: [{ coding: [{ system: CARE_TEAM_ROLE, code: 'mt', display: 'Médecin traitant' }] }],
-      member: { reference: ctx.gp },
-    },
-  ];
+  const participant: CareTeam['participant'] = [mtParticipant(ctx.gp, { start: mt.since })];
+  if (mt.previous) {
+    participant.push(mtParticipant(mt.previous.gp, { start: mt.previous.start, end: mt.previous.end }));
+  }
   if (s.nurses.length > 0) {
     participant.push({
       role: [{ coding: [{ system: CARE_TEAM_ROLE, code: 'nurse', display: 'Infirmier(e)' }] }],

@@ -55,9 +55,9 @@ export class TerritoryGenerator {
     ];
   }
 
-  /** The persons, one at a time (never all in memory). */
-  *people(from = 0): Generator<PersonRecords> {
-    for (let i = from; i < this.options.patients; i++) {
+  /** The persons of indexes [from, to), one at a time (never all in memory). */
+  *people(from = 0, to = this.options.patients): Generator<PersonRecords> {
+    for (let i = from; i < Math.min(to, this.options.patients); i++) {
       yield buildPerson(this.layout, this.options.seed, i, this.options.asOf);
     }
   }

@@ -4,3 +4,5 @@ export type { TerritoryOptions } from './generator';
 export { TerritoryLoader } from './loader';
 export type { LoadProgress, LoadSummary, TerritoryLoaderOptions } from './loader';
 export type { PersonFacts, PersonRecords } from './person';
+export { BulkTerritoryLoader } from './bulk';
+export type { BulkLoaderOptions } from './bulk';

@@ -1,6 +1,6 @@
 import type { Resource } from '@medplum/fhirtypes';
 import type { PoolClient } from 'pg';
-import type { FhirRepository, WriteContext } from '@gw/store';
+import type { FhirRepository, NewVersion, WriteContext } from '@gw/store';
 import { markHistoricDischarges } from '@gw/exchange';
 import type { TerritoryGenerator } from './generator';
 
@@ -52,14 +52,7 @@ export class TerritoryLoader {
     private readonly repo: FhirRepository,
     private readonly options: TerritoryLoaderOptions = {},
   ) {
-    this.ctx = {
-      principal: {
-        clientId: options.clientId ?? 'territory-loader',
-        organization: 'Organization/territory-loader',
-        admin: true,
-        scopes: ['system/*.cruds'],
-      },
-    };
+    this.ctx = loaderContext(options.clientId);
   }
 
   async load(generator: TerritoryGenerator): Promise<LoadSummary> {
@@ -141,29 +134,84 @@ export class TerritoryLoader {
 
   /** One transaction: prepared creates (validated, indexed) in one statement, then the historic-discharge marks. */
   private async write(resources: Resource[], summary: LoadSummary): Promise<void> {
-    await this.repo.withTransaction(async (tx) => {
-      // A previous run that stopped half-way left some of these: keep them (same ids, same content).
-      const existing = new Set(await this.exists(resources, tx));
-      const todo = existing.size > 0 ? resources.filter((r) => !existing.has(`${r.resourceType}/${r.id}`)) : resources;
-      summary.resumed ||= existing.size > 0;
-      const versions = todo.map((r) => this.repo.prepareCreate(r, this.ctx, r.id as string));
-      await this.repo.persist(tx, versions);
-      // Which Encounters are discharges is the trigger's call (it recorded their events): all are offered.
-      const stays = todo.filter((r) => r.resourceType === 'Encounter').map((r) => `Encounter/${r.id}`);
-      if (stays.length > 0) {
-        // Read the count before adding: `x += await y` would read x before the await (lost updates across batches).
-        const marked = await markHistoricDischarges(tx, stays);
-        summary.historicDischarges += marked;
-      }
-      for (const r of todo) {
-        summary.byType[r.resourceType] = (summary.byType[r.resourceType] ?? 0) + 1;
-      }
-      summary.resources += todo.length;
-    });
+    await writeTerritoryBatch(this.repo, this.ctx, resources, summary, () => true);
   }
 
   /** `Type/id` of those resources already stored. */
   private async exists(resources: Resource[], db?: PoolClient): Promise<string[]> {
     return this.repo.existing(resources, db);
   }
+}
+
+/** Who writes the territory: an admin system client (its id in resource_history.client_id and meta.source). */
+export function loaderContext(clientId = 'territory-loader'): WriteContext {
+  return {
+    principal: {
+      clientId,
+      organization: 'Organization/territory-loader',
+      admin: true,
+      scopes: ['system/*.cruds'],
+    },
+  };
+}
+
+/** What a batch write adds to the load's counts. */
+export type BatchCounts = Pick<LoadSummary, 'resources' | 'byType' | 'historicDischarges' | 'resumed'>;
+
+/**
+ * THE write of a batch of territory resources, for both loaders (TerritoryLoader and the bulk
+ * load): the creates prepared by the store (stamps, search rows, sharing rows; see
+ * {@link prepareTerritoryBatch}), then {@link persistTerritoryBatch}.
+ */
+export async function writeTerritoryBatch(
+  repo: FhirRepository,
+  ctx: WriteContext,
+  resources: Resource[],
+  counts: BatchCounts,
+  validate: (r: Resource) => boolean,
+): Promise<void> {
+  await persistTerritoryBatch(repo, prepareTerritoryBatch(repo, ctx, resources, validate), counts);
+}
+
+/**
+ * The store's preparation of each create (CPU only, no database: a bulk load prepares the next
+ * batch while the previous one commits). `validate` says which resources get the full validation
+ * (the write path: all; the bulk load: a sample of each shape).
+ */
+export function prepareTerritoryBatch(
+  repo: FhirRepository,
+  ctx: WriteContext,
+  resources: Resource[],
+  validate: (r: Resource) => boolean,
+): NewVersion[] {
+  return resources.map((r) => repo.prepareCreate(r, ctx, r.id as string, { validate: validate(r) }));
+}
+
+/**
+ * One transaction: the prepared creates not stored yet persisted in one statement, then the
+ * historic-discharge marks.
+ */
+export async function persistTerritoryBatch(
+  repo: FhirRepository,
+  prepared: NewVersion[],
+  counts: BatchCounts,
+): Promise<void> {
+  await repo.withTransaction(async (tx) => {
+    // A previous run that stopped half-way left some of these: keep them (same ids, same content).
+    const existing = new Set(await repo.existing(prepared, tx));
+    const versions = existing.size > 0 ? prepared.filter((v) => !existing.has(`${v.resourceType}/${v.id}`)) : prepared;
+    counts.resumed ||= existing.size > 0;
+    await repo.persist(tx, versions);
+    // Which Encounters are discharges is the trigger's call (it recorded their events): all are offered.
+    const stays = versions.filter((v) => v.resourceType === 'Encounter').map((v) => `Encounter/${v.id}`);
+    if (stays.length > 0) {
+      // Read the count before adding: `x += await y` would read x before the await (lost updates across batches).
+      const marked = await markHistoricDischarges(tx, stays);
+      counts.historicDischarges += marked;
+    }
+    for (const v of versions) {
+      counts.byType[v.resourceType] = (counts.byType[v.resourceType] ?? 0) + 1;
+    }
+    counts.resources += versions.length;
+  });
 }

@@ -25,7 +25,8 @@ import {
   procedure,
   visit,
 } from './facts';
-import type { FactContext } from './facts';
+import type { FactContext, MtHistory } from './facts';
+import { fmtFacts } from './fmt-facts';
 import { Rng, addDays } from './random';
 import type { Layout, Structure } from './structures';
 import { ownerTag } from './structures';
@@ -121,9 +122,28 @@ export function buildPerson(layout: Layout, seed: number, index: number, asOf: s
     yearlyPrevention(earlier, d.facts);
     careUse(earlier, layout, d.facts);
   }
+  // The FMT facts and the MT's history draw from a stream of their own: the draws above (and the
+  // resources they make) are those of the territory before these facts existed.
+  const fmt = Rng.for(seed, `${layout.ns}|person|${index}|fmt`);
   if (ctx.gp && (d.facts.atRisk || d.facts.age >= 75)) {
-    resources.push(careTeam(ctx));
+    resources.push(careTeam(ctx, mtHistory(fmt, ctx, d)));
   }
+  const has = (c: Coding): boolean => d.conditions.includes(c);
+  resources.push(
+    ...fmtFacts({
+      rng: fmt,
+      id,
+      asOf,
+      patientRef,
+      structure: d.structure,
+      age: d.facts.age,
+      diabetes: d.facts.diabetes,
+      asthma: has(CODES.asthma),
+      copd: has(CODES.copd),
+      heartFailure: has(CODES.heartFailure),
+      ckd: has(CODES.chronicKidneyDisease),
+    }),
+  );
   return { facts: d.facts, resources };
 }
 
@@ -231,6 +251,22 @@ function patientRecord(layout: Layout, rng: Rng, d: Drawn, s: Structure, pid: st
     address: [addressOf(layout, d.commune, rng.int(1, 120))],
     ...telecomOf(layout, d),
     ...(d.gp ? { generalPractitioner: [{ reference: d.gp }] } : {}),
+  };
+}
+
+/**
+ * Since when the médecin traitant is declared, and for ~8 % an earlier one of the same structure
+ * (declared before, until the day before): the CareTeam's PCP participants over time.
+ */
+function mtHistory(rng: Rng, ctx: FactContext, d: Drawn): MtHistory {
+  const since = addDays(ctx.asOf, -rng.int(30, Math.max(31, Math.min(6000, d.facts.age * 365))));
+  const others = d.structure.gps.filter((g) => g !== ctx.gp);
+  if (others.length === 0 || !rng.chance(0.08)) {
+    return { since };
+  }
+  return {
+    since,
+    previous: { gp: rng.pick(others), start: addDays(since, -rng.int(200, 3000)), end: addDays(since, -1) },
   };
 }
 

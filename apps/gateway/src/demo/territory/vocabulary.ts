@@ -11,6 +11,10 @@ export const INS_TEST_SYSTEM = 'urn:oid:1.2.250.1.213.1.4.10';
 export const PROFESSION = 'https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante';
 export const SPECIALTY = 'https://mos.esante.gouv.fr/NOS/TRE_R38-SpecialiteOrdinale/FHIR/TRE-R38-SpecialiteOrdinale';
 export const CARE_TEAM_ROLE = `${GW}/fhir/CodeSystem/care-team-role`;
+/** ALD numbers (1..30 list, 31 hors liste, 32 polypathologie) on Coverage exceptions (fmt-contract). */
+export const ALD_SYSTEM = `${GW}/fhir/CodeSystem/ald`;
+/** Coverage.type of the complémentaire santé solidaire (code C2S). */
+export const COVERAGE_TYPE_SYSTEM = `${GW}/fhir/CodeSystem/coverage-type`;
 /** Identifier of the territory marker (the CPTS Organization): `seed|patients|asOf`. */
 export const TERRITORY_RUN_SYSTEM = `${GW}/fhir/NamingSystem/synthetic-territory`;
 
