@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import type { PoolClient } from 'pg';
+import type { PoolClient, QueryResult } from 'pg';
 import type {
   Bundle,
   BundleEntry,
@@ -18,7 +18,8 @@ import type {
 import { GW, IDNATPS, parseSearchRequest } from '@gw/fhir';
 import type { SearchRequest } from '@gw/fhir';
 import { GatewayError, scopeAllows } from '@gw/platform';
-import type { FhirRepository, NewVersion, Principal, StoredResource, WriteContext } from '@gw/store';
+import { groupMatches, inlineSql } from '@gw/store';
+import type { ExtraStatement, FhirRepository, NewVersion, Principal, StoredResource, WriteContext } from '@gw/store';
 import { PATIENT_PLACEHOLDER } from './extraction';
 import type { ExtractedPractitioner, Extraction, PatientTraits } from './extraction';
 import { readIntakeInput } from './intake-input';
@@ -73,6 +74,23 @@ interface FiledOne {
   entries: BundleEntry[];
   review?: string;
   issues: OperationOutcomeIssue[];
+}
+
+/** What a document's filing wrote: the answer's entries, the facts (replaced by a later version), the DocumentReference. */
+interface Written {
+  entries: BundleEntry[];
+  facts: string[];
+  documentRef: string;
+}
+
+interface StageRow {
+  id: string;
+  owner: string;
+  p: Principal;
+  source: string;
+  ex: Extraction;
+  status: 'filed' | 'review';
+  written?: Written;
 }
 
 interface StagedRow {
@@ -191,42 +209,53 @@ export class IntakePipeline implements IntakePipelineApi {
       diagnostics: w.text,
       expression: [w.location],
     }));
-    return this.repo.withTransaction(async (tx) => {
-      // Two posts of one document are serialised: the second sees what the first filed.
-      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`intake|${owner}|${ex.document.uniqueId}`]);
-      const known = await tx.query<StagedRow>(
-        `SELECT * FROM intake_document WHERE owner = $1 AND unique_id = $2 AND status IN ('filed', 'review')`,
-        [owner, ex.document.uniqueId],
-      );
-      const prior = known.rows[0];
-      if (prior?.status === 'filed') {
-        const already: OperationOutcomeIssue = {
-          severity: 'information',
-          code: 'duplicate',
-          diagnostics: `Document ${ex.document.uniqueId} was already filed: nothing new written`,
-        };
-        return { status: 'created', entries: prior.result ?? [], issues: [already] };
-      }
-      // Two documents of one new patient are serialised too: the second matches what the first created.
-      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [
-        `intake-patient|${owner}|${identityKey(ex.patient)}`,
-      ]);
-      const match = prior ? undefined : await this.matcher.match(tx, owner, ex.patient);
-      if (prior || match?.kind === 'review' || (match?.kind === 'none' && ex.neverCreatePatient)) {
-        const review = await this.hold(tx, p, owner, ex, source, prior, match);
-        issues.push({
-          severity: 'information',
-          code: 'incomplete',
-          diagnostics: `The patient could not be matched safely: the document waits in the identity review queue (${review})`,
-        });
-        return { status: 'review', entries: [], review, issues };
-      }
-      const patientId = match?.kind === 'matched' ? match.patientId : undefined;
-      const id = randomUUID();
-      const written = await this.write(tx, p, ex, patientId, id);
-      await stage(tx, { id, owner, p, source, ex, status: 'filed', written });
-      return { status: 'created', entries: written.entries, issues };
-    });
+    return this.repo.withTransaction(
+      async (tx) => {
+        // One round trip (simple protocol): BEGIN, the locks, the document's staged row. Two posts of
+        // one document are serialised (the second sees what the first filed), and so are two documents
+        // of one new patient (the second matches what the first created); always in this order.
+        const first = (await tx.query(
+          [
+            'BEGIN',
+            inlineSql('SELECT pg_advisory_xact_lock(hashtext($1))', [`intake|${owner}|${ex.document.uniqueId}`]),
+            inlineSql('SELECT pg_advisory_xact_lock(hashtext($1))', [
+              `intake-patient|${owner}|${identityKey(ex.patient)}`,
+            ]),
+            inlineSql(
+              `SELECT * FROM intake_document WHERE owner = $1 AND unique_id = $2 AND status IN ('filed', 'review')`,
+              [owner, ex.document.uniqueId],
+            ),
+          ].join(';\n'),
+        )) as unknown as QueryResult<StagedRow>[];
+        const prior = first[3].rows[0];
+        if (prior?.status === 'filed') {
+          const already: OperationOutcomeIssue = {
+            severity: 'information',
+            code: 'duplicate',
+            diagnostics: `Document ${ex.document.uniqueId} was already filed: nothing new written`,
+          };
+          return { status: 'created', entries: prior.result ?? [], issues: [already] };
+        }
+        const match = prior ? undefined : await this.matcher.match(tx, owner, ex.patient);
+        if (prior || match?.kind === 'review' || (match?.kind === 'none' && ex.neverCreatePatient)) {
+          const review = await this.hold(tx, p, owner, ex, source, prior, match);
+          issues.push({
+            severity: 'information',
+            code: 'incomplete',
+            diagnostics: `The patient could not be matched safely: the document waits in the identity review queue (${review})`,
+          });
+          return { status: 'review', entries: [], review, issues };
+        }
+        const patientId = match?.kind === 'matched' ? match.patientId : undefined;
+        const id = randomUUID();
+        // The staging row goes in the same statement as the resources.
+        const written = await this.write(tx, p, ex, patientId, id, (w) =>
+          stageStatement({ id, owner, p, source, ex, status: 'filed', written: w }),
+        );
+        return { status: 'created', entries: written.entries, issues };
+      },
+      { begin: false },
+    );
   }
 
   /** Stages the document as held and opens (or refreshes) its identity review. */
@@ -283,16 +312,19 @@ export class IntakePipeline implements IntakePipelineApi {
         ...row.extraction,
         document: { ...row.extraction.document, content: row.raw ?? Buffer.alloc(0) },
       };
-      const written = await this.write(
+      await this.write(
         tx,
         row.principal,
         ex,
         decision.kind === 'accept' ? decision.patientId : undefined,
         id,
-      );
-      await tx.query(
-        `UPDATE intake_document SET status = 'filed', result = $2, written = $3, document_ref = $4, updated_at = now() WHERE id = $1`,
-        [id, JSON.stringify(written.entries), written.facts, written.documentRef],
+        (w) => (bind) => ({
+          ctes: [
+            `staged AS (UPDATE intake_document SET status = 'filed', result = ${bind(JSON.stringify(w.entries))}::jsonb,
+            written = ${bind(w.facts)}::text[], document_ref = ${bind(w.documentRef)}, updated_at = now() WHERE id = ${bind(id)})`,
+          ],
+          select: 'SELECT 1',
+        }),
       );
     });
   }
@@ -307,7 +339,9 @@ export class IntakePipeline implements IntakePipelineApi {
     ex: Extraction,
     patientId: string | undefined,
     intakeId: string,
-  ): Promise<{ entries: BundleEntry[]; facts: string[]; documentRef: string }> {
+    /** What to write in the same statement as the resources (the staging row), from what is written. */
+    with_: (w: Written) => ExtraStatement,
+  ): Promise<Written> {
     const ctx: WriteContext = { principal: p };
     const versions: NewVersion[] = [];
     const entries: BundleEntry[] = [];
@@ -346,7 +380,8 @@ export class IntakePipeline implements IntakePipelineApi {
       add(v, true);
     }
     if (pcpRef) {
-      await this.careTeam(tx, ctx, patientRef, pcpRef, doc.date, add);
+      // A Patient created by this document has no care circle yet: nothing to look up.
+      await this.careTeam(tx, ctx, patientRef, pcpRef, doc.date, add, patientId === undefined);
     }
 
     // The original: Binary + DocumentReference; a previous version of the setId is superseded.
@@ -418,15 +453,18 @@ export class IntakePipeline implements IntakePipelineApi {
       if (r.fullUrl) ids.set(r.fullUrl, `${r.resource.resourceType}/${r.id}`);
     }
     const facts: string[] = [];
-    const recorded = new Date().toISOString();
     for (const r of planned) {
       const ref = `${r.resource.resourceType}/${r.id}`;
       facts.push(ref);
       add(this.repo.prepareCreate(rewriteReferences(r.resource, ids), ctx, r.id), true);
+    }
+    if (facts.length > 0) {
+      // One Provenance per document, its targets every fact filed from it (Provenance.target is 1..*:
+      // one activity, many results): each fact has its Provenance, for a fraction of the writes.
       const provenance: Provenance = {
         resourceType: 'Provenance',
-        target: [{ reference: ref }],
-        recorded,
+        target: facts.map((reference) => ({ reference })),
+        recorded: new Date().toISOString(),
         agent: [
           {
             type: {
@@ -446,8 +484,9 @@ export class IntakePipeline implements IntakePipelineApi {
       await this.repo.delete(type, id, ctx, tx);
       entries.push({ fullUrl: old, response: { status: '204 No Content' } });
     }
-    await this.repo.persist(tx, versions);
-    return { entries, facts, documentRef: docRef };
+    const written: Written = { entries, facts, documentRef: docRef };
+    await this.repo.persist(tx, versions, with_(written));
+    return written;
   }
 
   /** The médecin traitant by IdNatPS in the directory (the shared entry, whoever registered it); registered when unknown. */
@@ -458,11 +497,20 @@ export class IntakePipeline implements IntakePipelineApi {
     add: (v: NewVersion, created: boolean) => void,
   ): Promise<string> {
     const idNatPs = pcp.idNatPs as string;
-    await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`intake-practitioner|${idNatPs}`]);
-    const [found] = await this.repo.matchAll(tx, ctx.principal, [
-      search('Practitioner', [['identifier', `${IDNATPS}|${idNatPs}`]]),
-    ]);
-    const current = found.find((s) => !s.deleted);
+    const lookup = async (): Promise<StoredResource | undefined> => {
+      const [found] = await this.repo.matchAll(tx, ctx.principal, [
+        search('Practitioner', [['identifier', `${IDNATPS}|${idNatPs}`]]),
+      ]);
+      return found.find((s) => !s.deleted);
+    };
+    // Known (the usual case: one médecin traitant for a whole practice's documents): no lock, so
+    // that documents naming the same one are not serialised until they commit.
+    let current = await lookup();
+    if (!current) {
+      // Registering: serialised, and looked up again once the lock is held (another document may have registered it).
+      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`intake-practitioner|${idNatPs}`]);
+      current = await lookup();
+    }
     if (current) {
       return `Practitioner/${current.id}`;
     }
@@ -489,15 +537,26 @@ export class IntakePipeline implements IntakePipelineApi {
     pcpRef: string,
     date: string | undefined,
     add: (v: NewVersion, created: boolean) => void,
+    newPatient: boolean,
   ): Promise<void> {
-    await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`intake-careteam|${patientRef}`]);
-    const [teams] = await this.repo.matchAll(tx, ctx.principal, [
-      search('CareTeam', [
-        ['subject', patientRef],
-        ['status', 'active'],
-      ]),
-    ]);
-    const stored = teams.find((t) => !t.deleted && t.ownerOrg === ctx.principal.organization);
+    let stored: StoredResource | undefined;
+    if (!newPatient) {
+      // The lock and the search in one round trip.
+      const q = this.repo.matchAllQuery(ctx.principal, [
+        search('CareTeam', [
+          ['subject', patientRef],
+          ['status', 'active'],
+        ]),
+      ]);
+      const res = (await tx.query(
+        [
+          inlineSql('SELECT pg_advisory_xact_lock(hashtext($1))', [`intake-careteam|${patientRef}`]),
+          inlineSql(q.sql, q.values),
+        ].join(';\n'),
+      )) as unknown as QueryResult[];
+      const [teams] = groupMatches(res[1].rows, 1);
+      stored = teams.find((t) => !t.deleted && t.ownerOrg === ctx.principal.organization);
+    }
     const isPcp = (pt: CareTeamParticipant): boolean =>
       (pt.role ?? []).some((r) => (r.coding ?? []).some((c) => c.system === TRE_R259 && c.code === 'PCP'));
     const pcp: CareTeamParticipant = {
@@ -681,35 +740,41 @@ function rewriteReferences<T extends Resource>(resource: T, ids: Map<string, str
 }
 
 /** Stages a document: filed (with what was written) or held for identity review (bytes kept). */
-async function stage(
-  tx: PoolClient,
-  d: {
-    id: string;
-    owner: string;
-    p: Principal;
-    source: string;
-    ex: Extraction;
-    status: 'filed' | 'review';
-    written?: { entries: unknown; facts: string[]; documentRef: string | undefined };
-  },
-): Promise<void> {
-  await tx.query(
-    `INSERT INTO intake_document (id, owner, client_id, principal, source, unique_id, content_type, raw, extraction, status, result, written, document_ref)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-    [
-      d.id,
-      d.owner,
-      d.p.clientId,
-      JSON.stringify(d.p),
-      d.source,
-      d.ex.document.uniqueId,
-      d.ex.document.contentType,
-      d.ex.document.content,
-      JSON.stringify(withoutBytes(d.ex)),
-      d.status,
-      d.written ? JSON.stringify(d.written.entries) : null,
-      d.written?.facts ?? [],
-      d.written?.documentRef ?? null,
+async function stage(tx: PoolClient, d: StageRow): Promise<void> {
+  await persistExtra(tx, stageStatement(d));
+}
+
+/** A statement of its own for an ExtraStatement (nothing else to write with it). */
+async function persistExtra(tx: PoolClient, e: ExtraStatement): Promise<void> {
+  const values: unknown[] = [];
+  const built = e((v) => {
+    values.push(v);
+    return `$${values.length}`;
+  });
+  await tx.query(`WITH ${built.ctes.join(',\n')} ${built.select}`, values);
+}
+
+/** The staging row's INSERT, as a data-modifying CTE of the statement that writes the document's resources. */
+function stageStatement(d: StageRow): ExtraStatement {
+  return (bind) => ({
+    ctes: [
+      `staged AS (INSERT INTO intake_document (id, owner, client_id, principal, source, unique_id, content_type, raw, extraction, status, result, written, document_ref)
+       VALUES (${[
+         bind(d.id),
+         bind(d.owner),
+         bind(d.p.clientId),
+         `${bind(JSON.stringify(d.p))}::jsonb`,
+         bind(d.source),
+         bind(d.ex.document.uniqueId),
+         bind(d.ex.document.contentType),
+         `${bind(d.ex.document.content)}::bytea`,
+         `${bind(JSON.stringify(withoutBytes(d.ex)))}::jsonb`,
+         bind(d.status),
+         `${bind(d.written ? JSON.stringify(d.written.entries) : null)}::jsonb`,
+         `${bind(d.written?.facts ?? [])}::text[]`,
+         bind(d.written?.documentRef ?? null),
+       ].join(', ')}))`,
     ],
-  );
+    select: 'SELECT 1',
+  });
 }

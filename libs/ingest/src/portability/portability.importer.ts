@@ -42,6 +42,14 @@ interface EntryRow {
 
 type FinalStatus = 'created' | 'review' | 'rejected' | 'failed' | 'skipped';
 
+/** A document's outcome, to record in intake_import_entry. */
+interface Finished {
+  path: string;
+  status: FinalStatus;
+  reason: string | null;
+  resources: number;
+}
+
 /** Separator between a patient's XDM zip and a file inside it, in entry paths. */
 const INNER = '!/';
 /** How often the time spent is written to the import row (documents/s on the progress API). */
@@ -196,17 +204,26 @@ export class PortabilityImporter {
           ? inner.read(path.slice(path.indexOf(INNER) + INNER.length), this.opts.maxEntryBytes)
           : archive.read(path, this.opts.maxEntryBytes);
       const metadata = new Map<string, Map<string, XdmDocumentEntry> | string>();
-      for (const row of rows) {
-        if ((row.kind !== 'cda' && row.kind !== 'pdf') || (row.status !== 'pending' && row.status !== 'running')) {
-          continue;
+      // The documents' outcomes are recorded together at the end of the patient (one statement, one
+      // commit instead of two per document). After a crash the unrecorded ones are filed again,
+      // which the pipeline answers with their first filing (keyed by uniqueId): nothing twice.
+      const outcomes: Finished[] = [];
+      try {
+        for (const row of rows) {
+          if ((row.kind !== 'cda' && row.kind !== 'pdf') || (row.status !== 'pending' && row.status !== 'running')) {
+            continue;
+          }
+          if (stop()) {
+            return false;
+          }
+          const source = `portability:${importId}:${unit}`;
+          const outcome = await this.importDocument(row, rows, p, read, metadata, source);
+          outcomes.push(outcome);
+          counts.documents += 1;
+          counts.resources += outcome.resources;
         }
-        if (stop()) {
-          return false;
-        }
-        const source = `portability:${importId}:${unit}`;
-        const result = await this.importDocument(importId, row, rows, p, read, metadata, source);
-        counts.documents += 1;
-        counts.resources += result.resources;
+      } finally {
+        await this.finishAll(importId, outcomes);
       }
       return true;
     } catch (err) {
@@ -260,26 +277,27 @@ export class PortabilityImporter {
     return r.rows;
   }
 
+  /** One document through the pipeline: its outcome, recorded by the caller. */
   private async importDocument(
-    importId: string,
     row: EntryRow,
     rows: EntryRow[],
     p: Principal,
     read: (path: string) => Promise<Buffer>,
     metadata: Map<string, Map<string, XdmDocumentEntry> | string>,
     source: string,
-  ): Promise<{ resources: number }> {
-    await this.pool.query(`UPDATE intake_import_entry SET status = 'running' WHERE import_id = $1 AND path = $2`, [
-      importId,
-      row.path,
-    ]);
+  ): Promise<Finished> {
+    const outcome = (status: FinalStatus, reason: string | null, resources = 0): Finished => ({
+      path: row.path,
+      status,
+      reason,
+      resources,
+    });
     let body: Buffer;
     try {
       body = await read(row.path);
     } catch (err) {
       if (err instanceof ArchiveEntryError) {
-        await this.finish(importId, row.path, 'failed', err.message, 0);
-        return { resources: 0 };
+        return outcome('failed', err.message);
       }
       throw err;
     }
@@ -290,8 +308,7 @@ export class PortabilityImporter {
       } else {
         const described = await this.describe(row.path, rows, read, metadata);
         if (typeof described === 'string') {
-          await this.finish(importId, row.path, 'failed', described, 0);
-          return { resources: 0 };
+          return outcome('failed', described);
         }
         result = await this.sink.ingestExtractions(
           p,
@@ -303,20 +320,15 @@ export class PortabilityImporter {
       // A document the pipeline refuses (4xx) is that entry's outcome; anything else (database
       // down) stops the run, and the job's retry takes it up again from this entry.
       if (err instanceof GatewayError && err.status < 500) {
-        await this.finish(importId, row.path, 'rejected', err.message, 0);
-        return { resources: 0 };
+        return outcome('rejected', err.message);
       }
       throw err;
     }
-    const resources = result.bundle?.entry?.length ?? 0;
-    await this.finish(
-      importId,
-      row.path,
+    return outcome(
       result.status,
       result.status === 'created' ? null : reasonOf(result),
-      resources,
+      result.bundle?.entry?.length ?? 0,
     );
-    return { resources };
   }
 
   /** The DocumentEntry of a non-CDA file, from the METADATA.XML of its subset; a reason when none. */
@@ -359,6 +371,25 @@ export class PortabilityImporter {
       `UPDATE intake_import_entry SET status = $3, reason = $4, resources = $5, finished_at = now()
         WHERE import_id = $1 AND path = $2`,
       [importId, path, status, reason, resources],
+    );
+  }
+
+  /** Records the outcomes of several documents in one statement. */
+  private async finishAll(importId: string, done: readonly Finished[]): Promise<void> {
+    if (done.length === 0) {
+      return;
+    }
+    await this.pool.query(
+      `UPDATE intake_import_entry e SET status = d.status, reason = d.reason, resources = d.resources, finished_at = now()
+         FROM unnest($2::text[], $3::text[], $4::text[], $5::int[]) AS d(path, status, reason, resources)
+        WHERE e.import_id = $1 AND e.path = d.path`,
+      [
+        importId,
+        done.map((d) => d.path),
+        done.map((d) => d.status),
+        done.map((d) => d.reason),
+        done.map((d) => d.resources),
+      ],
     );
   }
 
