@@ -58,9 +58,10 @@ const FLUSH_MS = 2000;
 /**
  * Imports one portability archive: plans it once (every file recorded with what it is), then
  * files each patient's documents through the intake pipeline, one entry at a time from the zip,
- * recording each document's status as it goes. Run again after a crash or a stop, it reads only
- * the entries not finished; one left `running` by a crash is filed again (the pipeline keys
- * documents by their uniqueId, so the second filing replaces the first instead of adding to it).
+ * recording each document's status as soon as the pipeline answers. Run again after a crash or a
+ * stop, it reads only the entries not finished (`pending`; `running` from an older version); the
+ * one in hand at a crash is filed again (the pipeline keys documents by their uniqueId and answers
+ * the first filing instead of adding to it).
  */
 export class PortabilityImporter {
   constructor(
@@ -204,26 +205,19 @@ export class PortabilityImporter {
           ? inner.read(path.slice(path.indexOf(INNER) + INNER.length), this.opts.maxEntryBytes)
           : archive.read(path, this.opts.maxEntryBytes);
       const metadata = new Map<string, Map<string, XdmDocumentEntry> | string>();
-      // The documents' outcomes are recorded together at the end of the patient (one statement, one
-      // commit instead of two per document). After a crash the unrecorded ones are filed again,
-      // which the pipeline answers with their first filing (keyed by uniqueId): nothing twice.
-      const outcomes: Finished[] = [];
-      try {
-        for (const row of rows) {
-          if ((row.kind !== 'cda' && row.kind !== 'pdf') || (row.status !== 'pending' && row.status !== 'running')) {
-            continue;
-          }
-          if (stop()) {
-            return false;
-          }
-          const source = `portability:${importId}:${unit}`;
-          const outcome = await this.importDocument(row, rows, p, read, metadata, source);
-          outcomes.push(outcome);
-          counts.documents += 1;
-          counts.resources += outcome.resources;
+      for (const row of rows) {
+        if ((row.kind !== 'cda' && row.kind !== 'pdf') || (row.status !== 'pending' && row.status !== 'running')) {
+          continue;
         }
-      } finally {
-        await this.finishAll(importId, outcomes);
+        if (stop()) {
+          return false;
+        }
+        const source = `portability:${importId}:${unit}`;
+        const outcome = await this.importDocument(row, rows, p, read, metadata, source);
+        // Recorded as soon as the pipeline answers (a finished document is never filed again after a crash).
+        await this.finish(importId, outcome.path, outcome.status, outcome.reason, outcome.resources);
+        counts.documents += 1;
+        counts.resources += outcome.resources;
       }
       return true;
     } catch (err) {
@@ -371,25 +365,6 @@ export class PortabilityImporter {
       `UPDATE intake_import_entry SET status = $3, reason = $4, resources = $5, finished_at = now()
         WHERE import_id = $1 AND path = $2`,
       [importId, path, status, reason, resources],
-    );
-  }
-
-  /** Records the outcomes of several documents in one statement. */
-  private async finishAll(importId: string, done: readonly Finished[]): Promise<void> {
-    if (done.length === 0) {
-      return;
-    }
-    await this.pool.query(
-      `UPDATE intake_import_entry e SET status = d.status, reason = d.reason, resources = d.resources, finished_at = now()
-         FROM unnest($2::text[], $3::text[], $4::text[], $5::int[]) AS d(path, status, reason, resources)
-        WHERE e.import_id = $1 AND e.path = d.path`,
-      [
-        importId,
-        done.map((d) => d.path),
-        done.map((d) => d.status),
-        done.map((d) => d.reason),
-        done.map((d) => d.resources),
-      ],
     );
   }
 
