@@ -271,14 +271,46 @@ export class IntakePipeline implements IntakePipelineApi {
     if (prior?.review_id) {
       return prior.review_id;
     }
+    const reason = match?.kind === 'review' ? match.reason : 'no-match-never-create';
+    const candidates = match?.kind === 'review' ? match.candidates : [];
+    // Another version of the document already waits for its patient (an HPRIM part filed again
+    // once a code is mapped, a CDA's next version): the newest version takes its place in the open
+    // review rather than opening a second one; an older version changes nothing.
+    const waiting = ex.document.setId ? await heldVersion(tx, owner, ex.document.setId) : undefined;
+    if (waiting?.review_id) {
+      if (ex.document.version > waiting.version) {
+        await tx.query(
+          `UPDATE intake_document SET unique_id = $2, content_type = $3, raw = $4, extraction = $5, principal = $6,
+             client_id = $7, source = $8, updated_at = now() WHERE id = $1`,
+          [
+            waiting.id,
+            ex.document.uniqueId,
+            ex.document.contentType,
+            ex.document.content,
+            JSON.stringify(withoutBytes(ex)),
+            JSON.stringify(p),
+            p.clientId,
+            source,
+          ],
+        );
+        await this.reviews.open(tx, {
+          owner,
+          source: `${INTAKE_REVIEW_PREFIX}${waiting.id}`,
+          traits: ex.patient,
+          reason,
+          candidates,
+        });
+      }
+      return waiting.review_id;
+    }
     const id = randomUUID();
     await stage(tx, { id, owner, p, source, ex, status: 'review' });
     const review = await this.reviews.open(tx, {
       owner,
       source: `${INTAKE_REVIEW_PREFIX}${id}`,
       traits: ex.patient,
-      reason: match?.kind === 'review' ? match.reason : 'no-match-never-create',
-      candidates: match?.kind === 'review' ? match.candidates : [],
+      reason,
+      candidates,
     });
     await tx.query('UPDATE intake_document SET review_id = $2 WHERE id = $1', [id, review]);
     return review;
@@ -737,6 +769,21 @@ function rewriteReferences<T extends Resource>(resource: T, ids: Map<string, str
     return v;
   };
   return walk(resource) as T;
+}
+
+/** The held (identity review) version of a document of this set id, if one waits; locked. */
+async function heldVersion(
+  tx: PoolClient,
+  owner: string,
+  setId: string,
+): Promise<{ id: string; review_id: string | null; version: number } | undefined> {
+  const res = await tx.query<{ id: string; review_id: string | null; version: number }>(
+    `SELECT id, review_id, coalesce((extraction->'document'->>'version')::int, 1) AS version FROM intake_document
+      WHERE owner = $1 AND status = 'review' AND extraction->'document'->>'setId' = $2
+      ORDER BY created_at DESC LIMIT 1 FOR UPDATE`,
+    [owner, setId],
+  );
+  return res.rows[0];
 }
 
 /** Stages a document: filed (with what was written) or held for identity review (bytes kept). */
