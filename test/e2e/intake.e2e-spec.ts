@@ -26,6 +26,8 @@ const UCUM = 'http://unitsofmeasure.org';
 const ATC = 'https://smt.esante.gouv.fr/terminologie-atc';
 const TRE_R259 = 'https://mos.esante.gouv.fr/NOS/TRE_R259-HL7RoleClass/FHIR/TRE-R259-HL7RoleClass';
 const IDNATPS = 'urn:oid:1.2.250.1.71.4.2.1';
+const RELIABILITY = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability';
+const RELIABILITY_CODES = 'https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445';
 
 interface Answer {
   status: number;
@@ -105,6 +107,25 @@ describe('practice intake: POST /ingest/documents files CI-SIS documents as FHIR
     const [patient] = await get<Patient>(s.token, `Patient?_id=${patientRef.split('/')[1]}`);
     expect(patient.identifier?.some((i) => i.system === 'urn:oid:1.2.250.1.213.1.4.10')).toBe(true);
     expect(patient.name?.[0].use).toBe('official');
+    // A document's INS is never qualified by itself (INS guide): a provisional identity, received in a document.
+    expect(patient.extension?.find((e) => e.url === RELIABILITY)).toEqual({
+      url: RELIABILITY,
+      extension: [
+        {
+          url: 'identityStatus',
+          valueCoding: { system: RELIABILITY_CODES, code: 'PROV', display: 'Identité provisoire' },
+        },
+        {
+          url: 'methodCollection',
+          valueCoding: {
+            system: 'https://gateway.fr-primary-care.org/fhir/CodeSystem/identity-method-collection',
+            code: 'document',
+            display: 'Traits reçus dans un document',
+          },
+        },
+      ],
+    });
+    expect(patient.meta?.tag ?? []).not.toContainEqual(expect.objectContaining({ code: 'verified-source' }));
     const [pcp] = await get<{ resourceType: 'Practitioner'; id: string }>(
       s.token,
       `Practitioner?identifier=${IDNATPS}|801234567897`,

@@ -15,7 +15,7 @@ import type {
   Reference,
   Resource,
 } from '@medplum/fhirtypes';
-import { GW, IDNATPS, parseSearchRequest } from '@gw/fhir';
+import { GW, IDNATPS, RELIABILITY_CODES, RELIABILITY_EXTENSION, parseSearchRequest } from '@gw/fhir';
 import type { SearchRequest } from '@gw/fhir';
 import { GatewayError, scopeAllows } from '@gw/platform';
 import { groupMatches, inlineSql } from '@gw/store';
@@ -59,6 +59,11 @@ export const CDA_DOCUMENT_ID = `${GW}/fhir/NamingSystem/cda-document-id`;
 export const CDA_SET_ID = `${GW}/fhir/NamingSystem/cda-set-id`;
 const BIRTH_PLACE = 'http://hl7.org/fhir/StructureDefinition/patient-birthPlace';
 const INSEE_CODE = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code';
+/**
+ * How a Patient created by the intake got its traits. FR Core's methodCollection codes (SM, CV, INSI,
+ * CB, RFID) all describe a collection at the desk; none says "read from a received document".
+ */
+export const IDENTITY_METHOD_COLLECTION = `${GW}/fhir/CodeSystem/identity-method-collection`;
 const LIMITS = { defaultCount: 50, maxCount: 1000 };
 /** Types every document writes besides its facts. */
 /**
@@ -692,7 +697,10 @@ function withoutBytes(ex: Extraction): StagedRow['extraction'] {
   return { ...ex, document: document as StagedRow['extraction']['document'] };
 }
 
-/** A new Patient from the document's traits: a usable INS as identifier (a wrong key is not an INS), provisional identity. */
+/**
+ * A new Patient from the document's traits: a usable INS as identifier (a wrong key is not an INS),
+ * identity status PROV with how the traits were obtained (FR Core identity reliability).
+ */
 export function patientFromTraits(t: PatientTraits, pcpRef: string | undefined): Patient {
   const ins = usableIns(t.ins);
   const names: Patient['name'] = [];
@@ -715,16 +723,35 @@ export function patientFromTraits(t: PatientTraits, pcpRef: string | undefined):
     ...(names.length > 0 ? { name: names } : {}),
     ...(t.sex ? { gender: t.sex } : {}),
     ...(t.birthDate ? { birthDate: t.birthDate } : {}),
-    ...(t.birthPlace
-      ? {
-          extension: [
+    extension: [
+      // Provisional (INS guide): a document's INS is never qualified by itself; the structure
+      // qualifies the identity (INSi and an identity document) before it is VALI or QUAL.
+      {
+        url: RELIABILITY_EXTENSION,
+        extension: [
+          {
+            url: 'identityStatus',
+            valueCoding: { system: RELIABILITY_CODES, code: 'PROV', display: 'Identité provisoire' },
+          },
+          {
+            url: 'methodCollection',
+            valueCoding: {
+              system: IDENTITY_METHOD_COLLECTION,
+              code: 'document',
+              display: 'Traits reçus dans un document',
+            },
+          },
+        ],
+      },
+      ...(t.birthPlace
+        ? [
             {
               url: BIRTH_PLACE,
               valueAddress: { extension: [{ url: INSEE_CODE, valueCoding: { code: t.birthPlace } }] },
             },
-          ],
-        }
-      : {}),
+          ]
+        : []),
+    ],
     ...(pcpRef ? { generalPractitioner: [{ reference: pcpRef }] } : {}),
   };
 }
