@@ -75,13 +75,21 @@ async function main(): Promise<void> {
       documents: { type: 'string', default: '900' },
       patients: { type: 'string', default: '1000' },
       concurrency: { type: 'string', default: '4' },
+      'max-seconds': { type: 'string', default: '0' },
     },
   });
   const documents = Number(values.documents);
   const patients = Number(values.patients);
   const concurrency = Number(values.concurrency);
+  /** Bound of the import phase (0: none): past it, what was imported so far is reported (`status` partial). */
+  const maxSeconds = Number(values['max-seconds']);
   const importDir = resolve(ROOT, 'data', `bench-intake-imports-${process.pid}`);
   mkdirSync(importDir, { recursive: true });
+  // The archive first: generating 10 000 patients blocks this process for minutes, which an HTTP
+  // connection kept alive to the gateway would not survive.
+  const g0 = Date.now();
+  const archive = writePortabilityArchive(join(importDir, 'bench.zip'), { patients, seed: 11, layout: 'mixed' });
+  const generateSeconds = (Date.now() - g0) / 1000;
   const { gw, base, dataDir, admin: creds } = await startEmbeddedGateway({ GW_INTAKE_IMPORT_DIR: importDir });
   const pid = gw.child.pid as number;
   try {
@@ -146,9 +154,6 @@ async function main(): Promise<void> {
     process.stdout.write(`POST /ingest/documents: ${JSON.stringify(results.ingestDocuments)}\n`);
 
     // 2. Portability import of --patients patients, by the worker.
-    const g0 = Date.now();
-    const archive = writePortabilityArchive(join(importDir, 'bench.zip'), { patients, seed: 11, layout: 'mixed' });
-    const generateSeconds = (Date.now() - g0) / 1000;
     const rssImport = rssSampler(pid);
     const coresImport = coresProbe(pid, dataDir);
     const i0 = Date.now();
@@ -157,6 +162,9 @@ async function main(): Promise<void> {
       headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
       body: JSON.stringify({ path: 'bench.zip', organization: 'Organization/bench-import' }),
     });
+    if (!start.ok) {
+      throw new Error(`POST /admin/intake/imports: ${start.status} ${await start.text()}`);
+    }
     const { id } = (await start.json()) as { id: string };
     type Progress = {
       status: string;
@@ -175,9 +183,15 @@ async function main(): Promise<void> {
       if (progress.status === 'completed' || progress.status === 'failed') {
         break;
       }
+      if (maxSeconds > 0 && Date.now() - i0 > maxSeconds * 1000) {
+        progress = { ...progress, status: `partial (stopped after ${maxSeconds} s)` };
+        break;
+      }
       if (Date.now() - lastLog > 30_000) {
         lastLog = Date.now();
-        process.stdout.write(`import: ${progress.documents.done}/${archive.documents} documents\n`);
+        process.stdout.write(
+          `import: ${progress.documents.done}/${archive.documents} documents, ${round((Date.now() - i0) / 1000)} s, RSS ${round(rssMb(pid))} MB\n`,
+        );
       }
       await sleep(500);
     }
