@@ -50,7 +50,6 @@ import {
   PORTABILITY_MIGRATIONS,
   IdentityReviewQueue,
   IntakePipeline,
-  checkIntakeScopes,
   MailboxFeature,
   PatientMatcher,
   PortabilityImportService,
@@ -284,8 +283,8 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       logger,
     });
     // MHD Document Recipient: the CDA of a stored ITI-65 submission are filed by the intake pipeline
-    // too. A CDA the intake cannot read or the sender may not file refuses the submission before it
-    // is stored; one refused while filing (nothing of it written) is named in the ITI-65 answer.
+    // too. A CDA the intake cannot read refuses the submission before it is stored; one refused
+    // while filing (nothing of it written) is named in the ITI-65 answer.
     mhdRecipient.setCdaSink(
       async (p, doc) => {
         const result = await intake.ingest(p, { ...doc, source: 'mhd' }).catch((err: unknown) => ({
@@ -305,7 +304,11 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
           }
         );
       },
-      async (p, doc) => checkIntakeScopes(p, await intake.read({ ...doc, source: 'mhd' }, p)),
+      // Only whether it can be read: a sender allowed to submit documents but not to file their facts
+      // still gets its submission stored (the refusal is then named in the answer).
+      async (p, doc) => {
+        await intake.read({ ...doc, source: 'mhd' }, p);
+      },
     );
     const shutdownSteps = (): ShutdownStep[] => [
       // After the listeners (no request checks a token any more), before the database.

@@ -18,7 +18,7 @@ export class MhdRecipient {
 
   /**
    * Where the CDA documents of a stored submission go next (the practice intake pipeline), and
-   * what each must pass before the submission is stored (the intake can read it, the sender may file it).
+   * what each must pass before the submission is stored (the intake can read it).
    */
   setCdaSink(sink: CdaSink, check?: CdaCheck): void {
     this.sink = sink;
@@ -133,7 +133,7 @@ export type CdaSink = (
   p: Principal,
   doc: { contentType: string; body: Buffer },
 ) => Promise<OperationOutcome | undefined>;
-/** Throws the GatewayError the sink would refuse a CDA with (unreadable, not allowed), before the submission is stored. */
+/** Throws the GatewayError the sink would refuse an unreadable CDA with, before the submission is stored. */
 export type CdaCheck = (p: Principal, doc: { contentType: string; body: Buffer }) => Promise<void>;
 
 /** The CDA carried in Binary entries, with the index of the DocumentReference entry that describes each. */
