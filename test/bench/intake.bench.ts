@@ -94,7 +94,7 @@ async function main(): Promise<void> {
   const pid = gw.child.pid as number;
   try {
     const tokenOf = (id: string, secret: string): Promise<string> => clientToken(base, id, secret);
-    const admin = await tokenOf(creds.client_id, creds.client_secret);
+    let admin = await tokenOf(creds.client_id, creds.client_secret);
     const res = await fetch(`${base}/admin/clients`, {
       method: 'POST',
       headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
@@ -179,6 +179,11 @@ async function main(): Promise<void> {
     let lastLog = 0;
     for (;;) {
       const r = await fetch(`${base}/admin/intake/imports/${id}`, { headers: { authorization: `Bearer ${admin}` } });
+      if (r.status === 401) {
+        // The admin token expired during a long import: a new one.
+        admin = await tokenOf(creds.client_id, creds.client_secret);
+        continue;
+      }
       progress = (await r.json()) as Progress;
       if (progress.status === 'completed' || progress.status === 'failed') {
         break;
