@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ROOT, startEmbeddedGateway } from '../support/process';
 import { syntheticCda, writePortabilityArchive } from '../support/intake-archive';
-import { pool, round, sleep, clientToken } from './bench-support';
+import { TICK, clientToken, machineBusyTicks, pool, postgresTicks, procTicks, round, sleep } from './bench-support';
 
 const KINDS = ['VSM', 'CR-BIO', 'VAC'] as const;
 
@@ -27,6 +27,32 @@ function rssMb(pid: number): number {
   } catch {
     return 0;
   }
+}
+
+/**
+ * Cores used from now until stopped by the gateway process, its PostgreSQL (postmaster and
+ * backends) and the whole machine (anything else running shows as the difference), and the
+ * CPU milliseconds per document of the gateway and of PostgreSQL.
+ */
+function coresProbe(pid: number, dataDir: string): { stop(documents: number): Record<string, number> } {
+  const t0 = Date.now();
+  const gw0 = procTicks(pid)?.ticks ?? 0;
+  const pg0 = postgresTicks(dataDir);
+  const m0 = machineBusyTicks();
+  return {
+    stop(documents) {
+      const s = (Date.now() - t0) / 1000;
+      const gw = ((procTicks(pid)?.ticks ?? 0) - gw0) / TICK;
+      const pg = (postgresTicks(dataDir) - pg0) / TICK;
+      return {
+        gatewayCores: round(gw / s),
+        postgresCores: round(pg / s),
+        machineCores: round((machineBusyTicks() - m0) / TICK / s),
+        gatewayCpuMsPerDocument: round((gw * 1000) / Math.max(1, documents)),
+        postgresCpuMsPerDocument: round((pg * 1000) / Math.max(1, documents)),
+      };
+    },
+  };
 }
 
 /** Samples a process's RSS until stopped: peak and last value, in MB. */
@@ -49,18 +75,26 @@ async function main(): Promise<void> {
       documents: { type: 'string', default: '900' },
       patients: { type: 'string', default: '1000' },
       concurrency: { type: 'string', default: '4' },
+      'max-seconds': { type: 'string', default: '0' },
     },
   });
   const documents = Number(values.documents);
   const patients = Number(values.patients);
   const concurrency = Number(values.concurrency);
+  /** Bound of the import phase (0: none): past it, what was imported so far is reported (`status` partial). */
+  const maxSeconds = Number(values['max-seconds']);
   const importDir = resolve(ROOT, 'data', `bench-intake-imports-${process.pid}`);
   mkdirSync(importDir, { recursive: true });
-  const { gw, base, admin: creds } = await startEmbeddedGateway({ GW_INTAKE_IMPORT_DIR: importDir });
+  // The archive first: generating 10 000 patients blocks this process for minutes, which an HTTP
+  // connection kept alive to the gateway would not survive.
+  const g0 = Date.now();
+  const archive = writePortabilityArchive(join(importDir, 'bench.zip'), { patients, seed: 11, layout: 'mixed' });
+  const generateSeconds = (Date.now() - g0) / 1000;
+  const { gw, base, dataDir, admin: creds } = await startEmbeddedGateway({ GW_INTAKE_IMPORT_DIR: importDir });
   const pid = gw.child.pid as number;
   try {
     const tokenOf = (id: string, secret: string): Promise<string> => clientToken(base, id, secret);
-    const admin = await tokenOf(creds.client_id, creds.client_secret);
+    let admin = await tokenOf(creds.client_id, creds.client_secret);
     const res = await fetch(`${base}/admin/clients`, {
       method: 'POST',
       headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
@@ -83,6 +117,7 @@ async function main(): Promise<void> {
     let resources = 0;
     const latencies: number[] = [];
     const rssPost = rssSampler(pid);
+    const coresPost = coresProbe(pid, dataDir);
     const t0 = Date.now();
     await pool(bodies, concurrency, async (d) => {
       const s = Date.now();
@@ -114,20 +149,22 @@ async function main(): Promise<void> {
       p50Ms: latencies[Math.floor(latencies.length / 2)],
       p99Ms: latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * 0.99))],
       rss: rssPost.stop(),
+      cpu: coresPost.stop(documents),
     };
     process.stdout.write(`POST /ingest/documents: ${JSON.stringify(results.ingestDocuments)}\n`);
 
     // 2. Portability import of --patients patients, by the worker.
-    const g0 = Date.now();
-    const archive = writePortabilityArchive(join(importDir, 'bench.zip'), { patients, seed: 11, layout: 'mixed' });
-    const generateSeconds = (Date.now() - g0) / 1000;
     const rssImport = rssSampler(pid);
+    const coresImport = coresProbe(pid, dataDir);
     const i0 = Date.now();
     const start = await fetch(`${base}/admin/intake/imports`, {
       method: 'POST',
       headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
       body: JSON.stringify({ path: 'bench.zip', organization: 'Organization/bench-import' }),
     });
+    if (!start.ok) {
+      throw new Error(`POST /admin/intake/imports: ${start.status} ${await start.text()}`);
+    }
     const { id } = (await start.json()) as { id: string };
     type Progress = {
       status: string;
@@ -142,13 +179,24 @@ async function main(): Promise<void> {
     let lastLog = 0;
     for (;;) {
       const r = await fetch(`${base}/admin/intake/imports/${id}`, { headers: { authorization: `Bearer ${admin}` } });
+      if (r.status === 401) {
+        // The admin token expired during a long import: a new one.
+        admin = await tokenOf(creds.client_id, creds.client_secret);
+        continue;
+      }
       progress = (await r.json()) as Progress;
       if (progress.status === 'completed' || progress.status === 'failed') {
         break;
       }
+      if (maxSeconds > 0 && Date.now() - i0 > maxSeconds * 1000) {
+        progress = { ...progress, status: `partial (stopped after ${maxSeconds} s)` };
+        break;
+      }
       if (Date.now() - lastLog > 30_000) {
         lastLog = Date.now();
-        process.stdout.write(`import: ${progress.documents.done}/${archive.documents} documents\n`);
+        process.stdout.write(
+          `import: ${progress.documents.done}/${archive.documents} documents, ${round((Date.now() - i0) / 1000)} s, RSS ${round(rssMb(pid))} MB\n`,
+        );
       }
       await sleep(500);
     }
@@ -168,6 +216,7 @@ async function main(): Promise<void> {
       resources: progress.resources,
       resourcesPerSecond: round(progress.resources / importSeconds),
       rss: rssImport.stop(),
+      cpu: coresImport.stop(progress.documents.done),
     };
     process.stdout.write(`portability import: ${JSON.stringify(results.portabilityImport)}\n`);
     mkdirSync(resolve(ROOT, 'test/bench/results'), { recursive: true });

@@ -111,13 +111,38 @@ describe('HPRIM through POST /ingest/documents', () => {
     expect(unmapped.json<{ code: string }[]>().map((u) => u.code)).not.toContain('GLY');
   });
 
+  it('files a part of a patient still in identity review again into the open review, not a second one', async () => {
+    const openReviews = async (): Promise<{ id: string; source: string; traits: { birthFamily?: string } }[]> => {
+      const res = await send(gw.baseUrl, 'GET', '/ingest/identity/reviews?status=open', { token });
+      expect(res.status).toBe(200);
+      return res.json<{ reviews: { id: string; source: string; traits: { birthFamily?: string } }[] }>().reviews;
+    };
+    const legrand = (await openReviews()).filter((r) => r.traits.birthFamily === 'LEGRAND-TEST');
+    expect(legrand).toHaveLength(1);
+    // LEGRAND-TEST's part (held for identity review since the first test) has K; mapping it files the part again.
+    const put = await send(gw.baseUrl, 'PUT', '/ingest/lab-codes/750000001/K', {
+      token,
+      body: { loinc: '2823-3', display: 'Potassium [Moles/volume] in Serum or Plasma', unit: 'mmol/L' },
+    });
+    expect(put.status === 201 ? 201 : put.text).toBe(201);
+    const after = (await openReviews()).filter((r) => r.traits.birthFamily === 'LEGRAND-TEST');
+    expect(after.map((r) => r.id)).toEqual([legrand[0].id]);
+    // Deciding the one review files the newest version: the potassium is there.
+    const created = await send(gw.baseUrl, 'POST', `/ingest/identity/reviews/${legrand[0].id}/create`, { token });
+    expect(created.status === 200 ? 200 : created.text).toBe(200);
+    const [patient] = await search<Patient>('Patient?family=LEGRAND-TEST');
+    expect(loincs(await search<Observation>(`Observation?subject=Patient/${patient.id}`))).toEqual(['2823-3']);
+    const docs = await search<DocumentReference>(`DocumentReference?subject=Patient/${patient.id}`);
+    expect(docs.map((d) => d.status)).toEqual(['current']);
+  });
+
   it('answers 202 for a file of an unknown patient: held for identity review, no Patient created', async () => {
     const res = await post(CALANQUES, 'text/plain');
     expect(res.status).toBe(202);
     expect(res.body.resourceType).toBe('OperationOutcome');
     expect(res.body.issue.map((i) => i.diagnostics).join(' ')).toMatch(/identity review queue/);
     expect(await search<Patient>('Patient?family=MOREAU-TEST')).toEqual([]);
-    expect(await search<Patient>('Patient')).toHaveLength(1);
+    expect(await search<Patient>('Patient?family=DUBOIS-TEST')).toHaveLength(1);
     expect(gw.logs.join('')).not.toMatch(/DUBOIS|LEGRAND|MOREAU|261057505612350/);
   });
 

@@ -26,6 +26,8 @@ const UCUM = 'http://unitsofmeasure.org';
 const ATC = 'https://smt.esante.gouv.fr/terminologie-atc';
 const TRE_R259 = 'https://mos.esante.gouv.fr/NOS/TRE_R259-HL7RoleClass/FHIR/TRE-R259-HL7RoleClass';
 const IDNATPS = 'urn:oid:1.2.250.1.71.4.2.1';
+const RELIABILITY = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability';
+const RELIABILITY_CODES = 'https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445';
 
 interface Answer {
   status: number;
@@ -105,6 +107,25 @@ describe('practice intake: POST /ingest/documents files CI-SIS documents as FHIR
     const [patient] = await get<Patient>(s.token, `Patient?_id=${patientRef.split('/')[1]}`);
     expect(patient.identifier?.some((i) => i.system === 'urn:oid:1.2.250.1.213.1.4.10')).toBe(true);
     expect(patient.name?.[0].use).toBe('official');
+    // A document's INS is never qualified by itself (INS guide): a provisional identity, received in a document.
+    expect(patient.extension?.find((e) => e.url === RELIABILITY)).toEqual({
+      url: RELIABILITY,
+      extension: [
+        {
+          url: 'identityStatus',
+          valueCoding: { system: RELIABILITY_CODES, code: 'PROV', display: 'Identité provisoire' },
+        },
+        {
+          url: 'methodCollection',
+          valueCoding: {
+            system: 'https://gateway.fr-primary-care.org/fhir/CodeSystem/identity-method-collection',
+            code: 'document',
+            display: 'Traits reçus dans un document',
+          },
+        },
+      ],
+    });
+    expect(patient.meta?.tag ?? []).not.toContainEqual(expect.objectContaining({ code: 'verified-source' }));
     const [pcp] = await get<{ resourceType: 'Practitioner'; id: string }>(
       s.token,
       `Practitioner?identifier=${IDNATPS}|801234567897`,
@@ -402,5 +423,55 @@ describe('practice intake: POST /ingest/documents files CI-SIS documents as FHIR
     expect(staged.rows).toEqual([{ status: 'filed', source: 'mhd' }]);
     const [patient] = await get<Patient>(s.token, 'Patient?identifier=urn:oid:1.2.250.1.213.1.4.10|279035121518989');
     expect(await get(s.token, `Immunization?patient=Patient/${patient.id}&_count=100`)).toHaveLength(4);
+  });
+  it('MHD Document Recipient: a CDA the intake refuses refuses the ITI-65 submission, naming the document entry; nothing stored', async () => {
+    const s = await structure();
+    const coding = { system: LOINC, code: '11369-6' };
+    // A CDA without recordTarget: the intake cannot say whose it is (422).
+    const vac = sample('VAC_2023.01.xml').toString('utf8');
+    const noPatient = Buffer.from(vac.replace(/<recordTarget>[\s\S]*?<\/recordTarget>/, ''), 'utf8');
+    const bundle = buildProvideBundle({
+      uniqueId: '1.2.250.1.999.7.2',
+      entryUuid: 'urn:uuid:9a1d8b0e-0000-4000-8000-000000000011',
+      sourceId: '1.2.250.1.999.7',
+      submissionTime: '2024-01-02T10:00:00+01:00',
+      title: 'Vaccinations',
+      intendedRecipients: [{ display: 'MSP' }],
+      patient: { ins: { value: '279035121518989', oid: '1.2.250.1.213.1.4.10' }, family: 'X', given: 'Y' },
+      author: { organization: { name: 'Centre de vaccination' } },
+      documents: [
+        {
+          uniqueId: '1.2.250.1.999.7.2.1',
+          entryUuid: 'urn:uuid:9a1d8b0e-0000-4000-8000-000000000012',
+          title: 'Vaccinations',
+          typeCode: coding,
+          classCode: coding,
+          formatCode: { system: 'urn:oid:1.2.250.1.213.1.1.4.2.282', code: 'urn:asip:ci-sis:vac:2023' },
+          contentType: 'text/xml',
+          data: noPatient,
+          fileName: 'VAC.xml',
+          creationTime: '2024-01-02T10:00:00+01:00',
+          confidentiality: 'N',
+        },
+      ],
+    });
+    const docIndex = (bundle.entry ?? []).findIndex((e) => e.resource?.resourceType === 'DocumentReference');
+    const res = await fetch(gw.fhirUrl, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${s.token}`, 'content-type': 'application/fhir+json' },
+      body: JSON.stringify(bundle),
+    });
+    const outcome = (await res.json()) as OperationOutcome;
+    expect(res.status).toBe(422);
+    expect(outcome.resourceType).toBe('OperationOutcome');
+    expect(outcome.issue[0]).toMatchObject({ severity: 'error', expression: [`Bundle.entry[${docIndex}]`] });
+    expect(outcome.issue[0].details?.text).toMatch(/^ITI-65: the document of Bundle\.entry\[\d+\] was not accepted/);
+    // Nothing half-written: neither the submission nor anything of the intake.
+    expect(await get(s.token, 'DocumentReference')).toEqual([]);
+    expect(await get(s.token, 'List')).toEqual([]);
+    const staged = await gw.core.db.pool.query('SELECT 1 FROM intake_document WHERE owner = $1', [
+      `Organization/${s.org}`,
+    ]);
+    expect(staged.rows).toEqual([]);
   });
 });

@@ -287,19 +287,33 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       logger,
     });
     // MHD Document Recipient: the CDA of a stored ITI-65 submission are filed by the intake pipeline
-    // too; its outcome stays in intake_document, the submission is stored whatever it says.
-    mhdRecipient.setCdaSink(async (p, doc) => {
-      const result = await intake.ingest(p, { ...doc, source: 'mhd' }).catch((err: unknown) => ({
-        status: 'rejected' as const,
-        outcome: err instanceof GatewayError ? err.toOutcome() : undefined,
-        error: err,
-      }));
-      if (result.status === 'rejected') {
+    // too. A CDA the intake cannot read refuses the submission before it is stored; one refused
+    // while filing (nothing of it written) is named in the ITI-65 answer.
+    mhdRecipient.setCdaSink(
+      async (p, doc) => {
+        const result = await intake.ingest(p, { ...doc, source: 'mhd' }).catch((err: unknown) => ({
+          status: 'rejected' as const,
+          outcome: err instanceof GatewayError ? err.toOutcome() : undefined,
+        }));
+        if (result.status !== 'rejected') {
+          return undefined;
+        }
         // Codes only: an outcome may quote the document.
         const codes = result.outcome?.issue.map((i) => i.code) ?? ['exception'];
         logger.warn({ issues: codes }, 'an MHD document was stored but not filed by the intake');
-      }
-    });
+        return (
+          result.outcome ?? {
+            resourceType: 'OperationOutcome',
+            issue: [{ severity: 'error', code: 'exception', diagnostics: 'the intake failed' }],
+          }
+        );
+      },
+      // Only whether it can be read: a sender allowed to submit documents but not to file their facts
+      // still gets its submission stored (the refusal is then named in the answer).
+      async (p, doc) => {
+        await intake.read({ ...doc, source: 'mhd' }, p);
+      },
+    );
     const shutdownSteps = (): ShutdownStep[] => [
       // After the listeners (no request checks a token any more), before the database.
       { name: 'client status listener', close: () => clientStatus.close() },

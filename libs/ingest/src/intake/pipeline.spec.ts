@@ -1,6 +1,7 @@
-import { patientFromTraits } from './pipeline';
+import { IDENTITY_METHOD_COLLECTION, patientFromTraits } from './pipeline';
 
 const BIRTH_PLACE = 'http://hl7.org/fhir/StructureDefinition/patient-birthPlace';
+const RELIABILITY = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability';
 
 describe('patientFromTraits (a new Patient from a document’s INS traits)', () => {
   const traits = {
@@ -31,8 +32,8 @@ describe('patientFromTraits (a new Patient from a document’s INS traits)', () 
       birthDate: '1979-03-28',
       generalPractitioner: [{ reference: 'Practitioner/x' }],
     });
-    expect(p.extension?.[0].url).toBe(BIRTH_PLACE);
-    expect(JSON.stringify(p.extension)).toContain('51215');
+    const birthPlace = p.extension?.find((e) => e.url === BIRTH_PLACE);
+    expect(JSON.stringify(birthPlace)).toContain('51215');
   });
 
   it('drops an INS whose key is wrong (not an INS: provisional identity) and keeps the local identifier', () => {
@@ -42,5 +43,19 @@ describe('patientFromTraits (a new Patient from a document’s INS traits)', () 
     );
     expect(p.identifier).toEqual([{ system: 'urn:oid:1.2.3.4', value: 'P42' }]);
     expect(p.generalPractitioner).toBeUndefined();
+  });
+
+  it('marks the identity provisional, obtained from a document: never QUAL, whatever the document says', () => {
+    for (const ins of [{ value: '279035121518989', oid: '1.2.250.1.213.1.4.10' }, undefined]) {
+      const p = patientFromTraits({ ...traits, ins }, undefined);
+      const reliability = p.extension?.find((e) => e.url === RELIABILITY);
+      const status = reliability?.extension?.find((e) => e.url === 'identityStatus')?.valueCoding;
+      expect(status).toMatchObject({
+        system: 'https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445',
+        code: 'PROV',
+      });
+      const method = reliability?.extension?.find((e) => e.url === 'methodCollection')?.valueCoding;
+      expect(method).toMatchObject({ system: IDENTITY_METHOD_COLLECTION, code: 'document' });
+    }
   });
 });

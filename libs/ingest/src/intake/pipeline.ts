@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import type { PoolClient } from 'pg';
+import type { PoolClient, QueryResult } from 'pg';
 import type {
   Bundle,
   BundleEntry,
@@ -15,10 +15,11 @@ import type {
   Reference,
   Resource,
 } from '@medplum/fhirtypes';
-import { GW, IDNATPS, parseSearchRequest } from '@gw/fhir';
+import { GW, IDNATPS, RELIABILITY_CODES, RELIABILITY_EXTENSION, parseSearchRequest } from '@gw/fhir';
 import type { SearchRequest } from '@gw/fhir';
 import { GatewayError, scopeAllows } from '@gw/platform';
-import type { FhirRepository, NewVersion, Principal, StoredResource, WriteContext } from '@gw/store';
+import { groupMatches, inlineSql } from '@gw/store';
+import type { ExtraStatement, FhirRepository, NewVersion, Principal, StoredResource, WriteContext } from '@gw/store';
 import { PATIENT_PLACEHOLDER } from './extraction';
 import type { ExtractedPractitioner, Extraction, PatientTraits } from './extraction';
 import { readIntakeInput } from './intake-input';
@@ -58,6 +59,11 @@ export const CDA_DOCUMENT_ID = `${GW}/fhir/NamingSystem/cda-document-id`;
 export const CDA_SET_ID = `${GW}/fhir/NamingSystem/cda-set-id`;
 const BIRTH_PLACE = 'http://hl7.org/fhir/StructureDefinition/patient-birthPlace';
 const INSEE_CODE = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code';
+/**
+ * How a Patient created by the intake got its traits. FR Core's methodCollection codes (SM, CV, INSI,
+ * CB, RFID) all describe a collection at the desk; none says "read from a received document".
+ */
+export const IDENTITY_METHOD_COLLECTION = `${GW}/fhir/CodeSystem/identity-method-collection`;
 const LIMITS = { defaultCount: 50, maxCount: 1000 };
 /** Types every document writes besides its facts. */
 /**
@@ -73,6 +79,23 @@ interface FiledOne {
   entries: BundleEntry[];
   review?: string;
   issues: OperationOutcomeIssue[];
+}
+
+/** What a document's filing wrote: the answer's entries, the facts (replaced by a later version), the DocumentReference. */
+interface Written {
+  entries: BundleEntry[];
+  facts: string[];
+  documentRef: string;
+}
+
+interface StageRow {
+  id: string;
+  owner: string;
+  p: Principal;
+  source: string;
+  ex: Extraction;
+  status: 'filed' | 'review';
+  written?: Written;
 }
 
 interface StagedRow {
@@ -191,42 +214,53 @@ export class IntakePipeline implements IntakePipelineApi {
       diagnostics: w.text,
       expression: [w.location],
     }));
-    return this.repo.withTransaction(async (tx) => {
-      // Two posts of one document are serialised: the second sees what the first filed.
-      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`intake|${owner}|${ex.document.uniqueId}`]);
-      const known = await tx.query<StagedRow>(
-        `SELECT * FROM intake_document WHERE owner = $1 AND unique_id = $2 AND status IN ('filed', 'review')`,
-        [owner, ex.document.uniqueId],
-      );
-      const prior = known.rows[0];
-      if (prior?.status === 'filed') {
-        const already: OperationOutcomeIssue = {
-          severity: 'information',
-          code: 'duplicate',
-          diagnostics: `Document ${ex.document.uniqueId} was already filed: nothing new written`,
-        };
-        return { status: 'created', entries: prior.result ?? [], issues: [already] };
-      }
-      // Two documents of one new patient are serialised too: the second matches what the first created.
-      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [
-        `intake-patient|${owner}|${identityKey(ex.patient)}`,
-      ]);
-      const match = prior ? undefined : await this.matcher.match(tx, owner, ex.patient);
-      if (prior || match?.kind === 'review' || (match?.kind === 'none' && ex.neverCreatePatient)) {
-        const review = await this.hold(tx, p, owner, ex, source, prior, match);
-        issues.push({
-          severity: 'information',
-          code: 'incomplete',
-          diagnostics: `The patient could not be matched safely: the document waits in the identity review queue (${review})`,
-        });
-        return { status: 'review', entries: [], review, issues };
-      }
-      const patientId = match?.kind === 'matched' ? match.patientId : undefined;
-      const id = randomUUID();
-      const written = await this.write(tx, p, ex, patientId, id);
-      await stage(tx, { id, owner, p, source, ex, status: 'filed', written });
-      return { status: 'created', entries: written.entries, issues };
-    });
+    return this.repo.withTransaction(
+      async (tx) => {
+        // One round trip (simple protocol): BEGIN, the locks, the document's staged row. Two posts of
+        // one document are serialised (the second sees what the first filed), and so are two documents
+        // of one new patient (the second matches what the first created); always in this order.
+        const first = (await tx.query(
+          [
+            'BEGIN',
+            inlineSql('SELECT pg_advisory_xact_lock(hashtext($1))', [`intake|${owner}|${ex.document.uniqueId}`]),
+            inlineSql('SELECT pg_advisory_xact_lock(hashtext($1))', [
+              `intake-patient|${owner}|${identityKey(ex.patient)}`,
+            ]),
+            inlineSql(
+              `SELECT * FROM intake_document WHERE owner = $1 AND unique_id = $2 AND status IN ('filed', 'review')`,
+              [owner, ex.document.uniqueId],
+            ),
+          ].join(';\n'),
+        )) as unknown as QueryResult<StagedRow>[];
+        const prior = first[3].rows[0];
+        if (prior?.status === 'filed') {
+          const already: OperationOutcomeIssue = {
+            severity: 'information',
+            code: 'duplicate',
+            diagnostics: `Document ${ex.document.uniqueId} was already filed: nothing new written`,
+          };
+          return { status: 'created', entries: prior.result ?? [], issues: [already] };
+        }
+        const match = prior ? undefined : await this.matcher.match(tx, owner, ex.patient);
+        if (prior || match?.kind === 'review' || (match?.kind === 'none' && ex.neverCreatePatient)) {
+          const review = await this.hold(tx, p, owner, ex, source, prior, match);
+          issues.push({
+            severity: 'information',
+            code: 'incomplete',
+            diagnostics: `The patient could not be matched safely: the document waits in the identity review queue (${review})`,
+          });
+          return { status: 'review', entries: [], review, issues };
+        }
+        const patientId = match?.kind === 'matched' ? match.patientId : undefined;
+        const id = randomUUID();
+        // The staging row goes in the same statement as the resources.
+        const written = await this.write(tx, p, ex, patientId, id, (w) =>
+          stageStatement({ id, owner, p, source, ex, status: 'filed', written: w }),
+        );
+        return { status: 'created', entries: written.entries, issues };
+      },
+      { begin: false },
+    );
   }
 
   /** Stages the document as held and opens (or refreshes) its identity review. */
@@ -242,14 +276,46 @@ export class IntakePipeline implements IntakePipelineApi {
     if (prior?.review_id) {
       return prior.review_id;
     }
+    const reason = match?.kind === 'review' ? match.reason : 'no-match-never-create';
+    const candidates = match?.kind === 'review' ? match.candidates : [];
+    // Another version of the document already waits for its patient (an HPRIM part filed again
+    // once a code is mapped, a CDA's next version): the newest version takes its place in the open
+    // review rather than opening a second one; an older version changes nothing.
+    const waiting = ex.document.setId ? await heldVersion(tx, owner, ex.document.setId) : undefined;
+    if (waiting?.review_id) {
+      if (ex.document.version > waiting.version) {
+        await tx.query(
+          `UPDATE intake_document SET unique_id = $2, content_type = $3, raw = $4, extraction = $5, principal = $6,
+             client_id = $7, source = $8, updated_at = now() WHERE id = $1`,
+          [
+            waiting.id,
+            ex.document.uniqueId,
+            ex.document.contentType,
+            ex.document.content,
+            JSON.stringify(withoutBytes(ex)),
+            JSON.stringify(p),
+            p.clientId,
+            source,
+          ],
+        );
+        await this.reviews.open(tx, {
+          owner,
+          source: `${INTAKE_REVIEW_PREFIX}${waiting.id}`,
+          traits: ex.patient,
+          reason,
+          candidates,
+        });
+      }
+      return waiting.review_id;
+    }
     const id = randomUUID();
     await stage(tx, { id, owner, p, source, ex, status: 'review' });
     const review = await this.reviews.open(tx, {
       owner,
       source: `${INTAKE_REVIEW_PREFIX}${id}`,
       traits: ex.patient,
-      reason: match?.kind === 'review' ? match.reason : 'no-match-never-create',
-      candidates: match?.kind === 'review' ? match.candidates : [],
+      reason,
+      candidates,
     });
     await tx.query('UPDATE intake_document SET review_id = $2 WHERE id = $1', [id, review]);
     return review;
@@ -283,16 +349,19 @@ export class IntakePipeline implements IntakePipelineApi {
         ...row.extraction,
         document: { ...row.extraction.document, content: row.raw ?? Buffer.alloc(0) },
       };
-      const written = await this.write(
+      await this.write(
         tx,
         row.principal,
         ex,
         decision.kind === 'accept' ? decision.patientId : undefined,
         id,
-      );
-      await tx.query(
-        `UPDATE intake_document SET status = 'filed', result = $2, written = $3, document_ref = $4, updated_at = now() WHERE id = $1`,
-        [id, JSON.stringify(written.entries), written.facts, written.documentRef],
+        (w) => (bind) => ({
+          ctes: [
+            `staged AS (UPDATE intake_document SET status = 'filed', result = ${bind(JSON.stringify(w.entries))}::jsonb,
+            written = ${bind(w.facts)}::text[], document_ref = ${bind(w.documentRef)}, updated_at = now() WHERE id = ${bind(id)})`,
+          ],
+          select: 'SELECT 1',
+        }),
       );
     });
   }
@@ -307,7 +376,9 @@ export class IntakePipeline implements IntakePipelineApi {
     ex: Extraction,
     patientId: string | undefined,
     intakeId: string,
-  ): Promise<{ entries: BundleEntry[]; facts: string[]; documentRef: string }> {
+    /** What to write in the same statement as the resources (the staging row), from what is written. */
+    with_: (w: Written) => ExtraStatement,
+  ): Promise<Written> {
     const ctx: WriteContext = { principal: p };
     const versions: NewVersion[] = [];
     const entries: BundleEntry[] = [];
@@ -346,7 +417,8 @@ export class IntakePipeline implements IntakePipelineApi {
       add(v, true);
     }
     if (pcpRef) {
-      await this.careTeam(tx, ctx, patientRef, pcpRef, doc.date, add);
+      // A Patient created by this document has no care circle yet: nothing to look up.
+      await this.careTeam(tx, ctx, patientRef, pcpRef, doc.date, add, patientId === undefined);
     }
 
     // The original: Binary + DocumentReference; a previous version of the setId is superseded.
@@ -418,15 +490,18 @@ export class IntakePipeline implements IntakePipelineApi {
       if (r.fullUrl) ids.set(r.fullUrl, `${r.resource.resourceType}/${r.id}`);
     }
     const facts: string[] = [];
-    const recorded = new Date().toISOString();
     for (const r of planned) {
       const ref = `${r.resource.resourceType}/${r.id}`;
       facts.push(ref);
       add(this.repo.prepareCreate(rewriteReferences(r.resource, ids), ctx, r.id), true);
+    }
+    if (facts.length > 0) {
+      // One Provenance per document, its targets every fact filed from it (Provenance.target is 1..*:
+      // one activity, many results): each fact has its Provenance, for a fraction of the writes.
       const provenance: Provenance = {
         resourceType: 'Provenance',
-        target: [{ reference: ref }],
-        recorded,
+        target: facts.map((reference) => ({ reference })),
+        recorded: new Date().toISOString(),
         agent: [
           {
             type: {
@@ -446,8 +521,9 @@ export class IntakePipeline implements IntakePipelineApi {
       await this.repo.delete(type, id, ctx, tx);
       entries.push({ fullUrl: old, response: { status: '204 No Content' } });
     }
-    await this.repo.persist(tx, versions);
-    return { entries, facts, documentRef: docRef };
+    const written: Written = { entries, facts, documentRef: docRef };
+    await this.repo.persist(tx, versions, with_(written));
+    return written;
   }
 
   /** The médecin traitant by IdNatPS in the directory (the shared entry, whoever registered it); registered when unknown. */
@@ -458,11 +534,20 @@ export class IntakePipeline implements IntakePipelineApi {
     add: (v: NewVersion, created: boolean) => void,
   ): Promise<string> {
     const idNatPs = pcp.idNatPs as string;
-    await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`intake-practitioner|${idNatPs}`]);
-    const [found] = await this.repo.matchAll(tx, ctx.principal, [
-      search('Practitioner', [['identifier', `${IDNATPS}|${idNatPs}`]]),
-    ]);
-    const current = found.find((s) => !s.deleted);
+    const lookup = async (): Promise<StoredResource | undefined> => {
+      const [found] = await this.repo.matchAll(tx, ctx.principal, [
+        search('Practitioner', [['identifier', `${IDNATPS}|${idNatPs}`]]),
+      ]);
+      return found.find((s) => !s.deleted);
+    };
+    // Known (the usual case: one médecin traitant for a whole practice's documents): no lock, so
+    // that documents naming the same one are not serialised until they commit.
+    let current = await lookup();
+    if (!current) {
+      // Registering: serialised, and looked up again once the lock is held (another document may have registered it).
+      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`intake-practitioner|${idNatPs}`]);
+      current = await lookup();
+    }
     if (current) {
       return `Practitioner/${current.id}`;
     }
@@ -489,15 +574,26 @@ export class IntakePipeline implements IntakePipelineApi {
     pcpRef: string,
     date: string | undefined,
     add: (v: NewVersion, created: boolean) => void,
+    newPatient: boolean,
   ): Promise<void> {
-    await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`intake-careteam|${patientRef}`]);
-    const [teams] = await this.repo.matchAll(tx, ctx.principal, [
-      search('CareTeam', [
-        ['subject', patientRef],
-        ['status', 'active'],
-      ]),
-    ]);
-    const stored = teams.find((t) => !t.deleted && t.ownerOrg === ctx.principal.organization);
+    let stored: StoredResource | undefined;
+    if (!newPatient) {
+      // The lock and the search in one round trip.
+      const q = this.repo.matchAllQuery(ctx.principal, [
+        search('CareTeam', [
+          ['subject', patientRef],
+          ['status', 'active'],
+        ]),
+      ]);
+      const res = (await tx.query(
+        [
+          inlineSql('SELECT pg_advisory_xact_lock(hashtext($1))', [`intake-careteam|${patientRef}`]),
+          inlineSql(q.sql, q.values),
+        ].join(';\n'),
+      )) as unknown as QueryResult[];
+      const [teams] = groupMatches(res[1].rows, 1);
+      stored = teams.find((t) => !t.deleted && t.ownerOrg === ctx.principal.organization);
+    }
     const isPcp = (pt: CareTeamParticipant): boolean =>
       (pt.role ?? []).some((r) => (r.coding ?? []).some((c) => c.system === TRE_R259 && c.code === 'PCP'));
     const pcp: CareTeamParticipant = {
@@ -601,7 +697,10 @@ function withoutBytes(ex: Extraction): StagedRow['extraction'] {
   return { ...ex, document: document as StagedRow['extraction']['document'] };
 }
 
-/** A new Patient from the document's traits: a usable INS as identifier (a wrong key is not an INS), provisional identity. */
+/**
+ * A new Patient from the document's traits: a usable INS as identifier (a wrong key is not an INS),
+ * identity status PROV with how the traits were obtained (FR Core identity reliability).
+ */
 export function patientFromTraits(t: PatientTraits, pcpRef: string | undefined): Patient {
   const ins = usableIns(t.ins);
   const names: Patient['name'] = [];
@@ -624,16 +723,35 @@ export function patientFromTraits(t: PatientTraits, pcpRef: string | undefined):
     ...(names.length > 0 ? { name: names } : {}),
     ...(t.sex ? { gender: t.sex } : {}),
     ...(t.birthDate ? { birthDate: t.birthDate } : {}),
-    ...(t.birthPlace
-      ? {
-          extension: [
+    extension: [
+      // Provisional (INS guide): a document's INS is never qualified by itself; the structure
+      // qualifies the identity (INSi and an identity document) before it is VALI or QUAL.
+      {
+        url: RELIABILITY_EXTENSION,
+        extension: [
+          {
+            url: 'identityStatus',
+            valueCoding: { system: RELIABILITY_CODES, code: 'PROV', display: 'Identité provisoire' },
+          },
+          {
+            url: 'methodCollection',
+            valueCoding: {
+              system: IDENTITY_METHOD_COLLECTION,
+              code: 'document',
+              display: 'Traits reçus dans un document',
+            },
+          },
+        ],
+      },
+      ...(t.birthPlace
+        ? [
             {
               url: BIRTH_PLACE,
               valueAddress: { extension: [{ url: INSEE_CODE, valueCoding: { code: t.birthPlace } }] },
             },
-          ],
-        }
-      : {}),
+          ]
+        : []),
+    ],
     ...(pcpRef ? { generalPractitioner: [{ reference: pcpRef }] } : {}),
   };
 }
@@ -680,36 +798,57 @@ function rewriteReferences<T extends Resource>(resource: T, ids: Map<string, str
   return walk(resource) as T;
 }
 
-/** Stages a document: filed (with what was written) or held for identity review (bytes kept). */
-async function stage(
+/** The held (identity review) version of a document of this set id, if one waits; locked. */
+async function heldVersion(
   tx: PoolClient,
-  d: {
-    id: string;
-    owner: string;
-    p: Principal;
-    source: string;
-    ex: Extraction;
-    status: 'filed' | 'review';
-    written?: { entries: unknown; facts: string[]; documentRef: string | undefined };
-  },
-): Promise<void> {
-  await tx.query(
-    `INSERT INTO intake_document (id, owner, client_id, principal, source, unique_id, content_type, raw, extraction, status, result, written, document_ref)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-    [
-      d.id,
-      d.owner,
-      d.p.clientId,
-      JSON.stringify(d.p),
-      d.source,
-      d.ex.document.uniqueId,
-      d.ex.document.contentType,
-      d.ex.document.content,
-      JSON.stringify(withoutBytes(d.ex)),
-      d.status,
-      d.written ? JSON.stringify(d.written.entries) : null,
-      d.written?.facts ?? [],
-      d.written?.documentRef ?? null,
-    ],
+  owner: string,
+  setId: string,
+): Promise<{ id: string; review_id: string | null; version: number } | undefined> {
+  const res = await tx.query<{ id: string; review_id: string | null; version: number }>(
+    `SELECT id, review_id, coalesce((extraction->'document'->>'version')::int, 1) AS version FROM intake_document
+      WHERE owner = $1 AND status = 'review' AND extraction->'document'->>'setId' = $2
+      ORDER BY created_at DESC LIMIT 1 FOR UPDATE`,
+    [owner, setId],
   );
+  return res.rows[0];
+}
+
+/** Stages a document: filed (with what was written) or held for identity review (bytes kept). */
+async function stage(tx: PoolClient, d: StageRow): Promise<void> {
+  await persistExtra(tx, stageStatement(d));
+}
+
+/** A statement of its own for an ExtraStatement (nothing else to write with it). */
+async function persistExtra(tx: PoolClient, e: ExtraStatement): Promise<void> {
+  const values: unknown[] = [];
+  const built = e((v) => {
+    values.push(v);
+    return `$${values.length}`;
+  });
+  await tx.query(`WITH ${built.ctes.join(',\n')} ${built.select}`, values);
+}
+
+/** The staging row's INSERT, as a data-modifying CTE of the statement that writes the document's resources. */
+function stageStatement(d: StageRow): ExtraStatement {
+  return (bind) => ({
+    ctes: [
+      `staged AS (INSERT INTO intake_document (id, owner, client_id, principal, source, unique_id, content_type, raw, extraction, status, result, written, document_ref)
+       VALUES (${[
+         bind(d.id),
+         bind(d.owner),
+         bind(d.p.clientId),
+         `${bind(JSON.stringify(d.p))}::jsonb`,
+         bind(d.source),
+         bind(d.ex.document.uniqueId),
+         bind(d.ex.document.contentType),
+         `${bind(d.ex.document.content)}::bytea`,
+         `${bind(JSON.stringify(withoutBytes(d.ex)))}::jsonb`,
+         bind(d.status),
+         `${bind(d.written ? JSON.stringify(d.written.entries) : null)}::jsonb`,
+         `${bind(d.written?.facts ?? [])}::text[]`,
+         bind(d.written?.documentRef ?? null),
+       ].join(', ')}))`,
+    ],
+    select: 'SELECT 1',
+  });
 }

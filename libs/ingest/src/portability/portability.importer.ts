@@ -42,6 +42,14 @@ interface EntryRow {
 
 type FinalStatus = 'created' | 'review' | 'rejected' | 'failed' | 'skipped';
 
+/** A document's outcome, to record in intake_import_entry. */
+interface Finished {
+  path: string;
+  status: FinalStatus;
+  reason: string | null;
+  resources: number;
+}
+
 /** Separator between a patient's XDM zip and a file inside it, in entry paths. */
 const INNER = '!/';
 /** How often the time spent is written to the import row (documents/s on the progress API). */
@@ -50,9 +58,10 @@ const FLUSH_MS = 2000;
 /**
  * Imports one portability archive: plans it once (every file recorded with what it is), then
  * files each patient's documents through the intake pipeline, one entry at a time from the zip,
- * recording each document's status as it goes. Run again after a crash or a stop, it reads only
- * the entries not finished; one left `running` by a crash is filed again (the pipeline keys
- * documents by their uniqueId, so the second filing replaces the first instead of adding to it).
+ * recording each document's status as soon as the pipeline answers. Run again after a crash or a
+ * stop, it reads only the entries not finished (`pending`; `running` from an older version); the
+ * one in hand at a crash is filed again (the pipeline keys documents by their uniqueId and answers
+ * the first filing instead of adding to it).
  */
 export class PortabilityImporter {
   constructor(
@@ -204,9 +213,11 @@ export class PortabilityImporter {
           return false;
         }
         const source = `portability:${importId}:${unit}`;
-        const result = await this.importDocument(importId, row, rows, p, read, metadata, source);
+        const outcome = await this.importDocument(row, rows, p, read, metadata, source);
+        // Recorded as soon as the pipeline answers (a finished document is never filed again after a crash).
+        await this.finish(importId, outcome.path, outcome.status, outcome.reason, outcome.resources);
         counts.documents += 1;
-        counts.resources += result.resources;
+        counts.resources += outcome.resources;
       }
       return true;
     } catch (err) {
@@ -260,26 +271,27 @@ export class PortabilityImporter {
     return r.rows;
   }
 
+  /** One document through the pipeline: its outcome, recorded by the caller. */
   private async importDocument(
-    importId: string,
     row: EntryRow,
     rows: EntryRow[],
     p: Principal,
     read: (path: string) => Promise<Buffer>,
     metadata: Map<string, Map<string, XdmDocumentEntry> | string>,
     source: string,
-  ): Promise<{ resources: number }> {
-    await this.pool.query(`UPDATE intake_import_entry SET status = 'running' WHERE import_id = $1 AND path = $2`, [
-      importId,
-      row.path,
-    ]);
+  ): Promise<Finished> {
+    const outcome = (status: FinalStatus, reason: string | null, resources = 0): Finished => ({
+      path: row.path,
+      status,
+      reason,
+      resources,
+    });
     let body: Buffer;
     try {
       body = await read(row.path);
     } catch (err) {
       if (err instanceof ArchiveEntryError) {
-        await this.finish(importId, row.path, 'failed', err.message, 0);
-        return { resources: 0 };
+        return outcome('failed', err.message);
       }
       throw err;
     }
@@ -290,8 +302,7 @@ export class PortabilityImporter {
       } else {
         const described = await this.describe(row.path, rows, read, metadata);
         if (typeof described === 'string') {
-          await this.finish(importId, row.path, 'failed', described, 0);
-          return { resources: 0 };
+          return outcome('failed', described);
         }
         result = await this.sink.ingestExtractions(
           p,
@@ -303,20 +314,15 @@ export class PortabilityImporter {
       // A document the pipeline refuses (4xx) is that entry's outcome; anything else (database
       // down) stops the run, and the job's retry takes it up again from this entry.
       if (err instanceof GatewayError && err.status < 500) {
-        await this.finish(importId, row.path, 'rejected', err.message, 0);
-        return { resources: 0 };
+        return outcome('rejected', err.message);
       }
       throw err;
     }
-    const resources = result.bundle?.entry?.length ?? 0;
-    await this.finish(
-      importId,
-      row.path,
+    return outcome(
       result.status,
       result.status === 'created' ? null : reasonOf(result),
-      resources,
+      result.bundle?.entry?.length ?? 0,
     );
-    return { resources };
   }
 
   /** The DocumentEntry of a non-CDA file, from the METADATA.XML of its subset; a reason when none. */

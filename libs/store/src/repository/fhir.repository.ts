@@ -14,7 +14,7 @@ import { patientReferences } from './patient-compartment';
 import { persistVersions } from './persist';
 import { WriteBatcher } from './write-batcher';
 import { isRestricted, patientIdOf, projectSharing, SHARING_SOURCE_TYPES } from '../sharing/care-projection';
-import type { NewVersion, StoredResource } from './persist';
+import type { ExtraStatement, NewVersion, StoredResource } from './persist';
 
 export type { StoredResource };
 
@@ -120,9 +120,9 @@ export class FhirRepository {
     return toStored(v);
   }
 
-  /** Persists several prepared versions in one statement (bundle ingest). */
-  async persist(db: Queryable, versions: NewVersion[]): Promise<void> {
-    await persistVersions(db, versions);
+  /** Persists several prepared versions in one statement (bundle ingest), with `extra` rows written by the same statement. */
+  async persist(db: Queryable, versions: NewVersion[], extra?: ExtraStatement): Promise<void> {
+    await persistVersions(db, versions, extra);
   }
 
   /**

@@ -85,8 +85,11 @@ export interface ServiceOptions {
    * may throw, answer instead (a resend already stored), or adjust entries and return undefined.
    */
   bundleInterceptor?: (p: Principal, body: unknown) => Promise<FhirResponse | undefined>;
-  /** Told of a Bundle posted to the base once it was processed and committed (e.g. the MHD recipient's intake of CDA). */
-  afterBundle?: (p: Principal, body: unknown, response: FhirResponse) => Promise<void>;
+  /**
+   * Told of a Bundle posted to the base once it was processed and committed (e.g. the MHD recipient's
+   * intake of CDA); may answer another response (the same one with what the intake refused).
+   */
+  afterBundle?: (p: Principal, body: unknown, response: FhirResponse) => Promise<FhirResponse | undefined>;
 }
 
 /**
@@ -123,8 +126,7 @@ export class FhirService {
         return answered;
       }
       const processed = await this.bundles.process(p, req, ctx);
-      await this.options.afterBundle?.(p, req.body, processed);
-      return processed;
+      return (await this.options.afterBundle?.(p, req.body, processed)) ?? processed;
     }
     const [type, id, op, vid] = segments;
     if (type === '_history' && segments.length === 1 && method === 'GET') {

@@ -1,4 +1,4 @@
-import type { Binary, Bundle, DocumentReference } from '@medplum/fhirtypes';
+import type { Binary, Bundle, BundleEntry, DocumentReference, OperationOutcome } from '@medplum/fhirtypes';
 import { GatewayError } from '@gw/platform';
 import { parseSearchRequest } from '@gw/fhir';
 import type { FhirRepository, FhirResponse, Principal } from '@gw/store';
@@ -12,32 +12,46 @@ import { isProvideBundle, validateProvideBundle } from './mhd.builder';
  */
 export class MhdRecipient {
   private sink?: CdaSink;
+  private check?: CdaCheck;
 
   constructor(private readonly repo: FhirRepository) {}
 
-  /** Where the CDA documents of a stored submission go next (the practice intake pipeline). */
-  setCdaSink(sink: CdaSink): void {
+  /**
+   * Where the CDA documents of a stored submission go next (the practice intake pipeline), and
+   * what each must pass before the submission is stored (the intake can read it).
+   */
+  setCdaSink(sink: CdaSink, check?: CdaCheck): void {
     this.sink = sink;
+    this.check = check;
   }
 
   /**
    * After an ITI-65 submission was stored (2xx): each CDA it carries goes to the sink, as the
-   * sender. The submission stays stored whatever the sink answers (its own record keeps the outcome).
+   * sender. A document the sink refuses (it wrote nothing of it) is named in the answer: an error
+   * issue in `response.outcome` of its DocumentReference's entry; the submission stays stored.
    */
-  async afterStored(p: Principal, body: unknown, response: FhirResponse): Promise<void> {
+  async afterStored(p: Principal, body: unknown, response: FhirResponse): Promise<FhirResponse | undefined> {
     if (!this.sink || response.status >= 300 || !isProvideBundle(body)) {
-      return;
+      return undefined;
     }
-    for (const e of (body as Bundle).entry ?? []) {
-      const binary = e.resource as Binary | undefined;
-      if (binary?.resourceType !== 'Binary' || !binary.data || !isCdaType(binary.contentType)) {
-        continue;
-      }
-      const content = Buffer.from(binary.data, 'base64');
-      if (/ClinicalDocument/.test(content.subarray(0, 4096).toString('latin1'))) {
-        await this.sink(p, { contentType: binary.contentType as string, body: content });
+    const refused = new Map<number, OperationOutcome>();
+    for (const doc of cdaDocuments(body as Bundle)) {
+      const outcome = await this.sink(p, { contentType: doc.contentType, body: doc.content });
+      if (outcome) {
+        refused.set(doc.index, outcome);
       }
     }
+    if (refused.size === 0 || typeof response.body !== 'string') {
+      return undefined;
+    }
+    const answer = JSON.parse(response.body) as Bundle;
+    refused.forEach((outcome, index) => {
+      const entry: BundleEntry | undefined = answer.entry?.[index];
+      if (entry?.response) {
+        entry.response.outcome = namedOutcome(outcome, index, 'filed by the intake: nothing of it was filed');
+      }
+    });
+    return { ...response, body: JSON.stringify(answer) };
   }
 
   /** undefined: not an ITI-65 bundle, or a new one (the transaction goes on, conditional on the uniqueId). */
@@ -53,6 +67,18 @@ export class MhdRecipient {
       );
     }
     const bundle = body as Bundle;
+    if (this.check) {
+      // A CDA the intake would refuse refuses the submission before anything is stored.
+      for (const doc of cdaDocuments(bundle)) {
+        try {
+          await this.check(p, { contentType: doc.contentType, body: doc.content });
+        } catch (err) {
+          if (!(err instanceof GatewayError)) throw err;
+          const outcome = namedOutcome(err.toOutcome(), doc.index, 'accepted');
+          throw new GatewayError(err.category, outcome.issue);
+        }
+      }
+    }
     const found = await Promise.all(
       checked.submission.documents.map(async (d) => {
         const doc = bundle.entry?.[d.index]?.resource as DocumentReference;
@@ -102,8 +128,60 @@ export class MhdRecipient {
   }
 }
 
-/** Receives one CDA of a stored MHD submission. */
-export type CdaSink = (p: Principal, doc: { contentType: string; body: Buffer }) => Promise<void>;
+/** Receives one CDA of a stored MHD submission; answers the refusal's OperationOutcome when nothing of it was filed. */
+export type CdaSink = (
+  p: Principal,
+  doc: { contentType: string; body: Buffer },
+) => Promise<OperationOutcome | undefined>;
+/** Throws the GatewayError the sink would refuse an unreadable CDA with, before the submission is stored. */
+export type CdaCheck = (p: Principal, doc: { contentType: string; body: Buffer }) => Promise<void>;
+
+/** The CDA carried in Binary entries, with the index of the DocumentReference entry that describes each. */
+function cdaDocuments(body: Bundle): { index: number; contentType: string; content: Buffer }[] {
+  const entries = body.entry ?? [];
+  const out: { index: number; contentType: string; content: Buffer }[] = [];
+  entries.forEach((e, i) => {
+    const binary = e.resource as Binary | undefined;
+    if (binary?.resourceType !== 'Binary' || !binary.data || !isCdaType(binary.contentType)) {
+      return;
+    }
+    const content = Buffer.from(binary.data, 'base64');
+    if (!/ClinicalDocument/.test(content.subarray(0, 4096).toString('latin1'))) {
+      return;
+    }
+    const described = entries.findIndex(
+      (d) =>
+        d.resource?.resourceType === 'DocumentReference' &&
+        (d.resource.content ?? []).some((c) => c.attachment?.url === e.fullUrl),
+    );
+    out.push({ index: described >= 0 ? described : i, contentType: binary.contentType as string, content });
+  });
+  return out;
+}
+
+/**
+ * The refusal's issues, each naming the document entry (`Bundle.entry[i]`, its DocumentReference):
+ * the element the intake named, if any, stays in the text.
+ */
+function namedOutcome(outcome: OperationOutcome, index: number, not: string): OperationOutcome {
+  const issues = outcome.issue?.length ? outcome.issue : [{ severity: 'error' as const, code: 'exception' as const }];
+  return {
+    resourceType: 'OperationOutcome',
+    issue: issues.map((i) => {
+      const text = i.details?.text ?? i.diagnostics ?? 'refused by the intake';
+      const where = i.expression?.length ? ` (${i.expression.join(', ')})` : '';
+      return {
+        ...i,
+        severity: i.severity === 'information' || i.severity === 'warning' ? i.severity : 'error',
+        details: {
+          ...i.details,
+          text: `ITI-65: the document of Bundle.entry[${index}] was not ${not}: ${text}${where}`,
+        },
+        expression: [`Bundle.entry[${index}]`],
+      };
+    }),
+  };
+}
 
 function isCdaType(type: string | undefined): boolean {
   return /^(application\/hl7-cda\+xml|application\/xml|text\/xml)\b/.test(type ?? '');
