@@ -4,6 +4,7 @@
 // subject-list MeasureReport (the persons, their latest evidence), then Patient and Practitioner
 // searches the access policy filters and the audit log records like any other read.
 import { fhirGet, reportCell, resourcesOf } from './fhir.js';
+import { compareCells, csvOf, labelled, normalise } from './table.js';
 
 /** @typedef {import('./fhir.js').MeasureReport} MeasureReport */
 /** @typedef {import('@medplum/fhirtypes').Patient} Patient */
@@ -190,30 +191,9 @@ export function viewOf(rows, view) {
   const col = COLUMNS.find((c) => c.key === view.sortKey);
   if (col) {
     const sign = view.descending ? -1 : 1;
-    kept.sort((a, b) => sign * compare(a[col.key], b[col.key]) || a.name.localeCompare(b.name, 'fr'));
+    kept.sort((a, b) => sign * compareCells(a[col.key], b[col.key]) || a.name.localeCompare(b.name, 'fr'));
   }
   return kept;
-}
-
-/**
- * Empty values sort lowest (first ascending): "never done" comes first when sorting by date.
- * @param {string | number | null} a
- * @param {string | number | null} b
- */
-function compare(a, b) {
-  if (typeof a === 'number' || typeof b === 'number' || a === null || b === null) {
-    return (a === null || a === '' ? -Infinity : Number(a)) - (b === null || b === '' ? -Infinity : Number(b));
-  }
-  return a.localeCompare(b, 'fr', { numeric: true, sensitivity: 'base' });
-}
-
-/** @param {string} s */
-function normalise(s) {
-  return s
-    .normalize('NFD')
-    .replace(/[\u0300-\u036f]/g, '')
-    .toLowerCase()
-    .trim();
 }
 
 /**
@@ -221,13 +201,7 @@ function normalise(s) {
  * @param {RecallRow[]} rows
  */
 export function toCsv(rows) {
-  /** @param {string | number | null} v */
-  const field = (v) => {
-    const s = v === null ? '' : String(v);
-    return /[;"\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-  };
-  const lines = [COLUMNS.map((c) => field(c.label)), ...rows.map((r) => COLUMNS.map((c) => field(r[c.key])))];
-  return `\uFEFF${lines.map((l) => l.join(';')).join('\r\n')}\r\n`;
+  return csvOf(COLUMNS, rows);
 }
 
 /**
@@ -360,18 +334,4 @@ export function renderRecall(container, data, context) {
   });
   draw();
   container.replaceChildren(summary, ...(note.textContent ? [note] : []), tools, table);
-}
-
-/**
- * @param {string} id
- * @param {string} text
- * @param {HTMLElement} control
- */
-function labelled(id, text, control) {
-  const div = document.createElement('div');
-  const label = document.createElement('label');
-  label.htmlFor = id;
-  label.textContent = text;
-  div.append(label, control);
-  return div;
 }

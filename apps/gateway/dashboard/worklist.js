@@ -4,6 +4,7 @@
 // Coverage searches (ages, ALD, C2S) the access policy filters; the amounts from the catalogue's
 // fmt-amounts.json, each with its source.
 import { fhirGet, resourcesOf } from './fhir.js';
+import { compareCells, csvOf, labelled, normalise } from './table.js';
 
 /** @typedef {import('@medplum/fhirtypes').Bundle} Bundle */
 /** @typedef {import('@medplum/fhirtypes').Parameters} Parameters */
@@ -370,22 +371,9 @@ export function openRowsOf(rows, view) {
   const sign = view.descending ? -1 : 1;
   const numeric = GAP_COLUMNS.find((c) => c.key === view.sortKey)?.numeric;
   return kept.sort((a, b) => {
-    const x = a[view.sortKey];
-    const y = b[view.sortKey];
-    const c = numeric
-      ? (x === null || x === '' ? -Infinity : Number(x)) - (y === null || y === '' ? -Infinity : Number(y))
-      : String(x ?? '').localeCompare(String(y ?? ''), 'fr', { numeric: true, sensitivity: 'base' });
+    const c = compareCells(a[view.sortKey], b[view.sortKey], numeric);
     return sign * c || a.name.localeCompare(b.name, 'fr') || a.item.localeCompare(b.item, 'fr');
   });
-}
-
-/** @param {string} s */
-function normalise(s) {
-  return s
-    .normalize('NFD')
-    .replace(/[\u0300-\u036f]/g, '')
-    .toLowerCase()
-    .trim();
 }
 
 /**
@@ -393,13 +381,7 @@ function normalise(s) {
  * @param {GapRow[]} rows
  */
 export function gapsCsv(rows) {
-  /** @param {string | number | null} v */
-  const field = (v) => {
-    const s = v === null ? '' : String(v);
-    return /[;"\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-  };
-  const lines = [GAP_COLUMNS.map((c) => field(c.label)), ...rows.map((r) => GAP_COLUMNS.map((c) => field(r[c.key])))];
-  return `\uFEFF${lines.map((l) => l.join(';')).join('\r\n')}\r\n`;
+  return csvOf(GAP_COLUMNS, rows);
 }
 
 /** @param {number} n */
@@ -544,18 +526,4 @@ function estimateSection(e) {
   );
   section.append(title, figures, heading, list);
   return section;
-}
-
-/**
- * @param {string} id
- * @param {string} text
- * @param {HTMLElement} control
- */
-function labelled(id, text, control) {
-  const div = document.createElement('div');
-  const label = document.createElement('label');
-  label.htmlFor = id;
-  label.textContent = text;
-  div.append(label, control);
-  return div;
 }

@@ -1,7 +1,8 @@
 import type { PoolClient } from 'pg';
-import type { CompiledMeasure, DenominatorPopulation } from './catalogue';
-import { SqlParams, compileCriterion, eventSource, latestFactSql } from './criteria';
+import type { CompiledMeasure } from './catalogue';
+import { SqlParams, latestFactSql } from './criteria';
 import type { CompileContext, Criterion, EvidenceKind, Window } from './criteria';
+import { measureSql } from './evaluator';
 import type { EvaluateOptions, MeasureEvaluator, Period, Scope } from './evaluator';
 
 /** DEQM gap status of one patient for one measure. */
@@ -159,22 +160,11 @@ export class CareGapsEvaluator {
   ): Promise<{ patientId: string; otherRecords: string[]; item: CareGapItem }[]> {
     const params = new SqlParams();
     const ctx = context(params);
-    // The same populations as MeasureEvaluator.evaluateOne: a person is counted here as there.
-    const pop = populationWhere(m, withPatientele);
-    const rows =
-      m.basis === 'event'
-        ? `SELECT e.*, ev.event_id, ev.at_end FROM (${eventSource(m.event!, ctx)}) ev JOIN ev_person e ON e.person = ev.person WHERE ${pop}`
-        : `SELECT e.* FROM ev_person e WHERE ${pop}`;
-    const ip = compileCriterion(m.initialPopulation, ctx);
-    const den =
-      JSON.stringify(m.denominator) === JSON.stringify(m.initialPopulation)
-        ? 'true'
-        : compileCriterion(m.denominator, ctx);
-    const ex = m.exclusion ? compileCriterion(m.exclusion, ctx) : 'false';
+    // The same rows and populations as the counts (measureSql): a person is counted here as there.
+    const { rows, ip, den, ex, num: reached } = measureSql(m, m.population, ctx, withPatientele);
     // An inverse measure (improvement "decrease": the numerator is the outcome to avoid, e.g. no
     // médecin traitant) has its gap open when the person IS in the numerator (DEQM).
-    const num =
-      m.improvement === 'decrease' ? `(NOT ${compileCriterion(m.numerator, ctx)})` : compileCriterion(m.numerator, ctx);
+    const num = m.improvement === 'decrease' ? `(NOT ${reached})` : reached;
     const kinds = gapKinds(m.numerator);
     const latest =
       kinds.length > 0
@@ -268,20 +258,6 @@ export class CareGapsEvaluator {
       );
     }
   }
-}
-
-/**
- * The denominator population's filter on ev_person, as MeasureEvaluator.evaluateOne writes it: a
- * past patientèle (FMT: 31 December of the year before) for the Measures that ask for it, today's
- * médecin traitant and today's scope (`cur`) for the others.
- */
-function populationWhere(m: CompiledMeasure, withPatientele: boolean): string {
-  const population: DenominatorPopulation = m.population;
-  if (population === 'mt' && m.patienteleDate) {
-    return 'e.mt_ref';
-  }
-  const base = population === 'mt' ? `e.mt = 'active'` : population === 'file-active' ? 'e.seen' : 'true';
-  return `${base}${withPatientele ? ' AND e.cur' : ''}`;
 }
 
 /** When an open gap opened within the period: the day after the last fact stopped counting, else the period start. */

@@ -214,24 +214,7 @@ export class MeasureEvaluator {
     const population = opts.population ?? m.population;
     const params = new SqlParams();
     const ctx = this.context(params, opts, 'r');
-    // A past patientèle (FMT) is the MT population of the Measures that ask for it; the others keep
-    // today's médecin traitant and today's scope (cur).
-    const pop =
-      population === 'mt' && m.patienteleDate
-        ? 'e.mt_ref'
-        : `${population === 'mt' ? `e.mt = 'active'` : population === 'file-active' ? 'e.seen' : 'true'}${withPatientele ? ' AND e.cur' : ''}`;
-    const rows =
-      m.basis === 'event'
-        ? `SELECT e.*, ev.event_id, ev.at_end FROM (${eventSource(m.event!, ctx)}) ev JOIN ev_person e ON e.person = ev.person WHERE ${pop}`
-        : `SELECT e.* FROM ev_person e WHERE ${pop}`;
-    const ip = compileCriterion(m.initialPopulation, ctx);
-    // Rows are already in the initial population: a denominator that repeats it is true (most do).
-    const den =
-      JSON.stringify(m.denominator) === JSON.stringify(m.initialPopulation)
-        ? 'true'
-        : compileCriterion(m.denominator, ctx);
-    const ex = m.exclusion ? compileCriterion(m.exclusion, ctx) : 'false';
-    const num = compileCriterion(m.numerator, ctx);
+    const { rows, ip, den, ex, num } = measureSql(m, population, ctx, withPatientele);
     // Only initial-population rows count anywhere (every count is filtered on ip), so the others are
     // dropped before the fact criteria of the other populations are evaluated for them.
     // The CTEs are inlined (not materialized): at a million persons a materialized copy spills to disk.
@@ -401,6 +384,48 @@ export class MeasureEvaluator {
 
 /** A person's record key: a keyed hash of the person key (the secret never leaves the database). */
 const RECORD_KEY = `(hashtextextended(x.person || (SELECT secret FROM ind_cell_key), 0) & ${CELL_KEY_MODULUS - 1})::int`;
+
+/** One measure's SQL over ev_person (see {@link measureSql}). */
+export interface MeasureSql {
+  /** The rows counted (persons, or events joined to their person) within the denominator population. */
+  rows: string;
+  ip: string;
+  den: string;
+  ex: string;
+  num: string;
+}
+
+/**
+ * One measure's SQL over ev_person: the rows it counts within its denominator population and its
+ * population criteria compiled. The counts and the care gaps both build on it, so a person is
+ * counted in one exactly as in the other.
+ */
+export function measureSql(
+  m: CompiledMeasure,
+  population: DenominatorPopulation,
+  ctx: CompileContext,
+  withPatientele: boolean,
+): MeasureSql {
+  // A past patientèle (FMT) is the MT population of the Measures that ask for it; the others keep
+  // today's médecin traitant and today's scope (cur).
+  const pop =
+    population === 'mt' && m.patienteleDate
+      ? 'e.mt_ref'
+      : `${population === 'mt' ? `e.mt = 'active'` : population === 'file-active' ? 'e.seen' : 'true'}${withPatientele ? ' AND e.cur' : ''}`;
+  const rows =
+    m.basis === 'event'
+      ? `SELECT e.*, ev.event_id, ev.at_end FROM (${eventSource(m.event!, ctx)}) ev JOIN ev_person e ON e.person = ev.person WHERE ${pop}`
+      : `SELECT e.* FROM ev_person e WHERE ${pop}`;
+  const ip = compileCriterion(m.initialPopulation, ctx);
+  // Rows are already in the initial population: a denominator that repeats it is true (most do).
+  const den =
+    JSON.stringify(m.denominator) === JSON.stringify(m.initialPopulation)
+      ? 'true'
+      : compileCriterion(m.denominator, ctx);
+  const ex = m.exclusion ? compileCriterion(m.exclusion, ctx) : 'false';
+  const num = compileCriterion(m.numerator, ctx);
+  return { rows, ip, den, ex, num };
+}
 
 /**
  * The person's records a recall list may show, smallest id first: those in scope (the grouped

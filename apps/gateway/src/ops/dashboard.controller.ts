@@ -21,6 +21,7 @@ const TYPES: Record<string, string> = {
   'recall.js': 'text/javascript; charset=utf-8',
   'worklist.js': 'text/javascript; charset=utf-8',
   'view.js': 'text/javascript; charset=utf-8',
+  'table.js': 'text/javascript; charset=utf-8',
   'dashboard.css': 'text/css; charset=utf-8',
 };
 
