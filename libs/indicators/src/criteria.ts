@@ -307,9 +307,12 @@ function factExists(f: FactCriterion, ctx: CompileContext): string {
     within = ` AND f.at >= ${ctx.row}.birth_date + make_interval(months => ${ctx.params.bind(min)}::int) AND f.at < ${ctx.row}.birth_date + make_interval(months => ${ctx.params.bind(max + 1)}::int)`;
   }
   const facts = `FROM ind_fact f WHERE f.person = ${ctx.row}.person AND ${where}${within}`;
+  // OFFSET 0 keeps the EXISTS a per-person probe of ind_fact (person, code, at): without it the
+  // planner may turn it into a semi-join that scans every fact of the type in the database (a
+  // million persons' prescriptions for one GP's list of a thousand).
   return f.min > 1
     ? `((SELECT count(DISTINCT f.id) ${facts}) >= ${ctx.params.bind(f.min)}::int)`
-    : `EXISTS (SELECT 1 ${facts})`;
+    : `EXISTS (SELECT 1 ${facts} OFFSET 0)`;
 }
 
 /** The events of an event-basis measure: `(event_id, person, at_end)` of the matching facts ending in the window. */
@@ -320,7 +323,10 @@ export function eventSource(f: FactCriterion, ctx: CompileContext): string {
   return `SELECT DISTINCT f.resource_type || '/' || f.id AS event_id, f.person, ${end} AS at_end
     FROM ind_fact f
     WHERE f.resource_type = ${ctx.params.bind(f.resource)} AND ${codes} AND f.status = ANY(${statuses}::text[])
-      AND ${windowWhere(end, f.window, ctx)}${ownerWhere('f', ctx)}`;
+      AND ${windowWhere(end, f.window, ctx)}${ownerWhere('f', ctx)}${
+        // A few evaluated persons (care gaps): their events only, by the person index.
+        ctx.persons ? ` AND f.person = ANY(ARRAY(SELECT person FROM ${ctx.persons}))` : ''
+      }`;
 }
 
 function followedBy(f: Extract<Criterion, { followedBy: unknown }>['followedBy'], ctx: CompileContext): string {
