@@ -1,6 +1,9 @@
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { connect } from 'node:net';
-import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { startEmbeddedPostgres } from '../../libs/platform/src/database/database';
+import { freePort } from '../support/ports';
 
 /** Pieces both benchmarks need: CPU shares from /proc, percentiles, bounded parallelism, liveness. */
 
@@ -103,4 +106,22 @@ export async function clientToken(base: string, id: string, secret: string): Pro
     body: 'grant_type=client_credentials',
   });
   return ((await res.json()) as { access_token: string }).access_token;
+}
+
+/**
+ * The embedded PostgreSQL of a database benchmark, started: in `keepData` (kept across runs, so
+ * `--reuse` evaluates it again without loading) or in a fresh temporary folder named `tmpPrefix…`.
+ */
+export async function benchPostgres(
+  keepData: string | undefined,
+  reuse: boolean,
+  tmpPrefix: string,
+): Promise<{ dataDir: string; pg: Awaited<ReturnType<typeof startEmbeddedPostgres>> }> {
+  const dataDir = keepData ? resolve(keepData) : mkdtempSync(join(tmpdir(), tmpPrefix));
+  mkdirSync(dataDir, { recursive: true });
+  chmodSync(dataDir, 0o755);
+  if (reuse && !existsSync(join(dataDir, 'postgres', 'PG_VERSION'))) {
+    throw new Error(`--reuse: no database kept in ${dataDir}`);
+  }
+  return { dataDir, pg: await startEmbeddedPostgres(dataDir, await freePort()) };
 }

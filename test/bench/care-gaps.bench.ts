@@ -14,9 +14,8 @@
  *
  * Prints p50/p99/max per list and writes test/bench/results/care-gaps-<date>.json.
  */
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool } from 'pg';
 import { createLogger, migrate } from '@gw/platform';
@@ -26,10 +25,8 @@ import type { Principal } from '@gw/store';
 import { IndicatorsService } from '@gw/indicators';
 import { MIGRATIONS } from '../../apps/gateway/src/core';
 import { TerritoryGenerator, TerritoryLoader } from '../../apps/gateway/src/demo/territory';
-import { startEmbeddedPostgres } from '../../libs/platform/src/database/database';
-import { freePort } from '../support/ports';
 import { ROOT } from '../support/process';
-import { percentile, round } from './bench-support';
+import { benchPostgres, percentile, round } from './bench-support';
 
 const USAGE =
   'usage: --patients 10000 [--replicate 1000000] [--runs 30] [--seed 1] [--as-of 2025-12-31] [--all-measures] [--keep-data DIR] [--reuse]';
@@ -64,13 +61,7 @@ async function main(): Promise<void> {
   }
   const asOf = values['as-of'] as string;
   const period = { start: `${asOf.slice(0, 4)}-01-01`, end: asOf };
-  const dataDir = values['keep-data'] ? resolve(values['keep-data']) : mkdtempSync(join(tmpdir(), 'gw-bench-gaps-'));
-  mkdirSync(dataDir, { recursive: true });
-  chmodSync(dataDir, 0o755);
-  if (values.reuse && !existsSync(join(dataDir, 'postgres', 'PG_VERSION'))) {
-    throw new Error(`--reuse: no database kept in ${dataDir}`);
-  }
-  const pg = await startEmbeddedPostgres(dataDir, await freePort());
+  const { pg } = await benchPostgres(values['keep-data'], !!values.reuse, 'gw-bench-gaps-');
   const logger = createLogger('warn');
   loadFhirDefinitions();
   const profiles = ProfileRegistry.fromDirectory(resolve(ROOT, 'fhir-profiles'));

@@ -14,9 +14,8 @@
  * (see replicateProjection), for a size the load path cannot reach in a bench run.
  * Writes test/bench/results/indicators-<date>.json.
  */
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool } from 'pg';
 import { createLogger, migrate } from '@gw/platform';
@@ -25,10 +24,8 @@ import { ProfileRegistry, SearchParamRegistry, loadFhirDefinitions } from '@gw/f
 import { FhirRepository, OrganizationAccessPolicy } from '@gw/store';
 import { TerritoryGenerator, TerritoryLoader } from '../../apps/gateway/src/demo/territory';
 import type { Period } from '@gw/indicators';
-import { startEmbeddedPostgres } from '../../libs/platform/src/database/database';
-import { freePort } from '../support/ports';
 import { ROOT } from '../support/process';
-import { round } from './bench-support';
+import { benchPostgres, round } from './bench-support';
 import { evaluateAll, oneYearBefore } from './indicators-support';
 import type { SizeResult } from './indicators-support';
 
@@ -58,13 +55,7 @@ async function main(): Promise<void> {
   }
   const asOf = values['as-of'] as string;
   const period: Period = { start: oneYearBefore(asOf), end: asOf };
-  const dataDir = values['keep-data'] ? resolve(values['keep-data']) : mkdtempSync(join(tmpdir(), 'gw-bench-ind-'));
-  mkdirSync(dataDir, { recursive: true });
-  chmodSync(dataDir, 0o755);
-  if (values.reuse && !existsSync(join(dataDir, 'postgres', 'PG_VERSION'))) {
-    throw new Error(`--reuse: no database kept in ${dataDir}`);
-  }
-  const pg = await startEmbeddedPostgres(dataDir, await freePort());
+  const { dataDir, pg } = await benchPostgres(values['keep-data'], !!values.reuse, 'gw-bench-ind-');
   const logger = createLogger('warn');
   loadFhirDefinitions();
   const profiles = ProfileRegistry.fromDirectory(resolve(ROOT, 'fhir-profiles'));

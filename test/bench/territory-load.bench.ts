@@ -11,9 +11,9 @@
  * named bench_territory_<patients>_s<seed>); --reuse evaluates a kept database without loading.
  * Writes test/bench/results/territory-load-<date>-<sizes>.json.
  */
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool } from 'pg';
 import { createLogger, migrate } from '@gw/platform';
@@ -21,10 +21,8 @@ import { ProfileRegistry, SearchParamRegistry, loadFhirDefinitions } from '@gw/f
 import { FhirRepository, OrganizationAccessPolicy } from '@gw/store';
 import { MIGRATIONS } from '../../apps/gateway/src/core';
 import { BulkTerritoryLoader, TerritoryGenerator } from '../../apps/gateway/src/demo/territory';
-import { startEmbeddedPostgres } from '../../libs/platform/src/database/database';
-import { freePort } from '../support/ports';
 import { ROOT } from '../support/process';
-import { postgresTicks, round } from './bench-support';
+import { benchPostgres, postgresTicks, round } from './bench-support';
 import { evaluateAll, oneYearBefore } from './indicators-support';
 import type { SizeResult } from './indicators-support';
 
@@ -67,13 +65,7 @@ async function main(): Promise<void> {
   }
   const asOf = values['as-of'] as string;
   const seed = Number(values.seed);
-  const dataDir = values['keep-data'] ? resolve(values['keep-data']) : mkdtempSync(join(tmpdir(), 'gw-bench-tl-'));
-  mkdirSync(dataDir, { recursive: true });
-  chmodSync(dataDir, 0o755);
-  if (values.reuse && !existsSync(join(dataDir, 'postgres', 'PG_VERSION'))) {
-    throw new Error(`--reuse: no database kept in ${dataDir}`);
-  }
-  const pg = await startEmbeddedPostgres(dataDir, await freePort());
+  const { dataDir, pg } = await benchPostgres(values['keep-data'], !!values.reuse, 'gw-bench-tl-');
   const logger = createLogger('warn');
   loadFhirDefinitions();
   const profilesDir = resolve(ROOT, 'fhir-profiles');
