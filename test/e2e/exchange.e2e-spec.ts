@@ -315,6 +315,17 @@ describe.each(['postgres', 'redis'] as const)(
           (await taskFor(enc.id))?.status === 'cancelled' ? taskFor(enc.id) : undefined,
         );
         expect(task?.businessStatus?.coding?.[0]?.code).toBe('discharge-cancelled');
+        // An attempt already talking to the relay when the A13 arrived cannot be recalled: let it
+        // meet the relay's refusal and end its lease before the relay accepts again, so that what
+        // is asserted below is that no new attempt starts once the deliveries are cancelled.
+        const [event] = await eventsOf(enc.id);
+        await eventually(async () => {
+          const leased = await gw.core.db.pool.query(
+            'SELECT 1 FROM exchange_delivery WHERE event_id = $1 AND lease_until > clock_timestamp()',
+            [event!.id],
+          );
+          return leased.rowCount === 0;
+        });
       } finally {
         smtp.mode = 'accept';
       }
