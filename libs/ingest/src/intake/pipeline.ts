@@ -65,6 +65,8 @@ const INSEE_CODE = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-addr
  */
 export const IDENTITY_METHOD_COLLECTION = `${GW}/fhir/CodeSystem/identity-method-collection`;
 const LIMITS = { defaultCount: 50, maxCount: 1000 };
+/** Rows read by a one-condition lookup whose other conditions are checked in code: a patient's CareTeams, a document's versions. */
+const FEW = 100;
 /** Types every document writes besides its facts. */
 /**
  * Largest original kept inline as Binary.data: the FHIR validator refuses strings over 1 MB, and
@@ -446,7 +448,12 @@ export class IntakePipeline implements IntakePipelineApi {
         contentType: doc.contentType,
         data: doc.content.toString('base64'),
       };
-      add(this.repo.prepareCreate({ ...binary, securityContext: { reference: docRef } }, ctx, binaryId), true);
+      add(
+        this.repo.prepareCreate({ ...binary, securityContext: { reference: docRef } }, ctx, binaryId, {
+          encodedData: true,
+        }),
+        true,
+      );
     }
     const documentReference: DocumentReference = {
       resourceType: 'DocumentReference',
@@ -578,13 +585,10 @@ export class IntakePipeline implements IntakePipelineApi {
   ): Promise<void> {
     let stored: StoredResource | undefined;
     if (!newPatient) {
-      // The lock and the search in one round trip.
-      const q = this.repo.matchAllQuery(ctx.principal, [
-        search('CareTeam', [
-          ['subject', patientRef],
-          ['status', 'active'],
-        ]),
-      ]);
+      // The lock and the search in one round trip. One condition, the selective one (status is
+      // checked below): with two, a planner working from statistics older than the import's latest
+      // rows could start from every active CareTeam.
+      const q = this.repo.matchAllQuery(ctx.principal, [search('CareTeam', [['subject', patientRef]])], FEW);
       const res = (await tx.query(
         [
           inlineSql('SELECT pg_advisory_xact_lock(hashtext($1))', [`intake-careteam|${patientRef}`]),
@@ -592,7 +596,12 @@ export class IntakePipeline implements IntakePipelineApi {
         ].join(';\n'),
       )) as unknown as QueryResult[];
       const [teams] = groupMatches(res[1].rows, 1);
-      stored = teams.find((t) => !t.deleted && t.ownerOrg === ctx.principal.organization);
+      stored = teams.find(
+        (t) =>
+          !t.deleted &&
+          t.ownerOrg === ctx.principal.organization &&
+          (JSON.parse(t.json as string) as CareTeam).status === 'active',
+      );
     }
     const isPcp = (pt: CareTeamParticipant): boolean =>
       (pt.role ?? []).some((r) => (r.coding ?? []).some((c) => c.system === TRE_R259 && c.code === 'PCP'));
@@ -635,14 +644,15 @@ export class IntakePipeline implements IntakePipelineApi {
     setId: string,
     version: number,
   ): Promise<StoredResource[]> {
-    const [found] = await this.repo.matchAll(tx, p, [
-      search('DocumentReference', [
-        ['identifier', `${CDA_SET_ID}|${setId}`],
-        ['status', 'current'],
-      ]),
-    ]);
+    // By the set id alone (see careTeam): a document's versions are few.
+    const [found] = await this.repo.matchAll(
+      tx,
+      p,
+      [search('DocumentReference', [['identifier', `${CDA_SET_ID}|${setId}`]])],
+      FEW,
+    );
     const out: StoredResource[] = [];
-    for (const f of found) {
+    for (const f of found.filter((d) => (JSON.parse(d.json as string) as DocumentReference).status === 'current')) {
       const locked = await this.locked(tx, 'DocumentReference', f.id);
       const oldVersion = await tx.query<{ extraction: StagedRow['extraction'] | null }>(
         'SELECT extraction FROM intake_document WHERE document_ref = $1',

@@ -91,4 +91,13 @@ CREATE TABLE audit_event (
 CREATE INDEX audit_event_recorded_idx ON audit_event (recorded);
 `,
   },
+  {
+    version: 36,
+    feature: 'store',
+    name: 'resource content stored out of line without compression',
+    sql: `
+ALTER TABLE resource ALTER COLUMN content SET STORAGE EXTERNAL;
+ALTER TABLE resource_history ALTER COLUMN content SET STORAGE EXTERNAL;
+`,
+  },
 ];
