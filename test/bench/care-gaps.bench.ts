@@ -216,6 +216,13 @@ async function replicateWithOwnPractices(pool: Pool, factor: number): Promise<vo
          FROM ind_patient WHERE id NOT LIKE '%~%'`,
       [k],
     );
+    // Each copy's GPs work at its structures, so their declarations are verified as the loaded ones.
+    await pool.query(
+      `INSERT INTO ind_practitioner_role (id, practitioner, organization, active, started, ended)
+       SELECT id || '~' || $1, practitioner || '~' || $1, organization || '~' || $1, active, started, ended
+         FROM ind_practitioner_role WHERE id NOT LIKE '%~%'`,
+      [k],
+    );
     await pool.query(
       `INSERT INTO ind_fact (resource_type, id, patient, system, code, at, at_end, status, context)
        SELECT resource_type, id || '~' || $1, patient || '~' || $1, system, code, at, at_end, status, context || '~' || $1

@@ -166,6 +166,31 @@ describe('care-gaps worklist in a browser', () => {
       },
       mspA,
     );
+    // Another structure, where G1 does not work, declares G1 as the médecin traitant of its patient
+    // (85, 55 € if counted) and lets G1's role read the record (a care circle): the GP's search finds
+    // it, the estimate must not count it.
+    const mspB = await typedOrganization(gw, 'MSP du Parc', 'MSP');
+    await put(
+      {
+        resourceType: 'Patient',
+        id: 'wl-b1',
+        name: [{ family: 'AILLEURS', given: ['Basile'] }],
+        gender: 'male',
+        birthDate: '1940-06-01',
+        generalPractitioner: [{ reference: 'Practitioner/wl-g1' }],
+      },
+      mspB,
+    );
+    await put(
+      {
+        resourceType: 'CareTeam',
+        id: 'wl-b1-team',
+        status: 'active',
+        subject: { reference: 'Patient/wl-b1' },
+        participant: [{ member: { reference: 'PractitionerRole/wl-role-g1' } }],
+      },
+      mspB,
+    );
     const vendor = await vendorClient(gw, `Organization/${mspA}`, ['system/*.cruds']);
     gpToken = await personToken(gw, vendor, '810000300001');
     browser = await chromium.launch({
@@ -269,7 +294,9 @@ describe('care-gaps worklist in a browser', () => {
     await expect(p.locator('#fmt-total').textContent()).resolves.toBe('150 €');
     await expect(p.locator('#fmt-estimate h4').textContent()).resolves.toContain('estimation');
     const assumptions = await p.locator('#fmt-assumptions li').allTextContents();
-    expect(assumptions.join('\n')).toMatch(/Patients dont le médecin est le médecin traitant déclaré \(4\)/);
+    expect(assumptions.join('\n')).toMatch(
+      /Patients dont le médecin est le médecin traitant déclaré \(4\), au 2025-12-31, par une structure où il exerce ; 1 déclaration/,
+    );
     expect(assumptions.join('\n')).toMatch(/Patient non vu depuis 2 ans/);
     expect(assumptions.join('\n')).toMatch(/Majorations du médecin/);
     await p.context().close();

@@ -84,7 +84,8 @@ function read(body: Parameters): Map<string, Map<string, Item>> {
  * `Measure/$care-gaps` against a real gateway, over 2025 (the eight catalogue Measures in force).
  * MSP A: GP G1's patients A1 (70, vaccinated 2025-10-15, FIT 2024-06-01), A2 (75, never
  * vaccinated), A3 (65, vaccinated 2024-11-01 only, FIT 2023-03-01 lapsed on 2025-02-28), A4 (35,
- * concerned by nothing); GP G2's patient A5 (75, not vaccinated). MSP B: B1 (75), G1 its GP too.
+ * concerned by nothing); GP G2's patient A5 (75, not vaccinated). MSP B: B1 (75), G1 its GP too (G1
+ * holds a role at MSP A only, so B's declaration counts only while a test gives G1 a role at B).
  */
 describe('Measure/$care-gaps', () => {
   let gw: TestGateway;
@@ -430,15 +431,32 @@ describe('Measure/$care-gaps', () => {
       clientB,
     );
     expect(patientOfA.status).toBe(404);
-    // G1's patients as MSP B sees them: B1 only (its own), never MSP A's.
-    const g1ForB = await call<Parameters>(
-      gw,
-      'GET',
-      `${gw.fhirUrl}/Measure/$care-gaps?${PERIOD}&subject=Practitioner/cg-g1`,
-      undefined,
-      clientB,
-    );
-    expect([...read(g1ForB.body).keys()]).toEqual(['Patient/cg-b1']);
+    // G1's patients as MSP B sees them. G1 works at MSP A only: B's own declaration of G1 (B1) is
+    // not verified and lists nobody. Once G1 also holds a role at MSP B: B1 only (its own), never MSP A's.
+    const g1ForB = async (): Promise<string[]> => {
+      const res = await call<Parameters>(
+        gw,
+        'GET',
+        `${gw.fhirUrl}/Measure/$care-gaps?${PERIOD}&subject=Practitioner/cg-g1`,
+        undefined,
+        clientB,
+      );
+      expect(res.status).toBe(200);
+      return [...read(res.body).keys()];
+    };
+    expect(await g1ForB()).toEqual([]);
+    const roleAtB = {
+      resourceType: 'PractitionerRole',
+      id: 'cg-role-g1-b',
+      active: true,
+      practitioner: { reference: 'Practitioner/cg-g1' },
+      organization: { reference: `Organization/${mspB}` },
+      code: [{ coding: [{ system: G15, code: '10' }] }],
+    };
+    await put(roleAtB, mspB);
+    expect(await g1ForB()).toEqual(['Patient/cg-b1']);
+    await put({ ...roleAtB, active: false }, mspB);
+    expect(await g1ForB()).toEqual([]);
     const cpts = await call(gw, 'GET', `${gw.fhirUrl}/Measure/$care-gaps?${PERIOD}`, undefined, cptsClient);
     expect(cpts.status).toBe(403);
     for (const [query, status] of [

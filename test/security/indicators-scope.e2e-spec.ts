@@ -195,9 +195,20 @@ describe('security: evaluations and exports read only what the caller may read',
     expect(manifest!.output.find((o) => o.type === 'Patient')?.count).toBe(12);
   });
 
-  it("a GP's patientèle counts only the caller's own patients (the shared directory lets anyone read any GP)", async () => {
-    // A GP of the directory (readable by every client) who is the médecin traitant of 12 of B's patients.
+  it("a GP's patientèle counts only the caller's own patients (the shared directory lets anyone read any GP) and only the declarations of the GP's structures", async () => {
+    // A GP of the directory (readable by every client), working at B, the médecin traitant of 12 of B's patients.
     await load(mspB, [['gp', { resourceType: 'Practitioner', active: true, name: [{ family: 'MT-DE-B' }] }]]);
+    await load(mspB, [
+      [
+        'gp-role',
+        {
+          resourceType: 'PractitionerRole',
+          active: true,
+          practitioner: { reference: `Practitioner/${ids.gp}` },
+          organization: { reference: `Organization/${mspB}` },
+        },
+      ],
+    ]);
     for (let i = 1; i <= 12; i++) {
       await load(mspB, [
         [`G${i}`, { ...patient(`G${i}`)[1], generalPractitioner: [{ reference: `Practitioner/${ids.gp}` }] }],
@@ -215,5 +226,20 @@ describe('security: evaluations and exports read only what the caller may read',
     const asA = await evaluate(query);
     expect(asA.status).toBe(200);
     expect(counts(asA.body.group?.[0]?.population)['initial-population']).toBe(0);
+    // A names B's GP as the médecin traitant of 12 of its own patients: the GP does not work at A, so
+    // neither the operator's count of the GP's patientèle nor A's own changes.
+    for (let i = 1; i <= 12; i++) {
+      await load(mspA, [
+        [`GA${i}`, { ...patient(`GA${i}`)[1], generalPractitioner: [{ reference: `Practitioner/${ids.gp}` }] }],
+      ]);
+      await load(mspA, [med(`GA${i}-med`, `GA${i}`)]);
+    }
+    const again = await call<MeasureReport>(
+      gw,
+      'GET',
+      `${gw.fhirUrl}/Measure/rosp-diabete-hba1c/$evaluate-measure?${PERIOD}&population=all&${query}`,
+    );
+    expect(counts(again.body.group?.[0]?.population)['initial-population']).toBe(12);
+    expect(counts((await evaluate(query)).body.group?.[0]?.population)['initial-population']).toBe(0);
   });
 });

@@ -14,6 +14,10 @@ import { compareCells, csvOf, labelled, normalise } from './table.js';
 /** @typedef {import('@medplum/fhirtypes').Measure} Measure */
 /** @typedef {import('@medplum/fhirtypes').Patient} Patient */
 /** @typedef {import('@medplum/fhirtypes').Coverage} Coverage */
+/** @typedef {import('@medplum/fhirtypes').PractitionerRole} PractitionerRole */
+
+/** The tag system of the organization a stored resource is filed under. */
+const OWNER_TAG = 'https://gateway.fr-primary-care.org/fhir/CodeSystem/owner-organization';
 
 const EXT = 'https://gateway.fr-primary-care.org/fhir/StructureDefinition';
 const EVIDENCE_URL = `${EXT}/measure-recall-evidence`;
@@ -241,10 +245,22 @@ export function estimateFmt(members, rows, measures, amounts) {
  */
 async function patienteleOf(subject, end, listed) {
   if (subject.startsWith('Practitioner/')) {
-    const patients = await allPages(`Patient?general-practitioner=${encodeURIComponent(subject)}&_count=1000`);
+    const [patients, roles] = await Promise.all([
+      allPages(`Patient?general-practitioner=${encodeURIComponent(subject)}&_count=1000`),
+      /** @type {Promise<PractitionerRole[]>} */ (
+        allPages(`PractitionerRole?practitioner=${encodeURIComponent(subject)}&_count=1000`)
+      ),
+    ]);
+    // As the gateway counts a GP's patientèle: only the declarations filed by a structure where the GP
+    // holds an active role on that day; another structure's word does not make its patients theirs.
+    const where = new Set(roles.filter((r) => roleHolds(r, end)).map((r) => r.organization?.reference));
+    const verified = patients.filter((p) => where.has(ownerOf(p)));
+    const others = patients.length - verified.length;
     return {
-      patients: patients.filter((p) => p.active !== false && !p.deceasedBoolean && !p.deceasedDateTime),
-      scope: `Patients dont le médecin est le médecin traitant déclaré (${patients.length}), au ${end}.`,
+      patients: verified.filter((p) => p.active !== false && !p.deceasedBoolean && !p.deceasedDateTime),
+      scope: `Patients dont le médecin est le médecin traitant déclaré (${verified.length}), au ${end}, par une structure où il exerce${
+        others > 0 ? ` ; ${others} déclaration(s) d’une structure où il n’exerce pas ne compte(nt) pas` : ''
+      }.`,
     };
   }
   const patients = listed
@@ -262,6 +278,25 @@ async function patienteleOf(subject, end, listed) {
       ? `Vue administrateur : patients listés par les écarts de soins ayant un médecin traitant déclaré (${withGp.length}), au ${end} ; les patients sans aucun item n’y sont pas.`
       : `Patients de la structure ayant un médecin traitant déclaré (${withGp.length}), au ${end}.`,
   };
+}
+
+/**
+ * Whether a PractitionerRole is active on `day` (YYYY-MM-DD; no period: always).
+ * @param {PractitionerRole} r
+ * @param {string} day
+ */
+function roleHolds(r, day) {
+  const start = r.period?.start?.slice(0, 10);
+  const end = r.period?.end?.slice(0, 10);
+  return r.active !== false && (!start || start <= day) && (!end || end >= day);
+}
+
+/**
+ * The organization a resource is filed under (the gateway's owner tag on every stored resource).
+ * @param {Patient} p
+ */
+function ownerOf(p) {
+  return p.meta?.tag?.find((t) => t.system === OWNER_TAG)?.code;
 }
 
 /**

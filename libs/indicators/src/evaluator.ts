@@ -178,7 +178,7 @@ export class MeasureEvaluator {
     const age = `(${params.bind(endYear)}::int - date_part('year', x.birth_date)::int
       - CASE WHEN date_part('month', x.birth_date)::int * 100 + date_part('day', x.birth_date)::int > ${params.bind(endMonthDay)}::int THEN 1 ELSE 0 END)`;
     const ref = withPatientele ? patienteleSql(opts, params) : undefined;
-    const scope = ref ? ref.scope : scopeWhere(opts.scope, params);
+    const scope = ref ? ref.scope : scopeWhere(opts.scope, params, opts.period.end);
     const sql = `CREATE TEMP TABLE ev_person ON COMMIT DROP AS
       SELECT y.*,
         CASE WHEN y.age IS NULL THEN 'unknown'
@@ -436,7 +436,28 @@ function recordsSql(recallFor: string, params: SqlParams): string {
   return `coalesce(array_agg(p.id ORDER BY p.id)${owner}, '{}')`;
 }
 
-function scopeWhere(scope: Scope, params: SqlParams): string {
+/**
+ * The organizations where a GP (a bound `Practitioner/<id>`) holds an active PractitionerRole on
+ * `day` (a bound date): only a médecin-traitant declaration filed by one of them counts for that GP
+ * (docs/indicators.md, "Whose declaration counts"). Uncorrelated: computed once per statement,
+ * a hashed semi-join on the periods' or records' organization.
+ */
+function verifiedOrganizations(gp: string, day: string): string {
+  return `SELECT r.organization FROM ind_practitioner_role r
+    WHERE r.practitioner = ${gp} AND r.active
+      AND (r.started IS NULL OR r.started <= ${day}::date) AND (r.ended IS NULL OR r.ended >= ${day}::date)`;
+}
+
+/**
+ * Today's médecin traitant is this GP, declared by a record of an organization where the GP works
+ * on `day` (a bound date, the period's end).
+ */
+function verifiedGp(gp: string, day: string): string {
+  return `(p.gp = ${gp} AND p.owner_org IN (${verifiedOrganizations(gp, day)}))`;
+}
+
+/** The records in scope; `end` (YYYY-MM-DD): the period's last day, when a GP's declarations are verified. */
+function scopeWhere(scope: Scope, params: SqlParams, end: string): string {
   switch (scope.kind) {
     case 'organization':
       return `p.owner_org = ${params.bind(`Organization/${scope.id}`)}`;
@@ -445,8 +466,8 @@ function scopeWhere(scope: Scope, params: SqlParams): string {
       return `(p.owner_org = 'Organization/' || ${id} OR p.owner_org IN (SELECT 'Organization/' || o.id FROM ind_organization o WHERE o.part_of = ${id}))`;
     }
     case 'practitioner': {
-      const gp = `p.gp = ${params.bind(`Practitioner/${scope.id}`)}`;
-      return scope.within ? `${gp} AND ${scopeWhere(scope.within, params)}` : gp;
+      const gp = verifiedGp(params.bind(`Practitioner/${scope.id}`), params.bind(end));
+      return scope.within ? `${gp} AND ${scopeWhere(scope.within, params, end)}` : gp;
     }
     case 'group':
       return `p.id = ANY(${params.bind(scope.patientIds)}::text[])`;
@@ -475,7 +496,9 @@ function optionalStratum(s: (typeof OPTIONAL_STRATIFIERS)[number], ctx: CompileC
  * The FMT patientèle: the persons whose médecin traitant (ind_mt_period, any source) on 31 December
  * of the year before the period's end year was a (non-fictitious) GP — for a GP's scope, that GP,
  * whose scope then also takes in the records they were MT of on that day (`current` tells today's).
- * Reproducible for a past date: periods are kept, never overwritten.
+ * A GP's periods count only when verified on that day: filed by an organization where the GP then
+ * held an active PractitionerRole (today's MT: on the period's end). Reproducible for a past date:
+ * periods are kept, never overwritten.
  */
 function patienteleSql(opts: EvaluateOptions, params: SqlParams): { persons: string; scope: string; current: string } {
   const day = params.bind(`${Number(opts.period.end.slice(0, 4)) - 1}-12-31`);
@@ -483,17 +506,19 @@ function patienteleSql(opts: EvaluateOptions, params: SqlParams): { persons: str
   const scope = opts.scope;
   if (scope.kind === 'practitioner') {
     const gp = params.bind(`Practitioner/${scope.id}`);
-    const within = scope.within ? ` AND ${scopeWhere(scope.within, params)}` : '';
+    const end = params.bind(opts.period.end);
+    const within = scope.within ? ` AND ${scopeWhere(scope.within, params, opts.period.end)}` : '';
+    const verified = `${held} AND m.owner_org IN (${verifiedOrganizations(gp, day)})`;
     return {
-      persons: `SELECT m.person FROM ind_mt_period m WHERE m.practitioner = ${gp} AND ${held}`,
-      scope: `(p.gp = ${gp} OR p.id IN (SELECT m.patient FROM ind_mt_period m WHERE m.practitioner = ${gp} AND ${held}))${within}`,
-      current: `bool_or(p.gp = ${gp})`,
+      persons: `SELECT m.person FROM ind_mt_period m WHERE m.practitioner = ${gp} AND ${verified}`,
+      scope: `(${verifiedGp(gp, end)} OR p.id IN (SELECT m.patient FROM ind_mt_period m WHERE m.practitioner = ${gp} AND ${verified}))${within}`,
+      current: `bool_or(${verifiedGp(gp, end)})`,
     };
   }
   return {
     persons: `SELECT m.person FROM ind_mt_period m LEFT JOIN ind_practitioner pr ON m.practitioner = 'Practitioner/' || pr.id
       WHERE ${held} AND NOT coalesce(pr.fictitious, false)`,
-    scope: scopeWhere(scope, params),
+    scope: scopeWhere(scope, params, opts.period.end),
     current: 'true',
   };
 }

@@ -18,8 +18,15 @@ const SHIPPED_MAP = parseMapFile(
   'drug-atc.tsv',
 );
 
-/** Writes a resource row as the store does (the projection trigger runs on it), at a given time. */
-async function write(pool: Pool, type: string, id: string, content: object | null, at: string): Promise<void> {
+/** Writes a resource row as the store does (the projection trigger runs on it), at a given time, filed under `owner`. */
+async function write(
+  pool: Pool,
+  type: string,
+  id: string,
+  content: object | null,
+  at: string,
+  owner = ORG,
+): Promise<void> {
   await pool.query(
     `INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, owner_org, content)
      VALUES ($1, $2, 1, $3, $4, $5, $6)
@@ -30,7 +37,7 @@ async function write(pool: Pool, type: string, id: string, content: object | nul
       id,
       at,
       content === null,
-      ORG,
+      owner,
       content === null ? null : JSON.stringify({ resourceType: type, id, ...content }),
     ],
   );
@@ -71,6 +78,12 @@ const careTeam = (patientId: string, gp: string, start: string, end?: string) =>
     },
   ],
 });
+const role = (gp: string, org: string, period?: { start?: string; end?: string }, active = true) => ({
+  active,
+  practitioner: { reference: `Practitioner/${gp}` },
+  organization: { reference: org },
+  ...(period ? { period } : {}),
+});
 /** A dispensation coded only by its CIP13 (the BDPM OID the CDA documents use). */
 const dispense = (patientId: string, cip: string, when: string) => ({
   status: 'completed',
@@ -108,6 +121,7 @@ describe('FMT projection (PostgreSQL): médecin traitant periods, coverages, dis
     }
     await write(pool, 'Patient', 'h1', patient('1960-01-01', 'd2'), '2025-09-10T10:00:00Z');
     await write(pool, 'Coverage', 'old-ald', ald('h1', '8', '2020-01-01'), '2025-01-01T00:00:00Z');
+    await write(pool, 'PractitionerRole', 'old-role', role('d2', ORG, { start: '2025-01-01' }), '2025-01-01T00:00:00Z');
     await migrateAll(pool);
   });
   afterAll(async () => pool.end());
@@ -119,6 +133,17 @@ describe('FMT projection (PostgreSQL): médecin traitant periods, coverages, dis
     ]);
     const cov = await pool.query('SELECT kind, code FROM ind_coverage WHERE patient = $1', ['h1']);
     expect(cov.rows).toEqual([{ kind: 'ald', code: '8' }]);
+  });
+
+  it("migration 35 files the stored periods under their record's organization and projects the stored roles", async () => {
+    const owners = await pool.query(`SELECT DISTINCT owner_org FROM ind_mt_period WHERE patient = 'h1'`);
+    expect(owners.rows).toEqual([{ owner_org: ORG }]);
+    const roles = await pool.query(
+      `SELECT practitioner, organization, active, to_char(started, 'YYYY-MM-DD') AS started, ended FROM ind_practitioner_role`,
+    );
+    expect(roles.rows).toEqual([
+      { practitioner: 'Practitioner/d2', organization: ORG, active: true, started: '2025-01-01', ended: null },
+    ]);
   });
 
   it('a Patient write with another GP closes the open period the day before and opens a new one', async () => {
@@ -296,6 +321,9 @@ describe('FMT criteria atoms (PostgreSQL)', () => {
     await write(pool, 'Coverage', 'b-ald', ald('b', '30', '2019-01-01', '2026-06-30'), '2026-01-01T00:00:00Z');
     // c: 36, MT d2 declared in February 2026 (not in the patientèle of 31 December 2025).
     await write(pool, 'Patient', 'c', patient('1990-01-01', 'd2'), '2026-02-01T09:00:00Z');
+    // d1 and d2 work at o1, so its declarations count for them.
+    await write(pool, 'PractitionerRole', 'd1-o1', role('d1', ORG), '2020-01-01T00:00:00Z');
+    await write(pool, 'PractitionerRole', 'd2-o1', role('d2', ORG), '2020-01-01T00:00:00Z');
     // The shipped CIS/CIP → ATC map (the CNAM-HR sample puts CIP13 3400932857241 under J07AM01), as installed at boot.
     expect(await loadDrugAtc(pool, SHIPPED_MAP)).toBe(SHIPPED_MAP.length);
     expect(await loadDrugAtc(pool, SHIPPED_MAP)).toBe(0);
@@ -394,5 +422,112 @@ describe('FMT criteria atoms (PostgreSQL)', () => {
       ['no', 2],
     ]);
     expect(cat.get('s')!.stratifiers).toEqual(['structure', 'age-band', 'sex', 'ald', 'age70', 'c2s']);
+  });
+});
+
+describe('Whose médecin-traitant declaration counts for a GP (PostgreSQL)', () => {
+  let pool: Pool;
+  const period = { start: '2026-01-01', end: '2026-12-31' };
+  const A = 'Organization/oa';
+  const B = 'Organization/ob';
+  const cat = catalogue([
+    // Everyone is recalled (nobody is male): the recall list is the persons the GP's list holds.
+    { id: 'fmt', ip: { sex: 'female' }, num: { sex: 'male' }, population: 'mt', fmt: true },
+    { id: 'today', ip: { sex: 'female' }, num: { sex: 'male' }, population: 'all' },
+  ]);
+
+  beforeAll(async () => {
+    pool = new Pool({ connectionString: await createTestDatabase('mtverify') });
+    await migrateAll(pool);
+    // gb works at B only. A declares gb on two of its own patients (CareTeam, Patient.generalPractitioner),
+    // B on two of its own, the same two ways.
+    await write(pool, 'PractitionerRole', 'gb-ob', role('gb', B), '2020-01-01T00:00:00Z', B);
+    await write(pool, 'Patient', 'pa1', patient('1980-01-01'), '2024-01-01T00:00:00Z', A);
+    await write(pool, 'CareTeam', 'ct-a', careTeam('pa1', 'gb', '2024-01-01'), '2024-01-01T00:00:00Z', A);
+    await write(pool, 'Patient', 'pa2', patient('1981-01-01', 'gb'), '2025-06-01T00:00:00Z', A);
+    await write(pool, 'Patient', 'pb1', patient('1982-01-01'), '2024-01-01T00:00:00Z', B);
+    await write(pool, 'CareTeam', 'ct-b', careTeam('pb1', 'gb', '2024-01-01'), '2024-01-01T00:00:00Z', B);
+    await write(pool, 'Patient', 'pb2', patient('1983-01-01', 'gb'), '2025-05-01T00:00:00Z', B);
+  });
+  afterAll(async () => pool.end());
+
+  /** The GP's list for each Measure (the recall list: what the care-gaps GP list builds on), sorted. */
+  const lists = async (
+    measures: string[],
+    p = period,
+    scope: EvaluateOptions['scope'] = { kind: 'practitioner', id: 'gb' },
+  ) =>
+    (
+      await new MeasureEvaluator(pool, cat).evaluate(
+        measures.map((m) => cat.get(m)!),
+        { period: p, scope, recallFor: '*' },
+      )
+    ).results.map((r) => (r.recall ?? []).map((e) => e.patientId).sort());
+
+  it("another structure's declaration is not in the GP's patientèle nor in today's list; the GP's structure's counts", async () => {
+    expect(await lists(['fmt', 'today'])).toEqual([['pb1', 'pb2'], ['pb2']]);
+    // Today's médecin traitant alone (no FMT Measure in the evaluation): the same rule.
+    expect(await lists(['today'])).toEqual([['pb2']]);
+    const counts = await new MeasureEvaluator(pool, cat).evaluate([cat.get('fmt')!], {
+      period,
+      scope: { kind: 'practitioner', id: 'gb' },
+    });
+    expect(counts.results[0]!.total.initialPopulation).toBe(2);
+  });
+
+  it('unverified periods stay in the table, flagged for review', async () => {
+    const res = await pool.query<{ patient: string; source: string; owner_org: string; verified: boolean }>(
+      `SELECT patient, source, owner_org, verified FROM ind_mt_period_review WHERE practitioner = 'Practitioner/gb' ORDER BY patient`,
+    );
+    expect(res.rows).toEqual([
+      { patient: 'pa1', source: 'CareTeam/ct-a', owner_org: A, verified: false },
+      { patient: 'pa2', source: 'Patient', owner_org: A, verified: false },
+      { patient: 'pb1', source: 'CareTeam/ct-b', owner_org: B, verified: true },
+      { patient: 'pb2', source: 'Patient', owner_org: B, verified: true },
+    ]);
+  });
+
+  it("A's declarations count once the GP holds an active role at A covering the day, and stop after its end", async () => {
+    const fmt2025 = { start: '2025-01-01', end: '2025-12-31' };
+    // An inactive role proves nothing.
+    await write(
+      pool,
+      'PractitionerRole',
+      'gb-oa',
+      role('gb', A, { start: '2024-06-01' }, false),
+      '2026-01-05T00:00:00Z',
+      A,
+    );
+    expect(await lists(['fmt', 'today'])).toEqual([['pb1', 'pb2'], ['pb2']]);
+    // Granted later (written in 2026), from June 2024: the earlier declarations count (CareTeam and Patient).
+    await write(pool, 'PractitionerRole', 'gb-oa', role('gb', A, { start: '2024-06-01' }), '2026-01-06T00:00:00Z', A);
+    expect(await lists(['fmt', 'today'])).toEqual([
+      ['pa1', 'pa2', 'pb1', 'pb2'],
+      ['pa2', 'pb2'],
+    ]);
+    // Ended on 30 November 2025: not on 31 December 2025 (FMT 2026) nor on the 2026 period end…
+    await write(
+      pool,
+      'PractitionerRole',
+      'gb-oa',
+      role('gb', A, { start: '2024-06-01', end: '2025-11-30' }),
+      '2026-01-07T00:00:00Z',
+      A,
+    );
+    expect(await lists(['fmt', 'today'])).toEqual([['pb1', 'pb2'], ['pb2']]);
+    // …but it held on 31 December 2024: A's CareTeam counts in the 2025 FMT patientèle (pa2 and pb2
+    // were declared in 2025); today's MT is checked on the period's end (31 December 2025): not pa2.
+    expect(await lists(['fmt', 'today'], fmt2025)).toEqual([['pa1', 'pb1'], ['pb2']]);
+    expect(await lists(['today'], { start: '2025-01-01', end: '2025-11-30' })).toEqual([['pa2', 'pb2']]);
+    // Before it started (31 December 2023): nothing of A.
+    expect(await lists(['today'], { start: '2023-01-01', end: '2023-12-31' })).toEqual([['pb2']]);
+    // Deleted: nothing of A again.
+    await write(pool, 'PractitionerRole', 'gb-oa', null, '2026-01-08T00:00:00Z', A);
+    expect(await lists(['fmt', 'today'], fmt2025)).toEqual([['pb1'], ['pb2']]);
+  });
+
+  it("a structure's own FMT population still counts its patients whose declared MT works elsewhere", async () => {
+    // Not keyed by a GP: whether A's patient has a médecin traitant is A's own record (see docs/indicators.md).
+    expect(await lists(['fmt'], period, { kind: 'organization', id: 'oa' })).toEqual([['pa1', 'pa2']]);
   });
 });

@@ -124,6 +124,13 @@ describe('bulk territory load (PostgreSQL)', () => {
     // The FMT facts reach the FMT projection (ALD/C2S coverage, MT periods, dispensations).
     expect(await count(`SELECT count(*) AS n FROM ind_coverage`)).toBeGreaterThan(50);
     expect(await count(`SELECT count(*) AS n FROM ind_mt_period`)).toBeGreaterThan(100);
+    // The GPs hold their PractitionerRoles at their structures: nearly every declaration is verified
+    // (not those of a person's second record at another structure, nor of a departed GP's).
+    expect(await count(`SELECT count(*) AS n FROM ind_practitioner_role`)).toBeGreaterThan(10);
+    const verified = await count(`SELECT count(*) AS n FROM ind_mt_period_review WHERE verified`);
+    const unverified = await count(`SELECT count(*) AS n FROM ind_mt_period_review WHERE NOT verified`);
+    expect(verified).toBeGreaterThan(100);
+    expect(unverified).toBeLessThan(verified / 5);
     expect(
       await count(`SELECT count(*) AS n FROM ind_fact WHERE resource_type = 'MedicationDispense'`),
     ).toBeGreaterThan(5);
