@@ -75,6 +75,8 @@ async function main(): Promise<void> {
       documents: { type: 'string', default: '900' },
       patients: { type: 'string', default: '1000' },
       concurrency: { type: 'string', default: '4' },
+      /** Patients imported side by side by the gateway's worker (GW_INTAKE_IMPORT_CONCURRENCY); unset: its default. */
+      'import-concurrency': { type: 'string' },
       'max-seconds': { type: 'string', default: '0' },
     },
   });
@@ -90,7 +92,16 @@ async function main(): Promise<void> {
   const g0 = Date.now();
   const archive = writePortabilityArchive(join(importDir, 'bench.zip'), { patients, seed: 11, layout: 'mixed' });
   const generateSeconds = (Date.now() - g0) / 1000;
-  const { gw, base, dataDir, admin: creds } = await startEmbeddedGateway({ GW_INTAKE_IMPORT_DIR: importDir });
+  const importConcurrency = values['import-concurrency'];
+  const {
+    gw,
+    base,
+    dataDir,
+    admin: creds,
+  } = await startEmbeddedGateway({
+    GW_INTAKE_IMPORT_DIR: importDir,
+    ...(importConcurrency ? { GW_INTAKE_IMPORT_CONCURRENCY: importConcurrency } : {}),
+  });
   const pid = gw.child.pid as number;
   try {
     const tokenOf = (id: string, secret: string): Promise<string> => clientToken(base, id, secret);
@@ -203,6 +214,7 @@ async function main(): Promise<void> {
     const importSeconds = (Date.now() - i0) / 1000;
     results.portabilityImport = {
       patients,
+      importConcurrency: importConcurrency ? Number(importConcurrency) : 'gateway default',
       documentsInArchive: archive.documents,
       archiveMb: round(statSync(join(importDir, 'bench.zip')).size / 1e6),
       generateSeconds: round(generateSeconds),

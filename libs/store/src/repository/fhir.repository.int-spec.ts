@@ -47,7 +47,7 @@ describe('FhirRepository (PostgreSQL)', () => {
       encodedData: true,
     });
     // What is stored is the caller's data, not the stand-in.
-    expect((JSON.parse(v.json) as { data: string }).data).toBe(data);
+    expect((JSON.parse(v.json as string) as { data: string }).data).toBe(data);
     // The data is not read: even base64 that is not valid passes (the caller vouches for it)…
     expect(() =>
       repo.prepareCreate({ resourceType: 'Binary', contentType: 'text/xml', data: '*not base64*' }, ctx, undefined, {
