@@ -188,6 +188,30 @@ describe('practice intake: POST /ingest/documents files CI-SIS documents as FHIR
     const imm = await get<Immunization>(v.token, `Immunization?patient=${patientOf(vac)}&_count=100`);
     expect(imm).toHaveLength(4);
     expect(imm.some((i) => codes(i.vaccineCode).includes(`${ATC}|J07AM`))).toBe(true);
+    // Small enough for a Binary: the bytes are kept there only, and the original as received is
+    // that Binary's first version, served unchanged even after its owner rewrites the Binary.
+    const [binary] = created(vac, 'Binary');
+    const staged = await gw.core.db.pool.query<{ id: string; raw: Buffer | null }>(
+      `SELECT id, raw FROM intake_document WHERE result @> $1::jsonb`,
+      [JSON.stringify([{ fullUrl: binary }])],
+    );
+    expect(staged.rows).toEqual([{ id: expect.any(String), raw: null }]);
+    const rewrite = await fetch(`${gw.fhirUrl}/${binary}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${v.token}`, 'content-type': 'application/fhir+json' },
+      body: JSON.stringify({
+        resourceType: 'Binary',
+        id: binary!.split('/')[1],
+        contentType: 'text/plain',
+        data: 'AA==',
+      }),
+    });
+    expect(rewrite.status).toBe(200);
+    const vacOriginal = await fetch(`${gw.baseUrl}/ingest/documents/${staged.rows[0]!.id}/content`, {
+      headers: { authorization: `Bearer ${v.token}` },
+    });
+    expect(vacOriginal.status).toBe(200);
+    expect(Buffer.from(await vacOriginal.arrayBuffer()).equals(sample('VAC_2023.01.xml'))).toBe(true);
 
     const i = await structure();
     const ips = await post(i.token, sample('IPS-FR_2024.01.xml'));

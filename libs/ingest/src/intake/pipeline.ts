@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { PoolClient, QueryResult } from 'pg';
 import type {
+  Binary,
   Bundle,
   BundleEntry,
   CareTeam,
@@ -88,6 +89,8 @@ interface Written {
   entries: BundleEntry[];
   facts: string[];
   documentRef: string;
+  /** The Binary holding the original bytes (a document small enough to be inline). */
+  binary?: string;
 }
 
 interface StageRow {
@@ -145,12 +148,22 @@ export class IntakePipeline implements IntakePipelineApi {
    */
   async original(p: Principal, id: string): Promise<{ contentType: string; content: Buffer } | undefined> {
     if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)) return undefined;
-    const res = await this.repo.pool.query<{ content_type: string; raw: Buffer | null }>(
-      `SELECT content_type, raw FROM intake_document WHERE id = $1 AND ($2::boolean OR owner = $3)`,
+    // A document filed with an inline Binary keeps its bytes there only (a third copy in this row
+    // was one more compression and transfer of the whole document per filing): the original is
+    // that Binary's first version, which no later write changes.
+    const res = await this.repo.pool.query<{ content_type: string; raw: Buffer | null; binary: string | null }>(
+      `SELECT d.content_type, d.raw, h.content AS binary
+         FROM intake_document d
+         LEFT JOIN resource_history h ON d.raw IS NULL AND h.resource_type = 'Binary' AND h.version_id = 1
+          AND h.id = (SELECT substring(e->>'fullUrl' FROM 8) FROM jsonb_array_elements(d.result) e
+                       WHERE e->>'fullUrl' LIKE 'Binary/%' LIMIT 1)
+        WHERE d.id = $1 AND ($2::boolean OR d.owner = $3)`,
       [id, p.admin, p.organization ?? null],
     );
     const row = res.rows[0];
-    return row?.raw ? { contentType: row.content_type, content: row.raw } : undefined;
+    const content =
+      row?.raw ?? (row?.binary ? Buffer.from((JSON.parse(row.binary) as Binary).data ?? '', 'base64') : undefined);
+    return row && content ? { contentType: row.content_type, content } : undefined;
   }
 
   /**
@@ -360,6 +373,7 @@ export class IntakePipeline implements IntakePipelineApi {
         (w) => (bind) => ({
           ctes: [
             `staged AS (UPDATE intake_document SET status = 'filed', result = ${bind(JSON.stringify(w.entries))}::jsonb,
+            raw = CASE WHEN ${bind(w.binary ?? null)}::text IS NULL THEN raw END,
             written = ${bind(w.facts)}::text[], document_ref = ${bind(w.documentRef)}, updated_at = now() WHERE id = ${bind(id)})`,
           ],
           select: 'SELECT 1',
@@ -528,7 +542,12 @@ export class IntakePipeline implements IntakePipelineApi {
       await this.repo.delete(type, id, ctx, tx);
       entries.push({ fullUrl: old, response: { status: '204 No Content' } });
     }
-    const written: Written = { entries, facts, documentRef: docRef };
+    const written: Written = {
+      entries,
+      facts,
+      documentRef: docRef,
+      ...(inline ? { binary: `Binary/${binaryId}` } : {}),
+    };
     await this.repo.persist(tx, versions, with_(written));
     return written;
   }
@@ -851,7 +870,8 @@ function stageStatement(d: StageRow): ExtraStatement {
          bind(d.source),
          bind(d.ex.document.uniqueId),
          bind(d.ex.document.contentType),
-         `${bind(d.ex.document.content)}::bytea`,
+         // Filed with an inline Binary: the original is that Binary's first version (see original()).
+         `${bind(d.written?.binary ? null : d.ex.document.content)}::bytea`,
          `${bind(JSON.stringify(withoutBytes(d.ex)))}::jsonb`,
          bind(d.status),
          `${bind(d.written ? JSON.stringify(d.written.entries) : null)}::jsonb`,

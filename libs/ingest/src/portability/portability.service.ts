@@ -68,7 +68,7 @@ export class PortabilityImportService implements GatewayFeature {
   private readonly importer: PortabilityImporter;
   private stopping = false;
   /** The last counts of each import polled, reused while its status is unchanged (see progress). */
-  private readonly counted = new Map<string, { status: string; at: number; counts: EntryCounts }>();
+  private readonly counted = new Map<string, { state: string; at: number; counts: EntryCounts }>();
 
   constructor(
     private readonly pool: Pool,
@@ -177,16 +177,18 @@ export class PortabilityImportService implements GatewayFeature {
   /**
    * The entry counts of an import. Counting reads every entry (40 000 for a 10 000-patient archive,
    * tens of milliseconds), so counts computed less than {@link COUNTS_TTL_MS} ago for the same
-   * import status are reused: however many clients poll, a running import is counted at most once
-   * per interval, and a status change (completed, failed) is always counted afresh.
+   * import state (status, patients planned, run) are reused: however many clients poll, a running
+   * import is counted at most once per interval, and a change of state is always counted afresh.
    */
   private async entryCounts(row: ImportRow): Promise<EntryCounts> {
     const now = Date.now();
     for (const [id, c] of this.counted) {
       if (now - c.at >= COUNTS_TTL_MS) this.counted.delete(id);
     }
+    // The row's own figures change when the archive is planned or a run starts: counted afresh.
+    const state = `${row.status}|${row.patients_total}|${row.runs}`;
     const cached = this.counted.get(row.id);
-    if (cached && cached.status === row.status) {
+    if (cached && cached.state === state) {
       return cached.counts;
     }
     const c = (
@@ -211,7 +213,7 @@ export class PortabilityImportService implements GatewayFeature {
       [row.id],
     );
     const counts = { counts: c, problems: problems.rows };
-    this.counted.set(row.id, { status: row.status, at: now, counts });
+    this.counted.set(row.id, { state, at: now, counts });
     return counts;
   }
 
