@@ -12,7 +12,7 @@ export const C2S_CODE = 'C2S';
 export const PCP_ROLE = 'PCP';
 
 /** The types the projection trigger watches since migration 29 (frozen, as a shipped migration's SQL). */
-const PROJECTED_TYPES_V29 = sqlList([
+export const PROJECTED_TYPE_LIST_V29: readonly string[] = [
   'Patient',
   'Practitioner',
   'Organization',
@@ -27,7 +27,8 @@ const PROJECTED_TYPES_V29 = sqlList([
   'Task',
   'Coverage',
   'CareTeam',
-]);
+];
+const PROJECTED_TYPES_V29 = sqlList(PROJECTED_TYPE_LIST_V29);
 
 /**
  * Migration 29: what the 2026 forfait médecin traitant (FMT) reads besides clinical facts — the

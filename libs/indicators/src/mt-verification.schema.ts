@@ -1,24 +1,9 @@
 import { sqlList } from '@gw/platform';
 import type { Migration } from '@gw/platform';
+import { PROJECTED_TYPE_LIST_V29 } from './fmt-projection.schema';
 
-/** The types the projection trigger watches since migration 35 (frozen, as a shipped migration's SQL). */
-const PROJECTED_TYPES_V35 = sqlList([
-  'Patient',
-  'Practitioner',
-  'PractitionerRole',
-  'Organization',
-  'Observation',
-  'Immunization',
-  'Procedure',
-  'Condition',
-  'MedicationRequest',
-  'MedicationStatement',
-  'MedicationDispense',
-  'Encounter',
-  'Task',
-  'Coverage',
-  'CareTeam',
-]);
+/** The types the projection trigger watches since migration 35: those of 29 and PractitionerRole (frozen). */
+const PROJECTED_TYPES_V35 = sqlList([...PROJECTED_TYPE_LIST_V29, 'PractitionerRole']);
 
 /**
  * Migration 35: a médecin-traitant declaration counts for a GP only when it is verified — the
