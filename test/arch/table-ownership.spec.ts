@@ -17,6 +17,8 @@ const ALLOWED: Record<string, string> = {
     'migration 29 widens the same projection trigger (médecin traitant periods, coverages, dispensations) and projects the stored rows',
   'libs/indicators/src/fmt-projection.schema.ts: resource_history':
     'migration 29 rebuilds the médecin traitant periods once from every stored version of each Patient',
+  'libs/indicators/src/mt-verification.schema.ts: resource':
+    'migration 35 widens the same projection trigger (PractitionerRole) and fills the periods’ organization from the stored rows',
   'libs/store/src/directory/directory.schema.ts: client':
     'the one-time merge of duplicate Organizations re-binds the API clients of a merged one',
   'libs/store/src/directory/directory.schema.ts: hl7_source':

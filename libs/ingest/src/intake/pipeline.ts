@@ -152,17 +152,16 @@ export class IntakePipeline implements IntakePipelineApi {
     // was one more compression and transfer of the whole document per filing): the original is
     // that Binary's first version, which no later write changes.
     const res = await this.repo.pool.query<{ content_type: string; raw: Buffer | null; binary: string | null }>(
-      `SELECT d.content_type, d.raw, h.content AS binary
-         FROM intake_document d
-         LEFT JOIN resource_history h ON d.raw IS NULL AND h.resource_type = 'Binary' AND h.version_id = 1
-          AND h.id = (SELECT substring(e->>'fullUrl' FROM 8) FROM jsonb_array_elements(d.result) e
-                       WHERE e->>'fullUrl' LIKE 'Binary/%' LIMIT 1)
-        WHERE d.id = $1 AND ($2::boolean OR d.owner = $3)`,
+      `SELECT content_type, raw, (SELECT e->>'fullUrl' FROM jsonb_array_elements(result) e
+                                   WHERE raw IS NULL AND e->>'fullUrl' LIKE 'Binary/%' LIMIT 1) AS binary
+         FROM intake_document WHERE id = $1 AND ($2::boolean OR owner = $3)`,
       [id, p.admin, p.organization ?? null],
     );
     const row = res.rows[0];
-    const content =
-      row?.raw ?? (row?.binary ? Buffer.from((JSON.parse(row.binary) as Binary).data ?? '', 'base64') : undefined);
+    const json = row?.binary
+      ? await this.repo.firstVersionJson('Binary', row.binary.slice('Binary/'.length))
+      : undefined;
+    const content = row?.raw ?? (json ? Buffer.from((JSON.parse(json) as Binary).data ?? '', 'base64') : undefined);
     return row && content ? { contentType: row.content_type, content } : undefined;
   }
 

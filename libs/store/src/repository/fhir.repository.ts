@@ -260,6 +260,18 @@ export class FhirRepository {
     return res.rows.map((r) => r.ref);
   }
 
+  /**
+   * The JSON of a resource's first version, whatever became of it since (updated, deleted). No
+   * access check: for a caller whose own record names the resource (intake's original as received).
+   */
+  async firstVersionJson(type: string, id: string): Promise<string | undefined> {
+    const res = await this.pool.query<{ content: string | null }>(
+      'SELECT content FROM resource_history WHERE resource_type = $1 AND id = $2 AND version_id = 1',
+      [type, id],
+    );
+    return res.rows[0]?.content ?? undefined;
+  }
+
   async vread(p: Principal, type: string, id: string, versionId: string): Promise<StoredResource> {
     const current = await this.visibleCurrent(this.pool, p, type, id);
     if (!current || !/^\d+$/.test(versionId)) {
