@@ -208,6 +208,7 @@ function scopeOf(subject: string): { kind: 'practitioner' | 'organization'; id: 
  * sizes while the tables grow to the replicated size. The resource table is not copied.
  */
 async function replicateWithOwnPractices(pool: Pool, factor: number): Promise<void> {
+  await pool.query('ALTER TABLE ind_mt_period DISABLE TRIGGER ind_mt_period_owner');
   for (let k = 1; k < factor; k++) {
     await pool.query(
       `INSERT INTO ind_patient (id, owner_org, birth_date, sex, ins, link, gp, mt_status, commune, active, deceased)
@@ -229,10 +230,26 @@ async function replicateWithOwnPractices(pool: Pool, factor: number): Promise<vo
          FROM ind_fact WHERE patient NOT LIKE '%~%'`,
       [k],
     );
+    // The FMT facts: médecin-traitant periods (owner kept as copied: its trigger reads the resource
+    // table, which is not copied) and ALD / C2S coverages.
+    await pool.query(
+      `INSERT INTO ind_mt_period (patient, practitioner, started, ended, source, owner_org)
+       SELECT patient || '~' || $1, practitioner || '~' || $1, started, ended,
+              CASE WHEN source = 'Patient' THEN source ELSE source || '~' || $1 END, owner_org || '~' || $1
+         FROM ind_mt_period WHERE patient NOT LIKE '%~%'`,
+      [k],
+    );
+    await pool.query(
+      `INSERT INTO ind_coverage (coverage_id, patient, owner_org, kind, code, started, ended)
+       SELECT coverage_id || '~' || $1, patient || '~' || $1, owner_org || '~' || $1, kind, code, started, ended
+         FROM ind_coverage WHERE patient NOT LIKE '%~%'`,
+      [k],
+    );
     if (k % 10 === 0) {
       process.stderr.write(`  replicated ${k}/${factor - 1}\n`);
     }
   }
+  await pool.query('ALTER TABLE ind_mt_period ENABLE TRIGGER ind_mt_period_owner');
 }
 
 main().catch((err: unknown) => {
