@@ -40,6 +40,7 @@ import {
   rebuildSharingProjection,
 } from '@gw/store';
 import {
+  CdaReadPool,
   HPRIM_MIGRATIONS,
   Hl7IngestService,
   HprimIntake,
@@ -242,7 +243,8 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
     });
     const matcher = new PatientMatcher(repo);
     const reviews = new IdentityReviewQueue(db.pool, repo, audit);
-    const intake = new IntakePipeline(repo, matcher, reviews, base);
+    const cdaReads = new CdaReadPool(config.GW_INTAKE_READ_THREADS);
+    const intake = new IntakePipeline(repo, matcher, reviews, base, cdaReads.read);
     // HPRIM lab files: text bodies of the pipeline are read by it; held results filed once their codes are mapped.
     const hprim = new HprimIntake(db.pool);
     hprim.useFiler(intake);
@@ -318,6 +320,8 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       // After the listeners (no request checks a token any more), before the database.
       { name: 'client status listener', close: () => clientStatus.close() },
       ...processShutdownSteps({ features, started, queue, audit, db }),
+      // Last: the features that read documents have stopped.
+      { name: 'intake read threads', close: () => cdaReads.close() },
     ];
     return {
       config,

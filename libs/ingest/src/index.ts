@@ -42,6 +42,8 @@ export {
 } from './terminology/code-systems';
 export type { CodeSystemEntry, ResolvedSystem } from './terminology/code-systems';
 export { readCda } from './cda/cda.reader';
+export { CdaReadPool } from './cda/cda-read.pool';
+export type { CdaReader } from './cda/cda-read.pool';
 export { parseCda, decodeXml, MAX_CDA_BYTES } from './cda/cda-xml';
 export { PATIENT_PLACEHOLDER } from './intake/extraction';
 export type {

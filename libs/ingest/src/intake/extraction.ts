@@ -98,3 +98,12 @@ export interface ExtractedDocument {
   /** The raw bytes, kept as a Binary. */
   content: Buffer;
 }
+
+/** An extraction without its document's bytes: what is staged as JSON, or sent back by a read thread. */
+export type DescribedExtraction = Omit<Extraction, 'document'> & { document: Omit<ExtractedDocument, 'content'> };
+
+export function withoutBytes(ex: Extraction): DescribedExtraction {
+  const document: Partial<ExtractedDocument> = { ...ex.document };
+  delete document.content;
+  return { ...ex, document: document as DescribedExtraction['document'] };
+}

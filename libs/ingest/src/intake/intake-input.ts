@@ -2,6 +2,7 @@ import JSZip from 'jszip';
 import { GatewayError } from '@gw/platform';
 import type { Principal } from '@gw/store';
 import { readCda } from '../cda/cda.reader';
+import type { CdaReader } from '../cda/cda-read.pool';
 import { MAX_CDA_BYTES } from '../cda/cda-xml';
 import type { Extraction } from './extraction';
 
@@ -25,6 +26,9 @@ export type IntakeReader = (
 
 const MAX_ZIP_ENTRIES = 200;
 
+/** Reads on the calling thread (callers without a {@link CdaReadPool}). */
+const readCdaHere: CdaReader = async (body) => readCda(body);
+
 /**
  * Sniffs the body (the content type may be generic: `application/octet-stream` from a mailbox):
  * a zip (PK\x03\x04) is an IHE XDM; XML is a CDA; anything else goes to the text reader when one is
@@ -34,16 +38,17 @@ export async function readIntakeInput(
   input: IntakeInput,
   textReader?: IntakeReader,
   principal?: Principal,
+  readDocument: CdaReader = readCdaHere,
 ): Promise<Extraction[]> {
   const { body } = input;
   if (body.length === 0) throw new GatewayError('invalid', { text: 'The body is empty', expression: 'body' });
-  if (body.subarray(0, 4).equals(Buffer.from('PK\x03\x04', 'latin1'))) return readXdm(body);
+  if (body.subarray(0, 4).equals(Buffer.from('PK\x03\x04', 'latin1'))) return readXdm(body, readDocument);
   const head = body
     .subarray(0, 512)
     .toString('latin1')
     .replace(/^\uFEFF|^\xEF\xBB\xBF/, '')
     .trimStart();
-  if (head.startsWith('<')) return [readCda(body)];
+  if (head.startsWith('<')) return [await readDocument(body)];
   if (textReader) return textReader(body, { ...(principal ? { principal } : {}), source: input.source ?? 'api' });
   throw new GatewayError('unsupported-media-type', {
     text: `Unsupported document (${input.contentType}): expected a CDA, an IHE XDM zip or an HPRIM file`,
@@ -55,7 +60,7 @@ export async function readIntakeInput(
  * IHE XDM (ITI-32): IHE_XDM/<subset>/METADATA.XML lists the documents of the submission set; each
  * CDA of it is read. Entries are bounded in number and size (a zip bomb is refused, not inflated).
  */
-export async function readXdm(body: Buffer): Promise<Extraction[]> {
+export async function readXdm(body: Buffer, readDocument: CdaReader = readCdaHere): Promise<Extraction[]> {
   let zip: JSZip;
   try {
     zip = await JSZip.loadAsync(body, { checkCRC32: true });
@@ -85,7 +90,7 @@ export async function readXdm(body: Buffer): Promise<Extraction[]> {
     const bytes = await inflateBounded(file);
     const head = bytes.subarray(0, 2048).toString('latin1');
     if (!/ClinicalDocument/.test(head) && !/ClinicalDocument/.test(bytes.toString('latin1'))) continue;
-    out.push(readCda(bytes));
+    out.push(await readDocument(bytes));
   }
   if (out.length === 0) {
     throw new GatewayError('business-rule', { text: 'The XDM holds no CDA document', expression: 'IHE_XDM.ZIP' });

@@ -21,9 +21,10 @@ import type { SearchRequest } from '@gw/fhir';
 import { GatewayError, scopeAllows } from '@gw/platform';
 import { groupMatches, inlineSql } from '@gw/store';
 import type { ExtraStatement, FhirRepository, NewVersion, Principal, StoredResource, WriteContext } from '@gw/store';
-import { PATIENT_PLACEHOLDER } from './extraction';
-import type { ExtractedPractitioner, Extraction, PatientTraits } from './extraction';
+import { PATIENT_PLACEHOLDER, withoutBytes } from './extraction';
+import type { DescribedExtraction, ExtractedPractitioner, Extraction, PatientTraits } from './extraction';
 import { readIntakeInput } from './intake-input';
+import type { CdaReader } from '../cda/cda-read.pool';
 import type { IntakeInput, IntakeReader } from './intake-input';
 import type { PatientMatcher } from '../identity/matcher';
 import { normaliseTrait, usableIns } from '../identity/matching.rules';
@@ -110,7 +111,7 @@ interface StagedRow {
   source: string;
   content_type: string;
   raw: Buffer | null;
-  extraction: Omit<Extraction, 'document'> & { document: Omit<Extraction['document'], 'content'> };
+  extraction: DescribedExtraction;
   status: 'filed' | 'review' | 'rejected';
   result: BundleEntry[] | null;
   review_id: string | null;
@@ -133,6 +134,8 @@ export class IntakePipeline implements IntakePipelineApi {
     private readonly reviews: IdentityReviewQueue,
     /** The gateway's base URL: an original too large for a Binary is served from the staging table there. */
     private readonly baseUrl: string,
+    /** Reads a CDA's bytes (a {@link CdaReadPool}'s threads in the gateway; this thread by default). */
+    private readonly readDocument?: CdaReader,
   ) {
     this.reviews.registerResolver(INTAKE_REVIEW_PREFIX, (source, decision) => this.resume(source, decision));
   }
@@ -170,7 +173,7 @@ export class IntakePipeline implements IntakePipelineApi {
    * the caller the extractions will be filed for (the text reader needs its organization).
    */
   read(input: IntakeInput, p?: Principal): Promise<Extraction[]> {
-    return readIntakeInput(input, this.textReader, p);
+    return readIntakeInput(input, this.textReader, p, this.readDocument);
   }
 
   /** Never throws a GatewayError: an unreadable body or a refused write is answered `rejected` (nothing written). */
@@ -717,12 +720,6 @@ function identityKey(t: PatientTraits): string {
 
 function search(type: string, pairs: [string, string][]): SearchRequest {
   return parseSearchRequest(type, pairs, LIMITS);
-}
-
-function withoutBytes(ex: Extraction): StagedRow['extraction'] {
-  const document: Partial<Extraction['document']> = { ...ex.document };
-  delete document.content;
-  return { ...ex, document: document as StagedRow['extraction']['document'] };
 }
 
 /**
