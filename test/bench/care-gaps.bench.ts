@@ -7,10 +7,12 @@
  * keeps the size it has in the loaded territory (~1 000) while every table is at the large size.
  *
  *   npm run bench:care-gaps -- --patients 10000 [--replicate 1000000] [--runs 30] [--seed 1]
- *     [--as-of 2025-12-31] [--all-measures] [--keep-data DIR] [--reuse]
+ *     [--as-of 2025-12-31] [--all-measures] [--catalogue 3] [--keep-data DIR] [--reuse]
  *
  * --all-measures: every Measure of the catalogue (measureId repeated), whatever its effectivePeriod
  * (the ROSP and the FMT ones together: an upper bound of one year's catalogue on the loaded facts).
+ * --catalogue N: also N evaluations of the population reports of the catalogue in force, for the
+ * CPTS (every replicated structure is one of its members), as `bench:indicators` times them.
  *
  * Prints p50/p99/max per list and writes test/bench/results/care-gaps-<date>.json.
  */
@@ -27,9 +29,10 @@ import { MIGRATIONS } from '../../apps/gateway/src/core';
 import { TerritoryGenerator, TerritoryLoader } from '../../apps/gateway/src/demo/territory';
 import { ROOT } from '../support/process';
 import { benchPostgres, percentile, round } from './bench-support';
+import { evaluateAll } from './indicators-support';
 
 const USAGE =
-  'usage: --patients 10000 [--replicate 1000000] [--runs 30] [--seed 1] [--as-of 2025-12-31] [--all-measures] [--keep-data DIR] [--reuse]';
+  'usage: --patients 10000 [--replicate 1000000] [--runs 30] [--seed 1] [--as-of 2025-12-31] [--all-measures] [--catalogue 3] [--keep-data DIR] [--reuse]';
 
 interface ListTiming {
   subject: string;
@@ -51,6 +54,7 @@ async function main(): Promise<void> {
       'keep-data': { type: 'string' },
       reuse: { type: 'boolean', default: false },
       'all-measures': { type: 'boolean', default: false },
+      catalogue: { type: 'string', default: '0' },
     },
   });
   const patients = Number(values.patients);
@@ -61,7 +65,8 @@ async function main(): Promise<void> {
   }
   const asOf = values['as-of'] as string;
   const period = { start: `${asOf.slice(0, 4)}-01-01`, end: asOf };
-  const { pg } = await benchPostgres(values['keep-data'], !!values.reuse, 'gw-bench-gaps-');
+  const catalogueRuns = Number(values.catalogue);
+  const { dataDir, pg } = await benchPostgres(values['keep-data'], !!values.reuse, 'gw-bench-gaps-');
   const logger = createLogger('warn');
   loadFhirDefinitions();
   const profiles = ProfileRegistry.fromDirectory(resolve(ROOT, 'fhir-profiles'));
@@ -78,9 +83,8 @@ async function main(): Promise<void> {
     await migrate(pool, MIGRATIONS);
     const repo = new FhirRepository(pool, new SearchParamRegistry(), new OrganizationAccessPolicy(), profiles);
     const started = Date.now();
-    const summary = await new TerritoryLoader(repo, {}).load(
-      new TerritoryGenerator({ seed: Number(values.seed), patients, asOf }),
-    );
+    const generator = new TerritoryGenerator({ seed: Number(values.seed), patients, asOf });
+    const summary = await new TerritoryLoader(repo, {}).load(generator);
     const loaded = summary.status !== 'already-loaded';
     process.stderr.write(
       `${patients} patients: ${loaded ? `${summary.resources} resources in ${round((Date.now() - started) / 1000)} s` : 'already loaded'}\n`,
@@ -89,6 +93,10 @@ async function main(): Promise<void> {
       const t = Date.now();
       await replicateWithOwnPractices(pool, factor);
       process.stderr.write(`projection replicated x${factor} in ${round((Date.now() - t) / 1000)} s\n`);
+    }
+    // Also on --reuse: databases replicated before the directory was copied.
+    if (factor > 1) {
+      await replicateDirectory(pool, factor);
     }
     // Also on --reuse (statistics only): a previous run may have stopped before it took them.
     await pool.query(loaded ? 'VACUUM ANALYZE' : 'ANALYZE');
@@ -107,6 +115,21 @@ async function main(): Promise<void> {
       await timeList(service, client(gpStructure), gp, period, runs, measureIds),
       await timeList(service, client(structure), structure, period, runs, measureIds),
     ];
+    const catalogue =
+      catalogueRuns > 0
+        ? await evaluateAll({
+            pool,
+            repo,
+            logger,
+            dataDir,
+            period,
+            runs: catalogueRuns,
+            cptsId: generator.cpts.id,
+            patients: total,
+            ...(factor > 1 ? { replicatedFrom: patients } : {}),
+            load: { seconds: 0, resources: 0, perSecond: 0, reused: !loaded },
+          })
+        : undefined;
     const out = {
       date: new Date().toISOString(),
       patients,
@@ -115,10 +138,16 @@ async function main(): Promise<void> {
       period,
       measures: measureIds ? measureIds.length : 'in force on the period end',
       results,
+      ...(catalogue ? { catalogue } : {}),
     };
     for (const r of results) {
       process.stdout.write(
         `${r.subject}: ${r.patientsInScope} patients in scope, ${r.patientsListed} listed, ${r.items} items, ${round(r.jsonBytes / 1024)} KB: p50 ${r.ms.p50} ms, p99 ${r.ms.p99} ms, max ${r.ms.max} ms\n`,
+      );
+    }
+    if (catalogue) {
+      process.stdout.write(
+        `catalogue for the CPTS (${catalogue.persons} persons, ${Object.keys(catalogue.alone).length} Measures): best ${catalogue.catalogue.bestMs} ms of ${catalogue.catalogue.runsMs.join(', ')}; persons table ${catalogue.catalogue.personsMs} ms\n`,
       );
     }
     const file = resolve(ROOT, 'test/bench/results', `care-gaps-${new Date().toISOString().slice(0, 10)}.json`);
@@ -250,6 +279,31 @@ async function replicateWithOwnPractices(pool: Pool, factor: number): Promise<vo
     }
   }
   await pool.query('ALTER TABLE ind_mt_period ENABLE TRIGGER ind_mt_period_owner');
+}
+
+/**
+ * The replicas' structures and GPs in the directory the evaluation joins: each structure a member
+ * of the same CPTS (so the CPTS holds every replicated patient), each GP with the loaded one's
+ * flags. Once: skipped when the copies exist.
+ */
+async function replicateDirectory(pool: Pool, factor: number): Promise<void> {
+  const done = await pool.query("SELECT 1 FROM ind_organization WHERE id LIKE '%~%' LIMIT 1");
+  if (done.rowCount === 1) {
+    return;
+  }
+  await pool.query(
+    `INSERT INTO ind_organization (id, name, type, part_of, communes)
+     SELECT o.id || '~' || k, o.name, o.type, o.part_of, o.communes
+       FROM ind_organization o, generate_series(1, $1::int - 1) k
+      WHERE o.part_of IS NOT NULL AND o.id NOT LIKE '%~%'`,
+    [factor],
+  );
+  await pool.query(
+    `INSERT INTO ind_practitioner (id, active, fictitious)
+     SELECT pr.id || '~' || k, pr.active, pr.fictitious
+       FROM ind_practitioner pr, generate_series(1, $1::int - 1) k WHERE pr.id NOT LIKE '%~%'`,
+    [factor],
+  );
 }
 
 main().catch((err: unknown) => {
