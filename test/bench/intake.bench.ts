@@ -6,7 +6,7 @@
  * resources/s (what the pipeline answered as created) and the gateway process's RSS (sampled every
  * 250 ms: peak and end). Starts its own gateway (embedded PostgreSQL, loopback).
  *
- *   npm run bench:intake -- --documents 900 --patients 1000
+ *   npm run bench:intake -- --documents 900 --patients 1000 [--import-concurrency 4] [--read-threads 2]
  *
  * Writes test/bench/results/intake-<date>-<patients>.json and prints a summary.
  */
@@ -77,6 +77,8 @@ async function main(): Promise<void> {
       concurrency: { type: 'string', default: '4' },
       /** Patients imported side by side by the gateway's worker (GW_INTAKE_IMPORT_CONCURRENCY); unset: its default. */
       'import-concurrency': { type: 'string' },
+      /** Worker threads reading CDA documents (GW_INTAKE_READ_THREADS); unset: the gateway's default. */
+      'read-threads': { type: 'string' },
       'max-seconds': { type: 'string', default: '0' },
     },
   });
@@ -93,6 +95,7 @@ async function main(): Promise<void> {
   const archive = writePortabilityArchive(join(importDir, 'bench.zip'), { patients, seed: 11, layout: 'mixed' });
   const generateSeconds = (Date.now() - g0) / 1000;
   const importConcurrency = values['import-concurrency'];
+  const readThreads = values['read-threads'];
   const {
     gw,
     base,
@@ -101,6 +104,7 @@ async function main(): Promise<void> {
   } = await startEmbeddedGateway({
     GW_INTAKE_IMPORT_DIR: importDir,
     ...(importConcurrency ? { GW_INTAKE_IMPORT_CONCURRENCY: importConcurrency } : {}),
+    ...(readThreads ? { GW_INTAKE_READ_THREADS: readThreads } : {}),
   });
   const pid = gw.child.pid as number;
   try {
@@ -215,6 +219,7 @@ async function main(): Promise<void> {
     results.portabilityImport = {
       patients,
       importConcurrency: importConcurrency ? Number(importConcurrency) : 'gateway default',
+      readThreads: readThreads ? Number(readThreads) : 'gateway default',
       documentsInArchive: archive.documents,
       archiveMb: round(statSync(join(importDir, 'bench.zip')).size / 1e6),
       generateSeconds: round(generateSeconds),
