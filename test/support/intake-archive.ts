@@ -5,6 +5,7 @@ import { nirKey } from '@gw/fhir';
 import { nameUuid } from '@gw/platform';
 import { ROOT } from './process';
 import { ZipWriter } from './zip-writer';
+import { GIVEN_FEMALE, GIVEN_MALE } from '../../apps/gateway/src/demo/territory/vocabulary';
 
 /** The ANS CI-SIS examples, read in place (never copied into the project). */
 export const ANS_CDA_DIR = resolve(ROOT, '../shared/samples/ans-cda');
@@ -51,9 +52,18 @@ export interface GeneratedArchive {
   documents: number;
 }
 
-const FAMILIES = ['MARTINVAL', 'DURANDEAU', 'LEBRETTE', 'FONTAINAS', 'ROUSSILLE', 'GARNIERO', 'PERRODIN', 'VAILLOT'];
-const GIVEN_F = ['CLAIRE', 'LUCIE', 'ANNE', 'MARION', 'ELISE', 'JEANNE'];
-const GIVEN_M = ['PAUL', 'LOUIS', 'HUGO', 'JULES', 'MARC', 'THEO'];
+/**
+ * Birth names from two parts (24 × 30 = 720 stems: ≈ 14 patients a stem in a 10 000-patient
+ * archive, as many as a real practice has of its commonest names). With a handful of stems, the
+ * search of a new patient's candidates by name read a thousand records, a cost no practice has.
+ */
+const FAMILY_START = ['BER', 'CHA', 'DU', 'FON', 'GAR', 'LA', 'LE', 'MAR', 'PER', 'ROU', 'VAL', 'BON'];
+const FAMILY_START_2 = ['DEL', 'GUI', 'HU', 'JOU', 'MOR', 'NOR', 'PI', 'RI', 'SAR', 'TES', 'VI', 'BRE'];
+const FAMILY_END = ['NARD', 'TIN', 'RAND', 'TAINE', 'NIER', 'ROT', 'LIN', 'CHET', 'GEOT', 'DOUX', 'VIER', 'MONT'];
+const FAMILY_END_2 = ['CAZE', 'LOUX', 'RIEU', 'ZAC', 'BAUD', 'TEL', 'REAU', 'GNON', 'SSON', 'QUIN', 'DIER', 'VAL'];
+const FAMILY_END_3 = ['LARD', 'MIER', 'THIER', 'CHARD', 'NEAU', 'VEL'];
+const STARTS = [...FAMILY_START, ...FAMILY_START_2];
+const ENDS = [...FAMILY_END, ...FAMILY_END_2, ...FAMILY_END_3];
 const COMMUNES = ['69123', '69266', '69029', '38185', '01053', '42218'];
 const LOCAL_ID_OID = '1.2.250.1.999.1.1';
 
@@ -222,13 +232,17 @@ function makePatient(i: number, seed: number, rand: () => number): SyntheticPati
   return {
     ins: `${first13}${nirKey(first13)}`,
     ipp: `S${seed}-${i + 1}`,
-    family: `${pick(FAMILIES)}-${i + 1}`,
-    given: pick(female ? GIVEN_F : GIVEN_M),
+    family: `${familyStem(Math.floor(rand() * STARTS.length * ENDS.length))}-${i + 1}`,
+    given: pick(female ? GIVEN_FEMALE : GIVEN_MALE),
     sex: female ? 'female' : 'male',
     birthDate: `${year}-${String(month).padStart(2, '0')}-${String(day).padStart(2, '0')}`,
     birthPlace: place,
     documents: [],
   };
+}
+
+function familyStem(n: number): string {
+  return `${STARTS[n % STARTS.length]}${ENDS[Math.floor(n / STARTS.length)]}`;
 }
 
 /** A one-page PDF (text only): what a practice software exports for scanned letters. */
