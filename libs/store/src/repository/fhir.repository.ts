@@ -10,6 +10,7 @@ import { IDENTITY_TYPES, equivalentTokens, identityKey } from '../directory/dire
 import { Binder, compileSort, compileWhere } from './search-sql';
 import { withIdentityTrust } from './identity-trust';
 import { withMailboxTrust } from './mailbox-trust';
+import { withRoleTrust } from './role-trust';
 import { patientReferences } from './patient-compartment';
 import { persistVersions } from './persist';
 import { WriteBatcher } from './write-batcher';
@@ -23,6 +24,12 @@ export type Queryable = Pool | PoolClient;
 export interface WriteContext {
   principal: Principal;
   requestId?: string;
+  /**
+   * An operator's decision on a PractitionerRole's vouch (role-trust tag): false writes the version
+   * without it (the admin API's unverify). Absent: an admin write vouches, a client's keeps or
+   * drops it (see withRoleTrust). Only the gateway's own services set it.
+   */
+  roleVouch?: boolean;
 }
 
 /** A history request: instance (type + id), type (type) or system (types). */
@@ -774,6 +781,7 @@ export class FhirRepository {
     const meta = stampMeta(resource.meta, versionId, lastUpdated, owner, ctx);
     meta.tag = withIdentityTrust(meta.tag ?? [], resource, ctx.principal, previousJson);
     meta.tag = withMailboxTrust(meta.tag, resource, ctx.principal, previousJson);
+    meta.tag = withRoleTrust(meta.tag, resource, ctx.principal, previousJson, ctx.roleVouch);
     const stamped = carryDecimals(resource, { ...resource, id, meta } as Resource);
     if (validate === 'all' || (validate === 'except-data' && stamped.resourceType !== 'Binary')) {
       validateForWrite(stamped, this.profiles);
