@@ -167,7 +167,9 @@ describe('FMT projection (PostgreSQL): médecin traitant periods, coverages, dis
       { id: 'foreign-role', vouched: false },
       { id: 'old-role', vouched: false },
     ]);
-    const review = await pool.query(`SELECT DISTINCT verified FROM ind_mt_period_review WHERE practitioner = 'Practitioner/d2'`);
+    const review = await pool.query(
+      `SELECT DISTINCT verified FROM ind_mt_period_review WHERE practitioner = 'Practitioner/d2'`,
+    );
     expect(review.rows).toEqual([{ verified: true }]);
   });
 

@@ -247,6 +247,22 @@ export class FhirRepository {
   }
 
   /**
+   * The current content of these resources of one type, by id, for the gateway's own processes
+   * (no access policy); absent and deleted ones are missing from the map.
+   */
+  async readSystemMany<T extends Resource>(
+    type: string,
+    ids: string[],
+    db: Queryable = this.pool,
+  ): Promise<Map<string, T>> {
+    const res = await db.query<{ id: string; content: string }>(
+      'SELECT id, content FROM resource WHERE resource_type = $1 AND id = ANY($2::text[]) AND NOT deleted AND content IS NOT NULL',
+      [type, [...new Set(ids)]],
+    );
+    return new Map(res.rows.map((r) => [r.id, JSON.parse(r.content) as T]));
+  }
+
+  /**
    * Every current resource of a type whose JSON contains `fragment` (jsonb containment), oldest
    * first, for the gateway's own processes (no access policy). For small reference sets only.
    */
