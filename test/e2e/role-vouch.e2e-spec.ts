@@ -6,6 +6,7 @@ import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
 import { call } from '../support/hl7';
 import { typedOrganization } from '../support/indicators';
+import { GATEWAY_CLI, run } from '../support/process';
 
 const PERIOD = 'periodStart=2025-01-01&periodEnd=2025-12-31';
 const FLU = 'rosp-grippe-65';
@@ -234,4 +235,26 @@ describe('operator vouches for PractitionerRoles (médecin-traitant verification
       `Organization/${mspB}`,
     ]);
   });
+
+  /** The CLI (built: `npm run build`) against the test gateway's database; its exit code and JSON output. */
+  async function cli<T>(args: string[]): Promise<{ code: number | null; out: T | undefined }> {
+    const proc = run(GATEWAY_CLI, { GW_DATABASE_URL: gw.core.config.GW_DATABASE_URL as string }, args);
+    const code = await proc.exited;
+    const text = proc.out();
+    const start = text.indexOf('{');
+    return { code, out: code === 0 && start >= 0 ? (JSON.parse(text.slice(start)) as T) : undefined };
+  }
+
+  it('the CLI twin lists the roles to review, vouches and withdraws as the operator', async () => {
+    const listed = await cli<RoleVouchPage>(['practitioner-roles:list', '--verified', 'false']);
+    expect(listed.code).toBe(0);
+    expect(listed.out?.roles.map((r) => r.role)).toEqual([`PractitionerRole/${roleBP.id}`]);
+    const vouched = await cli<RoleVouchEntry>(['practitioner-roles:verify', `PractitionerRole/${roleBP.id}`]);
+    expect(vouched.out).toMatchObject({ verified: true, basis: 'operator' });
+    expect(await gapsOf(gpP, clientB)).toEqual(['Patient/rv-b1', 'Patient/rv-b2']);
+    const withdrawn = await cli<RoleVouchEntry>(['practitioner-roles:unverify', roleBP.id as string]);
+    expect(withdrawn.out).toMatchObject({ verified: false });
+    expect(await gapsOf(gpP, clientB)).toEqual([]);
+    expect((await cli(['practitioner-roles:list', '--verified', 'maybe'])).code).toBe(2);
+  }, 60_000);
 });
