@@ -19,6 +19,8 @@ const ALLOWED: Record<string, string> = {
     'migration 29 rebuilds the médecin traitant periods once from every stored version of each Patient',
   'libs/indicators/src/mt-verification.schema.ts: resource':
     'migration 35 widens the same projection trigger (PractitionerRole) and fills the periods’ organization from the stored rows',
+  'libs/indicators/src/role-vouch.schema.ts: resource':
+    'migration 38 fills the projected practitioners’ owner from the stored rows (and on each projection) and re-projects the stored roles',
   'libs/store/src/directory/directory.schema.ts: client':
     'the one-time merge of duplicate Organizations re-binds the API clients of a merged one',
   'libs/store/src/directory/directory.schema.ts: hl7_source':

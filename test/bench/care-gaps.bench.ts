@@ -248,8 +248,8 @@ async function replicateWithOwnPractices(pool: Pool, factor: number): Promise<vo
     );
     // Each copy's GPs work at its structures, so their declarations are verified as the loaded ones.
     await pool.query(
-      `INSERT INTO ind_practitioner_role (id, practitioner, organization, active, started, ended)
-       SELECT id || '~' || $1, practitioner || '~' || $1, organization || '~' || $1, active, started, ended
+      `INSERT INTO ind_practitioner_role (id, practitioner, organization, active, started, ended, vouched)
+       SELECT id || '~' || $1, practitioner || '~' || $1, organization || '~' || $1, active, started, ended, vouched
          FROM ind_practitioner_role WHERE id NOT LIKE '%~%'`,
       [k],
     );
@@ -287,6 +287,13 @@ async function replicateWithOwnPractices(pool: Pool, factor: number): Promise<vo
  * flags. Once: skipped when the copies exist.
  */
 async function replicateDirectory(pool: Pool, factor: number): Promise<void> {
+  // Copies made before migration 38 have no owner: each copy's GP is its copied structure's own
+  // practitioner, as the loaded one is (so its roles verify the copy's declarations).
+  await pool.query(
+    `UPDATE ind_practitioner c SET owner_org = b.owner_org || '~' || split_part(c.id, '~', 2)
+       FROM ind_practitioner b
+      WHERE c.id LIKE '%~%' AND c.owner_org IS NULL AND b.id = split_part(c.id, '~', 1) AND b.owner_org IS NOT NULL`,
+  );
   const done = await pool.query("SELECT 1 FROM ind_organization WHERE id LIKE '%~%' LIMIT 1");
   if (done.rowCount === 1) {
     return;
@@ -298,12 +305,15 @@ async function replicateDirectory(pool: Pool, factor: number): Promise<void> {
       WHERE o.part_of IS NOT NULL AND o.id NOT LIKE '%~%'`,
     [factor],
   );
+  // The owner trigger reads the resource table, which is not copied: the copies' owners are set here.
+  await pool.query('ALTER TABLE ind_practitioner DISABLE TRIGGER ind_practitioner_owner');
   await pool.query(
-    `INSERT INTO ind_practitioner (id, active, fictitious)
-     SELECT pr.id || '~' || k, pr.active, pr.fictitious
+    `INSERT INTO ind_practitioner (id, active, fictitious, owner_org)
+     SELECT pr.id || '~' || k, pr.active, pr.fictitious, pr.owner_org || '~' || k
        FROM ind_practitioner pr, generate_series(1, $1::int - 1) k WHERE pr.id NOT LIKE '%~%'`,
     [factor],
   );
+  await pool.query('ALTER TABLE ind_practitioner ENABLE TRIGGER ind_practitioner_owner');
 }
 
 main().catch((err: unknown) => {

@@ -191,6 +191,22 @@ describe('care-gaps worklist in a browser', () => {
       },
       mspB,
     );
+    // B also writes, on its own word, that G1 works at B: its declaration still does not count (G1 is
+    // not B's own practitioner and no operator vouched for that role), in the list nor in the estimate.
+    const clientB = await gw.clientOf(mspB, ['system/*.cruds']);
+    const roleAtB = await call(
+      gw,
+      'POST',
+      `${gw.fhirUrl}/PractitionerRole`,
+      {
+        resourceType: 'PractitionerRole',
+        active: true,
+        practitioner: { reference: 'Practitioner/wl-g1' },
+        organization: { reference: `Organization/${mspB}` },
+      },
+      clientB.token,
+    );
+    expect(roleAtB.status).toBe(201);
     const vendor = await vendorClient(gw, `Organization/${mspA}`, ['system/*.cruds']);
     gpToken = await personToken(gw, vendor, '810000300001');
     browser = await chromium.launch({

@@ -107,6 +107,10 @@ const MATRIX: Row[] = [
   ['GET /admin/cpts',                         '/admin/cpts',                            ADMIN],
   ['PUT /admin/cpts/:id',                     '/admin/cpts/no-such-org',                ADMIN, EMPTY],
   ['DELETE /admin/cpts/:id',                  '/admin/cpts/no-such-org',                ADMIN],
+  // Médecin-traitant verification: operators vouch for structures' PractitionerRoles (directory data).
+  ['GET /admin/practitioner-roles',           '/admin/practitioner-roles?verified=false', ADMIN],
+  ['POST /admin/practitioner-roles/:id/verify', '/admin/practitioner-roles/no-such-role/verify', ADMIN],
+  ['POST /admin/practitioner-roles/:id/unverify', '/admin/practitioner-roles/no-such-role/unverify', ADMIN],
   // Identity review queue, every organization's (operators).
   // Inbound MSSanté mailboxes: poll status and each message's outcome and reason (no message content).
   ['GET /admin/mailboxes',                    '/admin/mailboxes',                       ADMIN],

@@ -15,9 +15,12 @@ import { compareCells, csvOf, labelled, normalise } from './table.js';
 /** @typedef {import('@medplum/fhirtypes').Patient} Patient */
 /** @typedef {import('@medplum/fhirtypes').Coverage} Coverage */
 /** @typedef {import('@medplum/fhirtypes').PractitionerRole} PractitionerRole */
+/** @typedef {import('@medplum/fhirtypes').Practitioner} Practitioner */
 
 /** The tag system of the organization a stored resource is filed under. */
 const OWNER_TAG = 'https://gateway.fr-primary-care.org/fhir/CodeSystem/owner-organization';
+/** The tag the gateway puts on a PractitionerRole an operator wrote or vouched for. */
+const ROLE_TRUST = 'https://gateway.fr-primary-care.org/fhir/CodeSystem/role-trust';
 
 const EXT = 'https://gateway.fr-primary-care.org/fhir/StructureDefinition';
 const EVIDENCE_URL = `${EXT}/measure-recall-evidence`;
@@ -245,15 +248,23 @@ export function estimateFmt(members, rows, measures, amounts) {
  */
 async function patienteleOf(subject, end, listed) {
   if (subject.startsWith('Practitioner/')) {
-    const [patients, roles] = await Promise.all([
+    const [patients, roles, practitioner] = await Promise.all([
       allPages(`Patient?general-practitioner=${encodeURIComponent(subject)}&_count=1000`),
       /** @type {Promise<PractitionerRole[]>} */ (
         allPages(`PractitionerRole?practitioner=${encodeURIComponent(subject)}&_count=1000`)
       ),
+      // A GP no longer readable (deleted): only vouched roles count.
+      /** @type {Promise<Practitioner | undefined>} */ (fhirGet(subject).catch(() => undefined)),
     ]);
     // As the gateway counts a GP's patientèle: only the declarations filed by a structure where the GP
-    // holds an active role on that day; another structure's word does not make its patients theirs.
-    const where = new Set(roles.filter((r) => roleHolds(r, end)).map((r) => r.organization?.reference));
+    // holds an active role on that day, a role the gateway stands behind (the GP is the structure's own
+    // practitioner, or an operator vouched for it); another structure's word does not make its patients theirs.
+    const owner = ownerOf(practitioner);
+    const where = new Set(
+      roles
+        .filter((r) => roleHolds(r, end) && (vouched(r) || r.organization?.reference === owner))
+        .map((r) => r.organization?.reference),
+    );
     const verified = patients.filter((p) => where.has(ownerOf(p)));
     const others = patients.length - verified.length;
     return {
@@ -292,11 +303,19 @@ function roleHolds(r, day) {
 }
 
 /**
+ * Whether an operator wrote or vouched for a PractitionerRole (the gateway's role-trust tag).
+ * @param {PractitionerRole} r
+ */
+function vouched(r) {
+  return !!r.meta?.tag?.some((t) => t.system === ROLE_TRUST && t.code === 'operator-vouched');
+}
+
+/**
  * The organization a resource is filed under (the gateway's owner tag on every stored resource).
- * @param {Patient} p
+ * @param {Patient | Practitioner | undefined} p
  */
 function ownerOf(p) {
-  return p.meta?.tag?.find((t) => t.system === OWNER_TAG)?.code;
+  return p?.meta?.tag?.find((t) => t.system === OWNER_TAG)?.code;
 }
 
 /**

@@ -50,6 +50,11 @@ Commands:
       --members <a,b,…>          member structures (ids or Organization/ids), exactly these; omitted: unchanged
   cpts:revoke <orgId> Take back the CPTS type, its communes and its members
   cpts:list       List the CPTS with their communes, members and conflicting communes (JSON)
+  practitioner-roles:list   The PractitionerRoles naming a practitioner their organization does not own (JSON)
+      --verified <true|false>    false: those no operator vouched for (to review); true: vouched; omitted: both
+  practitioner-roles:verify <roleId>    Vouch for a role: it verifies its organization's médecin-traitant
+                                 declarations of its practitioner (docs/indicators.md)
+  practitioner-roles:unverify <roleId>  Withdraw the vouch
   directory:import  Import the Annuaire Santé public extractions (pipe-separated, header line; see docs/directory.md)
       --ps <file>                PS_LibreAcces_Personne_activite_*.txt (full extraction; required)
       --mss <file>               Extraction_Correspondance_MSSante_*.txt (full extraction of MSSanté mailboxes)
@@ -97,6 +102,7 @@ async function main(argv: string[]): Promise<number> {
       'cis-cip': { type: 'string' },
       'cis-atc': { type: 'string' },
       map: { type: 'string' },
+      verified: { type: 'string' },
     },
   });
   const config = loadConfig();
@@ -131,6 +137,10 @@ async function main(argv: string[]): Promise<number> {
       case 'cpts:revoke':
       case 'cpts:list':
         return await cpts(core, command, positionals[0], values.communes, values.members);
+      case 'practitioner-roles:list':
+      case 'practitioner-roles:verify':
+      case 'practitioner-roles:unverify':
+        return await practitionerRoles(core, command, positionals[0], values.verified);
       case 'directory:import':
         return await importDirectory(core, values.ps, values.mss, values['progress-ms']);
       case 'intake:import-archive':
@@ -394,6 +404,39 @@ async function cpts(
     out = await core.cpts.grant(id, body, op);
   } else {
     out = await core.cpts.revoke(id, op);
+  }
+  process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+  return 0;
+}
+
+async function practitionerRoles(
+  core: GatewayCore,
+  command: string,
+  roleId: string | undefined,
+  verified: string | undefined,
+): Promise<number> {
+  let out: unknown;
+  if (command === 'practitioner-roles:list') {
+    if (verified !== undefined && verified !== 'true' && verified !== 'false') {
+      process.stderr.write(`--verified must be true or false\n${USAGE}`);
+      return 2;
+    }
+    out = await core.practitionerRoles.list({
+      verified: verified === undefined ? undefined : verified === 'true',
+      count: 1000,
+      offset: 0,
+    });
+  } else {
+    const id = roleId?.replace(/^PractitionerRole\//, '');
+    if (!id) {
+      process.stderr.write(`${command} needs <roleId>\n${USAGE}`);
+      return 2;
+    }
+    const op = { principal: CLI_OPERATOR, requestId: `cli-${randomUUID()}` };
+    out =
+      command === 'practitioner-roles:verify'
+        ? await core.practitionerRoles.verify(id, op)
+        : await core.practitionerRoles.unverify(id, op);
   }
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   return 0;

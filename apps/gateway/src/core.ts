@@ -56,7 +56,12 @@ import {
   PortabilityImportService,
 } from '@gw/ingest';
 import { CptsTerritoryService, EXCHANGE_MIGRATIONS, ExchangeService, MhdRecipient } from '@gw/exchange';
-import { BENCHMARK_MIGRATIONS, INDICATOR_MIGRATIONS, IndicatorsService } from '@gw/indicators';
+import {
+  BENCHMARK_MIGRATIONS,
+  INDICATOR_MIGRATIONS,
+  IndicatorsService,
+  PractitionerRoleVouching,
+} from '@gw/indicators';
 import { DashboardLogin } from './auth/dashboard-login.service';
 import { PersonDirectory } from './auth/person.directory';
 
@@ -122,6 +127,8 @@ export interface GatewayCore {
   exchange: ExchangeService;
   /** Operator grants of CPTS territories (type, communes, member structures). */
   cpts: CptsTerritoryService;
+  /** Operator vouches for PractitionerRoles (médecin-traitant verification). */
+  practitionerRoles: PractitionerRoleVouching;
   indicators: IndicatorsService;
   /** FHIR Bulk Data group export (kick-off, status, files, jobs). */
   bulk: BulkExportService;
@@ -346,6 +353,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       mailbox,
       exchange,
       cpts: new CptsTerritoryService(repo, exchange.cpts, audit),
+      practitionerRoles: new PractitionerRoleVouching(db.pool, repo, audit),
       indicators,
       bulk,
       events: new DomainEventLog(db.pool),

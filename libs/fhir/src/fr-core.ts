@@ -57,6 +57,16 @@ export const IDENTITY_VERIFIED_SOURCE = 'verified-source';
 export const MAILBOX_TRUST_SYSTEM = `${GW}/fhir/CodeSystem/mailbox-trust`;
 /** The code of {@link MAILBOX_TRUST_SYSTEM}: the MSSanté telecoms come from an operator. */
 export const MAILBOX_VERIFIED_SOURCE = 'verified-source';
+/**
+ * PractitionerRole meta.tag managed by the gateway (a client's own value is dropped on every
+ * write): code `operator-vouched` when an operator (admin client, the directory import) wrote the
+ * role or vouched for it (admin API /admin/practitioner-roles), and no client has since changed its
+ * practitioner or organization. Only such a role, or one naming the organization's own
+ * practitioner, verifies that organization's médecin-traitant declarations (docs/indicators.md).
+ */
+export const ROLE_TRUST_SYSTEM = `${GW}/fhir/CodeSystem/role-trust`;
+/** The code of {@link ROLE_TRUST_SYSTEM}: an operator stands behind the role. */
+export const ROLE_OPERATOR_VOUCHED = 'operator-vouched';
 /** Practitioner tag: a fictitious MT number assigned by the caisse (`fictitious`). */
 export const PRACTITIONER_FLAG_SYSTEM = `${GW}/fhir/CodeSystem/practitioner-flag`;
 /**

@@ -438,14 +438,17 @@ function recordsSql(recallFor: string, params: SqlParams): string {
 
 /**
  * The organizations where a GP (a bound `Practitioner/<id>`) holds an active PractitionerRole on
- * `day` (a bound date): only a médecin-traitant declaration filed by one of them counts for that GP
- * (docs/indicators.md, "Whose declaration counts"). Uncorrelated: computed once per statement,
- * a hashed semi-join on the periods' or records' organization.
+ * `day` (a bound date) that the gateway stands behind — an operator vouched for it, or the GP is the
+ * organization's own practitioner (it owns the Practitioner resource): only a médecin-traitant
+ * declaration filed by one of them counts for that GP (docs/indicators.md, "Whose declaration
+ * counts"). Uncorrelated: computed once per statement (the owner an InitPlan by primary key), a
+ * hashed semi-join on the periods' or records' organization.
  */
 function verifiedOrganizations(gp: string, day: string): string {
   return `SELECT r.organization FROM ind_practitioner_role r
     WHERE r.practitioner = ${gp} AND r.active
-      AND (r.started IS NULL OR r.started <= ${day}::date) AND (r.ended IS NULL OR r.ended >= ${day}::date)`;
+      AND (r.started IS NULL OR r.started <= ${day}::date) AND (r.ended IS NULL OR r.ended >= ${day}::date)
+      AND (r.vouched OR r.organization = (SELECT pr.owner_org FROM ind_practitioner pr WHERE pr.id = substring(${gp} FROM 14)))`;
 }
 
 /**

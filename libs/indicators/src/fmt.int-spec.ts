@@ -31,7 +31,7 @@ async function write(
     `INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, owner_org, content)
      VALUES ($1, $2, 1, $3, $4, $5, $6)
      ON CONFLICT (resource_type, id) DO UPDATE SET version_id = resource.version_id + 1, last_updated = $3,
-       deleted = $4, content = $6`,
+       deleted = $4, owner_org = $5, content = $6`,
     [
       type,
       id,
@@ -84,6 +84,9 @@ const role = (gp: string, org: string, period?: { start?: string; end?: string }
   organization: { reference: org },
   ...(period ? { period } : {}),
 });
+/** The role-trust tag the store puts on a role an operator wrote or vouched for. */
+const VOUCHED = { meta: { tag: [{ system: `${GW}/fhir/CodeSystem/role-trust`, code: 'operator-vouched' }] } };
+const practitioner = { active: true, name: [{ family: 'MT' }] };
 /** A dispensation coded only by its CIP13 (the BDPM OID the CDA documents use). */
 const dispense = (patientId: string, cip: string, when: string) => ({
   status: 'completed',
@@ -122,6 +125,9 @@ describe('FMT projection (PostgreSQL): médecin traitant periods, coverages, dis
     await write(pool, 'Patient', 'h1', patient('1960-01-01', 'd2'), '2025-09-10T10:00:00Z');
     await write(pool, 'Coverage', 'old-ald', ald('h1', '8', '2020-01-01'), '2025-01-01T00:00:00Z');
     await write(pool, 'PractitionerRole', 'old-role', role('d2', ORG, { start: '2025-01-01' }), '2025-01-01T00:00:00Z');
+    await write(pool, 'Practitioner', 'd2', practitioner, '2025-01-01T00:00:00Z');
+    await write(pool, 'Practitioner', 'elsewhere', practitioner, '2025-01-01T00:00:00Z', 'Organization/o2');
+    await write(pool, 'PractitionerRole', 'foreign-role', role('elsewhere', ORG), '2025-01-01T00:00:00Z');
     await migrateAll(pool);
   });
   afterAll(async () => pool.end());
@@ -141,9 +147,30 @@ describe('FMT projection (PostgreSQL): médecin traitant periods, coverages, dis
     const roles = await pool.query(
       `SELECT practitioner, organization, active, to_char(started, 'YYYY-MM-DD') AS started, ended FROM ind_practitioner_role`,
     );
-    expect(roles.rows).toEqual([
-      { practitioner: 'Practitioner/d2', organization: ORG, active: true, started: '2025-01-01', ended: null },
+    expect(roles.rows).toContainEqual({
+      practitioner: 'Practitioner/d2',
+      organization: ORG,
+      active: true,
+      started: '2025-01-01',
+      ended: null,
+    });
+  });
+
+  it('migration 38 fills the practitioners’ owner and re-projects the stored roles with no vouch: only own practitioners verify', async () => {
+    const owners = await pool.query(`SELECT id, owner_org FROM ind_practitioner ORDER BY id`);
+    expect(owners.rows).toEqual([
+      { id: 'd2', owner_org: ORG },
+      { id: 'elsewhere', owner_org: 'Organization/o2' },
     ]);
+    const roles = await pool.query(`SELECT id, vouched FROM ind_practitioner_role ORDER BY id`);
+    expect(roles.rows).toEqual([
+      { id: 'foreign-role', vouched: false },
+      { id: 'old-role', vouched: false },
+    ]);
+    const review = await pool.query(
+      `SELECT DISTINCT verified FROM ind_mt_period_review WHERE practitioner = 'Practitioner/d2'`,
+    );
+    expect(review.rows).toEqual([{ verified: true }]);
   });
 
   it('a Patient write with another GP closes the open period the day before and opens a new one', async () => {
@@ -321,7 +348,9 @@ describe('FMT criteria atoms (PostgreSQL)', () => {
     await write(pool, 'Coverage', 'b-ald', ald('b', '30', '2019-01-01', '2026-06-30'), '2026-01-01T00:00:00Z');
     // c: 36, MT d2 declared in February 2026 (not in the patientèle of 31 December 2025).
     await write(pool, 'Patient', 'c', patient('1990-01-01', 'd2'), '2026-02-01T09:00:00Z');
-    // d1 and d2 work at o1, so its declarations count for them.
+    // d1 and d2 are o1's own practitioners and work there, so its declarations count for them.
+    await write(pool, 'Practitioner', 'd1', practitioner, '2020-01-01T00:00:00Z');
+    await write(pool, 'Practitioner', 'd2', practitioner, '2020-01-01T00:00:00Z');
     await write(pool, 'PractitionerRole', 'd1-o1', role('d1', ORG), '2020-01-01T00:00:00Z');
     await write(pool, 'PractitionerRole', 'd2-o1', role('d2', ORG), '2020-01-01T00:00:00Z');
     // The shipped CIS/CIP → ATC map (the CNAM-HR sample puts CIP13 3400932857241 under J07AM01), as installed at boot.
@@ -439,8 +468,9 @@ describe('Whose médecin-traitant declaration counts for a GP (PostgreSQL)', () 
   beforeAll(async () => {
     pool = new Pool({ connectionString: await createTestDatabase('mtverify') });
     await migrateAll(pool);
-    // gb works at B only. A declares gb on two of its own patients (CareTeam, Patient.generalPractitioner),
-    // B on two of its own, the same two ways.
+    // gb is B's own practitioner and works at B only. A declares gb on two of its own patients
+    // (CareTeam, Patient.generalPractitioner), B on two of its own, the same two ways.
+    await write(pool, 'Practitioner', 'gb', practitioner, '2020-01-01T00:00:00Z', B);
     await write(pool, 'PractitionerRole', 'gb-ob', role('gb', B), '2020-01-01T00:00:00Z', B);
     await write(pool, 'Patient', 'pa1', patient('1980-01-01'), '2024-01-01T00:00:00Z', A);
     await write(pool, 'CareTeam', 'ct-a', careTeam('pa1', 'gb', '2024-01-01'), '2024-01-01T00:00:00Z', A);
@@ -487,6 +517,31 @@ describe('Whose médecin-traitant declaration counts for a GP (PostgreSQL)', () 
     ]);
   });
 
+  it("A's own role for B's GP verifies nothing until an operator vouches for it; withdrawn, it stops", async () => {
+    await write(pool, 'PractitionerRole', 'gb-oa-claim', role('gb', A), '2026-01-02T00:00:00Z', A);
+    expect(await lists(['fmt', 'today'])).toEqual([['pb1', 'pb2'], ['pb2']]);
+    await write(pool, 'PractitionerRole', 'gb-oa-claim', { ...role('gb', A), ...VOUCHED }, '2026-01-03T00:00:00Z', A);
+    expect(await lists(['fmt', 'today'])).toEqual([
+      ['pa1', 'pa2', 'pb1', 'pb2'],
+      ['pa2', 'pb2'],
+    ]);
+    await write(pool, 'PractitionerRole', 'gb-oa-claim', role('gb', A), '2026-01-04T00:00:00Z', A);
+    expect(await lists(['fmt', 'today'])).toEqual([['pb1', 'pb2'], ['pb2']]);
+    await write(pool, 'PractitionerRole', 'gb-oa-claim', null, '2026-01-04T00:00:00Z', A);
+  });
+
+  it("B's role for its own GP stops verifying once the directory import takes the Practitioner over, unless vouched", async () => {
+    await write(pool, 'Practitioner', 'gb', practitioner, '2026-01-02T00:00:00Z', 'Organization/gateway-directory');
+    try {
+      expect(await lists(['fmt', 'today'])).toEqual([[], []]);
+      await write(pool, 'PractitionerRole', 'gb-ob', { ...role('gb', B), ...VOUCHED }, '2026-01-02T00:00:00Z', B);
+      expect(await lists(['fmt', 'today'])).toEqual([['pb1', 'pb2'], ['pb2']]);
+    } finally {
+      await write(pool, 'Practitioner', 'gb', practitioner, '2026-01-02T00:00:00Z', B);
+      await write(pool, 'PractitionerRole', 'gb-ob', role('gb', B), '2026-01-02T00:00:00Z', B);
+    }
+  });
+
   it("A's declarations count once the GP holds an active role at A covering the day, and stop after its end", async () => {
     const fmt2025 = { start: '2025-01-01', end: '2025-12-31' };
     // An inactive role proves nothing.
@@ -499,8 +554,15 @@ describe('Whose médecin-traitant declaration counts for a GP (PostgreSQL)', () 
       A,
     );
     expect(await lists(['fmt', 'today'])).toEqual([['pb1', 'pb2'], ['pb2']]);
-    // Granted later (written in 2026), from June 2024: the earlier declarations count (CareTeam and Patient).
-    await write(pool, 'PractitionerRole', 'gb-oa', role('gb', A, { start: '2024-06-01' }), '2026-01-06T00:00:00Z', A);
+    // Granted later (written in 2026, vouched for), from June 2024: the earlier declarations count (CareTeam and Patient).
+    await write(
+      pool,
+      'PractitionerRole',
+      'gb-oa',
+      { ...role('gb', A, { start: '2024-06-01' }), ...VOUCHED },
+      '2026-01-06T00:00:00Z',
+      A,
+    );
     expect(await lists(['fmt', 'today'])).toEqual([
       ['pa1', 'pa2', 'pb1', 'pb2'],
       ['pa2', 'pb2'],
@@ -510,7 +572,7 @@ describe('Whose médecin-traitant declaration counts for a GP (PostgreSQL)', () 
       pool,
       'PractitionerRole',
       'gb-oa',
-      role('gb', A, { start: '2024-06-01', end: '2025-11-30' }),
+      { ...role('gb', A, { start: '2024-06-01', end: '2025-11-30' }), ...VOUCHED },
       '2026-01-07T00:00:00Z',
       A,
     );

@@ -54,3 +54,5 @@ export {
 export type { BenchmarkRow } from './benchmarks';
 export { loadDrugAtc, parseMapFile, readBdpmFiles, parseCisCip, parseCisAtc, bdpmEntries } from './drug-atc.loader';
 export type { DrugAtc } from './drug-atc.loader';
+export { PractitionerRoleVouching } from './role-vouch.service';
+export type { RoleVouchEntry, RoleVouchPage } from './role-vouch.service';

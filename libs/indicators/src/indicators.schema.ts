@@ -2,6 +2,7 @@ import { sqlList, sqlString as q } from '@gw/platform';
 import type { Migration } from '@gw/platform';
 import { DRUG_ATC_MIGRATION, FMT_PROJECTION_MIGRATION } from './fmt-projection.schema';
 import { MT_VERIFICATION_MIGRATION } from './mt-verification.schema';
+import { ROLE_VOUCH_MIGRATION } from './role-vouch.schema';
 import {
   IDENTITY_TRUST_SYSTEM,
   IDENTITY_VERIFIED_SOURCE,
@@ -383,4 +384,5 @@ INSERT INTO ind_cell_key (secret) VALUES (gen_random_uuid()::text || gen_random_
   FMT_PROJECTION_MIGRATION,
   DRUG_ATC_MIGRATION,
   MT_VERIFICATION_MIGRATION,
+  ROLE_VOUCH_MIGRATION,
 ];

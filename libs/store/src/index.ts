@@ -53,6 +53,7 @@ export {
 } from './directory/directory.identity';
 export { directoryConflict } from './repository/persist';
 export { hasVerifiedMailbox } from './repository/mailbox-trust';
+export { isVouchedRole } from './repository/role-trust';
 export { DIRECTORY_IMPORT_PRINCIPAL, DirectoryImporter } from './directory/directory.importer';
 export type { DirectoryImportOptions, DirectoryImportStats } from './directory/directory.importer';
 export { DIRECTORY_MIGRATIONS } from './directory/directory.schema';

@@ -5,6 +5,7 @@ import type { Registry } from 'prom-client';
 import { AdminController } from '../admin/admin.controller';
 import { AuthGuard } from '../auth/auth.guard';
 import { CptsAdminController } from '../admin/cpts-admin.controller';
+import { PractitionerRoleAdminController } from '../admin/practitioner-role-admin.controller';
 import { BulkExportController } from '../fhir/bulk-export.controller';
 import { DashboardController } from '../ops/dashboard.controller';
 import { DashboardLoginController } from '../auth/dashboard-login.controller';
@@ -44,6 +45,7 @@ export class AppModule {
         IntakeAdminController,
         ExchangeAdminController,
         CptsAdminController,
+        PractitionerRoleAdminController,
         DashboardLoginController,
         DashboardController,
         IdentityReviewAdminController,

@@ -10,6 +10,7 @@ import { IDENTITY_TYPES, equivalentTokens, identityKey } from '../directory/dire
 import { Binder, compileSort, compileWhere } from './search-sql';
 import { withIdentityTrust } from './identity-trust';
 import { withMailboxTrust } from './mailbox-trust';
+import { withRoleTrust } from './role-trust';
 import { patientReferences } from './patient-compartment';
 import { persistVersions } from './persist';
 import { WriteBatcher } from './write-batcher';
@@ -23,6 +24,12 @@ export type Queryable = Pool | PoolClient;
 export interface WriteContext {
   principal: Principal;
   requestId?: string;
+  /**
+   * An operator's decision on a PractitionerRole's vouch (role-trust tag): false writes the version
+   * without it (the admin API's unverify). Absent: an admin write vouches, a client's keeps or
+   * drops it (see withRoleTrust). Only the gateway's own services set it.
+   */
+  roleVouch?: boolean;
 }
 
 /** A history request: instance (type + id), type (type) or system (types). */
@@ -237,6 +244,22 @@ export class FhirRepository {
   ): Promise<T | undefined> {
     const row = await this.current(opts.db ?? this.pool, type, id, opts.forUpdate);
     return row && !row.deleted && row.json ? (JSON.parse(row.json) as T) : undefined;
+  }
+
+  /**
+   * The current content of these resources of one type, by id, for the gateway's own processes
+   * (no access policy); absent and deleted ones are missing from the map.
+   */
+  async readSystemMany<T extends Resource>(
+    type: string,
+    ids: string[],
+    db: Queryable = this.pool,
+  ): Promise<Map<string, T>> {
+    const res = await db.query<{ id: string; content: string }>(
+      'SELECT id, content FROM resource WHERE resource_type = $1 AND id = ANY($2::text[]) AND NOT deleted AND content IS NOT NULL',
+      [type, [...new Set(ids)]],
+    );
+    return new Map(res.rows.map((r) => [r.id, JSON.parse(r.content) as T]));
   }
 
   /**
@@ -774,6 +797,7 @@ export class FhirRepository {
     const meta = stampMeta(resource.meta, versionId, lastUpdated, owner, ctx);
     meta.tag = withIdentityTrust(meta.tag ?? [], resource, ctx.principal, previousJson);
     meta.tag = withMailboxTrust(meta.tag, resource, ctx.principal, previousJson);
+    meta.tag = withRoleTrust(meta.tag, resource, ctx.principal, previousJson, ctx.roleVouch);
     const stamped = carryDecimals(resource, { ...resource, id, meta } as Resource);
     if (validate === 'all' || (validate === 'except-data' && stamped.resourceType !== 'Binary')) {
       validateForWrite(stamped, this.profiles);
