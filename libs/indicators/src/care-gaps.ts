@@ -179,14 +179,19 @@ export class CareGapsEvaluator {
         : want.has('open-gap')
           ? 'g.open > 0'
           : 'g.applicable > 0 AND g.open = 0';
+    // The records come along with the rows (r is ev_person's), not by joining ev_person back: that
+    // join, on two misestimated row counts, was planned as a nested loop comparing every pair
+    // (250 000 pairs, ~10 ms for a GP's list). Persons without a listable record are dropped before
+    // their criteria are evaluated.
     const sql = `WITH r AS (${rows}),
-      f AS (SELECT r.person, (${den}) AS den, (${ex}) AS ex, (${num}) AS num FROM r WHERE ${ip}),
-      g AS (SELECT person, count(*) FILTER (WHERE den AND NOT ex) AS applicable, count(*) FILTER (WHERE den AND ex) AS excluded,
+      f AS (SELECT r.person, r.records, (${den}) AS den, (${ex}) AS ex, (${num}) AS num FROM r
+             WHERE cardinality(r.records) > 0 AND ${ip}),
+      g AS (SELECT person, records, count(*) FILTER (WHERE den AND NOT ex) AS applicable, count(*) FILTER (WHERE den AND ex) AS excluded,
                    count(*) FILTER (WHERE den AND NOT ex AND NOT num) AS open
-              FROM f GROUP BY person)
-      SELECT e.records, g.applicable, g.excluded, g.open, ev.kind, ev.resource_type, ev.id, ev.system, ev.code, ev.at
-        FROM g JOIN ev_person e ON e.person = g.person LEFT JOIN LATERAL (${latest}) ev ON true
-       WHERE cardinality(e.records) > 0 AND ${keep}`;
+              FROM f GROUP BY person, records)
+      SELECT g.records, g.applicable, g.excluded, g.open, ev.kind, ev.resource_type, ev.id, ev.system, ev.code, ev.at
+        FROM g LEFT JOIN LATERAL (${latest}) ev ON true
+       WHERE ${keep}`;
     const res = await db.query<{
       records: string[];
       applicable: string;

@@ -283,7 +283,7 @@ export function coveragePersons(kind: 'ald' | 'c2s', numbers: string[] | undefin
 
 /** `SELECT person` of the persons with at least `min` matching facts in the window. */
 export function factPersons(f: FactCriterion, ctx: CompileContext): string {
-  const where = factWhere('f', f.resource, f.valueSet, f.status, f.window, ctx);
+  const where = factWhere('f', f.resource, f.valueSet, f.status, f.window, ctx, 'scan');
   const having = f.min > 1 ? ` GROUP BY f.person HAVING count(DISTINCT f.id) >= ${ctx.params.bind(f.min)}::int` : '';
   if (typeof f.window === 'object' && 'ageMonths' in f.window) {
     // The person's birth date is in the evaluated persons' table (ev_person, one row per person).
@@ -300,7 +300,7 @@ export function factPersons(f: FactCriterion, ctx: CompileContext): string {
  * of the database read once and hashed (a million persons' flu shots for one GP's list).
  */
 function factExists(f: FactCriterion, ctx: CompileContext): string {
-  const where = factWhere('f', f.resource, f.valueSet, f.status, f.window, ctx);
+  const where = factWhere('f', f.resource, f.valueSet, f.status, f.window, ctx, 'probe');
   let within = '';
   if (typeof f.window === 'object' && 'ageMonths' in f.window) {
     const { min, max } = f.window.ageMonths;
@@ -317,7 +317,7 @@ function factExists(f: FactCriterion, ctx: CompileContext): string {
 
 /** The events of an event-basis measure: `(event_id, person, at_end)` of the matching facts ending in the window. */
 export function eventSource(f: FactCriterion, ctx: CompileContext): string {
-  const codes = codeWhere('f', f.valueSet, ctx);
+  const codes = codeWhere('f', f.valueSet, ctx, ctx.persons ? 'probe' : 'scan');
   const statuses = ctx.params.bind(f.status ?? DEFAULT_STATUSES[f.resource]);
   const end = 'coalesce(f.at_end, f.at)';
   return `SELECT DISTINCT f.resource_type || '/' || f.id AS event_id, f.person, ${end} AS at_end
@@ -332,7 +332,7 @@ export function eventSource(f: FactCriterion, ctx: CompileContext): string {
 function followedBy(f: Extract<Criterion, { followedBy: unknown }>['followedBy'], ctx: CompileContext): string {
   const statuses = ctx.params.bind(f.status ?? DEFAULT_STATUSES[f.resource]);
   const days = ctx.params.bind(f.days);
-  const base = `f.resource_type = ${ctx.params.bind(f.resource)} AND ${codeWhere('f', f.valueSet, ctx)} AND f.status = ANY(${statuses}::text[])${ownerWhere('f', ctx)}`;
+  const base = `f.resource_type = ${ctx.params.bind(f.resource)} AND ${codeWhere('f', f.valueSet, ctx, ctx.persons ? 'probe' : 'scan')} AND f.status = ANY(${statuses}::text[])${ownerWhere('f', ctx)}`;
   const within = `f.at >= ${ctx.row}.at_end AND f.at <= ${ctx.row}.at_end + make_interval(days => ${days}::int)`;
   if (f.relation === 'focus') {
     return `EXISTS (SELECT 1 FROM ind_fact f WHERE f.context = ${ctx.row}.event_id AND ${base} AND ${within})`;
@@ -347,17 +347,25 @@ function factWhere(
   status: string[] | undefined,
   window: Window,
   ctx: CompileContext,
+  use: CodeUse,
 ): string {
   const statuses = ctx.params.bind(status ?? DEFAULT_STATUSES[resource]);
-  return `${alias}.resource_type = ${ctx.params.bind(resource)} AND ${codeWhere(alias, valueSet, ctx)} AND ${alias}.status = ANY(${statuses}::text[]) AND ${windowWhere(`${alias}.at`, window, ctx)}${ownerWhere(alias, ctx)}`;
+  return `${alias}.resource_type = ${ctx.params.bind(resource)} AND ${codeWhere(alias, valueSet, ctx, use)} AND ${alias}.status = ANY(${statuses}::text[]) AND ${windowWhere(`${alias}.at`, window, ctx)}${ownerWhere(alias, ctx)}`;
 }
 
 /**
- * Exact codes as one `= ANY` (index-friendly), prefixes as `LIKE 'X%'` each, both checked against
- * their system. ATC codes also match the drugs coded only in CIS/CIP that the map ind_drug_atc
- * puts under them (a dispensation coded by its CIP13 counts for an ATC class).
+ * How a code condition is used: `scan`, by a set-based scan of the facts of the whole evaluation
+ * (its conditions should be index conditions on ind_fact (code, at)); `probe`, on the facts of
+ * one person (or event) already found by their index, where it is a filter evaluated per fact.
  */
-function codeWhere(alias: string, valueSet: string, ctx: CompileContext): string {
+type CodeUse = 'scan' | 'probe';
+
+/**
+ * Exact codes as one `= ANY` (index-friendly) checked against their system, prefixes by
+ * {@link prefixWhere}. ATC codes also match the drugs coded only in CIS/CIP that the map
+ * ind_drug_atc puts under them (a dispensation coded by its CIP13 counts for an ATC class).
+ */
+function codeWhere(alias: string, valueSet: string, ctx: CompileContext, use: CodeUse): string {
   const codes = ctx.resolve(valueSet);
   if (codes.length === 0) {
     throw new Error(`ValueSet ${valueSet} has no codes`);
@@ -373,12 +381,59 @@ function codeWhere(alias: string, valueSet: string, ctx: CompileContext): string
       `(${alias}.code = ANY(${ctx.params.bind(exact.map((c) => c.code))}::text[]) AND (${alias}.system, ${alias}.code) IN (SELECT * FROM unnest(${ctx.params.bind(exact.map((c) => c.system))}::text[], ${ctx.params.bind(exact.map((c) => c.code))}::text[])))`,
     );
   }
-  for (const p of codes.filter((c) => c.prefix)) {
-    parts.push(
-      `(${alias}.code LIKE ${ctx.params.bind(`${escapeLike(p.code)}%`)} AND ${alias}.system = ${ctx.params.bind(p.system)})`,
-    );
-  }
+  parts.push(
+    ...prefixWhere(
+      alias,
+      codes.filter((c) => c.prefix),
+      ctx,
+      use,
+    ),
+  );
   return `(${parts.join(' OR ')})`;
+}
+
+/**
+ * Prefix codes, grouped: a ValueSet lists each prefix under every name of its system (catalogue
+ * expand), so the systems sharing one list of prefixes are checked once, by `= ANY`.
+ *
+ * scan: one `code LIKE 'X%'` per distinct prefix. Under the C collation (the embedded databases)
+ * PostgreSQL turns each into a range of ind_fact (code, at) and ORs the ranges (BitmapOr); under
+ * another collation it stays a correct filter.
+ *
+ * probe: `left(code, n) = ANY('{…}')` per distinct prefix length, deliberately not an index
+ * condition: the person's facts (a handful) are read by one descent of ind_fact (person, code, at)
+ * and filtered by a hash lookup, instead of one index descent per prefix and system name
+ * (36 for the flu "at risk" ValueSet, per person). `left` counts characters and COLLATE "C" makes
+ * the comparison bytewise, as LIKE's match is: the same answer under any collation, and no LIKE
+ * metacharacter to escape.
+ */
+function prefixWhere(alias: string, prefixes: CodeMatch[], ctx: CompileContext, use: CodeUse): string[] {
+  const systemsOf = new Map<string, string[]>();
+  for (const p of prefixes) {
+    systemsOf.set(p.code, [...new Set([...(systemsOf.get(p.code) ?? []), p.system])]);
+  }
+  const groups = new Map<string, { systems: string[]; codes: string[] }>();
+  for (const [code, systems] of systemsOf) {
+    const key = JSON.stringify([...systems].sort());
+    const group = groups.get(key) ?? { systems, codes: [] };
+    group.codes.push(code);
+    groups.set(key, group);
+  }
+  return [...groups.values()].flatMap(({ systems, codes }) => {
+    const system = `${alias}.system = ANY(${ctx.params.bind(systems)}::text[])`;
+    if (use === 'scan') {
+      return codes.map((c) => `(${alias}.code LIKE ${ctx.params.bind(`${escapeLike(c)}%`)} AND ${system})`);
+    }
+    const byLength = new Map<number, string[]>();
+    for (const c of codes) {
+      const n = [...c].length;
+      byLength.set(n, [...(byLength.get(n) ?? []), c]);
+    }
+    const heads = [...byLength].map(
+      ([n, cs]) => `left(${alias}.code, ${n}) COLLATE "C" = ANY(${ctx.params.bind(cs)}::text[])`,
+    );
+    return [`(${system} AND ${heads.length > 1 ? `(${heads.join(' OR ')})` : heads[0]})`];
+  });
 }
 
 function windowWhere(column: string, w: Window, ctx: CompileContext): string {
@@ -449,7 +504,7 @@ export function evidenceKinds(c: Criterion): EvidenceKind[] {
 export function latestFactSql(kinds: EvidenceKind[], person: string, ctx: CompileContext): string {
   const which = kinds.map(
     (k, i) =>
-      `WHEN x.resource_type = ${ctx.params.bind(k.resource)} AND ${codeWhere('x', k.valueSet, ctx)} AND x.status = ANY(${ctx.params.bind(k.status ?? DEFAULT_STATUSES[k.resource])}::text[]) THEN ${i}`,
+      `WHEN x.resource_type = ${ctx.params.bind(k.resource)} AND ${codeWhere('x', k.valueSet, ctx, 'probe')} AND x.status = ANY(${ctx.params.bind(k.status ?? DEFAULT_STATUSES[k.resource])}::text[]) THEN ${i}`,
   );
   return `SELECT y.* FROM (
       SELECT CASE ${which.join(' ')} END AS kind, x.resource_type, x.id, x.system, x.code, x.at
