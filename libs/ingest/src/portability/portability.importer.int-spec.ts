@@ -24,6 +24,8 @@ const logger = pino({ level: 'silent' });
 class RecordingSink implements IntakePipelineApi {
   calls: string[] = [];
   failAt?: number;
+  /** Milliseconds each document takes (a pipeline busy with a database). */
+  delayMs = 0;
   /** The document whose call failed. */
   failed?: string;
   async ingest(p: Principal, input: { contentType: string; body: Buffer; source?: string }): Promise<IntakeResult> {
@@ -49,7 +51,10 @@ class RecordingSink implements IntakePipelineApi {
     expect(p).toMatchObject({ organization: ORG, admin: false });
     expect(source).toMatch(/^portability:[0-9a-f-]{36}:\d+$/);
   }
-  private record(id: string, resources: number): IntakeResult {
+  private async record(id: string, resources: number): Promise<IntakeResult> {
+    if (this.delayMs > 0) {
+      await new Promise((resolve) => setTimeout(resolve, this.delayMs));
+    }
     if (this.failAt !== undefined && this.calls.length + 1 === this.failAt) {
       this.failAt = undefined;
       this.failed = id;
@@ -98,6 +103,36 @@ describe('portability import (real PostgreSQL)', () => {
     await queue.close();
     await pool.end();
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('counts the time spent once, however many patients are imported side by side', async () => {
+    // A busy database: recording the time spent takes a while, as under a heavy import.
+    const slow = Object.create(pool) as Pool;
+    slow.query = ((...args: Parameters<Pool['query']>) => {
+      const text = typeof args[0] === 'string' ? args[0] : '';
+      const run = (): ReturnType<Pool['query']> =>
+        (pool.query as (...a: unknown[]) => ReturnType<Pool['query']>)(...args);
+      return text.includes('SET elapsed_ms') ? new Promise((resolve) => setTimeout(resolve, 200)).then(run) : run();
+    }) as Pool['query'];
+    service = new PortabilityImportService(slow, queue, sink, {
+      importDir: dir,
+      maxEntryBytes: 1 << 24,
+      concurrency: 4,
+      logger,
+    });
+    sink.delayMs = 300;
+    writePortabilityArchive(join(dir, 'slow.zip'), { patients: 8, layout: 'zip', seed: 4 });
+    const { id } = await service.startImport(ADMIN, { path: 'slow.zip', organization: ORG });
+    const t = Date.now();
+    await expect(service.runJob(id, ctx())).resolves.toMatchObject({ status: 'success' });
+    const wall = (Date.now() - t) / 1000;
+    const progress = await service.progress(id);
+    expect(progress.documents.done).toBe(32);
+    // Two rounds of 4 patients × 4 documents × 300 ms: the four workers finish their second patient
+    // together, past the 2 s flush, and each used to add the same interval.
+    expect(wall).toBeGreaterThan(2);
+    expect(progress.elapsedSeconds).toBeGreaterThan(0.5);
+    expect(progress.elapsedSeconds).toBeLessThanOrEqual(wall + 0.1);
   });
 
   it('files every readable document once, records the damaged one and the refused one with their reasons', async () => {

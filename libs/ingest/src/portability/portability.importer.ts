@@ -122,9 +122,10 @@ export class PortabilityImporter {
             stopped = true;
           }
           if (Date.now() - flushed >= FLUSH_MS) {
-            const now = Date.now();
-            await this.addElapsed(importId, now - flushed);
-            flushed = now;
+            // Moved on before the await: the other workers must not add the same interval again.
+            const since = flushed;
+            flushed = Date.now();
+            await this.addElapsed(importId, flushed - since);
           }
         }
       };
