@@ -5,6 +5,7 @@ import { GW } from '@gw/fhir';
 import { systemIdentities } from '@gw/ingest';
 import { CRITERIA_LANGUAGE, CriteriaError, parseCriterion as parseCriterionJson } from './criteria';
 import type { CodeMatch, Criterion, FactCriterion } from './criteria';
+import { ATC_SYSTEMS } from './fmt-projection.schema';
 import { OPTIONAL_STRATIFIERS, STRATIFIERS } from './evaluator';
 import type { Stratifier } from './evaluator';
 
@@ -137,6 +138,15 @@ export class MeasureCatalogue {
 
   get(id: string): CompiledMeasure | undefined {
     return this.measures.get(id);
+  }
+
+  /** Every ATC code and class (prefix) the catalogue's ValueSets name: what the CIS/CIP → ATC map is read for. */
+  atcCodes(): { exact: string[]; prefixes: string[] } {
+    const atc = [...this.codes.values()].flat().filter((c) => ATC_SYSTEMS.includes(c.system));
+    const distinct = (prefix: boolean): string[] => [
+      ...new Set(atc.filter((c) => !!c.prefix === prefix).map((c) => c.code)),
+    ];
+    return { exact: distinct(false), prefixes: distinct(true) };
   }
 
   resolve = (url: string): CodeMatch[] => {

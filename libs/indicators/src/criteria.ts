@@ -212,6 +212,13 @@ export interface CompileContext {
    * matching fact of the database once.
    */
   persons?: string;
+  /**
+   * The CIS/CIP codes the map (ind_drug_atc) puts under ATC codes (exact) or classes (prefixes), read
+   * once per evaluation: bound as a constant array, PostgreSQL estimates `code = ANY(…)` from the
+   * codes themselves and probes ind_fact (code, at). Absent: the map is read by a subquery, whose
+   * array PostgreSQL cannot see when planning (it then reads every fact of the type).
+   */
+  drugCodes?: (exact: string[], prefixes: string[]) => string[];
 }
 
 /** ` AND <alias>.owner_org = ANY(…)` when the evaluation may read only some organizations' facts. */
@@ -456,16 +463,21 @@ function windowWhere(column: string, w: Window, ctx: CompileContext): string {
 function drugMapWhere(alias: string, atc: CodeMatch[], ctx: CompileContext): string {
   const exact = [...new Set(atc.filter((c) => !c.prefix).map((c) => c.code))];
   const prefixes = [...new Set(atc.filter((c) => c.prefix).map((c) => c.code))];
+  const bdpm = (): string => `${alias}.system = ANY(${ctx.params.bind(BDPM_SYSTEMS)}::text[])`;
+  if (ctx.drugCodes) {
+    const codes = ctx.drugCodes(exact, prefixes);
+    return codes.length > 0 ? `(${alias}.code = ANY(${ctx.params.bind(codes)}::text[]) AND ${bdpm()})` : 'false';
+  }
   const conds = [
     ...(exact.length > 0 ? [`m.atc = ANY(${ctx.params.bind(exact)}::text[])`] : []),
     ...prefixes.map((p) => `m.atc LIKE ${ctx.params.bind(`${escapeLike(p)}%`)}`),
   ];
   // ARRAY(subquery) is computed once (an InitPlan) and `code = ANY(…)` stays an index condition on
   // ind_fact (code, at), so the other arms of the OR keep their index scans too.
-  return `(${alias}.code = ANY(ARRAY(SELECT m.code FROM ind_drug_atc m WHERE ${conds.join(' OR ')})) AND ${alias}.system = ANY(${ctx.params.bind(BDPM_SYSTEMS)}::text[]))`;
+  return `(${alias}.code = ANY(ARRAY(SELECT m.code FROM ind_drug_atc m WHERE ${conds.join(' OR ')})) AND ${bdpm()})`;
 }
 
-function escapeLike(s: string): string {
+export function escapeLike(s: string): string {
   return s.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
 

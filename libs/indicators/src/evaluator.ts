@@ -6,12 +6,16 @@ import {
   SqlParams,
   compileCriterion,
   coveragePersons,
+  escapeLike,
   eventSource,
   evidenceKinds,
   factPersons,
   latestFactSql,
 } from './criteria';
 import type { CompileContext, EvidenceKind } from './criteria';
+
+/** See CompileContext.drugCodes. */
+type DrugCodes = NonNullable<CompileContext['drugCodes']>;
 import type { Counts } from './suppression';
 import { CELL_KEY_MODULUS, perturb } from './cell-key';
 
@@ -107,17 +111,19 @@ export class MeasureEvaluator {
     return withTransaction(this.pool, async (db) => {
       await db.query(`SET LOCAL work_mem = '64MB'`);
       const started = Date.now();
+      const drugs = await this.drugMap(db);
       const withPatientele = measures.some((m) => !!m.patienteleDate && (opts.population ?? m.population) === 'mt');
       const persons = await this.buildPersons(
         db,
         opts,
         measures.some((m) => (opts.population ?? m.population) === 'file-active'),
         withPatientele,
+        drugs,
       );
       const personsMs = Date.now() - started;
       const results: MeasureCounts[] = [];
       for (const m of measures) {
-        results.push(await this.evaluateOne(db, m, opts, withPatientele));
+        results.push(await this.evaluateOne(db, m, opts, withPatientele, drugs));
       }
       return { results, personsMs, persons };
     });
@@ -136,16 +142,18 @@ export class MeasureEvaluator {
   ): Promise<T> {
     return withTransaction(this.pool, async (db) => {
       await db.query(`SET LOCAL work_mem = '64MB'`);
+      const drugs = await this.drugMap(db);
       const withPatientele = measures.some((m) => !!m.patienteleDate && (opts.population ?? m.population) === 'mt');
       await this.buildPersons(
         db,
         opts,
         measures.some((m) => (opts.population ?? m.population) === 'file-active'),
         withPatientele,
+        drugs,
       );
       // Fact scans restricted to these persons: listings are for small scopes (a GP, a structure).
       const context = (params: SqlParams): CompileContext =>
-        Object.assign(this.context(params, opts, 'r'), { persons: 'ev_person' });
+        Object.assign(this.context(params, opts, 'r', drugs), { persons: 'ev_person' });
       return fn(db, context, withPatientele);
     });
   }
@@ -161,9 +169,10 @@ export class MeasureEvaluator {
     opts: EvaluateOptions,
     withSeen: boolean,
     withPatientele: boolean,
+    drugs: DrugCodes,
   ): Promise<number> {
     const params = new SqlParams();
-    const ctx = this.context(params, opts, 'x');
+    const ctx = this.context(params, opts, 'x', drugs);
     const seen = withSeen
       ? factPersons({ resource: 'Encounter', valueSet: FILE_ACTIVE_VALUESET, window: 'period', min: 1 }, ctx)
       : '';
@@ -209,11 +218,12 @@ export class MeasureEvaluator {
     m: CompiledMeasure,
     opts: EvaluateOptions,
     withPatientele: boolean,
+    drugs: DrugCodes,
   ): Promise<MeasureCounts> {
     const started = Date.now();
     const population = opts.population ?? m.population;
     const params = new SqlParams();
-    const ctx = this.context(params, opts, 'r');
+    const ctx = this.context(params, opts, 'r', drugs);
     const { rows, ip, den, ex, num } = measureSql(m, population, ctx, withPatientele);
     // Only initial-population rows count anywhere (every count is filtered on ip), so the others are
     // dropped before the fact criteria of the other populations are evaluated for them.
@@ -356,7 +366,24 @@ export class MeasureEvaluator {
   }
 
   /** Period placeholders are bound on first use: PostgreSQL rejects a parameter the statement never mentions. */
-  private context(params: SqlParams, opts: EvaluateOptions, row: string): CompileContext {
+  /**
+   * The part of the CIS/CIP → ATC map the catalogue's ATC codes and classes select, read once per
+   * evaluation (a few rows per code: the map lists each presentation once per ATC it belongs to).
+   */
+  private async drugMap(db: PoolClient): Promise<DrugCodes> {
+    const { exact, prefixes } = this.catalogue.atcCodes();
+    const res = await db.query<{ atc: string; code: string }>(
+      `SELECT atc, code FROM ind_drug_atc WHERE atc = ANY($1::text[]) OR atc LIKE ANY($2::text[])`,
+      [exact, prefixes.map((p) => `${escapeLike(p)}%`)],
+    );
+    return (codes, classes) => [
+      ...new Set(
+        res.rows.filter((r) => codes.includes(r.atc) || classes.some((c) => r.atc.startsWith(c))).map((r) => r.code),
+      ),
+    ];
+  }
+
+  private context(params: SqlParams, opts: EvaluateOptions, row: string, drugCodes: DrugCodes): CompileContext {
     const period = opts.period;
     let start: string | undefined;
     let end: string | undefined;
@@ -365,6 +392,7 @@ export class MeasureEvaluator {
     return {
       params,
       resolve: this.catalogue.resolve,
+      drugCodes,
       get periodStart() {
         return (start ??= params.bind(`${period.start}T00:00:00Z`));
       },
