@@ -288,7 +288,7 @@ export const configSchema = z.object({
   GW_INTAKE_IMPORT_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(4),
   /**
    * Worker threads that parse and extract CDA documents for the intake (started on demand, gone
-   * after 30 s idle); 0 reads them on the main thread.
+   * after 30 s idle); 0 reads them on the main thread (less memory: docs/intake.md, "Speed").
    */
   GW_INTAKE_READ_THREADS: z.coerce.number().int().min(0).max(16).default(2),
   /** Largest archive entry read into memory: one document, or one patient's XDM zip. */
