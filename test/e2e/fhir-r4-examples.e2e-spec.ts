@@ -1,5 +1,6 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { ROLE_TRUST_SYSTEM } from '@gw/fhir';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
 
@@ -14,7 +15,7 @@ import type { TestGateway } from '../support/gateway';
  * keep pointing at each other) by an admin client, then read back and compared with the file:
  * every element equal, numbers by their text (R4: a decimal's precision is significant); in meta
  * only what the server stamps may differ (versionId, lastUpdated, source, the owner-organization
- * tag it adds).
+ * tag it adds, and the role-trust tag it puts on a PractitionerRole an operator writes).
  *
  * 8 requests in flight; the gateway runs in this process, so the run is CPU-bound (validation of
  * 191 MB of JSON): 70–100 s on the 2-core build machine under load. The two largest Bundles (35 MB
@@ -24,6 +25,8 @@ import type { TestGateway } from '../support/gateway';
 
 const DIR = join(__dirname, '../../node_modules/hl7.fhir.r4.examples');
 const OWNER_TAG_SYSTEM = 'https://gateway.fr-primary-care.org/fhir/CodeSystem/owner-organization';
+/** Tags the server itself stamps: the owner, and the vouch of a role an admin client (this test's) writes. */
+const STAMPED_TAG_SYSTEMS = [OWNER_TAG_SYSTEM, ROLE_TRUST_SYSTEM];
 const CONCURRENCY = 8;
 
 /** Files of the package that are not examples: its manifest, and a second copy of ImplementationGuide-fhir.json. */
@@ -139,7 +142,7 @@ function firstDifference(a: Json | undefined, b: Json | undefined, path: string)
   return undefined;
 }
 
-/** meta without what the server stamps: versionId, lastUpdated, source and its owner tag. */
+/** meta without what the server stamps: versionId, lastUpdated, source and its tags (STAMPED_TAG_SYSTEMS). */
 function metaAsSent(meta: Json | undefined, server: boolean): Json | undefined {
   if (!meta || typeof meta !== 'object' || Array.isArray(meta) || 'num' in meta) {
     return meta;
@@ -149,7 +152,7 @@ function metaAsSent(meta: Json | undefined, server: boolean): Json | undefined {
     delete out[stamped];
   }
   const tags = Array.isArray(meta.tag)
-    ? meta.tag.filter((t) => !(server && (t as Record<string, Json>).system === OWNER_TAG_SYSTEM))
+    ? meta.tag.filter((t) => !(server && STAMPED_TAG_SYSTEMS.includes((t as Record<string, Json>).system as string)))
     : [];
   if (tags.length > 0) {
     out.tag = tags;
