@@ -13,11 +13,11 @@ import {
   latestFactSql,
 } from './criteria';
 import type { CompileContext, EvidenceKind } from './criteria';
+import type { Counts } from './suppression';
+import { CELL_KEY_MODULUS, perturb } from './cell-key';
 
 /** See CompileContext.drugCodes. */
 type DrugCodes = NonNullable<CompileContext['drugCodes']>;
-import type { Counts } from './suppression';
-import { CELL_KEY_MODULUS, perturb } from './cell-key';
 
 /** Visits in primary care that make a patient part of the file active (a ValueSet of the catalogue). */
 export const FILE_ACTIVE_VALUESET = `${GW}/fhir/ValueSet/consultation-ville`;
