@@ -131,7 +131,7 @@ describe.each(['redis', 'postgres'] as const)(
       expect(r.code).toBe(0);
       expect(r.ms).toBeLessThan(DEADLINE_MS);
       expect(r.out).toMatch(
-        /"closed":\["mllp listener","http listener","client status listener","outbox relay","portability","mailbox","jobs in flight","exchange connections","queue connections","audit log buffer","database"\][^\n]*"msg":"stopped"/,
+        /"closed":\["mllp listener","http listener","client status listener","outbox relay","portability","mailbox","jobs in flight","exchange connections","queue connections","audit log buffer","database","intake read threads"\][^\n]*"msg":"stopped"/,
       );
     });
 
