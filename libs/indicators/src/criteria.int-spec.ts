@@ -149,3 +149,70 @@ describe('code prefixes of a ValueSet (PostgreSQL)', () => {
     expect(await matches(pool)).toEqual({ scan: MATCHING, probe: MATCHING, latest: MATCHING });
   });
 });
+
+/**
+ * ALD and C2S criteria have two compiled forms too: the persons with a coverage in force, read once
+ * and hashed (population reports), and a probe of the row's person's coverages (care gaps, a few
+ * persons). Both must find the same persons, whatever the dates, numbers and owners.
+ */
+describe('coverage criteria, set form and per-person probe (PostgreSQL)', () => {
+  /** [patient, owner, kind, code, started, ended]; the reference date is 2025-12-31. */
+  const COVERAGES: [string, string, 'ald' | 'c2s', string, string | null, string | null][] = [
+    ['listed', 'Organization/a', 'ald', '8', '2020-01-01', null],
+    ['ends-on-the-day', 'Organization/a', 'ald', '8', null, '2025-12-31'],
+    ['starts-on-the-day', 'Organization/a', 'ald', '30', '2025-12-31', '2030-01-01'],
+    ['two-numbers', 'Organization/a', 'ald', '99', '2020-01-01', null],
+    ['two-numbers', 'Organization/a', 'ald', '5', '2020-01-01', null],
+    ['other-owner', 'Organization/b', 'ald', '8', '2020-01-01', null],
+    ['c2s', 'Organization/a', 'c2s', 'C2S', '2025-06-01', '2026-05-31'],
+    // None of these hold an ALD of the list in force for Organization/a.
+    ['not-listed', 'Organization/a', 'ald', '99', '2020-01-01', null],
+    ['ended', 'Organization/a', 'ald', '8', '2020-01-01', '2025-12-30'],
+    ['future', 'Organization/a', 'ald', '8', '2026-01-01', null],
+    ['c2s-ended', 'Organization/a', 'c2s', 'C2S', '2024-01-01', '2024-12-31'],
+  ];
+  const pools: Pool[] = [];
+  afterAll(async () => Promise.all(pools.map((p) => p.end())));
+
+  async function both(pool: Pool, criterion: Parameters<typeof compileCriterion>[0], owners?: string[]) {
+    const persons = 'SELECT DISTINCT person FROM ind_coverage';
+    const out: string[][] = [];
+    for (const form of [undefined, 'ev_person']) {
+      const ctx = context(form);
+      if (owners) {
+        ctx.factOwners = ctx.params.bind(owners);
+      }
+      out.push(
+        await sorted(pool, `SELECT r.person FROM (${persons}) r WHERE ${compileCriterion(criterion, ctx)}`, ctx.params),
+      );
+    }
+    return { set: out[0], probe: out[1] };
+  }
+
+  it('finds the same persons with an ALD of the list or a C2S in force on the reference date', async () => {
+    const pool = new Pool({ connectionString: await createTestDatabase('coverage') });
+    pools.push(pool);
+    await migrateAll(pool);
+    for (const [i, [patient, owner, kind, code, started, ended]] of COVERAGES.entries()) {
+      await pool.query(
+        `INSERT INTO ind_coverage (coverage_id, patient, owner_org, kind, code, started, ended) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+        [`c${i}`, patient, owner, kind, code, started, ended],
+      );
+    }
+    const ald = { ald: { numbers: ['5', '8', '30'] } };
+    const probe = compileCriterion(ald, context('ev_person'));
+    expect(probe).toContain('c.person = r.person');
+    expect(compileCriterion(ald, context())).not.toContain('c.person = r.person');
+    const aldPersons = [
+      'pat:ends-on-the-day',
+      'pat:listed',
+      'pat:other-owner',
+      'pat:starts-on-the-day',
+      'pat:two-numbers',
+    ];
+    expect(await both(pool, ald)).toEqual({ set: aldPersons, probe: aldPersons });
+    const own = aldPersons.filter((p) => p !== 'pat:other-owner');
+    expect(await both(pool, ald, ['Organization/a'])).toEqual({ set: own, probe: own });
+    expect(await both(pool, { c2s: {} })).toEqual({ set: ['pat:c2s'], probe: ['pat:c2s'] });
+  });
+});

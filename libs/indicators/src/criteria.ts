@@ -250,10 +250,10 @@ export function compileCriterion(c: Criterion, ctx: CompileContext): string {
     return parts.length > 0 ? `(${parts.join(' AND ')})` : 'true';
   }
   if ('ald' in c) {
-    return `(${ctx.row}.person IN (${coveragePersons('ald', c.ald.numbers, ctx)}))`;
+    return coverageCriterion('ald', c.ald.numbers, ctx);
   }
   if ('c2s' in c) {
-    return `(${ctx.row}.person IN (${coveragePersons('c2s', undefined, ctx)}))`;
+    return coverageCriterion('c2s', undefined, ctx);
   }
   if ('sex' in c) {
     return `(${ctx.row}.sex = ${ctx.params.bind(c.sex)})`;
@@ -282,10 +282,26 @@ function ageInMonths(birthDate: string, ctx: CompileContext): string {
 
 /** `SELECT person` of the persons with an ALD exemption / a C2S coverage in force on the reference date. */
 export function coveragePersons(kind: 'ald' | 'c2s', numbers: string[] | undefined, ctx: CompileContext): string {
+  return `SELECT c.person FROM ind_coverage c WHERE ${coverageWhere(kind, numbers, ctx)}`;
+}
+
+function coverageWhere(kind: 'ald' | 'c2s', numbers: string[] | undefined, ctx: CompileContext): string {
   const d = `${ctx.referenceDate}::date`;
   const codes = numbers ? ` AND c.code = ANY(${ctx.params.bind(numbers)}::text[])` : '';
-  return `SELECT c.person FROM ind_coverage c WHERE c.kind = ${ctx.params.bind(kind)}${codes}
+  return `c.kind = ${ctx.params.bind(kind)}${codes}
     AND (c.started IS NULL OR c.started <= ${d}) AND (c.ended IS NULL OR c.ended >= ${d})${ownerWhere('c', ctx)}`;
+}
+
+/**
+ * The row's person has an ALD exemption / a C2S coverage in force. For a few evaluated persons
+ * (ctx.persons) a probe of their own coverages on the (person, kind) index; otherwise the persons
+ * with one, read once and hashed: the hashed form for a GP's list read every structure's ALD
+ * coverages of a million persons (70 ms of a GP's care gaps for each Measure naming an ALD).
+ */
+function coverageCriterion(kind: 'ald' | 'c2s', numbers: string[] | undefined, ctx: CompileContext): string {
+  return ctx.persons
+    ? `EXISTS (SELECT 1 FROM ind_coverage c WHERE c.person = ${ctx.row}.person AND ${coverageWhere(kind, numbers, ctx)} OFFSET 0)`
+    : `(${ctx.row}.person IN (${coveragePersons(kind, numbers, ctx)}))`;
 }
 
 /** `SELECT person` of the persons with at least `min` matching facts in the window. */
