@@ -11,8 +11,9 @@
  *
  * --all-measures: every Measure of the catalogue (measureId repeated), whatever its effectivePeriod
  * (the ROSP and the FMT ones together: an upper bound of one year's catalogue on the loaded facts).
- * --catalogue N: also N evaluations of the population reports of the catalogue in force, for the
- * CPTS (every replicated structure is one of its members), as `bench:indicators` times them.
+ * --catalogue N: also N evaluations of the population reports of the catalogue in force on the
+ * period's end (with --all-measures: every Measure), for the CPTS (every replicated structure is
+ * one of its members), as `bench:indicators` times them.
  *
  * Prints p50/p99/max per list and writes test/bench/results/care-gaps-<date>.json.
  */
@@ -128,6 +129,7 @@ async function main(): Promise<void> {
             patients: total,
             ...(factor > 1 ? { replicatedFrom: patients } : {}),
             load: { seconds: 0, resources: 0, perSecond: 0, reused: !loaded },
+            inForce: !values['all-measures'],
           })
         : undefined;
     const out = {

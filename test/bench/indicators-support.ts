@@ -4,7 +4,7 @@ import type { Pool } from 'pg';
 import type { createLogger } from '@gw/platform';
 import { AuditLog } from '@gw/store';
 import type { FhirRepository } from '@gw/store';
-import { IndicatorsService } from '@gw/indicators';
+import { IndicatorsService, measuresInForce } from '@gw/indicators';
 import type { MeasureCounts, Period } from '@gw/indicators';
 import { ROOT } from '../support/process';
 import { postgresTicks, round } from './bench-support';
@@ -33,6 +33,8 @@ export interface EvaluateAllInput {
   patients: number;
   replicatedFrom?: number;
   load: SizeResult['load'];
+  /** Only the Measures in force on the period's end (what the monthly run evaluates); default: the whole catalogue. */
+  inForce?: boolean;
 }
 
 /** `runs` evaluations of the whole catalogue together, then each measure alone, with CPU and memory. */
@@ -47,7 +49,7 @@ export async function evaluateAll(input: EvaluateAllInput): Promise<SizeResult> 
     logger,
   );
   const scope = { kind: 'cpts' as const, id: input.cptsId };
-  const measures = service.measures();
+  const measures = input.inForce ? measuresInForce(service.measures(), period.end) : service.measures();
   const runsMs: number[] = [];
   let best: { results: MeasureCounts[]; personsMs: number; persons: number } | undefined;
   let bestMs = Infinity;

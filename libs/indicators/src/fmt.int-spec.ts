@@ -432,25 +432,57 @@ describe('FMT criteria atoms (PostgreSQL)', () => {
     const cat = catalogue([
       { id: 's', ip: { sex: 'female' }, num: { sex: 'female' }, strata: ['ald', 'age70', 'c2s'] },
     ]);
-    const { results } = await new MeasureEvaluator(pool, cat).evaluate([cat.get('s')!], {
-      period,
-      scope: { kind: 'all' },
-    });
-    const strata = results[0]!.strata;
-    const keys = (s: keyof typeof strata) => strata[s].map((x) => [x.key, x.initialPopulation]);
-    expect(keys('ald')).toEqual([
-      ['yes', 1],
-      ['no', 2],
-    ]);
-    expect(keys('age70')).toEqual([
-      ['yes', 1],
-      ['no', 2],
-    ]);
-    expect(keys('c2s')).toEqual([
-      ['yes', 1],
-      ['no', 2],
-    ]);
+    // u: no birth date (age70 unknown), no coverage; removed after this test.
+    await write(pool, 'Patient', 'u', { gender: 'female' }, '2026-01-01T00:00:00Z');
+    try {
+      const { results } = await new MeasureEvaluator(pool, cat).evaluate([cat.get('s')!], {
+        period,
+        scope: { kind: 'all' },
+      });
+      const strata = results[0]!.strata;
+      const keys = (s: keyof typeof strata) => strata[s].map((x) => [x.key, x.initialPopulation]);
+      expect(results[0]!.total.initialPopulation).toBe(4);
+      expect(keys('ald')).toEqual([
+        ['yes', 1],
+        ['no', 3],
+      ]);
+      expect(keys('age70')).toEqual([
+        ['yes', 1],
+        ['unknown', 1],
+        ['no', 2],
+      ]);
+      expect(keys('c2s')).toEqual([
+        ['yes', 1],
+        ['no', 3],
+      ]);
+    } finally {
+      await write(pool, 'Patient', 'u', null, '2026-01-02T00:00:00Z');
+    }
     expect(cat.get('s')!.stratifiers).toEqual(['structure', 'age-band', 'sex', 'ald', 'age70', 'c2s']);
+  });
+
+  it('a territory-wide scope evaluated in two lanes gives what one lane gives, in the Measures order', async () => {
+    const cat = catalogue([
+      { id: 'women', ip: { sex: 'female' }, num: { ald: {} }, strata: ['ald', 'age70', 'c2s'] },
+      { id: 'fmt', ip: { sex: 'female' }, num: { c2s: {} }, population: 'mt', fmt: true },
+      { id: 'old', ip: { age: { min: 70 } }, num: { sex: 'female' } },
+    ]);
+    const measures = ['women', 'fmt', 'old'].map((id) => cat.get(id)!);
+    const opts = { period, scope: { kind: 'all' as const } };
+    const counts = (r: { results: MeasureCounts[] }) =>
+      r.results.map(({ measure, total, strata }) => ({ id: measure.id, total, strata }));
+    const one = await new MeasureEvaluator(pool, cat, 1).evaluate(measures, opts);
+    const two = await new MeasureEvaluator(pool, cat, 2).evaluate(measures, opts);
+    expect(counts(two)).toEqual(counts(one));
+    expect(counts(two).map((r) => r.id)).toEqual(['women', 'fmt', 'old']);
+    expect(two.persons).toBe(one.persons);
+    // Two lanes on a pool of one connection: the second finds nothing left and gives way.
+    const single = new Pool({ connectionString: pool.options.connectionString, max: 1 });
+    try {
+      expect(counts(await new MeasureEvaluator(single, cat, 2).evaluate(measures, opts))).toEqual(counts(one));
+    } finally {
+      await single.end();
+    }
   });
 });
 
