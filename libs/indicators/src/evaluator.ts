@@ -402,10 +402,8 @@ export class MeasureEvaluator {
    * table's key (a keyed hash of the measure and the period), modulo CELL_KEY_MODULUS. The table
    * key makes the noise of an unchanged cell differ between two periods, so a difference of exactly
    * 0 does not tell that nobody changed; repeating the same query still gives the same figures.
-   */
-  /**
-   * The cell keys of each count: the record keys of the persons counted, summed per cell
-   * (`cellSums`, over f), then per row of the report with the table's key (`rollUp`, over the cells).
+   * The record keys of the persons counted are summed per cell (`cellSums`, over f), then per row
+   * of the report with the table's key (`rollUp`, over the cells).
    */
   private async cellKeySql(
     db: PoolClient,
@@ -473,7 +471,6 @@ export class MeasureEvaluator {
   }
 }
 
-/** A person's record key: a keyed hash of the person key (the secret never leaves the database). */
 /**
  * The practitioners a médecin traitant declaration naming them does not count for (inactive or
  * fictitious), as references. A few rows, hashed once and probed per record: a join to the whole
@@ -483,6 +480,7 @@ const NOT_COUNTED_GPS = `SELECT 'Practitioner/' || pr.id FROM ind_practitioner p
   WHERE NOT coalesce(pr.active, true) OR coalesce(pr.fictitious, false)`;
 const FICTITIOUS_GPS = `SELECT 'Practitioner/' || pr.id FROM ind_practitioner pr WHERE pr.fictitious`;
 
+/** A person's record key: a keyed hash of the person key (the secret never leaves the database). */
 const RECORD_KEY = `(hashtextextended(x.person || (SELECT secret FROM ind_cell_key), 0) & ${CELL_KEY_MODULUS - 1})::int`;
 
 /** One measure's SQL over ev_person (see {@link measureSql}). */
