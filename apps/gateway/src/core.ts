@@ -235,6 +235,7 @@ export async function createCore(config: GatewayConfig, logger: Logger, opts: Co
       logger,
       {
         noise: config.GW_INDICATOR_NOISE,
+        lanes: config.GW_INDICATOR_LANES,
         drugAtcFile: join(resolve(config.GW_PROFILES_DIR), 'drug-atc', 'drug-atc.tsv'),
       },
     );

@@ -62,6 +62,8 @@ export interface IndicatorsOptions {
    * when the catalogue is installed; read (and checked) at load.
    */
   drugAtcFile?: string;
+  /** Transactions evaluating a territory-wide scope's Measures side by side (MeasureEvaluator); default 2. */
+  lanes?: number;
 }
 
 /** Structures that get monthly reports: CPTS (their territory) and care structures. */
@@ -90,7 +92,7 @@ export class IndicatorsService implements GatewayFeature {
     private readonly logger: Logger,
     private readonly options: IndicatorsOptions = {},
   ) {
-    this.evaluator = new MeasureEvaluator(pool, catalogue);
+    this.evaluator = new MeasureEvaluator(pool, catalogue, options.lanes);
     this.benchmarks = new BenchmarkStore(pool);
     const mapFile = options.drugAtcFile;
     this.drugAtc = mapFile && existsSync(mapFile) ? parseMapFile(readFileSync(mapFile, 'utf8'), mapFile) : [];

@@ -267,6 +267,11 @@ export const configSchema = z.object({
    * that differencing two reports does not reveal a person; false only where exact figures are needed.
    */
   GW_INDICATOR_NOISE: bool.default(true),
+  /**
+   * Transactions evaluating a CPTS's (or the whole gateway's) Measures side by side, each with its
+   * own persons table: about the cores PostgreSQL may use for it; 1 evaluates them one after another.
+   */
+  GW_INDICATOR_LANES: z.coerce.number().int().min(1).max(16).default(2),
   /** Hours a completed bulk export's files stay downloadable (then swept, hourly). */
   GW_BULK_RETENTION_HOURS: z.coerce
     .number()
