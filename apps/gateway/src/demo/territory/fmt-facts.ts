@@ -1,4 +1,4 @@
-import type { Coverage, MedicationDispense, Resource } from '@medplum/fhirtypes';
+import type { Coding, Coverage, Immunization, MedicationDispense, Observation, Resource } from '@medplum/fhirtypes';
 import { Terminology } from '@gw/ingest';
 import { addDays } from './random';
 import type { Rng } from './random';
@@ -14,6 +14,8 @@ export interface FmtInput {
   patientRef: string;
   structure: Structure;
   age: number;
+  birthDate: string;
+  female: boolean;
   diabetes: boolean;
   asthma: boolean;
   copd: boolean;
@@ -36,7 +38,7 @@ const BRONCHODILATORS = [
 ];
 
 /**
- * The facts the 2026 forfait médecin traitant reads (/work/briefs/fmt-contract.md): an ALD
+ * The facts the 2026 forfait médecin traitant reads (docs/indicators.md): an ALD
  * Coverage (its exceptions, one per ALD number, each with its period) for ~18 % of the population
  * (the conditions drawn, plus other reasons by age), a C2S Coverage for ~11 % (yearly rights,
  * ~20 % of them expired), and bronchodilator dispensations for most people with asthma or COPD.
@@ -75,7 +77,106 @@ export function fmtFacts(f: FmtInput): Resource[] {
       out.push(dispense(f, k));
     }
   }
+  // Drawn last: the draws above are those of the territory before these facts existed.
+  out.push(...preventionItems(f));
   return out;
+}
+
+/** The vaccines the FMT prevention items count, under one ATC code of each item's ValueSet. */
+const VACCINES = {
+  ror: { system: Terminology.ATC, code: 'J07BD52', display: 'rougeole, oreillons, rubéole (ROR)' },
+  menC: { system: Terminology.ATC, code: 'J07AH07', display: 'méningocoque C, conjugué' },
+  hpv: { system: Terminology.ATC, code: 'J07BM03', display: 'papillomavirus humain (9 valences)' },
+  pneumo: { system: Terminology.ATC, code: 'J07AL02', display: 'pneumocoque, polyoside conjugué' },
+  covid: { system: Terminology.ATC, code: 'J07BN01', display: 'covid-19, ARN messager' },
+} as const;
+
+/** Cervical screening: cytology (25–29 years) and the HPV test (30–65), LOINC as the ValueSets list them. */
+const CERVICAL = {
+  cytology: { system: 'http://loinc.org', code: '10524-7', display: 'Frottis cervico-utérin (examen cytologique)' },
+  hpvTest: { system: 'http://loinc.org', code: '77379-6', display: 'Test HPV à haut risque (col de l’utérus)' },
+} as const;
+
+/**
+ * The acts behind the FMT prevention items the other draws do not make, at coverage rates of the
+ * order Santé publique France publishes (children's ROR and meningococcal C ~90 %, HPV ~45 % of
+ * girls and fewer boys, cervical screening ~55 %, Covid-19 and pneumococcal vaccination of people
+ * at risk 20–30 %). A vaccine is dated by the child's age at the recommended dose; nothing is
+ * dated after the data's last day.
+ */
+function preventionItems(f: FmtInput): Resource[] {
+  const { rng } = f;
+  const out: Resource[] = [];
+  const atAge = (months: number, jitterDays: number): string =>
+    addDays(f.birthDate, Math.round(months * 30.44) + rng.int(0, jitterDays));
+  const vaccinate = (key: string, vaccine: Coding, day: string): void => {
+    if (day <= f.asOf) {
+      out.push(vaccination(f, key, vaccine, day));
+    }
+  };
+  if (f.age < 18) {
+    if (rng.chance(0.9)) {
+      vaccinate('menc-1', VACCINES.menC, atAge(5, 30));
+      if (rng.chance(0.9)) {
+        vaccinate('menc-2', VACCINES.menC, atAge(12, 45));
+      }
+    }
+    if (rng.chance(0.93)) {
+      vaccinate('ror-1', VACCINES.ror, atAge(12, 60));
+      if (rng.chance(0.9)) {
+        vaccinate('ror-2', VACCINES.ror, atAge(16, 90));
+      }
+    }
+    if (f.age >= 11 && rng.chance(f.female ? 0.55 : 0.3)) {
+      vaccinate('hpv-1', VACCINES.hpv, atAge(132, 3 * 365));
+    }
+  }
+  const chronic = f.diabetes || f.asthma || f.copd || f.heartFailure || f.ckd;
+  if (f.age >= 18 && chronic && rng.chance(0.22)) {
+    vaccinate('pneumo', VACCINES.pneumo, addDays(f.asOf, -rng.int(30, 1800)));
+  }
+  if ((f.age >= 65 || (f.age >= 18 && chronic)) && rng.chance(0.3)) {
+    // The autumn campaign of the year before the data's last day, or the spring one of its year.
+    const year = Number(f.asOf.slice(0, 4));
+    const spring = addDays(`${year}-04-14`, rng.int(0, 60));
+    vaccinate(
+      'covid',
+      VACCINES.covid,
+      rng.chance(0.5) && spring <= f.asOf ? spring : addDays(`${year - 1}-10-15`, rng.int(0, 75)),
+    );
+  }
+  if (f.female && f.age >= 25 && f.age <= 65 && rng.chance(0.55)) {
+    const young = f.age < 30;
+    const day = addDays(f.asOf, -rng.int(0, young ? 1094 : 1824));
+    out.push(screeningTest(f, young ? CERVICAL.cytology : CERVICAL.hpvTest, day));
+  }
+  return out;
+}
+
+function vaccination(f: FmtInput, key: string, vaccine: Coding, day: string): Immunization {
+  return {
+    resourceType: 'Immunization',
+    id: f.id(key),
+    meta: { tag: [ownerTag(f.structure.ref)] },
+    status: 'completed',
+    vaccineCode: { coding: [vaccine], text: vaccine.display },
+    patient: { reference: f.patientRef },
+    occurrenceDateTime: day,
+    primarySource: true,
+  };
+}
+
+function screeningTest(f: FmtInput, code: Coding, day: string): Observation {
+  return {
+    resourceType: 'Observation',
+    id: f.id('cervical'),
+    meta: { tag: [ownerTag(f.structure.ref)] },
+    status: 'final',
+    code: { coding: [code], text: code.display },
+    subject: { reference: f.patientRef },
+    effectiveDateTime: `${day}T09:00:00Z`,
+    valueCodeableConcept: { coding: [{ system: 'http://snomed.info/sct', code: '260385009', display: 'Negative' }] },
+  };
 }
 
 function aldCoverage(f: FmtInput, numbers: string[]): Coverage {

@@ -93,6 +93,40 @@ describe('TerritoryGenerator', () => {
     }
   });
 
+  it('makes the acts of the FMT prevention items: children vaccinated by age, cervical tests, at-risk adults', () => {
+    const codeOf = (r: Resource): string[] =>
+      (r.resourceType === 'Immunization'
+        ? r.vaccineCode
+        : r.resourceType === 'Observation'
+          ? r.code
+          : undefined
+      )?.coding?.map((c) => c.code as string) ?? [];
+    const people = [...new TerritoryGenerator(OPTIONS).people()].map((p) => ({
+      facts: p.facts,
+      codes: p.resources.flatMap(codeOf),
+      dates: p.resources.flatMap((r) => (r.resourceType === 'Immunization' ? [r.occurrenceDateTime as string] : [])),
+    }));
+    const shareOf = (code: string, of: (f: PersonFacts) => boolean, times = 1): number => {
+      const group = people.filter((p) => of(p.facts));
+      return group.filter((p) => p.codes.filter((c) => c === code).length >= times).length / group.length;
+    };
+    // Nothing dated after the data's last day.
+    expect(people.every((p) => p.dates.every((d) => d.slice(0, 10) <= OPTIONS.asOf))).toBe(true);
+    const children = (f: PersonFacts) => f.age >= 3 && f.age < 16;
+    expect(shareOf('J07BD52', children, 2)).toBeGreaterThan(0.75);
+    expect(shareOf('J07BD52', children, 2)).toBeLessThan(0.92);
+    expect(shareOf('J07AH07', children)).toBeGreaterThan(0.82);
+    expect(shareOf('J07BM03', (f) => f.age >= 15 && f.age < 18)).toBeGreaterThan(0.3);
+    expect(shareOf('J07BM03', (f) => f.age >= 15 && f.age < 18)).toBeLessThan(0.55);
+    expect(shareOf('J07BM03', (f) => f.age < 11)).toBe(0);
+    expect(shareOf('10524-7', (f) => f.sex === 'female' && f.age >= 25 && f.age < 30)).toBeGreaterThan(0.4);
+    expect(shareOf('77379-6', (f) => f.sex === 'female' && f.age >= 30 && f.age <= 65)).toBeGreaterThan(0.45);
+    expect(shareOf('77379-6', (f) => f.sex === 'male')).toBe(0);
+    expect(shareOf('J07BN01', (f) => f.age >= 65)).toBeGreaterThan(0.2);
+    expect(shareOf('J07BN01', (f) => f.age >= 65)).toBeLessThan(0.4);
+    expect(shareOf('J07AL02', (f) => f.age >= 18 && f.diabetes)).toBeGreaterThan(0.1);
+  });
+
   it('streams: people are built one at a time from an index, so a resumed run gives the same persons', () => {
     const g = new TerritoryGenerator(OPTIONS);
     const fromTen = g.people(10).next().value;

@@ -137,6 +137,8 @@ export function buildPerson(layout: Layout, seed: number, index: number, asOf: s
       patientRef,
       structure: d.structure,
       age: d.facts.age,
+      birthDate: d.birthDate,
+      female: d.facts.sex === 'female',
       diabetes: d.facts.diabetes,
       asthma: has(CODES.asthma),
       copd: has(CODES.copd),
