@@ -141,13 +141,14 @@ export function procedure(ctx: FactContext, code: Coding, key: string, day: stri
   };
 }
 
-export function immunization(ctx: FactContext, day: string, subject: string, s: Structure): Immunization {
+/** A vaccination given on `day` to the patient record `subject`, filed by the structure `owner` (its reference). */
+export function immunization(id: string, vaccine: Coding, day: string, subject: string, owner: string): Immunization {
   return {
     resourceType: 'Immunization',
-    id: ctx.id('flu'),
-    meta: { tag: [ownerTag(s.ref)] },
+    id,
+    meta: { tag: [ownerTag(owner)] },
     status: 'completed',
-    vaccineCode: { coding: [CODES.fluVaccine], text: CODES.fluVaccine.display },
+    vaccineCode: { coding: [vaccine], text: vaccine.display },
     patient: { reference: subject },
     occurrenceDateTime: day,
     primarySource: true,

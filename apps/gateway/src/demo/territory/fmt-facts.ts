@@ -1,4 +1,5 @@
-import type { Coding, Coverage, Immunization, MedicationDispense, Observation, Resource } from '@medplum/fhirtypes';
+import type { Coding, Coverage, MedicationDispense, Observation, Resource } from '@medplum/fhirtypes';
+import { immunization } from './facts';
 import { Terminology } from '@gw/ingest';
 import { addDays } from './random';
 import type { Rng } from './random';
@@ -111,7 +112,7 @@ function preventionItems(f: FmtInput): Resource[] {
     addDays(f.birthDate, Math.round(months * 30.44) + rng.int(0, jitterDays));
   const vaccinate = (key: string, vaccine: Coding, day: string): void => {
     if (day <= f.asOf) {
-      out.push(vaccination(f, key, vaccine, day));
+      out.push(immunization(f.id(key), vaccine, day, f.patientRef, f.structure.ref));
     }
   };
   if (f.age < 18) {
@@ -151,19 +152,6 @@ function preventionItems(f: FmtInput): Resource[] {
     out.push(screeningTest(f, young ? CERVICAL.cytology : CERVICAL.hpvTest, day));
   }
   return out;
-}
-
-function vaccination(f: FmtInput, key: string, vaccine: Coding, day: string): Immunization {
-  return {
-    resourceType: 'Immunization',
-    id: f.id(key),
-    meta: { tag: [ownerTag(f.structure.ref)] },
-    status: 'completed',
-    vaccineCode: { coding: [vaccine], text: vaccine.display },
-    patient: { reference: f.patientRef },
-    occurrenceDateTime: day,
-    primarySource: true,
-  };
 }
 
 function screeningTest(f: FmtInput, code: Coding, day: string): Observation {

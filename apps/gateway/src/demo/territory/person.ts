@@ -345,7 +345,7 @@ function yearlyPrevention(ctx: FactContext, f: PersonFacts): void {
   const flu = f.age >= 75 ? 0.6 : f.age >= 65 ? 0.5 : adult && f.atRisk ? 0.33 : adult ? 0.04 : 0;
   if (ctx.rng.chance(flu)) {
     const w = ctx.where(0.5);
-    ctx.resources.push(immunization(ctx, fluDate(ctx), w.ref, w.s));
+    ctx.resources.push(immunization(ctx.id('flu'), CODES.fluVaccine, fluDate(ctx), w.ref, w.s.ref));
   }
 }
 
