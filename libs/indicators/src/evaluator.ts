@@ -113,26 +113,17 @@ export class MeasureEvaluator {
     const started = Date.now();
     const results: MeasureCounts[] = new Array<MeasureCounts>(measures.length);
     let next = 0;
-    const withPatientele = measures.some((m) => !!m.patienteleDate && (opts.population ?? m.population) === 'mt');
     // One lane: a transaction with its own persons table, taking the next Measure until none is left.
     const lane = (lanes: number) =>
       withTransaction(this.pool, async (db) => {
         if (next >= measures.length) {
           return undefined;
         }
-        await db.query(`SET LOCAL work_mem = '64MB'`);
         if (lanes > 1) {
           // The lanes already take the cores; parallel workers would only contend with them.
           await db.query('SET LOCAL max_parallel_workers_per_gather = 0');
         }
-        const drugs = await this.drugMap(db);
-        const persons = await this.buildPersons(
-          db,
-          opts,
-          measures.some((m) => (opts.population ?? m.population) === 'file-active'),
-          withPatientele,
-          drugs,
-        );
+        const { drugs, withPatientele, persons } = await this.prepare(db, measures, opts);
         const personsMs = Date.now() - started;
         for (let i = next++; i < measures.length; i = next++) {
           results[i] = await this.evaluateOne(db, measures[i]!, opts, withPatientele, drugs);
@@ -175,21 +166,30 @@ export class MeasureEvaluator {
     fn: (db: PoolClient, context: (params: SqlParams) => CompileContext, withPatientele: boolean) => Promise<T>,
   ): Promise<T> {
     return withTransaction(this.pool, async (db) => {
-      await db.query(`SET LOCAL work_mem = '64MB'`);
-      const drugs = await this.drugMap(db);
-      const withPatientele = measures.some((m) => !!m.patienteleDate && (opts.population ?? m.population) === 'mt');
-      await this.buildPersons(
-        db,
-        opts,
-        measures.some((m) => (opts.population ?? m.population) === 'file-active'),
-        withPatientele,
-        drugs,
-      );
+      const { drugs, withPatientele } = await this.prepare(db, measures, opts);
       // Fact scans restricted to these persons: listings are for small scopes (a GP, a structure).
       const context = (params: SqlParams): CompileContext =>
         Object.assign(this.context(params, opts, 'r', drugs), { persons: 'ev_person' });
       return fn(db, context, withPatientele);
     });
+  }
+
+  /**
+   * What every evaluation transaction starts with: its memory per operation, the drug map, and the
+   * persons table of `opts` with what `measures` need of it (whether they read a past patientèle,
+   * whether a denominator is the file active).
+   */
+  private async prepare(
+    db: PoolClient,
+    measures: CompiledMeasure[],
+    opts: EvaluateOptions,
+  ): Promise<{ drugs: DrugCodes; withPatientele: boolean; persons: number }> {
+    await db.query(`SET LOCAL work_mem = '64MB'`);
+    const drugs = await this.drugMap(db);
+    const withPatientele = measures.some((m) => !!m.patienteleDate && (opts.population ?? m.population) === 'mt');
+    const withSeen = measures.some((m) => (opts.population ?? m.population) === 'file-active');
+    const persons = await this.buildPersons(db, opts, withSeen, withPatientele, drugs);
+    return { drugs, withPatientele, persons };
   }
 
   /**
@@ -426,7 +426,6 @@ export class MeasureEvaluator {
     };
   }
 
-  /** Period placeholders are bound on first use: PostgreSQL rejects a parameter the statement never mentions. */
   /**
    * The part of the CIS/CIP → ATC map the catalogue's ATC codes and classes select, read once per
    * evaluation (a few rows per code: the map lists each presentation once per ATC it belongs to).
@@ -444,6 +443,7 @@ export class MeasureEvaluator {
     ];
   }
 
+  /** Period placeholders are bound on first use: PostgreSQL rejects a parameter the statement never mentions. */
   private context(params: SqlParams, opts: EvaluateOptions, row: string, drugCodes: DrugCodes): CompileContext {
     const period = opts.period;
     let start: string | undefined;
