@@ -15,6 +15,12 @@ export interface SearchParamDef {
   targets: string[];
   definition: SearchParameter;
   atom: FhirPathAtom;
+  /**
+   * The resource's top-level elements the expression starts from, when it is plain navigation
+   * from them (see {@link rootElements}): a resource without any of them indexes nothing for
+   * this parameter, and its evaluation is skipped. Undefined: always evaluated.
+   */
+  roots?: string[];
 }
 
 export interface TokenRow {
@@ -87,15 +93,22 @@ export class SearchParamRegistry {
     return [...(this.byType.get(resourceType)?.values() ?? [])];
   }
 
-  /** Extracts the index rows of one resource. */
-  extract(resource: Resource): IndexRows {
+  /**
+   * Extracts the index rows of one resource. `everyParameter` evaluates every expression, even
+   * those whose starting elements the resource lacks (the reference the skip is tested against).
+   */
+  extract(resource: Resource, everyParameter = false): IndexRows {
     const rows: IndexRows = { tokens: [], strings: [], dates: [], references: [], numbers: [] };
     const defs = this.byType.get(resource.resourceType);
     if (!defs) {
       return rows;
     }
     const input = [toTypedValue(resource)];
+    const present = everyParameter ? undefined : elementNames(resource);
     for (const def of defs.values()) {
+      if (present && def.roots && !def.roots.some((r) => present.has(r))) {
+        continue;
+      }
       let values: TypedValue[];
       try {
         values = def.atom.eval({ variables: {} }, input);
@@ -128,7 +141,118 @@ function toDef(resourceType: string, sp: SearchParameter): SearchParamDef | unde
     targets: sp.target ?? [],
     definition: sp,
     atom: parseFhirPath(expression),
+    roots: rootElements(resourceType, expression),
   };
+}
+
+/**
+ * The top-level elements an expression navigates from, when each of its `|` parts is plain
+ * navigation from the resource: `Type.element`, then only further elements, indexers, type casts
+ * (`as X`, `.as(X)`, `.ofType(X)`), `.where(…)`, `.resolve()` or `.first()`. Each of these gives
+ * nothing on an empty collection (`where`'s criteria are not even evaluated), so without those
+ * elements the expression is empty. Anything else (`exists()`, `and`, `=` outside a `where`,
+ * another type's name) may give a value from nothing: undefined, the expression is always evaluated.
+ */
+export function rootElements(resourceType: string, expression: string): string[] | undefined {
+  const roots = new Set<string>();
+  for (const raw of splitTopLevel(expression, '|')) {
+    let part = raw.trim();
+    // `(Type.x as Y)` and `(Type.x as Y).text`: the parenthesised navigation, then the rest.
+    const paren = /^\(([^()]*)\)((?:\.[A-Za-z]\w*)*)$/.exec(part);
+    if (paren) {
+      part = `${paren[1]}${paren[2]}`;
+    }
+    const head = new RegExp(`^${resourceType}\\.([A-Za-z]\\w*)`).exec(part);
+    if (!head?.[1]) {
+      return undefined;
+    }
+    const tail = stripWhereArguments(part.slice(head[0].length));
+    if (
+      tail === undefined ||
+      !/^(?:\.[A-Za-z]\w*|\[\d+\]| as [A-Za-z]\w*|\.(?:as|ofType)\([A-Za-z]\w*\)|\.(?:where|resolve|first)\(\))*$/.test(
+        tail,
+      )
+    ) {
+      return undefined;
+    }
+    roots.add(head[1]);
+  }
+  return roots.size > 0 ? [...roots] : undefined;
+}
+
+/** `s` split on `sep` outside parentheses and quotes. */
+function splitTopLevel(s: string, sep: string): string[] {
+  const out: string[] = [];
+  let depth = 0;
+  let quoted = false;
+  let start = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (c === "'") {
+      quoted = !quoted;
+    } else if (!quoted && c === '(') {
+      depth++;
+    } else if (!quoted && c === ')') {
+      depth--;
+    } else if (!quoted && depth === 0 && c === sep) {
+      out.push(s.slice(start, i));
+      start = i + 1;
+    }
+  }
+  out.push(s.slice(start));
+  return out;
+}
+
+/** `.where(…)` with its criteria removed (`.where()`); undefined if the parentheses do not balance. */
+function stripWhereArguments(tail: string): string | undefined {
+  let out = '';
+  let i = 0;
+  while (i < tail.length) {
+    if (tail.startsWith('.where(', i)) {
+      let depth = 1;
+      let j = i + '.where('.length;
+      let quoted = false;
+      for (; j < tail.length && depth > 0; j++) {
+        const c = tail[j];
+        if (c === "'") {
+          quoted = !quoted;
+        } else if (!quoted && c === '(') {
+          depth++;
+        } else if (!quoted && c === ')') {
+          depth--;
+        }
+      }
+      if (depth !== 0) {
+        return undefined;
+      }
+      out += '.where()';
+      i = j;
+    } else {
+      out += tail[i];
+      i++;
+    }
+  }
+  return out;
+}
+
+/**
+ * The element names a resource has at its top level, as FHIRPath names them: `valueQuantity` is
+ * also `value` (a choice), `_birthDate` (a primitive's extension) also `birthDate`. Every prefix
+ * before a capital letter is included: a name too many only means an expression evaluated.
+ */
+function elementNames(resource: Resource): Set<string> {
+  const names = new Set<string>();
+  for (const key of Object.keys(resource)) {
+    const k = key.startsWith('_') ? key.slice(1) : key;
+    names.add(k);
+    for (let i = 1; i < k.length; i++) {
+      const c = k.charCodeAt(i);
+      if (c >= 65 && c <= 90) {
+        names.add(k.slice(0, i));
+      }
+    }
+  }
+  return names;
 }
 
 function addValue(rows: IndexRows, def: SearchParamDef, tv: TypedValue): void {

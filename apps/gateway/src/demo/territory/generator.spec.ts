@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import type { Patient, Resource } from '@medplum/fhirtypes';
-import { ProfileRegistry, loadFhirDefinitions, validateForWrite } from '@gw/fhir';
+import { ProfileRegistry, SearchParamRegistry, loadFhirDefinitions, validateForWrite } from '@gw/fhir';
 import { TerritoryGenerator } from './generator';
 import type { PersonFacts } from './person';
 import { luhnKey, nirKey } from '@gw/fhir';
@@ -132,5 +132,19 @@ describe('TerritoryGenerator', () => {
     const fromTen = g.people(10).next().value;
     expect(fromTen?.facts.index).toBe(10);
     expect(fromTen?.resources).toEqual([...new TerritoryGenerator(OPTIONS).people()][10]?.resources);
+  });
+
+  it('indexes the same search rows whether or not parameters without their elements are skipped', () => {
+    loadFhirDefinitions();
+    const registry = new SearchParamRegistry();
+    const generator = new TerritoryGenerator(OPTIONS);
+    const sample = [...generator.structures(), generator.cpts, ...resources.slice(0, 8000)];
+    expect(new Set(sample.map((r) => r.resourceType)).size).toBeGreaterThanOrEqual(14);
+    for (const r of sample) {
+      expect({ id: `${r.resourceType}/${r.id}`, rows: registry.extract(r) }).toEqual({
+        id: `${r.resourceType}/${r.id}`,
+        rows: registry.extract(r, true),
+      });
+    }
   });
 });
