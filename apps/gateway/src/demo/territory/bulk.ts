@@ -8,6 +8,9 @@ import type { TerritoryGenerator, TerritoryOptions } from './generator';
 import { loaderContext, writeTerritoryBatch } from './loader';
 import type { LoadProgress, LoadSummary } from './loader';
 
+/** Each worker thread's young generation (48 MB by default on this machine; 256 MB was no faster). */
+const YOUNG_GENERATION_MB = 96;
+
 export interface BulkLoaderOptions {
   /** The database the worker threads connect to (the repository's own). */
   databaseUrl: string;
@@ -157,7 +160,13 @@ export class BulkTerritoryLoader {
           }
         };
         for (let i = 0; i < count; i++) {
-          const w = new Worker(join(__dirname, 'bulk-worker.js'), { workerData: data });
+          // A larger young generation: a batch's short-lived objects (resources, search rows, SQL
+          // arrays) die young instead of being promoted and swept. Measured at 10 000 patients:
+          // 42 → 29 s of the threads' CPU (the default's scavenges were a fifth of it).
+          const w = new Worker(join(__dirname, 'bulk-worker.js'), {
+            workerData: data,
+            resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },
+          });
           threads.push(w);
           w.on('error', fail);
           w.on('exit', (code) => {
