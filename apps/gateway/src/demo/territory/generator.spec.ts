@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import type { Patient, Resource } from '@medplum/fhirtypes';
+import type { CareTeam, Patient, Resource } from '@medplum/fhirtypes';
 import { ProfileRegistry, SearchParamRegistry, loadFhirDefinitions, validateForWrite } from '@gw/fhir';
 import { TerritoryGenerator } from './generator';
 import type { PersonFacts } from './person';
@@ -125,6 +125,31 @@ describe('TerritoryGenerator', () => {
     expect(shareOf('J07BN01', (f) => f.age >= 65)).toBeGreaterThan(0.2);
     expect(shareOf('J07BN01', (f) => f.age >= 65)).toBeLessThan(0.4);
     expect(shareOf('J07AL02', (f) => f.age >= 18 && f.diabetes)).toBeGreaterThan(0.1);
+  });
+
+  it('dates every declared médecin traitant: a CareTeam PCP from a day between birth and a month before the data ends', () => {
+    let children = 0;
+    for (const p of [...new TerritoryGenerator(OPTIONS).people(0, 1500)]) {
+      const patient = p.resources[0] as Patient;
+      const teams = p.resources.filter((r): r is CareTeam => r.resourceType === 'CareTeam');
+      if (p.facts.mt !== 'declared') {
+        expect(teams).toHaveLength(0);
+        continue;
+      }
+      children += p.facts.age < 16 ? 1 : 0;
+      expect(teams).toHaveLength(1);
+      const pcp = (teams[0]?.participant ?? []).filter((pa) =>
+        pa.role?.some((r) => r.coding?.some((c) => c.code === 'PCP')),
+      );
+      const current = pcp.find((pa) => !pa.period?.end);
+      expect(current?.member?.reference).toBe(patient.generalPractitioner?.[0]?.reference);
+      for (const pa of pcp) {
+        expect((pa.period?.start as string) >= (patient.birthDate as string)).toBe(true);
+        expect((pa.period?.start as string) <= OPTIONS.asOf).toBe(true);
+      }
+    }
+    // Children too: the FMT patientèle of 31 December holds the ROR and meningococcal C items' population.
+    expect(children).toBeGreaterThan(150);
   });
 
   it('streams: people are built one at a time from an index, so a resumed run gives the same persons', () => {

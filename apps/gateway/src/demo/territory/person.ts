@@ -125,8 +125,13 @@ export function buildPerson(layout: Layout, seed: number, index: number, asOf: s
   // The FMT facts and the MT's history draw from a stream of their own: the draws above (and the
   // resources they make) are those of the territory before these facts existed.
   const fmt = Rng.for(seed, `${layout.ns}|person|${index}|fmt`);
-  if (ctx.gp && (d.facts.atRisk || d.facts.age >= 75)) {
-    resources.push(careTeam(ctx, mtHistory(fmt, ctx, d)));
+  if (ctx.gp) {
+    // Every declared MT is dated (the Assurance Maladie dates a declaration), so the FMT patientèle
+    // of 31 December holds every age. The at-risk and the oldest, dated first, still draw their
+    // dates on the FMT stream; the others from a stream of their own, so the FMT draws below stay
+    // those a seed gave before.
+    const dates = d.facts.atRisk || d.facts.age >= 75 ? fmt : Rng.for(seed, `${layout.ns}|person|${index}|mt`);
+    resources.push(careTeam(ctx, mtHistory(dates, ctx, d)));
   }
   const has = (c: Coding): boolean => d.conditions.includes(c);
   resources.push(
@@ -261,15 +266,16 @@ function patientRecord(layout: Layout, rng: Rng, d: Drawn, s: Structure, pid: st
  * (declared before, until the day before): the CareTeam's PCP participants over time.
  */
 function mtHistory(rng: Rng, ctx: FactContext, d: Drawn): MtHistory {
-  const since = addDays(ctx.asOf, -rng.int(30, Math.max(31, Math.min(6000, d.facts.age * 365))));
+  // Not before birth: a newborn's MT is declared from its first days.
+  const drawn = addDays(ctx.asOf, -rng.int(30, Math.max(31, Math.min(6000, d.facts.age * 365))));
+  const since = drawn < d.birthDate ? d.birthDate : drawn;
   const others = d.structure.gps.filter((g) => g !== ctx.gp);
   if (others.length === 0 || !rng.chance(0.08)) {
     return { since };
   }
-  return {
-    since,
-    previous: { gp: rng.pick(others), start: addDays(since, -rng.int(200, 3000)), end: addDays(since, -1) },
-  };
+  const previous = { gp: rng.pick(others), start: addDays(since, -rng.int(200, 3000)), end: addDays(since, -1) };
+  // A child's earlier MT would start before birth: none.
+  return previous.start < d.birthDate ? { since } : { since, previous };
 }
 
 /** Chronic conditions (onset years back); for diabetics: treatment, HbA1c, fructosamine, fundus exam. */
