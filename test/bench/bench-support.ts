@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -110,7 +110,8 @@ export async function clientToken(base: string, id: string, secret: string): Pro
 
 /**
  * The embedded PostgreSQL of a database benchmark, started: in `keepData` (kept across runs, so
- * `--reuse` evaluates it again without loading) or in a fresh temporary folder named `tmpPrefix…`.
+ * `--reuse` evaluates it again without loading) or in a fresh temporary folder named `tmpPrefix…`,
+ * which `pg.stop()` removes (a temporary cluster of a large load is gigabytes).
  */
 export async function benchPostgres(
   keepData: string | undefined,
@@ -123,5 +124,12 @@ export async function benchPostgres(
   if (reuse && !existsSync(join(dataDir, 'postgres', 'PG_VERSION'))) {
     throw new Error(`--reuse: no database kept in ${dataDir}`);
   }
-  return { dataDir, pg: await startEmbeddedPostgres(dataDir, await freePort()) };
+  const pg = await startEmbeddedPostgres(dataDir, await freePort());
+  const stop = async (): Promise<void> => {
+    await pg.stop();
+    if (!keepData) {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  };
+  return { dataDir, pg: { ...pg, stop } };
 }

@@ -12,7 +12,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ROOT, startEmbeddedGateway } from '../support/process';
+import { ROOT, removeDataDirs, startEmbeddedGateway } from '../support/process';
 import { pool, round, clientToken } from './bench-support';
 
 type Res = Record<string, unknown> & { resourceType: string };
@@ -92,7 +92,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: { patients: { type: 'string', default: '2000' } } });
   const members = Number(values.patients);
   const total = Math.round(members * 1.1);
-  const { gw, base, admin: creds } = await startEmbeddedGateway();
+  const { gw, base, dataDir, admin: creds } = await startEmbeddedGateway();
   try {
     const tokenOf = (id: string, secret: string): Promise<string> => clientToken(base, id, secret);
     const admin = await tokenOf(creds.client_id, creds.client_secret);
@@ -203,6 +203,7 @@ async function main(): Promise<void> {
   } finally {
     gw.child.kill('SIGTERM');
     await gw.exited;
+    await removeDataDirs([dataDir]);
   }
 }
 

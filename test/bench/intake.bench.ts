@@ -13,7 +13,7 @@
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ROOT, startEmbeddedGateway } from '../support/process';
+import { ROOT, removeDataDirs, startEmbeddedGateway } from '../support/process';
 import { syntheticCda, writePortabilityArchive } from '../support/intake-archive';
 import { TICK, clientToken, machineBusyTicks, pool, postgresTicks, procTicks, round, sleep } from './bench-support';
 
@@ -244,6 +244,7 @@ async function main(): Promise<void> {
   } finally {
     gw.child.kill('SIGTERM');
     await gw.exited;
+    await removeDataDirs([dataDir]);
   }
 }
 

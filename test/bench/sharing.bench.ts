@@ -19,7 +19,7 @@
  * principals interleaved per iteration so that machine noise falls on all of them alike.
  * Writes test/bench/results/sharing-<date>-<size>.json.
  */
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -672,6 +672,9 @@ async function main(): Promise<void> {
     await pool.end();
   } finally {
     await pg.stop();
+    if (!values['keep-data']) {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   }
   const outDir = resolve(ROOT, 'test/bench/results');
   mkdirSync(outDir, { recursive: true });

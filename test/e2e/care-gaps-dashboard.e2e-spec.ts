@@ -1,5 +1,4 @@
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
 import type { Browser, Page } from 'playwright-core';
@@ -12,6 +11,7 @@ import { call } from '../support/hl7';
 import { typedOrganization } from '../support/indicators';
 import { personToken, vendorClient } from '../support/persons';
 import { ROOT } from '../support/process';
+import { tempDir } from '../support/temp-dir';
 
 const G15 = 'https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante';
 const FMT_FLU = 'fmt-test-grippe-65';
@@ -24,7 +24,7 @@ type Res = Record<string, unknown> & { resourceType: string; id: string };
  * extension, 5 EUR), so the estimate's variable part has something to count over 2025.
  */
 function profilesWithFmtItem(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'gw-profiles-fmt-'));
+  const dir = tempDir('gw-profiles-fmt-');
   cpSync(resolve(ROOT, 'fhir-profiles'), dir, { recursive: true });
   const flu = JSON.parse(readFileSync(join(dir, 'measures', 'Measure-rosp-grippe-65.json'), 'utf8')) as Record<
     string,

@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Bundle, Extension, MeasureReport, MeasureReportGroupPopulation } from '@medplum/fhirtypes';
 import { Terminology } from '@gw/ingest';
@@ -9,6 +8,7 @@ import type { TestGateway } from '../support/gateway';
 import { call } from '../support/hl7';
 import { typedOrganization } from '../support/indicators';
 import { GATEWAY_CLI, ROOT, killAll, run } from '../support/process';
+import { tempDir } from '../support/temp-dir';
 
 /** The ANS CI-SIS examples, read in place next to the repository (see their SOURCES.md). */
 const SAMPLES = join(__dirname, '../../../shared/samples/ans-cda');
@@ -339,7 +339,7 @@ describe('2026 indicator catalogue (FMT items, CPTS) over ingested and posted da
         'indicators:load-benchmarks',
         file,
       ]);
-    const bad = join(mkdtempSync(join(tmpdir(), 'gw-bench-')), 'bad.csv');
+    const bad = join(tempDir('gw-bench-'), 'bad.csv');
     writeFileSync(
       bad,
       'indicator;territory_level;territory_code;date;percent;source_url;note\nx;departement;20;2024-12-31;3;https://example.org\n',

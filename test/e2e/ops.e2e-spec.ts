@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
 import { PgProcess } from '../support/pg-process';
@@ -54,6 +55,7 @@ describe('operations endpoints', () => {
     await other.app.close();
     await other.core.exchange.stop(); // its outbox relay would keep retrying LISTEN after the test
     await other.core.queue.close();
+    rmSync(other.core.config.GW_DATA_DIR, { recursive: true, force: true });
   });
 });
 
@@ -106,7 +108,7 @@ describe('resilience to the database', () => {
       expect(created.status).toBe(201);
     } finally {
       await gw.close();
-      await pg.stop();
+      await pg.dispose();
     }
   }, 120_000);
 });

@@ -5,7 +5,7 @@ import { Pool } from 'pg';
 import { ClientRegistry, createLogger, QueueService } from '@gw/platform';
 import { createTestDatabase, migrateAll } from '../support/database';
 import { freePort } from '../support/ports';
-import { GATEWAY_CLI, GATEWAY_MAIN, WORKER_MAIN, killAll, run } from '../support/process';
+import { GATEWAY_CLI, GATEWAY_MAIN, WORKER_MAIN, killAll, removeDataDirs, run } from '../support/process';
 
 afterAll(killAll);
 
@@ -30,16 +30,7 @@ describe('the gateway as a new user runs it (built entry points, embedded Postgr
 
   afterAll(async () => {
     await killAll();
-    // A gateway killed mid-test leaves its embedded postmaster: stop it like an operator would.
-    const pidFile = join(dataDir, 'postgres', 'postmaster.pid');
-    const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').split('\n')[0]) : 0;
-    if (pid > 0) {
-      try {
-        process.kill(pid, 'SIGINT');
-      } catch {
-        // already gone
-      }
-    }
+    await removeDataDirs([dataDir]);
   });
 
   beforeAll(async () => {

@@ -1,11 +1,10 @@
-import { chmodSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { chmodSync } from 'node:fs';
 import { createTestDatabase } from '../support/database';
 import { PgProcess } from '../support/pg-process';
 import { freePort } from '../support/ports';
 import { GATEWAY_MAIN, killAll, run } from '../support/process';
 import { startRedis } from '../support/redis';
+import { tempDir } from '../support/temp-dir';
 
 afterAll(killAll);
 
@@ -50,7 +49,10 @@ async function postgresDependency(): Promise<Dependency> {
   return {
     url: pg.url,
     fail: async () => pg.kill(),
-    cleanup: async () => pg.kill(),
+    cleanup: async () => {
+      await pg.kill();
+      await pg.dispose();
+    },
   };
 }
 
@@ -64,7 +66,7 @@ async function stopGateway(
 ): Promise<{ code: number | null; ms: number; out: string }> {
   const dep = backend === 'redis' ? await redisDependency() : await postgresDependency();
   try {
-    const dataDir = mkdtempSync(join(tmpdir(), 'gw-shutdown-'));
+    const dataDir = tempDir('gw-shutdown-');
     chmodSync(dataDir, 0o755);
     const env: Record<string, string> = {
       GW_DATA_DIR: dataDir,

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Client } from 'pg';
 import { freePort } from '../support/ports';
-import { ROOT, killAll, run } from '../support/process';
+import { ROOT, killAll, removeDataDirs, run } from '../support/process';
 import type { Proc } from '../support/process';
 
 const DATABASE_JS = resolve(ROOT, 'dist/libs/platform/src/database/database.js');
@@ -64,14 +64,20 @@ async function query<T = Record<string, unknown>>(url: string, sql: string): Pro
   }
 }
 
+const dataDirs: string[] = [];
+
 function newDataDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'gw-embedded-role-'));
   chmodSync(dir, 0o755);
+  dataDirs.push(dir);
   return dir;
 }
 
 describe('the embedded database: random secrets, a gateway role without superuser rights', () => {
-  afterAll(killAll);
+  afterAll(async () => {
+    await killAll();
+    await removeDataDirs(dataDirs);
+  });
 
   it('initialises a new cluster with random secrets (0600) and a gateway role that is no superuser but owns its database', async () => {
     const dir = newDataDir();

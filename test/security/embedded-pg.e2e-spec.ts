@@ -1,22 +1,7 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { killAll, startEmbeddedGateway } from '../support/process';
+import { alive, killAll, postmasterPid, removeDataDirs, startEmbeddedGateway } from '../support/process';
 import type { EmbeddedGateway } from '../support/process';
-
-/** The embedded postmaster's pid, from its lock file. */
-function postmasterPid(dataDir: string): number {
-  const file = join(dataDir, 'postgres', 'postmaster.pid');
-  return existsSync(file) ? Number(readFileSync(file, 'utf8').split('\n')[0]) : 0;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** The built gateway on its own embedded PostgreSQL, logging at info (the restart lines). */
 function startGateway(extra: Record<string, string> = {}): Promise<EmbeddedGateway> {
@@ -27,12 +12,7 @@ const dataDirs: string[] = [];
 
 afterAll(async () => {
   await killAll();
-  for (const dir of dataDirs) {
-    const pid = postmasterPid(dir);
-    if (pid > 0 && alive(pid)) {
-      process.kill(pid, 'SIGINT');
-    }
-  }
+  await removeDataDirs(dataDirs);
 });
 
 describe('the embedded PostgreSQL killed under a running gateway', () => {

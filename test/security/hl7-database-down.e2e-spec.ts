@@ -45,7 +45,7 @@ describe('HL7 v2 while the database is down', () => {
 
   afterAll(async () => {
     await gw?.close();
-    await pg?.stop();
+    await pg?.dispose();
     await killAll();
   });
 

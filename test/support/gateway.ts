@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -92,6 +93,9 @@ export async function startTestGateway(env: Record<string, string> = {}): Promis
       (app.getHttpServer() as { closeAllConnections?: () => void }).closeAllConnections?.();
       await app.close();
       await core.close();
+      if (!env.GW_DATA_DIR) {
+        rmSync(config.GW_DATA_DIR, { recursive: true, force: true });
+      }
       // A close step abandoned after its bound (a job or connection that would not end) is worth
       // seeing in the test output: it is a hang the process shutdown's deadline would have hidden.
       for (const line of logs.filter((l) => l.includes('close step did not finish'))) {

@@ -17,5 +17,5 @@ export default async function globalSetup(): Promise<void> {
   const started = await startEmbeddedPostgres(dir, await freePort());
   // The superuser: each test file creates its own database.
   process.env.GW_TEST_DATABASE_URL = started.superuserUrl;
-  (globalThis as Record<string, unknown>).__GW_TEST_PG__ = started;
+  (globalThis as Record<string, unknown>).__GW_TEST_PG__ = { stop: started.stop, dir };
 }

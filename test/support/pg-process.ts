@@ -2,7 +2,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { embeddedDatabaseUrl } from '../../libs/platform/src/database/database';
-import { ROOT, run } from './process';
+import { ROOT, removeDataDirs, run } from './process';
 import type { Proc } from './process';
 
 /**
@@ -47,5 +47,11 @@ export class PgProcess {
   async stop(): Promise<void> {
     this.proc?.child.kill('SIGTERM');
     await this.proc?.exited;
+  }
+
+  /** Stopped for good: the cluster's directory is removed (the test's end). */
+  async dispose(): Promise<void> {
+    await this.stop();
+    await removeDataDirs([this.dir]);
   }
 }

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { freePort } from './ports';
@@ -40,6 +40,43 @@ export async function killAll(): Promise<void> {
     ),
   );
   running.clear();
+}
+
+/** The pid of the embedded PostgreSQL of a data directory (a gateway's, or a cluster's own), 0 if none. */
+export function postmasterPid(dataDir: string): number {
+  for (const file of [join(dataDir, 'postgres', 'postmaster.pid'), join(dataDir, 'postmaster.pid')]) {
+    if (existsSync(file)) {
+      return Number(readFileSync(file, 'utf8').split('\n')[0]);
+    }
+  }
+  return 0;
+}
+
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Removes the data directories a test made (call after killAll). A gateway killed mid-test leaves
+ * its embedded PostgreSQL running: it is stopped first as an operator would (SIGINT, fast
+ * shutdown), so no cluster outlives the test and no directory is left behind in the temp folder.
+ */
+export async function removeDataDirs(dirs: Iterable<string>): Promise<void> {
+  for (const dir of dirs) {
+    const pid = postmasterPid(dir);
+    if (pid > 0 && alive(pid)) {
+      process.kill(pid, 'SIGINT');
+      for (let i = 0; i < 100 && alive(pid); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** Runs a built entry point (`npm run build` first), or `-e <code>`, with a clean GW_* environment. */

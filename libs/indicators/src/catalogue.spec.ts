@@ -1,13 +1,13 @@
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CatalogueError, MeasureCatalogue } from './catalogue';
+import { tempDir } from '../../../test/support/temp-dir';
 
 const SHIPPED = resolve(__dirname, '../../../fhir-profiles/measures');
 
 /** A copy of the shipped catalogue in a temp folder, with `change` applied to one file. */
 function variant(file: string, change: (doc: Record<string, unknown>) => void): string {
-  const dir = mkdtempSync(join(tmpdir(), 'gw-measures-'));
+  const dir = tempDir('gw-measures-');
   for (const f of readdirSync(SHIPPED)) {
     const doc = JSON.parse(readFileSync(join(SHIPPED, f), 'utf8')) as Record<string, unknown>;
     if (f === file) {

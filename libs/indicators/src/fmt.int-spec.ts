@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Pool } from 'pg';
 import { Terminology } from '@gw/ingest';
@@ -10,6 +9,7 @@ import { MeasureEvaluator } from './evaluator';
 import type { EvaluateOptions, MeasureCounts } from './evaluator';
 import { ALD_SYSTEM, COVERAGE_TYPE_SYSTEM } from './fmt-projection.schema';
 import { loadDrugAtc, parseMapFile } from './drug-atc.loader';
+import { tempDir } from '../../../test/support/temp-dir';
 
 const GW = 'https://gateway.fr-primary-care.org';
 const ORG = 'Organization/o1';
@@ -279,7 +279,7 @@ describe('FMT projection (PostgreSQL): médecin traitant periods, coverages, dis
 function catalogue(
   measures: { id: string; ip: object; num: object; population?: string; fmt?: boolean; strata?: string[] }[],
 ): MeasureCatalogue {
-  const dir = mkdtempSync(join(tmpdir(), 'gw-fmt-'));
+  const dir = tempDir('gw-fmt-');
   writeFileSync(
     join(dir, 'ValueSet-tetanos.json'),
     JSON.stringify({

@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
-import { mkdtempSync, existsSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddedPostgresSupervisor, clearStaleLock } from './embedded-supervisor';
 import type { WatchedProcess } from './embedded-supervisor';
+import { tempDir } from '../../../../test/support/temp-dir';
 
 class FakeChild extends EventEmitter implements WatchedProcess {
   exitCode: number | null = null;
@@ -32,7 +32,7 @@ function fakePostgres(results: boolean[]) {
       return restarts;
     },
     target: {
-      databaseDir: mkdtempSync(join(tmpdir(), 'gw-sup-')),
+      databaseDir: tempDir('gw-sup-'),
       process: () => child,
       restart: async () => {
         restarts++;
@@ -102,7 +102,7 @@ describe('EmbeddedPostgresSupervisor', () => {
   });
 
   it('removes a postmaster.pid naming a process that is gone', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'gw-sup-lock-'));
+    const dir = tempDir('gw-sup-lock-');
     writeFileSync(join(dir, 'postmaster.pid'), '999999999\n/data\n');
     clearStaleLock(dir);
     expect(existsSync(join(dir, 'postmaster.pid'))).toBe(false);

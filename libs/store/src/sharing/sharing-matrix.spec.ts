@@ -1,9 +1,9 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_MATRIX, classOf, classesFor, loadSharingMatrix, typeRule } from './sharing-matrix';
+import { tempDir } from '../../../../test/support/temp-dir';
 
-const dir = mkdtempSync(join(tmpdir(), 'matrix-'));
+const dir = tempDir('matrix-');
 const file = (name: string, body: unknown): string => {
   const path = join(dir, name);
   writeFileSync(path, typeof body === 'string' ? body : JSON.stringify(body));
