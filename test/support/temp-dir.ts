@@ -5,8 +5,8 @@ import { join } from 'node:path';
 const made: string[] = [];
 
 // Imported by a test file: its directories go when the file's tests are done (this module is
-// evaluated once per test file, before its tests run).
-afterAll(() => {
+// evaluated once per test file, before its tests run; Jest's global, absent from the build's types).
+(globalThis as { afterAll?: (fn: () => void) => void }).afterAll?.(() => {
   for (const d of made.splice(0)) {
     rmSync(d, { recursive: true, force: true });
   }
