@@ -247,6 +247,31 @@ export function hospitalStay(ctx: FactContext, layout: Layout, k: number): void 
   }
 }
 
+/**
+ * A request to the CPTS's "find a médecin traitant" service (the exchange layer's `find-mt` Task,
+ * owned by the CPTS): open from `asked`, completed on `done` when given.
+ */
+export function findMtTask(ctx: FactContext, cpts: string, asked: string, done?: string): Task {
+  const at = (day: string): string => `${day}T10:00:00Z`;
+  return {
+    resourceType: 'Task',
+    id: ctx.id('find-mt'),
+    meta: { profile: [GW_TASK_PROFILE], tag: [ownerTag(cpts)] },
+    status: done ? 'completed' : 'in-progress',
+    intent: 'order',
+    code: {
+      coding: [
+        { system: TASK_CODE_SYSTEM, code: 'find-mt', display: 'Trouver un médecin traitant et organiser le suivi' },
+      ],
+    },
+    for: { reference: ctx.patientRef },
+    authoredOn: at(asked),
+    lastModified: at(done ?? asked),
+    executionPeriod: { start: at(asked), ...(done ? { end: at(done) } : {}) },
+    owner: { reference: cpts },
+  };
+}
+
 /** The médecin traitant's declaration over time (the CareTeam's PCP participants). */
 export interface MtHistory {
   since: string;

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import type { CareTeam, Patient, Resource } from '@medplum/fhirtypes';
+import type { CareTeam, Patient, Resource, Task } from '@medplum/fhirtypes';
 import { ProfileRegistry, SearchParamRegistry, loadFhirDefinitions, validateForWrite } from '@gw/fhir';
 import { TerritoryGenerator } from './generator';
 import type { PersonFacts } from './person';
@@ -150,6 +150,42 @@ describe('TerritoryGenerator', () => {
     }
     // Children too: the FMT patientèle of 31 December holds the ROR and meningococcal C items' population.
     expect(children).toBeGreaterThan(150);
+  });
+
+  it("gives the CPTS's find-a-médecin-traitant service its requests: MTs found in the year, persons still seeking", () => {
+    const generator = new TerritoryGenerator(OPTIONS);
+    const cpts = `Organization/${generator.cpts.id}`;
+    const periodStart = '2025-11-01';
+    let found = 0;
+    let open = 0;
+    let closedWithout = 0;
+    for (const p of generator.people(0, 3000)) {
+      const tasks = p.resources.filter(
+        (r): r is Task => r.resourceType === 'Task' && r.code?.coding?.[0]?.code === 'find-mt',
+      );
+      for (const t of tasks) {
+        expect(t.owner?.reference).toBe(cpts);
+        expect(t.for?.reference).toBe(`Patient/${p.resources[0]?.id}`);
+        expect((t.executionPeriod?.end ?? t.authoredOn ?? '').slice(0, 10) <= OPTIONS.asOf).toBe(true);
+        if (t.status === 'in-progress') {
+          expect(p.facts.mt).toBe('seeking');
+          open++;
+        } else if (p.facts.mt === 'declared') {
+          // Closed on the day the MT's declaration starts, within the year.
+          const team = p.resources.find((r): r is CareTeam => r.resourceType === 'CareTeam');
+          expect(team?.participant?.[0]?.period?.start).toBe(t.executionPeriod?.end?.slice(0, 10));
+          expect((t.executionPeriod?.end as string) > periodStart).toBe(true);
+          found++;
+        } else {
+          expect(p.facts.mt).toBe('seeking');
+          closedWithout++;
+        }
+      }
+    }
+    // Enough for the CPTS measure (completed in the year, an MT at its end) to have a score.
+    expect(found).toBeGreaterThan(20);
+    expect(closedWithout).toBeGreaterThan(5);
+    expect(open).toBeGreaterThan(closedWithout);
   });
 
   it('streams: people are built one at a time from an index, so a resumed run gives the same persons', () => {

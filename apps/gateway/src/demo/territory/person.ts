@@ -14,6 +14,7 @@ import {
 import { CODES } from '@gw/indicators';
 import {
   careTeam,
+  findMtTask,
   condition,
   daysBack,
   fluDate,
@@ -125,13 +126,15 @@ export function buildPerson(layout: Layout, seed: number, index: number, asOf: s
   // The FMT facts and the MT's history draw from a stream of their own: the draws above (and the
   // resources they make) are those of the territory before these facts existed.
   const fmt = Rng.for(seed, `${layout.ns}|person|${index}|fmt`);
+  let mtSince: MtHistory | undefined;
   if (ctx.gp) {
     // Every declared MT is dated (the Assurance Maladie dates a declaration), so the FMT patientèle
     // of 31 December holds every age. The at-risk and the oldest, dated first, still draw their
     // dates on the FMT stream; the others from a stream of their own, so the FMT draws below stay
     // those a seed gave before.
     const dates = d.facts.atRisk || d.facts.age >= 75 ? fmt : Rng.for(seed, `${layout.ns}|person|${index}|mt`);
-    resources.push(careTeam(ctx, mtHistory(dates, ctx, d)));
+    mtSince = mtHistory(dates, ctx, d);
+    resources.push(careTeam(ctx, mtSince));
   }
   const has = (c: Coding): boolean => d.conditions.includes(c);
   resources.push(
@@ -151,7 +154,27 @@ export function buildPerson(layout: Layout, seed: number, index: number, asOf: s
       ckd: has(CODES.chronicKidneyDisease),
     }),
   );
+  resources.push(...findMtRequests(Rng.for(seed, `${layout.ns}|person|${index}|cpts`), ctx, layout, d, mtSince));
   return { facts: d.facts, resources };
+}
+
+/**
+ * The CPTS's "find a médecin traitant" requests, on a stream of their own: for ~25 % of the
+ * persons whose MT was declared in the year (the CPTS found it: the request closed on the
+ * declaration's day), and for ~40 % of the persons seeking one (a third closed without an MT,
+ * the others still open in the CPTS's queue).
+ */
+function findMtRequests(rng: Rng, ctx: FactContext, layout: Layout, d: Drawn, mt?: MtHistory): Resource[] {
+  const cpts = `Organization/${layout.cpts.id}`;
+  if (mt && mt.since > addDays(ctx.periodStart, 7) && rng.chance(0.25)) {
+    return [findMtTask(ctx, cpts, addDays(mt.since, -rng.int(10, 90)), mt.since)];
+  }
+  if (d.facts.mt === 'seeking' && rng.chance(0.4)) {
+    const asked = addDays(ctx.asOf, -rng.int(5, 330));
+    const closed = addDays(asked, rng.int(15, 60));
+    return [findMtTask(ctx, cpts, asked, rng.chance(0.35) && closed <= ctx.asOf ? closed : undefined)];
+  }
+  return [];
 }
 
 interface Drawn {
