@@ -206,6 +206,20 @@ describe('FMT projection (PostgreSQL): médecin traitant periods, coverages, dis
     ]);
   });
 
+  it('a CareTeam write reaches its own periods through the source index, not a scan of every period', async () => {
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      // Whatever the table's size now: the plan the trigger's statement gets once it is large.
+      await client.query('SET LOCAL enable_seqscan = off');
+      const plan = await client.query(`EXPLAIN (FORMAT JSON) DELETE FROM ind_mt_period WHERE source = 'CareTeam/ct1'`);
+      await client.query('ROLLBACK');
+      expect(JSON.stringify(plan.rows[0])).toContain('"Index Name":"ind_mt_period_source_idx"');
+    } finally {
+      client.release();
+    }
+  });
+
   it('coverages: several ALD of one Coverage, C2S, only while active; they follow the person of their record', async () => {
     await write(pool, 'Patient', 'a1', patient('1970-01-01'), '2026-01-01T00:00:00Z');
     await write(

@@ -385,4 +385,13 @@ INSERT INTO ind_cell_key (secret) VALUES (gen_random_uuid()::text || gen_random_
   DRUG_ATC_MIGRATION,
   MT_VERIFICATION_MIGRATION,
   ROLE_VOUCH_MIGRATION,
+  {
+    version: 39,
+    feature: 'indicators',
+    name: 'ind_mt_period by source: a CareTeam projection without a table scan',
+    // Every CareTeam write replaces its periods (`WHERE source = 'CareTeam/<id>'`, migration 29),
+    // with no index leading on source: a scan of every period per write. A territory load wrote
+    // one CareTeam per declared MT, and PostgreSQL's share of the load grew with the square of it.
+    sql: `CREATE INDEX ind_mt_period_source_idx ON ind_mt_period (source);`,
+  },
 ];
