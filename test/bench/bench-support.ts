@@ -31,14 +31,7 @@ export async function pool<T>(items: T[], concurrency: number, f: (item: T) => P
   );
 }
 
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { alive } from '../support/process';
 
 export function tcpOpen(port: number): Promise<boolean> {
   return new Promise((done) => {

@@ -180,21 +180,36 @@ export function rootElements(resourceType: string, expression: string): string[]
   return roots.size > 0 ? [...roots] : undefined;
 }
 
-/** `s` split on `sep` outside parentheses and quotes. */
-function splitTopLevel(s: string, sep: string): string[] {
-  const out: string[] = [];
+/** For each character of `s`, how many parentheses are open around it (-1 inside a quoted string). */
+function nesting(s: string): number[] {
+  const out: number[] = [];
   let depth = 0;
   let quoted = false;
-  let start = 0;
   for (let i = 0; i < s.length; i++) {
     const c = s[i];
     if (c === "'") {
       quoted = !quoted;
-    } else if (!quoted && c === '(') {
-      depth++;
-    } else if (!quoted && c === ')') {
+      out.push(-1);
+      continue;
+    }
+    if (!quoted && c === ')') {
       depth--;
-    } else if (!quoted && depth === 0 && c === sep) {
+    }
+    out.push(quoted ? -1 : depth);
+    if (!quoted && c === '(') {
+      depth++;
+    }
+  }
+  return out;
+}
+
+/** `s` split on `sep` outside parentheses and quotes. */
+function splitTopLevel(s: string, sep: string): string[] {
+  const depth = nesting(s);
+  const out: string[] = [];
+  let start = 0;
+  for (let i = 0; i < s.length; i++) {
+    if (s[i] === sep && depth[i] === 0) {
       out.push(s.slice(start, i));
       start = i + 1;
     }
@@ -205,32 +220,22 @@ function splitTopLevel(s: string, sep: string): string[] {
 
 /** `.where(…)` with its criteria removed (`.where()`); undefined if the parentheses do not balance. */
 function stripWhereArguments(tail: string): string | undefined {
+  const depth = nesting(tail);
   let out = '';
   let i = 0;
   while (i < tail.length) {
-    if (tail.startsWith('.where(', i)) {
-      let depth = 1;
-      let j = i + '.where('.length;
-      let quoted = false;
-      for (; j < tail.length && depth > 0; j++) {
-        const c = tail[j];
-        if (c === "'") {
-          quoted = !quoted;
-        } else if (!quoted && c === '(') {
-          depth++;
-        } else if (!quoted && c === ')') {
-          depth--;
-        }
-      }
-      if (depth !== 0) {
-        return undefined;
-      }
-      out += '.where()';
-      i = j;
-    } else {
+    if (!tail.startsWith('.where(', i)) {
       out += tail[i];
       i++;
+      continue;
     }
+    const open = i + '.where'.length;
+    const close = depth.findIndex((d, k) => k > open && d === depth[open] && tail[k] === ')');
+    if (close < 0) {
+      return undefined;
+    }
+    out += '.where()';
+    i = close + 1;
   }
   return out;
 }
