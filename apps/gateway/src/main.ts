@@ -20,6 +20,19 @@ async function main(): Promise<void> {
   await app.listen(config.GW_HTTP_PORT, config.GW_HTTP_HOST);
   const mllp = config.GW_MLLP_ENABLED ? await startMllp(core) : undefined;
   const admin = await bootstrapAdmin(core);
+  const mllpGraceMs = Math.min(5000, Math.floor(config.GW_SHUTDOWN_TIMEOUT_MS / 2));
+  const shutdown = new GracefulShutdown(
+    [
+      // Stop accepting first; messages and requests in flight are answered (their ACK or response).
+      ...(mllp ? [{ name: 'mllp listener', close: () => mllp.server.close(mllpGraceMs) }] : []),
+      { name: 'http listener', close: () => app.close() },
+      ...core.shutdownSteps(),
+    ],
+    { timeoutMs: config.GW_SHUTDOWN_TIMEOUT_MS, logger },
+  );
+  // Before saying ready: a supervisor (or a test) may send SIGTERM as soon as it reads the line, and
+  // a signal that comes before its handler ends the process at once, nothing closed.
+  shutdown.install();
   logger.info(
     {
       url: `${core.baseUrl}/fhir`,
@@ -35,17 +48,6 @@ async function main(): Promise<void> {
       `\nFirst start: admin client created.\n  client_id:     ${admin.clientId}\n  client_secret: ${admin.clientSecret}\n  saved to:      ${admin.file}\n\n`,
     );
   }
-  const mllpGraceMs = Math.min(5000, Math.floor(config.GW_SHUTDOWN_TIMEOUT_MS / 2));
-  const shutdown = new GracefulShutdown(
-    [
-      // Stop accepting first; messages and requests in flight are answered (their ACK or response).
-      ...(mllp ? [{ name: 'mllp listener', close: () => mllp.server.close(mllpGraceMs) }] : []),
-      { name: 'http listener', close: () => app.close() },
-      ...core.shutdownSteps(),
-    ],
-    { timeoutMs: config.GW_SHUTDOWN_TIMEOUT_MS, logger },
-  );
-  shutdown.install();
   // The embedded PostgreSQL died and could not be restarted: stop with exit code 1, so that the
   // process supervisor (systemd, Docker, Kubernetes) starts the whole gateway again.
   core.db.onFailure((reason) => void shutdown.run(reason, 1));

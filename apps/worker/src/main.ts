@@ -15,8 +15,9 @@ async function main(): Promise<void> {
   // No request, job or cancellation may take the process down (crash-guard.ts).
   new CrashGuard(logger).install();
   const core = await createCore(config, logger, { workers: true, http: false });
-  logger.info({ queues: config.GW_WORKER_QUEUES, backend: core.queue.backend }, 'worker ready');
+  // Signal handlers before saying ready (see the gateway's main.ts).
   new GracefulShutdown(core.shutdownSteps(), { timeoutMs: config.GW_SHUTDOWN_TIMEOUT_MS, logger }).install();
+  logger.info({ queues: config.GW_WORKER_QUEUES, backend: core.queue.backend }, 'worker ready');
 }
 
 main().catch((err: unknown) => {
