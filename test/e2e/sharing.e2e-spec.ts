@@ -1,11 +1,11 @@
 import { readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Bundle, Communication, Resource } from '@medplum/fhirtypes';
 import { parseSearchRequest } from '@gw/fhir';
 import type { Principal } from '@gw/store';
 import { startTestGateway } from '../support/gateway';
 import type { TestGateway } from '../support/gateway';
+import { tempDir } from '../support/temp-dir';
 
 const NO_PARAMS = { unsupported: [], lenient: false };
 
@@ -101,7 +101,7 @@ describe('équipe-de-soins sharing (running gateway)', () => {
   });
 
   it('refuses to start with an invalid GW_SHARING_MATRIX_FILE and names the problem', async () => {
-    const bad = join(tmpdir(), `matrix-${process.pid}.json`);
+    const bad = join(tempDir('matrix-'), 'matrix.json');
     await writeFile(bad, JSON.stringify({ professions: { '21': ['everything'] }, otherHealth: [], nonHealth: [] }));
     await expect(startTestGateway({ GW_SHARING_MATRIX_FILE: bad })).rejects.toThrow(
       /is not a valid sharing matrix: professions\.21\.0/,
