@@ -24,6 +24,7 @@ export {
   MT_STATUS_EXTENSION,
   PRACTITIONER_FLAG_SYSTEM,
   TASK_CODE_SYSTEM,
+  TASK_TEXT,
   TERRITORY_COMMUNE_EXTENSION,
 } from './exchange.codes';
 export type { DocumentAuthor, DocumentPatient, ExchangeDocument, Submission } from './documents/document.model';

@@ -12,6 +12,7 @@ import type {
 } from '@medplum/fhirtypes';
 import { DISCHARGE_DISPOSITION, TASK_CODE_SYSTEM } from '@gw/fhir';
 import { CODES, CONDITION_CLINICAL } from '@gw/indicators';
+import { TASK_TEXT } from '@gw/exchange';
 import { Terminology } from '@gw/ingest';
 import { addDays } from './random';
 import type { Rng } from './random';
@@ -259,11 +260,7 @@ export function findMtTask(ctx: FactContext, cpts: string, asked: string, done?:
     meta: { profile: [GW_TASK_PROFILE], tag: [ownerTag(cpts)] },
     status: done ? 'completed' : 'in-progress',
     intent: 'order',
-    code: {
-      coding: [
-        { system: TASK_CODE_SYSTEM, code: 'find-mt', display: 'Trouver un médecin traitant et organiser le suivi' },
-      ],
-    },
+    code: { coding: [{ system: TASK_CODE_SYSTEM, code: 'find-mt', display: TASK_TEXT['find-mt'] }] },
     for: { reference: ctx.patientRef },
     authoredOn: at(asked),
     lastModified: at(done ?? asked),
