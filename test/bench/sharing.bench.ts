@@ -19,8 +19,8 @@
  * principals interleaved per iteration so that machine noise falls on all of them alike.
  * Writes test/bench/results/sharing-<date>-<size>.json.
  */
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool } from 'pg';
@@ -32,10 +32,8 @@ import { migrate } from '@gw/platform';
 import { CareAccessPolicy, FhirRepository, rebuildSharingProjection } from '@gw/store';
 import type { AccessPolicy, NewVersion, Principal, WriteContext } from '@gw/store';
 import { MIGRATIONS } from '../../apps/gateway/src/core';
-import { startEmbeddedPostgres } from '../../libs/platform/src/database/database';
-import { freePort } from '../support/ports';
 import { ROOT } from '../support/process';
-import { machineBusyTicks, percentile, postgresTicks, round } from './bench-support';
+import { benchPostgres, machineBusyTicks, percentile, postgresTicks, round } from './bench-support';
 import { buildLayout, buildPatient, by } from './sharing-data';
 import { VARIANTS } from './sharing-variants';
 import type { Variant } from './sharing-variants';
@@ -554,13 +552,7 @@ async function main(): Promise<void> {
   if (!Number.isInteger(size) || size < 10_000 || !Number.isInteger(iterations) || iterations < 1) {
     throw new Error('usage: --size N (≥ 10000) [--seed 1] [--as-of YYYY-MM-DD] [--iterations 100] [--verify 30]');
   }
-  const dataDir = values['keep-data'] ? resolve(values['keep-data']) : mkdtempSync(join(tmpdir(), 'gw-bench-share-'));
-  mkdirSync(dataDir, { recursive: true });
-  chmodSync(dataDir, 0o755);
-  if (values.reuse && !existsSync(join(dataDir, 'postgres', 'PG_VERSION'))) {
-    throw new Error(`--reuse: no database kept in ${dataDir}`);
-  }
-  const pg = await startEmbeddedPostgres(dataDir, await freePort());
+  const { dataDir, pg } = await benchPostgres(values['keep-data'], !!values.reuse, 'gw-bench-share-');
   loadFhirDefinitions();
   const profiles = ProfileRegistry.fromDirectory(resolve(ROOT, 'fhir-profiles'));
   const registry = new SearchParamRegistry();
@@ -672,9 +664,6 @@ async function main(): Promise<void> {
     await pool.end();
   } finally {
     await pg.stop();
-    if (!values['keep-data']) {
-      rmSync(dataDir, { recursive: true, force: true });
-    }
   }
   const outDir = resolve(ROOT, 'test/bench/results');
   mkdirSync(outDir, { recursive: true });

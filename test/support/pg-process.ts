@@ -1,8 +1,8 @@
-import { chmodSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { embeddedDatabaseUrl } from '../../libs/platform/src/database/database';
-import { ROOT, removeDataDirs, run } from './process';
+import { ROOT, postmasterPid, removeDataDirs, run } from './process';
 import type { Proc } from './process';
 
 /**
@@ -33,12 +33,14 @@ export class PgProcess {
 
   /** The database dies (SIGKILL to the postmaster: its backends drop their connections and exit). */
   async kill(): Promise<void> {
-    const pidFile = join(this.dir, 'postgres', 'postmaster.pid');
-    const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').split('\n')[0]) : 0;
+    // 0 (no lock file: never started, or stopped) must not reach process.kill: it means our own group.
+    const pid = postmasterPid(this.dir);
     try {
-      process.kill(pid, 'SIGKILL');
+      if (pid > 0) {
+        process.kill(pid, 'SIGKILL');
+      }
     } catch {
-      // already gone (killed before, or never started)
+      // already gone (killed before)
     }
     this.proc?.child.kill('SIGKILL');
     await this.proc?.exited;
