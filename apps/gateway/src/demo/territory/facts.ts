@@ -214,13 +214,7 @@ export function hospitalStay(ctx: FactContext, layout: Layout, k: number): void 
       intent: 'order',
       priority: 'urgent',
       code: {
-        coding: [
-          {
-            system: TASK_CODE_SYSTEM,
-            code: 'discharge-follow-up',
-            display: "Organiser le suivi après la sortie d'hospitalisation",
-          },
-        ],
+        coding: [{ system: TASK_CODE_SYSTEM, code: 'discharge-follow-up', display: TASK_TEXT['discharge-follow-up'] }],
       },
       focus: { reference: `Encounter/${stay.id}` },
       for: { reference: ctx.patientRef },
