@@ -2,6 +2,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, statSync } from 'node
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Client } from 'pg';
+import { embeddedTuning } from '../../libs/platform/src/database/database';
 import { freePort } from '../support/ports';
 import { ROOT, killAll, removeDataDirs, run } from '../support/process';
 import type { Proc } from '../support/process';
@@ -64,6 +65,13 @@ async function query<T = Record<string, unknown>>(url: string, sql: string): Pro
   }
 }
 
+/** A memory setting in MB (pg_settings gives it in blocks of its unit: 8kB, MB…). */
+function inMb(setting: string, unit: string): number {
+  const m = /^(\d+)?(kB|MB|GB)$/.exec(unit);
+  const factor = Number(m?.[1] ?? 1) * { kB: 1 / 1024, MB: 1, GB: 1024 }[(m?.[2] ?? 'MB') as 'kB' | 'MB' | 'GB'];
+  return Math.round(Number(setting) * factor);
+}
+
 const dataDirs: string[] = [];
 
 function newDataDir(): string {
@@ -109,6 +117,18 @@ describe('the embedded database: random secrets, a gateway role without superuse
       expect(await query(pg.superuserUrl, 'SELECT rolsuper FROM pg_roles WHERE rolname = current_user')).toEqual([
         { rolsuper: true },
       ]);
+      // Its settings are the gateway's tuning for this machine, not PostgreSQL's defaults.
+      const tuning = embeddedTuning().filter((f) => f !== '-c');
+      const settings = await query<{ name: string; setting: string; unit: string }>(
+        pg.url,
+        "SELECT name, setting, unit FROM pg_settings WHERE name IN ('shared_buffers', 'wal_buffers', 'max_wal_size') ORDER BY name",
+      );
+      expect(settings.map((s) => `${s.name}=${inMb(s.setting, s.unit)}MB`)).toEqual([
+        'max_wal_size=4096MB',
+        expect.stringMatching(/^shared_buffers=\d+MB$/),
+        'wal_buffers=64MB',
+      ]);
+      expect(tuning).toContain(settings.map((s) => `${s.name}=${inMb(s.setting, s.unit)}MB`)[1]);
     } finally {
       await stop(pg.proc);
     }

