@@ -4,10 +4,12 @@
  * catalogue evaluated on the loaded database (indicators-support.ts, as bench:indicators does).
  *
  *   npm run bench:territory-load -- --patients 100000,1000000 [--seed 1] [--as-of 2026-10-31]
- *     [--workers 2] [--runs 3] [--keep-data DIR] [--reuse] [--skip-catalogue]
+ *     [--workers 2] [--runs 3] [--keep-data DIR] [--reuse] [--skip-catalogue] [--floor]
  *
  * Per size: resources/s, wall, the process's RSS peak (main and worker threads), PostgreSQL's CPU
- * and the database size, the catalogue's times. --keep-data keeps the cluster (the databases are
+ * and the database size, the catalogue's times. --floor then measures the write floor of the
+ * loaded database (write-floor.ts): PostgreSQL copying the same rows table to table, with nothing
+ * to compute, with the indexes maintained and with the indexes built after. --keep-data keeps the cluster (the databases are
  * named bench_territory_<patients>_s<seed>); --reuse evaluates a kept database without loading.
  * Writes test/bench/results/territory-load-<date>-<sizes>.json.
  */
@@ -25,9 +27,11 @@ import { ROOT } from '../support/process';
 import { benchPostgres, postgresTicks, round } from './bench-support';
 import { evaluateAll, oneYearBefore } from './indicators-support';
 import type { SizeResult } from './indicators-support';
+import { writeFloor } from './write-floor';
+import type { WriteFloor } from './write-floor';
 
 const USAGE =
-  'usage: --patients 100000,1000000 [--seed 1] [--as-of 2026-10-31] [--workers 2] [--runs 3] [--keep-data DIR] [--reuse] [--skip-catalogue]';
+  'usage: --patients 100000,1000000 [--seed 1] [--as-of 2026-10-31] [--workers 2] [--runs 3] [--keep-data DIR] [--reuse] [--skip-catalogue] [--floor]';
 
 interface LoadResult {
   patients: number;
@@ -44,6 +48,7 @@ interface LoadResult {
   tablesMb: Record<string, number>;
   loadAverage: { atStart: number[]; atEnd: number[] };
   catalogue?: SizeResult;
+  floor?: WriteFloor;
 }
 
 async function main(): Promise<void> {
@@ -57,6 +62,7 @@ async function main(): Promise<void> {
       'keep-data': { type: 'string' },
       reuse: { type: 'boolean', default: false },
       'skip-catalogue': { type: 'boolean', default: false },
+      floor: { type: 'boolean', default: false },
     },
   });
   const sizes = (values.patients ?? '').split(',').map(Number);
@@ -150,6 +156,15 @@ async function main(): Promise<void> {
           load: { seconds: result.seconds, resources: summary.resources, perSecond: result.perSecond, reused },
         });
       }
+      if (values.floor) {
+        const resources = Number(
+          (await pool.query<{ n: string }>('SELECT count(*)::text AS n FROM resource')).rows[0]?.n ?? 0,
+        );
+        result.floor = await writeFloor(pool, dataDir, resources);
+        process.stderr.write(
+          `write floor: ${result.floor.maintained.postgresCpuMsPerResource} ms/resource with the indexes maintained, ${result.floor.deferred.postgresCpuMsPerResource} ms built after\n`,
+        );
+      }
       results.push(result);
       process.stdout.write(`${JSON.stringify(result)}\n`);
       await pool.end();
@@ -162,7 +177,10 @@ async function main(): Promise<void> {
     'test/bench/results',
     `territory-load-${new Date().toISOString().slice(0, 10)}-${sizes.join('-')}.json`,
   );
-  writeFileSync(out, `${JSON.stringify({ date: new Date().toISOString(), seed, asOf, dataDir, results }, null, 2)}\n`);
+  writeFileSync(
+    out,
+    `${JSON.stringify({ date: new Date().toISOString(), seed, asOf, cluster: values['keep-data'] ? 'kept (--keep-data)' : 'temporary', results }, null, 2)}\n`,
+  );
   process.stdout.write(`results written to ${out}\n`);
 }
 
