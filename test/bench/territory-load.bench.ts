@@ -162,7 +162,7 @@ async function main(): Promise<void> {
         );
         result.floor = await writeFloor(pool, dataDir, resources);
         process.stderr.write(
-          `write floor: ${result.floor.maintained.postgresCpuMsPerResource} ms/resource with the indexes maintained, ${result.floor.deferred.postgresCpuMsPerResource} ms built after\n`,
+          `write floor: ${result.floor.maintained.postgresCpuMsPerResource} ms/resource with the indexes maintained, ${result.floor.deferred.postgresCpuMsPerResource} ms built after, ${result.floor.read.postgresCpuMsPerResource} ms of it reading the rows\n`,
         );
       }
       results.push(result);
