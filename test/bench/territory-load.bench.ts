@@ -9,8 +9,9 @@
  * Per size: resources/s, wall, the process's RSS peak (main and worker threads), PostgreSQL's CPU
  * and the database size, the catalogue's times. --floor then measures the write floor of the
  * loaded database (write-floor.ts): PostgreSQL copying the same rows table to table, with nothing
- * to compute, with the indexes maintained and with the indexes built after. --keep-data keeps the cluster (the databases are
- * named bench_territory_<patients>_s<seed>); --reuse evaluates a kept database without loading.
+ * to compute, with the indexes maintained and with the indexes built after. --keep-data keeps the
+ * cluster (the databases are named bench_territory_<patients>_s<seed>); --reuse evaluates a kept
+ * database without loading.
  * Writes test/bench/results/territory-load-<date>-<sizes>.json.
  */
 import { writeFileSync } from 'node:fs';

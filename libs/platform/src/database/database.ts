@@ -231,7 +231,7 @@ const GATEWAY_PID_FILE = 'gateway.pid';
  * - Shared buffers: a sixth of the machine's memory, between 512 MB and 4 GB (the gateway, its
  *   worker and the OS cache share the rest). 128 MB made PostgreSQL copy pages from the OS cache
  *   all the time; on this 24 GB machine, 4 GB instead of 512 MB took the 100 000-patient bulk
- *   load from 438 to 382 s (test/bench/README.md).
+ *   load from 438 s to 379 s and 414 s in two runs (test/bench/README.md).
  * - WAL buffers of 64 MB: the automatic size (16 MB at most) filled up under the bulk load's
  *   concurrent writers, which then wrote the WAL themselves.
  * Shared memory is reserved, not used, until pages are read; WAL grows to max_wal_size only under
