@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { embeddedTuning, firstUnreachableAncestor, startEmbeddedPostgres } from './database';
+import { embeddedTuning, firstUnreachableAncestor, startEmbeddedPostgres, usableMemory } from './database';
 
 describe('embedded PostgreSQL data directory under a private parent', () => {
   let root: string;
@@ -52,6 +52,15 @@ describe('the embedded PostgreSQL tuning', () => {
     expect(sharedBuffers(12 * GB)).toBe('shared_buffers=2048MB');
     expect(sharedBuffers(24 * GB)).toBe('shared_buffers=4096MB');
     expect(sharedBuffers(256 * GB)).toBe('shared_buffers=4096MB');
+  });
+
+  it("sizes them by a container's memory limit, not the host's memory", () => {
+    expect(usableMemory(64 * GB, 3 * GB)).toBe(3 * GB);
+    // No limit: Node gives 0, undefined or 2^64 depending on the platform.
+    expect(usableMemory(24 * GB, 2 ** 64)).toBe(24 * GB);
+    expect(usableMemory(24 * GB, 0)).toBe(24 * GB);
+    expect(usableMemory(24 * GB, undefined)).toBe(24 * GB);
+    expect(sharedBuffers(usableMemory(64 * GB, 3 * GB))).toBe('shared_buffers=512MB');
   });
 
   it('is a list of -c flags PostgreSQL takes as they are', () => {

@@ -224,20 +224,33 @@ export async function startEmbeddedPostgres(
 const GATEWAY_PID_FILE = 'gateway.pid';
 
 /**
+ * The memory this process may use: the machine's, or less when a control group limits it (a
+ * container with a memory limit still sees the host's total in os.totalmem()). Without a limit,
+ * process.constrainedMemory() gives 0, nothing, or a huge number, whichever the platform says.
+ */
+export function usableMemory(
+  total: number = totalmem(),
+  constrained: number | undefined = process.constrainedMemory?.(),
+): number {
+  return constrained && constrained > 0 ? Math.min(total, constrained) : total;
+}
+
+/**
  * Settings of the embedded PostgreSQL beyond its defaults, for a gateway's write load.
  * - WAL (measured on a 10 000-patient portability import): with the default 1 GB of WAL between
  *   checkpoints, one came every ~25 s and full-page images of every page touched again were over
  *   half of the WAL written (≈ 480 kB per filed document).
- * - Shared buffers: a sixth of the machine's memory, between 512 MB and 4 GB (the gateway, its
- *   worker and the OS cache share the rest). 128 MB made PostgreSQL copy pages from the OS cache
- *   all the time; on this 24 GB machine, 4 GB instead of 512 MB took the 100 000-patient bulk
- *   load from 438 s to 379 s and 414 s in two runs (test/bench/README.md).
+ * - Shared buffers: a sixth of the usable memory (the machine's, or its container's limit),
+ *   between 512 MB and 4 GB (the gateway, its worker and the OS cache share the rest). 128 MB
+ *   made PostgreSQL copy pages from the OS cache all the time; on this 24 GB machine, 4 GB instead
+ *   of 512 MB took the 100 000-patient bulk load from 438 s to 379 s and 414 s in two runs
+ *   (test/bench/README.md).
  * - WAL buffers of 64 MB: the automatic size (16 MB at most) filled up under the bulk load's
  *   concurrent writers, which then wrote the WAL themselves.
  * Shared memory is reserved, not used, until pages are read; WAL grows to max_wal_size only under
  * sustained writes and is recycled afterwards.
  */
-export function embeddedTuning(memoryBytes: number = totalmem()): string[] {
+export function embeddedTuning(memoryBytes: number = usableMemory()): string[] {
   const mb = Math.round(Math.min(4096, Math.max(512, memoryBytes / 6 / 1024 / 1024)));
   return [
     '-c',
