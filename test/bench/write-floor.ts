@@ -1,12 +1,16 @@
 import type { Pool } from 'pg';
-import { postgresTicks, round } from './bench-support';
+import { TICK, postgresTicks, round } from './bench-support';
 
-/** What PostgreSQL spends writing rows already computed, in one of two ways. */
-export interface FloorPass {
+/** What a step of the measure cost: its wall time and PostgreSQL's CPU. */
+export interface FloorCost {
   seconds: number;
   /** PostgreSQL's CPU (every process of the cluster: backend and parallel index builders). */
   postgresCpuSeconds: number;
   postgresCpuMsPerResource: number;
+}
+
+/** What PostgreSQL spends writing rows already computed, in one of two ways. */
+export interface FloorPass extends FloorCost {
   /** Seconds per table (inserts; with `deferred`, plus its index builds). */
   byTable: Record<string, number>;
 }
@@ -18,7 +22,7 @@ export interface WriteFloor {
    * Reading the same rows (every column, nothing written): part of both passes' cost that a
    * loader does not pay, so the write floor is each pass minus this.
    */
-  read: Omit<FloorPass, 'byTable'>;
+  read: FloorCost;
   /** Copies into tables with their indexes: every insert maintains them, as a load does. */
   maintained: FloorPass;
   /** Copies into bare tables, then their indexes built (the cheapest order for a first load). */
@@ -47,6 +51,17 @@ export async function writeFloor(pool: Pool, dataDir: string, resources: number)
         WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.reltuples >= 100
         ORDER BY c.reltuples DESC`,
     );
+    const measured = async (work: () => Promise<void>): Promise<FloorCost> => {
+      const ticks = postgresTicks(dataDir);
+      const started = Date.now();
+      await work();
+      const cpu = (postgresTicks(dataDir) - ticks) / TICK;
+      return {
+        seconds: round((Date.now() - started) / 1000),
+        postgresCpuSeconds: round(cpu),
+        postgresCpuMsPerResource: Math.round((cpu * 1e6) / resources) / 1000,
+      };
+    };
     const pass = async (deferred: boolean): Promise<FloorPass> => {
       await client.query(`DROP SCHEMA IF EXISTS ${SCRATCH} CASCADE; CREATE SCHEMA ${SCRATCH}`);
       for (const { t } of tables.rows) {
@@ -56,40 +71,28 @@ export async function writeFloor(pool: Pool, dataDir: string, resources: number)
       }
       await client.query('CHECKPOINT');
       const byTable: Record<string, number> = {};
-      const ticks = postgresTicks(dataDir);
-      const started = Date.now();
-      for (const { t, cols, indexes } of tables.rows) {
-        const at = Date.now();
-        await client.query(`INSERT INTO ${SCRATCH}.${t} (${cols}) SELECT ${cols} FROM public.${t}`);
-        if (deferred) {
-          for (const def of indexes) {
-            // "CREATE [UNIQUE] INDEX name ON public.t USING …": the copy's index, unnamed.
-            await client.query(def.replace(/INDEX \S+ ON public\.(\S+)/, `INDEX ON ${SCRATCH}.$1`));
+      const cost = await measured(async () => {
+        for (const { t, cols, indexes } of tables.rows) {
+          const at = Date.now();
+          await client.query(`INSERT INTO ${SCRATCH}.${t} (${cols}) SELECT ${cols} FROM public.${t}`);
+          if (deferred) {
+            for (const def of indexes) {
+              // "CREATE [UNIQUE] INDEX name ON public.t USING …": the copy's index, unnamed.
+              await client.query(def.replace(/INDEX \S+ ON public\.(\S+)/, `INDEX ON ${SCRATCH}.$1`));
+            }
           }
+          byTable[t] = round((Date.now() - at) / 1000);
         }
-        byTable[t] = round((Date.now() - at) / 1000);
+        await client.query('CHECKPOINT');
+      });
+      return { ...cost, byTable };
+    };
+    const read = await measured(async () => {
+      for (const { t, cols } of tables.rows) {
+        // Executed, its rows discarded: EXPLAIN ANALYZE without timing runs the whole scan and projection.
+        await client.query(`EXPLAIN (ANALYZE, TIMING OFF) SELECT ${cols} FROM public.${t}`);
       }
-      await client.query('CHECKPOINT');
-      const cpu = (postgresTicks(dataDir) - ticks) / 100;
-      return {
-        seconds: round((Date.now() - started) / 1000),
-        postgresCpuSeconds: round(cpu),
-        postgresCpuMsPerResource: Math.round((cpu * 1e6) / resources) / 1000,
-        byTable,
-      };
-    };
-    const readTicks = postgresTicks(dataDir);
-    const readStarted = Date.now();
-    for (const { t, cols } of tables.rows) {
-      // Executed, its rows discarded: EXPLAIN ANALYZE without timing runs the whole scan and projection.
-      await client.query(`EXPLAIN (ANALYZE, TIMING OFF) SELECT ${cols} FROM public.${t}`);
-    }
-    const readCpu = (postgresTicks(dataDir) - readTicks) / 100;
-    const read = {
-      seconds: round((Date.now() - readStarted) / 1000),
-      postgresCpuSeconds: round(readCpu),
-      postgresCpuMsPerResource: Math.round((readCpu * 1e6) / resources) / 1000,
-    };
+    });
     const maintained = await pass(false);
     const deferred = await pass(true);
     return {
