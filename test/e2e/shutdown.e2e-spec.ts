@@ -60,10 +60,15 @@ async function postgresDependency(): Promise<Dependency> {
  * Starts the built gateway (workers in process) on external PostgreSQL (+ Redis), makes the
  * dependency fail relative to the SIGTERM, and returns how the process ended.
  */
-async function stopGateway(
-  backend: 'redis' | 'postgres',
-  when: When,
-): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number; out: string }> {
+/** How a gateway ended after SIGTERM: exit code or signal, time taken, what it printed. */
+interface Stopped {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  ms: number;
+  out: string;
+}
+
+async function stopGateway(backend: 'redis' | 'postgres', when: When): Promise<Stopped> {
   const dep = backend === 'redis' ? await redisDependency() : await postgresDependency();
   try {
     const dataDir = tempDir('gw-shutdown-');
@@ -111,7 +116,7 @@ async function stopGateway(
 }
 
 /** Exited in time, with 0 and "stopped" when graceful, else 1 and the steps it abandoned named. */
-function expectBoundedStop(r: { code: number | null; signal: NodeJS.Signals | null; ms: number; out: string }): void {
+function expectBoundedStop(r: Stopped): void {
   expect(r.ms).toBeLessThan(DEADLINE_MS + MARGIN_MS);
   if (r.code !== 0 && r.code !== 1) {
     // Seen in CI (no exit code: ended by a signal): say which, and what the gateway printed last.
