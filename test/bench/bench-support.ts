@@ -3,6 +3,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { startEmbeddedPostgres } from '../../libs/platform/src/database/database';
+import { postmasterPid } from '../support/process';
 import { freePort } from '../support/ports';
 
 /** Pieces both benchmarks need: CPU shares from /proc, percentiles, bounded parallelism, liveness. */
@@ -55,18 +56,9 @@ export function procTicks(pid: number, reaped = false): { ticks: number; ppid: n
   }
 }
 
-export function postmasterPidOf(dataDir: string): number | undefined {
-  const file = join(dataDir, 'postgres', 'postmaster.pid');
-  if (!existsSync(file)) {
-    return undefined;
-  }
-  const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
-  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-}
-
 /** CPU ticks of the postmaster of `dataDir` and its backends, live and exited (a closed pool connection keeps counting). */
 export function postgresTicks(dataDir: string): number {
-  const pm = postmasterPidOf(dataDir);
+  const pm = postmasterPid(dataDir);
   if (!pm) {
     return 0;
   }

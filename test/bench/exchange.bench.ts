@@ -30,18 +30,16 @@ import { freePort } from '../support/ports';
 import { startRedis } from '../support/redis';
 import {
   TICK,
-  alive,
   machineBusyTicks,
   percentile,
   pool,
   postgresTicks,
-  postmasterPidOf,
   procTicks,
   round,
   sleep,
   tcpOpen,
 } from './bench-support';
-import { GATEWAY_MAIN, ROOT, run } from '../support/process';
+import { GATEWAY_MAIN, ROOT, run, stopPostmaster } from '../support/process';
 import type { Proc } from '../support/process';
 import {
   ackCode,
@@ -379,13 +377,7 @@ async function stopEnv(env: BenchEnv | undefined): Promise<void> {
     await env.gateway.proc.exited;
     clearTimeout(timer);
   }
-  const pm = postmasterPidOf(env.dataDir);
-  if (pm && alive(pm) && procTicks(pm) !== undefined) {
-    process.kill(pm, 'SIGINT');
-    for (let i = 0; i < 100 && alive(pm); i++) {
-      await sleep(100);
-    }
-  }
+  await stopPostmaster(env.dataDir);
   await env.redis?.stop();
 }
 

@@ -19,18 +19,16 @@ import type { Encounter, Patient } from '@medplum/fhirtypes';
 import { freePort } from '../support/ports';
 import {
   TICK,
-  alive,
   machineBusyTicks,
   percentile,
   pool,
   postgresTicks,
-  postmasterPidOf,
   procTicks,
   round,
   sleep,
   tcpOpen,
 } from './bench-support';
-import { GATEWAY_MAIN, ROOT, run } from '../support/process';
+import { GATEWAY_MAIN, ROOT, run, stopPostmaster } from '../support/process';
 import type { Proc } from '../support/process';
 import {
   FACILITY_OID,
@@ -568,14 +566,7 @@ async function stopAll(gw: GatewayProcess | undefined): Promise<void> {
     await gw.proc.exited;
     clearTimeout(timer);
   }
-  const pm = postmasterPidOf(gw.dataDir);
-  if (pm && alive(pm) && procTicks(pm) !== undefined) {
-    // Only the postmaster of this run's data directory (started by our gateway): fast shutdown.
-    process.kill(pm, 'SIGINT');
-    for (let i = 0; i < 100 && alive(pm); i++) {
-      await sleep(100);
-    }
-  }
+  await stopPostmaster(gw.dataDir);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -46,7 +46,8 @@ export async function killAll(): Promise<void> {
 export function postmasterPid(dataDir: string): number {
   for (const file of [join(dataDir, 'postgres', 'postmaster.pid'), join(dataDir, 'postmaster.pid')]) {
     if (existsSync(file)) {
-      return Number(readFileSync(file, 'utf8').split('\n')[0]);
+      const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
+      return Number.isInteger(pid) && pid > 0 ? pid : 0;
     }
   }
   return 0;
@@ -62,19 +63,27 @@ export function alive(pid: number): boolean {
 }
 
 /**
+ * Stops the PostgreSQL of a data directory that a killed gateway left running, as an operator
+ * would (SIGINT, fast shutdown), waiting up to 10 s for it to exit.
+ */
+export async function stopPostmaster(dataDir: string): Promise<void> {
+  const pid = postmasterPid(dataDir);
+  if (pid > 0 && alive(pid)) {
+    process.kill(pid, 'SIGINT');
+    for (let i = 0; i < 100 && alive(pid); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+/**
  * Removes the data directories a test made (call after killAll). A gateway killed mid-test leaves
- * its embedded PostgreSQL running: it is stopped first as an operator would (SIGINT, fast
- * shutdown), so no cluster outlives the test and no directory is left behind in the temp folder.
+ * its embedded PostgreSQL running: it is stopped first (stopPostmaster), so no cluster outlives
+ * the test and no directory is left behind in the temp folder.
  */
 export async function removeDataDirs(dirs: Iterable<string>): Promise<void> {
   for (const dir of dirs) {
-    const pid = postmasterPid(dir);
-    if (pid > 0 && alive(pid)) {
-      process.kill(pid, 'SIGINT');
-      for (let i = 0; i < 100 && alive(pid); i++) {
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
+    await stopPostmaster(dir);
     rmSync(dir, { recursive: true, force: true });
   }
 }
