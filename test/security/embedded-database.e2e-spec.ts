@@ -65,13 +65,6 @@ async function query<T = Record<string, unknown>>(url: string, sql: string): Pro
   }
 }
 
-/** A memory setting in MB (pg_settings gives it in blocks of its unit: 8kB, MB…). */
-function inMb(setting: string, unit: string): number {
-  const m = /^(\d+)?(kB|MB|GB)$/.exec(unit);
-  const factor = Number(m?.[1] ?? 1) * { kB: 1 / 1024, MB: 1, GB: 1024 }[(m?.[2] ?? 'MB') as 'kB' | 'MB' | 'GB'];
-  return Math.round(Number(setting) * factor);
-}
-
 const dataDirs: string[] = [];
 
 function newDataDir(): string {
@@ -119,11 +112,13 @@ describe('the embedded database: random secrets, a gateway role without superuse
       ]);
       // Its settings are the gateway's tuning for this machine, not PostgreSQL's defaults.
       const tuning = embeddedTuning().filter((f) => f !== '-c');
-      const settings = await query<{ name: string; setting: string; unit: string }>(
+      // In MB, converted by PostgreSQL itself (current_setting gives '4GB', '64MB'…).
+      const settings = await query<{ shown: string }>(
         pg.url,
-        "SELECT name, setting, unit FROM pg_settings WHERE name IN ('shared_buffers', 'wal_buffers', 'max_wal_size') ORDER BY name",
+        `SELECT name || '=' || pg_size_bytes(current_setting(name)) / 1048576 || 'MB' AS shown
+           FROM unnest(ARRAY['max_wal_size', 'shared_buffers', 'wal_buffers']) AS name ORDER BY name`,
       );
-      const shown = settings.map((s) => `${s.name}=${inMb(s.setting, s.unit)}MB`);
+      const shown = settings.map((s) => s.shown);
       expect(shown).toEqual([
         'max_wal_size=4096MB',
         expect.stringMatching(/^shared_buffers=\d+MB$/),
